@@ -1,0 +1,136 @@
+#include "http/http_client.h"
+
+#include <curl/curl.h>
+
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "http/http_types.h"
+
+namespace ds::http {
+namespace {
+
+void GlobalInitOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
+  static_cast<std::string*>(userdata)->append(ptr, size * nmemb);
+  return size * nmemb;
+}
+
+size_t WriteHeader(char* ptr, size_t size, size_t nmemb, void* userdata) {
+  auto* headers = static_cast<std::map<std::string, std::string>*>(userdata);
+  std::string line(ptr, size * nmemb);
+  size_t colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = absl::AsciiStrToLower(line.substr(0, colon));
+    std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    (*headers)[name] = value;
+  }
+  return size * nmemb;
+}
+
+}  // namespace
+
+struct Client::Impl {
+  CURL* curl = nullptr;
+  ~Impl() {
+    if (curl != nullptr) curl_easy_cleanup(curl);
+  }
+};
+
+Client::Client(std::string base_url, ClientOptions options)
+    : base_url_(std::move(base_url)), options_(std::move(options)), impl_(std::make_unique<Impl>()) {
+  GlobalInitOnce();
+  while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
+  impl_->curl = curl_easy_init();
+}
+
+Client::~Client() = default;
+
+void Client::SetDefaultHeader(const std::string& name, const std::string& value) {
+  for (auto& [k, v] : default_headers_) {
+    if (k == name) {
+      v = value;
+      return;
+    }
+  }
+  default_headers_.emplace_back(name, value);
+}
+
+absl::StatusOr<ClientResponse> Client::Do(
+    const std::string& method, const std::string& target, const std::string& body,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    std::chrono::milliseconds timeout) {
+  if (impl_->curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  CURL* c = impl_->curl;
+  curl_easy_reset(c);
+  ClientResponse out;
+  std::string url = base_url_ + target;
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, options_.user_agent.c_str());
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>((timeout.count() > 0 ? timeout : options_.timeout).count()));
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
+  if (method == "HEAD") curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  }
+  curl_slist* list = nullptr;
+  list = curl_slist_append(list, "Expect:");
+  bool has_ct = false;
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  for (const Headers* hs : std::initializer_list<const Headers*>{&default_headers_, &headers}) {
+    for (const auto& [k, v] : *hs) {
+      if (absl::AsciiStrToLower(k) == "content-type") has_ct = true;
+      list = curl_slist_append(list, absl::StrCat(k, ": ", v).c_str());
+    }
+  }
+  if (!has_ct && !body.empty()) list = curl_slist_append(list, "Content-Type: application/json");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &out.body);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, WriteHeader);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &out.headers);
+  CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(list);
+  if (rc != CURLE_OK) {
+    std::string msg = absl::StrCat(method, " ", base_url_, target.substr(0, target.find('?')), ": ",
+                                   curl_easy_strerror(rc));
+    if (rc == CURLE_OPERATION_TIMEDOUT) return absl::DeadlineExceededError(msg);
+    return absl::UnavailableError(msg);
+  }
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  out.status = static_cast<int>(status);
+  return out;
+}
+
+absl::Status StatusFromResponse(const ClientResponse& response) {
+  if (response.status >= 200 && response.status < 300) return absl::OkStatus();
+  std::string detail;
+  try {
+    auto j = nlohmann::json::parse(response.body);
+    if (j.is_object()) {
+      detail = j.value("detail", "");
+      if (detail.empty()) detail = j.value("title", "");
+    }
+  } catch (const nlohmann::json::exception&) {
+  }
+  if (detail.empty()) detail = response.body.substr(0, 300);
+  if (detail.empty()) detail = absl::StrCat("HTTP ", response.status);
+  return StatusForHttp(response.status, detail);
+}
+
+}  // namespace ds::http

@@ -1,0 +1,92 @@
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "http/http_client.h"
+#include "http/http_server.h"
+
+namespace ds::http {
+namespace {
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions opts;
+    opts.max_body_bytes = 1024;
+    auto s = StartServer(opts, [](Request req, Responder respond) {
+      if (req.path == "/later") {
+        std::thread([respond] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          respond(JsonResponse(200, R"({"late":true})"));
+        }).detach();
+        return;
+      }
+      if (req.path == "/fail") return respond(ProblemResponse(absl::NotFoundError("no such thing")));
+      respond(JsonResponse(200, req.method + " " + req.path + " q=" + req.Query("q") +
+                                    " auth=" + req.Header("authorization") + " body=" + req.body));
+    });
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = std::move(*s);
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+  }
+  void TearDown() override { server_->Stop(); }
+
+  std::unique_ptr<Server> server_;
+  std::string base_;
+};
+
+TEST_F(HttpTest, EchoesDecodedPathQueryHeadersAndBody) {
+  Client c(base_, {});
+  c.SetDefaultHeader("Authorization", "Bearer x");
+  auto r = c.Do("POST", "/a%20b/%C3%BC?q=1%2B2+3", "hello");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "POST /a b/\xC3\xBC q=1+2 3 auth=Bearer x body=hello");
+  // Keep-alive: a second call on the same client works.
+  auto r2 = c.Do("GET", "/x");
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->body, "GET /x q= auth=Bearer x body=");
+}
+
+TEST_F(HttpTest, BodyOverLimitGets413) {
+  Client c(base_, {});
+  auto r = c.Do("POST", "/big", std::string(4096, 'x'));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(r->headers["content-type"], "application/problem+json");
+  EXPECT_TRUE(absl::IsResourceExhausted(StatusFromResponse(*r)));
+}
+
+TEST_F(HttpTest, DeferredResponderAnswersLater) {
+  Client c(base_, {});
+  auto r = c.Do("GET", "/later");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body, R"({"late":true})");
+}
+
+TEST_F(HttpTest, ProblemMapsBackToStatus) {
+  Client c(base_, {});
+  auto r = c.Do("GET", "/fail");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+  absl::Status st = StatusFromResponse(*r);
+  EXPECT_TRUE(absl::IsNotFound(st));
+  EXPECT_EQ(st.message(), "no such thing");
+}
+
+TEST(HttpClientTest, ConnectionRefusedIsUnavailable) {
+  Client c("http://127.0.0.1:1", {});
+  auto r = c.Do("GET", "/");
+  EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
+}
+
+TEST(HttpTypesTest, PercentDecodeRejectsBadEscapes) {
+  EXPECT_FALSE(PercentDecode("%", false).ok());
+  EXPECT_FALSE(PercentDecode("%4", false).ok());
+  EXPECT_FALSE(PercentDecode("%zz", false).ok());
+  EXPECT_FALSE(PercentDecode("a%00b", false).ok());
+  EXPECT_EQ(*PercentDecode("a%2Fb", false), "a/b");
+}
+
+}  // namespace
+}  // namespace ds::http

@@ -1,0 +1,52 @@
+// HTTP request/response values shared by the server and the client, and the one mapping between
+// canonical status codes and HTTP statuses (problem+json, RFC 9457).
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace ds::http {
+
+struct Request {
+  std::string method;                          // "GET", "POST", ...
+  std::string path;                            // decoded path, no query
+  std::map<std::string, std::string> query;    // decoded
+  std::map<std::string, std::string> headers;  // names lowercased
+  std::string body;
+  std::string remote_addr;
+
+  // Header value or "" (name must be lowercase).
+  std::string Header(const std::string& name) const;
+  std::string Query(const std::string& name, const std::string& fallback = "") const;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Canonical code → HTTP status (InvalidArgument 400, Unauthenticated 401, PermissionDenied 403,
+// NotFound 404, AlreadyExists/FailedPrecondition/Aborted 409, ResourceExhausted 413,
+// Unavailable 503, DeadlineExceeded 504, Unimplemented 501, otherwise 500).
+int HttpStatusFor(const absl::Status& status);
+// HTTP status → canonical code, with `detail` as message.
+absl::Status StatusForHttp(int http_status, const std::string& detail);
+
+// A problem+json response for a non-OK status. 5xx responses hide internal details unless
+// `expose_detail`; 503 carries Retry-After.
+Response ProblemResponse(const absl::Status& status, bool expose_detail = true);
+Response ProblemResponse(int http_status, const std::string& title, const std::string& detail);
+Response JsonResponse(int http_status, std::string body);
+
+// Percent-decoding (returns InvalidArgument on bad escapes or decoded NUL) and encoding of one
+// path segment or query value.
+[[nodiscard]] absl::StatusOr<std::string> PercentDecode(const std::string& in, bool plus_is_space);
+std::string PercentEncode(const std::string& in);
+
+}  // namespace ds::http

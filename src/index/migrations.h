@@ -1,0 +1,17 @@
+// Migrations compiled into the binary from migrations/<dialect>/NNNN_name.sql.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+namespace ds {
+
+struct Migration {
+  int version;             // NNNN from the file name; consecutive from 1
+  std::string_view name;   // file name
+  std::string_view sql;    // whole file
+};
+
+extern const std::vector<Migration> kSqliteMigrations;
+
+}  // namespace ds

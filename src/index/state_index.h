@@ -1,0 +1,220 @@
+// The state index: runners, jobs, runs, synced files, commands and admin tokens, behind one
+// interface that SQLite (embedded default) and PostgreSQL (scale-out) implement. Every
+// implementation passes index_conformance_test.cc.
+//
+// Thread-safety: all methods may be called concurrently from any thread.
+// Errors: NotFound (no such row), AlreadyExists (unique constraint), FailedPrecondition (state
+// does not allow the change), InvalidArgument (caller bug or bad input), Unavailable (database
+// unreachable or busy beyond the timeout), Internal (anything else). Nothing is partially applied:
+// each mutating method is one transaction.
+// Times are Unix milliseconds (`*_ms`); file mtimes are Unix nanoseconds (`mtime_ns`).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "protocol/messages.h"
+
+namespace ds {
+
+struct Runner {
+  int64_t id = 0;
+  std::string name;
+  std::string status;            // pending | approved | rejected | revoked
+  std::string hostname, os, machine_id, agent_version;
+  std::string runtime_state;     // last reported: idle | syncing | ...
+  std::string current_run;
+  bool has_key = false;
+  int64_t jobs_version = 0;      // bumped on every job change of this runner
+  int64_t created_at_ms = 0, approved_at_ms = 0, last_heartbeat_at_ms = 0,
+          last_activity_at_ms = 0;
+};
+
+struct Enrollment {
+  std::string id;                // UUID
+  int64_t runner_id = 0;
+  std::string secret_hash;       // SHA-256 hex of the enrollment secret
+  std::string status;            // pending | approved | rejected | delivered
+  int64_t created_at_ms = 0;
+};
+
+struct RegisterInfo {
+  std::string name, hostname, os, machine_id, agent_version;
+};
+
+struct Job {
+  int64_t runner_id = 0;
+  std::string runner_name;
+  protocol::JobSpec spec;        // spec.id is the job id
+  int64_t created_at_ms = 0;
+};
+
+struct SyncedFile {
+  int64_t job_id = 0;
+  std::string path;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  std::string sha256;
+  int64_t synced_at_ms = 0;
+  std::string run_id;
+};
+
+// One file of one run: what compare planned and what complete reported.
+struct RunFile {
+  std::string path;
+  std::string planned_reason;    // new | changed | missing; empty for files never planned
+  uint64_t size = 0;
+  std::string sha256;            // planned hash
+  std::string result;            // empty (pending) | uploaded | failed | skipped
+  std::string error;
+  std::string kept_version;
+};
+
+struct Run {
+  protocol::RunSummary summary;  // runner/job are names
+  int64_t runner_id = 0;
+  int64_t job_id = 0;
+};
+
+struct RunFilter {
+  std::optional<int64_t> runner_id;
+  std::optional<int64_t> job_id;
+  std::optional<std::string> state;
+  int limit = 50;                // at most 1000
+};
+
+struct StoredCommand {
+  protocol::Command command;
+  int64_t runner_id = 0;
+  std::string state;             // pending | delivered
+  int64_t created_at_ms = 0;
+};
+
+struct AdminToken {
+  int64_t id = 0;
+  std::string name;
+  std::string role;              // admin | viewer
+  int64_t created_at_ms = 0;
+  int64_t revoked_at_ms = 0;     // 0 = active
+};
+
+class StateIndex {
+ public:
+  virtual ~StateIndex() = default;
+
+  // Applies pending migrations in order, each in its own transaction, recording it in
+  // schema_migrations. Idempotent. FailedPrecondition when the database has a newer schema than
+  // this binary knows (the message says both versions).
+  [[nodiscard]] virtual absl::Status Migrate() = 0;
+  [[nodiscard]] virtual absl::StatusOr<int> SchemaVersion() = 0;
+  virtual int LatestKnownSchemaVersion() const = 0;
+  // Cheap round trip for readiness probes.
+  [[nodiscard]] virtual absl::Status Ping() = 0;
+
+  // ---- runners and enrollment -----------------------------------------------------------------
+  // Creates a pending runner named info.name and its enrollment. If a *pending* runner of that
+  // name exists, it is reused and its previous enrollments are superseded (rejected).
+  // AlreadyExists when the name belongs to a non-pending runner.
+  [[nodiscard]] virtual absl::StatusOr<Runner> RegisterRunner(const RegisterInfo& info,
+                                                              const std::string& enrollment_id,
+                                                              const std::string& secret_hash,
+                                                              int64_t now_ms) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Enrollment> GetEnrollment(const std::string& id) = 0;
+  // Atomically: if the enrollment is `approved`, stores `key_hash` on its runner and marks the
+  // enrollment `delivered`. FailedPrecondition otherwise (so a key is issued exactly once).
+  [[nodiscard]] virtual absl::Status DeliverKey(const std::string& enrollment_id,
+                                                const std::string& key_hash) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Runner>> ListRunners() = 0;
+  [[nodiscard]] virtual absl::StatusOr<Runner> GetRunnerByName(const std::string& name) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Runner> GetRunnerById(int64_t id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Runner> FindRunnerByKeyHash(const std::string& key_hash) = 0;
+  // Compare-and-set of the runner's status: FailedPrecondition unless it is `from`. Moving to
+  // approved/rejected also moves the runner's live (pending) enrollment to the same status and
+  // sets approved_at. Moving to revoked clears the key hash.
+  [[nodiscard]] virtual absl::Status TransitionRunner(int64_t runner_id, const std::string& from,
+                                                      const std::string& to, int64_t now_ms) = 0;
+  [[nodiscard]] virtual absl::Status RecordHeartbeat(int64_t runner_id,
+                                                     const std::string& agent_version,
+                                                     const std::string& runtime_state,
+                                                     const std::string& current_run,
+                                                     int64_t now_ms) = 0;
+
+  // ---- jobs -------------------------------------------------------------------------------------
+  // Creates the job (replace=false: AlreadyExists if the runner has one of that name) or replaces
+  // its definition (replace=true: same id, same index rows). Bumps the runner's jobs_version.
+  [[nodiscard]] virtual absl::StatusOr<Job> PutJob(int64_t runner_id, const protocol::JobSpec& spec,
+                                                   bool replace, int64_t now_ms) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Job> GetJob(int64_t runner_id, const std::string& name) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Job> GetJobById(int64_t job_id) = 0;
+  // All jobs, or one runner's; ordered by runner name, job name.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Job>> ListJobs(std::optional<int64_t> runner_id) = 0;
+  // Deletes the job, its synced-file rows and its run-file rows (runs stay, for history).
+  [[nodiscard]] virtual absl::Status DeleteJob(int64_t job_id) = 0;
+
+  // ---- runs ---------------------------------------------------------------------------------------
+  // Creates the run in state `running`, or returns the existing one when the same run id was
+  // already begun for this runner and job (idempotent retries). FailedPrecondition if the id
+  // exists for another runner/job or is no longer running.
+  [[nodiscard]] virtual absl::StatusOr<Run> BeginRun(const std::string& run_id, int64_t runner_id,
+                                                     int64_t job_id, const std::string& trigger,
+                                                     int64_t now_ms) = 0;
+  // Rows of synced_files for `paths` of the job (missing paths are simply absent).
+  [[nodiscard]] virtual absl::StatusOr<std::vector<SyncedFile>> LookupSyncedFiles(
+      int64_t job_id, const std::vector<std::string>& paths) = 0;
+  // Records planned files (upsert by run id + path) and, when totals are given (>= 0), the
+  // manifest totals files_seen / bytes_seen. files_planned is kept equal to the planned rows.
+  [[nodiscard]] virtual absl::Status RecordPlanned(const std::string& run_id,
+                                                   const std::vector<RunFile>& planned,
+                                                   int64_t total_files, int64_t total_bytes) = 0;
+  // Applies a batch of results of a running run in one transaction. Idempotent by run id + path:
+  // a repeated result changes nothing. `uploaded` upserts the job's synced_files row (synced_at =
+  // now, run_id = this run) and sets the runner's last_activity_at. InvalidArgument (and nothing
+  // applied) if any uploaded/failed result names a path not planned in this run; `skipped` may
+  // name any path. FailedPrecondition if the run is not running. Returns the number applied.
+  [[nodiscard]] virtual absl::StatusOr<uint64_t> RecordResults(
+      const std::string& run_id, const std::vector<protocol::FileResult>& results,
+      int64_t now_ms) = 0;
+  // Closes a running run with `state` (succeeded | partial | failed | abandoned).
+  // Idempotent when already closed with the same state; FailedPrecondition otherwise.
+  [[nodiscard]] virtual absl::StatusOr<Run> FinishRun(const std::string& run_id,
+                                                      const std::string& state,
+                                                      const std::string& error, int64_t now_ms) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Run> GetRun(const std::string& run_id) = 0;
+  // Newest first.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Run>> ListRuns(const RunFilter& filter) = 0;
+  // Ordered by path; paths > after_path; at most `limit`.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<RunFile>> ListRunFiles(
+      const std::string& run_id, const std::string& after_path, int limit) = 0;
+
+  // ---- synced files ------------------------------------------------------------------------------
+  // Ordered by path; paths > after_path (keyset paging); at most `limit` (<= 10000).
+  [[nodiscard]] virtual absl::StatusOr<std::vector<SyncedFile>> ListSyncedFiles(
+      int64_t job_id, const std::string& after_path, int limit) = 0;
+  [[nodiscard]] virtual absl::StatusOr<int64_t> CountSyncedFiles(int64_t job_id) = 0;
+
+  // ---- commands -------------------------------------------------------------------------------
+  [[nodiscard]] virtual absl::StatusOr<protocol::Command> EnqueueCommand(
+      int64_t runner_id, const std::string& type, const std::string& job,
+      const std::string& run_id, int64_t now_ms) = 0;
+  // Returns the runner's pending commands (oldest first) and marks them delivered.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<protocol::Command>> TakeCommands(
+      int64_t runner_id) = 0;
+
+  // ---- admin tokens ---------------------------------------------------------------------------
+  [[nodiscard]] virtual absl::StatusOr<AdminToken> CreateAdminToken(const std::string& name,
+                                                                    const std::string& role,
+                                                                    const std::string& token_hash,
+                                                                    int64_t now_ms) = 0;
+  // Active (not revoked) token by hash; NotFound otherwise.
+  [[nodiscard]] virtual absl::StatusOr<AdminToken> FindAdminToken(const std::string& token_hash) = 0;
+  [[nodiscard]] virtual absl::StatusOr<int64_t> CountAdminTokens() = 0;
+};
+
+// Opens the index named by `url`: "sqlite:PATH" (PATH's directory is created). Does not migrate.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<StateIndex>> OpenStateIndex(const std::string& url);
+
+}  // namespace ds

@@ -1,0 +1,36 @@
+// Directory / mounted-share backend: local disk, NFS, SMB or an Azure Files mount.
+//
+// Layout under the root directory:
+//   <key>                                         the object, a regular file
+//   <dir of key>/.dstmp-<tag8>-<hash16>           in-flight temp file (never listed)
+//   .datasync/versions/<key>/<UTC>-<sha12>[-N]    replaced objects kept aside (never listed)
+// Object metadata lives in the file's mtime and in the xattrs user.datasync.sha256 (lowercase hex)
+// and user.datasync.mtime_ns (decimal Unix nanoseconds); filesystems without user xattrs simply
+// have no stored SHA-256 (ObjectInfo::sha256 empty).
+//
+// Keys are resolved component by component without following symlinks: a symlink inside the
+// root is never traversed or written through.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "storage/storage.h"
+
+namespace ds {
+
+// Opens (creating if needed, like mkdir -p) the directory `root`. PermissionDenied / NotFound
+// when unusable. The root path is resolved again on every call, so a share mounted after
+// opening is picked up; a root that has vanished gives Unavailable.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root);
+
+// Keys ('/'-joined, relative to `root`) of leftover temp files (names starting with kTempPrefix)
+// below `root`/`prefix` (all of the root when `prefix` is empty) and below the matching part of
+// the versions area (reported as ".datasync/versions/..."). In-flight uploads are included: the
+// caller decides what is stale. A missing prefix directory gives an empty list.
+// InvalidArgument for a bad prefix; Unavailable when the root is unreachable.
+[[nodiscard]] absl::StatusOr<std::vector<std::string>> ListTempFiles(const std::string& root,
+                                                                     const std::string& prefix);
+
+}  // namespace ds
