@@ -2,7 +2,8 @@
 
 #include <toml++/toml.h>
 
-#include <sstream>
+#include <charconv>
+#include <system_error>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -15,9 +16,10 @@ absl::StatusOr<std::string> ScalarToString(const toml::node& node, const std::st
   if (auto s = node.value<std::string>()) return *s;
   if (auto i = node.value<int64_t>()) return std::to_string(*i);
   if (auto d = node.value<double>()) {
-    std::ostringstream o;
-    o << *d;
-    return o.str();
+    // Shortest text that reads back as the same double (an ostream would round to 6 digits).
+    char buf[64];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, *d);
+    if (ec == std::errc()) return std::string(buf, end);
   }
   return absl::InvalidArgumentError(absl::StrCat("config key '", key, "' has an unsupported type"));
 }

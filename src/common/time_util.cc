@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <ctime>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -55,6 +56,9 @@ absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text) {
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown duration unit '", std::string(unit), "'"));
     }
+    if (n * ms > std::numeric_limits<int64_t>::max() - total) {
+      return absl::InvalidArgumentError("duration too large");
+    }
     total += n * ms;
     any = true;
   }
@@ -76,12 +80,17 @@ std::string FormatDuration(std::chrono::milliseconds d) {
 
 std::string FormatIsoUtc(int64_t unix_ms) {
   if (unix_ms == 0) return "";
-  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  int64_t millis = unix_ms % 1000;
+  int64_t whole = unix_ms / 1000;
+  if (millis < 0) {  // before 1970: floor, not truncate towards zero
+    millis += 1000;
+    whole -= 1;
+  }
+  std::time_t secs = static_cast<std::time_t>(whole);
   std::tm tm{};
   gmtime_r(&secs, &tm);
   return absl::StrFormat("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                         static_cast<int>(unix_ms % 1000));
+                         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
 }
 
 }  // namespace ds

@@ -34,6 +34,11 @@ size_t WriteHeader(char* ptr, size_t size, size_t nmemb, void* userdata) {
   return size * nmemb;
 }
 
+int Progress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* cancel = static_cast<const std::atomic<bool>*>(userdata);
+  return cancel->load() ? 1 : 0;
+}
+
 }  // namespace
 
 struct Client::Impl {
@@ -103,12 +108,18 @@ absl::StatusOr<ClientResponse> Client::Do(
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &out.body);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, WriteHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &out.headers);
+  if (options_.cancel != nullptr) {
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, Progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(options_.cancel));
+  }
   CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(list);
   if (rc != CURLE_OK) {
     std::string msg = absl::StrCat(method, " ", base_url_, target.substr(0, target.find('?')), ": ",
                                    curl_easy_strerror(rc));
     if (rc == CURLE_OPERATION_TIMEDOUT) return absl::DeadlineExceededError(msg);
+    if (rc == CURLE_ABORTED_BY_CALLBACK) return absl::CancelledError(msg);
     return absl::UnavailableError(msg);
   }
   long status = 0;

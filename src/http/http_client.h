@@ -1,6 +1,7 @@
 // The one HTTP client wrapper (libcurl): agent → server, CLI → server, and later Azure Blob.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -17,6 +18,7 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{120'000};  // whole request
   std::string ca_file;                          // extra CA bundle for a private PKI; "" = system
   std::string user_agent = "datasync";
+  const std::atomic<bool>* cancel = nullptr;    // when set, in-flight requests abort (Cancelled)
 };
 
 struct ClientResponse {

@@ -6,13 +6,14 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "spdlog/spdlog.h"
+#include "common/log.h"
 
 namespace ds::http {
 namespace {
@@ -34,8 +35,13 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnRead(beast::error_code ec, size_t bytes);
   void Write(Response response, bool force_close);
   void Close();
+  // After an error answer: stop sending, then read and discard what the client is still sending
+  // (bounded), so it sees our response instead of a connection reset.
+  void LingerClose();
+  void Drain();
 
   beast::tcp_stream stream_;
+  size_t drained_ = 0;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   ServerImpl* server_;
@@ -209,9 +215,27 @@ void Session::Write(Response response, bool force_close) {
   res->keep_alive(!close);
   res->prepare_payload();
   stream_.expires_after(std::chrono::seconds(60));
-  bhttp::async_write(stream_, *res, [self = shared_from_this(), res, close](beast::error_code ec, size_t) {
-    if (ec || close) return self->Close();
+  bhttp::async_write(stream_, *res, [self = shared_from_this(), res, close, force_close](beast::error_code ec, size_t) {
+    if (ec) return self->Close();
+    if (force_close) return self->LingerClose();
+    if (close) return self->Close();
     self->DoRead();
+  });
+}
+
+void Session::LingerClose() {
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream_.expires_after(std::chrono::seconds(5));
+  Drain();
+}
+
+void Session::Drain() {
+  auto buf = std::make_shared<std::array<char, 65536>>();
+  stream_.async_read_some(asio::buffer(*buf), [self = shared_from_this(), buf](beast::error_code ec, size_t n) {
+    self->drained_ += n;
+    if (ec || self->drained_ > (256u << 20)) return self->Close();
+    self->Drain();
   });
 }
 

@@ -1,6 +1,7 @@
 #include "protocol/messages.h"
 
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 
@@ -9,16 +10,40 @@ namespace {
 
 using nlohmann::json;
 
+// Strict conversion: integers must be integers of the right sign (no silent wrap of -1 into
+// 2^64-1, no truncation of 1.9), booleans booleans, strings strings.
+template <typename V>
+void Strict(const json& v, const char* key, V& out) {
+  auto bad = [&](const char* what) {
+    throw json::type_error::create(302, std::string("field '") + key + "' must be " + what, &v);
+  };
+  if constexpr (std::is_same_v<V, bool>) {
+    if (!v.is_boolean()) bad("a boolean");
+  } else if constexpr (std::is_integral_v<V> && std::is_unsigned_v<V>) {
+    if (!v.is_number_unsigned()) bad("a non-negative integer");
+  } else if constexpr (std::is_integral_v<V>) {
+    if (!v.is_number_integer()) bad("an integer");
+  } else if constexpr (std::is_same_v<V, std::string>) {
+    if (!v.is_string()) bad("a string");
+  }
+  v.get_to(out);
+}
+
 // Optional field: leaves `out` untouched when absent or null.
 template <typename V>
 void Opt(const json& j, const char* key, V& out) {
   auto it = j.find(key);
-  if (it != j.end() && !it->is_null()) it->get_to(out);
+  if (it != j.end() && !it->is_null()) Strict(*it, key, out);
+}
+
+template <typename V>
+void Req(const json& j, const char* key, V& out) {
+  Strict(j.at(key), key, out);
 }
 
 }  // namespace
 
-#define DS_REQ(field) j.at(#field).get_to(v.field)
+#define DS_REQ(field) Req(j, #field, v.field)
 #define DS_OPT(field) Opt(j, #field, v.field)
 
 void to_json(json& j, const RegisterRequest& v) {
@@ -239,7 +264,9 @@ void from_json(const json& j, Problem& v) {
 template <typename T>
 absl::StatusOr<T> Decode(std::string_view body) {
   try {
-    return json::parse(body).get<T>();
+    json j = json::parse(body);
+    if (!j.is_object()) return absl::InvalidArgumentError("invalid JSON body: expected an object");
+    return j.get<T>();
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("invalid JSON body: ", e.what()));
   }

@@ -1,0 +1,409 @@
+#include "sync/scanner.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "common/files.h"
+#include "common/paths.h"
+#include "common/time_util.h"
+
+namespace ds {
+namespace {
+
+constexpr size_t kReadChunkBytes = size_t{1} << 20;
+
+// Reasons reported in ScanProblem::error.
+constexpr char kPermissionDenied[] = "permission denied";
+constexpr char kChangedWhileReading[] = "changed while reading";
+constexpr char kSymlinkOutside[] = "symlink points outside the job folder";
+constexpr char kSymlinkDangling[] = "dangling symlink";
+constexpr char kNotRegular[] = "not a regular file";
+
+int64_t MtimeNs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+// Closes a file descriptor on scope exit.
+class FdCloser {
+ public:
+  explicit FdCloser(int fd) : fd_(fd) {}
+  ~FdCloser() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+
+ private:
+  int fd_;
+};
+
+std::string ErrnoReason(int err) {
+  if (err == EACCES || err == EPERM) return kPermissionDenied;
+  return std::strerror(err);
+}
+
+// True when `pattern` matches: against the whole relative path, and for patterns without
+// '/' also against the basename.
+bool GlobMatches(const std::string& pattern, const char* path, const char* basename) {
+  if (::fnmatch(pattern.c_str(), path, 0) == 0) return true;
+  return basename != path && pattern.find('/') == std::string::npos &&
+         ::fnmatch(pattern.c_str(), basename, 0) == 0;
+}
+
+// PassesFilters with the basename already located: `base` points into `path`.
+bool PassesFiltersAt(const char* path, const char* base, const std::vector<std::string>& includes,
+                     const std::vector<std::string>& excludes) {
+  for (const std::string& pattern : excludes) {
+    if (GlobMatches(pattern, path, base)) return false;
+  }
+  if (includes.empty()) return true;
+  for (const std::string& pattern : includes) {
+    if (GlobMatches(pattern, path, base)) return true;
+  }
+  return false;
+}
+
+// One scan: the walk's state and its output. Not thread-safe.
+class Scanner {
+ public:
+  Scanner(const ScanOptions& options, HashCache* cache)
+      : options_(options), cache_(cache), buffer_(new char[kReadChunkBytes]) {
+    result_.files.reserve(1024);
+  }
+
+  absl::StatusOr<ScanResult> Run() {
+    int root_fd = ::open(options_.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0) {
+      return ErrnoStatus(errno, absl::StrCat("job folder ", options_.root.string()));
+    }
+    FdCloser close_root(root_fd);
+    char* real = ::realpath(options_.root.c_str(), nullptr);
+    if (real == nullptr) {
+      return ErrnoStatus(errno, absl::StrCat("job folder ", options_.root.string()));
+    }
+    root_real_prefix_ = real;
+    std::free(real);
+    if (root_real_prefix_.back() != '/') root_real_prefix_.push_back('/');
+
+    if (options_.settle.count() > 0) {
+      // now_ns == 0 (unset) falls back to the system clock rather than the Unix epoch.
+      int64_t now_ns =
+          options_.now_ns != 0 ? options_.now_ns : SystemClock()->NowUnixMs() * 1'000'000;
+      // Saturates: settle times beyond ~292 years would overflow nanoseconds.
+      int64_t settle_ms = std::min<int64_t>(options_.settle.count(),
+                                            std::numeric_limits<int64_t>::max() / 1'000'000);
+      settle_cutoff_ns_ = now_ns - settle_ms * 1'000'000;
+      check_settle_ = true;
+    }
+
+    std::string prefix;
+    prefix.reserve(kMaxPathBytes + 1);
+    DS_RETURN_IF_ERROR(WalkDirectory(root_fd, prefix));
+    // Hashing checks for cancellation per chunk and leaves the file out; never return that as
+    // a complete manifest.
+    if (Cancelled()) return absl::CancelledError("scan cancelled");
+
+    std::sort(result_.files.begin(), result_.files.end(),
+              [](const protocol::ManifestEntry& a, const protocol::ManifestEntry& b) {
+                return a.path < b.path;
+              });
+    std::sort(result_.skipped.begin(), result_.skipped.end(),
+              [](const ScanProblem& a, const ScanProblem& b) { return a.path < b.path; });
+    for (const auto& f : result_.files) result_.total_bytes += f.size;
+    return std::move(result_);
+  }
+
+ private:
+  struct DirEntry {
+    std::string name;
+    unsigned char type;  // DT_*
+  };
+
+  bool Cancelled() const {
+    return options_.cancel != nullptr && options_.cancel->load(std::memory_order_relaxed);
+  }
+
+  void Skip(std::string path, std::string error) {
+    result_.skipped.push_back(ScanProblem{std::move(path), std::move(error)});
+  }
+
+  // Reads the names in `dir_fd` (which it does not close).
+  absl::Status ReadNames(int dir_fd, const std::string& rel_dir, std::vector<DirEntry>& out) {
+    int fd = ::dup(dir_fd);
+    if (fd < 0) return ErrnoStatus(errno, "dup");
+    DIR* dir = ::fdopendir(fd);
+    if (dir == nullptr) {
+      int e = errno;
+      ::close(fd);
+      return ErrnoStatus(e, "fdopendir");
+    }
+    ::rewinddir(dir);
+    for (;;) {
+      errno = 0;
+      struct dirent* de = ::readdir(dir);
+      if (de == nullptr) {
+        int e = errno;
+        ::closedir(dir);
+        if (e != 0) Skip(rel_dir.empty() ? "." : rel_dir, ErrnoReason(e));
+        return absl::OkStatus();
+      }
+      const char* n = de->d_name;
+      if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) continue;
+      out.push_back(DirEntry{n, de->d_type});
+    }
+  }
+
+  // Scans the directory open as `dir_fd`, whose relative path is `prefix` (empty for the root).
+  // `prefix` is used as scratch space and restored before returning.
+  absl::Status WalkDirectory(int dir_fd, std::string& prefix) {
+    std::vector<DirEntry> entries;
+    DS_RETURN_IF_ERROR(ReadNames(dir_fd, prefix, entries));
+    const size_t prefix_len = prefix.size();
+    for (DirEntry& entry : entries) {
+      if (Cancelled()) return absl::CancelledError("scan cancelled");
+      prefix.resize(prefix_len);
+      if (prefix_len > 0) prefix.push_back('/');
+      const size_t base_offset = prefix.size();
+      prefix.append(entry.name);
+
+      struct stat st;
+      bool have_stat = false;
+      unsigned char type = entry.type;
+      if (type == DT_UNKNOWN) {
+        if (::fstatat(dir_fd, entry.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+          if (errno != ENOENT) Skip(prefix, ErrnoReason(errno));
+          continue;
+        }
+        have_stat = true;
+        type = IFTODT(st.st_mode);
+      }
+
+      switch (type) {
+        case DT_DIR:
+          DS_RETURN_IF_ERROR(VisitDirectory(dir_fd, entry.name, prefix));
+          break;
+        case DT_REG:
+          VisitFile(dir_fd, entry.name, prefix, base_offset, have_stat ? &st : nullptr);
+          break;
+        case DT_LNK:
+          VisitSymlink(prefix, base_offset);
+          break;
+        default:
+          if (PassesFilters(prefix, base_offset)) Skip(prefix, kNotRegular);
+          break;
+      }
+    }
+    prefix.resize(prefix_len);
+    return absl::OkStatus();
+  }
+
+  absl::Status VisitDirectory(int parent_fd, const std::string& name, std::string& path) {
+    // A directory whose own path is unsafe cannot hold a valid path: report it once.
+    absl::Status valid = ValidateRelativePath(path);
+    if (!valid.ok()) {
+      Skip(path, absl::StrCat("invalid name: ", std::string(valid.message())));
+      return absl::OkStatus();
+    }
+    // O_NOFOLLOW: a directory replaced by a symlink since readdir is not descended.
+    int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      if (e != ENOENT && e != ELOOP && e != ENOTDIR) Skip(path, ErrnoReason(e));
+      return absl::OkStatus();
+    }
+    FdCloser close_fd(fd);
+    return WalkDirectory(fd, path);
+  }
+
+  bool PassesFilters(const std::string& path, size_t base_offset) const {
+    return PassesFiltersAt(path.c_str(), path.c_str() + base_offset, options_.includes,
+                           options_.excludes);
+  }
+
+  // Filters and validates `path`; true when it may be included.
+  bool Admit(const std::string& path, size_t base_offset) {
+    if (!PassesFilters(path, base_offset)) return false;
+    absl::Status valid = ValidateRelativePath(path);
+    if (!valid.ok()) {
+      Skip(path, absl::StrCat("invalid name: ", std::string(valid.message())));
+      return false;
+    }
+    return true;
+  }
+
+  // False (and counted) when the file is younger than the settle time.
+  bool Settled(int64_t mtime_ns) {
+    if (check_settle_ && mtime_ns > settle_cutoff_ns_) {
+      ++result_.files_unsettled;
+      return false;
+    }
+    return true;
+  }
+
+  // A regular file (not a symlink) named `name` in `dir_fd`. `st` is its lstat when known.
+  void VisitFile(int dir_fd, const std::string& name, const std::string& path, size_t base_offset,
+                 const struct stat* known) {
+    if (!Admit(path, base_offset)) return;
+    struct stat st;
+    if (known != nullptr) {
+      st = *known;
+    } else if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT) Skip(path, ErrnoReason(errno));
+      return;
+    }
+    if (!S_ISREG(st.st_mode)) {  // replaced since readdir
+      Skip(path, kChangedWhileReading);
+      return;
+    }
+    if (!Settled(MtimeNs(st))) return;
+    AddFile(path, st, [&] {
+      return ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    });
+  }
+
+  // A symlink at `path`: included only when it resolves to a regular file inside root.
+  void VisitSymlink(const std::string& path, size_t base_offset) {
+    if (!PassesFilters(path, base_offset)) return;
+    std::string full = (options_.root / path).string();
+    struct stat st;
+    if (::stat(full.c_str(), &st) != 0) {
+      int e = errno;
+      if (e == ENOENT || e == ELOOP || e == ENOTDIR) {
+        if (Admit(path, base_offset)) Skip(path, kSymlinkDangling);
+      } else if (Admit(path, base_offset)) {
+        Skip(path, ErrnoReason(e));
+      }
+      return;
+    }
+    if (S_ISDIR(st.st_mode)) return;  // links to directories are never descended
+    if (!Admit(path, base_offset)) return;
+    char* real = ::realpath(full.c_str(), nullptr);
+    if (real == nullptr) {
+      Skip(path, errno == ENOENT || errno == ELOOP ? kSymlinkDangling : ErrnoReason(errno));
+      return;
+    }
+    std::string target(real);
+    std::free(real);
+    if (target.compare(0, root_real_prefix_.size(), root_real_prefix_) != 0) {
+      Skip(path, kSymlinkOutside);
+      return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      Skip(path, kNotRegular);
+      return;
+    }
+    if (!Settled(MtimeNs(st))) return;
+    // The real path has no symlinks left: O_NOFOLLOW guards against one appearing since.
+    AddFile(path, st,
+            [&] { return ::open(target.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC); });
+  }
+
+  // Adds the file at `path` (settled, admitted) with its hash from the cache or from reading it
+  // through the descriptor `open_file()` returns.
+  template <typename OpenFn>
+  void AddFile(const std::string& path, const struct stat& st, OpenFn open_file) {
+    uint64_t size = static_cast<uint64_t>(st.st_size);
+    int64_t mtime_ns = MtimeNs(st);
+    if (cache_ != nullptr) {
+      if (std::optional<std::string> sha = cache_->Lookup(path, size, mtime_ns)) {
+        result_.files.push_back(protocol::ManifestEntry{path, size, mtime_ns, std::move(*sha)});
+        return;
+      }
+    }
+    int fd = open_file();
+    if (fd < 0) {
+      int e = errno;
+      if (e == ENOENT) return;  // deleted since listed
+      Skip(path, e == ELOOP ? kChangedWhileReading : ErrnoReason(e));
+      return;
+    }
+    FdCloser close_fd(fd);
+    struct stat before;
+    if (::fstat(fd, &before) != 0) {
+      Skip(path, ErrnoReason(errno));
+      return;
+    }
+    if (!S_ISREG(before.st_mode) || before.st_ino != st.st_ino || before.st_dev != st.st_dev ||
+        static_cast<uint64_t>(before.st_size) != size || MtimeNs(before) != mtime_ns) {
+      Skip(path, kChangedWhileReading);
+      return;
+    }
+    if (size > kReadChunkBytes) ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    Sha256 hash;
+    uint64_t read_total = 0;
+    // Reading stops at the size fstat reported (saving a read per small file); growth beyond it
+    // shows in the second fstat.
+    while (read_total < size) {
+      if (Cancelled()) return;
+      ssize_t n = ::read(fd, buffer_.get(), kReadChunkBytes);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        Skip(path, absl::StrCat("read error: ", ErrnoReason(errno)));
+        return;
+      }
+      if (n == 0) break;
+      hash.Update(buffer_.get(), static_cast<size_t>(n));
+      read_total += static_cast<uint64_t>(n);
+    }
+    struct stat after;
+    if (::fstat(fd, &after) != 0) {
+      Skip(path, ErrnoReason(errno));
+      return;
+    }
+    if (read_total != size || static_cast<uint64_t>(after.st_size) != size ||
+        MtimeNs(after) != mtime_ns) {
+      Skip(path, kChangedWhileReading);
+      return;
+    }
+    std::string sha = hash.FinishHex();
+    ++result_.files_hashed;
+    result_.bytes_hashed += size;
+    if (cache_ != nullptr) cache_->Store(path, size, mtime_ns, sha);
+    result_.files.push_back(protocol::ManifestEntry{path, size, mtime_ns, std::move(sha)});
+  }
+
+  // Constant after construction.
+  const ScanOptions& options_;
+  HashCache* const cache_;                // may be null; not owned
+  const std::unique_ptr<char[]> buffer_;  // kReadChunkBytes, reused for every file
+
+  // Set at the start of Run().
+  std::string root_real_prefix_;  // realpath of root with a trailing '/'
+  bool check_settle_ = false;
+  int64_t settle_cutoff_ns_ = 0;  // Unix nanoseconds; files modified later are unsettled
+
+  ScanResult result_;
+};
+
+}  // namespace
+
+absl::StatusOr<ScanResult> ScanJob(const ScanOptions& options, HashCache* cache) {
+  Scanner scanner(options, cache);
+  return scanner.Run();
+}
+
+bool PassesFilters(const std::string& relative_path, const std::vector<std::string>& includes,
+                   const std::vector<std::string>& excludes) {
+  size_t slash = relative_path.rfind('/');
+  const char* path = relative_path.c_str();
+  return PassesFiltersAt(path, slash == std::string::npos ? path : path + slash + 1, includes,
+                         excludes);
+}
+
+}  // namespace ds

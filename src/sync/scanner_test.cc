@@ -1,0 +1,396 @@
+#include "sync/scanner.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/crypto.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sync/hash_cache.h"
+
+namespace ds {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::Field;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr char kEmptySha256[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+constexpr int64_t kSecondNs = 1'000'000'000;
+
+// A fresh directory under the test temp dir, removed afterwards.
+class ScannerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::path(::testing::TempDir()) / "scanner_test.XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    base_ = tmpl;
+    root_ = base_ / "root";
+    fs::create_directory(root_);
+  }
+
+  void TearDown() override {
+    // Restore permissions that a test took away so the tree can be removed.
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(base_, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (!it->is_symlink())
+        fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
+    }
+    fs::remove_all(base_, ec);
+  }
+
+  // Writes `content` to root/rel, creating parent directories.
+  fs::path Write(const std::string& rel, const std::string& content, const fs::path& under = {}) {
+    fs::path p = (under.empty() ? root_ : under) / rel;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
+    return p;
+  }
+
+  static void SetMtime(const fs::path& p, int64_t mtime_ns) {
+    struct timespec ts[2];
+    ts[0].tv_sec = mtime_ns / kSecondNs;
+    ts[0].tv_nsec = mtime_ns % kSecondNs;
+    ts[1] = ts[0];
+    ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), ts, AT_SYMLINK_NOFOLLOW), 0) << p;
+  }
+
+  ScanOptions Options() const {
+    ScanOptions o;
+    o.root = root_;
+    return o;
+  }
+
+  static std::vector<std::string> Paths(const ScanResult& r) {
+    std::vector<std::string> out;
+    for (const auto& f : r.files) out.push_back(f.path);
+    return out;
+  }
+
+  static std::string SkipReason(const ScanResult& r, const std::string& path) {
+    for (const auto& s : r.skipped) {
+      if (s.path == path) return s.error;
+    }
+    return "<not skipped>";
+  }
+
+  fs::path base_;
+  fs::path root_;
+};
+
+TEST_F(ScannerTest, NestedDirsUnusualNamesAndEmptyFile) {
+  Write("top.txt", "top");
+  Write("sub/deep/er/x.dat", std::string(3 << 20, 'x'));  // several read chunks
+  Write("with space/name with space.dat", "spaces");
+  Write("Übersicht/μ-Messung ß.dat", "utf8");
+  Write("empty.bin", "");
+
+  absl::StatusOr<ScanResult> r = ScanJob(Options(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r),
+              ElementsAre("empty.bin", "sub/deep/er/x.dat", "top.txt",
+                          "with space/name with space.dat", "Übersicht/μ-Messung ß.dat"));
+  EXPECT_THAT(r->skipped, IsEmpty());
+  EXPECT_EQ(r->files_hashed, 5u);
+  EXPECT_EQ(r->files_unsettled, 0u);
+  uint64_t total = 0;
+  for (const auto& f : r->files) {
+    absl::StatusOr<FileDigest> d = Sha256File(root_ / f.path);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(f.sha256, d->sha256) << f.path;
+    EXPECT_EQ(f.size, d->size) << f.path;
+    struct stat st;
+    ASSERT_EQ(::stat((root_ / f.path).c_str(), &st), 0);
+    EXPECT_EQ(f.mtime_ns, st.st_mtim.tv_sec * kSecondNs + st.st_mtim.tv_nsec);
+    total += f.size;
+  }
+  EXPECT_EQ(r->files[0].sha256, kEmptySha256);
+  EXPECT_EQ(r->files[0].size, 0u);
+  EXPECT_EQ(r->total_bytes, total);
+  EXPECT_EQ(r->bytes_hashed, total);
+}
+
+TEST_F(ScannerTest, OutputSortedBytewiseAcrossDirectories) {
+  Write("a-b", "1");
+  Write("a/x", "2");
+  Write("a0", "3");
+  absl::StatusOr<ScanResult> r = ScanJob(Options(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r), ElementsAre("a-b", "a/x", "a0"));
+}
+
+TEST_F(ScannerTest, IncludeAndExcludeFilters) {
+  Write("a.dat", "a");
+  Write("b.log", "b");
+  Write("sub/c.dat", "c");
+  Write("sub/tmp/d.dat", "d");
+  Write("sub/e.DAT", "e");
+
+  ScanOptions o = Options();
+  o.includes = {"*.dat"};
+  o.excludes = {"sub/tmp/*"};
+  absl::StatusOr<ScanResult> r = ScanJob(o, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r), ElementsAre("a.dat", "sub/c.dat"));
+  EXPECT_THAT(r->skipped, IsEmpty());
+
+  o.includes = {"c.dat", "b.*"};  // no '/': also matched against the basename
+  o.excludes = {};
+  r = ScanJob(o, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r), ElementsAre("b.log", "sub/c.dat"));
+
+  o.includes = {};
+  o.excludes = {"*.dat"};  // exclude only
+  r = ScanJob(o, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r), ElementsAre("b.log", "sub/e.DAT"));
+}
+
+TEST(PassesFiltersTest, GlobSemantics) {
+  EXPECT_TRUE(PassesFilters("x.dat", {}, {}));
+  EXPECT_TRUE(PassesFilters("a/b/x.dat", {"*.dat"}, {}));     // '*' matches '/'
+  EXPECT_TRUE(PassesFilters("a/b/x.dat", {"a/*.dat"}, {}));   // ... in path patterns too
+  EXPECT_TRUE(PassesFilters("a/b/x.dat", {"x.dat"}, {}));     // basename match
+  EXPECT_FALSE(PassesFilters("a/b/x.dat", {"b/x.dat"}, {}));  // has '/': whole path only
+  EXPECT_FALSE(PassesFilters("a/b/x.dat", {"*.log"}, {}));
+  EXPECT_FALSE(PassesFilters("a/b/x.dat", {"*.dat"}, {"x.*"}));  // exclude wins
+  EXPECT_FALSE(PassesFilters("a/b/x.dat", {}, {"a/*"}));
+  EXPECT_TRUE(PassesFilters("a/b/x.dat", {}, {"b/*"}));
+  EXPECT_TRUE(PassesFilters("run_7.dat", {"run_[0-9].dat"}, {}));
+  EXPECT_TRUE(PassesFilters(".hidden", {"*"}, {}));  // flags 0: no FNM_PERIOD
+}
+
+TEST_F(ScannerTest, SettleSkipsYoungFiles) {
+  const int64_t now = 1'700'000'000 * kSecondNs;
+  SetMtime(Write("old.dat", "old"), now - 2 * 3600 * kSecondNs);
+  SetMtime(Write("edge.dat", "edge"), now - 3600 * kSecondNs);  // exactly settle old: settled
+  SetMtime(Write("young.dat", "young"), now - 60 * kSecondNs);
+  SetMtime(Write("future.dat", "future"), now + 3600 * kSecondNs);
+
+  ScanOptions o = Options();
+  o.now_ns = now;
+  o.settle = std::chrono::hours(1);
+  absl::StatusOr<ScanResult> r = ScanJob(o, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r), ElementsAre("edge.dat", "old.dat"));
+  EXPECT_EQ(r->files_unsettled, 2u);
+  EXPECT_THAT(r->skipped, IsEmpty());
+  EXPECT_EQ(r->files_hashed, 2u);
+
+  o.settle = std::chrono::milliseconds(0);  // no settle time: everything, even the future
+  r = ScanJob(o, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files.size(), 4u);
+  EXPECT_EQ(r->files_unsettled, 0u);
+}
+
+TEST_F(ScannerTest, SymlinkRules) {
+  Write("data.dat", "inside");
+  Write("sub/other.dat", "other");
+  fs::path outside = Write("outside.dat", "outside", base_);
+  Write("outdir/o.dat", "o", base_);
+  fs::create_symlink("data.dat", root_ / "link_rel");
+  fs::create_symlink(root_ / "sub/other.dat", root_ / "sub/link_abs");
+  fs::create_symlink("../data.dat", root_ / "sub/link_up");
+  fs::create_symlink(outside, root_ / "link_out");
+  fs::create_symlink("../../outside.dat", root_ / "sub/link_out_rel");
+  fs::create_symlink("nowhere.dat", root_ / "dangling");
+  fs::create_symlink(root_ / "sub", root_ / "dirlink");
+  fs::create_symlink(base_ / "outdir", root_ / "outdirlink");
+  fs::create_symlink("loop", root_ / "loop");
+
+  absl::StatusOr<ScanResult> r = ScanJob(Options(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r),
+              ElementsAre("data.dat", "link_rel", "sub/link_abs", "sub/link_up", "sub/other.dat"));
+  const std::string inside_sha = Sha256Hex("inside");
+  EXPECT_EQ(r->files[1].sha256, inside_sha);
+  EXPECT_EQ(r->files[1].size, 6u);
+  EXPECT_EQ(r->files[3].sha256, inside_sha);
+  EXPECT_EQ(r->files[2].sha256, Sha256Hex("other"));
+  // Directory links are neither descended nor reported.
+  EXPECT_THAT(r->skipped,
+              ElementsAre(Field(&ScanProblem::path, "dangling"),
+                          Field(&ScanProblem::path, "link_out"), Field(&ScanProblem::path, "loop"),
+                          Field(&ScanProblem::path, "sub/link_out_rel")));
+  EXPECT_EQ(SkipReason(*r, "dangling"), "dangling symlink");
+  EXPECT_EQ(SkipReason(*r, "loop"), "dangling symlink");
+  EXPECT_EQ(SkipReason(*r, "link_out"), "symlink points outside the job folder");
+  EXPECT_EQ(SkipReason(*r, "sub/link_out_rel"), "symlink points outside the job folder");
+}
+
+TEST_F(ScannerTest, RootReachedThroughSymlink) {
+  Write("data.dat", "inside");
+  fs::create_symlink("data.dat", root_ / "link");
+  fs::create_symlink(root_, base_ / "root_link");
+  ScanOptions o = Options();
+  o.root = base_ / "root_link";
+  absl::StatusOr<ScanResult> r = ScanJob(o, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r), ElementsAre("data.dat", "link"));
+  EXPECT_THAT(r->skipped, IsEmpty());
+}
+
+TEST_F(ScannerTest, UnreadableFileAndDirectoryAreSkipped) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads files whatever their mode";
+  Write("ok.dat", "ok");
+  fs::path locked = Write("locked.dat", "secret");
+  fs::path locked_dir = root_ / "locked_dir";
+  Write("locked_dir/x.dat", "x");
+  ASSERT_EQ(::chmod(locked.c_str(), 0), 0);
+  ASSERT_EQ(::chmod(locked_dir.c_str(), 0), 0);
+
+  absl::StatusOr<ScanResult> r = ScanJob(Options(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r), ElementsAre("ok.dat"));
+  EXPECT_EQ(SkipReason(*r, "locked.dat"), "permission denied");
+  EXPECT_EQ(SkipReason(*r, "locked_dir"), "permission denied");
+  EXPECT_EQ(r->skipped.size(), 2u);
+}
+
+TEST_F(ScannerTest, UnsafeNamesAreSkipped) {
+  Write("good.dat", "g");
+  Write("back\\slash.dat", "b");
+  Write(std::string("bad\xff") + ".dat", "u");
+  Write("ctl\x01.dat", "c");
+  Write("bad\\dir/a.dat", "a");
+  Write("bad\\dir/b.dat", "b");
+
+  absl::StatusOr<ScanResult> r = ScanJob(Options(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r), ElementsAre("good.dat"));
+  ASSERT_EQ(r->skipped.size(), 4u);  // the directory is reported once, not per file
+  for (const auto& s : r->skipped) EXPECT_THAT(s.error, HasSubstr("invalid name")) << s.path;
+  EXPECT_THAT(SkipReason(*r, "back\\slash.dat"), HasSubstr("backslash"));
+  EXPECT_THAT(SkipReason(*r, "bad\\dir"), HasSubstr("backslash"));
+  EXPECT_THAT(SkipReason(*r, "bad\xff.dat"), HasSubstr("UTF-8"));
+  EXPECT_THAT(SkipReason(*r, "ctl\x01.dat"), HasSubstr("control"));
+}
+
+TEST_F(ScannerTest, ExcludedUnsafeNameIsNotReported) {
+  Write("back\\slash.tmp", "b");
+  ScanOptions o = Options();
+  o.excludes = {"*.tmp"};
+  absl::StatusOr<ScanResult> r = ScanJob(o, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(r->files, IsEmpty());
+  EXPECT_THAT(r->skipped, IsEmpty());
+}
+
+TEST_F(ScannerTest, SpecialFileIsSkippedWithoutBlocking) {
+  Write("ok.dat", "ok");
+  ASSERT_EQ(::mkfifo((root_ / "pipe").c_str(), 0644), 0);
+  absl::StatusOr<ScanResult> r = ScanJob(Options(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r), ElementsAre("ok.dat"));
+  EXPECT_EQ(SkipReason(*r, "pipe"), "not a regular file");
+}
+
+TEST_F(ScannerTest, RootErrors) {
+  ScanOptions o = Options();
+  o.root = base_ / "missing";
+  EXPECT_TRUE(absl::IsNotFound(ScanJob(o, nullptr).status()));
+  o.root = Write("plain.dat", "x", base_);
+  EXPECT_TRUE(absl::IsNotFound(ScanJob(o, nullptr).status()));
+  if (::geteuid() != 0) {
+    fs::create_directory(base_ / "locked");
+    ASSERT_EQ(::chmod((base_ / "locked").c_str(), 0), 0);
+    o.root = base_ / "locked";
+    EXPECT_TRUE(absl::IsPermissionDenied(ScanJob(o, nullptr).status()));
+  }
+}
+
+TEST_F(ScannerTest, CancelStopsTheScan) {
+  Write("a.dat", "a");
+  std::atomic<bool> cancel{true};
+  ScanOptions o = Options();
+  o.cancel = &cancel;
+  EXPECT_TRUE(absl::IsCancelled(ScanJob(o, nullptr).status()));
+  cancel = false;
+  EXPECT_TRUE(ScanJob(o, nullptr).ok());
+}
+
+TEST_F(ScannerTest, CacheIsReusedAndOnlyChangedFilesAreRehashed) {
+  for (int i = 0; i < 10; ++i) Write("d/f" + std::to_string(i) + ".dat", std::string(i * 100, 'a'));
+  std::unique_ptr<HashCache> cache = NewMemoryHashCache();
+
+  absl::StatusOr<ScanResult> first = ScanJob(Options(), cache.get());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->files_hashed, 10u);
+  ASSERT_TRUE(cache->Flush().ok());
+
+  absl::StatusOr<ScanResult> second = ScanJob(Options(), cache.get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->files_hashed, 0u);
+  EXPECT_EQ(second->bytes_hashed, 0u);
+  ASSERT_EQ(second->files.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(second->files[i].sha256, first->files[i].sha256);
+    EXPECT_EQ(second->files[i].mtime_ns, first->files[i].mtime_ns);
+  }
+  EXPECT_EQ(second->total_bytes, first->total_bytes);
+  ASSERT_TRUE(cache->Flush().ok());
+
+  fs::path changed = Write("d/f3.dat", "new content");
+  SetMtime(changed, first->files[3].mtime_ns + kSecondNs);
+  absl::StatusOr<ScanResult> third = ScanJob(Options(), cache.get());
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->files_hashed, 1u);
+  EXPECT_EQ(third->bytes_hashed, 11u);
+  EXPECT_EQ(third->files[3].sha256, Sha256Hex("new content"));
+
+  // Same size, only mtime changes: still re-hashed (the cache trusts size + mtime only).
+  SetMtime(changed, first->files[3].mtime_ns + 2 * kSecondNs);
+  absl::StatusOr<ScanResult> fourth = ScanJob(Options(), cache.get());
+  ASSERT_TRUE(fourth.ok()) << fourth.status();
+  EXPECT_EQ(fourth->files_hashed, 1u);
+}
+
+TEST_F(ScannerTest, PersistentCacheSurvivesReopen) {
+  for (int i = 0; i < 5; ++i) Write("f" + std::to_string(i), std::to_string(i));
+  const std::string db = (base_ / "cache.db").string();
+  {
+    absl::StatusOr<std::unique_ptr<HashCache>> cache = OpenHashCache(db, "7");
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    absl::StatusOr<ScanResult> r = ScanJob(Options(), cache->get());
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->files_hashed, 5u);
+    ASSERT_TRUE((*cache)->Flush().ok());
+  }
+  absl::StatusOr<std::unique_ptr<HashCache>> cache = OpenHashCache(db, "7");
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  absl::StatusOr<ScanResult> r = ScanJob(Options(), cache->get());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files_hashed, 0u);
+  EXPECT_EQ(r->files.size(), 5u);
+}
+
+TEST_F(ScannerTest, ScanDoesNotModifyTheTree) {
+  fs::path f = Write("sub/a.dat", "a");
+  SetMtime(f, 1'600'000'000 * kSecondNs);
+  SetMtime(root_ / "sub", 1'600'000'000 * kSecondNs);
+  std::unique_ptr<HashCache> cache = NewMemoryHashCache();
+  ASSERT_TRUE(ScanJob(Options(), cache.get()).ok());
+  struct stat st;
+  ASSERT_EQ(::stat(f.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mtim.tv_sec, 1'600'000'000);
+  ASSERT_EQ(::stat((root_ / "sub").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mtim.tv_sec, 1'600'000'000);
+  EXPECT_EQ(std::distance(fs::recursive_directory_iterator(root_), {}), 2);
+}
+
+}  // namespace
+}  // namespace ds
