@@ -1,0 +1,66 @@
+// datasync-agent: runs on an instrument PC and syncs its job folders to storage.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "agent/agent.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/time_util.h"
+#include "signals.h"
+
+int main(int argc, char** argv) {
+  auto args = ds::ExpandConfigFile(argc, argv);
+  if (!args.ok()) {
+    std::cerr << "datasync-agent: " << args.status().message() << "\n";
+    return 2;
+  }
+  CLI::App app{"datasync-agent: sync this PC's measurement folders to DataSync storage"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  ds::AgentConfig cfg;
+  std::string config_file, log_level = "info", heartbeat = "0", enroll_poll = "5s", long_poll = "30s";
+  app.add_option("--config", config_file, "TOML file with any of these options");
+  app.add_option("--server", cfg.server_url, "server URL, e.g. https://datasync.lab:8443");
+  app.add_option("--state-dir", cfg.state_dir, "where the agent keeps its identity and caches");
+  app.add_option("--name", cfg.name, "runner name (default: host name)");
+  app.add_option("--heartbeat-interval", heartbeat, "override the server's heartbeat interval");
+  app.add_option("--enroll-poll", enroll_poll, "how often to ask whether enrollment was approved");
+  app.add_option("--long-poll", long_poll, "commands long-poll duration");
+  app.add_option("--upload-threads", cfg.upload_threads, "parallel uploads (default 2)");
+  app.add_option("--bwlimit", cfg.max_bytes_per_second, "bytes per second per upload (0 = unlimited)");
+  app.add_flag("!--no-verify", cfg.verify_uploads, "skip re-reading uploaded files");
+  app.add_option("--ca-file", cfg.ca_file, "CA bundle for a server with a private certificate");
+  app.add_flag("--re-enroll", cfg.re_enroll, "move the current identity aside and enroll again");
+  app.add_flag("--once", cfg.once, "run every job once and exit");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  std::vector<std::string> argv_strings = *args;
+  std::vector<char*> av;
+  for (auto& s : argv_strings) av.push_back(s.data());
+  try {
+    app.parse(static_cast<int>(av.size()), av.data());
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  ds::InitLogging("datasync-agent", log_level);
+  for (auto [text, out] : {std::pair{&heartbeat, &cfg.heartbeat_interval}, std::pair{&enroll_poll, &cfg.enroll_poll},
+                           std::pair{&long_poll, &cfg.long_poll}}) {
+    auto d = ds::ParseDuration(*text);
+    if (!d.ok()) {
+      std::cerr << "datasync-agent: " << d.status().message() << "\n";
+      return 2;
+    }
+    *out = *d;
+  }
+  static std::atomic<bool> stop{false};
+  ds::StartSignalThread([] {
+    spdlog::info("stop requested; finishing the current file");
+    stop = true;
+  });
+  absl::Status st = ds::RunAgent(cfg, stop);
+  if (!st.ok() && !absl::IsCancelled(st)) {
+    spdlog::error("{}", st.message());
+    std::cerr << "datasync-agent: " << st.message() << "\n";
+    return 1;
+  }
+  spdlog::info("stopped");
+  return 0;
+}

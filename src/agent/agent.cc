@@ -1,0 +1,396 @@
+#include "agent/agent.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "agent/agent_state.h"
+#include "agent/job_runner.h"
+#include "common/crypto.h"
+#include "common/files.h"
+#include "common/time_util.h"
+#include "http/http_client.h"
+#include "http/http_types.h"
+#include "protocol/messages.h"
+#include "common/log.h"
+
+namespace ds {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+std::string HostName() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return host;
+}
+
+std::string OsDescription() {
+  struct utsname u {};
+  if (::uname(&u) != 0) return "unknown";
+  return absl::StrCat(u.sysname, " ", u.release, " ", u.machine);
+}
+
+// Capped exponential backoff with full jitter: the n-th retry waits U(0, min(cap, base·2^n)).
+milliseconds Backoff(int attempt, milliseconds base, milliseconds cap) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  int64_t ceiling = std::min<int64_t>(cap.count(), base.count() << std::min(attempt, 20));
+  std::uniform_int_distribution<int64_t> d(ceiling / 2, ceiling);
+  return milliseconds(d(rng));
+}
+
+// Sleeps up to `d`, waking early when `stop` is set.
+void SleepFor(milliseconds d, const std::atomic<bool>& stop) {
+  auto until = Clock::now() + d;
+  while (!stop.load() && Clock::now() < until) {
+    std::this_thread::sleep_for(std::min<Clock::duration>(milliseconds(100), until - Clock::now()));
+  }
+}
+
+class Agent {
+ public:
+  Agent(const AgentConfig& config, const std::atomic<bool>& stop) : config_(config), stop_(stop) {}
+
+  absl::Status Run() {
+    DS_RETURN_IF_ERROR(Enroll());
+    http::ClientOptions copts;
+    copts.ca_file = config_.ca_file;
+    copts.cancel = &stop_;
+    copts.user_agent = absl::StrCat("datasync-agent/", DATASYNC_VERSION);
+    client_ = std::make_unique<http::Client>(state_.server_url, copts);
+    client_->SetDefaultHeader("Authorization", "Bearer " + state_.api_key);
+
+    std::thread poller;
+    if (!config_.once) poller = std::thread([this] { PollCommands(); });
+    absl::Status result = MainLoop();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quitting_ = true;
+    }
+    cv_.notify_all();
+    if (poller.joinable()) poller.join();
+    return result;
+  }
+
+ private:
+  // Loads the state, or registers and waits for an operator's approval.
+  absl::Status Enroll() {
+    if (config_.re_enroll) DS_RETURN_IF_ERROR(MoveAgentStateAside(config_.state_dir));
+    auto loaded = LoadAgentState(config_.state_dir);
+    if (loaded.ok()) {
+      state_ = *loaded;
+      if (state_.server_url != config_.server_url && !config_.server_url.empty()) {
+        spdlog::info("server URL changed from {} to {}", state_.server_url, config_.server_url);
+        state_.server_url = config_.server_url;
+        DS_RETURN_IF_ERROR(SaveAgentState(config_.state_dir, state_));
+      }
+      if (state_.enrolled()) {
+        spdlog::info("runner '{}' (id {}) enrolled with {}", state_.name, state_.runner_id, state_.server_url);
+        return absl::OkStatus();
+      }
+    } else if (!absl::IsNotFound(loaded.status())) {
+      return loaded.status();
+    }
+    if (config_.server_url.empty()) return absl::InvalidArgumentError("--server is required to enroll");
+    state_.server_url = config_.server_url;
+    if (state_.name.empty()) state_.name = config_.name.empty() ? HostName() : config_.name;
+
+    http::ClientOptions copts;
+    copts.ca_file = config_.ca_file;
+    copts.cancel = &stop_;
+    http::Client client(state_.server_url, copts);
+    int attempt = 0;
+    while (!stop_.load()) {
+      if (state_.enrollment_id.empty()) {
+        protocol::RegisterRequest reg{state_.name, HostName(), OsDescription(), DATASYNC_VERSION, ""};
+        if (auto id = ReadFileToString("/etc/machine-id", 4096); id.ok()) {
+          reg.machine_id = Sha256Hex(*id).substr(0, 16);  // a stable id, not the secret itself
+        }
+        auto resp = client.Do("POST", "/api/v1/agent/register", protocol::Encode(reg));
+        absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
+        if (!st.ok()) {
+          if (!absl::IsUnavailable(st) && !absl::IsDeadlineExceeded(st)) {
+            return absl::Status(st.code(), absl::StrCat("registration refused: ", st.message()));
+          }
+          spdlog::warn("server unreachable for registration ({}); retrying", st.message());
+          SleepFor(Backoff(attempt++, milliseconds(1000), milliseconds(60'000)), stop_);
+          continue;
+        }
+        DS_ASSIGN_OR_RETURN(auto reg_resp, protocol::Decode<protocol::RegisterResponse>(resp->body));
+        state_.enrollment_id = reg_resp.enrollment_id;
+        state_.enrollment_secret = reg_resp.enrollment_secret;
+        DS_RETURN_IF_ERROR(SaveAgentState(config_.state_dir, state_));
+        spdlog::info("registered as '{}' (enrollment {}); waiting for an operator to approve it "
+                     "(datasync runners approve {})", state_.name, state_.enrollment_id, state_.name);
+      }
+      auto resp = client.Do("GET", "/api/v1/agent/enrollment/" + state_.enrollment_id, "",
+                            {{"Authorization", "Bearer " + state_.enrollment_secret}});
+      absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
+      if (st.ok()) {
+        DS_ASSIGN_OR_RETURN(auto es, protocol::Decode<protocol::EnrollmentStatus>(resp->body));
+        if (!es.api_key.empty()) {
+          state_.api_key = es.api_key;
+          state_.runner_id = es.runner_id;
+          state_.enrollment_secret.clear();
+          DS_RETURN_IF_ERROR(SaveAgentState(config_.state_dir, state_));
+          spdlog::info("approved: runner '{}' (id {}) now holds its API key", state_.name, state_.runner_id);
+          return absl::OkStatus();
+        }
+        attempt = 0;
+        SleepFor(config_.enroll_poll, stop_);
+        continue;
+      }
+      if (absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) {
+        SleepFor(Backoff(attempt++, milliseconds(1000), milliseconds(60'000)), stop_);
+        continue;
+      }
+      return absl::Status(st.code(), absl::StrCat("enrollment failed: ", st.message(),
+                                                  " (start with --re-enroll to register again)"));
+    }
+    return absl::CancelledError("stopped before enrollment completed");
+  }
+
+  // Heartbeats and runs jobs on schedule and on command until stopped.
+  absl::Status MainLoop() {
+    auto next_heartbeat = Clock::now();
+    int failures = 0;
+    bool have_jobs = false;
+    while (!stop_.load()) {
+      if (Clock::now() >= next_heartbeat) {
+        absl::Status st = Heartbeat();
+        if (absl::IsUnauthenticated(st)) {
+          return absl::UnauthenticatedError(absl::StrCat(
+              "the server no longer accepts this runner's key (", st.message(),
+              "); an operator revoked or replaced it. Start with --re-enroll to enroll again"));
+        }
+        if (st.ok()) {
+          failures = 0;
+          have_jobs = true;
+          next_heartbeat = Clock::now() + HeartbeatInterval();
+        } else {
+          spdlog::warn("heartbeat failed: {}", st.message());
+          next_heartbeat = Clock::now() + Backoff(failures++, milliseconds(1000), milliseconds(60'000));
+        }
+      }
+      if (have_jobs) RunDueWork();
+      if (config_.once && have_jobs) return absl::OkStatus();
+      std::unique_lock<std::mutex> lock(mu_);
+      auto wake = std::min(next_heartbeat, NextDue());
+      cv_.wait_until(lock, wake, [&] { return stop_.load() || !queue_.empty(); });
+      if (stop_.load()) break;
+      lock.unlock();
+    }
+    return absl::OkStatus();
+  }
+
+  milliseconds HeartbeatInterval() const {
+    if (config_.heartbeat_interval.count() > 0) return config_.heartbeat_interval;
+    return server_interval_.count() > 0 ? server_interval_ : milliseconds(60'000);
+  }
+
+  absl::Status Heartbeat() {
+    protocol::HeartbeatRequest hb;
+    hb.agent_version = DATASYNC_VERSION;
+    hb.state = current_run_.empty() ? "idle" : "syncing";
+    hb.current_run = current_run_;
+    hb.jobs_version = jobs_version_;
+    auto resp = client_->Do("POST", "/api/v1/agent/heartbeat", protocol::Encode(hb));
+    absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
+    if (!st.ok()) return st;
+    DS_ASSIGN_OR_RETURN(auto out, protocol::Decode<protocol::HeartbeatResponse>(resp->body));
+    server_interval_ = milliseconds(out.interval_ms);
+    storage_url_ = out.storage_url;
+    if (out.jobs) ApplyJobs(out.jobs_version, *out.jobs);
+    Enqueue(out.commands);
+    return absl::OkStatus();
+  }
+
+  // Replaces the job definitions; jobs that are new run right away, known ones keep their schedule.
+  void ApplyJobs(int64_t version, const std::vector<protocol::JobSpec>& jobs) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, Clock::time_point> due;
+    for (const auto& j : jobs) {
+      auto it = next_due_.find(j.name);
+      due[j.name] = it != next_due_.end() ? it->second : Clock::now();
+    }
+    jobs_.clear();
+    for (const auto& j : jobs) jobs_[j.name] = j;
+    next_due_ = std::move(due);
+    jobs_version_ = version;
+    spdlog::info("job definitions v{}: {} job(s)", jobs_version_, jobs_.size());
+  }
+
+  // Fetches job definitions now (a command named a job this agent has not heard of yet).
+  absl::Status RefreshJobs() {
+    auto resp = client_->Do("GET", "/api/v1/agent/jobs");
+    absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
+    if (!st.ok()) return st;
+    try {
+      auto j = nlohmann::json::parse(resp->body);
+      if (j.contains("storage_url")) storage_url_ = j["storage_url"].get<std::string>();
+      ApplyJobs(j.at("jobs_version").get<int64_t>(), j.at("jobs").get<std::vector<protocol::JobSpec>>());
+    } catch (const nlohmann::json::exception& e) {
+      return absl::InternalError(absl::StrCat("bad jobs answer: ", e.what()));
+    }
+    return absl::OkStatus();
+  }
+
+  void Enqueue(const std::vector<protocol::Command>& commands) {
+    if (commands.empty()) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& c : commands) {
+        spdlog::info("command {}: {} {} run={}", c.id, c.type, c.job, c.run_id);
+        queue_.push_back(c);
+      }
+    }
+    cv_.notify_all();
+  }
+
+  // Long-polls the server for commands so "sync now" arrives within about a second.
+  void PollCommands() {
+    http::ClientOptions copts;
+    copts.ca_file = config_.ca_file;
+    copts.cancel = &stop_;
+    copts.timeout = config_.long_poll + milliseconds(15'000);
+    http::Client client(state_.server_url, copts);
+    client.SetDefaultHeader("Authorization", "Bearer " + state_.api_key);
+    int failures = 0;
+    std::string target = absl::StrCat("/api/v1/agent/commands?wait=", config_.long_poll.count(), "ms");
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (quitting_ || stop_.load()) return;
+      }
+      auto resp = client.Do("GET", target);
+      absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
+      if (st.ok()) {
+        auto cmds = protocol::Decode<protocol::CommandsResponse>(resp->body);
+        if (cmds.ok()) Enqueue(cmds->commands);
+        failures = 0;
+        continue;
+      }
+      if (absl::IsCancelled(st)) return;
+      SleepFor(Backoff(failures++, milliseconds(1000), milliseconds(30'000)), stop_);
+    }
+  }
+
+  Clock::time_point NextDue() {
+    auto t = Clock::now() + std::chrono::hours(1);
+    for (const auto& [name, due] : next_due_) {
+      auto it = jobs_.find(name);
+      if (it != jobs_.end() && it->second.enabled) t = std::min(t, due);
+    }
+    return t;
+  }
+
+  // Runs queued commands first, then jobs whose interval has come round.
+  void RunDueWork() {
+    std::set<int64_t> refreshed;  // commands whose job we already refreshed for
+    for (;;) {
+      if (stop_.load()) return;
+      std::optional<protocol::JobSpec> job;
+      std::string run_id, trigger;
+      bool need_refresh = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        while (!queue_.empty() && !job) {
+          protocol::Command c = queue_.front();
+          queue_.pop_front();
+          auto it = jobs_.find(c.job);
+          if (c.type == "sync" && it == jobs_.end() && !refreshed.count(c.id)) {
+            // Our definitions may be older than the command: refresh once, then look again.
+            refreshed.insert(c.id);
+            queue_.push_front(c);
+            need_refresh = true;
+            break;
+          }
+          if (c.type != "sync" || it == jobs_.end()) {
+            spdlog::warn("command {} ignored: {} for unknown job '{}'", c.id, c.type, c.job);
+            continue;
+          }
+          job = it->second;
+          run_id = IsValidUuid(c.run_id) ? c.run_id : NewUuid();
+          trigger = "command";
+        }
+        if (!job) {
+          auto now = Clock::now();
+          for (auto& [name, due] : next_due_) {
+            auto it = jobs_.find(name);
+            if (it == jobs_.end() || !it->second.enabled || due > now) continue;
+            job = it->second;
+            run_id = NewUuid();
+            trigger = first_round_.count(name) ? "schedule" : "startup";
+            break;
+          }
+        }
+      }
+      if (need_refresh) {
+        if (absl::Status st = RefreshJobs(); !st.ok()) spdlog::warn("refreshing jobs failed: {}", st.message());
+        continue;
+      }
+      if (!job) return;
+      RunOne(*job, run_id, trigger);
+    }
+  }
+
+  void RunOne(const protocol::JobSpec& job, const std::string& run_id, const std::string& trigger) {
+    current_run_ = run_id;
+    JobRunOptions o;
+    o.state_dir = config_.state_dir;
+    o.storage_url = storage_url_;
+    o.run_id = run_id;
+    o.trigger = trigger;
+    o.upload_threads = config_.upload_threads;
+    o.max_bytes_per_second = config_.max_bytes_per_second;
+    o.verify = config_.verify_uploads;
+    o.stop = &stop_;
+    auto outcome = RunJob(client_.get(), job, o);
+    if (!outcome.ok()) spdlog::error("run={} job={} could not complete: {}", run_id, job.name, outcome.status().message());
+    current_run_.clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    first_round_.insert(job.name);
+    next_due_[job.name] = Clock::now() + milliseconds(std::max<int64_t>(job.interval_ms, 1000));
+  }
+
+  // Constant after construction.
+  const AgentConfig config_;
+  const std::atomic<bool>& stop_;
+
+  // Owned by the main loop thread.
+  AgentState state_;
+  std::unique_ptr<http::Client> client_;
+  milliseconds server_interval_{0};
+  std::string storage_url_;
+  std::string current_run_;
+  int64_t jobs_version_ = -1;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  // Protected by mu_.
+  std::map<std::string, protocol::JobSpec> jobs_;
+  std::map<std::string, Clock::time_point> next_due_;
+  std::set<std::string> first_round_;
+  std::deque<protocol::Command> queue_;
+  bool quitting_ = false;
+};
+
+}  // namespace
+
+absl::Status RunAgent(const AgentConfig& config, const std::atomic<bool>& stop) {
+  Agent agent(config, stop);
+  return agent.Run();
+}
+
+}  // namespace ds

@@ -1,0 +1,34 @@
+// datasync-agent: enrolls, heartbeats, long-polls for commands, and runs its jobs: scan →
+// compare → upload straight to storage → complete, under one correlation id per run.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace ds {
+
+struct AgentConfig {
+  std::string server_url;                         // http(s)://host:port
+  std::string state_dir = "./var/agent";
+  std::string name;                               // runner name; default: host name
+  std::chrono::milliseconds heartbeat_interval{0};  // 0 = as the server says
+  std::chrono::milliseconds enroll_poll{5'000};   // how often a pending agent asks
+  std::chrono::milliseconds long_poll{30'000};    // commands long-poll
+  int upload_threads = 2;
+  uint64_t max_bytes_per_second = 0;              // per upload; 0 = unlimited
+  bool verify_uploads = true;                     // re-read what landed
+  std::string ca_file;                            // extra CA for a private PKI
+  bool re_enroll = false;                         // move the state aside and enroll afresh
+  bool once = false;                              // run every job once, then exit
+};
+
+// Runs until `stop` becomes true (SIGTERM/SIGINT), then finishes or abandons the current file,
+// closes the run and returns. Errors: the agent cannot continue (state unreadable, enrollment
+// rejected, runner revoked) — the message says what to do.
+[[nodiscard]] absl::Status RunAgent(const AgentConfig& config, const std::atomic<bool>& stop);
+
+}  // namespace ds

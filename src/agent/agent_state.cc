@@ -1,0 +1,99 @@
+#include "agent/agent_state.h"
+
+#include <unistd.h>
+
+#include <ctime>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
+#include "common/crypto.h"
+#include "common/files.h"
+
+namespace ds {
+namespace {
+
+constexpr char kAssociatedData[] = "datasync-agent-state-v1";
+
+// A secret that identifies this machine: /etc/machine-id (systemd), else D-Bus's copy, else the
+// host name (weak; logged by the caller's re-enroll path only as "machine identity").
+std::string MachineSecret() {
+  for (const char* f : {"/etc/machine-id", "/var/lib/dbus/machine-id"}) {
+    auto s = ReadFileToString(f, 4096);
+    if (s.ok()) {
+      std::string id(absl::StripAsciiWhitespace(*s));
+      if (!id.empty()) return id;
+    }
+  }
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return absl::StrCat("host:", host);
+}
+
+std::string DeriveKey(const std::string& salt) {
+  return HkdfSha256(MachineSecret(), salt, kAssociatedData, 32);
+}
+
+absl::Status Corrupt(const std::string& path, const std::string& why) {
+  return absl::DataLossError(absl::StrCat(
+      "agent state ", path, " cannot be read (", why,
+      "): it is corrupt or was copied from another machine. Start the agent with --re-enroll to "
+      "move it aside and enroll again (an operator must approve or replace the runner)"));
+}
+
+}  // namespace
+
+std::string AgentStatePath(const std::string& state_dir) {
+  return (std::filesystem::path(state_dir) / "agent.state").string();
+}
+
+absl::StatusOr<AgentState> LoadAgentState(const std::string& state_dir) {
+  std::string path = AgentStatePath(state_dir);
+  auto raw = ReadFileToString(path, 1 << 20);
+  if (!raw.ok()) return raw.status();
+  try {
+    auto outer = nlohmann::json::parse(*raw);
+    if (outer.value("v", 0) != 1) return Corrupt(path, "unknown format version");
+    auto salt = Base64Decode(outer.at("salt").get<std::string>());
+    auto sealed = Base64Decode(outer.at("data").get<std::string>());
+    if (!salt.ok() || !sealed.ok()) return Corrupt(path, "bad encoding");
+    auto plain = OpenAesGcm(DeriveKey(*salt), *sealed, kAssociatedData);
+    if (!plain.ok()) return Corrupt(path, "decryption failed");
+    auto j = nlohmann::json::parse(*plain);
+    AgentState s;
+    s.server_url = j.value("server_url", "");
+    s.name = j.value("name", "");
+    s.enrollment_id = j.value("enrollment_id", "");
+    s.enrollment_secret = j.value("enrollment_secret", "");
+    s.runner_id = j.value("runner_id", int64_t{0});
+    s.api_key = j.value("api_key", "");
+    return s;
+  } catch (const nlohmann::json::exception& e) {
+    return Corrupt(path, "not valid JSON");
+  }
+}
+
+absl::Status SaveAgentState(const std::string& state_dir, const AgentState& s) {
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create state dir ", state_dir, ": ", ec.message()));
+  nlohmann::json j{{"server_url", s.server_url}, {"name", s.name},
+                   {"enrollment_id", s.enrollment_id}, {"enrollment_secret", s.enrollment_secret},
+                   {"runner_id", s.runner_id}, {"api_key", s.api_key}};
+  std::string salt = RandomBytes(16);
+  DS_ASSIGN_OR_RETURN(std::string sealed, SealAesGcm(DeriveKey(salt), j.dump(), kAssociatedData));
+  nlohmann::json outer{{"v", 1}, {"salt", Base64Encode(salt)}, {"data", Base64Encode(sealed)}};
+  return WriteFileAtomically(AgentStatePath(state_dir), outer.dump() + "\n", 0600);
+}
+
+absl::Status MoveAgentStateAside(const std::string& state_dir) {
+  std::string path = AgentStatePath(state_dir);
+  std::string aside = absl::StrCat(path, ".bad-", std::time(nullptr));
+  if (::rename(path.c_str(), aside.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("rename ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ds

@@ -1,0 +1,428 @@
+#include "cli/cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/files.h"
+#include "common/time_util.h"
+#include "http/http_client.h"
+#include "http/http_types.h"
+
+namespace ds {
+namespace {
+
+using nlohmann::json;
+
+struct Globals {
+  std::string server;
+  std::string token;
+  std::string token_file;
+  bool json = false;
+};
+
+// A failure that ends the command: printed as one line, exit 1.
+struct CliError {
+  std::string message;
+  int code = 1;
+};
+
+std::string Env(const char* name, const std::string& fallback = "") {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+class Api {
+ public:
+  explicit Api(const Globals& g) : client_(g.server, {}) {
+    std::string token = g.token.empty() ? Env("DATASYNC_TOKEN") : g.token;
+    if (token.empty()) {
+      std::string file = g.token_file.empty() ? Env("DATASYNC_TOKEN_FILE", "./var/admin.token") : g.token_file;
+      auto t = ReadFileToString(file, 4096);
+      if (!t.ok()) {
+        throw CliError{absl::StrCat("no admin token: pass --token, set DATASYNC_TOKEN, or point --token-file at "
+                                    "the server's admin.token (", t.status().message(), ")")};
+      }
+      token = std::string(absl::StripAsciiWhitespace(*t));
+    }
+    client_.SetDefaultHeader("Authorization", "Bearer " + token);
+  }
+
+  // Calls the admin API; throws CliError with the server's problem detail on failure.
+  json Call(const std::string& method, const std::string& target, const std::string& body = "") {
+    auto resp = client_.Do(method, "/api/v1/admin" + target, body);
+    if (!resp.ok()) {
+      throw CliError{absl::StrCat("cannot reach ", client_.base_url(), ": ", resp.status().message())};
+    }
+    absl::Status st = http::StatusFromResponse(*resp);
+    if (!st.ok()) throw CliError{std::string(st.message())};
+    try {
+      return resp->body.empty() ? json::object() : json::parse(resp->body);
+    } catch (const json::exception&) {
+      throw CliError{"the server sent an invalid JSON answer"};
+    }
+  }
+  // Like Call but returns nullopt on 404.
+  std::optional<json> Find(const std::string& target) {
+    auto resp = client_.Do("GET", "/api/v1/admin" + target);
+    if (resp.ok() && resp->status == 404) return std::nullopt;
+    return Call("GET", target);
+  }
+
+ private:
+  http::Client client_;
+};
+
+std::string Seg(const std::string& s) { return http::PercentEncode(s); }
+
+std::string Str(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  return it->dump();
+}
+
+// Prints rows as aligned columns with a header.
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w(header.size());
+  for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string out;
+    for (size_t i = 0; i < r.size(); ++i) {
+      out += r[i];
+      if (i + 1 < r.size()) out += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << out << "\n";
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+}
+
+std::string HumanBytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+int64_t DurationMs(const std::string& text, const char* what) {
+  auto d = ParseDuration(text);
+  if (!d.ok()) throw CliError{absl::StrCat(what, ": ", d.status().message())};
+  return d->count();
+}
+
+void PrintRunSummary(const json& r) {
+  std::cout << "run " << Str(r, "run_id") << " (" << Str(r, "runner") << "/" << Str(r, "job") << "): "
+            << Str(r, "state") << "\n"
+            << "  files: " << r.value("files_seen", 0) << " seen, " << r.value("files_planned", 0) << " to upload, "
+            << r.value("files_uploaded", 0) << " uploaded, " << r.value("files_failed", 0) << " failed, "
+            << r.value("files_skipped", 0) << " skipped\n"
+            << "  bytes: " << HumanBytes(r.value("bytes_uploaded", uint64_t{0})) << " uploaded of "
+            << HumanBytes(r.value("bytes_seen", uint64_t{0})) << " seen\n";
+  int64_t s = r.value("started_at_ms", int64_t{0}), f = r.value("finished_at_ms", int64_t{0});
+  if (f > 0) std::cout << "  took: " << FormatDuration(std::chrono::milliseconds(f - s)) << "\n";
+  if (!Str(r, "error").empty()) std::cout << "  error: " << Str(r, "error") << "\n";
+}
+
+bool Terminal(const std::string& state) { return !state.empty() && state != "running"; }
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"datasync: operate a DataSync fleet over the admin API"};
+  app.require_subcommand(1);
+  Globals g;
+  g.server = Env("DATASYNC_SERVER", "http://127.0.0.1:8080");
+  app.add_option("--server", g.server, "server URL (env DATASYNC_SERVER)");
+  app.add_option("--token", g.token, "admin API token (env DATASYNC_TOKEN)");
+  app.add_option("--token-file", g.token_file, "file holding the token (env DATASYNC_TOKEN_FILE, default ./var/admin.token)");
+  std::function<void()> action;
+
+  // runners
+  auto* runners = app.add_subcommand("runners", "enrolled agents")->require_subcommand(1);
+  auto* rl = runners->add_subcommand("list", "list runners");
+  rl->add_flag("--json", g.json, "JSON output");
+  rl->callback([&] {
+    action = [&] {
+      json r = Api(g).Call("GET", "/runners");
+      if (g.json) return void(std::cout << r["runners"].dump(2) << "\n");
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& x : r["runners"]) {
+        rows.push_back({Str(x, "name"), Str(x, "status"), x.value("online", false) ? "online" : "offline",
+                        Str(x, "hostname"), Str(x, "agent_version"), Str(x, "runtime_state"),
+                        Str(x, "last_heartbeat_at")});
+      }
+      PrintTable({"NAME", "STATUS", "CONN", "HOST", "VERSION", "STATE", "LAST HEARTBEAT"}, rows);
+    };
+  });
+  std::string runner_name, job_name;
+  for (std::string verb : {"approve", "reject", "revoke"}) {
+    auto* c = runners->add_subcommand(verb, verb + " a runner");
+    c->add_option("NAME", runner_name, "runner name")->required();
+    c->callback([&, verb] {
+      action = [&, verb] {
+        json r = Api(g).Call("POST", "/runners/" + Seg(runner_name) + "/" + verb);
+        std::cout << "runner " << runner_name << " is now " << Str(r, "status") << "\n";
+      };
+    });
+  }
+  auto* rs = runners->add_subcommand("show", "one runner");
+  rs->add_option("NAME", runner_name)->required();
+  rs->callback([&] { action = [&] { std::cout << Api(g).Call("GET", "/runners/" + Seg(runner_name)).dump(2) << "\n"; }; });
+
+  // jobs
+  auto* jobs = app.add_subcommand("jobs", "job definitions")->require_subcommand(1);
+  std::string source, dest, interval = "1h", settle = "60s";
+  std::vector<std::string> includes, excludes;
+  bool disabled = false;
+  auto* ja = jobs->add_subcommand("add", "add a job to a runner");
+  ja->add_option("RUNNER", runner_name)->required();
+  ja->add_option("JOB", job_name)->required();
+  ja->add_option("--source", source, "folder on the runner")->required();
+  ja->add_option("--dest", dest, "destination prefix in storage")->required();
+  ja->add_option("--include", includes, "glob of files to include (repeatable)");
+  ja->add_option("--exclude", excludes, "glob of files to exclude (repeatable)");
+  ja->add_option("--interval", interval, "time between runs, e.g. 15m (default 1h)");
+  ja->add_option("--settle", settle, "minimum file age before syncing (default 60s)");
+  ja->add_flag("--disabled", disabled, "create the job disabled");
+  ja->callback([&] {
+    action = [&] {
+      json body{{"name", job_name}, {"source", source}, {"dest_prefix", dest}, {"includes", includes},
+                {"excludes", excludes}, {"interval_ms", DurationMs(interval, "--interval")},
+                {"settle_ms", DurationMs(settle, "--settle")}, {"enabled", !disabled}};
+      Api(g).Call("POST", "/runners/" + Seg(runner_name) + "/jobs/" + Seg(job_name), body.dump());
+      std::cout << "job " << runner_name << "/" << job_name << " added: " << source << " -> " << dest << "\n";
+    };
+  });
+  auto* jl = jobs->add_subcommand("list", "list jobs");
+  jl->add_option("RUNNER", runner_name, "only this runner's jobs");
+  jl->add_flag("--json", g.json, "JSON output (the format `jobs import` reads)");
+  jl->callback([&] {
+    action = [&] {
+      json r = Api(g).Call("GET", runner_name.empty() ? "/jobs" : "/jobs?runner=" + Seg(runner_name));
+      if (g.json) return void(std::cout << r.dump(2) << "\n");
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& j : r["jobs"]) {
+        rows.push_back({Str(j, "runner"), Str(j, "name"), Str(j, "source"), Str(j, "dest_prefix"),
+                        FormatDuration(std::chrono::milliseconds(j.value("interval_ms", 0))),
+                        FormatDuration(std::chrono::milliseconds(j.value("settle_ms", 0))),
+                        j.value("enabled", true) ? "yes" : "no"});
+      }
+      PrintTable({"RUNNER", "JOB", "SOURCE", "DEST", "INTERVAL", "SETTLE", "ENABLED"}, rows);
+    };
+  });
+  auto* jr = jobs->add_subcommand("rm", "delete a job (stored files are kept)");
+  jr->add_option("RUNNER", runner_name)->required();
+  jr->add_option("JOB", job_name)->required();
+  jr->callback([&] {
+    action = [&] {
+      Api(g).Call("DELETE", "/runners/" + Seg(runner_name) + "/jobs/" + Seg(job_name));
+      std::cout << "job " << runner_name << "/" << job_name << " deleted\n";
+    };
+  });
+  std::string import_file;
+  auto* ji = jobs->add_subcommand("import", "create or update jobs from a file written by `jobs list --json`");
+  ji->add_option("FILE", import_file, "JSON file ('-' for stdin)")->required();
+  ji->callback([&] {
+    action = [&] {
+      std::string text;
+      if (import_file == "-") {
+        text.assign(std::istreambuf_iterator<char>(std::cin), {});
+      } else {
+        auto t = ReadFileToString(import_file, 64 << 20);
+        if (!t.ok()) throw CliError{std::string(t.status().message())};
+        text = *t;
+      }
+      json doc;
+      try {
+        doc = json::parse(text);
+      } catch (const json::exception& e) {
+        throw CliError{absl::StrCat(import_file, ": not valid JSON: ", e.what())};
+      }
+      json list = doc.is_object() ? doc.value("jobs", json::array()) : doc;
+      if (!list.is_array()) throw CliError{absl::StrCat(import_file, ": expected {\"jobs\": [...]} or an array")};
+      // Validate every entry before changing anything.
+      for (size_t i = 0; i < list.size(); ++i) {
+        if (!list[i].is_object() || Str(list[i], "runner").empty() || Str(list[i], "name").empty()) {
+          throw CliError{absl::StrCat(import_file, ": jobs[", i, "] needs \"runner\" and \"name\"")};
+        }
+      }
+      Api api(g);
+      for (auto j : list) {
+        std::string r = Str(j, "runner"), n = Str(j, "name");
+        j.erase("runner");
+        j.erase("id");
+        j.erase("created_at");
+        api.Call("PUT", "/runners/" + Seg(r) + "/jobs/" + Seg(n), j.dump());
+      }
+      std::cout << "imported " << list.size() << " job(s)\n";
+    };
+  });
+
+  // sync
+  bool wait = false;
+  std::string timeout = "1h";
+  auto* sync = app.add_subcommand("sync", "sync a job now");
+  sync->add_option("RUNNER", runner_name)->required();
+  sync->add_option("JOB", job_name)->required();
+  sync->add_flag("--wait", wait, "wait for the run and print its summary; non-zero exit unless it succeeded");
+  sync->add_option("--timeout", timeout, "with --wait: give up after this long (default 1h)");
+  sync->add_flag("--json", g.json, "JSON output");
+  sync->callback([&] {
+    action = [&] {
+      Api api(g);
+      int64_t limit_ms = DurationMs(timeout, "--timeout");
+      json q = api.Call("POST", "/runners/" + Seg(runner_name) + "/jobs/" + Seg(job_name) + "/sync");
+      std::string run_id = Str(q, "run_id");
+      if (!wait) {
+        if (g.json) return void(std::cout << q.dump(2) << "\n");
+        std::cout << "sync of " << runner_name << "/" << job_name << " queued as run " << run_id << "\n";
+        return;
+      }
+      std::cerr << "waiting for run " << run_id << " ...\n";
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(limit_ms);
+      for (;;) {
+        auto r = api.Find("/runs/" + run_id);
+        if (r && Terminal(Str(*r, "state"))) {
+          if (g.json) {
+            std::cout << r->dump(2) << "\n";
+          } else {
+            PrintRunSummary(*r);
+          }
+          if (Str(*r, "state") != "succeeded") throw CliError{absl::StrCat("run ", run_id, " ", Str(*r, "state")), 1};
+          return;
+        }
+        if (std::chrono::steady_clock::now() > deadline) {
+          throw CliError{absl::StrCat("timed out waiting for run ", run_id, r ? " (still running)" : " (agent has not started it)")};
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      }
+    };
+  });
+
+  // runs / run / files / status
+  int limit = 20;
+  std::string state_filter;
+  auto* runs = app.add_subcommand("runs", "recent runs, newest first");
+  runs->add_option("RUNNER", runner_name);
+  runs->add_option("JOB", job_name);
+  runs->add_option("--state", state_filter, "only runs in this state");
+  runs->add_option("--limit", limit, "how many (default 20)");
+  runs->add_flag("--json", g.json, "JSON output");
+  runs->callback([&] {
+    action = [&] {
+      std::string q = absl::StrCat("/runs?limit=", limit);
+      if (!runner_name.empty()) q += "&runner=" + Seg(runner_name);
+      if (!job_name.empty()) q += "&job=" + Seg(job_name);
+      if (!state_filter.empty()) q += "&state=" + Seg(state_filter);
+      json r = Api(g).Call("GET", q);
+      if (g.json) return void(std::cout << r["runs"].dump(2) << "\n");
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& x : r["runs"]) {
+        rows.push_back({Str(x, "run_id"), Str(x, "runner"), Str(x, "job"), Str(x, "state"), Str(x, "trigger"),
+                        std::to_string(x.value("files_uploaded", 0)), std::to_string(x.value("files_failed", 0)),
+                        HumanBytes(x.value("bytes_uploaded", uint64_t{0})), Str(x, "started_at")});
+      }
+      PrintTable({"RUN", "RUNNER", "JOB", "STATE", "TRIGGER", "UPLOADED", "FAILED", "BYTES", "STARTED"}, rows);
+    };
+  });
+  std::string run_id;
+  bool with_files = false;
+  auto* run = app.add_subcommand("run", "one run by correlation id");
+  run->add_option("RUN_ID", run_id)->required();
+  run->add_flag("--files", with_files, "also list per-file results");
+  run->add_flag("--json", g.json, "JSON output");
+  run->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.Call("GET", "/runs/" + Seg(run_id));
+      json files;
+      if (with_files) files = api.Call("GET", "/runs/" + Seg(run_id) + "/files?limit=10000")["files"];
+      if (g.json) {
+        if (with_files) r["files"] = files;
+        return void(std::cout << r.dump(2) << "\n");
+      }
+      PrintRunSummary(r);
+      if (with_files) {
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& f : files) {
+          rows.push_back({Str(f, "path"), Str(f, "planned_reason"), Str(f, "result"), Str(f, "error")});
+        }
+        PrintTable({"PATH", "PLANNED", "RESULT", "ERROR"}, rows);
+      }
+    };
+  });
+  bool all = false;
+  int file_limit = 1000;
+  auto* files = app.add_subcommand("files", "index rows of a job");
+  files->add_option("RUNNER", runner_name)->required();
+  files->add_option("JOB", job_name)->required();
+  files->add_option("--limit", file_limit, "rows per page (default 1000)");
+  files->add_flag("--all", all, "every row, following pages");
+  files->add_flag("--json", g.json, "JSON output");
+  files->callback([&] {
+    action = [&] {
+      Api api(g);
+      std::string base = "/runners/" + Seg(runner_name) + "/jobs/" + Seg(job_name) + "/files?limit=" + std::to_string(file_limit);
+      json out = json::array();
+      std::string after;
+      int64_t total = 0;
+      do {
+        json page = api.Call("GET", base + (after.empty() ? "" : "&after=" + Seg(after)));
+        total = page.value("total", int64_t{0});
+        for (auto& f : page["files"]) out.push_back(f);
+        after = all ? Str(page, "next_after") : "";
+      } while (!after.empty());
+      if (g.json) return void(std::cout << out.dump(2) << "\n");
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& f : out) {
+        rows.push_back({Str(f, "path"), std::to_string(f.value("size", uint64_t{0})), Str(f, "sha256"), Str(f, "synced_at")});
+      }
+      PrintTable({"PATH", "SIZE", "SHA256", "SYNCED"}, rows);
+      std::cerr << out.size() << " of " << total << " file(s)\n";
+    };
+  });
+  auto* status = app.add_subcommand("status", "server, index and fleet summary");
+  status->add_flag("--json", g.json, "JSON output");
+  status->callback([&] {
+    action = [&] {
+      json r = Api(g).Call("GET", "/status");
+      if (g.json) return void(std::cout << r.dump(2) << "\n");
+      std::cout << "server " << Str(r, "version") << ", index " << Str(r, "index") << " (schema v"
+                << Str(r, "schema_version") << "), storage " << Str(r, "storage") << "\n"
+                << "runners: " << r["runners"].dump() << ", online " << Str(r, "runners_online")
+                << "; jobs: " << Str(r, "jobs") << "\n";
+    };
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    if (action) action();
+  } catch (const CliError& e) {
+    std::cerr << "datasync: " << e.message << "\n";
+    return e.code;
+  } catch (const std::exception& e) {
+    std::cerr << "datasync: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace ds

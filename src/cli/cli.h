@@ -1,0 +1,9 @@
+// `datasync`: the operator's CLI over the admin API (never the database).
+// Exit status: 0 success, 1 failure (one line on stderr), 2 usage error.
+#pragma once
+
+namespace ds {
+
+int RunCli(int argc, char** argv);
+
+}  // namespace ds

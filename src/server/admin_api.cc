@@ -1,0 +1,346 @@
+// The admin API used by the CLI and the dashboard: runners, jobs, sync now, runs, files, status.
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "common/paths.h"
+#include "protocol/messages.h"
+#include "server/context.h"
+#include "common/log.h"
+
+namespace ds {
+namespace {
+
+using http::Request;
+using http::Responder;
+using nlohmann::json;
+
+constexpr size_t kMaxGlobs = 64;
+constexpr size_t kMaxGlobBytes = 256;
+
+// The operator behind the request. Viewers may only read.
+absl::StatusOr<AdminToken> AuthenticateAdmin(ServerContext* ctx, const Request& req) {
+  std::string token = BearerToken(req);
+  if (token.empty()) return absl::UnauthenticatedError("missing admin token (Authorization: Bearer ...)");
+  if (token.size() > 256) return absl::UnauthenticatedError("unknown or revoked admin token");
+  auto t = ctx->index->FindAdminToken(Sha256Hex(token));
+  if (absl::IsNotFound(t.status())) return absl::UnauthenticatedError("unknown or revoked admin token");
+  if (!t.ok()) return t.status();
+  if (req.method != "GET" && t->role != "admin") {
+    return absl::PermissionDeniedError("this token has the viewer role and cannot change anything");
+  }
+  return t;
+}
+
+json RunnerJson(const Runner& r, int64_t now_ms, int64_t heartbeat_ms) {
+  bool online = r.status == "approved" && r.last_heartbeat_at_ms > 0 &&
+                now_ms - r.last_heartbeat_at_ms <= 3 * heartbeat_ms;
+  return json{{"id", r.id},
+              {"name", r.name},
+              {"status", r.status},
+              {"online", online},
+              {"hostname", r.hostname},
+              {"os", r.os},
+              {"machine_id", r.machine_id},
+              {"agent_version", r.agent_version},
+              {"runtime_state", r.runtime_state},
+              {"current_run", r.current_run},
+              {"jobs_version", r.jobs_version},
+              {"created_at", FormatIsoUtc(r.created_at_ms)},
+              {"approved_at", FormatIsoUtc(r.approved_at_ms)},
+              {"last_heartbeat_at", FormatIsoUtc(r.last_heartbeat_at_ms)},
+              {"last_activity_at", FormatIsoUtc(r.last_activity_at_ms)}};
+}
+
+json JobJson(const Job& j) {
+  json out = j.spec;
+  out["runner"] = j.runner_name;
+  out["created_at"] = FormatIsoUtc(j.created_at_ms);
+  return out;
+}
+
+json RunJson(const Run& r) {
+  json out = r.summary;
+  out["started_at"] = FormatIsoUtc(r.summary.started_at_ms);
+  out["finished_at"] = FormatIsoUtc(r.summary.finished_at_ms);
+  return out;
+}
+
+absl::StatusOr<Runner> RunnerByName(ServerContext* ctx, const std::string& name) {
+  if (!IsValidName(name)) return absl::NotFoundError(absl::StrCat("no runner named '", name, "'"));
+  auto r = ctx->index->GetRunnerByName(name);
+  if (absl::IsNotFound(r.status())) return absl::NotFoundError(absl::StrCat("no runner named '", name, "'"));
+  return r;
+}
+
+absl::StatusOr<Job> JobByName(ServerContext* ctx, const Runner& runner, const std::string& name) {
+  if (!IsValidName(name)) return absl::NotFoundError(absl::StrCat("no job named '", name, "'"));
+  auto j = ctx->index->GetJob(runner.id, name);
+  if (absl::IsNotFound(j.status())) {
+    return absl::NotFoundError(absl::StrCat("runner '", runner.name, "' has no job '", name, "'"));
+  }
+  return j;
+}
+
+absl::StatusOr<int> IntQuery(const Request& req, const std::string& name, int fallback, int max) {
+  std::string v = req.Query(name);
+  if (v.empty()) return fallback;
+  if (v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("query parameter '", name, "' must be a number"));
+  }
+  return std::min(std::stoi(v), max);
+}
+
+// Validates a job definition from the wire and fills defaults.
+absl::Status ValidateJobSpec(protocol::JobSpec& spec) {
+  if (!IsValidName(spec.name)) {
+    return absl::InvalidArgumentError("job name must be 1-64 characters of A-Z a-z 0-9 . _ -");
+  }
+  if (spec.source.empty() || spec.source.size() > kMaxPathBytes ||
+      spec.source.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("source must be a non-empty folder path on the runner");
+  }
+  absl::Status st = ValidateRelativePath(spec.dest_prefix);
+  if (!st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("dest prefix: ", std::string(st.message())));
+  }
+  if (spec.dest_prefix.rfind(std::string(kReservedArea), 0) == 0) {
+    return absl::InvalidArgumentError("dest prefix must not be inside the reserved .datasync area");
+  }
+  for (const auto* globs : {&spec.includes, &spec.excludes}) {
+    if (globs->size() > kMaxGlobs) return absl::InvalidArgumentError("too many include/exclude globs");
+    for (const auto& g : *globs) {
+      if (g.empty() || g.size() > kMaxGlobBytes || g.find('\0') != std::string::npos) {
+        return absl::InvalidArgumentError("include/exclude globs must be 1-256 bytes");
+      }
+    }
+  }
+  if (spec.interval_ms < 1000) return absl::InvalidArgumentError("interval must be at least 1s");
+  if (spec.settle_ms < 0) return absl::InvalidArgumentError("settle must not be negative");
+  return absl::OkStatus();
+}
+
+// Two jobs writing overlapping prefixes would corrupt each other's index on reconcile.
+absl::Status CheckPrefixFree(ServerContext* ctx, const Job* existing, const protocol::JobSpec& spec) {
+  DS_ASSIGN_OR_RETURN(auto jobs, ctx->index->ListJobs(std::nullopt));
+  const std::string& p = spec.dest_prefix;
+  for (const auto& j : jobs) {
+    if (existing != nullptr && j.spec.id == existing->spec.id) continue;
+    const std::string& q = j.spec.dest_prefix;
+    bool overlap = p == q || (p.size() > q.size() && p.compare(0, q.size(), q) == 0 && p[q.size()] == '/') ||
+                   (q.size() > p.size() && q.compare(0, p.size(), p) == 0 && q[p.size()] == '/');
+    if (overlap) {
+      return absl::AlreadyExistsError(absl::StrCat("dest prefix '", p, "' overlaps job '", j.runner_name, "/",
+                                                   j.spec.name, "' (prefix '", q, "')"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PutJob(ServerContext* ctx, const Request& req, const PathParams& p,
+                                   bool replace) {
+  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, p.at("runner")));
+  protocol::JobSpec spec;
+  try {
+    json body = json::parse(req.body);
+    if (!body.contains("name")) body["name"] = p.at("job");
+    spec = body.get<protocol::JobSpec>();
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid job definition: ", e.what()));
+  }
+  if (spec.name != p.at("job")) return absl::InvalidArgumentError("job name in body differs from URL");
+  DS_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  std::optional<Job> existing;
+  if (auto j = ctx->index->GetJob(runner.id, spec.name); j.ok()) {
+    existing = *j;
+    if (!replace) {
+      return absl::AlreadyExistsError(absl::StrCat("runner '", runner.name, "' already has a job '", spec.name, "'"));
+    }
+  }
+  DS_RETURN_IF_ERROR(CheckPrefixFree(ctx, existing ? &*existing : nullptr, spec));
+  DS_ASSIGN_OR_RETURN(Job job, ctx->index->PutJob(runner.id, spec, replace, ctx->NowMs()));
+  spdlog::info("admin: job {}/{} {} (source '{}', dest '{}')", runner.name, spec.name,
+               existing ? "replaced" : "created", spec.source, spec.dest_prefix);
+  return JobJson(job).dump();
+}
+
+absl::StatusOr<std::string> Transition(ServerContext* ctx, const std::string& name,
+                                       const std::string& action) {
+  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, name));
+  std::string from, to;
+  if (action == "approve") {
+    from = "pending", to = "approved";
+  } else if (action == "reject") {
+    from = "pending", to = "rejected";
+  } else {
+    from = "approved", to = "revoked";
+  }
+  if (runner.status != from) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot ", action, " runner '", name, "': it is ",
+                                                      runner.status, ", not ", from));
+  }
+  DS_RETURN_IF_ERROR(ctx->index->TransitionRunner(runner.id, from, to, ctx->NowMs()));
+  spdlog::info("admin: runner '{}' {} -> {}", name, from, to);
+  DS_ASSIGN_OR_RETURN(Runner updated, ctx->index->GetRunnerById(runner.id));
+  return RunnerJson(updated, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
+}
+
+absl::StatusOr<std::string> SyncNow(ServerContext* ctx, const PathParams& p) {
+  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, p.at("runner")));
+  if (runner.status != "approved") {
+    return absl::FailedPreconditionError(absl::StrCat("runner '", runner.name, "' is ", runner.status));
+  }
+  DS_ASSIGN_OR_RETURN(Job job, JobByName(ctx, runner, p.at("job")));
+  std::string run_id = NewUuid();
+  DS_ASSIGN_OR_RETURN(auto cmd, ctx->index->EnqueueCommand(runner.id, "sync", job.spec.name, run_id, ctx->NowMs()));
+  ctx->bus->Notify(runner.id);
+  spdlog::info("admin: sync now {}/{} queued as command {} run={}", runner.name, job.spec.name, cmd.id, run_id);
+  return json{{"command_id", cmd.id}, {"run_id", run_id}, {"runner", runner.name}, {"job", job.spec.name}}.dump();
+}
+
+absl::StatusOr<std::string> ListRuns(ServerContext* ctx, const Request& req) {
+  RunFilter f;
+  DS_ASSIGN_OR_RETURN(f.limit, IntQuery(req, "limit", 50, 1000));
+  std::optional<Runner> runner;
+  if (std::string r = req.Query("runner"); !r.empty()) {
+    DS_ASSIGN_OR_RETURN(runner, RunnerByName(ctx, r));
+    f.runner_id = runner->id;
+  }
+  if (std::string j = req.Query("job"); !j.empty()) {
+    if (!runner) return absl::InvalidArgumentError("job filter needs a runner filter");
+    DS_ASSIGN_OR_RETURN(Job job, JobByName(ctx, *runner, j));
+    f.job_id = job.spec.id;
+  }
+  if (std::string s = req.Query("state"); !s.empty()) f.state = s;
+  DS_ASSIGN_OR_RETURN(auto runs, ctx->index->ListRuns(f));
+  json out = json::array();
+  for (const auto& r : runs) out.push_back(RunJson(r));
+  return json{{"runs", out}}.dump();
+}
+
+absl::StatusOr<std::string> GetRun(ServerContext* ctx, const Request& req, const std::string& id) {
+  if (!IsValidUuid(id)) return absl::NotFoundError(absl::StrCat("no run ", id));
+  auto run = ctx->index->GetRun(id);
+  if (absl::IsNotFound(run.status())) return absl::NotFoundError(absl::StrCat("no run ", id));
+  if (!run.ok()) return run.status();
+  return RunJson(*run).dump();
+}
+
+absl::StatusOr<std::string> RunFiles(ServerContext* ctx, const Request& req, const std::string& id) {
+  DS_ASSIGN_OR_RETURN(int limit, IntQuery(req, "limit", 1000, 10000));
+  DS_ASSIGN_OR_RETURN(auto files, ctx->index->ListRunFiles(id, req.Query("after"), limit));
+  json out = json::array();
+  for (const auto& f : files) {
+    out.push_back(json{{"path", f.path}, {"planned_reason", f.planned_reason}, {"size", f.size},
+                       {"sha256", f.sha256}, {"result", f.result}, {"error", f.error},
+                       {"kept_version", f.kept_version}});
+  }
+  json body{{"files", out}};
+  if (static_cast<int>(files.size()) == limit && !files.empty()) body["next_after"] = files.back().path;
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+absl::StatusOr<std::string> ListFiles(ServerContext* ctx, const Request& req, const PathParams& p) {
+  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, p.at("runner")));
+  DS_ASSIGN_OR_RETURN(Job job, JobByName(ctx, runner, p.at("job")));
+  DS_ASSIGN_OR_RETURN(int limit, IntQuery(req, "limit", 1000, 10000));
+  DS_ASSIGN_OR_RETURN(auto files, ctx->index->ListSyncedFiles(job.spec.id, req.Query("after"), limit));
+  DS_ASSIGN_OR_RETURN(int64_t total, ctx->index->CountSyncedFiles(job.spec.id));
+  json out = json::array();
+  for (const auto& f : files) {
+    out.push_back(json{{"path", f.path}, {"key", JoinKey(job.spec.dest_prefix, f.path)}, {"size", f.size},
+                       {"mtime_ns", f.mtime_ns}, {"sha256", f.sha256},
+                       {"synced_at", FormatIsoUtc(f.synced_at_ms)}, {"run_id", f.run_id}});
+  }
+  json body{{"files", out}, {"total", total}};
+  if (static_cast<int>(files.size()) == limit && !files.empty()) body["next_after"] = files.back().path;
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+absl::StatusOr<std::string> Status(ServerContext* ctx) {
+  DS_ASSIGN_OR_RETURN(auto runners, ctx->index->ListRunners());
+  DS_ASSIGN_OR_RETURN(auto jobs, ctx->index->ListJobs(std::nullopt));
+  DS_ASSIGN_OR_RETURN(int schema, ctx->index->SchemaVersion());
+  json counts = json::object();
+  int64_t now = ctx->NowMs();
+  int online = 0;
+  for (const auto& r : runners) {
+    counts[r.status] = counts.value(r.status, 0) + 1;
+    if (RunnerJson(r, now, ctx->config.heartbeat_interval.count())["online"].get<bool>()) ++online;
+  }
+  return json{{"version", DATASYNC_VERSION},
+              {"schema_version", schema},
+              {"index", ctx->config.index_url},
+              {"storage", ctx->storage_url},
+              {"runners", counts},
+              {"runners_online", online},
+              {"jobs", jobs.size()},
+              {"agents_long_polling", ctx->bus->WaiterCount()}}
+      .dump();
+}
+
+}  // namespace
+
+void AddAdminRoutes(ServerContext* ctx, Router* router) {
+  // Every admin route authenticates first; `fn` runs only for an allowed operator.
+  auto admin = [ctx](auto fn, int ok_status = 200) {
+    return [ctx, fn, ok_status](const Request& req, const PathParams& p, Responder respond) {
+      Reply(respond, Guarded([&]() -> absl::StatusOr<std::string> {
+              DS_ASSIGN_OR_RETURN(AdminToken who, AuthenticateAdmin(ctx, req));
+              (void)who;
+              return fn(req, p);
+            }),
+            ok_status);
+    };
+  };
+  const std::string base = "/api/v1/admin";
+  router->Add("GET", base + "/status", admin([ctx](const Request&, const PathParams&) { return Status(ctx); }));
+  router->Add("GET", base + "/runners", admin([ctx](const Request&, const PathParams&) -> absl::StatusOr<std::string> {
+                DS_ASSIGN_OR_RETURN(auto runners, ctx->index->ListRunners());
+                json out = json::array();
+                for (const auto& r : runners) out.push_back(RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count()));
+                return json{{"runners", out}}.dump();
+              }));
+  router->Add("GET", base + "/runners/{runner}", admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
+                DS_ASSIGN_OR_RETURN(Runner r, RunnerByName(ctx, p.at("runner")));
+                return RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
+              }));
+  for (std::string action : {"approve", "reject", "revoke"}) {
+    router->Add("POST", base + "/runners/{runner}/" + action,
+                admin([ctx, action](const Request&, const PathParams& p) { return Transition(ctx, p.at("runner"), action); }));
+  }
+  router->Add("GET", base + "/jobs", admin([ctx](const Request& req, const PathParams&) -> absl::StatusOr<std::string> {
+                std::optional<int64_t> runner_id;
+                if (std::string r = req.Query("runner"); !r.empty()) {
+                  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, r));
+                  runner_id = runner.id;
+                }
+                DS_ASSIGN_OR_RETURN(auto jobs, ctx->index->ListJobs(runner_id));
+                json out = json::array();
+                for (const auto& j : jobs) out.push_back(JobJson(j));
+                return json{{"jobs", out}}.dump();
+              }));
+  const std::string job = base + "/runners/{runner}/jobs/{job}";
+  router->Add("GET", job, admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
+                DS_ASSIGN_OR_RETURN(Runner r, RunnerByName(ctx, p.at("runner")));
+                DS_ASSIGN_OR_RETURN(Job j, JobByName(ctx, r, p.at("job")));
+                return JobJson(j).dump();
+              }));
+  router->Add("POST", job, admin([ctx](const Request& req, const PathParams& p) { return PutJob(ctx, req, p, false); }, 201));
+  router->Add("PUT", job, admin([ctx](const Request& req, const PathParams& p) { return PutJob(ctx, req, p, true); }));
+  router->Add("DELETE", job, admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
+                DS_ASSIGN_OR_RETURN(Runner r, RunnerByName(ctx, p.at("runner")));
+                DS_ASSIGN_OR_RETURN(Job j, JobByName(ctx, r, p.at("job")));
+                DS_RETURN_IF_ERROR(ctx->index->DeleteJob(j.spec.id));
+                spdlog::info("admin: job {}/{} deleted (stored files are kept)", r.name, j.spec.name);
+                return json{{"deleted", j.spec.name}}.dump();
+              }));
+  router->Add("POST", job + "/sync", admin([ctx](const Request&, const PathParams& p) { return SyncNow(ctx, p); }, 202));
+  router->Add("GET", job + "/files", admin([ctx](const Request& req, const PathParams& p) { return ListFiles(ctx, req, p); }));
+  router->Add("GET", base + "/runs", admin([ctx](const Request& req, const PathParams&) { return ListRuns(ctx, req); }));
+  router->Add("GET", base + "/runs/{run}", admin([ctx](const Request& req, const PathParams& p) { return GetRun(ctx, req, p.at("run")); }));
+  router->Add("GET", base + "/runs/{run}/files",
+              admin([ctx](const Request& req, const PathParams& p) { return RunFiles(ctx, req, p.at("run")); }));
+}
+
+}  // namespace ds

@@ -1,0 +1,335 @@
+// The agent API: enrollment, heartbeat, commands (long-poll), jobs, compare, complete.
+#include <nlohmann/json.hpp>
+#include <set>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "common/paths.h"
+#include "protocol/messages.h"
+#include "server/context.h"
+#include "common/log.h"
+#include "sync/planner.h"
+
+namespace ds {
+namespace {
+
+using http::Request;
+using http::Responder;
+using nlohmann::json;
+
+// The approved runner owning the request's API key. Unauthenticated for a missing, unknown or
+// revoked key (revocation clears the key hash, so both read the same).
+absl::StatusOr<Runner> AuthenticateAgent(ServerContext* ctx, const Request& req) {
+  std::string key = BearerToken(req);
+  if (key.empty()) return absl::UnauthenticatedError("missing API key (Authorization: Bearer ...)");
+  if (key.size() > 256) return absl::UnauthenticatedError("unknown or revoked API key");
+  auto runner = ctx->index->FindRunnerByKeyHash(Sha256Hex(key));
+  if (absl::IsNotFound(runner.status())) {
+    return absl::UnauthenticatedError("unknown or revoked API key");
+  }
+  if (!runner.ok()) return runner.status();
+  if (runner->status != "approved") {
+    return absl::UnauthenticatedError(absl::StrCat("runner '", runner->name, "' is ", runner->status));
+  }
+  return runner;
+}
+
+std::string CorrelationTag(const Request& req) {
+  std::string id = req.Header("x-correlation-id");
+  if (id.empty() || id.size() > 64) return "";
+  return absl::StrCat(" run=", id);
+}
+
+absl::StatusOr<std::vector<protocol::JobSpec>> JobSpecsOf(ServerContext* ctx, int64_t runner_id) {
+  DS_ASSIGN_OR_RETURN(std::vector<Job> jobs, ctx->index->ListJobs(runner_id));
+  std::vector<protocol::JobSpec> specs;
+  specs.reserve(jobs.size());
+  for (auto& j : jobs) specs.push_back(std::move(j.spec));
+  return specs;
+}
+
+absl::StatusOr<std::string> Register(ServerContext* ctx, const Request& req) {
+  DS_ASSIGN_OR_RETURN(auto body, protocol::Decode<protocol::RegisterRequest>(req.body));
+  if (!IsValidName(body.name)) {
+    return absl::InvalidArgumentError(
+        "runner name must be 1-64 characters of A-Z a-z 0-9 . _ - and not start with '.'");
+  }
+  for (const std::string* f : {&body.hostname, &body.os, &body.agent_version, &body.machine_id}) {
+    if (f->size() > 256) return absl::InvalidArgumentError("registration field longer than 256 bytes");
+  }
+  std::string enrollment_id = NewUuid();
+  std::string secret = absl::StrCat("dse_", Base64UrlEncode(RandomBytes(32)));
+  RegisterInfo info{body.name, body.hostname, body.os, body.machine_id, body.agent_version};
+  auto runner = ctx->index->RegisterRunner(info, enrollment_id, Sha256Hex(secret), ctx->NowMs());
+  if (absl::IsAlreadyExists(runner.status())) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "a runner named '", body.name,
+        "' is already enrolled; choose another --name, or have an operator replace it"));
+  }
+  if (!runner.ok()) return runner.status();
+  spdlog::info("registration: runner '{}' (id {}) pending approval, host '{}', enrollment {}",
+               runner->name, runner->id, body.hostname, enrollment_id);
+  return protocol::Encode(protocol::RegisterResponse{enrollment_id, secret, "pending"});
+}
+
+absl::StatusOr<std::string> PollEnrollment(ServerContext* ctx, const Request& req,
+                                           const std::string& id) {
+  if (!IsValidUuid(id)) return absl::NotFoundError("no such enrollment");
+  auto enrollment = ctx->index->GetEnrollment(id);
+  if (absl::IsNotFound(enrollment.status())) return absl::NotFoundError("no such enrollment");
+  if (!enrollment.ok()) return enrollment.status();
+  std::string secret = BearerToken(req);
+  if (secret.empty() || !ConstantTimeEquals(Sha256Hex(secret), enrollment->secret_hash)) {
+    return absl::UnauthenticatedError("wrong or missing enrollment secret");
+  }
+  DS_ASSIGN_OR_RETURN(Runner runner, ctx->index->GetRunnerById(enrollment->runner_id));
+  protocol::EnrollmentStatus out;
+  out.status = enrollment->status;
+  if (enrollment->status == "approved") {
+    // Issue the key now so the server never holds it in the clear: exactly once, by CAS.
+    std::string key = absl::StrCat("dsk_", Base64UrlEncode(RandomBytes(32)));
+    absl::Status st = ctx->index->DeliverKey(id, Sha256Hex(key));
+    if (absl::IsFailedPrecondition(st)) {
+      out.status = "delivered";
+    } else if (!st.ok()) {
+      return st;
+    } else {
+      out.api_key = key;
+      out.runner_id = runner.id;
+      out.runner_name = runner.name;
+      spdlog::info("enrollment {}: API key issued to runner '{}'", id, runner.name);
+    }
+  }
+  if (out.status == "delivered") {
+    return absl::PermissionDeniedError(
+        "the API key for this enrollment was already delivered; re-enroll to get a new one");
+  }
+  if (out.status == "rejected") {
+    return absl::PermissionDeniedError(absl::StrCat("enrollment of runner '", runner.name,
+                                                    "' was rejected by an operator"));
+  }
+  return protocol::Encode(out);
+}
+
+absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
+  DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
+  DS_ASSIGN_OR_RETURN(auto hb, protocol::Decode<protocol::HeartbeatRequest>(req.body));
+  if (hb.agent_version.size() > 64 || hb.state.size() > 64 || hb.current_run.size() > 64) {
+    return absl::InvalidArgumentError("heartbeat field too long");
+  }
+  DS_RETURN_IF_ERROR(ctx->index->RecordHeartbeat(runner.id, hb.agent_version, hb.state,
+                                                 hb.current_run, ctx->NowMs()));
+  protocol::HeartbeatResponse out;
+  out.interval_ms = ctx->config.heartbeat_interval.count();
+  out.jobs_version = runner.jobs_version;
+  out.storage_url = ctx->storage_url;
+  if (hb.jobs_version != runner.jobs_version) {
+    DS_ASSIGN_OR_RETURN(out.jobs, JobSpecsOf(ctx, runner.id));
+  }
+  DS_ASSIGN_OR_RETURN(out.commands, ctx->index->TakeCommands(runner.id));
+  return protocol::Encode(out);
+}
+
+void Commands(ServerContext* ctx, const Request& req, const Responder& respond) {
+  auto runner = AuthenticateAgent(ctx, req);
+  if (!runner.ok()) return respond(http::ProblemResponse(runner.status()));
+  int64_t wait_ms = 0;
+  std::string wait = req.Query("wait", "0");
+  auto d = ParseDuration(wait);
+  if (!d.ok()) return respond(http::ProblemResponse(d.status()));
+  wait_ms = std::min<int64_t>(d->count(), ctx->config.max_long_poll.count());
+  int64_t runner_id = runner->id;
+  StateIndex* index = ctx->index.get();
+  auto answer = [index, runner_id, respond](bool) {
+    auto cmds = index->TakeCommands(runner_id);
+    if (!cmds.ok()) return respond(http::ProblemResponse(cmds.status()));
+    respond(http::JsonResponse(200, protocol::Encode(protocol::CommandsResponse{*cmds})));
+  };
+  uint64_t seq = ctx->bus->Sequence(runner_id);
+  auto cmds = index->TakeCommands(runner_id);
+  if (!cmds.ok()) return respond(http::ProblemResponse(cmds.status()));
+  if (!cmds->empty() || wait_ms <= 0) {
+    return respond(http::JsonResponse(200, protocol::Encode(protocol::CommandsResponse{*cmds})));
+  }
+  ctx->bus->Wait(runner_id, seq, std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms),
+                 answer);
+}
+
+absl::StatusOr<std::string> Jobs(ServerContext* ctx, const Request& req) {
+  DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
+  DS_ASSIGN_OR_RETURN(auto specs, JobSpecsOf(ctx, runner.id));
+  return json{{"jobs_version", runner.jobs_version}, {"storage_url", ctx->storage_url},
+              {"jobs", specs}}
+      .dump();
+}
+
+absl::StatusOr<std::string> Compare(ServerContext* ctx, const Request& req,
+                                    const std::string& job_name) {
+  DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
+  if (!IsValidName(job_name)) return absl::NotFoundError("no such job");
+  auto job = ctx->index->GetJob(runner.id, job_name);
+  if (absl::IsNotFound(job.status())) {
+    return absl::NotFoundError(absl::StrCat("runner '", runner.name, "' has no job '", job_name, "'"));
+  }
+  if (!job.ok()) return job.status();
+  DS_ASSIGN_OR_RETURN(auto cmp, protocol::Decode<protocol::CompareRequest>(req.body));
+  if (!IsValidUuid(cmp.run_id)) return absl::InvalidArgumentError("run_id must be a lowercase UUID");
+  if (cmp.files.size() > protocol::kMaxManifestBatch) {
+    return absl::ResourceExhaustedError(absl::StrCat("manifest batch of ", cmp.files.size(),
+                                                     " entries exceeds ",
+                                                     protocol::kMaxManifestBatch));
+  }
+  if (cmp.trigger.size() > 32) return absl::InvalidArgumentError("trigger too long");
+  std::set<std::string_view> seen;
+  std::vector<std::string> paths;
+  paths.reserve(cmp.files.size());
+  for (size_t i = 0; i < cmp.files.size(); ++i) {
+    const auto& e = cmp.files[i];
+    absl::Status st = ValidateManifestEntry(e);
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("files[", i, "]: ", std::string(st.message())));
+    }
+    if (!seen.insert(e.path).second) {
+      return absl::InvalidArgumentError(absl::StrCat("files[", i, "]: duplicate path"));
+    }
+    paths.push_back(e.path);
+  }
+  DS_ASSIGN_OR_RETURN(Run run, ctx->index->BeginRun(cmp.run_id, runner.id, job->spec.id,
+                                                    cmp.trigger, ctx->NowMs()));
+  DS_ASSIGN_OR_RETURN(auto rows, ctx->index->LookupSyncedFiles(job->spec.id, paths));
+  std::unordered_map<std::string_view, IndexedFile> indexed;
+  indexed.reserve(rows.size());
+  for (const auto& r : rows) indexed.emplace(r.path, IndexedFile{r.size, r.sha256});
+
+  protocol::CompareResponse out;
+  out.run_id = cmp.run_id;
+  out.storage_url = ctx->storage_url;
+  std::vector<RunFile> planned;
+  for (const auto& e : cmp.files) {
+    auto it = indexed.find(e.path);
+    auto reason = PlanReason(e, it == indexed.end() ? nullptr : &it->second);
+    if (!reason) continue;
+    std::string key = JoinKey(job->spec.dest_prefix, e.path);
+    out.upload.push_back(protocol::UploadInstruction{e.path, key, *reason});
+    RunFile rf;
+    rf.path = e.path;
+    rf.planned_reason = *reason;
+    rf.size = e.size;
+    rf.sha256 = e.sha256;
+    planned.push_back(std::move(rf));
+  }
+  DS_RETURN_IF_ERROR(ctx->index->RecordPlanned(
+      cmp.run_id, planned, cmp.last ? static_cast<int64_t>(cmp.total_files) : -1,
+      cmp.last ? static_cast<int64_t>(cmp.total_bytes) : -1));
+  spdlog::info("compare runner={} job={} run={}: {} entries, {} to upload{}", runner.name,
+               job_name, cmp.run_id, cmp.files.size(), out.upload.size(), cmp.last ? " (last batch)" : "");
+  (void)run;
+  return protocol::Encode(out);
+}
+
+std::string FinalState(const Run& run, bool interrupted, const std::string& error) {
+  const auto& s = run.summary;
+  if (interrupted) return "abandoned";
+  uint64_t unresolved = s.files_planned - std::min(s.files_planned, s.files_uploaded + s.files_failed);
+  if (!error.empty() && s.files_uploaded == 0) return "failed";
+  if (s.files_failed > 0 || unresolved > 0 || !error.empty()) {
+    return s.files_uploaded == 0 && s.files_planned > 0 ? "failed" : "partial";
+  }
+  if (s.files_skipped > 0) return "partial";
+  return "succeeded";
+}
+
+absl::StatusOr<std::string> Complete(ServerContext* ctx, const Request& req,
+                                     const std::string& run_id) {
+  DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
+  if (!IsValidUuid(run_id)) return absl::NotFoundError("no such run");
+  auto run = ctx->index->GetRun(run_id);
+  if (absl::IsNotFound(run.status()) || (run.ok() && run->runner_id != runner.id)) {
+    return absl::NotFoundError(absl::StrCat("no run ", run_id, " for runner '", runner.name, "'"));
+  }
+  if (!run.ok()) return run.status();
+  DS_ASSIGN_OR_RETURN(auto cmp, protocol::Decode<protocol::CompleteRequest>(req.body));
+  if (cmp.results.size() > protocol::kMaxManifestBatch) {
+    return absl::ResourceExhaustedError("too many results in one batch");
+  }
+  if (cmp.error.size() > 4096) cmp.error.resize(4096);
+  for (size_t i = 0; i < cmp.results.size(); ++i) {
+    auto& r = cmp.results[i];
+    absl::Status st = ValidateRelativePath(r.path);
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("results[", i, "]: invalid path: ", std::string(st.message())));
+    }
+    if (r.status != "uploaded" && r.status != "failed" && r.status != "skipped") {
+      return absl::InvalidArgumentError(absl::StrCat("results[", i, "]: status must be uploaded, failed or skipped"));
+    }
+    if (r.status == "uploaded" &&
+        (r.sha256.size() != 64 || r.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+      return absl::InvalidArgumentError(absl::StrCat("results[", i, "]: uploaded needs a sha256"));
+    }
+    if (r.error.size() > 2048) r.error.resize(2048);
+    if (!r.kept_version.empty() && !ValidateRelativePath(r.kept_version).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("results[", i, "]: invalid kept_version"));
+    }
+  }
+  uint64_t accepted = 0;
+  if (!cmp.results.empty()) {
+    auto n = ctx->index->RecordResults(run_id, cmp.results, ctx->NowMs());
+    if (!n.ok()) {
+      if (absl::IsFailedPrecondition(n.status()) && run->summary.state != "running" &&
+          cmp.final) {
+        // A retried final batch after the run closed: answer with the recorded state.
+        return protocol::Encode(protocol::CompleteResponse{0, run->summary.state});
+      }
+      return n.status();
+    }
+    accepted = *n;
+  }
+  std::string state = run->summary.state;
+  if (cmp.final) {
+    DS_ASSIGN_OR_RETURN(Run current, ctx->index->GetRun(run_id));
+    if (current.summary.state == "running") {
+      state = FinalState(current, cmp.interrupted, cmp.error);
+      DS_ASSIGN_OR_RETURN(Run done, ctx->index->FinishRun(run_id, state, cmp.error, ctx->NowMs()));
+      const auto& s = done.summary;
+      spdlog::info("run={} runner={} job={} finished {}: {} seen, {} uploaded ({} bytes), {} failed, {} skipped",
+                   run_id, runner.name, s.job, state, s.files_seen, s.files_uploaded, s.bytes_uploaded,
+                   s.files_failed, s.files_skipped);
+    } else {
+      state = current.summary.state;
+    }
+  }
+  return protocol::Encode(protocol::CompleteResponse{accepted, state});
+}
+
+}  // namespace
+
+void AddAgentRoutes(ServerContext* ctx, Router* router) {
+  auto sync = [](auto fn) {
+    return [fn](const Request& req, const PathParams& p, Responder respond) {
+      Reply(respond, Guarded([&] { return fn(req, p); }));
+    };
+  };
+  router->Add("POST", "/api/v1/agent/register", [ctx](const Request& req, const PathParams&, Responder respond) {
+    Reply(respond, Guarded([&] { return Register(ctx, req); }), 202);
+  });
+  router->Add("GET", "/api/v1/agent/enrollment/{id}", sync([ctx](const Request& req, const PathParams& p) {
+                return PollEnrollment(ctx, req, p.at("id"));
+              }));
+  router->Add("POST", "/api/v1/agent/heartbeat",
+              sync([ctx](const Request& req, const PathParams&) { return Heartbeat(ctx, req); }));
+  router->Add("GET", "/api/v1/agent/commands", [ctx](const Request& req, const PathParams&, Responder respond) {
+    Commands(ctx, req, respond);
+  });
+  router->Add("GET", "/api/v1/agent/jobs",
+              sync([ctx](const Request& req, const PathParams&) { return Jobs(ctx, req); }));
+  router->Add("POST", "/api/v1/agent/jobs/{job}/compare", sync([ctx](const Request& req, const PathParams& p) {
+                return Compare(ctx, req, p.at("job"));
+              }));
+  router->Add("POST", "/api/v1/agent/runs/{run}/complete", sync([ctx](const Request& req, const PathParams& p) {
+                return Complete(ctx, req, p.at("run"));
+              }));
+  (void)CorrelationTag;
+}
+
+}  // namespace ds

@@ -1,0 +1,77 @@
+#include "server/command_bus.h"
+
+#include <vector>
+
+namespace ds {
+
+CommandBus::CommandBus() : thread_([this] { Loop(); }) {}
+
+CommandBus::~CommandBus() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+uint64_t CommandBus::Sequence(int64_t runner_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sequence_[runner_id];
+}
+
+void CommandBus::Wait(int64_t runner_id, uint64_t seen_sequence,
+                      std::chrono::steady_clock::time_point deadline,
+                      std::function<void(bool)> fire) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Waiter w{runner_id, deadline, std::move(fire)};
+    w.notified = sequence_[runner_id] != seen_sequence;
+    waiters_.push_back(std::move(w));
+  }
+  cv_.notify_all();
+}
+
+void CommandBus::Notify(int64_t runner_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++sequence_[runner_id];
+    for (auto& w : waiters_) {
+      if (w.runner_id == runner_id) w.notified = true;
+    }
+  }
+  cv_.notify_all();
+}
+
+size_t CommandBus::WaiterCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiters_.size();
+}
+
+void CommandBus::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    auto now = std::chrono::steady_clock::now();
+    std::vector<std::pair<std::function<void(bool)>, bool>> due;
+    auto next = now + std::chrono::seconds(60);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (stop_ || it->notified || it->deadline <= now) {
+        due.emplace_back(std::move(it->fire), it->notified);
+        it = waiters_.erase(it);
+      } else {
+        next = std::min(next, it->deadline);
+        ++it;
+      }
+    }
+    if (!due.empty()) {
+      lock.unlock();
+      for (auto& [fire, notified] : due) fire(notified);
+      lock.lock();
+      continue;
+    }
+    if (stop_) return;
+    cv_.wait_until(lock, next);
+  }
+}
+
+}  // namespace ds

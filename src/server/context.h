@@ -1,0 +1,43 @@
+// What every API handler of the server shares. Internal to src/server.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/time_util.h"
+#include "http/http_server.h"
+#include "index/state_index.h"
+#include "server/command_bus.h"
+#include "server/router.h"
+#include "server/server.h"
+#include "storage/storage.h"
+
+namespace ds {
+
+// Constant after start-up; the pointees are thread-safe.
+struct ServerContext {
+  ServerConfig config;
+  const Clock* clock = nullptr;
+  std::unique_ptr<StateIndex> index;
+  std::unique_ptr<Storage> storage;
+  std::string storage_url;  // as told to agents
+  std::unique_ptr<CommandBus> bus;
+  int64_t NowMs() const { return clock->NowUnixMs(); }
+};
+
+void AddAgentRoutes(ServerContext* ctx, Router* router);
+void AddAdminRoutes(ServerContext* ctx, Router* router);
+
+// Shared helpers for handlers.
+// The bearer token of the request, or "" when absent.
+std::string BearerToken(const http::Request& request);
+// [A-Za-z0-9._-]{1,64}, not starting with '.'
+bool IsValidName(const std::string& name);
+// Answers `result` as 200 JSON, or its error as problem+json.
+void Reply(const http::Responder& respond, const absl::StatusOr<std::string>& result,
+           int ok_status = 200);
+// Runs `fn` converting any escaped exception to a 500 problem (adapter edge).
+absl::StatusOr<std::string> Guarded(const std::function<absl::StatusOr<std::string>()>& fn);
+
+}  // namespace ds

@@ -1,0 +1,178 @@
+#include "server/server.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "common/files.h"
+#include "common/paths.h"
+#include "http/http_server.h"
+#include "server/context.h"
+#include "common/log.h"
+
+namespace ds {
+
+std::string BearerToken(const http::Request& request) {
+  std::string h = request.Header("authorization");
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (h.size() <= kPrefix.size() || h.compare(0, kPrefix.size(), kPrefix) != 0) return "";
+  return h.substr(kPrefix.size());
+}
+
+bool IsValidName(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name.front() == '.') return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+void Reply(const http::Responder& respond, const absl::StatusOr<std::string>& result, int ok_status) {
+  if (!result.ok()) {
+    if (http::HttpStatusFor(result.status()) >= 500) spdlog::error("request failed: {}", result.status().ToString());
+    return respond(http::ProblemResponse(result.status(), /*expose_detail=*/false));
+  }
+  respond(http::JsonResponse(ok_status, *result));
+}
+
+absl::StatusOr<std::string> Guarded(const std::function<absl::StatusOr<std::string>()>& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("unexpected exception: ", e.what()));
+  }
+}
+
+namespace {
+
+std::string ContentTypeFor(const std::string& path) {
+  auto ext = std::filesystem::path(path).extension().string();
+  if (ext == ".html") return "text/html; charset=utf-8";
+  if (ext == ".js" || ext == ".mjs") return "text/javascript; charset=utf-8";
+  if (ext == ".css") return "text/css; charset=utf-8";
+  if (ext == ".svg") return "image/svg+xml";
+  if (ext == ".png") return "image/png";
+  if (ext == ".json") return "application/json";
+  return "application/octet-stream";
+}
+
+class ServerImpl final : public DataSyncServer {
+ public:
+  explicit ServerImpl(std::unique_ptr<ServerContext> ctx) : ctx_(std::move(ctx)) {}
+  ~ServerImpl() override { Stop(); }
+
+  absl::Status Start() {
+    AddAgentRoutes(ctx_.get(), &router_);
+    AddAdminRoutes(ctx_.get(), &router_);
+    router_.Add("GET", "/healthz", [](const http::Request&, const PathParams&, http::Responder respond) {
+      respond(http::JsonResponse(200, R"({"status":"ok"})"));
+    });
+    router_.Add("GET", "/readyz", [this](const http::Request&, const PathParams&, http::Responder respond) {
+      absl::Status st = ctx_->index->Ping();
+      if (!st.ok()) {
+        return respond(http::ProblemResponse(absl::UnavailableError(absl::StrCat("state index: ", st.message()))));
+      }
+      respond(http::JsonResponse(200, R"({"status":"ready"})"));
+    });
+    http::ServerOptions opts;
+    opts.host = ctx_->config.listen_host;
+    opts.port = ctx_->config.listen_port;
+    opts.max_body_bytes = ctx_->config.max_body_bytes;
+    opts.worker_threads = ctx_->config.worker_threads;
+    opts.io_threads = ctx_->config.io_threads;
+    DS_ASSIGN_OR_RETURN(http_, http::StartServer(opts, [this](http::Request req, http::Responder respond) {
+                          Handle(std::move(req), std::move(respond));
+                        }));
+    return absl::OkStatus();
+  }
+
+  uint16_t port() const override { return http_ ? http_->port() : 0; }
+  std::string created_token_file() const override { return created_token_file_; }
+  void set_created_token_file(std::string f) { created_token_file_ = std::move(f); }
+
+  void Stop() override {
+    if (http_) http_->Stop();
+    ctx_->bus.reset();  // answers any long-poll still waiting (their sessions are gone)
+  }
+
+ private:
+  void Handle(http::Request req, http::Responder respond) {
+    if (req.path.rfind("/api/", 0) == 0 || req.path == "/healthz" || req.path == "/readyz") {
+      router_.Dispatch(req, respond);
+      return;
+    }
+    ServeStatic(req, respond);
+  }
+
+  void ServeStatic(const http::Request& req, const http::Responder& respond) {
+    if (req.method != "GET" && req.method != "HEAD") {
+      return respond(http::ProblemResponse(405, "Method Not Allowed", "static files are read-only"));
+    }
+    if (ctx_->config.web_dir.empty()) {
+      return respond(http::ProblemResponse(404, "Not Found", "no dashboard configured (--web)"));
+    }
+    std::string rel = req.path == "/" ? "index.html" : req.path.substr(1);
+    if (!ValidateRelativePath(rel).ok()) return respond(http::ProblemResponse(404, "Not Found", "no such file"));
+    auto body = ReadFileToString(std::filesystem::path(ctx_->config.web_dir) / rel, 8 << 20);
+    if (!body.ok()) return respond(http::ProblemResponse(404, "Not Found", "no such file"));
+    http::Response r;
+    r.status = 200;
+    r.content_type = ContentTypeFor(rel);
+    r.body = std::move(*body);
+    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    r.headers.emplace_back("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'");
+    respond(std::move(r));
+  }
+
+  std::unique_ptr<ServerContext> ctx_;
+  Router router_;
+  std::unique_ptr<http::Server> http_;
+  std::string created_token_file_;
+};
+
+// Creates the first admin token when the index has none and writes it to <data>/admin.token.
+absl::StatusOr<std::string> BootstrapAdminToken(ServerContext* ctx) {
+  DS_ASSIGN_OR_RETURN(int64_t n, ctx->index->CountAdminTokens());
+  if (n > 0) return std::string();
+  std::string token = absl::StrCat("dsa_", Base64UrlEncode(RandomBytes(32)));
+  std::filesystem::path file = std::filesystem::path(ctx->config.data_dir) / "admin.token";
+  DS_RETURN_IF_ERROR(WriteFileAtomically(file, token + "\n", 0600));
+  DS_RETURN_IF_ERROR(ctx->index->CreateAdminToken("initial-admin", "admin", Sha256Hex(token), ctx->NowMs()).status());
+  return file.string();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DataSyncServer>> StartDataSyncServer(const ServerConfig& config) {
+  auto ctx = std::make_unique<ServerContext>();
+  ctx->config = config;
+  ctx->clock = config.clock != nullptr ? config.clock : SystemClock();
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create data dir ", config.data_dir, ": ", ec.message()));
+  ::chmod(config.data_dir.c_str(), 0700);
+
+  DS_ASSIGN_OR_RETURN(ctx->index, OpenStateIndex(config.index_url));
+  DS_RETURN_IF_ERROR(ctx->index->Migrate());
+  DS_ASSIGN_OR_RETURN(int version, ctx->index->SchemaVersion());
+  spdlog::info("state index {} at schema version {}", config.index_url, version);
+
+  DS_ASSIGN_OR_RETURN(StorageUrl url, ParseStorageUrl(config.storage_url));
+  DS_ASSIGN_OR_RETURN(ctx->storage, OpenStorage(url));
+  ctx->storage_url = url.text;
+  spdlog::info("storage {}", ctx->storage->Describe());
+  ctx->bus = std::make_unique<CommandBus>();
+
+  DS_ASSIGN_OR_RETURN(std::string token_file, BootstrapAdminToken(ctx.get()));
+  auto server = std::make_unique<ServerImpl>(std::move(ctx));
+  server->set_created_token_file(token_file);
+  DS_RETURN_IF_ERROR(server->Start());
+  return std::unique_ptr<DataSyncServer>(std::move(server));
+}
+
+}  // namespace ds

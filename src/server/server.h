@@ -1,0 +1,43 @@
+// datasync-server: the agent API, the admin API and the dashboard over the state index.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "common/time_util.h"
+
+namespace ds {
+
+struct ServerConfig {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 8080;                   // 0 = pick a free port
+  std::string index_url = "sqlite:./var/state.db";
+  std::string storage_url = "file://./var/share";  // relative directories are made absolute
+  std::string data_dir = "./var";
+  std::string web_dir;                           // dashboard files; "" = no dashboard
+  std::chrono::milliseconds heartbeat_interval{60'000};  // told to agents
+  std::chrono::milliseconds max_long_poll{30'000};
+  size_t max_body_bytes = 32 << 20;              // bytes
+  int worker_threads = 8;
+  int io_threads = 2;
+  const Clock* clock = nullptr;                  // null = SystemClock()
+};
+
+class DataSyncServer {
+ public:
+  virtual ~DataSyncServer() = default;
+  virtual uint16_t port() const = 0;
+  // Path of the admin token file when this start created it, else "".
+  virtual std::string created_token_file() const = 0;
+  virtual void Stop() = 0;
+};
+
+// Opens the index (running migrations) and storage, creates the first admin token when the index
+// has none, and starts serving. FailedPrecondition when the index schema is newer than this binary.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<DataSyncServer>> StartDataSyncServer(
+    const ServerConfig& config);
+
+}  // namespace ds

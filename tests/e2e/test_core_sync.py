@@ -1,0 +1,184 @@
+"""End-to-end: real datasync-server + datasync-agent + datasync CLI on SQLite and directory
+storage. Enroll → approve → add job → sync → byte-identical storage and index rows → no-op sync →
+3 changed files → bad input refused."""
+
+import argparse
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Cluster, Failure, make_tree, sha256_file, wait_for  # noqa: E402
+
+BIN_DIR = None
+
+
+class CoreSyncTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(BIN_DIR, max_body=8 << 20)
+        cls.src = os.path.join(cls.c.root, "source")
+        cls.paths = make_tree(cls.src)
+        cls.c.enroll("pc-e2e")
+        cls.c.cli("jobs", "add", "pc-e2e", "raw", "--source", cls.src, "--dest", "lab1/raw",
+                  "--settle", "1s", "--interval", "1h")
+        cls.dest = os.path.join(cls.c.share, "lab1", "raw")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close(keep=os.environ.get("DATASYNC_KEEP_E2E") == "1")
+
+    def sync(self):
+        p = self.c.cli("sync", "pc-e2e", "raw", "--wait", "--json", check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        import json
+        return json.loads(p.stdout)
+
+    def assert_storage_matches_source(self):
+        stored = []
+        for dirpath, dirnames, filenames in os.walk(self.dest):
+            for f in filenames:
+                self.assertFalse(f.startswith(".dstmp-"), f"temp file left behind: {f}")
+                stored.append(os.path.relpath(os.path.join(dirpath, f), self.dest))
+        self.assertEqual(sorted(stored), self.paths)
+        for rel in self.paths:
+            with open(os.path.join(self.src, rel), "rb") as a, open(os.path.join(self.dest, rel), "rb") as b:
+                self.assertEqual(a.read(), b.read(), f"{rel} differs in storage")
+
+    def index_rows(self):
+        return {f["path"]: f for f in self.c.cli_json("files", "pc-e2e", "raw", "--all")}
+
+    def test_1_initial_sync_lands_everything_byte_identical_with_index_rows(self):
+        self.assertGreater(len(self.paths), 1000)
+        run = self.sync()
+        self.assertEqual(run["state"], "succeeded")
+        self.assertEqual(run["files_seen"], len(self.paths))
+        self.assertEqual(run["files_failed"], 0)
+        # The agent also runs a new job once on its own ("startup"); that run may win the race
+        # with the command. Together they upload every file exactly once.
+        runs = self.c.cli_json("runs", "pc-e2e", "raw")
+        self.assertTrue(all(r["state"] == "succeeded" for r in runs), runs)
+        self.assertEqual(sum(r["files_uploaded"] for r in runs), len(self.paths))
+        self.assert_storage_matches_source()
+        rows = self.index_rows()
+        self.assertEqual(sorted(rows), self.paths)
+        run_ids = {r["run_id"] for r in runs}
+        for rel in self.paths:
+            full = os.path.join(self.src, rel)
+            self.assertEqual(rows[rel]["sha256"], sha256_file(full), rel)
+            self.assertEqual(rows[rel]["size"], os.path.getsize(full), rel)
+            self.assertIn(rows[rel]["run_id"], run_ids)
+        self.assertEqual(rows["empty/zero-byte.dat"]["size"], 0)
+
+    def test_2_second_sync_uploads_nothing(self):
+        run = self.sync()
+        self.assertEqual(run["state"], "succeeded")
+        self.assertEqual(run["files_seen"], len(self.paths))
+        self.assertEqual(run["files_planned"], 0)
+        self.assertEqual(run["files_uploaded"], 0)
+
+    def test_3_three_changed_files_upload_exactly_those_and_keep_old_versions(self):
+        changed = [self.paths[5], self.paths[500], "Übersicht/Ωmega – notes.txt"]
+        old = {}
+        for rel in changed:
+            full = os.path.join(self.src, rel)
+            old[rel] = sha256_file(full)
+            with open(full, "ab") as f:
+                f.write(b"\nrecalibrated")
+            past = os.path.getmtime(full) - 10
+            os.utime(full, (past, past))
+        run = self.sync()
+        self.assertEqual(run["state"], "succeeded")
+        self.assertEqual(run["files_uploaded"], 3)
+        detail = self.c.cli_json("run", run["run_id"], "--files")
+        self.assertEqual(sorted(f["path"] for f in detail["files"]), sorted(changed))
+        self.assertTrue(all(f["planned_reason"] == "changed" for f in detail["files"]))
+        self.assert_storage_matches_source()
+        rows = self.index_rows()
+        versions = os.path.join(self.c.share, ".datasync", "versions", "lab1", "raw")
+        for rel in changed:
+            self.assertEqual(rows[rel]["sha256"], sha256_file(os.path.join(self.src, rel)))
+            kept = os.listdir(os.path.join(versions, rel))
+            self.assertEqual(len(kept), 1, f"previous version of {rel} not kept")
+            self.assertEqual(sha256_file(os.path.join(versions, rel, kept[0])), old[rel])
+
+    def test_4_bad_manifests_are_refused_and_change_nothing(self):
+        key, _ = self.c.fake_agent_key("evil")
+        self.c.cli("jobs", "add", "evil", "loot", "--source", "/tmp/none", "--dest", "evil/loot")
+        before_files = sorted(os.listdir(self.c.share))
+        run_id = "11111111-2222-4333-8444-555555555555"
+        good = {"path": "ok.dat", "size": 1, "mtime_ns": 1, "sha256": "a" * 64}
+        for bad_path in ["../../etc/passwd", "/etc/passwd", "a/../../b", "a\\..\\b", "a\u0000b",
+                         "C:/windows", "x" * 5000, "a//b", "./a"]:
+            entry = dict(good, path=bad_path)
+            st, body, hdrs = self.c.http("POST", "/api/v1/agent/jobs/loot/compare",
+                                         {"run_id": run_id, "files": [good, entry]}, token=key)
+            self.assertEqual(st, 400, f"{bad_path!r}: {body}")
+            self.assertEqual(hdrs.get("Content-Type"), "application/problem+json")
+        st, _, _ = self.c.http("POST", "/api/v1/agent/jobs/loot/compare", raw=b"{not json", token=key)
+        self.assertEqual(st, 400)
+        st, _, _ = self.c.http("POST", "/api/v1/agent/jobs/loot/compare", {"run_id": run_id, "files": []},
+                               token="dsk_not-a-key")
+        self.assertEqual(st, 401)
+        st, _, _ = self.c.http("POST", "/api/v1/agent/jobs/loot/compare", raw=b"x" * (9 << 20), token=key)
+        self.assertEqual(st, 413)
+        # Nothing was recorded: the run never began, no rows exist.
+        st, _, _ = self.c.admin("GET", "/runs/" + run_id)
+        self.assertEqual(st, 404)
+        self.assertEqual(self.c.cli_json("files", "evil", "loot"), [])
+        self.assertEqual(sorted(os.listdir(self.c.share)), before_files)
+
+        # A real run: `complete` for a path that was not planned is rejected and changes nothing.
+        st, plan, _ = self.c.http("POST", "/api/v1/agent/jobs/loot/compare",
+                                  {"run_id": run_id, "files": [good], "last": True, "total_files": 1},
+                                  token=key)
+        self.assertEqual(st, 200, plan)
+        self.assertEqual([u["key"] for u in plan["upload"]], ["evil/loot/ok.dat"])
+        sneaky = {"path": "not-planned.dat", "status": "uploaded", "size": 1, "mtime_ns": 1,
+                  "sha256": "b" * 64}
+        ok = {"path": "ok.dat", "status": "uploaded", "size": 1, "mtime_ns": 1, "sha256": "a" * 64}
+        st, body, _ = self.c.http("POST", f"/api/v1/agent/runs/{run_id}/complete",
+                                  {"results": [ok, sneaky], "final": True}, token=key)
+        self.assertEqual(st, 400, body)
+        self.assertEqual(self.c.cli_json("files", "evil", "loot"), [])
+        # The planned one is accepted, and a repeated batch changes nothing.
+        for _ in range(2):
+            st, body, _ = self.c.http("POST", f"/api/v1/agent/runs/{run_id}/complete",
+                                      {"results": [ok], "final": True}, token=key)
+            self.assertEqual(st, 200, body)
+            self.assertEqual(body["run_state"], "succeeded")
+        self.assertEqual([f["path"] for f in self.c.cli_json("files", "evil", "loot")], ["ok.dat"])
+        self.assertEqual(self.c.cli_json("run", run_id)["files_uploaded"], 1)
+
+        # Revoked → 401 on every agent call.
+        self.c.cli("runners", "revoke", "evil")
+        st, _, _ = self.c.http("POST", "/api/v1/agent/heartbeat", {}, token=key)
+        self.assertEqual(st, 401)
+
+    def test_5_pending_runner_is_refused_and_cli_errors_are_one_line(self):
+        st, reg, _ = self.c.http("POST", "/api/v1/agent/register", {"name": "waiting-pc"})
+        self.assertEqual(st, 202)
+        st, _, _ = self.c.http("POST", "/api/v1/agent/heartbeat", {}, token=reg["enrollment_secret"])
+        self.assertEqual(st, 401)
+        st, es, _ = self.c.http("GET", "/api/v1/agent/enrollment/" + reg["enrollment_id"],
+                                token=reg["enrollment_secret"])
+        self.assertEqual((st, es["status"]), (200, "pending"))
+        st, _, _ = self.c.http("GET", "/api/v1/agent/enrollment/" + reg["enrollment_id"], token="wrong")
+        self.assertEqual(st, 401)
+        p = self.c.cli("runners", "approve", "no-such-runner", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        p = self.c.cli("jobs", "add", "pc-e2e", "bad", "--source", "/x", "--dest", "../escape", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("dest prefix", p.stderr)
+
+    def test_6_agent_stops_cleanly_on_sigterm(self):
+        self.assertEqual(self.c.stop_agent("pc-e2e"), 0)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    args, rest = ap.parse_known_args()
+    BIN_DIR = args.bin_dir
+    unittest.main(argv=[sys.argv[0], "-v", *rest])
