@@ -1,0 +1,825 @@
+// The StateIndex conformance suite: every implementation must pass it. It uses the interface only;
+// an implementation joins by adding an IndexFactory to INSTANTIATE_TEST_SUITE_P at the bottom.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "index/state_index.h"
+
+namespace ds {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+#define ASSERT_OK(expr)                                   \
+  do {                                                    \
+    const absl::Status ds_test_status_ = (expr);          \
+    ASSERT_TRUE(ds_test_status_.ok()) << ds_test_status_; \
+  } while (0)
+#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  ASSERT_OK_AND_ASSIGN_IMPL(DS_STATUS_CONCAT(ds_test_statusor_, __LINE__), lhs, expr)
+#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr) \
+  auto tmp = (expr);                              \
+  ASSERT_TRUE(tmp.ok()) << tmp.status();          \
+  lhs = std::move(*tmp)
+
+constexpr int64_t kT0 = 1'700'000'000'000;  // Unix ms
+
+// Opens an empty, unmigrated index whose files (if any) live under `dir`, a fresh temp dir.
+struct IndexFactory {
+  std::string name;
+  std::function<absl::StatusOr<std::unique_ptr<StateIndex>>(const std::filesystem::path& dir)> open;
+};
+
+std::filesystem::path MakeTempDir() {
+  std::string tmpl = (std::filesystem::path(testing::TempDir()) / "index_test.XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) return {};
+  return tmpl;
+}
+
+RegisterInfo Info(const std::string& name, const std::string& hostname = "host") {
+  return RegisterInfo{name, hostname, "linux", "machine-" + name, "1.0.0"};
+}
+
+protocol::JobSpec Spec(const std::string& name) {
+  protocol::JobSpec spec;
+  spec.name = name;
+  spec.source = "/data/" + name;
+  spec.dest_prefix = name + "/";
+  spec.includes = {"*.txt", "docs/**"};
+  spec.excludes = {"tmp/**"};
+  spec.interval_ms = 600'000;
+  spec.settle_ms = 30'000;
+  return spec;
+}
+
+RunFile Planned(const std::string& path, uint64_t size = 100) {
+  RunFile f;
+  f.path = path;
+  f.planned_reason = "new";
+  f.size = size;
+  f.sha256 = "sha-" + path;
+  return f;
+}
+
+protocol::FileResult Result(const std::string& path, const std::string& status,
+                            uint64_t size = 100) {
+  protocol::FileResult r;
+  r.path = path;
+  r.status = status;
+  r.size = size;
+  r.mtime_ns = 1'600'000'000'000'000'000;
+  r.sha256 = "sha-" + path;
+  if (status == "failed") r.error = "disk on fire";
+  return r;
+}
+
+class StateIndexConformance : public testing::TestWithParam<IndexFactory> {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    ASSERT_FALSE(dir_.empty());
+    ASSERT_OK_AND_ASSIGN(index_, GetParam().open(dir_));
+    ASSERT_OK(index_->Migrate());
+  }
+  void TearDown() override {
+    index_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // A runner through the whole enrollment: approved, key "key-NAME" delivered.
+  absl::StatusOr<Runner> ApprovedRunner(const std::string& name) {
+    DS_ASSIGN_OR_RETURN(Runner r,
+                        index_->RegisterRunner(Info(name), "enr-" + name, "secret-" + name, kT0));
+    DS_RETURN_IF_ERROR(index_->TransitionRunner(r.id, "pending", "approved", kT0 + 1));
+    DS_RETURN_IF_ERROR(index_->DeliverKey("enr-" + name, "key-" + name));
+    return index_->GetRunnerById(r.id);
+  }
+
+  // An approved runner NAME with one job NAME-job and a running run `run_id` of it.
+  absl::StatusOr<ds::Run> RunningRun(const std::string& name, const std::string& run_id,
+                                     int64_t started_ms = kT0) {
+    DS_ASSIGN_OR_RETURN(Runner r, ApprovedRunner(name));
+    DS_ASSIGN_OR_RETURN(Job job, index_->PutJob(r.id, Spec(name + "-job"), false, kT0));
+    return index_->BeginRun(run_id, r.id, job.spec.id, "schedule", started_ms);
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<StateIndex> index_;
+};
+
+// ---- schema -------------------------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, MigrateIsIdempotent) {
+  ASSERT_OK_AND_ASSIGN(int version, index_->SchemaVersion());
+  EXPECT_EQ(version, index_->LatestKnownSchemaVersion());
+  EXPECT_GE(version, 1);
+  ASSERT_OK(index_->Migrate());
+  ASSERT_OK_AND_ASSIGN(int again, index_->SchemaVersion());
+  EXPECT_EQ(again, version);
+  EXPECT_TRUE(index_->Ping().ok());
+}
+
+// ---- runners and enrollment ---------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, EnrollmentFlowDeliversKeyOnce) {
+  ASSERT_OK_AND_ASSIGN(Runner r,
+                       index_->RegisterRunner(Info("pc1", "host1"), "enr-1", "secret-1", kT0));
+  EXPECT_GT(r.id, 0);
+  EXPECT_EQ(r.name, "pc1");
+  EXPECT_EQ(r.status, "pending");
+  EXPECT_EQ(r.hostname, "host1");
+  EXPECT_EQ(r.os, "linux");
+  EXPECT_EQ(r.machine_id, "machine-pc1");
+  EXPECT_EQ(r.agent_version, "1.0.0");
+  EXPECT_FALSE(r.has_key);
+  EXPECT_EQ(r.created_at_ms, kT0);
+  EXPECT_EQ(r.approved_at_ms, 0);
+
+  ASSERT_OK_AND_ASSIGN(Enrollment e, index_->GetEnrollment("enr-1"));
+  EXPECT_EQ(e.id, "enr-1");
+  EXPECT_EQ(e.runner_id, r.id);
+  EXPECT_EQ(e.secret_hash, "secret-1");
+  EXPECT_EQ(e.status, "pending");
+  EXPECT_EQ(e.created_at_ms, kT0);
+
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeliverKey("enr-1", "key-1")));
+
+  ASSERT_OK(index_->TransitionRunner(r.id, "pending", "approved", kT0 + 5));
+  ASSERT_OK_AND_ASSIGN(e, index_->GetEnrollment("enr-1"));
+  EXPECT_EQ(e.status, "approved");
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.status, "approved");
+  EXPECT_EQ(r.approved_at_ms, kT0 + 5);
+  EXPECT_FALSE(r.has_key);
+
+  ASSERT_OK(index_->DeliverKey("enr-1", "key-1"));
+  ASSERT_OK_AND_ASSIGN(e, index_->GetEnrollment("enr-1"));
+  EXPECT_EQ(e.status, "delivered");
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeliverKey("enr-1", "key-2")));
+
+  ASSERT_OK_AND_ASSIGN(Runner found, index_->FindRunnerByKeyHash("key-1"));
+  EXPECT_EQ(found.id, r.id);
+  EXPECT_TRUE(found.has_key);
+  EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("key-2").status()));
+
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("no-such").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->DeliverKey("no-such", "key-3")));
+}
+
+TEST_P(StateIndexConformance, ReRegisteringPendingNameReusesRunner) {
+  ASSERT_OK_AND_ASSIGN(Runner first,
+                       index_->RegisterRunner(Info("pc1", "old-host"), "enr-a", "sa", kT0));
+  ASSERT_OK_AND_ASSIGN(Runner second,
+                       index_->RegisterRunner(Info("pc1", "new-host"), "enr-b", "sb", kT0 + 1));
+  EXPECT_EQ(second.id, first.id);
+  EXPECT_EQ(second.status, "pending");
+  EXPECT_EQ(second.hostname, "new-host");
+
+  ASSERT_OK_AND_ASSIGN(Enrollment a, index_->GetEnrollment("enr-a"));
+  EXPECT_EQ(a.status, "rejected");
+  ASSERT_OK_AND_ASSIGN(Enrollment b, index_->GetEnrollment("enr-b"));
+  EXPECT_EQ(b.status, "pending");
+  EXPECT_EQ(b.runner_id, first.id);
+  ASSERT_OK_AND_ASSIGN(std::vector<Runner> runners, index_->ListRunners());
+  EXPECT_EQ(runners.size(), 1u);
+
+  // Approval moves only the live enrollment; the superseded one cannot fetch the key.
+  ASSERT_OK(index_->TransitionRunner(first.id, "pending", "approved", kT0 + 2));
+  ASSERT_OK_AND_ASSIGN(a, index_->GetEnrollment("enr-a"));
+  EXPECT_EQ(a.status, "rejected");
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeliverKey("enr-a", "key-a")));
+  ASSERT_OK(index_->DeliverKey("enr-b", "key-b"));
+}
+
+TEST_P(StateIndexConformance, RegisterRefusesNameOfNonPendingRunner) {
+  ASSERT_OK_AND_ASSIGN(Runner approved, ApprovedRunner("pc1"));
+  EXPECT_TRUE(absl::IsAlreadyExists(
+      index_->RegisterRunner(Info("pc1"), "enr-again", "s", kT0 + 10).status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-again").status()));
+  ASSERT_OK_AND_ASSIGN(Runner unchanged, index_->GetRunnerById(approved.id));
+  EXPECT_EQ(unchanged.status, "approved");
+  EXPECT_TRUE(unchanged.has_key);
+
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->RegisterRunner(Info("pc2"), "enr-2", "s", kT0));
+  ASSERT_OK(index_->TransitionRunner(r.id, "pending", "rejected", kT0 + 1));
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(index_->RegisterRunner(Info("pc2"), "enr-3", "s", kT0).status()));
+
+  // An enrollment id is unique across runners.
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(index_->RegisterRunner(Info("pc3"), "enr-2", "s", kT0).status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunnerByName("pc3").status()));
+}
+
+TEST_P(StateIndexConformance, TransitionRunnerIsCompareAndSet) {
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->RegisterRunner(Info("pc1"), "enr-1", "s", kT0));
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->TransitionRunner(r.id, "approved", "revoked", 1)));
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.status, "pending");
+  EXPECT_TRUE(absl::IsNotFound(index_->TransitionRunner(r.id + 100, "pending", "approved", 1)));
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->TransitionRunner(r.id, "pending", "bogus", 1)));
+
+  ASSERT_OK(index_->TransitionRunner(r.id, "pending", "rejected", kT0 + 1));
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.status, "rejected");
+  EXPECT_EQ(r.approved_at_ms, 0);
+  ASSERT_OK_AND_ASSIGN(Enrollment e, index_->GetEnrollment("enr-1"));
+  EXPECT_EQ(e.status, "rejected");
+  // A second operator acting on the stale view loses.
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(index_->TransitionRunner(r.id, "pending", "approved", kT0 + 2)));
+}
+
+TEST_P(StateIndexConformance, RevokeClearsKey) {
+  ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
+  ASSERT_TRUE(r.has_key);
+  ASSERT_OK(index_->TransitionRunner(r.id, "approved", "revoked", kT0 + 10));
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.status, "revoked");
+  EXPECT_FALSE(r.has_key);
+  EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("key-pc1").status()));
+}
+
+TEST_P(StateIndexConformance, RevokedBeforeDeliveryGetsNoKey) {
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->RegisterRunner(Info("pc1"), "enr-1", "s", kT0));
+  ASSERT_OK(index_->TransitionRunner(r.id, "pending", "approved", kT0 + 1));
+  ASSERT_OK(index_->TransitionRunner(r.id, "approved", "revoked", kT0 + 2));
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeliverKey("enr-1", "key-1")));
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_FALSE(r.has_key);
+  EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("key-1").status()));
+}
+
+TEST_P(StateIndexConformance, LooksUpRunners) {
+  ASSERT_OK_AND_ASSIGN(Runner b, index_->RegisterRunner(Info("bravo"), "enr-b", "s", kT0));
+  ASSERT_OK_AND_ASSIGN(Runner a, index_->RegisterRunner(Info("alpha"), "enr-a", "s", kT0));
+  ASSERT_OK_AND_ASSIGN(std::vector<Runner> runners, index_->ListRunners());
+  ASSERT_EQ(runners.size(), 2u);
+  EXPECT_EQ(runners[0].name, "alpha");
+  EXPECT_EQ(runners[1].name, "bravo");
+  ASSERT_OK_AND_ASSIGN(Runner by_name, index_->GetRunnerByName("bravo"));
+  EXPECT_EQ(by_name.id, b.id);
+  ASSERT_OK_AND_ASSIGN(Runner by_id, index_->GetRunnerById(a.id));
+  EXPECT_EQ(by_id.name, "alpha");
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunnerByName("charlie").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunnerById(a.id + b.id + 1).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->RegisterRunner(Info(""), "e", "s", kT0).status()));
+}
+
+TEST_P(StateIndexConformance, RecordsHeartbeat) {
+  ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
+  ASSERT_OK(index_->RecordHeartbeat(r.id, "1.1.0", "syncing", "run-7", kT0 + 60'000));
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.agent_version, "1.1.0");
+  EXPECT_EQ(r.runtime_state, "syncing");
+  EXPECT_EQ(r.current_run, "run-7");
+  EXPECT_EQ(r.last_heartbeat_at_ms, kT0 + 60'000);
+  EXPECT_TRUE(absl::IsNotFound(index_->RecordHeartbeat(r.id + 1, "1.1.0", "idle", "", kT0)));
+}
+
+// ---- jobs ---------------------------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, PutJobCreatesAndRefusesDuplicate) {
+  ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
+  EXPECT_EQ(r.jobs_version, 0);
+  ASSERT_OK_AND_ASSIGN(Job job, index_->PutJob(r.id, Spec("photos"), false, kT0 + 3));
+  EXPECT_GT(job.spec.id, 0);
+  EXPECT_EQ(job.runner_id, r.id);
+  EXPECT_EQ(job.runner_name, "pc1");
+  EXPECT_EQ(job.spec.name, "photos");
+  EXPECT_EQ(job.spec.source, "/data/photos");
+  EXPECT_EQ(job.spec.dest_prefix, "photos/");
+  EXPECT_THAT(job.spec.includes, ElementsAre("*.txt", "docs/**"));
+  EXPECT_THAT(job.spec.excludes, ElementsAre("tmp/**"));
+  EXPECT_EQ(job.spec.interval_ms, 600'000);
+  EXPECT_EQ(job.spec.settle_ms, 30'000);
+  EXPECT_TRUE(job.spec.enabled);
+  EXPECT_EQ(job.created_at_ms, kT0 + 3);
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.jobs_version, 1);
+
+  protocol::JobSpec other = Spec("photos");
+  other.source = "/elsewhere";
+  EXPECT_TRUE(absl::IsAlreadyExists(index_->PutJob(r.id, other, false, kT0).status()));
+  ASSERT_OK_AND_ASSIGN(Job unchanged, index_->GetJob(r.id, "photos"));
+  EXPECT_EQ(unchanged.spec.source, "/data/photos");
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.jobs_version, 1);
+
+  EXPECT_TRUE(absl::IsNotFound(index_->PutJob(r.id + 1, Spec("x"), false, kT0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->PutJob(r.id, Spec(""), false, kT0).status()));
+}
+
+TEST_P(StateIndexConformance, PutJobReplaceKeepsIdAndIndexRows) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a.txt")}, 1, 100));
+  ASSERT_OK(index_->RecordResults("run-1", {Result("a.txt", "uploaded")}, kT0).status());
+
+  protocol::JobSpec spec = Spec("pc1-job");
+  spec.source = "/new/source";
+  spec.includes = {};
+  spec.excludes = {"*.bak", "cache/**"};
+  spec.enabled = false;
+  ASSERT_OK_AND_ASSIGN(Job replaced, index_->PutJob(run.runner_id, spec, true, kT0 + 50));
+  EXPECT_EQ(replaced.spec.id, run.job_id);
+  EXPECT_EQ(replaced.spec.source, "/new/source");
+  EXPECT_THAT(replaced.spec.includes, IsEmpty());
+  EXPECT_THAT(replaced.spec.excludes, ElementsAre("*.bak", "cache/**"));
+  EXPECT_FALSE(replaced.spec.enabled);
+  EXPECT_EQ(replaced.created_at_ms, kT0);
+  ASSERT_OK_AND_ASSIGN(Job fetched, index_->GetJobById(run.job_id));
+  EXPECT_EQ(fetched.spec.source, "/new/source");
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->GetRunnerById(run.runner_id));
+  EXPECT_EQ(r.jobs_version, 2);
+  ASSERT_OK_AND_ASSIGN(int64_t synced, index_->CountSyncedFiles(run.job_id));
+  EXPECT_EQ(synced, 1);
+
+  // replace=true on a new name creates it.
+  ASSERT_OK_AND_ASSIGN(Job created, index_->PutJob(run.runner_id, Spec("fresh"), true, kT0));
+  EXPECT_NE(created.spec.id, run.job_id);
+}
+
+TEST_P(StateIndexConformance, ListsAndGetsJobs) {
+  ASSERT_OK_AND_ASSIGN(Runner b, ApprovedRunner("bravo"));
+  ASSERT_OK_AND_ASSIGN(Runner a, ApprovedRunner("alpha"));
+  ASSERT_OK(index_->PutJob(b.id, Spec("zeta"), false, kT0).status());
+  ASSERT_OK(index_->PutJob(b.id, Spec("eta"), false, kT0).status());
+  ASSERT_OK_AND_ASSIGN(Job a_job, index_->PutJob(a.id, Spec("zeta"), false, kT0));
+
+  ASSERT_OK_AND_ASSIGN(std::vector<Job> all, index_->ListJobs(std::nullopt));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].runner_name + "/" + all[0].spec.name, "alpha/zeta");
+  EXPECT_EQ(all[1].runner_name + "/" + all[1].spec.name, "bravo/eta");
+  EXPECT_EQ(all[2].runner_name + "/" + all[2].spec.name, "bravo/zeta");
+
+  ASSERT_OK_AND_ASSIGN(std::vector<Job> of_b, index_->ListJobs(b.id));
+  ASSERT_EQ(of_b.size(), 2u);
+  EXPECT_EQ(of_b[0].spec.name, "eta");
+
+  ASSERT_OK_AND_ASSIGN(Job got, index_->GetJob(a.id, "zeta"));
+  EXPECT_EQ(got.spec.id, a_job.spec.id);
+  EXPECT_EQ(got.runner_name, "alpha");
+  EXPECT_TRUE(absl::IsNotFound(index_->GetJob(a.id, "eta").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetJobById(a_job.spec.id + 100).status()));
+}
+
+TEST_P(StateIndexConformance, DeleteJobKeepsRunHistory) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a.txt"), Planned("b.txt")}, 2, 200));
+  ASSERT_OK(index_->RecordResults("run-1", {Result("a.txt", "uploaded")}, kT0).status());
+  ASSERT_OK(index_->FinishRun("run-1", "partial", "", kT0 + 1).status());
+
+  ASSERT_OK(index_->DeleteJob(run.job_id));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetJobById(run.job_id).status()));
+  ASSERT_OK_AND_ASSIGN(std::vector<SyncedFile> left,
+                       index_->LookupSyncedFiles(run.job_id, {"a.txt"}));
+  EXPECT_THAT(left, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(ds::Run kept, index_->GetRun("run-1"));
+  EXPECT_EQ(kept.summary.job, "pc1-job");
+  EXPECT_EQ(kept.job_id, 0);
+  EXPECT_EQ(kept.summary.files_uploaded, 1u);
+  ASSERT_OK_AND_ASSIGN(std::vector<RunFile> files, index_->ListRunFiles("run-1", "", 100));
+  EXPECT_THAT(files, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->GetRunnerById(run.runner_id));
+  EXPECT_EQ(r.jobs_version, 2);
+  EXPECT_TRUE(absl::IsNotFound(index_->DeleteJob(run.job_id)));
+}
+
+// ---- runs ---------------------------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, BeginRunIsIdempotent) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1", kT0 + 7));
+  EXPECT_EQ(run.summary.run_id, "run-1");
+  EXPECT_EQ(run.summary.runner, "pc1");
+  EXPECT_EQ(run.summary.job, "pc1-job");
+  EXPECT_EQ(run.summary.state, "running");
+  EXPECT_EQ(run.summary.trigger, "schedule");
+  EXPECT_EQ(run.summary.started_at_ms, kT0 + 7);
+  EXPECT_EQ(run.summary.finished_at_ms, 0);
+
+  ASSERT_OK_AND_ASSIGN(ds::Run again,
+                       index_->BeginRun("run-1", run.runner_id, run.job_id, "schedule", kT0 + 99));
+  EXPECT_EQ(again.summary.started_at_ms, kT0 + 7);
+  EXPECT_EQ(again.job_id, run.job_id);
+
+  ASSERT_OK_AND_ASSIGN(Job other, index_->PutJob(run.runner_id, Spec("other"), false, kT0));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      index_->BeginRun("run-1", run.runner_id, other.spec.id, "schedule", kT0).status()));
+
+  ASSERT_OK(index_->FinishRun("run-1", "succeeded", "", kT0 + 8).status());
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      index_->BeginRun("run-1", run.runner_id, run.job_id, "schedule", kT0).status()));
+
+  ASSERT_OK_AND_ASSIGN(Runner stranger, ApprovedRunner("pc2"));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      index_->BeginRun("run-2", stranger.id, run.job_id, "schedule", kT0).status()));
+  EXPECT_TRUE(absl::IsNotFound(
+      index_->BeginRun("run-3", run.runner_id, other.spec.id + 100, "schedule", kT0).status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRun("run-2").status()));
+}
+
+TEST_P(StateIndexConformance, RecordPlannedKeepsPlannedCount) {
+  ASSERT_OK(RunningRun("pc1", "run-1").status());
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a"), Planned("b"), Planned("c")}, 10, 1000));
+  ASSERT_OK_AND_ASSIGN(ds::Run run, index_->GetRun("run-1"));
+  EXPECT_EQ(run.summary.files_planned, 3u);
+  EXPECT_EQ(run.summary.files_seen, 10u);
+  EXPECT_EQ(run.summary.bytes_seen, 1000u);
+
+  RunFile changed = Planned("b", 555);
+  changed.planned_reason = "changed";
+  ASSERT_OK(index_->RecordPlanned("run-1", {changed, Planned("c"), Planned("d")}, -1, -1));
+  ASSERT_OK_AND_ASSIGN(run, index_->GetRun("run-1"));
+  EXPECT_EQ(run.summary.files_planned, 4u);
+  EXPECT_EQ(run.summary.files_seen, 10u);
+  EXPECT_EQ(run.summary.bytes_seen, 1000u);
+
+  ASSERT_OK_AND_ASSIGN(std::vector<RunFile> files, index_->ListRunFiles("run-1", "", 100));
+  ASSERT_EQ(files.size(), 4u);
+  EXPECT_EQ(files[1].path, "b");
+  EXPECT_EQ(files[1].planned_reason, "changed");
+  EXPECT_EQ(files[1].size, 555u);
+  EXPECT_EQ(files[1].sha256, "sha-b");
+  EXPECT_EQ(files[1].result, "");
+
+  RunFile unplanned = Planned("e");
+  unplanned.planned_reason = "";
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->RecordPlanned("run-1", {unplanned}, -1, -1)));
+  EXPECT_TRUE(absl::IsNotFound(index_->RecordPlanned("run-x", {Planned("a")}, 1, 1)));
+}
+
+TEST_P(StateIndexConformance, RecordResultsIsIdempotent) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a"), Planned("b"), Planned("c")}, 4, 400));
+  protocol::FileResult a = Result("a", "uploaded", 120);
+  a.kept_version = "versions/a.1";
+  const std::vector<protocol::FileResult> batch = {a, Result("b", "failed"), Result("c", "skipped"),
+                                                   Result("unplanned", "skipped")};
+  ASSERT_OK_AND_ASSIGN(uint64_t applied, index_->RecordResults("run-1", batch, kT0 + 100));
+  EXPECT_EQ(applied, 4u);
+  ASSERT_OK_AND_ASSIGN(applied, index_->RecordResults("run-1", batch, kT0 + 200));
+  EXPECT_EQ(applied, 0u);
+
+  ASSERT_OK_AND_ASSIGN(ds::Run after, index_->GetRun("run-1"));
+  EXPECT_EQ(after.summary.files_planned, 3u);
+  EXPECT_EQ(after.summary.files_uploaded, 1u);
+  EXPECT_EQ(after.summary.files_failed, 1u);
+  EXPECT_EQ(after.summary.files_skipped, 2u);
+  EXPECT_EQ(after.summary.bytes_uploaded, 120u);
+
+  ASSERT_OK_AND_ASSIGN(std::vector<SyncedFile> synced,
+                       index_->LookupSyncedFiles(run.job_id, {"a", "b", "nope"}));
+  ASSERT_EQ(synced.size(), 1u);
+  EXPECT_EQ(synced[0].job_id, run.job_id);
+  EXPECT_EQ(synced[0].path, "a");
+  EXPECT_EQ(synced[0].size, 120u);
+  EXPECT_EQ(synced[0].mtime_ns, a.mtime_ns);
+  EXPECT_EQ(synced[0].sha256, "sha-a");
+  EXPECT_EQ(synced[0].synced_at_ms, kT0 + 100);
+  EXPECT_EQ(synced[0].run_id, "run-1");
+
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->GetRunnerById(run.runner_id));
+  EXPECT_EQ(r.last_activity_at_ms, kT0 + 100);
+
+  ASSERT_OK_AND_ASSIGN(std::vector<RunFile> files, index_->ListRunFiles("run-1", "", 100));
+  ASSERT_EQ(files.size(), 4u);
+  EXPECT_EQ(files[0].path, "a");
+  EXPECT_EQ(files[0].result, "uploaded");
+  EXPECT_EQ(files[0].kept_version, "versions/a.1");
+  EXPECT_EQ(files[1].result, "failed");
+  EXPECT_EQ(files[1].error, "disk on fire");
+  EXPECT_EQ(files[3].path, "unplanned");
+  EXPECT_EQ(files[3].planned_reason, "");
+  EXPECT_EQ(files[3].result, "skipped");
+}
+
+TEST_P(StateIndexConformance, RecordResultsMovesCountersWhenResultChanges) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a"), Planned("b")}, 2, 200));
+  const std::vector<protocol::FileResult> first = {Result("a", "uploaded", 70),
+                                                   Result("b", "failed")};
+  ASSERT_OK(index_->RecordResults("run-1", first, kT0).status());
+  ASSERT_OK_AND_ASSIGN(
+      uint64_t applied,
+      index_->RecordResults("run-1", {Result("b", "uploaded", 30), Result("a", "uploaded", 70)},
+                            kT0 + 1));
+  EXPECT_EQ(applied, 1u);
+  ASSERT_OK_AND_ASSIGN(ds::Run after, index_->GetRun("run-1"));
+  EXPECT_EQ(after.summary.files_uploaded, 2u);
+  EXPECT_EQ(after.summary.files_failed, 0u);
+  EXPECT_EQ(after.summary.bytes_uploaded, 100u);
+
+  ASSERT_OK(index_->RecordResults("run-1", {Result("a", "failed")}, kT0 + 2).status());
+  ASSERT_OK_AND_ASSIGN(after, index_->GetRun("run-1"));
+  EXPECT_EQ(after.summary.files_uploaded, 1u);
+  EXPECT_EQ(after.summary.files_failed, 1u);
+  EXPECT_EQ(after.summary.bytes_uploaded, 30u);
+  ASSERT_OK_AND_ASSIGN(int64_t synced, index_->CountSyncedFiles(run.job_id));
+  EXPECT_EQ(synced, 2);
+}
+
+TEST_P(StateIndexConformance, RecordResultsRejectsUnplannedUploadAtomically) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a"), Planned("b")}, 2, 200));
+  ASSERT_OK(index_->RecordResults("run-1", {Result("b", "skipped")}, kT0).status());
+
+  const std::vector<protocol::FileResult> batch = {Result("a", "uploaded"), Result("s", "skipped"),
+                                                   Result("sneaky", "uploaded")};
+  const absl::Status bad = index_->RecordResults("run-1", batch, kT0 + 1).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(bad)) << bad;
+  EXPECT_THAT(bad.message(), HasSubstr("sneaky"));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      index_->RecordResults("run-1", {Result("ghost", "failed")}, kT0).status()));
+  // A skipped-only (unplanned) row is not a plan either.
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      index_->RecordResults("run-1", {Result("s2", "skipped"), Result("s2", "uploaded")}, kT0)
+          .status()));
+
+  ASSERT_OK_AND_ASSIGN(int64_t synced, index_->CountSyncedFiles(run.job_id));
+  EXPECT_EQ(synced, 0);
+  ASSERT_OK_AND_ASSIGN(ds::Run after, index_->GetRun("run-1"));
+  EXPECT_EQ(after.summary.files_uploaded, 0u);
+  EXPECT_EQ(after.summary.files_skipped, 1u);
+  EXPECT_EQ(after.summary.bytes_uploaded, 0u);
+  ASSERT_OK_AND_ASSIGN(std::vector<RunFile> files, index_->ListRunFiles("run-1", "", 100));
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[0].result, "");
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->GetRunnerById(run.runner_id));
+  EXPECT_EQ(r.last_activity_at_ms, 0);
+}
+
+TEST_P(StateIndexConformance, RecordResultsNeedsRunningRun) {
+  ASSERT_OK(RunningRun("pc1", "run-1").status());
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a")}, 1, 100));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      index_->RecordResults("run-1", {Result("a", "exploded")}, kT0).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(index_->RecordResults("run-x", {Result("a", "skipped")}, kT0).status()));
+  ASSERT_OK(index_->FinishRun("run-1", "failed", "network down", kT0 + 1).status());
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      index_->RecordResults("run-1", {Result("a", "uploaded")}, kT0 + 2).status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->RecordPlanned("run-1", {Planned("b")}, 1, 1)));
+}
+
+TEST_P(StateIndexConformance, FinishRunIsIdempotentForSameState) {
+  ASSERT_OK(RunningRun("pc1", "run-1").status());
+  ASSERT_OK_AND_ASSIGN(ds::Run done,
+                       index_->FinishRun("run-1", "partial", "2 files failed", kT0 + 9));
+  EXPECT_EQ(done.summary.state, "partial");
+  EXPECT_EQ(done.summary.error, "2 files failed");
+  EXPECT_EQ(done.summary.finished_at_ms, kT0 + 9);
+
+  ASSERT_OK_AND_ASSIGN(ds::Run again, index_->FinishRun("run-1", "partial", "other", kT0 + 20));
+  EXPECT_EQ(again.summary.finished_at_ms, kT0 + 9);
+  EXPECT_EQ(again.summary.error, "2 files failed");
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(index_->FinishRun("run-1", "succeeded", "", kT0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->FinishRun("run-1", "running", "", kT0).status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->FinishRun("run-x", "failed", "", kT0).status()));
+}
+
+TEST_P(StateIndexConformance, ListRunsNewestFirstWithFilters) {
+  ASSERT_OK_AND_ASSIGN(ds::Run r1, RunningRun("pc1", "run-1", kT0 + 1));
+  ASSERT_OK_AND_ASSIGN(ds::Run r2, RunningRun("pc2", "run-2", kT0 + 2));
+  ASSERT_OK(index_->BeginRun("run-3", r1.runner_id, r1.job_id, "command", kT0 + 3).status());
+  ASSERT_OK_AND_ASSIGN(Job other, index_->PutJob(r1.runner_id, Spec("other"), false, kT0));
+  ASSERT_OK(index_->BeginRun("run-4", r1.runner_id, other.spec.id, "startup", kT0 + 4).status());
+  ASSERT_OK(index_->FinishRun("run-1", "succeeded", "", kT0 + 5).status());
+
+  auto ids = [](const std::vector<ds::Run>& runs) {
+    std::vector<std::string> out;
+    for (const ds::Run& r : runs) out.push_back(r.summary.run_id);
+    return out;
+  };
+  ASSERT_OK_AND_ASSIGN(std::vector<ds::Run> all, index_->ListRuns(RunFilter{}));
+  EXPECT_THAT(ids(all), ElementsAre("run-4", "run-3", "run-2", "run-1"));
+  EXPECT_EQ(all[0].summary.runner, "pc1");
+  EXPECT_EQ(all[0].summary.job, "other");
+  EXPECT_EQ(all[0].summary.trigger, "startup");
+
+  RunFilter by_runner;
+  by_runner.runner_id = r1.runner_id;
+  ASSERT_OK_AND_ASSIGN(std::vector<ds::Run> runs, index_->ListRuns(by_runner));
+  EXPECT_THAT(ids(runs), ElementsAre("run-4", "run-3", "run-1"));
+
+  RunFilter by_job;
+  by_job.job_id = r1.job_id;
+  ASSERT_OK_AND_ASSIGN(runs, index_->ListRuns(by_job));
+  EXPECT_THAT(ids(runs), ElementsAre("run-3", "run-1"));
+
+  RunFilter by_state;
+  by_state.state = "running";
+  by_state.runner_id = r1.runner_id;
+  ASSERT_OK_AND_ASSIGN(runs, index_->ListRuns(by_state));
+  EXPECT_THAT(ids(runs), ElementsAre("run-4", "run-3"));
+
+  RunFilter by_job2;
+  by_job2.job_id = r2.job_id;
+  by_job2.state = "succeeded";
+  ASSERT_OK_AND_ASSIGN(runs, index_->ListRuns(by_job2));
+  EXPECT_THAT(runs, IsEmpty());
+
+  RunFilter limited;
+  limited.limit = 2;
+  ASSERT_OK_AND_ASSIGN(runs, index_->ListRuns(limited));
+  EXPECT_THAT(ids(runs), ElementsAre("run-4", "run-3"));
+  limited.limit = 1'000'000;
+  ASSERT_OK_AND_ASSIGN(runs, index_->ListRuns(limited));
+  EXPECT_EQ(runs.size(), 4u);
+  limited.limit = 0;
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->ListRuns(limited).status()));
+}
+
+TEST_P(StateIndexConformance, ListRunsCapsLimitAtOneThousand) {
+  ASSERT_OK_AND_ASSIGN(ds::Run first, RunningRun("pc1", "run-0"));
+  for (int i = 1; i <= 1000; ++i) {
+    const std::string id = absl::StrCat("run-", i);
+    ASSERT_OK(index_->BeginRun(id, first.runner_id, first.job_id, "schedule", kT0 + i).status());
+  }
+  RunFilter filter;
+  filter.limit = 5000;
+  ASSERT_OK_AND_ASSIGN(std::vector<ds::Run> runs, index_->ListRuns(filter));
+  EXPECT_EQ(runs.size(), 1000u);
+  EXPECT_EQ(runs.front().summary.run_id, "run-1000");
+}
+
+TEST_P(StateIndexConformance, ListRunFilesPagesByPath) {
+  ASSERT_OK(RunningRun("pc1", "run-1").status());
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("c"), Planned("a"), Planned("b/x")}, 3, 3));
+  ASSERT_OK_AND_ASSIGN(std::vector<RunFile> page, index_->ListRunFiles("run-1", "", 2));
+  ASSERT_EQ(page.size(), 2u);
+  EXPECT_EQ(page[0].path, "a");
+  EXPECT_EQ(page[1].path, "b/x");
+  ASSERT_OK_AND_ASSIGN(page, index_->ListRunFiles("run-1", "b/x", 2));
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0].path, "c");
+  EXPECT_TRUE(absl::IsNotFound(index_->ListRunFiles("run-x", "", 2).status()));
+}
+
+// ---- synced files -------------------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, ListSyncedFilesKeysetPaging) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  std::vector<RunFile> planned;
+  std::vector<protocol::FileResult> results;
+  for (int i = 24; i >= 0; --i) {  // out of order on purpose
+    const std::string path = absl::StrCat("dir/f", i < 10 ? "0" : "", i);
+    planned.push_back(Planned(path));
+    results.push_back(Result(path, "uploaded", static_cast<uint64_t>(i)));
+  }
+  ASSERT_OK(index_->RecordPlanned("run-1", planned, 25, 300));
+  ASSERT_OK(index_->RecordResults("run-1", results, kT0).status());
+  ASSERT_OK_AND_ASSIGN(int64_t count, index_->CountSyncedFiles(run.job_id));
+  EXPECT_EQ(count, 25);
+
+  std::vector<std::string> seen;
+  std::string after;
+  std::vector<size_t> page_sizes;
+  for (;;) {
+    ASSERT_OK_AND_ASSIGN(std::vector<SyncedFile> page,
+                         index_->ListSyncedFiles(run.job_id, after, 10));
+    page_sizes.push_back(page.size());
+    if (page.empty()) break;
+    for (const SyncedFile& f : page) seen.push_back(f.path);
+    after = page.back().path;
+  }
+  EXPECT_THAT(page_sizes, ElementsAre(10, 10, 5, 0));
+  ASSERT_EQ(seen.size(), 25u);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_EQ(seen.front(), "dir/f00");
+  EXPECT_EQ(seen.back(), "dir/f24");
+
+  EXPECT_TRUE(absl::IsNotFound(index_->ListSyncedFiles(run.job_id + 1, "", 10).status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->CountSyncedFiles(run.job_id + 1).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->ListSyncedFiles(run.job_id, "", 0).status()));
+}
+
+// ---- commands -----------------------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, TakeCommandsDeliversOnce) {
+  ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
+  ASSERT_OK_AND_ASSIGN(Runner other, ApprovedRunner("pc2"));
+  ASSERT_OK_AND_ASSIGN(protocol::Command c1,
+                       index_->EnqueueCommand(r.id, "sync", "photos", "run-a", kT0));
+  ASSERT_OK_AND_ASSIGN(protocol::Command c2,
+                       index_->EnqueueCommand(r.id, "sync", "docs", "run-b", kT0 + 1));
+  ASSERT_OK(index_->EnqueueCommand(other.id, "sync", "x", "run-c", kT0).status());
+  EXPECT_GT(c2.id, c1.id);
+  EXPECT_EQ(c1.type, "sync");
+  EXPECT_EQ(c1.job, "photos");
+  EXPECT_EQ(c1.run_id, "run-a");
+
+  ASSERT_OK_AND_ASSIGN(std::vector<protocol::Command> taken, index_->TakeCommands(r.id));
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_EQ(taken[0].id, c1.id);
+  EXPECT_EQ(taken[0].job, "photos");
+  EXPECT_EQ(taken[0].run_id, "run-a");
+  EXPECT_EQ(taken[1].id, c2.id);
+  ASSERT_OK_AND_ASSIGN(taken, index_->TakeCommands(r.id));
+  EXPECT_THAT(taken, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(taken, index_->TakeCommands(other.id));
+  EXPECT_EQ(taken.size(), 1u);
+
+  EXPECT_TRUE(absl::IsNotFound(
+      index_->EnqueueCommand(r.id + other.id, "sync", "x", "run-d", kT0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->EnqueueCommand(r.id, "", "x", "", kT0).status()));
+}
+
+// ---- admin tokens -------------------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, AdminTokens) {
+  ASSERT_OK_AND_ASSIGN(int64_t count, index_->CountAdminTokens());
+  EXPECT_EQ(count, 0);
+  ASSERT_OK_AND_ASSIGN(AdminToken created,
+                       index_->CreateAdminToken("bootstrap", "admin", "hash-1", kT0));
+  EXPECT_GT(created.id, 0);
+  EXPECT_EQ(created.revoked_at_ms, 0);
+  ASSERT_OK(index_->CreateAdminToken("dashboard", "viewer", "hash-2", kT0 + 1).status());
+
+  ASSERT_OK_AND_ASSIGN(AdminToken found, index_->FindAdminToken("hash-1"));
+  EXPECT_EQ(found.id, created.id);
+  EXPECT_EQ(found.name, "bootstrap");
+  EXPECT_EQ(found.role, "admin");
+  EXPECT_EQ(found.created_at_ms, kT0);
+  EXPECT_EQ(found.revoked_at_ms, 0);
+  EXPECT_TRUE(absl::IsNotFound(index_->FindAdminToken("hash-3").status()));
+
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(index_->CreateAdminToken("dup", "admin", "hash-1", kT0).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(index_->CreateAdminToken("x", "root", "hash-4", kT0).status()));
+  ASSERT_OK_AND_ASSIGN(count, index_->CountAdminTokens());
+  EXPECT_EQ(count, 2);
+}
+
+// ---- concurrency --------------------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, ConcurrentWritersAreAllCounted) {
+  constexpr int kThreads = 4;
+  constexpr int kBatches = 200;
+  std::vector<ds::Run> runs;
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun(absl::StrCat("pc", t), absl::StrCat("run-", t)));
+    std::vector<RunFile> planned;
+    for (int i = 0; i < kBatches; ++i) planned.push_back(Planned(absl::StrCat("f", i)));
+    ASSERT_OK(
+        index_->RecordPlanned(run.summary.run_id, planned, kBatches, int64_t{kBatches} * 100));
+    runs.push_back(run);
+  }
+
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kBatches; ++i) {
+        auto applied = index_->RecordResults(
+            runs[t].summary.run_id, {Result(absl::StrCat("f", i), "uploaded", 10)}, kT0 + i);
+        if (!applied.ok() || *applied != 1) ++failures;
+        if (i % 50 != 0) continue;
+        const absl::Status beat = index_->RecordHeartbeat(runs[t].runner_id, "", "syncing",
+                                                          runs[t].summary.run_id, kT0 + i);
+        if (!beat.ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+
+  for (const ds::Run& run : runs) {
+    ASSERT_OK_AND_ASSIGN(ds::Run after, index_->GetRun(run.summary.run_id));
+    EXPECT_EQ(after.summary.files_uploaded, static_cast<uint64_t>(kBatches));
+    EXPECT_EQ(after.summary.bytes_uploaded, static_cast<uint64_t>(kBatches) * 10);
+    ASSERT_OK_AND_ASSIGN(int64_t synced, index_->CountSyncedFiles(run.job_id));
+    EXPECT_EQ(synced, kBatches);
+  }
+}
+
+IndexFactory Sqlite() {
+  return {"Sqlite", [](const std::filesystem::path& dir) {
+            return OpenStateIndex("sqlite:" + (dir / "db" / "index.sqlite").string());
+          }};
+}
+
+// A PostgreSQL factory (a fixture-started server, a fresh database per test) joins this list.
+INSTANTIATE_TEST_SUITE_P(Backends, StateIndexConformance, testing::Values(Sqlite()),
+                         [](const testing::TestParamInfo<IndexFactory>& info) {
+                           return info.param.name;
+                         });
+
+}  // namespace
+}  // namespace ds

@@ -1,0 +1,182 @@
+// SQLite-specific index tests: the migration runner, connection settings and OpenStateIndex URLs.
+// Behaviour every dialect shares belongs in index_conformance_test.cc instead.
+#include "index/migrations.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "index/state_index.h"
+
+namespace ds {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class SqliteIndexTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl =
+        (std::filesystem::path(testing::TempDir()) / "migrations_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    db_path_ = (dir_ / "index.sqlite").string();
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  std::unique_ptr<StateIndex> Open() {
+    auto index = OpenStateIndex("sqlite:" + db_path_);
+    EXPECT_TRUE(index.ok()) << index.status();
+    return index.ok() ? std::move(*index) : nullptr;
+  }
+
+  // (version, applied_at) of every recorded migration, by version.
+  std::vector<std::pair<int, int64_t>> Recorded() {
+    SQLite::Database db(db_path_, SQLite::OPEN_READONLY);
+    SQLite::Statement q(db, "SELECT version, applied_at FROM schema_migrations ORDER BY version");
+    std::vector<std::pair<int, int64_t>> rows;
+    while (q.executeStep()) rows.emplace_back(q.getColumn(0).getInt(), q.getColumn(1).getInt64());
+    return rows;
+  }
+
+  std::filesystem::path dir_;
+  std::string db_path_;
+};
+
+TEST(SqliteMigrations, VersionsAreConsecutiveFromOne) {
+  ASSERT_FALSE(kSqliteMigrations.empty());
+  for (size_t i = 0; i < kSqliteMigrations.size(); ++i) {
+    EXPECT_EQ(kSqliteMigrations[i].version, static_cast<int>(i) + 1) << kSqliteMigrations[i].name;
+    EXPECT_FALSE(kSqliteMigrations[i].sql.empty());
+  }
+}
+
+TEST_F(SqliteIndexTest, FreshDatabaseGetsEveryVersion) {
+  std::unique_ptr<StateIndex> index = Open();
+  ASSERT_NE(index, nullptr);
+  auto before = index->SchemaVersion();
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(*before, 0);
+
+  ASSERT_TRUE(index->Migrate().ok());
+  auto after = index->SchemaVersion();
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(*after, kSqliteMigrations.back().version);
+  EXPECT_EQ(index->LatestKnownSchemaVersion(), kSqliteMigrations.back().version);
+
+  SQLite::Database db(db_path_, SQLite::OPEN_READONLY);
+  SQLite::Statement q(db, "SELECT version, name FROM schema_migrations ORDER BY version");
+  for (const Migration& m : kSqliteMigrations) {
+    ASSERT_TRUE(q.executeStep()) << "missing version " << m.version;
+    EXPECT_EQ(q.getColumn(0).getInt(), m.version);
+    EXPECT_EQ(q.getColumn(1).getString(), std::string(m.name));
+  }
+  EXPECT_FALSE(q.executeStep());
+  for (const char* table : {"runners", "enrollments", "jobs", "synced_files", "sync_runs",
+                            "run_files", "commands", "admin_tokens"}) {
+    EXPECT_TRUE(db.tableExists(table)) << table;
+  }
+}
+
+TEST_F(SqliteIndexTest, MigrateTwiceIsNoOp) {
+  std::unique_ptr<StateIndex> index = Open();
+  ASSERT_NE(index, nullptr);
+  ASSERT_TRUE(index->Migrate().ok());
+  const auto first = Recorded();
+  ASSERT_EQ(first.size(), kSqliteMigrations.size());
+
+  ASSERT_TRUE(index->Migrate().ok());
+  EXPECT_EQ(Recorded(), first);
+
+  index.reset();
+  std::unique_ptr<StateIndex> reopened = Open();
+  ASSERT_NE(reopened, nullptr);
+  ASSERT_TRUE(reopened->Migrate().ok());
+  EXPECT_EQ(Recorded(), first);
+}
+
+TEST_F(SqliteIndexTest, RefusesNewerSchema) {
+  {
+    std::unique_ptr<StateIndex> index = Open();
+    ASSERT_NE(index, nullptr);
+    ASSERT_TRUE(index->Migrate().ok());
+  }
+  {
+    SQLite::Database db(db_path_, SQLite::OPEN_READWRITE);
+    db.exec(
+        "INSERT INTO schema_migrations (version, name, applied_at) "
+        "VALUES (999, '0999_future.sql', 0)");
+  }
+  std::unique_ptr<StateIndex> index = Open();
+  ASSERT_NE(index, nullptr);
+  const absl::Status status = index->Migrate();
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("999"));
+  EXPECT_THAT(status.message(),
+              HasSubstr(absl::StrCat("(", index->LatestKnownSchemaVersion(), ")")));
+  auto version = index->SchemaVersion();
+  ASSERT_TRUE(version.ok());
+  EXPECT_EQ(*version, 999);
+}
+
+TEST_F(SqliteIndexTest, UsesWriteAheadLog) {
+  std::unique_ptr<StateIndex> index = Open();
+  ASSERT_NE(index, nullptr);
+  ASSERT_TRUE(index->Migrate().ok());
+  SQLite::Database db(db_path_, SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("PRAGMA journal_mode").getString(), "wal");
+}
+
+TEST_F(SqliteIndexTest, FindAdminTokenSkipsRevoked) {
+  std::unique_ptr<StateIndex> index = Open();
+  ASSERT_NE(index, nullptr);
+  ASSERT_TRUE(index->Migrate().ok());
+  ASSERT_TRUE(index->CreateAdminToken("old", "admin", "hash-old", 1).ok());
+  {
+    SQLite::Database db(db_path_, SQLite::OPEN_READWRITE);
+    db.exec("UPDATE admin_tokens SET revoked_at = 2 WHERE token_hash = 'hash-old'");
+  }
+  EXPECT_TRUE(absl::IsNotFound(index->FindAdminToken("hash-old").status()));
+  auto count = index->CountAdminTokens();
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 0);
+}
+
+TEST_F(SqliteIndexTest, OpenCreatesParentDirectories) {
+  const std::filesystem::path nested = dir_ / "a" / "b" / "index.sqlite";
+  auto index = OpenStateIndex("sqlite:" + nested.string());
+  ASSERT_TRUE(index.ok()) << index.status();
+  ASSERT_TRUE((*index)->Migrate().ok());
+  EXPECT_TRUE(std::filesystem::exists(nested));
+}
+
+TEST_F(SqliteIndexTest, UnopenablePathIsUnavailable) {
+  // The temp dir itself is a directory, not a database file.
+  auto index = OpenStateIndex("sqlite:" + dir_.string());
+  EXPECT_TRUE(absl::IsUnavailable(index.status())) << index.status();
+}
+
+TEST(OpenStateIndex, RejectsUnknownSchemesWithoutEchoingTheUrl) {
+  auto pg = OpenStateIndex("postgresql://user:s3cret@db.example/datasync");
+  EXPECT_TRUE(absl::IsInvalidArgument(pg.status())) << pg.status();
+  EXPECT_THAT(pg.status().message(), HasSubstr("postgresql"));
+  EXPECT_THAT(pg.status().message(), Not(HasSubstr("s3cret")));
+  EXPECT_TRUE(absl::IsInvalidArgument(OpenStateIndex("/var/lib/datasync.db").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(OpenStateIndex("sqlite:").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(OpenStateIndex("").status()));
+}
+
+}  // namespace
+}  // namespace ds
