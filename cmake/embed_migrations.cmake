@@ -1,5 +1,7 @@
-# Writes OUTPUT: a C++ file defining `const std::vector<ds::Migration> SYMBOL` from INPUTS
-# (NNNN_name.sql files, already sorted). Run with cmake -P.
+# Writes OUTPUT: a C++ file defining `const std::vector<ds::Migration> SYMBOL` from the
+# NNNN_name.sql files in DIR (sorted by name). Run with cmake -P.
+file(GLOB INPUTS ${DIR}/*.sql)
+list(SORT INPUTS)
 set(body "#include \"index/migrations.h\"\nnamespace ds {\nconst std::vector<Migration> ${SYMBOL} = {\n")
 foreach(f ${INPUTS})
   get_filename_component(name ${f} NAME)

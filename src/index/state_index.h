@@ -94,6 +94,23 @@ struct StoredCommand {
   int64_t created_at_ms = 0;
 };
 
+// A background rebuild of one job's synced-file rows from what storage holds.
+struct Reconcile {
+  std::string id;                // UUID
+  int64_t job_id = 0;
+  std::string runner_name, job_name;
+  std::string state;             // queued | running | succeeded | failed
+  bool verify = false;           // re-hash every object
+  std::string claimed_by;        // worker (server instance) running it
+  int64_t requested_at_ms = 0, started_at_ms = 0, updated_at_ms = 0, finished_at_ms = 0;
+  uint64_t files_expected = 0;   // estimate (rows before the reconcile), for the ETA
+  uint64_t files_seen = 0, bytes_seen = 0;
+  uint64_t rows_added = 0, rows_removed = 0, rows_updated = 0, rows_unchanged = 0;
+  uint64_t mismatches = 0, temp_files = 0;
+  std::string report_json = "{}";  // JSON object: bounded lists of mismatches and temp files
+  std::string error;
+};
+
 struct AdminToken {
   int64_t id = 0;
   std::string name;
@@ -174,7 +191,9 @@ class StateIndex {
   // a repeated result changes nothing. `uploaded` upserts the job's synced_files row (synced_at =
   // now, run_id = this run) and sets the runner's last_activity_at. InvalidArgument (and nothing
   // applied) if any uploaded/failed result names a path not planned in this run; `skipped` may
-  // name any path. FailedPrecondition if the run is not running. Returns the number applied.
+  // name any path. FailedPrecondition unless the run is running or abandoned (an agent that
+  // comes back reports what it did in a run the server gave up on: no drift). Returns the number
+  // of results that changed something.
   [[nodiscard]] virtual absl::StatusOr<uint64_t> RecordResults(
       const std::string& run_id, const std::vector<protocol::FileResult>& results,
       int64_t now_ms) = 0;
@@ -203,6 +222,58 @@ class StateIndex {
   // Returns the runner's pending commands (oldest first) and marks them delivered.
   [[nodiscard]] virtual absl::StatusOr<std::vector<protocol::Command>> TakeCommands(
       int64_t runner_id) = 0;
+
+  // ---- reconcile ------------------------------------------------------------------------------
+  // Queues a reconcile of the job. AlreadyExists when one is queued or running for that job.
+  [[nodiscard]] virtual absl::StatusOr<Reconcile> CreateReconcile(const std::string& id,
+                                                                  int64_t job_id, bool verify,
+                                                                  int64_t now_ms) = 0;
+  // Atomically claims the oldest queued reconcile for `worker` (→ running, started_at = now), or a
+  // running one whose updated_at is before `stale_before_ms` (its worker died). NotFound if none.
+  [[nodiscard]] virtual absl::StatusOr<Reconcile> ClaimReconcile(const std::string& worker,
+                                                                 int64_t now_ms,
+                                                                 int64_t stale_before_ms) = 0;
+  // Writes r's state, counters, report, error and finished_at (updated_at = now).
+  // FailedPrecondition unless the row is running and claimed by r.claimed_by.
+  [[nodiscard]] virtual absl::Status UpdateReconcile(const Reconcile& r, int64_t now_ms) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Reconcile> GetReconcile(const std::string& id) = 0;
+  // Newest first; only queued/running ones when active_only.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Reconcile>> ListReconciles(
+      std::optional<int64_t> job_id, bool active_only, int limit) = 0;
+  // One transaction: upserts `upserts` into the job's synced_files and deletes `deletes` (paths).
+  [[nodiscard]] virtual absl::Status ApplySyncedFiles(int64_t job_id,
+                                                      const std::vector<SyncedFile>& upserts,
+                                                      const std::vector<std::string>& deletes) = 0;
+
+  // ---- orphaned runs ----------------------------------------------------------------------------
+  // Closes as `abandoned` (error = reason) the running runs started before `started_before_ms`,
+  // of `runner_id` (or of every runner), except `keep_run_id`. Returns their ids.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> AbandonStaleRuns(
+      std::optional<int64_t> runner_id, const std::string& keep_run_id, int64_t started_before_ms,
+      const std::string& reason, int64_t now_ms) = 0;
+
+  // ---- replaced PCs -----------------------------------------------------------------------------
+  // Binds a new machine to an existing runner: the pending enrollment `enrollment_id` (made by a
+  // fresh registration, whose own pending runner row is deleted unless it is `runner_id`) moves to
+  // `runner_id` and becomes approved, so the new machine receives a fresh key on its next poll;
+  // the runner keeps its id, jobs and index rows, becomes approved, takes the new machine's
+  // host/os/machine id, and its old key stops working at once. NotFound / FailedPrecondition
+  // (enrollment not pending; runner rejected).
+  [[nodiscard]] virtual absl::Status ReplaceRunnerMachine(int64_t runner_id,
+                                                          const std::string& enrollment_id,
+                                                          int64_t now_ms) = 0;
+  // The newest pending enrollment for a runner named `name` (its pending registration), if any.
+  [[nodiscard]] virtual absl::StatusOr<Enrollment> PendingEnrollmentByName(const std::string& name) = 0;
+
+  // ---- retention and size -------------------------------------------------------------------------
+  // Deletes closed runs (and their run files) that finished before `finished_before_ms`, and
+  // delivered commands created before it. Returns the number of runs deleted.
+  [[nodiscard]] virtual absl::StatusOr<int64_t> PruneHistory(int64_t finished_before_ms) = 0;
+  // Bytes the index occupies (SQLite: page_count * page_size; PostgreSQL: pg_database_size).
+  [[nodiscard]] virtual absl::StatusOr<int64_t> SizeBytes() = 0;
+  // Consistent copy of the live index into a new SQLite file at `path` (SQLite online backup).
+  // Unimplemented for PostgreSQL (use pg_dump). AlreadyExists when `path` exists.
+  [[nodiscard]] virtual absl::Status BackupTo(const std::string& path) = 0;
 
   // ---- admin tokens ---------------------------------------------------------------------------
   [[nodiscard]] virtual absl::StatusOr<AdminToken> CreateAdminToken(const std::string& name,

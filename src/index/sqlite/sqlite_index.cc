@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <exception>
 #include <initializer_list>
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -232,6 +233,28 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<AdminToken> FindAdminToken(const std::string& token_hash) override;
   absl::StatusOr<int64_t> CountAdminTokens() override;
 
+  absl::StatusOr<Reconcile> CreateReconcile(const std::string& id, int64_t job_id, bool verify,
+                                            int64_t now_ms) override;
+  absl::StatusOr<Reconcile> ClaimReconcile(const std::string& worker, int64_t now_ms,
+                                           int64_t stale_before_ms) override;
+  absl::Status UpdateReconcile(const Reconcile& r, int64_t now_ms) override;
+  absl::StatusOr<Reconcile> GetReconcile(const std::string& id) override;
+  absl::StatusOr<std::vector<Reconcile>> ListReconciles(std::optional<int64_t> job_id,
+                                                        bool active_only, int limit) override;
+  absl::Status ApplySyncedFiles(int64_t job_id, const std::vector<SyncedFile>& upserts,
+                                const std::vector<std::string>& deletes) override;
+  absl::StatusOr<std::vector<std::string>> AbandonStaleRuns(std::optional<int64_t> runner_id,
+                                                            const std::string& keep_run_id,
+                                                            int64_t started_before_ms,
+                                                            const std::string& reason,
+                                                            int64_t now_ms) override;
+  absl::Status ReplaceRunnerMachine(int64_t runner_id, const std::string& enrollment_id,
+                                    int64_t now_ms) override;
+  absl::StatusOr<Enrollment> PendingEnrollmentByName(const std::string& name) override;
+  absl::StatusOr<int64_t> PruneHistory(int64_t finished_before_ms) override;
+  absl::StatusOr<int64_t> SizeBytes() override;
+  absl::Status BackupTo(const std::string& path) override;
+
  private:
   // Runs `fn` holding mu_ and turns any exception it throws into a status; an open
   // SQLite::Transaction inside `fn` has rolled back by then. `op` names the method in messages.
@@ -252,8 +275,10 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<Runner> LoadRunner(int64_t id);
   absl::StatusOr<Job> LoadJob(int64_t id);
   absl::StatusOr<Run> LoadRun(const std::string& id);
+  absl::StatusOr<Reconcile> LoadReconcile(const std::string& id);
   // NotFound for an unknown run, FailedPrecondition unless it is `running`.
-  absl::StatusOr<RunningRun> LoadRunningRun(const std::string& run_id);
+  // With allow_abandoned, an `abandoned` run also qualifies (late results of a recovered agent).
+  absl::StatusOr<RunningRun> LoadRunningRun(const std::string& run_id, bool allow_abandoned = false);
   bool RunnerExists(int64_t id);
   bool JobExists(int64_t id);
 
@@ -305,12 +330,13 @@ absl::StatusOr<Run> SqliteIndex::LoadRun(const std::string& id) {
   return RunFromRow(q);
 }
 
-absl::StatusOr<RunningRun> SqliteIndex::LoadRunningRun(const std::string& run_id) {
+absl::StatusOr<RunningRun> SqliteIndex::LoadRunningRun(const std::string& run_id,
+                                                        bool allow_abandoned) {
   SQLite::Statement q(db_, "SELECT state, runner_id, job_id FROM sync_runs WHERE id = ?");
   q.bind(1, run_id);
   if (!q.executeStep()) return absl::NotFoundError(absl::StrCat("run ", run_id, " not found"));
   const std::string state = q.getColumn(0).getString();
-  if (state != "running") {
+  if (state != "running" && !(allow_abandoned && state == "abandoned")) {
     return absl::FailedPreconditionError(absl::StrCat("run ", run_id, " is ", state));
   }
   RunningRun run;
@@ -864,7 +890,7 @@ absl::StatusOr<uint64_t> SqliteIndex::RecordResults(
   }
   return Locked("RecordResults", [&]() -> absl::StatusOr<uint64_t> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-    DS_ASSIGN_OR_RETURN(const RunningRun run, LoadRunningRun(run_id));
+    DS_ASSIGN_OR_RETURN(const RunningRun run, LoadRunningRun(run_id, /*allow_abandoned=*/true));
     SQLite::Statement previous(
         db_, "SELECT planned_reason, result, size FROM run_files WHERE run_id = ? AND path = ?");
     // run_files.size holds the planned size until the file is uploaded, then the uploaded size,
@@ -1231,6 +1257,373 @@ absl::StatusOr<int64_t> SqliteIndex::CountAdminTokens() {
 }
 
 }  // namespace
+
+
+// ---- reconcile ----------------------------------------------------------------------------------
+
+namespace {
+constexpr char kReconcileColumns[] = R"sql(
+  c.id, c.job_id, r.name, j.name, c.state, c.verify, c.claimed_by, c.requested_at, c.started_at,
+  c.updated_at, c.finished_at, c.files_expected, c.files_seen, c.bytes_seen, c.rows_added,
+  c.rows_removed, c.rows_updated, c.rows_unchanged, c.mismatches, c.temp_files, c.report, c.error
+  FROM reconciles c JOIN jobs j ON j.id = c.job_id JOIN runners r ON r.id = j.runner_id)sql";
+
+Reconcile ReconcileFromRow(const SQLite::Statement& s) {
+  Reconcile c;
+  c.id = s.getColumn(0).getString();
+  c.job_id = s.getColumn(1).getInt64();
+  c.runner_name = s.getColumn(2).getString();
+  c.job_name = s.getColumn(3).getString();
+  c.state = s.getColumn(4).getString();
+  c.verify = s.getColumn(5).getInt() != 0;
+  c.claimed_by = s.getColumn(6).getString();
+  c.requested_at_ms = s.getColumn(7).getInt64();
+  c.started_at_ms = s.getColumn(8).getInt64();
+  c.updated_at_ms = s.getColumn(9).getInt64();
+  c.finished_at_ms = s.getColumn(10).getInt64();
+  auto u = [&](int i) { return static_cast<uint64_t>(s.getColumn(i).getInt64()); };
+  c.files_expected = u(11);
+  c.files_seen = u(12);
+  c.bytes_seen = u(13);
+  c.rows_added = u(14);
+  c.rows_removed = u(15);
+  c.rows_updated = u(16);
+  c.rows_unchanged = u(17);
+  c.mismatches = u(18);
+  c.temp_files = u(19);
+  c.report_json = s.getColumn(20).getString();
+  c.error = s.getColumn(21).getString();
+  return c;
+}
+}  // namespace
+
+absl::StatusOr<Reconcile> SqliteIndex::LoadReconcile(const std::string& id) {
+  SQLite::Statement q(db_, std::string("SELECT ") + kReconcileColumns + " WHERE c.id = ?");
+  q.bind(1, id);
+  if (!q.executeStep()) return absl::NotFoundError(absl::StrCat("reconcile ", id, " not found"));
+  return ReconcileFromRow(q);
+}
+
+absl::StatusOr<Reconcile> SqliteIndex::CreateReconcile(const std::string& id, int64_t job_id,
+                                                       bool verify, int64_t now_ms) {
+  return Locked("CreateReconcile", [&]() -> absl::StatusOr<Reconcile> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    {
+      SQLite::Statement active(
+          db_, "SELECT id FROM reconciles WHERE job_id = ? AND state IN ('queued','running')");
+      active.bind(1, job_id);
+      if (active.executeStep()) {
+        return absl::AlreadyExistsError(absl::StrCat("reconcile ", active.getColumn(0).getString(),
+                                                     " of this job is already in progress"));
+      }
+    }
+    SQLite::Statement ins(db_, R"sql(
+      INSERT INTO reconciles (id, job_id, state, verify, requested_at, files_expected)
+      VALUES (?, ?, 'queued', ?, ?, (SELECT COUNT(*) FROM synced_files WHERE job_id = ?)))sql");
+    ins.bind(1, id);
+    ins.bind(2, job_id);
+    ins.bind(3, verify ? 1 : 0);
+    ins.bind(4, now_ms);
+    ins.bind(5, job_id);
+    ins.exec();
+    DS_ASSIGN_OR_RETURN(Reconcile c, LoadReconcile(id));
+    tx.commit();
+    return c;
+  });
+}
+
+absl::StatusOr<Reconcile> SqliteIndex::ClaimReconcile(const std::string& worker, int64_t now_ms,
+                                                      int64_t stale_before_ms) {
+  return Locked("ClaimReconcile", [&]() -> absl::StatusOr<Reconcile> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement pick(db_, R"sql(
+      SELECT id FROM reconciles
+      WHERE state = 'queued' OR (state = 'running' AND updated_at < ?)
+      ORDER BY requested_at LIMIT 1)sql");
+    pick.bind(1, stale_before_ms);
+    if (!pick.executeStep()) return absl::NotFoundError("no reconcile waiting");
+    std::string id = pick.getColumn(0).getString();
+    pick.reset();
+    SQLite::Statement claim(db_, R"sql(
+      UPDATE reconciles SET state = 'running', claimed_by = ?, started_at = ?, updated_at = ?,
+        files_seen = 0, bytes_seen = 0
+      WHERE id = ?)sql");
+    claim.bind(1, worker);
+    claim.bind(2, now_ms);
+    claim.bind(3, now_ms);
+    claim.bind(4, id);
+    claim.exec();
+    DS_ASSIGN_OR_RETURN(Reconcile c, LoadReconcile(id));
+    tx.commit();
+    return c;
+  });
+}
+
+absl::Status SqliteIndex::UpdateReconcile(const Reconcile& r, int64_t now_ms) {
+  if (!IsOneOf(r.state, {"running", "succeeded", "failed"})) {
+    return absl::InvalidArgumentError(absl::StrCat("UpdateReconcile: bad state \"", r.state, "\""));
+  }
+  return Locked("UpdateReconcile", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement q(db_, R"sql(
+      UPDATE reconciles SET state = ?, updated_at = ?, finished_at = ?, files_seen = ?,
+        bytes_seen = ?, rows_added = ?, rows_removed = ?, rows_updated = ?, rows_unchanged = ?,
+        mismatches = ?, temp_files = ?, report = ?, error = ?
+      WHERE id = ? AND state = 'running' AND claimed_by = ?)sql");
+    int i = 1;
+    q.bind(i++, r.state);
+    q.bind(i++, now_ms);
+    q.bind(i++, r.finished_at_ms);
+    for (uint64_t v : {r.files_seen, r.bytes_seen, r.rows_added, r.rows_removed, r.rows_updated,
+                       r.rows_unchanged, r.mismatches, r.temp_files}) {
+      q.bind(i++, static_cast<int64_t>(v));
+    }
+    q.bind(i++, r.report_json);
+    q.bind(i++, r.error);
+    q.bind(i++, r.id);
+    q.bind(i++, r.claimed_by);
+    if (q.exec() == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("reconcile ", r.id, " is not running under ", r.claimed_by));
+    }
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<Reconcile> SqliteIndex::GetReconcile(const std::string& id) {
+  return Locked("GetReconcile", [&]() -> absl::StatusOr<Reconcile> { return LoadReconcile(id); });
+}
+
+absl::StatusOr<std::vector<Reconcile>> SqliteIndex::ListReconciles(std::optional<int64_t> job_id,
+                                                                   bool active_only, int limit) {
+  if (limit < 1) return absl::InvalidArgumentError("ListReconciles: limit must be positive");
+  return Locked("ListReconciles", [&]() -> absl::StatusOr<std::vector<Reconcile>> {
+    std::string sql = std::string("SELECT ") + kReconcileColumns + " WHERE 1 = 1";
+    if (job_id) sql += " AND c.job_id = ?";
+    if (active_only) sql += " AND c.state IN ('queued','running')";
+    sql += " ORDER BY c.requested_at DESC LIMIT ?";
+    SQLite::Statement q(db_, sql);
+    int i = 1;
+    if (job_id) q.bind(i++, *job_id);
+    q.bind(i++, std::min(limit, 1000));
+    std::vector<Reconcile> out;
+    while (q.executeStep()) out.push_back(ReconcileFromRow(q));
+    return out;
+  });
+}
+
+absl::Status SqliteIndex::ApplySyncedFiles(int64_t job_id, const std::vector<SyncedFile>& upserts,
+                                           const std::vector<std::string>& deletes) {
+  return Locked("ApplySyncedFiles", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    SQLite::Statement up(db_, R"sql(
+      INSERT INTO synced_files (job_id, path, size, mtime_ns, sha256, synced_at, run_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (job_id, path) DO UPDATE
+      SET size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
+          synced_at = excluded.synced_at, run_id = excluded.run_id)sql");
+    for (const SyncedFile& f : upserts) {
+      up.reset();
+      up.bind(1, job_id);
+      up.bind(2, f.path);
+      up.bind(3, static_cast<int64_t>(f.size));
+      up.bind(4, f.mtime_ns);
+      up.bind(5, f.sha256);
+      up.bind(6, f.synced_at_ms);
+      up.bind(7, f.run_id);
+      up.exec();
+    }
+    SQLite::Statement del(db_, "DELETE FROM synced_files WHERE job_id = ? AND path = ?");
+    for (const std::string& p : deletes) {
+      del.reset();
+      del.bind(1, job_id);
+      del.bind(2, p);
+      del.exec();
+    }
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+// ---- orphaned runs ------------------------------------------------------------------------------
+
+absl::StatusOr<std::vector<std::string>> SqliteIndex::AbandonStaleRuns(
+    std::optional<int64_t> runner_id, const std::string& keep_run_id, int64_t started_before_ms,
+    const std::string& reason, int64_t now_ms) {
+  return Locked("AbandonStaleRuns", [&]() -> absl::StatusOr<std::vector<std::string>> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    std::string sql =
+        "SELECT id FROM sync_runs WHERE state = 'running' AND started_at < ? AND id <> ?";
+    if (runner_id) sql += " AND runner_id = ?";
+    SQLite::Statement q(db_, sql);
+    q.bind(1, started_before_ms);
+    q.bind(2, keep_run_id);
+    if (runner_id) q.bind(3, *runner_id);
+    std::vector<std::string> ids;
+    while (q.executeStep()) ids.push_back(q.getColumn(0).getString());
+    q.reset();
+    SQLite::Statement close(db_, R"sql(
+      UPDATE sync_runs SET state = 'abandoned', error = ?, finished_at = ?
+      WHERE id = ? AND state = 'running')sql");
+    for (const auto& id : ids) {
+      close.reset();
+      close.bind(1, reason);
+      close.bind(2, now_ms);
+      close.bind(3, id);
+      close.exec();
+    }
+    tx.commit();
+    return ids;
+  });
+}
+
+// ---- replaced PCs -------------------------------------------------------------------------------
+
+absl::StatusOr<Enrollment> SqliteIndex::PendingEnrollmentByName(const std::string& name) {
+  return Locked("PendingEnrollmentByName", [&]() -> absl::StatusOr<Enrollment> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT e.id, e.runner_id, e.secret_hash, e.status, e.created_at
+      FROM enrollments e JOIN runners r ON r.id = e.runner_id
+      WHERE r.name = ? AND e.status = 'pending' ORDER BY e.created_at DESC LIMIT 1)sql");
+    q.bind(1, name);
+    if (!q.executeStep()) {
+      return absl::NotFoundError(absl::StrCat("no pending registration named '", name, "'"));
+    }
+    Enrollment e;
+    e.id = q.getColumn(0).getString();
+    e.runner_id = q.getColumn(1).getInt64();
+    e.secret_hash = q.getColumn(2).getString();
+    e.status = q.getColumn(3).getString();
+    e.created_at_ms = q.getColumn(4).getInt64();
+    return e;
+  });
+}
+
+absl::Status SqliteIndex::ReplaceRunnerMachine(int64_t runner_id, const std::string& enrollment_id,
+                                               int64_t now_ms) {
+  return Locked("ReplaceRunnerMachine", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    DS_ASSIGN_OR_RETURN(Runner target, LoadRunner(runner_id));
+    if (target.status == "rejected") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("runner '", target.name, "' was rejected and cannot take a machine"));
+    }
+    int64_t source_runner = 0;
+    {
+      SQLite::Statement q(db_, "SELECT runner_id, status FROM enrollments WHERE id = ?");
+      q.bind(1, enrollment_id);
+      if (!q.executeStep()) {
+        return absl::NotFoundError(absl::StrCat("enrollment ", enrollment_id, " not found"));
+      }
+      source_runner = q.getColumn(0).getInt64();
+      if (q.getColumn(1).getString() != "pending") {
+        return absl::FailedPreconditionError(
+            absl::StrCat("enrollment ", enrollment_id, " is ", q.getColumn(1).getString()));
+      }
+    }
+    DS_ASSIGN_OR_RETURN(Runner source, LoadRunner(source_runner));
+    if (source_runner != runner_id && source.status != "pending") {
+      return absl::FailedPreconditionError("the registration belongs to an enrolled runner");
+    }
+    // Older enrollments of the target can no longer deliver a key.
+    SQLite::Statement old(db_, R"sql(
+      UPDATE enrollments SET status = 'rejected'
+      WHERE runner_id = ? AND status IN ('pending','approved'))sql");
+    old.bind(1, runner_id);
+    old.exec();
+    SQLite::Statement move(
+        db_, "UPDATE enrollments SET runner_id = ?, status = 'approved' WHERE id = ?");
+    move.bind(1, runner_id);
+    move.bind(2, enrollment_id);
+    move.exec();
+    SQLite::Statement upd(db_, R"sql(
+      UPDATE runners SET status = 'approved', api_key_hash = NULL, approved_at = ?,
+        hostname = ?, os = ?, machine_id = ?, agent_version = ?, runtime_state = '',
+        current_run = ''
+      WHERE id = ?)sql");
+    upd.bind(1, now_ms);
+    upd.bind(2, source.hostname);
+    upd.bind(3, source.os);
+    upd.bind(4, source.machine_id);
+    upd.bind(5, source.agent_version);
+    upd.bind(6, runner_id);
+    upd.exec();
+    if (source_runner != runner_id) {
+      SQLite::Statement del(db_, "DELETE FROM runners WHERE id = ? AND status = 'pending'");
+      del.bind(1, source_runner);
+      del.exec();
+    }
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+// ---- retention and size -------------------------------------------------------------------------
+
+absl::StatusOr<int64_t> SqliteIndex::PruneHistory(int64_t finished_before_ms) {
+  return Locked("PruneHistory", [&]() -> absl::StatusOr<int64_t> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement files(db_, R"sql(
+      DELETE FROM run_files WHERE run_id IN (
+        SELECT id FROM sync_runs WHERE state <> 'running' AND finished_at > 0
+          AND finished_at < ?))sql");
+    files.bind(1, finished_before_ms);
+    files.exec();
+    SQLite::Statement runs(db_, R"sql(
+      DELETE FROM sync_runs WHERE state <> 'running' AND finished_at > 0 AND finished_at < ?)sql");
+    runs.bind(1, finished_before_ms);
+    int n = runs.exec();
+    SQLite::Statement cmds(
+        db_, "DELETE FROM commands WHERE state = 'delivered' AND created_at < ?");
+    cmds.bind(1, finished_before_ms);
+    cmds.exec();
+    SQLite::Statement recs(db_, R"sql(
+      DELETE FROM reconciles WHERE state IN ('succeeded','failed') AND finished_at < ?)sql");
+    recs.bind(1, finished_before_ms);
+    recs.exec();
+    tx.commit();
+    return static_cast<int64_t>(n);
+  });
+}
+
+absl::StatusOr<int64_t> SqliteIndex::SizeBytes() {
+  return Locked("SizeBytes", [&]() -> absl::StatusOr<int64_t> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())sql");
+    q.executeStep();
+    return q.getColumn(0).getInt64();
+  });
+}
+
+absl::Status SqliteIndex::BackupTo(const std::string& path) {
+  if (std::filesystem::exists(path)) {
+    return absl::AlreadyExistsError(absl::StrCat(path, " exists; refusing to overwrite it"));
+  }
+  std::string tmp = path + ".partial";
+  std::filesystem::remove(tmp);
+  absl::Status st = Locked("BackupTo", [&]() -> absl::Status {
+    SQLite::Database dest(tmp, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    sqlite3_backup* b = sqlite3_backup_init(dest.getHandle(), "main", db_.getHandle(), "main");
+    if (b == nullptr) return absl::InternalError(sqlite3_errmsg(dest.getHandle()));
+    int rc = sqlite3_backup_step(b, -1);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+      return absl::InternalError(absl::StrCat("backup: ", sqlite3_errstr(rc)));
+    }
+    return absl::OkStatus();
+  });
+  if (!st.ok()) {
+    std::filesystem::remove(tmp);
+    return st;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("rename backup into place: ", ec.message()));
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<StateIndex>> OpenSqliteIndex(const std::string& path) {
   try {

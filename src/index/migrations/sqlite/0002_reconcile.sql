@@ -1,0 +1,28 @@
+-- Version 2: background reconciles (rebuild a job's index rows from storage).
+
+-- One reconcile of one job. At most one queued or running per job (the partial unique index).
+CREATE TABLE reconciles (
+  id              TEXT PRIMARY KEY,                -- UUID
+  job_id          INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  state           TEXT NOT NULL CHECK (state IN ('queued','running','succeeded','failed')),
+  verify          INTEGER NOT NULL DEFAULT 0,      -- boolean: re-hash every object
+  claimed_by      TEXT NOT NULL DEFAULT '',        -- worker (server instance) running it
+  requested_at    INTEGER NOT NULL,                -- Unix ms
+  started_at      INTEGER NOT NULL DEFAULT 0,      -- Unix ms
+  updated_at      INTEGER NOT NULL DEFAULT 0,      -- Unix ms, last progress write
+  finished_at     INTEGER NOT NULL DEFAULT 0,      -- Unix ms
+  files_expected  INTEGER NOT NULL DEFAULT 0,      -- estimate for the ETA
+  files_seen      INTEGER NOT NULL DEFAULT 0,
+  bytes_seen      INTEGER NOT NULL DEFAULT 0,      -- bytes
+  rows_added      INTEGER NOT NULL DEFAULT 0,
+  rows_removed    INTEGER NOT NULL DEFAULT 0,
+  rows_updated    INTEGER NOT NULL DEFAULT 0,
+  rows_unchanged  INTEGER NOT NULL DEFAULT 0,
+  mismatches      INTEGER NOT NULL DEFAULT 0,      -- checksum mismatches found
+  temp_files      INTEGER NOT NULL DEFAULT 0,      -- leftovers of interrupted uploads
+  report          TEXT NOT NULL DEFAULT '{}',      -- JSON: bounded lists of mismatches, temp files
+  error           TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX reconciles_one_active ON reconciles(job_id) WHERE state IN ('queued','running');
+CREATE INDEX reconciles_state ON reconciles(state, requested_at);
+CREATE INDEX sync_runs_started ON sync_runs(started_at);

@@ -1,0 +1,872 @@
+// Directory / mounted-share backend. See dir_storage.h for the on-disk layout.
+//
+// Every operation opens the root by path and then walks the key's directories with
+// openat(O_NOFOLLOW), so nothing is written or read through a symlink and a share that was
+// (re)mounted after OpenDirStorage() is used as it is now. All writes go to a temp file in the
+// destination directory and reach their final name only by rename(), after fsync and
+// (optionally) verification: a final name never holds partial content.
+#include "storage/dir/dir_storage.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>  // renameat2
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "common/files.h"
+#include "common/paths.h"
+#include "common/time_util.h"
+
+namespace ds {
+namespace {
+
+constexpr size_t kCopyBufferBytes = 1 << 20;
+constexpr size_t kMinPacedChunkBytes = 64 << 10;
+constexpr auto kMaxPacingSleep = std::chrono::milliseconds(50);
+constexpr char kXattrSha256[] = "user.datasync.sha256";
+constexpr char kXattrMtimeNs[] = "user.datasync.mtime_ns";
+constexpr std::string_view kVersionsDir = "versions";
+constexpr int kTempNameAttempts = 8;
+
+// Owns a file descriptor.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { Reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  // Gives up ownership without closing.
+  int Release() { return std::exchange(fd_, -1); }
+  // Closes now. Returns 0 or the errno of close() (NFS may report write errors only here).
+  int Close() {
+    int rc = ::close(std::exchange(fd_, -1));
+    return rc == 0 ? 0 : errno;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Unlinks `name` in directory `dir_fd` on destruction unless Release()d.
+// REQUIRES: `dir_fd` stays open for the guard's lifetime.
+class TempFileGuard {
+ public:
+  TempFileGuard(int dir_fd, std::string name) : dir_fd_(dir_fd), name_(std::move(name)) {}
+  TempFileGuard(const TempFileGuard&) = delete;
+  TempFileGuard& operator=(const TempFileGuard&) = delete;
+  ~TempFileGuard() {
+    if (!name_.empty()) ::unlinkat(dir_fd_, name_.c_str(), 0);
+  }
+  void Release() { name_.clear(); }
+
+ private:
+  int dir_fd_;
+  std::string name_;
+};
+
+// Errors that mean the storage (typically a network share) cannot be reached right now.
+bool IsUnreachableErrno(int err) {
+  switch (err) {
+    case ESTALE:
+    case EIO:
+    case ENOTCONN:
+    case ETIMEDOUT:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENETDOWN:
+    case ENETUNREACH:
+    case ECONNRESET:
+    case ECONNABORTED:
+    case ENODEV:
+    case ENXIO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// errno from an operation on the storage → status; unreachable shares give Unavailable.
+absl::Status StorageError(int err, std::string_view what) {
+  if (IsUnreachableErrno(err)) {
+    return absl::UnavailableError(absl::StrCat(std::string(what), ": ", std::strerror(err)));
+  }
+  return ErrnoStatus(err, what);
+}
+
+int64_t MtimeNs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+struct timespec ToTimespec(int64_t unix_ns) {
+  struct timespec ts {};
+  ts.tv_sec = static_cast<time_t>(unix_ns / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(unix_ns % 1'000'000'000);
+  if (ts.tv_nsec < 0) {  // before 1970: floor, not truncate
+    ts.tv_nsec += 1'000'000'000;
+    ts.tv_sec -= 1;
+  }
+  return ts;
+}
+
+bool IsCancelled(const std::atomic<bool>* cancel) {
+  return cancel != nullptr && cancel->load(std::memory_order_relaxed);
+}
+
+std::vector<std::string_view> SplitKey(std::string_view key) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (;;) {
+    size_t end = key.find('/', start);
+    if (end == std::string_view::npos) {
+      out.push_back(key.substr(start));
+      return out;
+    }
+    out.push_back(key.substr(start, end - start));
+    start = end + 1;
+  }
+}
+
+bool IsTempName(std::string_view name) { return name.starts_with(kTempPrefix); }
+
+// A key PutFile may write: valid, outside the reserved area, not named like a temp file.
+absl::Status ValidateWritableKey(const std::string& key) {
+  DS_RETURN_IF_ERROR(ValidateRelativePath(key));
+  std::vector<std::string_view> parts = SplitKey(key);
+  if (parts.front() == kReservedArea) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key '", key, "' is inside the reserved area ", std::string(kReservedArea)));
+  }
+  if (IsTempName(parts.back())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key '", key, "' has a name reserved for temp files (", std::string(kTempPrefix), "*)"));
+  }
+  return absl::OkStatus();
+}
+
+// Opens the storage root. Unavailable when it is missing or unreachable (e.g. share unmounted).
+absl::StatusOr<UniqueFd> OpenRoot(const std::string& root) {
+  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR || IsUnreachableErrno(e)) {
+      return absl::UnavailableError(
+          absl::StrCat("storage root ", root, " is not reachable: ", std::strerror(e)));
+    }
+    return ErrnoStatus(e, absl::StrCat("open storage root ", root));
+  }
+  return UniqueFd(fd);
+}
+
+// Opens the directory base/parts[0]/.../parts[n-1] without following symlinks; n == 0 gives a
+// duplicate of `base`. With `create`, missing directories are made (mode 0755 before umask) and
+// their parent fsynced. `base_path` names `base` in messages and for SyncDirectory().
+// Errors: NotFound (missing, !create), FailedPrecondition (a component is a file or a symlink).
+absl::StatusOr<UniqueFd> OpenDirChain(int base, const std::string& base_path,
+                                      const std::vector<std::string_view>& parts, size_t n,
+                                      bool create) {
+  UniqueFd dir(::fcntl(base, F_DUPFD_CLOEXEC, 0));
+  if (!dir.valid()) return StorageError(errno, absl::StrCat("dup ", base_path));
+  std::string path = base_path;
+  for (size_t i = 0; i < n; ++i) {
+    std::string name(parts[i]);
+    std::string child_path = absl::StrCat(path, "/", name);
+    for (int attempt = 0;; ++attempt) {
+      int fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0) {
+        dir = UniqueFd(fd);
+        break;
+      }
+      int e = errno;
+      if (e == ENOENT && create && attempt < 2) {
+        if (::mkdirat(dir.get(), name.c_str(), 0755) == 0) {
+          DS_RETURN_IF_ERROR(SyncDirectory(path));  // make the new entry durable
+        } else if (errno != EEXIST) {
+          return StorageError(errno, absl::StrCat("mkdir ", child_path));
+        }
+        continue;
+      }
+      if (e == ENOENT) return absl::NotFoundError(absl::StrCat(child_path, " does not exist"));
+      if (e == ENOTDIR || e == ELOOP) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(child_path, " is not a directory (a file or a symlink is in the way)"));
+      }
+      return StorageError(e, absl::StrCat("open dir ", child_path));
+    }
+    path = std::move(child_path);
+  }
+  return dir;
+}
+
+// Writes all of `data`, retrying short writes and EINTR. Returns 0 or errno.
+int WriteAll(int fd, const char* data, size_t len) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    data += n;
+    len -= static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+struct CopyOutcome {
+  uint64_t bytes = 0;  // bytes copied
+  std::string sha256;  // of exactly those bytes, lowercase hex
+};
+
+// Copies `src` (from its current offset to EOF) to `dst`, hashing the bytes as they are read.
+// Paces to `max_bytes_per_second` (0 = unlimited) and checks `cancel` between chunks.
+absl::StatusOr<CopyOutcome> CopyAndHash(int src, int dst, const std::atomic<bool>* cancel,
+                                        uint64_t max_bytes_per_second, const std::string& src_desc,
+                                        const std::string& dst_desc) {
+  // A paced copy uses smaller chunks so that pacing is smooth and cancel is noticed promptly.
+  size_t chunk = kCopyBufferBytes;
+  if (max_bytes_per_second > 0) {
+    chunk = static_cast<size_t>(
+        std::clamp<uint64_t>(max_bytes_per_second / 8, kMinPacedChunkBytes, kCopyBufferBytes));
+  }
+  std::vector<char> buf(chunk);
+  Sha256 hash;
+  CopyOutcome out;
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    if (IsCancelled(cancel)) {
+      return absl::CancelledError(absl::StrCat("copy to ", dst_desc, " cancelled"));
+    }
+    ssize_t n = ::read(src, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, absl::StrCat("read ", src_desc));
+    }
+    if (n == 0) break;
+    hash.Update(buf.data(), static_cast<size_t>(n));
+    if (int e = WriteAll(dst, buf.data(), static_cast<size_t>(n)); e != 0) {
+      return StorageError(e, absl::StrCat("write ", dst_desc));
+    }
+    out.bytes += static_cast<uint64_t>(n);
+    if (max_bytes_per_second > 0) {
+      const auto due =
+          start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double>(static_cast<double>(out.bytes) /
+                                                    static_cast<double>(max_bytes_per_second)));
+      for (auto now = std::chrono::steady_clock::now(); now < due;
+           now = std::chrono::steady_clock::now()) {
+        if (IsCancelled(cancel)) {
+          return absl::CancelledError(absl::StrCat("copy to ", dst_desc, " cancelled"));
+        }
+        std::this_thread::sleep_for(
+            std::min<std::chrono::steady_clock::duration>(due - now, kMaxPacingSleep));
+      }
+    }
+  }
+  out.sha256 = hash.FinishHex();
+  return out;
+}
+
+// Hashes `fd` from offset 0 to EOF.
+absl::StatusOr<FileDigest> HashFd(int fd, const std::string& desc) {
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  std::vector<char> buf(kCopyBufferBytes);
+  Sha256 hash;
+  FileDigest out;
+  off_t offset = 0;
+  for (;;) {
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return StorageError(errno, absl::StrCat("read ", desc));
+    }
+    if (n == 0) break;
+    hash.Update(buf.data(), static_cast<size_t>(n));
+    offset += n;
+    out.size += static_cast<uint64_t>(n);
+  }
+  out.sha256 = hash.FinishHex();
+  return out;
+}
+
+// The stored SHA-256 if the metadata is present and still describes the file: its recorded
+// mtime equals the current one (an in-place edit changes the mtime, making the hash stale).
+// Empty otherwise. `get(name, buf, size)` is an fgetxattr/lgetxattr bound to the file.
+template <typename GetXattr>
+std::string TrustedSha256(const struct stat& st, GetXattr get) {
+  char sha[80];
+  ssize_t n = get(kXattrSha256, sha, sizeof sha);
+  if (n != 64) return "";
+  char mtime[32];
+  ssize_t m = get(kXattrMtimeNs, mtime, sizeof mtime - 1);
+  if (m <= 0) return "";
+  mtime[m] = '\0';
+  int64_t recorded = 0;
+  if (!absl::SimpleAtoi(mtime, &recorded) || recorded != MtimeNs(st)) return "";
+  std::string out(sha, 64);
+  for (char c : out) {
+    if (!absl::ascii_isxdigit(c) || absl::ascii_isupper(c)) return "";
+  }
+  return out;
+}
+
+std::string TrustedSha256Fd(int fd, const struct stat& st) {
+  return TrustedSha256(st, [fd](const char* name, char* buf, size_t size) {
+    return ::fgetxattr(fd, name, buf, size);
+  });
+}
+
+std::string TrustedSha256Path(const std::string& path, const struct stat& st) {
+  return TrustedSha256(st, [&path](const char* name, char* buf, size_t size) {
+    return ::lgetxattr(path.c_str(), name, buf, size);
+  });
+}
+
+// Sets the mtime of `fd` to `mtime_ns` and records it (as read back, so filesystems with coarser
+// timestamps stay consistent) with `sha256` in xattrs. Filesystems without user xattrs are fine.
+// Returns the mtime the file now has (Unix nanoseconds).
+absl::StatusOr<int64_t> SetMetadata(int fd, int64_t mtime_ns, const std::string& sha256,
+                                    const std::string& desc) {
+  struct timespec times[2];
+  times[0].tv_sec = 0;
+  times[0].tv_nsec = UTIME_OMIT;  // atime
+  times[1] = ToTimespec(mtime_ns);
+  if (::futimens(fd, times) != 0) return StorageError(errno, absl::StrCat("set mtime of ", desc));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return StorageError(errno, absl::StrCat("stat ", desc));
+  const int64_t stored = MtimeNs(st);
+  const std::string stored_text = absl::StrCat(stored);
+  if (::fsetxattr(fd, kXattrMtimeNs, stored_text.data(), stored_text.size(), 0) != 0 ||
+      ::fsetxattr(fd, kXattrSha256, sha256.data(), sha256.size(), 0) != 0) {
+    int e = errno;
+    if (e != ENOTSUP && e != EOPNOTSUPP) {
+      return StorageError(e, absl::StrCat("set xattr on ", desc));
+    }
+  }
+  return stored;
+}
+
+// Creates a temp file for final name `name` in `dir_fd`: .dstmp-<tag>-<16 hex of SHA-256(name)>,
+// fixed length whatever `name` is. The tag is the first 8 letters/digits of `run_id`, or random
+// hex when it has fewer or the name is taken (e.g. left over by a crash of the same run).
+absl::StatusOr<std::pair<std::string, UniqueFd>> CreateTempFile(int dir_fd, std::string_view name,
+                                                                const std::string& run_id,
+                                                                const std::string& dir_desc) {
+  std::string tag;
+  for (char c : run_id) {
+    if (absl::ascii_isalnum(c)) tag.push_back(c);
+    if (tag.size() == 8) break;
+  }
+  const std::string name_hash = Sha256Hex(name).substr(0, 16);
+  for (int attempt = 0; attempt < kTempNameAttempts; ++attempt) {
+    if (tag.size() != 8 || attempt > 0) tag = HexEncode(RandomBytes(4));
+    std::string temp = absl::StrCat(std::string(kTempPrefix), tag, "-", name_hash);
+    int fd =
+        ::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0) return std::make_pair(std::move(temp), UniqueFd(fd));
+    if (errno != EEXIST) return StorageError(errno, absl::StrCat("create temp file in ", dir_desc));
+  }
+  return absl::AlreadyExistsError(absl::StrCat("no free temp file name in ", dir_desc));
+}
+
+// "20261128T031451Z", the current UTC time.
+std::string UtcStamp() {
+  time_t now = static_cast<time_t>(SystemClock()->NowUnixMs() / 1000);
+  struct tm tm {};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+// Renames `from` to `to` in `dir_fd` unless `to` exists. Returns 0, EEXIST or another errno.
+int RenameNoReplace(int dir_fd, const char* from, const char* to) {
+  if (::renameat2(dir_fd, from, dir_fd, to, RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return errno;
+  // Filesystem without RENAME_NOREPLACE (some network shares): check, then rename. Racy only
+  // against a concurrent PutFile of the same key, which callers do not do.
+  struct stat st;
+  if (::fstatat(dir_fd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) return EEXIST;
+  if (errno != ENOENT) return errno;
+  return ::renameat(dir_fd, from, dir_fd, to) == 0 ? 0 : errno;
+}
+
+class DirStorage final : public Storage {
+ public:
+  // REQUIRES: `root` is an absolute, normalised path without a trailing '/'.
+  explicit DirStorage(std::string root) : root_(std::move(root)) {}
+
+  absl::StatusOr<PutResult> PutFile(const std::string& key, const std::filesystem::path& source,
+                                    const PutOptions& options) override;
+  absl::StatusOr<ObjectInfo> Stat(const std::string& key) override;
+  absl::Status List(const std::string& prefix,
+                    const std::function<void(const ObjectInfo&)>& fn) override;
+  absl::StatusOr<std::string> ReadAll(const std::string& key, size_t max_bytes) override;
+  std::string Describe() const override { return absl::StrCat("file://", root_); }
+
+ private:
+  std::string PathOf(std::string_view key) const {
+    return absl::StrCat(root_, "/", std::string(key));
+  }
+
+  // Opens the directory holding `key` (created when `create`). NotFound if it is missing or is
+  // not a real directory and !create; FailedPrecondition for the latter with `create`.
+  absl::StatusOr<UniqueFd> OpenParentDir(const std::vector<std::string_view>& parts,
+                                         bool create) const;
+
+  // Keeps the regular file `name` in `dir_fd` (the object under `key`, with `st`/`sha256`)
+  // under the versions area by hard link, or by copy where links are not supported.
+  // Returns the version's key.
+  absl::StatusOr<std::string> KeepVersion(const std::string& key, int dir_fd,
+                                          const std::string& name, const struct stat& st,
+                                          const std::string& sha256) const;
+
+  // Constant after construction.
+  const std::string root_;
+};
+
+absl::StatusOr<UniqueFd> DirStorage::OpenParentDir(const std::vector<std::string_view>& parts,
+                                                   bool create) const {
+  DS_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot(root_));
+  absl::StatusOr<UniqueFd> dir = OpenDirChain(root.get(), root_, parts, parts.size() - 1, create);
+  if (!create && absl::IsFailedPrecondition(dir.status())) {
+    return absl::NotFoundError(std::string(dir.status().message()));
+  }
+  return dir;
+}
+
+absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
+                                              const std::filesystem::path& source,
+                                              const PutOptions& options) {
+  DS_RETURN_IF_ERROR(ValidateWritableKey(key));
+  const std::string dest_desc = absl::StrCat(Describe(), "/", key);
+  if (IsCancelled(options.cancel)) {
+    return absl::CancelledError(absl::StrCat("put ", dest_desc, " cancelled"));
+  }
+
+  // Source.
+  const std::string src_desc = source.string();
+  UniqueFd src(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!src.valid()) return ErrnoStatus(errno, absl::StrCat("open source ", src_desc));
+  struct stat before;
+  if (::fstat(src.get(), &before) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
+  if (!S_ISREG(before.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("source ", src_desc, " is not a regular file"));
+  }
+  ::posix_fadvise(src.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+
+  // Destination directory. Refuse early when the key names a directory or a non-file.
+  const std::vector<std::string_view> parts = SplitKey(key);
+  const std::string name(parts.back());
+  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/true));
+  struct stat existing;
+  if (::fstatat(dir.get(), name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!S_ISREG(existing.st_mode)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dest_desc, " exists and is not a regular file"));
+    }
+  } else if (errno != ENOENT) {
+    return StorageError(errno, absl::StrCat("stat ", dest_desc));
+  }
+
+  // Copy into the temp file. From here on every return removes it (guard).
+  DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(dir.get(), name, options.run_id, dest_desc));
+  auto& [temp_name, temp_fd] = temp;
+  TempFileGuard guard(dir.get(), temp_name);
+  const std::string temp_desc = absl::StrCat(Describe(), "/", key, " (temp ", temp_name, ")");
+  DS_ASSIGN_OR_RETURN(CopyOutcome copied,
+                      CopyAndHash(src.get(), temp_fd.get(), options.cancel,
+                                  options.max_bytes_per_second, src_desc, temp_desc));
+
+  // The source must not have changed while we read it.
+  struct stat after;
+  if (::fstat(src.get(), &after) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
+  if (after.st_size != before.st_size || MtimeNs(after) != MtimeNs(before) ||
+      copied.bytes != static_cast<uint64_t>(before.st_size)) {
+    return absl::AbortedError(absl::StrCat("source changed while copying: ", src_desc, " (size ",
+                                           before.st_size, " -> ", after.st_size, ", copied ",
+                                           copied.bytes, " bytes)"));
+  }
+  if (!options.expected_sha256.empty() &&
+      absl::AsciiStrToLower(options.expected_sha256) != copied.sha256) {
+    return absl::AbortedError(absl::StrCat("source changed while copying: ", src_desc,
+                                           " has SHA-256 ", copied.sha256, ", expected ",
+                                           options.expected_sha256));
+  }
+
+  // Metadata, then make it durable, then (optionally) read back what the storage holds.
+  const int64_t mtime_ns = options.mtime_ns != 0 ? options.mtime_ns : MtimeNs(before);
+  DS_ASSIGN_OR_RETURN(int64_t stored_mtime_ns,
+                      SetMetadata(temp_fd.get(), mtime_ns, copied.sha256, temp_desc));
+  if (::fsync(temp_fd.get()) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
+  if (options.verify) {
+    // Drop the (now clean) cached pages so the re-read comes from the storage, not from memory.
+    ::posix_fadvise(temp_fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+  }
+  if (int e = temp_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
+  if (options.verify) {
+    UniqueFd check(::openat(dir.get(), temp_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!check.valid()) return StorageError(errno, absl::StrCat("reopen ", temp_desc));
+    DS_ASSIGN_OR_RETURN(FileDigest landed, HashFd(check.get(), temp_desc));
+    if (landed.size != copied.bytes || landed.sha256 != copied.sha256) {
+      return absl::DataLossError(absl::StrCat(
+          "verify failed for ", temp_desc, ": wrote ", copied.bytes, " bytes with SHA-256 ",
+          copied.sha256, ", read back ", landed.size, " bytes with SHA-256 ", landed.sha256));
+    }
+  }
+
+  PutResult result;
+  // Look again: an object may have appeared while we copied.
+  if (::fstatat(dir.get(), name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!S_ISREG(existing.st_mode)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dest_desc, " exists and is not a regular file"));
+    }
+    UniqueFd old(::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!old.valid()) return StorageError(errno, absl::StrCat("open ", dest_desc));
+    if (::fstat(old.get(), &existing) != 0) {
+      return StorageError(errno, absl::StrCat("stat ", dest_desc));
+    }
+    std::string old_sha = TrustedSha256Fd(old.get(), existing);
+    if (old_sha.empty()) {
+      DS_ASSIGN_OR_RETURN(FileDigest digest, HashFd(old.get(), dest_desc));
+      old_sha = digest.sha256;
+    }
+    if (static_cast<uint64_t>(existing.st_size) == copied.bytes && old_sha == copied.sha256) {
+      // Same content: leave it in place (no version). Bring its metadata up to date so Stat()
+      // reports this put's mtime, unless the inode has other names we must not touch.
+      // Best effort: a file owned by another account may refuse (EPERM).
+      if (existing.st_nlink == 1 &&
+          (MtimeNs(existing) != stored_mtime_ns || TrustedSha256Fd(old.get(), existing).empty())) {
+        if (SetMetadata(old.get(), mtime_ns, old_sha, dest_desc).ok()) ::fsync(old.get());
+        ::fstat(old.get(), &existing);
+      }
+      result.info = {key, static_cast<uint64_t>(existing.st_size), MtimeNs(existing), old_sha};
+      return result;  // the guard removes the temp file
+    }
+    DS_ASSIGN_OR_RETURN(result.kept_version, KeepVersion(key, dir.get(), name, existing, old_sha));
+  } else if (errno != ENOENT) {
+    return StorageError(errno, absl::StrCat("stat ", dest_desc));
+  }
+
+  if (::renameat(dir.get(), temp_name.c_str(), dir.get(), name.c_str()) != 0) {
+    return StorageError(errno, absl::StrCat("rename ", temp_desc, " to ", name));
+  }
+  guard.Release();
+  std::string parent = root_;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    absl::StrAppend(&parent, "/", std::string(parts[i]));
+  }
+  DS_RETURN_IF_ERROR(SyncDirectory(parent));
+  result.info = {key, copied.bytes, stored_mtime_ns, copied.sha256};
+  return result;
+}
+
+absl::StatusOr<std::string> DirStorage::KeepVersion(const std::string& key, int dir_fd,
+                                                    const std::string& name, const struct stat& st,
+                                                    const std::string& sha256) const {
+  std::vector<std::string_view> vparts = {kReservedArea, kVersionsDir};
+  for (std::string_view p : SplitKey(key)) vparts.push_back(p);
+  DS_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot(root_));
+  DS_ASSIGN_OR_RETURN(UniqueFd vdir,
+                      OpenDirChain(root.get(), root_, vparts, vparts.size(), /*create=*/true));
+  const std::string vdir_key =
+      absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir), "/", key);
+  const std::string vdir_path = PathOf(vdir_key);
+  const std::string base = absl::StrCat(UtcStamp(), "-", sha256.substr(0, 12));
+  auto candidate = [&base](int n) { return n == 0 ? base : absl::StrCat(base, "-", n); };
+
+  // Preferred: a hard link (instant, shares content and metadata).
+  bool linked = false;
+  std::string version;
+  for (int n = 0; n < 1000; ++n) {
+    version = candidate(n);
+    if (::linkat(dir_fd, name.c_str(), vdir.get(), version.c_str(), 0) == 0) {
+      linked = true;
+      break;
+    }
+    int e = errno;
+    if (e == EEXIST) continue;
+    if (e == EPERM || e == EXDEV || e == ENOTSUP || e == EOPNOTSUPP || e == EMLINK || e == ENOSYS ||
+        e == EACCES) {
+      break;  // no hard links here: copy instead
+    }
+    return StorageError(e, absl::StrCat("link ", key, " to ", vdir_path, "/", version));
+  }
+
+  if (!linked) {
+    // Fallback: copy into a temp file beside the version, then rename it into place.
+    UniqueFd src(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!src.valid()) return StorageError(errno, absl::StrCat("open ", PathOf(key)));
+    DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(vdir.get(), base, "", vdir_path));
+    auto& [temp_name, temp_fd] = temp;
+    TempFileGuard guard(vdir.get(), temp_name);
+    const std::string temp_desc = absl::StrCat(vdir_path, "/", temp_name);
+    DS_ASSIGN_OR_RETURN(CopyOutcome copied,
+                        CopyAndHash(src.get(), temp_fd.get(), nullptr, 0, PathOf(key), temp_desc));
+    if (copied.sha256 != sha256) {
+      return absl::AbortedError(
+          absl::StrCat(PathOf(key), " changed while keeping a version of it"));
+    }
+    DS_RETURN_IF_ERROR(SetMetadata(temp_fd.get(), MtimeNs(st), sha256, temp_desc).status());
+    if (::fsync(temp_fd.get()) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
+    if (int e = temp_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
+    for (int n = 0;; ++n) {
+      if (n == 1000) {
+        return absl::AlreadyExistsError(absl::StrCat("no free version name in ", vdir_path));
+      }
+      version = candidate(n);
+      int e = RenameNoReplace(vdir.get(), temp_name.c_str(), version.c_str());
+      if (e == 0) break;
+      if (e != EEXIST) return StorageError(e, absl::StrCat("rename ", temp_desc, " to ", version));
+    }
+    guard.Release();
+  }
+  DS_RETURN_IF_ERROR(SyncDirectory(vdir_path));
+  return absl::StrCat(vdir_key, "/", version);
+}
+
+absl::StatusOr<ObjectInfo> DirStorage::Stat(const std::string& key) {
+  DS_RETURN_IF_ERROR(ValidateRelativePath(key));
+  const std::vector<std::string_view> parts = SplitKey(key);
+  if (IsTempName(parts.back())) {
+    return absl::NotFoundError(absl::StrCat(key, " is a temp file, not an object"));
+  }
+  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/false));
+  struct stat st;
+  const std::string name(parts.back());
+  if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR) {
+      return absl::NotFoundError(absl::StrCat(Describe(), "/", key, " does not exist"));
+    }
+    return StorageError(e, absl::StrCat("stat ", Describe(), "/", key));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::NotFoundError(absl::StrCat(Describe(), "/", key, " is not a regular file"));
+  }
+  return ObjectInfo{key, static_cast<uint64_t>(st.st_size), MtimeNs(st),
+                    TrustedSha256Path(PathOf(key), st)};
+}
+
+absl::StatusOr<std::string> DirStorage::ReadAll(const std::string& key, size_t max_bytes) {
+  DS_RETURN_IF_ERROR(ValidateRelativePath(key));
+  const std::vector<std::string_view> parts = SplitKey(key);
+  if (IsTempName(parts.back())) {
+    return absl::NotFoundError(absl::StrCat(key, " is a temp file, not an object"));
+  }
+  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/false));
+  const std::string name(parts.back());
+  const std::string desc = absl::StrCat(Describe(), "/", key);
+  // O_NONBLOCK: a FIFO in the way must not hang us; it is rejected by the type check below.
+  UniqueFd fd(::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) {
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR || e == ELOOP) {
+      return absl::NotFoundError(absl::StrCat(desc, " does not exist"));
+    }
+    return StorageError(e, absl::StrCat("open ", desc));
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return StorageError(errno, absl::StrCat("stat ", desc));
+  if (!S_ISREG(st.st_mode)) {
+    return absl::NotFoundError(absl::StrCat(desc, " is not a regular file"));
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(desc, " has ", st.st_size, " bytes, more than ", max_bytes));
+  }
+  std::string out;
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t have = 0;
+  for (;;) {
+    if (have == out.size()) {  // the file may have grown since fstat: read on, up to max_bytes + 1
+      if (out.size() > max_bytes) break;
+      const size_t room = max_bytes - out.size();
+      out.resize(out.size() + (room < 65536 ? room + 1 : 65536));
+    }
+    ssize_t n = ::read(fd.get(), out.data() + have, out.size() - have);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return StorageError(errno, absl::StrCat("read ", desc));
+    }
+    if (n == 0) break;
+    have += static_cast<size_t>(n);
+  }
+  out.resize(have);
+  if (out.size() > max_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(desc, " is larger than ", max_bytes, " bytes"));
+  }
+  return out;
+}
+
+// Visits every non-directory entry below root/`start` ("" = the root itself) without following
+// symlinks: fn(dir_fd, name, key, d_type) with key the '/'-joined path from the root and d_type
+// a DT_* value. Skips the top-level reserved area when walking from the root, and entries whose
+// key is not a valid key (names made by other tools). A missing or non-directory `start` is
+// an empty tree. Entries that vanish during the walk are skipped.
+absl::Status WalkTree(
+    const std::string& root, const std::string& start,
+    const std::function<void(int, const char*, const std::string&, unsigned char)>& fn) {
+  DS_ASSIGN_OR_RETURN(UniqueFd root_fd, OpenRoot(root));
+  std::vector<std::pair<std::string, UniqueFd>> pending;  // dirs to read: key, open fd (or none)
+  {
+    std::vector<std::string_view> parts;
+    if (!start.empty()) parts = SplitKey(start);
+    absl::StatusOr<UniqueFd> dir =
+        OpenDirChain(root_fd.get(), root, parts, parts.size(), /*create=*/false);
+    if (absl::IsNotFound(dir.status()) || absl::IsFailedPrecondition(dir.status())) {
+      return absl::OkStatus();
+    }
+    if (!dir.ok()) return dir.status();
+    pending.emplace_back(start, std::move(*dir));
+  }
+  while (!pending.empty()) {
+    auto [rel, fd] = std::move(pending.back());
+    pending.pop_back();
+    if (!fd.valid()) {
+      fd = UniqueFd(
+          ::openat(root_fd.get(), rel.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd.valid()) {
+        int e = errno;
+        if (e == ENOENT || e == ENOTDIR || e == ELOOP) continue;  // changed under us
+        return StorageError(e, absl::StrCat("open dir ", root, "/", rel));
+      }
+    }
+    DIR* d = ::fdopendir(fd.get());
+    if (d == nullptr) return StorageError(errno, absl::StrCat("opendir ", root, "/", rel));
+    const int dfd = fd.Release();  // now owned by `d`
+    std::string key_prefix = rel.empty() ? "" : absl::StrCat(rel, "/");
+    absl::Status status;
+    for (;;) {
+      errno = 0;
+      struct dirent* ent = ::readdir(d);
+      if (ent == nullptr) {
+        if (errno != 0) status = StorageError(errno, absl::StrCat("readdir ", root, "/", rel));
+        break;
+      }
+      const char* name = ent->d_name;
+      if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
+      unsigned char type = ent->d_type;
+      if (type == DT_UNKNOWN) {  // some filesystems do not fill d_type
+        struct stat st;
+        if (::fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        type = IFTODT(st.st_mode);
+      }
+      if (rel.empty() && kReservedArea == name) continue;
+      std::string key = absl::StrCat(key_prefix, name);
+      if (!ValidateRelativePath(key).ok()) continue;
+      if (type == DT_DIR) {
+        pending.emplace_back(std::move(key), UniqueFd());
+      } else {
+        fn(dfd, name, key, type);
+      }
+    }
+    ::closedir(d);
+    DS_RETURN_IF_ERROR(status);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DirStorage::List(const std::string& prefix,
+                              const std::function<void(const ObjectInfo&)>& fn) {
+  if (!prefix.empty()) {
+    DS_RETURN_IF_ERROR(ValidateRelativePath(prefix));
+    if (SplitKey(prefix).front() == kReservedArea) return absl::OkStatus();  // never listed
+  }
+  std::string path;
+  return WalkTree(
+      root_, prefix, [&](int dir_fd, const char* name, const std::string& key, unsigned char type) {
+        if (type != DT_REG || IsTempName(name)) return;
+        struct stat st;
+        if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return;
+        path.assign(root_).append("/").append(key);
+        fn(ObjectInfo{key, static_cast<uint64_t>(st.st_size), MtimeNs(st),
+                      TrustedSha256Path(path, st)});
+      });
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root) {
+  if (root.empty()) return absl::InvalidArgumentError("storage root is empty");
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(root, ec);
+  if (ec) return ErrnoStatus(ec.value(), absl::StrCat("resolve storage root ", root));
+  std::string path = abs.lexically_normal().string();
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+
+  std::filesystem::create_directories(path, ec);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return ErrnoStatus(ec ? ec.value() : errno, absl::StrCat("create storage root ", path));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::NotFoundError(absl::StrCat("storage root ", path, " is not a directory"));
+  }
+
+  // Prove we can write (access() is unreliable on network shares): create and remove a temp file.
+  DS_ASSIGN_OR_RETURN(UniqueFd root_fd, OpenRoot(path));
+  DS_ASSIGN_OR_RETURN(auto probe, CreateTempFile(root_fd.get(), "write-probe", "", path));
+  ::unlinkat(root_fd.get(), probe.first.c_str(), 0);
+  return std::make_unique<DirStorage>(std::move(path));
+}
+
+absl::StatusOr<std::vector<std::string>> ListTempFiles(const std::string& root,
+                                                       const std::string& prefix) {
+  std::vector<std::string> starts;
+  if (prefix.empty()) {
+    starts = {"", absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir))};
+  } else {
+    DS_RETURN_IF_ERROR(ValidateRelativePath(prefix));
+    starts.push_back(prefix);
+    if (SplitKey(prefix).front() != kReservedArea) {
+      starts.push_back(
+          absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir), "/", prefix));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(root, ec);
+  if (ec) return ErrnoStatus(ec.value(), absl::StrCat("resolve storage root ", root));
+  std::string root_path = abs.lexically_normal().string();
+  while (root_path.size() > 1 && root_path.back() == '/') root_path.pop_back();
+  std::vector<std::string> out;
+  for (const std::string& start : starts) {
+    DS_RETURN_IF_ERROR(WalkTree(
+        root_path, start, [&](int, const char* name, const std::string& key, unsigned char type) {
+          if (type == DT_REG && IsTempName(name)) out.push_back(key);
+        }));
+  }
+  return out;
+}
+
+}  // namespace ds
