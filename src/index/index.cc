@@ -1,4 +1,5 @@
 // OpenStateIndex: the one place that knows every index dialect and maps a URL scheme onto it.
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -7,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "index/postgres/postgres_index.h"
 #include "index/sqlite/sqlite_index.h"
 #include "index/state_index.h"
 
@@ -28,22 +30,59 @@ absl::StatusOr<std::unique_ptr<StateIndex>> OpenSqliteUrl(const std::string& url
   return OpenSqliteIndex(path);
 }
 
+// "postgresql://..." or "postgres://...": the whole URL is a libpq connection URI.
+absl::StatusOr<std::unique_ptr<StateIndex>> OpenPostgresUrl(const std::string& url) {
+  return OpenPostgresIndex(url);
+}
+
 struct Dialect {
   std::string_view scheme;
   IndexOpener open;  // receives the whole URL
 };
 
-// A new dialect (PostgreSQL: "postgresql", "postgres") is one more entry here.
+// A new dialect is one more entry here.
 constexpr Dialect kDialects[] = {
     {"sqlite", &OpenSqliteUrl},
+    {"postgresql", &OpenPostgresUrl},
+    {"postgres", &OpenPostgresUrl},
 };
 
+constexpr char kExpectedForms[] = "expected sqlite:PATH or postgresql://USER@HOST:PORT/DB";
+
 }  // namespace
+
+std::string RedactIndexUrl(const std::string& url) {
+  constexpr std::string_view kMask = "****";
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return url;
+  const std::string scheme = url.substr(0, scheme_end);
+  if (scheme != "postgresql" && scheme != "postgres") return url;
+  std::string out = url;
+  // userinfo: "user:password@" before the host (the last '@' of the authority).
+  const size_t authority = scheme_end + 3;
+  const size_t authority_end = std::min(out.find_first_of("/?", authority), out.size());
+  const size_t at = out.rfind('@', authority_end);
+  if (at != std::string::npos && at >= authority) {
+    const size_t colon = out.find(':', authority);
+    if (colon < at) out.replace(colon + 1, at - colon - 1, kMask);
+  }
+  // "password=..." among the query parameters.
+  const size_t query = out.find('?');
+  for (size_t at_param = query; at_param != std::string::npos;
+       at_param = out.find('&', at_param + 1)) {
+    const size_t name = at_param + 1;
+    if (out.compare(name, 9, "password=") != 0) continue;
+    const size_t value = name + 9;
+    const size_t value_end = std::min(out.find('&', value), out.size());
+    out.replace(value, value_end - value, kMask);
+  }
+  return out;
+}
 
 absl::StatusOr<std::unique_ptr<StateIndex>> OpenStateIndex(const std::string& url) {
   const size_t colon = url.find(':');
   if (colon == std::string::npos) {
-    return absl::InvalidArgumentError("index URL has no scheme: expected sqlite:PATH");
+    return absl::InvalidArgumentError(absl::StrCat("index URL has no scheme: ", kExpectedForms));
   }
   const std::string scheme = url.substr(0, colon);
   for (const Dialect& dialect : kDialects) {
@@ -51,7 +90,7 @@ absl::StatusOr<std::unique_ptr<StateIndex>> OpenStateIndex(const std::string& ur
   }
   // Only the scheme is quoted: the rest of a database URL may hold a password.
   return absl::InvalidArgumentError(
-      absl::StrCat("unsupported index URL scheme \"", scheme, "\": expected sqlite:PATH"));
+      absl::StrCat("unsupported index URL scheme \"", scheme, "\": ", kExpectedForms));
 }
 
 }  // namespace ds

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "index/state_index.h"
+#include "index/testing/postgres_fixture.h"
 
 namespace ds {
 namespace {
@@ -43,6 +45,8 @@ struct IndexFactory {
   std::string name;
   std::function<absl::StatusOr<std::unique_ptr<StateIndex>>(const std::filesystem::path& dir)> open;
 };
+// Test names and CTest show the backend's name instead of the factory's bytes.
+void PrintTo(const IndexFactory& factory, std::ostream* os) { *os << factory.name; }
 
 std::filesystem::path MakeTempDir() {
   std::string tmpl = (std::filesystem::path(testing::TempDir()) / "index_test.XXXXXX").string();
@@ -206,14 +210,22 @@ TEST_P(StateIndexConformance, ReRegisteringPendingNameReusesRunner) {
   ASSERT_OK(index_->DeliverKey("enr-b", "key-b"));
 }
 
-TEST_P(StateIndexConformance, RegisterRefusesNameOfNonPendingRunner) {
+TEST_P(StateIndexConformance, RegisterOnEnrolledNameIsAReplacementRequest) {
   ASSERT_OK_AND_ASSIGN(Runner approved, ApprovedRunner("pc1"));
-  EXPECT_TRUE(absl::IsAlreadyExists(
-      index_->RegisterRunner(Info("pc1"), "enr-again", "s", kT0 + 10).status()));
-  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-again").status()));
-  ASSERT_OK_AND_ASSIGN(Runner unchanged, index_->GetRunnerById(approved.id));
-  EXPECT_EQ(unchanged.status, "approved");
-  EXPECT_TRUE(unchanged.has_key);
+  // A replaced PC registers under the same name: only a pending enrollment is added.
+  ASSERT_OK_AND_ASSIGN(Runner same,
+                       index_->RegisterRunner(Info("pc1"), "enr-again", "s", kT0 + 10));
+  EXPECT_EQ(same.id, approved.id);
+  EXPECT_EQ(same.status, "approved");
+  EXPECT_TRUE(same.has_key);
+  ASSERT_OK_AND_ASSIGN(Enrollment e, index_->GetEnrollment("enr-again"));
+  EXPECT_EQ(e.status, "pending");
+  EXPECT_EQ(e.runner_id, approved.id);
+  ASSERT_OK_AND_ASSIGN(Enrollment pending, index_->PendingEnrollmentByName("pc1"));
+  EXPECT_EQ(pending.id, "enr-again");
+  // The old key keeps working until an operator replaces the machine.
+  ASSERT_OK_AND_ASSIGN(Runner by_key, index_->FindRunnerByKeyHash("key-pc1"));
+  EXPECT_EQ(by_key.id, approved.id);
 
   ASSERT_OK_AND_ASSIGN(Runner r, index_->RegisterRunner(Info("pc2"), "enr-2", "s", kT0));
   ASSERT_OK(index_->TransitionRunner(r.id, "pending", "rejected", kT0 + 1));
@@ -224,6 +236,32 @@ TEST_P(StateIndexConformance, RegisterRefusesNameOfNonPendingRunner) {
   EXPECT_TRUE(
       absl::IsAlreadyExists(index_->RegisterRunner(Info("pc3"), "enr-2", "s", kT0).status()));
   EXPECT_TRUE(absl::IsNotFound(index_->GetRunnerByName("pc3").status()));
+}
+
+TEST_P(StateIndexConformance, ReplaceRunnerMachineKeepsJobsAndRowsAndSwapsTheKey) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a.dat")}, 1, 10));
+  ASSERT_OK(index_->RecordResults("run-1", {Result("a.dat", "uploaded")}, kT0 + 5).status());
+  RegisterInfo fresh = Info("pc1");
+  fresh.hostname = "new-host";
+  ASSERT_OK(index_->RegisterRunner(fresh, "enr-new", "s2", kT0 + 10).status());
+  ASSERT_OK(index_->ReplaceRunnerMachine(run.runner_id, "enr-new", kT0 + 20));
+  EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("key-pc1").status()));
+  ASSERT_OK(index_->DeliverKey("enr-new", "key-new"));
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->FindRunnerByKeyHash("key-new"));
+  EXPECT_EQ(r.id, run.runner_id);
+  EXPECT_EQ(r.hostname, "new-host");
+  ASSERT_OK_AND_ASSIGN(auto jobs, index_->ListJobs(r.id));
+  ASSERT_EQ(jobs.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(int64_t rows, index_->CountSyncedFiles(jobs[0].spec.id));
+  EXPECT_EQ(rows, 1);
+  // A second replacement with the same (now approved) enrollment is refused.
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->ReplaceRunnerMachine(r.id, "enr-new", kT0 + 30)));
+  // Binding another runner's pending registration removes that pending runner.
+  ASSERT_OK_AND_ASSIGN(Runner other, index_->RegisterRunner(Info("pc9"), "enr-9", "s", kT0));
+  ASSERT_OK(index_->ReplaceRunnerMachine(r.id, "enr-9", kT0 + 40));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunnerById(other.id).status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("key-new").status()));
 }
 
 TEST_P(StateIndexConformance, TransitionRunnerIsCompareAndSet) {
@@ -809,14 +847,231 @@ TEST_P(StateIndexConformance, ConcurrentWritersAreAllCounted) {
   }
 }
 
+// ---- disaster recovery --------------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, ReconcileLifecycleOneActivePerJob) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  ASSERT_OK_AND_ASSIGN(Reconcile c, index_->CreateReconcile("rec-1", run.job_id, true, kT0));
+  EXPECT_EQ(c.state, "queued");
+  EXPECT_TRUE(c.verify);
+  EXPECT_EQ(c.runner_name, "pc1");
+  EXPECT_TRUE(absl::IsAlreadyExists(index_->CreateReconcile("rec-2", run.job_id, false, kT0).status()));
+  ASSERT_OK_AND_ASSIGN(Reconcile claimed, index_->ClaimReconcile("w1", kT0 + 1, 0));
+  EXPECT_EQ(claimed.id, "rec-1");
+  EXPECT_EQ(claimed.state, "running");
+  EXPECT_EQ(claimed.claimed_by, "w1");
+  EXPECT_TRUE(absl::IsNotFound(index_->ClaimReconcile("w2", kT0 + 2, 0).status()));
+  // Another worker may not write it; a stale one may be taken over.
+  Reconcile foreign = claimed;
+  foreign.claimed_by = "w2";
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->UpdateReconcile(foreign, kT0 + 3)));
+  ASSERT_OK_AND_ASSIGN(Reconcile taken, index_->ClaimReconcile("w2", kT0 + 100, kT0 + 50));
+  EXPECT_EQ(taken.claimed_by, "w2");
+  taken.files_seen = 7;
+  taken.rows_added = 5;
+  taken.mismatches = 1;
+  taken.report_json = R"({"mismatches":[{"path":"x"}]})";
+  taken.state = "succeeded";
+  taken.finished_at_ms = kT0 + 200;
+  ASSERT_OK(index_->UpdateReconcile(taken, kT0 + 200));
+  ASSERT_OK_AND_ASSIGN(Reconcile done, index_->GetReconcile("rec-1"));
+  EXPECT_EQ(done.state, "succeeded");
+  EXPECT_EQ(done.files_seen, 7u);
+  EXPECT_EQ(done.rows_added, 5u);
+  EXPECT_EQ(done.report_json, taken.report_json);
+  ASSERT_OK_AND_ASSIGN(auto active, index_->ListReconciles(run.job_id, true, 10));
+  EXPECT_TRUE(active.empty());
+  ASSERT_OK(index_->CreateReconcile("rec-3", run.job_id, false, kT0 + 300).status());
+  ASSERT_OK_AND_ASSIGN(auto all, index_->ListReconciles(std::nullopt, false, 10));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].id, "rec-3");
+}
+
+TEST_P(StateIndexConformance, ApplySyncedFilesUpsertsAndDeletesInOneGo) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  SyncedFile a{run.job_id, "a", 1, 11, "sha-a", kT0, "rec"};
+  SyncedFile b{run.job_id, "b", 2, 22, "sha-b", kT0, "rec"};
+  ASSERT_OK(index_->ApplySyncedFiles(run.job_id, {a, b}, {}));
+  a.sha256 = "sha-a2";
+  ASSERT_OK(index_->ApplySyncedFiles(run.job_id, {a}, {"b", "never-there"}));
+  ASSERT_OK_AND_ASSIGN(auto rows, index_->ListSyncedFiles(run.job_id, "", 10));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].sha256, "sha-a2");
+  EXPECT_TRUE(absl::IsNotFound(index_->ApplySyncedFiles(run.job_id + 99, {a}, {})));
+}
+
+TEST_P(StateIndexConformance, AbandonStaleRunsKeepsTheCurrentOneAndAcceptsLateResults) {
+  ASSERT_OK_AND_ASSIGN(ds::Run old_run, RunningRun("pc1", "run-old", kT0));
+  ASSERT_OK(index_->BeginRun("run-now", old_run.runner_id, old_run.job_id, "command", kT0 + 5).status());
+  ASSERT_OK(index_->RecordPlanned("run-old", {Planned("late.dat")}, 1, 100));
+  ASSERT_OK_AND_ASSIGN(auto ids, index_->AbandonStaleRuns(old_run.runner_id, "run-now", kT0 + 10,
+                                                          "agent restarted", kT0 + 20));
+  EXPECT_EQ(ids, std::vector<std::string>{"run-old"});
+  ASSERT_OK_AND_ASSIGN(ds::Run abandoned, index_->GetRun("run-old"));
+  EXPECT_EQ(abandoned.summary.state, "abandoned");
+  EXPECT_EQ(abandoned.summary.error, "agent restarted");
+  ASSERT_OK_AND_ASSIGN(ds::Run current, index_->GetRun("run-now"));
+  EXPECT_EQ(current.summary.state, "running");
+  // The agent comes back and reports what it did: the row lands (no drift).
+  ASSERT_OK(index_->RecordResults("run-old", {Result("late.dat", "uploaded")}, kT0 + 30).status());
+  ASSERT_OK_AND_ASSIGN(auto rows, index_->LookupSyncedFiles(old_run.job_id, {"late.dat"}));
+  EXPECT_EQ(rows.size(), 1u);
+  ASSERT_OK(index_->FinishRun("run-old", "abandoned", "", kT0 + 40).status());
+  // Nothing else of any runner is stale before kT0.
+  ASSERT_OK_AND_ASSIGN(ids, index_->AbandonStaleRuns(std::nullopt, "", kT0, "x", kT0 + 50));
+  EXPECT_TRUE(ids.empty());
+}
+
+TEST_P(StateIndexConformance, PruneHistoryDropsOldClosedRunsOnly) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1", kT0));
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a.dat")}, 1, 100));
+  ASSERT_OK(index_->RecordResults("run-1", {Result("a.dat", "uploaded")}, kT0 + 1).status());
+  ASSERT_OK(index_->FinishRun("run-1", "succeeded", "", kT0 + 2).status());
+  ASSERT_OK(index_->BeginRun("run-2", run.runner_id, run.job_id, "schedule", kT0 + 3).status());
+  ASSERT_OK_AND_ASSIGN(int64_t n, index_->PruneHistory(kT0 + 1000));
+  EXPECT_EQ(n, 1);
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRun("run-1").status()));
+  EXPECT_TRUE(index_->GetRun("run-2").ok());
+  // The index rows themselves are never pruned.
+  ASSERT_OK_AND_ASSIGN(int64_t rows, index_->CountSyncedFiles(run.job_id));
+  EXPECT_EQ(rows, 1);
+  ASSERT_OK_AND_ASSIGN(int64_t size, index_->SizeBytes());
+  EXPECT_GT(size, 0);
+}
+
+// ---- ordering and concurrent compare-and-set ----------------------------------------------------
+
+TEST_P(StateIndexConformance, NamesAndPathsOrderByBytes) {
+  // Byte order ('B' < 'Z' < 'a' < 'a-b' < 'a/b' < 'a_b' < 'ab'), not a locale's, even where
+  // the database's default collation is one (the PostgreSQL fixture's is ICU en-US).
+  const std::vector<std::string> sorted = {"B", "Z", "a", "a-b", "a/b", "a_b", "ab", "\xc3\xa9"};
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("host", "run-1"));
+  std::vector<RunFile> planned;
+  std::vector<protocol::FileResult> results;
+  for (auto it = sorted.rbegin(); it != sorted.rend(); ++it) {
+    planned.push_back(Planned(*it));
+    results.push_back(Result(*it, "uploaded"));
+  }
+  ASSERT_OK(index_->RecordPlanned("run-1", planned, -1, -1));
+  ASSERT_OK(index_->RecordResults("run-1", results, kT0).status());
+  std::vector<std::string> paths;
+  for (std::string after;;) {
+    ASSERT_OK_AND_ASSIGN(std::vector<SyncedFile> page,
+                         index_->ListSyncedFiles(run.job_id, after, 3));
+    if (page.empty()) break;
+    for (const SyncedFile& f : page) paths.push_back(f.path);
+    after = page.back().path;
+  }
+  EXPECT_EQ(paths, sorted);
+  ASSERT_OK_AND_ASSIGN(std::vector<RunFile> files, index_->ListRunFiles("run-1", "a", 100));
+  ASSERT_EQ(files.size(), 5u);
+  EXPECT_EQ(files[0].path, "a-b");
+
+  for (const char* name : {"alpha", "Zulu", "bravo"}) {
+    ASSERT_OK(index_->RegisterRunner(Info(name), absl::StrCat("enr-", name), "s", kT0).status());
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<Runner> runners, index_->ListRunners());
+  std::vector<std::string> names;
+  for (const Runner& r : runners) names.push_back(r.name);
+  EXPECT_THAT(names, ElementsAre("Zulu", "alpha", "bravo", "host"));
+}
+
+TEST_P(StateIndexConformance, ConcurrentCompareAndSetsHaveOneWinner) {
+  constexpr int kThreads = 6;
+  auto race = [&](const std::function<absl::Status(int)>& op) {
+    std::vector<absl::Status> results(kThreads);
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        ++ready;
+        while (ready.load() < kThreads) std::this_thread::yield();
+        results[t] = op(t);
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    return results;
+  };
+  auto count_ok = [](const std::vector<absl::Status>& results) {
+    return std::count_if(results.begin(), results.end(),
+                         [](const absl::Status& s) { return s.ok(); });
+  };
+
+  // Registrations of one new name share one pending runner; the last enrollment stays live.
+  std::vector<absl::Status> registered = race([&](int t) {
+    return index_->RegisterRunner(Info("pc1"), absl::StrCat("enr-", t), "s", kT0 + t).status();
+  });
+  EXPECT_EQ(count_ok(registered), kThreads);
+  ASSERT_OK_AND_ASSIGN(std::vector<Runner> runners, index_->ListRunners());
+  ASSERT_EQ(runners.size(), 1u);
+  int pending = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_OK_AND_ASSIGN(Enrollment e, index_->GetEnrollment(absl::StrCat("enr-", t)));
+    EXPECT_EQ(e.runner_id, runners[0].id);
+    if (e.status == "pending") ++pending;
+  }
+  EXPECT_EQ(pending, 1);
+
+  // Approvals by several operators: one wins, the others see it was already done.
+  std::vector<absl::Status> approved = race([&](int t) {
+    return index_->TransitionRunner(runners[0].id, "pending", "approved", kT0 + 10 + t);
+  });
+  EXPECT_EQ(count_ok(approved), 1);
+  for (const absl::Status& s : approved) EXPECT_TRUE(s.ok() || absl::IsFailedPrecondition(s)) << s;
+
+  // The key is delivered exactly once.
+  std::string live_id;
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_OK_AND_ASSIGN(Enrollment e, index_->GetEnrollment(absl::StrCat("enr-", t)));
+    if (e.status == "approved") live_id = e.id;
+  }
+  ASSERT_FALSE(live_id.empty());
+  std::vector<absl::Status> delivered =
+      race([&](int t) { return index_->DeliverKey(live_id, absl::StrCat("key-", t)); });
+  EXPECT_EQ(count_ok(delivered), 1);
+
+  // Commands are taken once, whoever polls.
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_OK(
+        index_->EnqueueCommand(runners[0].id, "sync", "j", absl::StrCat("run-", i), kT0).status());
+  }
+  std::atomic<int> taken{0};
+  std::vector<absl::Status> polled = race([&](int) -> absl::Status {
+    DS_ASSIGN_OR_RETURN(std::vector<protocol::Command> commands,
+                        index_->TakeCommands(runners[0].id));
+    taken += static_cast<int>(commands.size());
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(count_ok(polled), kThreads);
+  EXPECT_EQ(taken.load(), 20);
+
+  // Retries of one BeginRun return the same run.
+  ASSERT_OK_AND_ASSIGN(Job job, index_->PutJob(runners[0].id, Spec("job"), false, kT0));
+  std::vector<absl::Status> begun = race([&](int t) {
+    return index_->BeginRun("run-x", runners[0].id, job.spec.id, "schedule", kT0 + t).status();
+  });
+  EXPECT_EQ(count_ok(begun), kThreads);
+  RunFilter filter;
+  ASSERT_OK_AND_ASSIGN(std::vector<ds::Run> runs, index_->ListRuns(filter));
+  EXPECT_EQ(runs.size(), 1u);
+}
+
 IndexFactory Sqlite() {
   return {"Sqlite", [](const std::filesystem::path& dir) {
             return OpenStateIndex("sqlite:" + (dir / "db" / "index.sqlite").string());
           }};
 }
 
-// A PostgreSQL factory (a fixture-started server, a fresh database per test) joins this list.
-INSTANTIATE_TEST_SUITE_P(Backends, StateIndexConformance, testing::Values(Sqlite()),
+// A fresh database per test on the fixture's throwaway server (started once per binary).
+IndexFactory Postgres() {
+  return {"Postgres",
+          [](const std::filesystem::path&) -> absl::StatusOr<std::unique_ptr<StateIndex>> {
+            DS_ASSIGN_OR_RETURN(TestPostgresDatabase db, CreateTestPostgresDatabase());
+            return OpenStateIndex(db.socket_url);
+          }};
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StateIndexConformance, testing::Values(Sqlite(), Postgres()),
                          [](const testing::TestParamInfo<IndexFactory>& info) {
                            return info.param.name;
                          });

@@ -12,6 +12,8 @@ struct Migration {
   std::string_view sql;    // whole file
 };
 
+// migrations/sqlite/*.sql and migrations/postgresql/*.sql, in version order.
 extern const std::vector<Migration> kSqliteMigrations;
+extern const std::vector<Migration> kPostgresMigrations;
 
 }  // namespace ds

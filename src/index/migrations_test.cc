@@ -168,11 +168,27 @@ TEST_F(SqliteIndexTest, UnopenablePathIsUnavailable) {
   EXPECT_TRUE(absl::IsUnavailable(index.status())) << index.status();
 }
 
+TEST_F(SqliteIndexTest, OnlineBackupIsAConsistentOpenableCopy) {
+  auto index = Open();
+  ASSERT_TRUE(index->Migrate().ok());
+  ASSERT_TRUE(index->CreateAdminToken("t", "admin", "hash-1", 1).ok());
+  std::string backup = (dir_ / "backup.sqlite").string();
+  ASSERT_TRUE(index->BackupTo(backup).ok());
+  EXPECT_TRUE(absl::IsAlreadyExists(index->BackupTo(backup)));  // never overwrites
+  EXPECT_FALSE(std::filesystem::exists(backup + ".partial"));
+  auto copy = OpenStateIndex("sqlite:" + backup);
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  auto v = (*copy)->SchemaVersion();
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, (*copy)->LatestKnownSchemaVersion());
+  EXPECT_TRUE((*copy)->FindAdminToken("hash-1").ok());
+}
+
 TEST(OpenStateIndex, RejectsUnknownSchemesWithoutEchoingTheUrl) {
-  auto pg = OpenStateIndex("postgresql://user:s3cret@db.example/datasync");
-  EXPECT_TRUE(absl::IsInvalidArgument(pg.status())) << pg.status();
-  EXPECT_THAT(pg.status().message(), HasSubstr("postgresql"));
-  EXPECT_THAT(pg.status().message(), Not(HasSubstr("s3cret")));
+  auto mysql = OpenStateIndex("mysql://user:s3cret@db.example/datasync");
+  EXPECT_TRUE(absl::IsInvalidArgument(mysql.status())) << mysql.status();
+  EXPECT_THAT(mysql.status().message(), HasSubstr("mysql"));
+  EXPECT_THAT(mysql.status().message(), Not(HasSubstr("s3cret")));
   EXPECT_TRUE(absl::IsInvalidArgument(OpenStateIndex("/var/lib/datasync.db").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(OpenStateIndex("sqlite:").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(OpenStateIndex("").status()));

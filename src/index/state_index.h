@@ -134,8 +134,10 @@ class StateIndex {
 
   // ---- runners and enrollment -----------------------------------------------------------------
   // Creates a pending runner named info.name and its enrollment. If a *pending* runner of that
-  // name exists, it is reused and its previous enrollments are superseded (rejected).
-  // AlreadyExists when the name belongs to a non-pending runner.
+  // name exists, it is reused and its previous enrollments are superseded (rejected). If an
+  // approved or revoked runner has the name (a replaced PC), only a pending enrollment is added to
+  // it — a replacement request that does nothing until ReplaceRunnerMachine; the runner and its
+  // key are untouched. AlreadyExists when the name belongs to a rejected runner.
   [[nodiscard]] virtual absl::StatusOr<Runner> RegisterRunner(const RegisterInfo& info,
                                                               const std::string& enrollment_id,
                                                               const std::string& secret_hash,
@@ -285,7 +287,14 @@ class StateIndex {
   [[nodiscard]] virtual absl::StatusOr<int64_t> CountAdminTokens() = 0;
 };
 
-// Opens the index named by `url`: "sqlite:PATH" (PATH's directory is created). Does not migrate.
+// Opens the index named by `url`: "sqlite:PATH" (PATH's directory is created), or
+// "postgresql://..." / "postgres://..." (a libpq connection URI; connects lazily, see
+// postgres/postgres_index.h). Does not migrate. InvalidArgument for an unknown scheme or a
+// malformed URL; messages never repeat the URL past its scheme (it may hold a password).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<StateIndex>> OpenStateIndex(const std::string& url);
+
+// `url` with any password replaced by "****", safe to log or show
+// ("postgresql://ds:****@db/datasync"; "...?password=****"). Other URLs are returned unchanged.
+std::string RedactIndexUrl(const std::string& url);
 
 }  // namespace ds

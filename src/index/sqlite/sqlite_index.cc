@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <exception>
 #include <initializer_list>
@@ -424,19 +425,27 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
   return Locked("RegisterRunner", [&]() -> absl::StatusOr<Runner> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t runner_id = 0;
+    bool replacement = false;
     {
       SQLite::Statement find(db_, "SELECT id, status FROM runners WHERE name = ?");
       find.bind(1, info.name);
       if (find.executeStep()) {
         const std::string status = find.getColumn(1).getString();
-        if (status != "pending") {
+        if (status == "rejected") {
           return absl::AlreadyExistsError(
-              absl::StrCat("runner name \"", info.name, "\" belongs to a ", status, " runner"));
+              absl::StrCat("runner name \"", info.name, "\" belongs to a rejected runner"));
         }
         runner_id = find.getColumn(0).getInt64();
+        if (status != "pending") replacement = true;
       }
     }
-    if (runner_id != 0) {
+    if (replacement) {
+      // A replacement request: the enrolled runner keeps working until an operator replaces it.
+      SQLite::Statement supersede(db_, R"sql(
+        UPDATE enrollments SET status = 'rejected' WHERE runner_id = ? AND status = 'pending')sql");
+      supersede.bind(1, runner_id);
+      supersede.exec();
+    } else if (runner_id != 0) {
       SQLite::Statement update(db_, R"sql(
         UPDATE runners SET hostname = ?, os = ?, machine_id = ?, agent_version = ?
         WHERE id = ?)sql");
@@ -465,12 +474,17 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
       runner_id = db_.getLastInsertRowid();
     }
     SQLite::Statement enroll(db_, R"sql(
-      INSERT INTO enrollments (id, runner_id, secret_hash, status, created_at)
-      VALUES (?, ?, ?, 'pending', ?))sql");
+      INSERT INTO enrollments (id, runner_id, secret_hash, status, created_at, hostname, os,
+                               machine_id, agent_version)
+      VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?))sql");
     enroll.bind(1, enrollment_id);
     enroll.bind(2, runner_id);
     enroll.bind(3, secret_hash);
     enroll.bind(4, now_ms);
+    enroll.bind(5, info.hostname);
+    enroll.bind(6, info.os);
+    enroll.bind(7, info.machine_id);
+    enroll.bind(8, info.agent_version);
     enroll.exec();
     DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(runner_id));
     tx.commit();
@@ -1512,13 +1526,18 @@ absl::Status SqliteIndex::ReplaceRunnerMachine(int64_t runner_id, const std::str
           absl::StrCat("runner '", target.name, "' was rejected and cannot take a machine"));
     }
     int64_t source_runner = 0;
+    std::array<std::string, 4> machine;  // hostname, os, machine_id, agent_version
     {
-      SQLite::Statement q(db_, "SELECT runner_id, status FROM enrollments WHERE id = ?");
+      SQLite::Statement q(db_, R"sql(
+        SELECT runner_id, status, hostname, os, machine_id, agent_version
+        FROM enrollments WHERE id = ?)sql");
       q.bind(1, enrollment_id);
       if (!q.executeStep()) {
         return absl::NotFoundError(absl::StrCat("enrollment ", enrollment_id, " not found"));
       }
       source_runner = q.getColumn(0).getInt64();
+      machine = {q.getColumn(2).getString(), q.getColumn(3).getString(),
+                 q.getColumn(4).getString(), q.getColumn(5).getString()};
       if (q.getColumn(1).getString() != "pending") {
         return absl::FailedPreconditionError(
             absl::StrCat("enrollment ", enrollment_id, " is ", q.getColumn(1).getString()));
@@ -1531,8 +1550,9 @@ absl::Status SqliteIndex::ReplaceRunnerMachine(int64_t runner_id, const std::str
     // Older enrollments of the target can no longer deliver a key.
     SQLite::Statement old(db_, R"sql(
       UPDATE enrollments SET status = 'rejected'
-      WHERE runner_id = ? AND status IN ('pending','approved'))sql");
+      WHERE runner_id = ? AND status IN ('pending','approved') AND id <> ?)sql");
     old.bind(1, runner_id);
+    old.bind(2, enrollment_id);
     old.exec();
     SQLite::Statement move(
         db_, "UPDATE enrollments SET runner_id = ?, status = 'approved' WHERE id = ?");
@@ -1545,10 +1565,7 @@ absl::Status SqliteIndex::ReplaceRunnerMachine(int64_t runner_id, const std::str
         current_run = ''
       WHERE id = ?)sql");
     upd.bind(1, now_ms);
-    upd.bind(2, source.hostname);
-    upd.bind(3, source.os);
-    upd.bind(4, source.machine_id);
-    upd.bind(5, source.agent_version);
+    for (int i = 0; i < 4; ++i) upd.bind(2 + i, machine[static_cast<size_t>(i)]);
     upd.bind(6, runner_id);
     upd.exec();
     if (source_runner != runner_id) {

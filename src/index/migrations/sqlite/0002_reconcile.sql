@@ -26,3 +26,9 @@ CREATE TABLE reconciles (
 CREATE UNIQUE INDEX reconciles_one_active ON reconciles(job_id) WHERE state IN ('queued','running');
 CREATE INDEX reconciles_state ON reconciles(state, requested_at);
 CREATE INDEX sync_runs_started ON sync_runs(started_at);
+
+-- Machine facts of each registration, so a replacement request can be bound to an existing runner.
+ALTER TABLE enrollments ADD COLUMN hostname TEXT NOT NULL DEFAULT '';
+ALTER TABLE enrollments ADD COLUMN os TEXT NOT NULL DEFAULT '';
+ALTER TABLE enrollments ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE enrollments ADD COLUMN agent_version TEXT NOT NULL DEFAULT '';
