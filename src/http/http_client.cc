@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -17,9 +18,37 @@ void GlobalInitOnce() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+// Bytes of a non-2xx response body kept when the request bounds its response.
+constexpr size_t kMaxErrorBodyBytes = 64 << 10;
+
+// Response body sink. A bounded request aborts on a 2xx body over the bound and keeps only the
+// start of any other body (error details).
+struct BodySink {
+  CURL* curl;
+  std::string* body;
+  size_t max_bytes;  // SIZE_MAX: unbounded
+  bool exceeded = false;
+};
+
 size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
-  static_cast<std::string*>(userdata)->append(ptr, size * nmemb);
-  return size * nmemb;
+  auto* sink = static_cast<BodySink*>(userdata);
+  const size_t n = size * nmemb;
+  if (sink->max_bytes != SIZE_MAX) {
+    long status = 0;
+    curl_easy_getinfo(sink->curl, CURLINFO_RESPONSE_CODE, &status);
+    const size_t have = sink->body->size();
+    if (status < 200 || status >= 300) {
+      if (have < kMaxErrorBodyBytes)
+        sink->body->append(ptr, std::min(n, kMaxErrorBodyBytes - have));
+      return n;
+    }
+    if (n > sink->max_bytes - std::min(sink->max_bytes, have)) {
+      sink->exceeded = true;
+      return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
+    }
+  }
+  sink->body->append(ptr, n);
+  return n;
 }
 
 size_t WriteHeader(char* ptr, size_t size, size_t nmemb, void* userdata) {
@@ -34,9 +63,17 @@ size_t WriteHeader(char* ptr, size_t size, size_t nmemb, void* userdata) {
   return size * nmemb;
 }
 
+// The cancel flags of the client and of the request; either may be null.
+struct CancelFlags {
+  const std::atomic<bool>* client;
+  const std::atomic<bool>* request;
+};
+
 int Progress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  const auto* cancel = static_cast<const std::atomic<bool>*>(userdata);
-  return cancel->load() ? 1 : 0;
+  const auto* flags = static_cast<const CancelFlags*>(userdata);
+  const bool cancelled = (flags->client != nullptr && flags->client->load()) ||
+                         (flags->request != nullptr && flags->request->load());
+  return cancelled ? 1 : 0;
 }
 
 }  // namespace
@@ -71,47 +108,79 @@ absl::StatusOr<ClientResponse> Client::Do(
     const std::string& method, const std::string& target, const std::string& body,
     const std::vector<std::pair<std::string, std::string>>& headers,
     std::chrono::milliseconds timeout) {
+  ClientRequest request;
+  request.method = method;
+  request.target = target;
+  request.headers = headers;
+  request.body = body.data();
+  request.body_size = body.size();
+  request.timeout = timeout;
+  return Perform(request, /*default_json=*/true);
+}
+
+absl::StatusOr<ClientResponse> Client::Send(const ClientRequest& request) {
+  return Perform(request, /*default_json=*/false);
+}
+
+absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, bool default_json) {
   if (impl_->curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  const std::string& method = request.method;
+  const std::string& target = request.target;
   CURL* c = impl_->curl;
   curl_easy_reset(c);
   ClientResponse out;
   std::string url = base_url_ + target;
+  const std::chrono::milliseconds timeout =
+      request.timeout.count() > 0 ? request.timeout : options_.timeout;
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_USERAGENT, options_.user_agent.c_str());
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>((timeout.count() > 0 ? timeout : options_.timeout).count()));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
   if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
   if (method == "HEAD") curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-  if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  const bool has_body =
+      request.body_size > 0 || method == "POST" || method == "PUT" || method == "PATCH";
+  if (has_body) {
+    // POSTFIELDS does not copy: the caller keeps the body alive. libcurl sends Content-Length.
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body_size > 0 ? request.body : "");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body_size));
+  }
+  if (request.max_send_bytes_per_second > 0) {
+    curl_easy_setopt(c, CURLOPT_MAX_SEND_SPEED_LARGE,
+                     static_cast<curl_off_t>(request.max_send_bytes_per_second));
   }
   curl_slist* list = nullptr;
   list = curl_slist_append(list, "Expect:");
   bool has_ct = false;
   using Headers = std::vector<std::pair<std::string, std::string>>;
-  for (const Headers* hs : std::initializer_list<const Headers*>{&default_headers_, &headers}) {
+  for (const Headers* hs :
+       std::initializer_list<const Headers*>{&default_headers_, &request.headers}) {
     for (const auto& [k, v] : *hs) {
       if (absl::AsciiStrToLower(k) == "content-type") has_ct = true;
       list = curl_slist_append(list, absl::StrCat(k, ": ", v).c_str());
     }
   }
-  if (!has_ct && !body.empty()) list = curl_slist_append(list, "Content-Type: application/json");
+  if (!has_ct && default_json && request.body_size > 0) {
+    list = curl_slist_append(list, "Content-Type: application/json");
+  } else if (!has_ct && !default_json && has_body) {
+    list = curl_slist_append(list, "Content-Type:");  // suppress libcurl's form-urlencoded
+  }
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+  BodySink sink{c, &out.body, request.max_response_bytes};
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &out.body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, WriteHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &out.headers);
-  if (options_.cancel != nullptr) {
+  CancelFlags cancel{options_.cancel, request.cancel};
+  if (cancel.client != nullptr || cancel.request != nullptr) {
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, Progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(options_.cancel));
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &cancel);
   }
   CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(list);
@@ -120,6 +189,10 @@ absl::StatusOr<ClientResponse> Client::Do(
                                    curl_easy_strerror(rc));
     if (rc == CURLE_OPERATION_TIMEDOUT) return absl::DeadlineExceededError(msg);
     if (rc == CURLE_ABORTED_BY_CALLBACK) return absl::CancelledError(msg);
+    if (rc == CURLE_WRITE_ERROR && sink.exceeded) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(msg, " (response body over ", request.max_response_bytes, " bytes)"));
+    }
     return absl::UnavailableError(msg);
   }
   long status = 0;

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,6 +20,27 @@ struct ClientOptions {
   std::string ca_file;                          // extra CA bundle for a private PKI; "" = system
   std::string user_agent = "datasync";
   const std::atomic<bool>* cancel = nullptr;    // when set, in-flight requests abort (Cancelled)
+};
+
+// One request for callers that need more than Do(): storage backends (Azure Blob) send large
+// bodies without copying them, sign every header (so nothing may be added implicitly), pace and
+// cancel single transfers and bound what they read back.
+struct ClientRequest {
+  std::string method = "GET";  // "HEAD" reads headers only
+  std::string target;          // appended to the base URL, already percent-encoded
+  std::vector<std::pair<std::string, std::string>> headers;  // sent as given, never logged
+  // Request body, not owned: must stay valid until Send() returns. PUT and POST always carry a
+  // Content-Length (0 without a body); no Content-Type is added (unlike Do()): set one in
+  // `headers` when the body has one.
+  const char* body = nullptr;
+  size_t body_size = 0;                       // bytes
+  std::chrono::milliseconds timeout{0};       // whole request; 0 = ClientOptions::timeout
+  uint64_t max_send_bytes_per_second = 0;     // caps this upload (libcurl); 0 = unlimited
+  const std::atomic<bool>* cancel = nullptr;  // aborts the transfer (Cancelled) when set, in
+                                              // addition to ClientOptions::cancel
+  // A longer 2xx response body gives ResourceExhausted; when bounded, other (error) bodies are
+  // truncated to their first 64 KiB instead.
+  size_t max_response_bytes = SIZE_MAX;
 };
 
 struct ClientResponse {
@@ -46,10 +68,19 @@ class Client {
       const std::vector<std::pair<std::string, std::string>>& headers = {},
       std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
+  // Like Do(), for a fully specified request: transport failures are errors (Unavailable,
+  // DeadlineExceeded, Cancelled, ResourceExhausted over max_response_bytes), any HTTP status is
+  // a response.
+  [[nodiscard]] absl::StatusOr<ClientResponse> Send(const ClientRequest& request);
+
   const std::string& base_url() const { return base_url_; }
 
  private:
   struct Impl;
+  // The one libcurl call behind Do() and Send(). `default_json` adds
+  // "Content-Type: application/json" to a non-empty body without one (Do()'s behaviour).
+  absl::StatusOr<ClientResponse> Perform(const ClientRequest& request, bool default_json);
+
   std::string base_url_;
   ClientOptions options_;
   std::vector<std::pair<std::string, std::string>> default_headers_;

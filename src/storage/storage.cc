@@ -1,15 +1,137 @@
 #include "storage/storage.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/paths.h"
+#include "storage/azblob/azblob_storage.h"
 #include "storage/dir/dir_storage.h"
 
 namespace ds {
+
+namespace {
+
+// Decodes %XX escapes (for the endpoint query value). InvalidArgument on a bad escape.
+absl::StatusOr<std::string> PercentDecodeUrlValue(std::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out.push_back(in[i]);
+      continue;
+    }
+    int value = 0;
+    if (i + 2 >= in.size() || !absl::ascii_isxdigit(in[i + 1]) ||
+        !absl::ascii_isxdigit(in[i + 2])) {
+      return absl::InvalidArgumentError("bad %-escape in storage URL");
+    }
+    for (int k = 1; k <= 2; ++k) {
+      const char c = absl::ascii_tolower(in[i + k]);
+      value = value * 16 + (c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    out.push_back(static_cast<char>(value));
+    i += 2;
+  }
+  return out;
+}
+
+// Azure naming rules: account 3-24 lowercase letters and digits; container 3-63 lowercase
+// letters, digits and single inner hyphens.
+bool IsValidAccountName(std::string_view s) {
+  if (s.size() < 3 || s.size() > 24) return false;
+  for (char c : s) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'z')) return false;
+  }
+  return true;
+}
+
+bool IsValidContainerName(std::string_view s) {
+  if (s.size() < 3 || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '-') {
+      if (s[i - 1] == '-') return false;
+    } else if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'z')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// An http(s)://host[:port][/path] URL without query, fragment or user info; trailing '/' removed.
+absl::StatusOr<std::string> NormaliseEndpoint(std::string endpoint) {
+  while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+  size_t scheme_end = endpoint.find("://");
+  const std::string scheme =
+      scheme_end == std::string::npos ? "" : absl::AsciiStrToLower(endpoint.substr(0, scheme_end));
+  if (scheme != "http" && scheme != "https") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("storage endpoint '", endpoint, "' must start with http:// or https://"));
+  }
+  const std::string rest = endpoint.substr(scheme_end + 3);
+  const std::string host = rest.substr(0, rest.find('/'));
+  if (host.empty() || rest.find_first_of("?#@ ") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "storage endpoint '", endpoint, "' must be http(s)://HOST[:PORT][/PATH] (no query)"));
+  }
+  return absl::StrCat(scheme, "://", rest);
+}
+
+// azblob://ACCOUNT/CONTAINER[?endpoint=URL]
+absl::StatusOr<StorageUrl> ParseAzBlobUrl(std::string_view text) {
+  constexpr std::string_view kScheme = "azblob://";
+  const std::string shown(text.substr(0, text.find('?')));  // never echo the query back
+  std::string_view rest = text.substr(kScheme.size());
+  std::string_view query;
+  if (size_t q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  const size_t slash = rest.find('/');
+  StorageUrl url;
+  url.scheme = "azblob";
+  if (slash != std::string_view::npos) {
+    url.account = std::string(rest.substr(0, slash));
+    url.container = std::string(rest.substr(slash + 1));
+  }
+  while (!url.container.empty() && url.container.back() == '/') url.container.pop_back();
+  if (!IsValidAccountName(url.account) || !IsValidContainerName(url.container)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "storage URL '", shown,
+        "' must be azblob://ACCOUNT/CONTAINER (account: 3-24 lowercase letters and digits; "
+        "container: 3-63 lowercase letters, digits and single hyphens)"));
+  }
+  for (absl::string_view param :
+       absl::StrSplit(absl::string_view(query.data(), query.size()), '&', absl::SkipEmpty())) {
+    const size_t eq = param.find('=');
+    const std::string name(param.substr(0, eq));
+    if (name != "endpoint" || eq == std::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("storage URL '", shown, "': unknown query parameter '", name,
+                       "' (only endpoint=URL is allowed; account keys never go in the URL)"));
+    }
+    DS_ASSIGN_OR_RETURN(std::string endpoint,
+                        PercentDecodeUrlValue(std::string(param.substr(eq + 1))));
+    DS_ASSIGN_OR_RETURN(url.endpoint, NormaliseEndpoint(std::move(endpoint)));
+  }
+  const std::string default_endpoint =
+      absl::StrCat("https://", url.account, ".blob.core.windows.net");
+  url.text = absl::StrCat("azblob://", url.account, "/", url.container);
+  if (url.endpoint.empty()) {
+    url.endpoint = default_endpoint;
+  } else if (url.endpoint != default_endpoint) {
+    absl::StrAppend(&url.text, "?endpoint=", url.endpoint);
+  }
+  return url;
+}
+
+}  // namespace
 
 absl::StatusOr<StorageUrl> ParseStorageUrl(std::string_view text) {
   StorageUrl url;
   url.text = std::string(text);
   if (text.empty()) return absl::InvalidArgumentError("storage URL is empty");
+  if (text.rfind("azblob://", 0) == 0) return ParseAzBlobUrl(text);
   if (text.rfind("file://", 0) == 0) {
     std::string_view p = text.substr(7);
     if (p.empty() || p.front() != '/') {
@@ -19,8 +141,9 @@ absl::StatusOr<StorageUrl> ParseStorageUrl(std::string_view text) {
     url.scheme = "file";
     url.path = std::filesystem::path(p).lexically_normal().string();
   } else if (text.find("://") != std::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported storage URL scheme in '", std::string(text),
-                                                   "' (supported: file://)"));
+    return absl::InvalidArgumentError(absl::StrCat("unsupported storage URL scheme in '",
+                                                   std::string(text.substr(0, text.find('?'))),
+                                                   "' (supported: file://, azblob://)"));
   } else {
     url.scheme = "file";
     url.path = std::filesystem::absolute(std::filesystem::path(text)).lexically_normal().string();
@@ -30,8 +153,62 @@ absl::StatusOr<StorageUrl> ParseStorageUrl(std::string_view text) {
   return url;
 }
 
+absl::Status ValidateWritableKey(const std::string& key) {
+  DS_RETURN_IF_ERROR(ValidateRelativePath(key));
+  const size_t first_slash = key.find('/');
+  if (std::string_view(key).substr(0, first_slash) == kReservedArea) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key '", key, "' is inside the reserved area ", std::string(kReservedArea)));
+  }
+  const size_t last_slash = key.rfind('/');
+  const std::string_view name =
+      std::string_view(key).substr(last_slash == std::string::npos ? 0 : last_slash + 1);
+  if (name.starts_with(kTempPrefix)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key '", key, "' has a name reserved for temp files (", std::string(kTempPrefix), "*)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FileDigest> Storage::HashObject(const std::string& key) {
+  DS_ASSIGN_OR_RETURN(std::string data, ReadAll(key, size_t{1} << 32));
+  return FileDigest{Sha256Hex(data), data.size()};
+}
+
+absl::StatusOr<std::vector<ObjectInfo>> Storage::ListTempObjects(const std::string&) {
+  return std::vector<ObjectInfo>{};
+}
+
+absl::Status Storage::AbandonUpload(const std::string&, const std::string&) {
+  return absl::OkStatus();
+}
+
+absl::Status Storage::RemoveTempObject(const std::string& key) {
+  return absl::UnimplementedError(absl::StrCat("cannot remove temp object ", key));
+}
+
 absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(const StorageUrl& url) {
+  return OpenStorage(url, StorageCredentials{});
+}
+
+absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(const StorageUrl& url,
+                                                     const StorageCredentials& credentials) {
   if (url.scheme == "file") return OpenDirStorage(url.path);
+  if (url.scheme == "azblob") {
+    if (credentials.account_key.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(url.text,
+                       " needs the storage account key (configure the key file or "
+                       "environment variable); agents write through per-file SAS "
+                       "grants instead"));
+    }
+    AzBlobOptions options;
+    options.account = url.account;
+    options.container = url.container;
+    options.endpoint = url.endpoint;
+    options.account_key = credentials.account_key;
+    return OpenAzBlobStorage(options);
+  }
   return absl::InvalidArgumentError(absl::StrCat("unsupported storage scheme '", url.scheme, "'"));
 }
 

@@ -1,5 +1,5 @@
-// The storage interface: where measurement files land. One folder per backend (dir/ today;
-// azblob/ next); only OpenStorage() knows them all. Every backend passes the conformance suite in
+// The storage interface: where measurement files land. One folder per backend (dir/, azblob/);
+// only OpenStorage() knows them all. Every backend passes the conformance suite in
 // storage_conformance_test.cc.
 //
 // Keys are '/'-separated relative paths validated by ValidateRelativePath. Names under the
@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -14,19 +15,35 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "common/crypto.h"
 #include "common/status.h"
 
 namespace ds {
 
-// Parsed storage URL. file:///abs/dir → scheme "file", path "/abs/dir".
+// Parsed storage URL.
+//   file:///abs/dir            → scheme "file", path "/abs/dir"
+//   azblob://ACCOUNT/CONTAINER → scheme "azblob", account, container, endpoint
+//     ?endpoint=URL overrides the default https://ACCOUNT.blob.core.windows.net; an endpoint
+//     with a path is path-style (Azurite: http://127.0.0.1:10000/devstoreaccount1).
 struct StorageUrl {
   std::string scheme;
-  std::string path;
-  std::string text;  // as given, for display (contains no secrets)
+  std::string path;       // file: the absolute directory
+  std::string account;    // azblob: storage account name
+  std::string container;  // azblob: container name
+  std::string endpoint;   // azblob: blob service URL, no trailing '/'
+  std::string text;       // normalised, for display (contains no secrets)
 };
-// Accepts file:///ABS or a plain absolute/relative directory (made absolute). InvalidArgument else.
+// Accepts file:///ABS, a plain absolute/relative directory (made absolute), or
+// azblob://ACCOUNT/CONTAINER[?endpoint=URL] (no other query parameters: keys never go in the
+// URL). InvalidArgument else.
 [[nodiscard]] absl::StatusOr<StorageUrl> ParseStorageUrl(std::string_view text);
+
+// Secrets a backend may need besides its URL. Never logged, never part of an error message.
+struct StorageCredentials {
+  std::string account_key;  // azblob: the account's Shared Key, base64 as the portal shows it
+};
 
 struct ObjectInfo {
   std::string key;
@@ -47,6 +64,15 @@ struct PutOptions {
 struct PutResult {
   ObjectInfo info;               // what now sits under the key
   std::string kept_version;      // key (under .datasync/versions/) of the replaced object, if any
+};
+
+// A short-lived credential letting a process that holds no storage secret (an agent) write
+// exactly one object. The URL is a secret until it expires: never log it.
+struct WriteGrant {
+  std::string url;               // azblob: the blob URL with a write-only (sp=cw) service SAS
+  int64_t expires_unix_ms = 0;   // Unix milliseconds
+  std::string kept_version;      // the object the grant may overwrite was kept here first
+  bool already_present = false;  // the object under the key already has the requested SHA-256
 };
 
 // Thread-safe: one instance may serve concurrent calls for different keys.
@@ -77,15 +103,50 @@ class Storage {
   [[nodiscard]] virtual absl::StatusOr<std::string> ReadAll(const std::string& key,
                                                             size_t max_bytes) = 0;
 
+  // SHA-256 and size of the stored bytes, read in full (reconcile --verify). NotFound when absent.
+  // The default reads the object into memory; backends override it to stream.
+  [[nodiscard]] virtual absl::StatusOr<FileDigest> HashObject(const std::string& key);
+
+  // Leftovers of interrupted uploads under `prefix` (key = the temp object's own key; includes
+  // uploads still in flight: callers judge staleness by mtime_ns). Default: none.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<ObjectInfo>> ListTempObjects(
+      const std::string& prefix);
+  // Deletes one object listed by ListTempObjects. InvalidArgument for anything else.
+  [[nodiscard]] virtual absl::Status RemoveTempObject(const std::string& key);
+
+  // Removes what an interrupted PutFile(key, .., {run_id}) may have left (its temp object), after a
+  // crash. Never touches the object under `key`. OK when there is nothing to remove.
+  [[nodiscard]] virtual absl::Status AbandonUpload(const std::string& key,
+                                                   const std::string& run_id);
+
   // Human-readable location for messages.
   virtual std::string Describe() const = 0;
+
+  // Optional ability of object stores whose writers hold no account secret: a grant to write
+  // `key` for `ttl`. Because the grant holder can only overwrite (it cannot read or copy), an
+  // object already under `key` whose SHA-256 is not `sha256` (or unknown) is first kept under
+  // the versions area (reported in kept_version; an identical version kept earlier is reused).
+  // Errors: InvalidArgument (key), the errors of Stat(), Unimplemented for backends that the
+  // writer reaches directly (dir: the agent writes to the share itself).
+  [[nodiscard]] virtual absl::StatusOr<WriteGrant> GrantWrite(const std::string& key,
+                                                              const std::string& sha256,
+                                                              std::chrono::seconds ttl) {
+    return absl::UnimplementedError(Describe() + " does not hand out write grants");
+  }
 };
 
-// The one place that knows every backend.
+// The one place that knows every backend. azblob needs credentials.account_key
+// (FailedPrecondition without one); the first overload passes none.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(const StorageUrl& url);
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(
+    const StorageUrl& url, const StorageCredentials& credentials);
 
 // Name of the reserved top-level area and the prefix of in-flight temp files.
 inline constexpr std::string_view kReservedArea = ".datasync";
 inline constexpr std::string_view kTempPrefix = ".dstmp-";
+
+// OK iff PutFile may write `key`: a valid relative path (ValidateRelativePath) outside the
+// reserved area whose last component is not a temp name. InvalidArgument otherwise.
+[[nodiscard]] absl::Status ValidateWritableKey(const std::string& key);
 
 }  // namespace ds

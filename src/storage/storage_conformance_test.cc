@@ -1,8 +1,14 @@
 // The storage conformance suite: every backend must pass StorageConformanceTest, written only
 // against the Storage interface. A backend joins by adding a StorageFactory to the
 // INSTANTIATE_TEST_SUITE_P list at the bottom. Backend-specific tests follow the suite.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -15,6 +21,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <regex>
 #include <string>
@@ -24,8 +31,12 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/files.h"
+#include "common/time_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "storage/azblob/azblob_rest.h"
+#include "storage/azblob/azblob_storage.h"
+#include "storage/azblob/sas.h"
 #include "storage/dir/dir_storage.h"
 #include "storage/storage.h"
 
@@ -85,6 +96,9 @@ bool WaitFor(const std::function<bool()>& cond,
 struct StorageUnderTest {
   std::unique_ptr<Storage> storage;  // null: backend unavailable here, tests are skipped
   std::string skip_reason;
+  // Non-empty: the backend must be testable here but is not (e.g. Azurite not installed): the
+  // test fails with this message instead of being skipped.
+  std::string error;
   // Writes `content` under `raw_key`, bypassing the interface and its key checks: plants what a
   // crash or another writer could leave (reserved-area objects, temp files).
   std::function<void(const std::string& raw_key, const std::string& content)> plant_raw;
@@ -138,6 +152,213 @@ StorageFactory DirFactory() {
           }};
 }
 
+// A real Azurite blob service (npm azurite, path DS_AZURITE_BLOB from CMake) shared by every
+// Azure test of this binary: started on first use, stopped after the last test. Each test gets
+// a fresh container. Not having Azurite is a test failure, never a skip.
+class Azurite {
+ public:
+  // Azurite's well-known development account and key (public, documented by Microsoft).
+  static constexpr char kAccount[] = "devstoreaccount1";
+  static constexpr char kKey[] =
+      "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+  // The instance, started on the first call. Check error() before use.
+  static Azurite& Get() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      instance_ = new Azurite();  // stopped by AzuriteEnvironment, freed at exit
+      instance_->Start();
+    });
+    return *instance_;
+  }
+  static void StopIfStarted() {
+    if (instance_ != nullptr) instance_->Stop();
+  }
+
+  // Why Azurite is not usable; empty when it runs.
+  const std::string& error() const { return error_; }
+  // http://127.0.0.1:PORT/devstoreaccount1 (path-style).
+  std::string endpoint() const { return absl::StrCat("http://127.0.0.1:", port_, "/", kAccount); }
+
+  // Options for a new, empty container.
+  absl::StatusOr<AzBlobOptions> NewContainer(size_t block_size = 8 << 20) {
+    AzBlobOptions o;
+    o.account = kAccount;
+    o.account_key = kKey;
+    o.endpoint = endpoint();
+    o.container = absl::StrCat("t", next_container_++, "-", HexEncode(RandomBytes(4)));
+    o.block_size = block_size;
+    DS_RETURN_IF_ERROR(CreateAzBlobContainer(o));
+    return o;
+  }
+
+ private:
+  static int FreePort() {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+    ::close(fd);
+    return port;
+  }
+
+  static bool PortAnswers(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+  }
+
+  std::string LogTail() const {
+    auto log = ReadFileToString(location_ / "azurite.log");
+    return log.ok() ? log->substr(log->size() > 2000 ? log->size() - 2000 : 0) : "";
+  }
+
+  void Start() {
+    const fs::path binary = DS_AZURITE_BLOB;
+    std::error_code ec;
+    if (!fs::exists(binary, ec)) {
+      error_ = absl::StrCat("Azurite is not installed (no ", binary.string(),
+                            "): run scripts/install-deps.sh, which runs `npm ci` in the repo "
+                            "root to install azurite from package.json");
+      return;
+    }
+    location_ = MakeTempDir("ds-azurite");
+    port_ = FreePort();
+    const std::string port = absl::StrCat(port_);
+    const std::string log = (location_ / "azurite.log").string();
+    const std::string data = (location_ / "data").string();
+    fs::create_directories(data);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test binary
+      int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (out >= 0) {
+        ::dup2(out, 1);
+        ::dup2(out, 2);
+      }
+      ::execl(binary.c_str(), binary.c_str(), "--location", data.c_str(), "--blobHost", "127.0.0.1",
+              "--blobPort", port.c_str(), "--disableTelemetry", "--silent",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    if (pid_ < 0) {
+      error_ = absl::StrCat("fork for Azurite failed: ", std::strerror(errno));
+      return;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!PortAnswers(port_)) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        error_ = absl::StrCat("Azurite (", binary.string(), ") exited at start-up: ", LogTail());
+        return;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        error_ =
+            absl::StrCat("Azurite did not listen on port ", port_, " within 30 s: ", LogTail());
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  void Stop() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      int status = 0;
+      while (::waitpid(pid_, &status, WNOHANG) == 0) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          ::kill(pid_, SIGKILL);
+          ::waitpid(pid_, &status, 0);
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      pid_ = -1;
+    }
+    if (!location_.empty()) {
+      std::error_code ec;
+      fs::remove_all(location_, ec);
+      location_.clear();
+    }
+  }
+
+  static inline Azurite* instance_ = nullptr;
+  std::string error_;
+  fs::path location_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+  int next_container_ = 0;
+};
+
+// Stops Azurite after the last test (gtest_main runs the global environments' TearDown).
+class AzuriteEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { Azurite::StopIfStarted(); }
+};
+[[maybe_unused]] const ::testing::Environment* const kAzuriteEnvironment =
+    ::testing::AddGlobalTestEnvironment(new AzuriteEnvironment);
+
+// Names of blobs that look like temp files (a component starting with kTempPrefix).
+std::vector<std::string> AzTempNames(const AzBlobOptions& options) {
+  auto names = ListAzBlobNames(options, "");
+  if (!names.ok()) {
+    return {absl::StrCat("<ListAzBlobNames failed: ", names.status().ToString(), ">")};
+  }
+  std::vector<std::string> out;
+  for (const std::string& n : *names) {
+    if (absl::StrCat("/", n).find(absl::StrCat("/", std::string(kTempPrefix))) !=
+        std::string::npos) {
+      out.push_back(n);
+    }
+  }
+  return out;
+}
+
+StorageFactory AzBlobFactory() {
+  return {"AzBlob", [](const fs::path&) {
+            StorageUnderTest t;
+            Azurite& azurite = Azurite::Get();
+            if (!azurite.error().empty()) {
+              t.error = azurite.error();
+              return t;
+            }
+            // 1 MiB blocks: the suite's files above 1 MiB take the multi-block path.
+            absl::StatusOr<AzBlobOptions> options = azurite.NewContainer(1 << 20);
+            if (!options.ok()) {
+              t.error = absl::StrCat("cannot create a container in Azurite: ",
+                                     options.status().ToString());
+              return t;
+            }
+            auto opened = OpenAzBlobStorage(*options);
+            if (!opened.ok()) {
+              t.error = absl::StrCat("OpenAzBlobStorage: ", opened.status().ToString());
+              return t;
+            }
+            t.storage = std::move(*opened);
+            t.stores_sha256 = true;
+            const AzBlobOptions o = *options;
+            t.plant_raw = [o](const std::string& raw_key, const std::string& content) {
+              absl::Status s = PutAzBlobRaw(o, raw_key, content);
+              ASSERT_TRUE(s.ok()) << s;
+            };
+            t.temp_files = [o]() { return AzTempNames(o); };
+            return t;
+          }};
+}
+
 // ---------------------------------------------------------------------------------------------
 // The conformance suite.
 
@@ -147,6 +368,7 @@ class StorageConformanceTest : public ::testing::TestWithParam<StorageFactory> {
     scratch_ = MakeTempDir("ds-storage-test");
     fs::create_directories(scratch_ / "backend");
     backend_ = GetParam().make(scratch_ / "backend");
+    if (!backend_.error.empty()) GTEST_FAIL() << backend_.error;
     if (backend_.storage == nullptr) {
       GTEST_SKIP() << "backend unavailable: " << backend_.skip_reason;
     }
@@ -487,7 +709,8 @@ TEST_P(StorageConformanceTest, ConcurrentPutsOfDifferentKeys) {
   EXPECT_THAT(backend_.temp_files(), IsEmpty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StorageConformanceTest, ::testing::Values(DirFactory()),
+INSTANTIATE_TEST_SUITE_P(Backends, StorageConformanceTest,
+                         ::testing::Values(DirFactory(), AzBlobFactory()),
                          [](const ::testing::TestParamInfo<StorageFactory>& info) {
                            return info.param.name;
                          });
@@ -790,6 +1013,491 @@ TEST_F(DirStorageTest, ListOf20000FilesIsFast) {
             << " ms\n";
   RecordProperty("list_20000_ms", static_cast<int>(ms));
   EXPECT_LT(ms, 1000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Azure Blob backend specifics (against the shared Azurite).
+
+TEST(AzBlobUrlTest, ParsesAccountContainerAndEndpoint) {
+  auto url = ParseStorageUrl("azblob://labdata/measurements");
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ(url->scheme, "azblob");
+  EXPECT_EQ(url->account, "labdata");
+  EXPECT_EQ(url->container, "measurements");
+  EXPECT_EQ(url->endpoint, "https://labdata.blob.core.windows.net");
+  EXPECT_EQ(url->text, "azblob://labdata/measurements");
+
+  url = ParseStorageUrl(
+      "azblob://devstoreaccount1/"
+      "c-1?endpoint=http%3A%2F%2F127.0.0.1%3A10000%2Fdevstoreaccount1%2F");
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ(url->endpoint, "http://127.0.0.1:10000/devstoreaccount1");
+  EXPECT_EQ(url->text,
+            "azblob://devstoreaccount1/c-1?endpoint=http://127.0.0.1:10000/devstoreaccount1");
+  url = ParseStorageUrl("azblob://devstoreaccount1/c-1?endpoint=http://127.0.0.1:10000/x");
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ(url->endpoint, "http://127.0.0.1:10000/x");
+}
+
+TEST(AzBlobUrlTest, RejectsBadNamesAndSecretsInTheUrl) {
+  for (const char* bad :
+       {"azblob://", "azblob://acc", "azblob://Acc/cont", "azblob://acc/Cont", "azblob://acc/c",
+        "azblob://acc/con--t", "azblob://acc/cont/extra", "azblob://a_c/cont",
+        "azblob://acc/cont?endpoint=ftp://x", "azblob://acc/cont?endpoint=http://h/p?q=1"}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(ParseStorageUrl(bad).status())) << bad;
+  }
+  auto url = ParseStorageUrl("azblob://acc/cont?sig=SECRETSIG&key=SECRETKEY");
+  EXPECT_TRUE(absl::IsInvalidArgument(url.status())) << url.status();
+  EXPECT_THAT(std::string(url.status().message()), ::testing::Not(::testing::HasSubstr("SECRET")));
+}
+
+TEST(AzBlobUrlTest, OpenStorageWithoutAccountKeyIsFailedPrecondition) {
+  auto url = ParseStorageUrl("azblob://labdata/measurements");
+  ASSERT_TRUE(url.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(OpenStorage(*url).status()));
+}
+
+TEST(AzBlobSasTest, MakeBlobSasFieldsAndArgumentChecks) {
+  auto sas =
+      MakeBlobSas("acct", Azurite::kKey, "cont", "a/b c.dat", "cw", 1'700'000'000, 1'700'000'600);
+  ASSERT_TRUE(sas.ok()) << sas.status();
+  EXPECT_THAT(*sas, ::testing::HasSubstr("sv=2021-08-06"));
+  EXPECT_THAT(*sas, ::testing::HasSubstr("st=2023-11-14T22%3A13%3A20Z"));
+  EXPECT_THAT(*sas, ::testing::HasSubstr("se=2023-11-14T22%3A23%3A20Z"));
+  EXPECT_THAT(*sas, ::testing::HasSubstr("sr=b"));
+  EXPECT_THAT(*sas, ::testing::HasSubstr("sp=cw"));
+  EXPECT_THAT(*sas, ::testing::HasSubstr("spr=https&"));
+  EXPECT_THAT(*sas, ::testing::HasSubstr("sig="));
+  auto http = MakeBlobSas("acct", Azurite::kKey, "cont", "x", "r", 0, 1'700'000'600, true);
+  ASSERT_TRUE(http.ok());
+  EXPECT_THAT(*http, ::testing::HasSubstr("spr=https%2Chttp"));
+  EXPECT_THAT(*http, ::testing::Not(::testing::HasSubstr("st=")));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(MakeBlobSas("a", Azurite::kKey, "c", "b", "wc", 0, 10).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(MakeBlobSas("a", Azurite::kKey, "c", "b", "cwx", 0, 10).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(MakeBlobSas("a", Azurite::kKey, "c", "b", "", 0, 10).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(MakeBlobSas("a", Azurite::kKey, "c", "b", "cw", 20, 10).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(MakeBlobSas("a", "not base64!", "c", "b", "cw", 0, 10).status()));
+}
+
+TEST(StorageGrantTest, DirBackendHandsOutNoWriteGrants) {
+  const fs::path root = MakeTempDir("ds-grant-test");
+  auto dir = OpenDirStorage(root.string());
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_TRUE(absl::IsUnimplemented(
+      (*dir)->GrantWrite("a.dat", Sha256Hex("x"), std::chrono::seconds(60)).status()));
+  fs::remove_all(root);
+}
+
+class AzBlobTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Azurite& azurite = Azurite::Get();
+    ASSERT_TRUE(azurite.error().empty()) << azurite.error();
+    auto options = azurite.NewContainer();
+    ASSERT_TRUE(options.ok()) << options.status();
+    options_ = *options;
+    auto opened = OpenAzBlobStorage(options_);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    storage_ = std::move(*opened);
+    scratch_ = MakeTempDir("ds-azblob-test");
+  }
+  void TearDown() override {
+    storage_.reset();
+    if (!scratch_.empty()) fs::remove_all(scratch_);
+  }
+
+  fs::path WriteSource(const std::string& content) {
+    fs::path p = scratch_ / absl::StrCat("source-", next_source_++, ".bin");
+    WriteFile(p, content);
+    return p;
+  }
+
+  // URL of blob `key` with a SAS for blob `signed_for` (default: the same blob).
+  std::string SasUrl(const std::string& key, const std::string& permissions, int64_t expiry_unix_s,
+                     const std::string& signed_for = "") {
+    auto sas = MakeBlobSas(Azurite::kAccount, Azurite::kKey, options_.container,
+                           signed_for.empty() ? key : signed_for, permissions, NowSeconds() - 300,
+                           expiry_unix_s, /*allow_http=*/true);
+    EXPECT_TRUE(sas.ok()) << sas.status();
+    return absl::StrCat(options_.endpoint, "/", options_.container, "/", azblob::EncodePath(key),
+                        "?", sas.value_or(""));
+  }
+
+  static int64_t NowSeconds() { return SystemClock()->NowUnixMs() / 1000; }
+
+  // http://127.0.0.1:PORT (the endpoint without the account path).
+  std::string Origin() const { return options_.endpoint.substr(0, options_.endpoint.rfind('/')); }
+
+  // Sleeps until just after the next whole second and returns it (Unix seconds): a SAS expiring
+  // one second later is valid for ~0.97 s from now (SAS times have whole seconds).
+  static int64_t AlignToNextSecond() {
+    const int64_t now_ms = SystemClock()->NowUnixMs();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000 - now_ms % 1000 + 30));
+    return NowSeconds();
+  }
+
+  std::vector<std::string> Keys(const std::string& prefix = "") {
+    std::vector<std::string> keys;
+    absl::Status s = storage_->List(prefix, [&](const ObjectInfo& i) { keys.push_back(i.key); });
+    EXPECT_TRUE(s.ok()) << s;
+    return keys;
+  }
+
+  AzBlobOptions options_;
+  std::unique_ptr<Storage> storage_;
+  fs::path scratch_;
+  int next_source_ = 0;
+};
+
+TEST_F(AzBlobTest, OpenStorageFromUrlAndCredentials) {
+  auto url = ParseStorageUrl(absl::StrCat("azblob://", Azurite::kAccount, "/", options_.container,
+                                          "?endpoint=", options_.endpoint));
+  ASSERT_TRUE(url.ok()) << url.status();
+  auto opened = OpenStorage(*url, StorageCredentials{Azurite::kKey});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ((*opened)->Describe(), url->text);
+  ASSERT_TRUE((*opened)->PutFile("via-url.dat", WriteSource("u"), {}).ok());
+  EXPECT_EQ(*storage_->ReadAll("via-url.dat", 10), "u");
+}
+
+TEST_F(AzBlobTest, MissingContainerIsNotFoundAtOpen) {
+  AzBlobOptions o = options_;
+  o.container = "no-such-container";
+  EXPECT_TRUE(absl::IsNotFound(OpenAzBlobStorage(o).status()));
+}
+
+TEST_F(AzBlobTest, BadAccountKeyIsRefusedAndNeverEchoed) {
+  AzBlobOptions o = options_;
+  o.account_key = Base64Encode(std::string(64, 'k'));  // well-formed, wrong
+  auto opened = OpenAzBlobStorage(o);
+  EXPECT_TRUE(absl::IsPermissionDenied(opened.status())) << opened.status();
+  EXPECT_THAT(std::string(opened.status().message()),
+              ::testing::Not(::testing::HasSubstr(o.account_key)));
+  o.account_key = "not base64 at all!";
+  opened = OpenAzBlobStorage(o);
+  EXPECT_TRUE(absl::IsInvalidArgument(opened.status())) << opened.status();
+  EXPECT_THAT(std::string(opened.status().message()),
+              ::testing::Not(::testing::HasSubstr("at all")));
+}
+
+TEST_F(AzBlobTest, UnreachableServiceIsUnavailable) {
+  AzBlobOptions o = options_;
+  o.endpoint = absl::StrCat("http://127.0.0.1:1/", Azurite::kAccount);
+  EXPECT_TRUE(absl::IsUnavailable(OpenAzBlobStorage(o).status()));
+}
+
+TEST_F(AzBlobTest, ListFollowsNextMarkerAcrossManyPages) {
+  AzBlobOptions o = options_;
+  o.list_page_size = 4;
+  auto paged = OpenAzBlobStorage(o);
+  ASSERT_TRUE(paged.ok()) << paged.status();
+  std::set<std::string> want;
+  for (int i = 0; i < 23; ++i) {
+    const std::string key = absl::StrCat("p/", i, ".dat");
+    ASSERT_TRUE(PutAzBlobRaw(options_, key, "x").ok());
+    want.insert(key);
+  }
+  ASSERT_TRUE(
+      PutAzBlobRaw(options_, ".datasync/versions/p/0.dat/20260101T000000Z-0123456789ab", "old")
+          .ok());
+  ASSERT_TRUE(PutAzBlobRaw(options_, "p/.dstmp-0123abcd-0123456789abcdef", "t").ok());
+  ASSERT_TRUE(PutAzBlobRaw(options_, "q/not-under-p.dat", "x").ok());
+  std::set<std::string> got;
+  int calls = 0;
+  ASSERT_TRUE((*paged)
+                  ->List("p",
+                         [&](const ObjectInfo& info) {
+                           ++calls;
+                           got.insert(info.key);
+                           EXPECT_EQ(info.size, 1u);
+                           EXPECT_THAT(info.sha256, IsEmpty());  // planted without metadata
+                           EXPECT_GT(info.mtime_ns, 0);          // Last-Modified instead
+                         })
+                  .ok());
+  EXPECT_EQ(calls, 23);
+  EXPECT_EQ(got, want);
+  size_t all = 0;
+  ASSERT_TRUE((*paged)->List("", [&](const ObjectInfo&) { ++all; }).ok());
+  EXPECT_EQ(all, 24u);
+  auto temps = (*paged)->ListTempObjects("p");
+  ASSERT_TRUE(temps.ok()) << temps.status();
+  ASSERT_EQ(temps->size(), 1u);
+  EXPECT_EQ(temps->front().key, "p/.dstmp-0123abcd-0123456789abcdef");
+  EXPECT_TRUE((*paged)->RemoveTempObject("p/.dstmp-0123abcd-0123456789abcdef").ok());
+  EXPECT_TRUE(absl::IsInvalidArgument((*paged)->RemoveTempObject("p/0.dat")));
+  EXPECT_THAT(*(*paged)->ListTempObjects(""), IsEmpty());
+}
+
+TEST_F(AzBlobTest, ForeignBlobWithoutMetadataIsHashedNotBlindlyReplaced) {
+  ASSERT_TRUE(PutAzBlobRaw(options_, "f/foreign.dat", "abc").ok());
+  EXPECT_THAT(storage_->Stat("f/foreign.dat")->sha256, IsEmpty());
+  auto digest = storage_->HashObject("f/foreign.dat");
+  ASSERT_TRUE(digest.ok()) << digest.status();
+  EXPECT_EQ(digest->sha256, Sha256Hex("abc"));
+  EXPECT_EQ(digest->size, 3u);
+  // Same bytes: recognised after hashing, no version; our metadata is added.
+  auto same = storage_->PutFile("f/foreign.dat", WriteSource("abc"), PutOptions{.mtime_ns = 5});
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_THAT(same->kept_version, IsEmpty());
+  auto info = storage_->Stat("f/foreign.dat");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->sha256, Sha256Hex("abc"));
+  EXPECT_EQ(info->mtime_ns, 5);
+  // Different bytes: the old ones are kept, named by their hash.
+  auto other = storage_->PutFile("f/foreign.dat", WriteSource("abcd"), {});
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_THAT(other->kept_version, ::testing::HasSubstr(Sha256Hex("abc").substr(0, 12)));
+  EXPECT_EQ(*storage_->ReadAll(other->kept_version, 10), "abc");
+}
+
+TEST_F(AzBlobTest, InFlightMultiBlockPutIsInvisibleUntilCommitted) {
+  AzBlobOptions o = options_;
+  o.block_size = 256 << 10;
+  auto small_blocks = OpenAzBlobStorage(o);
+  ASSERT_TRUE(small_blocks.ok()) << small_blocks.status();
+  ASSERT_TRUE(storage_->PutFile("r/obj.bin", WriteSource("old content"), {}).ok());
+  const std::string content = RandomContent(1 << 20, 7);
+  const fs::path source = WriteSource(content);
+  absl::StatusOr<PutResult> put;
+  std::thread t([&] {
+    put =
+        (*small_blocks)->PutFile("r/obj.bin", source, PutOptions{.max_bytes_per_second = 2 << 20});
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));  // about two blocks staged
+  EXPECT_EQ(*storage_->ReadAll("r/obj.bin", 2 << 20), "old content");
+  EXPECT_THAT(Keys(), ElementsAre("r/obj.bin"));
+  t.join();
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_TRUE(*storage_->ReadAll("r/obj.bin", 2 << 20) == content);
+  EXPECT_EQ(*storage_->ReadAll(put->kept_version, 100), "old content");
+}
+
+TEST_F(AzBlobTest, SasUploadLandsWithMetadata) {
+  const std::string content = RandomContent(3 << 20, 8);  // 3 blocks of 1 MiB
+  SasPutStats stats;
+  auto put = PutFileWithSas(
+      SasUrl("agent/run 1/ü.dat", "cw", NowSeconds() + 600), WriteSource(content),
+      PutOptions{.expected_sha256 = Sha256Hex(content), .mtime_ns = 77}, 1 << 20, nullptr, &stats);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->info.key, "agent/run 1/ü.dat");
+  EXPECT_EQ(put->info.sha256, Sha256Hex(content));
+  EXPECT_THAT(put->kept_version, IsEmpty());
+  EXPECT_EQ(stats.blocks_total, 3);
+  EXPECT_EQ(stats.blocks_uploaded, 3);
+  auto info = storage_->Stat("agent/run 1/ü.dat");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->size, content.size());
+  EXPECT_EQ(info->sha256, Sha256Hex(content));
+  EXPECT_EQ(info->mtime_ns, 77);
+  EXPECT_TRUE(*storage_->ReadAll("agent/run 1/ü.dat", 4 << 20) == content);
+
+  // A small file goes in one Put Blob.
+  put = PutFileWithSas(SasUrl("agent/small.txt", "cw", NowSeconds() + 600), WriteSource("small"),
+                       {}, 1 << 20, nullptr, &stats);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(stats.blocks_total, 0);
+  EXPECT_EQ(storage_->Stat("agent/small.txt")->sha256, Sha256Hex("small"));
+}
+
+TEST_F(AzBlobTest, SasForOneBlobIsRefusedForAnother) {
+  const std::string url = SasUrl("b.dat", "cw", NowSeconds() + 600, /*signed_for=*/"a.dat");
+  auto put = PutFileWithSas(url, WriteSource("x"), {});
+  EXPECT_TRUE(absl::IsPermissionDenied(put.status())) << put.status();
+  EXPECT_THAT(std::string(put.status().message()), ::testing::HasSubstr("HTTP 403"));
+  EXPECT_THAT(std::string(put.status().message()), ::testing::Not(::testing::HasSubstr("sig=")));
+  EXPECT_TRUE(absl::IsNotFound(storage_->Stat("b.dat").status()));
+  // Multi-block: refused at the first block, nothing committed either.
+  put = PutFileWithSas(url, WriteSource(RandomContent(300'000, 9)), {}, 100'000);
+  EXPECT_TRUE(absl::IsPermissionDenied(put.status())) << put.status();
+  EXPECT_TRUE(absl::IsNotFound(storage_->Stat("b.dat").status()));
+  // A read-only SAS for the right blob cannot write.
+  put = PutFileWithSas(SasUrl("b.dat", "r", NowSeconds() + 600), WriteSource("x"), {});
+  EXPECT_TRUE(absl::IsPermissionDenied(put.status())) << put.status();
+  EXPECT_THAT(Keys(), IsEmpty());
+}
+
+TEST_F(AzBlobTest, ExpiredSasIsRefused) {
+  const std::string url = SasUrl("late.dat", "cw", NowSeconds() - 60);
+  int renewals = 0;
+  auto put = PutFileWithSas(url, WriteSource("late"), {}, 8 << 20, nullptr);
+  EXPECT_TRUE(absl::IsPermissionDenied(put.status())) << put.status();
+  // A renewal that keeps handing out expired SAS does not loop forever.
+  put = PutFileWithSas(url, WriteSource("late"), {}, 8 << 20, [&]() -> absl::StatusOr<std::string> {
+    ++renewals;
+    return url;
+  });
+  EXPECT_TRUE(absl::IsPermissionDenied(put.status())) << put.status();
+  EXPECT_EQ(renewals, 2);
+  EXPECT_TRUE(absl::IsNotFound(storage_->Stat("late.dat").status()));
+}
+
+TEST_F(AzBlobTest, ExpectedShaMismatchWithSasCommitsNothing) {
+  auto put = PutFileWithSas(SasUrl("m.dat", "cw", NowSeconds() + 600),
+                            WriteSource(RandomContent(250'000, 10)),
+                            PutOptions{.expected_sha256 = Sha256Hex("other")}, 100'000);
+  EXPECT_TRUE(absl::IsAborted(put.status())) << put.status();
+  EXPECT_TRUE(absl::IsNotFound(storage_->Stat("m.dat").status()));
+}
+
+// The SAS expires after a few blocks; renew_sas() hands out a fresh one and the upload goes on
+// from the block that was refused: every block is staged exactly once.
+TEST_F(AzBlobTest, SasExpiringMidUploadIsRenewedAndOnlyUnstagedBlocksAreSent) {
+  constexpr size_t kBlock = 256 << 10;
+  const std::string content = RandomContent(8 * kBlock, 11);  // 8 blocks, ~2 s at 1 MiB/s
+  const fs::path source = WriteSource(content);
+  const int64_t second = AlignToNextSecond();
+  const std::string short_lived = SasUrl("renew/data.bin", "cw", second + 1);
+  const auto start = std::chrono::steady_clock::now();
+  int renew_calls = 0;
+  std::chrono::steady_clock::duration renewed_after{};
+  SasPutStats stats;
+  auto put = PutFileWithSas(
+      short_lived, source,
+      PutOptions{.expected_sha256 = Sha256Hex(content), .max_bytes_per_second = 1 << 20}, kBlock,
+      [&]() -> absl::StatusOr<std::string> {
+        ++renew_calls;
+        renewed_after = std::chrono::steady_clock::now() - start;
+        return SasUrl("renew/data.bin", "cw", NowSeconds() + 600);
+      },
+      &stats);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(renew_calls, 1);
+  EXPECT_EQ(stats.sas_renewals, 1);
+  EXPECT_GT(renewed_after, std::chrono::milliseconds(500));  // mid-upload, not at the start
+  EXPECT_EQ(stats.blocks_total, 8);
+  EXPECT_EQ(stats.blocks_uploaded, 8);  // none sent twice
+  EXPECT_EQ(stats.blocks_already_staged, 0);
+  EXPECT_TRUE(*storage_->ReadAll("renew/data.bin", 4 << 20) == content);
+  EXPECT_EQ(storage_->Stat("renew/data.bin")->sha256, Sha256Hex(content));
+}
+
+// The agent could not renew (server down): the upload stops with staged blocks. A later call
+// with a SAS that may read (rcw) finds them with Get Block List and sends only the rest.
+TEST_F(AzBlobTest, LaterSasUploadResumesBlocksStagedByAnEarlierOne) {
+  constexpr size_t kBlock = 256 << 10;
+  const std::string content = RandomContent(8 * kBlock, 12);
+  const fs::path source = WriteSource(content);
+  const int64_t second = AlignToNextSecond();
+  SasPutStats first_stats;
+  auto first = PutFileWithSas(
+      SasUrl("resume/data.bin", "rcw", second + 1), source,
+      PutOptions{.max_bytes_per_second = 1 << 20}, kBlock,
+      []() -> absl::StatusOr<std::string> {
+        return absl::UnavailableError("server not reachable");
+      },
+      &first_stats);
+  EXPECT_TRUE(absl::IsUnavailable(first.status())) << first.status();
+  EXPECT_THAT(std::string(first.status().message()), ::testing::HasSubstr("renewing the SAS"));
+  ASSERT_GT(first_stats.blocks_uploaded, 0);
+  ASSERT_LT(first_stats.blocks_uploaded, 8);
+  EXPECT_TRUE(absl::IsNotFound(storage_->Stat("resume/data.bin").status()));
+
+  SasPutStats stats;
+  auto second_put =
+      PutFileWithSas(SasUrl("resume/data.bin", "rcw", NowSeconds() + 600), source,
+                     PutOptions{.expected_sha256 = Sha256Hex(content)}, kBlock, nullptr, &stats);
+  ASSERT_TRUE(second_put.ok()) << second_put.status();
+  EXPECT_EQ(stats.blocks_total, 8);
+  EXPECT_EQ(stats.blocks_already_staged, first_stats.blocks_uploaded);
+  EXPECT_EQ(stats.blocks_uploaded, 8 - first_stats.blocks_uploaded);
+  EXPECT_TRUE(*storage_->ReadAll("resume/data.bin", 4 << 20) == content);
+}
+
+// Every block carries Content-MD5 of the bytes we hashed: the service refuses bytes that were
+// corrupted on the way, and that surfaces as DataLoss.
+TEST_F(AzBlobTest, ServiceRejectsABlockWhoseBytesDoNotMatchTheirMd5) {
+  auto transport =
+      azblob::MakeSharedKeyTransport(Origin(), Azurite::kAccount, *Base64Decode(Azurite::kKey), {});
+  const std::string body = "the bytes that arrived";
+  azblob::BlobRequest req;
+  req.method = "PUT";
+  req.path = absl::StrCat("/", Azurite::kAccount, "/", options_.container, "/md5.dat");
+  req.query = {{"comp", "block"}, {"blockid", Base64Encode("000000")}};
+  req.headers = {{"Content-MD5", azblob::Md5Base64("the bytes that were sent")}};
+  req.body = body.data();
+  req.body_size = body.size();
+  req.what = "PUT BLOCK md5.dat";
+  auto r = transport->Send(req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 400);
+  EXPECT_TRUE(absl::IsDataLoss(azblob::ErrorFromResponse(*r, req.what)))
+      << azblob::ErrorFromResponse(*r, req.what);
+  req.headers = {{"Content-MD5", azblob::Md5Base64(body)}};
+  r = transport->Send(req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 201);
+}
+
+TEST_F(AzBlobTest, VanishedContainerIsUnavailable) {
+  ASSERT_TRUE(storage_->PutFile("a.dat", WriteSource("a"), {}).ok());
+  auto transport =
+      azblob::MakeSharedKeyTransport(Origin(), Azurite::kAccount, *Base64Decode(Azurite::kKey), {});
+  azblob::BlobRequest req;
+  req.method = "DELETE";
+  req.path = absl::StrCat("/", Azurite::kAccount, "/", options_.container);
+  req.query = {{"restype", "container"}};
+  auto r = transport->Send(req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->status, 202) << r->body;
+  EXPECT_TRUE(absl::IsUnavailable(storage_->Stat("a.dat").status()))
+      << storage_->Stat("a.dat").status();
+  EXPECT_TRUE(absl::IsUnavailable(storage_->List("", [](const ObjectInfo&) {})));
+  EXPECT_TRUE(absl::IsUnavailable(storage_->ReadAll("a.dat", 10).status()));
+  EXPECT_TRUE(absl::IsUnavailable(storage_->PutFile("b.dat", WriteSource("b"), {}).status()));
+}
+
+// v1 → v2 → v1 → v2 within one second keeps v1 twice under the same <UTC>-<sha12>: the second
+// copy must not overwrite the first (Copy Blob with If-None-Match: *) but take a -N suffix.
+TEST_F(AzBlobTest, VersionNameCollisionGetsASuffix) {
+  std::vector<std::string> kept;
+  for (const char* content : {"v1", "v2", "v1", "v2"}) {
+    auto put = storage_->PutFile("c/x.dat", WriteSource(content), {});
+    ASSERT_TRUE(put.ok()) << put.status();
+    if (!put->kept_version.empty()) kept.push_back(put->kept_version);
+  }
+  ASSERT_EQ(kept.size(), 3u);
+  EXPECT_EQ(*storage_->ReadAll(kept[0], 10), "v1");
+  EXPECT_EQ(*storage_->ReadAll(kept[1], 10), "v2");
+  EXPECT_EQ(*storage_->ReadAll(kept[2], 10), "v1");
+  EXPECT_NE(kept[2], kept[0]);
+  EXPECT_EQ(std::set<std::string>(kept.begin(), kept.end()).size(), 3u);
+  EXPECT_EQ(*storage_->ReadAll("c/x.dat", 10), "v2");
+}
+
+TEST_F(AzBlobTest, GrantWriteKeepsTheOldVersionForTheAgent) {
+  ASSERT_TRUE(storage_->PutFile("g/run.csv", WriteSource("version 1"), {}).ok());
+  auto grant = storage_->GrantWrite("g/run.csv", Sha256Hex("version 2"), std::chrono::seconds(60));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  EXPECT_FALSE(grant->already_present);
+  EXPECT_THAT(grant->kept_version, StartsWith(".datasync/versions/g/run.csv/"));
+  EXPECT_EQ(*storage_->ReadAll(grant->kept_version, 100), "version 1");
+  EXPECT_GT(grant->expires_unix_ms, SystemClock()->NowUnixMs());
+  EXPECT_THAT(grant->url, ::testing::HasSubstr("sp=cw"));
+  // Asking again (the agent's first try failed) reuses the kept version.
+  auto again = storage_->GrantWrite("g/run.csv", Sha256Hex("version 2"), std::chrono::seconds(60));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->kept_version, grant->kept_version);
+
+  auto put = PutFileWithSas(again->url, WriteSource("version 2"), {});
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(*storage_->ReadAll("g/run.csv", 100), "version 2");
+  EXPECT_THAT(Keys(), ElementsAre("g/run.csv"));
+
+  auto present =
+      storage_->GrantWrite("g/run.csv", Sha256Hex("version 2"), std::chrono::seconds(60));
+  ASSERT_TRUE(present.ok()) << present.status();
+  EXPECT_TRUE(present->already_present);
+  EXPECT_THAT(present->kept_version, IsEmpty());
+  auto fresh = storage_->GrantWrite("g/new.csv", Sha256Hex("n"), std::chrono::seconds(60));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_THAT(fresh->kept_version, IsEmpty());
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      storage_->GrantWrite(".datasync/x", Sha256Hex("n"), std::chrono::seconds(60)).status()));
 }
 
 }  // namespace

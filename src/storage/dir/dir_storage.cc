@@ -430,6 +430,47 @@ class DirStorage final : public Storage {
                     const std::function<void(const ObjectInfo&)>& fn) override;
   absl::StatusOr<std::string> ReadAll(const std::string& key, size_t max_bytes) override;
   std::string Describe() const override { return absl::StrCat("file://", root_); }
+  absl::StatusOr<FileDigest> HashObject(const std::string& key) override {
+    DS_RETURN_IF_ERROR(ValidateRelativePath(key));
+    return Sha256File(absl::StrCat(root_, "/", key));
+  }
+  absl::StatusOr<std::vector<ObjectInfo>> ListTempObjects(const std::string& prefix) override {
+    DS_ASSIGN_OR_RETURN(auto keys, ListTempFiles(root_, prefix));
+    std::vector<ObjectInfo> out;
+    for (auto& k : keys) {
+      struct stat st {};
+      if (::lstat(absl::StrCat(root_, "/", k).c_str(), &st) != 0) continue;  // finished meanwhile
+      ObjectInfo o;
+      o.key = std::move(k);
+      o.size = static_cast<uint64_t>(st.st_size);
+      o.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+      out.push_back(std::move(o));
+    }
+    return out;
+  }
+  absl::Status AbandonUpload(const std::string& key, const std::string& run_id) override {
+    DS_RETURN_IF_ERROR(ValidateRelativePath(key));
+    std::string tag;
+    for (char c : run_id) {
+      if (absl::ascii_isalnum(c)) tag.push_back(c);
+      if (tag.size() == 8) break;
+    }
+    if (tag.size() != 8) return absl::OkStatus();  // its temp had a random tag: reconcile reports it
+    size_t slash = key.rfind('/');
+    std::string dir = slash == std::string::npos ? "" : key.substr(0, slash + 1);
+    std::string name = key.substr(slash == std::string::npos ? 0 : slash + 1);
+    return RemoveTempObject(absl::StrCat(dir, std::string(kTempPrefix), tag, "-", Sha256Hex(name).substr(0, 16)));
+  }
+  absl::Status RemoveTempObject(const std::string& key) override {
+    std::string base = key.substr(key.rfind('/') + 1);
+    if (!ValidateRelativePath(key).ok() || base.rfind(std::string(kTempPrefix), 0) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("not a temp object: ", key));
+    }
+    if (::unlink(absl::StrCat(root_, "/", key).c_str()) != 0 && errno != ENOENT) {
+      return ErrnoStatus(errno, absl::StrCat("remove ", key));
+    }
+    return absl::OkStatus();
+  }
 
  private:
   std::string PathOf(std::string_view key) const {
