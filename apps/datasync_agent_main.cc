@@ -56,6 +56,15 @@ int main(int argc, char** argv) {
     stop = true;
   });
   absl::Status st = ds::RunAgent(cfg, stop);
+  // The server no longer knows our key (revoked, replaced, or its index was lost and rebuilt):
+  // enroll again under the same name and wait for an operator. The journal in the state dir is
+  // kept, so results not yet in the index are replayed once the runner is approved again.
+  while (absl::IsUnauthenticated(st) && !stop.load() && !cfg.once) {
+    spdlog::error("{}", st.message());
+    spdlog::warn("enrolling again as '{}'; an operator must approve (or replace) the runner", cfg.name);
+    cfg.re_enroll = true;
+    st = ds::RunAgent(cfg, stop);
+  }
   if (!st.ok() && !absl::IsCancelled(st)) {
     spdlog::error("{}", st.message());
     std::cerr << "datasync-agent: " << st.message() << "\n";

@@ -5,11 +5,15 @@
 #include <condition_variable>
 #include <filesystem>
 #include <iostream>
+#include <ctime>
 #include <mutex>
+#include <tuple>
 
 #include "common/config.h"
 #include "common/log.h"
 #include "common/time_util.h"
+#include "common/units.h"
+#include "index/state_index.h"
 #include "server/server.h"
 #include "signals.h"
 
@@ -26,6 +30,66 @@ std::string DefaultWebDir() {
   return "";
 }
 
+int Backup(const std::string& index_url, const std::string& to) {
+  auto index = ds::OpenStateIndex(index_url);
+  if (!index.ok()) {
+    std::cerr << "datasync-server backup: " << index.status().message() << "\n";
+    return 1;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  absl::Status st = (*index)->BackupTo(to);
+  if (!st.ok()) {
+    std::cerr << "datasync-server backup: " << st.message() << "\n";
+    return 1;
+  }
+  auto v = (*index)->SchemaVersion();
+  std::error_code ec;
+  auto size = std::filesystem::file_size(to, ec);
+  std::cout << "backed up " << index_url << " (schema v" << (v.ok() ? *v : 0) << ") to " << to << ": "
+            << size << " bytes in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
+            << " ms" << std::endl;
+  return 0;
+}
+
+// Copies a backup into place as the SQLite index (atomically), after checking that it opens and
+// that its schema is one this binary knows. The server applies any newer migrations at start.
+int Restore(const std::string& index_url, const std::string& from, bool force) {
+  auto fail = [](const std::string& m) {
+    std::cerr << "datasync-server restore: " << m << "\n";
+    return 1;
+  };
+  if (index_url.rfind("sqlite:", 0) != 0) return fail("restore handles SQLite indexes only (use pg_restore)");
+  std::filesystem::path target = index_url.substr(7);
+  auto backup = ds::OpenStateIndex("sqlite:" + from);
+  if (!backup.ok()) return fail(std::string(backup.status().message()));
+  auto v = (*backup)->SchemaVersion();
+  if (!v.ok()) return fail(std::string("not a DataSync index backup: ") + std::string(v.status().message()));
+  if (*v < 1 || *v > (*backup)->LatestKnownSchemaVersion()) {
+    return fail("backup has schema v" + std::to_string(*v) + ", this server knows up to v" +
+                std::to_string((*backup)->LatestKnownSchemaVersion()));
+  }
+  backup->reset();
+  std::error_code ec;
+  if (std::filesystem::exists(target)) {
+    if (!force) return fail(target.string() + " exists; stop the server and pass --force to replace it");
+    auto aside = target.string() + ".replaced-" + std::to_string(std::time(nullptr));
+    std::filesystem::rename(target, aside, ec);
+    if (ec) return fail("moving the old index aside: " + ec.message());
+    for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(target.string() + suffix, ec);
+    std::cout << "previous index kept as " << aside << "\n";
+  }
+  std::filesystem::create_directories(target.parent_path().empty() ? "." : target.parent_path(), ec);
+  auto tmp = target.string() + ".restoring";
+  std::filesystem::copy_file(from, tmp, std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) return fail("copying: " + ec.message());
+  std::filesystem::rename(tmp, target, ec);
+  if (ec) return fail("renaming into place: " + ec.message());
+  std::cout << "restored " << from << " (schema v" << *v << ") to " << target.string()
+            << "; start datasync-server with --index sqlite:" << target.string() << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -38,10 +102,11 @@ int main(int argc, char** argv) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   ds::ServerConfig cfg;
   std::string listen = "127.0.0.1:8080", config_file, log_level = "info", heartbeat = "60s";
+  std::string run_timeout = "10m", run_retention = "180d", janitor_interval = "30s", budget = "0";
   cfg.web_dir = DefaultWebDir();
   app.add_option("--config", config_file, "TOML file with any of these options");
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)");
-  app.add_option("--index", cfg.index_url, "state index URL (sqlite:PATH)");
+  app.add_option("--index", cfg.index_url, "state index URL: sqlite:PATH or postgresql://USER@HOST/DB");
   app.add_option("--storage", cfg.storage_url, "storage URL (file:///DIR)");
   app.add_option("--data", cfg.data_dir, "data directory (admin token, backups)");
   app.add_option("--web", cfg.web_dir, "dashboard directory");
@@ -49,6 +114,20 @@ int main(int argc, char** argv) {
   app.add_option("--max-body", cfg.max_body_bytes, "largest request body in bytes");
   app.add_option("--workers", cfg.worker_threads, "request worker threads");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--run-timeout", run_timeout, "a runner silent this long has its runs abandoned (default 10m)");
+  app.add_option("--run-retention", run_retention, "closed runs are pruned after this long (default 180d)");
+  app.add_option("--janitor-interval", janitor_interval, "how often housekeeping runs (default 30s)");
+  app.add_option("--index-budget", budget, "size budget of the state index, e.g. 10GiB (0 = none)");
+
+  // Maintenance subcommands, run against the index while the server may be serving.
+  std::string backup_to, restore_from;
+  bool force = false;
+  app.fallthrough();  // `backup --index ...`: parent options are accepted after a subcommand
+  auto* backup = app.add_subcommand("backup", "consistent online copy of the SQLite index");
+  backup->add_option("--to", backup_to, "new file to write (refuses to overwrite)")->required();
+  auto* restore = app.add_subcommand("restore", "put a backup in place as the index of a fresh data dir");
+  restore->add_option("--from", restore_from, "backup file")->required();
+  restore->add_flag("--force", force, "replace an existing index file (it is kept as .replaced-<time>)");
   std::vector<std::string> argv_strings = *args;
   std::vector<char*> av;
   for (auto& s : argv_strings) av.push_back(s.data());
@@ -78,9 +157,28 @@ int main(int argc, char** argv) {
     return 2;
   }
   cfg.heartbeat_interval = *hb;
+  for (auto [text, out, name] : {std::tuple{&run_timeout, &cfg.run_timeout, "--run-timeout"},
+                                 std::tuple{&run_retention, &cfg.run_retention, "--run-retention"},
+                                 std::tuple{&janitor_interval, &cfg.janitor_interval, "--janitor-interval"}}) {
+    auto d = ds::ParseDuration(*text);
+    if (!d.ok()) {
+      std::cerr << "datasync-server: " << name << ": " << d.status().message() << "\n";
+      return 2;
+    }
+    *out = *d;
+  }
+  auto budget_bytes = ds::ParseByteSize(budget);
+  if (!budget_bytes.ok()) {
+    std::cerr << "datasync-server: --index-budget: " << budget_bytes.status().message() << "\n";
+    return 2;
+  }
+  cfg.index_budget_bytes = *budget_bytes;
   if (cfg.index_url.rfind("sqlite:", 0) != 0 && cfg.index_url.find("://") == std::string::npos) {
     cfg.index_url = "sqlite:" + cfg.index_url;
   }
+
+  if (backup->parsed()) return Backup(cfg.index_url, backup_to);
+  if (restore->parsed()) return Restore(cfg.index_url, restore_from, force);
 
   std::mutex mu;
   std::condition_variable cv;

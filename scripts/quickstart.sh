@@ -46,7 +46,11 @@ if [ "$(status_of)" = "pending" ]; then "$BIN/datasync" runners approve "$NAME";
 for _ in $(seq 100); do
   "$BIN/datasync" runners list --json | grep -q '"online": true' && break; sleep 0.2
 done
-"$BIN/datasync" sync "$NAME" sample --wait
+"$BIN/datasync" sync "$NAME" sample --wait >/dev/null
+echo
+echo "Runs of $NAME/sample (a new job also runs once on its own at start-up):"
+"$BIN/datasync" runs "$NAME" sample
+"$BIN/datasync" files "$NAME" sample --all >/dev/null
 echo
 echo "DataSync is running on its embedded defaults:"
 echo "  dashboard + API : $URL/        (admin token in $VAR/admin.token)"

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <random>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/agent_state.h"
 #include "agent/job_runner.h"
+#include "agent/journal.h"
 #include "common/crypto.h"
 #include "common/files.h"
 #include "common/time_util.h"
@@ -64,13 +66,17 @@ class Agent {
 
   absl::Status Run() {
     DS_RETURN_IF_ERROR(Enroll());
-    http::ClientOptions copts;
-    copts.ca_file = config_.ca_file;
-    copts.cancel = &stop_;
-    copts.user_agent = absl::StrCat("datasync-agent/", DATASYNC_VERSION);
-    client_ = std::make_unique<http::Client>(state_.server_url, copts);
-    client_->SetDefaultHeader("Authorization", "Bearer " + state_.api_key);
+    DS_ASSIGN_OR_RETURN(journal_, OpenJournal((std::filesystem::path(config_.state_dir) / "agent.db").string()));
+    client_ = NewClient(std::chrono::milliseconds(0));
+    // Jobs known from last time, so the agent syncs even if the server is down at start.
+    int64_t version = -1;
+    if (auto cached = journal_->LoadJobs(&version); cached.ok()) {
+      storage_url_ = cached->first;
+      ApplyJobs(version, cached->second, /*save=*/false);
+      spdlog::info("loaded {} cached job definition(s) (v{})", cached->second.size(), version);
+    }
 
+    std::thread heart([this] { HeartbeatLoop(); });
     std::thread poller;
     if (!config_.once) poller = std::thread([this] { PollCommands(); });
     absl::Status result = MainLoop();
@@ -79,11 +85,31 @@ class Agent {
       quitting_ = true;
     }
     cv_.notify_all();
+    heartbeat_cv_.notify_all();
+    heart.join();
     if (poller.joinable()) poller.join();
+    if (result.ok() && !fatal_.ok()) result = fatal_;
     return result;
   }
 
  private:
+  std::unique_ptr<http::Client> NewClient(std::chrono::milliseconds timeout) {
+    http::ClientOptions copts;
+    copts.ca_file = config_.ca_file;
+    copts.cancel = &stop_;
+    copts.user_agent = absl::StrCat("datasync-agent/", DATASYNC_VERSION);
+    if (timeout.count() > 0) copts.timeout = timeout;
+    copts.connect_timeout = std::chrono::milliseconds(5'000);
+    auto c = std::make_unique<http::Client>(state_.server_url, copts);
+    c->SetDefaultHeader("Authorization", "Bearer " + state_.api_key);
+    return c;
+  }
+
+  bool Quitting() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return quitting_ || stop_.load();
+  }
+
   // Loads the state, or registers and waits for an operator's approval.
   absl::Status Enroll() {
     if (config_.re_enroll) DS_RETURN_IF_ERROR(MoveAgentStateAside(config_.state_dir));
@@ -161,63 +187,118 @@ class Agent {
     return absl::CancelledError("stopped before enrollment completed");
   }
 
-  // Heartbeats and runs jobs on schedule and on command until stopped.
+  // Runs jobs on schedule and on command, and replays the journal whenever the server answers,
+  // until stopped. Heartbeats run on their own thread so a long run never silences the runner.
   absl::Status MainLoop() {
-    auto next_heartbeat = Clock::now();
-    int failures = 0;
-    bool have_jobs = false;
     while (!stop_.load()) {
-      if (Clock::now() >= next_heartbeat) {
-        absl::Status st = Heartbeat();
-        if (absl::IsUnauthenticated(st)) {
-          return absl::UnauthenticatedError(absl::StrCat(
-              "the server no longer accepts this runner's key (", st.message(),
-              "); an operator revoked or replaced it. Start with --re-enroll to enroll again"));
-        }
-        if (st.ok()) {
-          failures = 0;
-          have_jobs = true;
-          next_heartbeat = Clock::now() + HeartbeatInterval();
-        } else {
-          spdlog::warn("heartbeat failed: {}", st.message());
-          next_heartbeat = Clock::now() + Backoff(failures++, milliseconds(1000), milliseconds(60'000));
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!fatal_.ok()) return fatal_;
+      }
+      if (server_ok_.load() && replay_needed_.exchange(false)) {
+        absl::Status st = ReplayJournal(client_.get(), journal_.get(), StorageUrl(), &stop_);
+        if (!st.ok()) {
+          spdlog::warn("journal replay paused: {}", st.message());
+          replay_needed_ = true;
         }
       }
-      if (have_jobs) RunDueWork();
-      if (config_.once && have_jobs) return absl::OkStatus();
+      if (HaveJobs()) RunDueWork();
+      if (config_.once && HaveJobs() && !replay_needed_.load()) return absl::OkStatus();
       std::unique_lock<std::mutex> lock(mu_);
-      auto wake = std::min(next_heartbeat, NextDue());
-      cv_.wait_until(lock, wake, [&] { return stop_.load() || !queue_.empty(); });
-      if (stop_.load()) break;
-      lock.unlock();
+      // Bounded: the stop flag is set from a signal thread that cannot notify us.
+      auto wake = std::min(NextDue(), Clock::now() + milliseconds(500));
+      cv_.wait_until(lock, wake, [&] { return stop_.load() || !queue_.empty() || !fatal_.ok() || wake_; });
+      wake_ = false;
     }
     return absl::OkStatus();
   }
 
-  milliseconds HeartbeatInterval() const {
-    if (config_.heartbeat_interval.count() > 0) return config_.heartbeat_interval;
-    return server_interval_.count() > 0 ? server_interval_ : milliseconds(60'000);
+  bool HaveJobs() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return jobs_version_ >= 0;
   }
 
-  absl::Status Heartbeat() {
+  std::string StorageUrl() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return storage_url_;
+  }
+
+  milliseconds HeartbeatInterval() {
+    if (config_.heartbeat_interval.count() > 0) return config_.heartbeat_interval;
+    milliseconds server = server_interval_.load();
+    return server.count() > 0 ? server : milliseconds(60'000);
+  }
+
+  // Heartbeats on schedule; after an outage, reconnects with capped exponential backoff with
+  // jitter (at most 60 s between attempts, so within 2 minutes of the server's return).
+  void HeartbeatLoop() {
+    auto client = NewClient(milliseconds(30'000));
+    int failures = 0;
+    bool first = true;
+    while (!Quitting()) {
+      absl::Status st = Heartbeat(client.get());
+      milliseconds next;
+      if (st.ok()) {
+        if (failures > 0 || first) {
+          if (failures > 0) spdlog::info("server reachable again after {} failed heartbeat(s)", failures);
+          replay_needed_ = true;
+        }
+        failures = 0;
+        first = false;
+        server_ok_ = true;
+        next = HeartbeatInterval();
+      } else if (absl::IsUnauthenticated(st)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        fatal_ = absl::UnauthenticatedError(absl::StrCat(
+            "the server no longer accepts this runner's key (", st.message(),
+            "); an operator revoked or replaced it. Start with --re-enroll to enroll again"));
+        cv_.notify_all();
+        return;
+      } else {
+        if (server_ok_.exchange(false) || failures == 0) spdlog::warn("heartbeat failed: {}", st.message());
+        next = std::min(HeartbeatInterval(), Backoff(failures++, milliseconds(1'000), milliseconds(60'000)));
+      }
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.notify_all();  // jobs, commands or reachability may have changed
+        auto until = Clock::now() + next;
+        while (!quitting_ && !stop_.load() && Clock::now() < until) {
+          heartbeat_cv_.wait_for(lock, std::min<Clock::duration>(milliseconds(500), until - Clock::now()));
+        }
+      }
+    }
+  }
+
+  absl::Status Heartbeat(http::Client* client) {
     protocol::HeartbeatRequest hb;
     hb.agent_version = DATASYNC_VERSION;
-    hb.state = current_run_.empty() ? "idle" : "syncing";
-    hb.current_run = current_run_;
-    hb.jobs_version = jobs_version_;
-    auto resp = client_->Do("POST", "/api/v1/agent/heartbeat", protocol::Encode(hb));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      hb.state = current_run_.empty() ? "idle" : "syncing";
+      hb.current_run = current_run_;
+      hb.jobs_version = jobs_version_;
+    }
+    auto resp = client->Do("POST", "/api/v1/agent/heartbeat", protocol::Encode(hb));
     absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
     if (!st.ok()) return st;
     DS_ASSIGN_OR_RETURN(auto out, protocol::Decode<protocol::HeartbeatResponse>(resp->body));
     server_interval_ = milliseconds(out.interval_ms);
-    storage_url_ = out.storage_url;
-    if (out.jobs) ApplyJobs(out.jobs_version, *out.jobs);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      storage_url_ = out.storage_url;
+    }
+    if (out.jobs) ApplyJobs(out.jobs_version, *out.jobs, /*save=*/true);
     Enqueue(out.commands);
     return absl::OkStatus();
   }
 
   // Replaces the job definitions; jobs that are new run right away, known ones keep their schedule.
-  void ApplyJobs(int64_t version, const std::vector<protocol::JobSpec>& jobs) {
+  void ApplyJobs(int64_t version, const std::vector<protocol::JobSpec>& jobs, bool save) {
+    if (save) {
+      if (absl::Status st = journal_->SaveJobs(version, StorageUrl(), jobs); !st.ok()) {
+        spdlog::warn("caching job definitions: {}", st.message());
+      }
+    }
     std::lock_guard<std::mutex> lock(mu_);
     std::map<std::string, Clock::time_point> due;
     for (const auto& j : jobs) {
@@ -238,8 +319,11 @@ class Agent {
     if (!st.ok()) return st;
     try {
       auto j = nlohmann::json::parse(resp->body);
-      if (j.contains("storage_url")) storage_url_ = j["storage_url"].get<std::string>();
-      ApplyJobs(j.at("jobs_version").get<int64_t>(), j.at("jobs").get<std::vector<protocol::JobSpec>>());
+      if (j.contains("storage_url")) {
+        std::lock_guard<std::mutex> lock(mu_);
+        storage_url_ = j["storage_url"].get<std::string>();
+      }
+      ApplyJobs(j.at("jobs_version").get<int64_t>(), j.at("jobs").get<std::vector<protocol::JobSpec>>(), true);
     } catch (const nlohmann::json::exception& e) {
       return absl::InternalError(absl::StrCat("bad jobs answer: ", e.what()));
     }
@@ -260,12 +344,8 @@ class Agent {
 
   // Long-polls the server for commands so "sync now" arrives within about a second.
   void PollCommands() {
-    http::ClientOptions copts;
-    copts.ca_file = config_.ca_file;
-    copts.cancel = &stop_;
-    copts.timeout = config_.long_poll + milliseconds(15'000);
-    http::Client client(state_.server_url, copts);
-    client.SetDefaultHeader("Authorization", "Bearer " + state_.api_key);
+    auto client_ptr = NewClient(config_.long_poll + milliseconds(15'000));
+    http::Client& client = *client_ptr;
     int failures = 0;
     std::string target = absl::StrCat("/api/v1/agent/commands?wait=", config_.long_poll.count(), "ms");
     for (;;) {
@@ -346,10 +426,14 @@ class Agent {
   }
 
   void RunOne(const protocol::JobSpec& job, const std::string& run_id, const std::string& trigger) {
-    current_run_ = run_id;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      current_run_ = run_id;
+    }
     JobRunOptions o;
+    o.journal = journal_.get();
     o.state_dir = config_.state_dir;
-    o.storage_url = storage_url_;
+    o.storage_url = StorageUrl();
     o.run_id = run_id;
     o.trigger = trigger;
     o.upload_threads = config_.upload_threads;
@@ -358,8 +442,9 @@ class Agent {
     o.stop = &stop_;
     auto outcome = RunJob(client_.get(), job, o);
     if (!outcome.ok()) spdlog::error("run={} job={} could not complete: {}", run_id, job.name, outcome.status().message());
-    current_run_.clear();
+    if (outcome.ok() && outcome->state == "journaled") replay_needed_ = true;
     std::lock_guard<std::mutex> lock(mu_);
+    current_run_.clear();
     first_round_.insert(job.name);
     next_due_[job.name] = Clock::now() + milliseconds(std::max<int64_t>(job.interval_ms, 1000));
   }
@@ -368,17 +453,25 @@ class Agent {
   const AgentConfig config_;
   const std::atomic<bool>& stop_;
 
-  // Owned by the main loop thread.
+  // Set before the threads start, then read-only.
   AgentState state_;
+  std::unique_ptr<Journal> journal_;
+  // Owned by the main loop thread.
   std::unique_ptr<http::Client> client_;
-  milliseconds server_interval_{0};
+  // Owned by the heartbeat thread.
+  std::atomic<milliseconds> server_interval_{milliseconds(0)};
+  std::atomic<bool> server_ok_{false};
+  std::atomic<bool> replay_needed_{true};
+
+  std::mutex mu_;
+  std::condition_variable cv_;            // wakes the main loop
+  std::condition_variable heartbeat_cv_;  // wakes the heartbeat thread (to quit)
+  // Protected by mu_.
   std::string storage_url_;
   std::string current_run_;
   int64_t jobs_version_ = -1;
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  // Protected by mu_.
+  absl::Status fatal_ = absl::OkStatus();
+  bool wake_ = false;
   std::map<std::string, protocol::JobSpec> jobs_;
   std::map<std::string, Clock::time_point> next_due_;
   std::set<std::string> first_round_;

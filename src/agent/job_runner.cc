@@ -3,15 +3,16 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "common/paths.h"
 #include "common/time_util.h"
 #include "http/http_types.h"
-#include "common/log.h"
 #include "storage/storage.h"
 #include "sync/hash_cache.h"
 #include "sync/scanner.h"
@@ -23,25 +24,60 @@ constexpr size_t kCompareBatch = 5'000;
 constexpr size_t kCompleteBatch = 1'000;
 constexpr auto kCompleteEvery = std::chrono::seconds(2);
 
-bool Stopped(const JobRunOptions& o) { return o.stop != nullptr && o.stop->load(); }
+bool Stopped(const std::atomic<bool>* stop) { return stop != nullptr && stop->load(); }
 
-// POSTs `body` and decodes T, retrying transport failures and 503 with backoff (up to ~1 min)
-// unless the agent is stopping. Other HTTP errors are returned at once.
+// The server could not be reached at all (as opposed to answering with an error).
+bool Unreachable(const absl::Status& st) {
+  return absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st) || absl::IsCancelled(st);
+}
+
+// POSTs `body` and decodes T. Retries transport failures and 503 a few times with backoff (a
+// brief blip); a longer outage returns Unavailable and the caller journals. HTTP errors return
+// at once with their canonical code.
 template <typename T>
-absl::StatusOr<T> PostWithRetry(http::Client* client, const std::string& target, const std::string& body,
-                                const std::string& run_id, const JobRunOptions& o) {
-  std::chrono::milliseconds delay(500);
+absl::StatusOr<T> Post(http::Client* client, const std::string& target, const std::string& body,
+                       const std::string& run_id, const std::atomic<bool>* stop, int attempts = 4) {
+  std::chrono::milliseconds delay(300);
   for (int attempt = 1;; ++attempt) {
     auto resp = client->Do("POST", target, body, {{"X-Correlation-Id", run_id}});
     absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
     if (st.ok()) return protocol::Decode<T>(resp->body);
-    bool retryable = absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st);
-    if (!retryable || attempt >= 8 || (Stopped(o) && attempt >= 2)) return st;
-    spdlog::warn("run={} POST {} failed ({}); retrying in {}", run_id, target, st.message(),
-                 FormatDuration(delay));
+    if (!Unreachable(st) || attempt >= attempts || Stopped(stop)) return st;
+    spdlog::warn("run={} POST {} failed ({}); retrying in {}", run_id, target, st.message(), FormatDuration(delay));
     std::this_thread::sleep_for(delay);
-    delay = std::min(delay * 2, std::chrono::milliseconds(10'000));
+    delay *= 3;
   }
+}
+
+std::string CompareTarget(const std::string& job) {
+  return absl::StrCat("/api/v1/agent/jobs/", http::PercentEncode(job), "/compare");
+}
+std::string CompleteTarget(const std::string& run_id) {
+  return absl::StrCat("/api/v1/agent/runs/", run_id, "/complete");
+}
+
+// Sends results in batches; the last batch carries `final`. Marks each accepted batch reported.
+absl::StatusOr<std::string> Report(http::Client* client, Journal* journal, const std::string& run_id,
+                                   const std::vector<protocol::FileResult>& results, bool final,
+                                   bool interrupted, const std::string& error, const std::atomic<bool>* stop) {
+  std::string state;
+  size_t off = 0;
+  do {
+    protocol::CompleteRequest req;
+    size_t end = std::min(results.size(), off + kCompleteBatch);
+    req.results.assign(results.begin() + static_cast<long>(off), results.begin() + static_cast<long>(end));
+    req.final = final && end == results.size();
+    req.interrupted = req.final && interrupted;
+    if (req.final) req.error = error;
+    DS_ASSIGN_OR_RETURN(auto resp, Post<protocol::CompleteResponse>(client, CompleteTarget(run_id),
+                                                                    protocol::Encode(req), run_id, stop));
+    std::vector<std::string> paths;
+    for (const auto& r : req.results) paths.push_back(r.path);
+    DS_RETURN_IF_ERROR(journal->MarkReported(run_id, paths));
+    state = resp.run_state;
+    off = end;
+  } while (off < results.size());
+  return state;
 }
 
 }  // namespace
@@ -49,13 +85,16 @@ absl::StatusOr<T> PostWithRetry(http::Client* client, const std::string& target,
 absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSpec& job,
                                      const JobRunOptions& o) {
   const std::string& run_id = o.run_id;
+  Journal* journal = o.journal;
   auto started = std::chrono::steady_clock::now();
   spdlog::info("run={} job={} starting ({}) in {}", run_id, job.name, o.trigger, job.source);
+  JournalRun jr{run_id, job.name, job.id, o.trigger, /*offline=*/true};
+  jr.started_at_ms = SystemClock()->NowUnixMs();
+  DS_RETURN_IF_ERROR(journal->BeginRun(jr));
 
   // 1. Scan, reusing cached hashes.
   std::unique_ptr<HashCache> cache;
-  auto opened = OpenHashCache((std::filesystem::path(o.state_dir) / "agent.db").string(),
-                              std::to_string(job.id));
+  auto opened = OpenHashCache((std::filesystem::path(o.state_dir) / "agent.db").string(), std::to_string(job.id));
   if (opened.ok()) {
     cache = std::move(*opened);
   } else {
@@ -79,13 +118,17 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     spdlog::error("run={} {}", run_id, run_error);
   }
   spdlog::info("run={} scanned {} files ({} bytes), hashed {} ({} bytes), {} unsettled, {} skipped", run_id,
-               scan.files.size(), scan.total_bytes, scan.files_hashed, scan.bytes_hashed,
-               scan.files_unsettled, scan.skipped.size());
+               scan.files.size(), scan.total_bytes, scan.files_hashed, scan.bytes_hashed, scan.files_unsettled,
+               scan.skipped.size());
 
-  // 2. Compare, in batches; the server records the plan.
-  std::string compare_target = absl::StrCat("/api/v1/agent/jobs/", http::PercentEncode(job.name), "/compare");
+  // 2. Compare, in batches; the server records the plan. Unreachable server + a share we can
+  //    write ourselves: plan locally from what the index is known to hold.
+  DS_ASSIGN_OR_RETURN(auto indexed, journal->Indexed(job.id));
   std::vector<protocol::UploadInstruction> todo;
   std::string storage_url = o.storage_url;
+  JobRunOutcome outcome;
+  bool online = true;
+  std::set<std::string> planned;
   size_t n = scan.files.size();
   for (size_t off = 0; off == 0 || off < n; off += kCompareBatch) {
     protocol::CompareRequest req;
@@ -96,18 +139,52 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     req.last = end == n;
     req.total_files = n;
     req.total_bytes = scan.total_bytes;
-    DS_ASSIGN_OR_RETURN(auto resp, PostWithRetry<protocol::CompareResponse>(
-                                       client, compare_target, protocol::Encode(req), run_id, o));
-    if (!resp.storage_url.empty()) storage_url = resp.storage_url;
-    for (auto& u : resp.upload) todo.push_back(std::move(u));
+    auto resp = Post<protocol::CompareResponse>(client, CompareTarget(job.name), protocol::Encode(req), run_id, o.stop);
+    if (!resp.ok()) {
+      if (Unreachable(resp.status()) && off == 0 && storage_url.rfind("file://", 0) == 0) {
+        online = false;
+        break;
+      }
+      DS_RETURN_IF_ERROR(journal->CloseRun(run_id, false, std::string(resp.status().message())));
+      if (off == 0 && Unreachable(resp.status())) DS_RETURN_IF_ERROR(journal->ForgetRun(run_id));
+      return resp.status();
+    }
+    if (off == 0) DS_RETURN_IF_ERROR(journal->MarkOnline(run_id));
+    if (!resp->storage_url.empty()) storage_url = resp->storage_url;
+    for (auto& u : resp->upload) {
+      planned.insert(u.path);
+      todo.push_back(std::move(u));
+    }
     if (n == 0) break;
+  }
+  if (online) {
+    // Files the server did not plan are in the index: remember that for offline planning.
+    std::vector<std::pair<std::string, IndexedContent>> known;
+    for (const auto& e : scan.files) {
+      if (planned.count(e.path)) continue;
+      auto it = indexed.find(e.path);
+      if (it == indexed.end() || it->second.sha256 != e.sha256 || it->second.size != e.size) {
+        known.emplace_back(e.path, IndexedContent{e.size, e.sha256});
+      }
+    }
+    if (absl::Status st = journal->RememberIndexed(job.id, known); !st.ok()) spdlog::warn("run={} {}", run_id, st);
+  } else {
+    outcome.offline = true;
+    for (const auto& e : scan.files) {
+      auto it = indexed.find(e.path);
+      if (it != indexed.end() && it->second.sha256 == e.sha256 && it->second.size == e.size) continue;
+      todo.push_back(protocol::UploadInstruction{e.path, JoinKey(job.dest_prefix, e.path),
+                                                 it == indexed.end() ? "new" : "changed"});
+    }
+    spdlog::warn("run={} server unreachable: syncing offline onto {} and journaling the results", run_id,
+                 storage_url);
   }
   std::unordered_map<std::string, const protocol::ManifestEntry*> by_path;
   by_path.reserve(scan.files.size());
   for (const auto& e : scan.files) by_path.emplace(e.path, &e);
   spdlog::info("run={} {} file(s) to upload to {}", run_id, todo.size(), storage_url);
 
-  // 3. Upload in parallel, straight to storage; results flow to `complete` in batches.
+  // 3. Upload in parallel, straight to storage; results are journaled, then reported in batches.
   std::unique_ptr<Storage> storage;
   absl::Status storage_status = absl::OkStatus();
   if (!todo.empty()) {
@@ -125,13 +202,13 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   std::vector<protocol::FileResult> pending;  // Protected by mu.
   size_t finished_workers = 0;                // Protected by mu.
   std::atomic<size_t> next{0};
-  JobRunOutcome outcome;
   auto worker = [&] {
     for (;;) {
       size_t i = next.fetch_add(1);
-      if (i >= todo.size() || Stopped(o)) break;
+      if (i >= todo.size() || Stopped(o.stop)) break;
       const auto& u = todo[i];
-      const protocol::ManifestEntry* e = by_path.count(u.path) ? by_path.at(u.path) : nullptr;
+      auto found = by_path.find(u.path);
+      const protocol::ManifestEntry* e = found == by_path.end() ? nullptr : found->second;
       protocol::FileResult r;
       r.path = u.path;
       auto t0 = std::chrono::steady_clock::now();
@@ -142,6 +219,10 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         r.status = "failed";
         r.error = std::string(storage_status.message());
       } else {
+        if (absl::Status st = journal->MarkInFlight(run_id, u.path, u.key); !st.ok()) {
+          spdlog::error("run={} journal: {}", run_id, st);
+          break;  // without a journal we could lose track: stop uploading
+        }
         PutOptions po;
         po.expected_sha256 = e->sha256;
         po.mtime_ns = e->mtime_ns;
@@ -150,7 +231,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         po.cancel = o.stop;
         po.verify = o.verify;
         auto put = storage->PutFile(u.key, std::filesystem::path(job.source) / u.path, po);
-        if (absl::IsCancelled(put.status())) continue;  // stopping: the file stays unreported
+        if (absl::IsCancelled(put.status())) continue;  // stopping: stays in flight, replay cleans up
         if (put.ok()) {
           r.status = "uploaded";
           r.size = put->info.size;
@@ -158,8 +239,8 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
           r.sha256 = put->info.sha256.empty() ? e->sha256 : put->info.sha256;
           r.kept_version = put->kept_version;
           if (!r.kept_version.empty()) {
-            spdlog::warn("run={} {} changed after it was synced; previous version kept at {}", run_id,
-                         u.path, r.kept_version);
+            spdlog::warn("run={} {} changed after it was synced; previous version kept at {}", run_id, u.path,
+                         r.kept_version);
           }
         } else {
           r.status = "failed";
@@ -167,8 +248,8 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
           spdlog::warn("run={} upload of {} failed: {}", run_id, u.path, r.error);
         }
       }
-      r.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now() - t0).count();
+      r.duration_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
       std::lock_guard<std::mutex> lock(mu);
       pending.push_back(std::move(r));
       if (pending.size() >= kCompleteBatch) cv.notify_all();
@@ -177,53 +258,61 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     ++finished_workers;
     cv.notify_all();
   };
-  int threads = static_cast<int>(std::min<size_t>(std::max(1, o.upload_threads), std::max<size_t>(1, todo.size())));
+  size_t threads = std::min<size_t>(static_cast<size_t>(std::max(1, o.upload_threads)), todo.size());
   std::vector<std::thread> pool;
-  if (!todo.empty()) {
-    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
-  }
-  std::string complete_target = absl::StrCat("/api/v1/agent/runs/", run_id, "/complete");
+  for (size_t t = 0; t < threads; ++t) pool.emplace_back(worker);
+
+  bool reporting = online;  // false once the server stopped answering: the journal holds the rest
   auto account = [&](const std::vector<protocol::FileResult>& rs) {
+    std::vector<std::pair<std::string, IndexedContent>> landed;
     for (const auto& r : rs) {
-      if (r.status == "uploaded") ++outcome.uploaded, outcome.bytes_uploaded += r.size;
+      if (r.status == "uploaded") {
+        ++outcome.uploaded;
+        outcome.bytes_uploaded += r.size;
+        landed.emplace_back(r.path, IndexedContent{r.size, r.sha256});
+      }
       if (r.status == "failed") ++outcome.failed;
       if (r.status == "skipped") ++outcome.skipped;
     }
+    if (absl::Status st = journal->RememberIndexed(job.id, landed); !st.ok()) spdlog::warn("run={} {}", run_id, st);
   };
-  absl::Status report_status = absl::OkStatus();
+  // Journals a batch durably, then reports it while the server answers.
+  auto deliver = [&](std::vector<protocol::FileResult> batch, bool final) -> absl::Status {
+    DS_RETURN_IF_ERROR(journal->Record(run_id, batch));
+    account(batch);
+    if (final) DS_RETURN_IF_ERROR(journal->CloseRun(run_id, Stopped(o.stop), run_error));
+    if (!reporting) return absl::OkStatus();
+    auto state = Report(client, journal, run_id, batch, final, Stopped(o.stop), run_error, o.stop);
+    if (state.ok()) {
+      if (final) outcome.state = *state;
+      return absl::OkStatus();
+    }
+    if (!Unreachable(state.status())) return state.status();
+    reporting = false;
+    spdlog::warn("run={} server stopped answering ({}); results stay journaled for replay", run_id,
+                 state.status().message());
+    return absl::OkStatus();
+  };
+  absl::Status deliver_status = absl::OkStatus();
   if (!pool.empty()) {
     std::unique_lock<std::mutex> lock(mu);
     for (;;) {
-      cv.wait_for(lock, kCompleteEvery, [&] {
-        return pending.size() >= kCompleteBatch || finished_workers == pool.size();
-      });
+      cv.wait_for(lock, kCompleteEvery, [&] { return pending.size() >= kCompleteBatch || finished_workers == pool.size(); });
       bool done = finished_workers == pool.size();
-      if (!pending.empty() && (pending.size() >= kCompleteBatch || !done)) {
-        protocol::CompleteRequest batch;
-        batch.results.swap(pending);
-        lock.unlock();
-        auto resp = PostWithRetry<protocol::CompleteResponse>(client, complete_target, protocol::Encode(batch), run_id, o);
-        if (resp.ok()) {
-          account(batch.results);
-        } else {
-          report_status = resp.status();
-          spdlog::error("run={} reporting results failed: {}", run_id, report_status.message());
-        }
-        lock.lock();
-        if (!report_status.ok()) {
-          // Keep them for the final attempt below.
-          pending.insert(pending.begin(), batch.results.begin(), batch.results.end());
-          report_status = absl::OkStatus();
-        }
-        continue;
-      }
       if (done) break;
+      if (pending.empty()) continue;
+      std::vector<protocol::FileResult> batch;
+      batch.swap(pending);
+      lock.unlock();
+      absl::Status st = deliver(std::move(batch), false);
+      if (!st.ok() && deliver_status.ok()) deliver_status = st;
+      lock.lock();
     }
     lock.unlock();
     for (auto& t : pool) t.join();
   }
 
-  // 4. Final batches: the rest of the results and the scan's skipped files; the last closes the run.
+  // 4. The rest of the results and the scan's skipped files; the last batch closes the run.
   std::vector<protocol::FileResult> rest = std::move(pending);
   for (const auto& p : scan.skipped) {
     protocol::FileResult r;
@@ -236,25 +325,104 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       spdlog::warn("run={} skipped a file with an unsupported name: {}", run_id, p.error);
     }
   }
-  size_t off = 0;
-  do {
-    protocol::CompleteRequest req;
-    size_t end = std::min(rest.size(), off + kCompleteBatch);
-    req.results.assign(rest.begin() + static_cast<long>(off), rest.begin() + static_cast<long>(end));
-    req.final = end == rest.size();
-    req.interrupted = req.final && Stopped(o);
-    if (req.final) req.error = run_error;
-    DS_ASSIGN_OR_RETURN(auto resp, PostWithRetry<protocol::CompleteResponse>(
-                                       client, complete_target, protocol::Encode(req), run_id, o));
-    account(req.results);
-    if (req.final) outcome.state = resp.run_state;
-    off = end;
-  } while (off < rest.size());
+  absl::Status st = deliver(std::move(rest), true);
+  if (!st.ok() && deliver_status.ok()) deliver_status = st;
+  if (!deliver_status.ok()) {
+    spdlog::error("run={} the server refused results: {}", run_id, deliver_status.message());
+  }
+  if (reporting && deliver_status.ok()) {
+    DS_RETURN_IF_ERROR(journal->ForgetRun(run_id));
+  } else {
+    outcome.state = "journaled";
+  }
 
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  spdlog::info("run={} job={} {}: {} uploaded ({} bytes), {} failed, {} skipped in {:.2f}s", run_id, job.name,
-               outcome.state, outcome.uploaded, outcome.bytes_uploaded, outcome.failed, outcome.skipped, secs);
+  spdlog::info("run={} job={} {}{}: {} uploaded ({} bytes), {} failed, {} skipped in {:.2f}s", run_id, job.name,
+               outcome.state, outcome.offline ? " (offline)" : "", outcome.uploaded, outcome.bytes_uploaded,
+               outcome.failed, outcome.skipped, secs);
+  if (!deliver_status.ok()) return deliver_status;
   return outcome;
+}
+
+absl::Status ReplayJournal(http::Client* client, Journal* journal, const std::string& storage_url,
+                           const std::atomic<bool>* stop) {
+  DS_ASSIGN_OR_RETURN(auto runs, journal->PendingRuns());
+  std::unique_ptr<Storage> storage;
+  for (const auto& run : runs) {
+    if (Stopped(stop)) return absl::CancelledError("stopping");
+    const std::string& id = run.run_id;
+    // Temp files of uploads a crash interrupted: never visible as measurements; removed here.
+    DS_ASSIGN_OR_RETURN(auto in_flight, journal->InFlight(id));
+    if (!in_flight.empty()) {
+      if (!storage) {
+        auto url = ParseStorageUrl(storage_url);
+        if (url.ok()) {
+          auto s = OpenStorage(*url);
+          if (s.ok()) storage = std::move(*s);
+        }
+      }
+      for (const auto& [path, key] : in_flight) {
+        if (storage) {
+          absl::Status st = storage->AbandonUpload(key, id);
+          if (!st.ok()) spdlog::warn("run={} removing the temp file of {}: {}", id, key, st);
+        }
+      }
+    }
+    DS_ASSIGN_OR_RETURN(auto results, journal->Unreported(id));
+    bool interrupted = !run.closed || run.interrupted;
+    spdlog::info("run={} job={} replaying from the journal: {} result(s){}{}", id, run.job, results.size(),
+                 run.offline ? ", synced offline" : "", interrupted ? ", interrupted" : "");
+    if (run.offline) {
+      // The server never saw this run: compare what landed, then report the planned ones.
+      std::vector<protocol::ManifestEntry> manifest;
+      for (const auto& r : results) {
+        if (r.status == "uploaded") manifest.push_back({r.path, r.size, r.mtime_ns, r.sha256});
+      }
+      std::set<std::string> planned;
+      size_t n = manifest.size();
+      absl::Status compare_status = absl::OkStatus();
+      for (size_t off = 0; off == 0 || off < n; off += kCompareBatch) {
+        protocol::CompareRequest req;
+        req.run_id = id;
+        req.trigger = run.trigger.empty() ? "offline" : run.trigger + "+offline";
+        size_t end = std::min(n, off + kCompareBatch);
+        req.files.assign(manifest.begin() + static_cast<long>(off), manifest.begin() + static_cast<long>(end));
+        req.last = end == n;
+        req.total_files = n;
+        auto resp = Post<protocol::CompareResponse>(client, CompareTarget(run.job), protocol::Encode(req), id, stop, 2);
+        if (!resp.ok()) {
+          compare_status = resp.status();
+          break;
+        }
+        for (const auto& u : resp->upload) planned.insert(u.path);
+        if (n == 0) break;
+      }
+      if (!compare_status.ok()) {
+        if (Unreachable(compare_status)) return compare_status;
+        spdlog::error("run={} replay refused by the server ({}); dropping it from the journal "
+                      "(reconcile the job to be sure the index is complete)", id, compare_status.message());
+        DS_RETURN_IF_ERROR(journal->ForgetRun(id));
+        continue;
+      }
+      DS_RETURN_IF_ERROR(journal->MarkOnline(id));
+      std::vector<protocol::FileResult> keep;
+      for (auto& r : results) {
+        if (r.status == "skipped" || planned.count(r.path)) keep.push_back(std::move(r));
+      }
+      results = std::move(keep);
+    }
+    auto state = Report(client, journal, id, results, /*final=*/true, interrupted,
+                        run.error.empty() && !run.closed ? "the agent stopped during the run" : run.error, stop);
+    if (!state.ok()) {
+      if (Unreachable(state.status())) return state.status();
+      spdlog::error("run={} replay refused by the server ({}); dropping it from the journal "
+                    "(reconcile the job to be sure the index is complete)", id, state.status().message());
+    } else {
+      spdlog::info("run={} replayed: server closed it as {}", id, *state);
+    }
+    DS_RETURN_IF_ERROR(journal->ForgetRun(id));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace ds

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "agent/journal.h"
 #include "http/http_client.h"
 #include "protocol/messages.h"
 
@@ -21,16 +22,28 @@ struct JobRunOptions {
   uint64_t max_bytes_per_second = 0;
   bool verify = true;
   const std::atomic<bool>* stop = nullptr;
+  Journal* journal = nullptr;     // required: every result is journaled before it is reported
 };
 
 struct JobRunOutcome {
-  std::string state;              // as the server closed the run, or "unreported"
+  std::string state;              // as the server closed the run; "journaled" when it could not
+                                  // be reported (the journal replays it later)
+  bool offline = false;           // planned locally because the server was unreachable
   uint64_t uploaded = 0, failed = 0, skipped = 0;
   uint64_t bytes_uploaded = 0;
 };
 
 // REQUIRES: `client` carries the agent's API key. Never modifies the job's source folder.
+// When the server cannot be reached and storage is a directory/share, the run goes on offline:
+// files whose content the index is not known to hold are uploaded and journaled for replay.
 [[nodiscard]] absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSpec& job,
                                                    const JobRunOptions& options);
+
+// Reports what the journal holds that the server has not acknowledged: interrupted runs (their
+// temp files removed, closed as abandoned with every result they produced) and offline runs
+// (compared, then completed). Unavailable when the server stops answering; the rest stays.
+[[nodiscard]] absl::Status ReplayJournal(http::Client* client, Journal* journal,
+                                         const std::string& storage_url,
+                                         const std::atomic<bool>* stop);
 
 }  // namespace ds

@@ -179,6 +179,19 @@ int RunCli(int argc, char** argv) {
       };
     });
   }
+  std::string replace_with;
+  auto* rr = runners->add_subcommand("replace", "bind a new PC (its pending registration) to an existing runner");
+  rr->add_option("NAME", runner_name, "the existing runner")->required();
+  rr->add_option("--with", replace_with, "name the new PC registered under (default: NAME)");
+  rr->callback([&] {
+    action = [&] {
+      json body = json::object();
+      if (!replace_with.empty()) body["with"] = replace_with;
+      json r = Api(g).Call("POST", "/runners/" + Seg(runner_name) + "/replace", body.dump());
+      std::cout << "runner " << runner_name << " now belongs to host " << Str(r, "hostname")
+                << "; its jobs and index rows are kept and the old machine's key no longer works\n";
+    };
+  });
   auto* rs = runners->add_subcommand("show", "one runner");
   rs->add_option("NAME", runner_name)->required();
   rs->callback([&] { action = [&] { std::cout << Api(g).Call("GET", "/runners/" + Seg(runner_name)).dump(2) << "\n"; }; });
@@ -266,7 +279,7 @@ int RunCli(int argc, char** argv) {
         j.erase("runner");
         j.erase("id");
         j.erase("created_at");
-        api.Call("PUT", "/runners/" + Seg(r) + "/jobs/" + Seg(n), j.dump());
+        api.Call("PUT", "/runners/" + Seg(r) + "/jobs/" + Seg(n) + "?create_runner=1", j.dump());
       }
       std::cout << "imported " << list.size() << " job(s)\n";
     };
@@ -395,6 +408,114 @@ int RunCli(int argc, char** argv) {
       std::cerr << out.size() << " of " << total << " file(s)\n";
     };
   });
+  // reconcile
+  bool verify = false, all_jobs = false;
+  auto* rec = app.add_subcommand("reconcile", "rebuild a job's index rows from what storage holds");
+  rec->add_option("RUNNER", runner_name);
+  rec->add_option("JOB", job_name);
+  rec->add_flag("--all", all_jobs, "every job");
+  rec->add_flag("--verify", verify, "re-hash every stored file (reports checksum mismatches)");
+  rec->add_flag("--wait", wait, "wait for the end and print the report; non-zero exit on failure or mismatch");
+  rec->add_flag("--json", g.json, "JSON output");
+  auto* rec_status = rec->add_subcommand("status", "reconciles in progress and recent ones");
+  rec_status->add_option("RUNNER", runner_name);
+  rec_status->add_option("JOB", job_name);
+  rec_status->add_flag("--json", g.json, "JSON output");
+  auto print_reconcile = [](const json& r) {
+    std::cout << "reconcile " << Str(r, "id") << " of " << Str(r, "runner") << "/" << Str(r, "job") << ": "
+              << Str(r, "state") << (r.value("verify", false) ? " (verified)" : "") << "\n"
+              << "  storage: " << r.value("files_seen", 0) << " files, " << HumanBytes(r.value("bytes_seen", uint64_t{0}))
+              << " in " << FormatDuration(std::chrono::milliseconds(static_cast<int64_t>(r.value("elapsed_s", 0.0) * 1000)))
+              << "\n  index rows: +" << r.value("rows_added", 0) << " added, -" << r.value("rows_removed", 0)
+              << " removed, " << r.value("rows_updated", 0) << " updated, " << r.value("rows_unchanged", 0)
+              << " unchanged\n  checksum mismatches: " << r.value("mismatches", 0)
+              << "; temp files of interrupted uploads: " << r.value("temp_files", 0) << "\n";
+    for (const auto& m : r["report"].value("mismatches", json::array())) {
+      std::cout << "    mismatch: " << Str(m, "path") << " content " << Str(m, "actual_sha256") << " stored "
+                << Str(m, "stored_sha256") << " index " << Str(m, "index_sha256") << Str(m, "error") << "\n";
+    }
+    if (!Str(r, "error").empty()) std::cout << "  error: " << Str(r, "error") << "\n";
+  };
+  auto wait_reconciles = [&](Api& api, std::vector<std::string> ids) {
+    int failed = 0, mismatched = 0;
+    json done = json::array();
+    for (const auto& id : ids) {
+      for (;;) {
+        json r = api.Call("GET", "/reconciles/" + id);
+        std::string st = Str(r, "state");
+        if (st == "succeeded" || st == "failed") {
+          if (!g.json) print_reconcile(r);
+          done.push_back(r);
+          failed += st == "failed";
+          mismatched += r.value("mismatches", 0) > 0;
+          break;
+        }
+        if (isatty(2)) {
+          std::fprintf(stderr, "\r%s/%s: %s %.0f%% (%llu files, %.0f files/s)   ", Str(r, "runner").c_str(),
+                       Str(r, "job").c_str(), st.c_str(), r.value("percent", 0.0),
+                       static_cast<unsigned long long>(r.value("files_seen", 0)), r.value("files_per_s", 0.0));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      }
+      if (isatty(2)) std::fprintf(stderr, "\r\033[K");
+    }
+    if (g.json) std::cout << done.dump(2) << "\n";
+    if (failed > 0) throw CliError{absl::StrCat(failed, " reconcile(s) failed")};
+    if (mismatched > 0) throw CliError{absl::StrCat("checksum mismatches found in ", mismatched, " job(s)")};
+  };
+  rec->callback([&] {
+    if (rec_status->parsed()) return;
+    action = [&] {
+      Api api(g);
+      json body{{"verify", verify}};
+      std::vector<std::string> ids;
+      if (all_jobs) {
+        if (!runner_name.empty()) throw CliError{"--all takes no RUNNER/JOB", 2};
+        json r = api.Call("POST", "/reconcile", body.dump());
+        for (const auto& q : r["queued"]) ids.push_back(Str(q, "id"));
+        for (const auto& b : r["already_running"]) std::cerr << "already running: " << b.get<std::string>() << "\n";
+        if (!wait) {
+          if (g.json) return void(std::cout << r.dump(2) << "\n");
+          std::cout << "queued " << ids.size() << " reconcile(s); follow with: datasync reconcile status\n";
+          return;
+        }
+      } else {
+        if (runner_name.empty() || job_name.empty()) throw CliError{"reconcile needs RUNNER JOB, or --all", 2};
+        json r = api.Call("POST", "/runners/" + Seg(runner_name) + "/jobs/" + Seg(job_name) + "/reconcile", body.dump());
+        ids.push_back(Str(r, "id"));
+        if (!wait) {
+          if (g.json) return void(std::cout << r.dump(2) << "\n");
+          std::cout << "reconcile " << Str(r, "id") << " of " << runner_name << "/" << job_name
+                    << " queued; follow with: datasync reconcile status\n";
+          return;
+        }
+      }
+      wait_reconciles(api, ids);
+    };
+  });
+  rec_status->callback([&] {
+    action = [&] {
+      std::string q = "/reconciles?limit=20";
+      if (!runner_name.empty()) q += "&runner=" + Seg(runner_name);
+      if (!job_name.empty()) q += "&job=" + Seg(job_name);
+      json r = Api(g).Call("GET", q);
+      if (g.json) return void(std::cout << r["reconciles"].dump(2) << "\n");
+      std::vector<std::vector<std::string>> rows;
+      char buf[64];
+      for (const auto& x : r["reconciles"]) {
+        std::snprintf(buf, sizeof buf, "%.0f%%", x.value("percent", 0.0));
+        std::string eta = x.contains("eta_s") ? FormatDuration(std::chrono::milliseconds(static_cast<int64_t>(x["eta_s"].get<double>() * 1000))) : "";
+        char rate[32];
+        std::snprintf(rate, sizeof rate, "%.0f/s", x.value("files_per_s", 0.0));
+        rows.push_back({Str(x, "id").substr(0, 8), Str(x, "runner") + "/" + Str(x, "job"), Str(x, "state"), buf,
+                        std::to_string(x.value("files_seen", 0)), HumanBytes(x.value("bytes_seen", uint64_t{0})), rate, eta,
+                        "+" + std::to_string(x.value("rows_added", 0)) + " -" + std::to_string(x.value("rows_removed", 0)),
+                        std::to_string(x.value("mismatches", 0)), Str(x, "requested_at")});
+      }
+      PrintTable({"ID", "JOB", "STATE", "DONE", "FILES", "BYTES", "RATE", "ETA", "ROWS", "MISMATCH", "REQUESTED"}, rows);
+    };
+  });
+
   auto* status = app.add_subcommand("status", "server, index and fleet summary");
   status->add_flag("--json", g.json, "JSON output");
   status->callback([&] {
@@ -404,7 +525,17 @@ int RunCli(int argc, char** argv) {
       std::cout << "server " << Str(r, "version") << ", index " << Str(r, "index") << " (schema v"
                 << Str(r, "schema_version") << "), storage " << Str(r, "storage") << "\n"
                 << "runners: " << r["runners"].dump() << ", online " << Str(r, "runners_online")
-                << "; jobs: " << Str(r, "jobs") << "\n";
+                << "; jobs: " << Str(r, "jobs") << "\n"
+                << "index size: " << HumanBytes(r.value("index_size_bytes", uint64_t{0}));
+      if (r.value("index_budget_bytes", int64_t{0}) > 0) {
+        char pct[32];
+        std::snprintf(pct, sizeof pct, "%.1f%%", r.value("index_budget_used_percent", 0.0));
+        std::cout << " of a " << HumanBytes(r.value("index_budget_bytes", uint64_t{0})) << " budget (" << pct << ")";
+      } else {
+        std::cout << " (no budget set: --index-budget)";
+      }
+      std::cout << "; runs kept " << r.value("run_retention_days", 0) << " days; reconciles active: "
+                << r.value("reconciles_active", 0) << "\n";
     };
   });
 

@@ -77,3 +77,20 @@ TEST(SystemClockTest, IsCloseToNow) {
 
 }  // namespace
 }  // namespace ds
+
+#include "common/units.h"
+
+namespace ds {
+namespace {
+
+TEST(UnitsTest, ParseByteSize) {
+  EXPECT_EQ(*ParseByteSize("1048576"), 1048576);
+  EXPECT_EQ(*ParseByteSize("500MB"), 500'000'000);
+  EXPECT_EQ(*ParseByteSize("10GiB"), int64_t{10} << 30);
+  for (const char* bad : {"", "GiB", "-1", "5XB", "99999999999999TiB"}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(ParseByteSize(bad).status())) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace ds

@@ -137,9 +137,25 @@ absl::Status CheckPrefixFree(ServerContext* ctx, const Job* existing, const prot
   return absl::OkStatus();
 }
 
+// The runner named in the path; with ?create_runner=1 (job import onto a fresh index) a missing
+// runner is created as pending, so its agent's next registration takes it over on approval.
+absl::StatusOr<Runner> RunnerForJob(ServerContext* ctx, const Request& req, const std::string& name) {
+  auto runner = RunnerByName(ctx, name);
+  if (!absl::IsNotFound(runner.status()) || req.Query("create_runner") != "1" || !IsValidName(name)) {
+    return runner;
+  }
+  RegisterInfo info{name, "", "", "", ""};
+  // An enrollment nobody holds the secret of: the agent's own registration supersedes it.
+  DS_ASSIGN_OR_RETURN(Runner created, ctx->index->RegisterRunner(info, NewUuid(), Sha256Hex(RandomBytes(32)),
+                                                                 ctx->NowMs()));
+  spdlog::info("admin: runner '{}' created as pending for a job import; approve it once its agent registers",
+               name);
+  return created;
+}
+
 absl::StatusOr<std::string> PutJob(ServerContext* ctx, const Request& req, const PathParams& p,
                                    bool replace) {
-  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, p.at("runner")));
+  DS_ASSIGN_OR_RETURN(Runner runner, RunnerForJob(ctx, req, p.at("runner")));
   protocol::JobSpec spec;
   try {
     json body = json::parse(req.body);
@@ -176,11 +192,101 @@ absl::StatusOr<std::string> Transition(ServerContext* ctx, const std::string& na
     from = "approved", to = "revoked";
   }
   if (runner.status != from) {
+    std::string hint;
+    if (action == "approve" && ctx->index->PendingEnrollmentByName(name).ok()) {
+      hint = absl::StrCat("; a new machine asks to take it over: datasync runners replace ", name);
+    }
     return absl::FailedPreconditionError(absl::StrCat("cannot ", action, " runner '", name, "': it is ",
-                                                      runner.status, ", not ", from));
+                                                      runner.status, ", not ", from, hint));
   }
   DS_RETURN_IF_ERROR(ctx->index->TransitionRunner(runner.id, from, to, ctx->NowMs()));
   spdlog::info("admin: runner '{}' {} -> {}", name, from, to);
+  DS_ASSIGN_OR_RETURN(Runner updated, ctx->index->GetRunnerById(runner.id));
+  return RunnerJson(updated, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
+}
+
+bool BoolField(const std::string& body, const char* key) {
+  if (body.empty()) return false;
+  try {
+    auto j = json::parse(body);
+    return j.is_object() && j.value(key, false);
+  } catch (const json::exception&) {
+    return false;
+  }
+}
+
+absl::StatusOr<std::string> StartReconcile(ServerContext* ctx, const Request& req, const PathParams& p) {
+  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, p.at("runner")));
+  DS_ASSIGN_OR_RETURN(Job job, JobByName(ctx, runner, p.at("job")));
+  if (!req.body.empty() && !json::accept(req.body)) return absl::InvalidArgumentError("body must be JSON");
+  bool verify = BoolField(req.body, "verify") || req.Query("verify") == "true";
+  auto r = ctx->index->CreateReconcile(NewUuid(), job.spec.id, verify, ctx->NowMs());
+  if (absl::IsAlreadyExists(r.status())) {
+    return absl::AlreadyExistsError(absl::StrCat("a reconcile of ", runner.name, "/", job.spec.name,
+                                                 " is already in progress (datasync reconcile status)"));
+  }
+  if (!r.ok()) return r.status();
+  ctx->reconciles->Wake();
+  spdlog::info("admin: reconcile {} of {}/{} queued{}", r->id, runner.name, job.spec.name, verify ? " (verify)" : "");
+  return ReconcileJson(*r, ctx->NowMs());
+}
+
+absl::StatusOr<std::string> ReconcileAll(ServerContext* ctx, const Request& req) {
+  bool verify = BoolField(req.body, "verify");
+  DS_ASSIGN_OR_RETURN(auto jobs, ctx->index->ListJobs(std::nullopt));
+  json queued = json::array(), busy = json::array();
+  for (const auto& j : jobs) {
+    auto r = ctx->index->CreateReconcile(NewUuid(), j.spec.id, verify, ctx->NowMs());
+    if (absl::IsAlreadyExists(r.status())) {
+      busy.push_back(j.runner_name + "/" + j.spec.name);
+      continue;
+    }
+    if (!r.ok()) return r.status();
+    queued.push_back(json::parse(ReconcileJson(*r, ctx->NowMs())));
+  }
+  ctx->reconciles->Wake();
+  spdlog::info("admin: reconcile of all jobs: {} queued, {} already running", queued.size(), busy.size());
+  return json{{"queued", queued}, {"already_running", busy}}.dump();
+}
+
+absl::StatusOr<std::string> ListReconciles(ServerContext* ctx, const Request& req) {
+  std::optional<int64_t> job_id;
+  if (std::string r = req.Query("runner"); !r.empty()) {
+    DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, r));
+    if (std::string j = req.Query("job"); !j.empty()) {
+      DS_ASSIGN_OR_RETURN(Job job, JobByName(ctx, runner, j));
+      job_id = job.spec.id;
+    }
+  }
+  DS_ASSIGN_OR_RETURN(int limit, IntQuery(req, "limit", 20, 1000));
+  DS_ASSIGN_OR_RETURN(auto list, ctx->index->ListReconciles(job_id, req.Query("active") == "1", limit));
+  json out = json::array();
+  for (const auto& r : list) out.push_back(json::parse(ReconcileJson(r, ctx->NowMs())));
+  return json{{"reconciles", out}}.dump();
+}
+
+absl::StatusOr<std::string> ReplaceMachine(ServerContext* ctx, const Request& req, const std::string& name) {
+  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, name));
+  std::string with = name;
+  if (!req.body.empty()) {
+    try {
+      auto j = json::parse(req.body);
+      if (j.is_object()) with = j.value("with", name);
+    } catch (const json::exception&) {
+      return absl::InvalidArgumentError("body must be JSON");
+    }
+  }
+  if (!IsValidName(with)) return absl::InvalidArgumentError("'with' must be a runner name");
+  auto enrollment = ctx->index->PendingEnrollmentByName(with);
+  if (absl::IsNotFound(enrollment.status())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no pending registration named '", with, "': start datasync-agent on the new PC first (with --name ",
+        name, ", or with any name and pass --with THAT_NAME)"));
+  }
+  if (!enrollment.ok()) return enrollment.status();
+  DS_RETURN_IF_ERROR(ctx->index->ReplaceRunnerMachine(runner.id, enrollment->id, ctx->NowMs()));
+  spdlog::info("admin: runner '{}' replaced by the machine of registration '{}' (enrollment {}); old key revoked",
+               runner.name, with, enrollment->id);
   DS_ASSIGN_OR_RETURN(Runner updated, ctx->index->GetRunnerById(runner.id));
   return RunnerJson(updated, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
 }
@@ -261,6 +367,8 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
   DS_ASSIGN_OR_RETURN(auto runners, ctx->index->ListRunners());
   DS_ASSIGN_OR_RETURN(auto jobs, ctx->index->ListJobs(std::nullopt));
   DS_ASSIGN_OR_RETURN(int schema, ctx->index->SchemaVersion());
+  DS_ASSIGN_OR_RETURN(int64_t size, ctx->index->SizeBytes());
+  DS_ASSIGN_OR_RETURN(auto active, ctx->index->ListReconciles(std::nullopt, true, 1000));
   json counts = json::object();
   int64_t now = ctx->NowMs();
   int online = 0;
@@ -270,12 +378,18 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
   }
   return json{{"version", DATASYNC_VERSION},
               {"schema_version", schema},
-              {"index", ctx->config.index_url},
+              {"index", RedactIndexUrl(ctx->config.index_url)},
               {"storage", ctx->storage_url},
               {"runners", counts},
               {"runners_online", online},
               {"jobs", jobs.size()},
-              {"agents_long_polling", ctx->bus->WaiterCount()}}
+              {"agents_long_polling", ctx->bus->WaiterCount()},
+              {"index_size_bytes", size},
+              {"index_budget_bytes", ctx->config.index_budget_bytes},
+              {"index_budget_used_percent",
+               ctx->config.index_budget_bytes > 0 ? 100.0 * size / ctx->config.index_budget_bytes : 0.0},
+              {"run_retention_days", ctx->config.run_retention.count() / 86'400'000},
+              {"reconciles_active", active.size()}}
       .dump();
 }
 
@@ -298,12 +412,27 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
   router->Add("GET", base + "/runners", admin([ctx](const Request&, const PathParams&) -> absl::StatusOr<std::string> {
                 DS_ASSIGN_OR_RETURN(auto runners, ctx->index->ListRunners());
                 json out = json::array();
-                for (const auto& r : runners) out.push_back(RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count()));
+                for (const auto& r : runners) {
+                  json j = RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count());
+                  j["replacement_pending"] =
+                      r.status != "pending" && ctx->index->PendingEnrollmentByName(r.name).ok();
+                  out.push_back(std::move(j));
+                }
                 return json{{"runners", out}}.dump();
               }));
   router->Add("GET", base + "/runners/{runner}", admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
                 DS_ASSIGN_OR_RETURN(Runner r, RunnerByName(ctx, p.at("runner")));
                 return RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
+              }));
+  router->Add("POST", base + "/runners/{runner}/replace",
+              admin([ctx](const Request& req, const PathParams& p) { return ReplaceMachine(ctx, req, p.at("runner")); }));
+  router->Add("POST", base + "/reconcile", admin([ctx](const Request& req, const PathParams&) { return ReconcileAll(ctx, req); }, 202));
+  router->Add("GET", base + "/reconciles", admin([ctx](const Request& req, const PathParams&) { return ListReconciles(ctx, req); }));
+  router->Add("GET", base + "/reconciles/{id}", admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
+                auto r = ctx->index->GetReconcile(p.at("id"));
+                if (absl::IsNotFound(r.status())) return absl::NotFoundError(absl::StrCat("no reconcile ", p.at("id")));
+                if (!r.ok()) return r.status();
+                return ReconcileJson(*r, ctx->NowMs());
               }));
   for (std::string action : {"approve", "reject", "revoke"}) {
     router->Add("POST", base + "/runners/{runner}/" + action,
@@ -336,6 +465,8 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
                 return json{{"deleted", j.spec.name}}.dump();
               }));
   router->Add("POST", job + "/sync", admin([ctx](const Request&, const PathParams& p) { return SyncNow(ctx, p); }, 202));
+  router->Add("POST", job + "/reconcile",
+              admin([ctx](const Request& req, const PathParams& p) { return StartReconcile(ctx, req, p); }, 202));
   router->Add("GET", job + "/files", admin([ctx](const Request& req, const PathParams& p) { return ListFiles(ctx, req, p); }));
   router->Add("GET", base + "/runs", admin([ctx](const Request& req, const PathParams&) { return ListRuns(ctx, req); }));
   router->Add("GET", base + "/runs/{run}", admin([ctx](const Request& req, const PathParams& p) { return GetRun(ctx, req, p.at("run")); }));

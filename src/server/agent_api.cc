@@ -120,6 +120,16 @@ absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
   }
   DS_RETURN_IF_ERROR(ctx->index->RecordHeartbeat(runner.id, hb.agent_version, hb.state,
                                                  hb.current_run, ctx->NowMs()));
+  // Orphaned runs: anything of this runner still `running` that the agent no longer reports as
+  // its current run (it crashed or restarted between compare and complete), past a grace period
+  // that covers a heartbeat racing a run's start.
+  int64_t grace = 2 * ctx->config.heartbeat_interval.count() + 10'000;
+  auto orphans = ctx->index->AbandonStaleRuns(runner.id, hb.current_run, ctx->NowMs() - grace,
+                                              "the agent is no longer running it (agent restarted?)",
+                                              ctx->NowMs());
+  if (orphans.ok()) {
+    for (const auto& id : *orphans) spdlog::warn("run={} runner={} abandoned: orphaned", id, runner.name);
+  }
   protocol::HeartbeatResponse out;
   out.interval_ms = ctx->config.heartbeat_interval.count();
   out.jobs_version = runner.jobs_version;
@@ -141,7 +151,10 @@ void Commands(ServerContext* ctx, const Request& req, const Responder& respond) 
   wait_ms = std::min<int64_t>(d->count(), ctx->config.max_long_poll.count());
   int64_t runner_id = runner->id;
   StateIndex* index = ctx->index.get();
-  auto answer = [index, runner_id, respond](bool) {
+  auto answer = [index, runner_id, respond](CommandBus::Wake why) {
+    if (why == CommandBus::Wake::kSuperseded) {
+      return respond(http::JsonResponse(200, protocol::Encode(protocol::CommandsResponse{})));
+    }
     auto cmds = index->TakeCommands(runner_id);
     if (!cmds.ok()) return respond(http::ProblemResponse(cmds.status()));
     respond(http::JsonResponse(200, protocol::Encode(protocol::CommandsResponse{*cmds})));

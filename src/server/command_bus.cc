@@ -22,9 +22,12 @@ uint64_t CommandBus::Sequence(int64_t runner_id) {
 
 void CommandBus::Wait(int64_t runner_id, uint64_t seen_sequence,
                       std::chrono::steady_clock::time_point deadline,
-                      std::function<void(bool)> fire) {
+                      std::function<void(Wake)> fire) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    for (auto& w : waiters_) {
+      if (w.runner_id == runner_id) w.superseded = true;
+    }
     Waiter w{runner_id, deadline, std::move(fire)};
     w.notified = sequence_[runner_id] != seen_sequence;
     waiters_.push_back(std::move(w));
@@ -52,11 +55,12 @@ void CommandBus::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     auto now = std::chrono::steady_clock::now();
-    std::vector<std::pair<std::function<void(bool)>, bool>> due;
+    std::vector<std::pair<std::function<void(Wake)>, Wake>> due;
     auto next = now + std::chrono::seconds(60);
     for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (stop_ || it->notified || it->deadline <= now) {
-        due.emplace_back(std::move(it->fire), it->notified);
+      if (stop_ || it->notified || it->superseded || it->deadline <= now) {
+        Wake why = it->superseded ? Wake::kSuperseded : it->notified ? Wake::kNotified : Wake::kDeadline;
+        due.emplace_back(std::move(it->fire), why);
         it = waiters_.erase(it);
       } else {
         next = std::min(next, it->deadline);
@@ -65,7 +69,7 @@ void CommandBus::Loop() {
     }
     if (!due.empty()) {
       lock.unlock();
-      for (auto& [fire, notified] : due) fire(notified);
+      for (auto& [fire, why] : due) fire(why);
       lock.lock();
       continue;
     }

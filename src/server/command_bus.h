@@ -15,16 +15,20 @@ namespace ds {
 
 class CommandBus {
  public:
+  enum class Wake { kDeadline, kNotified, kSuperseded };
+
   CommandBus();
   ~CommandBus();  // fires every remaining waiter with notified=false
 
   // Current notification sequence of a runner; pass it to Wait to close the race between
   // "checked for commands" and "started waiting".
   uint64_t Sequence(int64_t runner_id);
-  // Calls `fire(true)` after the next Notify(runner_id) (immediately if one happened since
-  // `seen_sequence`), or `fire(false)` at `deadline`. `fire` runs on the bus thread, once.
+  // Calls `fire(kNotified)` after the next Notify(runner_id) (immediately if one happened since
+  // `seen_sequence`), or `fire(kDeadline)` at `deadline`, or `fire(kSuperseded)` when the same
+  // runner starts a newer wait (its previous connection is presumably dead: a killed agent's
+  // long-poll must not swallow the next command). `fire` runs on the bus thread, once.
   void Wait(int64_t runner_id, uint64_t seen_sequence,
-            std::chrono::steady_clock::time_point deadline, std::function<void(bool)> fire);
+            std::chrono::steady_clock::time_point deadline, std::function<void(Wake)> fire);
   void Notify(int64_t runner_id);
   // Number of agents currently long-polling.
   size_t WaiterCount();
@@ -33,8 +37,9 @@ class CommandBus {
   struct Waiter {
     int64_t runner_id;
     std::chrono::steady_clock::time_point deadline;
-    std::function<void(bool)> fire;
+    std::function<void(Wake)> fire;
     bool notified = false;
+    bool superseded = false;
   };
   void Loop();
 

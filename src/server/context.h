@@ -8,6 +8,7 @@
 #include "common/time_util.h"
 #include "http/http_server.h"
 #include "index/state_index.h"
+#include "server/background.h"
 #include "server/command_bus.h"
 #include "server/router.h"
 #include "server/server.h"
@@ -23,6 +24,8 @@ struct ServerContext {
   std::unique_ptr<Storage> storage;
   std::string storage_url;  // as told to agents
   std::unique_ptr<CommandBus> bus;
+  std::unique_ptr<ReconcileService> reconciles;  // started after the index and storage
+  std::unique_ptr<Janitor> janitor;
   int64_t NowMs() const { return clock->NowUnixMs(); }
 };
 

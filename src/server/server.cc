@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -98,6 +99,8 @@ class ServerImpl final : public DataSyncServer {
   void Stop() override {
     if (http_) http_->Stop();
     ctx_->bus.reset();  // answers any long-poll still waiting (their sessions are gone)
+    ctx_->janitor.reset();
+    ctx_->reconciles.reset();
   }
 
  private:
@@ -160,7 +163,7 @@ absl::StatusOr<std::unique_ptr<DataSyncServer>> StartDataSyncServer(const Server
   DS_ASSIGN_OR_RETURN(ctx->index, OpenStateIndex(config.index_url));
   DS_RETURN_IF_ERROR(ctx->index->Migrate());
   DS_ASSIGN_OR_RETURN(int version, ctx->index->SchemaVersion());
-  spdlog::info("state index {} at schema version {}", config.index_url, version);
+  spdlog::info("state index {} at schema version {}", RedactIndexUrl(config.index_url), version);
 
   DS_ASSIGN_OR_RETURN(StorageUrl url, ParseStorageUrl(config.storage_url));
   DS_ASSIGN_OR_RETURN(ctx->storage, OpenStorage(url));
@@ -169,6 +172,11 @@ absl::StatusOr<std::unique_ptr<DataSyncServer>> StartDataSyncServer(const Server
   ctx->bus = std::make_unique<CommandBus>();
 
   DS_ASSIGN_OR_RETURN(std::string token_file, BootstrapAdminToken(ctx.get()));
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  ctx->reconciles = std::make_unique<ReconcileService>(
+      ctx.get(), absl::StrCat(host, ":", ::getpid(), ":", HexEncode(RandomBytes(4))));
+  ctx->janitor = std::make_unique<Janitor>(ctx.get());
   auto server = std::make_unique<ServerImpl>(std::move(ctx));
   server->set_created_token_file(token_file);
   DS_RETURN_IF_ERROR(server->Start());

@@ -15,7 +15,7 @@ struct ServerConfig {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8080;                   // 0 = pick a free port
   std::string index_url = "sqlite:./var/state.db";
-  std::string storage_url = "file://./var/share";  // relative directories are made absolute
+  std::string storage_url = "./var/share";  // file:///ABS, or a directory (made absolute)
   std::string data_dir = "./var";
   std::string web_dir;                           // dashboard files; "" = no dashboard
   std::chrono::milliseconds heartbeat_interval{60'000};  // told to agents
@@ -23,6 +23,10 @@ struct ServerConfig {
   size_t max_body_bytes = 32 << 20;              // bytes
   int worker_threads = 8;
   int io_threads = 2;
+  std::chrono::milliseconds run_timeout{600'000};      // runner silent this long: its runs are abandoned
+  std::chrono::milliseconds run_retention{180LL * 86'400'000};  // closed runs kept this long
+  std::chrono::milliseconds janitor_interval{30'000};
+  int64_t index_budget_bytes = 0;                // 0 = no budget
   const Clock* clock = nullptr;                  // null = SystemClock()
 };
 

@@ -46,25 +46,56 @@ class Cluster:
         self.data = os.path.join(self.root, "data")
         self.agents = {}
         self.logs = []
-        args = [self.bin("datasync-server"), "--listen", "127.0.0.1:0",
-                "--index", "sqlite:" + os.path.join(self.root, "state.db"),
+        self.heartbeat = heartbeat
+        self.max_body = max_body
+        self.index_path = os.path.join(self.root, "state.db")
+        self.server = None
+        self.url = None
+        self.start_server()
+
+    def start_server(self, listen="127.0.0.1:0", extra=()):
+        args = [self.bin("datasync-server"), "--listen", listen,
+                "--index", "sqlite:" + self.index_path,
                 "--storage", "file://" + self.share, "--data", self.data,
-                "--heartbeat-interval", heartbeat]
-        if max_body:
-            args += ["--max-body", str(max_body)]
-        log = open(os.path.join(self.root, "server.log"), "wb")
+                "--heartbeat-interval", self.heartbeat, *extra]
+        if self.max_body:
+            args += ["--max-body", str(self.max_body)]
+        log = open(os.path.join(self.root, "server.log"), "ab")
         self.logs.append(log)
         self.server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
-        self.url = None
+        url = None
         for line in self.server.stdout:
             line = line.decode().strip()
             if "listening on " in line:
-                self.url = line.split("listening on ")[1]
+                url = line.split("listening on ")[1]
                 break
-        if not self.url:
+        if not url:
             raise Failure("server did not start; see " + log.name)
+        self.url = url
         with open(os.path.join(self.data, "admin.token")) as f:
             self.token = f.read().strip()
+
+    def stop_server(self, sig=signal.SIGTERM):
+        self.server.send_signal(sig)
+        self.server.wait(timeout=30)
+
+    def restart_server(self, wipe_index=False):
+        """Stops the server and starts it again on the same port (agents keep their URL)."""
+        port = self.url.rsplit(":", 1)[1]
+        self.stop_server()
+        if wipe_index:
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(self.index_path + suffix):
+                    os.remove(self.index_path + suffix)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.start_server(listen="127.0.0.1:" + port)
+                return
+            except Failure:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def bin(self, name):
         return os.path.join(self.bin_dir, name)
@@ -110,11 +141,11 @@ class Cluster:
         return self.http(method, "/api/v1/admin" + path, body, token=self.token)
 
     # ---- agents --------------------------------------------------------------------------------
-    def start_agent(self, name, extra=()):
+    def start_agent(self, name, extra=(), url=None):
         state = os.path.join(self.root, "agent-" + name)
         log = open(os.path.join(self.root, f"agent-{name}.log"), "ab")
         self.logs.append(log)
-        p = subprocess.Popen([self.bin("datasync-agent"), "--server", self.url, "--state-dir", state,
+        p = subprocess.Popen([self.bin("datasync-agent"), "--server", url or self.url, "--state-dir", state,
                               "--name", name, "--enroll-poll", "200ms", "--heartbeat-interval", "1s",
                               *extra], stdout=log, stderr=log)
         self.agents[name] = p
@@ -131,9 +162,9 @@ class Cluster:
                 return r
         return None
 
-    def enroll(self, name):
+    def enroll(self, name, extra=()):
         """Starts an agent, approves it through the CLI, waits until it heartbeats."""
-        self.start_agent(name)
+        self.start_agent(name, extra)
         wait_for(f"{name} pending", lambda: (self.runner(name) or {}).get("status") == "pending")
         self.cli("runners", "approve", name)
         wait_for(f"{name} online", lambda: (self.runner(name) or {}).get("online"))

@@ -1,0 +1,80 @@
+// The agent's durable journal (<state-dir>/agent.db): every run it starts and every file result,
+// written (fsynced) before the result is reported, so a server outage or an agent crash loses
+// nothing from the index: unreported results are replayed when the server answers again.
+// It also keeps what the agent needs to sync while the server is away: the last job definitions
+// and storage URL, and which content of each job the index already holds.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "protocol/messages.h"
+
+namespace ds {
+
+struct JournalRun {
+  std::string run_id;
+  std::string job;               // job name
+  int64_t job_id = 0;
+  std::string trigger;
+  bool offline = false;          // the server has never seen this run (compare never answered)
+  bool closed = false;           // the agent finished it (false: it was interrupted)
+  bool interrupted = false;
+  std::string error;
+  int64_t started_at_ms = 0;
+};
+
+struct IndexedContent {
+  uint64_t size = 0;
+  std::string sha256;
+};
+
+// Thread-safe (one connection behind a mutex).
+class Journal {
+ public:
+  virtual ~Journal() = default;
+
+  [[nodiscard]] virtual absl::Status BeginRun(const JournalRun& run) = 0;
+  // The server accepted the run's compare: it knows the run id.
+  [[nodiscard]] virtual absl::Status MarkOnline(const std::string& run_id) = 0;
+  // Durably records results (one transaction) before they are reported.
+  [[nodiscard]] virtual absl::Status Record(const std::string& run_id,
+                                            const std::vector<protocol::FileResult>& results) = 0;
+  // A file about to be written to storage under `key` (cleared by Record of its result).
+  [[nodiscard]] virtual absl::Status MarkInFlight(const std::string& run_id, const std::string& path,
+                                                  const std::string& key) = 0;
+  [[nodiscard]] virtual absl::Status MarkReported(const std::string& run_id,
+                                                  const std::vector<std::string>& paths) = 0;
+  [[nodiscard]] virtual absl::Status CloseRun(const std::string& run_id, bool interrupted,
+                                              const std::string& error) = 0;
+  // The server closed the run and holds every result: the run leaves the journal.
+  [[nodiscard]] virtual absl::Status ForgetRun(const std::string& run_id) = 0;
+
+  // Runs still to replay (oldest first), their unreported results, and files left in flight
+  // (path → storage key) by a crash.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<JournalRun>> PendingRuns() = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<protocol::FileResult>> Unreported(
+      const std::string& run_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> InFlight(
+      const std::string& run_id) = 0;
+
+  // What the index holds for a job, as far as this agent knows (for offline planning).
+  [[nodiscard]] virtual absl::StatusOr<std::unordered_map<std::string, IndexedContent>> Indexed(
+      int64_t job_id) = 0;
+  [[nodiscard]] virtual absl::Status RememberIndexed(
+      int64_t job_id, const std::vector<std::pair<std::string, IndexedContent>>& rows) = 0;
+
+  // Last job definitions and storage URL from the server.
+  [[nodiscard]] virtual absl::Status SaveJobs(int64_t version, const std::string& storage_url,
+                                              const std::vector<protocol::JobSpec>& jobs) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::pair<std::string, std::vector<protocol::JobSpec>>>
+  LoadJobs(int64_t* version) = 0;
+};
+
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Journal>> OpenJournal(const std::string& db_path);
+
+}  // namespace ds
