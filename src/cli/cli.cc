@@ -5,12 +5,14 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "cli/drill.h"
 #include "common/files.h"
 #include "common/time_util.h"
 #include "http/http_client.h"
@@ -513,6 +515,48 @@ int RunCli(int argc, char** argv) {
                         std::to_string(x.value("mismatches", 0)), Str(x, "requested_at")});
       }
       PrintTable({"ID", "JOB", "STATE", "DONE", "FILES", "BYTES", "RATE", "ETA", "ROWS", "MISMATCH", "REQUESTED"}, rows);
+    };
+  });
+
+  // drills
+  DrillOptions drill;
+  auto* drills = app.add_subcommand("drill", "rehearse a recovery scenario on a scratch copy and measure it")
+                     ->require_subcommand(1);
+  auto* d_loss = drills->add_subcommand(
+      "index-loss", "fresh index, migrations, job import, reconcile all, agent reconnect, sync round trip; RTO/RPO");
+  auto* d_down = drills->add_subcommand("server-down", "scratch server stopped while an agent syncs; reconnect and drift");
+  d_down->add_option("--seconds", drill.down_seconds, "how long the server stays down (default 20)");
+  for (auto* d : {d_loss, d_down}) {
+    d->add_flag("--keep", drill.keep, "keep the scratch directory");
+    d->add_flag("--json", g.json, "JSON output");
+    d->add_option("--storage-key-file", drill.storage_key_file, "account key for object storage (scratch server)");
+  }
+  auto drill_setup = [&] {
+    Api api(g);  // validates the token early
+    (void)api;
+    drill.server = g.server;
+    drill.token = g.token.empty() ? Env("DATASYNC_TOKEN") : g.token;
+    if (drill.token.empty()) {
+      std::string file = g.token_file.empty() ? Env("DATASYNC_TOKEN_FILE", "./var/admin.token") : g.token_file;
+      auto t = ReadFileToString(file, 4096);
+      if (t.ok()) drill.token = std::string(absl::StripAsciiWhitespace(*t));
+    }
+    drill.json = g.json;
+    std::error_code ec;
+    drill.bin_dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path().string();
+  };
+  d_loss->callback([&] {
+    action = [&] {
+      drill_setup();
+      int rc = DrillIndexLoss(drill);
+      if (rc != 0) throw CliError{"the index-loss drill did not meet its objective (see above)", rc};
+    };
+  });
+  d_down->callback([&] {
+    action = [&] {
+      drill_setup();
+      int rc = DrillServerDown(drill);
+      if (rc != 0) throw CliError{"the server-down drill did not meet its objective (see above)", rc};
     };
   });
 
