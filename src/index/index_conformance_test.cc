@@ -778,6 +778,104 @@ TEST_P(StateIndexConformance, TakeCommandsDeliversOnce) {
   EXPECT_TRUE(absl::IsInvalidArgument(index_->EnqueueCommand(r.id, "", "x", "", kT0).status()));
 }
 
+// ---- several server instances -------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, LeaseHasOneHolderUntilItExpiresOrIsReleased) {
+  constexpr int64_t kTtl = 10'000;
+  ASSERT_OK_AND_ASSIGN(bool got, index_->TryAcquireLease("janitor", "a", kTtl, kT0));
+  EXPECT_TRUE(got);
+  // Held by a: b is refused until the expiry, a renews.
+  ASSERT_OK_AND_ASSIGN(got, index_->TryAcquireLease("janitor", "b", kTtl, kT0 + 1));
+  EXPECT_FALSE(got);
+  ASSERT_OK_AND_ASSIGN(got, index_->TryAcquireLease("janitor", "a", kTtl, kT0 + 5'000));
+  EXPECT_TRUE(got);
+  ASSERT_OK_AND_ASSIGN(got, index_->TryAcquireLease("janitor", "b", kTtl, kT0 + kTtl + 1));
+  EXPECT_FALSE(got) << "the renewal moved the expiry on";
+  // Another lease name is independent.
+  ASSERT_OK_AND_ASSIGN(got, index_->TryAcquireLease("retention", "b", kTtl, kT0 + 1));
+  EXPECT_TRUE(got);
+  // a stops renewing (died): b takes over once the lease has expired, and a cannot take it back.
+  ASSERT_OK_AND_ASSIGN(got, index_->TryAcquireLease("janitor", "b", kTtl, kT0 + 5'000 + kTtl));
+  EXPECT_TRUE(got);
+  ASSERT_OK_AND_ASSIGN(got, index_->TryAcquireLease("janitor", "a", kTtl, kT0 + 5'000 + kTtl + 1));
+  EXPECT_FALSE(got);
+  // Release by a non-holder changes nothing; by the holder frees the lease at once.
+  ASSERT_OK(index_->ReleaseLease("janitor", "a"));
+  ASSERT_OK_AND_ASSIGN(got, index_->TryAcquireLease("janitor", "a", kTtl, kT0 + 5'000 + kTtl + 2));
+  EXPECT_FALSE(got);
+  ASSERT_OK(index_->ReleaseLease("janitor", "b"));
+  ASSERT_OK_AND_ASSIGN(got, index_->TryAcquireLease("janitor", "a", kTtl, kT0 + 5'000 + kTtl + 3));
+  EXPECT_TRUE(got);
+  ASSERT_OK(index_->ReleaseLease("no-such-lease", "a"));
+
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->TryAcquireLease("", "a", kTtl, kT0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->TryAcquireLease("x", "", kTtl, kT0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->TryAcquireLease("x", "a", 0, kT0).status()));
+}
+
+TEST_P(StateIndexConformance, ConcurrentLeaseAttemptsHaveOneWinner) {
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    // Every round starts after the previous holder's lease expired.
+    const int64_t now = kT0 + int64_t{round} * 1'000'000;
+    std::atomic<int> winners{0}, errors{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        auto got = index_->TryAcquireLease("janitor", absl::StrCat("instance-", t), 1'000, now);
+        if (!got.ok()) ++errors;
+        if (got.ok() && *got) ++winners;
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    EXPECT_EQ(errors.load(), 0) << "round " << round;
+    EXPECT_EQ(winners.load(), 1) << "round " << round;
+  }
+}
+
+TEST_P(StateIndexConformance, CheckWaitingRunnersSeesPendingCommandsAndNewestLongPoll) {
+  ASSERT_OK_AND_ASSIGN(Runner a, ApprovedRunner("pc1"));
+  ASSERT_OK_AND_ASSIGN(Runner b, ApprovedRunner("pc2"));
+  ASSERT_OK_AND_ASSIGN(Runner c, ApprovedRunner("pc3"));
+  ASSERT_OK_AND_ASSIGN(std::vector<StateIndex::WaitingRunner> none,
+                       index_->CheckWaitingRunners({}));
+  EXPECT_THAT(none, IsEmpty());
+
+  ASSERT_OK(index_->EnqueueCommand(b.id, "sync", "x", "run-1", kT0).status());
+  ASSERT_OK(index_->RecordLongPoll(a.id, "i1:1", kT0));
+  ASSERT_OK(index_->RecordLongPoll(a.id, "i2:7", kT0 + 1));  // the agent moved to instance 2
+  ASSERT_OK(index_->RecordLongPoll(b.id, "i1:2", kT0));
+  const int64_t unknown = a.id + b.id + c.id;
+  ASSERT_OK_AND_ASSIGN(std::vector<StateIndex::WaitingRunner> w,
+                       index_->CheckWaitingRunners({c.id, b.id, a.id, unknown}));
+  ASSERT_EQ(w.size(), 3u);
+  EXPECT_EQ(w[0].runner_id, a.id);
+  EXPECT_FALSE(w[0].pending_commands);
+  EXPECT_EQ(w[0].newest_poll_id, "i2:7");
+  EXPECT_EQ(w[1].runner_id, b.id);
+  EXPECT_TRUE(w[1].pending_commands);
+  EXPECT_EQ(w[1].newest_poll_id, "i1:2");
+  EXPECT_EQ(w[2].runner_id, c.id);
+  EXPECT_FALSE(w[2].pending_commands);
+  EXPECT_EQ(w[2].newest_poll_id, "");
+
+  // Delivered commands are no longer pending.
+  ASSERT_OK(index_->TakeCommands(b.id).status());
+  ASSERT_OK_AND_ASSIGN(w, index_->CheckWaitingRunners({b.id}));
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_FALSE(w[0].pending_commands);
+
+  // Many ids in one call.
+  std::vector<int64_t> many;
+  for (int64_t i = 1; i <= 5'000; ++i) many.push_back(i);
+  ASSERT_OK_AND_ASSIGN(w, index_->CheckWaitingRunners(many));
+  EXPECT_EQ(w.size(), 3u);
+
+  EXPECT_TRUE(absl::IsNotFound(index_->RecordLongPoll(unknown, "i1:3", kT0)));
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->RecordLongPoll(a.id, "", kT0)));
+}
+
 // ---- admin tokens -------------------------------------------------------------------------------
 
 TEST_P(StateIndexConformance, AdminTokens) {

@@ -85,7 +85,7 @@ TEST_F(SqliteIndexTest, FreshDatabaseGetsEveryVersion) {
   }
   EXPECT_FALSE(q.executeStep());
   for (const char* table : {"runners", "enrollments", "jobs", "synced_files", "sync_runs",
-                            "run_files", "commands", "admin_tokens"}) {
+                            "run_files", "commands", "admin_tokens", "leases", "long_polls"}) {
     EXPECT_TRUE(db.tableExists(table)) << table;
   }
 }

@@ -104,7 +104,8 @@ TEST_F(PostgresIndexTest, FreshDatabaseGetsEveryVersion) {
                   "FROM schema_migrations"),
             expected);
   for (const char* table : {"runners", "enrollments", "jobs", "synced_files", "sync_runs",
-                            "run_files", "commands", "admin_tokens", "reconciles"}) {
+                            "run_files", "commands", "admin_tokens", "reconciles", "leases",
+                            "long_polls"}) {
     EXPECT_EQ(Query(absl::StrCat("SELECT to_regclass('", table, "') IS NOT NULL")), "t") << table;
   }
   // Byte-order columns, whatever the database's default collation (the fixture's is ICU en-US).

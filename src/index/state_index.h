@@ -277,6 +277,35 @@ class StateIndex {
   // Unimplemented for PostgreSQL (use pg_dump). AlreadyExists when `path` exists.
   [[nodiscard]] virtual absl::Status BackupTo(const std::string& path) = 0;
 
+  // ---- several server instances -----------------------------------------------------------------
+  // Leases name a piece of background work that exactly one instance should do at a time.
+  // Atomically: when lease `name` is free, expired (expires_at <= now_ms) or already held by
+  // `holder`, makes `holder` its holder until now_ms + ttl_ms and returns true (acquired or
+  // renewed); otherwise returns false and changes nothing. Instances' clocks must agree to well
+  // within ttl_ms. InvalidArgument for an empty name or holder, or ttl_ms <= 0.
+  [[nodiscard]] virtual absl::StatusOr<bool> TryAcquireLease(const std::string& name,
+                                                             const std::string& holder,
+                                                             int64_t ttl_ms, int64_t now_ms) = 0;
+  // Frees lease `name` if `holder` holds it (so another instance may take it at once); otherwise
+  // changes nothing. OK either way.
+  [[nodiscard]] virtual absl::Status ReleaseLease(const std::string& name,
+                                                  const std::string& holder) = 0;
+  // Records `poll_id` as the runner's newest long-poll, replacing the previous one, whichever
+  // instance holds either. NotFound for an unknown runner; InvalidArgument for an empty poll_id.
+  [[nodiscard]] virtual absl::Status RecordLongPoll(int64_t runner_id, const std::string& poll_id,
+                                                    int64_t now_ms) = 0;
+  // What an instance needs to know about the runners whose long-polls it holds: for each of
+  // `runner_ids` that exists, whether it has pending commands and its newest long-poll ("" when
+  // none was recorded). One round trip, however many ids; ordered by runner id; unknown ids are
+  // absent.
+  struct WaitingRunner {
+    int64_t runner_id = 0;
+    bool pending_commands = false;
+    std::string newest_poll_id;
+  };
+  [[nodiscard]] virtual absl::StatusOr<std::vector<WaitingRunner>> CheckWaitingRunners(
+      const std::vector<int64_t>& runner_ids) = 0;
+
   // ---- admin tokens ---------------------------------------------------------------------------
   [[nodiscard]] virtual absl::StatusOr<AdminToken> CreateAdminToken(const std::string& name,
                                                                     const std::string& role,

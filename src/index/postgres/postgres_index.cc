@@ -555,6 +555,14 @@ class PostgresIndex final : public StateIndex {
   absl::StatusOr<int64_t> SizeBytes() override;
   absl::Status BackupTo(const std::string& path) override;
 
+  absl::StatusOr<bool> TryAcquireLease(const std::string& name, const std::string& holder,
+                                       int64_t ttl_ms, int64_t now_ms) override;
+  absl::Status ReleaseLease(const std::string& name, const std::string& holder) override;
+  absl::Status RecordLongPoll(int64_t runner_id, const std::string& poll_id,
+                              int64_t now_ms) override;
+  absl::StatusOr<std::vector<WaitingRunner>> CheckWaitingRunners(
+      const std::vector<int64_t>& runner_ids) override;
+
   absl::StatusOr<AdminToken> CreateAdminToken(const std::string& name, const std::string& role,
                                               const std::string& token_hash,
                                               int64_t now_ms) override;
@@ -1938,6 +1946,88 @@ absl::StatusOr<int64_t> PostgresIndex::SizeBytes() {
 absl::Status PostgresIndex::BackupTo(const std::string& path) {
   return absl::UnimplementedError(
       "BackupTo: online backup is SQLite-only; back up a PostgreSQL index with pg_dump");
+}
+
+// ---- several server instances ------------------------------------------------------------------
+
+absl::StatusOr<bool> PostgresIndex::TryAcquireLease(const std::string& name,
+                                                    const std::string& holder, int64_t ttl_ms,
+                                                    int64_t now_ms) {
+  if (name.empty() || holder.empty() || ttl_ms <= 0) {
+    return absl::InvalidArgumentError("TryAcquireLease: name, holder and a positive ttl required");
+  }
+  if (HasNul(name) || HasNul(holder)) {
+    return absl::InvalidArgumentError("TryAcquireLease: a value contains NUL");
+  }
+  return Execute("TryAcquireLease", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<bool> {
+                   // One statement: ON CONFLICT locks the existing row and evaluates the WHERE
+                   // on its latest version, so two instances never both acquire.
+                   const pqxx::result r = tx.exec_params(R"sql(
+      INSERT INTO leases AS l (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3::bigint, $3::bigint + $4::bigint)
+      ON CONFLICT (name) DO UPDATE
+      SET acquired_at = CASE WHEN l.holder = excluded.holder THEN l.acquired_at
+                             ELSE excluded.acquired_at END,
+          holder = excluded.holder, expires_at = excluded.expires_at
+      WHERE l.holder = excluded.holder OR l.expires_at <= excluded.acquired_at)sql",
+                                                         name, holder, now_ms, ttl_ms);
+                   return r.affected_rows() == 1;
+                 });
+}
+
+absl::Status PostgresIndex::ReleaseLease(const std::string& name, const std::string& holder) {
+  if (HasNul(name) || HasNul(holder)) return absl::OkStatus();  // cannot name a stored lease
+  return Execute(
+      "ReleaseLease", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::Status {
+        tx.exec_params("DELETE FROM leases WHERE name = $1 AND holder = $2", name, holder);
+        return absl::OkStatus();
+      });
+}
+
+absl::Status PostgresIndex::RecordLongPoll(int64_t runner_id, const std::string& poll_id,
+                                           int64_t now_ms) {
+  if (poll_id.empty() || HasNul(poll_id)) {
+    return absl::InvalidArgumentError("RecordLongPoll: empty poll id or NUL in it");
+  }
+  return Execute("RecordLongPoll", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::Status {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      INSERT INTO long_polls (runner_id, poll_id, started_at)
+      SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM runners WHERE id = $1)
+      ON CONFLICT (runner_id) DO UPDATE
+      SET poll_id = excluded.poll_id, started_at = excluded.started_at)sql",
+                                                         runner_id, poll_id, now_ms);
+                   if (r.affected_rows() == 0) {
+                     return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
+                   }
+                   return absl::OkStatus();
+                 });
+}
+
+absl::StatusOr<std::vector<StateIndex::WaitingRunner>> PostgresIndex::CheckWaitingRunners(
+    const std::vector<int64_t>& runner_ids) {
+  if (runner_ids.empty()) return std::vector<WaitingRunner>{};
+  return Execute("CheckWaitingRunners", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<WaitingRunner>> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT r.id,
+             EXISTS (SELECT 1 FROM commands c WHERE c.runner_id = r.id AND c.state = 'pending'),
+             COALESCE(p.poll_id, '')
+      FROM runners r LEFT JOIN long_polls p ON p.runner_id = r.id
+      WHERE r.id = ANY($1::bigint[])
+      ORDER BY r.id)sql",
+                                                         BigintArray(runner_ids));
+                   std::vector<WaitingRunner> out;
+                   out.reserve(r.size());
+                   for (const pqxx::row& row : r) {
+                     WaitingRunner w;
+                     w.runner_id = row[0].as<int64_t>();
+                     w.pending_commands = row[1].as<bool>();
+                     w.newest_poll_id = Text(row[2]);
+                     out.push_back(std::move(w));
+                   }
+                   return out;
+                 });
 }
 
 // ---- admin tokens -------------------------------------------------------------------------------

@@ -256,6 +256,14 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<int64_t> SizeBytes() override;
   absl::Status BackupTo(const std::string& path) override;
 
+  absl::StatusOr<bool> TryAcquireLease(const std::string& name, const std::string& holder,
+                                       int64_t ttl_ms, int64_t now_ms) override;
+  absl::Status ReleaseLease(const std::string& name, const std::string& holder) override;
+  absl::Status RecordLongPoll(int64_t runner_id, const std::string& poll_id,
+                              int64_t now_ms) override;
+  absl::StatusOr<std::vector<WaitingRunner>> CheckWaitingRunners(
+      const std::vector<int64_t>& runner_ids) override;
+
  private:
   // Runs `fn` holding mu_ and turns any exception it throws into a status; an open
   // SQLite::Transaction inside `fn` has rolled back by then. `op` names the method in messages.
@@ -1640,6 +1648,83 @@ absl::Status SqliteIndex::BackupTo(const std::string& path) {
   std::filesystem::rename(tmp, path, ec);
   if (ec) return absl::InternalError(absl::StrCat("rename backup into place: ", ec.message()));
   return absl::OkStatus();
+}
+
+// ---- several server instances ------------------------------------------------------------------
+
+absl::StatusOr<bool> SqliteIndex::TryAcquireLease(const std::string& name,
+                                                  const std::string& holder, int64_t ttl_ms,
+                                                  int64_t now_ms) {
+  if (name.empty() || holder.empty() || ttl_ms <= 0) {
+    return absl::InvalidArgumentError("TryAcquireLease: name, holder and a positive ttl required");
+  }
+  return Locked("TryAcquireLease", [&]() -> absl::StatusOr<bool> {
+    // One statement: the upsert's WHERE decides, so the check and the claim are atomic.
+    SQLite::Statement q(db_, R"sql(
+      INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES (?1, ?2, ?3, ?3 + ?4)
+      ON CONFLICT (name) DO UPDATE
+      SET acquired_at = CASE WHEN leases.holder = excluded.holder THEN leases.acquired_at
+                             ELSE excluded.acquired_at END,
+          holder = excluded.holder, expires_at = excluded.expires_at
+      WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.acquired_at)sql");
+    q.bind(1, name);
+    q.bind(2, holder);
+    q.bind(3, now_ms);
+    q.bind(4, ttl_ms);
+    return q.exec() == 1;
+  });
+}
+
+absl::Status SqliteIndex::ReleaseLease(const std::string& name, const std::string& holder) {
+  return Locked("ReleaseLease", [&]() -> absl::Status {
+    SQLite::Statement q(db_, "DELETE FROM leases WHERE name = ? AND holder = ?");
+    q.bind(1, name);
+    q.bind(2, holder);
+    q.exec();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteIndex::RecordLongPoll(int64_t runner_id, const std::string& poll_id,
+                                         int64_t now_ms) {
+  if (poll_id.empty()) return absl::InvalidArgumentError("RecordLongPoll: empty poll id");
+  return Locked("RecordLongPoll", [&]() -> absl::Status {
+    SQLite::Statement q(db_, R"sql(
+      INSERT INTO long_polls (runner_id, poll_id, started_at)
+      SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM runners WHERE id = ?1)
+      ON CONFLICT (runner_id) DO UPDATE
+      SET poll_id = excluded.poll_id, started_at = excluded.started_at)sql");
+    q.bind(1, runner_id);
+    q.bind(2, poll_id);
+    q.bind(3, now_ms);
+    if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<StateIndex::WaitingRunner>> SqliteIndex::CheckWaitingRunners(
+    const std::vector<int64_t>& runner_ids) {
+  if (runner_ids.empty()) return std::vector<WaitingRunner>{};
+  return Locked("CheckWaitingRunners", [&]() -> absl::StatusOr<std::vector<WaitingRunner>> {
+    // The ids travel as one JSON array parameter, however many there are.
+    SQLite::Statement q(db_, R"sql(
+      SELECT r.id,
+             EXISTS (SELECT 1 FROM commands c WHERE c.runner_id = r.id AND c.state = 'pending'),
+             COALESCE((SELECT p.poll_id FROM long_polls p WHERE p.runner_id = r.id), '')
+      FROM runners r
+      WHERE r.id IN (SELECT value FROM json_each(?))
+      ORDER BY r.id)sql");
+    q.bind(1, nlohmann::json(runner_ids).dump());
+    std::vector<WaitingRunner> out;
+    while (q.executeStep()) {
+      WaitingRunner w;
+      w.runner_id = q.getColumn(0).getInt64();
+      w.pending_commands = q.getColumn(1).getInt() != 0;
+      w.newest_poll_id = q.getColumn(2).getString();
+      out.push_back(std::move(w));
+    }
+    return out;
+  });
 }
 
 absl::StatusOr<std::unique_ptr<StateIndex>> OpenSqliteIndex(const std::string& path) {
