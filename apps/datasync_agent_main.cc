@@ -6,6 +6,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/time_util.h"
+#include "common/units.h"
 #include "signals.h"
 
 int main(int argc, char** argv) {
@@ -27,6 +28,10 @@ int main(int argc, char** argv) {
   app.add_option("--long-poll", long_poll, "commands long-poll duration");
   app.add_option("--upload-threads", cfg.upload_threads, "parallel uploads (default 2)");
   app.add_option("--bwlimit", cfg.max_bytes_per_second, "bytes per second per upload (0 = unlimited)");
+  std::string block_size = "8MiB";
+  app.add_option("--block-size", block_size,
+                 "block size of uploads to object storage, e.g. 4MiB (default 8MiB); larger files "
+                 "go in blocks");
   app.add_flag("!--no-verify", cfg.verify_uploads, "skip re-reading uploaded files");
   app.add_option("--ca-file", cfg.ca_file, "CA bundle for a server with a private certificate");
   app.add_flag("--re-enroll", cfg.re_enroll, "move the current identity aside and enroll again");
@@ -41,6 +46,15 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   ds::InitLogging("datasync-agent", log_level);
+  auto block_bytes = ds::ParseByteSize(block_size);
+  if (!block_bytes.ok() || *block_bytes < 1 || *block_bytes > (int64_t{4000} << 20)) {
+    std::cerr << "datasync-agent: --block-size: "
+              << (block_bytes.ok() ? std::string("must be between 1 byte and 4000MiB")
+                                   : std::string(block_bytes.status().message()))
+              << "\n";
+    return 2;
+  }
+  cfg.block_size = static_cast<size_t>(*block_bytes);
   for (auto [text, out] : {std::pair{&heartbeat, &cfg.heartbeat_interval}, std::pair{&enroll_poll, &cfg.enroll_poll},
                            std::pair{&long_poll, &cfg.long_poll}}) {
     auto d = ds::ParseDuration(*text);

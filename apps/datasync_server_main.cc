@@ -1,18 +1,23 @@
 // datasync-server: state index, agent API, admin API and dashboard.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <condition_variable>
+#include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
-#include <ctime>
 #include <mutex>
 #include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "common/config.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "common/time_util.h"
 #include "common/units.h"
+#include "index/migrate_index.h"
 #include "index/state_index.h"
 #include "server/server.h"
 #include "signals.h"
@@ -90,6 +95,40 @@ int Restore(const std::string& index_url, const std::string& from, bool force) {
   return 0;
 }
 
+// Copies a stopped server's SQLite index into an empty PostgreSQL database (see
+// src/index/migrate_index.h and docs/scaling.md).
+int MigrateIndexCommand(std::string from, const std::string& to, size_t batch_rows) {
+  if (from.rfind("sqlite:", 0) != 0 && from.find("://") == std::string::npos) from = "sqlite:" + from;
+  ds::MigrateIndexOptions options;
+  options.batch_rows = batch_rows;
+  std::string last_table;
+  auto last_print = std::chrono::steady_clock::now();
+  options.progress = [&](const std::string& table, int64_t copied, int64_t total) {
+    const auto now = std::chrono::steady_clock::now();
+    if (table == last_table && copied < total && now - last_print < std::chrono::seconds(2)) return;
+    last_table = table;
+    last_print = now;
+    std::cerr << "  " << table << ": " << copied << " / " << total << " rows\n";
+  };
+  std::cerr << "migrate-index: copying " << from << " into " << ds::RedactIndexUrl(to) << "\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  absl::StatusOr<ds::MigrateIndexReport> report = ds::MigrateIndex(from, to, options);
+  if (!report.ok()) {
+    std::cerr << "datasync-server migrate-index: " << report.status().message() << "\n";
+    return 1;
+  }
+  int64_t rows = 0;
+  for (const auto& [table, n] : report->tables) {
+    std::cout << "  " << table << ": " << n << " rows (verified)\n";
+    rows += n;
+  }
+  std::cout << "migrated " << rows << " rows in " << report->tables.size() << " tables (schema v"
+            << report->schema_version << ") to " << ds::RedactIndexUrl(to) << " in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
+            << " ms; start the servers with --index " << ds::RedactIndexUrl(to) << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -107,7 +146,13 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_file, "TOML file with any of these options");
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)");
   app.add_option("--index", cfg.index_url, "state index URL: sqlite:PATH or postgresql://USER@HOST/DB");
-  app.add_option("--storage", cfg.storage_url, "storage URL (file:///DIR)");
+  app.add_option("--storage", cfg.storage_url,
+                 "storage URL: file:///DIR or azblob://ACCOUNT/CONTAINER[?endpoint=URL]");
+  std::string storage_key_file, sas_ttl = "15m";
+  app.add_option("--storage-key-file", storage_key_file,
+                 "file holding the azblob account key (else env DATASYNC_STORAGE_KEY)");
+  app.add_option("--sas-ttl", sas_ttl,
+                 "lifetime of the per-blob write SAS given to agents (default 15m)");
   app.add_option("--data", cfg.data_dir, "data directory (admin token, backups)");
   app.add_option("--web", cfg.web_dir, "dashboard directory");
   app.add_option("--heartbeat-interval", heartbeat, "heartbeat interval told to agents (default 60s)");
@@ -128,6 +173,14 @@ int main(int argc, char** argv) {
   auto* restore = app.add_subcommand("restore", "put a backup in place as the index of a fresh data dir");
   restore->add_option("--from", restore_from, "backup file")->required();
   restore->add_flag("--force", force, "replace an existing index file (it is kept as .replaced-<time>)");
+  std::string migrate_from, migrate_to;
+  size_t migrate_batch = 5000;
+  auto* migrate = app.add_subcommand(
+      "migrate-index", "copy a stopped server's SQLite index into an empty PostgreSQL database");
+  migrate->add_option("--from", migrate_from, "sqlite:PATH of the index to copy (stop its server first)")
+      ->required();
+  migrate->add_option("--to", migrate_to, "postgresql://USER@HOST:PORT/DB, empty")->required();
+  migrate->add_option("--batch", migrate_batch, "rows per INSERT (default 5000)");
   std::vector<std::string> argv_strings = *args;
   std::vector<char*> av;
   for (auto& s : argv_strings) av.push_back(s.data());
@@ -179,6 +232,35 @@ int main(int argc, char** argv) {
 
   if (backup->parsed()) return Backup(cfg.index_url, backup_to);
   if (restore->parsed()) return Restore(cfg.index_url, restore_from, force);
+  if (migrate->parsed()) return MigrateIndexCommand(migrate_from, migrate_to, migrate_batch);
+
+  // The storage account key: from a file or the environment, never from the command line (where
+  // every user of the machine could read it), and never echoed.
+  if (!storage_key_file.empty()) {
+    auto key = ds::ReadFileToString(storage_key_file, 64 << 10);
+    if (!key.ok()) {
+      std::cerr << "datasync-server: --storage-key-file: " << key.status().message() << "\n";
+      return 2;
+    }
+    struct stat st {};
+    if (::stat(storage_key_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      spdlog::warn("{} is readable by other users (mode {:o}); chmod 600 it", storage_key_file,
+                   st.st_mode & 0777);
+    }
+    cfg.storage_key = std::move(*key);
+  } else if (const char* env = std::getenv("DATASYNC_STORAGE_KEY"); env != nullptr) {
+    cfg.storage_key = env;
+  }
+  ::unsetenv("DATASYNC_STORAGE_KEY");  // not inherited by anything this process starts
+  cfg.storage_key = std::string(absl::StripAsciiWhitespace(cfg.storage_key));
+  auto ttl = ds::ParseDuration(sas_ttl);
+  if (!ttl.ok() || ttl->count() < 1000) {
+    std::cerr << "datasync-server: --sas-ttl: "
+              << (ttl.ok() ? std::string("must be at least 1s") : std::string(ttl.status().message()))
+              << "\n";
+    return 2;
+  }
+  cfg.sas_ttl = std::chrono::ceil<std::chrono::seconds>(*ttl);
 
   std::mutex mu;
   std::condition_variable cv;

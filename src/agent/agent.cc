@@ -432,6 +432,7 @@ class Agent {
     }
     JobRunOptions o;
     o.journal = journal_.get();
+    o.server_known_down = !server_ok_.load();
     o.state_dir = config_.state_dir;
     o.storage_url = StorageUrl();
     o.run_id = run_id;
@@ -439,6 +440,8 @@ class Agent {
     o.upload_threads = config_.upload_threads;
     o.max_bytes_per_second = config_.max_bytes_per_second;
     o.verify = config_.verify_uploads;
+    o.block_size = config_.block_size;
+    o.new_client = [this] { return NewClient(milliseconds(60'000)); };
     o.stop = &stop_;
     auto outcome = RunJob(client_.get(), job, o);
     if (!outcome.ok()) spdlog::error("run={} job={} could not complete: {}", run_id, job.name, outcome.status().message());

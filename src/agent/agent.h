@@ -20,6 +20,7 @@ struct AgentConfig {
   std::chrono::milliseconds long_poll{30'000};    // commands long-poll
   int upload_threads = 2;
   uint64_t max_bytes_per_second = 0;              // per upload; 0 = unlimited
+  size_t block_size = 8 << 20;                    // bytes per staged block (object storage)
   bool verify_uploads = true;                     // re-read what landed
   std::string ca_file;                            // extra CA for a private PKI
   bool re_enroll = false;                         // move the state aside and enroll afresh

@@ -1,5 +1,6 @@
 #include "agent/job_runner.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -13,6 +14,7 @@
 #include "common/paths.h"
 #include "common/time_util.h"
 #include "http/http_types.h"
+#include "storage/azblob/sas.h"
 #include "storage/storage.h"
 #include "sync/hash_cache.h"
 #include "sync/scanner.h"
@@ -54,6 +56,46 @@ std::string CompareTarget(const std::string& job) {
 }
 std::string CompleteTarget(const std::string& run_id) {
   return absl::StrCat("/api/v1/agent/runs/", run_id, "/complete");
+}
+std::string GrantTarget(const std::string& run_id) {
+  return absl::StrCat("/api/v1/agent/runs/", run_id, "/grant");
+}
+
+// Uploads the file of `u` to object storage with the write grant (URL) of the instruction,
+// asking the server for a fresh one (`POST .../grant`, on `*grant_client`, made on first use)
+// when it expired while the file waited its turn or expires during the upload. `*kept_version`
+// gets the key under which the server kept the object this upload replaces, if any. The URL is
+// a secret: it is never logged or journaled.
+absl::StatusOr<PutResult> PutWithGrant(const protocol::UploadInstruction& u,
+                                       const std::filesystem::path& source, const PutOptions& po,
+                                       const JobRunOptions& o,
+                                       std::unique_ptr<http::Client>* grant_client,
+                                       std::string* kept_version) {
+  *kept_version = u.kept_version;
+  auto renew = [&]() -> absl::StatusOr<std::string> {
+    if (!o.new_client) {
+      return absl::FailedPreconditionError("the write grant expired and cannot be renewed");
+    }
+    if (!*grant_client) *grant_client = o.new_client();
+    DS_ASSIGN_OR_RETURN(
+        auto grant, Post<protocol::GrantResponse>(grant_client->get(), GrantTarget(o.run_id),
+                                                  protocol::Encode(protocol::GrantRequest{u.path}),
+                                                  o.run_id, o.stop));
+    if (kept_version->empty()) *kept_version = grant.kept_version;
+    spdlog::debug("run={} write grant for {} renewed", o.run_id, u.key);
+    return std::move(grant.url);
+  };
+  std::string url = u.url;
+  if (u.expires_at_ms != 0 && SystemClock()->NowUnixMs() + 1000 >= u.expires_at_ms) {
+    DS_ASSIGN_OR_RETURN(url, renew());
+  }
+  SasPutStats stats;
+  auto put = PutFileWithSas(url, source, po, o.block_size, renew, &stats);
+  if (put.ok()) {
+    spdlog::debug("run={} {} uploaded in {} block(s), {} grant renewal(s) during the upload",
+                  o.run_id, u.key, stats.blocks_total, stats.sas_renewals);
+  }
+  return put;
 }
 
 // Sends results in batches; the last batch carries `final`. Marks each accepted batch reported.
@@ -139,7 +181,8 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     req.last = end == n;
     req.total_files = n;
     req.total_bytes = scan.total_bytes;
-    auto resp = Post<protocol::CompareResponse>(client, CompareTarget(job.name), protocol::Encode(req), run_id, o.stop);
+    auto resp = Post<protocol::CompareResponse>(client, CompareTarget(job.name), protocol::Encode(req), run_id,
+                                                o.stop, o.server_known_down ? 1 : 4);
     if (!resp.ok()) {
       if (Unreachable(resp.status()) && off == 0 && storage_url.rfind("file://", 0) == 0) {
         online = false;
@@ -185,11 +228,20 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   spdlog::info("run={} {} file(s) to upload to {}", run_id, todo.size(), storage_url);
 
   // 3. Upload in parallel, straight to storage; results are journaled, then reported in batches.
+  //    Object storage: each instruction carries its own write grant (or says the content is
+  //    already stored); only a directory/share is opened and written by the agent itself.
   std::unique_ptr<Storage> storage;
   absl::Status storage_status = absl::OkStatus();
-  if (!todo.empty()) {
+  const bool direct = std::any_of(
+      todo.begin(), todo.end(),
+      [](const protocol::UploadInstruction& u) { return u.url.empty() && !u.already_present; });
+  if (direct) {
     auto url = ParseStorageUrl(storage_url);
     absl::StatusOr<std::unique_ptr<Storage>> st = url.ok() ? OpenStorage(*url) : url.status();
+    if (url.ok() && url->scheme != "file") {
+      st = absl::FailedPreconditionError(absl::StrCat(
+          url->text, " takes uploads only with a write grant from the server, and it sent none"));
+    }
     if (st.ok()) {
       storage = std::move(*st);
     } else {
@@ -203,6 +255,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   size_t finished_workers = 0;                // Protected by mu.
   std::atomic<size_t> next{0};
   auto worker = [&] {
+    std::unique_ptr<http::Client> grant_client;  // this thread's, for renewing write grants
     for (;;) {
       size_t i = next.fetch_add(1);
       if (i >= todo.size() || Stopped(o.stop)) break;
@@ -215,7 +268,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       if (e == nullptr) {
         r.status = "failed";
         r.error = "server planned a path that is not in the manifest";
-      } else if (!storage) {
+      } else if (!storage && u.url.empty() && !u.already_present) {
         r.status = "failed";
         r.error = std::string(storage_status.message());
       } else {
@@ -230,14 +283,26 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         po.max_bytes_per_second = o.max_bytes_per_second;
         po.cancel = o.stop;
         po.verify = o.verify;
-        auto put = storage->PutFile(u.key, std::filesystem::path(job.source) / u.path, po);
+        const std::filesystem::path source = std::filesystem::path(job.source) / u.path;
+        std::string granted_kept_version;
+        absl::StatusOr<PutResult> put = absl::UnknownError("not uploaded");
+        if (u.already_present) {
+          // The server found exactly this content under the key: nothing to send. `complete`
+          // checks what is stored against this report like any upload.
+          put = PutResult{ObjectInfo{u.key, e->size, e->mtime_ns, e->sha256}, ""};
+          granted_kept_version = u.kept_version;
+        } else if (!u.url.empty()) {
+          put = PutWithGrant(u, source, po, o, &grant_client, &granted_kept_version);
+        } else {
+          put = storage->PutFile(u.key, source, po);
+        }
         if (absl::IsCancelled(put.status())) continue;  // stopping: stays in flight, replay cleans up
         if (put.ok()) {
           r.status = "uploaded";
           r.size = put->info.size;
           r.mtime_ns = e->mtime_ns;
           r.sha256 = put->info.sha256.empty() ? e->sha256 : put->info.sha256;
-          r.kept_version = put->kept_version;
+          r.kept_version = put->kept_version.empty() ? granted_kept_version : put->kept_version;
           if (!r.kept_version.empty()) {
             spdlog::warn("run={} {} changed after it was synced; previous version kept at {}", run_id, u.path,
                          r.kept_version);

@@ -4,10 +4,11 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 
-#include "common/status.h"
 #include "agent/journal.h"
+#include "common/status.h"
 #include "http/http_client.h"
 #include "protocol/messages.h"
 
@@ -23,6 +24,11 @@ struct JobRunOptions {
   bool verify = true;
   const std::atomic<bool>* stop = nullptr;
   Journal* journal = nullptr;     // required: every result is journaled before it is reported
+  size_t block_size = 8 << 20;    // bytes per staged block of an object-storage upload
+  // Object storage: makes a client (carrying the API key) for renewing write grants from the
+  // upload threads (http::Client is one per thread). Without it an expired grant fails the file.
+  std::function<std::unique_ptr<http::Client>()> new_client;
+  bool server_known_down = false; // the heartbeat already failed: go offline without retrying
 };
 
 struct JobRunOutcome {
@@ -34,8 +40,13 @@ struct JobRunOutcome {
 };
 
 // REQUIRES: `client` carries the agent's API key. Never modifies the job's source folder.
+// Directory/share storage: the agent writes the files itself. Object storage (Azure Blob): the
+// agent holds no storage secret; it uploads each file with the write-only URL the server put in
+// the compare answer, renewing it through POST /agent/runs/{run}/grant when it expires.
 // When the server cannot be reached and storage is a directory/share, the run goes on offline:
-// files whose content the index is not known to hold are uploaded and journaled for replay.
+// files whose content the index is not known to hold are uploaded and journaled for replay. On
+// object storage there is no upload without the server's grant: the run fails and the next
+// cycle tries again.
 [[nodiscard]] absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSpec& job,
                                                    const JobRunOptions& options);
 

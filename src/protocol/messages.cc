@@ -161,11 +161,21 @@ void from_json(const json& j, CompareRequest& v) {
 
 void to_json(json& j, const UploadInstruction& v) {
   j = json{{"path", v.path}, {"key", v.key}, {"reason", v.reason}};
+  if (!v.url.empty()) {
+    j["url"] = v.url;
+    j["expires_at_ms"] = v.expires_at_ms;
+  }
+  if (!v.kept_version.empty()) j["kept_version"] = v.kept_version;
+  if (v.already_present) j["already_present"] = true;
 }
 void from_json(const json& j, UploadInstruction& v) {
   DS_REQ(path);
   DS_REQ(key);
   DS_OPT(reason);
+  DS_OPT(url);
+  DS_OPT(expires_at_ms);
+  DS_OPT(kept_version);
+  DS_OPT(already_present);
 }
 
 void to_json(json& j, const CompareResponse& v) {
@@ -175,6 +185,19 @@ void from_json(const json& j, CompareResponse& v) {
   DS_OPT(run_id);
   DS_OPT(storage_url);
   DS_REQ(upload);
+}
+
+void to_json(json& j, const GrantRequest& v) { j = json{{"path", v.path}}; }
+void from_json(const json& j, GrantRequest& v) { DS_REQ(path); }
+
+void to_json(json& j, const GrantResponse& v) {
+  j = json{{"url", v.url}, {"expires_at_ms", v.expires_at_ms}};
+  if (!v.kept_version.empty()) j["kept_version"] = v.kept_version;
+}
+void from_json(const json& j, GrantResponse& v) {
+  DS_REQ(url);
+  DS_OPT(expires_at_ms);
+  DS_OPT(kept_version);
 }
 
 void to_json(json& j, const FileResult& v) {
@@ -293,6 +316,8 @@ DS_INSTANTIATE(ManifestEntry)
 DS_INSTANTIATE(CompareRequest)
 DS_INSTANTIATE(UploadInstruction)
 DS_INSTANTIATE(CompareResponse)
+DS_INSTANTIATE(GrantRequest)
+DS_INSTANTIATE(GrantResponse)
 DS_INSTANTIATE(FileResult)
 DS_INSTANTIATE(CompleteRequest)
 DS_INSTANTIATE(CompleteResponse)

@@ -92,11 +92,28 @@ struct UploadInstruction {
   std::string path;
   std::string key;                 // storage key (dest prefix + path)
   std::string reason;              // new | changed | missing
+  // Object storage only (absent for a directory/share, which the agent writes itself):
+  std::string url;               // the blob URL with a write-only SAS for exactly this key;
+                                 // a secret until it expires: never logged, never journaled
+  int64_t expires_at_ms = 0;     // Unix ms when `url` stops working (renew: POST .../grant)
+  std::string kept_version;      // key the server kept the object being replaced under
+  bool already_present = false;  // storage already holds exactly this content (no `url`):
+                                 // upload nothing, report `uploaded` (the server checks)
 };
 struct CompareResponse {
   std::string run_id;
   std::string storage_url;
   std::vector<UploadInstruction> upload;
+};
+
+// POST /agent/runs/{run}/grant: a fresh write credential for one file planned in the run.
+struct GrantRequest {
+  std::string path;  // as in the compare answer
+};
+struct GrantResponse {
+  std::string url;            // as UploadInstruction::url
+  int64_t expires_at_ms = 0;  // Unix ms
+  std::string kept_version;   // as UploadInstruction::kept_version
 };
 
 struct FileResult {
@@ -157,6 +174,8 @@ DS_DECLARE_JSON(ManifestEntry)
 DS_DECLARE_JSON(CompareRequest)
 DS_DECLARE_JSON(UploadInstruction)
 DS_DECLARE_JSON(CompareResponse)
+DS_DECLARE_JSON(GrantRequest)
+DS_DECLARE_JSON(GrantResponse)
 DS_DECLARE_JSON(FileResult)
 DS_DECLARE_JSON(CompleteRequest)
 DS_DECLARE_JSON(CompleteResponse)

@@ -83,6 +83,47 @@ TEST(MessagesTest, CompleteRequestRoundTrip) {
   EXPECT_EQ(Encode(CompleteRequest{}).find("\"error\""), std::string::npos);
 }
 
+TEST(MessagesTest, UploadInstructionsForDirectoryStorageCarryNoGrantFields) {
+  CompareResponse resp;
+  resp.run_id = "r";
+  resp.storage_url = "file:///srv/share";
+  resp.upload.push_back(UploadInstruction{"a.dat", "lab/a.dat", "new"});
+  const std::string json = Encode(resp);
+  EXPECT_EQ(json.find("url\":\"h"), std::string::npos) << json;
+  EXPECT_EQ(json.find("expires_at_ms"), std::string::npos) << json;
+  EXPECT_EQ(json.find("already_present"), std::string::npos) << json;
+  CompareResponse got = RoundTrip(resp);
+  ASSERT_EQ(got.upload.size(), 1u);
+  EXPECT_TRUE(got.upload[0].url.empty());
+  EXPECT_FALSE(got.upload[0].already_present);
+}
+
+TEST(MessagesTest, UploadInstructionWithGrantRoundTrip) {
+  UploadInstruction u{"a.dat", "lab/a.dat", "changed"};
+  u.url = "https://acct.blob.core.windows.net/c/lab/a.dat?sv=2021-08-06&sp=cw&sig=x";
+  u.expires_at_ms = 1'700'000'000'000;
+  u.kept_version = ".datasync/versions/lab/a.dat/20261101T000000Z-ba7816bf8f01";
+  UploadInstruction got = RoundTrip(u);
+  EXPECT_EQ(got.url, u.url);
+  EXPECT_EQ(got.expires_at_ms, u.expires_at_ms);
+  EXPECT_EQ(got.kept_version, u.kept_version);
+  EXPECT_FALSE(got.already_present);
+
+  UploadInstruction present{"b.dat", "lab/b.dat", "new"};
+  present.already_present = true;
+  EXPECT_TRUE(RoundTrip(present).already_present);
+}
+
+TEST(MessagesTest, GrantRoundTrip) {
+  EXPECT_EQ(RoundTrip(GrantRequest{"dir/ü.dat"}).path, "dir/ü.dat");
+  GrantResponse g{"https://h/c/k?sig=s", 42, ".datasync/versions/k/v"};
+  GrantResponse got = RoundTrip(g);
+  EXPECT_EQ(got.url, g.url);
+  EXPECT_EQ(got.expires_at_ms, 42);
+  EXPECT_EQ(got.kept_version, g.kept_version);
+  EXPECT_FALSE(Decode<GrantRequest>("{}").ok());
+}
+
 TEST(MessagesTest, HeartbeatResponseWithoutJobs) {
   HeartbeatResponse resp;
   resp.interval_ms = 30'000;

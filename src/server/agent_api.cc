@@ -1,14 +1,18 @@
-// The agent API: enrollment, heartbeat, commands (long-poll), jobs, compare, complete.
+// The agent API: enrollment, heartbeat, commands (long-poll), jobs, compare, complete, grant.
+#include <algorithm>
+#include <atomic>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
+#include "common/log.h"
 #include "common/paths.h"
 #include "protocol/messages.h"
 #include "server/context.h"
-#include "common/log.h"
 #include "sync/planner.h"
 
 namespace ds {
@@ -151,22 +155,40 @@ void Commands(ServerContext* ctx, const Request& req, const Responder& respond) 
   wait_ms = std::min<int64_t>(d->count(), ctx->config.max_long_poll.count());
   int64_t runner_id = runner->id;
   StateIndex* index = ctx->index.get();
-  auto answer = [index, runner_id, respond](CommandBus::Wake why) {
-    if (why == CommandBus::Wake::kSuperseded) {
-      return respond(http::JsonResponse(200, protocol::Encode(protocol::CommandsResponse{})));
-    }
-    auto cmds = index->TakeCommands(runner_id);
-    if (!cmds.ok()) return respond(http::ProblemResponse(cmds.status()));
-    respond(http::JsonResponse(200, protocol::Encode(protocol::CommandsResponse{*cmds})));
-  };
   uint64_t seq = ctx->bus->Sequence(runner_id);
   auto cmds = index->TakeCommands(runner_id);
   if (!cmds.ok()) return respond(http::ProblemResponse(cmds.status()));
   if (!cmds->empty() || wait_ms <= 0) {
     return respond(http::JsonResponse(200, protocol::Encode(protocol::CommandsResponse{*cmds})));
   }
+  // Recorded as the runner's newest long-poll, so that an older one parked on another instance
+  // (the agent gave up on that connection) is superseded instead of taking the next command.
+  // Without the record this wait still works, only without cross-instance superseding.
+  std::string poll_id = ctx->bus->NewPollId();
+  if (absl::Status st = index->RecordLongPoll(runner_id, poll_id, ctx->NowMs()); !st.ok()) {
+    spdlog::warn("runner={} long-poll not recorded: {}", runner->name, st);
+    poll_id.clear();
+  }
+  auto answer = [index, runner_id, respond, poll_id](CommandBus::Wake why) {
+    const auto empty = [&] {
+      respond(http::JsonResponse(200, protocol::Encode(protocol::CommandsResponse{})));
+    };
+    if (why == CommandBus::Wake::kSuperseded) return empty();
+    if (!poll_id.empty()) {
+      // A newer long-poll of this runner may have started on another instance since the bus
+      // last looked: then this connection is stale and must not take the commands.
+      auto newest = index->CheckWaitingRunners({runner_id});
+      if (newest.ok() && newest->size() == 1 && !newest->front().newest_poll_id.empty() &&
+          newest->front().newest_poll_id != poll_id) {
+        return empty();
+      }
+    }
+    auto taken = index->TakeCommands(runner_id);
+    if (!taken.ok()) return respond(http::ProblemResponse(taken.status()));
+    respond(http::JsonResponse(200, protocol::Encode(protocol::CommandsResponse{*taken})));
+  };
   ctx->bus->Wait(runner_id, seq, std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms),
-                 answer);
+                 answer, poll_id);
 }
 
 absl::StatusOr<std::string> Jobs(ServerContext* ctx, const Request& req) {
@@ -175,6 +197,211 @@ absl::StatusOr<std::string> Jobs(ServerContext* ctx, const Request& req) {
   return json{{"jobs_version", runner.jobs_version}, {"storage_url", ctx->storage_url},
               {"jobs", specs}}
       .dump();
+}
+
+// ---- object storage: write grants and landed-content checks ------------------------------------
+
+// Calls fn(i) for i in [0, n) on up to `max_threads` threads (storage round trips of one request
+// run side by side). fn must be thread-safe across different i.
+void ParallelFor(size_t n, size_t max_threads, const std::function<void(size_t)>& fn) {
+  const size_t threads = std::min(n, max_threads);
+  if (threads <= 1) {
+    for (size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  pool.reserve(threads);
+  for (size_t t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
+    });
+  }
+  for (auto& t : pool) t.join();
+}
+
+constexpr size_t kStorageThreadsPerRequest = 16;
+
+// Asks storage for a write grant for every planned upload of a compare batch (`planned[i]`
+// belongs to `upload[i]`) and puts it into the instruction. A key whose object already has the
+// planned content gets no URL but `already_present`: the agent uploads nothing and reports the
+// file uploaded, which `complete` checks like any upload. Any storage error fails the batch.
+absl::Status GrantUploads(ServerContext* ctx, const std::string& run_id,
+                          const std::vector<RunFile>& planned,
+                          std::vector<protocol::UploadInstruction>* upload) {
+  std::vector<absl::StatusOr<WriteGrant>> grants(upload->size(),
+                                                 absl::InternalError("not granted"));
+  ParallelFor(upload->size(), kStorageThreadsPerRequest, [&](size_t i) {
+    grants[i] = ctx->storage->GrantWrite((*upload)[i].key, planned[i].sha256, ctx->config.sas_ttl);
+  });
+  size_t present = 0, kept = 0;
+  for (size_t i = 0; i < upload->size(); ++i) {
+    auto& u = (*upload)[i];
+    if (!grants[i].ok()) {
+      const absl::Status& st = grants[i].status();
+      return absl::Status(st.code(), absl::StrCat("preparing the upload of ", u.key, ": ",
+                                                  std::string(st.message())));
+    }
+    WriteGrant& g = *grants[i];
+    u.kept_version = std::move(g.kept_version);
+    if (!u.kept_version.empty()) {
+      ++kept;
+      spdlog::info("run={} {} is replaced: its previous version is kept at {}", run_id, u.key,
+                   u.kept_version);
+    }
+    if (g.already_present) {
+      u.already_present = true;
+      ++present;
+      continue;
+    }
+    u.url = std::move(g.url);  // a secret: never logged
+    u.expires_at_ms = g.expires_unix_ms;
+  }
+  spdlog::info(
+      "run={} write grants for {} file(s) ({} already stored, {} previous version(s) kept)", run_id,
+      upload->size() - present, present, kept);
+  return absl::OkStatus();
+}
+
+// The run_files row of `path` in `run_id`. The index can list a run's files only in pages of
+// paths greater than a bound, so this asks for the first path after the greatest valid path
+// below `path`: the last character lowered by one code point, then more U+10FFFF (the largest
+// character) than any valid path can hold. No valid UTF-8 path lies strictly between that bound
+// and `path` (the index compares bytes, which orders UTF-8 by code point), so one row answers.
+// REQUIRES: ValidateRelativePath(path) is OK. NotFound when the run has no such row.
+absl::StatusOr<RunFile> FindRunFile(StateIndex* index, const std::string& run_id,
+                                    const std::string& path) {
+  size_t start = path.size() - 1;
+  while (start > 0 && (static_cast<unsigned char>(path[start]) & 0xC0) == 0x80) --start;
+  const unsigned char lead = static_cast<unsigned char>(path[start]);
+  const int extra = lead < 0x80 ? 0 : lead < 0xE0 ? 1 : lead < 0xF0 ? 2 : 3;
+  char32_t cp = extra == 0 ? lead : lead & (0x3F >> extra);
+  for (int k = 1; k <= extra; ++k) {
+    cp = (cp << 6) | (static_cast<unsigned char>(path[start + k]) & 0x3F);
+  }
+  char32_t below = cp - 1;  // a path never ends in NUL or a control character: below >= 0x1F
+  if (below >= 0xD800 && below <= 0xDFFF) below = 0xD7FF;  // surrogates are not characters
+  std::string after = path.substr(0, start);
+  if (below < 0x80) {
+    after.push_back(static_cast<char>(below));
+  } else if (below < 0x800) {
+    after.push_back(static_cast<char>(0xC0 | (below >> 6)));
+    after.push_back(static_cast<char>(0x80 | (below & 0x3F)));
+  } else if (below < 0x10000) {
+    after.push_back(static_cast<char>(0xE0 | (below >> 12)));
+    after.push_back(static_cast<char>(0x80 | ((below >> 6) & 0x3F)));
+    after.push_back(static_cast<char>(0x80 | (below & 0x3F)));
+  } else {
+    after.push_back(static_cast<char>(0xF0 | (below >> 18)));
+    after.push_back(static_cast<char>(0x80 | ((below >> 12) & 0x3F)));
+    after.push_back(static_cast<char>(0x80 | ((below >> 6) & 0x3F)));
+    after.push_back(static_cast<char>(0x80 | (below & 0x3F)));
+  }
+  for (size_t n = 0; n <= kMaxPathBytes / 4; ++n) after += "\xF4\x8F\xBF\xBF";  // U+10FFFF
+  DS_ASSIGN_OR_RETURN(std::vector<RunFile> rows, index->ListRunFiles(run_id, after, 1));
+  if (rows.empty() || rows.front().path != path) {
+    return absl::NotFoundError(absl::StrCat("run ", run_id, " has no file \"", path, "\""));
+  }
+  return std::move(rows.front());
+}
+
+// `complete` on storage the agent writes with a grant: the agent cannot read back what landed,
+// so the server does. An `uploaded` result stands only if the object under its key has the
+// reported size and SHA-256 (from metadata, or hashed when the object has none); otherwise it
+// becomes `failed`. Storage errors fail the whole batch (the agent reports it again later).
+absl::Status CheckLandedContent(ServerContext* ctx, const Run& run, const std::string& run_id,
+                                std::vector<protocol::FileResult>* results) {
+  std::vector<size_t> uploaded;
+  for (size_t i = 0; i < results->size(); ++i) {
+    if ((*results)[i].status == "uploaded") uploaded.push_back(i);
+  }
+  if (uploaded.empty()) return absl::OkStatus();
+  auto job = ctx->index->GetJobById(run.job_id);
+  if (absl::IsNotFound(job.status())) return absl::OkStatus();  // RecordResults refuses them
+  if (!job.ok()) return job.status();
+  std::vector<absl::Status> checks(uploaded.size());
+  ParallelFor(uploaded.size(), kStorageThreadsPerRequest, [&](size_t n) {
+    protocol::FileResult& r = (*results)[uploaded[n]];
+    const std::string key = JoinKey(job->spec.dest_prefix, r.path);
+    auto info = ctx->storage->Stat(key);
+    std::string problem;
+    if (absl::IsNotFound(info.status())) {
+      problem = "nothing is stored under the key";
+    } else if (!info.ok()) {
+      checks[n] = info.status();
+      return;
+    } else {
+      std::string sha = info->sha256;
+      uint64_t size = info->size;
+      if (sha.empty()) {  // written by another tool: hash what is there
+        auto digest = ctx->storage->HashObject(key);
+        if (!digest.ok()) {
+          checks[n] = digest.status();
+          return;
+        }
+        sha = digest->sha256;
+        size = digest->size;
+      }
+      if (size != r.size || sha != r.sha256) {
+        problem = absl::StrCat("storage holds ", size, " bytes with SHA-256 ", sha,
+                               ", the agent reported ", r.size, " bytes with SHA-256 ", r.sha256);
+      }
+    }
+    if (problem.empty()) return;
+    spdlog::warn("run={} {}: landed content does not match: {}", run_id, key, problem);
+    r.status = "failed";
+    r.error = absl::StrCat("landed content does not match: ", problem);
+  });
+  for (const absl::Status& st : checks) {
+    if (!st.ok()) {
+      return absl::Status(st.code(),
+                          absl::StrCat("checking what landed: ", std::string(st.message())));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// POST /agent/runs/{run}/grant {path}: a fresh write credential for one file of a running run of
+// the calling runner, planned by compare. Nothing else can be granted: the key and the content
+// hash come from the run's plan, never from the request.
+absl::StatusOr<std::string> Grant(ServerContext* ctx, const Request& req,
+                                  const std::string& run_id) {
+  DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
+  if (!IsValidUuid(run_id)) return absl::NotFoundError("no such run");
+  auto run = ctx->index->GetRun(run_id);
+  if (absl::IsNotFound(run.status()) || (run.ok() && run->runner_id != runner.id)) {
+    return absl::NotFoundError(absl::StrCat("no run ", run_id, " for runner '", runner.name, "'"));
+  }
+  if (!run.ok()) return run.status();
+  DS_ASSIGN_OR_RETURN(auto body, protocol::Decode<protocol::GrantRequest>(req.body));
+  if (absl::Status st = ValidateRelativePath(body.path); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid path: ", std::string(st.message())));
+  }
+  if (!ctx->storage_grants_writes) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "storage ", ctx->storage_url, " hands out no write grants: agents write to it directly"));
+  }
+  if (run->summary.state != "running") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("run ", run_id, " is ", run->summary.state, ": it takes no more uploads"));
+  }
+  auto planned = FindRunFile(ctx->index.get(), run_id, body.path);
+  if (absl::IsNotFound(planned.status()) || (planned.ok() && planned->planned_reason.empty())) {
+    return absl::NotFoundError(absl::StrCat("\"", body.path, "\" is not planned in run ", run_id));
+  }
+  if (!planned.ok()) return planned.status();
+  auto job = ctx->index->GetJobById(run->job_id);
+  if (absl::IsNotFound(job.status())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the job of run ", run_id, " has been deleted"));
+  }
+  if (!job.ok()) return job.status();
+  const std::string key = JoinKey(job->spec.dest_prefix, body.path);
+  DS_ASSIGN_OR_RETURN(WriteGrant g,
+                      ctx->storage->GrantWrite(key, planned->sha256, ctx->config.sas_ttl));
+  spdlog::info("run={} runner={} write grant renewed for {}", run_id, runner.name, key);
+  return protocol::Encode(
+      protocol::GrantResponse{std::move(g.url), g.expires_unix_ms, std::move(g.kept_version)});
 }
 
 absl::StatusOr<std::string> Compare(ServerContext* ctx, const Request& req,
@@ -232,6 +459,9 @@ absl::StatusOr<std::string> Compare(ServerContext* ctx, const Request& req,
     rf.sha256 = e.sha256;
     planned.push_back(std::move(rf));
   }
+  if (ctx->storage_grants_writes && !out.upload.empty()) {
+    DS_RETURN_IF_ERROR(GrantUploads(ctx, cmp.run_id, planned, &out.upload));
+  }
   DS_RETURN_IF_ERROR(ctx->index->RecordPlanned(
       cmp.run_id, planned, cmp.last ? static_cast<int64_t>(cmp.total_files) : -1,
       cmp.last ? static_cast<int64_t>(cmp.total_bytes) : -1));
@@ -285,6 +515,8 @@ absl::StatusOr<std::string> Complete(ServerContext* ctx, const Request& req,
       return absl::InvalidArgumentError(absl::StrCat("results[", i, "]: invalid kept_version"));
     }
   }
+  if (ctx->storage_grants_writes)
+    DS_RETURN_IF_ERROR(CheckLandedContent(ctx, *run, run_id, &cmp.results));
   uint64_t accepted = 0;
   if (!cmp.results.empty()) {
     auto n = ctx->index->RecordResults(run_id, cmp.results, ctx->NowMs());
@@ -341,6 +573,10 @@ void AddAgentRoutes(ServerContext* ctx, Router* router) {
               }));
   router->Add("POST", "/api/v1/agent/runs/{run}/complete", sync([ctx](const Request& req, const PathParams& p) {
                 return Complete(ctx, req, p.at("run"));
+              }));
+  router->Add("POST", "/api/v1/agent/runs/{run}/grant",
+              sync([ctx](const Request& req, const PathParams& p) {
+                return Grant(ctx, req, p.at("run"));
               }));
   (void)CorrelationTag;
 }

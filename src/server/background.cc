@@ -17,6 +17,8 @@ constexpr size_t kApplyBatch = 5'000;          // rows per index transaction
 constexpr size_t kReportListMax = 200;         // entries kept in a report list
 constexpr int64_t kStaleReconcileMs = 5 * 60'000;  // a running reconcile silent this long died
 constexpr int64_t kTempFileMaxAgeNs = int64_t{3600} * 1'000'000'000;  // older temps are leftovers
+constexpr char kJanitorLease[] = "janitor";
+constexpr int64_t kJanitorLeaseIntervals = 3;  // lease lifetime, in janitor intervals
 
 }  // namespace
 
@@ -119,9 +121,11 @@ void ReconcileService::RunOne(Reconcile r) {
   for (std::string after;;) {
     auto page = ctx_->index->ListSyncedFiles(r.job_id, after, 10'000);
     if (!page.ok()) return fail(std::string(page.status().message()));
+    if (page->empty()) break;
+    after = page->back().path;  // before the rows are moved out
+    size_t n = page->size();
     for (auto& f : *page) rows.emplace(f.path, std::move(f));
-    if (page->size() < 10'000) break;
-    after = page->back().path;
+    if (n < 10'000) break;
   }
   r.files_expected = std::max<uint64_t>(r.files_expected, rows.size());
 
@@ -261,7 +265,8 @@ void ReconcileService::RunOne(Reconcile r) {
 
 // ---- janitor -------------------------------------------------------------------------------------
 
-Janitor::Janitor(ServerContext* ctx) : ctx_(ctx), thread_([this] { Loop(); }) {}
+Janitor::Janitor(ServerContext* ctx, std::string holder)
+    : ctx_(ctx), holder_(std::move(holder)), thread_([this] { Loop(); }) {}
 
 Janitor::~Janitor() {
   {
@@ -270,6 +275,12 @@ Janitor::~Janitor() {
   }
   cv_.notify_all();
   thread_.join();
+  if (holding_) {
+    // Another instance takes over at its next pass instead of after the expiry.
+    if (absl::Status st = ctx_->index->ReleaseLease(kJanitorLease, holder_); !st.ok()) {
+      spdlog::warn("janitor: releasing the lease: {}", st);
+    }
+  }
 }
 
 void Janitor::Loop() {
@@ -284,8 +295,24 @@ void Janitor::Loop() {
   }
 }
 
+bool Janitor::Claim() {
+  const int64_t ttl_ms =
+      std::max<int64_t>(kJanitorLeaseIntervals * ctx_->config.janitor_interval.count(), 1'000);
+  auto got = ctx_->index->TryAcquireLease(kJanitorLease, holder_, ttl_ms, ctx_->NowMs());
+  if (!got.ok()) {
+    spdlog::warn("janitor: cannot take the lease: {}", got.status());
+    return false;
+  }
+  if (*got && !holding_)
+    spdlog::info("janitor: this instance ({}) now does the housekeeping", holder_);
+  if (!*got && holding_) spdlog::info("janitor: another instance took over the housekeeping");
+  holding_ = *got;
+  return *got;
+}
+
 std::string Janitor::RunOnce() {
   std::string out;
+  if (!Claim()) return out;
   int64_t now = ctx_->NowMs();
   // Orphaned runs: the runner has been silent longer than the run timeout.
   if (auto runners = ctx_->index->ListRunners(); runners.ok()) {
@@ -299,6 +326,7 @@ std::string Janitor::RunOnce() {
   }
   // Retention, at most hourly.
   if (now - last_prune_ms_ > 3'600'000) {
+    if (!Claim()) return out;  // the steps above took long enough for the lease to move
     last_prune_ms_ = now;
     auto n = ctx_->index->PruneHistory(now - ctx_->config.run_retention.count());
     if (n.ok() && *n > 0) absl::StrAppend(&out, "pruned ", *n, " run(s) older than the retention; ");

@@ -36,23 +36,34 @@ class ReconcileService {
 };
 
 // Periodic housekeeping on its own thread: abandons runs whose runner stopped heartbeating,
-// prunes old run history, watches the index size budget.
+// prunes old run history, watches the index size budget. With several instances on one index,
+// only the holder of the index lease "janitor" does it: the holder renews the lease every pass
+// (and between the steps of a pass); when it dies, another instance takes the lease over once it
+// expires (3 janitor intervals), and a clean shutdown releases it at once.
 class Janitor {
  public:
-  Janitor(ServerContext* ctx);
-  ~Janitor();
-  // One pass now (tests, start-up). Returns what it did, for the log.
+  // `holder` identifies this instance in the lease (unique among instances sharing the index).
+  // REQUIRES: ctx outlives the janitor.
+  Janitor(ServerContext* ctx, std::string holder);
+  ~Janitor();  // stops the thread and releases the lease if held
+  // One pass now, if this instance holds (or can take) the lease; "" otherwise. Returns what it
+  // did, for the log. Not to be called concurrently with itself.
   std::string RunOnce();
 
  private:
   void Loop();
+  // Takes or renews the lease; false when another instance holds it or the index fails.
+  bool Claim();
 
   ServerContext* const ctx_;
+  const std::string holder_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;            // Protected by mu_.
+  // Used by the janitor thread (RunOnce) only.
+  bool holding_ = false;
   int64_t last_prune_ms_ = 0;
-  std::thread thread_;
+  std::thread thread_;  // started last
 };
 
 // The reconcile as JSON for the admin API (progress, rate, ETA, report).

@@ -22,7 +22,10 @@ struct ServerContext {
   const Clock* clock = nullptr;
   std::unique_ptr<StateIndex> index;
   std::unique_ptr<Storage> storage;
-  std::string storage_url;  // as told to agents
+  std::string storage_url;  // as told to agents (never holds a secret)
+  // The storage hands out per-object write grants (Storage::GrantWrite; object storage): agents
+  // upload with them, and `complete` checks every uploaded result against what storage holds.
+  bool storage_grants_writes = false;
   std::unique_ptr<CommandBus> bus;
   std::unique_ptr<ReconcileService> reconciles;  // started after the index and storage
   std::unique_ptr<Janitor> janitor;

@@ -51,6 +51,10 @@ absl::StatusOr<std::string> Guarded(const std::function<absl::StatusOr<std::stri
 
 namespace {
 
+// How often the command bus asks the index about commands queued, and long-polls started, on
+// other instances: the delay of a "sync now" that crosses instances.
+constexpr std::chrono::milliseconds kCrossInstancePollInterval{1000};
+
 std::string ContentTypeFor(const std::string& path) {
   auto ext = std::filesystem::path(path).extension().string();
   if (ext == ".html") return "text/html; charset=utf-8";
@@ -166,17 +170,38 @@ absl::StatusOr<std::unique_ptr<DataSyncServer>> StartDataSyncServer(const Server
   spdlog::info("state index {} at schema version {}", RedactIndexUrl(config.index_url), version);
 
   DS_ASSIGN_OR_RETURN(StorageUrl url, ParseStorageUrl(config.storage_url));
-  DS_ASSIGN_OR_RETURN(ctx->storage, OpenStorage(url));
+  if (config.sas_ttl.count() < 1) {
+    return absl::InvalidArgumentError("the SAS lifetime must be at least 1s");
+  }
+  DS_ASSIGN_OR_RETURN(ctx->storage, OpenStorage(url, StorageCredentials{config.storage_key}));
   ctx->storage_url = url.text;
-  spdlog::info("storage {}", ctx->storage->Describe());
-  ctx->bus = std::make_unique<CommandBus>();
-
-  DS_ASSIGN_OR_RETURN(std::string token_file, BootstrapAdminToken(ctx.get()));
+  // Whether the backend grants writes, asked without touching storage: an empty key is invalid
+  // for every backend that implements GrantWrite, and the default answers Unimplemented first.
+  ctx->storage_grants_writes =
+      !absl::IsUnimplemented(ctx->storage->GrantWrite("", "", std::chrono::seconds(1)).status());
+  spdlog::info("storage {}{}", ctx->storage->Describe(),
+               ctx->storage_grants_writes
+                   ? absl::StrCat("; agents upload with per-blob write SAS valid for ",
+                                  FormatDuration(config.sas_ttl))
+                   : std::string("; agents write to it directly"));
+  if (!ctx->storage_grants_writes && !config.storage_key.empty()) {
+    spdlog::warn("a storage key was given but {} does not use one; ignoring it", url.text);
+  }
+  // This instance among those sharing the index: names its reconcile claims, its janitor lease
+  // and its agents' long-polls.
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
-  ctx->reconciles = std::make_unique<ReconcileService>(
-      ctx.get(), absl::StrCat(host, ":", ::getpid(), ":", HexEncode(RandomBytes(4))));
-  ctx->janitor = std::make_unique<Janitor>(ctx.get());
+  const std::string instance_id = absl::StrCat(host, ":", ::getpid(), ":", HexEncode(RandomBytes(4)));
+  spdlog::info("instance id {}", instance_id);
+  StateIndex* index = ctx->index.get();
+  ctx->bus = std::make_unique<CommandBus>(
+      instance_id,
+      [index](const std::vector<int64_t>& runner_ids) { return index->CheckWaitingRunners(runner_ids); },
+      kCrossInstancePollInterval);
+
+  DS_ASSIGN_OR_RETURN(std::string token_file, BootstrapAdminToken(ctx.get()));
+  ctx->reconciles = std::make_unique<ReconcileService>(ctx.get(), instance_id);
+  ctx->janitor = std::make_unique<Janitor>(ctx.get(), instance_id);
   auto server = std::make_unique<ServerImpl>(std::move(ctx));
   server->set_created_token_file(token_file);
   DS_RETURN_IF_ERROR(server->Start());

@@ -15,7 +15,13 @@ struct ServerConfig {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8080;                   // 0 = pick a free port
   std::string index_url = "sqlite:./var/state.db";
-  std::string storage_url = "./var/share";  // file:///ABS, or a directory (made absolute)
+  // file:///ABS, a directory (made absolute), or azblob://ACCOUNT/CONTAINER[?endpoint=URL].
+  std::string storage_url = "./var/share";
+  // azblob: the account's Shared Key (base64). A secret: never logged, never told to agents,
+  // never taken from the command line (--storage-key-file or DATASYNC_STORAGE_KEY).
+  std::string storage_key;
+  // Lifetime of the per-blob write SAS handed to agents (compare and .../grant); at least 1 s.
+  std::chrono::seconds sas_ttl{900};
   std::string data_dir = "./var";
   std::string web_dir;                           // dashboard files; "" = no dashboard
   std::chrono::milliseconds heartbeat_interval{60'000};  // told to agents
