@@ -16,28 +16,58 @@
 
 namespace ds {
 
-struct Sha256::Impl {
-  EVP_MD_CTX* ctx = nullptr;
+namespace {
+
+// One EVP message digest context; the digest classes below are thin names for it.
+class EvpDigest {
+ public:
+  explicit EvpDigest(const EVP_MD* md) : ctx_(EVP_MD_CTX_new()) {
+    if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, md, nullptr) != 1) {
+      throw std::runtime_error("EVP digest init failed");  // out of memory: nothing to recover
+    }
+  }
+  ~EvpDigest() { EVP_MD_CTX_free(ctx_); }
+  EvpDigest(const EvpDigest&) = delete;
+  EvpDigest& operator=(const EvpDigest&) = delete;
+
+  void Update(const void* data, size_t len) {
+    if (len > 0) EVP_DigestUpdate(ctx_, data, len);
+  }
+  std::string Finish() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_, md, &len);
+    return std::string(reinterpret_cast<const char*>(md), len);
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
 };
 
-Sha256::Sha256() : impl_(std::make_unique<Impl>()) {
-  impl_->ctx = EVP_MD_CTX_new();
-  if (impl_->ctx == nullptr || EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("EVP sha256 init failed");  // out of memory: nothing to recover
-  }
-}
+}  // namespace
 
-Sha256::~Sha256() { EVP_MD_CTX_free(impl_->ctx); }
+struct Sha256::Impl : EvpDigest {
+  Impl() : EvpDigest(EVP_sha256()) {}
+};
 
-void Sha256::Update(const void* data, size_t len) {
-  if (len > 0) EVP_DigestUpdate(impl_->ctx, data, len);
-}
+Sha256::Sha256() : impl_(std::make_unique<Impl>()) {}
+Sha256::~Sha256() = default;
+void Sha256::Update(const void* data, size_t len) { impl_->Update(data, len); }
+std::string Sha256::FinishHex() { return HexEncode(impl_->Finish()); }
 
-std::string Sha256::FinishHex() {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(impl_->ctx, md, &len);
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
+struct Md5::Impl : EvpDigest {
+  Impl() : EvpDigest(EVP_md5()) {}
+};
+
+Md5::Md5() : impl_(std::make_unique<Impl>()) {}
+Md5::~Md5() = default;
+void Md5::Update(const void* data, size_t len) { impl_->Update(data, len); }
+std::string Md5::FinishBase64() { return Base64Encode(impl_->Finish()); }
+
+std::string Md5Base64(std::string_view data) {
+  Md5 md5;
+  md5.Update(data.data(), data.size());
+  return md5.FinishBase64();
 }
 
 std::string Sha256Hex(std::string_view data) {

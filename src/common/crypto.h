@@ -31,6 +31,26 @@ class Sha256 {
 
 std::string Sha256Hex(std::string_view data);
 
+// Incremental MD5, only where a protocol demands it for transport integrity (Azure Content-MD5);
+// never to identify content. Not thread-safe.
+class Md5 {
+ public:
+  Md5();
+  ~Md5();
+  Md5(const Md5&) = delete;
+  Md5& operator=(const Md5&) = delete;
+
+  void Update(const void* data, size_t len);
+  // Returns the base64 digest. REQUIRES: called once; the object is spent afterwards.
+  std::string FinishBase64();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+std::string Md5Base64(std::string_view data);
+
 struct FileDigest {
   std::string sha256;  // lowercase hex
   uint64_t size = 0;   // bytes

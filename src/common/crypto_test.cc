@@ -215,3 +215,18 @@ TEST(HkdfTest, Rfc5869Case1) {
 
 }  // namespace
 }  // namespace ds
+
+namespace ds {
+namespace {
+
+TEST(Md5Test, KnownVectorsAndIncremental) {
+  EXPECT_EQ(Md5Base64(""), "1B2M2Y8AsgTpgAmY7PhCfg==");
+  EXPECT_EQ(Md5Base64("abc"), "kAFQmDzST7DWlj99KOF/cg==");
+  Md5 m;
+  m.Update("a", 1);
+  m.Update("bc", 2);
+  EXPECT_EQ(m.FinishBase64(), Md5Base64("abc"));
+}
+
+}  // namespace
+}  // namespace ds

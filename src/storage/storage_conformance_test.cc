@@ -1418,7 +1418,7 @@ TEST_F(AzBlobTest, ServiceRejectsABlockWhoseBytesDoNotMatchTheirMd5) {
   req.method = "PUT";
   req.path = absl::StrCat("/", Azurite::kAccount, "/", options_.container, "/md5.dat");
   req.query = {{"comp", "block"}, {"blockid", Base64Encode("000000")}};
-  req.headers = {{"Content-MD5", azblob::Md5Base64("the bytes that were sent")}};
+  req.headers = {{"Content-MD5", Md5Base64("the bytes that were sent")}};
   req.body = body.data();
   req.body_size = body.size();
   req.what = "PUT BLOCK md5.dat";
@@ -1427,7 +1427,7 @@ TEST_F(AzBlobTest, ServiceRejectsABlockWhoseBytesDoNotMatchTheirMd5) {
   EXPECT_EQ(r->status, 400);
   EXPECT_TRUE(absl::IsDataLoss(azblob::ErrorFromResponse(*r, req.what)))
       << azblob::ErrorFromResponse(*r, req.what);
-  req.headers = {{"Content-MD5", azblob::Md5Base64(body)}};
+  req.headers = {{"Content-MD5", Md5Base64(body)}};
   r = transport->Send(req);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->status, 201);

@@ -265,29 +265,6 @@ std::string QueryParam(std::string_view query, std::string_view name) {
   return "";
 }
 
-struct Md5::Impl {
-  EVP_MD_CTX* ctx = nullptr;
-  ~Impl() { EVP_MD_CTX_free(ctx); }
-};
-
-Md5::Md5() : impl_(std::make_unique<Impl>()) {
-  impl_->ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(impl_->ctx, EVP_md5(), nullptr);
-}
-Md5::~Md5() = default;
-void Md5::Update(const void* data, size_t len) { EVP_DigestUpdate(impl_->ctx, data, len); }
-std::string Md5::FinishBase64() {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(impl_->ctx, digest, &len);
-  return Base64Encode(std::string_view(reinterpret_cast<const char*>(digest), len));
-}
-
-std::string Md5Base64(std::string_view data) {
-  Md5 md5;
-  md5.Update(data.data(), data.size());
-  return md5.FinishBase64();
-}
 
 // ---------------------------------------------------------------------------------------------
 // Requests.

@@ -63,23 +63,6 @@ std::string DecodePercent(std::string_view encoded);
 // Value of `name` in a raw query string (percent-decoded); "" when absent.
 std::string QueryParam(std::string_view query, std::string_view name);
 
-// MD5 (base64, for Content-MD5) of `data`.
-std::string Md5Base64(std::string_view data);
-
-// Incremental MD5. Not thread-safe.
-class Md5 {
- public:
-  Md5();
-  ~Md5();
-  Md5(const Md5&) = delete;
-  Md5& operator=(const Md5&) = delete;
-  void Update(const void* data, size_t len);
-  std::string FinishBase64();  // REQUIRES: called once
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Requests.
