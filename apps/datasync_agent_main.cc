@@ -3,20 +3,15 @@
 #include <iostream>
 
 #include "agent/agent.h"
-#include "common/config.h"
 #include "common/log.h"
 #include "common/time_util.h"
 #include "common/units.h"
+#include "command_line.h"
 #include "signals.h"
 
 int main(int argc, char** argv) {
-  auto args = ds::ExpandConfigFile(argc, argv);
-  if (!args.ok()) {
-    std::cerr << "datasync-agent: " << args.status().message() << "\n";
-    return 2;
-  }
   CLI::App app{"datasync-agent: sync this PC's measurement folders to DataSync storage"};
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  ds::PreferLastValue(app);
   ds::AgentConfig cfg;
   std::string config_file, log_level = "info", heartbeat = "0", enroll_poll = "5s", long_poll = "30s";
   app.add_option("--config", config_file, "TOML file with any of these options");
@@ -37,14 +32,7 @@ int main(int argc, char** argv) {
   app.add_flag("--re-enroll", cfg.re_enroll, "move the current identity aside and enroll again");
   app.add_flag("--once", cfg.once, "run every job once and exit");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
-  std::vector<std::string> argv_strings = *args;
-  std::vector<char*> av;
-  for (auto& s : argv_strings) av.push_back(s.data());
-  try {
-    app.parse(static_cast<int>(av.size()), av.data());
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  if (auto done = ds::ParseCommandLine(app, argc, argv, "datasync-agent")) return *done;
   ds::InitLogging("datasync-agent", log_level);
   auto block_bytes = ds::ParseByteSize(block_size);
   if (!block_bytes.ok() || *block_bytes < 1 || *block_bytes > (int64_t{4000} << 20)) {

@@ -12,7 +12,6 @@
 #include <tuple>
 
 #include "absl/strings/ascii.h"
-#include "common/config.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/time_util.h"
@@ -20,6 +19,7 @@
 #include "index/migrate_index.h"
 #include "index/state_index.h"
 #include "server/server.h"
+#include "command_line.h"
 #include "signals.h"
 
 namespace {
@@ -132,13 +132,8 @@ int MigrateIndexCommand(std::string from, const std::string& to, size_t batch_ro
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto args = ds::ExpandConfigFile(argc, argv);
-  if (!args.ok()) {
-    std::cerr << "datasync-server: " << args.status().message() << "\n";
-    return 2;
-  }
   CLI::App app{"datasync-server: DataSync state index, agent API, admin API and dashboard"};
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  ds::PreferLastValue(app);
   ds::ServerConfig cfg;
   std::string listen = "127.0.0.1:8080", config_file, log_level = "info", heartbeat = "60s";
   std::string run_timeout = "10m", run_retention = "180d", janitor_interval = "30s", budget = "0";
@@ -181,14 +176,7 @@ int main(int argc, char** argv) {
       ->required();
   migrate->add_option("--to", migrate_to, "postgresql://USER@HOST:PORT/DB, empty")->required();
   migrate->add_option("--batch", migrate_batch, "rows per INSERT (default 5000)");
-  std::vector<std::string> argv_strings = *args;
-  std::vector<char*> av;
-  for (auto& s : argv_strings) av.push_back(s.data());
-  try {
-    app.parse(static_cast<int>(av.size()), av.data());
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  if (auto done = ds::ParseCommandLine(app, argc, argv, "datasync-server")) return *done;
   ds::InitLogging("datasync-server", log_level);
   size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {

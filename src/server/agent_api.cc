@@ -39,6 +39,17 @@ absl::StatusOr<Runner> AuthenticateAgent(ServerContext* ctx, const Request& req)
   return runner;
 }
 
+// The run `run_id` if it belongs to `runner`; NotFound otherwise (another runner's run id reveals
+// nothing).
+absl::StatusOr<Run> RunOfRunner(ServerContext* ctx, const Runner& runner, const std::string& run_id) {
+  if (!IsValidUuid(run_id)) return absl::NotFoundError("no such run");
+  auto run = ctx->index->GetRun(run_id);
+  if (absl::IsNotFound(run.status()) || (run.ok() && run->runner_id != runner.id)) {
+    return absl::NotFoundError(absl::StrCat("no run ", run_id, " for runner '", runner.name, "'"));
+  }
+  return run;
+}
+
 std::string CorrelationTag(const Request& req) {
   std::string id = req.Header("x-correlation-id");
   if (id.empty() || id.size() > 64) return "";
@@ -367,12 +378,7 @@ absl::Status CheckLandedContent(ServerContext* ctx, const Run& run, const std::s
 absl::StatusOr<std::string> Grant(ServerContext* ctx, const Request& req,
                                   const std::string& run_id) {
   DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
-  if (!IsValidUuid(run_id)) return absl::NotFoundError("no such run");
-  auto run = ctx->index->GetRun(run_id);
-  if (absl::IsNotFound(run.status()) || (run.ok() && run->runner_id != runner.id)) {
-    return absl::NotFoundError(absl::StrCat("no run ", run_id, " for runner '", runner.name, "'"));
-  }
-  if (!run.ok()) return run.status();
+  DS_ASSIGN_OR_RETURN(Run run, RunOfRunner(ctx, runner, run_id));
   DS_ASSIGN_OR_RETURN(auto body, protocol::Decode<protocol::GrantRequest>(req.body));
   if (absl::Status st = ValidateRelativePath(body.path); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("invalid path: ", std::string(st.message())));
@@ -381,16 +387,16 @@ absl::StatusOr<std::string> Grant(ServerContext* ctx, const Request& req,
     return absl::FailedPreconditionError(absl::StrCat(
         "storage ", ctx->storage_url, " hands out no write grants: agents write to it directly"));
   }
-  if (run->summary.state != "running") {
+  if (run.summary.state != "running") {
     return absl::FailedPreconditionError(
-        absl::StrCat("run ", run_id, " is ", run->summary.state, ": it takes no more uploads"));
+        absl::StrCat("run ", run_id, " is ", run.summary.state, ": it takes no more uploads"));
   }
   auto planned = FindRunFile(ctx->index.get(), run_id, body.path);
   if (absl::IsNotFound(planned.status()) || (planned.ok() && planned->planned_reason.empty())) {
     return absl::NotFoundError(absl::StrCat("\"", body.path, "\" is not planned in run ", run_id));
   }
   if (!planned.ok()) return planned.status();
-  auto job = ctx->index->GetJobById(run->job_id);
+  auto job = ctx->index->GetJobById(run.job_id);
   if (absl::IsNotFound(job.status())) {
     return absl::FailedPreconditionError(
         absl::StrCat("the job of run ", run_id, " has been deleted"));
@@ -486,12 +492,7 @@ std::string FinalState(const Run& run, bool interrupted, const std::string& erro
 absl::StatusOr<std::string> Complete(ServerContext* ctx, const Request& req,
                                      const std::string& run_id) {
   DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
-  if (!IsValidUuid(run_id)) return absl::NotFoundError("no such run");
-  auto run = ctx->index->GetRun(run_id);
-  if (absl::IsNotFound(run.status()) || (run.ok() && run->runner_id != runner.id)) {
-    return absl::NotFoundError(absl::StrCat("no run ", run_id, " for runner '", runner.name, "'"));
-  }
-  if (!run.ok()) return run.status();
+  DS_ASSIGN_OR_RETURN(Run run, RunOfRunner(ctx, runner, run_id));
   DS_ASSIGN_OR_RETURN(auto cmp, protocol::Decode<protocol::CompleteRequest>(req.body));
   if (cmp.results.size() > protocol::kMaxManifestBatch) {
     return absl::ResourceExhaustedError("too many results in one batch");
@@ -516,21 +517,21 @@ absl::StatusOr<std::string> Complete(ServerContext* ctx, const Request& req,
     }
   }
   if (ctx->storage_grants_writes)
-    DS_RETURN_IF_ERROR(CheckLandedContent(ctx, *run, run_id, &cmp.results));
+    DS_RETURN_IF_ERROR(CheckLandedContent(ctx, run, run_id, &cmp.results));
   uint64_t accepted = 0;
   if (!cmp.results.empty()) {
     auto n = ctx->index->RecordResults(run_id, cmp.results, ctx->NowMs());
     if (!n.ok()) {
-      if (absl::IsFailedPrecondition(n.status()) && run->summary.state != "running" &&
+      if (absl::IsFailedPrecondition(n.status()) && run.summary.state != "running" &&
           cmp.final) {
         // A retried final batch after the run closed: answer with the recorded state.
-        return protocol::Encode(protocol::CompleteResponse{0, run->summary.state});
+        return protocol::Encode(protocol::CompleteResponse{0, run.summary.state});
       }
       return n.status();
     }
     accepted = *n;
   }
-  std::string state = run->summary.state;
+  std::string state = run.summary.state;
   if (cmp.final) {
     DS_ASSIGN_OR_RETURN(Run current, ctx->index->GetRun(run_id));
     if (current.summary.state == "running") {
