@@ -218,6 +218,8 @@ TEST_P(StateIndexConformance, RegisterOnEnrolledNameIsAReplacementRequest) {
   EXPECT_EQ(same.id, approved.id);
   EXPECT_EQ(same.status, "approved");
   EXPECT_TRUE(same.has_key);
+  EXPECT_FALSE(approved.pending_enrollment);
+  EXPECT_TRUE(same.pending_enrollment);  // the replacement request shows on the runner
   ASSERT_OK_AND_ASSIGN(Enrollment e, index_->GetEnrollment("enr-again"));
   EXPECT_EQ(e.status, "pending");
   EXPECT_EQ(e.runner_id, approved.id);
@@ -251,6 +253,7 @@ TEST_P(StateIndexConformance, ReplaceRunnerMachineKeepsJobsAndRowsAndSwapsTheKey
   ASSERT_OK_AND_ASSIGN(Runner r, index_->FindRunnerByKeyHash("key-new"));
   EXPECT_EQ(r.id, run.runner_id);
   EXPECT_EQ(r.hostname, "new-host");
+  EXPECT_FALSE(r.pending_enrollment);
   ASSERT_OK_AND_ASSIGN(auto jobs, index_->ListJobs(r.id));
   ASSERT_EQ(jobs.size(), 1u);
   ASSERT_OK_AND_ASSIGN(int64_t rows, index_->CountSyncedFiles(jobs[0].spec.id));

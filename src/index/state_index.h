@@ -29,6 +29,7 @@ struct Runner {
   std::string runtime_state;     // last reported: idle | syncing | ...
   std::string current_run;
   bool has_key = false;
+  bool pending_enrollment = false;  // a registration waits on it (replacement request if enrolled)
   int64_t jobs_version = 0;      // bumped on every job change of this runner
   int64_t created_at_ms = 0, approved_at_ms = 0, last_heartbeat_at_ms = 0,
           last_activity_at_ms = 0;

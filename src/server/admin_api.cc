@@ -414,8 +414,7 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
                 json out = json::array();
                 for (const auto& r : runners) {
                   json j = RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count());
-                  j["replacement_pending"] =
-                      r.status != "pending" && ctx->index->PendingEnrollmentByName(r.name).ok();
+                  j["replacement_pending"] = r.status != "pending" && r.pending_enrollment;
                   out.push_back(std::move(j));
                 }
                 return json{{"runners", out}}.dump();

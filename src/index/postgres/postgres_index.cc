@@ -298,9 +298,21 @@ void ConnectionPool::Release(std::unique_ptr<pqxx::connection> conn, bool broken
 
 std::string Text(const pqxx::field& f) { return f.is_null() ? std::string() : f.c_str(); }
 
-// Columns: id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
-// api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
-// last_activity_at.
+// The one column list for Runner rows (RunnerFromRow reads it in this order): every column of
+// runners, whether a key is set, and whether a registration is waiting on the runner (pending,
+// or a replacement request on an enrolled one).
+constexpr char kRunnerColumns[] = R"sql(
+  id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
+  api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
+  last_activity_at,
+  EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'))sql";
+
+// "SELECT <runner columns> FROM runners <tail>".
+std::string RunnerQuery(const char* tail) {
+  return std::string("SELECT ") + kRunnerColumns + " FROM runners " + tail;
+}
+
+// Columns: kRunnerColumns.
 Runner RunnerFromRow(const pqxx::row& row) {
   Runner r;
   r.id = row[0].as<int64_t>();
@@ -318,6 +330,7 @@ Runner RunnerFromRow(const pqxx::row& row) {
   r.approved_at_ms = row[12].as<int64_t>();
   r.last_heartbeat_at_ms = row[13].as<int64_t>();
   r.last_activity_at_ms = row[14].as<int64_t>();
+  r.pending_enrollment = row[15].as<bool>();
   return r;
 }
 
@@ -686,11 +699,7 @@ int PostgresIndex::CurrentSchemaVersion(pqxx::transaction_base& tx) {
 }
 
 absl::StatusOr<Runner> PostgresIndex::LoadRunner(pqxx::transaction_base& tx, int64_t id) {
-  const pqxx::result r = tx.exec_params(R"sql(
-    SELECT id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
-           api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
-           last_activity_at
-    FROM runners WHERE id = $1)sql",
+  const pqxx::result r = tx.exec_params(RunnerQuery(R"sql(WHERE id = $1)sql"),
                                         id);
   if (r.empty()) return absl::NotFoundError(absl::StrCat("runner ", id, " not found"));
   return RunnerFromRow(r[0]);
@@ -924,11 +933,7 @@ absl::Status PostgresIndex::DeliverKey(const std::string& enrollment_id,
 absl::StatusOr<std::vector<Runner>> PostgresIndex::ListRunners() {
   return Execute("ListRunners", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<Runner>> {
-                   const pqxx::result r = tx.exec(R"sql(
-      SELECT id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
-             api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
-             last_activity_at
-      FROM runners ORDER BY name)sql");
+                   const pqxx::result r = tx.exec(RunnerQuery(R"sql(ORDER BY name)sql"));
                    std::vector<Runner> runners;
                    for (const pqxx::row& row : r) runners.push_back(RunnerFromRow(row));
                    return runners;
@@ -938,11 +943,7 @@ absl::StatusOr<std::vector<Runner>> PostgresIndex::ListRunners() {
 absl::StatusOr<Runner> PostgresIndex::GetRunnerByName(const std::string& name) {
   return Execute("GetRunnerByName", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<Runner> {
-                   const pqxx::result r = tx.exec_params(R"sql(
-      SELECT id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
-             api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
-             last_activity_at
-      FROM runners WHERE name = $1)sql",
+                   const pqxx::result r = tx.exec_params(RunnerQuery(R"sql(WHERE name = $1)sql"),
                                                          name);
                    if (r.empty()) {
                      return absl::NotFoundError(absl::StrCat("runner \"", name, "\" not found"));
@@ -960,11 +961,7 @@ absl::StatusOr<Runner> PostgresIndex::FindRunnerByKeyHash(const std::string& key
   return Execute("FindRunnerByKeyHash", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<Runner> {
                    // Only an approved runner's key authenticates, whatever a status change left.
-                   const pqxx::result r = tx.exec_params(R"sql(
-      SELECT id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
-             api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
-             last_activity_at
-      FROM runners WHERE api_key_hash = $1 AND status = 'approved')sql",
+                   const pqxx::result r = tx.exec_params(RunnerQuery(R"sql(WHERE api_key_hash = $1 AND status = 'approved')sql"),
                                                          key_hash);
                    if (r.empty()) return absl::NotFoundError("no approved runner has this key");
                    return RunnerFromRow(r[0]);

@@ -72,9 +72,21 @@ std::vector<std::string> FromJsonArray(const std::string& text) {
   return nlohmann::json::parse(text).get<std::vector<std::string>>();
 }
 
-// Columns: id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
-// api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
-// last_activity_at.
+// The one column list for Runner rows (RunnerFromRow reads it in this order): every column of
+// runners, whether a key is set, and whether a registration is waiting on the runner (pending,
+// or a replacement request on an enrolled one).
+constexpr char kRunnerColumns[] = R"sql(
+  id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
+  api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
+  last_activity_at,
+  EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'))sql";
+
+// "SELECT <runner columns> FROM runners <tail>".
+std::string RunnerQuery(const char* tail) {
+  return std::string("SELECT ") + kRunnerColumns + " FROM runners " + tail;
+}
+
+// Columns: kRunnerColumns.
 Runner RunnerFromRow(const SQLite::Statement& s) {
   Runner r;
   r.id = s.getColumn(0).getInt64();
@@ -92,6 +104,7 @@ Runner RunnerFromRow(const SQLite::Statement& s) {
   r.approved_at_ms = s.getColumn(12).getInt64();
   r.last_heartbeat_at_ms = s.getColumn(13).getInt64();
   r.last_activity_at_ms = s.getColumn(14).getInt64();
+  r.pending_enrollment = s.getColumn(15).getInt() != 0;
   return r;
 }
 
@@ -306,11 +319,7 @@ int SqliteIndex::CurrentSchemaVersion() {
 }
 
 absl::StatusOr<Runner> SqliteIndex::LoadRunner(int64_t id) {
-  SQLite::Statement q(db_, R"sql(
-    SELECT id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
-           api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
-           last_activity_at
-    FROM runners WHERE id = ?)sql");
+  SQLite::Statement q(db_, RunnerQuery(R"sql(WHERE id = ?)sql"));
   q.bind(1, id);
   if (!q.executeStep()) return absl::NotFoundError(absl::StrCat("runner ", id, " not found"));
   return RunnerFromRow(q);
@@ -558,11 +567,7 @@ absl::Status SqliteIndex::DeliverKey(const std::string& enrollment_id,
 
 absl::StatusOr<std::vector<Runner>> SqliteIndex::ListRunners() {
   return Locked("ListRunners", [&]() -> absl::StatusOr<std::vector<Runner>> {
-    SQLite::Statement q(db_, R"sql(
-      SELECT id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
-             api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
-             last_activity_at
-      FROM runners ORDER BY name)sql");
+    SQLite::Statement q(db_, RunnerQuery(R"sql(ORDER BY name)sql"));
     std::vector<Runner> runners;
     while (q.executeStep()) runners.push_back(RunnerFromRow(q));
     return runners;
