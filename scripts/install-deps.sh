@@ -7,7 +7,7 @@ PKGS=(
   libsqlite3-dev libsqlitecpp-dev sqlite3 libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
   postgresql libpqxx-dev libpq-dev
   libabsl-dev libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
-  python3 rsync curl nginx
+  python3 rsync curl nginx chromium
   nodejs  # + npm (below): Azurite, the Azure Blob emulator the storage tests start
 )
 missing=()
