@@ -22,7 +22,14 @@ int main(int argc, char** argv) {
   app.add_option("--enroll-poll", enroll_poll, "how often to ask whether enrollment was approved");
   app.add_option("--long-poll", long_poll, "commands long-poll duration");
   app.add_option("--upload-threads", cfg.upload_threads, "parallel uploads (default 2)");
-  app.add_option("--bwlimit", cfg.max_bytes_per_second, "bytes per second per upload (0 = unlimited)");
+  std::string bwlimit = "0";
+  app.add_option("--bwlimit", bwlimit,
+                 "upload bandwidth cap in bytes per second over all parallel uploads, e.g. 20MB "
+                 "or 2MiB (0 = unlimited)");
+  app.add_option("--block-parallelism", cfg.block_parallelism,
+                 "blocks of one file uploaded at once to object storage (default 4; each holds "
+                 "one block in memory)")
+      ->check(CLI::Range(1, 64));
   std::string block_size = "8MiB";
   app.add_option("--block-size", block_size,
                  "block size of uploads to object storage, e.g. 4MiB (default 8MiB); larger files "
@@ -43,6 +50,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   cfg.block_size = static_cast<size_t>(*block_bytes);
+  auto bw = ds::ParseByteSize(bwlimit);
+  if (!bw.ok()) {
+    std::cerr << "datasync-agent: --bwlimit: " << bw.status().message() << "\n";
+    return 2;
+  }
+  cfg.max_bytes_per_second = static_cast<uint64_t>(*bw);
   for (auto [text, out] : {std::pair{&heartbeat, &cfg.heartbeat_interval}, std::pair{&enroll_poll, &cfg.enroll_poll},
                            std::pair{&long_poll, &cfg.long_poll}}) {
     auto d = ds::ParseDuration(*text);

@@ -62,7 +62,12 @@ void SleepFor(milliseconds d, const std::atomic<bool>& stop) {
 
 class Agent {
  public:
-  Agent(const AgentConfig& config, const std::atomic<bool>& stop) : config_(config), stop_(stop) {}
+  Agent(const AgentConfig& config, const std::atomic<bool>& stop)
+      : config_(config),
+        stop_(stop),
+        rate_limiter_(config.max_bytes_per_second > 0
+                          ? std::make_unique<RateLimiter>(config.max_bytes_per_second)
+                          : nullptr) {}
 
   absl::Status Run() {
     DS_RETURN_IF_ERROR(Enroll());
@@ -438,7 +443,8 @@ class Agent {
     o.run_id = run_id;
     o.trigger = trigger;
     o.upload_threads = config_.upload_threads;
-    o.max_bytes_per_second = config_.max_bytes_per_second;
+    o.rate_limiter = rate_limiter_.get();
+    o.block_parallelism = config_.block_parallelism;
     o.verify = config_.verify_uploads;
     o.block_size = config_.block_size;
     o.new_client = [this] { return NewClient(milliseconds(60'000)); };
@@ -455,6 +461,7 @@ class Agent {
   // Constant after construction.
   const AgentConfig config_;
   const std::atomic<bool>& stop_;
+  const std::unique_ptr<RateLimiter> rate_limiter_;  // --bwlimit over all uploads; thread-safe
 
   // Set before the threads start, then read-only.
   AgentState state_;

@@ -19,7 +19,8 @@ struct AgentConfig {
   std::chrono::milliseconds enroll_poll{5'000};   // how often a pending agent asks
   std::chrono::milliseconds long_poll{30'000};    // commands long-poll
   int upload_threads = 2;
-  uint64_t max_bytes_per_second = 0;              // per upload; 0 = unlimited
+  uint64_t max_bytes_per_second = 0;              // all uploads together; 0 = unlimited
+  int block_parallelism = 4;                      // blocks of one file in flight (object storage)
   size_t block_size = 8 << 20;                    // bytes per staged block (object storage)
   bool verify_uploads = true;                     // re-read what landed
   std::string ca_file;                            // extra CA for a private PKI

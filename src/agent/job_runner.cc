@@ -280,7 +280,8 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         po.expected_sha256 = e->sha256;
         po.mtime_ns = e->mtime_ns;
         po.run_id = run_id;
-        po.max_bytes_per_second = o.max_bytes_per_second;
+        po.rate_limiter = o.rate_limiter;
+        po.block_parallelism = o.block_parallelism;
         po.cancel = o.stop;
         po.verify = o.verify;
         const std::filesystem::path source = std::filesystem::path(job.source) / u.path;

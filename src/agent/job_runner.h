@@ -8,6 +8,7 @@
 #include <string>
 
 #include "agent/journal.h"
+#include "common/rate_limiter.h"
 #include "common/status.h"
 #include "http/http_client.h"
 #include "protocol/messages.h"
@@ -20,7 +21,10 @@ struct JobRunOptions {
   std::string run_id;             // correlation id (from a command, or fresh)
   std::string trigger;            // schedule | command | startup
   int upload_threads = 2;
-  uint64_t max_bytes_per_second = 0;
+  // The agent-wide bandwidth cap, shared by every upload thread and block (not owned; null =
+  // unlimited).
+  RateLimiter* rate_limiter = nullptr;
+  int block_parallelism = 4;      // blocks of one file in flight (object storage)
   bool verify = true;
   const std::atomic<bool>* stop = nullptr;
   Journal* journal = nullptr;     // required: every result is journaled before it is reported

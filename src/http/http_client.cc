@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -64,6 +65,39 @@ size_t WriteHeader(char* ptr, size_t size, size_t nmemb, void* userdata) {
 }
 
 // The cancel flags of the client and of the request; either may be null.
+// The request body handed to libcurl piece by piece, each piece paid for at the rate limiter.
+struct PacedBody {
+  const char* data;
+  size_t size;
+  size_t offset = 0;
+  RateLimiter* limiter;
+  const std::atomic<bool>* cancel_client;
+  const std::atomic<bool>* cancel_request;
+};
+
+size_t ReadPacedBody(char* buffer, size_t size, size_t nitems, void* userdata) {
+  auto* body = static_cast<PacedBody*>(userdata);
+  const size_t n = std::min({size * nitems, body->size - body->offset,
+                             static_cast<size_t>(RateLimiter::kChunkBytes)});
+  if (n == 0) return 0;
+  const std::atomic<bool>* cancel =
+      body->cancel_request != nullptr ? body->cancel_request : body->cancel_client;
+  if (!body->limiter->Acquire(n, cancel)) return CURL_READFUNC_ABORT;
+  if (body->cancel_client != nullptr && body->cancel_client->load()) return CURL_READFUNC_ABORT;
+  std::memcpy(buffer, body->data + body->offset, n);
+  body->offset += n;
+  return n;
+}
+
+int SeekPacedBody(void* userdata, curl_off_t offset, int origin) {
+  auto* body = static_cast<PacedBody*>(userdata);
+  if (origin != SEEK_SET || offset < 0 || static_cast<size_t>(offset) > body->size) {
+    return CURL_SEEKFUNC_CANTSEEK;
+  }
+  body->offset = static_cast<size_t>(offset);
+  return CURL_SEEKFUNC_OK;
+}
+
 struct CancelFlags {
   const std::atomic<bool>* client;
   const std::atomic<bool>* request;
@@ -137,7 +171,15 @@ absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, boo
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_USERAGENT, options_.user_agent.c_str());
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  const bool paced = request.rate_limiter != nullptr && request.body_size > 0;
+  if (paced) {
+    // Waiting for the limiter is not the peer's fault: bound stalls, not the whole request.
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+                     static_cast<long>(std::max<int64_t>(1, timeout.count() / 1000)));
+  } else {
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  }
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -145,7 +187,17 @@ absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, boo
   if (method == "HEAD") curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
   const bool has_body =
       request.body_size > 0 || method == "POST" || method == "PUT" || method == "PATCH";
-  if (has_body) {
+  PacedBody paced_body{request.body, request.body_size, 0, request.rate_limiter,
+                       options_.cancel, request.cancel};
+  if (paced) {
+    // UPLOAD + CUSTOMREQUEST keeps the method; INFILESIZE gives the Content-Length.
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(request.body_size));
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadPacedBody);
+    curl_easy_setopt(c, CURLOPT_READDATA, &paced_body);
+    curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, SeekPacedBody);
+    curl_easy_setopt(c, CURLOPT_SEEKDATA, &paced_body);
+  } else if (has_body) {
     // POSTFIELDS does not copy: the caller keeps the body alive. libcurl sends Content-Length.
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body_size > 0 ? request.body : "");
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body_size));

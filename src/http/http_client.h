@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/rate_limiter.h"
 #include "common/status.h"
 
 namespace ds::http {
@@ -36,6 +37,10 @@ struct ClientRequest {
   size_t body_size = 0;                       // bytes
   std::chrono::milliseconds timeout{0};       // whole request; 0 = ClientOptions::timeout
   uint64_t max_send_bytes_per_second = 0;     // caps this upload (libcurl); 0 = unlimited
+  // Caps the body's bytes together with every other transfer sharing the limiter (not owned).
+  // With a limiter, `timeout` is not a bound on the whole request (waiting for the limiter is
+  // not the peer's fault) but on a stall: the request fails when nothing moved for that long.
+  RateLimiter* rate_limiter = nullptr;
   const std::atomic<bool>* cancel = nullptr;  // aborts the transfer (Cancelled) when set, in
                                               // addition to ClientOptions::cancel
   // A longer 2xx response body gives ResourceExhausted; when bounded, other (error) bodies are

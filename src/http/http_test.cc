@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+
 #include <thread>
 
 #include "http/http_client.h"
@@ -46,6 +48,43 @@ TEST_F(HttpTest, EchoesDecodedPathQueryHeadersAndBody) {
   auto r2 = c.Do("GET", "/x");
   ASSERT_TRUE(r2.ok());
   EXPECT_EQ(r2->body, "GET /x q= auth=Bearer x body=");
+}
+
+// A body paced by a shared rate limiter is sent piece by piece, keeps its method and arrives
+// whole; every byte went through the limiter.
+TEST_F(HttpTest, PacedBodyArrivesWholeThroughTheLimiter) {
+  Client c(base_, {});
+  RateLimiter limiter(1 << 20);
+  const std::string body(1000, 'p');
+  for (const char* method : {"PUT", "POST"}) {
+    ClientRequest req;
+    req.method = method;
+    req.target = "/paced";
+    req.body = body.data();
+    req.body_size = body.size();
+    req.rate_limiter = &limiter;
+    auto r = c.Send(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, absl::StrCat(method, " /paced q= auth= body=", body));
+  }
+  EXPECT_EQ(limiter.reserved_bytes(), 2 * body.size());
+}
+
+TEST_F(HttpTest, PacedBodyStopsWhenCancelled) {
+  Client c(base_, {});
+  RateLimiter limiter(100, /*burst_bytes=*/1);  // 1000 bytes would take 10 s
+  std::atomic<bool> cancel{true};
+  const std::string body(1000, 'p');
+  ClientRequest req;
+  req.method = "PUT";
+  req.target = "/paced";
+  req.body = body.data();
+  req.body_size = body.size();
+  req.rate_limiter = &limiter;
+  req.cancel = &cancel;
+  auto r = c.Send(req);
+  EXPECT_TRUE(absl::IsCancelled(r.status())) << r.status();
 }
 
 TEST_F(HttpTest, BodyOverLimitGets413) {

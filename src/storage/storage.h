@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/crypto.h"
+#include "common/rate_limiter.h"
 #include "common/status.h"
 
 namespace ds {
@@ -56,7 +57,11 @@ struct PutOptions {
   std::string expected_sha256;   // the manifest's hash; the copy fails if the bytes differ
   int64_t mtime_ns = 0;          // stored as the object's mtime/metadata
   std::string run_id;            // correlation id, used in temp names
-  uint64_t max_bytes_per_second = 0;  // 0 = unlimited
+  uint64_t max_bytes_per_second = 0;  // this upload alone; 0 = unlimited
+  // Shared by concurrent uploads (an agent-wide cap); not owned; null = none.
+  RateLimiter* rate_limiter = nullptr;
+  // Object storage: blocks of one file in flight at once (each holds a block in memory).
+  int block_parallelism = 4;
   const std::atomic<bool>* cancel = nullptr;  // checked between chunks; Cancelled when set
   bool verify = true;            // re-read what landed and compare size + SHA-256
 };

@@ -1264,9 +1264,11 @@ TEST_F(AzBlobTest, InFlightMultiBlockPutIsInvisibleUntilCommitted) {
   const std::string content = RandomContent(1 << 20, 7);
   const fs::path source = WriteSource(content);
   absl::StatusOr<PutResult> put;
+  RateLimiter limiter(2 << 20);  // blocks go in parallel; the whole file takes ~0.5 s
   std::thread t([&] {
-    put =
-        (*small_blocks)->PutFile("r/obj.bin", source, PutOptions{.max_bytes_per_second = 2 << 20});
+    put = (*small_blocks)
+              ->PutFile("r/obj.bin", source,
+                        PutOptions{.rate_limiter = &limiter, .block_parallelism = 4});
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(250));  // about two blocks staged
   EXPECT_EQ(*storage_->ReadAll("r/obj.bin", 2 << 20), "old content");
@@ -1358,7 +1360,10 @@ TEST_F(AzBlobTest, SasExpiringMidUploadIsRenewedAndOnlyUnstagedBlocksAreSent) {
   SasPutStats stats;
   auto put = PutFileWithSas(
       short_lived, source,
-      PutOptions{.expected_sha256 = Sha256Hex(content), .max_bytes_per_second = 1 << 20}, kBlock,
+      PutOptions{.expected_sha256 = Sha256Hex(content),
+                 .max_bytes_per_second = 1 << 20,
+                 .block_parallelism = 1},
+      kBlock,
       [&]() -> absl::StatusOr<std::string> {
         ++renew_calls;
         renewed_after = std::chrono::steady_clock::now() - start;
@@ -1376,6 +1381,84 @@ TEST_F(AzBlobTest, SasExpiringMidUploadIsRenewedAndOnlyUnstagedBlocksAreSent) {
   EXPECT_EQ(storage_->Stat("renew/data.bin")->sha256, Sha256Hex(content));
 }
 
+// Blocks of one file go out in parallel, all paced by one limiter shared with other uploads
+// (the agent-wide --bwlimit): the blob is byte-identical, blocks overlapped, and every byte was
+// paid for at the shared cap.
+TEST_F(AzBlobTest, ParallelBlocksUnderASharedCapLandByteIdentical) {
+  constexpr size_t kBlock = 128 << 10;
+  const std::string content = RandomContent(16 * kBlock + 1234, 13);  // 17 blocks
+  const std::string other = RandomContent(5 * kBlock, 14);
+  RateLimiter limiter(8 << 20);
+  SasPutStats stats, other_stats;
+  absl::StatusOr<PutResult> put, other_put;
+  std::thread concurrent([&] {
+    other_put = PutFileWithSas(SasUrl("par/other.bin", "cw", NowSeconds() + 600),
+                               WriteSource(other),
+                               PutOptions{.rate_limiter = &limiter, .block_parallelism = 2},
+                               kBlock, nullptr, &other_stats);
+  });
+  put = PutFileWithSas(
+      SasUrl("par/data.bin", "cw", NowSeconds() + 600), WriteSource(content),
+      PutOptions{.expected_sha256 = Sha256Hex(content), .rate_limiter = &limiter,
+                 .block_parallelism = 4},
+      kBlock, nullptr, &stats);
+  concurrent.join();
+  ASSERT_TRUE(put.ok()) << put.status();
+  ASSERT_TRUE(other_put.ok()) << other_put.status();
+  EXPECT_EQ(stats.blocks_total, 17);
+  EXPECT_EQ(stats.blocks_uploaded, 17);
+  EXPECT_GT(stats.max_blocks_in_flight, 1);
+  EXPECT_LE(stats.max_blocks_in_flight, 4);
+  EXPECT_LE(other_stats.max_blocks_in_flight, 2);
+  EXPECT_EQ(limiter.reserved_bytes(), content.size() + other.size());
+  EXPECT_TRUE(*storage_->ReadAll("par/data.bin", 4 << 20) == content);
+  EXPECT_TRUE(*storage_->ReadAll("par/other.bin", 4 << 20) == other);
+  EXPECT_EQ(storage_->Stat("par/data.bin")->sha256, Sha256Hex(content));
+}
+
+// The SAS expires while four blocks are in flight: they are all refused, ONE renewal serves
+// them, and each block is staged once.
+TEST_F(AzBlobTest, ParallelBlocksShareOneSasRenewal) {
+  constexpr size_t kBlock = 128 << 10;
+  const std::string content = RandomContent(16 * kBlock, 15);  // 2 MiB: ~2 s at 1 MiB/s
+  const int64_t second = AlignToNextSecond();
+  RateLimiter limiter(1 << 20);
+  std::atomic<int> renew_calls{0};
+  SasPutStats stats;
+  auto put = PutFileWithSas(
+      SasUrl("par/renew.bin", "cw", second + 1), WriteSource(content),
+      PutOptions{.expected_sha256 = Sha256Hex(content), .rate_limiter = &limiter,
+                 .block_parallelism = 4},
+      kBlock,
+      [&]() -> absl::StatusOr<std::string> {
+        ++renew_calls;
+        return SasUrl("par/renew.bin", "cw", NowSeconds() + 600);
+      },
+      &stats);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(renew_calls.load(), 1);
+  EXPECT_EQ(stats.sas_renewals, 1);
+  EXPECT_EQ(stats.blocks_uploaded, 16);
+  EXPECT_TRUE(*storage_->ReadAll("par/renew.bin", 4 << 20) == content);
+}
+
+// A failing block stops the file: later blocks are not sent, nothing is committed.
+TEST_F(AzBlobTest, AFailedBlockStopsTheFileAndCommitsNothing) {
+  constexpr size_t kBlock = 128 << 10;
+  const std::string content = RandomContent(16 * kBlock, 16);
+  RateLimiter limiter(2 << 20);
+  SasPutStats stats;
+  // Signed for another blob: every block is refused (403) and there is no renewal.
+  auto put = PutFileWithSas(SasUrl("par/refused.bin", "cw", NowSeconds() + 600, "par/x.bin"),
+                            WriteSource(content),
+                            PutOptions{.rate_limiter = &limiter, .block_parallelism = 4}, kBlock,
+                            nullptr, &stats);
+  EXPECT_TRUE(absl::IsPermissionDenied(put.status())) << put.status();
+  EXPECT_EQ(stats.blocks_uploaded, 0);
+  EXPECT_LT(stats.blocks_total, 16);  // stopped reading after the first refusal
+  EXPECT_TRUE(absl::IsNotFound(storage_->Stat("par/refused.bin").status()));
+}
+
 // The agent could not renew (server down): the upload stops with staged blocks. A later call
 // with a SAS that may read (rcw) finds them with Get Block List and sends only the rest.
 TEST_F(AzBlobTest, LaterSasUploadResumesBlocksStagedByAnEarlierOne) {
@@ -1386,7 +1469,7 @@ TEST_F(AzBlobTest, LaterSasUploadResumesBlocksStagedByAnEarlierOne) {
   SasPutStats first_stats;
   auto first = PutFileWithSas(
       SasUrl("resume/data.bin", "rcw", second + 1), source,
-      PutOptions{.max_bytes_per_second = 1 << 20}, kBlock,
+      PutOptions{.max_bytes_per_second = 1 << 20, .block_parallelism = 1}, kBlock,
       []() -> absl::StatusOr<std::string> {
         return absl::UnavailableError("server not reachable");
       },

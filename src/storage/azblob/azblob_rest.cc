@@ -11,6 +11,8 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -171,6 +173,7 @@ class SharedKeyTransport final : public Transport {
     out.body = request.body;
     out.body_size = request.body_size;
     out.max_send_bytes_per_second = request.max_send_bytes_per_second;
+    out.rate_limiter = request.rate_limiter;
     out.cancel = request.cancel;
     out.max_response_bytes = request.max_response_bytes;
     out.timeout =
@@ -566,6 +569,133 @@ absl::StatusOr<std::set<std::string>> UncommittedBlocks(Transport& transport,
   return out;
 }
 
+namespace {
+
+// Stages blocks of one blob on up to `block_parallelism` threads (Put Block with Content-MD5).
+// Submit() blocks while that many uploads are in flight; the first failure stops new uploads
+// and is returned by every later Submit() and by Finish(). Buffers come back through
+// TakeBuffer() so a file costs (parallelism + 1) blocks of memory, not its size.
+// Used by one reading thread; `transport` must be thread-safe.
+class BlockStager {
+ public:
+  BlockStager(Transport* transport, const std::string& path, const std::string& what,
+              const PutOptions& options, StageStats* stats)
+      : transport_(transport),
+        path_(path),
+        what_(what),
+        options_(options),
+        stats_(stats),
+        parallelism_(std::clamp(options.block_parallelism, 1, 64)) {}
+  ~BlockStager() { (void)Finish(); }
+
+  std::string TakeBuffer(size_t size) {
+    std::string buf;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        buf = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    buf.resize(size);
+    return buf;
+  }
+
+  absl::Status Submit(int index, std::string id, std::string block) {
+    std::unique_lock<std::mutex> lock(mu_);
+    room_.wait(lock, [this] { return in_flight_ < parallelism_ || !error_.ok(); });
+    if (!error_.ok()) return error_;
+    ++in_flight_;
+    stats_->max_blocks_in_flight = std::max(stats_->max_blocks_in_flight, in_flight_);
+    if (workers_.size() < static_cast<size_t>(parallelism_) && idle_ == 0) {
+      workers_.emplace_back([this] { Work(); });
+    }
+    queue_.push_back({index, std::move(id), std::move(block)});
+    work_.notify_one();
+    return absl::OkStatus();
+  }
+
+  // Waits for every submitted block; the first error, if any.
+  absl::Status Finish() {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      room_.wait(lock, [this] { return in_flight_ == 0; });
+      closing_ = true;
+      work_.notify_all();
+    }
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+
+ private:
+  struct Item {
+    int index;
+    std::string id;
+    std::string block;
+  };
+
+  void Work() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      ++idle_;
+      work_.wait(lock, [this] { return !queue_.empty() || closing_; });
+      --idle_;
+      if (queue_.empty()) return;
+      Item item = std::move(queue_.front());
+      queue_.pop_front();
+      const bool skip = !error_.ok();
+      lock.unlock();
+      absl::Status status = skip ? absl::OkStatus() : Stage(item);
+      lock.lock();
+      if (error_.ok() && !status.ok()) error_ = status;
+      if (status.ok() && !skip) ++stats_->blocks_uploaded;
+      free_.push_back(std::move(item.block));
+      --in_flight_;
+      room_.notify_all();
+    }
+  }
+
+  absl::Status Stage(const Item& item) {
+    BlobRequest req;
+    req.method = "PUT";
+    req.path = path_;
+    req.query = {{"comp", "block"}, {"blockid", item.id}};
+    req.headers = {{"Content-MD5", Md5Base64(item.block)}};
+    req.body = item.block.data();
+    req.body_size = item.block.size();
+    req.max_send_bytes_per_second = options_.max_bytes_per_second;
+    req.rate_limiter = options_.rate_limiter;
+    req.cancel = options_.cancel;
+    req.what = absl::StrCat("PUT BLOCK ", item.index, " of ", what_);
+    DS_ASSIGN_OR_RETURN(http::ClientResponse r, transport_->Send(req));
+    if (r.status != 201) return ErrorFromResponse(r, req.what);
+    return absl::OkStatus();
+  }
+
+  // Constant after construction.
+  Transport* const transport_;
+  const std::string& path_;
+  const std::string& what_;
+  const PutOptions& options_;
+  StageStats* const stats_;
+  const int parallelism_;
+
+  std::mutex mu_;
+  std::condition_variable work_;  // queue_ gained an item, or closing_
+  std::condition_variable room_;  // in_flight_ dropped, or error_ set
+  std::deque<Item> queue_;        // protected by mu_
+  std::vector<std::string> free_;  // recycled buffers; protected by mu_
+  int in_flight_ = 0;             // submitted, not finished; protected by mu_
+  int idle_ = 0;                  // workers waiting for work; protected by mu_
+  bool closing_ = false;          // protected by mu_
+  absl::Status error_;            // first failure; protected by mu_
+  std::vector<std::thread> workers_;  // touched by the reading thread only
+};
+
+}  // namespace
+
 absl::StatusOr<StagedContent> ReadAndStage(
     Transport* transport, const std::string& path, const std::string& what,
     const std::filesystem::path& source, const PutOptions& options, size_t block_size,
@@ -609,11 +739,14 @@ absl::StatusOr<StagedContent> ReadAndStage(
     if (already_staged) {
       DS_ASSIGN_OR_RETURN(staged, already_staged());
     }
-    std::vector<char> buf(static_cast<size_t>(effective));
+    // The file is read (and hashed) in order by this thread; blocks go out on up to
+    // options.block_parallelism workers, each block's buffer recycled when its upload ends.
+    BlockStager stager(transport, path, what, options, stats);
     for (int index = 0;; ++index) {
       if (IsCancelled(options.cancel)) {
         return absl::CancelledError(absl::StrCat(what, " cancelled"));
       }
+      std::string buf = stager.TakeBuffer(static_cast<size_t>(effective));
       ssize_t n = ReadFully(fd, buf.data(), buf.size());
       if (n < 0) return ErrnoStatus(static_cast<int>(-n), absl::StrCat("read ", src_desc));
       if (n == 0) break;
@@ -621,12 +754,12 @@ absl::StatusOr<StagedContent> ReadAndStage(
         return absl::AbortedError(
             absl::StrCat("source changed while copying: ", src_desc, " grew while read"));
       }
-      const std::string_view block(buf.data(), static_cast<size_t>(n));
-      file_sha.Update(block);
-      file_md5.Update(block.data(), block.size());
-      out.bytes += block.size();
+      buf.resize(static_cast<size_t>(n));
+      file_sha.Update(buf);
+      file_md5.Update(buf.data(), buf.size());
+      out.bytes += buf.size();
       const std::string id =
-          Base64Encode(absl::StrFormat("%06d-%s", index, Sha256Hex(block).substr(0, 32)));
+          Base64Encode(absl::StrFormat("%06d-%s", index, Sha256Hex(buf).substr(0, 32)));
       out.block_ids.push_back(id);
       ++stats->blocks_total;
       if (staged.count(id) != 0) {
@@ -634,20 +767,10 @@ absl::StatusOr<StagedContent> ReadAndStage(
         continue;
       }
       if (transport == nullptr) continue;
-      BlobRequest req;
-      req.method = "PUT";
-      req.path = path;
-      req.query = {{"comp", "block"}, {"blockid", id}};
-      req.headers = {{"Content-MD5", Md5Base64(block)}};
-      req.body = block.data();
-      req.body_size = block.size();
-      req.max_send_bytes_per_second = options.max_bytes_per_second;
-      req.cancel = options.cancel;
-      req.what = absl::StrCat("PUT BLOCK ", index, " of ", what);
-      DS_ASSIGN_OR_RETURN(http::ClientResponse r, transport->Send(req));
-      if (r.status != 201) return ErrorFromResponse(r, req.what);
-      ++stats->blocks_uploaded;
+      // Stops reading as soon as an upload failed: the error is the upload's.
+      DS_RETURN_IF_ERROR(stager.Submit(index, id, std::move(buf)));
     }
+    DS_RETURN_IF_ERROR(stager.Finish());
   }
 
   // The source must not have changed while we read it.
@@ -688,6 +811,7 @@ absl::StatusOr<http::ClientResponse> Commit(
     req.body = content.data.data();
     req.body_size = content.data.size();
     req.max_send_bytes_per_second = options.max_bytes_per_second;
+    req.rate_limiter = options.rate_limiter;
     req.what = absl::StrCat("PUT BLOB ", what);
   } else {
     xml = R"(<?xml version="1.0" encoding="utf-8"?><BlockList>)";

@@ -76,6 +76,7 @@ struct BlobRequest {
   const char* body = nullptr;                                // not owned
   size_t body_size = 0;                                      // bytes
   uint64_t max_send_bytes_per_second = 0;                    // 0 = unlimited
+  RateLimiter* rate_limiter = nullptr;                       // shared cap; not owned
   const std::atomic<bool>* cancel = nullptr;
   size_t max_response_bytes = 64 << 20;  // 2xx bodies only
   std::string what;  // for messages: "PUT BLOCK container/key"; never a URL with a query
@@ -187,6 +188,7 @@ struct StageStats {
   int blocks_total = 0;           // blocks the file was cut into (0: fits one Put Blob)
   int blocks_uploaded = 0;        // Put Block requests that succeeded
   int blocks_already_staged = 0;  // skipped: an uncommitted block with the same id existed
+  int max_blocks_in_flight = 0;   // most Put Block requests of this file at once
 };
 
 // The local file after one read: hashes and what a commit needs.

@@ -6,6 +6,8 @@
 // same for path-style (Azurite) and virtual-host endpoints.
 #include "storage/azblob/sas.h"
 
+#include <mutex>
+#include <string>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -48,8 +50,9 @@ std::string BlobNameFromUrl(const azblob::ParsedUrl& url) {
   return azblob::DecodePercent(rest.substr(1));
 }
 
-// Authorises requests for one blob with a SAS in the query, renewing it on 403.
-// Not thread-safe: one upload at a time.
+// Authorises requests for one blob with a SAS in the query, renewing it on 403. Thread-safe:
+// blocks of one file go out in parallel; when several are refused by the same expired SAS, one
+// renewal serves them all.
 class SasTransport final : public azblob::Transport {
  public:
   SasTransport(azblob::ParsedUrl url, std::function<absl::StatusOr<std::string>()> renew,
@@ -59,28 +62,45 @@ class SasTransport final : public azblob::Transport {
         stats_(stats),
         pool_(url_.origin, azblob::TransportOptions{}) {}
 
-  const std::string& sas() const { return url_.query; }
+  std::string sas() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sas_;
+  }
 
   absl::StatusOr<http::ClientResponse> Send(const BlobRequest& request) override {
     int renewals = 0;
     for (;;) {
+      std::string sas;
+      uint64_t generation;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        sas = sas_;
+        generation = generation_;
+      }
       http::ClientRequest out;
       out.method = request.method;
       out.target = request.path;
       std::string query = azblob::EncodeQuery(request.query);
-      if (!url_.query.empty()) absl::StrAppend(&query, query.empty() ? "" : "&", url_.query);
+      if (!sas.empty()) absl::StrAppend(&query, query.empty() ? "" : "&", sas);
       if (!query.empty()) absl::StrAppend(&out.target, "?", query);
       out.headers = request.headers;
       out.headers.emplace_back("x-ms-version", azblob::kApiVersion);
       out.body = request.body;
       out.body_size = request.body_size;
       out.max_send_bytes_per_second = request.max_send_bytes_per_second;
+      out.rate_limiter = request.rate_limiter;
       out.cancel = request.cancel;
       out.max_response_bytes = request.max_response_bytes;
       out.timeout = azblob::RequestTimeout(pool_.options(), request.body_size,
                                            request.max_send_bytes_per_second);
       DS_ASSIGN_OR_RETURN(http::ClientResponse r, pool_.SendWithRetries(out, request.what));
       if (r.status != 403 || !renew_ || renewals == kMaxRenewalsWithoutProgress) return r;
+      ++renewals;
+      std::lock_guard<std::mutex> renewing(renew_mu_);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (generation_ != generation) continue;  // another request renewed it meanwhile
+      }
       spdlog::info("azblob: {}: SAS refused ({}), renewing it", request.what, azblob::ErrorCode(r));
       absl::StatusOr<std::string> fresh = renew_();
       if (!fresh.ok()) {
@@ -94,17 +114,24 @@ class SasTransport final : public azblob::Transport {
                                                           parsed.path, ", not ", url_.origin,
                                                           url_.path));
       }
-      url_.query = std::move(parsed.query);
-      ++renewals;
+      std::lock_guard<std::mutex> lock(mu_);
+      sas_ = std::move(parsed.query);
+      ++generation_;
       if (stats_ != nullptr) ++stats_->sas_renewals;
     }
   }
 
  private:
-  azblob::ParsedUrl url_;  // query = the current SAS
-  const std::function<absl::StatusOr<std::string>()> renew_;
-  SasPutStats* const stats_;  // may be null
+  // Constant after construction.
+  const azblob::ParsedUrl url_;  // origin and path; its query is the first SAS
+  const std::function<absl::StatusOr<std::string>()> renew_;  // called under renew_mu_ only
+  SasPutStats* const stats_;  // may be null; sas_renewals written under mu_
   azblob::ClientPool pool_;
+
+  std::mutex renew_mu_;  // one renewal at a time
+  mutable std::mutex mu_;
+  std::string sas_ = url_.query;  // the current SAS; protected by mu_
+  uint64_t generation_ = 0;       // renewals so far; protected by mu_
 };
 
 }  // namespace
@@ -195,6 +222,7 @@ absl::StatusOr<PutResult> PutFileWithSas(const std::string& blob_url_with_sas,
   stats->blocks_total = stage_stats.blocks_total;
   stats->blocks_uploaded = stage_stats.blocks_uploaded;
   stats->blocks_already_staged = stage_stats.blocks_already_staged;
+  stats->max_blocks_in_flight = stage_stats.max_blocks_in_flight;
   if (!staged.ok()) return staged.status();
   const int64_t mtime_ns = options.mtime_ns != 0 ? options.mtime_ns : staged->source_mtime_ns;
 

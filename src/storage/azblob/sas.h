@@ -34,6 +34,7 @@ struct SasPutStats {
   int blocks_uploaded = 0;        // Put Block requests that succeeded in this call
   int blocks_already_staged = 0;  // skipped: staged by an earlier call (needs 'r' in the SAS)
   int sas_renewals = 0;           // renew_sas() calls that produced a new SAS
+  int max_blocks_in_flight = 0;   // most blocks staged at once (options.block_parallelism)
 };
 
 // Uploads the local file `source` to the blob at `blob_url_with_sas`

@@ -246,12 +246,14 @@ struct CopyOutcome {
 };
 
 // Copies `src` (from its current offset to EOF) to `dst`, hashing the bytes as they are read.
-// Paces to `max_bytes_per_second` (0 = unlimited) and checks `cancel` between chunks.
+// Paces to `max_bytes_per_second` (0 = unlimited) and to the shared `limiter` (may be null), and
+// checks `cancel` between chunks.
 absl::StatusOr<CopyOutcome> CopyAndHash(int src, int dst, const std::atomic<bool>* cancel,
-                                        uint64_t max_bytes_per_second, const std::string& src_desc,
-                                        const std::string& dst_desc) {
+                                        uint64_t max_bytes_per_second, RateLimiter* limiter,
+                                        const std::string& src_desc, const std::string& dst_desc) {
   // A paced copy uses smaller chunks so that pacing is smooth and cancel is noticed promptly.
   size_t chunk = kCopyBufferBytes;
+  if (limiter != nullptr) chunk = kMinPacedChunkBytes;
   if (max_bytes_per_second > 0) {
     chunk = static_cast<size_t>(
         std::clamp<uint64_t>(max_bytes_per_second / 8, kMinPacedChunkBytes, kCopyBufferBytes));
@@ -275,6 +277,9 @@ absl::StatusOr<CopyOutcome> CopyAndHash(int src, int dst, const std::atomic<bool
       return StorageError(e, absl::StrCat("write ", dst_desc));
     }
     out.bytes += static_cast<uint64_t>(n);
+    if (limiter != nullptr && !limiter->Acquire(static_cast<uint64_t>(n), cancel)) {
+      return absl::CancelledError(absl::StrCat("copy to ", dst_desc, " cancelled"));
+    }
     if (max_bytes_per_second > 0) {
       const auto due =
           start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -545,7 +550,8 @@ absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
   const std::string temp_desc = absl::StrCat(Describe(), "/", key, " (temp ", temp_name, ")");
   DS_ASSIGN_OR_RETURN(CopyOutcome copied,
                       CopyAndHash(src.get(), temp_fd.get(), options.cancel,
-                                  options.max_bytes_per_second, src_desc, temp_desc));
+                                  options.max_bytes_per_second, options.rate_limiter, src_desc,
+                                  temp_desc));
 
   // The source must not have changed while we read it.
   struct stat after;
@@ -672,7 +678,7 @@ absl::StatusOr<std::string> DirStorage::KeepVersion(const std::string& key, int 
     TempFileGuard guard(vdir.get(), temp_name);
     const std::string temp_desc = absl::StrCat(vdir_path, "/", temp_name);
     DS_ASSIGN_OR_RETURN(CopyOutcome copied,
-                        CopyAndHash(src.get(), temp_fd.get(), nullptr, 0, PathOf(key), temp_desc));
+                        CopyAndHash(src.get(), temp_fd.get(), nullptr, 0, nullptr, PathOf(key), temp_desc));
     if (copied.sha256 != sha256) {
       return absl::AbortedError(
           absl::StrCat(PathOf(key), " changed while keeping a version of it"));
