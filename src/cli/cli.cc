@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "cli/drill.h"
+#include "common/crypto.h"
 #include "common/files.h"
 #include "common/time_util.h"
 #include "http/http_client.h"
@@ -58,8 +59,9 @@ class Api {
   }
 
   // Calls the admin API; throws CliError with the server's problem detail on failure.
-  json Call(const std::string& method, const std::string& target, const std::string& body = "") {
-    auto resp = client_.Do(method, "/api/v1/admin" + target, body);
+  json Call(const std::string& method, const std::string& target, const std::string& body = "",
+            const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    auto resp = client_.Do(method, "/api/v1/admin" + target, body, headers);
     if (!resp.ok()) {
       throw CliError{absl::StrCat("cannot reach ", client_.base_url(), ": ", resp.status().message())};
     }
@@ -520,6 +522,48 @@ int RunCli(int argc, char** argv) {
 
   // drills
   DrillOptions drill;
+  auto* releases = app.add_subcommand("releases", "agent releases kept in storage under releases/")
+                       ->require_subcommand(1);
+  std::string release_version;
+  std::vector<std::string> release_files;
+  auto* rel_list = releases->add_subcommand("list", "published release files");
+  rel_list->add_option("VERSION", release_version, "only this version");
+  rel_list->add_flag("--json", g.json, "JSON output");
+  rel_list->callback([&] {
+    action = [&] {
+      json r = Api(g).Call("GET", release_version.empty() ? "/releases"
+                                                          : "/releases?version=" + Seg(release_version));
+      if (g.json) return void(std::cout << r.dump(2) << "\n");
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& f : r["items"]) {
+        rows.push_back({Str(f, "version"), Str(f, "file"), HumanBytes(f.value("size", uint64_t{0})),
+                        Str(f, "sha256")});
+      }
+      PrintTable({"VERSION", "FILE", "SIZE", "SHA-256"}, rows);
+    };
+  });
+  auto* rel_add = releases->add_subcommand(
+      "add", "publish files as a release version (immutable: a changed file needs a new version)");
+  rel_add->add_option("VERSION", release_version)->required();
+  rel_add->add_option("FILES", release_files, "files to publish, stored under their base names")
+      ->required();
+  rel_add->callback([&] {
+    action = [&] {
+      Api api(g);
+      for (const std::string& path : release_files) {
+        auto bytes = ReadFileToString(path, int64_t{4} << 30);
+        if (!bytes.ok()) throw CliError{std::string(bytes.status().message())};
+        const std::string name = std::filesystem::path(path).filename().string();
+        json r = api.Call("PUT", "/releases/" + Seg(release_version) + "/" + Seg(name), *bytes,
+                          {{"Content-Type", "application/octet-stream"},
+                           {"X-Content-SHA256", Sha256Hex(*bytes)}});
+        std::cout << (r.value("created", false) ? "published " : "already published ")
+                  << Str(r, "key") << " (" << HumanBytes(r.value("size", uint64_t{0})) << ", sha256 "
+                  << Str(r, "sha256") << ")\n";
+      }
+    };
+  });
+
   auto* drills = app.add_subcommand("drill", "rehearse a recovery scenario on a scratch copy and measure it")
                      ->require_subcommand(1);
   auto* d_loss = drills->add_subcommand(

@@ -6,6 +6,7 @@
 #include "common/paths.h"
 #include "protocol/messages.h"
 #include "server/context.h"
+#include "server/releases.h"
 #include "common/log.h"
 
 namespace ds {
@@ -106,6 +107,11 @@ absl::Status ValidateJobSpec(protocol::JobSpec& spec) {
   }
   if (spec.dest_prefix.rfind(std::string(kReservedArea), 0) == 0) {
     return absl::InvalidArgumentError("dest prefix must not be inside the reserved .datasync area");
+  }
+  if (const std::string releases(kReleasesArea);
+      spec.dest_prefix == releases || spec.dest_prefix.rfind(releases + "/", 0) == 0) {
+    return absl::InvalidArgumentError(
+        "dest prefix must not be inside releases/ (server-side files: agent releases)");
   }
   for (const auto* globs : {&spec.includes, &spec.excludes}) {
     if (globs->size() > kMaxGlobs) return absl::InvalidArgumentError("too many include/exclude globs");
@@ -409,6 +415,12 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
   };
   const std::string base = "/api/v1/admin";
   router->Add("GET", base + "/status", admin([ctx](const Request&, const PathParams&) { return Status(ctx); }));
+  router->Add("GET", base + "/releases",
+              admin([ctx](const Request& req, const PathParams&) { return ListReleases(ctx, req); }));
+  router->Add("PUT", base + "/releases/{version}/{file}",
+              admin([ctx](const Request& req, const PathParams& p) {
+                return PutRelease(ctx, req, p.at("version"), p.at("file"));
+              }));
   router->Add("GET", base + "/runners", admin([ctx](const Request&, const PathParams&) -> absl::StatusOr<std::string> {
                 DS_ASSIGN_OR_RETURN(auto runners, ctx->index->ListRunners());
                 json out = json::array();

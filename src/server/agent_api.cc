@@ -13,6 +13,7 @@
 #include "common/paths.h"
 #include "protocol/messages.h"
 #include "server/context.h"
+#include "server/releases.h"
 #include "sync/planner.h"
 
 namespace ds {
@@ -579,6 +580,12 @@ void AddAgentRoutes(ServerContext* ctx, Router* router) {
               sync([ctx](const Request& req, const PathParams& p) {
                 return Grant(ctx, req, p.at("run"));
               }));
+  router->Add("GET", "/api/v1/agent/releases/{version}/{file}",
+              [ctx](const Request& req, const PathParams& p, Responder respond) {
+                absl::StatusOr<Runner> runner = AuthenticateAgent(ctx, req);
+                if (!runner.ok()) return respond(http::ProblemResponse(runner.status()));
+                respond(ServeRelease(ctx, p.at("version"), p.at("file")));
+              });
   (void)CorrelationTag;
 }
 

@@ -149,6 +149,10 @@ class Storage {
 // Name of the reserved top-level area and the prefix of in-flight temp files.
 inline constexpr std::string_view kReservedArea = ".datasync";
 inline constexpr std::string_view kTempPrefix = ".dstmp-";
+// Top-level area of server-side files (agent releases): releases/<version>/<file>. Ordinary
+// objects to the storage backends; jobs may not write under it (the server refuses such a
+// destination prefix).
+inline constexpr std::string_view kReleasesArea = "releases";
 
 // OK iff PutFile may write `key`: a valid relative path (ValidateRelativePath) outside the
 // reserved area whose last component is not a temp name. InvalidArgument otherwise.

@@ -458,6 +458,25 @@ class AzureSyncTest(unittest.TestCase):
     def test_8_agent_stops_cleanly_on_sigterm(self):
         self.assertEqual(self.c.stop_agent(self.AGENT), 0)
 
+    def test_9_releases_live_in_the_same_container_under_releases(self):
+        data = os.urandom(3 << 20)  # under the server's --max-body of 8 MiB
+        payload = os.path.join(self.c.root, "datasync-agent")
+        with open(payload, "wb") as f:
+            f.write(data)
+        self.c.cli("releases", "add", "2.0.0", payload)
+        blob, headers = self.az.get("releases/2.0.0/datasync-agent")
+        self.assertEqual(blob, data)
+        self.assertEqual(headers.get("x-ms-meta-sha256"), hashlib.sha256(data).hexdigest())
+        items = self.c.cli_json("releases", "list")["items"]
+        self.assertEqual([(i["version"], i["file"], i["sha256"]) for i in items],
+                         [("2.0.0", "datasync-agent", hashlib.sha256(data).hexdigest())])
+        key, _ = self.c.fake_agent_key("pc-az-release")
+        req = urllib.request.Request(self.c.url + "/api/v1/agent/releases/2.0.0/datasync-agent",
+                                     headers={"Authorization": "Bearer " + key})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            self.assertEqual(r.read(), data)
+            self.assertEqual(r.headers["X-Content-SHA256"], hashlib.sha256(data).hexdigest())
+
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
