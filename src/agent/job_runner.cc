@@ -89,11 +89,39 @@ absl::StatusOr<PutResult> PutWithGrant(const protocol::UploadInstruction& u,
   if (u.expires_at_ms != 0 && SystemClock()->NowUnixMs() + 1000 >= u.expires_at_ms) {
     DS_ASSIGN_OR_RETURN(url, renew());
   }
+  // Staged blocks are journaled: after a restart the write-only SAS cannot list them, the
+  // journal can, and the upload goes on from there instead of from the first block.
+  constexpr int64_t kStagedBlocksLifetimeMs = int64_t{6} * 24 * 3600 * 1000;  // service: 7 days
+  Journal* journal = o.journal;
+  StagedBlockMemory memory;
+  memory.recall = [&]() -> std::set<std::string> {
+    auto ids = journal->StagedBlocks(u.key, po.expected_sha256,
+                                     SystemClock()->NowUnixMs() - kStagedBlocksLifetimeMs);
+    if (!ids.ok()) spdlog::warn("run={} journal: {}", o.run_id, ids.status());
+    return ids.value_or(std::set<std::string>{});
+  };
+  memory.remember = [&](const std::string& id) {
+    absl::Status st = journal->RememberStagedBlock(u.key, po.expected_sha256, id,
+                                                   SystemClock()->NowUnixMs());
+    if (!st.ok()) spdlog::warn("run={} journal: {}", o.run_id, st);
+  };
+  memory.forget = [&]() {
+    absl::Status st = journal->ForgetStagedBlocks(
+        u.key, SystemClock()->NowUnixMs() - kStagedBlocksLifetimeMs);
+    if (!st.ok()) spdlog::warn("run={} journal: {}", o.run_id, st);
+  };
   SasPutStats stats;
-  auto put = PutFileWithSas(url, source, po, o.block_size, renew, &stats);
+  auto put = PutFileWithSas(url, source, po, o.block_size, renew, &stats,
+                            po.expected_sha256.empty() ? nullptr : &memory);
   if (put.ok()) {
-    spdlog::debug("run={} {} uploaded in {} block(s), {} grant renewal(s) during the upload",
-                  o.run_id, u.key, stats.blocks_total, stats.sas_renewals);
+    if (stats.blocks_already_staged > 0) {
+      spdlog::info("run={} {} resumed: {} of {} block(s) were staged before, {} sent now",
+                   o.run_id, u.key, stats.blocks_already_staged, stats.blocks_total,
+                   stats.blocks_uploaded);
+    }
+    spdlog::debug("run={} {} uploaded in {} block(s) ({} at once at most), {} grant renewal(s)",
+                  o.run_id, u.key, stats.blocks_total, stats.max_blocks_in_flight,
+                  stats.sas_renewals);
   }
   return put;
 }

@@ -3,6 +3,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -45,6 +46,16 @@ CREATE TABLE IF NOT EXISTS indexed_files (
   size    INTEGER NOT NULL,                  -- bytes
   sha256  TEXT NOT NULL,
   PRIMARY KEY (job_id, path)
+) WITHOUT ROWID;
+-- Blocks of an object-storage upload the service holds uncommitted (Put Block succeeded), so
+-- that after a restart the agent, whose write-only SAS cannot list them, sends only the rest.
+-- Forgotten when the file is committed; the service discards uncommitted blocks after 7 days.
+CREATE TABLE IF NOT EXISTS staged_blocks (
+  key          TEXT NOT NULL,                -- storage key of the blob
+  sha256       TEXT NOT NULL,                -- of the whole file being uploaded
+  block_id     TEXT NOT NULL,                -- base64, content-derived
+  staged_at_ms INTEGER NOT NULL,             -- Unix ms
+  PRIMARY KEY (key, sha256, block_id)
 ) WITHOUT ROWID;
 -- The last job definitions from the server.
 CREATE TABLE IF NOT EXISTS job_cache (
@@ -254,6 +265,46 @@ class SqliteJournal final : public Journal {
         q.exec();
       }
       tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::set<std::string>> StagedBlocks(const std::string& key,
+                                                     const std::string& sha256,
+                                                     int64_t newer_than_ms) override {
+    return Locked([&]() -> absl::StatusOr<std::set<std::string>> {
+      SQLite::Statement q(db_, R"sql(
+        SELECT block_id FROM staged_blocks WHERE key = ? AND sha256 = ? AND staged_at_ms > ?)sql");
+      q.bind(1, key);
+      q.bind(2, sha256);
+      q.bind(3, newer_than_ms);
+      std::set<std::string> out;
+      while (q.executeStep()) out.insert(q.getColumn(0).getString());
+      return out;
+    });
+  }
+
+  absl::Status RememberStagedBlock(const std::string& key, const std::string& sha256,
+                                   const std::string& block_id, int64_t now_ms) override {
+    return Locked([&]() -> absl::Status {
+      SQLite::Statement q(db_, R"sql(
+        INSERT INTO staged_blocks (key, sha256, block_id, staged_at_ms) VALUES (?, ?, ?, ?)
+        ON CONFLICT (key, sha256, block_id) DO UPDATE SET staged_at_ms = excluded.staged_at_ms)sql");
+      q.bind(1, key);
+      q.bind(2, sha256);
+      q.bind(3, block_id);
+      q.bind(4, now_ms);
+      q.exec();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status ForgetStagedBlocks(const std::string& key, int64_t older_than_ms) override {
+    return Locked([&]() -> absl::Status {
+      SQLite::Statement q(db_, "DELETE FROM staged_blocks WHERE key = ? OR staged_at_ms < ?");
+      q.bind(1, key);
+      q.bind(2, older_than_ms);
+      q.exec();
       return absl::OkStatus();
     });
   }

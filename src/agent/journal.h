@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -68,6 +69,17 @@ class Journal {
   [[nodiscard]] virtual absl::Status RememberIndexed(
       int64_t job_id, const std::vector<std::pair<std::string, IndexedContent>>& rows) = 0;
 
+  // Blocks of an object-storage upload of `key` with content `sha256` that the service accepted
+  // (uncommitted until the file's commit), staged after `newer_than_ms` (Unix ms).
+  [[nodiscard]] virtual absl::StatusOr<std::set<std::string>> StagedBlocks(
+      const std::string& key, const std::string& sha256, int64_t newer_than_ms) = 0;
+  [[nodiscard]] virtual absl::Status RememberStagedBlock(const std::string& key,
+                                                         const std::string& sha256,
+                                                         const std::string& block_id,
+                                                         int64_t now_ms) = 0;
+  // Drops the blocks of `key` (committed, or found stale) and any staged before `older_than_ms`.
+  [[nodiscard]] virtual absl::Status ForgetStagedBlocks(const std::string& key,
+                                                        int64_t older_than_ms) = 0;
   // Last job definitions and storage URL from the server.
   [[nodiscard]] virtual absl::Status SaveJobs(int64_t version, const std::string& storage_url,
                                               const std::vector<protocol::JobSpec>& jobs) = 0;

@@ -35,7 +35,7 @@ class RateLimiter {
 
   // Largest piece a transfer should reserve at once, so that waits stay short and parallel
   // transfers interleave (bytes).
-  static constexpr uint64_t kChunkBytes = 16 << 10;
+  static constexpr uint64_t kChunkBytes = 64 << 10;
 
  private:
   // Constant after construction.

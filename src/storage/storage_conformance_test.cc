@@ -25,6 +25,7 @@
 #include <random>
 #include <regex>
 #include <string>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -1457,6 +1458,88 @@ TEST_F(AzBlobTest, AFailedBlockStopsTheFileAndCommitsNothing) {
   EXPECT_EQ(stats.blocks_uploaded, 0);
   EXPECT_LT(stats.blocks_total, 16);  // stopped reading after the first refusal
   EXPECT_TRUE(absl::IsNotFound(storage_->Stat("par/refused.bin").status()));
+}
+
+// What an agent journals about staged blocks, kept in memory for the tests.
+struct RecordingMemory {
+  std::mutex mu;
+  std::set<std::string> ids;
+  int forgotten = 0;
+  StagedBlockMemory Memory() {
+    return StagedBlockMemory{
+        .recall = [this] {
+          std::lock_guard<std::mutex> lock(mu);
+          return ids;
+        },
+        .remember = [this](const std::string& id) {
+          std::lock_guard<std::mutex> lock(mu);
+          ids.insert(id);
+        },
+        .forget = [this] {
+          std::lock_guard<std::mutex> lock(mu);
+          ids.clear();
+          ++forgotten;
+        }};
+  }
+};
+
+// An agent restarted mid-file holds only a write-only SAS (cannot list staged blocks): what it
+// remembered staging is skipped, the rest is sent, and the commit succeeds.
+TEST_F(AzBlobTest, WriteOnlySasResumesFromRememberedBlocks) {
+  constexpr size_t kBlock = 256 << 10;
+  const std::string content = RandomContent(8 * kBlock, 17);
+  const fs::path source = WriteSource(content);
+  RecordingMemory journal;
+  const StagedBlockMemory memory = journal.Memory();
+  const int64_t second = AlignToNextSecond();
+  SasPutStats first_stats;
+  auto first = PutFileWithSas(
+      SasUrl("resume/wo.bin", "cw", second + 1), source,
+      PutOptions{.expected_sha256 = Sha256Hex(content), .max_bytes_per_second = 1 << 20,
+                 .block_parallelism = 1},
+      kBlock, []() -> absl::StatusOr<std::string> { return absl::UnavailableError("server down"); },
+      &first_stats, &memory);
+  ASSERT_TRUE(absl::IsUnavailable(first.status())) << first.status();
+  ASSERT_GT(first_stats.blocks_uploaded, 0);
+  ASSERT_LT(first_stats.blocks_uploaded, 8);
+  EXPECT_EQ(journal.ids.size(), static_cast<size_t>(first_stats.blocks_uploaded));
+  EXPECT_EQ(journal.forgotten, 0);
+
+  SasPutStats stats;
+  auto second_put = PutFileWithSas(SasUrl("resume/wo.bin", "cw", NowSeconds() + 600), source,
+                                   PutOptions{.expected_sha256 = Sha256Hex(content)}, kBlock,
+                                   nullptr, &stats, &memory);
+  ASSERT_TRUE(second_put.ok()) << second_put.status();
+  EXPECT_EQ(stats.blocks_already_staged, first_stats.blocks_uploaded);
+  EXPECT_EQ(stats.blocks_uploaded, 8 - first_stats.blocks_uploaded);
+  EXPECT_EQ(journal.forgotten, 1);  // committed: nothing left to remember
+  EXPECT_TRUE(journal.ids.empty());
+  EXPECT_TRUE(*storage_->ReadAll("resume/wo.bin", 4 << 20) == content);
+}
+
+// Remembered blocks the service does not hold (here: staged for another blob) make the commit
+// fail; the upload forgets them and sends the whole file once more.
+TEST_F(AzBlobTest, StaleRememberedBlocksFallBackToAFullUpload) {
+  constexpr size_t kBlock = 128 << 10;
+  const std::string content = RandomContent(6 * kBlock, 18);
+  const fs::path source = WriteSource(content);
+  RecordingMemory journal;
+  StagedBlockMemory remember_only = journal.Memory();
+  remember_only.forget = nullptr;  // keep the ids after this commit
+  ASSERT_TRUE(PutFileWithSas(SasUrl("stale/a.bin", "cw", NowSeconds() + 600), source, {}, kBlock,
+                             nullptr, nullptr, &remember_only)
+                  .ok());
+  ASSERT_EQ(journal.ids.size(), 6u);
+  const StagedBlockMemory memory = journal.Memory();
+  SasPutStats stats;
+  auto put = PutFileWithSas(SasUrl("stale/b.bin", "cw", NowSeconds() + 600), source,
+                            PutOptions{.expected_sha256 = Sha256Hex(content)}, kBlock, nullptr,
+                            &stats, &memory);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(stats.blocks_uploaded, 6);
+  EXPECT_GE(journal.forgotten, 1);
+  EXPECT_TRUE(*storage_->ReadAll("stale/b.bin", 4 << 20) == content);
+  EXPECT_EQ(storage_->Stat("stale/b.bin")->sha256, Sha256Hex(content));
 }
 
 // The agent could not renew (server down): the upload stops with staged blocks. A later call

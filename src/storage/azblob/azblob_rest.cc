@@ -579,12 +579,14 @@ namespace {
 class BlockStager {
  public:
   BlockStager(Transport* transport, const std::string& path, const std::string& what,
-              const PutOptions& options, StageStats* stats)
+              const PutOptions& options, StageStats* stats,
+              const std::function<void(const std::string&)>& on_staged)
       : transport_(transport),
         path_(path),
         what_(what),
         options_(options),
         stats_(stats),
+        on_staged_(on_staged),
         parallelism_(std::clamp(options.block_parallelism, 1, 64)) {}
   ~BlockStager() { (void)Finish(); }
 
@@ -648,6 +650,7 @@ class BlockStager {
       const bool skip = !error_.ok();
       lock.unlock();
       absl::Status status = skip ? absl::OkStatus() : Stage(item);
+      if (status.ok() && !skip && on_staged_) on_staged_(item.id);
       lock.lock();
       if (error_.ok() && !status.ok()) error_ = status;
       if (status.ok() && !skip) ++stats_->blocks_uploaded;
@@ -680,6 +683,7 @@ class BlockStager {
   const std::string& what_;
   const PutOptions& options_;
   StageStats* const stats_;
+  const std::function<void(const std::string&)>& on_staged_;  // may be empty; thread-safe
   const int parallelism_;
 
   std::mutex mu_;
@@ -700,7 +704,7 @@ absl::StatusOr<StagedContent> ReadAndStage(
     Transport* transport, const std::string& path, const std::string& what,
     const std::filesystem::path& source, const PutOptions& options, size_t block_size,
     const std::function<absl::StatusOr<std::set<std::string>>()>& already_staged,
-    StageStats* stats) {
+    StageStats* stats, const std::function<void(const std::string& block_id)>& on_staged) {
   StageStats local_stats;
   if (stats == nullptr) stats = &local_stats;
   const std::string src_desc = source.string();
@@ -741,7 +745,7 @@ absl::StatusOr<StagedContent> ReadAndStage(
     }
     // The file is read (and hashed) in order by this thread; blocks go out on up to
     // options.block_parallelism workers, each block's buffer recycled when its upload ends.
-    BlockStager stager(transport, path, what, options, stats);
+    BlockStager stager(transport, path, what, options, stats, on_staged);
     for (int index = 0;; ++index) {
       if (IsCancelled(options.cancel)) {
         return absl::CancelledError(absl::StrCat(what, " cancelled"));

@@ -209,7 +209,8 @@ struct StagedContent {
 // deterministic: base64 of "<index, 6 digits>-<first 32 hex of the block's SHA-256>", so a
 // retry, even by another process, finds and skips what is already staged, and never reuses a
 // staged block whose content differs. Every block carries Content-MD5: the service rejects
-// corrupted transfers. Nothing is committed. `transport` null: read and hash only.
+// corrupted transfers. `on_staged` (may be null) hears of every block the service accepted, from
+// the uploading threads. Nothing is committed. `transport` null: read and hash only.
 // Errors: NotFound/PermissionDenied (source), FailedPrecondition (not a regular file),
 // Aborted (source changed while read, or its SHA-256 is not options.expected_sha256),
 // Cancelled, and the service's errors.
@@ -217,7 +218,7 @@ struct StagedContent {
     Transport* transport, const std::string& path, const std::string& what,
     const std::filesystem::path& source, const PutOptions& options, size_t block_size,
     const std::function<absl::StatusOr<std::set<std::string>>()>& already_staged,
-    StageStats* stats);
+    StageStats* stats, const std::function<void(const std::string& block_id)>& on_staged = nullptr);
 
 // Commits `content` under `path` with metadata sha256 + mtime_ns: Put Blob for single_shot,
 // else Put Block List. `conditions` are extra headers (If-Match / If-None-Match). Returns the

@@ -6,6 +6,7 @@
 // same for path-style (Azurite) and virtual-host endpoints.
 #include "storage/azblob/sas.h"
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -186,7 +187,7 @@ absl::StatusOr<PutResult> PutFileWithSas(const std::string& blob_url_with_sas,
                                          const std::filesystem::path& source,
                                          const PutOptions& options, size_t block_size,
                                          std::function<absl::StatusOr<std::string>()> renew_sas,
-                                         SasPutStats* stats) {
+                                         SasPutStats* stats, const StagedBlockMemory* memory) {
   DS_ASSIGN_OR_RETURN(azblob::ParsedUrl url, azblob::ParseHttpUrl(blob_url_with_sas));
   if (azblob::QueryParam(url.query, "sig").empty()) {
     return absl::InvalidArgumentError(
@@ -208,27 +209,50 @@ absl::StatusOr<PutResult> PutFileWithSas(const std::string& blob_url_with_sas,
   SasTransport transport(url, std::move(renew_sas), stats);
   const std::string path = url.path;
 
-  // A SAS with 'r' may list uncommitted blocks: resume what an earlier call staged.
+  // Blocks staged earlier need not go again: a SAS with 'r' lists them (Get Block List); with a
+  // write-only SAS the caller's memory tells.
   auto can_read = [&transport] {
     return azblob::QueryParam(transport.sas(), "sp").find('r') != std::string::npos;
   };
   std::function<absl::StatusOr<std::set<std::string>>()> already_staged;
   if (can_read()) {
     already_staged = [&]() { return azblob::UncommittedBlocks(transport, path, what); };
+  } else if (memory != nullptr && memory->recall) {
+    already_staged = [memory]() -> absl::StatusOr<std::set<std::string>> {
+      return memory->recall();
+    };
   }
-  azblob::StageStats stage_stats;
-  absl::StatusOr<azblob::StagedContent> staged = azblob::ReadAndStage(
-      &transport, path, what, source, options, block_size, already_staged, &stage_stats);
-  stats->blocks_total = stage_stats.blocks_total;
-  stats->blocks_uploaded = stage_stats.blocks_uploaded;
-  stats->blocks_already_staged = stage_stats.blocks_already_staged;
-  stats->max_blocks_in_flight = stage_stats.max_blocks_in_flight;
-  if (!staged.ok()) return staged.status();
-  const int64_t mtime_ns = options.mtime_ns != 0 ? options.mtime_ns : staged->source_mtime_ns;
+  std::function<void(const std::string&)> on_staged;
+  if (memory != nullptr && memory->remember) on_staged = memory->remember;
 
-  DS_ASSIGN_OR_RETURN(http::ClientResponse r,
-                      azblob::Commit(transport, path, what, *staged, mtime_ns, {}, options));
-  if (r.status != 201) return ErrorFromResponse(r, absl::StrCat("commit ", what));
+  absl::StatusOr<azblob::StagedContent> staged;
+  absl::StatusOr<http::ClientResponse> committed;
+  for (int attempt = 0;; ++attempt) {
+    azblob::StageStats stage_stats;
+    staged = azblob::ReadAndStage(&transport, path, what, source, options, block_size,
+                                  already_staged, &stage_stats, on_staged);
+    stats->blocks_total = stage_stats.blocks_total;
+    stats->blocks_uploaded += stage_stats.blocks_uploaded;
+    stats->blocks_already_staged = stage_stats.blocks_already_staged;
+    stats->max_blocks_in_flight = std::max(stats->max_blocks_in_flight,
+                                           stage_stats.max_blocks_in_flight);
+    if (!staged.ok()) return staged.status();
+    const int64_t mtime_ns = options.mtime_ns != 0 ? options.mtime_ns : staged->source_mtime_ns;
+    DS_ASSIGN_OR_RETURN(committed,
+                        azblob::Commit(transport, path, what, *staged, mtime_ns, {}, options));
+    // A remembered block the service no longer holds: forget the memory, send everything.
+    if (committed->status == 400 && azblob::ErrorCode(*committed) == "InvalidBlockList" &&
+        stage_stats.blocks_already_staged > 0 && attempt == 0) {
+      spdlog::warn("azblob: {}: blocks staged earlier are gone; uploading the file again", what);
+      if (memory != nullptr && memory->forget) memory->forget();
+      already_staged = nullptr;
+      continue;
+    }
+    break;
+  }
+  if (committed->status != 201) return ErrorFromResponse(*committed, absl::StrCat("commit ", what));
+  if (memory != nullptr && memory->forget) memory->forget();
+  const int64_t mtime_ns = options.mtime_ns != 0 ? options.mtime_ns : staged->source_mtime_ns;
 
   if (options.verify && can_read()) {
     DS_ASSIGN_OR_RETURN(azblob::BlobProps landed, azblob::HeadBlob(transport, path, what));

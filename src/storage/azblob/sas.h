@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -37,6 +38,17 @@ struct SasPutStats {
   int max_blocks_in_flight = 0;   // most blocks staged at once (options.block_parallelism)
 };
 
+// What a caller remembers about blocks it staged, so that a later PutFileWithSas (after a
+// restart: the process that staged them is gone) skips them although its write-only SAS cannot
+// list them. Ids are content-derived, so a remembered id never stands for other bytes; if the
+// service no longer holds one (a week passed, or another commit discarded them), the commit is
+// refused and the upload is done again in full. All three are called from upload threads.
+struct StagedBlockMemory {
+  std::function<std::set<std::string>()> recall;        // ids staged earlier for this blob+content
+  std::function<void(const std::string& block_id)> remember;  // the service accepted this block
+  std::function<void()> forget;                          // committed, or the memory proved stale
+};
+
 // Uploads the local file `source` to the blob at `blob_url_with_sas`
 // (https://HOST/[ACCOUNT/]CONTAINER/BLOB?<SAS>), with the same semantics as Storage::PutFile
 // except keeping versions: nothing is visible before the commit; blocks of `block_size` bytes
@@ -59,6 +71,7 @@ struct SasPutStats {
 [[nodiscard]] absl::StatusOr<PutResult> PutFileWithSas(
     const std::string& blob_url_with_sas, const std::filesystem::path& source,
     const PutOptions& options, size_t block_size = 8 << 20,
-    std::function<absl::StatusOr<std::string>()> renew_sas = nullptr, SasPutStats* stats = nullptr);
+    std::function<absl::StatusOr<std::string>()> renew_sas = nullptr, SasPutStats* stats = nullptr,
+    const StagedBlockMemory* memory = nullptr);
 
 }  // namespace ds
