@@ -243,6 +243,14 @@ int main(int argc, char** argv) {
   app.add_option("--run-retention", run_retention, "closed runs are pruned after this long (default 180d)");
   app.add_option("--janitor-interval", janitor_interval, "how often housekeeping runs (default 30s)");
   app.add_option("--index-budget", budget, "size budget of the state index, e.g. 10GiB (0 = none)");
+  std::string session_idle = "30m", session_max = "12h";
+  app.add_option("--session-idle", session_idle, "dashboard sessions end after this long idle (default 30m)");
+  app.add_option("--session-max", session_max, "dashboard sessions end this long after sign-in (default 12h)");
+  app.add_option("--cookie-secure", cfg.cookie_secure,
+                 "Secure attribute of the session cookie: auto (when a trusted proxy says https), always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  app.add_flag("--trust-proxy", cfg.trust_proxy,
+               "behind a reverse proxy: client address from X-Forwarded-For, scheme from X-Forwarded-Proto");
 
   // Maintenance subcommands, run against the index while the server may be serving.
   std::string backup_to, restore_from;
@@ -297,7 +305,9 @@ int main(int argc, char** argv) {
   cfg.heartbeat_interval = *hb;
   for (auto [text, out, name] : {std::tuple{&run_timeout, &cfg.run_timeout, "--run-timeout"},
                                  std::tuple{&run_retention, &cfg.run_retention, "--run-retention"},
-                                 std::tuple{&janitor_interval, &cfg.janitor_interval, "--janitor-interval"}}) {
+                                 std::tuple{&janitor_interval, &cfg.janitor_interval, "--janitor-interval"},
+                                 std::tuple{&session_idle, &cfg.session_idle, "--session-idle"},
+                                 std::tuple{&session_max, &cfg.session_max, "--session-max"}}) {
     auto d = ds::ParseDuration(*text);
     if (!d.ok()) {
       std::cerr << "datasync-server: " << name << ": " << d.status().message() << "\n";
