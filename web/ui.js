@@ -82,7 +82,7 @@ export function barChart(points, { height = 120, format = String, cls = '' } = {
   const pad = 22;
   const max = Math.max(1, ...points.map((p) => p.y));
   const bw = (width - 2 * pad) / Math.max(1, points.length);
-  const svg = s('svg', { viewBox: `0 0 ${width} ${height + 30}`, class: `chart ${cls}`, role: 'img', preserveAspectRatio: 'none' });
+  const svg = s('svg', { viewBox: `0 0 ${width} ${height + 30}`, class: `chart ${cls}`, role: 'img' });
   svg.append(s('line', { x1: pad, y1: height, x2: width - pad, y2: height, class: 'axis' }));
   svg.append(s('text', { x: pad, y: 10, class: 'chart-label' }, document.createTextNode(`max ${format(max)}`)));
   points.forEach((p, i) => {
