@@ -65,7 +65,7 @@ pages.overview = () => {
         h('div', { class: 'card', id: 'card-jobs' }, h('h3', {}, 'Jobs'),
           h('p', {}, badge(`${health('healthy') + health('running')} healthy`, 'healthy'), ' ',
             badge(`${health('late')} late`, 'late'), ' ', badge(`${health('failing')} failing`, 'failing'),
-            ' ', badge(`${health('never')} not run yet`, 'never'))),
+            ' ', badge(`${health('never')} not run yet`, 'never'), ' ', badge(`${health('disabled')} disabled`, 'disabled'))),
         h('div', { class: 'card' }, h('h3', {}, 'Backlog'),
           h('p', {}, haveBacklog ? `${backlogFiles} files · ${bytes(backlogBytes)}` : '— (agents do not report it yet)')),
         h('div', { class: 'card' }, h('h3', {}, 'Index'),
@@ -255,19 +255,25 @@ pages.runs = () => {
   const form = h('form', { class: 'filters' },
     field('Runner', h('input', { name: 'runner' })), field('Job', h('input', { name: 'job' })),
     field('State', select('state', ['', 'running', 'succeeded', 'partial', 'failed', 'abandoned'], '')),
-    field('Show', select('limit', ['50', '200', '1000'], '50')));
+    field('Per page', select('limit', ['50', '200', '1000'], '50')));
   const list = h('div');
-  form.addEventListener('change', () => refreshNow());
-  form.addEventListener('submit', (e) => { e.preventDefault(); refreshNow(); });
+  let offset = 0;
+  form.addEventListener('change', () => { offset = 0; refreshNow(); });
+  form.addEventListener('submit', (e) => { e.preventDefault(); offset = 0; refreshNow(); });
   return {
     title: 'Runs',
     root: h('div', {}, form, list),
     async refresh() {
       const d = new FormData(form);
-      const { runs } = await get('/runs' + query({ runner: d.get('runner'), job: d.get('job'), state: d.get('state'), limit: d.get('limit') }));
+      const limit = Number(d.get('limit'));
+      const res = await get('/runs' + query({ runner: d.get('runner'), job: d.get('job'), state: d.get('state'), limit, offset }));
+      const runs = res.runs;
+      const pager = h('div', { class: 'actions' },
+        h('button', { type: 'button', disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - limit); refreshNow(); } }, 'Newer'),
+        h('button', { type: 'button', disabled: !res.next_offset, onclick: () => { offset = res.next_offset; refreshNow(); } }, 'Older'));
       list.replaceChildren(table(['Run', 'Runner/job', 'Trigger', 'State', 'Uploaded', 'Failed', 'Skipped', 'Bytes', 'Started', 'Finished'], runs, (r) => [
         h('a', { href: `#/runs/${r.run_id}`, class: 'run-link' }, r.run_id.slice(0, 8)), `${r.runner}/${r.job}`, r.trigger, badge(r.state, 'state-' + r.state),
-        r.files_uploaded, r.files_failed, r.files_skipped, bytes(r.bytes_uploaded), localTime(r.started_at), localTime(r.finished_at)], 'No runs match.'));
+        r.files_uploaded, r.files_failed, r.files_skipped, bytes(r.bytes_uploaded), localTime(r.started_at), localTime(r.finished_at)], 'No runs match.'), pager);
     },
   };
 };

@@ -699,6 +699,25 @@ TEST_P(StateIndexConformance, ListRunsCapsLimitAtOneThousand) {
   EXPECT_EQ(runs.front().summary.run_id, "run-1000");
 }
 
+TEST_P(StateIndexConformance, ListRunsPagesWithOffset) {
+  ASSERT_OK_AND_ASSIGN(ds::Run first, RunningRun("pc1", "run-0"));
+  for (int i = 1; i <= 6; ++i) {
+    ASSERT_OK(index_->BeginRun(absl::StrCat("run-", i), first.runner_id, first.job_id, "schedule",
+                               kT0 + (i / 2))  // ties in started_at keep insertion order
+                  .status());
+  }
+  RunFilter filter;
+  filter.limit = 3;
+  std::vector<std::string> seen;
+  for (filter.offset = 0; filter.offset < 9; filter.offset += 3) {
+    ASSERT_OK_AND_ASSIGN(std::vector<ds::Run> page, index_->ListRuns(filter));
+    for (const auto& r : page) seen.push_back(r.summary.run_id);
+  }
+  EXPECT_THAT(seen, ElementsAre("run-6", "run-5", "run-4", "run-3", "run-2", "run-1", "run-0"));
+  filter.offset = -1;
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->ListRuns(filter).status()));
+}
+
 TEST_P(StateIndexConformance, ListRunFilesPagesByPath) {
   ASSERT_OK(RunningRun("pc1", "run-1").status());
   ASSERT_OK(index_->RecordPlanned("run-1", {Planned("c"), Planned("a"), Planned("b/x")}, 3, 3));

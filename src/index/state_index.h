@@ -86,6 +86,7 @@ struct RunFilter {
   std::optional<int64_t> job_id;
   std::optional<std::string> state;
   int limit = 50;                // at most 1000
+  int offset = 0;                // newest runs skipped (paging), >= 0
 };
 
 struct StoredCommand {

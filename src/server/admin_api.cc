@@ -339,10 +339,13 @@ absl::StatusOr<std::string> ListRuns(ServerContext* ctx, const Request& req) {
     f.job_id = job.spec.id;
   }
   if (std::string s = req.Query("state"); !s.empty()) f.state = s;
+  DS_ASSIGN_OR_RETURN(f.offset, IntQuery(req, "offset", 0, 100'000));
   DS_ASSIGN_OR_RETURN(auto runs, ctx->index->ListRuns(f));
   json out = json::array();
   for (const auto& r : runs) out.push_back(RunJson(r));
-  return json{{"runs", out}}.dump();
+  json body{{"runs", out}};
+  if (!runs.empty() && static_cast<int>(runs.size()) == f.limit) body["next_offset"] = f.offset + f.limit;
+  return body.dump();
 }
 
 absl::StatusOr<std::string> GetRun(ServerContext* ctx, const Request& req, const std::string& id) {

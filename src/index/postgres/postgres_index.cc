@@ -1547,6 +1547,7 @@ absl::StatusOr<Run> PostgresIndex::GetRun(const std::string& run_id) {
 
 absl::StatusOr<std::vector<Run>> PostgresIndex::ListRuns(const RunFilter& filter) {
   if (filter.limit < 1) return absl::InvalidArgumentError("ListRuns: limit must be positive");
+  if (filter.offset < 0) return absl::InvalidArgumentError("ListRuns: negative offset");
   return Execute("ListRuns", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<Run>> {
                    const auto as_text = [](const std::optional<int64_t>& v) {
@@ -1567,9 +1568,9 @@ absl::StatusOr<std::vector<Run>> PostgresIndex::ListRuns(const RunFilter& filter
         AND ($2::bigint IS NULL OR s.job_id = $2::bigint)
         AND ($3::text IS NULL OR s.state = $3::text)
       ORDER BY s.started_at DESC, s.seq DESC
-      LIMIT $4)sql",
+      LIMIT $4 OFFSET $5)sql",
                                       OrNull(runner), OrNull(job), OrNull(filter.state),
-                                      std::min(filter.limit, kMaxRunsPerPage));
+                                      std::min(filter.limit, kMaxRunsPerPage), filter.offset);
                    std::vector<Run> runs;
                    for (const pqxx::row& row : r) runs.push_back(RunFromRow(row));
                    return runs;

@@ -1128,6 +1128,7 @@ absl::StatusOr<Run> SqliteIndex::GetRun(const std::string& run_id) {
 
 absl::StatusOr<std::vector<Run>> SqliteIndex::ListRuns(const RunFilter& filter) {
   if (filter.limit < 1) return absl::InvalidArgumentError("ListRuns: limit must be positive");
+  if (filter.offset < 0) return absl::InvalidArgumentError("ListRuns: negative offset");
   return Locked("ListRuns", [&]() -> absl::StatusOr<std::vector<Run>> {
     // Only the filters given become conditions, so SQLite can use the (runner|job, started_at)
     // indexes.
@@ -1140,12 +1141,13 @@ absl::StatusOr<std::vector<Run>> SqliteIndex::ListRuns(const RunFilter& filter) 
     if (filter.runner_id) sql += " AND s.runner_id = :runner_id";
     if (filter.job_id) sql += " AND s.job_id = :job_id";
     if (filter.state) sql += " AND s.state = :state";
-    sql += " ORDER BY s.started_at DESC, s.rowid DESC LIMIT :limit";
+    sql += " ORDER BY s.started_at DESC, s.rowid DESC LIMIT :limit OFFSET :offset";
     SQLite::Statement q(db_, sql);
     if (filter.runner_id) q.bind(":runner_id", *filter.runner_id);
     if (filter.job_id) q.bind(":job_id", *filter.job_id);
     if (filter.state) q.bind(":state", *filter.state);
     q.bind(":limit", std::min(filter.limit, kMaxRunsPerPage));
+    q.bind(":offset", filter.offset);
     std::vector<Run> runs;
     while (q.executeStep()) runs.push_back(RunFromRow(q));
     return runs;
