@@ -23,7 +23,8 @@ absl::Status CheckPasswordPolicy(std::string_view password) {
         absl::StrCat("password must be at least ", kMinPasswordBytes, " characters"));
   }
   if (password.size() > kMaxPasswordBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("password must be at most ", kMaxPasswordBytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("password must be at most ", kMaxPasswordBytes, " bytes"));
   }
   if (password.find('\0') != std::string_view::npos) {
     return absl::InvalidArgumentError("password must not contain NUL");
@@ -37,9 +38,9 @@ absl::StatusOr<std::string> HashPassword(std::string_view password, const Passwo
   const size_t len = argon2_encodedlen(cost.iterations, cost.memory_kib, cost.lanes, kSaltBytes,
                                        kHashBytes, Argon2_id);
   std::vector<char> encoded(len);
-  const int rc = argon2id_hash_encoded(cost.iterations, cost.memory_kib, cost.lanes, password.data(),
-                                       password.size(), salt.data(), salt.size(), kHashBytes,
-                                       encoded.data(), encoded.size());
+  const int rc = argon2id_hash_encoded(cost.iterations, cost.memory_kib, cost.lanes,
+                                       password.data(), password.size(), salt.data(), salt.size(),
+                                       kHashBytes, encoded.data(), encoded.size());
   if (rc != ARGON2_OK) {
     return absl::InternalError(absl::StrCat("argon2id: ", argon2_error_message(rc)));
   }

@@ -20,7 +20,7 @@ using http::Responder;
 using nlohmann::json;
 
 constexpr char kSessionCookie[] = "ds_session";
-constexpr int64_t kTouchEveryMs = 60'000;      // last_seen_at is written at most this often
+constexpr int64_t kTouchEveryMs = 60'000;  // last_seen_at is written at most this often
 constexpr size_t kMaxCredentialBytes = 256;
 constexpr size_t kMaxAuditBodyBytes = 4096;
 
@@ -41,13 +41,15 @@ std::string CookieValue(const Request& req, std::string_view name) {
     const std::string part = Trim(rest.substr(0, semi));
     rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
     const size_t eq = part.find('=');
-    if (eq != std::string::npos && std::string_view(part).substr(0, eq) == name) return part.substr(eq + 1);
+    if (eq != std::string::npos && std::string_view(part).substr(0, eq) == name)
+      return part.substr(eq + 1);
   }
   return "";
 }
 
 bool ServedOverHttps(const ServerContext& ctx, const Request& req) {
-  return ctx.config.trust_proxy && absl::AsciiStrToLower(req.Header("x-forwarded-proto")) == "https";
+  return ctx.config.trust_proxy &&
+         absl::AsciiStrToLower(req.Header("x-forwarded-proto")) == "https";
 }
 
 bool SecureCookies(const ServerContext& ctx, const Request& req) {
@@ -58,17 +60,20 @@ bool SecureCookies(const ServerContext& ctx, const Request& req) {
 
 std::string SessionCookie(const ServerContext& ctx, const Request& req, const std::string& value,
                           int64_t max_age_s) {
-  return absl::StrCat(kSessionCookie, "=", value, "; Path=/; HttpOnly; SameSite=Strict; Max-Age=",
-                      max_age_s, SecureCookies(ctx, req) ? "; Secure" : "");
+  return absl::StrCat(kSessionCookie, "=", value,
+                      "; Path=/; HttpOnly; SameSite=Strict; Max-Age=", max_age_s,
+                      SecureCookies(ctx, req) ? "; Secure" : "");
 }
 
 // Who sent the request; refusals here are 401 and not audited (there is no actor).
 absl::StatusOr<Principal> Authenticate(ServerContext* ctx, const Request& req) {
   Principal who;
   if (std::string token = BearerToken(req); !token.empty()) {
-    if (token.size() > kMaxCredentialBytes) return absl::UnauthenticatedError("unknown or revoked admin token");
+    if (token.size() > kMaxCredentialBytes)
+      return absl::UnauthenticatedError("unknown or revoked admin token");
     auto t = ctx->index->FindAdminToken(Sha256Hex(token));
-    if (absl::IsNotFound(t.status())) return absl::UnauthenticatedError("unknown or revoked admin token");
+    if (absl::IsNotFound(t.status()))
+      return absl::UnauthenticatedError("unknown or revoked admin token");
     if (!t.ok()) return t.status();
     who.actor = absl::StrCat("token:", t->name);
     who.role = t->role;
@@ -76,12 +81,15 @@ absl::StatusOr<Principal> Authenticate(ServerContext* ctx, const Request& req) {
   }
   const std::string id = CookieValue(req, kSessionCookie);
   if (id.empty()) {
-    return absl::UnauthenticatedError("sign in (POST /api/v1/admin/session) or send an admin token (Authorization: Bearer ...)");
+    return absl::UnauthenticatedError(
+        "sign in (POST /api/v1/admin/session) or send an admin token (Authorization: Bearer ...)");
   }
-  if (id.size() > kMaxCredentialBytes) return absl::UnauthenticatedError("session expired; sign in again");
+  if (id.size() > kMaxCredentialBytes)
+    return absl::UnauthenticatedError("session expired; sign in again");
   const std::string id_hash = Sha256Hex(id);
   auto s = ctx->index->FindSession(id_hash);
-  if (absl::IsNotFound(s.status())) return absl::UnauthenticatedError("session expired; sign in again");
+  if (absl::IsNotFound(s.status()))
+    return absl::UnauthenticatedError("session expired; sign in again");
   if (!s.ok()) return s.status();
   const int64_t now = ctx->NowMs();
   if (now >= s->expires_at_ms || now - s->last_seen_at_ms > ctx->config.session_idle.count()) {
@@ -109,7 +117,8 @@ absl::Status Authorize(const Principal& who, const Request& req, bool any_role) 
     }
   }
   if (!any_role && who.role != "admin") {
-    return absl::PermissionDeniedError(absl::StrCat(who.actor, " has the viewer role and cannot change anything"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(who.actor, " has the viewer role and cannot change anything"));
   }
   return absl::OkStatus();
 }
@@ -120,19 +129,21 @@ absl::StatusOr<int64_t> Int64Query(const Request& req, const std::string& name, 
   if (v.empty()) return fallback;
   int64_t out = 0;
   if (v.size() > 18 || !absl::SimpleAtoi(v, &out)) {
-    return absl::InvalidArgumentError(absl::StrCat("query parameter '", name, "' must be a number"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("query parameter '", name, "' must be a number"));
   }
   return std::clamp(out, min, max);
 }
 
 json TokenJson(const AdminToken& t) {
-  return json{{"id", t.id},
-              {"name", t.name},
-              {"role", t.role},
-              {"created_by", t.created_by},
-              {"created_at", FormatIsoUtc(t.created_at_ms)},
-              {"revoked_at", t.revoked_at_ms > 0 ? json(FormatIsoUtc(t.revoked_at_ms)) : json(nullptr)},
-              {"active", t.revoked_at_ms == 0}};
+  return json{
+      {"id", t.id},
+      {"name", t.name},
+      {"role", t.role},
+      {"created_by", t.created_by},
+      {"created_at", FormatIsoUtc(t.created_at_ms)},
+      {"revoked_at", t.revoked_at_ms > 0 ? json(FormatIsoUtc(t.revoked_at_ms)) : json(nullptr)},
+      {"active", t.revoked_at_ms == 0}};
 }
 
 json AuditJson(const AuditEntry& e) {
@@ -142,9 +153,9 @@ json AuditJson(const AuditEntry& e) {
   } catch (const json::exception&) {
     details = json{{"raw", e.details_json}};
   }
-  return json{{"id", e.id},         {"time_ms", e.at_ms},     {"time", FormatIsoUtc(e.at_ms)},
-              {"actor", e.actor},   {"action", e.action},     {"target", e.target},
-              {"result", e.result}, {"details", details},     {"source_ip", e.source_ip}};
+  return json{{"id", e.id},         {"time_ms", e.at_ms}, {"time", FormatIsoUtc(e.at_ms)},
+              {"actor", e.actor},   {"action", e.action}, {"target", e.target},
+              {"result", e.result}, {"details", details}, {"source_ip", e.source_ip}};
 }
 
 void Audit(ServerContext* ctx, const std::string& actor, const std::string& action,
@@ -158,15 +169,16 @@ void Audit(ServerContext* ctx, const std::string& actor, const std::string& acti
   e.details_json = details.dump(-1, ' ', false, json::error_handler_t::replace);
   e.source_ip = ip;
   if (auto st = ctx->index->AppendAudit(e); !st.ok()) {
-    spdlog::error("audit log: cannot record {} {} by {}: {}", action, target, actor, st.status().ToString());
+    spdlog::error("audit log: cannot record {} {} by {}: {}", action, target, actor,
+                  st.status().ToString());
   }
 }
 
 http::Response TooManyAttempts(int64_t retry_after_ms) {
   const int64_t seconds = std::max<int64_t>(1, (retry_after_ms + 999) / 1000);
-  http::Response r = http::ProblemResponse(
-      429, "Too Many Requests",
-      absl::StrCat("too many failed sign-ins; try again in ", seconds, " s"));
+  http::Response r =
+      http::ProblemResponse(429, "Too Many Requests",
+                            absl::StrCat("too many failed sign-ins; try again in ", seconds, " s"));
   r.headers.emplace_back("Retry-After", std::to_string(seconds));
   return r;
 }
@@ -180,7 +192,8 @@ http::Response Login(ServerContext* ctx, const Request& req) {
     name = body.at("name").get<std::string>();
     password = body.at("password").get<std::string>();
   } catch (const json::exception&) {
-    return http::ProblemResponse(400, "Bad Request", "body must be {\"name\": ..., \"password\": ...}");
+    return http::ProblemResponse(400, "Bad Request",
+                                 "body must be {\"name\": ..., \"password\": ...}");
   }
   if (name.empty() || name.size() > 64 || password.size() > 1024) {
     return http::ProblemResponse(401, "Unauthorized", "wrong user name or password");
@@ -197,7 +210,8 @@ http::Response Login(ServerContext* ctx, const Request& req) {
     }
   }
   auto user = ctx->index->GetUserByName(name);
-  if (!user.ok() && !absl::IsNotFound(user.status())) return http::ProblemResponse(user.status(), false);
+  if (!user.ok() && !absl::IsNotFound(user.status()))
+    return http::ProblemResponse(user.status(), false);
   bool good = false;
   if (user.ok()) {
     good = VerifyPassword(password, user->password_hash);
@@ -215,7 +229,8 @@ http::Response Login(ServerContext* ctx, const Request& req) {
     if (!by_ip.ok()) return http::ProblemResponse(by_ip.status(), false);
     Audit(ctx, "", "login", user_subject, 401,
           json{{"reason", "wrong user name or password"}, {"failures", by_user->failures}}, ip);
-    spdlog::warn("admin: failed sign-in as '{}' from {} ({} in a row)", name, ip, by_user->failures);
+    spdlog::warn("admin: failed sign-in as '{}' from {} ({} in a row)", name, ip,
+                 by_user->failures);
     return http::ProblemResponse(401, "Unauthorized", "wrong user name or password");
   }
   (void)ctx->index->ClearLoginFailures(user_subject);
@@ -228,35 +243,42 @@ http::Response Login(ServerContext* ctx, const Request& req) {
   s.source_ip = ip;
   s.created_at_ms = s.last_seen_at_ms = now;
   s.expires_at_ms = now + ctx->config.session_max.count();
-  if (absl::Status st = ctx->index->CreateSession(s); !st.ok()) return http::ProblemResponse(st, false);
+  if (absl::Status st = ctx->index->CreateSession(s); !st.ok())
+    return http::ProblemResponse(st, false);
   Audit(ctx, "user:" + name, "login", user_subject, 200, json::object(), ip);
   spdlog::info("admin: '{}' signed in from {}", name, ip);
-  http::Response r = http::JsonResponse(
-      200, json{{"user", user->name},
-                {"role", user->role},
-                {"actor", "user:" + user->name},
-                {"csrf_token", s.csrf_token},
-                {"expires_at_ms", s.expires_at_ms},
-                {"idle_timeout_ms", ctx->config.session_idle.count()}}
-               .dump());
-  r.headers.emplace_back("Set-Cookie", SessionCookie(*ctx, req, id, ctx->config.session_max.count() / 1000));
+  http::Response r =
+      http::JsonResponse(200, json{{"user", user->name},
+                                   {"role", user->role},
+                                   {"actor", "user:" + user->name},
+                                   {"csrf_token", s.csrf_token},
+                                   {"expires_at_ms", s.expires_at_ms},
+                                   {"idle_timeout_ms", ctx->config.session_idle.count()}}
+                                  .dump());
+  r.headers.emplace_back("Set-Cookie",
+                         SessionCookie(*ctx, req, id, ctx->config.session_max.count() / 1000));
   r.headers.emplace_back("Cache-Control", "no-store");
   return r;
 }
 
-absl::StatusOr<std::string> CreateToken(ServerContext* ctx, const Request& req, const Principal& who) {
+absl::StatusOr<std::string> CreateToken(ServerContext* ctx, const Request& req,
+                                        const Principal& who) {
   std::string name, role = "admin";
   try {
     json body = json::parse(req.body);
     name = body.at("name").get<std::string>();
     role = body.value("role", role);
   } catch (const json::exception&) {
-    return absl::InvalidArgumentError("body must be {\"name\": ..., \"role\": \"admin\"|\"viewer\"}");
+    return absl::InvalidArgumentError(
+        "body must be {\"name\": ..., \"role\": \"admin\"|\"viewer\"}");
   }
-  if (!IsValidName(name)) return absl::InvalidArgumentError("token name must be 1-64 characters of A-Z a-z 0-9 . _ -");
-  if (role != "admin" && role != "viewer") return absl::InvalidArgumentError("role must be admin or viewer");
+  if (!IsValidName(name))
+    return absl::InvalidArgumentError("token name must be 1-64 characters of A-Z a-z 0-9 . _ -");
+  if (role != "admin" && role != "viewer")
+    return absl::InvalidArgumentError("role must be admin or viewer");
   const std::string token = absl::StrCat("dsa_", Base64UrlEncode(RandomBytes(32)));
-  DS_ASSIGN_OR_RETURN(AdminToken t, ctx->index->CreateAdminToken(name, role, Sha256Hex(token), ctx->NowMs(), who.actor));
+  DS_ASSIGN_OR_RETURN(AdminToken t, ctx->index->CreateAdminToken(name, role, Sha256Hex(token),
+                                                                 ctx->NowMs(), who.actor));
   spdlog::info("admin: {} created {} token '{}' (id {})", who.actor, role, name, t.id);
   json out = TokenJson(t);
   out["token"] = token;  // shown exactly once
@@ -303,8 +325,8 @@ absl::StatusOr<Principal> AuthorizeAdmin(ServerContext* ctx, const Request& req,
   return who;
 }
 
-void AuditAdmin(ServerContext* ctx, const Request& req, const PathParams& params, const Principal& who,
-                int http_status, const std::string& error) {
+void AuditAdmin(ServerContext* ctx, const Request& req, const PathParams& params,
+                const Principal& who, int http_status, const std::string& error) {
   json details = json::object();
   for (const auto& [k, v] : params) details[k] = v;
   if (!error.empty()) details["error"] = error;
@@ -320,9 +342,10 @@ void AuditAdmin(ServerContext* ctx, const Request& req, const PathParams& params
   }
   if (!req.query.empty()) details["query"] = req.query;
   std::string action = req.path;
-  if (constexpr std::string_view kBase = "/api/v1/admin"; action.rfind(kBase, 0) == 0) action.erase(0, kBase.size());
-  Audit(ctx, who.actor, absl::StrCat(req.method, " ", action), req.path, http_status, std::move(details),
-        ClientAddress(*ctx, req));
+  if (constexpr std::string_view kBase = "/api/v1/admin"; action.rfind(kBase, 0) == 0)
+    action.erase(0, kBase.size());
+  Audit(ctx, who.actor, absl::StrCat(req.method, " ", action), req.path, http_status,
+        std::move(details), ClientAddress(*ctx, req));
 }
 
 RouteHandler AdminHandler(ServerContext* ctx, AdminFn fn, int ok_status, bool any_role) {
@@ -340,7 +363,8 @@ RouteHandler AdminHandler(ServerContext* ctx, AdminFn fn, int ok_status, bool an
       return fn(req, p, *principal);
     });
     if (!IsReadOnly(req)) {
-      AuditAdmin(ctx, req, p, *principal, result.ok() ? ok_status : http::HttpStatusFor(result.status()),
+      AuditAdmin(ctx, req, p, *principal,
+                 result.ok() ? ok_status : http::HttpStatusFor(result.status()),
                  result.ok() ? std::string() : std::string(result.status().message()));
     }
     Reply(respond, result, ok_status);
@@ -349,84 +373,113 @@ RouteHandler AdminHandler(ServerContext* ctx, AdminFn fn, int ok_status, bool an
 
 void AddAccountRoutes(ServerContext* ctx, Router* router) {
   const std::string base = "/api/v1/admin";
-  router->Add("POST", base + "/session", [ctx](const Request& req, const PathParams&, Responder respond) {
-    try {
-      respond(Login(ctx, req));
-    } catch (const std::exception& e) {
-      respond(http::ProblemResponse(absl::InternalError(e.what()), false));
-    }
-  });
+  router->Add("POST", base + "/session",
+              [ctx](const Request& req, const PathParams&, Responder respond) {
+                try {
+                  respond(Login(ctx, req));
+                } catch (const std::exception& e) {
+                  respond(http::ProblemResponse(absl::InternalError(e.what()), false));
+                }
+              });
   // Who am I (and the CSRF token the dashboard sends back); works for tokens too.
   router->Add("GET", base + "/session",
-              AdminHandler(ctx, [ctx](const Request&, const PathParams&, const Principal& who) -> absl::StatusOr<std::string> {
-                json out{{"actor", who.actor}, {"role", who.role}, {"via", who.via_session ? "session" : "token"}};
-                if (who.via_session) {
-                  out["user"] = who.user;
-                  out["csrf_token"] = who.csrf_token;
-                  out["expires_at_ms"] = who.session_expires_at_ms;
-                  out["idle_timeout_ms"] = ctx->config.session_idle.count();
-                }
-                return out.dump();
-              }));
+              AdminHandler(ctx,
+                           [ctx](const Request&, const PathParams&,
+                                 const Principal& who) -> absl::StatusOr<std::string> {
+                             json out{{"actor", who.actor},
+                                      {"role", who.role},
+                                      {"via", who.via_session ? "session" : "token"}};
+                             if (who.via_session) {
+                               out["user"] = who.user;
+                               out["csrf_token"] = who.csrf_token;
+                               out["expires_at_ms"] = who.session_expires_at_ms;
+                               out["idle_timeout_ms"] = ctx->config.session_idle.count();
+                             }
+                             return out.dump();
+                           }));
   // Sign out: any role, but a session needs its CSRF token like every change.
-  router->Add("DELETE", base + "/session", [ctx](const Request& req, const PathParams& p, Responder respond) {
-    auto who = AuthorizeAdmin(ctx, req, /*any_role=*/true);
-    if (!who.ok()) return Reply(respond, who.status());
-    if (who->via_session) (void)ctx->index->DeleteSession(who->session_id_hash);
-    AuditAdmin(ctx, req, p, *who, 200, "");
-    http::Response r = http::JsonResponse(200, R"({"signed_out":true})");
-    r.headers.emplace_back("Set-Cookie", SessionCookie(*ctx, req, "", 0));
-    respond(std::move(r));
-  });
+  router->Add("DELETE", base + "/session",
+              [ctx](const Request& req, const PathParams& p, Responder respond) {
+                auto who = AuthorizeAdmin(ctx, req, /*any_role=*/true);
+                if (!who.ok()) return Reply(respond, who.status());
+                if (who->via_session) (void)ctx->index->DeleteSession(who->session_id_hash);
+                AuditAdmin(ctx, req, p, *who, 200, "");
+                http::Response r = http::JsonResponse(200, R"({"signed_out":true})");
+                r.headers.emplace_back("Set-Cookie", SessionCookie(*ctx, req, "", 0));
+                respond(std::move(r));
+              });
 
   router->Add("GET", base + "/tokens",
-              AdminHandler(ctx, [ctx](const Request&, const PathParams&, const Principal&) -> absl::StatusOr<std::string> {
-                DS_ASSIGN_OR_RETURN(auto tokens, ctx->index->ListAdminTokens());
-                json out = json::array();
-                for (const auto& t : tokens) out.push_back(TokenJson(t));
-                return json{{"items", out}}.dump();
-              }));
+              AdminHandler(ctx,
+                           [ctx](const Request&, const PathParams&,
+                                 const Principal&) -> absl::StatusOr<std::string> {
+                             DS_ASSIGN_OR_RETURN(auto tokens, ctx->index->ListAdminTokens());
+                             json out = json::array();
+                             for (const auto& t : tokens) out.push_back(TokenJson(t));
+                             return json{{"items", out}}.dump();
+                           }));
   router->Add("POST", base + "/tokens",
-              AdminHandler(ctx, [ctx](const Request& req, const PathParams&, const Principal& who) {
-                return CreateToken(ctx, req, who);
-              }, 201));
-  router->Add("DELETE", base + "/tokens/{id}",
-              AdminHandler(ctx, [ctx](const Request&, const PathParams& p, const Principal& who) -> absl::StatusOr<std::string> {
-                int64_t id = 0;
-                if (!absl::SimpleAtoi(p.at("id"), &id)) return absl::NotFoundError(absl::StrCat("no admin token ", p.at("id")));
-                DS_ASSIGN_OR_RETURN(AdminToken t, ctx->index->RevokeAdminToken(id, ctx->NowMs()));
-                spdlog::info("admin: {} revoked token '{}' (id {})", who.actor, t.name, t.id);
-                return TokenJson(t).dump();
-              }));
+              AdminHandler(
+                  ctx,
+                  [ctx](const Request& req, const PathParams&, const Principal& who) {
+                    return CreateToken(ctx, req, who);
+                  },
+                  201));
+  router->Add(
+      "DELETE", base + "/tokens/{id}",
+      AdminHandler(ctx,
+                   [ctx](const Request&, const PathParams& p,
+                         const Principal& who) -> absl::StatusOr<std::string> {
+                     int64_t id = 0;
+                     if (!absl::SimpleAtoi(p.at("id"), &id))
+                       return absl::NotFoundError(absl::StrCat("no admin token ", p.at("id")));
+                     DS_ASSIGN_OR_RETURN(AdminToken t,
+                                         ctx->index->RevokeAdminToken(id, ctx->NowMs()));
+                     spdlog::info("admin: {} revoked token '{}' (id {})", who.actor, t.name, t.id);
+                     return TokenJson(t).dump();
+                   }));
   router->Add("GET", base + "/users",
-              AdminHandler(ctx, [ctx](const Request&, const PathParams&, const Principal& who) -> absl::StatusOr<std::string> {
-                if (who.role != "admin") return absl::PermissionDeniedError("only admins list users");
-                DS_ASSIGN_OR_RETURN(auto users, ctx->index->ListUsers());
-                json out = json::array();
-                for (const auto& u : users) {
-                  out.push_back(json{{"name", u.name}, {"role", u.role},
-                                     {"created_at", FormatIsoUtc(u.created_at_ms)},
-                                     {"last_login_at", u.last_login_at_ms > 0 ? json(FormatIsoUtc(u.last_login_at_ms)) : json(nullptr)}});
-                }
-                return json{{"items", out}}.dump();
-              }));
-  router->Add("GET", base + "/audit",
-              AdminHandler(ctx, [ctx](const Request& req, const PathParams&, const Principal&) -> absl::StatusOr<std::string> {
-                AuditFilter f;
-                DS_ASSIGN_OR_RETURN(f.before_id, Int64Query(req, "before_id", 0, 0, INT64_MAX / 2));
-                DS_ASSIGN_OR_RETURN(int64_t limit, Int64Query(req, "limit", 50, 1, 1000));
-                f.limit = static_cast<int>(limit);
-                f.actor = req.Query("actor");
-                f.action_contains = req.Query("q");
-                if (f.actor.size() > 200 || f.action_contains.size() > 200) {
-                  return absl::InvalidArgumentError("filters are at most 200 bytes");
-                }
-                DS_ASSIGN_OR_RETURN(auto entries, ctx->index->ListAudit(f));
-                json out = json::array();
-                for (const auto& e : entries) out.push_back(AuditJson(e));
-                json next = static_cast<int>(entries.size()) == f.limit ? json(entries.back().id) : json(nullptr);
-                return json{{"items", out}, {"next_before_id", next}}.dump(-1, ' ', false, json::error_handler_t::replace);
-              }));
+              AdminHandler(ctx,
+                           [ctx](const Request&, const PathParams&,
+                                 const Principal& who) -> absl::StatusOr<std::string> {
+                             if (who.role != "admin")
+                               return absl::PermissionDeniedError("only admins list users");
+                             DS_ASSIGN_OR_RETURN(auto users, ctx->index->ListUsers());
+                             json out = json::array();
+                             for (const auto& u : users) {
+                               out.push_back(json{
+                                   {"name", u.name},
+                                   {"role", u.role},
+                                   {"created_at", FormatIsoUtc(u.created_at_ms)},
+                                   {"last_login_at", u.last_login_at_ms > 0
+                                                         ? json(FormatIsoUtc(u.last_login_at_ms))
+                                                         : json(nullptr)}});
+                             }
+                             return json{{"items", out}}.dump();
+                           }));
+  router->Add(
+      "GET", base + "/audit",
+      AdminHandler(
+          ctx,
+          [ctx](const Request& req, const PathParams&,
+                const Principal&) -> absl::StatusOr<std::string> {
+            AuditFilter f;
+            DS_ASSIGN_OR_RETURN(f.before_id, Int64Query(req, "before_id", 0, 0, INT64_MAX / 2));
+            DS_ASSIGN_OR_RETURN(int64_t limit, Int64Query(req, "limit", 50, 1, 1000));
+            f.limit = static_cast<int>(limit);
+            f.actor = req.Query("actor");
+            f.action_contains = req.Query("q");
+            if (f.actor.size() > 200 || f.action_contains.size() > 200) {
+              return absl::InvalidArgumentError("filters are at most 200 bytes");
+            }
+            DS_ASSIGN_OR_RETURN(auto entries, ctx->index->ListAudit(f));
+            json out = json::array();
+            for (const auto& e : entries) out.push_back(AuditJson(e));
+            json next = static_cast<int>(entries.size()) == f.limit ? json(entries.back().id)
+                                                                    : json(nullptr);
+            return json{{"items", out}, {"next_before_id", next}}.dump(
+                -1, ' ', false, json::error_handler_t::replace);
+          }));
   router->Add("GET", base + "/stats/hourly",
               AdminHandler(ctx, [ctx](const Request& req, const PathParams&, const Principal&) {
                 return HourlyStatsJson(ctx, req);

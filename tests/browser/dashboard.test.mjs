@@ -189,6 +189,18 @@ try {
   await page.locator('tbody tr', { hasText: `POST /runners/${RUNNER}/approve` }).first().waitFor();
   await shot(page, '13-audit');
 
+  begin('edit, then delete the job');
+  await page.click('#nav a[data-page=jobs]');
+  await jobRow(page, 'raw').getByRole('button', { name: 'Edit' }).click();
+  await page.locator('#job-form input[name=interval]').fill('1800');
+  await page.locator('#job-form').getByRole('button', { name: 'Save' }).click();
+  await jobRow(page, 'raw').locator('td', { hasText: /^30 min$/ }).waitFor();
+  await jobRow(page, 'raw').getByRole('button', { name: 'Enable' }).click();
+  await jobRow(page, 'raw').getByRole('button', { name: 'Disable' }).waitFor();
+  await shot(page, '15-jobs-edited');
+  await jobRow(page, 'raw').getByRole('button', { name: 'Delete' }).click();
+  await jobRow(page, 'raw').waitFor({ state: 'detached' });
+
   begin('phone-sized screen');
   await page.setViewportSize({ width: 390, height: 844 });
   await page.click('#nav a[data-page=overview]');
