@@ -400,8 +400,12 @@ void AddAccountRoutes(ServerContext* ctx, Router* router) {
   // Sign out: any role, but a session needs its CSRF token like every change.
   router->Add("DELETE", base + "/session",
               [ctx](const Request& req, const PathParams& p, Responder respond) {
-                auto who = AuthorizeAdmin(ctx, req, /*any_role=*/true);
+                auto who = Authenticate(ctx, req);
                 if (!who.ok()) return Reply(respond, who.status());
+                if (absl::Status st = Authorize(*who, req, /*any_role=*/true); !st.ok()) {
+                  AuditAdmin(ctx, req, p, *who, http::HttpStatusFor(st), std::string(st.message()));
+                  return Reply(respond, st);
+                }
                 if (who->via_session) (void)ctx->index->DeleteSession(who->session_id_hash);
                 AuditAdmin(ctx, req, p, *who, 200, "");
                 http::Response r = http::JsonResponse(200, R"({"signed_out":true})");
