@@ -1,5 +1,6 @@
 // datasync-server: state index, agent API, admin API and dashboard.
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -9,11 +10,13 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/password.h"
 #include "common/time_util.h"
 #include "common/units.h"
 #include "index/migrate_index.h"
@@ -129,6 +132,88 @@ int MigrateIndexCommand(std::string from, const std::string& to, size_t batch_ro
   return 0;
 }
 
+// One line from stdin: with echo off and a prompt when stdin is a terminal, else read as is
+// (`echo secret | datasync-server users add ann`). Trailing CR/LF removed.
+std::optional<std::string> ReadPassword(const std::string& prompt) {
+  const bool tty = ::isatty(STDIN_FILENO) != 0;
+  termios old_mode{};
+  if (tty) {
+    std::cerr << prompt << std::flush;
+    ::tcgetattr(STDIN_FILENO, &old_mode);
+    termios quiet = old_mode;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  }
+  std::string line;
+  const bool got = static_cast<bool>(std::getline(std::cin, line));
+  if (tty) {
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &old_mode);
+    std::cerr << "\n";
+  }
+  if (!got) return std::nullopt;
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  return line;
+}
+
+// The new password: asked twice on a terminal, once from a pipe; checked against the policy.
+absl::StatusOr<std::string> NewPassword() {
+  auto first = ReadPassword("new password: ");
+  if (!first) return absl::InvalidArgumentError("no password given on stdin");
+  if (::isatty(STDIN_FILENO) != 0) {
+    auto again = ReadPassword("again: ");
+    if (!again || *again != *first) return absl::InvalidArgumentError("the passwords differ");
+  }
+  DS_RETURN_IF_ERROR(ds::CheckPasswordPolicy(*first));
+  return *first;
+}
+
+// `datasync-server users add|list|passwd|rm`, straight on the index (the first admin account is
+// made this way, before anyone can sign in).
+int UsersCommand(const std::string& index_url, const std::string& action, const std::string& name,
+                 const std::string& role) {
+  auto fail = [](const std::string& m) {
+    std::cerr << "datasync-server users: " << m << "\n";
+    return 1;
+  };
+  auto index = ds::OpenStateIndex(index_url);
+  if (!index.ok()) return fail(std::string(index.status().message()));
+  if (absl::Status st = (*index)->Migrate(); !st.ok()) return fail(std::string(st.message()));
+  const int64_t now = ds::SystemClock()->NowUnixMs();
+  if (action == "list") {
+    auto users = (*index)->ListUsers();
+    if (!users.ok()) return fail(std::string(users.status().message()));
+    for (const auto& u : *users) {
+      std::cout << u.name << "\t" << u.role << "\tlast login "
+                << (u.last_login_at_ms > 0 ? ds::FormatIsoUtc(u.last_login_at_ms) : std::string("never"))
+                << "\n";
+    }
+    return 0;
+  }
+  if (name.empty()) return fail("a user name is required");
+  if (action == "rm") {
+    if (absl::Status st = (*index)->DeleteUser(name); !st.ok()) return fail(std::string(st.message()));
+    std::cout << "deleted user " << name << " and its sessions\n";
+    return 0;
+  }
+  if (action == "add" && role != "admin" && role != "viewer") return fail("--role must be admin or viewer");
+  if (action == "add" && (*index)->GetUserByName(name).ok()) return fail("a user named '" + name + "' exists");
+  auto password = NewPassword();
+  if (!password.ok()) return fail(std::string(password.status().message()));
+  auto hash = ds::HashPassword(*password);
+  if (!hash.ok()) return fail(std::string(hash.status().message()));
+  if (action == "add") {
+    auto user = (*index)->CreateUser(name, role, *hash, now);
+    if (!user.ok()) return fail(std::string(user.status().message()));
+    std::cout << "created " << role << " user " << name << "\n";
+  } else {
+    if (absl::Status st = (*index)->SetUserPassword(name, *hash, now); !st.ok()) {
+      return fail(std::string(st.message()));
+    }
+    std::cout << "changed the password of " << name << " (its sessions are signed out)\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -158,6 +243,14 @@ int main(int argc, char** argv) {
   app.add_option("--run-retention", run_retention, "closed runs are pruned after this long (default 180d)");
   app.add_option("--janitor-interval", janitor_interval, "how often housekeeping runs (default 30s)");
   app.add_option("--index-budget", budget, "size budget of the state index, e.g. 10GiB (0 = none)");
+  std::string session_idle = "30m", session_max = "12h";
+  app.add_option("--session-idle", session_idle, "dashboard sessions end after this long idle (default 30m)");
+  app.add_option("--session-max", session_max, "dashboard sessions end this long after sign-in (default 12h)");
+  app.add_option("--cookie-secure", cfg.cookie_secure,
+                 "Secure attribute of the session cookie: auto (when a trusted proxy says https), always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  app.add_flag("--trust-proxy", cfg.trust_proxy,
+               "behind a reverse proxy: client address from X-Forwarded-For, scheme from X-Forwarded-Proto");
 
   // Maintenance subcommands, run against the index while the server may be serving.
   std::string backup_to, restore_from;
@@ -176,6 +269,18 @@ int main(int argc, char** argv) {
       ->required();
   migrate->add_option("--to", migrate_to, "postgresql://USER@HOST:PORT/DB, empty")->required();
   migrate->add_option("--batch", migrate_batch, "rows per INSERT (default 5000)");
+  std::string user_name, user_role = "viewer";
+  auto* users = app.add_subcommand("users", "operator accounts of the dashboard (on the index directly)");
+  users->require_subcommand(1);
+  auto* users_add = users->add_subcommand("add", "create a user; the password is read from stdin (no echo)");
+  users_add->add_option("name", user_name, "user name")->required();
+  users_add->add_option("--role", user_role, "admin or viewer (default viewer)")
+      ->check(CLI::IsMember({"admin", "viewer"}));
+  auto* users_passwd = users->add_subcommand("passwd", "set a new password (ends the user's sessions)");
+  users_passwd->add_option("name", user_name, "user name")->required();
+  auto* users_rm = users->add_subcommand("rm", "delete a user and its sessions");
+  users_rm->add_option("name", user_name, "user name")->required();
+  auto* users_list = users->add_subcommand("list", "list users");
   if (auto done = ds::ParseCommandLine(app, argc, argv, "datasync-server")) return *done;
   ds::InitLogging("datasync-server", log_level);
   size_t colon = listen.rfind(':');
@@ -200,7 +305,9 @@ int main(int argc, char** argv) {
   cfg.heartbeat_interval = *hb;
   for (auto [text, out, name] : {std::tuple{&run_timeout, &cfg.run_timeout, "--run-timeout"},
                                  std::tuple{&run_retention, &cfg.run_retention, "--run-retention"},
-                                 std::tuple{&janitor_interval, &cfg.janitor_interval, "--janitor-interval"}}) {
+                                 std::tuple{&janitor_interval, &cfg.janitor_interval, "--janitor-interval"},
+                                 std::tuple{&session_idle, &cfg.session_idle, "--session-idle"},
+                                 std::tuple{&session_max, &cfg.session_max, "--session-max"}}) {
     auto d = ds::ParseDuration(*text);
     if (!d.ok()) {
       std::cerr << "datasync-server: " << name << ": " << d.status().message() << "\n";
@@ -221,6 +328,12 @@ int main(int argc, char** argv) {
   if (backup->parsed()) return Backup(cfg.index_url, backup_to);
   if (restore->parsed()) return Restore(cfg.index_url, restore_from, force);
   if (migrate->parsed()) return MigrateIndexCommand(migrate_from, migrate_to, migrate_batch);
+  if (users->parsed()) {
+    const char* action = users_add->parsed() ? "add" : users_passwd->parsed() ? "passwd"
+                         : users_rm->parsed() ? "rm" : "list";
+    (void)users_list;
+    return UsersCommand(cfg.index_url, action, user_name, user_role);
+  }
 
   // The storage account key: from a file or the environment, never from the command line (where
   // every user of the machine could read it), and never echoed.

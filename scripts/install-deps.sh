@@ -16,10 +16,11 @@ for p in "${PKGS[@]}"; do
 done
 # Debian's npm only where no npm exists: NodeSource's nodejs bundles npm and conflicts with it.
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-# The npm dev tools pinned in package.json / package-lock.json (Azurite), once.
+# The npm dev tools pinned in package.json / package-lock.json (Azurite, playwright-core), once.
 install_node_modules() {
-  if [ ! -x "$(dirname "$0")/../node_modules/.bin/azurite-blob" ]; then
-    echo "install-deps: npm ci (azurite)"
+  local nm="$(dirname "$0")/../node_modules"
+  if [ ! -x "$nm/.bin/azurite-blob" ] || [ ! -f "$nm/playwright-core/package.json" ]; then
+    echo "install-deps: npm ci (azurite, playwright-core)"
     (cd "$(dirname "$0")/.." && npm ci --no-audit --no-fund --silent)
   fi
 }

@@ -30,6 +30,11 @@ echo $! >"$VAR/server.pid"
 for _ in $(seq 100); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "$URL/readyz" >/dev/null || { echo "server did not start; see $VAR/server.log"; exit 1; }
 export DATASYNC_SERVER="$URL" DATASYNC_TOKEN_FILE="$VAR/admin.token"
+# A dashboard account "admin" with a generated password, kept in $VAR/dashboard.password (0600).
+if [ ! -f "$VAR/dashboard.password" ]; then
+  (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(12))' >"$VAR/dashboard.password")
+  "$BIN/datasync-server" users add admin --role admin --index "sqlite:$VAR/state.db" <"$VAR/dashboard.password" >/dev/null
+fi
 
 if [ ! -d "$VAR/sample" ]; then python3 scripts/make_sample.py "$VAR/sample" 300; fi
 NAME="${DATASYNC_AGENT_NAME:-$(hostname -s)}"
@@ -53,7 +58,8 @@ echo "Runs of $NAME/sample (a new job also runs once on its own at start-up):"
 "$BIN/datasync" files "$NAME" sample --all >/dev/null
 echo
 echo "DataSync is running on its embedded defaults:"
-echo "  dashboard + API : $URL/        (admin token in $VAR/admin.token)"
+echo "  dashboard       : $URL/        (user admin, password in $VAR/dashboard.password)"
+echo "  admin API / CLI : admin token in $VAR/admin.token"
 echo "  state index     : $VAR/state.db (SQLite)"
 echo "  storage         : $VAR/share/$NAME/sample"
 echo "  logs            : $VAR/server.log, $VAR/agent.log"

@@ -105,9 +105,12 @@ class Agent {
     copts.user_agent = absl::StrCat("datasync-agent/", DATASYNC_VERSION);
     if (timeout.count() > 0) copts.timeout = timeout;
     copts.connect_timeout = std::chrono::milliseconds(5'000);
-    auto c = std::make_unique<http::Client>(state_.server_url, copts);
-    c->SetDefaultHeader("Authorization", "Bearer " + state_.api_key);
-    return c;
+    // The key is read at every request: a key rotation reaches every client at once.
+    copts.bearer = [this] {
+      std::lock_guard<std::mutex> lock(key_mu_);
+      return state_.api_key;
+    };
+    return std::make_unique<http::Client>(state_.server_url, copts);
   }
 
   bool Quitting() {
@@ -294,7 +297,29 @@ class Agent {
     }
     if (out.jobs) ApplyJobs(out.jobs_version, *out.jobs, /*save=*/true);
     Enqueue(out.commands);
+    if (!out.new_api_key.empty()) AdoptRotatedKey(out.new_api_key);
     return absl::OkStatus();
+  }
+
+  // An operator rotated this runner's key: keep the new one on disk first, then use it. The
+  // server retires the old key at the first request made with the new one; until then a lost
+  // answer only means the next heartbeat (with the old key) brings another new key.
+  void AdoptRotatedKey(const std::string& key) {
+    AgentState next;
+    {
+      std::lock_guard<std::mutex> lock(key_mu_);
+      next = state_;
+    }
+    next.api_key = key;
+    if (absl::Status st = SaveAgentState(config_.state_dir, next); !st.ok()) {
+      spdlog::error("cannot store the rotated API key ({}); keeping the old one", st.message());
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(key_mu_);
+      state_.api_key = key;
+    }
+    spdlog::info("API key rotated by an operator; the new key is stored and in use");
   }
 
   // Replaces the job definitions; jobs that are new run right away, known ones keep their schedule.
@@ -474,6 +499,7 @@ class Agent {
   std::atomic<bool> replay_needed_{true};
 
   std::mutex mu_;
+  std::mutex key_mu_;  // guards state_.api_key once the threads run (key rotation)
   std::condition_variable cv_;            // wakes the main loop
   std::condition_variable heartbeat_cv_;  // wakes the heartbeat thread (to quit)
   // Protected by mu_.

@@ -217,6 +217,11 @@ absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, boo
       list = curl_slist_append(list, absl::StrCat(k, ": ", v).c_str());
     }
   }
+  if (options_.bearer) {
+    if (std::string credential = options_.bearer(); !credential.empty()) {
+      list = curl_slist_append(list, absl::StrCat("Authorization: Bearer ", credential).c_str());
+    }
+  }
   if (!has_ct && default_json && request.body_size > 0) {
     list = curl_slist_append(list, "Content-Type: application/json");
   } else if (!has_ct && !default_json && has_body) {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,6 +22,10 @@ struct ClientOptions {
   std::string ca_file;                          // extra CA bundle for a private PKI; "" = system
   std::string user_agent = "datasync";
   const std::atomic<bool>* cancel = nullptr;    // when set, in-flight requests abort (Cancelled)
+  // When set, asked before every request for a bearer credential (sent as "Authorization: Bearer
+  // <value>" unless it is empty): a credential that can change while the client lives (the
+  // agent's rotated API key). Must be thread-safe if shared between clients.
+  std::function<std::string()> bearer;
 };
 
 // One request for callers that need more than Do(): storage backends (Azure Blob) send large

@@ -93,4 +93,20 @@ absl::StatusOr<std::unique_ptr<StateIndex>> OpenStateIndex(const std::string& ur
       absl::StrCat("unsupported index URL scheme \"", scheme, "\": ", kExpectedForms));
 }
 
+LoginThrottle NextLoginThrottle(const LoginThrottle& current, int64_t now_ms,
+                                const LockoutPolicy& policy) {
+  LoginThrottle next;
+  const bool stale = current.last_failure_at_ms > 0 &&
+                     now_ms - current.last_failure_at_ms > policy.reset_after_ms;
+  next.failures = (stale ? 0 : current.failures) + 1;
+  next.last_failure_at_ms = now_ms;
+  const int64_t extra = next.failures - policy.free_failures;
+  if (extra > 0) {
+    int64_t lock = policy.base_lock_ms;
+    for (int64_t i = 1; i < extra && lock < policy.max_lock_ms; ++i) lock *= 2;
+    next.locked_until_ms = now_ms + std::min(lock, policy.max_lock_ms);
+  }
+  return next;
+}
+
 }  // namespace ds

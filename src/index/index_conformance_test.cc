@@ -699,6 +699,25 @@ TEST_P(StateIndexConformance, ListRunsCapsLimitAtOneThousand) {
   EXPECT_EQ(runs.front().summary.run_id, "run-1000");
 }
 
+TEST_P(StateIndexConformance, ListRunsPagesWithOffset) {
+  ASSERT_OK_AND_ASSIGN(ds::Run first, RunningRun("pc1", "run-0"));
+  for (int i = 1; i <= 6; ++i) {
+    ASSERT_OK(index_->BeginRun(absl::StrCat("run-", i), first.runner_id, first.job_id, "schedule",
+                               kT0 + (i / 2))  // ties in started_at keep insertion order
+                  .status());
+  }
+  RunFilter filter;
+  filter.limit = 3;
+  std::vector<std::string> seen;
+  for (filter.offset = 0; filter.offset < 9; filter.offset += 3) {
+    ASSERT_OK_AND_ASSIGN(std::vector<ds::Run> page, index_->ListRuns(filter));
+    for (const auto& r : page) seen.push_back(r.summary.run_id);
+  }
+  EXPECT_THAT(seen, ElementsAre("run-6", "run-5", "run-4", "run-3", "run-2", "run-1", "run-0"));
+  filter.offset = -1;
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->ListRuns(filter).status()));
+}
+
 TEST_P(StateIndexConformance, ListRunFilesPagesByPath) {
   ASSERT_OK(RunningRun("pc1", "run-1").status());
   ASSERT_OK(index_->RecordPlanned("run-1", {Planned("c"), Planned("a"), Planned("b/x")}, 3, 3));
@@ -904,6 +923,246 @@ TEST_P(StateIndexConformance, AdminTokens) {
       absl::IsInvalidArgument(index_->CreateAdminToken("x", "root", "hash-4", kT0).status()));
   ASSERT_OK_AND_ASSIGN(count, index_->CountAdminTokens());
   EXPECT_EQ(count, 2);
+}
+
+TEST_P(StateIndexConformance, AdminTokensListAndRevoke) {
+  ASSERT_OK_AND_ASSIGN(AdminToken a, index_->CreateAdminToken("cli", "admin", "h-a", kT0, "user:ann"));
+  ASSERT_OK_AND_ASSIGN(AdminToken b, index_->CreateAdminToken("ro", "viewer", "h-b", kT0 + 1));
+  EXPECT_EQ(a.created_by, "user:ann");
+  ASSERT_OK_AND_ASSIGN(std::vector<AdminToken> all, index_->ListAdminTokens());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].id, b.id);  // newest first
+  EXPECT_EQ(all[1].created_by, "user:ann");
+  EXPECT_EQ(all[0].created_by, "");
+
+  ASSERT_OK_AND_ASSIGN(AdminToken revoked, index_->RevokeAdminToken(a.id, kT0 + 5));
+  EXPECT_EQ(revoked.revoked_at_ms, kT0 + 5);
+  EXPECT_TRUE(absl::IsNotFound(index_->FindAdminToken("h-a").status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->RevokeAdminToken(a.id, kT0 + 6).status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->RevokeAdminToken(b.id + 100, kT0).status()));
+  ASSERT_OK_AND_ASSIGN(int64_t count, index_->CountAdminTokens());
+  EXPECT_EQ(count, 1);
+  ASSERT_OK_AND_ASSIGN(all, index_->ListAdminTokens());
+  EXPECT_EQ(all[1].revoked_at_ms, kT0 + 5);
+}
+
+// ---- operator accounts --------------------------------------------------------------------------
+
+TEST_P(StateIndexConformance, UsersCreateListPasswordDelete) {
+  ASSERT_OK_AND_ASSIGN(User ann, index_->CreateUser("ann", "admin", "$argon2id$h1", kT0));
+  EXPECT_GT(ann.id, 0);
+  ASSERT_OK(index_->CreateUser("bob", "viewer", "$argon2id$h2", kT0).status());
+  EXPECT_TRUE(absl::IsAlreadyExists(index_->CreateUser("ann", "viewer", "x", kT0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->CreateUser("cy", "root", "x", kT0).status()));
+  ASSERT_OK_AND_ASSIGN(std::vector<User> users, index_->ListUsers());
+  ASSERT_EQ(users.size(), 2u);
+  EXPECT_EQ(users[0].name, "ann");
+  EXPECT_EQ(users[1].role, "viewer");
+
+  Session s;
+  s.id_hash = "sess-1";
+  s.user_id = ann.id;
+  s.csrf_token = "csrf-1";
+  s.source_ip = "10.0.0.1";
+  s.created_at_ms = kT0 + 10;
+  s.expires_at_ms = kT0 + 1000;
+  s.last_seen_at_ms = kT0 + 10;
+  ASSERT_OK(index_->CreateSession(s));
+  ASSERT_OK_AND_ASSIGN(User again, index_->GetUserByName("ann"));
+  EXPECT_EQ(again.last_login_at_ms, kT0 + 10);
+  ASSERT_OK_AND_ASSIGN(Session found, index_->FindSession("sess-1"));
+  EXPECT_EQ(found.user_name, "ann");
+  EXPECT_EQ(found.role, "admin");
+  EXPECT_EQ(found.csrf_token, "csrf-1");
+  EXPECT_EQ(found.expires_at_ms, kT0 + 1000);
+  ASSERT_OK(index_->TouchSession("sess-1", kT0 + 50));
+  ASSERT_OK_AND_ASSIGN(found, index_->FindSession("sess-1"));
+  EXPECT_EQ(found.last_seen_at_ms, kT0 + 50);
+
+  // A new password ends the user's sessions.
+  ASSERT_OK(index_->SetUserPassword("ann", "$argon2id$h3", kT0 + 60));
+  EXPECT_TRUE(absl::IsNotFound(index_->FindSession("sess-1").status()));
+  ASSERT_OK_AND_ASSIGN(again, index_->GetUserByName("ann"));
+  EXPECT_EQ(again.password_hash, "$argon2id$h3");
+  EXPECT_TRUE(absl::IsNotFound(index_->SetUserPassword("zed", "x", kT0)));
+
+  ASSERT_OK(index_->CreateSession(s));
+  ASSERT_OK(index_->DeleteUser("ann"));
+  EXPECT_TRUE(absl::IsNotFound(index_->FindSession("sess-1").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetUserByName("ann").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->DeleteUser("ann")));
+  s.user_id = ann.id + 100;
+  EXPECT_FALSE(index_->CreateSession(s).ok());
+}
+
+TEST_P(StateIndexConformance, SessionsDeleteAndPrune) {
+  ASSERT_OK_AND_ASSIGN(User u, index_->CreateUser("ann", "admin", "h", kT0));
+  auto make = [&](const std::string& id, int64_t expires, int64_t seen) {
+    Session s;
+    s.id_hash = id;
+    s.user_id = u.id;
+    s.csrf_token = "c";
+    s.created_at_ms = kT0;
+    s.expires_at_ms = expires;
+    s.last_seen_at_ms = seen;
+    return index_->CreateSession(s);
+  };
+  ASSERT_OK(make("expired", kT0 + 100, kT0 + 90));
+  ASSERT_OK(make("idle", kT0 + 10'000, kT0 + 10));
+  ASSERT_OK(make("live", kT0 + 10'000, kT0 + 190));
+  EXPECT_TRUE(absl::IsAlreadyExists(make("live", kT0, kT0)));
+  ASSERT_OK_AND_ASSIGN(int64_t pruned, index_->PruneSessions(kT0 + 200, kT0 + 50));
+  EXPECT_EQ(pruned, 2);
+  EXPECT_TRUE(index_->FindSession("live").ok());
+  ASSERT_OK(index_->DeleteSession("live"));
+  ASSERT_OK(index_->DeleteSession("live"));
+  EXPECT_TRUE(absl::IsNotFound(index_->FindSession("live").status()));
+}
+
+TEST_P(StateIndexConformance, LoginFailuresLockWithBackOff) {
+  LockoutPolicy p;
+  p.free_failures = 2;
+  p.base_lock_ms = 1000;
+  p.max_lock_ms = 3000;
+  p.reset_after_ms = 60'000;
+  ASSERT_OK_AND_ASSIGN(LoginThrottle t, index_->GetLoginThrottle("user:ann"));
+  EXPECT_EQ(t.failures, 0);
+  ASSERT_OK_AND_ASSIGN(t, index_->RecordLoginFailure("user:ann", kT0, p));
+  EXPECT_EQ(t.failures, 1);
+  EXPECT_EQ(t.locked_until_ms, 0);
+  ASSERT_OK_AND_ASSIGN(t, index_->RecordLoginFailure("user:ann", kT0 + 1, p));
+  EXPECT_EQ(t.locked_until_ms, 0);
+  ASSERT_OK_AND_ASSIGN(t, index_->RecordLoginFailure("user:ann", kT0 + 2, p));
+  EXPECT_EQ(t.locked_until_ms, kT0 + 2 + 1000);
+  ASSERT_OK_AND_ASSIGN(t, index_->RecordLoginFailure("user:ann", kT0 + 3, p));
+  EXPECT_EQ(t.locked_until_ms, kT0 + 3 + 2000);
+  ASSERT_OK_AND_ASSIGN(t, index_->RecordLoginFailure("user:ann", kT0 + 4, p));
+  EXPECT_EQ(t.locked_until_ms, kT0 + 4 + 3000);  // capped
+  ASSERT_OK_AND_ASSIGN(t, index_->GetLoginThrottle("user:ann"));
+  EXPECT_EQ(t.failures, 5);
+  ASSERT_OK_AND_ASSIGN(LoginThrottle other, index_->GetLoginThrottle("ip:10.0.0.1"));
+  EXPECT_EQ(other.failures, 0);
+  // Old failures are forgotten.
+  ASSERT_OK_AND_ASSIGN(t, index_->RecordLoginFailure("user:ann", kT0 + 100'000, p));
+  EXPECT_EQ(t.failures, 1);
+  EXPECT_EQ(t.locked_until_ms, 0);
+  ASSERT_OK(index_->ClearLoginFailures("user:ann"));
+  ASSERT_OK_AND_ASSIGN(t, index_->GetLoginThrottle("user:ann"));
+  EXPECT_EQ(t.failures, 0);
+}
+
+TEST_P(StateIndexConformance, AuditLogPagesNewestFirstWithFilters) {
+  for (int i = 0; i < 7; ++i) {
+    AuditEntry e;
+    e.at_ms = kT0 + i;
+    e.actor = i % 2 == 0 ? "user:ann" : "token:cli";
+    e.action = i == 3 ? "POST /api/v1/admin/runners/{runner}/approve" : "PUT /api/v1/admin/jobs";
+    e.target = absl::StrCat("/t/", i);
+    e.result = "200";
+    e.details_json = R"({"k":1})";
+    e.source_ip = "127.0.0.1";
+    ASSERT_OK_AND_ASSIGN(int64_t id, index_->AppendAudit(e));
+    EXPECT_GT(id, 0);
+  }
+  AuditFilter f;
+  f.limit = 3;
+  ASSERT_OK_AND_ASSIGN(std::vector<AuditEntry> page, index_->ListAudit(f));
+  ASSERT_EQ(page.size(), 3u);
+  EXPECT_EQ(page[0].at_ms, kT0 + 6);
+  EXPECT_EQ(page[0].details_json, R"({"k":1})");
+  f.before_id = page.back().id;
+  ASSERT_OK_AND_ASSIGN(page, index_->ListAudit(f));
+  ASSERT_EQ(page.size(), 3u);
+  EXPECT_EQ(page[0].at_ms, kT0 + 3);
+  f = AuditFilter{};
+  f.actor = "token:cli";
+  ASSERT_OK_AND_ASSIGN(page, index_->ListAudit(f));
+  EXPECT_EQ(page.size(), 3u);
+  f.actor = "";
+  f.action_contains = "approve";
+  ASSERT_OK_AND_ASSIGN(page, index_->ListAudit(f));
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0].target, "/t/3");
+}
+
+TEST_P(StateIndexConformance, HourlyStatsGroupRunsByHour) {
+  constexpr int64_t kHour = 3'600'000;
+  const int64_t h0 = (kT0 / kHour) * kHour;
+  ASSERT_OK_AND_ASSIGN(ds::Run r1, RunningRun("pc1", "run-1", h0 + 10));
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a", 100), Planned("b", 50)}, 2, 150));
+  ASSERT_OK(index_
+                ->RecordResults("run-1", {Result("a", "uploaded", 100), Result("b", "failed", 50)},
+                                h0 + 20)
+                .status());
+  ASSERT_OK(index_->BeginRun("run-2", r1.runner_id, r1.job_id, "schedule", h0 + kHour + 5).status());
+  ASSERT_OK(index_->RecordPlanned("run-2", {Planned("c", 7)}, 1, 7));
+  ASSERT_OK(index_->RecordResults("run-2", {Result("c", "uploaded", 7)}, h0 + kHour + 6).status());
+  ASSERT_OK_AND_ASSIGN(std::vector<HourlyStat> stats, index_->HourlyStats(h0));
+  ASSERT_EQ(stats.size(), 2u);
+  EXPECT_EQ(stats[0].hour_start_ms, h0);
+  EXPECT_EQ(stats[0].files_uploaded, 1u);
+  EXPECT_EQ(stats[0].bytes_uploaded, 100u);
+  EXPECT_EQ(stats[0].files_failed, 1u);
+  EXPECT_EQ(stats[1].hour_start_ms, h0 + kHour);
+  EXPECT_EQ(stats[1].runs, 1u);
+  EXPECT_EQ(stats[1].bytes_uploaded, 7u);
+  ASSERT_OK_AND_ASSIGN(stats, index_->HourlyStats(h0 + kHour));
+  EXPECT_EQ(stats.size(), 1u);
+}
+
+TEST_P(StateIndexConformance, SearchSyncedFilesByPrefixAndSubstring) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  std::vector<RunFile> planned;
+  std::vector<protocol::FileResult> results;
+  for (const char* p : {"a/x1.txt", "a/x2.csv", "a_b/x3.txt", "ab/x4.txt", "b/a%x.txt", "b/zz.txt"}) {
+    planned.push_back(Planned(p));
+    results.push_back(Result(p, "uploaded"));
+  }
+  ASSERT_OK(index_->RecordPlanned("run-1", planned, 6, 600));
+  ASSERT_OK(index_->RecordResults("run-1", results, kT0).status());
+  auto paths = [](const std::vector<SyncedFile>& files) {
+    std::vector<std::string> out;
+    for (const auto& f : files) out.push_back(f.path);
+    return out;
+  };
+  ASSERT_OK_AND_ASSIGN(auto files, index_->SearchSyncedFiles(run.job_id, "a/", true, "", 100));
+  EXPECT_THAT(paths(files), ElementsAre("a/x1.txt", "a/x2.csv"));
+  ASSERT_OK_AND_ASSIGN(files, index_->SearchSyncedFiles(run.job_id, "a_", true, "", 100));
+  EXPECT_THAT(paths(files), ElementsAre("a_b/x3.txt"));  // '_' is no wildcard
+  ASSERT_OK_AND_ASSIGN(files, index_->SearchSyncedFiles(run.job_id, ".txt", false, "", 100));
+  EXPECT_THAT(paths(files), ElementsAre("a/x1.txt", "a_b/x3.txt", "ab/x4.txt", "b/a%x.txt", "b/zz.txt"));
+  ASSERT_OK_AND_ASSIGN(files, index_->SearchSyncedFiles(run.job_id, ".txt", false, "a_b/x3.txt", 2));
+  EXPECT_THAT(paths(files), ElementsAre("ab/x4.txt", "b/a%x.txt"));
+  ASSERT_OK_AND_ASSIGN(files, index_->SearchSyncedFiles(run.job_id, "%", false, "", 100));
+  EXPECT_THAT(paths(files), ElementsAre("b/a%x.txt"));
+  ASSERT_OK_AND_ASSIGN(files, index_->SearchSyncedFiles(run.job_id, "a", true, "a/x2.csv", 100));
+  EXPECT_THAT(paths(files), ElementsAre("a_b/x3.txt", "ab/x4.txt"));
+  ASSERT_OK_AND_ASSIGN(files, index_->SearchSyncedFiles(run.job_id, "", false, "", 2));
+  EXPECT_THAT(paths(files), ElementsAre("a/x1.txt", "a/x2.csv"));
+  EXPECT_TRUE(absl::IsNotFound(index_->SearchSyncedFiles(run.job_id + 1, "a", true, "", 10).status()));
+}
+
+TEST_P(StateIndexConformance, KeyRotationPromotesTheNextKeyOnFirstUse) {
+  ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
+  ASSERT_OK_AND_ASSIGN(bool offered, index_->OfferNextKey(r.id, "next-1"));
+  EXPECT_FALSE(offered);  // nothing requested
+  ASSERT_OK(index_->RequestKeyRotation(r.id, kT0 + 5));
+  ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-1"));
+  EXPECT_TRUE(offered);
+  // The answer was lost: the agent asks again with its old key and gets another one.
+  ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-2"));
+  EXPECT_TRUE(offered);
+  EXPECT_TRUE(index_->FindRunnerByKeyHash("key-pc1").ok());  // old key works until the new is used
+  EXPECT_TRUE(absl::IsNotFound(index_->PromoteNextKey("next-1").status()));
+  ASSERT_OK_AND_ASSIGN(Runner promoted, index_->PromoteNextKey("next-2"));
+  EXPECT_EQ(promoted.id, r.id);
+  EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("key-pc1").status()));
+  ASSERT_OK_AND_ASSIGN(Runner by_new, index_->FindRunnerByKeyHash("next-2"));
+  EXPECT_EQ(by_new.id, r.id);
+  ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-3"));
+  EXPECT_FALSE(offered);  // request cleared
+  ASSERT_OK_AND_ASSIGN(Runner pending, index_->RegisterRunner(Info("pc2"), "enr-pc2", "s", kT0));
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->RequestKeyRotation(pending.id, kT0)));
 }
 
 // ---- concurrency --------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ std::string Describe(const Enrollment& e) {
                       e.created_at_ms);
 }
 std::string Describe(const AdminToken& t) {
-  return absl::StrCat(t.id, "|", t.name, "|", t.role, "|", t.created_at_ms, "|", t.revoked_at_ms);
+  return absl::StrCat(t.id, "|", t.name, "|", t.role, "|", t.created_at_ms, "|", t.revoked_at_ms, "|", t.created_by);
 }
 std::string Describe(const protocol::Command& c) {
   return absl::StrCat(c.id, "|", c.type, "|", c.job, "|", c.run_id);
@@ -215,7 +215,26 @@ class MigrateIndexTest : public testing::Test {
     ASSERT_OK(index.TakeCommands(pc1.id).status());
     ASSERT_OK(index.EnqueueCommand(pc1.id, "sync", "raw", "run-next", kT0 + 601).status());
     ASSERT_OK(index.CreateAdminToken("initial-admin", "admin", "tok-1", kT0 + 700).status());
-    ASSERT_OK(index.CreateAdminToken("dashboard", "viewer", "tok-2", kT0 + 701).status());
+    ASSERT_OK(index.CreateAdminToken("dashboard", "viewer", "tok-2", kT0 + 701, "user:ann").status());
+    // Operator accounts: a user, a session, a throttle row, audit lines.
+    ASSERT_OK_AND_ASSIGN(User ann, index.CreateUser("ann", "admin", "$argon2id$v=19$x", kT0 + 710));
+    Session session;
+    session.id_hash = "sess-1";
+    session.user_id = ann.id;
+    session.csrf_token = "csrf-1";
+    session.created_at_ms = session.last_seen_at_ms = kT0 + 711;
+    session.expires_at_ms = kT0 + 99'999;
+    ASSERT_OK(index.CreateSession(session));
+    ASSERT_OK(index.RecordLoginFailure("ip:10.0.0.9", kT0 + 712, LockoutPolicy{}).status());
+    for (int i = 0; i < 3; ++i) {
+      AuditEntry e;
+      e.at_ms = kT0 + 720 + i;
+      e.actor = "user:ann";
+      e.action = "POST /api/v1/admin/runners/{runner}/approve";
+      e.target = "/api/v1/admin/runners/pc1/approve";
+      e.result = "200";
+      ASSERT_OK(index.AppendAudit(e).status());
+    }
     ASSERT_OK_AND_ASSIGN(bool leased, index.TryAcquireLease("janitor", "host:1:ab", 60'000, kT0));
     ASSERT_TRUE(leased);
     ASSERT_OK(index.RecordLongPoll(pc1.id, "host:1:ab:7", kT0 + 800));
@@ -289,6 +308,20 @@ class MigrateIndexTest : public testing::Test {
       ASSERT_OK_AND_ASSIGN(AdminToken t_b, b.FindAdminToken(hash));
       EXPECT_EQ(Describe(t), Describe(t_b));
     }
+
+    ASSERT_OK_AND_ASSIGN(Session session_b, b.FindSession("sess-1"));
+    EXPECT_EQ(session_b.user_name, "ann");
+    EXPECT_EQ(session_b.csrf_token, "csrf-1");
+    ASSERT_OK_AND_ASSIGN(LoginThrottle throttle_b, b.GetLoginThrottle("ip:10.0.0.9"));
+    EXPECT_EQ(throttle_b.failures, 1);
+    ASSERT_OK_AND_ASSIGN(std::vector<AuditEntry> audit, a.ListAudit(AuditFilter{}));
+    ASSERT_OK_AND_ASSIGN(std::vector<AuditEntry> audit_b, b.ListAudit(AuditFilter{}));
+    ASSERT_EQ(audit_b.size(), 3u);
+    EXPECT_EQ(audit_b[0].id, audit[0].id);
+    EXPECT_EQ(audit_b[0].target, audit[0].target);
+    ASSERT_OK_AND_ASSIGN(std::vector<User> users_b, b.ListUsers());
+    ASSERT_EQ(users_b.size(), 1u);
+    EXPECT_EQ(users_b[0].password_hash, "$argon2id$v=19$x");
 
     std::vector<int64_t> ids;
     for (const Runner& r : runners) ids.push_back(r.id);

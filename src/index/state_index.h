@@ -86,6 +86,7 @@ struct RunFilter {
   std::optional<int64_t> job_id;
   std::optional<std::string> state;
   int limit = 50;                // at most 1000
+  int offset = 0;                // newest runs skipped (paging), >= 0
 };
 
 struct StoredCommand {
@@ -118,6 +119,68 @@ struct AdminToken {
   std::string role;              // admin | viewer
   int64_t created_at_ms = 0;
   int64_t revoked_at_ms = 0;     // 0 = active
+  std::string created_by;        // actor that created it ('user:NAME', 'token:NAME'; '' = bootstrap)
+};
+
+// An operator account of the dashboard.
+struct User {
+  int64_t id = 0;
+  std::string name;
+  std::string role;              // admin | viewer
+  std::string password_hash;     // Argon2id encoded string
+  int64_t created_at_ms = 0, updated_at_ms = 0, last_login_at_ms = 0;
+};
+
+// A dashboard session; the cookie holds the id, the index only its SHA-256.
+struct Session {
+  std::string id_hash;           // SHA-256 hex of the session id
+  int64_t user_id = 0;
+  std::string user_name, role;   // of the user, filled by FindSession
+  std::string csrf_token;
+  std::string source_ip;
+  int64_t created_at_ms = 0, expires_at_ms = 0, last_seen_at_ms = 0;
+};
+
+// Failed sign-ins of one subject ('user:NAME' or 'ip:ADDRESS').
+struct LoginThrottle {
+  int64_t failures = 0;          // consecutive, since the last success
+  int64_t last_failure_at_ms = 0;
+  int64_t locked_until_ms = 0;   // 0 = not locked
+};
+
+// How failed sign-ins lock a subject out: after `free_failures` failures in a row, each further
+// failure locks it for base_lock_ms * 2^(extra failures - 1), at most max_lock_ms. Failures older
+// than reset_after_ms start the count again.
+struct LockoutPolicy {
+  int free_failures = 5;
+  int64_t base_lock_ms = 1'000;
+  int64_t max_lock_ms = 15 * 60'000;
+  int64_t reset_after_ms = 60 * 60'000;
+};
+
+// One line of the audit log.
+struct AuditEntry {
+  int64_t id = 0;
+  int64_t at_ms = 0;
+  std::string actor;             // 'user:NAME', 'token:NAME', or '' for an anonymous request
+  std::string action;            // method + route pattern, or a named event ('login', ...)
+  std::string target;            // request path or the object acted on
+  std::string result;            // HTTP status as text
+  std::string details_json = "{}";  // JSON object
+  std::string source_ip;
+};
+
+struct AuditFilter {
+  int64_t before_id = 0;         // 0 = from the newest
+  std::string actor;             // exact; "" = any
+  std::string action_contains;   // substring; "" = any
+  int limit = 100;               // at most 1000
+};
+
+// Files and bytes uploaded by runs that started in one hour.
+struct HourlyStat {
+  int64_t hour_start_ms = 0;     // Unix ms, a multiple of 3,600,000
+  uint64_t runs = 0, files_uploaded = 0, bytes_uploaded = 0, files_failed = 0;
 };
 
 class StateIndex {
@@ -308,14 +371,93 @@ class StateIndex {
       const std::vector<int64_t>& runner_ids) = 0;
 
   // ---- admin tokens ---------------------------------------------------------------------------
-  [[nodiscard]] virtual absl::StatusOr<AdminToken> CreateAdminToken(const std::string& name,
-                                                                    const std::string& role,
-                                                                    const std::string& token_hash,
-                                                                    int64_t now_ms) = 0;
+  // `created_by`: the actor creating it ('' for the bootstrap token). (A default argument on a
+  // virtual, against the style guide, so that the callers written before it need no change.)
+  [[nodiscard]] virtual absl::StatusOr<AdminToken> CreateAdminToken(
+      const std::string& name, const std::string& role, const std::string& token_hash,
+      int64_t now_ms, const std::string& created_by = "") = 0;
   // Active (not revoked) token by hash; NotFound otherwise.
   [[nodiscard]] virtual absl::StatusOr<AdminToken> FindAdminToken(const std::string& token_hash) = 0;
   [[nodiscard]] virtual absl::StatusOr<int64_t> CountAdminTokens() = 0;
+  // Every token, revoked ones too, newest first.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<AdminToken>> ListAdminTokens() = 0;
+  // Marks the token revoked at now_ms. NotFound for an unknown id; FailedPrecondition when it is
+  // already revoked.
+  [[nodiscard]] virtual absl::StatusOr<AdminToken> RevokeAdminToken(int64_t id, int64_t now_ms) = 0;
+
+  // ---- operator accounts --------------------------------------------------------------------
+  // AlreadyExists for a taken name; InvalidArgument for a role other than admin|viewer or an empty
+  // hash.
+  [[nodiscard]] virtual absl::StatusOr<User> CreateUser(const std::string& name,
+                                                        const std::string& role,
+                                                        const std::string& password_hash,
+                                                        int64_t now_ms) = 0;
+  [[nodiscard]] virtual absl::StatusOr<User> GetUserByName(const std::string& name) = 0;
+  // Ordered by name.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<User>> ListUsers() = 0;
+  // Sets a new password hash and ends all the user's sessions. NotFound for an unknown user.
+  [[nodiscard]] virtual absl::Status SetUserPassword(const std::string& name,
+                                                     const std::string& password_hash,
+                                                     int64_t now_ms) = 0;
+  // Deletes the user and its sessions. NotFound for an unknown user.
+  [[nodiscard]] virtual absl::Status DeleteUser(const std::string& name) = 0;
+
+  // Stores s (s.user_id must exist: FailedPrecondition otherwise) and sets the user's
+  // last_login_at to s.created_at_ms. AlreadyExists for a duplicate id hash.
+  [[nodiscard]] virtual absl::Status CreateSession(const Session& s) = 0;
+  // The session with that id hash, with its user's name and role. NotFound when absent (expiry is
+  // the caller's decision: compare expires_at_ms / last_seen_at_ms).
+  [[nodiscard]] virtual absl::StatusOr<Session> FindSession(const std::string& id_hash) = 0;
+  // Sets last_seen_at (idle expiry). OK when the session is gone.
+  [[nodiscard]] virtual absl::Status TouchSession(const std::string& id_hash, int64_t now_ms) = 0;
+  // OK when absent.
+  [[nodiscard]] virtual absl::Status DeleteSession(const std::string& id_hash) = 0;
+  // Deletes sessions past expires_at (<= now_ms) or idle since before idle_before_ms. Returns how many.
+  [[nodiscard]] virtual absl::StatusOr<int64_t> PruneSessions(int64_t now_ms,
+                                                              int64_t idle_before_ms) = 0;
+
+  // The subject's throttle row (all zero when it has none).
+  [[nodiscard]] virtual absl::StatusOr<LoginThrottle> GetLoginThrottle(const std::string& subject) = 0;
+  // Atomically counts one more failure of `subject` at now_ms and applies `policy`; returns the new
+  // row.
+  [[nodiscard]] virtual absl::StatusOr<LoginThrottle> RecordLoginFailure(
+      const std::string& subject, int64_t now_ms, const LockoutPolicy& policy) = 0;
+  // Forgets the subject's failures (after a successful sign-in). OK when it has none.
+  [[nodiscard]] virtual absl::Status ClearLoginFailures(const std::string& subject) = 0;
+
+  // ---- audit log ------------------------------------------------------------------------------
+  // Appends e (e.id is ignored) and returns its id.
+  [[nodiscard]] virtual absl::StatusOr<int64_t> AppendAudit(const AuditEntry& e) = 0;
+  // Newest first; ids < filter.before_id when it is set (keyset paging).
+  [[nodiscard]] virtual absl::StatusOr<std::vector<AuditEntry>> ListAudit(const AuditFilter& filter) = 0;
+
+  // ---- dashboard queries ----------------------------------------------------------------------
+  // Runs started in [since_ms, now) grouped by hour (only hours with runs), oldest first.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<HourlyStat>> HourlyStats(int64_t since_ms) = 0;
+  // The job's synced files whose path starts with `text` (prefix) or contains it (otherwise;
+  // case-sensitive bytes), ordered by path, paths > after_path, at most `limit` (<= 10000).
+  // NotFound for an unknown job.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<SyncedFile>> SearchSyncedFiles(
+      int64_t job_id, const std::string& text, bool prefix, const std::string& after_path,
+      int limit) = 0;
+
+  // ---- runner key rotation ----------------------------------------------------------------------
+  // Asks for a new key at the runner's next heartbeat. FailedPrecondition unless it is approved
+  // with a key.
+  [[nodiscard]] virtual absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) = 0;
+  // When a rotation is requested for the runner, stores next_hash as its pending key (replacing any
+  // earlier pending one) and returns true; otherwise returns false and changes nothing.
+  [[nodiscard]] virtual absl::StatusOr<bool> OfferNextKey(int64_t runner_id,
+                                                          const std::string& next_hash) = 0;
+  // The approved runner whose *pending* key has this hash: the pending key becomes its key (the
+  // old one stops working) and the rotation request is cleared. NotFound when none.
+  [[nodiscard]] virtual absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash) = 0;
 };
+
+// The throttle row after one more failed sign-in at now_ms under `policy` (the one rule both
+// backends apply in RecordLoginFailure).
+LoginThrottle NextLoginThrottle(const LoginThrottle& current, int64_t now_ms,
+                                const LockoutPolicy& policy);
 
 // Opens the index named by `url`: "sqlite:PATH" (PATH's directory is created), or
 // "postgresql://..." / "postgres://..." (a libpq connection URI; connects lazily, see

@@ -123,12 +123,14 @@ void to_json(json& j, const HeartbeatResponse& v) {
   j = json{{"interval_ms", v.interval_ms}, {"jobs_version", v.jobs_version},
            {"storage_url", v.storage_url}, {"commands", v.commands}};
   if (v.jobs) j["jobs"] = *v.jobs;
+  if (!v.new_api_key.empty()) j["new_api_key"] = v.new_api_key;
 }
 void from_json(const json& j, HeartbeatResponse& v) {
   DS_OPT(interval_ms);
   DS_OPT(jobs_version);
   DS_OPT(storage_url);
   DS_OPT(commands);
+  DS_OPT(new_api_key);
   auto it = j.find("jobs");
   if (it != j.end() && !it->is_null()) v.jobs = it->get<std::vector<JobSpec>>();
 }

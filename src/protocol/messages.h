@@ -68,6 +68,10 @@ struct HeartbeatResponse {
   std::optional<std::vector<JobSpec>> jobs;  // sent when the agent's version is stale
   std::string storage_url;         // where this runner uploads, e.g. file:///srv/share
   std::vector<Command> commands;
+  // Key rotation: a new API key for this runner, sent once per heartbeat while an operator's
+  // rotation is pending. The agent stores it and uses it from then on; the first request made with
+  // it retires the old key. Empty = keep the current key.
+  std::string new_api_key;
 };
 struct CommandsResponse {
   std::vector<Command> commands;

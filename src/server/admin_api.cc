@@ -19,20 +19,6 @@ using nlohmann::json;
 constexpr size_t kMaxGlobs = 64;
 constexpr size_t kMaxGlobBytes = 256;
 
-// The operator behind the request. Viewers may only read.
-absl::StatusOr<AdminToken> AuthenticateAdmin(ServerContext* ctx, const Request& req) {
-  std::string token = BearerToken(req);
-  if (token.empty()) return absl::UnauthenticatedError("missing admin token (Authorization: Bearer ...)");
-  if (token.size() > 256) return absl::UnauthenticatedError("unknown or revoked admin token");
-  auto t = ctx->index->FindAdminToken(Sha256Hex(token));
-  if (absl::IsNotFound(t.status())) return absl::UnauthenticatedError("unknown or revoked admin token");
-  if (!t.ok()) return t.status();
-  if (req.method != "GET" && t->role != "admin") {
-    return absl::PermissionDeniedError("this token has the viewer role and cannot change anything");
-  }
-  return t;
-}
-
 json RunnerJson(const Runner& r, int64_t now_ms, int64_t heartbeat_ms) {
   bool online = r.status == "approved" && r.last_heartbeat_at_ms > 0 &&
                 now_ms - r.last_heartbeat_at_ms <= 3 * heartbeat_ms;
@@ -65,6 +51,41 @@ json RunJson(const Run& r) {
   out["started_at"] = FormatIsoUtc(r.summary.started_at_ms);
   out["finished_at"] = FormatIsoUtc(r.summary.finished_at_ms);
   return out;
+}
+
+// Adds `last_run` (or null) and `health` to a job's JSON for the dashboard: disabled | never (no
+// run yet) | running | failing (last run failed or partial) | late (no run started within two
+// intervals) | healthy.
+absl::Status AddLastRun(ServerContext* ctx, const Job& job, json* out) {
+  RunFilter f;
+  f.job_id = job.spec.id;
+  f.runner_id = job.runner_id;
+  f.limit = 1;
+  DS_ASSIGN_OR_RETURN(auto runs, ctx->index->ListRuns(f));
+  const int64_t now = ctx->NowMs();
+  std::string health;
+  if (runs.empty()) {
+    (*out)["last_run"] = nullptr;
+    health = job.spec.enabled ? (now - job.created_at_ms > 2 * job.spec.interval_ms ? "late" : "never") : "disabled";
+  } else {
+    const protocol::RunSummary& r = runs.front().summary;
+    (*out)["last_run"] = json{{"run_id", r.run_id}, {"state", r.state}, {"started_at_ms", r.started_at_ms},
+                              {"finished_at_ms", r.finished_at_ms}, {"files_uploaded", r.files_uploaded},
+                              {"files_failed", r.files_failed}, {"bytes_uploaded", r.bytes_uploaded}};
+    if (!job.spec.enabled) {
+      health = "disabled";
+    } else if (r.state == "running") {
+      health = "running";
+    } else if (r.state == "failed" || r.state == "partial") {
+      health = "failing";
+    } else if (now - r.started_at_ms > 2 * job.spec.interval_ms + job.spec.settle_ms) {
+      health = "late";
+    } else {
+      health = "healthy";
+    }
+  }
+  (*out)["health"] = health;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Runner> RunnerByName(ServerContext* ctx, const std::string& name) {
@@ -324,10 +345,13 @@ absl::StatusOr<std::string> ListRuns(ServerContext* ctx, const Request& req) {
     f.job_id = job.spec.id;
   }
   if (std::string s = req.Query("state"); !s.empty()) f.state = s;
+  DS_ASSIGN_OR_RETURN(f.offset, IntQuery(req, "offset", 0, 100'000));
   DS_ASSIGN_OR_RETURN(auto runs, ctx->index->ListRuns(f));
   json out = json::array();
   for (const auto& r : runs) out.push_back(RunJson(r));
-  return json{{"runs", out}}.dump();
+  json body{{"runs", out}};
+  if (!runs.empty() && static_cast<int>(runs.size()) == f.limit) body["next_offset"] = f.offset + f.limit;
+  return body.dump();
 }
 
 absl::StatusOr<std::string> GetRun(ServerContext* ctx, const Request& req, const std::string& id) {
@@ -356,7 +380,22 @@ absl::StatusOr<std::string> ListFiles(ServerContext* ctx, const Request& req, co
   DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, p.at("runner")));
   DS_ASSIGN_OR_RETURN(Job job, JobByName(ctx, runner, p.at("job")));
   DS_ASSIGN_OR_RETURN(int limit, IntQuery(req, "limit", 1000, 10000));
-  DS_ASSIGN_OR_RETURN(auto files, ctx->index->ListSyncedFiles(job.spec.id, req.Query("after"), limit));
+  // ?q=TEXT: paths containing TEXT, or starting with it with &match=prefix (a key range).
+  const std::string q = req.Query("q");
+  if (q.size() > kMaxPathBytes) return absl::InvalidArgumentError("q is too long");
+  if (q.find('\0') != std::string::npos) return absl::InvalidArgumentError("q must not contain NUL");
+  try {
+    (void)json(q).dump();  // throws on invalid UTF-8
+  } catch (const json::exception&) {
+    return absl::InvalidArgumentError("q must be UTF-8");
+  }
+  std::vector<SyncedFile> files;
+  if (q.empty()) {
+    DS_ASSIGN_OR_RETURN(files, ctx->index->ListSyncedFiles(job.spec.id, req.Query("after"), limit));
+  } else {
+    DS_ASSIGN_OR_RETURN(files, ctx->index->SearchSyncedFiles(job.spec.id, q, req.Query("match") == "prefix",
+                                                             req.Query("after"), limit));
+  }
   DS_ASSIGN_OR_RETURN(int64_t total, ctx->index->CountSyncedFiles(job.spec.id));
   json out = json::array();
   for (const auto& f : files) {
@@ -402,16 +441,13 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
 }  // namespace
 
 void AddAdminRoutes(ServerContext* ctx, Router* router) {
-  // Every admin route authenticates first; `fn` runs only for an allowed operator.
+  // Every admin route goes through AdminHandler (accounts_api.cc): token or session cookie,
+  // CSRF for sessions, viewers read-only, and an audit line for every state-changing request.
+  // `fn` runs only for an allowed operator.
   auto admin = [ctx](auto fn, int ok_status = 200) {
-    return [ctx, fn, ok_status](const Request& req, const PathParams& p, Responder respond) {
-      Reply(respond, Guarded([&]() -> absl::StatusOr<std::string> {
-              DS_ASSIGN_OR_RETURN(AdminToken who, AuthenticateAdmin(ctx, req));
-              (void)who;
-              return fn(req, p);
-            }),
-            ok_status);
-    };
+    return AdminHandler(
+        ctx, [fn](const Request& req, const PathParams& p, const Principal&) { return fn(req, p); },
+        ok_status);
   };
   const std::string base = "/api/v1/admin";
   router->Add("GET", base + "/status", admin([ctx](const Request&, const PathParams&) { return Status(ctx); }));
@@ -437,6 +473,20 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
               }));
   router->Add("POST", base + "/runners/{runner}/replace",
               admin([ctx](const Request& req, const PathParams& p) { return ReplaceMachine(ctx, req, p.at("runner")); }));
+  router->Add("POST", base + "/runners/{runner}/rotate-key",
+              admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
+                DS_ASSIGN_OR_RETURN(Runner r, RunnerByName(ctx, p.at("runner")));
+                absl::Status st = ctx->index->RequestKeyRotation(r.id, ctx->NowMs());
+                if (absl::IsFailedPrecondition(st)) {
+                  return absl::FailedPreconditionError(
+                      absl::StrCat("runner '", r.name, "' is ", r.status, "; only an approved runner with a key can rotate it"));
+                }
+                DS_RETURN_IF_ERROR(st);
+                spdlog::info("admin: key rotation of runner '{}' requested; its next heartbeat gets a new key", r.name);
+                json out = RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count());
+                out["rotation_requested"] = true;
+                return out.dump();
+              }, 202));
   router->Add("POST", base + "/reconcile", admin([ctx](const Request& req, const PathParams&) { return ReconcileAll(ctx, req); }, 202));
   router->Add("GET", base + "/reconciles", admin([ctx](const Request& req, const PathParams&) { return ListReconciles(ctx, req); }));
   router->Add("GET", base + "/reconciles/{id}", admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
@@ -456,8 +506,15 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
                   runner_id = runner.id;
                 }
                 DS_ASSIGN_OR_RETURN(auto jobs, ctx->index->ListJobs(runner_id));
+                const bool with_last_run = req.Query("with_last_run") == "1";
                 json out = json::array();
-                for (const auto& j : jobs) out.push_back(JobJson(j));
+                for (const auto& j : jobs) {
+                  json item = JobJson(j);
+                  if (with_last_run) {
+                    DS_RETURN_IF_ERROR(AddLastRun(ctx, j, &item));
+                  }
+                  out.push_back(std::move(item));
+                }
                 return json{{"jobs", out}}.dump();
               }));
   const std::string job = base + "/runners/{runner}/jobs/{job}";

@@ -29,7 +29,13 @@ absl::StatusOr<Runner> AuthenticateAgent(ServerContext* ctx, const Request& req)
   std::string key = BearerToken(req);
   if (key.empty()) return absl::UnauthenticatedError("missing API key (Authorization: Bearer ...)");
   if (key.size() > 256) return absl::UnauthenticatedError("unknown or revoked API key");
-  auto runner = ctx->index->FindRunnerByKeyHash(Sha256Hex(key));
+  const std::string key_hash = Sha256Hex(key);
+  auto runner = ctx->index->FindRunnerByKeyHash(key_hash);
+  if (absl::IsNotFound(runner.status())) {
+    // The first use of a key handed out by a rotation makes it the runner's key.
+    runner = ctx->index->PromoteNextKey(key_hash);
+    if (runner.ok()) spdlog::info("runner '{}' now uses its rotated API key; the old key is retired", runner->name);
+  }
   if (absl::IsNotFound(runner.status())) {
     return absl::UnauthenticatedError("unknown or revoked API key");
   }
@@ -154,6 +160,13 @@ absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
     DS_ASSIGN_OR_RETURN(out.jobs, JobSpecsOf(ctx, runner.id));
   }
   DS_ASSIGN_OR_RETURN(out.commands, ctx->index->TakeCommands(runner.id));
+  // A pending key rotation: a fresh key, whose hash waits beside the current one until first used.
+  std::string next_key = absl::StrCat("dsk_", Base64UrlEncode(RandomBytes(32)));
+  DS_ASSIGN_OR_RETURN(bool offered, ctx->index->OfferNextKey(runner.id, Sha256Hex(next_key)));
+  if (offered) {
+    out.new_api_key = std::move(next_key);
+    spdlog::info("runner '{}': new API key handed out (rotation)", runner.name);
+  }
   return protocol::Encode(out);
 }
 

@@ -330,6 +330,8 @@ std::string Janitor::RunOnce() {
     last_prune_ms_ = now;
     auto n = ctx_->index->PruneHistory(now - ctx_->config.run_retention.count());
     if (n.ok() && *n > 0) absl::StrAppend(&out, "pruned ", *n, " run(s) older than the retention; ");
+    auto sessions = ctx_->index->PruneSessions(now, now - ctx_->config.session_idle.count());
+    if (sessions.ok() && *sessions > 0) absl::StrAppend(&out, "ended ", *sessions, " expired session(s); ");
   }
   if (ctx_->config.index_budget_bytes > 0) {
     if (auto size = ctx_->index->SizeBytes(); size.ok() && *size > ctx_->config.index_budget_bytes) {

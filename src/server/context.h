@@ -46,4 +46,34 @@ void Reply(const http::Responder& respond, const absl::StatusOr<std::string>& re
 // Runs `fn` converting any escaped exception to a 500 problem (adapter edge).
 absl::StatusOr<std::string> Guarded(const std::function<absl::StatusOr<std::string>()>& fn);
 
+// ---- admin authentication (accounts_api.cc): the one place every admin route passes ----------
+// Who is behind an admin request: a dashboard session (cookie) or an API token (Bearer).
+struct Principal {
+  std::string actor;           // "user:NAME" or "token:NAME"
+  std::string role;            // admin | viewer
+  std::string user;            // NAME for a session, "" for a token
+  bool via_session = false;
+  std::string session_id_hash; // SHA-256 hex of the cookie's session id
+  std::string csrf_token;      // the session's, to hand back on GET /admin/session
+  int64_t session_expires_at_ms = 0;
+};
+// The request's client address: remote_addr, or the last X-Forwarded-For entry when
+// config.trust_proxy.
+std::string ClientAddress(const ServerContext& ctx, const http::Request& req);
+// Authenticates (Bearer token, else session cookie: 401 without either or when expired) and
+// authorises: a state-changing request (not GET/HEAD) over a session needs X-CSRF-Token equal to
+// the session's (403), and the admin role unless `any_role` (403 for viewers).
+[[nodiscard]] absl::StatusOr<Principal> AuthorizeAdmin(ServerContext* ctx, const http::Request& req,
+                                                       bool any_role = false);
+// Writes the audit line of an admin request (actor, method + path, path parameters, HTTP status,
+// error). Failures to write are logged, never answered.
+void AuditAdmin(ServerContext* ctx, const http::Request& req, const PathParams& params,
+                const Principal& who, int http_status, const std::string& error);
+using AdminFn = std::function<absl::StatusOr<std::string>(const http::Request&, const PathParams&,
+                                                          const Principal&)>;
+// The route handler of an admin route: AuthorizeAdmin, then `fn`, then (for every request that
+// is not GET/HEAD, allowed or refused after authentication) AuditAdmin.
+RouteHandler AdminHandler(ServerContext* ctx, AdminFn fn, int ok_status = 200, bool any_role = false);
+void AddAccountRoutes(ServerContext* ctx, Router* router);
+
 }  // namespace ds

@@ -74,6 +74,7 @@ class ServerImpl final : public DataSyncServer {
   absl::Status Start() {
     AddAgentRoutes(ctx_.get(), &router_);
     AddAdminRoutes(ctx_.get(), &router_);
+    AddAccountRoutes(ctx_.get(), &router_);
     router_.Add("GET", "/healthz", [](const http::Request&, const PathParams&, http::Responder respond) {
       respond(http::JsonResponse(200, R"({"status":"ok"})"));
     });

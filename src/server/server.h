@@ -33,6 +33,16 @@ struct ServerConfig {
   std::chrono::milliseconds run_retention{180LL * 86'400'000};  // closed runs kept this long
   std::chrono::milliseconds janitor_interval{30'000};
   int64_t index_budget_bytes = 0;                // 0 = no budget
+  // Dashboard sessions: ended after this long without a request, and this long after sign-in.
+  std::chrono::milliseconds session_idle{30 * 60'000};
+  std::chrono::milliseconds session_max{12 * 3'600'000};
+  // The session cookie's Secure attribute: "auto" (when the request came over HTTPS, i.e. a
+  // trusted proxy says X-Forwarded-Proto: https), "always", "never". The server itself speaks
+  // plain HTTP; TLS is the proxy's (docs/operations.md).
+  std::string cookie_secure = "auto";
+  // Behind a reverse proxy: take the client address from X-Forwarded-For (its last entry) and the
+  // scheme from X-Forwarded-Proto. Off: those headers are ignored (anyone could forge them).
+  bool trust_proxy = false;
   const Clock* clock = nullptr;                  // null = SystemClock()
 };
 

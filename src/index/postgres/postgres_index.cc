@@ -392,7 +392,7 @@ SyncedFile SyncedFileFromRow(const pqxx::row& row) {
   return f;
 }
 
-// Columns: id, name, role, created_at, revoked_at.
+// Columns: id, name, role, created_at, revoked_at, created_by.
 AdminToken AdminTokenFromRow(const pqxx::row& row) {
   AdminToken t;
   t.id = row[0].as<int64_t>();
@@ -400,7 +400,45 @@ AdminToken AdminTokenFromRow(const pqxx::row& row) {
   t.role = Text(row[2]);
   t.created_at_ms = row[3].as<int64_t>();
   t.revoked_at_ms = row[4].as<int64_t>();
+  t.created_by = Text(row[5]);
   return t;
+}
+
+// Columns: id, name, role, password_hash, created_at, updated_at, last_login_at.
+User UserFromRow(const pqxx::row& row) {
+  User u;
+  u.id = row[0].as<int64_t>();
+  u.name = Text(row[1]);
+  u.role = Text(row[2]);
+  u.password_hash = Text(row[3]);
+  u.created_at_ms = row[4].as<int64_t>();
+  u.updated_at_ms = row[5].as<int64_t>();
+  u.last_login_at_ms = row[6].as<int64_t>();
+  return u;
+}
+
+// Columns: id, at, actor, action, target, result, details, source_ip.
+AuditEntry AuditFromRow(const pqxx::row& row) {
+  AuditEntry e;
+  e.id = row[0].as<int64_t>();
+  e.at_ms = row[1].as<int64_t>();
+  e.actor = Text(row[2]);
+  e.action = Text(row[3]);
+  e.target = Text(row[4]);
+  e.result = Text(row[5]);
+  e.details_json = Text(row[6]);
+  e.source_ip = Text(row[7]);
+  return e;
+}
+
+// `text` as a LIKE pattern matching itself literally (escape character '\\').
+std::string LikeLiteral(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
 }
 
 // Selected columns and joins of a Reconcile; ReconcileFromRow reads them in this order.
@@ -577,10 +615,39 @@ class PostgresIndex final : public StateIndex {
       const std::vector<int64_t>& runner_ids) override;
 
   absl::StatusOr<AdminToken> CreateAdminToken(const std::string& name, const std::string& role,
-                                              const std::string& token_hash,
-                                              int64_t now_ms) override;
+                                              const std::string& token_hash, int64_t now_ms,
+                                              const std::string& created_by) override;
   absl::StatusOr<AdminToken> FindAdminToken(const std::string& token_hash) override;
   absl::StatusOr<int64_t> CountAdminTokens() override;
+  absl::StatusOr<std::vector<AdminToken>> ListAdminTokens() override;
+  absl::StatusOr<AdminToken> RevokeAdminToken(int64_t id, int64_t now_ms) override;
+
+  absl::StatusOr<User> CreateUser(const std::string& name, const std::string& role,
+                                  const std::string& password_hash, int64_t now_ms) override;
+  absl::StatusOr<User> GetUserByName(const std::string& name) override;
+  absl::StatusOr<std::vector<User>> ListUsers() override;
+  absl::Status SetUserPassword(const std::string& name, const std::string& password_hash,
+                               int64_t now_ms) override;
+  absl::Status DeleteUser(const std::string& name) override;
+  absl::Status CreateSession(const Session& s) override;
+  absl::StatusOr<Session> FindSession(const std::string& id_hash) override;
+  absl::Status TouchSession(const std::string& id_hash, int64_t now_ms) override;
+  absl::Status DeleteSession(const std::string& id_hash) override;
+  absl::StatusOr<int64_t> PruneSessions(int64_t now_ms, int64_t idle_before_ms) override;
+  absl::StatusOr<LoginThrottle> GetLoginThrottle(const std::string& subject) override;
+  absl::StatusOr<LoginThrottle> RecordLoginFailure(const std::string& subject, int64_t now_ms,
+                                                   const LockoutPolicy& policy) override;
+  absl::Status ClearLoginFailures(const std::string& subject) override;
+  absl::StatusOr<int64_t> AppendAudit(const AuditEntry& e) override;
+  absl::StatusOr<std::vector<AuditEntry>> ListAudit(const AuditFilter& filter) override;
+  absl::StatusOr<std::vector<HourlyStat>> HourlyStats(int64_t since_ms) override;
+  absl::StatusOr<std::vector<SyncedFile>> SearchSyncedFiles(int64_t job_id, const std::string& text,
+                                                            bool prefix,
+                                                            const std::string& after_path,
+                                                            int limit) override;
+  absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) override;
+  absl::StatusOr<bool> OfferNextKey(int64_t runner_id, const std::string& next_hash) override;
+  absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash) override;
 
  private:
   // Runs `fn(tx)` on a pooled connection in a transaction of kind `mode` and turns any exception
@@ -1480,6 +1547,7 @@ absl::StatusOr<Run> PostgresIndex::GetRun(const std::string& run_id) {
 
 absl::StatusOr<std::vector<Run>> PostgresIndex::ListRuns(const RunFilter& filter) {
   if (filter.limit < 1) return absl::InvalidArgumentError("ListRuns: limit must be positive");
+  if (filter.offset < 0) return absl::InvalidArgumentError("ListRuns: negative offset");
   return Execute("ListRuns", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<Run>> {
                    const auto as_text = [](const std::optional<int64_t>& v) {
@@ -1500,9 +1568,9 @@ absl::StatusOr<std::vector<Run>> PostgresIndex::ListRuns(const RunFilter& filter
         AND ($2::bigint IS NULL OR s.job_id = $2::bigint)
         AND ($3::text IS NULL OR s.state = $3::text)
       ORDER BY s.started_at DESC, s.seq DESC
-      LIMIT $4)sql",
+      LIMIT $4 OFFSET $5)sql",
                                       OrNull(runner), OrNull(job), OrNull(filter.state),
-                                      std::min(filter.limit, kMaxRunsPerPage));
+                                      std::min(filter.limit, kMaxRunsPerPage), filter.offset);
                    std::vector<Run> runs;
                    for (const pqxx::row& row : r) runs.push_back(RunFromRow(row));
                    return runs;
@@ -2032,7 +2100,8 @@ absl::StatusOr<std::vector<StateIndex::WaitingRunner>> PostgresIndex::CheckWaiti
 absl::StatusOr<AdminToken> PostgresIndex::CreateAdminToken(const std::string& name,
                                                            const std::string& role,
                                                            const std::string& token_hash,
-                                                           int64_t now_ms) {
+                                                           int64_t now_ms,
+                                                           const std::string& created_by) {
   if (role != "admin" && role != "viewer") {
     return absl::InvalidArgumentError(absl::StrCat("unknown admin token role \"", role, "\""));
   }
@@ -2040,14 +2109,15 @@ absl::StatusOr<AdminToken> PostgresIndex::CreateAdminToken(const std::string& na
   return Execute("CreateAdminToken", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<AdminToken> {
                    const pqxx::result r = tx.exec_params(R"sql(
-      INSERT INTO admin_tokens (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4)
-      RETURNING id)sql",
-                                                         name, role, token_hash, now_ms);
+      INSERT INTO admin_tokens (name, role, token_hash, created_at, created_by)
+      VALUES ($1, $2, $3, $4, $5) RETURNING id)sql",
+                                                         name, role, token_hash, now_ms, created_by);
                    AdminToken token;
                    token.id = r[0][0].as<int64_t>();
                    token.name = name;
                    token.role = role;
                    token.created_at_ms = now_ms;
+                   token.created_by = created_by;
                    return token;
                  });
 }
@@ -2056,7 +2126,7 @@ absl::StatusOr<AdminToken> PostgresIndex::FindAdminToken(const std::string& toke
   return Execute("FindAdminToken", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<AdminToken> {
                    const pqxx::result r = tx.exec_params(R"sql(
-      SELECT id, name, role, created_at, revoked_at FROM admin_tokens
+      SELECT id, name, role, created_at, revoked_at, created_by FROM admin_tokens
       WHERE token_hash = $1 AND revoked_at = 0)sql",
                                                          token_hash);
                    if (r.empty()) return absl::NotFoundError("no active admin token has this hash");
@@ -2069,6 +2139,350 @@ absl::StatusOr<int64_t> PostgresIndex::CountAdminTokens() {
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<int64_t> {
                    return tx.exec("SELECT COUNT(*) FROM admin_tokens WHERE revoked_at = 0")[0][0]
                        .as<int64_t>();
+                 });
+}
+
+absl::StatusOr<std::vector<AdminToken>> PostgresIndex::ListAdminTokens() {
+  return Execute("ListAdminTokens", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<AdminToken>> {
+                   std::vector<AdminToken> out;
+                   for (const pqxx::row& row : tx.exec(R"sql(
+      SELECT id, name, role, created_at, revoked_at, created_by FROM admin_tokens
+      ORDER BY id DESC)sql")) {
+                     out.push_back(AdminTokenFromRow(row));
+                   }
+                   return out;
+                 });
+}
+
+absl::StatusOr<AdminToken> PostgresIndex::RevokeAdminToken(int64_t id, int64_t now_ms) {
+  return Execute("RevokeAdminToken", TxMode::kWrite,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<AdminToken> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT id, name, role, created_at, revoked_at, created_by FROM admin_tokens
+      WHERE id = $1 FOR UPDATE)sql",
+                                                         id);
+                   if (r.empty()) return absl::NotFoundError(absl::StrCat("no admin token ", id));
+                   AdminToken t = AdminTokenFromRow(r[0]);
+                   if (t.revoked_at_ms != 0) {
+                     return absl::FailedPreconditionError(
+                         absl::StrCat("admin token ", id, " is already revoked"));
+                   }
+                   tx.exec_params("UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2", now_ms, id);
+                   t.revoked_at_ms = now_ms;
+                   return t;
+                 });
+}
+
+// ---- operator accounts ----------------------------------------------------------------------------
+
+absl::StatusOr<User> PostgresIndex::CreateUser(const std::string& name, const std::string& role,
+                                               const std::string& password_hash, int64_t now_ms) {
+  if (role != "admin" && role != "viewer") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown role \"", role, "\" (admin or viewer)"));
+  }
+  if (name.empty() || password_hash.empty()) {
+    return absl::InvalidArgumentError("CreateUser: empty name or password hash");
+  }
+  auto created = Execute("CreateUser", TxMode::kAutocommit,
+                         [&](pqxx::transaction_base& tx) -> absl::StatusOr<User> {
+                           const pqxx::result r = tx.exec_params(R"sql(
+      INSERT INTO users (name, role, password_hash, created_at, updated_at)
+      VALUES ($1, $2, $3, $4, $4) RETURNING id)sql",
+                                                                 name, role, password_hash, now_ms);
+                           User u;
+                           u.id = r[0][0].as<int64_t>();
+                           u.name = name;
+                           u.role = role;
+                           u.password_hash = password_hash;
+                           u.created_at_ms = u.updated_at_ms = now_ms;
+                           return u;
+                         });
+  if (absl::IsAlreadyExists(created.status())) {
+    return absl::AlreadyExistsError(absl::StrCat("a user named '", name, "' exists"));
+  }
+  return created;
+}
+
+absl::StatusOr<User> PostgresIndex::GetUserByName(const std::string& name) {
+  if (HasNul(name)) return absl::NotFoundError("no such user");
+  return Execute("GetUserByName", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<User> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT id, name, role, password_hash, created_at, updated_at, last_login_at
+      FROM users WHERE name = $1)sql",
+                                                         name);
+                   if (r.empty()) return absl::NotFoundError(absl::StrCat("no user named '", name, "'"));
+                   return UserFromRow(r[0]);
+                 });
+}
+
+absl::StatusOr<std::vector<User>> PostgresIndex::ListUsers() {
+  return Execute("ListUsers", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<User>> {
+                   std::vector<User> out;
+                   for (const pqxx::row& row : tx.exec(R"sql(
+      SELECT id, name, role, password_hash, created_at, updated_at, last_login_at
+      FROM users ORDER BY name)sql")) {
+                     out.push_back(UserFromRow(row));
+                   }
+                   return out;
+                 });
+}
+
+absl::Status PostgresIndex::SetUserPassword(const std::string& name,
+                                            const std::string& password_hash, int64_t now_ms) {
+  if (password_hash.empty()) return absl::InvalidArgumentError("SetUserPassword: empty hash");
+  return Execute("SetUserPassword", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+    const pqxx::result r = tx.exec_params(R"sql(
+      UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3 RETURNING id)sql",
+                                          password_hash, now_ms, name);
+    if (r.empty()) return absl::NotFoundError(absl::StrCat("no user named '", name, "'"));
+    tx.exec_params("DELETE FROM sessions WHERE user_id = $1", r[0][0].as<int64_t>());
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PostgresIndex::DeleteUser(const std::string& name) {
+  return Execute("DeleteUser", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::Status {
+    if (tx.exec_params("DELETE FROM users WHERE name = $1", name).affected_rows() == 0) {
+      return absl::NotFoundError(absl::StrCat("no user named '", name, "'"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PostgresIndex::CreateSession(const Session& s) {
+  if (s.id_hash.empty()) return absl::InvalidArgumentError("CreateSession: empty id hash");
+  return Execute("CreateSession", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+    tx.exec_params(R"sql(
+      INSERT INTO sessions (id_hash, user_id, csrf_token, source_ip, created_at, expires_at,
+                            last_seen_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7))sql",
+                   s.id_hash, s.user_id, s.csrf_token, s.source_ip, s.created_at_ms,
+                   s.expires_at_ms, s.last_seen_at_ms);
+    tx.exec_params("UPDATE users SET last_login_at = $1 WHERE id = $2", s.created_at_ms, s.user_id);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<Session> PostgresIndex::FindSession(const std::string& id_hash) {
+  return Execute("FindSession", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<Session> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT s.id_hash, s.user_id, u.name, u.role, s.csrf_token, s.source_ip, s.created_at,
+             s.expires_at, s.last_seen_at
+      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1)sql",
+                                                         id_hash);
+                   if (r.empty()) return absl::NotFoundError("no such session");
+                   const pqxx::row& row = r[0];
+                   Session s;
+                   s.id_hash = Text(row[0]);
+                   s.user_id = row[1].as<int64_t>();
+                   s.user_name = Text(row[2]);
+                   s.role = Text(row[3]);
+                   s.csrf_token = Text(row[4]);
+                   s.source_ip = Text(row[5]);
+                   s.created_at_ms = row[6].as<int64_t>();
+                   s.expires_at_ms = row[7].as<int64_t>();
+                   s.last_seen_at_ms = row[8].as<int64_t>();
+                   return s;
+                 });
+}
+
+absl::Status PostgresIndex::TouchSession(const std::string& id_hash, int64_t now_ms) {
+  return Execute("TouchSession", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::Status {
+    tx.exec_params("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2", now_ms, id_hash);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PostgresIndex::DeleteSession(const std::string& id_hash) {
+  return Execute("DeleteSession", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::Status {
+    tx.exec_params("DELETE FROM sessions WHERE id_hash = $1", id_hash);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int64_t> PostgresIndex::PruneSessions(int64_t now_ms, int64_t idle_before_ms) {
+  return Execute("PruneSessions", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<int64_t> {
+                   return static_cast<int64_t>(
+                       tx.exec_params("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at < $2",
+                                      now_ms, idle_before_ms)
+                           .affected_rows());
+                 });
+}
+
+absl::StatusOr<LoginThrottle> PostgresIndex::GetLoginThrottle(const std::string& subject) {
+  return Execute("GetLoginThrottle", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<LoginThrottle> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT failures, last_failure_at, locked_until FROM login_failures WHERE subject = $1)sql",
+                                                         subject);
+                   LoginThrottle t;
+                   if (!r.empty()) {
+                     t.failures = r[0][0].as<int64_t>();
+                     t.last_failure_at_ms = r[0][1].as<int64_t>();
+                     t.locked_until_ms = r[0][2].as<int64_t>();
+                   }
+                   return t;
+                 });
+}
+
+absl::StatusOr<LoginThrottle> PostgresIndex::RecordLoginFailure(const std::string& subject,
+                                                                int64_t now_ms,
+                                                                const LockoutPolicy& policy) {
+  return Execute("RecordLoginFailure", TxMode::kWrite,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<LoginThrottle> {
+                   // Make the row exist, then lock it: concurrent failures count one by one.
+                   tx.exec_params(R"sql(
+      INSERT INTO login_failures (subject, failures, last_failure_at, locked_until)
+      VALUES ($1, 0, 0, 0) ON CONFLICT (subject) DO NOTHING)sql",
+                                  subject);
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT failures, last_failure_at FROM login_failures WHERE subject = $1 FOR UPDATE)sql",
+                                                         subject);
+                   LoginThrottle t;
+                   t.failures = r[0][0].as<int64_t>();
+                   t.last_failure_at_ms = r[0][1].as<int64_t>();
+                   t = NextLoginThrottle(t, now_ms, policy);
+                   tx.exec_params(R"sql(
+      UPDATE login_failures SET failures = $2, last_failure_at = $3, locked_until = $4
+      WHERE subject = $1)sql",
+                                  subject, t.failures, t.last_failure_at_ms, t.locked_until_ms);
+                   return t;
+                 });
+}
+
+absl::Status PostgresIndex::ClearLoginFailures(const std::string& subject) {
+  return Execute("ClearLoginFailures", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::Status {
+                   tx.exec_params("DELETE FROM login_failures WHERE subject = $1", subject);
+                   return absl::OkStatus();
+                 });
+}
+
+// ---- audit log ----------------------------------------------------------------------------------
+
+absl::StatusOr<int64_t> PostgresIndex::AppendAudit(const AuditEntry& e) {
+  return Execute("AppendAudit", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<int64_t> {
+                   return tx.exec_params(R"sql(
+      INSERT INTO audit_log (at, actor, action, target, result, details, source_ip)
+      VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id)sql",
+                                         e.at_ms, e.actor, e.action, e.target, e.result,
+                                         e.details_json.empty() ? std::string("{}") : e.details_json,
+                                         e.source_ip)[0][0]
+                       .as<int64_t>();
+                 });
+}
+
+absl::StatusOr<std::vector<AuditEntry>> PostgresIndex::ListAudit(const AuditFilter& f) {
+  return Execute("ListAudit", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<AuditEntry>> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT id, at, actor, action, target, result, details, source_ip FROM audit_log
+      WHERE ($1::bigint = 0 OR id < $1::bigint) AND ($2::text = '' OR actor = $2::text)
+        AND ($3::text = '' OR strpos(action, $3::text) > 0 OR strpos(target, $3::text) > 0)
+      ORDER BY id DESC LIMIT $4)sql",
+                                                         f.before_id, f.actor, f.action_contains,
+                                                         std::clamp(f.limit, 1, 1000));
+                   std::vector<AuditEntry> out;
+                   for (const pqxx::row& row : r) out.push_back(AuditFromRow(row));
+                   return out;
+                 });
+}
+
+// ---- dashboard queries --------------------------------------------------------------------------
+
+absl::StatusOr<std::vector<HourlyStat>> PostgresIndex::HourlyStats(int64_t since_ms) {
+  return Execute("HourlyStats", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<HourlyStat>> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT started_at - started_at % 3600000 AS hour, COUNT(*), SUM(files_uploaded),
+             SUM(bytes_uploaded), SUM(files_failed)
+      FROM sync_runs WHERE started_at >= $1 GROUP BY hour ORDER BY hour)sql",
+                                                         since_ms);
+                   std::vector<HourlyStat> out;
+                   for (const pqxx::row& row : r) {
+                     HourlyStat h;
+                     h.hour_start_ms = row[0].as<int64_t>();
+                     h.runs = static_cast<uint64_t>(row[1].as<int64_t>());
+                     h.files_uploaded = static_cast<uint64_t>(row[2].as<int64_t>());
+                     h.bytes_uploaded = static_cast<uint64_t>(row[3].as<int64_t>());
+                     h.files_failed = static_cast<uint64_t>(row[4].as<int64_t>());
+                     out.push_back(h);
+                   }
+                   return out;
+                 });
+}
+
+absl::StatusOr<std::vector<SyncedFile>> PostgresIndex::SearchSyncedFiles(
+    int64_t job_id, const std::string& text, bool prefix, const std::string& after_path,
+    int limit) {
+  if (limit < 1) return absl::InvalidArgumentError("SearchSyncedFiles: limit must be positive");
+  if (HasNul(after_path) || HasNul(text)) {
+    return absl::InvalidArgumentError("SearchSyncedFiles: text contains NUL");
+  }
+  return Execute("SearchSyncedFiles", TxMode::kSnapshot,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<SyncedFile>> {
+                   if (tx.exec_params("SELECT 1 FROM jobs WHERE id = $1", job_id).empty()) {
+                     return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+                   }
+                   // path is COLLATE "C": a LIKE 'prefix%' is a range of the primary key.
+                   const std::string pattern =
+                       prefix ? LikeLiteral(text) + "%" : "%" + LikeLiteral(text) + "%";
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT job_id, path, size, mtime_ns, sha256, synced_at, run_id
+      FROM synced_files WHERE job_id = $1 AND path > $2 AND path LIKE $3
+      ORDER BY path LIMIT $4)sql",
+                                                         job_id, after_path, pattern,
+                                                         std::min(limit, kMaxFilesPerPage));
+                   std::vector<SyncedFile> files;
+                   for (const pqxx::row& row : r) files.push_back(SyncedFileFromRow(row));
+                   return files;
+                 });
+}
+
+// ---- runner key rotation ------------------------------------------------------------------------
+
+absl::Status PostgresIndex::RequestKeyRotation(int64_t runner_id, int64_t now_ms) {
+  return Execute("RequestKeyRotation", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::Status {
+                   if (tx.exec_params(R"sql(
+      UPDATE runners SET rotate_requested_at = $1
+      WHERE id = $2 AND status = 'approved' AND api_key_hash IS NOT NULL)sql",
+                                      now_ms, runner_id)
+                           .affected_rows() == 0) {
+                     return absl::FailedPreconditionError(absl::StrCat(
+                         "runner ", runner_id, " is not an approved runner with a key"));
+                   }
+                   return absl::OkStatus();
+                 });
+}
+
+absl::StatusOr<bool> PostgresIndex::OfferNextKey(int64_t runner_id, const std::string& next_hash) {
+  if (next_hash.empty()) return absl::InvalidArgumentError("OfferNextKey: empty hash");
+  return Execute("OfferNextKey", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<bool> {
+                   return tx.exec_params(R"sql(
+      UPDATE runners SET next_key_hash = $1
+      WHERE id = $2 AND status = 'approved' AND rotate_requested_at > 0)sql",
+                                         next_hash, runner_id)
+                              .affected_rows() == 1;
+                 });
+}
+
+absl::StatusOr<Runner> PostgresIndex::PromoteNextKey(const std::string& key_hash) {
+  return Execute("PromoteNextKey", TxMode::kWrite,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<Runner> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      UPDATE runners SET api_key_hash = next_key_hash, next_key_hash = NULL, rotate_requested_at = 0
+      WHERE next_key_hash = $1 AND status = 'approved' RETURNING id)sql",
+                                                         key_hash);
+                   if (r.empty()) return absl::NotFoundError("no runner has this pending key");
+                   return LoadRunner(tx, r[0][0].as<int64_t>());
                  });
 }
 

@@ -169,7 +169,7 @@ SyncedFile SyncedFileFromRow(const SQLite::Statement& s) {
   return f;
 }
 
-// Columns: id, name, role, created_at, revoked_at.
+// Columns: id, name, role, created_at, revoked_at, created_by.
 AdminToken AdminTokenFromRow(const SQLite::Statement& s) {
   AdminToken t;
   t.id = s.getColumn(0).getInt64();
@@ -177,7 +177,35 @@ AdminToken AdminTokenFromRow(const SQLite::Statement& s) {
   t.role = s.getColumn(2).getString();
   t.created_at_ms = s.getColumn(3).getInt64();
   t.revoked_at_ms = s.getColumn(4).getInt64();
+  t.created_by = s.getColumn(5).getString();
   return t;
+}
+
+// Columns: id, name, role, password_hash, created_at, updated_at, last_login_at.
+User UserFromRow(const SQLite::Statement& s) {
+  User u;
+  u.id = s.getColumn(0).getInt64();
+  u.name = s.getColumn(1).getString();
+  u.role = s.getColumn(2).getString();
+  u.password_hash = s.getColumn(3).getString();
+  u.created_at_ms = s.getColumn(4).getInt64();
+  u.updated_at_ms = s.getColumn(5).getInt64();
+  u.last_login_at_ms = s.getColumn(6).getInt64();
+  return u;
+}
+
+// Columns: id, at, actor, action, target, result, details, source_ip.
+AuditEntry AuditFromRow(const SQLite::Statement& s) {
+  AuditEntry e;
+  e.id = s.getColumn(0).getInt64();
+  e.at_ms = s.getColumn(1).getInt64();
+  e.actor = s.getColumn(2).getString();
+  e.action = s.getColumn(3).getString();
+  e.target = s.getColumn(4).getString();
+  e.result = s.getColumn(5).getString();
+  e.details_json = s.getColumn(6).getString();
+  e.source_ip = s.getColumn(7).getString();
+  return e;
 }
 
 // The run a batch of plan or results belongs to.
@@ -290,10 +318,39 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<std::vector<protocol::Command>> TakeCommands(int64_t runner_id) override;
 
   absl::StatusOr<AdminToken> CreateAdminToken(const std::string& name, const std::string& role,
-                                              const std::string& token_hash,
-                                              int64_t now_ms) override;
+                                              const std::string& token_hash, int64_t now_ms,
+                                              const std::string& created_by) override;
   absl::StatusOr<AdminToken> FindAdminToken(const std::string& token_hash) override;
   absl::StatusOr<int64_t> CountAdminTokens() override;
+  absl::StatusOr<std::vector<AdminToken>> ListAdminTokens() override;
+  absl::StatusOr<AdminToken> RevokeAdminToken(int64_t id, int64_t now_ms) override;
+
+  absl::StatusOr<User> CreateUser(const std::string& name, const std::string& role,
+                                  const std::string& password_hash, int64_t now_ms) override;
+  absl::StatusOr<User> GetUserByName(const std::string& name) override;
+  absl::StatusOr<std::vector<User>> ListUsers() override;
+  absl::Status SetUserPassword(const std::string& name, const std::string& password_hash,
+                               int64_t now_ms) override;
+  absl::Status DeleteUser(const std::string& name) override;
+  absl::Status CreateSession(const Session& s) override;
+  absl::StatusOr<Session> FindSession(const std::string& id_hash) override;
+  absl::Status TouchSession(const std::string& id_hash, int64_t now_ms) override;
+  absl::Status DeleteSession(const std::string& id_hash) override;
+  absl::StatusOr<int64_t> PruneSessions(int64_t now_ms, int64_t idle_before_ms) override;
+  absl::StatusOr<LoginThrottle> GetLoginThrottle(const std::string& subject) override;
+  absl::StatusOr<LoginThrottle> RecordLoginFailure(const std::string& subject, int64_t now_ms,
+                                                   const LockoutPolicy& policy) override;
+  absl::Status ClearLoginFailures(const std::string& subject) override;
+  absl::StatusOr<int64_t> AppendAudit(const AuditEntry& e) override;
+  absl::StatusOr<std::vector<AuditEntry>> ListAudit(const AuditFilter& filter) override;
+  absl::StatusOr<std::vector<HourlyStat>> HourlyStats(int64_t since_ms) override;
+  absl::StatusOr<std::vector<SyncedFile>> SearchSyncedFiles(int64_t job_id, const std::string& text,
+                                                            bool prefix,
+                                                            const std::string& after_path,
+                                                            int limit) override;
+  absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) override;
+  absl::StatusOr<bool> OfferNextKey(int64_t runner_id, const std::string& next_hash) override;
+  absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash) override;
 
   absl::StatusOr<Reconcile> CreateReconcile(const std::string& id, int64_t job_id, bool verify,
                                             int64_t now_ms) override;
@@ -1128,6 +1185,7 @@ absl::StatusOr<Run> SqliteIndex::GetRun(const std::string& run_id) {
 
 absl::StatusOr<std::vector<Run>> SqliteIndex::ListRuns(const RunFilter& filter) {
   if (filter.limit < 1) return absl::InvalidArgumentError("ListRuns: limit must be positive");
+  if (filter.offset < 0) return absl::InvalidArgumentError("ListRuns: negative offset");
   return Locked("ListRuns", [&]() -> absl::StatusOr<std::vector<Run>> {
     // Only the filters given become conditions, so SQLite can use the (runner|job, started_at)
     // indexes.
@@ -1140,12 +1198,13 @@ absl::StatusOr<std::vector<Run>> SqliteIndex::ListRuns(const RunFilter& filter) 
     if (filter.runner_id) sql += " AND s.runner_id = :runner_id";
     if (filter.job_id) sql += " AND s.job_id = :job_id";
     if (filter.state) sql += " AND s.state = :state";
-    sql += " ORDER BY s.started_at DESC, s.rowid DESC LIMIT :limit";
+    sql += " ORDER BY s.started_at DESC, s.rowid DESC LIMIT :limit OFFSET :offset";
     SQLite::Statement q(db_, sql);
     if (filter.runner_id) q.bind(":runner_id", *filter.runner_id);
     if (filter.job_id) q.bind(":job_id", *filter.job_id);
     if (filter.state) q.bind(":state", *filter.state);
     q.bind(":limit", std::min(filter.limit, kMaxRunsPerPage));
+    q.bind(":offset", filter.offset);
     std::vector<Run> runs;
     while (q.executeStep()) runs.push_back(RunFromRow(q));
     return runs;
@@ -1305,7 +1364,8 @@ absl::StatusOr<std::vector<protocol::Command>> SqliteIndex::TakeCommands(int64_t
 absl::StatusOr<AdminToken> SqliteIndex::CreateAdminToken(const std::string& name,
                                                          const std::string& role,
                                                          const std::string& token_hash,
-                                                         int64_t now_ms) {
+                                                         int64_t now_ms,
+                                                         const std::string& created_by) {
   if (role != "admin" && role != "viewer") {
     return absl::InvalidArgumentError(absl::StrCat("unknown admin token role \"", role, "\""));
   }
@@ -1313,17 +1373,20 @@ absl::StatusOr<AdminToken> SqliteIndex::CreateAdminToken(const std::string& name
   return Locked("CreateAdminToken", [&]() -> absl::StatusOr<AdminToken> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement insert(db_, R"sql(
-      INSERT INTO admin_tokens (name, role, token_hash, created_at) VALUES (?, ?, ?, ?))sql");
+      INSERT INTO admin_tokens (name, role, token_hash, created_at, created_by)
+      VALUES (?, ?, ?, ?, ?))sql");
     insert.bind(1, name);
     insert.bind(2, role);
     insert.bind(3, token_hash);
     insert.bind(4, now_ms);
+    insert.bind(5, created_by);
     insert.exec();
     AdminToken token;
     token.id = db_.getLastInsertRowid();
     token.name = name;
     token.role = role;
     token.created_at_ms = now_ms;
+    token.created_by = created_by;
     tx.commit();
     return token;
   });
@@ -1332,7 +1395,7 @@ absl::StatusOr<AdminToken> SqliteIndex::CreateAdminToken(const std::string& name
 absl::StatusOr<AdminToken> SqliteIndex::FindAdminToken(const std::string& token_hash) {
   return Locked("FindAdminToken", [&]() -> absl::StatusOr<AdminToken> {
     SQLite::Statement q(db_, R"sql(
-      SELECT id, name, role, created_at, revoked_at FROM admin_tokens
+      SELECT id, name, role, created_at, revoked_at, created_by FROM admin_tokens
       WHERE token_hash = ? AND revoked_at = 0)sql");
     q.bind(1, token_hash);
     if (!q.executeStep()) return absl::NotFoundError("no active admin token has this hash");
@@ -1345,6 +1408,403 @@ absl::StatusOr<int64_t> SqliteIndex::CountAdminTokens() {
     SQLite::Statement q(db_, "SELECT COUNT(*) FROM admin_tokens WHERE revoked_at = 0");
     q.executeStep();
     return q.getColumn(0).getInt64();
+  });
+}
+
+absl::StatusOr<std::vector<AdminToken>> SqliteIndex::ListAdminTokens() {
+  return Locked("ListAdminTokens", [&]() -> absl::StatusOr<std::vector<AdminToken>> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT id, name, role, created_at, revoked_at, created_by FROM admin_tokens
+      ORDER BY id DESC)sql");
+    std::vector<AdminToken> out;
+    while (q.executeStep()) out.push_back(AdminTokenFromRow(q));
+    return out;
+  });
+}
+
+absl::StatusOr<AdminToken> SqliteIndex::RevokeAdminToken(int64_t id, int64_t now_ms) {
+  return Locked("RevokeAdminToken", [&]() -> absl::StatusOr<AdminToken> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    AdminToken t;
+    {
+      SQLite::Statement q(db_, R"sql(
+        SELECT id, name, role, created_at, revoked_at, created_by FROM admin_tokens WHERE id = ?)sql");
+      q.bind(1, id);
+      if (!q.executeStep()) return absl::NotFoundError(absl::StrCat("no admin token ", id));
+      t = AdminTokenFromRow(q);
+    }
+    if (t.revoked_at_ms != 0) {
+      return absl::FailedPreconditionError(absl::StrCat("admin token ", id, " is already revoked"));
+    }
+    SQLite::Statement u(db_, "UPDATE admin_tokens SET revoked_at = ? WHERE id = ?");
+    u.bind(1, now_ms);
+    u.bind(2, id);
+    u.exec();
+    tx.commit();
+    t.revoked_at_ms = now_ms;
+    return t;
+  });
+}
+
+// ---- operator accounts ----------------------------------------------------------------------------
+
+absl::StatusOr<User> SqliteIndex::CreateUser(const std::string& name, const std::string& role,
+                                             const std::string& password_hash, int64_t now_ms) {
+  if (role != "admin" && role != "viewer") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown role \"", role, "\" (admin or viewer)"));
+  }
+  if (name.empty() || password_hash.empty()) {
+    return absl::InvalidArgumentError("CreateUser: empty name or password hash");
+  }
+  return Locked("CreateUser", [&]() -> absl::StatusOr<User> {
+    SQLite::Statement q(db_, R"sql(
+      INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?))sql");
+    q.bind(1, name);
+    q.bind(2, role);
+    q.bind(3, password_hash);
+    q.bind(4, now_ms);
+    q.bind(5, now_ms);
+    try {
+      q.exec();
+    } catch (const SQLite::Exception& e) {
+      if ((e.getErrorCode() & 0xff) == SQLITE_CONSTRAINT) {
+        return absl::AlreadyExistsError(absl::StrCat("a user named '", name, "' exists"));
+      }
+      throw;
+    }
+    User u;
+    u.id = db_.getLastInsertRowid();
+    u.name = name;
+    u.role = role;
+    u.password_hash = password_hash;
+    u.created_at_ms = u.updated_at_ms = now_ms;
+    return u;
+  });
+}
+
+absl::StatusOr<User> SqliteIndex::GetUserByName(const std::string& name) {
+  return Locked("GetUserByName", [&]() -> absl::StatusOr<User> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT id, name, role, password_hash, created_at, updated_at, last_login_at
+      FROM users WHERE name = ?)sql");
+    q.bind(1, name);
+    if (!q.executeStep()) return absl::NotFoundError(absl::StrCat("no user named '", name, "'"));
+    return UserFromRow(q);
+  });
+}
+
+absl::StatusOr<std::vector<User>> SqliteIndex::ListUsers() {
+  return Locked("ListUsers", [&]() -> absl::StatusOr<std::vector<User>> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT id, name, role, password_hash, created_at, updated_at, last_login_at
+      FROM users ORDER BY name)sql");
+    std::vector<User> out;
+    while (q.executeStep()) out.push_back(UserFromRow(q));
+    return out;
+  });
+}
+
+absl::Status SqliteIndex::SetUserPassword(const std::string& name, const std::string& password_hash,
+                                          int64_t now_ms) {
+  if (password_hash.empty()) return absl::InvalidArgumentError("SetUserPassword: empty hash");
+  return Locked("SetUserPassword", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement u(db_, "UPDATE users SET password_hash = ?, updated_at = ? WHERE name = ?");
+    u.bind(1, password_hash);
+    u.bind(2, now_ms);
+    u.bind(3, name);
+    if (u.exec() == 0) return absl::NotFoundError(absl::StrCat("no user named '", name, "'"));
+    SQLite::Statement d(db_, "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)");
+    d.bind(1, name);
+    d.exec();
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteIndex::DeleteUser(const std::string& name) {
+  return Locked("DeleteUser", [&]() -> absl::Status {
+    SQLite::Statement d(db_, "DELETE FROM users WHERE name = ?");
+    d.bind(1, name);
+    if (d.exec() == 0) return absl::NotFoundError(absl::StrCat("no user named '", name, "'"));
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteIndex::CreateSession(const Session& s) {
+  if (s.id_hash.empty()) return absl::InvalidArgumentError("CreateSession: empty id hash");
+  return Locked("CreateSession", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement q(db_, R"sql(
+      INSERT INTO sessions (id_hash, user_id, csrf_token, source_ip, created_at, expires_at,
+                            last_seen_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?))sql");
+    q.bind(1, s.id_hash);
+    q.bind(2, s.user_id);
+    q.bind(3, s.csrf_token);
+    q.bind(4, s.source_ip);
+    q.bind(5, s.created_at_ms);
+    q.bind(6, s.expires_at_ms);
+    q.bind(7, s.last_seen_at_ms);
+    q.exec();
+    SQLite::Statement u(db_, "UPDATE users SET last_login_at = ? WHERE id = ?");
+    u.bind(1, s.created_at_ms);
+    u.bind(2, s.user_id);
+    u.exec();
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<Session> SqliteIndex::FindSession(const std::string& id_hash) {
+  return Locked("FindSession", [&]() -> absl::StatusOr<Session> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT s.id_hash, s.user_id, u.name, u.role, s.csrf_token, s.source_ip, s.created_at,
+             s.expires_at, s.last_seen_at
+      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?)sql");
+    q.bind(1, id_hash);
+    if (!q.executeStep()) return absl::NotFoundError("no such session");
+    Session s;
+    s.id_hash = q.getColumn(0).getString();
+    s.user_id = q.getColumn(1).getInt64();
+    s.user_name = q.getColumn(2).getString();
+    s.role = q.getColumn(3).getString();
+    s.csrf_token = q.getColumn(4).getString();
+    s.source_ip = q.getColumn(5).getString();
+    s.created_at_ms = q.getColumn(6).getInt64();
+    s.expires_at_ms = q.getColumn(7).getInt64();
+    s.last_seen_at_ms = q.getColumn(8).getInt64();
+    return s;
+  });
+}
+
+absl::Status SqliteIndex::TouchSession(const std::string& id_hash, int64_t now_ms) {
+  return Locked("TouchSession", [&]() -> absl::Status {
+    SQLite::Statement u(db_, "UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?");
+    u.bind(1, now_ms);
+    u.bind(2, id_hash);
+    u.exec();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteIndex::DeleteSession(const std::string& id_hash) {
+  return Locked("DeleteSession", [&]() -> absl::Status {
+    SQLite::Statement d(db_, "DELETE FROM sessions WHERE id_hash = ?");
+    d.bind(1, id_hash);
+    d.exec();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int64_t> SqliteIndex::PruneSessions(int64_t now_ms, int64_t idle_before_ms) {
+  return Locked("PruneSessions", [&]() -> absl::StatusOr<int64_t> {
+    SQLite::Statement d(db_, "DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?");
+    d.bind(1, now_ms);
+    d.bind(2, idle_before_ms);
+    return static_cast<int64_t>(d.exec());
+  });
+}
+
+absl::StatusOr<LoginThrottle> SqliteIndex::GetLoginThrottle(const std::string& subject) {
+  return Locked("GetLoginThrottle", [&]() -> absl::StatusOr<LoginThrottle> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT failures, last_failure_at, locked_until FROM login_failures WHERE subject = ?)sql");
+    q.bind(1, subject);
+    LoginThrottle t;
+    if (q.executeStep()) {
+      t.failures = q.getColumn(0).getInt64();
+      t.last_failure_at_ms = q.getColumn(1).getInt64();
+      t.locked_until_ms = q.getColumn(2).getInt64();
+    }
+    return t;
+  });
+}
+
+absl::StatusOr<LoginThrottle> SqliteIndex::RecordLoginFailure(const std::string& subject,
+                                                              int64_t now_ms,
+                                                              const LockoutPolicy& policy) {
+  return Locked("RecordLoginFailure", [&]() -> absl::StatusOr<LoginThrottle> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    LoginThrottle t;
+    {
+      SQLite::Statement q(db_, R"sql(
+        SELECT failures, last_failure_at FROM login_failures WHERE subject = ?)sql");
+      q.bind(1, subject);
+      if (q.executeStep()) {
+        t.failures = q.getColumn(0).getInt64();
+        t.last_failure_at_ms = q.getColumn(1).getInt64();
+      }
+    }
+    t = NextLoginThrottle(t, now_ms, policy);
+    SQLite::Statement u(db_, R"sql(
+      INSERT INTO login_failures (subject, failures, last_failure_at, locked_until)
+      VALUES (?, ?, ?, ?)
+      ON CONFLICT (subject) DO UPDATE SET failures = excluded.failures,
+        last_failure_at = excluded.last_failure_at, locked_until = excluded.locked_until)sql");
+    u.bind(1, subject);
+    u.bind(2, t.failures);
+    u.bind(3, t.last_failure_at_ms);
+    u.bind(4, t.locked_until_ms);
+    u.exec();
+    tx.commit();
+    return t;
+  });
+}
+
+absl::Status SqliteIndex::ClearLoginFailures(const std::string& subject) {
+  return Locked("ClearLoginFailures", [&]() -> absl::Status {
+    SQLite::Statement d(db_, "DELETE FROM login_failures WHERE subject = ?");
+    d.bind(1, subject);
+    d.exec();
+    return absl::OkStatus();
+  });
+}
+
+// ---- audit log ----------------------------------------------------------------------------------
+
+absl::StatusOr<int64_t> SqliteIndex::AppendAudit(const AuditEntry& e) {
+  return Locked("AppendAudit", [&]() -> absl::StatusOr<int64_t> {
+    SQLite::Statement q(db_, R"sql(
+      INSERT INTO audit_log (at, actor, action, target, result, details, source_ip)
+      VALUES (?, ?, ?, ?, ?, ?, ?))sql");
+    q.bind(1, e.at_ms);
+    q.bind(2, e.actor);
+    q.bind(3, e.action);
+    q.bind(4, e.target);
+    q.bind(5, e.result);
+    q.bind(6, e.details_json.empty() ? std::string("{}") : e.details_json);
+    q.bind(7, e.source_ip);
+    q.exec();
+    return static_cast<int64_t>(db_.getLastInsertRowid());
+  });
+}
+
+absl::StatusOr<std::vector<AuditEntry>> SqliteIndex::ListAudit(const AuditFilter& f) {
+  return Locked("ListAudit", [&]() -> absl::StatusOr<std::vector<AuditEntry>> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT id, at, actor, action, target, result, details, source_ip FROM audit_log
+      WHERE (?1 = 0 OR id < ?1) AND (?2 = '' OR actor = ?2)
+        AND (?3 = '' OR instr(action, ?3) > 0 OR instr(target, ?3) > 0)
+      ORDER BY id DESC LIMIT ?4)sql");
+    q.bind(1, f.before_id);
+    q.bind(2, f.actor);
+    q.bind(3, f.action_contains);
+    q.bind(4, std::clamp(f.limit, 1, 1000));
+    std::vector<AuditEntry> out;
+    while (q.executeStep()) out.push_back(AuditFromRow(q));
+    return out;
+  });
+}
+
+// ---- dashboard queries --------------------------------------------------------------------------
+
+absl::StatusOr<std::vector<HourlyStat>> SqliteIndex::HourlyStats(int64_t since_ms) {
+  return Locked("HourlyStats", [&]() -> absl::StatusOr<std::vector<HourlyStat>> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT started_at - started_at % 3600000 AS hour, COUNT(*), SUM(files_uploaded),
+             SUM(bytes_uploaded), SUM(files_failed)
+      FROM sync_runs WHERE started_at >= ? GROUP BY hour ORDER BY hour)sql");
+    q.bind(1, since_ms);
+    std::vector<HourlyStat> out;
+    while (q.executeStep()) {
+      HourlyStat h;
+      h.hour_start_ms = q.getColumn(0).getInt64();
+      h.runs = static_cast<uint64_t>(q.getColumn(1).getInt64());
+      h.files_uploaded = static_cast<uint64_t>(q.getColumn(2).getInt64());
+      h.bytes_uploaded = static_cast<uint64_t>(q.getColumn(3).getInt64());
+      h.files_failed = static_cast<uint64_t>(q.getColumn(4).getInt64());
+      out.push_back(h);
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<SyncedFile>> SqliteIndex::SearchSyncedFiles(
+    int64_t job_id, const std::string& text, bool prefix, const std::string& after_path,
+    int limit) {
+  if (limit < 1) return absl::InvalidArgumentError("SearchSyncedFiles: limit must be positive");
+  return Locked("SearchSyncedFiles", [&]() -> absl::StatusOr<std::vector<SyncedFile>> {
+    SQLite::Transaction tx(db_);
+    if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    // A prefix is a range of the (job_id, path) primary key: [text, text with its last byte
+    // raised); a substring scans the job's rows in path order after after_path until `limit` match.
+    std::string lower = after_path;
+    std::string upper;
+    bool strict = true;
+    if (prefix) {
+      if (text > after_path) lower = text, strict = false;
+      upper = text;
+      while (!upper.empty() && static_cast<unsigned char>(upper.back()) == 0xff) upper.pop_back();
+      if (!upper.empty()) upper.back() = static_cast<char>(upper.back() + 1);
+    }
+    const std::string sql = absl::StrCat(
+        "SELECT job_id, path, size, mtime_ns, sha256, synced_at, run_id FROM synced_files "
+        "WHERE job_id = ?1 AND path ", strict ? ">" : ">=", " ?2",
+        prefix ? (upper.empty() ? "" : " AND path < ?3") : " AND instr(path, ?4) > 0",
+        " ORDER BY path LIMIT ?7");
+    SQLite::Statement q(db_, sql);
+    q.bind(1, job_id);
+    q.bind(2, lower);
+    if (prefix && !upper.empty()) q.bind(3, upper);
+    if (!prefix) q.bind(4, text);
+    q.bind(7, std::min(limit, kMaxFilesPerPage));
+    std::vector<SyncedFile> files;
+    while (q.executeStep()) files.push_back(SyncedFileFromRow(q));
+    q.reset();
+    tx.commit();
+    return files;
+  });
+}
+
+// ---- runner key rotation ------------------------------------------------------------------------
+
+absl::Status SqliteIndex::RequestKeyRotation(int64_t runner_id, int64_t now_ms) {
+  return Locked("RequestKeyRotation", [&]() -> absl::Status {
+    SQLite::Statement u(db_, R"sql(
+      UPDATE runners SET rotate_requested_at = ?
+      WHERE id = ? AND status = 'approved' AND api_key_hash IS NOT NULL)sql");
+    u.bind(1, now_ms);
+    u.bind(2, runner_id);
+    if (u.exec() == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("runner ", runner_id, " is not an approved runner with a key"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<bool> SqliteIndex::OfferNextKey(int64_t runner_id, const std::string& next_hash) {
+  if (next_hash.empty()) return absl::InvalidArgumentError("OfferNextKey: empty hash");
+  return Locked("OfferNextKey", [&]() -> absl::StatusOr<bool> {
+    SQLite::Statement u(db_, R"sql(
+      UPDATE runners SET next_key_hash = ?
+      WHERE id = ? AND status = 'approved' AND rotate_requested_at > 0)sql");
+    u.bind(1, next_hash);
+    u.bind(2, runner_id);
+    return u.exec() == 1;
+  });
+}
+
+absl::StatusOr<Runner> SqliteIndex::PromoteNextKey(const std::string& key_hash) {
+  return Locked("PromoteNextKey", [&]() -> absl::StatusOr<Runner> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    int64_t id = 0;
+    {
+      SQLite::Statement q(db_, R"sql(
+        SELECT id FROM runners WHERE next_key_hash = ? AND status = 'approved')sql");
+      q.bind(1, key_hash);
+      if (!q.executeStep()) return absl::NotFoundError("no runner has this pending key");
+      id = q.getColumn(0).getInt64();
+    }
+    SQLite::Statement u(db_, R"sql(
+      UPDATE runners SET api_key_hash = next_key_hash, next_key_hash = NULL, rotate_requested_at = 0
+      WHERE id = ?)sql");
+    u.bind(1, id);
+    u.exec();
+    DS_ASSIGN_OR_RETURN(Runner r, LoadRunner(id));
+    tx.commit();
+    return r;
   });
 }
 
