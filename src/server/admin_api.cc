@@ -32,6 +32,13 @@ absl::StatusOr<AdminToken> AuthenticateAdmin(ServerContext* ctx, const Request& 
   return t;
 }
 
+// The runner's last reported health (docs/api.md), or null before its first report.
+json HealthJson(const Runner& r) {
+  json h = json::parse(r.health_json, nullptr, /*allow_exceptions=*/false);
+  if (!h.is_object() || h.empty()) return nullptr;
+  return h;
+}
+
 json RunnerJson(const Runner& r, int64_t now_ms, int64_t heartbeat_ms) {
   bool online = r.status == "approved" && r.last_heartbeat_at_ms > 0 &&
                 now_ms - r.last_heartbeat_at_ms <= 3 * heartbeat_ms;
@@ -49,7 +56,10 @@ json RunnerJson(const Runner& r, int64_t now_ms, int64_t heartbeat_ms) {
               {"created_at", FormatIsoUtc(r.created_at_ms)},
               {"approved_at", FormatIsoUtc(r.approved_at_ms)},
               {"last_heartbeat_at", FormatIsoUtc(r.last_heartbeat_at_ms)},
-              {"last_activity_at", FormatIsoUtc(r.last_activity_at_ms)}};
+              {"last_activity_at", FormatIsoUtc(r.last_activity_at_ms)},
+              {"last_heartbeat_at_ms", r.last_heartbeat_at_ms},
+              {"last_activity_at_ms", r.last_activity_at_ms},
+              {"health", HealthJson(r)}};
 }
 
 json JobJson(const Job& j) {
@@ -395,6 +405,11 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
 
 }  // namespace
 
+std::string AdminActorName(ServerContext* ctx, const Request& req) {
+  auto who = AuthenticateAdmin(ctx, req);
+  return who.ok() ? who->name : "";
+}
+
 void AddAdminRoutes(ServerContext* ctx, Router* router) {
   // Every admin route authenticates first; `fn` runs only for an allowed operator.
   auto admin = [ctx](auto fn, int ok_status = 200) {
@@ -471,6 +486,7 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
   router->Add("GET", base + "/runs/{run}", admin([ctx](const Request& req, const PathParams& p) { return GetRun(ctx, req, p.at("run")); }));
   router->Add("GET", base + "/runs/{run}/files",
               admin([ctx](const Request& req, const PathParams& p) { return RunFiles(ctx, req, p.at("run")); }));
+  AddObservabilityAdminRoutes(ctx, router, [&admin](AdminHandlerFn fn, int ok_status) { return admin(fn, ok_status); });
 }
 
 }  // namespace ds
