@@ -268,7 +268,8 @@ class ObservabilityTest(unittest.TestCase):
         # Health from heartbeats, next to last_heartbeat_at.
         r = self.c.runner("pc-obs")
         self.assertGreater(r["last_activity_at_ms"], 0)
-        wait_for("health reported", lambda: (self.c.runner("pc-obs") or {}).get("health"))
+        wait_for("disk free reported",
+                 lambda: ((self.c.runner("pc-obs") or {}).get("health") or {}).get("disk_free"))
         health = self.c.runner("pc-obs")["health"]
         self.assertEqual([d["job"] for d in health["disk_free"]], ["raw"])
         self.assertGreater(health["disk_free"][0]["total_bytes"], 0)
