@@ -453,8 +453,8 @@ class StateIndex {
       const NotificationChannel& channel, int64_t now_ms) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<NotificationChannel>> ListNotificationChannels() = 0;
   [[nodiscard]] virtual absl::Status DeleteNotificationChannel(int64_t channel_id) = 0;
-  // Undelivered deliveries with next_attempt_at <= now_ms and attempts < max_attempts, oldest
-  // first, at most `limit`. Callers serialise sending through a lease (nothing is claimed here).
+  // Undelivered deliveries to enabled channels with next_attempt_at <= now_ms and attempts <
+  // max_attempts, oldest first, at most `limit`. Callers serialise sending through a lease (nothing is claimed here).
   [[nodiscard]] virtual absl::StatusOr<std::vector<PendingDelivery>> DueDeliveries(
       int64_t now_ms, int max_attempts, int limit) = 0;
   // Records one attempt: delivered (error == "") sets delivered_at and the channel's

@@ -357,6 +357,27 @@ class ObservabilityTest(unittest.TestCase):
         self.assertIn("heartbeat failed", out)
         self.assertNotIn(" info ", out)
 
+    def test_5_a_failing_channel_is_visible_and_raises_its_own_alert(self):
+        self.c.cli("alerts", "channels", "add", "broken", "--webhook", "http://127.0.0.1:1/nobody")
+        # A rule that holds at once (free space is always below 101 %) gives a transition to send.
+        self.c.cli("alerts", "rules", "add", "always", "--kind", "disk_free_low", "--severity", "info",
+                   "--param", "percent=101", "--scope", "job:pc-obs/raw")
+
+        def broken():
+            chans = {c["name"]: c for c in self.c.cli_json("alerts", "channels", "list")}
+            return chans["broken"] if chans["broken"]["failing"] else None
+        ch = wait_for("broken channel failing", broken, timeout=60)
+        self.assertIn("webhook unreachable", ch["last_error"])
+        self.assertIn("FAILING", self.c.cli("alerts", "channels", "list").stdout)
+
+        def channel_alert():
+            items = self.c.admin("GET", "/alerts?active=1")[1]["items"]
+            return [a for a in items if a["kind"] == "channel_failing" and a["subject"] == "channel:broken"]
+        wait_for("channel-failing alert", channel_alert, timeout=60)
+        self.c.cli("alerts", "rules", "rm", "always")
+        self.c.cli("alerts", "channels", "rm", "broken")
+        wait_for("channel-failing alert resolved", lambda: not channel_alert(), timeout=60)
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -2445,7 +2445,7 @@ absl::StatusOr<std::vector<PendingDelivery>> PostgresIndex::DueDeliveries(int64_
         absl::StrCat("SELECT d.id, d.transition, d.attempts, ", kChannelColumns, ", ", kAlertColumns, R"sql(
       JOIN notification_deliveries d ON d.alert_id = a.id
       JOIN notification_channels c ON c.id = d.channel_id
-      WHERE d.delivered_at = 0 AND d.next_attempt_at <= $1::bigint AND d.attempts < $2::int
+      WHERE d.delivered_at = 0 AND d.next_attempt_at <= $1::bigint AND d.attempts < $2::int AND c.enabled
       ORDER BY d.id LIMIT $3::int)sql"),
         now_ms, max_attempts, std::clamp(limit, 1, 1000));
     std::vector<PendingDelivery> out;

@@ -2154,7 +2154,7 @@ absl::StatusOr<std::vector<PendingDelivery>> SqliteIndex::DueDeliveries(int64_t 
                                           kAlertColumns, R"sql(
       JOIN notification_deliveries d ON d.alert_id = a.id
       JOIN notification_channels c ON c.id = d.channel_id
-      WHERE d.delivered_at = 0 AND d.next_attempt_at <= ? AND d.attempts < ?
+      WHERE d.delivered_at = 0 AND d.next_attempt_at <= ? AND d.attempts < ? AND c.enabled <> 0
       ORDER BY d.id LIMIT ?)sql"));
     q.bind(1, now_ms);
     q.bind(2, max_attempts);
