@@ -13,13 +13,14 @@ import math
 import os
 import re
 import signal
+import socketserver
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, Failure, sha256_file, wait_for  # noqa: E402
+from harness import Cluster, Failure, free_port, sha256_file, wait_for  # noqa: E402
 
 BIN_DIR = None
 
@@ -201,6 +202,66 @@ class Receiver:
         self.server.server_close()
 
 
+class SmtpReceiver:
+    """A minimal SMTP server (enough for libcurl): keeps each message's envelope and text."""
+
+    def __init__(self):
+        self.messages = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                def say(line):
+                    self.wfile.write((line + "\r\n").encode())
+                say("220 test ESMTP")
+                mail = {"from": None, "to": [], "data": ""}
+                while True:
+                    line = self.rfile.readline().decode(errors="replace").rstrip("\r\n")
+                    if not line:
+                        return
+                    verb = line.split(" ", 1)[0].upper()
+                    if verb in ("EHLO", "HELO"):
+                        say("250 test")
+                    elif verb == "MAIL":
+                        mail["from"] = line.split(":", 1)[1].strip()
+                        say("250 ok")
+                    elif verb == "RCPT":
+                        mail["to"].append(line.split(":", 1)[1].strip())
+                        say("250 ok")
+                    elif verb == "DATA":
+                        say("354 go on")
+                        lines = []
+                        while True:
+                            d = self.rfile.readline().decode(errors="replace")
+                            if d in (".\r\n", ".\n", ""):
+                                break
+                            lines.append(d)
+                        mail["data"] = "".join(lines)
+                        with outer.lock:
+                            outer.messages.append(dict(mail))
+                        mail = {"from": None, "to": [], "data": ""}
+                        say("250 queued")
+                    elif verb == "QUIT":
+                        say("221 bye")
+                        return
+                    else:
+                        say("250 ok")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"smtp://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def subjects(self, needle):
+        with self.lock:
+            return [m for m in self.messages if needle in m["data"].split("\r\n\r\n", 1)[0]]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class ObservabilityTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -319,8 +380,16 @@ class ObservabilityTest(unittest.TestCase):
         out = self.c.cli("alerts", "--active").stdout
         self.assertIn("runner-offline", out)
 
-        self.c.start_agent("pc-obs")
+        metrics_port = free_port()
+        self.c.start_agent("pc-obs", extra=("--metrics-listen", f"127.0.0.1:{metrics_port}"))
         wait_for("offline alert resolved", lambda: not offline_alert(), timeout=60)
+        # The agent's own metrics, on its local port.
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30) as r:
+            fams = parse_prometheus(r.read().decode())
+        self.assertEqual(fams["datasync_agent_server_reachable"]["type"], "gauge")
+        self.assertIn("datasync_agent_log_buffer_records", fams)
+        self.assertIn("datasync_agent_runs_total", fams)
         wait_for("one resolved notification",
                  lambda: self.hook.for_alert(alert["id"]) == ["fired", "resolved"])
         time.sleep(1.5)
@@ -377,6 +446,26 @@ class ObservabilityTest(unittest.TestCase):
         self.c.cli("alerts", "rules", "rm", "always")
         self.c.cli("alerts", "channels", "rm", "broken")
         wait_for("channel-failing alert resolved", lambda: not channel_alert(), timeout=60)
+
+    def test_6_email_channel_sends_one_mail_per_transition(self):
+        smtp = SmtpReceiver()
+        try:
+            self.c.cli("alerts", "channels", "add", "mail", "--smtp", smtp.url, "--from", "datasync@lab.test",
+                       "--to", "ops@lab.test", "--min-severity", "critical")
+            self.c.cli("alerts", "rules", "add", "always-critical", "--kind", "disk_free_low", "--severity",
+                       "critical", "--param", "percent=101", "--scope", "job:pc-obs/raw")
+            wait_for("fired mail", lambda: smtp.subjects("[FIRED critical] always-critical"), timeout=60)
+            self.c.cli("alerts", "rules", "disable", "always-critical")
+            wait_for("resolved mail", lambda: smtp.subjects("[RESOLVED critical] always-critical"), timeout=60)
+            time.sleep(1)
+            self.assertEqual(len(smtp.subjects("always-critical")), 2)
+            m = smtp.subjects("[FIRED critical] always-critical")[0]
+            self.assertEqual(m["from"], "<datasync@lab.test>")
+            self.assertEqual(m["to"], ["<ops@lab.test>"])
+            self.assertIn("Subject: DataSync: [FIRED critical] always-critical pc-obs/raw", m["data"])
+            self.assertIn('"kind": "disk_free_low"', m["data"])
+        finally:
+            smtp.stop()
 
 
 if __name__ == "__main__":
