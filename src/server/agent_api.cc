@@ -544,6 +544,7 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
   out.run_id = cmp.run_id;
   out.storage_url = ctx->storage_url;
   std::vector<RunFile> planned;
+  std::vector<ChangedFile> changed;
   for (const auto& e : cmp.files) {
     auto it = indexed.find(e.path);
     auto reason = PlanReason(e, it == indexed.end() ? nullptr : &it->second);
@@ -551,7 +552,7 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
     std::string key = JoinKey(job->spec.dest_prefix, e.path);
     if (auto was = synced.find(e.path); was != synced.end() && was->second->sha256 != e.sha256) {
       // Measurement files should never change once synced: the operator must hear of it.
-      ReportFileChanged(ctx, runner.name, job_name, e.path, cmp.run_id, *was->second, e.size, e.sha256);
+      changed.push_back(ChangedFile{*was->second, e.size, e.sha256});
     }
     out.upload.push_back(protocol::UploadInstruction{e.path, key, *reason});
     RunFile rf;
@@ -567,6 +568,7 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
   DS_RETURN_IF_ERROR(ctx->index->RecordPlanned(
       cmp.run_id, planned, cmp.last ? static_cast<int64_t>(cmp.total_files) : -1,
       cmp.last ? static_cast<int64_t>(cmp.total_bytes) : -1));
+  ReportFilesChanged(ctx, runner.name, job_name, cmp.run_id, changed);
   spdlog::info("compare runner={} job={} run={}: {} entries, {} to upload{}", runner.name,
                job_name, cmp.run_id, cmp.files.size(), out.upload.size(), cmp.last ? " (last batch)" : "");
   (void)run;

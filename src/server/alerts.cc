@@ -272,38 +272,47 @@ std::string AlertJsonText(const Alert& a) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-void ReportFileChanged(ServerContext* ctx, const std::string& runner, const std::string& job,
-                       const std::string& path, const std::string& run_id, const SyncedFile& synced,
-                       uint64_t new_size, const std::string& new_sha256) {
+void ReportFilesChanged(ServerContext* ctx, const std::string& runner, const std::string& job,
+                        const std::string& run_id, const std::vector<ChangedFile>& files) {
+  if (files.empty()) return;
   auto rules = ctx->index->ListAlertRules();
   if (!rules.ok()) {
-    spdlog::warn("run={} file changed after sync ({}/{}: {}), but the rules could not be read: {}", run_id,
-                 runner, job, path, rules.status());
+    spdlog::warn("run={} {} file(s) of {}/{} changed after sync, but the rules could not be read: {}", run_id,
+                 files.size(), runner, job, rules.status());
     return;
   }
-  AlertCondition c{absl::StrCat(runner, "/", job, ":", path), runner, job, "", "{}"};
-  c.message = absl::StrCat("file ", path, " of ", runner, "/", job, " changed after it was synced (sha256 ",
-                           synced.sha256, " → ", new_sha256, ")");
-  c.details_json = json{{"runner", runner},
-                        {"job", job},
-                        {"path", path},
-                        {"run_id", run_id},
-                        {"synced_sha256", synced.sha256},
-                        {"synced_size", synced.size},
-                        {"synced_at_ms", synced.synced_at_ms},
-                        {"current_sha256", new_sha256},
-                        {"current_size", new_size}}
-                       .dump(-1, ' ', false, json::error_handler_t::replace);
-  for (const auto& rule : *rules) {
-    if (!rule.enabled || rule.kind != "file_changed_after_sync" || !InScope(rule, c)) continue;
-    auto fired = ctx->index->FireAlert(rule.id, c.subject, c.message, c.details_json, ctx->NowMs());
-    if (!fired.ok()) {
-      spdlog::warn("run={} alert {}: {}", run_id, rule.name, fired.status());
-    } else if (fired->fired) {
-      spdlog::warn("alert {} fired ({}): {}", fired->alert.id, rule.name, c.message);
-      if (ctx->alerts) ctx->alerts->Wake();
+  for (size_t i = 0; i < files.size() && i < kMaxChangedFileAlerts; ++i) {
+    const ChangedFile& f = files[i];
+    const std::string& path = f.synced.path;
+    AlertCondition c{absl::StrCat(runner, "/", job, ":", path), runner, job, "", "{}"};
+    c.message = absl::StrCat("file ", path, " of ", runner, "/", job, " changed after it was synced (sha256 ",
+                             f.synced.sha256, " -> ", f.new_sha256, ")");
+    c.details_json = json{{"runner", runner},
+                          {"job", job},
+                          {"path", path},
+                          {"run_id", run_id},
+                          {"synced_sha256", f.synced.sha256},
+                          {"synced_size", f.synced.size},
+                          {"synced_at_ms", f.synced.synced_at_ms},
+                          {"synced_run_id", f.synced.run_id},
+                          {"current_sha256", f.new_sha256},
+                          {"current_size", f.new_size}}
+                         .dump(-1, ' ', false, json::error_handler_t::replace);
+    for (const auto& rule : *rules) {
+      if (!rule.enabled || rule.kind != "file_changed_after_sync" || !InScope(rule, c)) continue;
+      auto fired = ctx->index->FireAlert(rule.id, c.subject, c.message, c.details_json, ctx->NowMs());
+      if (!fired.ok()) {
+        spdlog::warn("run={} alert {}: {}", run_id, rule.name, fired.status());
+      } else if (fired->fired) {
+        spdlog::warn("run={} alert {} fired ({}): {}", run_id, fired->alert.id, rule.name, c.message);
+      }
     }
   }
+  if (files.size() > kMaxChangedFileAlerts) {
+    spdlog::warn("run={} {} more file(s) of {}/{} changed after sync (no alert each; see the run's files)", run_id,
+                 files.size() - kMaxChangedFileAlerts, runner, job);
+  }
+  if (ctx->alerts) ctx->alerts->Wake();
 }
 
 // ---- the service -------------------------------------------------------------------------------

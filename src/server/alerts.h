@@ -67,10 +67,18 @@ struct AlertCondition {
 // Whether a runner counts as online (heartbeat within 3 intervals), as the admin API shows it.
 bool RunnerOnline(const Runner& r, int64_t now_ms, int64_t heartbeat_interval_ms);
 
-// Fires `file_changed_after_sync` alerts (one per enabled rule of that kind whose scope matches).
-void ReportFileChanged(ServerContext* ctx, const std::string& runner, const std::string& job,
-                       const std::string& path, const std::string& run_id,
-                       const SyncedFile& synced, uint64_t new_size, const std::string& new_sha256);
+// A synced file whose content a compare found changed.
+struct ChangedFile {
+  SyncedFile synced;             // the index row (what was synced)
+  uint64_t new_size = 0;         // bytes, as the agent sees it now
+  std::string new_sha256;
+};
+// At most this many file-changed alerts per compare batch; the rest are counted in the log.
+inline constexpr size_t kMaxChangedFileAlerts = 50;
+// Fires `file_changed_after_sync` alerts (one per file and enabled rule of that kind whose scope
+// matches), reading the rules once.
+void ReportFilesChanged(ServerContext* ctx, const std::string& runner, const std::string& job,
+                        const std::string& run_id, const std::vector<ChangedFile>& files);
 
 // The alert as the admin API shows it (docs/api.md).
 std::string AlertJsonText(const Alert& a);
