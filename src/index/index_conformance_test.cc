@@ -1066,6 +1066,19 @@ TEST_P(StateIndexConformance, AgentLogsAreDeduplicatedBySeqAndFiltered) {
                                                          LogRec(4, "warn", "slow upload", kT0 + 3)},
                                                   kT0 + 11));
   EXPECT_EQ(n, 1);
+  // A seq repeated within one batch is stored once; an empty batch stores nothing.
+  ASSERT_OK_AND_ASSIGN(Runner third, ApprovedRunner("pc3"));
+  ASSERT_OK_AND_ASSIGN(n, index_->AppendAgentLogs(third.id, {LogRec(5, "info", "x \"q\" \\ {a,b}", kT0 + 4),
+                                                             LogRec(5, "info", "again", kT0 + 4)},
+                                                  kT0 + 12));
+  EXPECT_EQ(n, 1);
+  ASSERT_OK_AND_ASSIGN(n, index_->AppendAgentLogs(third.id, {}, kT0 + 12));
+  EXPECT_EQ(n, 0);
+  AgentLogFilter third_only;
+  third_only.runner_id = third.id;
+  ASSERT_OK_AND_ASSIGN(auto third_logs, index_->ListAgentLogs(third_only));
+  ASSERT_EQ(third_logs.size(), 1u);
+  EXPECT_EQ(third_logs[0].message, "x \"q\" \\ {a,b}");
   ASSERT_OK(index_->AppendAgentLogs(other.id, {LogRec(1, "info", "other runner", kT0)}, kT0).status());
   EXPECT_TRUE(absl::IsNotFound(index_->AppendAgentLogs(9999, {LogRec(1, "info", "x")}, kT0).status()));
 
@@ -1073,7 +1086,7 @@ TEST_P(StateIndexConformance, AgentLogsAreDeduplicatedBySeqAndFiltered) {
   f.runner_id = r.id;
   ASSERT_OK_AND_ASSIGN(auto all, index_->ListAgentLogs(f));
   ASSERT_EQ(all.size(), 4u);
-  EXPECT_EQ(all[0].seq, 4);  // newest first
+  EXPECT_EQ(all[0].seq, 4);
   EXPECT_EQ(all[3].seq, 1);
   EXPECT_EQ(all[0].runner_name, "pc1");
   EXPECT_EQ(all[3].fields_json, R"({"k":"v"})");
@@ -1105,7 +1118,7 @@ TEST_P(StateIndexConformance, AgentLogsAreDeduplicatedBySeqAndFiltered) {
   EXPECT_EQ(after[0].seq, 3);
 
   ASSERT_OK_AND_ASSIGN(int64_t pruned, index_->PruneAgentLogs(kT0 + 2));
-  EXPECT_EQ(pruned, 3);  // pc1's seq 1 and 2, pc2's one record
+  EXPECT_EQ(pruned, 3);  // pc1's seq 1 and 2, pc2's one record (pc3's is at kT0 + 4)
 }
 
 TEST_P(StateIndexConformance, RunnerHealthIsStored) {

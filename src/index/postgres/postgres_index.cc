@@ -2214,17 +2214,28 @@ absl::StatusOr<int64_t> PostgresIndex::AppendAgentLogs(int64_t runner_id,
     if (tx.exec_params("SELECT 1 FROM runners WHERE id = $1", runner_id).empty()) {
       return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
     }
-    int64_t n = 0;
+    // One statement for the batch: the columns travel as arrays.
+    std::vector<int64_t> seqs, times;
+    std::vector<std::string> levels, messages, correlations, fields;
     for (const auto& r : records) {
-      const pqxx::result res = tx.exec_params(R"sql(
-        INSERT INTO agent_logs (runner_id, seq, time_ms, level, message, correlation_id, fields,
-                                received_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (runner_id, seq) DO NOTHING)sql",
-                                              runner_id, r.seq, r.time_ms, r.level, r.message,
-                                              r.correlation_id, r.fields_json, now_ms);
-      n += static_cast<int64_t>(res.affected_rows());
+      seqs.push_back(r.seq);
+      times.push_back(r.time_ms);
+      levels.push_back(r.level);
+      messages.push_back(r.message);
+      correlations.push_back(r.correlation_id);
+      fields.push_back(r.fields_json);
     }
-    return n;
+    const pqxx::result res = tx.exec_params(R"sql(
+      INSERT INTO agent_logs (runner_id, seq, time_ms, level, message, correlation_id, fields,
+                              received_at)
+      SELECT $1::bigint, s, t, l, m, c, f, $8::bigint
+      FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+           AS x(s, t, l, m, c, f)
+      ON CONFLICT (runner_id, seq) DO NOTHING)sql",
+                                            runner_id, BigintArray(seqs), BigintArray(times),
+                                            TextArray(levels), TextArray(messages),
+                                            TextArray(correlations), TextArray(fields), now_ms);
+    return static_cast<int64_t>(res.affected_rows());
   });
 }
 
