@@ -13,7 +13,8 @@ namespace {
 
 class SqliteLogBuffer final : public LogBuffer {
  public:
-  SqliteLogBuffer(SQLite::Database db, int64_t max_records) : db_(std::move(db)), max_(max_records) {}
+  SqliteLogBuffer(SQLite::Database db, int64_t max_records)
+      : db_(std::move(db)), max_(max_records) {}
 
   void Append(int64_t time_ms, const std::string& level, const std::string& message,
               const std::string& correlation_id, const std::string& fields_json) override {
@@ -37,7 +38,8 @@ class SqliteLogBuffer final : public LogBuffer {
         }
         dropped_ += n;
         Insert(time_ms, "warn",
-               absl::StrCat("log ship buffer full (", max_, " records): dropped ", n, " oldest ", what),
+               absl::StrCat("log ship buffer full (", max_, " records): dropped ", n, " oldest ",
+                            what),
                "", "{}");
       }
       Insert(time_ms, level, message, correlation_id, fields_json);
@@ -114,10 +116,10 @@ class SqliteLogBuffer final : public LogBuffer {
   }
 
   std::mutex mu_;
-  SQLite::Database db_;      // Protected by mu_.
+  SQLite::Database db_;  // Protected by mu_.
   const int64_t max_;
-  int64_t dropped_ = 0;      // Protected by mu_.
-  int64_t errors_ = 0;       // Protected by mu_.
+  int64_t dropped_ = 0;  // Protected by mu_.
+  int64_t errors_ = 0;   // Protected by mu_.
 };
 
 bool IsUuidAt(const std::string& s, size_t at) {
@@ -139,10 +141,18 @@ class BufferSink final : public spdlog::sinks::base_sink<std::mutex> {
     std::string level;
     switch (msg.level) {
       case spdlog::level::trace:
-      case spdlog::level::debug: level = "debug"; break;
-      case spdlog::level::info: level = "info"; break;
-      case spdlog::level::warn: level = "warn"; break;
-      default: level = "error"; break;
+      case spdlog::level::debug:
+        level = "debug";
+        break;
+      case spdlog::level::info:
+        level = "info";
+        break;
+      case spdlog::level::warn:
+        level = "warn";
+        break;
+      default:
+        level = "error";
+        break;
     }
     std::string text(msg.payload.data(), msg.payload.size());
     std::string correlation;
@@ -156,7 +166,9 @@ class BufferSink final : public spdlog::sinks::base_sink<std::mutex> {
       size_t eq = word.find('=');
       if (eq != std::string::npos && eq > 0 && eq < 32 && word.size() - eq - 1 < 256) {
         std::string key = word.substr(0, eq), value = word.substr(eq + 1);
-        while (!value.empty() && (value.back() == ':' || value.back() == ',' || value.back() == ';')) value.pop_back();
+        while (!value.empty() &&
+               (value.back() == ':' || value.back() == ',' || value.back() == ';'))
+          value.pop_back();
         if (key == "run" && IsUuidAt(value, 0)) {
           correlation = value.substr(0, 36);
         } else if (key.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string::npos &&
@@ -166,7 +178,8 @@ class BufferSink final : public spdlog::sinks::base_sink<std::mutex> {
       }
       pos = end + 1;
     }
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
     buffer_->Append(ms, level, text, correlation,
                     fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
@@ -178,7 +191,8 @@ class BufferSink final : public spdlog::sinks::base_sink<std::mutex> {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LogBuffer>> OpenLogBuffer(const std::string& db_path, int64_t max_records) {
+absl::StatusOr<std::unique_ptr<LogBuffer>> OpenLogBuffer(const std::string& db_path,
+                                                         int64_t max_records) {
   if (max_records < 10) return absl::InvalidArgumentError("log buffer: at least 10 records");
   try {
     SQLite::Database db(db_path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 5000);

@@ -26,8 +26,8 @@ class LogBuffer {
   [[nodiscard]] virtual absl::StatusOr<std::vector<protocol::LogRecord>> Peek(size_t limit) = 0;
   // Forgets records with seq <= up_to_seq (the server holds them).
   [[nodiscard]] virtual absl::Status Remove(int64_t up_to_seq) = 0;
-  virtual int64_t Size() = 0;            // records waiting
-  virtual int64_t DroppedTotal() = 0;    // records dropped since start
+  virtual int64_t Size() = 0;          // records waiting
+  virtual int64_t DroppedTotal() = 0;  // records dropped since start
 };
 
 // `max_records` >= 10.

@@ -132,7 +132,8 @@ std::vector<MetricFamily> MetricsRegistry::Families() const {
       uint64_t cumulative = 0;
       for (size_t i = 0; i < f.histogram.counts.size(); ++i) {
         cumulative += f.histogram.counts[i];
-        std::string le = i < f.histogram.bounds.size() ? FormatValue(f.histogram.bounds[i]) : "+Inf";
+        std::string le =
+            i < f.histogram.bounds.size() ? FormatValue(f.histogram.bounds[i]) : "+Inf";
         m.samples.push_back({"_bucket", {{"le", le}}, static_cast<double>(cumulative)});
       }
       m.samples.push_back({"_sum", {}, f.histogram.sum});

@@ -15,11 +15,11 @@ using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 
 // One metric family as rendered: HELP, TYPE and its samples.
 struct MetricFamily {
-  std::string name;   // [a-zA-Z_:][a-zA-Z0-9_:]*
+  std::string name;  // [a-zA-Z_:][a-zA-Z0-9_:]*
   std::string help;
-  std::string type;   // counter | gauge | histogram
+  std::string type;  // counter | gauge | histogram
   struct Sample {
-    std::string suffix;   // "" or _bucket / _sum / _count
+    std::string suffix;  // "" or _bucket / _sum / _count
     MetricLabels labels;
     double value = 0;
   };
@@ -36,7 +36,8 @@ class MetricsRegistry {
  public:
   void DeclareCounter(const std::string& name, const std::string& help);
   // `bounds`: upper bounds of the buckets, ascending (+Inf is added).
-  void DeclareHistogram(const std::string& name, const std::string& help, std::vector<double> bounds);
+  void DeclareHistogram(const std::string& name, const std::string& help,
+                        std::vector<double> bounds);
   // REQUIRES: the counter was declared.
   void Add(const std::string& name, const MetricLabels& labels, double delta = 1);
   void Observe(const std::string& name, double value);
@@ -59,8 +60,8 @@ class MetricsRegistry {
     Histogram histogram;
   };
   mutable std::mutex mu_;
-  std::vector<std::string> order_;           // Protected by mu_.
-  std::map<std::string, Family> families_;   // Protected by mu_.
+  std::vector<std::string> order_;          // Protected by mu_.
+  std::map<std::string, Family> families_;  // Protected by mu_.
 };
 
 }  // namespace ds

@@ -31,11 +31,13 @@ json ParamsOf(const AlertRule& rule) {
 // A duration threshold from params given in any of seconds / minutes / hours; `fallback_ms` when
 // none is set. InvalidArgument for a non-number or negative value.
 absl::StatusOr<int64_t> DurationMs(const json& p, int64_t fallback_ms) {
-  const std::pair<const char*, double> units[] = {{"seconds", 1e3}, {"minutes", 6e4}, {"hours", 3.6e6}};
+  const std::pair<const char*, double> units[] = {
+      {"seconds", 1e3}, {"minutes", 6e4}, {"hours", 3.6e6}};
   for (const auto& [key, scale] : units) {
     if (!p.contains(key)) continue;
     if (!p[key].is_number() || p[key].get<double>() < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("params.", key, " must be a non-negative number"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("params.", key, " must be a non-negative number"));
     }
     return static_cast<int64_t>(std::llround(p[key].get<double>() * scale));
   }
@@ -45,7 +47,8 @@ absl::StatusOr<int64_t> DurationMs(const json& p, int64_t fallback_ms) {
 absl::StatusOr<double> Number(const json& p, const char* key, double fallback) {
   if (!p.contains(key)) return fallback;
   if (!p[key].is_number() || p[key].get<double>() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("params.", key, " must be a non-negative number"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("params.", key, " must be a non-negative number"));
   }
   return p[key].get<double>();
 }
@@ -57,7 +60,9 @@ bool InScope(const AlertRule& rule, const AlertCondition& c) {
   return false;  // group: runners carry no group yet (no group API); matches nothing
 }
 
-std::string Ago(int64_t ms) { return FormatDuration(std::chrono::milliseconds(std::max<int64_t>(ms, 0))); }
+std::string Ago(int64_t ms) {
+  return FormatDuration(std::chrono::milliseconds(std::max<int64_t>(ms, 0)));
+}
 
 json HealthOf(const Runner& r) {
   json h = json::parse(r.health_json, nullptr, false);
@@ -67,7 +72,8 @@ json HealthOf(const Runner& r) {
 }  // namespace
 
 bool IsAlertKind(const std::string& kind) {
-  return std::any_of(std::begin(kAlertKinds), std::end(kAlertKinds), [&](const char* k) { return kind == k; });
+  return std::any_of(std::begin(kAlertKinds), std::end(kAlertKinds),
+                     [&](const char* k) { return kind == k; });
 }
 bool IsEventAlertKind(const std::string& kind) { return kind == "file_changed_after_sync"; }
 
@@ -78,14 +84,16 @@ bool RunnerOnline(const Runner& r, int64_t now_ms, int64_t heartbeat_interval_ms
 
 absl::Status ValidateAlertRule(const AlertRule& rule) {
   if (rule.name.empty() || rule.name.size() > 64 ||
-      rule.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+      rule.name.find_first_not_of(
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
           std::string::npos) {
     return absl::InvalidArgumentError("rule name must be 1-64 characters of A-Z a-z 0-9 . _ -");
   }
   if (!IsAlertKind(rule.kind)) {
     std::string kinds;
     for (const char* k : kAlertKinds) absl::StrAppend(&kinds, kinds.empty() ? "" : ", ", k);
-    return absl::InvalidArgumentError(absl::StrCat("unknown rule kind '", rule.kind, "' (one of ", kinds, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown rule kind '", rule.kind, "' (one of ", kinds, ")"));
   }
   if (rule.severity != "info" && rule.severity != "warning" && rule.severity != "critical") {
     return absl::InvalidArgumentError("severity must be info, warning or critical");
@@ -105,8 +113,8 @@ absl::Status ValidateAlertRule(const AlertRule& rule) {
   return EvaluateRule(rule, empty, 0).status();
 }
 
-absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule, const AlertInputs& in,
-                                                         int64_t now_ms) {
+absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule,
+                                                         const AlertInputs& in, int64_t now_ms) {
   const json p = ParamsOf(rule);
   std::vector<AlertCondition> out;
   const std::string& kind = rule.kind;
@@ -119,9 +127,10 @@ absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule, 
       if (r.status != "approved" || r.last_heartbeat_at_ms == 0) continue;
       int64_t silent = now_ms - r.last_heartbeat_at_ms;
       if (silent <= limit) continue;
-      out.push_back({r.name, r.name, "",
-                     absl::StrCat("runner ", r.name, " has not sent a heartbeat for ", Ago(silent)),
-                     json{{"last_heartbeat_at_ms", r.last_heartbeat_at_ms}, {"threshold_ms", limit}}.dump()});
+      out.push_back(
+          {r.name, r.name, "",
+           absl::StrCat("runner ", r.name, " has not sent a heartbeat for ", Ago(silent)),
+           json{{"last_heartbeat_at_ms", r.last_heartbeat_at_ms}, {"threshold_ms", limit}}.dump()});
     }
   } else if (kind == "job_no_sync") {
     DS_ASSIGN_OR_RETURN(int64_t limit, DurationMs(p, 24 * 3'600'000LL));
@@ -142,8 +151,8 @@ absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule, 
       }
       if (now_ms - last <= limit) continue;
       out.push_back({absl::StrCat(r.name, "/", j.spec.name), r.name, j.spec.name,
-                     absl::StrCat("job ", r.name, "/", j.spec.name, " has synced nothing for ", Ago(now_ms - last),
-                                  " while its runner is online"),
+                     absl::StrCat("job ", r.name, "/", j.spec.name, " has synced nothing for ",
+                                  Ago(now_ms - last), " while its runner is online"),
                      json{{"last_upload_at_ms", last}, {"threshold_ms", limit}}.dump()});
     }
   } else if (kind == "consecutive_failed_runs") {
@@ -163,15 +172,18 @@ absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule, 
       }
       if (failed < n) continue;
       const std::string& rn = rit->second->name;
-      out.push_back({absl::StrCat(rn, "/", j.spec.name), rn, j.spec.name,
-                     absl::StrCat("job ", rn, "/", j.spec.name, ": the last ", failed, " runs failed",
-                                  last_error.empty() ? "" : absl::StrCat(" (", last_error, ")")),
-                     json{{"failed_runs", failed}, {"last_error", last_error}}.dump(-1, ' ', false, json::error_handler_t::replace)});
+      out.push_back(
+          {absl::StrCat(rn, "/", j.spec.name), rn, j.spec.name,
+           absl::StrCat("job ", rn, "/", j.spec.name, ": the last ", failed, " runs failed",
+                        last_error.empty() ? "" : absl::StrCat(" (", last_error, ")")),
+           json{{"failed_runs", failed}, {"last_error", last_error}}.dump(
+               -1, ' ', false, json::error_handler_t::replace)});
     }
   } else if (kind == "storage_failing") {
     if (!in.storage_error.empty()) {
-      out.push_back({"storage", "", "", absl::StrCat("storage is unreachable: ", in.storage_error),
-                     json{{"error", in.storage_error}}.dump(-1, ' ', false, json::error_handler_t::replace)});
+      out.push_back(
+          {"storage", "", "", absl::StrCat("storage is unreachable: ", in.storage_error),
+           json{{"error", in.storage_error}}.dump(-1, ' ', false, json::error_handler_t::replace)});
     }
     for (const auto& j : in.jobs) {
       auto runs = in.runs_by_job.find(j.spec.id);
@@ -181,10 +193,12 @@ absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule, 
         if (run.summary.state == "running") continue;
         if (run.summary.files_failed > 0) {
           const std::string& rn = rit->second->name;
-          out.push_back({absl::StrCat(rn, "/", j.spec.name), rn, j.spec.name,
-                         absl::StrCat("job ", rn, "/", j.spec.name, ": ", run.summary.files_failed,
-                                      " upload(s) failed in its newest run"),
-                         json{{"run_id", run.summary.run_id}, {"files_failed", run.summary.files_failed}}.dump()});
+          out.push_back(
+              {absl::StrCat(rn, "/", j.spec.name), rn, j.spec.name,
+               absl::StrCat("job ", rn, "/", j.spec.name, ": ", run.summary.files_failed,
+                            " upload(s) failed in its newest run"),
+               json{{"run_id", run.summary.run_id}, {"files_failed", run.summary.files_failed}}
+                   .dump()});
         }
         break;
       }
@@ -192,12 +206,15 @@ absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule, 
   } else if (kind == "index_size") {
     DS_ASSIGN_OR_RETURN(double percent, Number(p, "percent", 80));
     if (in.index_budget_bytes > 0) {
-      double used = 100.0 * static_cast<double>(in.index_size_bytes) / static_cast<double>(in.index_budget_bytes);
+      double used = 100.0 * static_cast<double>(in.index_size_bytes) /
+                    static_cast<double>(in.index_budget_bytes);
       if (used > percent) {
-        out.push_back({"index", "", "",
-                       absl::StrCat("the state index uses ", static_cast<int>(used), "% of its budget (",
-                                    in.index_size_bytes, " of ", in.index_budget_bytes, " bytes)"),
-                       json{{"size_bytes", in.index_size_bytes}, {"budget_bytes", in.index_budget_bytes}}.dump()});
+        out.push_back(
+            {"index", "", "",
+             absl::StrCat("the state index uses ", static_cast<int>(used), "% of its budget (",
+                          in.index_size_bytes, " of ", in.index_budget_bytes, " bytes)"),
+             json{{"size_bytes", in.index_size_bytes}, {"budget_bytes", in.index_budget_bytes}}
+                 .dump()});
       }
     }
   } else if (kind == "pending_registration") {
@@ -229,28 +246,33 @@ absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule, 
       if (!h.contains("disk_free") || !h["disk_free"].is_array()) continue;
       for (const auto& d : h["disk_free"]) {
         if (!d.is_object()) continue;
-        uint64_t total = d.value("total_bytes", uint64_t{0}), free = d.value("free_bytes", uint64_t{0});
+        uint64_t total = d.value("total_bytes", uint64_t{0}),
+                 free = d.value("free_bytes", uint64_t{0});
         if (total == 0) continue;
         double free_pct = 100.0 * static_cast<double>(free) / static_cast<double>(total);
         if (free_pct >= percent) continue;
         std::string job = d.value("job", "");
         out.push_back({absl::StrCat(r.name, "/", job), r.name, job,
-                       absl::StrCat("runner ", r.name, ": only ", static_cast<int>(free_pct), "% free on the volume of job ",
-                                    job, " (", free, " bytes)"),
+                       absl::StrCat("runner ", r.name, ": only ", static_cast<int>(free_pct),
+                                    "% free on the volume of job ", job, " (", free, " bytes)"),
                        d.dump(-1, ' ', false, json::error_handler_t::replace)});
       }
     }
   } else if (kind == "channel_failing") {
     for (const auto& c : in.channels) {
-      if (!c.enabled || c.last_error_at_ms == 0 || c.last_error_at_ms <= c.last_success_at_ms) continue;
-      out.push_back({absl::StrCat("channel:", c.name), "", "",
-                     absl::StrCat("notification channel ", c.name, " fails: ", c.last_error),
-                     json{{"last_error", c.last_error}, {"last_error_at_ms", c.last_error_at_ms}}.dump(-1, ' ', false, json::error_handler_t::replace)});
+      if (!c.enabled || c.last_error_at_ms == 0 || c.last_error_at_ms <= c.last_success_at_ms)
+        continue;
+      out.push_back(
+          {absl::StrCat("channel:", c.name), "", "",
+           absl::StrCat("notification channel ", c.name, " fails: ", c.last_error),
+           json{{"last_error", c.last_error}, {"last_error_at_ms", c.last_error_at_ms}}.dump(
+               -1, ' ', false, json::error_handler_t::replace)});
     }
   } else if (!IsEventAlertKind(kind)) {
     return absl::InvalidArgumentError(absl::StrCat("unknown rule kind '", kind, "'"));
   }
-  out.erase(std::remove_if(out.begin(), out.end(), [&](const AlertCondition& c) { return !InScope(rule, c); }),
+  out.erase(std::remove_if(out.begin(), out.end(),
+                           [&](const AlertCondition& c) { return !InScope(rule, c); }),
             out.end());
   return out;
 }
@@ -277,40 +299,46 @@ void ReportFilesChanged(ServerContext* ctx, const std::string& runner, const std
   if (files.empty()) return;
   auto rules = ctx->index->ListAlertRules();
   if (!rules.ok()) {
-    spdlog::warn("run={} {} file(s) of {}/{} changed after sync, but the rules could not be read: {}", run_id,
-                 files.size(), runner, job, rules.status());
+    spdlog::warn(
+        "run={} {} file(s) of {}/{} changed after sync, but the rules could not be read: {}",
+        run_id, files.size(), runner, job, rules.status());
     return;
   }
   for (size_t i = 0; i < files.size() && i < kMaxChangedFileAlerts; ++i) {
     const ChangedFile& f = files[i];
     const std::string& path = f.synced.path;
     AlertCondition c{absl::StrCat(runner, "/", job, ":", path), runner, job, "", "{}"};
-    c.message = absl::StrCat("file ", path, " of ", runner, "/", job, " changed after it was synced (sha256 ",
-                             f.synced.sha256, " -> ", f.new_sha256, ")");
-    c.details_json = json{{"runner", runner},
-                          {"job", job},
-                          {"path", path},
-                          {"run_id", run_id},
-                          {"synced_sha256", f.synced.sha256},
-                          {"synced_size", f.synced.size},
-                          {"synced_at_ms", f.synced.synced_at_ms},
-                          {"synced_run_id", f.synced.run_id},
-                          {"current_sha256", f.new_sha256},
-                          {"current_size", f.new_size}}
-                         .dump(-1, ' ', false, json::error_handler_t::replace);
+    c.message = absl::StrCat("file ", path, " of ", runner, "/", job,
+                             " changed after it was synced (sha256 ", f.synced.sha256, " -> ",
+                             f.new_sha256, ")");
+    c.details_json = json{
+        {"runner", runner},
+        {"job", job},
+        {"path", path},
+        {"run_id", run_id},
+        {"synced_sha256", f.synced.sha256},
+        {"synced_size", f.synced.size},
+        {"synced_at_ms", f.synced.synced_at_ms},
+        {"synced_run_id", f.synced.run_id},
+        {"current_sha256", f.new_sha256},
+        {"current_size",
+         f.new_size}}.dump(-1, ' ', false, json::error_handler_t::replace);
     for (const auto& rule : *rules) {
       if (!rule.enabled || rule.kind != "file_changed_after_sync" || !InScope(rule, c)) continue;
-      auto fired = ctx->index->FireAlert(rule.id, c.subject, c.message, c.details_json, ctx->NowMs());
+      auto fired =
+          ctx->index->FireAlert(rule.id, c.subject, c.message, c.details_json, ctx->NowMs());
       if (!fired.ok()) {
         spdlog::warn("run={} alert {}: {}", run_id, rule.name, fired.status());
       } else if (fired->fired) {
-        spdlog::warn("run={} alert {} fired ({}): {}", run_id, fired->alert.id, rule.name, c.message);
+        spdlog::warn("run={} alert {} fired ({}): {}", run_id, fired->alert.id, rule.name,
+                     c.message);
       }
     }
   }
   if (files.size() > kMaxChangedFileAlerts) {
-    spdlog::warn("run={} {} more file(s) of {}/{} changed after sync (no alert each; see the run's files)", run_id,
-                 files.size() - kMaxChangedFileAlerts, runner, job);
+    spdlog::warn(
+        "run={} {} more file(s) of {}/{} changed after sync (no alert each; see the run's files)",
+        run_id, files.size() - kMaxChangedFileAlerts, runner, job);
   }
   if (ctx->alerts) ctx->alerts->Wake();
 }
@@ -352,13 +380,15 @@ void AlertService::Loop() {
 }
 
 bool AlertService::Claim() {
-  const int64_t ttl = std::max<int64_t>(kLeaseIntervals * ctx_->config.alert_interval.count(), 1'000);
+  const int64_t ttl =
+      std::max<int64_t>(kLeaseIntervals * ctx_->config.alert_interval.count(), 1'000);
   auto got = ctx_->index->TryAcquireLease(kAlertsLease, holder_, ttl, ctx_->NowMs());
   if (!got.ok()) {
     spdlog::warn("alerts: cannot take the lease: {}", got.status());
     return false;
   }
-  if (*got && !holding_) spdlog::info("alerts: this instance ({}) evaluates the alert rules", holder_);
+  if (*got && !holding_)
+    spdlog::info("alerts: this instance ({}) evaluates the alert rules", holder_);
   holding_ = *got;
   return *got;
 }
@@ -395,15 +425,18 @@ std::string AlertService::Evaluate() {
     RunFilter f;
     f.job_id = j.spec.id;
     f.limit = kRunsPerJob;
-    if (auto runs = ctx_->index->ListRuns(f); runs.ok()) in.runs_by_job[j.spec.id] = std::move(*runs);
+    if (auto runs = ctx_->index->ListRuns(f); runs.ok())
+      in.runs_by_job[j.spec.id] = std::move(*runs);
   }
   if (auto size = ctx_->index->SizeBytes(); size.ok()) in.index_size_bytes = *size;
-  bool want_storage = std::any_of(rules->begin(), rules->end(),
-                                  [](const AlertRule& r) { return r.enabled && r.kind == "storage_failing"; });
+  bool want_storage = std::any_of(rules->begin(), rules->end(), [](const AlertRule& r) {
+    return r.enabled && r.kind == "storage_failing";
+  });
   if (want_storage) {
     // A key nobody writes: NotFound means storage answered.
     auto st = ctx_->storage->Stat(".datasync/alert-probe");
-    if (!st.ok() && !absl::IsNotFound(st.status())) in.storage_error = std::string(st.status().message());
+    if (!st.ok() && !absl::IsNotFound(st.status()))
+      in.storage_error = std::string(st.status().message());
   }
   int fired = 0, resolved = 0;
   for (const auto& rule : *rules) {
@@ -422,7 +455,8 @@ std::string AlertService::Evaluate() {
           spdlog::warn("alerts: firing {} for {}: {}", rule.name, c.subject, f.status());
         } else if (f->fired) {
           ++fired;
-          spdlog::warn("alert {} fired ({}, {}): {}", f->alert.id, rule.name, rule.severity, c.message);
+          spdlog::warn("alert {} fired ({}, {}): {}", f->alert.id, rule.name, rule.severity,
+                       c.message);
         }
       }
     }
@@ -460,7 +494,8 @@ std::string AlertService::SendDue() {
     int64_t backoff = std::min<int64_t>(kRetryMaxMs, kRetryBaseMs << std::min(d.attempts, 20));
     std::string error = st.ok() ? "" : std::string(st.message());
     if (!st.ok() && error.empty()) error = "failed";
-    if (absl::Status rec = ctx_->index->RecordDeliveryAttempt(d.id, error, now + backoff, now); !rec.ok()) {
+    if (absl::Status rec = ctx_->index->RecordDeliveryAttempt(d.id, error, now + backoff, now);
+        !rec.ok()) {
       spdlog::warn("alerts: recording delivery {}: {}", d.id, rec);
     }
     ctx_->metrics.Add("datasync_notifications_total",
@@ -469,8 +504,8 @@ std::string AlertService::SendDue() {
       ++sent;
     } else {
       ++failed;
-      spdlog::warn("alerts: channel {} ({}): alert {} {} not delivered (attempt {}): {}", d.channel.name,
-                   d.channel.kind, d.alert.id, d.transition, d.attempts + 1, error);
+      spdlog::warn("alerts: channel {} ({}): alert {} {} not delivered (attempt {}): {}",
+                   d.channel.name, d.channel.kind, d.alert.id, d.transition, d.attempts + 1, error);
     }
   }
   if (sent || failed) absl::StrAppend(&out, sent, " notification(s) sent, ", failed, " failed; ");

@@ -21,16 +21,16 @@ struct ServerContext;
 // Rule kinds. file_changed_after_sync is an event (fired by compare, resolved by ack); every
 // other kind is a condition, re-checked each pass and resolved when it no longer holds.
 inline constexpr const char* kAlertKinds[] = {
-    "runner_offline",       // params: minutes|seconds (silent longer than this)
-    "job_no_sync",          // params: hours|minutes|seconds (no file uploaded while online)
+    "runner_offline",           // params: minutes|seconds (silent longer than this)
+    "job_no_sync",              // params: hours|minutes|seconds (no file uploaded while online)
     "consecutive_failed_runs",  // params: count
-    "storage_failing",      // storage unreachable, or a job's newest run had failed uploads
-    "index_size",           // params: percent (of --index-budget)
+    "storage_failing",          // storage unreachable, or a job's newest run had failed uploads
+    "index_size",               // params: percent (of --index-budget)
     "file_changed_after_sync",  // event: a synced file's content changed on the runner
-    "pending_registration", // params: minutes|seconds
-    "clock_skew",           // params: seconds
-    "disk_free_low",        // params: percent
-    "channel_failing",      // a notification channel's last attempt failed
+    "pending_registration",     // params: minutes|seconds
+    "clock_skew",               // params: seconds
+    "disk_free_low",            // params: percent
+    "channel_failing",          // a notification channel's last attempt failed
 };
 bool IsAlertKind(const std::string& kind);
 bool IsEventAlertKind(const std::string& kind);
@@ -44,16 +44,16 @@ struct AlertInputs {
   std::map<int64_t, std::vector<Run>> runs_by_job;  // newest first, a few per job
   int64_t heartbeat_interval_ms = 60'000;
   int64_t index_size_bytes = 0;
-  int64_t index_budget_bytes = 0;                   // 0 = none
-  std::string storage_error;                        // "" = storage answered
+  int64_t index_budget_bytes = 0;  // 0 = none
+  std::string storage_error;       // "" = storage answered
   std::vector<NotificationChannel> channels;
 };
 
 // One subject for which a rule's condition holds now.
 struct AlertCondition {
-  std::string subject;   // runner | RUNNER/JOB | storage | channel:NAME
-  std::string runner;    // for scope matching ("" when not about a runner)
-  std::string job;       // job name, "" when not about a job
+  std::string subject;  // runner | RUNNER/JOB | storage | channel:NAME
+  std::string runner;   // for scope matching ("" when not about a runner)
+  std::string job;      // job name, "" when not about a job
   std::string message;
   std::string details_json = "{}";
 };
@@ -69,8 +69,8 @@ bool RunnerOnline(const Runner& r, int64_t now_ms, int64_t heartbeat_interval_ms
 
 // A synced file whose content a compare found changed.
 struct ChangedFile {
-  SyncedFile synced;             // the index row (what was synced)
-  uint64_t new_size = 0;         // bytes, as the agent sees it now
+  SyncedFile synced;      // the index row (what was synced)
+  uint64_t new_size = 0;  // bytes, as the agent sees it now
   std::string new_sha256;
 };
 // At most this many file-changed alerts per compare batch; the rest are counted in the log.
@@ -103,10 +103,10 @@ class AlertService {
   const std::string holder_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;    // Protected by mu_.
-  bool wake_ = false;    // Protected by mu_.
-  bool holding_ = false; // Used by the service thread only.
-  std::thread thread_;   // started last
+  bool stop_ = false;     // Protected by mu_.
+  bool wake_ = false;     // Protected by mu_.
+  bool holding_ = false;  // Used by the service thread only.
+  std::thread thread_;    // started last
 };
 
 }  // namespace ds

@@ -65,7 +65,8 @@ TEST(AlertRules, RunnerOfflineAfterThresholdOnly) {
   in.runners = {MakeRunner(1, "pc1", kNow - 10 * kMin), MakeRunner(2, "pc2", kNow - 2 * kMin),
                 MakeRunner(3, "never", 0), MakeRunner(4, "gone", kNow - 60 * kMin, "revoked")};
   EXPECT_EQ(Subjects(EvaluateRule(Rule("runner_offline", R"({"minutes":5})"), in, kNow)), V{"pc1"});
-  EXPECT_EQ(Subjects(EvaluateRule(Rule("runner_offline", R"({"seconds":30})"), in, kNow)), (V{"pc1", "pc2"}));
+  EXPECT_EQ(Subjects(EvaluateRule(Rule("runner_offline", R"({"seconds":30})"), in, kNow)),
+            (V{"pc1", "pc2"}));
   // Time passes: the same inputs later make pc2 offline too.
   EXPECT_EQ(Subjects(EvaluateRule(Rule("runner_offline", R"({"minutes":5})"), in, kNow + 4 * kMin)),
             (V{"pc1", "pc2"}));
@@ -81,7 +82,8 @@ TEST(AlertRules, JobNoSyncOnlyWhileRunnerOnline) {
   in.heartbeat_interval_ms = kMin;
   in.runners = {MakeRunner(1, "pc1", kNow - 1000), MakeRunner(2, "pc2", kNow - 60 * kMin)};
   in.jobs = {MakeJob(10, 1, "a"), MakeJob(11, 1, "b"), MakeJob(12, 2, "c")};
-  in.runs_by_job[10] = {MakeRun("succeeded", 0, kNow - kMin), MakeRun("succeeded", 3, kNow - 5 * 60 * kMin)};
+  in.runs_by_job[10] = {MakeRun("succeeded", 0, kNow - kMin),
+                        MakeRun("succeeded", 3, kNow - 5 * 60 * kMin)};
   in.runs_by_job[11] = {MakeRun("succeeded", 1, kNow - 10 * kMin)};
   EXPECT_EQ(Subjects(EvaluateRule(Rule("job_no_sync", R"({"hours":2})"), in, kNow)), V{"pc1/a"});
 }
@@ -90,9 +92,11 @@ TEST(AlertRules, ConsecutiveFailedRunsCountsFromTheNewestClosedRun) {
   AlertInputs in;
   in.runners = {MakeRunner(1, "pc1", kNow)};
   in.jobs = {MakeJob(10, 1, "a"), MakeJob(11, 1, "b")};
-  in.runs_by_job[10] = {MakeRun("running", 0, kNow), MakeRun("failed", 0, kNow - 1), MakeRun("failed", 0, kNow - 2),
-                        MakeRun("failed", 0, kNow - 3), MakeRun("succeeded", 1, kNow - 4)};
-  in.runs_by_job[11] = {MakeRun("failed", 0, kNow - 1), MakeRun("succeeded", 0, kNow - 2), MakeRun("failed", 0, kNow - 3)};
+  in.runs_by_job[10] = {MakeRun("running", 0, kNow), MakeRun("failed", 0, kNow - 1),
+                        MakeRun("failed", 0, kNow - 2), MakeRun("failed", 0, kNow - 3),
+                        MakeRun("succeeded", 1, kNow - 4)};
+  in.runs_by_job[11] = {MakeRun("failed", 0, kNow - 1), MakeRun("succeeded", 0, kNow - 2),
+                        MakeRun("failed", 0, kNow - 3)};
   auto c = EvaluateRule(Rule("consecutive_failed_runs", R"({"count":3})"), in, kNow);
   EXPECT_EQ(Subjects(c), V{"pc1/a"});
   EXPECT_NE(c->at(0).message.find("boom"), std::string::npos);
@@ -102,7 +106,8 @@ TEST(AlertRules, StorageIndexPendingSkewDiskAndChannels) {
   AlertInputs in;
   in.heartbeat_interval_ms = kMin;
   Runner pc1 = MakeRunner(1, "pc1", kNow);
-  pc1.health_json = R"({"clock_offset_ms":-200000,"disk_free":[{"job":"a","path":"/d","free_bytes":5,"total_bytes":100},
+  pc1.health_json =
+      R"({"clock_offset_ms":-200000,"disk_free":[{"job":"a","path":"/d","free_bytes":5,"total_bytes":100},
                        {"job":"b","path":"/e","free_bytes":50,"total_bytes":100}]})";
   Runner waiting = MakeRunner(2, "new-pc", 0, "pending");
   waiting.created_at_ms = kNow - 90 * kMin;
@@ -123,11 +128,14 @@ TEST(AlertRules, StorageIndexPendingSkewDiskAndChannels) {
   EXPECT_EQ(Subjects(EvaluateRule(Rule("storage_failing"), in, kNow)), (V{"storage", "pc1/a"}));
   EXPECT_EQ(Subjects(EvaluateRule(Rule("index_size", R"({"percent":80})"), in, kNow)), V{"index"});
   EXPECT_EQ(Subjects(EvaluateRule(Rule("index_size", R"({"percent":95})"), in, kNow)), V{});
-  EXPECT_EQ(Subjects(EvaluateRule(Rule("pending_registration", R"({"minutes":60})"), in, kNow)), V{"new-pc"});
-  EXPECT_EQ(Subjects(EvaluateRule(Rule("pending_registration", R"({"minutes":120})"), in, kNow)), V{});
+  EXPECT_EQ(Subjects(EvaluateRule(Rule("pending_registration", R"({"minutes":60})"), in, kNow)),
+            V{"new-pc"});
+  EXPECT_EQ(Subjects(EvaluateRule(Rule("pending_registration", R"({"minutes":120})"), in, kNow)),
+            V{});
   EXPECT_EQ(Subjects(EvaluateRule(Rule("clock_skew", R"({"seconds":120})"), in, kNow)), V{"pc1"});
   EXPECT_EQ(Subjects(EvaluateRule(Rule("clock_skew", R"({"seconds":300})"), in, kNow)), V{});
-  EXPECT_EQ(Subjects(EvaluateRule(Rule("disk_free_low", R"({"percent":10})"), in, kNow)), V{"pc1/a"});
+  EXPECT_EQ(Subjects(EvaluateRule(Rule("disk_free_low", R"({"percent":10})"), in, kNow)),
+            V{"pc1/a"});
   EXPECT_EQ(Subjects(EvaluateRule(Rule("channel_failing"), in, kNow)), V{"channel:bad"});
   EXPECT_EQ(Subjects(EvaluateRule(Rule("file_changed_after_sync"), in, kNow)), V{});
   AlertRule job_scope = Rule("disk_free_low", R"({"percent":60})");

@@ -50,7 +50,8 @@ absl::Status SendWebhook(const json& cfg, const Alert& alert, const std::string&
                         {{"Content-Type", "application/json"}});
   // Transport errors may quote the URL (which can carry a token): say only what kind it was.
   if (!resp.ok()) {
-    return absl::UnavailableError(absl::StrCat("webhook unreachable (", absl::StatusCodeToString(resp.status().code()), ")"));
+    return absl::UnavailableError(
+        absl::StrCat("webhook unreachable (", absl::StatusCodeToString(resp.status().code()), ")"));
   }
   if (resp->status < 200 || resp->status >= 300) {
     return absl::UnavailableError(absl::StrCat("webhook answered HTTP ", resp->status));
@@ -91,11 +92,11 @@ absl::Status SendEmail(const json& cfg, const Alert& alert, const std::string& t
   for (char& c : safe_subject) {
     if (c == '\r' || c == '\n') c = ' ';
   }
-  absl::StrAppend(&text, "\r\nSubject: DataSync: ", safe_subject, "\r\n",
-                  "Message-ID: <", NewUuid(), "@datasync>\r\n",
-                  "Content-Type: text/plain; charset=utf-8\r\n\r\n", subject, "\r\n\r\n",
-                  json::parse(AlertJsonText(alert)).dump(2, ' ', false, json::error_handler_t::replace),
-                  "\r\n");
+  absl::StrAppend(
+      &text, "\r\nSubject: DataSync: ", safe_subject, "\r\n", "Message-ID: <", NewUuid(),
+      "@datasync>\r\n", "Content-Type: text/plain; charset=utf-8\r\n\r\n", subject, "\r\n\r\n",
+      json::parse(AlertJsonText(alert)).dump(2, ' ', false, json::error_handler_t::replace),
+      "\r\n");
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
   MailBody body{text, 0};
@@ -115,14 +116,16 @@ absl::Status SendEmail(const json& cfg, const Alert& alert, const std::string& t
     curl_easy_setopt(curl, CURLOPT_USERNAME, user.c_str());
     curl_easy_setopt(curl, CURLOPT_PASSWORD, password.c_str());
   }
-  if (cfg.value("starttls", false)) curl_easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL));
+  if (cfg.value("starttls", false))
+    curl_easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL));
   CURLcode rc = curl_easy_perform(curl);
   long code = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
   curl_slist_free_all(rcpt);
   curl_easy_cleanup(curl);
   if (rc != CURLE_OK) {
-    return absl::UnavailableError(absl::StrCat("SMTP failed: ", curl_easy_strerror(rc), code ? absl::StrCat(" (", code, ")") : ""));
+    return absl::UnavailableError(absl::StrCat("SMTP failed: ", curl_easy_strerror(rc),
+                                               code ? absl::StrCat(" (", code, ")") : ""));
   }
   return absl::OkStatus();
 }
@@ -136,10 +139,12 @@ absl::Status ValidateChannel(const NotificationChannel& c) {
   if (c.min_severity != "info" && c.min_severity != "warning" && c.min_severity != "critical") {
     return absl::InvalidArgumentError("min_severity must be info, warning or critical");
   }
-  if (c.config_json.size() > 16 * 1024) return absl::InvalidArgumentError("channel config too large");
+  if (c.config_json.size() > 16 * 1024)
+    return absl::InvalidArgumentError("channel config too large");
   DS_ASSIGN_OR_RETURN(json cfg, ConfigOf(c));
   if (c.kind == "webhook") {
-    if (!cfg.contains("url") || !cfg["url"].is_string() || !IsHttpUrl(cfg["url"].get<std::string>())) {
+    if (!cfg.contains("url") || !cfg["url"].is_string() ||
+        !IsHttpUrl(cfg["url"].get<std::string>())) {
       return absl::InvalidArgumentError("a webhook channel needs config.url (http:// or https://)");
     }
     std::string format = cfg.value("format", "json");
@@ -150,9 +155,11 @@ absl::Status ValidateChannel(const NotificationChannel& c) {
   }
   std::string url = cfg.value("smtp_url", "");
   if (url.rfind("smtp://", 0) != 0 && url.rfind("smtps://", 0) != 0) {
-    return absl::InvalidArgumentError("an email channel needs config.smtp_url (smtp:// or smtps://)");
+    return absl::InvalidArgumentError(
+        "an email channel needs config.smtp_url (smtp:// or smtps://)");
   }
-  if (!LooksLikeAddress(cfg.value("from", ""))) return absl::InvalidArgumentError("config.from must be an address");
+  if (!LooksLikeAddress(cfg.value("from", "")))
+    return absl::InvalidArgumentError("config.from must be an address");
   bool any = false;
   if (cfg.contains("to") && cfg["to"].is_array()) {
     for (const auto& t : cfg["to"]) {
@@ -162,7 +169,8 @@ absl::Status ValidateChannel(const NotificationChannel& c) {
       any = true;
     }
   } else if (cfg.contains("to") && cfg["to"].is_string()) {
-    if (!LooksLikeAddress(cfg["to"].get<std::string>())) return absl::InvalidArgumentError("config.to must be an address");
+    if (!LooksLikeAddress(cfg["to"].get<std::string>()))
+      return absl::InvalidArgumentError("config.to must be an address");
     any = true;
   }
   if (!any) return absl::InvalidArgumentError("an email channel needs config.to");
@@ -177,7 +185,8 @@ std::string RedactedChannelConfig(const NotificationChannel& c) {
     // A webhook URL often is the secret (Slack, Teams): show scheme, host and the path's start.
     std::string u = cfg["url"].get<std::string>();
     size_t host_end = u.find('/', u.find("://") == std::string::npos ? 0 : u.find("://") + 3);
-    if (host_end != std::string::npos && u.size() > host_end + 8) u = u.substr(0, host_end + 8) + "****";
+    if (host_end != std::string::npos && u.size() > host_end + 8)
+      u = u.substr(0, host_end + 8) + "****";
     cfg["url"] = u;
   }
   return cfg.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -185,7 +194,8 @@ std::string RedactedChannelConfig(const NotificationChannel& c) {
 
 std::string NotificationText(const Alert& a, const std::string& transition) {
   std::string state = transition == "resolved" ? "RESOLVED" : "FIRED";
-  return absl::StrCat("[", state, " ", a.severity, "] ", a.rule_name, " ", a.subject, ": ", a.message);
+  return absl::StrCat("[", state, " ", a.severity, "] ", a.rule_name, " ", a.subject, ": ",
+                      a.message);
 }
 
 absl::Status SendNotification(const NotificationChannel& channel, const Alert& alert,
