@@ -580,6 +580,12 @@ int RunCli(int argc, char** argv) {
       }
       std::cout << "; runs kept " << r.value("run_retention_days", 0) << " days; reconciles active: "
                 << r.value("reconciles_active", 0) << "\n";
+      std::cout << "alerts active: " << r.value("alerts_active", 0) << " (datasync alerts --active)";
+      if (r.contains("channels_failing") && !r["channels_failing"].empty()) {
+        std::cout << "; FAILING notification channels: " << r["channels_failing"].dump()
+                  << " (datasync alerts channels list)";
+      }
+      std::cout << "\n";
     };
   });
 

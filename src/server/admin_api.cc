@@ -379,6 +379,15 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
   DS_ASSIGN_OR_RETURN(int schema, ctx->index->SchemaVersion());
   DS_ASSIGN_OR_RETURN(int64_t size, ctx->index->SizeBytes());
   DS_ASSIGN_OR_RETURN(auto active, ctx->index->ListReconciles(std::nullopt, true, 1000));
+  AlertFilter unresolved;
+  unresolved.active_only = true;
+  unresolved.limit = 1000;
+  DS_ASSIGN_OR_RETURN(auto alerts, ctx->index->ListAlerts(unresolved));
+  DS_ASSIGN_OR_RETURN(auto channels, ctx->index->ListNotificationChannels());
+  json failing_channels = json::array();
+  for (const auto& c : channels) {
+    if (c.enabled && c.last_error_at_ms > c.last_success_at_ms) failing_channels.push_back(c.name);
+  }
   json counts = json::object();
   int64_t now = ctx->NowMs();
   int online = 0;
@@ -399,7 +408,9 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
               {"index_budget_used_percent",
                ctx->config.index_budget_bytes > 0 ? 100.0 * size / ctx->config.index_budget_bytes : 0.0},
               {"run_retention_days", ctx->config.run_retention.count() / 86'400'000},
-              {"reconciles_active", active.size()}}
+              {"reconciles_active", active.size()},
+              {"alerts_active", alerts.size()},
+              {"channels_failing", failing_channels}}
       .dump();
 }
 

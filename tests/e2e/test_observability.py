@@ -438,6 +438,7 @@ class ObservabilityTest(unittest.TestCase):
         ch = wait_for("broken channel failing", broken, timeout=60)
         self.assertIn("webhook unreachable", ch["last_error"])
         self.assertIn("FAILING", self.c.cli("alerts", "channels", "list").stdout)
+        self.assertIn("FAILING notification channels: [\"broken\"]", self.c.cli("status").stdout)
 
         def channel_alert():
             items = self.c.admin("GET", "/alerts?active=1")[1]["items"]
