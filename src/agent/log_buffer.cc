@@ -20,8 +20,8 @@ class SqliteLogBuffer final : public LogBuffer {
               const std::string& correlation_id, const std::string& fields_json) override {
     std::lock_guard<std::mutex> lock(mu_);
     try {
-      int64_t size = CountLocked();
-      if (size >= max_) {
+      if (count_ < 0) count_ = CountLocked();
+      if (count_ >= max_) {
         const int64_t room = std::max<int64_t>(1, max_ / 10);
         SQLite::Statement debug(db_, R"sql(
           DELETE FROM log_buffer WHERE seq IN (
@@ -37,6 +37,7 @@ class SqliteLogBuffer final : public LogBuffer {
           what = "lines (no debug lines were left)";
         }
         dropped_ += n;
+        count_ -= n;
         Insert(time_ms, "warn",
                absl::StrCat("log ship buffer full (", max_, " records): dropped ", n, " oldest ",
                             what),
@@ -45,6 +46,7 @@ class SqliteLogBuffer final : public LogBuffer {
       Insert(time_ms, level, message, correlation_id, fields_json);
     } catch (const std::exception&) {
       ++errors_;
+      count_ = -1;  // recounted next time
     }
   }
 
@@ -77,7 +79,8 @@ class SqliteLogBuffer final : public LogBuffer {
     try {
       SQLite::Statement q(db_, "DELETE FROM log_buffer WHERE seq <= ?");
       q.bind(1, up_to_seq);
-      q.exec();
+      if (count_ < 0) count_ = CountLocked();
+      count_ -= q.exec();
       return absl::OkStatus();
     } catch (const std::exception& e) {
       return absl::InternalError(absl::StrCat("log buffer: ", e.what()));
@@ -87,7 +90,8 @@ class SqliteLogBuffer final : public LogBuffer {
   int64_t Size() override {
     std::lock_guard<std::mutex> lock(mu_);
     try {
-      return CountLocked();
+      if (count_ < 0) count_ = CountLocked();
+      return count_;
     } catch (const std::exception&) {
       return -1;
     }
@@ -113,11 +117,13 @@ class SqliteLogBuffer final : public LogBuffer {
     q.bind(4, correlation_id);
     q.bind(5, fields_json);
     q.exec();
+    ++count_;
   }
 
   std::mutex mu_;
   SQLite::Database db_;  // Protected by mu_.
   const int64_t max_;
+  int64_t count_ = -1;  // rows in the table, -1 until counted once. Protected by mu_.
   int64_t dropped_ = 0;  // Protected by mu_.
   int64_t errors_ = 0;   // Protected by mu_.
 };

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 #include "common/log.h"
@@ -66,6 +68,20 @@ TEST(LogBuffer, SinkExtractsCorrelationIdAndFields) {
   EXPECT_EQ(peek->at(0).correlation_id, "0123abcd-0000-4000-8000-00000000beef");
   EXPECT_EQ(peek->at(0).fields_json, R"({"job":"photos"})");
   EXPECT_EQ(peek->at(0).level, "info");
+}
+
+TEST(LogBuffer, StaysBoundedUnderManyLines) {
+  auto buf = OpenLogBuffer(TempDb(), 1000);
+  ASSERT_TRUE(buf.ok());
+  auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5000; ++i) (*buf)->Append(i, i % 2 ? "debug" : "info", "line", "", "{}");
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf("5000 appends in %.3f s (%.0f lines/s)\n", secs, 5000 / secs);
+  EXPECT_LE((*buf)->Size(), 1000 + 1);
+  EXPECT_GT((*buf)->DroppedTotal(), 0);
+  auto peek = (*buf)->Peek(2000);
+  ASSERT_TRUE(peek.ok());
+  EXPECT_EQ(static_cast<int64_t>(peek->size()), (*buf)->Size());
 }
 
 }  // namespace
