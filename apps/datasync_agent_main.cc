@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
   app.add_flag("--re-enroll", cfg.re_enroll, "move the current identity aside and enroll again");
   app.add_flag("--once", cfg.once, "run every job once and exit");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--metrics-listen", cfg.metrics_listen, "serve the agent's metrics, e.g. 127.0.0.1:9469");
+  app.add_option("--log-buffer", cfg.log_buffer_records,
+                 "log lines kept for shipping to the server at most (default 100000)");
+  std::string ship_interval = "2s";
+  app.add_option("--log-ship-interval", ship_interval, "how often logs are shipped (default 2s)");
   if (auto done = ds::ParseCommandLine(app, argc, argv, "datasync-agent")) return *done;
   ds::InitLogging("datasync-agent", log_level);
   auto block_bytes = ds::ParseByteSize(block_size);
@@ -57,7 +62,7 @@ int main(int argc, char** argv) {
   }
   cfg.max_bytes_per_second = static_cast<uint64_t>(*bw);
   for (auto [text, out] : {std::pair{&heartbeat, &cfg.heartbeat_interval}, std::pair{&enroll_poll, &cfg.enroll_poll},
-                           std::pair{&long_poll, &cfg.long_poll}}) {
+                           std::pair{&long_poll, &cfg.long_poll}, std::pair{&ship_interval, &cfg.log_ship_interval}}) {
     auto d = ds::ParseDuration(*text);
     if (!d.ok()) {
       std::cerr << "datasync-agent: " << d.status().message() << "\n";

@@ -222,6 +222,7 @@ int main(int argc, char** argv) {
   ds::ServerConfig cfg;
   std::string listen = "127.0.0.1:8080", config_file, log_level = "info", heartbeat = "60s";
   std::string run_timeout = "10m", run_retention = "180d", janitor_interval = "30s", budget = "0";
+  std::string alert_interval = "60s", log_retention = "90d";
   cfg.web_dir = DefaultWebDir();
   app.add_option("--config", config_file, "TOML file with any of these options");
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)");
@@ -243,6 +244,9 @@ int main(int argc, char** argv) {
   app.add_option("--run-retention", run_retention, "closed runs are pruned after this long (default 180d)");
   app.add_option("--janitor-interval", janitor_interval, "how often housekeeping runs (default 30s)");
   app.add_option("--index-budget", budget, "size budget of the state index, e.g. 10GiB (0 = none)");
+  app.add_option("--alert-interval", alert_interval, "how often alert rules are evaluated (default 60s)");
+  app.add_option("--log-retention", log_retention, "agent log records are pruned after this long (default 90d)");
+  app.add_flag("--metrics-auth", cfg.metrics_require_auth, "GET /metrics needs an admin token");
   std::string session_idle = "30m", session_max = "12h";
   app.add_option("--session-idle", session_idle, "dashboard sessions end after this long idle (default 30m)");
   app.add_option("--session-max", session_max, "dashboard sessions end this long after sign-in (default 12h)");
@@ -307,7 +311,9 @@ int main(int argc, char** argv) {
                                  std::tuple{&run_retention, &cfg.run_retention, "--run-retention"},
                                  std::tuple{&janitor_interval, &cfg.janitor_interval, "--janitor-interval"},
                                  std::tuple{&session_idle, &cfg.session_idle, "--session-idle"},
-                                 std::tuple{&session_max, &cfg.session_max, "--session-max"}}) {
+                                 std::tuple{&session_max, &cfg.session_max, "--session-max"},
+                                 std::tuple{&alert_interval, &cfg.alert_interval, "--alert-interval"},
+                                 std::tuple{&log_retention, &cfg.log_retention, "--log-retention"}}) {
     auto d = ds::ParseDuration(*text);
     if (!d.ok()) {
       std::cerr << "datasync-server: " << name << ": " << d.status().message() << "\n";

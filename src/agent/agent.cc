@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -18,6 +19,11 @@
 #include "agent/agent_state.h"
 #include "agent/job_runner.h"
 #include "agent/journal.h"
+#include "agent/log_buffer.h"
+#include "common/metrics.h"
+#include "http/http_server.h"
+#include "spdlog/pattern_formatter.h"
+#include "spdlog/sinks/rotating_file_sink.h"
 #include "common/crypto.h"
 #include "common/files.h"
 #include "common/time_util.h"
@@ -70,6 +76,128 @@ class Agent {
                           : nullptr) {}
 
   absl::Status Run() {
+    DS_RETURN_IF_ERROR(StartObservability());
+    absl::Status result = RunEnrolled();
+    StopObservability();
+    return result;
+  }
+
+ private:
+  // Log files, the log ship buffer (fed from enrollment on) and the optional metrics port.
+  absl::Status StartObservability() {
+    std::error_code ec;
+    std::filesystem::create_directories(config_.state_dir, ec);
+    metrics_.DeclareCounter("datasync_agent_runs_total", "Runs finished by this agent, by state.");
+    metrics_.DeclareCounter("datasync_agent_files_uploaded_total", "Files uploaded by this agent.");
+    metrics_.DeclareCounter("datasync_agent_bytes_uploaded_total", "Bytes uploaded by this agent.");
+    metrics_.DeclareCounter("datasync_agent_heartbeat_failures_total", "Heartbeats that failed.");
+    metrics_.DeclareCounter("datasync_agent_log_records_shipped_total", "Log records the server stored.");
+    auto buffer = OpenLogBuffer((std::filesystem::path(config_.state_dir) / "agent.db").string(),
+                                std::max<int64_t>(10, config_.log_buffer_records));
+    if (!buffer.ok()) return buffer.status();
+    log_buffer_ = std::move(*buffer);
+    auto logger = spdlog::default_logger();
+    sinks_.push_back(MakeLogBufferSink(log_buffer_.get()));
+    if (config_.log_files) {
+      try {
+        auto dir = std::filesystem::path(config_.state_dir) / "logs";
+        std::filesystem::create_directories(dir);
+        auto file = std::make_shared<spdlog::sinks::rotating_file_sink_mt>((dir / "agent.log").string(),
+                                                                          10 << 20, 5);
+        file->set_formatter(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %l %n: %v",
+                                                                         spdlog::pattern_time_type::utc));
+        sinks_.push_back(file);
+      } catch (const std::exception& e) {
+        spdlog::warn("no log files under {}: {}", config_.state_dir, e.what());
+      }
+    }
+    for (auto& sink : sinks_) logger->sinks().push_back(sink);
+    if (!config_.metrics_listen.empty()) {
+      http::ServerOptions opts;
+      size_t colon = config_.metrics_listen.rfind(':');
+      if (colon == std::string::npos) return absl::InvalidArgumentError("--metrics-listen must be HOST:PORT");
+      opts.host = config_.metrics_listen.substr(0, colon);
+      try {
+        opts.port = static_cast<uint16_t>(std::stoi(config_.metrics_listen.substr(colon + 1)));
+      } catch (const std::exception&) {
+        return absl::InvalidArgumentError("--metrics-listen must be HOST:PORT");
+      }
+      opts.io_threads = 1;
+      opts.worker_threads = 1;
+      opts.max_body_bytes = 1024;
+      DS_ASSIGN_OR_RETURN(metrics_server_, http::StartServer(opts, [this](http::Request req, http::Responder respond) {
+                            if (req.path != "/metrics" || req.method != "GET") {
+                              return respond(http::ProblemResponse(404, "Not Found", "only GET /metrics"));
+                            }
+                            http::Response r;
+                            r.status = 200;
+                            r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+                            r.body = AgentMetricsText();
+                            respond(std::move(r));
+                          }));
+      spdlog::info("agent metrics on http://{}:{}/metrics", opts.host, metrics_server_->port());
+    }
+    return absl::OkStatus();
+  }
+
+  void StopObservability() {
+    if (metrics_server_) metrics_server_->Stop();
+    metrics_server_.reset();
+    auto logger = spdlog::default_logger();
+    auto& sinks = logger->sinks();
+    for (auto& mine : sinks_) sinks.erase(std::remove(sinks.begin(), sinks.end(), mine), sinks.end());
+    sinks_.clear();
+  }
+
+  std::string AgentMetricsText() {
+    std::vector<MetricFamily> families = metrics_.Families();
+    families.push_back({"datasync_agent_log_buffer_records", "Log records waiting to be shipped.", "gauge",
+                        {{"", {}, static_cast<double>(log_buffer_->Size())}}});
+    families.push_back({"datasync_agent_log_records_dropped_total",
+                        "Log records dropped because the ship buffer was full.", "counter",
+                        {{"", {}, static_cast<double>(log_buffer_->DroppedTotal())}}});
+    families.push_back({"datasync_agent_server_reachable", "1 when the last heartbeat succeeded.", "gauge",
+                        {{"", {}, server_ok_.load() ? 1.0 : 0.0}}});
+    return RenderMetrics(families);
+  }
+
+  // Ships the log buffer to the server in batches while enrolled.
+  void ShipLogsLoop() {
+    auto client = NewClient(std::chrono::milliseconds(30'000));
+    bool failing = false;
+    int failures = 0;
+    while (!Quitting()) {
+      auto wait = config_.log_ship_interval;
+      auto batch = log_buffer_->Peek(protocol::kMaxLogBatch / 2);
+      if (batch.ok() && !batch->empty()) {
+        protocol::LogBatch body{*batch};
+        auto resp = client->Do("POST", "/api/v1/agent/logs", protocol::Encode(body));
+        absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
+        if (st.ok()) {
+          (void)log_buffer_->Remove(batch->back().seq);
+          metrics_.Add("datasync_agent_log_records_shipped_total", {}, static_cast<double>(batch->size()));
+          if (failing) spdlog::info("shipping logs again ({} waiting)", log_buffer_->Size());
+          failing = false;
+          failures = 0;
+          if (batch->size() == protocol::kMaxLogBatch / 2) wait = std::chrono::milliseconds(0);
+        } else {
+          // Said once per outage: each line would itself wait in the buffer.
+          if (!failing) spdlog::warn("cannot ship logs yet: {}", st.message());
+          failing = true;
+          wait = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(30'000),
+                                                     Backoff(failures++, config_.log_ship_interval,
+                                                             std::chrono::milliseconds(30'000)));
+        }
+      }
+      std::unique_lock<std::mutex> lock(mu_);
+      auto until = Clock::now() + wait;
+      while (!quitting_ && !stop_.load() && Clock::now() < until) {
+        heartbeat_cv_.wait_for(lock, std::min<Clock::duration>(milliseconds(500), until - Clock::now()));
+      }
+    }
+  }
+
+  absl::Status RunEnrolled() {
     DS_RETURN_IF_ERROR(Enroll());
     DS_ASSIGN_OR_RETURN(journal_, OpenJournal((std::filesystem::path(config_.state_dir) / "agent.db").string()));
     client_ = NewClient(std::chrono::milliseconds(0));
@@ -82,6 +210,7 @@ class Agent {
     }
 
     std::thread heart([this] { HeartbeatLoop(); });
+    std::thread shipper([this] { ShipLogsLoop(); });
     std::thread poller;
     if (!config_.once) poller = std::thread([this] { PollCommands(); });
     absl::Status result = MainLoop();
@@ -92,12 +221,12 @@ class Agent {
     cv_.notify_all();
     heartbeat_cv_.notify_all();
     heart.join();
+    shipper.join();
     if (poller.joinable()) poller.join();
     if (result.ok() && !fatal_.ok()) result = fatal_;
     return result;
   }
 
- private:
   std::unique_ptr<http::Client> NewClient(std::chrono::milliseconds timeout) {
     http::ClientOptions copts;
     copts.ca_file = config_.ca_file;
@@ -263,6 +392,7 @@ class Agent {
         cv_.notify_all();
         return;
       } else {
+        metrics_.Add("datasync_agent_heartbeat_failures_total", {});
         if (server_ok_.exchange(false) || failures == 0) spdlog::warn("heartbeat failed: {}", st.message());
         next = std::min(HeartbeatInterval(), Backoff(failures++, milliseconds(1'000), milliseconds(60'000)));
       }
@@ -280,12 +410,36 @@ class Agent {
   absl::Status Heartbeat(http::Client* client) {
     protocol::HeartbeatRequest hb;
     hb.agent_version = DATASYNC_VERSION;
+    std::vector<std::pair<std::string, std::string>> sources;
     {
       std::lock_guard<std::mutex> lock(mu_);
       hb.state = current_run_.empty() ? "idle" : "syncing";
       hb.current_run = current_run_;
       hb.jobs_version = jobs_version_;
+      for (const auto& [name, job] : jobs_) sources.emplace_back(name, job.source);
+      if (!current_run_.empty()) {
+        protocol::RunProgress p;
+        p.run_id = current_run_;
+        p.job = current_job_;
+        p.started_at_ms = current_started_ms_;
+        p.files_total = counters_.files_total;
+        p.files_done = counters_.files_done;
+        p.bytes_total = counters_.bytes_total;
+        p.bytes_done = counters_.bytes_done;
+        hb.backlog_files = static_cast<int64_t>(p.files_total - std::min(p.files_total, p.files_done));
+        hb.backlog_bytes = static_cast<int64_t>(p.bytes_total - std::min(p.bytes_total, p.bytes_done));
+        hb.progress = p;
+      } else {
+        hb.backlog_files = hb.backlog_bytes = 0;
+      }
     }
+    for (const auto& [name, source] : sources) {
+      struct statvfs v {};
+      if (::statvfs(source.c_str(), &v) != 0) continue;
+      hb.disk_free.push_back(protocol::DiskFree{name, source, static_cast<uint64_t>(v.f_bavail) * v.f_frsize,
+                                                static_cast<uint64_t>(v.f_blocks) * v.f_frsize});
+    }
+    hb.agent_time_ms = SystemClock()->NowUnixMs();
     auto resp = client->Do("POST", "/api/v1/agent/heartbeat", protocol::Encode(hb));
     absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
     if (!st.ok()) return st;
@@ -459,6 +613,9 @@ class Agent {
     {
       std::lock_guard<std::mutex> lock(mu_);
       current_run_ = run_id;
+      current_job_ = job.name;
+      current_started_ms_ = SystemClock()->NowUnixMs();
+      counters_.files_total = counters_.files_done = counters_.bytes_total = counters_.bytes_done = 0;
     }
     JobRunOptions o;
     o.journal = journal_.get();
@@ -474,7 +631,13 @@ class Agent {
     o.block_size = config_.block_size;
     o.new_client = [this] { return NewClient(milliseconds(60'000)); };
     o.stop = &stop_;
+    o.counters = &counters_;
     auto outcome = RunJob(client_.get(), job, o);
+    if (outcome.ok()) {
+      metrics_.Add("datasync_agent_runs_total", {{"state", outcome->state}});
+      metrics_.Add("datasync_agent_files_uploaded_total", {}, static_cast<double>(outcome->uploaded));
+      metrics_.Add("datasync_agent_bytes_uploaded_total", {}, static_cast<double>(outcome->bytes_uploaded));
+    }
     if (!outcome.ok()) spdlog::error("run={} job={} could not complete: {}", run_id, job.name, outcome.status().message());
     if (outcome.ok() && outcome->state == "journaled") replay_needed_ = true;
     std::lock_guard<std::mutex> lock(mu_);
@@ -513,6 +676,15 @@ class Agent {
   std::set<std::string> first_round_;
   std::deque<protocol::Command> queue_;
   bool quitting_ = false;
+  std::string current_job_;
+  int64_t current_started_ms_ = 0;
+  // Updated by the running job, read by heartbeats.
+  RunCounters counters_;
+  // Observability; set up before the threads start.
+  MetricsRegistry metrics_;
+  std::unique_ptr<LogBuffer> log_buffer_;
+  std::vector<std::shared_ptr<spdlog::sinks::sink>> sinks_;
+  std::unique_ptr<http::Server> metrics_server_;
 };
 
 }  // namespace

@@ -26,6 +26,11 @@ struct AgentConfig {
   std::string ca_file;                            // extra CA for a private PKI
   bool re_enroll = false;                         // move the state aside and enroll afresh
   bool once = false;                              // run every job once, then exit
+  // Observability:
+  int64_t log_buffer_records = 100'000;           // log lines kept for shipping at most
+  std::chrono::milliseconds log_ship_interval{2'000};  // between shipping batches
+  bool log_files = true;                          // rotating files under <state-dir>/logs
+  std::string metrics_listen;                     // "127.0.0.1:PORT" serves GET /metrics; "" = off
 };
 
 // Runs until `stop` becomes true (SIGTERM/SIGINT), then finishes or abandons the current file,

@@ -254,6 +254,14 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   by_path.reserve(scan.files.size());
   for (const auto& e : scan.files) by_path.emplace(e.path, &e);
   spdlog::info("run={} {} file(s) to upload to {}", run_id, todo.size(), storage_url);
+  if (o.counters != nullptr) {
+    uint64_t bytes = 0;
+    for (const auto& u : todo) {
+      if (auto it = by_path.find(u.path); it != by_path.end()) bytes += it->second->size;
+    }
+    o.counters->files_total = todo.size();
+    o.counters->bytes_total = bytes;
+  }
 
   // 3. Upload in parallel, straight to storage; results are journaled, then reported in batches.
   //    Object storage: each instruction carries its own write grant (or says the content is
@@ -367,6 +375,10 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       }
       if (r.status == "failed") ++outcome.failed;
       if (r.status == "skipped") ++outcome.skipped;
+      if (o.counters != nullptr && (r.status == "uploaded" || r.status == "failed")) {
+        ++o.counters->files_done;
+        o.counters->bytes_done += r.size;
+      }
     }
     if (absl::Status st = journal->RememberIndexed(job.id, landed); !st.ok()) spdlog::warn("run={} {}", run_id, st);
   };

@@ -15,6 +15,12 @@
 
 namespace ds {
 
+// Progress of one run, read by the heartbeat thread while the run updates it.
+struct RunCounters {
+  std::atomic<uint64_t> files_total{0}, files_done{0};  // to upload; uploaded or failed
+  std::atomic<uint64_t> bytes_total{0}, bytes_done{0};  // bytes
+};
+
 struct JobRunOptions {
   std::string state_dir;
   std::string storage_url;        // as told by the server
@@ -33,6 +39,7 @@ struct JobRunOptions {
   // upload threads (http::Client is one per thread). Without it an expired grant fails the file.
   std::function<std::unique_ptr<http::Client>()> new_client;
   bool server_known_down = false; // the heartbeat already failed: go offline without retrying
+  RunCounters* counters = nullptr; // optional: progress for heartbeats
 };
 
 struct JobRunOutcome {

@@ -624,8 +624,263 @@ int RunCli(int argc, char** argv) {
       }
       std::cout << "; runs kept " << r.value("run_retention_days", 0) << " days; reconciles active: "
                 << r.value("reconciles_active", 0) << "\n";
+      std::cout << "alerts active: " << r.value("alerts_active", 0) << " (datasync alerts --active)";
+      if (r.contains("channels_failing") && !r["channels_failing"].empty()) {
+        std::cout << "; FAILING notification channels: " << r["channels_failing"].dump()
+                  << " (datasync alerts channels list)";
+      }
+      std::cout << "\n";
     };
   });
+
+  // ---- logs and alerts (issue 8) ------------------------------------------------------------
+  std::string log_since, log_level, log_grep;
+  bool log_follow = false;
+  int log_limit = 100;
+  auto* logs = app.add_subcommand("logs", "a runner's shipped agent logs, newest last");
+  logs->add_option("RUNNER", runner_name, "runner name")->required();
+  logs->add_option("--since", log_since, "only records newer than this: a duration (15m, 2h, 1d) or Unix ms");
+  logs->add_option("--level", log_level, "debug|info|warn|error: that level and above");
+  logs->add_option("--grep", log_grep, "only messages containing this text");
+  logs->add_option("--limit", log_limit, "how many (default 100, at most 1000)");
+  logs->add_flag("-f,--follow", log_follow, "keep printing new records (Ctrl-C to stop)");
+  logs->add_flag("--json", g.json, "JSON output (one object per line)");
+  logs->callback([&] {
+    action = [&] {
+      Api api(g);
+      std::string q = absl::StrCat("/logs?runner=", Seg(runner_name), "&limit=", std::clamp(log_limit, 1, 1000));
+      if (!log_level.empty()) q += "&level=" + Seg(log_level);
+      if (!log_grep.empty()) q += "&grep=" + Seg(log_grep);
+      if (!log_since.empty()) {
+        int64_t since = 0;
+        if (log_since.find_first_not_of("0123456789") == std::string::npos) {
+          since = std::stoll(log_since);
+        } else {
+          auto d = ParseDuration(log_since);
+          if (!d.ok()) throw CliError{absl::StrCat("--since: ", d.status().message()), 2};
+          since = SystemClock()->NowUnixMs() - d->count();
+        }
+        q += absl::StrCat("&since=", since);
+      }
+      auto print = [&](const json& x) {
+        if (g.json) return void(std::cout << x.dump() << "\n");
+        std::string level = Str(x, "level");
+        std::cout << FormatIsoUtc(x.value("time_ms", int64_t{0})) << " " << level
+                  << std::string(level.size() < 5 ? 5 - level.size() : 0, ' ') << " " << Str(x, "message") << "\n";
+      };
+      json r = api.Call("GET", q);
+      int64_t last_id = 0;
+      const auto& items = r["items"];
+      for (auto it = items.rbegin(); it != items.rend(); ++it) {  // oldest first
+        print(*it);
+        last_id = std::max(last_id, it->value("id", int64_t{0}));
+      }
+      while (log_follow) {
+        std::this_thread::sleep_for(std::chrono::seconds(2));
+        json more = api.Call("GET", q + absl::StrCat("&after_id=", last_id));
+        for (const auto& x : more["items"]) {
+          print(x);
+          last_id = std::max(last_id, x.value("id", int64_t{0}));
+        }
+        std::cout.flush();
+      }
+    };
+  });
+
+  bool alerts_active = false;
+  int alert_limit = 50;
+  std::string alert_id, rule_name, rule_kind, rule_severity, rule_scope, channel_name, channel_webhook,
+      channel_format = "json", channel_smtp, channel_from, channel_min_severity;
+  std::vector<std::string> rule_params, channel_to;
+  auto* alerts = app.add_subcommand("alerts", "alert history; ack, rules and notification channels");
+  alerts->add_flag("--active", alerts_active, "only unresolved alerts");
+  alerts->add_option("--limit", alert_limit, "how many (default 50)");
+  alerts->add_flag("--json", g.json, "JSON output");
+  auto print_alerts = [&](const json& items) {
+    if (g.json) return void(std::cout << items.dump(2) << "\n");
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& a : items) {
+      std::string state = a["resolved_at_ms"].is_null() ? "ACTIVE" : "resolved";
+      if (!a["acknowledged_by"].is_null()) state += " (ack " + Str(a, "acknowledged_by") + ")";
+      rows.push_back({Str(a, "id"), Str(a, "severity"), state, Str(a, "rule_name"), Str(a, "subject"),
+                      FormatIsoUtc(a.value("fired_at_ms", int64_t{0})), Str(a, "message")});
+    }
+    PrintTable({"ID", "SEVERITY", "STATE", "RULE", "SUBJECT", "FIRED", "MESSAGE"}, rows);
+  };
+  alerts->callback([&] {
+    if (!alerts->get_subcommands().empty()) return;
+    action = [&] {
+      json r = Api(g).Call("GET", absl::StrCat("/alerts?limit=", std::clamp(alert_limit, 1, 1000),
+                                               alerts_active ? "&active=1" : ""));
+      print_alerts(r["items"]);
+    };
+  });
+  auto* ack = alerts->add_subcommand("ack", "acknowledge an alert (a 'file changed' alert is closed by it)");
+  ack->add_option("ID", alert_id, "alert id")->required();
+  ack->callback([&] {
+    action = [&] {
+      json a = Api(g).Call("POST", "/alerts/" + Seg(alert_id) + "/ack", "{}");
+      if (g.json) return void(std::cout << a.dump(2) << "\n");
+      std::cout << "alert " << alert_id << " acknowledged by " << Str(a, "acknowledged_by") << "\n";
+    };
+  });
+
+  // rules
+  auto* rules = alerts->add_subcommand("rules", "alert rules")->require_subcommand(1);
+  auto rule_body = [&](bool create) {
+    json body = json::object();
+    if (create) body["name"] = rule_name;
+    if (!rule_kind.empty()) body["kind"] = rule_kind;
+    if (!rule_severity.empty()) body["severity"] = rule_severity;
+    if (!rule_scope.empty()) body["scope"] = rule_scope == "none" ? json(nullptr) : json(rule_scope);
+    if (!rule_params.empty()) {
+      json params = json::object();
+      for (const auto& kv : rule_params) {
+        size_t eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) throw CliError{"--param takes KEY=VALUE", 2};
+        json v = json::parse(kv.substr(eq + 1), nullptr, false);
+        params[kv.substr(0, eq)] = v.is_discarded() ? json(kv.substr(eq + 1)) : v;
+      }
+      body["params"] = params;
+    }
+    return body;
+  };
+  auto print_rules = [&](const json& items) {
+    if (g.json) return void(std::cout << items.dump(2) << "\n");
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& x : items) {
+      rows.push_back({Str(x, "id"), Str(x, "name"), Str(x, "kind"), Str(x, "severity"),
+                      x["scope"].is_null() ? "-" : Str(x, "scope"), x["params"].dump(),
+                      x.value("enabled", false) ? "yes" : "no"});
+    }
+    PrintTable({"ID", "NAME", "KIND", "SEVERITY", "SCOPE", "PARAMS", "ENABLED"}, rows);
+  };
+  auto* rls = rules->add_subcommand("list", "list rules");
+  rls->add_flag("--json", g.json, "JSON output");
+  rls->callback([&] { action = [&] { print_rules(Api(g).Call("GET", "/alert-rules")["items"]); }; });
+  auto* radd = rules->add_subcommand("add", "add a rule");
+  auto* rset = rules->add_subcommand("set", "change a rule");
+  for (auto* c : {radd, rset}) {
+    c->add_option("NAME", rule_name, "rule name")->required();
+    c->add_option("--kind", rule_kind, "runner_offline, job_no_sync, consecutive_failed_runs, storage_failing, "
+                                       "index_size, file_changed_after_sync, pending_registration, clock_skew, "
+                                       "disk_free_low, channel_failing");
+    c->add_option("--severity", rule_severity, "info|warning|critical");
+    c->add_option("--scope", rule_scope, "runner:NAME, group:NAME, job:RUNNER/JOB, or none");
+    c->add_option("--param", rule_params, "threshold KEY=VALUE, e.g. minutes=10 (repeatable)");
+    c->add_flag("--json", g.json, "JSON output");
+  }
+  radd->callback([&] {
+    action = [&] {
+      if (rule_kind.empty()) throw CliError{"rules add needs --kind", 2};
+      print_rules(json::array({Api(g).Call("POST", "/alert-rules", rule_body(true).dump())}));
+    };
+  });
+  rset->callback([&] {
+    action = [&] { print_rules(json::array({Api(g).Call("PATCH", "/alert-rules/" + Seg(rule_name), rule_body(false).dump())})); };
+  });
+  for (std::string verb : {"enable", "disable", "rm"}) {
+    auto* c = rules->add_subcommand(verb, verb == "rm" ? "delete a rule (and its history)" : verb + " a rule");
+    c->add_option("NAME", rule_name, "rule name or id")->required();
+    c->callback([&, verb] {
+      action = [&, verb] {
+        Api api(g);
+        if (verb == "rm") {
+          api.Call("DELETE", "/alert-rules/" + Seg(rule_name));
+          std::cout << "rule " << rule_name << " deleted\n";
+        } else {
+          json body{{"enabled", verb == "enable"}};
+          api.Call("PATCH", "/alert-rules/" + Seg(rule_name), body.dump());
+          std::cout << "rule " << rule_name << " " << verb << "d\n";
+        }
+      };
+    });
+  }
+
+  // channels
+  auto* channels = alerts->add_subcommand("channels", "notification channels")->require_subcommand(1);
+  auto* cls = channels->add_subcommand("list", "list channels (failing ones show their last error)");
+  cls->add_flag("--json", g.json, "JSON output");
+  cls->callback([&] {
+    action = [&] {
+      json items = Api(g).Call("GET", "/notification-channels")["items"];
+      if (g.json) return void(std::cout << items.dump(2) << "\n");
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& x : items) {
+        std::string state = !x.value("enabled", false) ? "disabled" : x.value("failing", false) ? "FAILING: " + Str(x, "last_error") : "ok";
+        rows.push_back({Str(x, "id"), Str(x, "name"), Str(x, "kind"), Str(x, "min_severity"), x["config"].dump(), state});
+      }
+      PrintTable({"ID", "NAME", "KIND", "MIN SEVERITY", "CONFIG", "STATE"}, rows);
+    };
+  });
+  auto* cadd = channels->add_subcommand("add", "add a webhook or e-mail channel");
+  auto* cset = channels->add_subcommand("set", "change a channel");
+  for (auto* c : {cadd, cset}) {
+    c->add_option("NAME", channel_name, "channel name")->required();
+    c->add_option("--webhook", channel_webhook, "webhook URL (JSON POST)");
+    c->add_option("--format", channel_format, "webhook payload: json (default), slack or teams");
+    c->add_option("--smtp", channel_smtp, "e-mail: smtp://host:port or smtps://host:port");
+    c->add_option("--from", channel_from, "e-mail sender address");
+    c->add_option("--to", channel_to, "e-mail recipient (repeatable)");
+    c->add_option("--min-severity", channel_min_severity, "info (default), warning or critical");
+    c->add_flag("--json", g.json, "JSON output");
+  }
+  auto channel_body = [&](bool create) {
+    json body = json::object();
+    if (create) body["name"] = channel_name;
+    if (!channel_webhook.empty()) {
+      body["kind"] = "webhook";
+      body["config"] = {{"url", channel_webhook}, {"format", channel_format}};
+    } else if (!channel_smtp.empty()) {
+      body["kind"] = "email";
+      // The SMTP password comes from the environment, never the command line.
+      json cfg{{"smtp_url", channel_smtp}, {"from", channel_from}, {"to", channel_to}};
+      if (std::string u = Env("DATASYNC_SMTP_USER"); !u.empty()) {
+        cfg["username"] = u;
+        cfg["password"] = Env("DATASYNC_SMTP_PASSWORD");
+      }
+      body["config"] = cfg;
+    } else if (create) {
+      throw CliError{"channels add needs --webhook URL or --smtp URL --from A --to B", 2};
+    }
+    if (!channel_min_severity.empty()) body["min_severity"] = channel_min_severity;
+    return body;
+  };
+  cadd->callback([&] {
+    action = [&] {
+      json c = Api(g).Call("POST", "/notification-channels", channel_body(true).dump());
+      if (g.json) return void(std::cout << c.dump(2) << "\n");
+      std::cout << "channel " << Str(c, "name") << " (" << Str(c, "kind") << ") added\n";
+    };
+  });
+  cset->callback([&] {
+    action = [&] {
+      json c = Api(g).Call("PATCH", "/notification-channels/" + Seg(channel_name), channel_body(false).dump());
+      if (g.json) return void(std::cout << c.dump(2) << "\n");
+      std::cout << "channel " << Str(c, "name") << " updated\n";
+    };
+  });
+  for (std::string verb : {"enable", "disable", "rm", "test"}) {
+    auto* c = channels->add_subcommand(verb, verb == "test" ? "send a test notification now" : verb + " a channel");
+    c->add_option("NAME", channel_name, "channel name or id")->required();
+    c->callback([&, verb] {
+      action = [&, verb] {
+        Api api(g);
+        std::string target = "/notification-channels/" + Seg(channel_name);
+        if (verb == "rm") {
+          api.Call("DELETE", target);
+          std::cout << "channel " << channel_name << " deleted\n";
+        } else if (verb == "test") {
+          json r = api.Call("POST", target + "/test", "{}");
+          if (!r.value("ok", false)) throw CliError{absl::StrCat("channel ", channel_name, ": ", Str(r, "error"))};
+          std::cout << "test notification sent through " << channel_name << "\n";
+        } else {
+          api.Call("PATCH", target, json{{"enabled", verb == "enable"}}.dump());
+          std::cout << "channel " << channel_name << " " << verb << "d\n";
+        }
+      };
+    });
+  }
 
   try {
     app.parse(argc, argv);

@@ -1299,6 +1299,217 @@ TEST_P(StateIndexConformance, PruneHistoryDropsOldClosedRunsOnly) {
   EXPECT_GT(size, 0);
 }
 
+// ---- observability --------------------------------------------------------------------------------
+
+AgentLogRecord LogRec(int64_t seq, const std::string& level, const std::string& message,
+                      int64_t time_ms = kT0) {
+  AgentLogRecord r;
+  r.seq = seq;
+  r.time_ms = time_ms;
+  r.level = level;
+  r.message = message;
+  r.fields_json = R"({"k":"v"})";
+  return r;
+}
+
+TEST_P(StateIndexConformance, AgentLogsAreDeduplicatedBySeqAndFiltered) {
+  ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
+  ASSERT_OK_AND_ASSIGN(Runner other, ApprovedRunner("pc2"));
+  ASSERT_OK_AND_ASSIGN(int64_t n, index_->AppendAgentLogs(
+                                      r.id, {LogRec(1, "debug", "scan started", kT0), LogRec(2, "info", "uploaded a.dat", kT0 + 1),
+                                             LogRec(3, "error", "disk full", kT0 + 2)},
+                                      kT0 + 10));
+  EXPECT_EQ(n, 3);
+  // A retried batch overlapping the first inserts only what is new.
+  ASSERT_OK_AND_ASSIGN(n, index_->AppendAgentLogs(r.id, {LogRec(3, "error", "disk full", kT0 + 2),
+                                                         LogRec(4, "warn", "slow upload", kT0 + 3)},
+                                                  kT0 + 11));
+  EXPECT_EQ(n, 1);
+  // A seq repeated within one batch is stored once; an empty batch stores nothing.
+  ASSERT_OK_AND_ASSIGN(Runner third, ApprovedRunner("pc3"));
+  ASSERT_OK_AND_ASSIGN(n, index_->AppendAgentLogs(third.id, {LogRec(5, "info", "x \"q\" \\ {a,b}", kT0 + 4),
+                                                             LogRec(5, "info", "again", kT0 + 4)},
+                                                  kT0 + 12));
+  EXPECT_EQ(n, 1);
+  ASSERT_OK_AND_ASSIGN(n, index_->AppendAgentLogs(third.id, {}, kT0 + 12));
+  EXPECT_EQ(n, 0);
+  AgentLogFilter third_only;
+  third_only.runner_id = third.id;
+  ASSERT_OK_AND_ASSIGN(auto third_logs, index_->ListAgentLogs(third_only));
+  ASSERT_EQ(third_logs.size(), 1u);
+  EXPECT_EQ(third_logs[0].message, "x \"q\" \\ {a,b}");
+  ASSERT_OK(index_->AppendAgentLogs(other.id, {LogRec(1, "info", "other runner", kT0)}, kT0).status());
+  EXPECT_TRUE(absl::IsNotFound(index_->AppendAgentLogs(9999, {LogRec(1, "info", "x")}, kT0).status()));
+
+  AgentLogFilter f;
+  f.runner_id = r.id;
+  ASSERT_OK_AND_ASSIGN(auto all, index_->ListAgentLogs(f));
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].seq, 4);
+  EXPECT_EQ(all[3].seq, 1);
+  EXPECT_EQ(all[0].runner_name, "pc1");
+  EXPECT_EQ(all[3].fields_json, R"({"k":"v"})");
+  f.levels = {"warn", "error"};
+  ASSERT_OK_AND_ASSIGN(auto severe, index_->ListAgentLogs(f));
+  ASSERT_EQ(severe.size(), 2u);
+  f.levels.clear();
+  f.grep = "a.dat";
+  ASSERT_OK_AND_ASSIGN(auto grep, index_->ListAgentLogs(f));
+  ASSERT_EQ(grep.size(), 1u);
+  EXPECT_EQ(grep[0].message, "uploaded a.dat");
+  f.grep.clear();
+  f.since_ms = kT0 + 1;
+  f.until_ms = kT0 + 3;
+  ASSERT_OK_AND_ASSIGN(auto window, index_->ListAgentLogs(f));
+  EXPECT_EQ(window.size(), 2u);
+  f.since_ms = f.until_ms = 0;
+  f.limit = 2;
+  ASSERT_OK_AND_ASSIGN(auto page1, index_->ListAgentLogs(f));
+  ASSERT_EQ(page1.size(), 2u);
+  f.before_id = page1.back().id;
+  ASSERT_OK_AND_ASSIGN(auto page2, index_->ListAgentLogs(f));
+  ASSERT_EQ(page2.size(), 2u);
+  EXPECT_EQ(page2[0].seq, 2);
+  f.before_id = 0;
+  f.after_id = page2[0].id;  // following: oldest first after an id
+  ASSERT_OK_AND_ASSIGN(auto after, index_->ListAgentLogs(f));
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_EQ(after[0].seq, 3);
+
+  ASSERT_OK_AND_ASSIGN(int64_t pruned, index_->PruneAgentLogs(kT0 + 2));
+  EXPECT_EQ(pruned, 3);  // pc1's seq 1 and 2, pc2's one record (pc3's is at kT0 + 4)
+}
+
+TEST_P(StateIndexConformance, RunnerHealthIsStored) {
+  ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
+  EXPECT_EQ(r.health_json, "{}");
+  ASSERT_OK(index_->RecordRunnerHealth(r.id, R"({"backlog_files":3})"));
+  ASSERT_OK_AND_ASSIGN(Runner again, index_->GetRunnerByName("pc1"));
+  EXPECT_EQ(again.health_json, R"({"backlog_files":3})");
+  EXPECT_TRUE(absl::IsNotFound(index_->RecordRunnerHealth(9999, "{}")));
+}
+
+TEST_P(StateIndexConformance, DefaultAlertRulesExistAndRulesAreEditable) {
+  ASSERT_OK_AND_ASSIGN(auto rules, index_->ListAlertRules());
+  EXPECT_GE(rules.size(), 9u);
+  EXPECT_TRUE(std::any_of(rules.begin(), rules.end(), [](const AlertRule& r) {
+    return r.kind == "runner_offline" && r.enabled && r.severity == "warning";
+  }));
+  AlertRule rule;
+  rule.name = "my-rule";
+  rule.kind = "runner_offline";
+  rule.severity = "critical";
+  rule.scope_kind = "runner";
+  rule.scope = "pc1";
+  rule.params_json = R"({"minutes":1})";
+  ASSERT_OK_AND_ASSIGN(AlertRule created, index_->PutAlertRule(rule, kT0));
+  EXPECT_GT(created.id, 0);
+  EXPECT_EQ(created.scope, "pc1");
+  EXPECT_TRUE(absl::IsAlreadyExists(index_->PutAlertRule(rule, kT0).status()));
+  created.enabled = false;
+  created.params_json = R"({"minutes":2})";
+  ASSERT_OK_AND_ASSIGN(AlertRule updated, index_->PutAlertRule(created, kT0 + 5));
+  EXPECT_FALSE(updated.enabled);
+  EXPECT_EQ(updated.params_json, R"({"minutes":2})");
+  EXPECT_EQ(updated.created_at_ms, kT0);
+  EXPECT_EQ(updated.updated_at_ms, kT0 + 5);
+  rule.id = 9999;
+  EXPECT_TRUE(absl::IsNotFound(index_->PutAlertRule(rule, kT0).status()));
+  ASSERT_OK(index_->DeleteAlertRule(created.id));
+  EXPECT_TRUE(absl::IsNotFound(index_->DeleteAlertRule(created.id)));
+}
+
+TEST_P(StateIndexConformance, AlertsFireOnceResolveAndQueueOneDeliveryPerTransition) {
+  AlertRule rule;
+  rule.name = "offline";
+  rule.kind = "runner_offline";
+  rule.severity = "warning";
+  ASSERT_OK_AND_ASSIGN(rule, index_->PutAlertRule(rule, kT0));
+  NotificationChannel hook;
+  hook.name = "hook";
+  hook.kind = "webhook";
+  hook.config_json = R"({"url":"http://127.0.0.1:1/x"})";
+  ASSERT_OK_AND_ASSIGN(hook, index_->PutNotificationChannel(hook, kT0));
+  NotificationChannel critical_only = hook;
+  critical_only.id = 0;
+  critical_only.name = "pager";
+  critical_only.min_severity = "critical";
+  ASSERT_OK(index_->PutNotificationChannel(critical_only, kT0).status());
+  EXPECT_TRUE(absl::IsAlreadyExists(index_->PutNotificationChannel(critical_only, kT0).status()));
+
+  ASSERT_OK_AND_ASSIGN(auto fired, index_->FireAlert(rule.id, "pc1", "pc1 is offline", R"({"m":1})", kT0));
+  EXPECT_TRUE(fired.fired);
+  EXPECT_EQ(fired.alert.rule_name, "offline");
+  EXPECT_EQ(fired.alert.severity, "warning");
+  ASSERT_OK_AND_ASSIGN(auto again, index_->FireAlert(rule.id, "pc1", "still offline", "{}", kT0 + 1));
+  EXPECT_FALSE(again.fired);
+  EXPECT_EQ(again.alert.id, fired.alert.id);
+  EXPECT_EQ(again.alert.message, "pc1 is offline");
+  ASSERT_OK_AND_ASSIGN(auto other, index_->FireAlert(rule.id, "pc2", "pc2 is offline", "{}", kT0 + 1));
+  EXPECT_TRUE(other.fired);
+
+  AlertFilter active;
+  active.active_only = true;
+  ASSERT_OK_AND_ASSIGN(auto list, index_->ListAlerts(active));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].subject, "pc2");  // newest first
+
+  // Only the channel whose min_severity the warning reaches gets deliveries.
+  ASSERT_OK_AND_ASSIGN(auto due, index_->DueDeliveries(kT0 + 2, 5, 100));
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[0].channel.name, "hook");
+  EXPECT_EQ(due[0].transition, "fired");
+  EXPECT_EQ(due[0].alert.subject, "pc1");
+  ASSERT_OK(index_->RecordDeliveryAttempt(due[0].id, "", 0, kT0 + 3));
+  ASSERT_OK(index_->RecordDeliveryAttempt(due[1].id, "connection refused", kT0 + 100, kT0 + 3));
+  EXPECT_TRUE(absl::IsNotFound(index_->RecordDeliveryAttempt(due[0].id, "", 0, kT0 + 4)));
+  ASSERT_OK_AND_ASSIGN(due, index_->DueDeliveries(kT0 + 4, 5, 100));
+  EXPECT_TRUE(due.empty());  // the failed one waits for its next attempt
+  ASSERT_OK_AND_ASSIGN(due, index_->DueDeliveries(kT0 + 100, 5, 100));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].attempts, 1);
+  ASSERT_OK_AND_ASSIGN(due, index_->DueDeliveries(kT0 + 100, 1, 100));
+  EXPECT_TRUE(due.empty());  // attempts exhausted
+  ASSERT_OK_AND_ASSIGN(auto channels, index_->ListNotificationChannels());
+  ASSERT_EQ(channels.size(), 2u);
+  EXPECT_EQ(channels[0].last_error, "connection refused");
+  EXPECT_EQ(channels[0].last_success_at_ms, kT0 + 3);
+
+  ASSERT_OK_AND_ASSIGN(bool resolved, index_->ResolveAlert(fired.alert.id, kT0 + 10));
+  EXPECT_TRUE(resolved);
+  ASSERT_OK_AND_ASSIGN(resolved, index_->ResolveAlert(fired.alert.id, kT0 + 11));
+  EXPECT_FALSE(resolved);
+  EXPECT_TRUE(absl::IsNotFound(index_->ResolveAlert(9999, kT0).status()));
+  ASSERT_OK_AND_ASSIGN(due, index_->DueDeliveries(kT0 + 10, 5, 100));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].transition, "resolved");
+  // After resolution the same subject can fire anew.
+  ASSERT_OK_AND_ASSIGN(auto refired, index_->FireAlert(rule.id, "pc1", "offline again", "{}", kT0 + 20));
+  EXPECT_TRUE(refired.fired);
+  EXPECT_NE(refired.alert.id, fired.alert.id);
+
+  ASSERT_OK_AND_ASSIGN(Alert acked, index_->AckAlert(other.alert.id, "alice", kT0 + 30));
+  EXPECT_EQ(acked.acknowledged_by, "alice");
+  ASSERT_OK_AND_ASSIGN(acked, index_->AckAlert(other.alert.id, "bob", kT0 + 31));
+  EXPECT_EQ(acked.acknowledged_by, "alice");
+  EXPECT_EQ(acked.acknowledged_at_ms, kT0 + 30);
+  EXPECT_TRUE(absl::IsNotFound(index_->AckAlert(9999, "x", kT0).status()));
+  ASSERT_OK_AND_ASSIGN(Alert got, index_->GetAlert(fired.alert.id));
+  EXPECT_EQ(got.resolved_at_ms, kT0 + 10);
+
+  AlertFilter all;
+  ASSERT_OK_AND_ASSIGN(list, index_->ListAlerts(all));
+  EXPECT_EQ(list.size(), 3u);
+  all.before_id = list[0].id;
+  all.limit = 1;
+  ASSERT_OK_AND_ASSIGN(list, index_->ListAlerts(all));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].subject, "pc2");
+
+  ASSERT_OK(index_->DeleteNotificationChannel(hook.id));
+  EXPECT_TRUE(absl::IsNotFound(index_->DeleteNotificationChannel(hook.id)));
+}
+
 // ---- ordering and concurrent compare-and-set ----------------------------------------------------
 
 TEST_P(StateIndexConformance, NamesAndPathsOrderByBytes) {

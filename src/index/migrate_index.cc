@@ -40,6 +40,15 @@ constexpr DerivedColumn kDerivedColumns[] = {
     {"sync_runs", "seq", "rowid"},
 };
 
+// Tables a migration seeds with rows (default alert rules, 0005): a fresh target has them, and
+// the copy replaces them with the source's rows (the source has its own seeded, maybe edited, set).
+constexpr const char* kSeededTables[] = {"alert_rules"};
+
+bool IsSeeded(const std::string& table) {
+  return std::any_of(std::begin(kSeededTables), std::end(kSeededTables),
+                     [&](const char* t) { return table == t; });
+}
+
 struct Column {
   std::string name;
   std::string pg_type;      // format_type(): bigint, integer, text, boolean, ...
@@ -344,6 +353,7 @@ absl::StatusOr<MigrateIndexReport> MigrateIndex(const std::string& from_url,
     stage = "locking the target's tables";
     tx.exec(absl::StrCat("LOCK TABLE ", absl::StrJoin(quoted, ", "), " IN EXCLUSIVE MODE"));
     for (const Table& t : tables) {
+      if (IsSeeded(t.name)) continue;
       if (tx.exec(absl::StrCat("SELECT EXISTS (SELECT 1 FROM ", QuoteIdent(t.name), ")"))[0][0]
               .as<bool>()) {
         return absl::FailedPreconditionError(
@@ -362,6 +372,7 @@ absl::StatusOr<MigrateIndexReport> MigrateIndex(const std::string& from_url,
         count.executeStep();
         expected = count.getColumn(0).getInt64();
       }
+      if (IsSeeded(t.name)) tx.exec(absl::StrCat("DELETE FROM ", QuoteIdent(t.name)));
       const int64_t copied = CopyTable(db, tx, t, expected, options);
       AdvanceSequences(tx, t);
       const int64_t landed =

@@ -238,10 +238,90 @@ class MigrateIndexTest : public testing::Test {
     ASSERT_OK_AND_ASSIGN(bool leased, index.TryAcquireLease("janitor", "host:1:ab", 60'000, kT0));
     ASSERT_TRUE(leased);
     ASSERT_OK(index.RecordLongPoll(pc1.id, "host:1:ab:7", kT0 + 800));
+
+    // Observability: health, logs, an edited default rule, a new rule, alerts, a channel, outbox.
+    ASSERT_OK(index.RecordRunnerHealth(pc1.id, R"({"backlog_files":2})"));
+    std::vector<AgentLogRecord> logs;
+    for (int i = 1; i <= 30; ++i) {
+      AgentLogRecord r;
+      r.seq = i;
+      r.time_ms = kT0 + 900 + i;
+      r.level = i % 3 ? "info" : "warn";
+      r.message = absl::StrCat("line \"", i, "\" ü");
+      r.fields_json = R"({"job":"raw"})";
+      logs.push_back(r);
+    }
+    ASSERT_OK(index.AppendAgentLogs(pc1.id, logs, kT0 + 950).status());
+    ASSERT_OK_AND_ASSIGN(std::vector<AlertRule> rules, index.ListAlertRules());
+    AlertRule edited = rules.front();
+    edited.params_json = R"({"minutes":3})";
+    edited.enabled = false;
+    ASSERT_OK(index.PutAlertRule(edited, kT0 + 960).status());
+    AlertRule mine;
+    mine.name = "mine";
+    mine.kind = "runner_offline";
+    mine.severity = "critical";
+    mine.scope_kind = "runner";
+    mine.scope = "pc1";
+    ASSERT_OK_AND_ASSIGN(mine, index.PutAlertRule(mine, kT0 + 961));
+    NotificationChannel hook;
+    hook.name = "hook";
+    hook.kind = "webhook";
+    hook.config_json = R"({"url":"http://x/y"})";
+    ASSERT_OK(index.PutNotificationChannel(hook, kT0 + 962).status());
+    ASSERT_OK_AND_ASSIGN(auto fired, index.FireAlert(mine.id, "pc1", "pc1 offline", R"({"a":1})", kT0 + 963));
+    ASSERT_OK(index.FireAlert(mine.id, "pc2", "pc2 offline", "{}", kT0 + 964).status());
+    ASSERT_OK(index.ResolveAlert(fired.alert.id, kT0 + 965).status());
+    ASSERT_OK(index.AckAlert(fired.alert.id, "alice", kT0 + 966).status());
+  }
+
+  void ExpectSameObservability(StateIndex& a, StateIndex& b) {
+    auto rules = [](StateIndex& x) {
+      std::string out;
+      auto list = x.ListAlertRules();
+      EXPECT_TRUE(list.ok());
+      for (const auto& r : *list) {
+        absl::StrAppend(&out, r.id, "|", r.name, "|", r.kind, "|", r.severity, "|", r.scope_kind, ":", r.scope,
+                        "|", r.params_json, "|", r.enabled, "|", r.updated_at_ms, "\n");
+      }
+      return out;
+    };
+    EXPECT_EQ(rules(a), rules(b));
+    EXPECT_NE(rules(b).find("mine|runner_offline|critical|runner:pc1"), std::string::npos);
+    auto logs = [](StateIndex& x) {
+      std::string out;
+      AgentLogFilter f;
+      f.limit = 1000;
+      auto list = x.ListAgentLogs(f);
+      EXPECT_TRUE(list.ok());
+      for (const auto& r : *list) {
+        absl::StrAppend(&out, r.id, "|", r.runner_name, "|", r.seq, "|", r.time_ms, "|", r.level, "|", r.message,
+                        "|", r.fields_json, "\n");
+      }
+      return out;
+    };
+    EXPECT_EQ(logs(a), logs(b));
+    auto alerts = [](StateIndex& x) {
+      std::string out;
+      auto list = x.ListAlerts(AlertFilter{});
+      EXPECT_TRUE(list.ok());
+      for (const auto& r : *list) {
+        absl::StrAppend(&out, r.id, "|", r.rule_name, "|", r.subject, "|", r.details_json, "|", r.fired_at_ms, "|",
+                        r.resolved_at_ms, "|", r.acknowledged_by, "\n");
+      }
+      auto due = x.DueDeliveries(kT0 + 10'000, 10, 100);
+      EXPECT_TRUE(due.ok());
+      for (const auto& d : *due) absl::StrAppend(&out, d.id, ":", d.transition, ":", d.channel.name, "\n");
+      return out;
+    };
+    EXPECT_EQ(alerts(a), alerts(b));
+    ASSERT_OK_AND_ASSIGN(Runner pc1, b.GetRunnerByName("pc1"));
+    EXPECT_EQ(pc1.health_json, R"({"backlog_files":2})");
   }
 
   // Asserts that `a` and `b` answer every read alike.
   void ExpectSameThroughInterface(StateIndex& a, StateIndex& b) {
+    ExpectSameObservability(a, b);
     ASSERT_OK_AND_ASSIGN(std::vector<Runner> runners, a.ListRunners());
     ASSERT_OK_AND_ASSIGN(std::vector<Runner> runners_b, b.ListRunners());
     EXPECT_EQ(DescribeAll(runners), DescribeAll(runners_b));

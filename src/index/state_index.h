@@ -33,6 +33,9 @@ struct Runner {
   int64_t jobs_version = 0;      // bumped on every job change of this runner
   int64_t created_at_ms = 0, approved_at_ms = 0, last_heartbeat_at_ms = 0,
           last_activity_at_ms = 0;
+  // Last reported health, JSON object (see migrations 0005): disk_free, backlog_files,
+  // backlog_bytes, current_run, clock_offset_ms, at_ms. "{}" before the first report.
+  std::string health_json = "{}";
 };
 
 struct Enrollment {
@@ -181,6 +184,84 @@ struct AuditFilter {
 struct HourlyStat {
   int64_t hour_start_ms = 0;     // Unix ms, a multiple of 3,600,000
   uint64_t runs = 0, files_uploaded = 0, bytes_uploaded = 0, files_failed = 0;
+};
+
+// ---- observability (migration 0005) ----------------------------------------------------------
+
+// One log record shipped by an agent.
+struct AgentLogRecord {
+  int64_t id = 0;                // assigned by the index
+  int64_t runner_id = 0;
+  std::string runner_name;       // filled by ListAgentLogs
+  int64_t seq = 0;               // agent-side sequence number; unique per runner
+  int64_t time_ms = 0;           // Unix ms, agent clock
+  std::string level;             // debug | info | warn | error
+  std::string message;
+  std::string correlation_id;
+  std::string fields_json = "{}";  // JSON object
+};
+
+struct AgentLogFilter {
+  std::optional<int64_t> runner_id;
+  std::vector<std::string> levels;  // empty = all
+  std::string grep;              // substring of the message; "" = any
+  int64_t since_ms = 0;          // time_ms >= since_ms (0 = no bound)
+  int64_t until_ms = 0;          // time_ms <  until_ms (0 = no bound)
+  int64_t before_id = 0;         // id < before_id (0 = no bound): newest-first paging
+  int64_t after_id = 0;          // id > after_id (0 = no bound): following new records
+  int limit = 100;               // at most 1000
+};
+
+struct AlertRule {
+  int64_t id = 0;
+  std::string name;              // unique, [A-Za-z0-9._-]
+  std::string kind;              // runner_offline | job_no_sync | ... (server/alerts.h)
+  std::string severity;          // info | warning | critical
+  std::string scope_kind;        // "" | runner | group | job
+  std::string scope;             // runner name, group name or RUNNER/JOB
+  std::string params_json = "{}";  // JSON object of thresholds
+  bool enabled = true;
+  int64_t created_at_ms = 0, updated_at_ms = 0;
+};
+
+struct Alert {
+  int64_t id = 0;
+  int64_t rule_id = 0;
+  std::string rule_name, kind, severity;  // of the rule, filled by reads
+  std::string subject;
+  std::string message;
+  std::string details_json = "{}";
+  int64_t fired_at_ms = 0;
+  int64_t resolved_at_ms = 0;    // 0 = active
+  std::string acknowledged_by;   // "" = not acknowledged
+  int64_t acknowledged_at_ms = 0;
+};
+
+struct AlertFilter {
+  bool active_only = false;
+  std::optional<int64_t> rule_id;
+  int64_t before_id = 0;         // id < before_id (0 = no bound); newest first
+  int limit = 100;               // at most 1000
+};
+
+struct NotificationChannel {
+  int64_t id = 0;
+  std::string name;
+  std::string kind;              // webhook | email
+  std::string config_json = "{}";  // JSON object; may hold secrets (SMTP password): never logged
+  std::string min_severity = "info";
+  bool enabled = true;
+  int64_t created_at_ms = 0, last_success_at_ms = 0, last_error_at_ms = 0;
+  std::string last_error;
+};
+
+// One due outbox row with what sending it needs.
+struct PendingDelivery {
+  int64_t id = 0;
+  std::string transition;        // fired | resolved
+  int attempts = 0;              // made so far
+  Alert alert;
+  NotificationChannel channel;
 };
 
 class StateIndex {
@@ -378,6 +459,74 @@ class StateIndex {
       int64_t now_ms, const std::string& created_by = "") = 0;
   // Active (not revoked) token by hash; NotFound otherwise.
   [[nodiscard]] virtual absl::StatusOr<AdminToken> FindAdminToken(const std::string& token_hash) = 0;
+
+  // ---- observability: runner health ----------------------------------------------------------
+  // Stores the runner's health JSON (object). NotFound for an unknown runner.
+  [[nodiscard]] virtual absl::Status RecordRunnerHealth(int64_t runner_id,
+                                                        const std::string& health_json) = 0;
+
+  // ---- observability: agent logs ---------------------------------------------------------------
+  // Inserts the records of one runner (their runner_id is ignored), skipping any whose seq the
+  // runner already shipped (idempotent retries). Returns the number inserted. One transaction.
+  [[nodiscard]] virtual absl::StatusOr<int64_t> AppendAgentLogs(
+      int64_t runner_id, const std::vector<AgentLogRecord>& records, int64_t now_ms) = 0;
+  // Newest first (by id), or oldest first when filter.after_id > 0.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<AgentLogRecord>> ListAgentLogs(
+      const AgentLogFilter& filter) = 0;
+  // Deletes records with time_ms < before_ms. Returns how many.
+  [[nodiscard]] virtual absl::StatusOr<int64_t> PruneAgentLogs(int64_t before_ms) = 0;
+
+  // ---- observability: alert rules ----------------------------------------------------------------
+  // rule.id == 0 creates (AlreadyExists on a taken name), else replaces every field but
+  // created_at (NotFound for an unknown id). Returns the stored rule.
+  [[nodiscard]] virtual absl::StatusOr<AlertRule> PutAlertRule(const AlertRule& rule,
+                                                               int64_t now_ms) = 0;
+  // Ordered by id.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<AlertRule>> ListAlertRules() = 0;
+  // Deletes the rule and its alerts. NotFound for an unknown id.
+  [[nodiscard]] virtual absl::Status DeleteAlertRule(int64_t rule_id) = 0;
+
+  // ---- observability: alerts ---------------------------------------------------------------------
+  // Fires an alert of `rule_id` about `subject` unless one is active already: then returns that
+  // one and fired = false. A new alert queues a `fired` delivery for every enabled channel whose
+  // min_severity the rule's severity reaches, in the same transaction.
+  struct FireResult {
+    Alert alert;
+    bool fired = false;
+  };
+  [[nodiscard]] virtual absl::StatusOr<FireResult> FireAlert(int64_t rule_id,
+                                                             const std::string& subject,
+                                                             const std::string& message,
+                                                             const std::string& details_json,
+                                                             int64_t now_ms) = 0;
+  // Resolves the alert if active (queueing `resolved` deliveries like FireAlert); returns true
+  // when it was active. NotFound for an unknown id.
+  [[nodiscard]] virtual absl::StatusOr<bool> ResolveAlert(int64_t alert_id, int64_t now_ms) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Alert> GetAlert(int64_t alert_id) = 0;
+  // Newest first.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Alert>> ListAlerts(const AlertFilter& filter) = 0;
+  // Records who acknowledged it (the first acknowledgement stays). NotFound for an unknown id.
+  [[nodiscard]] virtual absl::StatusOr<Alert> AckAlert(int64_t alert_id, const std::string& by,
+                                                       int64_t now_ms) = 0;
+
+  // ---- observability: notification channels and their outbox ----------------------------------
+  // channel.id == 0 creates (AlreadyExists on a taken name), else replaces name, kind, config,
+  // min_severity and enabled (NotFound for an unknown id).
+  [[nodiscard]] virtual absl::StatusOr<NotificationChannel> PutNotificationChannel(
+      const NotificationChannel& channel, int64_t now_ms) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<NotificationChannel>> ListNotificationChannels() = 0;
+  [[nodiscard]] virtual absl::Status DeleteNotificationChannel(int64_t channel_id) = 0;
+  // Undelivered deliveries to enabled channels with next_attempt_at <= now_ms and attempts <
+  // max_attempts, oldest first, at most `limit`. Callers serialise sending through a lease (nothing is claimed here).
+  [[nodiscard]] virtual absl::StatusOr<std::vector<PendingDelivery>> DueDeliveries(
+      int64_t now_ms, int max_attempts, int limit) = 0;
+  // Records one attempt: delivered (error == "") sets delivered_at and the channel's
+  // last_success_at; otherwise stores the error on the delivery and the channel and schedules
+  // the next attempt at next_attempt_ms. attempts += 1.
+  [[nodiscard]] virtual absl::Status RecordDeliveryAttempt(int64_t delivery_id,
+                                                           const std::string& error,
+                                                           int64_t next_attempt_ms,
+                                                           int64_t now_ms) = 0;
   [[nodiscard]] virtual absl::StatusOr<int64_t> CountAdminTokens() = 0;
   // Every token, revoked ones too, newest first.
   [[nodiscard]] virtual absl::StatusOr<std::vector<AdminToken>> ListAdminTokens() = 0;

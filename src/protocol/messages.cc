@@ -108,16 +108,77 @@ void from_json(const json& j, Command& v) {
   DS_OPT(run_id);
 }
 
+void to_json(json& j, const DiskFree& v) {
+  j = json{{"job", v.job}, {"path", v.path}, {"free_bytes", v.free_bytes}, {"total_bytes", v.total_bytes}};
+}
+void from_json(const json& j, DiskFree& v) {
+  DS_OPT(job);
+  DS_OPT(path);
+  DS_REQ(free_bytes);
+  DS_REQ(total_bytes);
+}
+
+void to_json(json& j, const RunProgress& v) {
+  j = json{{"run_id", v.run_id}, {"job", v.job}, {"files_total", v.files_total},
+           {"files_done", v.files_done}, {"bytes_total", v.bytes_total}, {"bytes_done", v.bytes_done},
+           {"started_at_ms", v.started_at_ms}};
+}
+void from_json(const json& j, RunProgress& v) {
+  DS_OPT(run_id);
+  DS_OPT(job);
+  DS_OPT(files_total);
+  DS_OPT(files_done);
+  DS_OPT(bytes_total);
+  DS_OPT(bytes_done);
+  DS_OPT(started_at_ms);
+}
+
 void to_json(json& j, const HeartbeatRequest& v) {
   j = json{{"agent_version", v.agent_version}, {"state", v.state},
            {"current_run", v.current_run}, {"jobs_version", v.jobs_version}};
+  if (v.agent_time_ms != 0) j["agent_time_ms"] = v.agent_time_ms;
+  if (!v.disk_free.empty()) j["disk_free"] = v.disk_free;
+  if (v.backlog_files >= 0) j["backlog_files"] = v.backlog_files;
+  if (v.backlog_bytes >= 0) j["backlog_bytes"] = v.backlog_bytes;
+  if (v.progress) j["progress"] = *v.progress;
 }
 void from_json(const json& j, HeartbeatRequest& v) {
   DS_OPT(agent_version);
   DS_OPT(state);
   DS_OPT(current_run);
   DS_OPT(jobs_version);
+  DS_OPT(agent_time_ms);
+  DS_OPT(disk_free);
+  DS_OPT(backlog_files);
+  DS_OPT(backlog_bytes);
+  auto it = j.find("progress");
+  if (it != j.end() && !it->is_null()) v.progress = it->get<RunProgress>();
 }
+
+void to_json(json& j, const LogRecord& v) {
+  j = json{{"seq", v.seq}, {"time_ms", v.time_ms}, {"level", v.level}, {"message", v.message},
+           {"correlation_id", v.correlation_id}};
+  json fields = json::parse(v.fields_json, nullptr, /*allow_exceptions=*/false);
+  j["fields"] = fields.is_object() ? fields : json::object();
+}
+void from_json(const json& j, LogRecord& v) {
+  DS_REQ(seq);
+  DS_REQ(time_ms);
+  DS_REQ(level);
+  DS_REQ(message);
+  DS_OPT(correlation_id);
+  auto it = j.find("fields");
+  if (it != j.end() && !it->is_null()) {
+    if (!it->is_object()) throw json::type_error::create(302, "field 'fields' must be an object", &*it);
+    v.fields_json = it->dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+}
+
+void to_json(json& j, const LogBatch& v) { j = json{{"records", v.records}}; }
+void from_json(const json& j, LogBatch& v) { DS_REQ(records); }
+
+void to_json(json& j, const LogBatchResponse& v) { j = json{{"accepted", v.accepted}}; }
+void from_json(const json& j, LogBatchResponse& v) { DS_OPT(accepted); }
 
 void to_json(json& j, const HeartbeatResponse& v) {
   j = json{{"interval_ms", v.interval_ms}, {"jobs_version", v.jobs_version},
@@ -312,6 +373,8 @@ DS_INSTANTIATE(EnrollmentStatus)
 DS_INSTANTIATE(JobSpec)
 DS_INSTANTIATE(Command)
 DS_INSTANTIATE(HeartbeatRequest)
+DS_INSTANTIATE(LogBatch)
+DS_INSTANTIATE(LogBatchResponse)
 DS_INSTANTIATE(HeartbeatResponse)
 DS_INSTANTIATE(CommandsResponse)
 DS_INSTANTIATE(ManifestEntry)

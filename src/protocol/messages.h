@@ -56,11 +56,32 @@ struct Command {
 };
 
 // ---- heartbeat --------------------------------------------------------------------------------
+// Free space on the volume holding one job's folder (statvfs).
+struct DiskFree {
+  std::string job;
+  std::string path;
+  uint64_t free_bytes = 0;         // bytes available to the agent
+  uint64_t total_bytes = 0;        // bytes
+};
+// Progress of the run in progress.
+struct RunProgress {
+  std::string run_id;
+  std::string job;
+  uint64_t files_total = 0, files_done = 0;   // files to upload, uploaded or failed so far
+  uint64_t bytes_total = 0, bytes_done = 0;   // bytes
+  int64_t started_at_ms = 0;                  // Unix ms, agent clock
+};
 struct HeartbeatRequest {
   std::string agent_version;
   std::string state;               // idle | syncing | offline-catchup
   std::string current_run;         // correlation id, empty when idle
   int64_t jobs_version = -1;       // what the agent holds; -1 = none
+  // Health (optional; older agents send none of these):
+  int64_t agent_time_ms = 0;       // Unix ms by the agent's clock when sent; 0 = not sent
+  std::vector<DiskFree> disk_free;
+  int64_t backlog_files = -1;      // files found by the last scans and not yet uploaded; -1 = unknown
+  int64_t backlog_bytes = -1;      // bytes of those; -1 = unknown
+  std::optional<RunProgress> progress;
 };
 struct HeartbeatResponse {
   int64_t interval_ms = 60'000;
@@ -155,6 +176,24 @@ struct RunSummary {
   std::string error;
 };
 
+// ---- agent logs (POST /agent/logs) -------------------------------------------------------------
+inline constexpr size_t kMaxLogBatch = 1'000;        // records per request
+inline constexpr size_t kMaxLogMessageBytes = 8'192;  // longer messages are cut
+struct LogRecord {
+  int64_t seq = 0;                 // agent-side, increasing; the server de-duplicates by it
+  int64_t time_ms = 0;             // Unix ms, agent clock
+  std::string level;               // debug | info | warn | error
+  std::string message;
+  std::string correlation_id;      // run id, "" outside a run
+  std::string fields_json = "{}";  // on the wire: a JSON object "fields"
+};
+struct LogBatch {
+  std::vector<LogRecord> records;  // ascending seq, at most kMaxLogBatch
+};
+struct LogBatchResponse {
+  uint64_t accepted = 0;           // newly stored (repeats are not counted)
+};
+
 struct Problem {
   std::string type = "about:blank";
   std::string title;
@@ -171,7 +210,12 @@ DS_DECLARE_JSON(RegisterResponse)
 DS_DECLARE_JSON(EnrollmentStatus)
 DS_DECLARE_JSON(JobSpec)
 DS_DECLARE_JSON(Command)
+DS_DECLARE_JSON(DiskFree)
+DS_DECLARE_JSON(RunProgress)
 DS_DECLARE_JSON(HeartbeatRequest)
+DS_DECLARE_JSON(LogRecord)
+DS_DECLARE_JSON(LogBatch)
+DS_DECLARE_JSON(LogBatchResponse)
 DS_DECLARE_JSON(HeartbeatResponse)
 DS_DECLARE_JSON(CommandsResponse)
 DS_DECLARE_JSON(ManifestEntry)

@@ -19,6 +19,13 @@ using nlohmann::json;
 constexpr size_t kMaxGlobs = 64;
 constexpr size_t kMaxGlobBytes = 256;
 
+// The runner's last reported health (docs/api.md), or null before its first report.
+json HealthJson(const Runner& r) {
+  json h = json::parse(r.health_json, nullptr, /*allow_exceptions=*/false);
+  if (!h.is_object() || h.empty()) return nullptr;
+  return h;
+}
+
 json RunnerJson(const Runner& r, int64_t now_ms, int64_t heartbeat_ms) {
   bool online = r.status == "approved" && r.last_heartbeat_at_ms > 0 &&
                 now_ms - r.last_heartbeat_at_ms <= 3 * heartbeat_ms;
@@ -36,7 +43,10 @@ json RunnerJson(const Runner& r, int64_t now_ms, int64_t heartbeat_ms) {
               {"created_at", FormatIsoUtc(r.created_at_ms)},
               {"approved_at", FormatIsoUtc(r.approved_at_ms)},
               {"last_heartbeat_at", FormatIsoUtc(r.last_heartbeat_at_ms)},
-              {"last_activity_at", FormatIsoUtc(r.last_activity_at_ms)}};
+              {"last_activity_at", FormatIsoUtc(r.last_activity_at_ms)},
+              {"last_heartbeat_at_ms", r.last_heartbeat_at_ms},
+              {"last_activity_at_ms", r.last_activity_at_ms},
+              {"health", HealthJson(r)}};
 }
 
 json JobJson(const Job& j) {
@@ -414,6 +424,15 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
   DS_ASSIGN_OR_RETURN(int schema, ctx->index->SchemaVersion());
   DS_ASSIGN_OR_RETURN(int64_t size, ctx->index->SizeBytes());
   DS_ASSIGN_OR_RETURN(auto active, ctx->index->ListReconciles(std::nullopt, true, 1000));
+  AlertFilter unresolved;
+  unresolved.active_only = true;
+  unresolved.limit = 1000;
+  DS_ASSIGN_OR_RETURN(auto alerts, ctx->index->ListAlerts(unresolved));
+  DS_ASSIGN_OR_RETURN(auto channels, ctx->index->ListNotificationChannels());
+  json failing_channels = json::array();
+  for (const auto& c : channels) {
+    if (c.enabled && c.last_error_at_ms > c.last_success_at_ms) failing_channels.push_back(c.name);
+  }
   json counts = json::object();
   int64_t now = ctx->NowMs();
   int online = 0;
@@ -434,11 +453,19 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
               {"index_budget_used_percent",
                ctx->config.index_budget_bytes > 0 ? 100.0 * size / ctx->config.index_budget_bytes : 0.0},
               {"run_retention_days", ctx->config.run_retention.count() / 86'400'000},
-              {"reconciles_active", active.size()}}
+              {"reconciles_active", active.size()},
+              {"alerts_active", alerts.size()},
+              {"channels_failing", failing_channels}}
       .dump();
 }
 
 }  // namespace
+
+std::string AdminActorName(ServerContext* ctx, const Request& req) {
+  // Token or session, as the request's admin handler authorized it ("token:NAME", "user:NAME").
+  auto who = AuthorizeAdmin(ctx, req, /*any_role=*/true);
+  return who.ok() ? who->actor : "";
+}
 
 void AddAdminRoutes(ServerContext* ctx, Router* router) {
   // Every admin route goes through AdminHandler (accounts_api.cc): token or session cookie,
@@ -540,6 +567,7 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
   router->Add("GET", base + "/runs/{run}", admin([ctx](const Request& req, const PathParams& p) { return GetRun(ctx, req, p.at("run")); }));
   router->Add("GET", base + "/runs/{run}/files",
               admin([ctx](const Request& req, const PathParams& p) { return RunFiles(ctx, req, p.at("run")); }));
+  AddObservabilityAdminRoutes(ctx, router, [&admin](AdminHandlerFn fn, int ok_status) { return admin(fn, ok_status); });
 }
 
 }  // namespace ds

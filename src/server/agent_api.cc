@@ -134,6 +134,77 @@ absl::StatusOr<std::string> PollEnrollment(ServerContext* ctx, const Request& re
   return protocol::Encode(out);
 }
 
+// Stores the health a heartbeat carries (nothing from an agent that sends none).
+absl::Status RecordHealth(ServerContext* ctx, const Runner& runner, const protocol::HeartbeatRequest& hb) {
+  if (hb.agent_time_ms == 0 && hb.disk_free.empty() && hb.backlog_files < 0 && !hb.progress) {
+    return absl::OkStatus();
+  }
+  constexpr size_t kMaxVolumes = 256;
+  json h = json::object();
+  json disks = json::array();
+  for (size_t i = 0; i < hb.disk_free.size() && i < kMaxVolumes; ++i) {
+    const auto& d = hb.disk_free[i];
+    disks.push_back({{"job", d.job.substr(0, 64)}, {"path", d.path.substr(0, 1024)},
+                     {"free_bytes", d.free_bytes}, {"total_bytes", d.total_bytes}});
+  }
+  h["disk_free"] = disks;
+  h["backlog_files"] = std::max<int64_t>(hb.backlog_files, 0);
+  h["backlog_bytes"] = std::max<int64_t>(hb.backlog_bytes, 0);
+  if (hb.progress) {
+    json p = *hb.progress;
+    p["run_id"] = hb.progress->run_id.substr(0, 64);
+    p["job"] = hb.progress->job.substr(0, 64);
+    h["current_run"] = p;
+  } else {
+    h["current_run"] = nullptr;
+  }
+  // Server minus agent clock; the request's transit time is within the error.
+  const int64_t now = ctx->NowMs();
+  h["clock_offset_ms"] = hb.agent_time_ms != 0 ? json(now - hb.agent_time_ms) : json(nullptr);
+  h["at_ms"] = now;
+  return ctx->index->RecordRunnerHealth(runner.id, h.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+// POST /agent/logs: a batch of the agent's log records, idempotent by (runner, seq).
+absl::StatusOr<std::string> Logs(ServerContext* ctx, const Request& req) {
+  DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
+  DS_ASSIGN_OR_RETURN(auto batch, protocol::Decode<protocol::LogBatch>(req.body));
+  if (batch.records.size() > protocol::kMaxLogBatch) {
+    return absl::ResourceExhaustedError(absl::StrCat("log batch of ", batch.records.size(), " records exceeds ",
+                                                     protocol::kMaxLogBatch));
+  }
+  std::vector<AgentLogRecord> records;
+  records.reserve(batch.records.size());
+  for (size_t i = 0; i < batch.records.size(); ++i) {
+    auto& in = batch.records[i];
+    if (in.level != "debug" && in.level != "info" && in.level != "warn" && in.level != "error") {
+      return absl::InvalidArgumentError(absl::StrCat("records[", i, "]: level must be debug, info, warn or error"));
+    }
+    if (in.seq <= 0) return absl::InvalidArgumentError(absl::StrCat("records[", i, "]: seq must be positive"));
+    AgentLogRecord r;
+    r.seq = in.seq;
+    r.time_ms = in.time_ms;
+    r.level = in.level;
+    r.message = std::move(in.message);
+    if (r.message.size() > protocol::kMaxLogMessageBytes) {
+      // Cut at a character boundary.
+      size_t cut = protocol::kMaxLogMessageBytes;
+      while (cut > 0 && (static_cast<unsigned char>(r.message[cut]) & 0xC0) == 0x80) --cut;
+      r.message.resize(cut);
+    }
+    r.message.erase(std::remove(r.message.begin(), r.message.end(), '\0'), r.message.end());
+    r.correlation_id = in.correlation_id.size() <= 64 ? in.correlation_id : "";
+    r.correlation_id.erase(std::remove(r.correlation_id.begin(), r.correlation_id.end(), '\0'),
+                           r.correlation_id.end());
+    r.fields_json = in.fields_json.size() <= 4096 ? in.fields_json : "{}";
+    if (r.fields_json.find("\\u0000") != std::string::npos) r.fields_json = "{}";
+    records.push_back(std::move(r));
+  }
+  DS_ASSIGN_OR_RETURN(int64_t n, ctx->index->AppendAgentLogs(runner.id, records, ctx->NowMs()));
+  ctx->metrics.Add("datasync_agent_log_records_total", {}, static_cast<double>(n));
+  return protocol::Encode(protocol::LogBatchResponse{static_cast<uint64_t>(n)});
+}
+
 absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
   DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
   DS_ASSIGN_OR_RETURN(auto hb, protocol::Decode<protocol::HeartbeatRequest>(req.body));
@@ -142,6 +213,9 @@ absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
   }
   DS_RETURN_IF_ERROR(ctx->index->RecordHeartbeat(runner.id, hb.agent_version, hb.state,
                                                  hb.current_run, ctx->NowMs()));
+  if (absl::Status st = RecordHealth(ctx, runner, hb); !st.ok()) {
+    spdlog::warn("runner={} health not recorded: {}", runner.name, st);
+  }
   // Orphaned runs: anything of this runner still `running` that the agent no longer reports as
   // its current run (it crashed or restarted between compare and complete), past a grace period
   // that covers a heartbeat racing a run's start.
@@ -424,8 +498,22 @@ absl::StatusOr<std::string> Grant(ServerContext* ctx, const Request& req,
       protocol::GrantResponse{std::move(g.url), g.expires_unix_ms, std::move(g.kept_version)});
 }
 
+absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& req,
+                                           const std::string& job_name);
+
 absl::StatusOr<std::string> Compare(ServerContext* ctx, const Request& req,
                                     const std::string& job_name) {
+  auto started = std::chrono::steady_clock::now();
+  auto out = CompareUntimed(ctx, req, job_name);
+  if (out.ok()) {
+    ctx->metrics.Observe("datasync_compare_duration_seconds",
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& req,
+                                           const std::string& job_name) {
   DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
   if (!IsValidName(job_name)) return absl::NotFoundError("no such job");
   auto job = ctx->index->GetJob(runner.id, job_name);
@@ -459,18 +547,27 @@ absl::StatusOr<std::string> Compare(ServerContext* ctx, const Request& req,
                                                     cmp.trigger, ctx->NowMs()));
   DS_ASSIGN_OR_RETURN(auto rows, ctx->index->LookupSyncedFiles(job->spec.id, paths));
   std::unordered_map<std::string_view, IndexedFile> indexed;
+  std::unordered_map<std::string_view, const SyncedFile*> synced;
   indexed.reserve(rows.size());
-  for (const auto& r : rows) indexed.emplace(r.path, IndexedFile{r.size, r.sha256});
+  for (const auto& r : rows) {
+    indexed.emplace(r.path, IndexedFile{r.size, r.sha256});
+    synced.emplace(r.path, &r);
+  }
 
   protocol::CompareResponse out;
   out.run_id = cmp.run_id;
   out.storage_url = ctx->storage_url;
   std::vector<RunFile> planned;
+  std::vector<ChangedFile> changed;
   for (const auto& e : cmp.files) {
     auto it = indexed.find(e.path);
     auto reason = PlanReason(e, it == indexed.end() ? nullptr : &it->second);
     if (!reason) continue;
     std::string key = JoinKey(job->spec.dest_prefix, e.path);
+    if (auto was = synced.find(e.path); was != synced.end() && was->second->sha256 != e.sha256) {
+      // Measurement files should never change once synced: the operator must hear of it.
+      changed.push_back(ChangedFile{*was->second, e.size, e.sha256});
+    }
     out.upload.push_back(protocol::UploadInstruction{e.path, key, *reason});
     RunFile rf;
     rf.path = e.path;
@@ -485,6 +582,7 @@ absl::StatusOr<std::string> Compare(ServerContext* ctx, const Request& req,
   DS_RETURN_IF_ERROR(ctx->index->RecordPlanned(
       cmp.run_id, planned, cmp.last ? static_cast<int64_t>(cmp.total_files) : -1,
       cmp.last ? static_cast<int64_t>(cmp.total_bytes) : -1));
+  ReportFilesChanged(ctx, runner.name, job_name, cmp.run_id, changed);
   spdlog::info("compare runner={} job={} run={}: {} entries, {} to upload{}", runner.name,
                job_name, cmp.run_id, cmp.files.size(), out.upload.size(), cmp.last ? " (last batch)" : "");
   (void)run;
@@ -552,6 +650,10 @@ absl::StatusOr<std::string> Complete(ServerContext* ctx, const Request& req,
       state = FinalState(current, cmp.interrupted, cmp.error);
       DS_ASSIGN_OR_RETURN(Run done, ctx->index->FinishRun(run_id, state, cmp.error, ctx->NowMs()));
       const auto& s = done.summary;
+      // Counted when the run closes, so a retried batch is never counted twice.
+      ctx->metrics.Add("datasync_runs_total", {{"result", state}});
+      ctx->metrics.Add("datasync_files_synced_total", {}, static_cast<double>(s.files_uploaded));
+      ctx->metrics.Add("datasync_bytes_synced_total", {}, static_cast<double>(s.bytes_uploaded));
       spdlog::info("run={} runner={} job={} finished {}: {} seen, {} uploaded ({} bytes), {} failed, {} skipped",
                    run_id, runner.name, s.job, state, s.files_seen, s.files_uploaded, s.bytes_uploaded,
                    s.files_failed, s.files_skipped);
@@ -593,6 +695,8 @@ void AddAgentRoutes(ServerContext* ctx, Router* router) {
               sync([ctx](const Request& req, const PathParams& p) {
                 return Grant(ctx, req, p.at("run"));
               }));
+  router->Add("POST", "/api/v1/agent/logs",
+              sync([ctx](const Request& req, const PathParams&) { return Logs(ctx, req); }));
   router->Add("GET", "/api/v1/agent/releases/{version}/{file}",
               [ctx](const Request& req, const PathParams& p, Responder respond) {
                 absl::StatusOr<Runner> runner = AuthenticateAgent(ctx, req);

@@ -330,6 +330,8 @@ std::string Janitor::RunOnce() {
     last_prune_ms_ = now;
     auto n = ctx_->index->PruneHistory(now - ctx_->config.run_retention.count());
     if (n.ok() && *n > 0) absl::StrAppend(&out, "pruned ", *n, " run(s) older than the retention; ");
+    auto logs = ctx_->index->PruneAgentLogs(now - ctx_->config.log_retention.count());
+    if (logs.ok() && *logs > 0) absl::StrAppend(&out, "pruned ", *logs, " agent log record(s) older than the log retention; ");
     auto sessions = ctx_->index->PruneSessions(now, now - ctx_->config.session_idle.count());
     if (sessions.ok() && *sessions > 0) absl::StrAppend(&out, "ended ", *sessions, " expired session(s); ");
   }

@@ -5,9 +5,11 @@
 #include <optional>
 #include <string>
 
+#include "common/metrics.h"
 #include "common/time_util.h"
 #include "http/http_server.h"
 #include "index/state_index.h"
+#include "server/alerts.h"
 #include "server/background.h"
 #include "server/command_bus.h"
 #include "server/router.h"
@@ -29,11 +31,26 @@ struct ServerContext {
   std::unique_ptr<CommandBus> bus;
   std::unique_ptr<ReconcileService> reconciles;  // started after the index and storage
   std::unique_ptr<Janitor> janitor;
+  std::unique_ptr<AlertService> alerts;          // started after the index and storage
+  MetricsRegistry metrics;                       // this instance's counters (GET /metrics)
   int64_t NowMs() const { return clock->NowUnixMs(); }
 };
 
+// An admin route body: answers JSON or an error. The wrapper (admin_api.cc) authenticates first.
+using AdminHandlerFn =
+    std::function<absl::StatusOr<std::string>(const http::Request&, const PathParams&)>;
+using AdminRouteWrapper = std::function<RouteHandler(AdminHandlerFn, int ok_status)>;
+
 void AddAgentRoutes(ServerContext* ctx, Router* router);
 void AddAdminRoutes(ServerContext* ctx, Router* router);
+// Logs, alerts, alert rules, notification channels (observability_api.cc).
+void AddObservabilityAdminRoutes(ServerContext* ctx, Router* router, const AdminRouteWrapper& admin);
+// GET /metrics body (Prometheus text format).
+std::string MetricsText(ServerContext* ctx);
+void DeclareServerMetrics(MetricsRegistry* metrics);
+// Who makes an admin request, for records such as "acknowledged by" ("" when unknown).
+// REQUIRES: the request passed the admin wrapper.
+std::string AdminActorName(ServerContext* ctx, const http::Request& request);
 
 // Shared helpers for handlers.
 // The bearer token of the request, or "" when absent.

@@ -78,6 +78,16 @@ class ServerImpl final : public DataSyncServer {
     router_.Add("GET", "/healthz", [](const http::Request&, const PathParams&, http::Responder respond) {
       respond(http::JsonResponse(200, R"({"status":"ok"})"));
     });
+    router_.Add("GET", "/metrics", [this](const http::Request& req, const PathParams&, http::Responder respond) {
+      if (ctx_->config.metrics_require_auth && AdminActorName(ctx_.get(), req).empty()) {
+        return respond(http::ProblemResponse(absl::UnauthenticatedError("GET /metrics needs an admin token")));
+      }
+      http::Response r;
+      r.status = 200;
+      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      r.body = MetricsText(ctx_.get());
+      respond(std::move(r));
+    });
     router_.Add("GET", "/readyz", [this](const http::Request&, const PathParams&, http::Responder respond) {
       absl::Status st = ctx_->index->Ping();
       if (!st.ok()) {
@@ -104,13 +114,15 @@ class ServerImpl final : public DataSyncServer {
   void Stop() override {
     if (http_) http_->Stop();
     ctx_->bus.reset();  // answers any long-poll still waiting (their sessions are gone)
+    ctx_->alerts.reset();
     ctx_->janitor.reset();
     ctx_->reconciles.reset();
   }
 
  private:
   void Handle(http::Request req, http::Responder respond) {
-    if (req.path.rfind("/api/", 0) == 0 || req.path == "/healthz" || req.path == "/readyz") {
+    if (req.path.rfind("/api/", 0) == 0 || req.path == "/healthz" || req.path == "/readyz" ||
+        req.path == "/metrics") {
       router_.Dispatch(req, respond);
       return;
     }
@@ -203,6 +215,11 @@ absl::StatusOr<std::unique_ptr<DataSyncServer>> StartDataSyncServer(const Server
   DS_ASSIGN_OR_RETURN(std::string token_file, BootstrapAdminToken(ctx.get()));
   ctx->reconciles = std::make_unique<ReconcileService>(ctx.get(), instance_id);
   ctx->janitor = std::make_unique<Janitor>(ctx.get(), instance_id);
+  DeclareServerMetrics(&ctx->metrics);
+  if (config.alert_interval.count() < 100) {
+    return absl::InvalidArgumentError("the alert interval must be at least 100ms");
+  }
+  ctx->alerts = std::make_unique<AlertService>(ctx.get(), instance_id);
   auto server = std::make_unique<ServerImpl>(std::move(ctx));
   server->set_created_token_file(token_file);
   DS_RETURN_IF_ERROR(server->Start());

@@ -33,6 +33,9 @@ struct ServerConfig {
   std::chrono::milliseconds run_retention{180LL * 86'400'000};  // closed runs kept this long
   std::chrono::milliseconds janitor_interval{30'000};
   int64_t index_budget_bytes = 0;                // 0 = no budget
+  std::chrono::milliseconds alert_interval{60'000};   // between alert evaluations
+  std::chrono::milliseconds log_retention{90LL * 86'400'000};  // agent log records kept this long
+  bool metrics_require_auth = false;             // GET /metrics needs an admin token
   // Dashboard sessions: ended after this long without a request, and this long after sign-in.
   std::chrono::milliseconds session_idle{30 * 60'000};
   std::chrono::milliseconds session_max{12 * 3'600'000};

@@ -305,7 +305,8 @@ constexpr char kRunnerColumns[] = R"sql(
   id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
-  EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'))sql";
+  EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'),
+  health)sql";
 
 // "SELECT <runner columns> FROM runners <tail>".
 std::string RunnerQuery(const char* tail) {
@@ -331,6 +332,7 @@ Runner RunnerFromRow(const pqxx::row& row) {
   r.last_heartbeat_at_ms = row[13].as<int64_t>();
   r.last_activity_at_ms = row[14].as<int64_t>();
   r.pending_enrollment = row[15].as<bool>();
+  r.health_json = Text(row[16]);
   return r;
 }
 
@@ -614,6 +616,31 @@ class PostgresIndex final : public StateIndex {
   absl::StatusOr<std::vector<WaitingRunner>> CheckWaitingRunners(
       const std::vector<int64_t>& runner_ids) override;
 
+  absl::Status RecordRunnerHealth(int64_t runner_id, const std::string& health_json) override;
+  absl::StatusOr<int64_t> AppendAgentLogs(int64_t runner_id,
+                                          const std::vector<AgentLogRecord>& records,
+                                          int64_t now_ms) override;
+  absl::StatusOr<std::vector<AgentLogRecord>> ListAgentLogs(const AgentLogFilter& filter) override;
+  absl::StatusOr<int64_t> PruneAgentLogs(int64_t before_ms) override;
+  absl::StatusOr<AlertRule> PutAlertRule(const AlertRule& rule, int64_t now_ms) override;
+  absl::StatusOr<std::vector<AlertRule>> ListAlertRules() override;
+  absl::Status DeleteAlertRule(int64_t rule_id) override;
+  absl::StatusOr<FireResult> FireAlert(int64_t rule_id, const std::string& subject,
+                                       const std::string& message, const std::string& details_json,
+                                       int64_t now_ms) override;
+  absl::StatusOr<bool> ResolveAlert(int64_t alert_id, int64_t now_ms) override;
+  absl::StatusOr<Alert> GetAlert(int64_t alert_id) override;
+  absl::StatusOr<std::vector<Alert>> ListAlerts(const AlertFilter& filter) override;
+  absl::StatusOr<Alert> AckAlert(int64_t alert_id, const std::string& by, int64_t now_ms) override;
+  absl::StatusOr<NotificationChannel> PutNotificationChannel(const NotificationChannel& channel,
+                                                             int64_t now_ms) override;
+  absl::StatusOr<std::vector<NotificationChannel>> ListNotificationChannels() override;
+  absl::Status DeleteNotificationChannel(int64_t channel_id) override;
+  absl::StatusOr<std::vector<PendingDelivery>> DueDeliveries(int64_t now_ms, int max_attempts,
+                                                             int limit) override;
+  absl::Status RecordDeliveryAttempt(int64_t delivery_id, const std::string& error,
+                                     int64_t next_attempt_ms, int64_t now_ms) override;
+
   absl::StatusOr<AdminToken> CreateAdminToken(const std::string& name, const std::string& role,
                                               const std::string& token_hash, int64_t now_ms,
                                               const std::string& created_by) override;
@@ -845,10 +872,10 @@ absl::Status PostgresIndex::Migrate() {
           if (current == latest) return true;
           const auto next =
               std::find_if(kPostgresMigrations.begin(), kPostgresMigrations.end(),
-                           [&](const Migration& m) { return m.version == current + 1; });
+                           [&](const Migration& m) { return m.version > current; });
           if (next == kPostgresMigrations.end()) {
             return absl::InternalError(
-                absl::StrCat("PostgreSQL migration ", current + 1, " is missing"));
+                absl::StrCat("PostgreSQL migration after ", current, " is missing"));
           }
           tx.exec(std::string(next->sql));
           tx.exec_params(
@@ -2484,6 +2511,404 @@ absl::StatusOr<Runner> PostgresIndex::PromoteNextKey(const std::string& key_hash
                    if (r.empty()) return absl::NotFoundError("no runner has this pending key");
                    return LoadRunner(tx, r[0][0].as<int64_t>());
                  });
+}
+
+// ---- observability ------------------------------------------------------------------------------
+
+namespace {
+
+constexpr int kMaxLogsPerPage = 1000;
+constexpr int kMaxAlertsPerPage = 1000;
+
+std::string SeverityRank(const std::string& expr) {
+  return absl::StrCat("(CASE ", expr, " WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END)");
+}
+
+constexpr char kAlertColumns[] = R"sql(
+  a.id, a.rule_id, r.name, r.kind, r.severity, a.subject, a.message, a.details, a.fired_at,
+  a.resolved_at, a.acknowledged_by, a.acknowledged_at
+  FROM alerts a JOIN alert_rules r ON r.id = a.rule_id)sql";
+
+Alert AlertFromRow(const pqxx::row& row, int at = 0) {
+  Alert a;
+  a.id = row[at + 0].as<int64_t>();
+  a.rule_id = row[at + 1].as<int64_t>();
+  a.rule_name = Text(row[at + 2]);
+  a.kind = Text(row[at + 3]);
+  a.severity = Text(row[at + 4]);
+  a.subject = Text(row[at + 5]);
+  a.message = Text(row[at + 6]);
+  a.details_json = Text(row[at + 7]);
+  a.fired_at_ms = row[at + 8].as<int64_t>();
+  a.resolved_at_ms = row[at + 9].as<int64_t>();
+  a.acknowledged_by = Text(row[at + 10]);
+  a.acknowledged_at_ms = row[at + 11].as<int64_t>();
+  return a;
+}
+
+constexpr char kRuleColumns[] =
+    "id, name, kind, severity, scope_kind, scope, params, enabled, created_at, updated_at";
+
+AlertRule RuleFromRow(const pqxx::row& row) {
+  AlertRule r;
+  r.id = row[0].as<int64_t>();
+  r.name = Text(row[1]);
+  r.kind = Text(row[2]);
+  r.severity = Text(row[3]);
+  r.scope_kind = Text(row[4]);
+  r.scope = Text(row[5]);
+  r.params_json = Text(row[6]);
+  r.enabled = row[7].as<bool>();
+  r.created_at_ms = row[8].as<int64_t>();
+  r.updated_at_ms = row[9].as<int64_t>();
+  return r;
+}
+
+constexpr char kChannelColumns[] = R"sql(
+  c.id, c.name, c.kind, c.config, c.min_severity, c.enabled, c.created_at, c.last_success_at,
+  c.last_error, c.last_error_at)sql";
+
+NotificationChannel ChannelFromRow(const pqxx::row& row, int at = 0) {
+  NotificationChannel c;
+  c.id = row[at + 0].as<int64_t>();
+  c.name = Text(row[at + 1]);
+  c.kind = Text(row[at + 2]);
+  c.config_json = Text(row[at + 3]);
+  c.min_severity = Text(row[at + 4]);
+  c.enabled = row[at + 5].as<bool>();
+  c.created_at_ms = row[at + 6].as<int64_t>();
+  c.last_success_at_ms = row[at + 7].as<int64_t>();
+  c.last_error = Text(row[at + 8]);
+  c.last_error_at_ms = row[at + 9].as<int64_t>();
+  return c;
+}
+
+absl::StatusOr<Alert> LoadAlertTx(pqxx::transaction_base& tx, int64_t id) {
+  const pqxx::result r = tx.exec_params(absl::StrCat("SELECT ", kAlertColumns, " WHERE a.id = $1"), id);
+  if (r.empty()) return absl::NotFoundError(absl::StrCat("alert ", id, " not found"));
+  return AlertFromRow(r[0]);
+}
+
+void QueueDeliveriesTx(pqxx::transaction_base& tx, int64_t alert_id, const std::string& transition,
+                       int64_t now_ms) {
+  tx.exec_params(absl::StrCat(R"sql(
+    INSERT INTO notification_deliveries (alert_id, transition, channel_id, next_attempt_at, created_at)
+    SELECT a.id, $2::text, c.id, $3::bigint, $3::bigint
+    FROM alerts a JOIN alert_rules r ON r.id = a.rule_id CROSS JOIN notification_channels c
+    WHERE a.id = $1 AND c.enabled AND )sql",
+                              SeverityRank("r.severity"), " >= ", SeverityRank("c.min_severity"),
+                              " ON CONFLICT DO NOTHING"),
+                 alert_id, transition, now_ms);
+}
+
+bool AnyNul(std::initializer_list<const std::string*> values) {
+  return std::any_of(values.begin(), values.end(), [](const std::string* v) { return HasNul(*v); });
+}
+
+}  // namespace
+
+absl::Status PostgresIndex::RecordRunnerHealth(int64_t runner_id, const std::string& health_json) {
+  if (HasNul(health_json)) return absl::InvalidArgumentError("RecordRunnerHealth: NUL in health");
+  return Execute("RecordRunnerHealth", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::Status {
+    const pqxx::result r = tx.exec_params("UPDATE runners SET health = $1 WHERE id = $2", health_json, runner_id);
+    if (r.affected_rows() == 0) return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int64_t> PostgresIndex::AppendAgentLogs(int64_t runner_id,
+                                                       const std::vector<AgentLogRecord>& records,
+                                                       int64_t now_ms) {
+  for (const auto& r : records) {
+    if (AnyNul({&r.level, &r.message, &r.correlation_id, &r.fields_json})) {
+      return absl::InvalidArgumentError("AppendAgentLogs: a value contains NUL");
+    }
+  }
+  return Execute("AppendAgentLogs", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::StatusOr<int64_t> {
+    if (tx.exec_params("SELECT 1 FROM runners WHERE id = $1", runner_id).empty()) {
+      return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
+    }
+    // One statement for the batch: the columns travel as arrays.
+    std::vector<int64_t> seqs, times;
+    std::vector<std::string> levels, messages, correlations, fields;
+    for (const auto& r : records) {
+      seqs.push_back(r.seq);
+      times.push_back(r.time_ms);
+      levels.push_back(r.level);
+      messages.push_back(r.message);
+      correlations.push_back(r.correlation_id);
+      fields.push_back(r.fields_json);
+    }
+    const pqxx::result res = tx.exec_params(R"sql(
+      INSERT INTO agent_logs (runner_id, seq, time_ms, level, message, correlation_id, fields,
+                              received_at)
+      SELECT $1::bigint, s, t, l, m, c, f, $8::bigint
+      FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+           AS x(s, t, l, m, c, f)
+      ON CONFLICT (runner_id, seq) DO NOTHING)sql",
+                                            runner_id, BigintArray(seqs), BigintArray(times),
+                                            TextArray(levels), TextArray(messages),
+                                            TextArray(correlations), TextArray(fields), now_ms);
+    return static_cast<int64_t>(res.affected_rows());
+  });
+}
+
+absl::StatusOr<std::vector<AgentLogRecord>> PostgresIndex::ListAgentLogs(const AgentLogFilter& f) {
+  if (HasNul(f.grep)) return std::vector<AgentLogRecord>{};
+  for (const auto& l : f.levels) {
+    if (HasNul(l)) return std::vector<AgentLogRecord>{};
+  }
+  return Execute("ListAgentLogs", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<AgentLogRecord>> {
+    std::string sql = R"sql(
+      SELECT l.id, l.runner_id, r.name, l.seq, l.time_ms, l.level, l.message, l.correlation_id,
+             l.fields
+      FROM agent_logs l JOIN runners r ON r.id = l.runner_id
+      WHERE ($1::bigint = 0 OR l.runner_id = $1::bigint)
+        AND (cardinality($2::text[]) = 0 OR l.level = ANY($2::text[]))
+        AND ($3::text = '' OR strpos(l.message, $3::text) > 0)
+        AND ($4::bigint = 0 OR l.time_ms >= $4::bigint) AND ($5::bigint = 0 OR l.time_ms < $5::bigint)
+        AND ($6::bigint = 0 OR l.id < $6::bigint) AND ($7::bigint = 0 OR l.id > $7::bigint))sql";
+    sql += f.after_id > 0 ? " ORDER BY l.id ASC LIMIT $8::int" : " ORDER BY l.id DESC LIMIT $8::int";
+    const pqxx::result res = tx.exec_params(sql, f.runner_id.value_or(0), TextArray(f.levels), f.grep,
+                                            f.since_ms, f.until_ms, f.before_id, f.after_id,
+                                            std::clamp(f.limit, 1, kMaxLogsPerPage));
+    std::vector<AgentLogRecord> out;
+    out.reserve(res.size());
+    for (const pqxx::row& row : res) {
+      AgentLogRecord r;
+      r.id = row[0].as<int64_t>();
+      r.runner_id = row[1].as<int64_t>();
+      r.runner_name = Text(row[2]);
+      r.seq = row[3].as<int64_t>();
+      r.time_ms = row[4].as<int64_t>();
+      r.level = Text(row[5]);
+      r.message = Text(row[6]);
+      r.correlation_id = Text(row[7]);
+      r.fields_json = Text(row[8]);
+      out.push_back(std::move(r));
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<int64_t> PostgresIndex::PruneAgentLogs(int64_t before_ms) {
+  return Execute("PruneAgentLogs", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::StatusOr<int64_t> {
+    return static_cast<int64_t>(
+        tx.exec_params("DELETE FROM agent_logs WHERE time_ms < $1", before_ms).affected_rows());
+  });
+}
+
+absl::StatusOr<AlertRule> PostgresIndex::PutAlertRule(const AlertRule& rule, int64_t now_ms) {
+  if (AnyNul({&rule.name, &rule.kind, &rule.severity, &rule.scope_kind, &rule.scope, &rule.params_json})) {
+    return absl::InvalidArgumentError("PutAlertRule: a value contains NUL");
+  }
+  return Execute("PutAlertRule", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::StatusOr<AlertRule> {
+    pqxx::result r;
+    if (rule.id == 0) {
+      r = tx.exec_params(absl::StrCat(R"sql(
+        INSERT INTO alert_rules (name, kind, severity, scope_kind, scope, params, enabled,
+                                 created_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING )sql", kRuleColumns),
+                         rule.name, rule.kind, rule.severity, rule.scope_kind, rule.scope,
+                         rule.params_json, rule.enabled, now_ms);
+    } else {
+      r = tx.exec_params(absl::StrCat(R"sql(
+        UPDATE alert_rules SET name = $1, kind = $2, severity = $3, scope_kind = $4, scope = $5,
+          params = $6, enabled = $7, updated_at = $8 WHERE id = $9 RETURNING )sql", kRuleColumns),
+                         rule.name, rule.kind, rule.severity, rule.scope_kind, rule.scope,
+                         rule.params_json, rule.enabled, now_ms, rule.id);
+      if (r.empty()) return absl::NotFoundError(absl::StrCat("alert rule ", rule.id, " not found"));
+    }
+    return RuleFromRow(r[0]);
+  });
+}
+
+absl::StatusOr<std::vector<AlertRule>> PostgresIndex::ListAlertRules() {
+  return Execute("ListAlertRules", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<AlertRule>> {
+    const pqxx::result r = tx.exec(absl::StrCat("SELECT ", kRuleColumns, " FROM alert_rules ORDER BY id"));
+    std::vector<AlertRule> out;
+    for (const pqxx::row& row : r) out.push_back(RuleFromRow(row));
+    return out;
+  });
+}
+
+absl::Status PostgresIndex::DeleteAlertRule(int64_t rule_id) {
+  return Execute("DeleteAlertRule", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::Status {
+    if (tx.exec_params("DELETE FROM alert_rules WHERE id = $1", rule_id).affected_rows() == 0) {
+      return absl::NotFoundError(absl::StrCat("alert rule ", rule_id, " not found"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<StateIndex::FireResult> PostgresIndex::FireAlert(int64_t rule_id,
+                                                                const std::string& subject,
+                                                                const std::string& message,
+                                                                const std::string& details_json,
+                                                                int64_t now_ms) {
+  if (AnyNul({&subject, &message, &details_json})) {
+    return absl::InvalidArgumentError("FireAlert: a value contains NUL");
+  }
+  return Execute("FireAlert", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::StatusOr<FireResult> {
+    if (tx.exec_params("SELECT 1 FROM alert_rules WHERE id = $1", rule_id).empty()) {
+      return absl::NotFoundError(absl::StrCat("alert rule ", rule_id, " not found"));
+    }
+    const pqxx::result ins = tx.exec_params(R"sql(
+      INSERT INTO alerts (rule_id, subject, message, details, fired_at) VALUES ($1, $2, $3, $4, $5)
+      ON CONFLICT (rule_id, subject) WHERE resolved_at = 0 DO NOTHING RETURNING id)sql",
+                                            rule_id, subject, message, details_json, now_ms);
+    if (!ins.empty()) {
+      const int64_t id = ins[0][0].as<int64_t>();
+      QueueDeliveriesTx(tx, id, "fired", now_ms);
+      DS_ASSIGN_OR_RETURN(Alert a, LoadAlertTx(tx, id));
+      return FireResult{std::move(a), true};
+    }
+    const pqxx::result active = tx.exec_params(
+        absl::StrCat("SELECT ", kAlertColumns, " WHERE a.rule_id = $1 AND a.subject = $2 AND a.resolved_at = 0"),
+        rule_id, subject);
+    if (active.empty()) return absl::UnavailableError("FireAlert: the active alert went away; retry");
+    return FireResult{AlertFromRow(active[0]), false};
+  });
+}
+
+absl::StatusOr<bool> PostgresIndex::ResolveAlert(int64_t alert_id, int64_t now_ms) {
+  return Execute("ResolveAlert", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::StatusOr<bool> {
+    const pqxx::result r = tx.exec_params(
+        "UPDATE alerts SET resolved_at = $1 WHERE id = $2 AND resolved_at = 0", now_ms, alert_id);
+    if (r.affected_rows() == 0) {
+      DS_RETURN_IF_ERROR(LoadAlertTx(tx, alert_id).status());
+      return false;
+    }
+    QueueDeliveriesTx(tx, alert_id, "resolved", now_ms);
+    return true;
+  });
+}
+
+absl::StatusOr<Alert> PostgresIndex::GetAlert(int64_t alert_id) {
+  return Execute("GetAlert", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<Alert> { return LoadAlertTx(tx, alert_id); });
+}
+
+absl::StatusOr<std::vector<Alert>> PostgresIndex::ListAlerts(const AlertFilter& f) {
+  return Execute("ListAlerts", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<Alert>> {
+    const pqxx::result r = tx.exec_params(absl::StrCat("SELECT ", kAlertColumns, R"sql(
+      WHERE (NOT $1::boolean OR a.resolved_at = 0) AND ($2::bigint = 0 OR a.rule_id = $2::bigint)
+        AND ($3::bigint = 0 OR a.id < $3::bigint)
+      ORDER BY a.id DESC LIMIT $4::int)sql"),
+                                          f.active_only, f.rule_id.value_or(0), f.before_id,
+                                          std::clamp(f.limit, 1, kMaxAlertsPerPage));
+    std::vector<Alert> out;
+    for (const pqxx::row& row : r) out.push_back(AlertFromRow(row));
+    return out;
+  });
+}
+
+absl::StatusOr<Alert> PostgresIndex::AckAlert(int64_t alert_id, const std::string& by, int64_t now_ms) {
+  if (HasNul(by)) return absl::InvalidArgumentError("AckAlert: NUL in name");
+  return Execute("AckAlert", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::StatusOr<Alert> {
+    tx.exec_params(
+        "UPDATE alerts SET acknowledged_by = $1, acknowledged_at = $2 WHERE id = $3 AND acknowledged_at = 0",
+        by, now_ms, alert_id);
+    return LoadAlertTx(tx, alert_id);
+  });
+}
+
+absl::StatusOr<NotificationChannel> PostgresIndex::PutNotificationChannel(const NotificationChannel& c,
+                                                                          int64_t now_ms) {
+  if (AnyNul({&c.name, &c.kind, &c.config_json, &c.min_severity})) {
+    return absl::InvalidArgumentError("PutNotificationChannel: a value contains NUL");
+  }
+  return Execute("PutNotificationChannel", TxMode::kWrite,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<NotificationChannel> {
+    int64_t id = c.id;
+    if (id == 0) {
+      id = tx.exec_params(R"sql(
+        INSERT INTO notification_channels (name, kind, config, min_severity, enabled, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)sql",
+                          c.name, c.kind, c.config_json, c.min_severity, c.enabled, now_ms)[0][0]
+               .as<int64_t>();
+    } else {
+      const pqxx::result r = tx.exec_params(R"sql(
+        UPDATE notification_channels SET name = $1, kind = $2, config = $3, min_severity = $4, enabled = $5
+        WHERE id = $6)sql",
+                                            c.name, c.kind, c.config_json, c.min_severity, c.enabled, id);
+      if (r.affected_rows() == 0) return absl::NotFoundError(absl::StrCat("channel ", id, " not found"));
+    }
+    const pqxx::result r = tx.exec_params(
+        absl::StrCat("SELECT ", kChannelColumns, " FROM notification_channels c WHERE c.id = $1"), id);
+    return ChannelFromRow(r[0]);
+  });
+}
+
+absl::StatusOr<std::vector<NotificationChannel>> PostgresIndex::ListNotificationChannels() {
+  return Execute("ListNotificationChannels", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<NotificationChannel>> {
+    const pqxx::result r =
+        tx.exec(absl::StrCat("SELECT ", kChannelColumns, " FROM notification_channels c ORDER BY c.id"));
+    std::vector<NotificationChannel> out;
+    for (const pqxx::row& row : r) out.push_back(ChannelFromRow(row));
+    return out;
+  });
+}
+
+absl::Status PostgresIndex::DeleteNotificationChannel(int64_t channel_id) {
+  return Execute("DeleteNotificationChannel", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::Status {
+    if (tx.exec_params("DELETE FROM notification_channels WHERE id = $1", channel_id).affected_rows() == 0) {
+      return absl::NotFoundError(absl::StrCat("channel ", channel_id, " not found"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<PendingDelivery>> PostgresIndex::DueDeliveries(int64_t now_ms, int max_attempts,
+                                                                          int limit) {
+  return Execute("DueDeliveries", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<PendingDelivery>> {
+    const pqxx::result r = tx.exec_params(
+        absl::StrCat("SELECT d.id, d.transition, d.attempts, ", kChannelColumns, ", ", kAlertColumns, R"sql(
+      JOIN notification_deliveries d ON d.alert_id = a.id
+      JOIN notification_channels c ON c.id = d.channel_id
+      WHERE d.delivered_at = 0 AND d.next_attempt_at <= $1::bigint AND d.attempts < $2::int AND c.enabled
+      ORDER BY d.id LIMIT $3::int)sql"),
+        now_ms, max_attempts, std::clamp(limit, 1, 1000));
+    std::vector<PendingDelivery> out;
+    for (const pqxx::row& row : r) {
+      PendingDelivery d;
+      d.id = row[0].as<int64_t>();
+      d.transition = Text(row[1]);
+      d.attempts = row[2].as<int>();
+      d.channel = ChannelFromRow(row, 3);
+      d.alert = AlertFromRow(row, 13);
+      out.push_back(std::move(d));
+    }
+    return out;
+  });
+}
+
+absl::Status PostgresIndex::RecordDeliveryAttempt(int64_t delivery_id, const std::string& error,
+                                                  int64_t next_attempt_ms, int64_t now_ms) {
+  std::string err = error;
+  err.erase(std::remove(err.begin(), err.end(), '\0'), err.end());
+  return Execute("RecordDeliveryAttempt", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+    const pqxx::result r = tx.exec_params(R"sql(
+      UPDATE notification_deliveries
+      SET attempts = attempts + 1, last_error = $1::text,
+          delivered_at = CASE WHEN $1::text = '' THEN $3::bigint ELSE 0 END,
+          next_attempt_at = CASE WHEN $1::text = '' THEN next_attempt_at ELSE $2::bigint END
+      WHERE id = $4::bigint AND delivered_at = 0 RETURNING channel_id)sql",
+                                          err, next_attempt_ms, now_ms, delivery_id);
+    if (r.empty()) return absl::NotFoundError(absl::StrCat("no undelivered delivery ", delivery_id));
+    tx.exec_params(R"sql(
+      UPDATE notification_channels
+      SET last_success_at = CASE WHEN $1::text = '' THEN $2::bigint ELSE last_success_at END,
+          last_error = CASE WHEN $1::text = '' THEN last_error ELSE $1::text END,
+          last_error_at = CASE WHEN $1::text = '' THEN last_error_at ELSE $2::bigint END
+      WHERE id = $3::bigint)sql",
+                   err, now_ms, r[0][0].as<int64_t>());
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace

@@ -82,7 +82,8 @@ constexpr char kRunnerColumns[] = R"sql(
   id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
-  EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'))sql";
+  EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'),
+  health)sql";
 
 // "SELECT <runner columns> FROM runners <tail>".
 std::string RunnerQuery(const char* tail) {
@@ -108,6 +109,7 @@ Runner RunnerFromRow(const SQLite::Statement& s) {
   r.last_heartbeat_at_ms = s.getColumn(13).getInt64();
   r.last_activity_at_ms = s.getColumn(14).getInt64();
   r.pending_enrollment = s.getColumn(15).getInt() != 0;
+  r.health_json = s.getColumn(16).getString();
   return r;
 }
 
@@ -382,6 +384,31 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<std::vector<WaitingRunner>> CheckWaitingRunners(
       const std::vector<int64_t>& runner_ids) override;
 
+  absl::Status RecordRunnerHealth(int64_t runner_id, const std::string& health_json) override;
+  absl::StatusOr<int64_t> AppendAgentLogs(int64_t runner_id,
+                                          const std::vector<AgentLogRecord>& records,
+                                          int64_t now_ms) override;
+  absl::StatusOr<std::vector<AgentLogRecord>> ListAgentLogs(const AgentLogFilter& filter) override;
+  absl::StatusOr<int64_t> PruneAgentLogs(int64_t before_ms) override;
+  absl::StatusOr<AlertRule> PutAlertRule(const AlertRule& rule, int64_t now_ms) override;
+  absl::StatusOr<std::vector<AlertRule>> ListAlertRules() override;
+  absl::Status DeleteAlertRule(int64_t rule_id) override;
+  absl::StatusOr<FireResult> FireAlert(int64_t rule_id, const std::string& subject,
+                                       const std::string& message, const std::string& details_json,
+                                       int64_t now_ms) override;
+  absl::StatusOr<bool> ResolveAlert(int64_t alert_id, int64_t now_ms) override;
+  absl::StatusOr<Alert> GetAlert(int64_t alert_id) override;
+  absl::StatusOr<std::vector<Alert>> ListAlerts(const AlertFilter& filter) override;
+  absl::StatusOr<Alert> AckAlert(int64_t alert_id, const std::string& by, int64_t now_ms) override;
+  absl::StatusOr<NotificationChannel> PutNotificationChannel(const NotificationChannel& channel,
+                                                             int64_t now_ms) override;
+  absl::StatusOr<std::vector<NotificationChannel>> ListNotificationChannels() override;
+  absl::Status DeleteNotificationChannel(int64_t channel_id) override;
+  absl::StatusOr<std::vector<PendingDelivery>> DueDeliveries(int64_t now_ms, int max_attempts,
+                                                             int limit) override;
+  absl::Status RecordDeliveryAttempt(int64_t delivery_id, const std::string& error,
+                                     int64_t next_attempt_ms, int64_t now_ms) override;
+
  private:
   // Runs `fn` holding mu_ and turns any exception it throws into a status; an open
   // SQLite::Transaction inside `fn` has rolled back by then. `op` names the method in messages.
@@ -408,6 +435,9 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<RunningRun> LoadRunningRun(const std::string& run_id, bool allow_abandoned = false);
   bool RunnerExists(int64_t id);
   bool JobExists(int64_t id);
+  absl::StatusOr<Alert> LoadAlert(int64_t id);
+  // Queues `transition` deliveries of alert `alert_id` to every enabled channel its severity reaches.
+  void QueueDeliveries(int64_t alert_id, const std::string& transition, int64_t now_ms);
 
   std::mutex mu_;
   // Protected by mu_.
@@ -505,9 +535,9 @@ absl::Status SqliteIndex::Migrate() {
       }
       if (current == latest) return absl::OkStatus();
       const auto next = std::find_if(kSqliteMigrations.begin(), kSqliteMigrations.end(),
-                                     [&](const Migration& m) { return m.version == current + 1; });
+                                     [&](const Migration& m) { return m.version > current; });
       if (next == kSqliteMigrations.end()) {
-        return absl::InternalError(absl::StrCat("SQLite migration ", current + 1, " is missing"));
+        return absl::InternalError(absl::StrCat("SQLite migration after ", current, " is missing"));
       }
       db_.exec(std::string(next->sql));
       SQLite::Statement record(
@@ -2271,6 +2301,447 @@ absl::StatusOr<std::vector<StateIndex::WaitingRunner>> SqliteIndex::CheckWaiting
     }));
   }
   return out;
+}
+
+// ---- observability ------------------------------------------------------------------------------
+
+namespace {
+
+constexpr int kMaxLogsPerPage = 1000;
+constexpr int kMaxAlertsPerPage = 1000;
+
+// SQL rank of a severity column or parameter: info 0, warning 1, critical 2.
+std::string SeverityRank(const std::string& expr) {
+  return absl::StrCat("(CASE ", expr, " WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END)");
+}
+
+constexpr char kAlertColumns[] = R"sql(
+  a.id, a.rule_id, r.name, r.kind, r.severity, a.subject, a.message, a.details, a.fired_at,
+  a.resolved_at, a.acknowledged_by, a.acknowledged_at
+  FROM alerts a JOIN alert_rules r ON r.id = a.rule_id)sql";
+
+// Columns: kAlertColumns, starting at `at`.
+Alert AlertFromRow(const SQLite::Statement& s, int at = 0) {
+  Alert a;
+  a.id = s.getColumn(at + 0).getInt64();
+  a.rule_id = s.getColumn(at + 1).getInt64();
+  a.rule_name = s.getColumn(at + 2).getString();
+  a.kind = s.getColumn(at + 3).getString();
+  a.severity = s.getColumn(at + 4).getString();
+  a.subject = s.getColumn(at + 5).getString();
+  a.message = s.getColumn(at + 6).getString();
+  a.details_json = s.getColumn(at + 7).getString();
+  a.fired_at_ms = s.getColumn(at + 8).getInt64();
+  a.resolved_at_ms = s.getColumn(at + 9).getInt64();
+  a.acknowledged_by = s.getColumn(at + 10).getString();
+  a.acknowledged_at_ms = s.getColumn(at + 11).getInt64();
+  return a;
+}
+
+constexpr char kRuleColumns[] =
+    "id, name, kind, severity, scope_kind, scope, params, enabled, created_at, updated_at";
+
+AlertRule RuleFromRow(const SQLite::Statement& s) {
+  AlertRule r;
+  r.id = s.getColumn(0).getInt64();
+  r.name = s.getColumn(1).getString();
+  r.kind = s.getColumn(2).getString();
+  r.severity = s.getColumn(3).getString();
+  r.scope_kind = s.getColumn(4).getString();
+  r.scope = s.getColumn(5).getString();
+  r.params_json = s.getColumn(6).getString();
+  r.enabled = s.getColumn(7).getInt() != 0;
+  r.created_at_ms = s.getColumn(8).getInt64();
+  r.updated_at_ms = s.getColumn(9).getInt64();
+  return r;
+}
+
+constexpr char kChannelColumns[] = R"sql(
+  c.id, c.name, c.kind, c.config, c.min_severity, c.enabled, c.created_at, c.last_success_at,
+  c.last_error, c.last_error_at)sql";
+
+NotificationChannel ChannelFromRow(const SQLite::Statement& s, int at = 0) {
+  NotificationChannel c;
+  c.id = s.getColumn(at + 0).getInt64();
+  c.name = s.getColumn(at + 1).getString();
+  c.kind = s.getColumn(at + 2).getString();
+  c.config_json = s.getColumn(at + 3).getString();
+  c.min_severity = s.getColumn(at + 4).getString();
+  c.enabled = s.getColumn(at + 5).getInt() != 0;
+  c.created_at_ms = s.getColumn(at + 6).getInt64();
+  c.last_success_at_ms = s.getColumn(at + 7).getInt64();
+  c.last_error = s.getColumn(at + 8).getString();
+  c.last_error_at_ms = s.getColumn(at + 9).getInt64();
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<Alert> SqliteIndex::LoadAlert(int64_t id) {
+  SQLite::Statement q(db_, absl::StrCat("SELECT ", kAlertColumns, " WHERE a.id = ?"));
+  q.bind(1, id);
+  if (!q.executeStep()) return absl::NotFoundError(absl::StrCat("alert ", id, " not found"));
+  return AlertFromRow(q);
+}
+
+void SqliteIndex::QueueDeliveries(int64_t alert_id, const std::string& transition, int64_t now_ms) {
+  SQLite::Statement q(db_, absl::StrCat(R"sql(
+    INSERT INTO notification_deliveries (alert_id, transition, channel_id, next_attempt_at, created_at)
+    SELECT a.id, ?2, c.id, ?3, ?3
+    FROM alerts a JOIN alert_rules r ON r.id = a.rule_id, notification_channels c
+    WHERE a.id = ?1 AND c.enabled <> 0 AND )sql",
+                                        SeverityRank("r.severity"), " >= ", SeverityRank("c.min_severity"),
+                                        " ON CONFLICT DO NOTHING"));
+  q.bind(1, alert_id);
+  q.bind(2, transition);
+  q.bind(3, now_ms);
+  q.exec();
+}
+
+absl::Status SqliteIndex::RecordRunnerHealth(int64_t runner_id, const std::string& health_json) {
+  return Locked("RecordRunnerHealth", [&]() -> absl::Status {
+    SQLite::Statement q(db_, "UPDATE runners SET health = ? WHERE id = ?");
+    q.bind(1, health_json);
+    q.bind(2, runner_id);
+    if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int64_t> SqliteIndex::AppendAgentLogs(int64_t runner_id,
+                                                     const std::vector<AgentLogRecord>& records,
+                                                     int64_t now_ms) {
+  return Locked("AppendAgentLogs", [&]() -> absl::StatusOr<int64_t> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    if (!RunnerExists(runner_id)) {
+      return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
+    }
+    SQLite::Statement q(db_, R"sql(
+      INSERT INTO agent_logs (runner_id, seq, time_ms, level, message, correlation_id, fields,
+                              received_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (runner_id, seq) DO NOTHING)sql");
+    int64_t n = 0;
+    for (const auto& r : records) {
+      q.bind(1, runner_id);
+      q.bind(2, r.seq);
+      q.bind(3, r.time_ms);
+      q.bind(4, r.level);
+      q.bind(5, r.message);
+      q.bind(6, r.correlation_id);
+      q.bind(7, r.fields_json);
+      q.bind(8, now_ms);
+      n += q.exec();
+      q.reset();
+    }
+    tx.commit();
+    return n;
+  });
+}
+
+absl::StatusOr<std::vector<AgentLogRecord>> SqliteIndex::ListAgentLogs(const AgentLogFilter& f) {
+  return Locked("ListAgentLogs", [&]() -> absl::StatusOr<std::vector<AgentLogRecord>> {
+    std::string sql = R"sql(
+      SELECT l.id, l.runner_id, r.name, l.seq, l.time_ms, l.level, l.message, l.correlation_id,
+             l.fields
+      FROM agent_logs l JOIN runners r ON r.id = l.runner_id
+      WHERE (?1 = 0 OR l.runner_id = ?1)
+        AND (?2 = '[]' OR l.level IN (SELECT value FROM json_each(?2)))
+        AND (?3 = '' OR instr(l.message, ?3) > 0)
+        AND (?4 = 0 OR l.time_ms >= ?4) AND (?5 = 0 OR l.time_ms < ?5)
+        AND (?6 = 0 OR l.id < ?6) AND (?7 = 0 OR l.id > ?7))sql";
+    sql += f.after_id > 0 ? " ORDER BY l.id ASC LIMIT ?8" : " ORDER BY l.id DESC LIMIT ?8";
+    SQLite::Statement q(db_, sql);
+    q.bind(1, f.runner_id.value_or(0));
+    q.bind(2, nlohmann::json(f.levels).dump());
+    q.bind(3, f.grep);
+    q.bind(4, f.since_ms);
+    q.bind(5, f.until_ms);
+    q.bind(6, f.before_id);
+    q.bind(7, f.after_id);
+    q.bind(8, std::clamp(f.limit, 1, kMaxLogsPerPage));
+    std::vector<AgentLogRecord> out;
+    while (q.executeStep()) {
+      AgentLogRecord r;
+      r.id = q.getColumn(0).getInt64();
+      r.runner_id = q.getColumn(1).getInt64();
+      r.runner_name = q.getColumn(2).getString();
+      r.seq = q.getColumn(3).getInt64();
+      r.time_ms = q.getColumn(4).getInt64();
+      r.level = q.getColumn(5).getString();
+      r.message = q.getColumn(6).getString();
+      r.correlation_id = q.getColumn(7).getString();
+      r.fields_json = q.getColumn(8).getString();
+      out.push_back(std::move(r));
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<int64_t> SqliteIndex::PruneAgentLogs(int64_t before_ms) {
+  return Locked("PruneAgentLogs", [&]() -> absl::StatusOr<int64_t> {
+    SQLite::Statement q(db_, "DELETE FROM agent_logs WHERE time_ms < ?");
+    q.bind(1, before_ms);
+    return static_cast<int64_t>(q.exec());
+  });
+}
+
+absl::StatusOr<AlertRule> SqliteIndex::PutAlertRule(const AlertRule& rule, int64_t now_ms) {
+  return Locked("PutAlertRule", [&]() -> absl::StatusOr<AlertRule> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    int64_t id = rule.id;
+    if (id == 0) {
+      SQLite::Statement q(db_, R"sql(
+        INSERT INTO alert_rules (name, kind, severity, scope_kind, scope, params, enabled,
+                                 created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?))sql");
+      q.bind(1, rule.name);
+      q.bind(2, rule.kind);
+      q.bind(3, rule.severity);
+      q.bind(4, rule.scope_kind);
+      q.bind(5, rule.scope);
+      q.bind(6, rule.params_json);
+      q.bind(7, rule.enabled ? 1 : 0);
+      q.bind(8, now_ms);
+      q.bind(9, now_ms);
+      q.exec();
+      id = db_.getLastInsertRowid();
+    } else {
+      SQLite::Statement q(db_, R"sql(
+        UPDATE alert_rules SET name = ?, kind = ?, severity = ?, scope_kind = ?, scope = ?,
+          params = ?, enabled = ?, updated_at = ? WHERE id = ?)sql");
+      q.bind(1, rule.name);
+      q.bind(2, rule.kind);
+      q.bind(3, rule.severity);
+      q.bind(4, rule.scope_kind);
+      q.bind(5, rule.scope);
+      q.bind(6, rule.params_json);
+      q.bind(7, rule.enabled ? 1 : 0);
+      q.bind(8, now_ms);
+      q.bind(9, id);
+      if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("alert rule ", id, " not found"));
+    }
+    SQLite::Statement get(db_, absl::StrCat("SELECT ", kRuleColumns, " FROM alert_rules WHERE id = ?"));
+    get.bind(1, id);
+    get.executeStep();
+    AlertRule out = RuleFromRow(get);
+    tx.commit();
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<AlertRule>> SqliteIndex::ListAlertRules() {
+  return Locked("ListAlertRules", [&]() -> absl::StatusOr<std::vector<AlertRule>> {
+    SQLite::Statement q(db_, absl::StrCat("SELECT ", kRuleColumns, " FROM alert_rules ORDER BY id"));
+    std::vector<AlertRule> out;
+    while (q.executeStep()) out.push_back(RuleFromRow(q));
+    return out;
+  });
+}
+
+absl::Status SqliteIndex::DeleteAlertRule(int64_t rule_id) {
+  return Locked("DeleteAlertRule", [&]() -> absl::Status {
+    SQLite::Statement q(db_, "DELETE FROM alert_rules WHERE id = ?");
+    q.bind(1, rule_id);
+    if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("alert rule ", rule_id, " not found"));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<StateIndex::FireResult> SqliteIndex::FireAlert(int64_t rule_id,
+                                                              const std::string& subject,
+                                                              const std::string& message,
+                                                              const std::string& details_json,
+                                                              int64_t now_ms) {
+  return Locked("FireAlert", [&]() -> absl::StatusOr<FireResult> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement active(db_, "SELECT id FROM alerts WHERE rule_id = ? AND subject = ? AND resolved_at = 0");
+    active.bind(1, rule_id);
+    active.bind(2, subject);
+    if (active.executeStep()) {
+      DS_ASSIGN_OR_RETURN(Alert a, LoadAlert(active.getColumn(0).getInt64()));
+      return FireResult{std::move(a), false};
+    }
+    SQLite::Statement rule(db_, "SELECT 1 FROM alert_rules WHERE id = ?");
+    rule.bind(1, rule_id);
+    if (!rule.executeStep()) return absl::NotFoundError(absl::StrCat("alert rule ", rule_id, " not found"));
+    SQLite::Statement q(db_, R"sql(
+      INSERT INTO alerts (rule_id, subject, message, details, fired_at) VALUES (?, ?, ?, ?, ?))sql");
+    q.bind(1, rule_id);
+    q.bind(2, subject);
+    q.bind(3, message);
+    q.bind(4, details_json);
+    q.bind(5, now_ms);
+    q.exec();
+    const int64_t id = db_.getLastInsertRowid();
+    QueueDeliveries(id, "fired", now_ms);
+    DS_ASSIGN_OR_RETURN(Alert a, LoadAlert(id));
+    tx.commit();
+    return FireResult{std::move(a), true};
+  });
+}
+
+absl::StatusOr<bool> SqliteIndex::ResolveAlert(int64_t alert_id, int64_t now_ms) {
+  return Locked("ResolveAlert", [&]() -> absl::StatusOr<bool> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement q(db_, "UPDATE alerts SET resolved_at = ? WHERE id = ? AND resolved_at = 0");
+    q.bind(1, now_ms);
+    q.bind(2, alert_id);
+    if (q.exec() == 0) {
+      DS_RETURN_IF_ERROR(LoadAlert(alert_id).status());
+      return false;
+    }
+    QueueDeliveries(alert_id, "resolved", now_ms);
+    tx.commit();
+    return true;
+  });
+}
+
+absl::StatusOr<Alert> SqliteIndex::GetAlert(int64_t alert_id) {
+  return Locked("GetAlert", [&]() -> absl::StatusOr<Alert> { return LoadAlert(alert_id); });
+}
+
+absl::StatusOr<std::vector<Alert>> SqliteIndex::ListAlerts(const AlertFilter& f) {
+  return Locked("ListAlerts", [&]() -> absl::StatusOr<std::vector<Alert>> {
+    SQLite::Statement q(db_, absl::StrCat("SELECT ", kAlertColumns, R"sql(
+      WHERE (?1 = 0 OR a.resolved_at = 0) AND (?2 = 0 OR a.rule_id = ?2) AND (?3 = 0 OR a.id < ?3)
+      ORDER BY a.id DESC LIMIT ?4)sql"));
+    q.bind(1, f.active_only ? 1 : 0);
+    q.bind(2, f.rule_id.value_or(0));
+    q.bind(3, f.before_id);
+    q.bind(4, std::clamp(f.limit, 1, kMaxAlertsPerPage));
+    std::vector<Alert> out;
+    while (q.executeStep()) out.push_back(AlertFromRow(q));
+    return out;
+  });
+}
+
+absl::StatusOr<Alert> SqliteIndex::AckAlert(int64_t alert_id, const std::string& by, int64_t now_ms) {
+  return Locked("AckAlert", [&]() -> absl::StatusOr<Alert> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement q(db_, R"sql(
+      UPDATE alerts SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ? AND acknowledged_at = 0)sql");
+    q.bind(1, by);
+    q.bind(2, now_ms);
+    q.bind(3, alert_id);
+    q.exec();
+    DS_ASSIGN_OR_RETURN(Alert a, LoadAlert(alert_id));
+    tx.commit();
+    return a;
+  });
+}
+
+absl::StatusOr<NotificationChannel> SqliteIndex::PutNotificationChannel(const NotificationChannel& c,
+                                                                        int64_t now_ms) {
+  return Locked("PutNotificationChannel", [&]() -> absl::StatusOr<NotificationChannel> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    int64_t id = c.id;
+    if (id == 0) {
+      SQLite::Statement q(db_, R"sql(
+        INSERT INTO notification_channels (name, kind, config, min_severity, enabled, created_at)
+        VALUES (?, ?, ?, ?, ?, ?))sql");
+      q.bind(1, c.name);
+      q.bind(2, c.kind);
+      q.bind(3, c.config_json);
+      q.bind(4, c.min_severity);
+      q.bind(5, c.enabled ? 1 : 0);
+      q.bind(6, now_ms);
+      q.exec();
+      id = db_.getLastInsertRowid();
+    } else {
+      SQLite::Statement q(db_, R"sql(
+        UPDATE notification_channels SET name = ?, kind = ?, config = ?, min_severity = ?, enabled = ?
+        WHERE id = ?)sql");
+      q.bind(1, c.name);
+      q.bind(2, c.kind);
+      q.bind(3, c.config_json);
+      q.bind(4, c.min_severity);
+      q.bind(5, c.enabled ? 1 : 0);
+      q.bind(6, id);
+      if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("channel ", id, " not found"));
+    }
+    SQLite::Statement get(db_, absl::StrCat("SELECT ", kChannelColumns,
+                                            " FROM notification_channels c WHERE c.id = ?"));
+    get.bind(1, id);
+    get.executeStep();
+    NotificationChannel out = ChannelFromRow(get);
+    tx.commit();
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<NotificationChannel>> SqliteIndex::ListNotificationChannels() {
+  return Locked("ListNotificationChannels", [&]() -> absl::StatusOr<std::vector<NotificationChannel>> {
+    SQLite::Statement q(db_, absl::StrCat("SELECT ", kChannelColumns,
+                                          " FROM notification_channels c ORDER BY c.id"));
+    std::vector<NotificationChannel> out;
+    while (q.executeStep()) out.push_back(ChannelFromRow(q));
+    return out;
+  });
+}
+
+absl::Status SqliteIndex::DeleteNotificationChannel(int64_t channel_id) {
+  return Locked("DeleteNotificationChannel", [&]() -> absl::Status {
+    SQLite::Statement q(db_, "DELETE FROM notification_channels WHERE id = ?");
+    q.bind(1, channel_id);
+    if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("channel ", channel_id, " not found"));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<PendingDelivery>> SqliteIndex::DueDeliveries(int64_t now_ms,
+                                                                        int max_attempts, int limit) {
+  return Locked("DueDeliveries", [&]() -> absl::StatusOr<std::vector<PendingDelivery>> {
+    SQLite::Statement q(db_, absl::StrCat("SELECT d.id, d.transition, d.attempts, ", kChannelColumns, ", ",
+                                          kAlertColumns, R"sql(
+      JOIN notification_deliveries d ON d.alert_id = a.id
+      JOIN notification_channels c ON c.id = d.channel_id
+      WHERE d.delivered_at = 0 AND d.next_attempt_at <= ? AND d.attempts < ? AND c.enabled <> 0
+      ORDER BY d.id LIMIT ?)sql"));
+    q.bind(1, now_ms);
+    q.bind(2, max_attempts);
+    q.bind(3, std::clamp(limit, 1, 1000));
+    std::vector<PendingDelivery> out;
+    while (q.executeStep()) {
+      PendingDelivery d;
+      d.id = q.getColumn(0).getInt64();
+      d.transition = q.getColumn(1).getString();
+      d.attempts = q.getColumn(2).getInt();
+      d.channel = ChannelFromRow(q, 3);
+      d.alert = AlertFromRow(q, 13);
+      out.push_back(std::move(d));
+    }
+    return out;
+  });
+}
+
+absl::Status SqliteIndex::RecordDeliveryAttempt(int64_t delivery_id, const std::string& error,
+                                                int64_t next_attempt_ms, int64_t now_ms) {
+  return Locked("RecordDeliveryAttempt", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement q(db_, R"sql(
+      UPDATE notification_deliveries
+      SET attempts = attempts + 1, last_error = ?1,
+          delivered_at = CASE WHEN ?1 = '' THEN ?3 ELSE 0 END,
+          next_attempt_at = CASE WHEN ?1 = '' THEN next_attempt_at ELSE ?2 END
+      WHERE id = ?4 AND delivered_at = 0)sql");
+    q.bind(1, error);
+    q.bind(2, next_attempt_ms);
+    q.bind(3, now_ms);
+    q.bind(4, delivery_id);
+    if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("no undelivered delivery ", delivery_id));
+    SQLite::Statement c(db_, R"sql(
+      UPDATE notification_channels
+      SET last_success_at = CASE WHEN ?1 = '' THEN ?2 ELSE last_success_at END,
+          last_error = CASE WHEN ?1 = '' THEN last_error ELSE ?1 END,
+          last_error_at = CASE WHEN ?1 = '' THEN last_error_at ELSE ?2 END
+      WHERE id = (SELECT channel_id FROM notification_deliveries WHERE id = ?3))sql");
+    c.bind(1, error);
+    c.bind(2, now_ms);
+    c.bind(3, delivery_id);
+    c.exec();
+    tx.commit();
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<std::unique_ptr<StateIndex>> OpenSqliteIndex(const std::string& path) {
