@@ -21,7 +21,7 @@ struct AgentConfig {
   int upload_threads = 2;
   uint64_t max_bytes_per_second = 0;              // per upload; 0 = unlimited
   size_t block_size = 8 << 20;                    // bytes per staged block (object storage)
-  bool verify_uploads = true;                     // re-read what landed
+  bool verify_uploads = false;                    // re-read what landed (--verify-readback)
   std::string ca_file;                            // extra CA for a private PKI
   bool re_enroll = false;                         // move the state aside and enroll afresh
   bool once = false;                              // run every job once, then exit

@@ -21,7 +21,7 @@ struct JobRunOptions {
   std::string trigger;            // schedule | command | startup
   int upload_threads = 2;
   uint64_t max_bytes_per_second = 0;
-  bool verify = true;
+  bool verify = false;            // re-read what landed in a directory/share (opt-in)
   const std::atomic<bool>* stop = nullptr;
   Journal* journal = nullptr;     // required: every result is journaled before it is reported
   size_t block_size = 8 << 20;    // bytes per staged block of an object-storage upload
