@@ -7,6 +7,8 @@ fresh destinations; then three phases, every tool in turn within a phase:
   initial   empty destination
   noop      nothing changed since
   changed   after --changed-pct % of the files were rewritten (same sizes, new bytes)
+Before each timed command the script runs sync(2) (untimed), so that no tool pays for the
+write-back of the previous tool's output (DataSync flushes with syncfs before it reports).
 DataSync is timed from the sync request (POST /admin/.../sync, what `datasync sync` sends)
 until the server reports the run closed (polled every 10 ms), after the agent's startup run of
 the job on an empty folder finished. Its index must then hold a row per file (checked).
@@ -166,6 +168,7 @@ def main():
                 loads.append({"repeat": rep, "phase": phase, "loadavg": uptime()})
                 for tool in tools:
                     dst = os.path.join(work, "dst-" + tool)
+                    os.sync()  # no tool pays for writing back what the one before left dirty
                     if tool == "datasync":
                         dt, run = ds.sync()
                         if phase == "initial" and ds.indexed() != files:

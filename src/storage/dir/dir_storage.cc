@@ -41,6 +41,7 @@ namespace ds {
 namespace {
 
 constexpr size_t kCopyBufferBytes = 1 << 20;
+constexpr uint64_t kEarlyWritebackBytes = 256 << 10;
 constexpr size_t kMinPacedChunkBytes = 64 << 10;
 constexpr auto kMaxPacingSleep = std::chrono::milliseconds(50);
 constexpr char kXattrSha256[] = "user.datasync.sha256";
@@ -195,11 +196,11 @@ absl::StatusOr<UniqueFd> OpenRoot(const std::string& root) {
 
 // Opens the directory base/parts[0]/.../parts[n-1] without following symlinks; n == 0 gives a
 // duplicate of `base`. With `create`, missing directories are made (mode 0755 before umask) and
-// their parent fsynced. `base_path` names `base` in messages and for SyncDirectory().
+// their parent fsynced (unless !sync_new: the caller flushes the whole filesystem later). `base_path` names `base` in messages and for SyncDirectory().
 // Errors: NotFound (missing, !create), FailedPrecondition (a component is a file or a symlink).
 absl::StatusOr<UniqueFd> OpenDirChain(int base, const std::string& base_path,
                                       const std::vector<std::string_view>& parts, size_t n,
-                                      bool create) {
+                                      bool create, bool sync_new = true) {
   UniqueFd dir(::fcntl(base, F_DUPFD_CLOEXEC, 0));
   if (!dir.valid()) return StorageError(errno, absl::StrCat("dup ", base_path));
   std::string path = base_path;
@@ -215,7 +216,7 @@ absl::StatusOr<UniqueFd> OpenDirChain(int base, const std::string& base_path,
       int e = errno;
       if (e == ENOENT && create && attempt < 2) {
         if (::mkdirat(dir.get(), name.c_str(), 0755) == 0) {
-          DS_RETURN_IF_ERROR(SyncDirectory(path));  // make the new entry durable
+          if (sync_new) DS_RETURN_IF_ERROR(SyncDirectory(path));  // make the new entry durable
         } else if (errno != EEXIST) {
           return StorageError(errno, absl::StrCat("mkdir ", child_path));
         }
@@ -540,9 +541,10 @@ class DirStorage final : public Storage {
   // Keeps the regular file `name` in `dir_fd` (the object under `key`, with `st`/`sha256`)
   // under the versions area by hard link, or by copy where links are not supported.
   // Returns the version's key.
+  // `sync_dirs` false: the new directory entries are left for the caller's filesystem flush.
   absl::StatusOr<std::string> KeepVersion(const std::string& key, int dir_fd,
                                           const std::string& name, const struct stat& st,
-                                          const std::string& sha256) const;
+                                          const std::string& sha256, bool sync_dirs = true) const;
 
   // The first half of a put (see StagePut); `fsync_now` also fsyncs the temp file.
   absl::StatusOr<std::unique_ptr<DirStagedPut>> Stage(const std::string& key,
@@ -552,7 +554,8 @@ class DirStorage final : public Storage {
   absl::Status VerifyStaged(DirStagedPut& s) const;
   // The second half: keeps a differing object as a version and renames the temp file into
   // place. The rename is not yet durable (the caller flushes the directory).
-  absl::StatusOr<PutResult> Finish(DirStagedPut& s) const;
+  // `grouped`: a syncfs follows, so directories made on the way need no fsync of their own.
+  absl::StatusOr<PutResult> Finish(DirStagedPut& s, bool grouped) const;
 
   // A shared open descriptor of the directory holding `key` (created when missing), reused by
   // puts into the same directory while any of them holds it.
@@ -673,8 +676,13 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
   s->mtime_ns_ = options.mtime_ns != 0 ? options.mtime_ns : MtimeNs(before);
   DS_ASSIGN_OR_RETURN(s->stored_mtime_ns_,
                       SetMetadata(temp_fd.get(), s->mtime_ns_, copied.sha256, temp_desc));
-  if (fsync_now && ::fsync(temp_fd.get()) != 0) {
-    return StorageError(errno, absl::StrCat("fsync ", temp_desc));
+  if (fsync_now) {
+    if (::fsync(temp_fd.get()) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
+  } else if (copied.bytes >= kEarlyWritebackBytes) {
+    // Start writing a large file back now, asynchronously, so that the group's flush finds most
+    // of it already on disk: the copy of the next files overlaps this one's disk write. (Small
+    // files are left to the flush, which writes them in far fewer, larger requests.)
+    ::sync_file_range(temp_fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   }
   if (int e = temp_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
   s->verify_ = options.verify;
@@ -695,7 +703,7 @@ absl::Status DirStorage::VerifyStaged(DirStagedPut& s) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s) const {
+absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) const {
   const int dir = s.dir_->get();
   const std::string& name = s.name_;
   const std::string& dest_desc = s.dest_desc_;
@@ -730,7 +738,7 @@ absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s) const {
       result.info = {s.key_, static_cast<uint64_t>(existing.st_size), MtimeNs(existing), old_sha};
       return result;  // destroying `s` removes the temp file
     }
-    DS_ASSIGN_OR_RETURN(result.kept_version, KeepVersion(s.key_, dir, name, existing, old_sha));
+    DS_ASSIGN_OR_RETURN(result.kept_version, KeepVersion(s.key_, dir, name, existing, old_sha, !grouped));
   } else if (errno != ENOENT) {
     return StorageError(errno, absl::StrCat("stat ", dest_desc));
   }
@@ -756,7 +764,7 @@ absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
                                               const PutOptions& options) {
   DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s, Stage(key, source, options, /*fsync_now=*/true));
   if (s->verify_) DS_RETURN_IF_ERROR(VerifyStaged(*s));
-  DS_ASSIGN_OR_RETURN(PutResult result, Finish(*s));
+  DS_ASSIGN_OR_RETURN(PutResult result, Finish(*s, /*grouped=*/false));
   if (s->temp_name_.empty()) DS_RETURN_IF_ERROR(SyncDirFd(s->dir_->get(), s->dest_desc_));
   return result;
 }
@@ -802,7 +810,7 @@ std::vector<absl::StatusOr<PutResult>> DirStorage::CommitPuts(
         continue;
       }
     }
-    out[i] = Finish(*s);
+    out[i] = Finish(*s, syncfs_flushes_);
     if (out[i].ok() && s->temp_name_.empty()) renamed_dirs.push_back(s->dir_->get());
   }
   // 3. The renames durable, then the results stand.
@@ -826,12 +834,12 @@ std::vector<absl::StatusOr<PutResult>> DirStorage::CommitPuts(
 
 absl::StatusOr<std::string> DirStorage::KeepVersion(const std::string& key, int dir_fd,
                                                     const std::string& name, const struct stat& st,
-                                                    const std::string& sha256) const {
+                                                    const std::string& sha256, bool sync_dirs) const {
   std::vector<std::string_view> vparts = {kReservedArea, kVersionsDir};
   for (std::string_view p : SplitKey(key)) vparts.push_back(p);
   DS_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot(root_));
   DS_ASSIGN_OR_RETURN(UniqueFd vdir,
-                      OpenDirChain(root.get(), root_, vparts, vparts.size(), /*create=*/true));
+                      OpenDirChain(root.get(), root_, vparts, vparts.size(), /*create=*/true, sync_dirs));
   const std::string vdir_key =
       absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir), "/", key);
   const std::string vdir_path = PathOf(vdir_key);
@@ -884,7 +892,7 @@ absl::StatusOr<std::string> DirStorage::KeepVersion(const std::string& key, int 
     }
     guard.Release();
   }
-  DS_RETURN_IF_ERROR(SyncDirectory(vdir_path));
+  if (sync_dirs) DS_RETURN_IF_ERROR(SyncDirectory(vdir_path));
   return absl::StrCat(vdir_key, "/", version);
 }
 
