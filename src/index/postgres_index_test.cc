@@ -47,7 +47,7 @@ TEST(PostgresMigrations, MirrorTheSqliteVersions) {
   ASSERT_FALSE(kPostgresMigrations.empty());
   ASSERT_EQ(kPostgresMigrations.size(), kSqliteMigrations.size());
   for (size_t i = 0; i < kPostgresMigrations.size(); ++i) {
-    EXPECT_EQ(kPostgresMigrations[i].version, static_cast<int>(i) + 1);
+    EXPECT_EQ(kPostgresMigrations[i].version, kSqliteMigrations[i].version);
     EXPECT_EQ(kPostgresMigrations[i].name, kSqliteMigrations[i].name);
     EXPECT_FALSE(kPostgresMigrations[i].sql.empty());
   }
