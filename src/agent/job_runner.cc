@@ -18,6 +18,7 @@
 #include "storage/azblob/sas.h"
 #include "storage/storage.h"
 #include "sync/hash_cache.h"
+#include "sync/manifest_digest.h"
 #include "sync/scanner.h"
 
 namespace ds {
@@ -174,31 +175,55 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   JobRunOutcome outcome;
   bool online = true;
   size_t n = scan.files.size();
-  for (size_t off = 0; off == 0 || off < n; off += kCompareBatch) {
+  // The no-op cycle: the digest of the whole manifest goes first, alone; when the index holds
+  // exactly that manifest the server says so and no file list is sent. A scan that failed or
+  // skipped files cannot end in a succeeded run, so it sends no digest.
+  const bool send_digest = run_error.empty() && scan.skipped.empty();
+  bool probe = send_digest;
+  bool answered = false;  // the server answered a compare of this run
+  bool matched = false;   // the server holds exactly this manifest
+  for (size_t off = 0;;) {
     protocol::CompareRequest req;
     req.run_id = run_id;
     req.trigger = o.trigger;
-    size_t end = std::min(n, off + kCompareBatch);
-    req.files.assign(scan.files.begin() + static_cast<long>(off), scan.files.begin() + static_cast<long>(end));
-    req.last = end == n;
+    size_t end = off;
+    if (probe) {
+      req.manifest_digest = ManifestDigest(scan.files);
+      req.last = false;
+    } else {
+      end = std::min(n, off + kCompareBatch);
+      req.files.assign(scan.files.begin() + static_cast<long>(off), scan.files.begin() + static_cast<long>(end));
+      req.last = end == n;
+    }
     req.total_files = n;
     req.total_bytes = scan.total_bytes;
     auto resp = Post<protocol::CompareResponse>(client, CompareTarget(job.name), protocol::Encode(req), run_id,
                                                 o.stop, o.server_known_down ? 1 : 4);
     if (!resp.ok()) {
-      if (Unreachable(resp.status()) && off == 0 && storage_url.rfind("file://", 0) == 0) {
+      if (Unreachable(resp.status()) && !answered && storage_url.rfind("file://", 0) == 0) {
         online = false;
         break;
       }
       DS_RETURN_IF_ERROR(journal->CloseRun(run_id, false, std::string(resp.status().message())));
-      if (off == 0 && Unreachable(resp.status())) DS_RETURN_IF_ERROR(journal->ForgetRun(run_id));
+      if (!answered && Unreachable(resp.status())) DS_RETURN_IF_ERROR(journal->ForgetRun(run_id));
       return resp.status();
     }
-    if (off == 0) DS_RETURN_IF_ERROR(journal->MarkOnline(run_id));
+    if (!answered) DS_RETURN_IF_ERROR(journal->MarkOnline(run_id));
+    answered = true;
     if (!resp->storage_url.empty()) storage_url = resp->storage_url;
     for (auto& u : resp->upload) todo.push_back(std::move(u));
-    if (n == 0) break;
+    if (probe) {
+      probe = false;
+      if (resp->manifest_match) {
+        matched = true;
+        break;
+      }
+      continue;
+    }
+    off = end;
+    if (off >= n) break;
   }
+  if (matched) spdlog::info("run={} manifest unchanged since the last successful run: nothing to compare", run_id);
   auto by_path = [](const protocol::UploadInstruction& a, const protocol::UploadInstruction& b) {
     return a.path < b.path;
   };
@@ -218,7 +243,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     for (; i < n; ++i) differs(scan.files[i], "new");
     return st;
   };
-  if (online) {
+  if (online && !matched) {
     // Files the server did not plan are in the index: remember that for offline planning.
     std::vector<std::pair<std::string, IndexedContent>> known;
     absl::Status st = merge_indexed([&](const protocol::ManifestEntry& e, const char*) {
@@ -230,7 +255,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     });
     if (st.ok()) st = journal->RememberIndexed(job.id, known);
     if (!st.ok()) spdlog::warn("run={} {}", run_id, st);
-  } else {
+  } else if (!online) {
     outcome.offline = true;
     DS_RETURN_IF_ERROR(merge_indexed([&](const protocol::ManifestEntry& e, const char* reason) {
       todo.push_back(protocol::UploadInstruction{e.path, JoinKey(job.dest_prefix, e.path), reason});
