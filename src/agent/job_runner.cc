@@ -155,6 +155,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   so.settle = std::chrono::milliseconds(job.settle_ms);
   so.now_ns = SystemClock()->NowUnixMs() * 1'000'000;
   so.cancel = o.stop;
+  so.hash_threads = std::max(1, o.upload_threads);  // the same parallelism as the copies
   std::string run_error;
   ScanResult scan;
   if (auto r = ScanJob(so, cache.get()); r.ok()) {
