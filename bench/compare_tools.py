@@ -3,7 +3,8 @@
 
 For each repeat: a fresh tree (bench/gen_tree.py, same seed), a fresh DataSync cluster
 (server + agent + directory storage, SQLite index, started through tests/e2e/harness.py) and
-fresh destinations; then three phases, every tool in turn within a phase:
+fresh destinations; then three phases, every tool in turn within a phase (the order rotates by
+one tool per repeat):
   initial   empty destination
   noop      nothing changed since
   changed   after --changed-pct % of the files were rewritten (same sizes, new bytes)
@@ -166,7 +167,9 @@ def main():
                 if phase == "changed":
                     gen_tree.touch(src, a.changed_pct, seed=rep)
                 loads.append({"repeat": rep, "phase": phase, "loadavg": uptime()})
-                for tool in tools:
+                # The order rotates between repeats: the first tool after a tree was deleted pays
+                # for ext4's search past recently freed inodes.
+                for tool in tools[rep % len(tools):] + tools[:rep % len(tools)]:
                     dst = os.path.join(work, "dst-" + tool)
                     os.sync()  # no tool pays for writing back what the one before left dirty
                     if tool == "datasync":

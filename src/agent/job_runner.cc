@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <functional>
 #include <set>
@@ -32,6 +33,27 @@ constexpr auto kCompleteEvery = std::chrono::seconds(2);
 constexpr uint64_t kCommitBytes = uint64_t{512} << 20;
 
 bool Stopped(const std::atomic<bool>* stop) { return stop != nullptr && stop->load(); }
+
+// Hash caches stay loaded between runs of this process, by agent.db path + job id: loading a
+// job's cache reads every row of it, which dominated a no-op cycle. A run takes its job's cache
+// out while it runs (runs of one job never overlap; if they did, the second loads its own).
+std::mutex g_hash_caches_mu;
+std::map<std::string, std::unique_ptr<HashCache>> g_hash_caches;  // Protected by g_hash_caches_mu.
+
+std::unique_ptr<HashCache> TakeCachedHashCache(const std::string& key) {
+  std::lock_guard<std::mutex> lock(g_hash_caches_mu);
+  auto it = g_hash_caches.find(key);
+  if (it == g_hash_caches.end()) return nullptr;
+  std::unique_ptr<HashCache> cache = std::move(it->second);
+  g_hash_caches.erase(it);
+  return cache;
+}
+
+void KeepHashCache(const std::string& key, std::unique_ptr<HashCache> cache) {
+  if (!cache) return;
+  std::lock_guard<std::mutex> lock(g_hash_caches_mu);
+  g_hash_caches[key] = std::move(cache);
+}
 
 // The server could not be reached at all (as opposed to answering with an error).
 bool Unreachable(const absl::Status& st) {
@@ -140,14 +162,23 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   DS_RETURN_IF_ERROR(journal->BeginRun(jr));
 
   // 1. Scan, reusing cached hashes.
-  std::unique_ptr<HashCache> cache;
-  auto opened = OpenHashCache((std::filesystem::path(o.state_dir) / "agent.db").string(), std::to_string(job.id));
-  if (opened.ok()) {
-    cache = std::move(*opened);
-  } else {
-    spdlog::warn("run={} hash cache unavailable ({}); hashing every file", run_id, opened.status().message());
-    cache = NewMemoryHashCache();
+  const std::string cache_key = absl::StrCat((std::filesystem::path(o.state_dir) / "agent.db").string(), "\n", job.id);
+  std::unique_ptr<HashCache> cache = TakeCachedHashCache(cache_key);
+  if (!cache) {
+    auto opened = OpenHashCache((std::filesystem::path(o.state_dir) / "agent.db").string(), std::to_string(job.id));
+    if (opened.ok()) {
+      cache = std::move(*opened);
+    } else {
+      spdlog::warn("run={} hash cache unavailable ({}); hashing every file", run_id, opened.status().message());
+      cache = NewMemoryHashCache();
+    }
   }
+  // Back into the process-wide set when this run ends, however it ends.
+  struct ReturnCache {
+    const std::string& key;
+    std::unique_ptr<HashCache>& cache;
+    ~ReturnCache() { KeepHashCache(key, std::move(cache)); }
+  } return_cache{cache_key, cache};
   ScanOptions so;
   so.root = job.source;
   so.includes = job.includes;
