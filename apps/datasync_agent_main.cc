@@ -34,7 +34,10 @@ int main(int argc, char** argv) {
   app.add_option("--block-size", block_size,
                  "block size of uploads to object storage, e.g. 4MiB (default 8MiB); larger files "
                  "go in blocks");
-  app.add_flag("!--no-verify", cfg.verify_uploads, "skip re-reading uploaded files");
+  app.add_flag("--verify-readback", cfg.verify_uploads,
+               "after writing to a directory/share, drop the file from the page cache and re-read "
+               "it against its SHA-256 (off by default: the hash is computed over the bytes written)");
+  app.add_flag("!--no-verify", cfg.verify_uploads, "do not re-read uploaded files (the default)");
   app.add_option("--ca-file", cfg.ca_file, "CA bundle for a server with a private certificate");
   app.add_flag("--re-enroll", cfg.re_enroll, "move the current identity aside and enroll again");
   app.add_flag("--once", cfg.once, "run every job once and exit");

@@ -203,9 +203,21 @@ def main():
     ap.add_argument("--procs", type=int, default=2, help="load generator processes")
     ap.add_argument("--workers", type=int, default=8, help="datasync-server --workers")
     ap.add_argument("--no-balancer", action="store_true", help="one server, no nginx")
-    ap.add_argument("--mode", choices=("cycle", "heartbeat"), default="cycle",
-                    help="cycle: heartbeat + compare + complete; heartbeat: heartbeats only")
+    ap.add_argument("--mode", choices=("cycle", "heartbeat", "fleet"), default="cycle",
+                    help="cycle: heartbeat + compare + complete; heartbeat: heartbeats only; "
+                         "fleet: --fleet agents heartbeating every --fleet-interval (open loop) "
+                         "while one agent compares a --big-files manifest over and over")
+    ap.add_argument("--fleet", type=int, default=10_000, help="fleet mode: simulated agents")
+    ap.add_argument("--fleet-runners", type=int, default=2_000,
+                    help="fleet mode: enrolled runners the agents heartbeat as (agent i uses runner "
+                         "i %% N; enrolling 10,000 takes minutes)")
+    ap.add_argument("--fleet-interval", type=float, default=60.0, help="fleet mode: seconds between heartbeats")
+    ap.add_argument("--big-files", type=int, default=100_000,
+                    help="fleet mode: manifest of the agent comparing meanwhile (0 = none)")
+    ap.add_argument("--fleet-threads", type=int, default=48, help="fleet mode: sender threads")
     args = ap.parse_args()
+    if args.mode == "fleet":
+        return fleet_main(args)
 
     c = Cluster(args.bin_dir, heartbeat="60s", index=args.index,
                 server_extra=("--log-level", "warn", "--workers", str(args.workers)))
@@ -284,6 +296,160 @@ def main():
         print(json.dumps(result))
     finally:
         c.close()
+
+
+def enroll_runner(c, name):
+    """Registers and approves runner `name`; returns its API key."""
+    st, reg, _ = c.http("POST", "/api/v1/agent/register", {"name": name, "hostname": "bench"})
+    if st != 202:
+        raise Failure(f"register {name}: HTTP {st} {reg}")
+    st, body, _ = c.admin("POST", f"/runners/{name}/approve")
+    if st != 200:
+        raise Failure(f"approve {name}: HTTP {st} {body}")
+    st, es, _ = c.http("GET", "/api/v1/agent/enrollment/" + reg["enrollment_id"],
+                       token=reg["enrollment_secret"])
+    return es["api_key"]
+
+
+def big_compare(conn, job, entries, batch=5000, final_complete=True):
+    """One run's compare of `entries` in agent-sized batches; returns (run_id, [batch seconds], upload)."""
+    run_id = str(uuid.uuid4())
+    lat, upload = [], []
+    n = len(entries)
+    for off in range(0, n, batch):
+        part = json.dumps(entries[off:off + batch], separators=(",", ":"))
+        t = time.perf_counter()
+        plan = json.loads(conn.call("POST", f"/api/v1/agent/jobs/{job}/compare",
+                                    f'{{"run_id":"{run_id}","trigger":"schedule","last":{"true" if off + batch >= n else "false"},'
+                                    f'"total_files":{n},"total_bytes":0,"files":{part}}}'.encode()))
+        lat.append(time.perf_counter() - t)
+        upload += plan["upload"]
+    return run_id, lat, upload
+
+
+def fleet_main(args):
+    """Open-loop fleet: every simulated agent heartbeats once per interval at its own phase."""
+    c = Cluster(args.bin_dir, heartbeat=f"{int(args.fleet_interval)}s", index=args.index,
+                server_extra=("--log-level", "warn", "--workers", str(args.workers)))
+    try:
+        t0 = time.monotonic()
+        names = [f"fleet-{i:05d}" for i in range(min(args.fleet_runners, args.fleet))]
+        keys = [None] * len(names)
+
+        def enroll_range(k):
+            for i in range(k, len(names), 8):
+                keys[i] = enroll_runner(c, names[i])
+        ts = [threading.Thread(target=enroll_range, args=(k,)) for k in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        big = None
+        if args.big_files:
+            key = enroll_runner(c, "big")
+            spec = {"name": "raw", "source": "/data", "dest_prefix": "bench/big", "includes": [],
+                    "excludes": [], "interval_ms": 3_600_000, "settle_ms": 0, "enabled": True}
+            st, body, _ = c.admin("POST", "/runners/big/jobs/raw", spec)
+            if st != 201:
+                raise Failure(f"job of big: HTTP {st} {body}")
+            conn = Conn(c.url, key)
+            entries = manifest(999999, args.big_files)
+            run_id, _, upload = big_compare(conn, "raw", entries)
+            results = [dict(e, status="uploaded", error="", kept_version="", duration_ms=1) for e in entries]
+            for i in range(0, len(results), 1000):
+                conn.call("POST", f"/api/v1/agent/runs/{run_id}/complete",
+                          json.dumps({"results": results[i:i + 1000], "final": i + 1000 >= len(results),
+                                      "interrupted": False, "error": ""}).encode())
+            big = (key, entries)
+        setup_s = time.monotonic() - t0
+        print(f"setup: {len(names)} runners enrolled, big agent with {args.big_files} indexed files, "
+              f"{setup_s:.1f} s", flush=True)
+
+        start = time.time() + 1.0
+        stop = start + args.duration
+        beats, compares, fulls, late = [], [], [], []
+        beat = json.dumps({"agent_version": "bench", "state": "idle", "current_run": "",
+                           "jobs_version": 1}).encode()
+
+        def sender(t):
+            conns = {}
+            mine = range(t, args.fleet, args.fleet_threads)
+            k = 0
+            while True:
+                # Agent i is due at start + (i / fleet + round) * interval.
+                rnd, idx = divmod(k, len(mine))
+                if idx >= len(mine) or not len(mine):
+                    break
+                i = mine[idx]
+                due = start + (i / args.fleet + rnd) * args.fleet_interval
+                if due >= stop:
+                    break
+                now = time.time()
+                if due > now:
+                    time.sleep(due - now)
+                r = i % len(names)
+                conn = conns.get(r) or conns.setdefault(r, Conn(c.url, keys[r]))
+                t1 = time.perf_counter()
+                conn.call("POST", "/api/v1/agent/heartbeat", beat)
+                beats.append((time.time(), time.perf_counter() - t1))
+                late.append(max(0.0, time.time() - due))
+                k += 1
+                if len(conns) > 64:
+                    conns.clear()
+
+        def comparer():
+            conn = Conn(c.url, big[0])
+            while time.time() < stop:
+                t1 = time.time()
+                run_id, lat, upload = big_compare(conn, "raw", big[1])
+                conn.call("POST", f"/api/v1/agent/runs/{run_id}/complete",
+                          b'{"results":[],"final":true,"interrupted":false,"error":""}')
+                if upload:
+                    raise Failure(f"big agent: {len(upload)} files to upload in the steady state")
+                compares.extend(lat)
+                fulls.append((t1, time.time()))
+
+        threads = [threading.Thread(target=sender, args=(t,)) for t in range(args.fleet_threads)]
+        if big:
+            threads.append(threading.Thread(target=comparer))
+        busy0 = machine_busy_seconds()
+        srv0 = cpu_seconds([c.server.pid])
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = max(args.duration, time.time() - start)
+        busy = (machine_busy_seconds() - busy0) / elapsed
+        srv = (cpu_seconds([c.server.pid]) - srv0) / elapsed
+        lat = sorted(s for _, s in beats)
+        during = sorted(s for when, s in beats if any(a <= when <= b for a, b in fulls))
+        result = {"mode": "fleet", "index": args.index, "agents": args.fleet, "runners": len(names),
+                  "interval_s": args.fleet_interval, "duration_s": args.duration,
+                  "heartbeats": len(lat), "heartbeat_per_s": round(len(lat) / elapsed, 1),
+                  "heartbeat_p50_ms": round(percentile(lat, 50) * 1000, 1),
+                  "heartbeat_p99_ms": round(percentile(lat, 99) * 1000, 1),
+                  "heartbeat_p99_during_big_compare_ms": round(percentile(during, 99) * 1000, 1),
+                  "heartbeats_during_big_compare": len(during),
+                  "sender_lateness_p99_ms": round(percentile(sorted(late), 99) * 1000, 1),
+                  "big_files": args.big_files, "big_compares": len(fulls),
+                  "big_compare_s": round(statistics_median([b - a for a, b in fulls]), 2) if fulls else None,
+                  "compare_batch_p99_ms": round(percentile(sorted(compares), 99) * 1000, 1),
+                  "server_cpu_cores": round(srv, 2), "machine_busy_cores": round(busy, 2),
+                  "loadavg": open("/proc/loadavg").read().split()[:3], "setup_s": round(setup_s, 1)}
+        print(f"fleet: {args.fleet} agents / {args.fleet_interval:.0f} s over {len(names)} runners, "
+              f"{args.duration:.0f} s: {result['heartbeat_per_s']} heartbeats/s, p50 "
+              f"{result['heartbeat_p50_ms']} ms, p99 {result['heartbeat_p99_ms']} ms; during "
+              f"{args.big_files}-file compares: p99 {result['heartbeat_p99_during_big_compare_ms']} ms "
+              f"({len(during)} heartbeats); full compare {result['big_compare_s']} s, 5000-entry batch "
+              f"p99 {result['compare_batch_p99_ms']} ms; server {srv:.2f} cores, machine {busy:.2f} cores")
+        print(json.dumps(result))
+    finally:
+        c.close()
+
+
+def statistics_median(v):
+    v = sorted(v)
+    return v[len(v) // 2] if v else 0.0
 
 
 if __name__ == "__main__":

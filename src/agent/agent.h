@@ -22,7 +22,7 @@ struct AgentConfig {
   uint64_t max_bytes_per_second = 0;              // all uploads together; 0 = unlimited
   int block_parallelism = 4;                      // blocks of one file in flight (object storage)
   size_t block_size = 8 << 20;                    // bytes per staged block (object storage)
-  bool verify_uploads = true;                     // re-read what landed
+  bool verify_uploads = false;                    // re-read what landed (--verify-readback)
   std::string ca_file;                            // extra CA for a private PKI
   bool re_enroll = false;                         // move the state aside and enroll afresh
   bool once = false;                              // run every job once, then exit

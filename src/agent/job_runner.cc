@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
+#include <functional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -17,6 +19,7 @@
 #include "storage/azblob/sas.h"
 #include "storage/storage.h"
 #include "sync/hash_cache.h"
+#include "sync/manifest_digest.h"
 #include "sync/scanner.h"
 
 namespace ds {
@@ -25,8 +28,32 @@ namespace {
 constexpr size_t kCompareBatch = 5'000;
 constexpr size_t kCompleteBatch = 1'000;
 constexpr auto kCompleteEvery = std::chrono::seconds(2);
+// Staged (written, not yet committed) bytes that trigger a group commit before kCompleteBatch
+// files or kCompleteEvery: bounds the dirty data one flush writes back.
+constexpr uint64_t kCommitBytes = uint64_t{512} << 20;
 
 bool Stopped(const std::atomic<bool>* stop) { return stop != nullptr && stop->load(); }
+
+// Hash caches stay loaded between runs of this process, by agent.db path + job id: loading a
+// job's cache reads every row of it, which dominated a no-op cycle. A run takes its job's cache
+// out while it runs (runs of one job never overlap; if they did, the second loads its own).
+std::mutex g_hash_caches_mu;
+std::map<std::string, std::unique_ptr<HashCache>> g_hash_caches;  // Protected by g_hash_caches_mu.
+
+std::unique_ptr<HashCache> TakeCachedHashCache(const std::string& key) {
+  std::lock_guard<std::mutex> lock(g_hash_caches_mu);
+  auto it = g_hash_caches.find(key);
+  if (it == g_hash_caches.end()) return nullptr;
+  std::unique_ptr<HashCache> cache = std::move(it->second);
+  g_hash_caches.erase(it);
+  return cache;
+}
+
+void KeepHashCache(const std::string& key, std::unique_ptr<HashCache> cache) {
+  if (!cache) return;
+  std::lock_guard<std::mutex> lock(g_hash_caches_mu);
+  g_hash_caches[key] = std::move(cache);
+}
 
 // The server could not be reached at all (as opposed to answering with an error).
 bool Unreachable(const absl::Status& st) {
@@ -163,14 +190,23 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   DS_RETURN_IF_ERROR(journal->BeginRun(jr));
 
   // 1. Scan, reusing cached hashes.
-  std::unique_ptr<HashCache> cache;
-  auto opened = OpenHashCache((std::filesystem::path(o.state_dir) / "agent.db").string(), std::to_string(job.id));
-  if (opened.ok()) {
-    cache = std::move(*opened);
-  } else {
-    spdlog::warn("run={} hash cache unavailable ({}); hashing every file", run_id, opened.status().message());
-    cache = NewMemoryHashCache();
+  const std::string cache_key = absl::StrCat((std::filesystem::path(o.state_dir) / "agent.db").string(), "\n", job.id);
+  std::unique_ptr<HashCache> cache = TakeCachedHashCache(cache_key);
+  if (!cache) {
+    auto opened = OpenHashCache((std::filesystem::path(o.state_dir) / "agent.db").string(), std::to_string(job.id));
+    if (opened.ok()) {
+      cache = std::move(*opened);
+    } else {
+      spdlog::warn("run={} hash cache unavailable ({}); hashing every file", run_id, opened.status().message());
+      cache = NewMemoryHashCache();
+    }
   }
+  // Back into the process-wide set when this run ends, however it ends.
+  struct ReturnCache {
+    const std::string& key;
+    std::unique_ptr<HashCache>& cache;
+    ~ReturnCache() { KeepHashCache(key, std::move(cache)); }
+  } return_cache{cache_key, cache};
   ScanOptions so;
   so.root = job.source;
   so.includes = job.includes;
@@ -178,6 +214,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   so.settle = std::chrono::milliseconds(job.settle_ms);
   so.now_ns = SystemClock()->NowUnixMs() * 1'000'000;
   so.cancel = o.stop;
+  so.hash_threads = std::max(1, o.upload_threads);  // the same parallelism as the copies
   std::string run_error;
   ScanResult scan;
   if (auto r = ScanJob(so, cache.get()); r.ok()) {
@@ -193,71 +230,110 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
 
   // 2. Compare, in batches; the server records the plan. Unreachable server + a share we can
   //    write ourselves: plan locally from what the index is known to hold.
-  DS_ASSIGN_OR_RETURN(auto indexed, journal->Indexed(job.id));
   std::vector<protocol::UploadInstruction> todo;
   std::string storage_url = o.storage_url;
   JobRunOutcome outcome;
   bool online = true;
-  std::set<std::string> planned;
   size_t n = scan.files.size();
-  for (size_t off = 0; off == 0 || off < n; off += kCompareBatch) {
+  // The no-op cycle: the digest of the whole manifest goes first, alone; when the index holds
+  // exactly that manifest the server says so and no file list is sent. A scan that failed or
+  // skipped files cannot end in a succeeded run, so it sends no digest.
+  const bool send_digest = run_error.empty() && scan.skipped.empty();
+  bool probe = send_digest;
+  bool answered = false;  // the server answered a compare of this run
+  bool matched = false;   // the server holds exactly this manifest
+  for (size_t off = 0;;) {
     protocol::CompareRequest req;
     req.run_id = run_id;
     req.trigger = o.trigger;
-    size_t end = std::min(n, off + kCompareBatch);
-    req.files.assign(scan.files.begin() + static_cast<long>(off), scan.files.begin() + static_cast<long>(end));
-    req.last = end == n;
+    size_t end = off;
+    if (probe) {
+      req.manifest_digest = ManifestDigest(scan.files);
+      req.last = false;
+    } else {
+      end = std::min(n, off + kCompareBatch);
+      req.files.assign(scan.files.begin() + static_cast<long>(off), scan.files.begin() + static_cast<long>(end));
+      req.last = end == n;
+    }
     req.total_files = n;
     req.total_bytes = scan.total_bytes;
     auto resp = Post<protocol::CompareResponse>(client, CompareTarget(job.name), protocol::Encode(req), run_id,
                                                 o.stop, o.server_known_down ? 1 : 4);
     if (!resp.ok()) {
-      if (Unreachable(resp.status()) && off == 0 && storage_url.rfind("file://", 0) == 0) {
+      if (Unreachable(resp.status()) && !answered && storage_url.rfind("file://", 0) == 0) {
         online = false;
         break;
       }
       DS_RETURN_IF_ERROR(journal->CloseRun(run_id, false, std::string(resp.status().message())));
-      if (off == 0 && Unreachable(resp.status())) DS_RETURN_IF_ERROR(journal->ForgetRun(run_id));
+      if (!answered && Unreachable(resp.status())) DS_RETURN_IF_ERROR(journal->ForgetRun(run_id));
       return resp.status();
     }
-    if (off == 0) DS_RETURN_IF_ERROR(journal->MarkOnline(run_id));
+    if (!answered) DS_RETURN_IF_ERROR(journal->MarkOnline(run_id));
+    answered = true;
     if (!resp->storage_url.empty()) storage_url = resp->storage_url;
-    for (auto& u : resp->upload) {
-      planned.insert(u.path);
-      todo.push_back(std::move(u));
+    for (auto& u : resp->upload) todo.push_back(std::move(u));
+    if (probe) {
+      probe = false;
+      if (resp->manifest_match) {
+        matched = true;
+        break;
+      }
+      continue;
     }
-    if (n == 0) break;
+    off = end;
+    if (off >= n) break;
   }
-  if (online) {
+  if (matched) spdlog::info("run={} manifest unchanged since the last successful run: nothing to compare", run_id);
+  auto by_path = [](const protocol::UploadInstruction& a, const protocol::UploadInstruction& b) {
+    return a.path < b.path;
+  };
+  std::sort(todo.begin(), todo.end(), by_path);
+  // Walks the scan (sorted by path) against the journal's indexed_files rows (streamed in path
+  // order): calls differs(entry, reason) for each file whose content the index is not known to
+  // hold. Never holds the job's indexed rows in memory.
+  auto merge_indexed = [&](const std::function<void(const protocol::ManifestEntry&, const char*)>& differs) {
+    size_t i = 0;
+    absl::Status st = journal->ForEachIndexed(job.id, [&](const std::string& path, const IndexedContent& c) {
+      for (; i < n && scan.files[i].path < path; ++i) differs(scan.files[i], "new");
+      if (i < n && scan.files[i].path == path) {
+        const auto& e = scan.files[i++];
+        if (c.sha256 != e.sha256 || c.size != e.size) differs(e, "changed");
+      }
+    });
+    for (; i < n; ++i) differs(scan.files[i], "new");
+    return st;
+  };
+  if (online && !matched) {
     // Files the server did not plan are in the index: remember that for offline planning.
     std::vector<std::pair<std::string, IndexedContent>> known;
-    for (const auto& e : scan.files) {
-      if (planned.count(e.path)) continue;
-      auto it = indexed.find(e.path);
-      if (it == indexed.end() || it->second.sha256 != e.sha256 || it->second.size != e.size) {
+    absl::Status st = merge_indexed([&](const protocol::ManifestEntry& e, const char*) {
+      protocol::UploadInstruction probe;
+      probe.path = e.path;
+      if (!std::binary_search(todo.begin(), todo.end(), probe, by_path)) {
         known.emplace_back(e.path, IndexedContent{e.size, e.sha256});
       }
-    }
-    if (absl::Status st = journal->RememberIndexed(job.id, known); !st.ok()) spdlog::warn("run={} {}", run_id, st);
-  } else {
+    });
+    if (st.ok()) st = journal->RememberIndexed(job.id, known);
+    if (!st.ok()) spdlog::warn("run={} {}", run_id, st);
+  } else if (!online) {
     outcome.offline = true;
-    for (const auto& e : scan.files) {
-      auto it = indexed.find(e.path);
-      if (it != indexed.end() && it->second.sha256 == e.sha256 && it->second.size == e.size) continue;
-      todo.push_back(protocol::UploadInstruction{e.path, JoinKey(job.dest_prefix, e.path),
-                                                 it == indexed.end() ? "new" : "changed"});
-    }
+    DS_RETURN_IF_ERROR(merge_indexed([&](const protocol::ManifestEntry& e, const char* reason) {
+      todo.push_back(protocol::UploadInstruction{e.path, JoinKey(job.dest_prefix, e.path), reason});
+    }));
     spdlog::warn("run={} server unreachable: syncing offline onto {} and journaling the results", run_id,
                  storage_url);
   }
-  std::unordered_map<std::string, const protocol::ManifestEntry*> by_path;
-  by_path.reserve(scan.files.size());
-  for (const auto& e : scan.files) by_path.emplace(e.path, &e);
+  // The manifest entry of a planned path (scan.files is sorted by path); null when absent.
+  auto entry_of = [&](const std::string& path) -> const protocol::ManifestEntry* {
+    auto it = std::lower_bound(scan.files.begin(), scan.files.end(), path,
+                               [](const protocol::ManifestEntry& e, const std::string& p) { return e.path < p; });
+    return it != scan.files.end() && it->path == path ? &*it : nullptr;
+  };
   spdlog::info("run={} {} file(s) to upload to {}", run_id, todo.size(), storage_url);
   if (o.counters != nullptr) {
     uint64_t bytes = 0;
     for (const auto& u : todo) {
-      if (auto it = by_path.find(u.path); it != by_path.end()) bytes += it->second->size;
+      if (const protocol::ManifestEntry* e = entry_of(u.path)) bytes += e->size;
     }
     o.counters->files_total = todo.size();
     o.counters->bytes_total = bytes;
@@ -285,82 +361,147 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       spdlog::error("run={} storage {} unusable: {}", run_id, storage_url, storage_status.message());
     }
   }
+  // Directory storage: files are staged by the workers (copied while hashed, checked, not yet
+  // durable nor visible) and committed in groups by this thread (one flush before and one
+  // after the renames; see Storage::CommitPuts) before their results are journaled and
+  // reported. Object storage and already-present content give final results at once.
+  struct Staged {
+    std::unique_ptr<StagedPut> put;
+    protocol::FileResult result;  // path and mtime_ns filled
+    std::chrono::steady_clock::time_point started;
+  };
   std::mutex mu;
   std::condition_variable cv;
   std::vector<protocol::FileResult> pending;  // Protected by mu.
+  std::vector<Staged> staged;                 // Protected by mu.
+  uint64_t staged_bytes = 0;                  // Protected by mu.
   size_t finished_workers = 0;                // Protected by mu.
   std::atomic<size_t> next{0};
+  const size_t threads = std::min<size_t>(static_cast<size_t>(std::max(1, o.upload_threads)), todo.size());
+  auto writes = [&](const protocol::UploadInstruction& u) {
+    return !u.already_present && (storage || !u.url.empty()) && entry_of(u.path) != nullptr;
+  };
+  auto finish_ms = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  };
   auto worker = [&] {
     std::unique_ptr<http::Client> grant_client;  // this thread's, for renewing write grants
+    std::vector<std::pair<std::string, std::string>> in_flight;
     for (;;) {
-      size_t i = next.fetch_add(1);
-      if (i >= todo.size() || Stopped(o.stop)) break;
-      const auto& u = todo[i];
-      auto found = by_path.find(u.path);
-      const protocol::ManifestEntry* e = found == by_path.end() ? nullptr : found->second;
-      protocol::FileResult r;
-      r.path = u.path;
-      auto t0 = std::chrono::steady_clock::now();
-      if (e == nullptr) {
-        r.status = "failed";
-        r.error = "server planned a path that is not in the manifest";
-      } else if (!storage && u.url.empty() && !u.already_present) {
-        r.status = "failed";
-        r.error = std::string(storage_status.message());
-      } else {
-        if (absl::Status st = journal->MarkInFlight(run_id, u.path, u.key); !st.ok()) {
-          spdlog::error("run={} journal: {}", run_id, st);
-          break;  // without a journal we could lose track: stop uploading
-        }
-        PutOptions po;
-        po.expected_sha256 = e->sha256;
-        po.mtime_ns = e->mtime_ns;
-        po.run_id = run_id;
-        po.rate_limiter = o.rate_limiter;
-        po.block_parallelism = o.block_parallelism;
-        po.cancel = o.stop;
-        po.verify = o.verify;
-        const std::filesystem::path source = std::filesystem::path(job.source) / u.path;
-        std::string granted_kept_version;
-        absl::StatusOr<PutResult> put = absl::UnknownError("not uploaded");
-        if (u.already_present) {
-          // The server found exactly this content under the key: nothing to send. `complete`
-          // checks what is stored against this report like any upload.
-          put = PutResult{ObjectInfo{u.key, e->size, e->mtime_ns, e->sha256}, ""};
-          granted_kept_version = u.kept_version;
-        } else if (!u.url.empty()) {
-          put = PutWithGrant(u, source, po, o, &grant_client, &granted_kept_version);
-        } else {
-          put = storage->PutFile(u.key, source, po);
-        }
-        if (absl::IsCancelled(put.status())) continue;  // stopping: stays in flight, replay cleans up
-        if (put.ok()) {
-          r.status = "uploaded";
-          r.size = put->info.size;
-          r.mtime_ns = e->mtime_ns;
-          r.sha256 = put->info.sha256.empty() ? e->sha256 : put->info.sha256;
-          r.kept_version = put->kept_version.empty() ? granted_kept_version : put->kept_version;
-          if (!r.kept_version.empty()) {
-            spdlog::warn("run={} {} changed after it was synced; previous version kept at {}", run_id, u.path,
-                         r.kept_version);
-          }
-        } else {
-          r.status = "failed";
-          r.error = std::string(put.status().message());
-          spdlog::warn("run={} upload of {} failed: {}", run_id, u.path, r.error);
-        }
+      // Claim a chunk: one journal transaction marks all of it in flight. Chunks shrink towards
+      // the end so that the threads finish together.
+      const size_t claimed = next.load();
+      const size_t left = claimed < todo.size() ? todo.size() - claimed : 0;
+      const size_t chunk = std::clamp<size_t>(left / (threads * 4), 1, 256);
+      const size_t begin = next.fetch_add(chunk);
+      if (begin >= todo.size() || Stopped(o.stop)) break;
+      const size_t end = std::min(todo.size(), begin + chunk);
+      in_flight.clear();
+      for (size_t i = begin; i < end; ++i) {
+        if (writes(todo[i])) in_flight.emplace_back(todo[i].path, todo[i].key);
       }
-      r.duration_ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-      std::lock_guard<std::mutex> lock(mu);
-      pending.push_back(std::move(r));
-      if (pending.size() >= kCompleteBatch) cv.notify_all();
+      if (absl::Status st = journal->MarkInFlight(run_id, in_flight); !st.ok()) {
+        spdlog::error("run={} journal: {}", run_id, st);
+        break;  // without a journal we could lose track: stop uploading
+      }
+      for (size_t i = begin; i < end && !Stopped(o.stop); ++i) {
+        const auto& u = todo[i];
+        const protocol::ManifestEntry* e = entry_of(u.path);
+        protocol::FileResult r;
+        r.path = u.path;
+        auto t0 = std::chrono::steady_clock::now();
+        if (e == nullptr) {
+          r.status = "failed";
+          r.error = "server planned a path that is not in the manifest";
+        } else if (!storage && u.url.empty() && !u.already_present) {
+          r.status = "failed";
+          r.error = std::string(storage_status.message());
+        } else {
+          PutOptions po;
+          po.expected_sha256 = e->sha256;
+          po.mtime_ns = e->mtime_ns;
+          po.run_id = run_id;
+          po.rate_limiter = o.rate_limiter;
+          po.block_parallelism = o.block_parallelism;
+          po.cancel = o.stop;
+          po.verify = o.verify;
+          const std::filesystem::path source = std::filesystem::path(job.source) / u.path;
+          std::string granted_kept_version;
+          absl::StatusOr<PutResult> put = absl::UnknownError("not uploaded");
+          if (u.already_present) {
+            // The server found exactly this content under the key: nothing to send. `complete`
+            // checks what is stored against this report like any upload.
+            put = PutResult{ObjectInfo{u.key, e->size, e->mtime_ns, e->sha256}, ""};
+            granted_kept_version = u.kept_version;
+          } else if (!u.url.empty()) {
+            put = PutWithGrant(u, source, po, o, &grant_client, &granted_kept_version);
+          } else {
+            auto s = storage->StagePut(u.key, source, po);
+            if (absl::IsCancelled(s.status())) continue;  // stopping: stays in flight, replay cleans up
+            if (s.ok()) {
+              r.mtime_ns = e->mtime_ns;
+              std::lock_guard<std::mutex> lock(mu);
+              staged_bytes += (*s)->bytes();
+              staged.push_back(Staged{std::move(*s), std::move(r), t0});
+              if (staged.size() + pending.size() >= kCompleteBatch || staged_bytes >= kCommitBytes) {
+                cv.notify_all();
+              }
+              continue;
+            }
+            put = s.status();
+          }
+          if (absl::IsCancelled(put.status())) continue;  // stopping: stays in flight, replay cleans up
+          if (put.ok()) {
+            r.status = "uploaded";
+            r.size = put->info.size;
+            r.mtime_ns = e->mtime_ns;
+            r.sha256 = put->info.sha256.empty() ? e->sha256 : put->info.sha256;
+            r.kept_version = put->kept_version.empty() ? granted_kept_version : put->kept_version;
+            if (!r.kept_version.empty()) {
+              spdlog::warn("run={} {} changed after it was synced; previous version kept at {}",
+                           run_id, u.path, r.kept_version);
+            }
+          } else {
+            r.status = "failed";
+            r.error = std::string(put.status().message());
+            spdlog::warn("run={} upload of {} failed: {}", run_id, u.path, r.error);
+          }
+        }
+        r.duration_ms = finish_ms(t0);
+        std::lock_guard<std::mutex> lock(mu);
+        pending.push_back(std::move(r));
+        if (pending.size() + staged.size() >= kCompleteBatch) cv.notify_all();
+      }
     }
     std::lock_guard<std::mutex> lock(mu);
     ++finished_workers;
     cv.notify_all();
   };
-  size_t threads = std::min<size_t>(static_cast<size_t>(std::max(1, o.upload_threads)), todo.size());
+  // Commits staged puts (durable and visible once this returns) and turns them into results.
+  auto commit = [&](std::vector<Staged> batch, std::vector<protocol::FileResult>* out) {
+    if (batch.empty()) return;
+    std::vector<std::unique_ptr<StagedPut>> puts;
+    puts.reserve(batch.size());
+    for (auto& b : batch) puts.push_back(std::move(b.put));
+    std::vector<absl::StatusOr<PutResult>> results = storage->CommitPuts(std::move(puts));
+    for (size_t k = 0; k < batch.size(); ++k) {
+      protocol::FileResult& r = batch[k].result;
+      const absl::StatusOr<PutResult>& put = results[k];
+      if (put.ok()) {
+        r.status = "uploaded";
+        r.size = put->info.size;
+        r.sha256 = put->info.sha256;
+        r.kept_version = put->kept_version;
+      } else {
+        r.status = "failed";
+        r.mtime_ns = 0;
+        r.error = std::string(put.status().message());
+        spdlog::warn("run={} upload of {} failed: {}", run_id, r.path, r.error);
+      }
+      r.duration_ms = finish_ms(batch[k].started);
+      out->push_back(std::move(r));
+    }
+  };
   std::vector<std::thread> pool;
   for (size_t t = 0; t < threads; ++t) pool.emplace_back(worker);
 
@@ -372,6 +513,10 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         ++outcome.uploaded;
         outcome.bytes_uploaded += r.size;
         landed.emplace_back(r.path, IndexedContent{r.size, r.sha256});
+        if (!r.kept_version.empty()) {
+          spdlog::warn("run={} {} changed after it was synced; previous version kept at {}", run_id, r.path,
+                       r.kept_version);
+        }
       }
       if (r.status == "failed") ++outcome.failed;
       if (r.status == "skipped") ++outcome.skipped;
@@ -403,13 +548,19 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   if (!pool.empty()) {
     std::unique_lock<std::mutex> lock(mu);
     for (;;) {
-      cv.wait_for(lock, kCompleteEvery, [&] { return pending.size() >= kCompleteBatch || finished_workers == pool.size(); });
-      bool done = finished_workers == pool.size();
-      if (done) break;
-      if (pending.empty()) continue;
+      cv.wait_for(lock, kCompleteEvery, [&] {
+        return pending.size() + staged.size() >= kCompleteBatch || staged_bytes >= kCommitBytes ||
+               finished_workers == pool.size();
+      });
+      if (finished_workers == pool.size()) break;
+      if (pending.empty() && staged.empty()) continue;
       std::vector<protocol::FileResult> batch;
+      std::vector<Staged> to_commit;
       batch.swap(pending);
+      to_commit.swap(staged);
+      staged_bytes = 0;
       lock.unlock();
+      commit(std::move(to_commit), &batch);
       absl::Status st = deliver(std::move(batch), false);
       if (!st.ok() && deliver_status.ok()) deliver_status = st;
       lock.lock();
@@ -420,6 +571,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
 
   // 4. The rest of the results and the scan's skipped files; the last batch closes the run.
   std::vector<protocol::FileResult> rest = std::move(pending);
+  commit(std::move(staged), &rest);  // complete copies are committed even when stopping
   for (const auto& p : scan.skipped) {
     protocol::FileResult r;
     r.path = p.path;

@@ -31,7 +31,7 @@ struct JobRunOptions {
   // unlimited).
   RateLimiter* rate_limiter = nullptr;
   int block_parallelism = 4;      // blocks of one file in flight (object storage)
-  bool verify = true;
+  bool verify = false;            // re-read what landed in a directory/share (opt-in)
   const std::atomic<bool>* stop = nullptr;
   Journal* journal = nullptr;     // required: every result is journaled before it is reported
   size_t block_size = 8 << 20;    // bytes per staged block of an object-storage upload

@@ -124,16 +124,22 @@ class SqliteJournal final : public Journal {
     });
   }
 
-  absl::Status MarkInFlight(const std::string& run_id, const std::string& path,
-                            const std::string& key) override {
+  absl::Status MarkInFlight(const std::string& run_id,
+                            const std::vector<std::pair<std::string, std::string>>& files) override {
+    if (files.empty()) return absl::OkStatus();
     return Locked([&]() -> absl::Status {
+      SQLite::Transaction tx(db_);
       SQLite::Statement q(db_, R"sql(
         INSERT INTO journal_results (run_id, path, status, key) VALUES (?, ?, 'inflight', ?)
         ON CONFLICT (run_id, path) DO UPDATE SET status = 'inflight', key = excluded.key)sql");
-      q.bind(1, run_id);
-      q.bind(2, path);
-      q.bind(3, key);
-      q.exec();
+      for (const auto& [path, key] : files) {
+        q.reset();
+        q.bind(1, run_id);
+        q.bind(2, path);
+        q.bind(3, key);
+        q.exec();
+      }
+      tx.commit();
       return absl::OkStatus();
     });
   }
@@ -235,16 +241,19 @@ class SqliteJournal final : public Journal {
     });
   }
 
-  absl::StatusOr<std::unordered_map<std::string, IndexedContent>> Indexed(int64_t job_id) override {
-    return Locked([&]() -> absl::StatusOr<std::unordered_map<std::string, IndexedContent>> {
-      SQLite::Statement q(db_, "SELECT path, size, sha256 FROM indexed_files WHERE job_id = ?");
+  absl::Status ForEachIndexed(
+      int64_t job_id, const std::function<void(const std::string&, const IndexedContent&)>& fn) override {
+    return Locked([&]() -> absl::Status {
+      // The primary key (job_id, path) orders the rows: no sort, no copy.
+      SQLite::Statement q(db_, "SELECT path, size, sha256 FROM indexed_files WHERE job_id = ? ORDER BY path");
       q.bind(1, job_id);
-      std::unordered_map<std::string, IndexedContent> out;
+      IndexedContent c;
       while (q.executeStep()) {
-        out.emplace(q.getColumn(0).getString(),
-                    IndexedContent{static_cast<uint64_t>(q.getColumn(1).getInt64()), q.getColumn(2).getString()});
+        c.size = static_cast<uint64_t>(q.getColumn(1).getInt64());
+        c.sha256 = q.getColumn(2).getString();
+        fn(q.getColumn(0).getString(), c);
       }
-      return out;
+      return absl::OkStatus();
     });
   }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -45,9 +46,10 @@ class Journal {
   // Durably records results (one transaction) before they are reported.
   [[nodiscard]] virtual absl::Status Record(const std::string& run_id,
                                             const std::vector<protocol::FileResult>& results) = 0;
-  // A file about to be written to storage under `key` (cleared by Record of its result).
-  [[nodiscard]] virtual absl::Status MarkInFlight(const std::string& run_id, const std::string& path,
-                                                  const std::string& key) = 0;
+  // Files (path, storage key) about to be written to storage, in one transaction (each cleared by
+  // Record of its result).
+  [[nodiscard]] virtual absl::Status MarkInFlight(
+      const std::string& run_id, const std::vector<std::pair<std::string, std::string>>& files) = 0;
   [[nodiscard]] virtual absl::Status MarkReported(const std::string& run_id,
                                                   const std::vector<std::string>& paths) = 0;
   [[nodiscard]] virtual absl::Status CloseRun(const std::string& run_id, bool interrupted,
@@ -63,9 +65,11 @@ class Journal {
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> InFlight(
       const std::string& run_id) = 0;
 
-  // What the index holds for a job, as far as this agent knows (for offline planning).
-  [[nodiscard]] virtual absl::StatusOr<std::unordered_map<std::string, IndexedContent>> Indexed(
-      int64_t job_id) = 0;
+  // What the index holds for a job, as far as this agent knows (for offline planning): calls `fn`
+  // for each row in path order (byte-wise, as std::string compares), streaming (the rows are never
+  // all in memory). REQUIRES: `fn` does not call the journal.
+  [[nodiscard]] virtual absl::Status ForEachIndexed(
+      int64_t job_id, const std::function<void(const std::string& path, const IndexedContent&)>& fn) = 0;
   [[nodiscard]] virtual absl::Status RememberIndexed(
       int64_t job_id, const std::vector<std::pair<std::string, IndexedContent>>& rows) = 0;
 

@@ -1260,6 +1260,65 @@ TEST_P(StateIndexConformance, ApplySyncedFilesUpsertsAndDeletesInOneGo) {
   EXPECT_TRUE(absl::IsNotFound(index_->ApplySyncedFiles(run.job_id + 99, {a}, {})));
 }
 
+// The no-op cycle: a succeeded run's manifest digest becomes the job's; anything that changes
+// the job's synced files (results of any run, reconcile, redefining the job) or a run that does
+// not succeed forgets it.
+TEST_P(StateIndexConformance, JobManifestDigestFollowsSucceededRunsOnly) {
+  const std::string d1(64, 'a'), d2(64, 'b');
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  const int64_t job_id = run.job_id;
+  ASSERT_OK_AND_ASSIGN(std::string none, index_->GetJobManifestDigest(job_id));
+  EXPECT_EQ(none, "");
+  EXPECT_TRUE(absl::IsNotFound(index_->SetRunManifestDigest("run-x", d1)));
+
+  ASSERT_OK(index_->SetRunManifestDigest("run-1", d1));
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a")}, 1, 100));
+  ASSERT_OK(index_->RecordResults("run-1", {Result("a", "uploaded", 100)}, kT0 + 1).status());
+  ASSERT_OK_AND_ASSIGN(std::string during, index_->GetJobManifestDigest(job_id));
+  EXPECT_EQ(during, "");  // not before the run closed
+  ASSERT_OK(index_->FinishRun("run-1", "succeeded", "", kT0 + 2).status());
+  ASSERT_OK_AND_ASSIGN(std::string after, index_->GetJobManifestDigest(job_id));
+  EXPECT_EQ(after, d1);
+
+  // A later run without results keeps it until it closes; a partial close forgets it.
+  ASSERT_OK(index_->BeginRun("run-2", run.runner_id, job_id, "schedule", kT0 + 3).status());
+  ASSERT_OK(index_->SetRunManifestDigest("run-2", d2));
+  ASSERT_OK_AND_ASSIGN(std::string kept, index_->GetJobManifestDigest(job_id));
+  EXPECT_EQ(kept, d1);
+  ASSERT_OK(index_->FinishRun("run-2", "partial", "", kT0 + 4).status());
+  ASSERT_OK_AND_ASSIGN(std::string partial, index_->GetJobManifestDigest(job_id));
+  EXPECT_EQ(partial, "");
+
+  // Results of any run of the job forget it.
+  ASSERT_OK(index_->BeginRun("run-3", run.runner_id, job_id, "schedule", kT0 + 5).status());
+  ASSERT_OK(index_->SetRunManifestDigest("run-3", d2));
+  ASSERT_OK(index_->FinishRun("run-3", "succeeded", "", kT0 + 6).status());
+  ASSERT_OK_AND_ASSIGN(std::string d2_set, index_->GetJobManifestDigest(job_id));
+  EXPECT_EQ(d2_set, d2);
+  ASSERT_OK(index_->BeginRun("run-4", run.runner_id, job_id, "schedule", kT0 + 7).status());
+  ASSERT_OK(index_->RecordResults("run-4", {Result("z", "skipped")}, kT0 + 8).status());
+  ASSERT_OK_AND_ASSIGN(std::string by_results, index_->GetJobManifestDigest(job_id));
+  EXPECT_EQ(by_results, "");
+  ASSERT_OK(index_->FinishRun("run-4", "partial", "", kT0 + 9).status());
+
+  // Reconcile (ApplySyncedFiles) and redefining the job forget it too.
+  for (int i = 0; i < 2; ++i) {
+    const std::string id = absl::StrCat("run-", 5 + i);
+    ASSERT_OK(index_->BeginRun(id, run.runner_id, job_id, "schedule", kT0 + 10 + i).status());
+    ASSERT_OK(index_->SetRunManifestDigest(id, d1));
+    ASSERT_OK(index_->FinishRun(id, "succeeded", "", kT0 + 10 + i).status());
+    ASSERT_OK_AND_ASSIGN(std::string set, index_->GetJobManifestDigest(job_id));
+    ASSERT_EQ(set, d1);
+    if (i == 0) {
+      ASSERT_OK(index_->ApplySyncedFiles(job_id, {SyncedFile{job_id, "r", 1, 1, "sha-r", kT0, "rec"}}, {}));
+    } else {
+      ASSERT_OK(index_->PutJob(run.runner_id, Spec("pc1-job"), /*replace=*/true, kT0).status());
+    }
+    ASSERT_OK_AND_ASSIGN(std::string gone, index_->GetJobManifestDigest(job_id));
+    EXPECT_EQ(gone, "") << i;
+  }
+}
+
 TEST_P(StateIndexConformance, AbandonStaleRunsKeepsTheCurrentOneAndAcceptsLateResults) {
   ASSERT_OK_AND_ASSIGN(ds::Run old_run, RunningRun("pc1", "run-old", kT0));
   ASSERT_OK(index_->BeginRun("run-now", old_run.runner_id, old_run.job_id, "command", kT0 + 5).status());

@@ -350,6 +350,16 @@ class StateIndex {
                                                       const std::string& state,
                                                       const std::string& error, int64_t now_ms) = 0;
   [[nodiscard]] virtual absl::StatusOr<Run> GetRun(const std::string& run_id) = 0;
+
+  // Manifest digests (the no-op cycle). A run may carry the digest of the agent's whole manifest
+  // (SHA-256 hex, see sync/manifest_digest.h); when FinishRun closes it as `succeeded`, that
+  // digest becomes the job's. Closing any run otherwise, RecordResults of any run of the job,
+  // ApplySyncedFiles and PutJob forget the job's digest: it stands only while synced_files holds
+  // exactly what that run's manifest described. NotFound for an unknown run.
+  [[nodiscard]] virtual absl::Status SetRunManifestDigest(const std::string& run_id,
+                                                          const std::string& digest) = 0;
+  // The job's digest, or "" when there is none.
+  [[nodiscard]] virtual absl::StatusOr<std::string> GetJobManifestDigest(int64_t job_id) = 0;
   // Newest first.
   [[nodiscard]] virtual absl::StatusOr<std::vector<Run>> ListRuns(const RunFilter& filter) = 0;
   // Ordered by path; paths > after_path; at most `limit`.

@@ -212,6 +212,7 @@ void from_json(const json& j, ManifestEntry& v) {
 void to_json(json& j, const CompareRequest& v) {
   j = json{{"run_id", v.run_id}, {"trigger", v.trigger}, {"files", v.files}, {"last", v.last},
            {"total_files", v.total_files}, {"total_bytes", v.total_bytes}};
+  if (!v.manifest_digest.empty()) j["manifest_digest"] = v.manifest_digest;
 }
 void from_json(const json& j, CompareRequest& v) {
   DS_REQ(run_id);
@@ -220,6 +221,7 @@ void from_json(const json& j, CompareRequest& v) {
   DS_OPT(last);
   DS_OPT(total_files);
   DS_OPT(total_bytes);
+  DS_OPT(manifest_digest);
 }
 
 void to_json(json& j, const UploadInstruction& v) {
@@ -243,11 +245,13 @@ void from_json(const json& j, UploadInstruction& v) {
 
 void to_json(json& j, const CompareResponse& v) {
   j = json{{"run_id", v.run_id}, {"storage_url", v.storage_url}, {"upload", v.upload}};
+  if (v.manifest_match) j["manifest_match"] = true;
 }
 void from_json(const json& j, CompareResponse& v) {
   DS_OPT(run_id);
   DS_OPT(storage_url);
   DS_REQ(upload);
+  DS_OPT(manifest_match);
 }
 
 void to_json(json& j, const GrantRequest& v) { j = json{{"path", v.path}}; }

@@ -112,6 +112,10 @@ struct CompareRequest {
   bool last = true;                // the final batch of this run's manifest
   uint64_t total_files = 0;        // whole manifest, set on the last batch
   uint64_t total_bytes = 0;
+  // Optional (omitted when empty): ManifestDigest() of the whole manifest, sent first with no
+  // files and last = false. The answer's manifest_match says the index already holds exactly
+  // that manifest (nothing to upload; the plan is closed); otherwise the batches follow.
+  std::string manifest_digest;
 };
 struct UploadInstruction {
   std::string path;
@@ -129,6 +133,7 @@ struct CompareResponse {
   std::string run_id;
   std::string storage_url;
   std::vector<UploadInstruction> upload;
+  bool manifest_match = false;     // optional (omitted when false): see manifest_digest
 };
 
 // POST /agent/runs/{run}/grant: a fresh write credential for one file planned in the run.

@@ -53,6 +53,23 @@ TEST(MessagesTest, CompareRequestOptionalFieldsDefault) {
   EXPECT_TRUE(got->files.empty());
 }
 
+// The no-op cycle's additions are optional both ways: absent when unset, decoded when present.
+TEST(MessagesTest, ManifestDigestFieldsAreOptional) {
+  CompareRequest req;
+  req.run_id = "r";
+  EXPECT_EQ(Encode(req).find("manifest_digest"), std::string::npos);
+  req.manifest_digest = kSha;
+  req.last = false;
+  EXPECT_EQ(RoundTrip(req).manifest_digest, kSha);
+  EXPECT_EQ(Decode<CompareRequest>(R"({"run_id":"r","files":[]})")->manifest_digest, "");
+
+  CompareResponse resp;
+  EXPECT_EQ(Encode(resp).find("manifest_match"), std::string::npos);
+  EXPECT_FALSE(Decode<CompareResponse>(R"({"upload":[]})")->manifest_match);
+  resp.manifest_match = true;
+  EXPECT_TRUE(RoundTrip(resp).manifest_match);
+}
+
 TEST(MessagesTest, CompleteRequestRoundTrip) {
   CompleteRequest req;
   FileResult ok{"a.dat", "uploaded", 10, 20, kSha, "", "a.dat.v1", 30};

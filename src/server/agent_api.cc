@@ -501,6 +501,12 @@ absl::StatusOr<std::string> Grant(ServerContext* ctx, const Request& req,
 absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& req,
                                            const std::string& job_name);
 
+bool IsLowerHexSha256(const std::string& s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
 absl::StatusOr<std::string> Compare(ServerContext* ctx, const Request& req,
                                     const std::string& job_name) {
   auto started = std::chrono::steady_clock::now();
@@ -543,8 +549,28 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
     }
     paths.push_back(e.path);
   }
+  if (!cmp.manifest_digest.empty() && !IsLowerHexSha256(cmp.manifest_digest)) {
+    return absl::InvalidArgumentError("manifest_digest must be 64 lowercase hex digits");
+  }
   DS_ASSIGN_OR_RETURN(Run run, ctx->index->BeginRun(cmp.run_id, runner.id, job->spec.id,
                                                     cmp.trigger, ctx->NowMs()));
+  if (!cmp.manifest_digest.empty()) {
+    // The no-op cycle: the run carries the digest (it becomes the job's if the run succeeds);
+    // a digest-only request matching the job's answers "nothing to do" and closes the plan.
+    DS_RETURN_IF_ERROR(ctx->index->SetRunManifestDigest(cmp.run_id, cmp.manifest_digest));
+    DS_ASSIGN_OR_RETURN(std::string known, ctx->index->GetJobManifestDigest(job->spec.id));
+    if (cmp.files.empty() && known == cmp.manifest_digest) {
+      DS_RETURN_IF_ERROR(ctx->index->RecordPlanned(cmp.run_id, {}, static_cast<int64_t>(cmp.total_files),
+                                                   static_cast<int64_t>(cmp.total_bytes)));
+      spdlog::info("compare runner={} job={} run={}: manifest unchanged ({} files), nothing to upload",
+                   runner.name, job_name, cmp.run_id, cmp.total_files);
+      protocol::CompareResponse out;
+      out.run_id = cmp.run_id;
+      out.storage_url = ctx->storage_url;
+      out.manifest_match = true;
+      return protocol::Encode(out);
+    }
+  }
   DS_ASSIGN_OR_RETURN(auto rows, ctx->index->LookupSyncedFiles(job->spec.id, paths));
   std::unordered_map<std::string_view, IndexedFile> indexed;
   std::unordered_map<std::string_view, const SyncedFile*> synced;

@@ -170,6 +170,42 @@ absl::Status ValidateWritableKey(const std::string& key) {
   return absl::OkStatus();
 }
 
+namespace {
+// StagePut's default: the put already happened; CommitPuts hands back its result.
+class DoneStagedPut final : public StagedPut {
+ public:
+  DoneStagedPut(std::string key, PutResult result) : key_(std::move(key)), result_(std::move(result)) {}
+  const std::string& key() const override { return key_; }
+  uint64_t bytes() const override { return result_.info.size; }
+  PutResult& result() { return result_; }
+
+ private:
+  std::string key_;
+  PutResult result_;
+};
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePut(const std::string& key,
+                                                             const std::filesystem::path& source,
+                                                             const PutOptions& options) {
+  DS_ASSIGN_OR_RETURN(PutResult r, PutFile(key, source, options));
+  return std::make_unique<DoneStagedPut>(key, std::move(r));
+}
+
+std::vector<absl::StatusOr<PutResult>> Storage::CommitPuts(std::vector<std::unique_ptr<StagedPut>> staged) {
+  std::vector<absl::StatusOr<PutResult>> out;
+  out.reserve(staged.size());
+  for (auto& s : staged) {
+    auto* done = dynamic_cast<DoneStagedPut*>(s.get());
+    if (done == nullptr) {
+      out.push_back(absl::InternalError(absl::StrCat("staged put of ", s->key(), " from another backend")));
+    } else {
+      out.push_back(std::move(done->result()));
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<FileDigest> Storage::HashObject(const std::string& key) {
   DS_ASSIGN_OR_RETURN(std::string data, ReadAll(key, size_t{1} << 32));
   return FileDigest{Sha256Hex(data), data.size()};

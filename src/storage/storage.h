@@ -63,12 +63,24 @@ struct PutOptions {
   // Object storage: blocks of one file in flight at once (each holds a block in memory).
   int block_parallelism = 4;
   const std::atomic<bool>* cancel = nullptr;  // checked between chunks; Cancelled when set
-  bool verify = true;            // re-read what landed and compare size + SHA-256
+  // Re-read what landed (after dropping it from the page cache) and compare size + SHA-256.
+  // Off by default: the SHA-256 is computed over the very bytes written, so a re-read only
+  // catches storage that corrupts data after accepting it (agent option --verify-readback).
+  bool verify = false;
 };
 
 struct PutResult {
   ObjectInfo info;               // what now sits under the key
   std::string kept_version;      // key (under .datasync/versions/) of the replaced object, if any
+};
+
+// A put written by Storage::StagePut but not yet durable nor visible under its key. Destroying
+// one that was not committed removes what it wrote.
+class StagedPut {
+ public:
+  virtual ~StagedPut() = default;
+  virtual const std::string& key() const = 0;
+  virtual uint64_t bytes() const = 0;  // content bytes written
 };
 
 // A short-lived credential letting a process that holds no storage secret (an agent) write
@@ -95,6 +107,20 @@ class Storage {
   [[nodiscard]] virtual absl::StatusOr<PutResult> PutFile(const std::string& key,
                                                           const std::filesystem::path& source,
                                                           const PutOptions& options) = 0;
+
+  // Group commit: the first half of PutFile (copy to a temp object while hashing, check against
+  // the expected hash and size, set metadata), leaving the content invisible under `key` until
+  // CommitPuts. Same errors as PutFile. Thread-safe. The default runs the whole PutFile here.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<StagedPut>> StagePut(
+      const std::string& key, const std::filesystem::path& source, const PutOptions& options);
+  // Makes every staged put durable, then moves each under its key (keeping a differing object
+  // as a version, as PutFile does), then makes the renames durable; one result per input, in
+  // order. A result is OK only when its object is durable under its key: a crash at any point
+  // leaves either the previous object or the complete new one under the key, never a partial
+  // one. Directory backend: two filesystem flushes per call (syncfs on local filesystems) instead
+  // of a file fsync and a directory fsync per file.
+  [[nodiscard]] virtual std::vector<absl::StatusOr<PutResult>> CommitPuts(
+      std::vector<std::unique_ptr<StagedPut>> staged);
 
   // NotFound when absent.
   [[nodiscard]] virtual absl::StatusOr<ObjectInfo> Stat(const std::string& key) = 0;

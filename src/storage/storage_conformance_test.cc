@@ -684,6 +684,55 @@ TEST_P(StorageConformanceTest, WithoutVerify) {
   EXPECT_EQ(*storage().ReadAll("nv.dat", 100), "no verify");
 }
 
+// Group commit: staged puts land together, a differing object is kept as a version, identical
+// content is left alone, and nothing stays behind in the temp area.
+TEST_P(StorageConformanceTest, StagedPutsLandOnCommit) {
+  ASSERT_TRUE(Put("g/replaced.dat", "old bytes").ok());
+  ASSERT_TRUE(Put("g/same.dat", "same bytes").ok());
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  const std::vector<std::pair<std::string, std::string>> puts = {
+      {"g/new/a.dat", "alpha"}, {"g/replaced.dat", "new bytes"}, {"g/same.dat", "same bytes"},
+      {"g/new/b.dat", ""}};
+  for (const auto& [key, content] : puts) {
+    auto s = storage().StagePut(key, WriteSource(content),
+                                PutOptions{.expected_sha256 = Sha256Hex(content), .run_id = "5a9e1e57-run"});
+    ASSERT_TRUE(s.ok()) << key << ": " << s.status();
+    EXPECT_EQ((*s)->key(), key);
+    EXPECT_EQ((*s)->bytes(), content.size());
+    staged.push_back(std::move(*s));
+  }
+  auto results = storage().CommitPuts(std::move(staged));
+  ASSERT_EQ(results.size(), puts.size());
+  for (size_t i = 0; i < puts.size(); ++i) {
+    ASSERT_TRUE(results[i].ok()) << puts[i].first << ": " << results[i].status();
+    EXPECT_EQ(results[i]->info.key, puts[i].first);
+    EXPECT_EQ(results[i]->info.sha256, Sha256Hex(puts[i].second));
+    EXPECT_EQ(*storage().ReadAll(puts[i].first, 100), puts[i].second);
+  }
+  EXPECT_THAT(results[1]->kept_version, StartsWith(".datasync/versions/g/replaced.dat/"));
+  EXPECT_EQ(*storage().ReadAll(results[1]->kept_version, 100), "old bytes");
+  EXPECT_THAT(results[2]->kept_version, IsEmpty());
+  EXPECT_THAT(Keys("g"), ElementsAre("g/new/a.dat", "g/new/b.dat", "g/replaced.dat", "g/same.dat"));
+  EXPECT_THAT(backend_.temp_files(), IsEmpty());
+}
+
+TEST_P(StorageConformanceTest, StagedPutChecksTheExpectedHash) {
+  auto s = storage().StagePut("g/bad.dat", WriteSource("actual"),
+                              PutOptions{.expected_sha256 = Sha256Hex("other")});
+  EXPECT_TRUE(absl::IsAborted(s.status())) << s.status();
+  ExpectNothingUnder("g/bad.dat");
+}
+
+TEST_P(StorageConformanceTest, StagedPutWithVerifyLands) {
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  auto s = storage().StagePut("g/v.dat", WriteSource("verified"), PutOptions{.verify = true});
+  ASSERT_TRUE(s.ok()) << s.status();
+  staged.push_back(std::move(*s));
+  auto results = storage().CommitPuts(std::move(staged));
+  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+  EXPECT_EQ(*storage().ReadAll("g/v.dat", 100), "verified");
+}
+
 TEST_P(StorageConformanceTest, ConcurrentPutsOfDifferentKeys) {
   constexpr int kThreads = 8;
   constexpr int kPerThread = 10;
@@ -758,6 +807,32 @@ class DirStorageTest : public ::testing::Test {
   bool xattrs_ = false;  // the test filesystem keeps user xattrs
   int next_source_ = 0;
 };
+
+// The ordering group commit guarantees on a directory: a staged file is a temp file only (never
+// under its key, never listed) until CommitPuts, and a staged put that is dropped leaves nothing.
+TEST_F(DirStorageTest, StagedPutIsInvisibleUntilCommitted) {
+  auto a = storage_->StagePut("d/a.dat", WriteSource("staged a"), PutOptions{.run_id = "abcdef01-run"});
+  auto b = storage_->StagePut("d/b.dat", WriteSource("staged b"), PutOptions{.run_id = "abcdef01-run"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_TRUE(absl::IsNotFound(storage_->Stat("d/a.dat").status()));
+  EXPECT_THAT(Keys(), IsEmpty());
+  EXPECT_EQ(Temps().size(), 2u);
+  b->reset();  // dropped: its temp file goes
+  EXPECT_EQ(Temps().size(), 1u);
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  staged.push_back(std::move(*a));
+  auto results = storage_->CommitPuts(std::move(staged));
+  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+  EXPECT_THAT(Keys(), ElementsAre("d/a.dat"));
+  EXPECT_THAT(Temps(), IsEmpty());
+  // A crash between staging and commit leaves a temp file that AbandonUpload finds by run id.
+  auto c = storage_->StagePut("d/c.dat", WriteSource("staged c"), PutOptions{.run_id = "abcdef01-run"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(Temps().size(), 1u);
+  EXPECT_TRUE(storage_->AbandonUpload("d/c.dat", "abcdef01-run").ok());
+  EXPECT_THAT(Temps(), IsEmpty());
+}
 
 TEST_F(DirStorageTest, OpenCreatesRootAndDescribesIt) {
   auto nested = OpenDirStorage((scratch_ / "x" / "y" / "z").string());

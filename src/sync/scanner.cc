@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +29,9 @@ namespace ds {
 namespace {
 
 constexpr size_t kReadChunkBytes = size_t{1} << 20;
+// Files (and bytes) opened and waiting before they are hashed as a group across threads.
+constexpr size_t kHashGroupFiles = 64;
+constexpr uint64_t kHashGroupBytes = uint64_t{64} << 20;
 
 // Reasons reported in ScanProblem::error.
 constexpr char kPermissionDenied[] = "permission denied";
@@ -114,10 +119,15 @@ class Scanner {
 
     std::string prefix;
     prefix.reserve(kMaxPathBytes + 1);
-    DS_RETURN_IF_ERROR(WalkDirectory(root_fd, prefix));
+    absl::Status walked = WalkDirectory(root_fd, prefix);
+    FlushHashes();  // also closes the pending files when the walk failed
+    DS_RETURN_IF_ERROR(walked);
     // Hashing checks for cancellation per chunk and leaves the file out; never return that as
     // a complete manifest.
     if (Cancelled()) return absl::CancelledError("scan cancelled");
+    if (dropped_ > 0) {
+      std::erase_if(result_.files, [](const protocol::ManifestEntry& e) { return e.path.empty(); });
+    }
 
     std::sort(result_.files.begin(), result_.files.end(),
               [](const protocol::ManifestEntry& a, const protocol::ManifestEntry& b) {
@@ -333,49 +343,103 @@ class Scanner {
       Skip(path, e == ELOOP ? kChangedWhileReading : ErrnoReason(e));
       return;
     }
-    FdCloser close_fd(fd);
     struct stat before;
     if (::fstat(fd, &before) != 0) {
       Skip(path, ErrnoReason(errno));
+      ::close(fd);
       return;
     }
     if (!S_ISREG(before.st_mode) || before.st_ino != st.st_ino || before.st_dev != st.st_dev ||
         static_cast<uint64_t>(before.st_size) != size || MtimeNs(before) != mtime_ns) {
       Skip(path, kChangedWhileReading);
+      ::close(fd);
       return;
     }
-    if (size > kReadChunkBytes) ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    // Hashed in a group, in parallel (FlushHashes); the entry's sha256 is filled in then.
+    pending_.push_back(PendingHash{result_.files.size(), fd, size, mtime_ns, {}, {}});
+    pending_bytes_ += size;
+    result_.files.push_back(protocol::ManifestEntry{path, size, mtime_ns, {}});
+    if (pending_.size() >= kHashGroupFiles || pending_bytes_ >= kHashGroupBytes) FlushHashes();
+  }
+
+  // A file opened and checked by AddFile, waiting to be hashed.
+  struct PendingHash {
+    size_t index;      // in result_.files
+    int fd;            // owned until hashed
+    uint64_t size;     // bytes, as stat'ed
+    int64_t mtime_ns;  // as stat'ed
+    std::string sha256;  // result; empty with `error` set when the file is left out
+    std::string error;   // skip reason ("" with empty sha256: cancelled)
+  };
+
+  // Reads and hashes one pending file (any thread). `buffer` holds kReadChunkBytes.
+  void HashOne(PendingHash& h, char* buffer) const {
+    if (h.size > kReadChunkBytes) ::posix_fadvise(h.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     Sha256 hash;
     uint64_t read_total = 0;
     // Reading stops at the size fstat reported (saving a read per small file); growth beyond it
     // shows in the second fstat.
-    while (read_total < size) {
+    while (read_total < h.size) {
       if (Cancelled()) return;
-      ssize_t n = ::read(fd, buffer_.get(), kReadChunkBytes);
+      ssize_t n = ::read(h.fd, buffer, kReadChunkBytes);
       if (n < 0) {
         if (errno == EINTR) continue;
-        Skip(path, absl::StrCat("read error: ", ErrnoReason(errno)));
+        h.error = absl::StrCat("read error: ", ErrnoReason(errno));
         return;
       }
       if (n == 0) break;
-      hash.Update(buffer_.get(), static_cast<size_t>(n));
+      hash.Update(buffer, static_cast<size_t>(n));
       read_total += static_cast<uint64_t>(n);
     }
     struct stat after;
-    if (::fstat(fd, &after) != 0) {
-      Skip(path, ErrnoReason(errno));
+    if (::fstat(h.fd, &after) != 0) {
+      h.error = ErrnoReason(errno);
       return;
     }
-    if (read_total != size || static_cast<uint64_t>(after.st_size) != size ||
-        MtimeNs(after) != mtime_ns) {
-      Skip(path, kChangedWhileReading);
+    if (read_total != h.size || static_cast<uint64_t>(after.st_size) != h.size ||
+        MtimeNs(after) != h.mtime_ns) {
+      h.error = kChangedWhileReading;
       return;
     }
-    std::string sha = hash.FinishHex();
-    ++result_.files_hashed;
-    result_.bytes_hashed += size;
-    if (cache_ != nullptr) cache_->Store(path, size, mtime_ns, sha);
-    result_.files.push_back(protocol::ManifestEntry{path, size, mtime_ns, std::move(sha)});
+    h.sha256 = hash.FinishHex();
+  }
+
+  // Hashes the pending group on up to options_.hash_threads threads (this one included), closes
+  // the files, fills in the entries' hashes and leaves out (skips) the files that failed.
+  void FlushHashes() {
+    if (pending_.empty()) return;
+    std::atomic<size_t> next{0};
+    auto work = [&](char* buffer) {
+      for (size_t k = next.fetch_add(1); k < pending_.size(); k = next.fetch_add(1)) {
+        HashOne(pending_[k], buffer);
+      }
+    };
+    const size_t helpers = std::min<size_t>(static_cast<size_t>(std::max(1, options_.hash_threads)) - 1,
+                                            pending_.size() - 1);
+    std::vector<std::thread> threads;
+    std::vector<std::unique_ptr<char[]>> buffers;
+    for (size_t t = 0; t < helpers; ++t) {
+      buffers.emplace_back(new char[kReadChunkBytes]);
+      threads.emplace_back(work, buffers.back().get());
+    }
+    work(buffer_.get());
+    for (auto& t : threads) t.join();
+    for (PendingHash& h : pending_) {
+      ::close(h.fd);
+      protocol::ManifestEntry& e = result_.files[h.index];
+      if (h.sha256.empty()) {
+        if (!h.error.empty()) Skip(e.path, h.error);
+        e.path.clear();  // left out: removed before sorting
+        ++dropped_;
+        continue;
+      }
+      ++result_.files_hashed;
+      result_.bytes_hashed += h.size;
+      if (cache_ != nullptr) cache_->Store(e.path, h.size, h.mtime_ns, h.sha256);
+      e.sha256 = std::move(h.sha256);
+    }
+    pending_.clear();
+    pending_bytes_ = 0;
   }
 
   // Constant after construction.
@@ -389,6 +453,9 @@ class Scanner {
   int64_t settle_cutoff_ns_ = 0;  // Unix nanoseconds; files modified later are unsettled
 
   ScanResult result_;
+  std::vector<PendingHash> pending_;  // opened, not yet hashed (at most kHashGroupFiles)
+  uint64_t pending_bytes_ = 0;
+  size_t dropped_ = 0;                // entries left out by FlushHashes (empty path)
 };
 
 }  // namespace

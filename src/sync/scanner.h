@@ -22,6 +22,7 @@ struct ScanOptions {
   std::chrono::milliseconds settle{0};   // skip files modified less than this long ago
   int64_t now_ns = 0;                    // Unix nanoseconds; "now" for the settle check
   const std::atomic<bool>* cancel = nullptr;  // checked per file; scan returns Cancelled
+  int hash_threads = 2;                  // threads hashing files not in the cache (>= 1)
 };
 
 struct ScanProblem {

@@ -122,6 +122,34 @@ TEST_F(ScannerTest, NestedDirsUnusualNamesAndEmptyFile) {
   EXPECT_EQ(r->bytes_hashed, total);
 }
 
+// Files are hashed in groups across threads: every entry gets its own file's hash, whatever the
+// thread count, with groups cut by count (many small files) and by bytes (a few large ones).
+TEST_F(ScannerTest, ParallelHashingGivesEachFileItsOwnHash) {
+  std::map<std::string, std::string> expected;
+  for (int i = 0; i < 300; ++i) {
+    const std::string rel = absl::StrCat("d", i % 7, "/f", i, ".dat");
+    const std::string content(static_cast<size_t>(i) * 37 + (i % 5 == 0 ? 0 : 1), static_cast<char>('a' + i % 26));
+    Write(rel, content);
+    expected[rel] = Sha256Hex(content);
+  }
+  const std::string big(40 << 20, 'B');  // two of these exceed a group's byte budget
+  Write("big/1.bin", big);
+  Write("big/2.bin", big + "2");
+  expected["big/1.bin"] = Sha256Hex(big);
+  expected["big/2.bin"] = Sha256Hex(big + "2");
+  for (int threads : {1, 2, 4}) {
+    ScanOptions o = Options();
+    o.hash_threads = threads;
+    auto r = ScanJob(o, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->files.size(), expected.size()) << threads;
+    EXPECT_EQ(r->files_hashed, expected.size());
+    for (const auto& f : r->files) EXPECT_EQ(f.sha256, expected.at(f.path)) << f.path << " threads=" << threads;
+    EXPECT_TRUE(std::is_sorted(r->files.begin(), r->files.end(),
+                               [](const auto& a, const auto& b) { return a.path < b.path; }));
+  }
+}
+
 TEST_F(ScannerTest, OutputSortedBytewiseAcrossDirectories) {
   Write("a-b", "1");
   Write("a/x", "2");

@@ -76,6 +76,11 @@ class CoreSyncTest(unittest.TestCase):
         self.assertEqual(run["files_seen"], len(self.paths))
         self.assertEqual(run["files_planned"], 0)
         self.assertEqual(run["files_uploaded"], 0)
+        # The no-op cycle sent the manifest digest alone: the server matched it, no file list.
+        with open(os.path.join(self.c.root, "server.log"), encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        self.assertIn(f"run={run['run_id']}: manifest unchanged ({len(self.paths)} files)", log)
+        self.assertNotIn(f"run={run['run_id']}: {len(self.paths)} entries", log)
 
     def test_3_three_changed_files_upload_exactly_those_and_keep_old_versions(self):
         changed = [self.paths[5], self.paths[500], "Übersicht/Ωmega – notes.txt"]
@@ -117,6 +122,11 @@ class CoreSyncTest(unittest.TestCase):
             self.assertEqual(hdrs.get("Content-Type"), "application/problem+json")
         st, _, _ = self.c.http("POST", "/api/v1/agent/jobs/loot/compare", raw=b"{not json", token=key)
         self.assertEqual(st, 400)
+        for digest in ["A" * 64, "a" * 63, "z" * 64, 7]:
+            st, body, _ = self.c.http("POST", "/api/v1/agent/jobs/loot/compare",
+                                      {"run_id": run_id, "files": [], "last": False,
+                                       "manifest_digest": digest}, token=key)
+            self.assertEqual(st, 400, f"{digest!r}: {body}")
         st, _, _ = self.c.http("POST", "/api/v1/agent/jobs/loot/compare", {"run_id": run_id, "files": []},
                                token="dsk_not-a-key")
         self.assertEqual(st, 401)

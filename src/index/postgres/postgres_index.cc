@@ -567,6 +567,8 @@ class PostgresIndex final : public StateIndex {
   absl::StatusOr<Run> FinishRun(const std::string& run_id, const std::string& state,
                                 const std::string& error, int64_t now_ms) override;
   absl::StatusOr<Run> GetRun(const std::string& run_id) override;
+  absl::Status SetRunManifestDigest(const std::string& run_id, const std::string& digest) override;
+  absl::StatusOr<std::string> GetJobManifestDigest(int64_t job_id) override;
   absl::StatusOr<std::vector<Run>> ListRuns(const RunFilter& filter) override;
   absl::StatusOr<std::vector<RunFile>> ListRunFiles(const std::string& run_id,
                                                     const std::string& after_path,
@@ -870,6 +872,7 @@ absl::Status PostgresIndex::Migrate() {
                              latest, "); upgrade datasync-server"));
           }
           if (current == latest) return true;
+          // The lowest version above the current one (numbers are reserved per feature branch).
           const auto next =
               std::find_if(kPostgresMigrations.begin(), kPostgresMigrations.end(),
                            [&](const Migration& m) { return m.version > current; });
@@ -1169,6 +1172,8 @@ absl::StatusOr<Job> PostgresIndex::PutJob(int64_t runner_id, const protocol::Job
     if (bumped.affected_rows() == 0) {
       return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
     }
+    // Source, destination or filters may have changed: the manifest digest no longer holds.
+    tx.exec_params("DELETE FROM job_manifests WHERE job_id = $1", job_id);
     return LoadJob(tx, job_id);
   });
 }
@@ -1381,6 +1386,9 @@ absl::StatusOr<uint64_t> PostgresIndex::RecordResults(
         // The run's row lock serialises every writer of this run's rows and counters.
         DS_ASSIGN_OR_RETURN(const RunningRun run,
                             LockRunningRun(tx, run_id, /*allow_abandoned=*/true));
+        if (run.job_id != 0 && !results.empty()) {
+          tx.exec_params("DELETE FROM job_manifests WHERE job_id = $1", run.job_id);
+        }
 
         // The batch is applied in memory first, result by result exactly as the SQLite version
         // applies it row by row; then the final rows are written with a few set-based statements.
@@ -1559,12 +1567,46 @@ absl::StatusOr<Run> PostgresIndex::FinishRun(const std::string& run_id, const st
           tx.exec_params(
               "UPDATE sync_runs SET state = $1, error = $2, finished_at = $3 WHERE id = $4", state,
               error, now_ms, run_id);
+          const pqxx::result run =
+              tx.exec_params("SELECT job_id, manifest_digest FROM sync_runs WHERE id = $1", run_id);
+          if (!run[0][0].is_null()) {
+            const int64_t job_id = run[0][0].as<int64_t>();
+            const std::string digest = Text(run[0][1]);
+            if (state == "succeeded" && !digest.empty()) {
+              tx.exec_params(R"sql(
+                INSERT INTO job_manifests (job_id, digest, run_id, updated_at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (job_id) DO UPDATE
+                SET digest = excluded.digest, run_id = excluded.run_id, updated_at = excluded.updated_at)sql",
+                             job_id, digest, run_id, now_ms);
+            } else {
+              tx.exec_params("DELETE FROM job_manifests WHERE job_id = $1", job_id);
+            }
+          }
         } else if (current != state) {
           return absl::FailedPreconditionError(
               absl::StrCat("run ", run_id, " is already ", current, ", cannot become ", state));
         }
         return LoadRun(tx, run_id);
       });
+}
+
+absl::Status PostgresIndex::SetRunManifestDigest(const std::string& run_id, const std::string& digest) {
+  if (HasNul(digest)) return absl::InvalidArgumentError("SetRunManifestDigest: digest contains NUL");
+  return Execute("SetRunManifestDigest", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+    const pqxx::result r =
+        tx.exec_params("UPDATE sync_runs SET manifest_digest = $1 WHERE id = $2", digest, run_id);
+    if (r.affected_rows() == 0) return absl::NotFoundError(absl::StrCat("run ", run_id, " not found"));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::string> PostgresIndex::GetJobManifestDigest(int64_t job_id) {
+  return Execute("GetJobManifestDigest", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::string> {
+                   const pqxx::result r =
+                       tx.exec_params("SELECT digest FROM job_manifests WHERE job_id = $1", job_id);
+                   return r.empty() ? std::string() : Text(r[0][0]);
+                 });
 }
 
 absl::StatusOr<Run> PostgresIndex::GetRun(const std::string& run_id) {
@@ -1866,6 +1908,7 @@ absl::Status PostgresIndex::ApplySyncedFiles(int64_t job_id, const std::vector<S
         if (tx.exec_params("SELECT 1 FROM jobs WHERE id = $1 FOR KEY SHARE", job_id).empty()) {
           return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
         }
+        tx.exec_params("DELETE FROM job_manifests WHERE job_id = $1", job_id);
         if (!paths.empty()) {
           tx.exec_params(R"sql(
         INSERT INTO synced_files (job_id, path, size, mtime_ns, sha256, synced_at, run_id)

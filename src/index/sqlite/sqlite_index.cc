@@ -260,6 +260,13 @@ class Checkpointer {
   std::thread thread_;
 };
 
+// Forgets the job's manifest digest (its synced files change). REQUIRES: inside a transaction.
+void ForgetJobManifest(SQLite::Database& db, int64_t job_id) {
+  SQLite::Statement q(db, "DELETE FROM job_manifests WHERE job_id = ?");
+  q.bind(1, job_id);
+  q.exec();
+}
+
 class SqliteIndex final : public StateIndex {
  public:
   explicit SqliteIndex(SQLite::Database db, std::unique_ptr<Checkpointer> checkpointer = nullptr)
@@ -303,6 +310,8 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<Run> FinishRun(const std::string& run_id, const std::string& state,
                                 const std::string& error, int64_t now_ms) override;
   absl::StatusOr<Run> GetRun(const std::string& run_id) override;
+  absl::Status SetRunManifestDigest(const std::string& run_id, const std::string& digest) override;
+  absl::StatusOr<std::string> GetJobManifestDigest(int64_t job_id) override;
   absl::StatusOr<std::vector<Run>> ListRuns(const RunFilter& filter) override;
   absl::StatusOr<std::vector<RunFile>> ListRunFiles(const std::string& run_id,
                                                     const std::string& after_path,
@@ -534,6 +543,8 @@ absl::Status SqliteIndex::Migrate() {
                                                           latest, "); upgrade datasync-server"));
       }
       if (current == latest) return absl::OkStatus();
+      // The next migration is the lowest version above the current one: numbers are reserved
+      // per feature branch, so a branch may lack the numbers of another until they merge.
       const auto next = std::find_if(kSqliteMigrations.begin(), kSqliteMigrations.end(),
                                      [&](const Migration& m) { return m.version > current; });
       if (next == kSqliteMigrations.end()) {
@@ -856,6 +867,7 @@ absl::StatusOr<Job> SqliteIndex::PutJob(int64_t runner_id, const protocol::JobSp
     SQLite::Statement bump(db_, "UPDATE runners SET jobs_version = jobs_version + 1 WHERE id = ?");
     bump.bind(1, runner_id);
     bump.exec();
+    ForgetJobManifest(db_, job_id);  // source, destination or filters may have changed
     DS_ASSIGN_OR_RETURN(Job job, LoadJob(job_id));
     tx.commit();
     return job;
@@ -1062,6 +1074,7 @@ absl::StatusOr<uint64_t> SqliteIndex::RecordResults(
   return Locked("RecordResults", [&]() -> absl::StatusOr<uint64_t> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     DS_ASSIGN_OR_RETURN(const RunningRun run, LoadRunningRun(run_id, /*allow_abandoned=*/true));
+    if (run.job_id != 0 && !results.empty()) ForgetJobManifest(db_, run.job_id);
     SQLite::Statement previous(
         db_, "SELECT planned_reason, result, size FROM run_files WHERE run_id = ? AND path = ?");
     // run_files.size holds the planned size until the file is uploaded, then the uploaded size,
@@ -1199,6 +1212,25 @@ absl::StatusOr<Run> SqliteIndex::FinishRun(const std::string& run_id, const std:
       close.bind(3, now_ms);
       close.bind(4, run_id);
       close.exec();
+      SQLite::Statement run_q(db_, "SELECT job_id, manifest_digest FROM sync_runs WHERE id = ?");
+      run_q.bind(1, run_id);
+      if (run_q.executeStep() && !run_q.getColumn(0).isNull()) {
+        const int64_t job_id = run_q.getColumn(0).getInt64();
+        const std::string digest = run_q.getColumn(1).getString();
+        if (state == "succeeded" && !digest.empty()) {
+          SQLite::Statement set(db_, R"sql(
+            INSERT INTO job_manifests (job_id, digest, run_id, updated_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT (job_id) DO UPDATE
+            SET digest = excluded.digest, run_id = excluded.run_id, updated_at = excluded.updated_at)sql");
+          set.bind(1, job_id);
+          set.bind(2, digest);
+          set.bind(3, run_id);
+          set.bind(4, now_ms);
+          set.exec();
+        } else {
+          ForgetJobManifest(db_, job_id);
+        }
+      }
     } else if (current != state) {
       return absl::FailedPreconditionError(
           absl::StrCat("run ", run_id, " is already ", current, ", cannot become ", state));
@@ -1206,6 +1238,24 @@ absl::StatusOr<Run> SqliteIndex::FinishRun(const std::string& run_id, const std:
     DS_ASSIGN_OR_RETURN(Run run, LoadRun(run_id));
     tx.commit();
     return run;
+  });
+}
+
+absl::Status SqliteIndex::SetRunManifestDigest(const std::string& run_id, const std::string& digest) {
+  return Locked("SetRunManifestDigest", [&]() -> absl::Status {
+    SQLite::Statement q(db_, "UPDATE sync_runs SET manifest_digest = ? WHERE id = ?");
+    q.bind(1, digest);
+    q.bind(2, run_id);
+    if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("run ", run_id, " not found"));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::string> SqliteIndex::GetJobManifestDigest(int64_t job_id) {
+  return Locked("GetJobManifestDigest", [&]() -> absl::StatusOr<std::string> {
+    SQLite::Statement q(db_, "SELECT digest FROM job_manifests WHERE job_id = ?");
+    q.bind(1, job_id);
+    return q.executeStep() ? q.getColumn(0).getString() : std::string();
   });
 }
 
@@ -2001,6 +2051,7 @@ absl::Status SqliteIndex::ApplySyncedFiles(int64_t job_id, const std::vector<Syn
   return Locked("ApplySyncedFiles", [&]() -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    ForgetJobManifest(db_, job_id);
     SQLite::Statement up(db_, R"sql(
       INSERT INTO synced_files (job_id, path, size, mtime_ns, sha256, synced_at, run_id)
       VALUES (?, ?, ?, ?, ?, ?, ?)

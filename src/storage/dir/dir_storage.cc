@@ -11,13 +11,20 @@
 #include <fcntl.h>
 #include <stdio.h>  // renameat2
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -34,6 +41,7 @@ namespace ds {
 namespace {
 
 constexpr size_t kCopyBufferBytes = 1 << 20;
+constexpr uint64_t kEarlyWritebackBytes = 256 << 10;
 constexpr size_t kMinPacedChunkBytes = 64 << 10;
 constexpr auto kMaxPacingSleep = std::chrono::milliseconds(50);
 constexpr char kXattrSha256[] = "user.datasync.sha256";
@@ -188,11 +196,11 @@ absl::StatusOr<UniqueFd> OpenRoot(const std::string& root) {
 
 // Opens the directory base/parts[0]/.../parts[n-1] without following symlinks; n == 0 gives a
 // duplicate of `base`. With `create`, missing directories are made (mode 0755 before umask) and
-// their parent fsynced. `base_path` names `base` in messages and for SyncDirectory().
+// their parent fsynced (unless !sync_new: the caller flushes the whole filesystem later). `base_path` names `base` in messages and for SyncDirectory().
 // Errors: NotFound (missing, !create), FailedPrecondition (a component is a file or a symlink).
 absl::StatusOr<UniqueFd> OpenDirChain(int base, const std::string& base_path,
                                       const std::vector<std::string_view>& parts, size_t n,
-                                      bool create) {
+                                      bool create, bool sync_new = true) {
   UniqueFd dir(::fcntl(base, F_DUPFD_CLOEXEC, 0));
   if (!dir.valid()) return StorageError(errno, absl::StrCat("dup ", base_path));
   std::string path = base_path;
@@ -208,7 +216,7 @@ absl::StatusOr<UniqueFd> OpenDirChain(int base, const std::string& base_path,
       int e = errno;
       if (e == ENOENT && create && attempt < 2) {
         if (::mkdirat(dir.get(), name.c_str(), 0755) == 0) {
-          DS_RETURN_IF_ERROR(SyncDirectory(path));  // make the new entry durable
+          if (sync_new) DS_RETURN_IF_ERROR(SyncDirectory(path));  // make the new entry durable
         } else if (errno != EEXIST) {
           return StorageError(errno, absl::StrCat("mkdir ", child_path));
         }
@@ -258,7 +266,10 @@ absl::StatusOr<CopyOutcome> CopyAndHash(int src, int dst, const std::atomic<bool
     chunk = static_cast<size_t>(
         std::clamp<uint64_t>(max_bytes_per_second / 8, kMinPacedChunkBytes, kCopyBufferBytes));
   }
-  std::vector<char> buf(chunk);
+  // One buffer per thread, reused: a fresh zeroed 1 MiB per file costs more than copying a
+  // small file.
+  thread_local std::unique_ptr<char[]> tl_buf(new char[kCopyBufferBytes]);
+  std::span<char> buf(tl_buf.get(), chunk);
   Sha256 hash;
   CopyOutcome out;
   const auto start = std::chrono::steady_clock::now();
@@ -302,7 +313,8 @@ absl::StatusOr<CopyOutcome> CopyAndHash(int src, int dst, const std::atomic<bool
 // Hashes `fd` from offset 0 to EOF.
 absl::StatusOr<FileDigest> HashFd(int fd, const std::string& desc) {
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  std::vector<char> buf(kCopyBufferBytes);
+  thread_local std::unique_ptr<char[]> tl_buf(new char[kCopyBufferBytes]);
+  std::span<char> buf(tl_buf.get(), kCopyBufferBytes);
   Sha256 hash;
   FileDigest out;
   off_t offset = 0;
@@ -423,13 +435,57 @@ int RenameNoReplace(int dir_fd, const char* from, const char* to) {
   return ::renameat(dir_fd, from, dir_fd, to) == 0 ? 0 : errno;
 }
 
+// True for local block filesystems, where syncfs() writes back every dirty page and commits the
+// journal (with a cache flush) before returning.
+bool SyncfsFlushes(int fd) {
+  struct statfs sf {};
+  if (::fstatfs(fd, &sf) != 0) return false;
+  switch (static_cast<unsigned long>(sf.f_type)) {
+    case EXT4_SUPER_MAGIC:  // also ext2/ext3
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case OVERLAYFS_SUPER_MAGIC:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A staged put: a complete, checked temp file beside its final name.
+class DirStagedPut final : public StagedPut {
+ public:
+  const std::string& key() const override { return key_; }
+  uint64_t bytes() const override { return copied_.bytes; }
+  ~DirStagedPut() override {
+    if (!temp_name_.empty() && dir_) ::unlinkat(dir_->get(), temp_name_.c_str(), 0);
+  }
+
+  std::string key_;
+  std::string name_;                // final name in dir_
+  std::shared_ptr<UniqueFd> dir_;   // the directory holding key_
+  std::string temp_name_;           // cleared once renamed (or removed)
+  std::string dest_desc_, temp_desc_;
+  CopyOutcome copied_;
+  int64_t mtime_ns_ = 0;            // requested mtime (Unix ns)
+  int64_t stored_mtime_ns_ = 0;     // the temp file's mtime as stored (Unix ns)
+  bool verify_ = false;
+};
+
 class DirStorage final : public Storage {
  public:
   // REQUIRES: `root` is an absolute, normalised path without a trailing '/'.
-  explicit DirStorage(std::string root) : root_(std::move(root)) {}
+  DirStorage(std::string root, bool syncfs_flushes)
+      : root_(std::move(root)), syncfs_flushes_(syncfs_flushes) {}
 
   absl::StatusOr<PutResult> PutFile(const std::string& key, const std::filesystem::path& source,
                                     const PutOptions& options) override;
+  absl::StatusOr<std::unique_ptr<StagedPut>> StagePut(const std::string& key,
+                                                      const std::filesystem::path& source,
+                                                      const PutOptions& options) override;
+  std::vector<absl::StatusOr<PutResult>> CommitPuts(
+      std::vector<std::unique_ptr<StagedPut>> staged) override;
   absl::StatusOr<ObjectInfo> Stat(const std::string& key) override;
   absl::Status List(const std::string& prefix,
                     const std::function<void(const ObjectInfo&)>& fn) override;
@@ -490,12 +546,34 @@ class DirStorage final : public Storage {
   // Keeps the regular file `name` in `dir_fd` (the object under `key`, with `st`/`sha256`)
   // under the versions area by hard link, or by copy where links are not supported.
   // Returns the version's key.
+  // `sync_dirs` false: the new directory entries are left for the caller's filesystem flush.
   absl::StatusOr<std::string> KeepVersion(const std::string& key, int dir_fd,
                                           const std::string& name, const struct stat& st,
-                                          const std::string& sha256) const;
+                                          const std::string& sha256, bool sync_dirs = true) const;
+
+  // The first half of a put (see StagePut); `fsync_now` also fsyncs the temp file.
+  absl::StatusOr<std::unique_ptr<DirStagedPut>> Stage(const std::string& key,
+                                                      const std::filesystem::path& source,
+                                                      const PutOptions& options, bool fsync_now);
+  // Re-reads the staged temp file (dropped from the page cache first) against its hash.
+  absl::Status VerifyStaged(DirStagedPut& s) const;
+  // The second half: keeps a differing object as a version and renames the temp file into
+  // place. The rename is not yet durable (the caller flushes the directory).
+  // `grouped`: a syncfs follows, so directories made on the way need no fsync of their own.
+  absl::StatusOr<PutResult> Finish(DirStagedPut& s, bool grouped) const;
+
+  // A shared open descriptor of the directory holding `key` (created when missing), reused by
+  // puts into the same directory while any of them holds it.
+  absl::StatusOr<std::shared_ptr<UniqueFd>> ParentDir(const std::vector<std::string_view>& parts);
 
   // Constant after construction.
   const std::string root_;
+  // True when one syncfs() makes everything written to the root's filesystem durable (local
+  // block filesystems). Network shares and FUSE: fsync per file and per directory instead.
+  const bool syncfs_flushes_ = false;
+
+  std::mutex dirs_mu_;
+  std::map<std::string, std::weak_ptr<UniqueFd>, std::less<>> dirs_;  // Protected by dirs_mu_.
 };
 
 absl::StatusOr<UniqueFd> DirStorage::OpenParentDir(const std::vector<std::string_view>& parts,
@@ -508,11 +586,37 @@ absl::StatusOr<UniqueFd> DirStorage::OpenParentDir(const std::vector<std::string
   return dir;
 }
 
-absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
-                                              const std::filesystem::path& source,
-                                              const PutOptions& options) {
+absl::StatusOr<std::shared_ptr<UniqueFd>> DirStorage::ParentDir(
+    const std::vector<std::string_view>& parts) {
+  std::string dir_key;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) absl::StrAppend(&dir_key, std::string(parts[i]), "/");
+  {
+    std::lock_guard<std::mutex> lock(dirs_mu_);
+    auto it = dirs_.find(dir_key);
+    if (it != dirs_.end()) {
+      if (auto fd = it->second.lock()) return fd;
+      dirs_.erase(it);
+    }
+  }
+  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/true));
+  auto fd = std::make_shared<UniqueFd>(std::move(dir));
+  std::lock_guard<std::mutex> lock(dirs_mu_);
+  if (dirs_.size() > 4096) {  // forget directories nobody holds any more
+    for (auto it = dirs_.begin(); it != dirs_.end();) it = it->second.expired() ? dirs_.erase(it) : std::next(it);
+  }
+  dirs_[dir_key] = fd;
+  return fd;
+}
+
+absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::string& key,
+                                                                const std::filesystem::path& source,
+                                                                const PutOptions& options,
+                                                                bool fsync_now) {
   DS_RETURN_IF_ERROR(ValidateWritableKey(key));
-  const std::string dest_desc = absl::StrCat(Describe(), "/", key);
+  auto s = std::make_unique<DirStagedPut>();
+  s->key_ = key;
+  s->dest_desc_ = absl::StrCat(Describe(), "/", key);
+  const std::string& dest_desc = s->dest_desc_;
   if (IsCancelled(options.cancel)) {
     return absl::CancelledError(absl::StrCat("put ", dest_desc, " cancelled"));
   }
@@ -527,14 +631,18 @@ absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
     return absl::FailedPreconditionError(
         absl::StrCat("source ", src_desc, " is not a regular file"));
   }
-  ::posix_fadvise(src.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  if (before.st_size > static_cast<off_t>(kCopyBufferBytes)) {
+    ::posix_fadvise(src.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  }
 
   // Destination directory. Refuse early when the key names a directory or a non-file.
   const std::vector<std::string_view> parts = SplitKey(key);
-  const std::string name(parts.back());
-  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/true));
+  s->name_ = std::string(parts.back());
+  const std::string& name = s->name_;
+  DS_ASSIGN_OR_RETURN(s->dir_, ParentDir(parts));
+  const int dir = s->dir_->get();
   struct stat existing;
-  if (::fstatat(dir.get(), name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (::fstatat(dir, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
     if (!S_ISREG(existing.st_mode)) {
       return absl::FailedPreconditionError(
           absl::StrCat(dest_desc, " exists and is not a regular file"));
@@ -543,15 +651,16 @@ absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
     return StorageError(errno, absl::StrCat("stat ", dest_desc));
   }
 
-  // Copy into the temp file. From here on every return removes it (guard).
-  DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(dir.get(), name, options.run_id, dest_desc));
-  auto& [temp_name, temp_fd] = temp;
-  TempFileGuard guard(dir.get(), temp_name);
-  const std::string temp_desc = absl::StrCat(Describe(), "/", key, " (temp ", temp_name, ")");
-  DS_ASSIGN_OR_RETURN(CopyOutcome copied,
-                      CopyAndHash(src.get(), temp_fd.get(), options.cancel,
-                                  options.max_bytes_per_second, options.rate_limiter, src_desc,
-                                  temp_desc));
+  // Copy into the temp file. From here on `s` owns it: destroying `s` removes it.
+  DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(dir, name, options.run_id, dest_desc));
+  s->temp_name_ = std::move(temp.first);
+  UniqueFd temp_fd = std::move(temp.second);
+  s->temp_desc_ = absl::StrCat(Describe(), "/", key, " (temp ", s->temp_name_, ")");
+  const std::string& temp_desc = s->temp_desc_;
+  DS_ASSIGN_OR_RETURN(s->copied_, CopyAndHash(src.get(), temp_fd.get(), options.cancel,
+                                              options.max_bytes_per_second, options.rate_limiter,
+                                              src_desc, temp_desc));
+  const CopyOutcome& copied = s->copied_;
 
   // The source must not have changed while we read it.
   struct stat after;
@@ -569,35 +678,51 @@ absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
                                            options.expected_sha256));
   }
 
-  // Metadata, then make it durable, then (optionally) read back what the storage holds.
-  const int64_t mtime_ns = options.mtime_ns != 0 ? options.mtime_ns : MtimeNs(before);
-  DS_ASSIGN_OR_RETURN(int64_t stored_mtime_ns,
-                      SetMetadata(temp_fd.get(), mtime_ns, copied.sha256, temp_desc));
-  if (::fsync(temp_fd.get()) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
-  if (options.verify) {
-    // Drop the (now clean) cached pages so the re-read comes from the storage, not from memory.
-    ::posix_fadvise(temp_fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+  // Metadata; durability is the caller's (fsync_now, or one flush for a whole group).
+  s->mtime_ns_ = options.mtime_ns != 0 ? options.mtime_ns : MtimeNs(before);
+  DS_ASSIGN_OR_RETURN(s->stored_mtime_ns_,
+                      SetMetadata(temp_fd.get(), s->mtime_ns_, copied.sha256, temp_desc));
+  if (fsync_now) {
+    if (::fsync(temp_fd.get()) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
+  } else if (copied.bytes >= kEarlyWritebackBytes) {
+    // Start writing a large file back now, asynchronously, so that the group's flush finds most
+    // of it already on disk: the copy of the next files overlaps this one's disk write. (Small
+    // files are left to the flush, which writes them in far fewer, larger requests.)
+    ::sync_file_range(temp_fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   }
   if (int e = temp_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
-  if (options.verify) {
-    UniqueFd check(::openat(dir.get(), temp_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!check.valid()) return StorageError(errno, absl::StrCat("reopen ", temp_desc));
-    DS_ASSIGN_OR_RETURN(FileDigest landed, HashFd(check.get(), temp_desc));
-    if (landed.size != copied.bytes || landed.sha256 != copied.sha256) {
-      return absl::DataLossError(absl::StrCat(
-          "verify failed for ", temp_desc, ": wrote ", copied.bytes, " bytes with SHA-256 ",
-          copied.sha256, ", read back ", landed.size, " bytes with SHA-256 ", landed.sha256));
-    }
-  }
+  s->verify_ = options.verify;
+  return s;
+}
 
+absl::Status DirStorage::VerifyStaged(DirStagedPut& s) const {
+  UniqueFd check(::openat(s.dir_->get(), s.temp_name_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!check.valid()) return StorageError(errno, absl::StrCat("reopen ", s.temp_desc_));
+  // The pages are clean after the flush: drop them so the re-read comes from the storage.
+  ::posix_fadvise(check.get(), 0, 0, POSIX_FADV_DONTNEED);
+  DS_ASSIGN_OR_RETURN(FileDigest landed, HashFd(check.get(), s.temp_desc_));
+  if (landed.size != s.copied_.bytes || landed.sha256 != s.copied_.sha256) {
+    return absl::DataLossError(absl::StrCat(
+        "verify failed for ", s.temp_desc_, ": wrote ", s.copied_.bytes, " bytes with SHA-256 ",
+        s.copied_.sha256, ", read back ", landed.size, " bytes with SHA-256 ", landed.sha256));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) const {
+  const int dir = s.dir_->get();
+  const std::string& name = s.name_;
+  const std::string& dest_desc = s.dest_desc_;
+  const CopyOutcome& copied = s.copied_;
   PutResult result;
   // Look again: an object may have appeared while we copied.
-  if (::fstatat(dir.get(), name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
+  struct stat existing;
+  if (::fstatat(dir, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
     if (!S_ISREG(existing.st_mode)) {
       return absl::FailedPreconditionError(
           absl::StrCat(dest_desc, " exists and is not a regular file"));
     }
-    UniqueFd old(::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    UniqueFd old(::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!old.valid()) return StorageError(errno, absl::StrCat("open ", dest_desc));
     if (::fstat(old.get(), &existing) != 0) {
       return StorageError(errno, absl::StrCat("stat ", dest_desc));
@@ -612,39 +737,115 @@ absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
       // reports this put's mtime, unless the inode has other names we must not touch.
       // Best effort: a file owned by another account may refuse (EPERM).
       if (existing.st_nlink == 1 &&
-          (MtimeNs(existing) != stored_mtime_ns || TrustedSha256Fd(old.get(), existing).empty())) {
-        if (SetMetadata(old.get(), mtime_ns, old_sha, dest_desc).ok()) ::fsync(old.get());
+          (MtimeNs(existing) != s.stored_mtime_ns_ || TrustedSha256Fd(old.get(), existing).empty())) {
+        if (SetMetadata(old.get(), s.mtime_ns_, old_sha, dest_desc).ok()) ::fsync(old.get());
         ::fstat(old.get(), &existing);
       }
-      result.info = {key, static_cast<uint64_t>(existing.st_size), MtimeNs(existing), old_sha};
-      return result;  // the guard removes the temp file
+      result.info = {s.key_, static_cast<uint64_t>(existing.st_size), MtimeNs(existing), old_sha};
+      return result;  // destroying `s` removes the temp file
     }
-    DS_ASSIGN_OR_RETURN(result.kept_version, KeepVersion(key, dir.get(), name, existing, old_sha));
+    DS_ASSIGN_OR_RETURN(result.kept_version, KeepVersion(s.key_, dir, name, existing, old_sha, !grouped));
   } else if (errno != ENOENT) {
     return StorageError(errno, absl::StrCat("stat ", dest_desc));
   }
 
-  if (::renameat(dir.get(), temp_name.c_str(), dir.get(), name.c_str()) != 0) {
-    return StorageError(errno, absl::StrCat("rename ", temp_desc, " to ", name));
+  if (::renameat(dir, s.temp_name_.c_str(), dir, name.c_str()) != 0) {
+    return StorageError(errno, absl::StrCat("rename ", s.temp_desc_, " to ", name));
   }
-  guard.Release();
-  std::string parent = root_;
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    absl::StrAppend(&parent, "/", std::string(parts[i]));
-  }
-  DS_RETURN_IF_ERROR(SyncDirectory(parent));
-  result.info = {key, copied.bytes, stored_mtime_ns, copied.sha256};
+  s.temp_name_.clear();
+  result.info = {s.key_, copied.bytes, s.stored_mtime_ns_, copied.sha256};
   return result;
+}
+
+// fsync of a directory; filesystems that refuse it on directories still rename atomically.
+absl::Status SyncDirFd(int fd, const std::string& desc) {
+  if (::fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
+    return StorageError(errno, absl::StrCat("fsync dir ", desc));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
+                                              const std::filesystem::path& source,
+                                              const PutOptions& options) {
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s, Stage(key, source, options, /*fsync_now=*/true));
+  if (s->verify_) DS_RETURN_IF_ERROR(VerifyStaged(*s));
+  DS_ASSIGN_OR_RETURN(PutResult result, Finish(*s, /*grouped=*/false));
+  if (s->temp_name_.empty()) DS_RETURN_IF_ERROR(SyncDirFd(s->dir_->get(), s->dest_desc_));
+  return result;
+}
+
+absl::StatusOr<std::unique_ptr<StagedPut>> DirStorage::StagePut(const std::string& key,
+                                                               const std::filesystem::path& source,
+                                                               const PutOptions& options) {
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s, Stage(key, source, options, !syncfs_flushes_));
+  return std::unique_ptr<StagedPut>(std::move(s));
+}
+
+std::vector<absl::StatusOr<PutResult>> DirStorage::CommitPuts(
+    std::vector<std::unique_ptr<StagedPut>> staged) {
+  std::vector<absl::StatusOr<PutResult>> out(staged.size(), absl::UnknownError("not committed"));
+  std::vector<DirStagedPut*> puts;
+  for (size_t i = 0; i < staged.size(); ++i) {
+    auto* s = dynamic_cast<DirStagedPut*>(staged[i].get());
+    puts.push_back(s);
+    if (s == nullptr) out[i] = absl::InternalError(absl::StrCat("staged put of ", staged[i]->key(), " from another backend"));
+  }
+  const DirStagedPut* any = nullptr;
+  for (auto* s : puts) if (s != nullptr) any = s;
+  if (any == nullptr) return out;
+  // 1. Content durable before any rename (StagePut fsynced each file where syncfs does not).
+  auto flush = [&](const char* what) -> absl::Status {
+    if (::syncfs(any->dir_->get()) != 0) return StorageError(errno, absl::StrCat("syncfs ", root_, " (", what, ")"));
+    return absl::OkStatus();
+  };
+  if (syncfs_flushes_) {
+    if (absl::Status st = flush("file contents"); !st.ok()) {
+      for (size_t i = 0; i < puts.size(); ++i) if (puts[i] != nullptr) out[i] = st;
+      return out;  // destroying `staged` removes the temp files
+    }
+  }
+  // 2. Verify (opt-in), then rename into place.
+  std::vector<int> renamed_dirs;
+  for (size_t i = 0; i < puts.size(); ++i) {
+    DirStagedPut* s = puts[i];
+    if (s == nullptr) continue;
+    if (s->verify_) {
+      if (absl::Status st = VerifyStaged(*s); !st.ok()) {
+        out[i] = st;
+        continue;
+      }
+    }
+    out[i] = Finish(*s, syncfs_flushes_);
+    if (out[i].ok() && s->temp_name_.empty()) renamed_dirs.push_back(s->dir_->get());
+  }
+  // 3. The renames durable, then the results stand.
+  absl::Status st = absl::OkStatus();
+  if (syncfs_flushes_) {
+    if (!renamed_dirs.empty()) st = flush("renames");
+  } else {
+    std::sort(renamed_dirs.begin(), renamed_dirs.end());
+    renamed_dirs.erase(std::unique(renamed_dirs.begin(), renamed_dirs.end()), renamed_dirs.end());
+    for (int fd : renamed_dirs) {
+      if (st.ok()) st = SyncDirFd(fd, root_);
+    }
+  }
+  if (!st.ok()) {
+    for (size_t i = 0; i < puts.size(); ++i) {
+      if (puts[i] != nullptr && out[i].ok()) out[i] = st;
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> DirStorage::KeepVersion(const std::string& key, int dir_fd,
                                                     const std::string& name, const struct stat& st,
-                                                    const std::string& sha256) const {
+                                                    const std::string& sha256, bool sync_dirs) const {
   std::vector<std::string_view> vparts = {kReservedArea, kVersionsDir};
   for (std::string_view p : SplitKey(key)) vparts.push_back(p);
   DS_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot(root_));
   DS_ASSIGN_OR_RETURN(UniqueFd vdir,
-                      OpenDirChain(root.get(), root_, vparts, vparts.size(), /*create=*/true));
+                      OpenDirChain(root.get(), root_, vparts, vparts.size(), /*create=*/true, sync_dirs));
   const std::string vdir_key =
       absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir), "/", key);
   const std::string vdir_path = PathOf(vdir_key);
@@ -697,7 +898,7 @@ absl::StatusOr<std::string> DirStorage::KeepVersion(const std::string& key, int 
     }
     guard.Release();
   }
-  DS_RETURN_IF_ERROR(SyncDirectory(vdir_path));
+  if (sync_dirs) DS_RETURN_IF_ERROR(SyncDirectory(vdir_path));
   return absl::StrCat(vdir_key, "/", version);
 }
 
@@ -885,7 +1086,7 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root)
   DS_ASSIGN_OR_RETURN(UniqueFd root_fd, OpenRoot(path));
   DS_ASSIGN_OR_RETURN(auto probe, CreateTempFile(root_fd.get(), "write-probe", "", path));
   ::unlinkat(root_fd.get(), probe.first.c_str(), 0);
-  return std::make_unique<DirStorage>(std::move(path));
+  return std::make_unique<DirStorage>(std::move(path), SyncfsFlushes(root_fd.get()));
 }
 
 absl::StatusOr<std::vector<std::string>> ListTempFiles(const std::string& root,
