@@ -166,10 +166,10 @@ int RunCli(int argc, char** argv) {
       std::vector<std::vector<std::string>> rows;
       for (const auto& x : r["runners"]) {
         rows.push_back({Str(x, "name"), Str(x, "status"), x.value("online", false) ? "online" : "offline",
-                        Str(x, "hostname"), Str(x, "agent_version"), Str(x, "runtime_state"),
+                        Str(x, "group").empty() ? "-" : Str(x, "group"), Str(x, "hostname"), Str(x, "agent_version"), Str(x, "runtime_state"),
                         Str(x, "last_heartbeat_at")});
       }
-      PrintTable({"NAME", "STATUS", "CONN", "HOST", "VERSION", "STATE", "LAST HEARTBEAT"}, rows);
+      PrintTable({"NAME", "STATUS", "CONN", "GROUP", "HOST", "VERSION", "STATE", "LAST HEARTBEAT"}, rows);
     };
   });
   std::string runner_name, job_name;
@@ -194,6 +194,19 @@ int RunCli(int argc, char** argv) {
       json r = Api(g).Call("POST", "/runners/" + Seg(runner_name) + "/replace", body.dump());
       std::cout << "runner " << runner_name << " now belongs to host " << Str(r, "hostname")
                 << "; its jobs and index rows are kept and the old machine's key no longer works\n";
+    };
+  });
+  std::string group_name;
+  auto* rg = runners->add_subcommand("group", "put a runner in a group (created on first use); no GROUP: in none");
+  rg->add_option("RUNNER", runner_name)->required();
+  rg->add_option("GROUP", group_name, "group name");
+  rg->callback([&] {
+    action = [&] {
+      json r = Api(g).Call("PUT", "/runners/" + Seg(runner_name) + "/group",
+                           json{{"group", group_name}}.dump());
+      std::cout << "runner " << runner_name
+                << (group_name.empty() ? std::string(" is in no group") : " is in group " + group_name)
+                << "\n";
     };
   });
   auto* rs = runners->add_subcommand("show", "one runner");

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -183,6 +184,24 @@ TEST_P(StateIndexConformance, EnrollmentFlowDeliversKeyOnce) {
 
   EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("no-such").status()));
   EXPECT_TRUE(absl::IsNotFound(index_->DeliverKey("no-such", "key-3")));
+}
+
+TEST_P(StateIndexConformance, RunnerGroupsAreCreatedOnUseAndShownOnRunnerRows) {
+  ASSERT_OK_AND_ASSIGN(Runner a, ApprovedRunner("pc-a"));
+  ASSERT_OK_AND_ASSIGN(Runner b, ApprovedRunner("pc-b"));
+  EXPECT_EQ(a.group, "");
+  ASSERT_OK(index_->SetRunnerGroup(a.id, "lab2", kT0));
+  ASSERT_OK(index_->SetRunnerGroup(b.id, "lab2", kT0));  // the existing group, not a second one
+  EXPECT_EQ(index_->GetRunnerById(a.id)->group, "lab2");
+  EXPECT_EQ(index_->GetRunnerByName("pc-b")->group, "lab2");
+  ASSERT_OK(index_->SetRunnerGroup(b.id, "lab3", kT0));
+  ASSERT_OK(index_->SetRunnerGroup(a.id, "", kT0));
+  ASSERT_OK_AND_ASSIGN(std::vector<Runner> all, index_->ListRunners());
+  std::map<std::string, std::string> groups;
+  for (const Runner& r : all) groups[r.name] = r.group;
+  EXPECT_EQ(groups["pc-a"], "");
+  EXPECT_EQ(groups["pc-b"], "lab3");
+  EXPECT_TRUE(absl::IsNotFound(index_->SetRunnerGroup(987654, "lab2", kT0)));
 }
 
 TEST_P(StateIndexConformance, ReRegisteringPendingNameReusesRunner) {

@@ -28,6 +28,7 @@ struct Runner {
   std::string hostname, os, machine_id, agent_version;
   std::string runtime_state;     // last reported: idle | syncing | ...
   std::string current_run;
+  std::string group;             // runner group name, "" = none
   bool has_key = false;
   bool pending_enrollment = false;  // a registration waits on it (replacement request if enrolled)
   int64_t jobs_version = 0;      // bumped on every job change of this runner
@@ -299,6 +300,10 @@ class StateIndex {
   // Compare-and-set of the runner's status: FailedPrecondition unless it is `from`. Moving to
   // approved/rejected also moves the runner's live (pending) enrollment to the same status and
   // sets approved_at. Moving to revoked clears the key hash.
+  // Puts the runner in group `group` (created when new; a name as IsValidName), or in none when
+  // `group` is empty. NotFound for an unknown runner.
+  [[nodiscard]] virtual absl::Status SetRunnerGroup(int64_t runner_id, const std::string& group,
+                                                    int64_t now_ms) = 0;
   [[nodiscard]] virtual absl::Status TransitionRunner(int64_t runner_id, const std::string& from,
                                                       const std::string& to, int64_t now_ms) = 0;
   [[nodiscard]] virtual absl::Status RecordHeartbeat(int64_t runner_id,

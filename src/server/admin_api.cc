@@ -32,6 +32,7 @@ json RunnerJson(const Runner& r, int64_t now_ms, int64_t heartbeat_ms) {
   return json{{"id", r.id},
               {"name", r.name},
               {"status", r.status},
+              {"group", r.group},
               {"online", online},
               {"hostname", r.hostname},
               {"os", r.os},
@@ -496,6 +497,23 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
               }));
   router->Add("GET", base + "/runners/{runner}", admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
                 DS_ASSIGN_OR_RETURN(Runner r, RunnerByName(ctx, p.at("runner")));
+                return RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
+              }));
+  // {"group": "lab2"} puts the runner in that group (created on first use), {"group": ""} in none.
+  router->Add("PUT", base + "/runners/{runner}/group",
+              admin([ctx](const Request& req, const PathParams& p) -> absl::StatusOr<std::string> {
+                DS_ASSIGN_OR_RETURN(Runner r, RunnerByName(ctx, p.at("runner")));
+                json body = json::parse(req.body, nullptr, false);
+                if (!body.is_object() || !body.contains("group") || !body["group"].is_string()) {
+                  return absl::InvalidArgumentError(R"(body must be {"group": "NAME"} ("" for none))");
+                }
+                const std::string group = body["group"].get<std::string>();
+                if (!group.empty() && !IsValidName(group)) {
+                  return absl::InvalidArgumentError(
+                      "group name must be 1-64 characters of A-Z a-z 0-9 . _ - (not starting with '.')");
+                }
+                DS_RETURN_IF_ERROR(ctx->index->SetRunnerGroup(r.id, group, ctx->NowMs()));
+                DS_ASSIGN_OR_RETURN(r, ctx->index->GetRunnerById(r.id));
                 return RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
               }));
   router->Add("POST", base + "/runners/{runner}/replace",

@@ -57,7 +57,8 @@ bool InScope(const AlertRule& rule, const AlertCondition& c) {
   if (rule.scope_kind.empty()) return true;
   if (rule.scope_kind == "runner") return c.runner == rule.scope;
   if (rule.scope_kind == "job") return !c.job.empty() && c.runner + "/" + c.job == rule.scope;
-  return false;  // group: runners carry no group yet (no group API); matches nothing
+  if (rule.scope_kind == "group") return !c.group.empty() && c.group == rule.scope;
+  return false;
 }
 
 std::string Ago(int64_t ms) {
@@ -271,6 +272,12 @@ absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule,
   } else if (!IsEventAlertKind(kind)) {
     return absl::InvalidArgumentError(absl::StrCat("unknown rule kind '", kind, "'"));
   }
+  for (AlertCondition& c : out) {
+    if (c.runner.empty()) continue;
+    for (const Runner& r : in.runners) {
+      if (r.name == c.runner) c.group = r.group;
+    }
+  }
   out.erase(std::remove_if(out.begin(), out.end(),
                            [&](const AlertCondition& c) { return !InScope(rule, c); }),
             out.end());
@@ -308,6 +315,7 @@ void ReportFilesChanged(ServerContext* ctx, const std::string& runner, const std
     const ChangedFile& f = files[i];
     const std::string& path = f.synced.path;
     AlertCondition c{absl::StrCat(runner, "/", job, ":", path), runner, job, "", "{}"};
+    if (auto r = ctx->index->GetRunnerByName(runner); r.ok()) c.group = r->group;
     c.message = absl::StrCat("file ", path, " of ", runner, "/", job,
                              " changed after it was synced (sha256 ", f.synced.sha256, " -> ",
                              f.new_sha256, ")");

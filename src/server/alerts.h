@@ -56,6 +56,7 @@ struct AlertCondition {
   std::string job;      // job name, "" when not about a job
   std::string message;
   std::string details_json = "{}";
+  std::string group = "";  // the runner's group, for scope matching ("" = none); set by EvaluateRule
 };
 
 // The subjects for which `rule` (a condition kind) holds at `now_ms`, filtered by its scope.

@@ -77,6 +77,20 @@ TEST(AlertRules, RunnerOfflineAfterThresholdOnly) {
   EXPECT_FALSE(EvaluateRule(Rule("runner_offline", R"({"minutes":"x"})"), in, kNow).ok());
 }
 
+TEST(AlertRules, GroupScopeMatchesTheRunnersOfThatGroupOnly) {
+  AlertInputs in;
+  in.runners = {MakeRunner(1, "pc1", kNow - 10 * kMin), MakeRunner(2, "pc2", kNow - 10 * kMin),
+                MakeRunner(3, "pc3", kNow - 10 * kMin)};
+  in.runners[0].group = "lab2";
+  in.runners[2].group = "lab2";
+  AlertRule scoped = Rule("runner_offline", R"({"minutes":5})");
+  scoped.scope_kind = "group";
+  scoped.scope = "lab2";
+  EXPECT_EQ(Subjects(EvaluateRule(scoped, in, kNow)), (V{"pc1", "pc3"}));
+  scoped.scope = "lab9";
+  EXPECT_EQ(Subjects(EvaluateRule(scoped, in, kNow)), V{});
+}
+
 TEST(AlertRules, JobNoSyncOnlyWhileRunnerOnline) {
   AlertInputs in;
   in.heartbeat_interval_ms = kMin;

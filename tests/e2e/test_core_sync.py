@@ -182,6 +182,17 @@ class CoreSyncTest(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("dest prefix", p.stderr)
 
+    def test_5a_runner_groups(self):
+        self.c.cli("runners", "group", "pc-e2e", "lab-2")
+        self.assertEqual(self.c.runner("pc-e2e")["group"], "lab-2")
+        self.assertIn("lab-2", self.c.cli("runners", "list").stdout)
+        p = self.c.cli("runners", "group", "pc-e2e", "../bad", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertEqual(self.c.runner("pc-e2e")["group"], "lab-2")  # bad input changed nothing
+        self.c.cli("runners", "group", "pc-e2e")
+        self.assertEqual(self.c.runner("pc-e2e")["group"], "")
+
     def test_6_agent_stops_cleanly_on_sigterm(self):
         self.assertEqual(self.c.stop_agent("pc-e2e"), 0)
 

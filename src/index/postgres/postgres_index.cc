@@ -306,7 +306,7 @@ constexpr char kRunnerColumns[] = R"sql(
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
   EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'),
-  health)sql";
+  health, COALESCE((SELECT g.name FROM runner_groups g WHERE g.id = runners.group_id), ''))sql";
 
 // "SELECT <runner columns> FROM runners <tail>".
 std::string RunnerQuery(const char* tail) {
@@ -333,6 +333,7 @@ Runner RunnerFromRow(const pqxx::row& row) {
   r.last_activity_at_ms = row[14].as<int64_t>();
   r.pending_enrollment = row[15].as<bool>();
   r.health_json = Text(row[16]);
+  r.group = Text(row[17]);
   return r;
 }
 
@@ -542,6 +543,8 @@ class PostgresIndex final : public StateIndex {
   absl::StatusOr<Runner> GetRunnerByName(const std::string& name) override;
   absl::StatusOr<Runner> GetRunnerById(int64_t id) override;
   absl::StatusOr<Runner> FindRunnerByKeyHash(const std::string& key_hash) override;
+  absl::Status SetRunnerGroup(int64_t runner_id, const std::string& group,
+                              int64_t now_ms) override;
   absl::Status TransitionRunner(int64_t runner_id, const std::string& from, const std::string& to,
                                 int64_t now_ms) override;
   absl::Status RecordHeartbeat(int64_t runner_id, const std::string& agent_version,
@@ -1063,6 +1066,26 @@ absl::StatusOr<Runner> PostgresIndex::FindRunnerByKeyHash(const std::string& key
                    if (r.empty()) return absl::NotFoundError("no approved runner has this key");
                    return RunnerFromRow(r[0]);
                  });
+}
+
+absl::Status PostgresIndex::SetRunnerGroup(int64_t runner_id, const std::string& group,
+                                           int64_t now_ms) {
+  if (HasNul(group)) return absl::InvalidArgumentError("SetRunnerGroup: the name contains NUL");
+  return Execute("SetRunnerGroup", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+    std::optional<int64_t> group_id;
+    if (!group.empty()) {
+      tx.exec_params(R"sql(
+        INSERT INTO runner_groups (name, created_at) VALUES ($1, $2::bigint)
+        ON CONFLICT (name) DO NOTHING)sql",
+                     group, now_ms);
+      group_id = tx.exec_params("SELECT id FROM runner_groups WHERE name = $1", group)[0][0]
+                     .as<int64_t>();
+    }
+    const pqxx::result r = tx.exec_params(
+        "UPDATE runners SET group_id = $1 WHERE id = $2 RETURNING id", group_id, runner_id);
+    if (r.empty()) return absl::NotFoundError(absl::StrCat("no runner ", runner_id));
+    return absl::OkStatus();
+  });
 }
 
 absl::Status PostgresIndex::TransitionRunner(int64_t runner_id, const std::string& from,

@@ -83,7 +83,7 @@ constexpr char kRunnerColumns[] = R"sql(
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
   EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'),
-  health)sql";
+  health, COALESCE((SELECT g.name FROM runner_groups g WHERE g.id = runners.group_id), ''))sql";
 
 // "SELECT <runner columns> FROM runners <tail>".
 std::string RunnerQuery(const char* tail) {
@@ -110,6 +110,7 @@ Runner RunnerFromRow(const SQLite::Statement& s) {
   r.last_activity_at_ms = s.getColumn(14).getInt64();
   r.pending_enrollment = s.getColumn(15).getInt() != 0;
   r.health_json = s.getColumn(16).getString();
+  r.group = s.getColumn(17).getString();
   return r;
 }
 
@@ -285,6 +286,8 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<Runner> GetRunnerByName(const std::string& name) override;
   absl::StatusOr<Runner> GetRunnerById(int64_t id) override;
   absl::StatusOr<Runner> FindRunnerByKeyHash(const std::string& key_hash) override;
+  absl::Status SetRunnerGroup(int64_t runner_id, const std::string& group,
+                              int64_t now_ms) override;
   absl::Status TransitionRunner(int64_t runner_id, const std::string& from, const std::string& to,
                                 int64_t now_ms) override;
   absl::Status RecordHeartbeat(int64_t runner_id, const std::string& agent_version,
@@ -745,6 +748,32 @@ absl::StatusOr<Runner> SqliteIndex::FindRunnerByKeyHash(const std::string& key_h
     q.bind(1, key_hash);
     if (!q.executeStep()) return absl::NotFoundError("no approved runner has this key");
     return LoadRunner(q.getColumn(0).getInt64());
+  });
+}
+
+absl::Status SqliteIndex::SetRunnerGroup(int64_t runner_id, const std::string& group,
+                                         int64_t now_ms) {
+  return Locked("SetRunnerGroup", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    if (!RunnerExists(runner_id)) return absl::NotFoundError(absl::StrCat("no runner ", runner_id));
+    if (group.empty()) {
+      SQLite::Statement clear(db_, "UPDATE runners SET group_id = NULL WHERE id = ?");
+      clear.bind(1, runner_id);
+      clear.exec();
+    } else {
+      SQLite::Statement create(db_, R"sql(
+        INSERT INTO runner_groups (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING)sql");
+      create.bind(1, group);
+      create.bind(2, now_ms);
+      create.exec();
+      SQLite::Statement set(db_, R"sql(
+        UPDATE runners SET group_id = (SELECT id FROM runner_groups WHERE name = ?) WHERE id = ?)sql");
+      set.bind(1, group);
+      set.bind(2, runner_id);
+      set.exec();
+    }
+    tx.commit();
+    return absl::OkStatus();
   });
 }
 
