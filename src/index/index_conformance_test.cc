@@ -1165,7 +1165,9 @@ TEST_P(StateIndexConformance, KeyRotationPromotesTheNextKeyOnFirstUse) {
   ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
   ASSERT_OK_AND_ASSIGN(bool offered, index_->OfferNextKey(r.id, "next-1"));
   EXPECT_FALSE(offered);  // nothing requested
+  EXPECT_FALSE(r.key_rotation_pending);
   ASSERT_OK(index_->RequestKeyRotation(r.id, kT0 + 5));
+  EXPECT_TRUE(index_->FindRunnerByKeyHash("key-pc1")->key_rotation_pending);  // heartbeats see it
   ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-1"));
   EXPECT_TRUE(offered);
   // The answer was lost: the agent asks again with its old key and gets another one.
@@ -1175,6 +1177,7 @@ TEST_P(StateIndexConformance, KeyRotationPromotesTheNextKeyOnFirstUse) {
   EXPECT_TRUE(absl::IsNotFound(index_->PromoteNextKey("next-1").status()));
   ASSERT_OK_AND_ASSIGN(Runner promoted, index_->PromoteNextKey("next-2"));
   EXPECT_EQ(promoted.id, r.id);
+  EXPECT_FALSE(promoted.key_rotation_pending);
   EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("key-pc1").status()));
   ASSERT_OK_AND_ASSIGN(Runner by_new, index_->FindRunnerByKeyHash("next-2"));
   EXPECT_EQ(by_new.id, r.id);

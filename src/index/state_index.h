@@ -30,6 +30,7 @@ struct Runner {
   std::string current_run;
   std::string group;             // runner group name, "" = none
   bool has_key = false;
+  bool key_rotation_pending = false;  // an operator asked to rotate the key (RequestKeyRotation)
   bool pending_enrollment = false;  // a registration waits on it (replacement request if enrolled)
   int64_t jobs_version = 0;      // bumped on every job change of this runner
   int64_t created_at_ms = 0, approved_at_ms = 0, last_heartbeat_at_ms = 0,

@@ -462,12 +462,6 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
 
 }  // namespace
 
-std::string AdminActorName(ServerContext* ctx, const Request& req) {
-  // Token or session, as the request's admin handler authorized it ("token:NAME", "user:NAME").
-  auto who = AuthorizeAdmin(ctx, req, /*any_role=*/true);
-  return who.ok() ? who->actor : "";
-}
-
 void AddAdminRoutes(ServerContext* ctx, Router* router) {
   // Every admin route goes through AdminHandler (accounts_api.cc): token or session cookie,
   // CSRF for sessions, viewers read-only, and an audit line for every state-changing request.

@@ -235,11 +235,14 @@ absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
   }
   DS_ASSIGN_OR_RETURN(out.commands, ctx->index->TakeCommands(runner.id));
   // A pending key rotation: a fresh key, whose hash waits beside the current one until first used.
-  std::string next_key = absl::StrCat("dsk_", Base64UrlEncode(RandomBytes(32)));
-  DS_ASSIGN_OR_RETURN(bool offered, ctx->index->OfferNextKey(runner.id, Sha256Hex(next_key)));
-  if (offered) {
-    out.new_api_key = std::move(next_key);
-    spdlog::info("runner '{}': new API key handed out (rotation)", runner.name);
+  // (The runner row says whether one is pending: no key minted, no write, on ordinary heartbeats.)
+  if (runner.key_rotation_pending) {
+    std::string next_key = absl::StrCat("dsk_", Base64UrlEncode(RandomBytes(32)));
+    DS_ASSIGN_OR_RETURN(bool offered, ctx->index->OfferNextKey(runner.id, Sha256Hex(next_key)));
+    if (offered) {
+      out.new_api_key = std::move(next_key);
+      spdlog::info("runner '{}': new API key handed out (rotation)", runner.name);
+    }
   }
   return protocol::Encode(out);
 }
@@ -608,7 +611,7 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
   DS_RETURN_IF_ERROR(ctx->index->RecordPlanned(
       cmp.run_id, planned, cmp.last ? static_cast<int64_t>(cmp.total_files) : -1,
       cmp.last ? static_cast<int64_t>(cmp.total_bytes) : -1));
-  ReportFilesChanged(ctx, runner.name, job_name, cmp.run_id, changed);
+  ReportFilesChanged(ctx, runner, job_name, cmp.run_id, changed);
   spdlog::info("compare runner={} job={} run={}: {} entries, {} to upload{}", runner.name,
                job_name, cmp.run_id, cmp.files.size(), out.upload.size(), cmp.last ? " (last batch)" : "");
   (void)run;

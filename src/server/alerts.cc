@@ -301,9 +301,10 @@ std::string AlertJsonText(const Alert& a) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-void ReportFilesChanged(ServerContext* ctx, const std::string& runner, const std::string& job,
+void ReportFilesChanged(ServerContext* ctx, const Runner& runner_row, const std::string& job,
                         const std::string& run_id, const std::vector<ChangedFile>& files) {
   if (files.empty()) return;
+  const std::string& runner = runner_row.name;
   auto rules = ctx->index->ListAlertRules();
   if (!rules.ok()) {
     spdlog::warn(
@@ -315,7 +316,7 @@ void ReportFilesChanged(ServerContext* ctx, const std::string& runner, const std
     const ChangedFile& f = files[i];
     const std::string& path = f.synced.path;
     AlertCondition c{absl::StrCat(runner, "/", job, ":", path), runner, job, "", "{}"};
-    if (auto r = ctx->index->GetRunnerByName(runner); r.ok()) c.group = r->group;
+    c.group = runner_row.group;
     c.message = absl::StrCat("file ", path, " of ", runner, "/", job,
                              " changed after it was synced (sha256 ", f.synced.sha256, " -> ",
                              f.new_sha256, ")");

@@ -78,7 +78,7 @@ struct ChangedFile {
 inline constexpr size_t kMaxChangedFileAlerts = 50;
 // Fires `file_changed_after_sync` alerts (one per file and enabled rule of that kind whose scope
 // matches), reading the rules once.
-void ReportFilesChanged(ServerContext* ctx, const std::string& runner, const std::string& job,
+void ReportFilesChanged(ServerContext* ctx, const Runner& runner, const std::string& job,
                         const std::string& run_id, const std::vector<ChangedFile>& files);
 
 // The alert as the admin API shows it (docs/api.md).

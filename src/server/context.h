@@ -48,9 +48,6 @@ void AddObservabilityAdminRoutes(ServerContext* ctx, Router* router, const Admin
 // GET /metrics body (Prometheus text format).
 std::string MetricsText(ServerContext* ctx);
 void DeclareServerMetrics(MetricsRegistry* metrics);
-// Who makes an admin request, for records such as "acknowledged by" ("" when unknown).
-// REQUIRES: the request passed the admin wrapper.
-std::string AdminActorName(ServerContext* ctx, const http::Request& request);
 
 // Shared helpers for handlers.
 // The bearer token of the request, or "" when absent.

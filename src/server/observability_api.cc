@@ -95,9 +95,9 @@ absl::StatusOr<std::string> ListAlerts(ServerContext* ctx, const Request& req) {
                                                                json::error_handler_t::replace);
 }
 
-absl::StatusOr<std::string> Ack(ServerContext* ctx, const Request& req, const PathParams& p) {
+absl::StatusOr<std::string> Ack(ServerContext* ctx, const PathParams& p, const Principal& who) {
   DS_ASSIGN_OR_RETURN(int64_t id, IdParam(p, "alert"));
-  std::string by = AdminActorName(ctx, req);
+  const std::string& by = who.actor;
   auto a = ctx->index->AckAlert(id, by, ctx->NowMs());
   if (absl::IsNotFound(a.status())) return absl::NotFoundError(absl::StrCat("no alert ", id));
   if (!a.ok()) return a.status();
@@ -324,9 +324,11 @@ void AddObservabilityAdminRoutes(ServerContext* ctx, Router* router,
                     return AlertJsonText(*a);
                   },
                   200));
-  router->Add(
-      "POST", base + "/alerts/{id}/ack",
-      admin([ctx](const Request& req, const PathParams& p) { return Ack(ctx, req, p); }, 200));
+  // Records who acknowledged: the principal the admin handler authorized (token or session).
+  router->Add("POST", base + "/alerts/{id}/ack",
+              AdminHandler(ctx, [ctx](const Request&, const PathParams& p, const Principal& who) {
+                return Ack(ctx, p, who);
+              }));
   router->Add("GET", base + "/alert-rules",
               admin(
                   [ctx](const Request&, const PathParams&) -> absl::StatusOr<std::string> {

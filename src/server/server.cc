@@ -79,7 +79,7 @@ class ServerImpl final : public DataSyncServer {
       respond(http::JsonResponse(200, R"({"status":"ok"})"));
     });
     router_.Add("GET", "/metrics", [this](const http::Request& req, const PathParams&, http::Responder respond) {
-      if (ctx_->config.metrics_require_auth && AdminActorName(ctx_.get(), req).empty()) {
+      if (ctx_->config.metrics_require_auth && !AuthorizeAdmin(ctx_.get(), req, /*any_role=*/true).ok()) {
         return respond(http::ProblemResponse(absl::UnauthenticatedError("GET /metrics needs an admin token")));
       }
       http::Response r;

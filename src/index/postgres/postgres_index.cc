@@ -306,7 +306,8 @@ constexpr char kRunnerColumns[] = R"sql(
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
   EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'),
-  health, COALESCE((SELECT g.name FROM runner_groups g WHERE g.id = runners.group_id), ''))sql";
+  health, COALESCE((SELECT g.name FROM runner_groups g WHERE g.id = runners.group_id), ''),
+  rotate_requested_at > 0)sql";
 
 // "SELECT <runner columns> FROM runners <tail>".
 std::string RunnerQuery(const char* tail) {
@@ -334,6 +335,7 @@ Runner RunnerFromRow(const pqxx::row& row) {
   r.pending_enrollment = row[15].as<bool>();
   r.health_json = Text(row[16]);
   r.group = Text(row[17]);
+  r.key_rotation_pending = row[18].as<bool>();
   return r;
 }
 

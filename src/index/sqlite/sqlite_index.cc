@@ -83,7 +83,8 @@ constexpr char kRunnerColumns[] = R"sql(
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
   EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'),
-  health, COALESCE((SELECT g.name FROM runner_groups g WHERE g.id = runners.group_id), ''))sql";
+  health, COALESCE((SELECT g.name FROM runner_groups g WHERE g.id = runners.group_id), ''),
+  rotate_requested_at > 0)sql";
 
 // "SELECT <runner columns> FROM runners <tail>".
 std::string RunnerQuery(const char* tail) {
@@ -111,6 +112,7 @@ Runner RunnerFromRow(const SQLite::Statement& s) {
   r.pending_enrollment = s.getColumn(15).getInt() != 0;
   r.health_json = s.getColumn(16).getString();
   r.group = s.getColumn(17).getString();
+  r.key_rotation_pending = s.getColumn(18).getInt() != 0;
   return r;
 }
 
