@@ -74,7 +74,12 @@ TEST_F(HttpTest, PacedBodyArrivesWholeThroughTheLimiter) {
 TEST_F(HttpTest, PacedBodyStopsWhenCancelled) {
   Client c(base_, {});
   RateLimiter limiter(100, /*burst_bytes=*/1);  // 1000 bytes would take 10 s
-  std::atomic<bool> cancel{true};
+  std::atomic<bool> cancel{false};
+  // Cancelled while the body waits for the limiter, not before the request starts.
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    cancel = true;
+  });
   const std::string body(1000, 'p');
   ClientRequest req;
   req.method = "PUT";
@@ -84,6 +89,7 @@ TEST_F(HttpTest, PacedBodyStopsWhenCancelled) {
   req.rate_limiter = &limiter;
   req.cancel = &cancel;
   auto r = c.Send(req);
+  canceller.join();
   EXPECT_TRUE(absl::IsCancelled(r.status())) << r.status();
 }
 

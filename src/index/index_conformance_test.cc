@@ -343,13 +343,13 @@ TEST_P(StateIndexConformance, LooksUpRunners) {
 
 TEST_P(StateIndexConformance, RecordsHeartbeat) {
   ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
-  ASSERT_OK(index_->RecordHeartbeat(r.id, "1.1.0", "syncing", "run-7", kT0 + 60'000));
+  ASSERT_OK(index_->RecordHeartbeat(r.id, "1.1.0", "syncing", "run-7", "", kT0 + 60'000));
   ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
   EXPECT_EQ(r.agent_version, "1.1.0");
   EXPECT_EQ(r.runtime_state, "syncing");
   EXPECT_EQ(r.current_run, "run-7");
   EXPECT_EQ(r.last_heartbeat_at_ms, kT0 + 60'000);
-  EXPECT_TRUE(absl::IsNotFound(index_->RecordHeartbeat(r.id + 1, "1.1.0", "idle", "", kT0)));
+  EXPECT_TRUE(absl::IsNotFound(index_->RecordHeartbeat(r.id + 1, "1.1.0", "idle", "", "", kT0)));
 }
 
 // ---- jobs ---------------------------------------------------------------------------------------
@@ -1212,7 +1212,7 @@ TEST_P(StateIndexConformance, ConcurrentWritersAreAllCounted) {
         if (!applied.ok() || *applied != 1) ++failures;
         if (i % 50 != 0) continue;
         const absl::Status beat = index_->RecordHeartbeat(runs[t].runner_id, "", "syncing",
-                                                          runs[t].summary.run_id, kT0 + i);
+                                                          runs[t].summary.run_id, "", kT0 + i);
         if (!beat.ok()) ++failures;
       }
     });
@@ -1464,10 +1464,13 @@ TEST_P(StateIndexConformance, AgentLogsAreDeduplicatedBySeqAndFiltered) {
 TEST_P(StateIndexConformance, RunnerHealthIsStored) {
   ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
   EXPECT_EQ(r.health_json, "{}");
-  ASSERT_OK(index_->RecordRunnerHealth(r.id, R"({"backlog_files":3})"));
+  ASSERT_OK(index_->RecordHeartbeat(r.id, "1", "idle", "", R"({"backlog_files":3})", kT0 + 5));
   ASSERT_OK_AND_ASSIGN(Runner again, index_->GetRunnerByName("pc1"));
   EXPECT_EQ(again.health_json, R"({"backlog_files":3})");
-  EXPECT_TRUE(absl::IsNotFound(index_->RecordRunnerHealth(9999, "{}")));
+  // A heartbeat without health keeps the last one.
+  ASSERT_OK(index_->RecordHeartbeat(r.id, "1", "idle", "", "", kT0 + 6));
+  EXPECT_EQ(index_->GetRunnerByName("pc1")->health_json, R"({"backlog_files":3})");
+  EXPECT_TRUE(absl::IsNotFound(index_->RecordHeartbeat(9999, "1", "idle", "", "{}", kT0)));
 }
 
 TEST_P(StateIndexConformance, DefaultAlertRulesExistAndRulesAreEditable) {

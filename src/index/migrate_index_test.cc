@@ -137,7 +137,7 @@ class MigrateIndexTest : public testing::Test {
     ASSERT_OK_AND_ASSIGN(Runner pc1, index.RegisterRunner(Info("pc1"), "enr-1", "sec-1", kT0));
     ASSERT_OK(index.TransitionRunner(pc1.id, "pending", "approved", kT0 + 1));
     ASSERT_OK(index.DeliverKey("enr-1", "key-1"));
-    ASSERT_OK(index.RecordHeartbeat(pc1.id, "1.2.4", "syncing", "run-live", kT0 + 2));
+    ASSERT_OK(index.RecordHeartbeat(pc1.id, "1.2.4", "syncing", "run-live", "", kT0 + 2));
     ASSERT_OK_AND_ASSIGN(Runner pc2, index.RegisterRunner(Info("pc2"), "enr-2", "sec-2", kT0 + 3));
     ASSERT_OK_AND_ASSIGN(Runner pc3, index.RegisterRunner(Info("pc3"), "enr-3", "sec-3", kT0 + 4));
     ASSERT_OK(index.TransitionRunner(pc3.id, "pending", "rejected", kT0 + 5));
@@ -240,7 +240,8 @@ class MigrateIndexTest : public testing::Test {
     ASSERT_OK(index.RecordLongPoll(pc1.id, "host:1:ab:7", kT0 + 800));
 
     // Observability: health, logs, an edited default rule, a new rule, alerts, a channel, outbox.
-    ASSERT_OK(index.RecordRunnerHealth(pc1.id, R"({"backlog_files":2})"));
+    ASSERT_OK(index.RecordHeartbeat(pc1.id, "1.2.4", "syncing", "run-live", R"({"backlog_files":2})",
+                                    kT0 + 2));
     std::vector<AgentLogRecord> logs;
     for (int i = 1; i <= 30; ++i) {
       AgentLogRecord r;

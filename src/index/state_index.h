@@ -307,10 +307,13 @@ class StateIndex {
                                                     int64_t now_ms) = 0;
   [[nodiscard]] virtual absl::Status TransitionRunner(int64_t runner_id, const std::string& from,
                                                       const std::string& to, int64_t now_ms) = 0;
+  // One write per heartbeat: what the agent reports and, unless `health_json` is "" (an agent
+  // that sends none), its health (a JSON object). NotFound for an unknown runner.
   [[nodiscard]] virtual absl::Status RecordHeartbeat(int64_t runner_id,
                                                      const std::string& agent_version,
                                                      const std::string& runtime_state,
                                                      const std::string& current_run,
+                                                     const std::string& health_json,
                                                      int64_t now_ms) = 0;
 
   // ---- jobs -------------------------------------------------------------------------------------
@@ -475,11 +478,6 @@ class StateIndex {
       int64_t now_ms, const std::string& created_by = "") = 0;
   // Active (not revoked) token by hash; NotFound otherwise.
   [[nodiscard]] virtual absl::StatusOr<AdminToken> FindAdminToken(const std::string& token_hash) = 0;
-
-  // ---- observability: runner health ----------------------------------------------------------
-  // Stores the runner's health JSON (object). NotFound for an unknown runner.
-  [[nodiscard]] virtual absl::Status RecordRunnerHealth(int64_t runner_id,
-                                                        const std::string& health_json) = 0;
 
   // ---- observability: agent logs ---------------------------------------------------------------
   // Inserts the records of one runner (their runner_id is ignored), skipping any whose seq the

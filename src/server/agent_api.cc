@@ -134,10 +134,11 @@ absl::StatusOr<std::string> PollEnrollment(ServerContext* ctx, const Request& re
   return protocol::Encode(out);
 }
 
-// Stores the health a heartbeat carries (nothing from an agent that sends none).
-absl::Status RecordHealth(ServerContext* ctx, const Runner& runner, const protocol::HeartbeatRequest& hb) {
+// The health a heartbeat carries as the JSON object the index keeps ("" from an agent that sends
+// none).
+std::string HealthJsonOf(ServerContext* ctx, const protocol::HeartbeatRequest& hb) {
   if (hb.agent_time_ms == 0 && hb.disk_free.empty() && hb.backlog_files < 0 && !hb.progress) {
-    return absl::OkStatus();
+    return "";
   }
   constexpr size_t kMaxVolumes = 256;
   json h = json::object();
@@ -162,7 +163,7 @@ absl::Status RecordHealth(ServerContext* ctx, const Runner& runner, const protoc
   const int64_t now = ctx->NowMs();
   h["clock_offset_ms"] = hb.agent_time_ms != 0 ? json(now - hb.agent_time_ms) : json(nullptr);
   h["at_ms"] = now;
-  return ctx->index->RecordRunnerHealth(runner.id, h.dump(-1, ' ', false, json::error_handler_t::replace));
+  return h.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // POST /agent/logs: a batch of the agent's log records, idempotent by (runner, seq).
@@ -212,10 +213,8 @@ absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
     return absl::InvalidArgumentError("heartbeat field too long");
   }
   DS_RETURN_IF_ERROR(ctx->index->RecordHeartbeat(runner.id, hb.agent_version, hb.state,
-                                                 hb.current_run, ctx->NowMs()));
-  if (absl::Status st = RecordHealth(ctx, runner, hb); !st.ok()) {
-    spdlog::warn("runner={} health not recorded: {}", runner.name, st);
-  }
+                                                 hb.current_run, HealthJsonOf(ctx, hb),
+                                                 ctx->NowMs()));
   // Orphaned runs: anything of this runner still `running` that the agent no longer reports as
   // its current run (it crashed or restarted between compare and complete), past a grace period
   // that covers a heartbeat racing a run's start.
@@ -280,9 +279,11 @@ void Commands(ServerContext* ctx, const Request& req, const Responder& respond) 
       // A newer long-poll of this runner may have started on another instance since the bus
       // last looked: then this connection is stale and must not take the commands.
       auto newest = index->CheckWaitingRunners({runner_id});
-      if (newest.ok() && newest->size() == 1 && !newest->front().newest_poll_id.empty() &&
-          newest->front().newest_poll_id != poll_id) {
-        return empty();
+      if (newest.ok() && newest->size() == 1) {
+        const StateIndex::WaitingRunner& w = newest->front();
+        if (!w.newest_poll_id.empty() && w.newest_poll_id != poll_id) return empty();
+        // Most long-polls end at their deadline with nothing queued: no TakeCommands write.
+        if (!w.pending_commands) return empty();
       }
     }
     auto taken = index->TakeCommands(runner_id);

@@ -50,7 +50,7 @@ class AlertServiceTest : public testing::Test {
     ASSERT_TRUE(r.ok());
     runner_id_ = r->id;
     ASSERT_TRUE(ctx_.index->TransitionRunner(runner_id_, "pending", "approved", kT0).ok());
-    ASSERT_TRUE(ctx_.index->RecordHeartbeat(runner_id_, "1", "idle", "", kT0).ok());
+    ASSERT_TRUE(ctx_.index->RecordHeartbeat(runner_id_, "1", "idle", "", "", kT0).ok());
     auto rules = ctx_.index->ListAlertRules();
     ASSERT_TRUE(rules.ok());
     for (AlertRule rule : *rules) {
@@ -107,7 +107,7 @@ TEST_F(AlertServiceTest, FiresOnceHoldsResolvesAndQueuesOneDeliveryPerTransition
   ASSERT_EQ(still.size(), 1u);
   EXPECT_EQ(still[0].id, fired[0].id);
 
-  ASSERT_TRUE(ctx_.index->RecordHeartbeat(runner_id_, "1", "idle", "", kT0 + 95'000).ok());
+  ASSERT_TRUE(ctx_.index->RecordHeartbeat(runner_id_, "1", "idle", "", "", kT0 + 95'000).ok());
   clock_.Set(kT0 + 96'000);
   service.RunOnce();
   auto resolved = Offline();

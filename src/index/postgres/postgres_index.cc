@@ -551,7 +551,7 @@ class PostgresIndex final : public StateIndex {
                                 int64_t now_ms) override;
   absl::Status RecordHeartbeat(int64_t runner_id, const std::string& agent_version,
                                const std::string& runtime_state, const std::string& current_run,
-                               int64_t now_ms) override;
+                               const std::string& health_json, int64_t now_ms) override;
 
   absl::StatusOr<Job> PutJob(int64_t runner_id, const protocol::JobSpec& spec, bool replace,
                              int64_t now_ms) override;
@@ -623,7 +623,6 @@ class PostgresIndex final : public StateIndex {
   absl::StatusOr<std::vector<WaitingRunner>> CheckWaitingRunners(
       const std::vector<int64_t>& runner_ids) override;
 
-  absl::Status RecordRunnerHealth(int64_t runner_id, const std::string& health_json) override;
   absl::StatusOr<int64_t> AppendAgentLogs(int64_t runner_id,
                                           const std::vector<AgentLogRecord>& records,
                                           int64_t now_ms) override;
@@ -1127,17 +1126,22 @@ absl::Status PostgresIndex::TransitionRunner(int64_t runner_id, const std::strin
 
 absl::Status PostgresIndex::RecordHeartbeat(int64_t runner_id, const std::string& agent_version,
                                             const std::string& runtime_state,
-                                            const std::string& current_run, int64_t now_ms) {
+                                            const std::string& current_run,
+                                            const std::string& health_json, int64_t now_ms) {
+  if (HasNul(health_json)) return absl::InvalidArgumentError("RecordHeartbeat: NUL in health");
   return Execute("RecordHeartbeat", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::Status {
-                   // An empty agent_version keeps the one reported at registration.
+                   // An empty agent_version keeps the one reported at registration; an empty
+                   // health keeps the last one.
                    const pqxx::result r =
                        tx.exec_params(R"sql(
       UPDATE runners
       SET agent_version = CASE WHEN $1::text = '' THEN agent_version ELSE $1::text END,
-          runtime_state = $2, current_run = $3, last_heartbeat_at = $4
+          runtime_state = $2, current_run = $3, last_heartbeat_at = $4,
+          health = CASE WHEN $6::text = '' THEN health ELSE $6::text END
       WHERE id = $5)sql",
-                                      agent_version, runtime_state, current_run, now_ms, runner_id);
+                                      agent_version, runtime_state, current_run, now_ms, runner_id,
+                                      health_json);
                    if (r.affected_rows() == 0) {
                      return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
                    }
@@ -2674,15 +2678,6 @@ bool AnyNul(std::initializer_list<const std::string*> values) {
 }
 
 }  // namespace
-
-absl::Status PostgresIndex::RecordRunnerHealth(int64_t runner_id, const std::string& health_json) {
-  if (HasNul(health_json)) return absl::InvalidArgumentError("RecordRunnerHealth: NUL in health");
-  return Execute("RecordRunnerHealth", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::Status {
-    const pqxx::result r = tx.exec_params("UPDATE runners SET health = $1 WHERE id = $2", health_json, runner_id);
-    if (r.affected_rows() == 0) return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
-    return absl::OkStatus();
-  });
-}
 
 absl::StatusOr<int64_t> PostgresIndex::AppendAgentLogs(int64_t runner_id,
                                                        const std::vector<AgentLogRecord>& records,

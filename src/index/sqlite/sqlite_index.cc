@@ -294,7 +294,7 @@ class SqliteIndex final : public StateIndex {
                                 int64_t now_ms) override;
   absl::Status RecordHeartbeat(int64_t runner_id, const std::string& agent_version,
                                const std::string& runtime_state, const std::string& current_run,
-                               int64_t now_ms) override;
+                               const std::string& health_json, int64_t now_ms) override;
 
   absl::StatusOr<Job> PutJob(int64_t runner_id, const protocol::JobSpec& spec, bool replace,
                              int64_t now_ms) override;
@@ -398,7 +398,6 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<std::vector<WaitingRunner>> CheckWaitingRunners(
       const std::vector<int64_t>& runner_ids) override;
 
-  absl::Status RecordRunnerHealth(int64_t runner_id, const std::string& health_json) override;
   absl::StatusOr<int64_t> AppendAgentLogs(int64_t runner_id,
                                           const std::vector<AgentLogRecord>& records,
                                           int64_t now_ms) override;
@@ -819,24 +818,26 @@ absl::Status SqliteIndex::TransitionRunner(int64_t runner_id, const std::string&
 
 absl::Status SqliteIndex::RecordHeartbeat(int64_t runner_id, const std::string& agent_version,
                                           const std::string& runtime_state,
-                                          const std::string& current_run, int64_t now_ms) {
+                                          const std::string& current_run,
+                                          const std::string& health_json, int64_t now_ms) {
   return Locked("RecordHeartbeat", [&]() -> absl::Status {
-    SQLite::Transaction tx(db_);
-    // An empty agent_version keeps the one reported at registration.
+    // One statement, one implicit transaction. An empty agent_version keeps the one reported at
+    // registration; an empty health keeps the last one.
     SQLite::Statement update(db_, R"sql(
       UPDATE runners
       SET agent_version = CASE WHEN ?1 = '' THEN agent_version ELSE ?1 END,
-          runtime_state = ?2, current_run = ?3, last_heartbeat_at = ?4
+          runtime_state = ?2, current_run = ?3, last_heartbeat_at = ?4,
+          health = CASE WHEN ?6 = '' THEN health ELSE ?6 END
       WHERE id = ?5)sql");
     update.bind(1, agent_version);
     update.bind(2, runtime_state);
     update.bind(3, current_run);
     update.bind(4, now_ms);
     update.bind(5, runner_id);
+    update.bind(6, health_json);
     if (update.exec() == 0) {
       return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
     }
-    tx.commit();
     return absl::OkStatus();
   });
 }
@@ -2478,16 +2479,6 @@ void SqliteIndex::QueueDeliveries(int64_t alert_id, const std::string& transitio
   q.bind(2, transition);
   q.bind(3, now_ms);
   q.exec();
-}
-
-absl::Status SqliteIndex::RecordRunnerHealth(int64_t runner_id, const std::string& health_json) {
-  return Locked("RecordRunnerHealth", [&]() -> absl::Status {
-    SQLite::Statement q(db_, "UPDATE runners SET health = ? WHERE id = ?");
-    q.bind(1, health_json);
-    q.bind(2, runner_id);
-    if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
-    return absl::OkStatus();
-  });
 }
 
 absl::StatusOr<int64_t> SqliteIndex::AppendAgentLogs(int64_t runner_id,
