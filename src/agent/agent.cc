@@ -50,7 +50,8 @@ std::string OsDescription() {
   return absl::StrCat(u.sysname, " ", u.release, " ", u.machine);
 }
 
-// Capped exponential backoff with full jitter: the n-th retry waits U(0, min(cap, base·2^n)).
+// Capped exponential backoff with "equal jitter": the n-th retry waits U(c/2, c), c = min(cap,
+// base·2^n) — never less than half the ceiling, so a fleet does not hammer a returning server.
 milliseconds Backoff(int attempt, milliseconds base, milliseconds cap) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   int64_t ceiling = std::min<int64_t>(cap.count(), base.count() << std::min(attempt, 20));
