@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <functional>
 #include <set>
 #include <thread>
@@ -201,12 +202,9 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       cache = NewMemoryHashCache();
     }
   }
-  // Back into the process-wide set when this run ends, however it ends.
-  struct ReturnCache {
-    const std::string& key;
-    std::unique_ptr<HashCache>& cache;
-    ~ReturnCache() { KeepHashCache(key, std::move(cache)); }
-  } return_cache{cache_key, cache};
+  // The digest of the cache's contents: the manifest of this job's previous scan, the base a
+  // delta compare is computed against.
+  const std::string base_digest = cache->digest();
   ScanOptions so;
   so.root = job.source;
   so.includes = job.includes;
@@ -217,48 +215,111 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   so.hash_threads = std::max(1, o.upload_threads);  // the same parallelism as the copies
   std::string run_error;
   ScanResult scan;
+  std::string digest;  // ManifestDigest(scan.files) after a complete scan
+  bool scanned = false;
   if (auto r = ScanJob(so, cache.get()); r.ok()) {
     scan = std::move(*r);
-    if (absl::Status st = cache->Flush(); !st.ok()) spdlog::warn("run={} hash cache flush: {}", run_id, st.message());
+    scanned = true;
+    digest = ManifestDigest(scan.files);
+    if (absl::Status st = cache->EndScan(); !st.ok()) spdlog::warn("run={} hash cache: {}", run_id, st.message());
   } else {
     run_error = absl::StrCat("scan of ", job.source, " failed: ", r.status().message());
     spdlog::error("run={} {}", run_id, run_error);
   }
+  // When the run ends, however it ends, this scan's manifest becomes the job's cache (kept in
+  // this process for the next run). After a failed scan the cache was partly consumed: it is
+  // dropped and the next run reads agent.db again.
+  struct ReturnCache {
+    const std::string& key;
+    std::unique_ptr<HashCache>& cache;
+    ScanResult& scan;
+    std::string& digest;
+    bool& scanned;
+    ~ReturnCache() {
+      if (!scanned) return;
+      cache->Adopt(std::move(scan.files), std::move(digest));
+      KeepHashCache(key, std::move(cache));
+    }
+  } return_cache{cache_key, cache, scan, digest, scanned};
+  const Manifest& files = scan.files;
+  const size_t n = files.size();
   spdlog::info("run={} scanned {} files ({} bytes), hashed {} ({} bytes), {} unsettled, {} skipped", run_id,
-               scan.files.size(), scan.total_bytes, scan.files_hashed, scan.bytes_hashed, scan.files_unsettled,
+               n, scan.total_bytes, scan.files_hashed, scan.bytes_hashed, scan.files_unsettled,
                scan.skipped.size());
 
   // 2. Compare, in batches; the server records the plan. Unreachable server + a share we can
   //    write ourselves: plan locally from what the index is known to hold.
-  std::vector<protocol::UploadInstruction> todo;
+  //    The plan is kept compactly (an index into the manifest per file); an instruction that
+  //    says more than the manifest and the job's prefix imply is kept whole beside it.
+  constexpr uint32_t kNoDetail = UINT32_MAX;
+  constexpr size_t kNotInManifest = SIZE_MAX;
+  struct Planned {
+    size_t entry;                 // index in `files`, or kNotInManifest
+    uint32_t detail = kNoDetail;  // index in `details`
+  };
+  std::vector<Planned> todo;
+  std::vector<protocol::UploadInstruction> details;
+  auto plan = [&](protocol::UploadInstruction&& u) {
+    std::optional<size_t> entry = files.Find(u.path);
+    Planned p{entry.value_or(kNotInManifest)};
+    if (!entry || !u.url.empty() || u.already_present || !u.kept_version.empty() ||
+        u.key != JoinKey(job.dest_prefix, u.path)) {
+      p.detail = static_cast<uint32_t>(details.size());
+      details.push_back(std::move(u));
+    }
+    todo.push_back(p);
+  };
+  // The instruction of a planned file, whole.
+  auto instruction = [&](const Planned& p) {
+    if (p.detail != kNoDetail) return details[p.detail];
+    std::string path(files[p.entry].path);
+    std::string key = JoinKey(job.dest_prefix, path);
+    return protocol::UploadInstruction{std::move(path), std::move(key), ""};
+  };
   std::string storage_url = o.storage_url;
   JobRunOutcome outcome;
   bool online = true;
-  size_t n = scan.files.size();
   // The no-op cycle: the digest of the whole manifest goes first, alone; when the index holds
-  // exactly that manifest the server says so and no file list is sent. A scan that failed or
-  // skipped files cannot end in a succeeded run, so it sends no digest.
+  // exactly that manifest the server says so and no file list is sent. When it holds the
+  // previous manifest instead (base_match), only what changed since is sent (the delta compare).
+  // A scan that failed or skipped files cannot end in a succeeded run, so it sends no digest.
   const bool send_digest = run_error.empty() && scan.skipped.empty();
-  bool probe = send_digest;
+  enum class Mode { kProbe, kDelta, kWhole } mode = send_digest ? Mode::kProbe : Mode::kWhole;
   bool answered = false;  // the server answered a compare of this run
   bool matched = false;   // the server holds exactly this manifest
+  // The entries a batch is cut from: every entry, or the delta's.
+  auto list_size = [&] { return mode == Mode::kDelta ? scan.hashed.size() : n; };
+  auto list_at = [&](size_t k) -> size_t { return mode == Mode::kDelta ? scan.hashed[k] : k; };
   for (size_t off = 0;;) {
     protocol::CompareRequest req;
     req.run_id = run_id;
     req.trigger = o.trigger;
     size_t end = off;
-    if (probe) {
-      req.manifest_digest = ManifestDigest(scan.files);
+    if (mode == Mode::kProbe) {
+      req.manifest_digest = digest;
+      req.base_digest = base_digest;
       req.last = false;
     } else {
-      end = std::min(n, off + kCompareBatch);
-      req.files.assign(scan.files.begin() + static_cast<long>(off), scan.files.begin() + static_cast<long>(end));
-      req.last = end == n;
+      end = std::min(list_size(), off + kCompareBatch);
+      req.files.reserve(end - off);
+      for (size_t k = off; k < end; ++k) req.files.push_back(files.Wire(list_at(k)));
+      req.last = end == list_size();
+      if (mode == Mode::kDelta) req.base_digest = base_digest;
     }
     req.total_files = n;
     req.total_bytes = scan.total_bytes;
     auto resp = Post<protocol::CompareResponse>(client, CompareTarget(job.name), protocol::Encode(req), run_id,
                                                 o.stop, o.server_known_down ? 1 : 4);
+    if (!resp.ok() && mode == Mode::kDelta && absl::IsFailedPrecondition(resp.status())) {
+      // The job's index moved on since the base (a reconcile, another result): the whole
+      // manifest after all. The plan so far is planned again (the server keeps one row a path).
+      spdlog::info("run={} {}; sending the whole manifest", run_id, resp.status().message());
+      mode = Mode::kWhole;
+      off = 0;
+      todo.clear();
+      details.clear();
+      continue;
+    }
     if (!resp.ok()) {
       if (Unreachable(resp.status()) && !answered && storage_url.rfind("file://", 0) == 0) {
         online = false;
@@ -271,69 +332,84 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     if (!answered) DS_RETURN_IF_ERROR(journal->MarkOnline(run_id));
     answered = true;
     if (!resp->storage_url.empty()) storage_url = resp->storage_url;
-    for (auto& u : resp->upload) todo.push_back(std::move(u));
-    if (probe) {
-      probe = false;
+    for (auto& u : resp->upload) plan(std::move(u));
+    if (mode == Mode::kProbe) {
       if (resp->manifest_match) {
         matched = true;
         break;
       }
+      mode = resp->base_match ? Mode::kDelta : Mode::kWhole;
+      if (mode == Mode::kDelta) {
+        spdlog::info("run={} {} of {} file(s) changed since the last run: comparing only those", run_id,
+                     scan.hashed.size(), n);
+      }
       continue;
     }
     off = end;
-    if (off >= n) break;
+    if (off >= list_size()) break;
   }
   if (matched) spdlog::info("run={} manifest unchanged since the last successful run: nothing to compare", run_id);
-  auto by_path = [](const protocol::UploadInstruction& a, const protocol::UploadInstruction& b) {
-    return a.path < b.path;
+  std::sort(todo.begin(), todo.end(), [](const Planned& a, const Planned& b) { return a.entry < b.entry; });
+  auto is_planned = [&](size_t entry) {
+    return std::binary_search(todo.begin(), todo.end(), Planned{entry},
+                              [](const Planned& a, const Planned& b) { return a.entry < b.entry; });
   };
-  std::sort(todo.begin(), todo.end(), by_path);
-  // Walks the scan (sorted by path) against the journal's indexed_files rows (streamed in path
-  // order): calls differs(entry, reason) for each file whose content the index is not known to
-  // hold. Never holds the job's indexed rows in memory.
-  auto merge_indexed = [&](const std::function<void(const protocol::ManifestEntry&, const char*)>& differs) {
+  // Walks the manifest against the journal's indexed_files rows (both in path order): calls
+  // differs(index, reason) for each entry whose content the index is not known to hold. Never
+  // holds the job's indexed rows in memory.
+  auto merge_indexed = [&](const std::function<void(size_t, const char*)>& differs) {
     size_t i = 0;
     absl::Status st = journal->ForEachIndexed(job.id, [&](const std::string& path, const IndexedContent& c) {
-      for (; i < n && scan.files[i].path < path; ++i) differs(scan.files[i], "new");
-      if (i < n && scan.files[i].path == path) {
-        const auto& e = scan.files[i++];
-        if (c.sha256 != e.sha256 || c.size != e.size) differs(e, "changed");
+      for (; i < n && files[i].path < path; ++i) differs(i, "new");
+      if (i < n && files[i].path == path) {
+        const Manifest::Ref e = files[i];
+        if (c.size != e.size || c.sha256 != Sha256DigestHex(*e.sha256)) differs(i, "changed");
+        ++i;
       }
     });
-    for (; i < n; ++i) differs(scan.files[i], "new");
+    for (; i < n; ++i) differs(i, "new");
     return st;
+  };
+  // Remembers (for offline planning) that the index holds these entries, in bounded batches.
+  auto remember = [&](const std::vector<size_t>& entries) {
+    std::vector<std::pair<std::string, IndexedContent>> rows;
+    absl::Status st = absl::OkStatus();
+    for (size_t k = 0; k < entries.size() && st.ok(); ++k) {
+      const Manifest::Ref e = files[entries[k]];
+      rows.emplace_back(std::string(e.path), IndexedContent{e.size, Sha256DigestHex(*e.sha256)});
+      if (rows.size() >= 10'000 || k + 1 == entries.size()) {
+        st = journal->RememberIndexed(job.id, rows);
+        rows.clear();
+      }
+    }
+    if (!st.ok()) spdlog::warn("run={} {}", run_id, st);
   };
   if (online && !matched) {
     // Files the server did not plan are in the index: remember that for offline planning.
-    std::vector<std::pair<std::string, IndexedContent>> known;
-    absl::Status st = merge_indexed([&](const protocol::ManifestEntry& e, const char*) {
-      protocol::UploadInstruction probe;
-      probe.path = e.path;
-      if (!std::binary_search(todo.begin(), todo.end(), probe, by_path)) {
-        known.emplace_back(e.path, IndexedContent{e.size, e.sha256});
+    std::vector<size_t> known;
+    if (mode == Mode::kDelta) {
+      // Only the delta can differ from what was remembered for the base.
+      for (uint32_t i : scan.hashed) {
+        if (!is_planned(i)) known.push_back(i);
       }
-    });
-    if (st.ok()) st = journal->RememberIndexed(job.id, known);
-    if (!st.ok()) spdlog::warn("run={} {}", run_id, st);
+    } else {
+      absl::Status st = merge_indexed([&](size_t i, const char*) {
+        if (!is_planned(i)) known.push_back(i);
+      });
+      if (!st.ok()) spdlog::warn("run={} {}", run_id, st);
+    }
+    remember(known);
   } else if (!online) {
     outcome.offline = true;
-    DS_RETURN_IF_ERROR(merge_indexed([&](const protocol::ManifestEntry& e, const char* reason) {
-      todo.push_back(protocol::UploadInstruction{e.path, JoinKey(job.dest_prefix, e.path), reason});
-    }));
+    DS_RETURN_IF_ERROR(merge_indexed([&](size_t i, const char*) { todo.push_back(Planned{i}); }));
     spdlog::warn("run={} server unreachable: syncing offline onto {} and journaling the results", run_id,
                  storage_url);
   }
-  // The manifest entry of a planned path (scan.files is sorted by path); null when absent.
-  auto entry_of = [&](const std::string& path) -> const protocol::ManifestEntry* {
-    auto it = std::lower_bound(scan.files.begin(), scan.files.end(), path,
-                               [](const protocol::ManifestEntry& e, const std::string& p) { return e.path < p; });
-    return it != scan.files.end() && it->path == path ? &*it : nullptr;
-  };
   spdlog::info("run={} {} file(s) to upload to {}", run_id, todo.size(), storage_url);
   if (o.counters != nullptr) {
     uint64_t bytes = 0;
-    for (const auto& u : todo) {
-      if (const protocol::ManifestEntry* e = entry_of(u.path)) bytes += e->size;
+    for (const Planned& p : todo) {
+      if (p.entry != kNotInManifest) bytes += files[p.entry].size;
     }
     o.counters->files_total = todo.size();
     o.counters->bytes_total = bytes;
@@ -344,9 +420,9 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   //    already stored); only a directory/share is opened and written by the agent itself.
   std::unique_ptr<Storage> storage;
   absl::Status storage_status = absl::OkStatus();
-  const bool direct = std::any_of(
-      todo.begin(), todo.end(),
-      [](const protocol::UploadInstruction& u) { return u.url.empty() && !u.already_present; });
+  const bool direct = std::any_of(todo.begin(), todo.end(), [&](const Planned& p) {
+    return p.detail == kNoDetail || (details[p.detail].url.empty() && !details[p.detail].already_present);
+  });
   if (direct) {
     auto url = ParseStorageUrl(storage_url);
     absl::StatusOr<std::unique_ptr<Storage>> st = url.ok() ? OpenStorage(*url) : url.status();
@@ -378,8 +454,8 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   size_t finished_workers = 0;                // Protected by mu.
   std::atomic<size_t> next{0};
   const size_t threads = std::min<size_t>(static_cast<size_t>(std::max(1, o.upload_threads)), todo.size());
-  auto writes = [&](const protocol::UploadInstruction& u) {
-    return !u.already_present && (storage || !u.url.empty()) && entry_of(u.path) != nullptr;
+  auto writes = [&](const protocol::UploadInstruction& u, size_t entry) {
+    return !u.already_present && (storage || !u.url.empty()) && entry != kNotInManifest;
   };
   auto finish_ms = [](std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
@@ -387,6 +463,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   auto worker = [&] {
     std::unique_ptr<http::Client> grant_client;  // this thread's, for renewing write grants
     std::vector<std::pair<std::string, std::string>> in_flight;
+    std::vector<protocol::UploadInstruction> chunk_instructions;
     for (;;) {
       // Claim a chunk: one journal transaction marks all of it in flight. Chunks shrink towards
       // the end so that the threads finish together.
@@ -397,16 +474,21 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       if (begin >= todo.size() || Stopped(o.stop)) break;
       const size_t end = std::min(todo.size(), begin + chunk);
       in_flight.clear();
+      chunk_instructions.clear();
       for (size_t i = begin; i < end; ++i) {
-        if (writes(todo[i])) in_flight.emplace_back(todo[i].path, todo[i].key);
+        chunk_instructions.push_back(instruction(todo[i]));
+        const auto& u = chunk_instructions.back();
+        if (writes(u, todo[i].entry)) in_flight.emplace_back(u.path, u.key);
       }
       if (absl::Status st = journal->MarkInFlight(run_id, in_flight); !st.ok()) {
         spdlog::error("run={} journal: {}", run_id, st);
         break;  // without a journal we could lose track: stop uploading
       }
       for (size_t i = begin; i < end && !Stopped(o.stop); ++i) {
-        const auto& u = todo[i];
-        const protocol::ManifestEntry* e = entry_of(u.path);
+        const auto& u = chunk_instructions[i - begin];
+        std::optional<protocol::ManifestEntry> wire;
+        if (todo[i].entry != kNotInManifest) wire = files.Wire(todo[i].entry);
+        const protocol::ManifestEntry* e = wire ? &*wire : nullptr;
         protocol::FileResult r;
         r.path = u.path;
         auto t0 = std::chrono::steady_clock::now();

@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -54,6 +55,45 @@ Sha256::Sha256() : impl_(std::make_unique<Impl>()) {}
 Sha256::~Sha256() = default;
 void Sha256::Update(const void* data, size_t len) { impl_->Update(data, len); }
 std::string Sha256::FinishHex() { return HexEncode(impl_->Finish()); }
+Sha256Digest Sha256::Finish() {
+  std::string raw = impl_->Finish();
+  Sha256Digest d{};
+  std::memcpy(d.data(), raw.data(), std::min(raw.size(), d.size()));
+  return d;
+}
+
+void AppendSha256DigestHex(const Sha256Digest& d, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const size_t at = out->size();
+  out->resize(at + 64);
+  char* p = out->data() + at;
+  for (uint8_t b : d) {
+    *p++ = kHex[b >> 4];
+    *p++ = kHex[b & 15];
+  }
+}
+
+std::string Sha256DigestHex(const Sha256Digest& d) {
+  std::string out;
+  AppendSha256DigestHex(d, &out);
+  return out;
+}
+
+bool ParseSha256Hex(std::string_view hex, Sha256Digest* out) {
+  if (hex.size() != 64) return false;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < 32; ++i) {
+    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    (*out)[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
+}
 
 struct Md5::Impl : EvpDigest {
   Impl() : EvpDigest(EVP_md5()) {}

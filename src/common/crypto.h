@@ -1,6 +1,7 @@
 // Hashing, randomness and symmetric encryption, all on OpenSSL 3 (EVP).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -10,6 +11,8 @@
 #include "common/status.h"
 
 namespace ds {
+
+using Sha256Digest = std::array<uint8_t, 32>;  // a raw SHA-256
 
 // Incremental SHA-256. Not thread-safe; one instance per stream.
 class Sha256 {
@@ -23,11 +26,18 @@ class Sha256 {
   void Update(std::string_view s) { Update(s.data(), s.size()); }
   // Returns the lowercase hex digest. REQUIRES: called once; the object is spent afterwards.
   std::string FinishHex();
+  // Returns the raw digest. REQUIRES: called once (instead of FinishHex).
+  Sha256Digest Finish();
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Lowercase hex of a raw digest; and back (false unless exactly 64 hex digits, either case).
+std::string Sha256DigestHex(const Sha256Digest& d);
+void AppendSha256DigestHex(const Sha256Digest& d, std::string* out);
+bool ParseSha256Hex(std::string_view hex, Sha256Digest* out);
 
 std::string Sha256Hex(std::string_view data);
 

@@ -213,6 +213,7 @@ void to_json(json& j, const CompareRequest& v) {
   j = json{{"run_id", v.run_id}, {"trigger", v.trigger}, {"files", v.files}, {"last", v.last},
            {"total_files", v.total_files}, {"total_bytes", v.total_bytes}};
   if (!v.manifest_digest.empty()) j["manifest_digest"] = v.manifest_digest;
+  if (!v.base_digest.empty()) j["base_digest"] = v.base_digest;
 }
 void from_json(const json& j, CompareRequest& v) {
   DS_REQ(run_id);
@@ -222,6 +223,7 @@ void from_json(const json& j, CompareRequest& v) {
   DS_OPT(total_files);
   DS_OPT(total_bytes);
   DS_OPT(manifest_digest);
+  DS_OPT(base_digest);
 }
 
 void to_json(json& j, const UploadInstruction& v) {
@@ -246,12 +248,14 @@ void from_json(const json& j, UploadInstruction& v) {
 void to_json(json& j, const CompareResponse& v) {
   j = json{{"run_id", v.run_id}, {"storage_url", v.storage_url}, {"upload", v.upload}};
   if (v.manifest_match) j["manifest_match"] = true;
+  if (v.base_match) j["base_match"] = true;
 }
 void from_json(const json& j, CompareResponse& v) {
   DS_OPT(run_id);
   DS_OPT(storage_url);
   DS_REQ(upload);
   DS_OPT(manifest_match);
+  DS_OPT(base_match);
 }
 
 void to_json(json& j, const GrantRequest& v) { j = json{{"path", v.path}}; }

@@ -116,6 +116,12 @@ struct CompareRequest {
   // files and last = false. The answer's manifest_match says the index already holds exactly
   // that manifest (nothing to upload; the plan is closed); otherwise the batches follow.
   std::string manifest_digest;
+  // Optional (omitted when empty): the delta compare. On the digest-only first request: the
+  // digest of the agent's previous manifest (the base). The answer's base_match says the index
+  // holds exactly that base; the batches that follow then carry only the entries that differ from
+  // it (new or changed; removed files need no entry), each batch again with base_digest, which
+  // the server checks (FailedPrecondition when the job's digest moved on since).
+  std::string base_digest;
 };
 struct UploadInstruction {
   std::string path;
@@ -134,6 +140,7 @@ struct CompareResponse {
   std::string storage_url;
   std::vector<UploadInstruction> upload;
   bool manifest_match = false;     // optional (omitted when false): see manifest_digest
+  bool base_match = false;         // optional (omitted when false): see base_digest
 };
 
 // POST /agent/runs/{run}/grant: a fresh write credential for one file planned in the run.

@@ -68,6 +68,15 @@ TEST(MessagesTest, ManifestDigestFieldsAreOptional) {
   EXPECT_FALSE(Decode<CompareResponse>(R"({"upload":[]})")->manifest_match);
   resp.manifest_match = true;
   EXPECT_TRUE(RoundTrip(resp).manifest_match);
+
+  // The delta compare's fields likewise.
+  EXPECT_EQ(Encode(req).find("base_digest"), std::string::npos);
+  req.base_digest = kSha;
+  EXPECT_EQ(RoundTrip(req).base_digest, kSha);
+  EXPECT_EQ(Encode(resp).find("base_match"), std::string::npos);
+  EXPECT_FALSE(RoundTrip(resp).base_match);
+  resp.base_match = true;
+  EXPECT_TRUE(RoundTrip(resp).base_match);
 }
 
 TEST(MessagesTest, CompleteRequestRoundTrip) {

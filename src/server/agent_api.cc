@@ -556,13 +556,29 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
   if (!cmp.manifest_digest.empty() && !IsLowerHexSha256(cmp.manifest_digest)) {
     return absl::InvalidArgumentError("manifest_digest must be 64 lowercase hex digits");
   }
+  if (!cmp.base_digest.empty() && !IsLowerHexSha256(cmp.base_digest)) {
+    return absl::InvalidArgumentError("base_digest must be 64 lowercase hex digits");
+  }
+  // A delta batch (base_digest without manifest_digest) stands only while the job's digest is
+  // still the base's: the entries it leaves out are then exactly what the index holds.
+  const bool delta_batch = !cmp.base_digest.empty() && cmp.manifest_digest.empty();
+  if (delta_batch) {
+    DS_ASSIGN_OR_RETURN(std::string known, ctx->index->GetJobManifestDigest(job->spec.id));
+    if (known != cmp.base_digest) {
+      return absl::FailedPreconditionError(
+          "the job's index changed since the base manifest: compare the whole manifest");
+    }
+  }
   DS_ASSIGN_OR_RETURN(Run run, ctx->index->BeginRun(cmp.run_id, runner.id, job->spec.id,
                                                     cmp.trigger, ctx->NowMs()));
+  bool base_match = false;
   if (!cmp.manifest_digest.empty()) {
     // The no-op cycle: the run carries the digest (it becomes the job's if the run succeeds);
     // a digest-only request matching the job's answers "nothing to do" and closes the plan.
+    // Matching the base instead: the agent may send only what changed since it.
     DS_RETURN_IF_ERROR(ctx->index->SetRunManifestDigest(cmp.run_id, cmp.manifest_digest));
     DS_ASSIGN_OR_RETURN(std::string known, ctx->index->GetJobManifestDigest(job->spec.id));
+    base_match = cmp.files.empty() && !cmp.base_digest.empty() && known == cmp.base_digest;
     if (cmp.files.empty() && known == cmp.manifest_digest) {
       DS_RETURN_IF_ERROR(ctx->index->RecordPlanned(cmp.run_id, {}, static_cast<int64_t>(cmp.total_files),
                                                    static_cast<int64_t>(cmp.total_bytes)));
@@ -587,6 +603,7 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
   protocol::CompareResponse out;
   out.run_id = cmp.run_id;
   out.storage_url = ctx->storage_url;
+  out.base_match = base_match;
   std::vector<RunFile> planned;
   std::vector<ChangedFile> changed;
   for (const auto& e : cmp.files) {
@@ -613,8 +630,10 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
       cmp.run_id, planned, cmp.last ? static_cast<int64_t>(cmp.total_files) : -1,
       cmp.last ? static_cast<int64_t>(cmp.total_bytes) : -1));
   ReportFilesChanged(ctx, runner, job_name, cmp.run_id, changed);
-  spdlog::info("compare runner={} job={} run={}: {} entries, {} to upload{}", runner.name,
-               job_name, cmp.run_id, cmp.files.size(), out.upload.size(), cmp.last ? " (last batch)" : "");
+  spdlog::info("compare runner={} job={} run={}: {} {}entries, {} to upload{}{}", runner.name,
+               job_name, cmp.run_id, cmp.files.size(), delta_batch ? "changed " : "",
+               out.upload.size(), cmp.last ? " (last batch)" : "",
+               base_match ? " (base manifest matches: a delta follows)" : "");
   (void)run;
   return protocol::Encode(out);
 }

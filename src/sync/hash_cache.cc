@@ -5,64 +5,73 @@
 
 #include <exception>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "sync/manifest_digest.h"
 
 namespace ds {
 namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
+// Changes buffered before they are written (one short transaction per batch).
+constexpr size_t kPersistBatch = 10'000;
 
-// The in-memory cache; also the working set of the SQLite-backed cache, which adds persistence.
+// The in-memory cache; the SQLite-backed cache adds persistence through the hooks.
 class MemoryHashCache : public HashCache {
  public:
-  std::optional<std::string> Lookup(const std::string& path, uint64_t size,
-                                    int64_t mtime_ns) override {
-    auto it = entries_.find(path);
-    if (it == entries_.end()) return std::nullopt;
-    it->second.touched = true;
-    if (it->second.size != size || it->second.mtime_ns != mtime_ns) return std::nullopt;
-    return it->second.sha256;
-  }
-
-  void Store(const std::string& path, uint64_t size, int64_t mtime_ns,
-             const std::string& sha256) override {
-    auto [it, inserted] = entries_.try_emplace(path);
-    Entry& e = it->second;
-    e.touched = true;
-    if (!inserted && e.size == size && e.mtime_ns == mtime_ns && e.sha256 == sha256) return;
-    e.size = size;
-    e.mtime_ns = mtime_ns;
-    e.sha256 = sha256;
-    e.dirty = true;
-  }
-
-  absl::Status Flush() override {
-    for (auto it = entries_.begin(); it != entries_.end();) {
-      if (!it->second.touched) {
-        it = entries_.erase(it);
-      } else {
-        it->second.touched = false;
-        it->second.dirty = false;
-        ++it;
-      }
+  std::optional<Sha256Digest> Lookup(std::string_view path, uint64_t size,
+                                     int64_t mtime_ns) override {
+    // Everything before `path` was not looked up in this scan: gone from the tree.
+    while (cursor_ < contents_.size() && contents_[cursor_].path < path) {
+      Dropped(contents_[cursor_].path);
+      ++cursor_;
     }
-    return absl::OkStatus();
+    std::optional<Sha256Digest> hit;
+    if (cursor_ < contents_.size() && contents_[cursor_].path == path) {
+      Manifest::Ref e = contents_[cursor_];
+      if (e.size == size && e.mtime_ns == mtime_ns) {
+        hit = *e.sha256;
+      } else {
+        Dropped(e.path);  // stale; a Store follows if the file hashes
+      }
+      ++cursor_;
+    }
+    contents_.ReleaseBefore(cursor_);
+    return hit;
   }
+
+  void Store(std::string_view path, uint64_t size, int64_t mtime_ns,
+             const Sha256Digest& sha256) override {
+    Stored(path, size, mtime_ns, sha256);
+  }
+
+  absl::Status EndScan() override {
+    for (; cursor_ < contents_.size(); ++cursor_) Dropped(contents_[cursor_].path);
+    contents_ = Manifest();
+    cursor_ = 0;
+    return Persist();
+  }
+
+  void Adopt(Manifest manifest, std::string digest) override {
+    contents_ = std::move(manifest);
+    digest_ = std::move(digest);
+    cursor_ = 0;
+  }
+
+  const std::string& digest() const override { return digest_; }
+  size_t size() const override { return contents_.size(); }
 
  protected:
-  struct Entry {
-    uint64_t size = 0;     // bytes
-    int64_t mtime_ns = 0;  // Unix nanoseconds
-    std::string sha256;    // lowercase hex
-    bool touched = false;  // looked up or stored since the last Flush
-    bool dirty = false;    // stored with new values since the last Flush; not yet persisted
-  };
+  // Hooks for persistence: an entry left the contents; an entry was hashed; make both durable.
+  virtual void Dropped(std::string_view) {}
+  virtual void Stored(std::string_view, uint64_t, int64_t, const Sha256Digest&) {}
+  virtual absl::Status Persist() { return absl::OkStatus(); }
 
-  std::unordered_map<std::string, Entry> entries_;
+  Manifest contents_;
+  std::string digest_;  // ManifestDigest(contents_) as adopted or loaded
+  size_t cursor_ = 0;   // entries before it are consumed by the current scan
 };
 
 // Maps a SQLite error (primary result code) to a canonical status.
@@ -94,7 +103,7 @@ class SqliteHashCache final : public MemoryHashCache {
   SqliteHashCache(std::unique_ptr<SQLite::Database> db, std::string db_path, std::string job_key)
       : db_(std::move(db)), db_path_(std::move(db_path)), job_key_(std::move(job_key)) {}
 
-  // Creates the table if needed and loads this job's rows. Throws SQLite::Exception.
+  // Creates the table if needed and loads this job's rows in path order. Throws SQLite::Exception.
   void Load() {
     db_->exec("PRAGMA journal_mode=WAL");
     db_->exec("PRAGMA synchronous=NORMAL");
@@ -108,56 +117,87 @@ class SqliteHashCache final : public MemoryHashCache {
         sha256   TEXT NOT NULL,     -- lowercase hex
         PRIMARY KEY (job_key, path)
       ) WITHOUT ROWID)sql");
-    SQLite::Statement q(*db_,
-                        "SELECT path, size, mtime_ns, sha256 FROM hash_cache WHERE job_key = ?");
+    // The primary key orders the rows byte-wise (BINARY collation): the manifest's order.
+    SQLite::Statement q(*db_, R"sql(
+      SELECT path, size, mtime_ns, sha256 FROM hash_cache WHERE job_key = ? ORDER BY path)sql");
     q.bind(1, job_key_);
+    ManifestDigester digester;
+    Sha256Digest sha;
     while (q.executeStep()) {
-      Entry& e = entries_[q.getColumn(0).getString()];
-      e.size = static_cast<uint64_t>(q.getColumn(1).getInt64());
-      e.mtime_ns = q.getColumn(2).getInt64();
-      e.sha256 = q.getColumn(3).getString();
+      const char* path = q.getColumn(0).getText();
+      const std::string_view path_view(path, static_cast<size_t>(q.getColumn(0).getBytes()));
+      const auto size = static_cast<uint64_t>(q.getColumn(1).getInt64());
+      const int64_t mtime_ns = q.getColumn(2).getInt64();
+      const std::string_view hex(q.getColumn(3).getText(),
+                                 static_cast<size_t>(q.getColumn(3).getBytes()));
+      // A malformed row is left out (and deleted at the end of the next scan).
+      if (!ParseSha256Hex(hex, &sha) || !contents_.Add(path_view, size, mtime_ns, sha)) continue;
+      digester.Add(path_view, size, mtime_ns, hex);
     }
+    digest_ = contents_.empty() ? "" : digester.FinishHex();
   }
 
-  absl::Status Flush() override {
+ private:
+  void Dropped(std::string_view path) override {
+    drops_.emplace_back(path);
+    if (drops_.size() + stores_.size() >= kPersistBatch) (void)Persist();
+  }
+  void Stored(std::string_view path, uint64_t size, int64_t mtime_ns,
+              const Sha256Digest& sha256) override {
+    stores_.push_back(Row{std::string(path), size, mtime_ns, Sha256DigestHex(sha256)});
+    if (drops_.size() + stores_.size() >= kPersistBatch) (void)Persist();
+  }
+
+  // Writes the buffered changes in one transaction: drops first (a stale entry dropped and then
+  // stored again ends up stored). On failure the buffers are kept for the next attempt.
+  absl::Status Persist() override {
+    if (drops_.empty() && stores_.empty()) return last_error_;
     try {
       SQLite::Transaction tx(*db_);
+      SQLite::Statement remove(*db_, "DELETE FROM hash_cache WHERE job_key = ? AND path = ?");
+      for (const std::string& path : drops_) {
+        remove.bind(1, job_key_);
+        remove.bind(2, path);
+        remove.exec();
+        remove.reset();
+      }
       SQLite::Statement upsert(*db_, R"sql(
         INSERT INTO hash_cache (job_key, path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (job_key, path) DO UPDATE SET
           size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256)sql");
-      SQLite::Statement remove(*db_, "DELETE FROM hash_cache WHERE job_key = ? AND path = ?");
-      for (const auto& [path, e] : entries_) {
-        if (!e.touched) {
-          remove.bind(1, job_key_);
-          remove.bind(2, path);
-          remove.exec();
-          remove.reset();
-        } else if (e.dirty) {
-          upsert.bind(1, job_key_);
-          upsert.bind(2, path);
-          upsert.bind(3, static_cast<int64_t>(e.size));
-          upsert.bind(4, e.mtime_ns);
-          upsert.bind(5, e.sha256);
-          upsert.exec();
-          upsert.reset();
-        }
+      for (const Row& r : stores_) {
+        upsert.bind(1, job_key_);
+        upsert.bind(2, r.path);
+        upsert.bind(3, static_cast<int64_t>(r.size));
+        upsert.bind(4, r.mtime_ns);
+        upsert.bind(5, r.sha256);
+        upsert.exec();
+        upsert.reset();
       }
       tx.commit();
+      drops_.clear();
+      stores_.clear();
+      last_error_ = absl::OkStatus();
     } catch (const SQLite::Exception& e) {
-      // The transaction rolled back; memory still holds every entry and flag, so a later Flush
-      // retries the same work.
-      return SqliteStatus(e, absl::StrCat("hash cache ", db_path_, ": flush"));
+      last_error_ = SqliteStatus(e, absl::StrCat("hash cache ", db_path_, ": write"));
     } catch (const std::exception& e) {
-      return absl::InternalError(absl::StrCat("hash cache ", db_path_, ": flush: ", e.what()));
+      last_error_ = absl::InternalError(absl::StrCat("hash cache ", db_path_, ": write: ", e.what()));
     }
-    return MemoryHashCache::Flush();
+    return last_error_;
   }
 
- private:
+  struct Row {
+    std::string path;
+    uint64_t size;
+    int64_t mtime_ns;
+    std::string sha256;  // hex
+  };
   std::unique_ptr<SQLite::Database> db_;
   std::string db_path_;
   std::string job_key_;
+  std::vector<std::string> drops_;  // paths to delete, in order
+  std::vector<Row> stores_;         // rows to write
+  absl::Status last_error_;         // of the last write; a failed write is retried by the next
 };
 
 }  // namespace

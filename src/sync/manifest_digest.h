@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "protocol/messages.h"
+#include "sync/manifest.h"
 
 namespace ds {
 
@@ -14,5 +15,7 @@ namespace ds {
 // beyond the input.
 // REQUIRES: `files` sorted by path (byte-wise) without duplicates, as ScanJob returns them.
 [[nodiscard]] std::string ManifestDigest(const std::vector<protocol::ManifestEntry>& files);
+// The same digest over a compact manifest (sorted by construction). REQUIRES: nothing released.
+[[nodiscard]] std::string ManifestDigest(const Manifest& files);
 
 }  // namespace ds

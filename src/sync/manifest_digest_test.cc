@@ -26,7 +26,7 @@ TEST(ManifestDigestTest, IsTheDocumentedSha256) {
                     std::string(1, '\0'), e.sha256, "\n");
   }
   EXPECT_EQ(ManifestDigest(Sample()), Sha256Hex(text));
-  EXPECT_EQ(ManifestDigest({}), Sha256Hex("datasync-manifest-v1\n"));
+  EXPECT_EQ(ManifestDigest(std::vector<ManifestEntry>{}), Sha256Hex("datasync-manifest-v1\n"));
 }
 
 TEST(ManifestDigestTest, EveryFieldAndTheOrderCount) {

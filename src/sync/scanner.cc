@@ -32,6 +32,9 @@ constexpr size_t kReadChunkBytes = size_t{1} << 20;
 // Files (and bytes) opened and waiting before they are hashed as a group across threads.
 constexpr size_t kHashGroupFiles = 64;
 constexpr uint64_t kHashGroupBytes = uint64_t{64} << 20;
+// Entries waiting behind a file being hashed before the group is hashed anyway: bounds the
+// reorder queue when misses are rare.
+constexpr size_t kMaxQueued = 4096;
 
 // Reasons reported in ScanProblem::error.
 constexpr char kPermissionDenied[] = "permission denied";
@@ -88,9 +91,7 @@ bool PassesFiltersAt(const char* path, const char* base, const std::vector<std::
 class Scanner {
  public:
   Scanner(const ScanOptions& options, HashCache* cache)
-      : options_(options), cache_(cache), buffer_(new char[kReadChunkBytes]) {
-    result_.files.reserve(1024);
-  }
+      : options_(options), cache_(cache), buffer_(new char[kReadChunkBytes]) {}
 
   absl::StatusOr<ScanResult> Run() {
     int root_fd = ::open(options_.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -125,24 +126,32 @@ class Scanner {
     // Hashing checks for cancellation per chunk and leaves the file out; never return that as
     // a complete manifest.
     if (Cancelled()) return absl::CancelledError("scan cancelled");
-    if (dropped_ > 0) {
-      std::erase_if(result_.files, [](const protocol::ManifestEntry& e) { return e.path.empty(); });
+    if (out_of_order_) {
+      return absl::InternalError(absl::StrCat("scan of ", options_.root.string(),
+                                              ": entries came out of path order"));
     }
-
-    std::sort(result_.files.begin(), result_.files.end(),
-              [](const protocol::ManifestEntry& a, const protocol::ManifestEntry& b) {
-                return a.path < b.path;
-              });
     std::sort(result_.skipped.begin(), result_.skipped.end(),
               [](const ScanProblem& a, const ScanProblem& b) { return a.path < b.path; });
-    for (const auto& f : result_.files) result_.total_bytes += f.size;
+    result_.total_bytes = result_.files.total_bytes();
     return std::move(result_);
   }
 
  private:
   struct DirEntry {
     std::string name;
-    unsigned char type;  // DT_*
+    unsigned char type;  // DT_*; resolved by lstat when readdir does not say
+    bool have_stat;      // `st` holds the entry's lstat
+    struct stat st;
+    // Sorts as its path would: a directory as if its name ended in '/'.
+    bool operator<(const DirEntry& o) const {
+      const size_t n = std::min(name.size(), o.name.size());
+      if (int c = std::memcmp(name.data(), o.name.data(), n); c != 0) return c < 0;
+      auto next = [n](const DirEntry& e) -> int {
+        if (e.name.size() > n) return static_cast<unsigned char>(e.name[n]);
+        return e.type == DT_DIR ? '/' : -1;
+      };
+      return next(*this) < next(o);
+    }
   };
 
   bool Cancelled() const {
@@ -175,15 +184,32 @@ class Scanner {
       }
       const char* n = de->d_name;
       if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) continue;
-      out.push_back(DirEntry{n, de->d_type});
+      DirEntry& e = out.emplace_back();
+      e.name = n;
+      e.type = de->d_type;
+      e.have_stat = false;
     }
+  }
+
+  // Reads the names in `dir_fd` in the order their paths sort (see DirEntry::operator<).
+  absl::Status ReadSortedNames(int dir_fd, const std::string& rel_dir, std::vector<DirEntry>& out) {
+    DS_RETURN_IF_ERROR(ReadNames(dir_fd, rel_dir, out));
+    for (DirEntry& e : out) {
+      if (e.type != DT_UNKNOWN) continue;
+      if (::fstatat(dir_fd, e.name.c_str(), &e.st, AT_SYMLINK_NOFOLLOW) == 0) {
+        e.have_stat = true;
+        e.type = IFTODT(e.st.st_mode);
+      }
+    }
+    std::sort(out.begin(), out.end());
+    return absl::OkStatus();
   }
 
   // Scans the directory open as `dir_fd`, whose relative path is `prefix` (empty for the root).
   // `prefix` is used as scratch space and restored before returning.
   absl::Status WalkDirectory(int dir_fd, std::string& prefix) {
     std::vector<DirEntry> entries;
-    DS_RETURN_IF_ERROR(ReadNames(dir_fd, prefix, entries));
+    DS_RETURN_IF_ERROR(ReadSortedNames(dir_fd, prefix, entries));
     const size_t prefix_len = prefix.size();
     for (DirEntry& entry : entries) {
       if (Cancelled()) return absl::CancelledError("scan cancelled");
@@ -192,16 +218,13 @@ class Scanner {
       const size_t base_offset = prefix.size();
       prefix.append(entry.name);
 
-      struct stat st;
-      bool have_stat = false;
-      unsigned char type = entry.type;
-      if (type == DT_UNKNOWN) {
-        if (::fstatat(dir_fd, entry.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-          if (errno != ENOENT) Skip(prefix, ErrnoReason(errno));
-          continue;
+      const unsigned char type = entry.type;
+      if (type == DT_UNKNOWN) {  // lstat failed in ReadSortedNames: try once more for the reason
+        struct stat st;
+        if (::fstatat(dir_fd, entry.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT) {
+          Skip(prefix, ErrnoReason(errno));
         }
-        have_stat = true;
-        type = IFTODT(st.st_mode);
+        continue;
       }
 
       switch (type) {
@@ -209,7 +232,7 @@ class Scanner {
           DS_RETURN_IF_ERROR(VisitDirectory(dir_fd, entry.name, prefix));
           break;
         case DT_REG:
-          VisitFile(dir_fd, entry.name, prefix, base_offset, have_stat ? &st : nullptr);
+          VisitFile(dir_fd, entry.name, prefix, base_offset, entry.have_stat ? &entry.st : nullptr);
           break;
         case DT_LNK:
           VisitSymlink(prefix, base_offset);
@@ -331,8 +354,8 @@ class Scanner {
     uint64_t size = static_cast<uint64_t>(st.st_size);
     int64_t mtime_ns = MtimeNs(st);
     if (cache_ != nullptr) {
-      if (std::optional<std::string> sha = cache_->Lookup(path, size, mtime_ns)) {
-        result_.files.push_back(protocol::ManifestEntry{path, size, mtime_ns, std::move(*sha)});
+      if (std::optional<Sha256Digest> sha = cache_->Lookup(path, size, mtime_ns)) {
+        Emit(path, size, mtime_ns, *sha);
         return;
       }
     }
@@ -355,21 +378,51 @@ class Scanner {
       ::close(fd);
       return;
     }
-    // Hashed in a group, in parallel (FlushHashes); the entry's sha256 is filled in then.
-    pending_.push_back(PendingHash{result_.files.size(), fd, size, mtime_ns, {}, {}});
+    // Hashed in a group, in parallel (FlushHashes); the entry waits in the queue until then.
+    pending_.push_back(PendingHash{queue_.size(), fd, size, mtime_ns, {}, {}, {}});
     pending_bytes_ += size;
-    result_.files.push_back(protocol::ManifestEntry{path, size, mtime_ns, {}});
+    queue_.push_back(Queued{path, size, mtime_ns, {}, /*ready=*/false, /*hashed=*/true});
     if (pending_.size() >= kHashGroupFiles || pending_bytes_ >= kHashGroupBytes) FlushHashes();
+  }
+
+  // Adds an entry with a known hash: straight into the manifest unless entries before it wait
+  // for their hash.
+  void Emit(const std::string& path, uint64_t size, int64_t mtime_ns, const Sha256Digest& sha) {
+    if (queue_.empty()) {
+      Append(path, size, mtime_ns, sha, /*hashed=*/false);
+      return;
+    }
+    queue_.push_back(Queued{path, size, mtime_ns, sha, /*ready=*/true, /*hashed=*/false});
+    if (queue_.size() >= kMaxQueued) FlushHashes();
+  }
+
+  void Append(std::string_view path, uint64_t size, int64_t mtime_ns, const Sha256Digest& sha,
+              bool hashed) {
+    if (!result_.files.Add(path, size, mtime_ns, sha)) {
+      out_of_order_ = true;
+      return;
+    }
+    if (hashed) result_.hashed.push_back(static_cast<uint32_t>(result_.files.size() - 1));
   }
 
   // A file opened and checked by AddFile, waiting to be hashed.
   struct PendingHash {
-    size_t index;      // in result_.files
+    size_t index;      // in queue_
     int fd;            // owned until hashed
     uint64_t size;     // bytes, as stat'ed
     int64_t mtime_ns;  // as stat'ed
-    std::string sha256;  // result; empty with `error` set when the file is left out
-    std::string error;   // skip reason ("" with empty sha256: cancelled)
+    Sha256Digest sha256;  // result when `hashed`
+    bool hashed;
+    std::string error;    // skip reason when not hashed ("": cancelled)
+  };
+  // An entry waiting for the files before it (or itself) to be hashed, in path order.
+  struct Queued {
+    std::string path;
+    uint64_t size;
+    int64_t mtime_ns;
+    Sha256Digest sha256;
+    bool ready;   // sha256 known; a queued file that failed to hash is left out
+    bool hashed;  // by this scan (not from the cache)
   };
 
   // Reads and hashes one pending file (any thread). `buffer` holds kReadChunkBytes.
@@ -401,13 +454,24 @@ class Scanner {
       h.error = kChangedWhileReading;
       return;
     }
-    h.sha256 = hash.FinishHex();
+    h.sha256 = hash.Finish();
+    h.hashed = true;
   }
 
   // Hashes the pending group on up to options_.hash_threads threads (this one included), closes
   // the files, fills in the entries' hashes and leaves out (skips) the files that failed.
   void FlushHashes() {
-    if (pending_.empty()) return;
+    if (pending_.empty() && queue_.empty()) return;
+    if (!pending_.empty()) HashPending();
+    // Every queued entry is settled now: into the manifest, in order.
+    for (const Queued& q : queue_) {
+      if (q.ready) Append(q.path, q.size, q.mtime_ns, q.sha256, q.hashed);
+    }
+    queue_.clear();
+  }
+
+  // Hashes pending_ (see FlushHashes) and fills in the queue's entries.
+  void HashPending() {
     std::atomic<size_t> next{0};
     auto work = [&](char* buffer) {
       for (size_t k = next.fetch_add(1); k < pending_.size(); k = next.fetch_add(1)) {
@@ -426,17 +490,16 @@ class Scanner {
     for (auto& t : threads) t.join();
     for (PendingHash& h : pending_) {
       ::close(h.fd);
-      protocol::ManifestEntry& e = result_.files[h.index];
-      if (h.sha256.empty()) {
-        if (!h.error.empty()) Skip(e.path, h.error);
-        e.path.clear();  // left out: removed before sorting
-        ++dropped_;
-        continue;
+      Queued& q = queue_[h.index];
+      if (!h.hashed) {
+        if (!h.error.empty()) Skip(q.path, h.error);
+        continue;  // left out
       }
       ++result_.files_hashed;
       result_.bytes_hashed += h.size;
-      if (cache_ != nullptr) cache_->Store(e.path, h.size, h.mtime_ns, h.sha256);
-      e.sha256 = std::move(h.sha256);
+      if (cache_ != nullptr) cache_->Store(q.path, h.size, h.mtime_ns, h.sha256);
+      q.sha256 = h.sha256;
+      q.ready = true;
     }
     pending_.clear();
     pending_bytes_ = 0;
@@ -455,7 +518,8 @@ class Scanner {
   ScanResult result_;
   std::vector<PendingHash> pending_;  // opened, not yet hashed (at most kHashGroupFiles)
   uint64_t pending_bytes_ = 0;
-  size_t dropped_ = 0;                // entries left out by FlushHashes (empty path)
+  std::vector<Queued> queue_;         // from the first pending file on, in path order
+  bool out_of_order_ = false;         // an entry did not sort after the one before (a bug)
 };
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "protocol/messages.h"
 #include "sync/hash_cache.h"
+#include "sync/manifest.h"
 
 namespace ds {
 
@@ -31,20 +32,26 @@ struct ScanProblem {
 };
 
 struct ScanResult {
-  std::vector<protocol::ManifestEntry> files;  // sorted by path
+  Manifest files;                        // sorted by path (byte-wise)
   std::vector<ScanProblem> skipped;      // unreadable, changed while hashed, unsafe name, symlink out
-  uint64_t total_bytes = 0;              // sum of files[].size
+  uint64_t total_bytes = 0;              // sum of the files' sizes
+  // Indices in `files` of the entries hashed by this scan (cache misses), increasing: with a
+  // cache, every other entry equals the cache's entry for its path (the delta compare's base).
+  std::vector<uint32_t> hashed;
   uint64_t files_hashed = 0;             // cache misses
   uint64_t bytes_hashed = 0;
   uint64_t files_unsettled = 0;          // younger than settle; not in files, not a problem
 };
 
-// Walks `options.root` recursively. Never modifies anything under root. Symbolic links: a link to
+// Walks `options.root` recursively, in byte order of the relative paths (a directory's name sorts
+// as if it ended in '/'), so the manifest is built in order and the cache is read front to back.
+// Never modifies anything under root. Symbolic links: a link to
 // a regular file whose real path is inside root is included under the link's path; links to
 // directories are not descended; links pointing outside root are reported in `skipped`. Files
 // whose names fail ValidateRelativePath are reported in `skipped`. A file whose size or mtime
 // changes while it is being hashed is reported in `skipped` ("changed while reading"). `cache`
-// may be null; when given, hits are reused and fresh hashes stored.
+// may be null; when given, hits are reused and fresh hashes stored, and after a complete scan
+// the caller ends the cache's scan (HashCache::EndScan, Adopt).
 // Errors: NotFound / PermissionDenied for the root itself, Cancelled.
 [[nodiscard]] absl::StatusOr<ScanResult> ScanJob(const ScanOptions& options, HashCache* cache);
 

@@ -1,4 +1,5 @@
 #include "sync/scanner.h"
+#include "sync/manifest_digest.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -116,8 +117,8 @@ TEST_F(ScannerTest, NestedDirsUnusualNamesAndEmptyFile) {
     EXPECT_EQ(f.mtime_ns, st.st_mtim.tv_sec * kSecondNs + st.st_mtim.tv_nsec);
     total += f.size;
   }
-  EXPECT_EQ(r->files[0].sha256, kEmptySha256);
-  EXPECT_EQ(r->files[0].size, 0u);
+  EXPECT_EQ(r->files.Wire(0).sha256, kEmptySha256);
+  EXPECT_EQ(r->files.Wire(0).size, 0u);
   EXPECT_EQ(r->total_bytes, total);
   EXPECT_EQ(r->bytes_hashed, total);
 }
@@ -245,10 +246,10 @@ TEST_F(ScannerTest, SymlinkRules) {
   EXPECT_THAT(Paths(*r),
               ElementsAre("data.dat", "link_rel", "sub/link_abs", "sub/link_up", "sub/other.dat"));
   const std::string inside_sha = Sha256Hex("inside");
-  EXPECT_EQ(r->files[1].sha256, inside_sha);
-  EXPECT_EQ(r->files[1].size, 6u);
-  EXPECT_EQ(r->files[3].sha256, inside_sha);
-  EXPECT_EQ(r->files[2].sha256, Sha256Hex("other"));
+  EXPECT_EQ(r->files.Wire(1).sha256, inside_sha);
+  EXPECT_EQ(r->files.Wire(1).size, 6u);
+  EXPECT_EQ(r->files.Wire(3).sha256, inside_sha);
+  EXPECT_EQ(r->files.Wire(2).sha256, Sha256Hex("other"));
   // Directory links are neither descended nor reported.
   EXPECT_THAT(r->skipped,
               ElementsAre(Field(&ScanProblem::path, "dangling"),
@@ -351,38 +352,60 @@ TEST_F(ScannerTest, CancelStopsTheScan) {
   EXPECT_TRUE(ScanJob(o, nullptr).ok());
 }
 
+// A scan as the agent runs it: the cache's scan ended and the new manifest adopted.
+absl::StatusOr<ScanResult> ScanCached(const ScanOptions& o, HashCache* cache) {
+  absl::StatusOr<ScanResult> r = ScanJob(o, cache);
+  if (!r.ok()) return r;
+  DS_RETURN_IF_ERROR(cache->EndScan());
+  Manifest copy;
+  for (const auto& e : r->files) copy.Add(e);
+  cache->Adopt(std::move(copy), ManifestDigest(r->files));
+  return r;
+}
+
+TEST_F(ScannerTest, WalksInByteOrderOfThePaths) {
+  // A directory sorts as if its name ended in '/': after "a-b" and "a.txt", before "a0".
+  for (const char* p : {"a0", "a/x", "a.txt", "a-b", "a/b/c", "a/b-", "B", "é"}) Write(p, p);
+  absl::StatusOr<ScanResult> r = ScanJob(Options(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::vector<std::string> got;
+  for (const auto& f : r->files) got.push_back(f.path);
+  EXPECT_THAT(got, ElementsAre("B", "a-b", "a.txt", "a/b-", "a/b/c", "a/x", "a0", "é"));
+}
+
 TEST_F(ScannerTest, CacheIsReusedAndOnlyChangedFilesAreRehashed) {
   for (int i = 0; i < 10; ++i) Write("d/f" + std::to_string(i) + ".dat", std::string(i * 100, 'a'));
   std::unique_ptr<HashCache> cache = NewMemoryHashCache();
 
-  absl::StatusOr<ScanResult> first = ScanJob(Options(), cache.get());
+  absl::StatusOr<ScanResult> first = ScanCached(Options(), cache.get());
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->files_hashed, 10u);
-  ASSERT_TRUE(cache->Flush().ok());
 
-  absl::StatusOr<ScanResult> second = ScanJob(Options(), cache.get());
+  absl::StatusOr<ScanResult> second = ScanCached(Options(), cache.get());
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->files_hashed, 0u);
   EXPECT_EQ(second->bytes_hashed, 0u);
   ASSERT_EQ(second->files.size(), 10u);
   for (size_t i = 0; i < 10; ++i) {
-    EXPECT_EQ(second->files[i].sha256, first->files[i].sha256);
-    EXPECT_EQ(second->files[i].mtime_ns, first->files[i].mtime_ns);
+    EXPECT_EQ(second->files.Wire(i).sha256, first->files.Wire(i).sha256);
+    EXPECT_EQ(second->files.Wire(i).mtime_ns, first->files.Wire(i).mtime_ns);
   }
   EXPECT_EQ(second->total_bytes, first->total_bytes);
-  ASSERT_TRUE(cache->Flush().ok());
 
   fs::path changed = Write("d/f3.dat", "new content");
-  SetMtime(changed, first->files[3].mtime_ns + kSecondNs);
-  absl::StatusOr<ScanResult> third = ScanJob(Options(), cache.get());
+  SetMtime(changed, first->files.Wire(3).mtime_ns + kSecondNs);
+  absl::StatusOr<ScanResult> third = ScanCached(Options(), cache.get());
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_EQ(third->files_hashed, 1u);
   EXPECT_EQ(third->bytes_hashed, 11u);
-  EXPECT_EQ(third->files[3].sha256, Sha256Hex("new content"));
+  EXPECT_THAT(third->hashed, ElementsAre(3u));  // the delta against the cache's manifest
+  EXPECT_THAT(second->hashed, IsEmpty());
+  EXPECT_EQ(first->hashed.size(), 10u);
+  EXPECT_EQ(third->files.Wire(3).sha256, Sha256Hex("new content"));
 
   // Same size, only mtime changes: still re-hashed (the cache trusts size + mtime only).
-  SetMtime(changed, first->files[3].mtime_ns + 2 * kSecondNs);
-  absl::StatusOr<ScanResult> fourth = ScanJob(Options(), cache.get());
+  SetMtime(changed, first->files.Wire(3).mtime_ns + 2 * kSecondNs);
+  absl::StatusOr<ScanResult> fourth = ScanCached(Options(), cache.get());
   ASSERT_TRUE(fourth.ok()) << fourth.status();
   EXPECT_EQ(fourth->files_hashed, 1u);
 }
@@ -393,14 +416,13 @@ TEST_F(ScannerTest, PersistentCacheSurvivesReopen) {
   {
     absl::StatusOr<std::unique_ptr<HashCache>> cache = OpenHashCache(db, "7");
     ASSERT_TRUE(cache.ok()) << cache.status();
-    absl::StatusOr<ScanResult> r = ScanJob(Options(), cache->get());
+    absl::StatusOr<ScanResult> r = ScanCached(Options(), cache->get());
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->files_hashed, 5u);
-    ASSERT_TRUE((*cache)->Flush().ok());
   }
   absl::StatusOr<std::unique_ptr<HashCache>> cache = OpenHashCache(db, "7");
   ASSERT_TRUE(cache.ok()) << cache.status();
-  absl::StatusOr<ScanResult> r = ScanJob(Options(), cache->get());
+  absl::StatusOr<ScanResult> r = ScanCached(Options(), cache->get());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->files_hashed, 0u);
   EXPECT_EQ(r->files.size(), 5u);

@@ -98,6 +98,12 @@ class CoreSyncTest(unittest.TestCase):
         detail = self.c.cli_json("run", run["run_id"], "--files")
         self.assertEqual(sorted(f["path"] for f in detail["files"]), sorted(changed))
         self.assertTrue(all(f["planned_reason"] == "changed" for f in detail["files"]))
+        # The delta compare: the index held the previous manifest, so only the 3 changed entries
+        # were sent (not the whole list), while the run still counts every file seen.
+        self.assertEqual(run["files_seen"], len(self.paths))
+        log = self.server_log()
+        self.assertIn(f"run={run['run_id']}: 3 changed entries, 3 to upload (last batch)", log)
+        self.assertNotIn(f"run={run['run_id']}: {len(self.paths)} entries", log)
         self.assert_storage_matches_source()
         rows = self.index_rows()
         versions = os.path.join(self.c.share, ".datasync", "versions", "lab1", "raw")
@@ -106,6 +112,41 @@ class CoreSyncTest(unittest.TestCase):
             kept = os.listdir(os.path.join(versions, rel))
             self.assertEqual(len(kept), 1, f"previous version of {rel} not kept")
             self.assertEqual(sha256_file(os.path.join(versions, rel, kept[0])), old[rel])
+
+    def server_log(self):
+        with open(os.path.join(self.c.root, "server.log"), encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def test_3a_a_new_file_then_its_removal_send_only_the_difference(self):
+        extra = "late-arrivals-e2e/late-arrival.dat"
+        full = os.path.join(self.src, extra)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(os.urandom(3000))
+        past = os.path.getmtime(full) - 10
+        os.utime(full, (past, past))
+        run = self.sync()
+        self.assertEqual(run["state"], "succeeded")
+        self.assertEqual(run["files_uploaded"], 1)
+        self.assertEqual(run["files_seen"], len(self.paths) + 1)
+        self.assertIn(f"run={run['run_id']}: 1 changed entries, 1 to upload (last batch)", self.server_log())
+        with open(full, "rb") as a, open(os.path.join(self.dest, extra), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        self.assertEqual(self.index_rows()[extra]["sha256"], sha256_file(full))
+        # Removed at the source: the base still matches, the delta is empty, storage keeps it.
+        os.remove(full)
+        os.rmdir(os.path.dirname(full))
+        run = self.sync()
+        self.assertEqual(run["state"], "succeeded")
+        self.assertEqual(run["files_planned"], 0)
+        self.assertEqual(run["files_seen"], len(self.paths))
+        self.assertIn(f"run={run['run_id']}: 0 changed entries, 0 to upload (last batch)", self.server_log())
+        self.assertTrue(os.path.exists(os.path.join(self.dest, extra)))
+        os.remove(os.path.join(self.dest, extra))  # the later tests compare storage with the tree
+        os.rmdir(os.path.dirname(os.path.join(self.dest, extra)))
+        # And the cycle after that is the no-op again.
+        run = self.sync()
+        self.assertIn(f"run={run['run_id']}: manifest unchanged ({len(self.paths)} files)", self.server_log())
 
     def test_4_bad_manifests_are_refused_and_change_nothing(self):
         key, _ = self.c.fake_agent_key("evil")
@@ -127,6 +168,16 @@ class CoreSyncTest(unittest.TestCase):
                                       {"run_id": run_id, "files": [], "last": False,
                                        "manifest_digest": digest}, token=key)
             self.assertEqual(st, 400, f"{digest!r}: {body}")
+            st, body, _ = self.c.http("POST", "/api/v1/agent/jobs/loot/compare",
+                                      {"run_id": run_id, "files": [], "last": False,
+                                       "manifest_digest": "a" * 64, "base_digest": digest}, token=key)
+            self.assertEqual(st, 400, f"base {digest!r}: {body}")
+        # A delta batch against a base the index does not hold: 409, and nothing recorded.
+        st, body, hdrs = self.c.http("POST", "/api/v1/agent/jobs/loot/compare",
+                                     {"run_id": run_id, "files": [good], "last": True,
+                                      "base_digest": "b" * 64}, token=key)
+        self.assertEqual(st, 409, body)
+        self.assertEqual(hdrs.get("Content-Type"), "application/problem+json")
         st, _, _ = self.c.http("POST", "/api/v1/agent/jobs/loot/compare", {"run_id": run_id, "files": []},
                                token="dsk_not-a-key")
         self.assertEqual(st, 401)
