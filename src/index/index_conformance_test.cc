@@ -517,6 +517,13 @@ TEST_P(StateIndexConformance, RecordPlannedKeepsPlannedCount) {
   EXPECT_EQ(files[1].sha256, "sha-b");
   EXPECT_EQ(files[1].result, "");
 
+  // Counted per path: twice in one batch counts once; a row a skipped result left (not planned)
+  // counts when it is planned.
+  ASSERT_OK(index_->RecordResults("run-1", {Result("f", "skipped", 0)}, 1000).status());
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("e"), Planned("e"), Planned("f")}, -1, -1));
+  ASSERT_OK_AND_ASSIGN(run, index_->GetRun("run-1"));
+  EXPECT_EQ(run.summary.files_planned, 6u);
+
   RunFile unplanned = Planned("e");
   unplanned.planned_reason = "";
   EXPECT_TRUE(absl::IsInvalidArgument(index_->RecordPlanned("run-1", {unplanned}, -1, -1)));

@@ -1376,7 +1376,16 @@ absl::Status PostgresIndex::RecordPlanned(const std::string& run_id,
   }
   return Execute("RecordPlanned", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
     DS_RETURN_IF_ERROR(LockRunningRun(tx, run_id).status());
+    // files_planned grows by the paths not planned before (counting the whole run per batch
+    // would make a 1,000,000-file plan quadratic).
+    int64_t added = 0;
     if (!paths.empty()) {
+      const int64_t before = tx.exec_params(R"sql(
+        SELECT COUNT(*) FROM run_files
+        WHERE run_id = $1 AND path = ANY($2::text[]) AND planned_reason <> '')sql",
+                                             run_id, TextArray(paths))[0][0]
+                                 .as<int64_t>();
+      added = static_cast<int64_t>(paths.size()) - before;
       tx.exec_params(R"sql(
         INSERT INTO run_files (run_id, path, planned_reason, size, sha256)
         SELECT $1, u.path, u.reason, u.size, u.sha256
@@ -1389,12 +1398,11 @@ absl::Status PostgresIndex::RecordPlanned(const std::string& run_id,
     }
     tx.exec_params(R"sql(
       UPDATE sync_runs
-      SET files_planned = (SELECT COUNT(*) FROM run_files
-                           WHERE run_id = $1 AND planned_reason <> ''),
+      SET files_planned = files_planned + $4::bigint,
           files_seen = CASE WHEN $2::bigint >= 0 THEN $2::bigint ELSE files_seen END,
           bytes_seen = CASE WHEN $3::bigint >= 0 THEN $3::bigint ELSE bytes_seen END
       WHERE id = $1)sql",
-                   run_id, total_files, total_bytes);
+                   run_id, total_files, total_bytes, added);
     return absl::OkStatus();
   });
 }

@@ -1070,7 +1070,16 @@ absl::Status SqliteIndex::RecordPlanned(const std::string& run_id,
       ON CONFLICT (run_id, path) DO UPDATE
       SET planned_reason = excluded.planned_reason, size = excluded.size,
           sha256 = excluded.sha256)sql");
+    // files_planned grows by the paths not planned before (counting the whole run per batch
+    // would make a 1,000,000-file plan quadratic).
+    SQLite::Statement was_planned(db_, R"sql(
+      SELECT 1 FROM run_files WHERE run_id = ? AND path = ? AND planned_reason <> '')sql");
+    int64_t added = 0;
     for (const RunFile& f : planned) {
+      was_planned.reset();
+      was_planned.bind(1, run_id);
+      was_planned.bind(2, f.path);
+      if (!was_planned.executeStep()) ++added;
       upsert.reset();
       upsert.bind(1, run_id);
       upsert.bind(2, f.path);
@@ -1081,14 +1090,14 @@ absl::Status SqliteIndex::RecordPlanned(const std::string& run_id,
     }
     SQLite::Statement totals(db_, R"sql(
       UPDATE sync_runs
-      SET files_planned = (SELECT COUNT(*) FROM run_files
-                           WHERE run_id = ?1 AND planned_reason <> ''),
+      SET files_planned = files_planned + ?4,
           files_seen = CASE WHEN ?2 >= 0 THEN ?2 ELSE files_seen END,
           bytes_seen = CASE WHEN ?3 >= 0 THEN ?3 ELSE bytes_seen END
       WHERE id = ?1)sql");
     totals.bind(1, run_id);
     totals.bind(2, total_files);
     totals.bind(3, total_bytes);
+    totals.bind(4, added);
     totals.exec();
     tx.commit();
     return absl::OkStatus();
