@@ -750,6 +750,23 @@ TEST_P(StateIndexConformance, ListRunFilesPagesByPath) {
   EXPECT_TRUE(absl::IsNotFound(index_->ListRunFiles("run-x", "", 2).status()));
 }
 
+TEST_P(StateIndexConformance, GetRunFileReadsOneRow) {
+  ASSERT_OK(RunningRun("pc1", "run-1").status());
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a"), Planned("a/b"), Planned("a.txt")}, 3, 3));
+  ASSERT_OK_AND_ASSIGN(RunFile f, index_->GetRunFile("run-1", "a/b"));
+  EXPECT_EQ(f.path, "a/b");
+  EXPECT_EQ(f.planned_reason, "new");
+  EXPECT_EQ(f.result, "");
+  // Exact match only: neither a prefix nor a neighbour in path order answers.
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunFile("run-1", "a/").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunFile("run-1", "a/bb").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunFile("run-1", "A/B").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunFile("run-x", "a/b").status()));
+  ASSERT_OK(index_->RecordResults("run-1", {Result("a/b", "failed")}, 5).status());
+  ASSERT_OK_AND_ASSIGN(f, index_->GetRunFile("run-1", "a/b"));
+  EXPECT_EQ(f.result, "failed");
+}
+
 // ---- synced files -------------------------------------------------------------------------------
 
 TEST_P(StateIndexConformance, ListSyncedFilesKeysetPaging) {

@@ -374,6 +374,10 @@ class StateIndex {
   // Ordered by path; paths > after_path; at most `limit`.
   [[nodiscard]] virtual absl::StatusOr<std::vector<RunFile>> ListRunFiles(
       const std::string& run_id, const std::string& after_path, int limit) = 0;
+  // The run_files row of `path` in `run_id`. NotFound when the run has no row for that path
+  // (or there is no such run).
+  [[nodiscard]] virtual absl::StatusOr<RunFile> GetRunFile(const std::string& run_id,
+                                                           const std::string& path) = 0;
 
   // ---- synced files ------------------------------------------------------------------------------
   // Ordered by path; paths > after_path (keyset paging); at most `limit` (<= 10000).

@@ -366,48 +366,6 @@ absl::Status GrantUploads(ServerContext* ctx, const std::string& run_id,
   return absl::OkStatus();
 }
 
-// The run_files row of `path` in `run_id`. The index can list a run's files only in pages of
-// paths greater than a bound, so this asks for the first path after the greatest valid path
-// below `path`: the last character lowered by one code point, then more U+10FFFF (the largest
-// character) than any valid path can hold. No valid UTF-8 path lies strictly between that bound
-// and `path` (the index compares bytes, which orders UTF-8 by code point), so one row answers.
-// REQUIRES: ValidateRelativePath(path) is OK. NotFound when the run has no such row.
-absl::StatusOr<RunFile> FindRunFile(StateIndex* index, const std::string& run_id,
-                                    const std::string& path) {
-  size_t start = path.size() - 1;
-  while (start > 0 && (static_cast<unsigned char>(path[start]) & 0xC0) == 0x80) --start;
-  const unsigned char lead = static_cast<unsigned char>(path[start]);
-  const int extra = lead < 0x80 ? 0 : lead < 0xE0 ? 1 : lead < 0xF0 ? 2 : 3;
-  char32_t cp = extra == 0 ? lead : lead & (0x3F >> extra);
-  for (int k = 1; k <= extra; ++k) {
-    cp = (cp << 6) | (static_cast<unsigned char>(path[start + k]) & 0x3F);
-  }
-  char32_t below = cp - 1;  // a path never ends in NUL or a control character: below >= 0x1F
-  if (below >= 0xD800 && below <= 0xDFFF) below = 0xD7FF;  // surrogates are not characters
-  std::string after = path.substr(0, start);
-  if (below < 0x80) {
-    after.push_back(static_cast<char>(below));
-  } else if (below < 0x800) {
-    after.push_back(static_cast<char>(0xC0 | (below >> 6)));
-    after.push_back(static_cast<char>(0x80 | (below & 0x3F)));
-  } else if (below < 0x10000) {
-    after.push_back(static_cast<char>(0xE0 | (below >> 12)));
-    after.push_back(static_cast<char>(0x80 | ((below >> 6) & 0x3F)));
-    after.push_back(static_cast<char>(0x80 | (below & 0x3F)));
-  } else {
-    after.push_back(static_cast<char>(0xF0 | (below >> 18)));
-    after.push_back(static_cast<char>(0x80 | ((below >> 12) & 0x3F)));
-    after.push_back(static_cast<char>(0x80 | ((below >> 6) & 0x3F)));
-    after.push_back(static_cast<char>(0x80 | (below & 0x3F)));
-  }
-  for (size_t n = 0; n <= kMaxPathBytes / 4; ++n) after += "\xF4\x8F\xBF\xBF";  // U+10FFFF
-  DS_ASSIGN_OR_RETURN(std::vector<RunFile> rows, index->ListRunFiles(run_id, after, 1));
-  if (rows.empty() || rows.front().path != path) {
-    return absl::NotFoundError(absl::StrCat("run ", run_id, " has no file \"", path, "\""));
-  }
-  return std::move(rows.front());
-}
-
 // `complete` on storage the agent writes with a grant: the agent cannot read back what landed,
 // so the server does. An `uploaded` result stands only if the object under its key has the
 // reported size and SHA-256 (from metadata, or hashed when the object has none); otherwise it
@@ -483,7 +441,7 @@ absl::StatusOr<std::string> Grant(ServerContext* ctx, const Request& req,
     return absl::FailedPreconditionError(
         absl::StrCat("run ", run_id, " is ", run.summary.state, ": it takes no more uploads"));
   }
-  auto planned = FindRunFile(ctx->index.get(), run_id, body.path);
+  auto planned = ctx->index->GetRunFile(run_id, body.path);
   if (absl::IsNotFound(planned.status()) || (planned.ok() && planned->planned_reason.empty())) {
     return absl::NotFoundError(absl::StrCat("\"", body.path, "\" is not planned in run ", run_id));
   }

@@ -397,6 +397,19 @@ SyncedFile SyncedFileFromRow(const pqxx::row& row) {
   return f;
 }
 
+// Columns: path, planned_reason, size, sha256, result, error, kept_version.
+RunFile RunFileFromRow(const pqxx::row& row) {
+  RunFile f;
+  f.path = Text(row[0]);
+  f.planned_reason = Text(row[1]);
+  f.size = static_cast<uint64_t>(row[2].as<int64_t>());
+  f.sha256 = Text(row[3]);
+  f.result = Text(row[4]);
+  f.error = Text(row[5]);
+  f.kept_version = Text(row[6]);
+  return f;
+}
+
 // Columns: id, name, role, created_at, revoked_at, created_by.
 AdminToken AdminTokenFromRow(const pqxx::row& row) {
   AdminToken t;
@@ -578,6 +591,7 @@ class PostgresIndex final : public StateIndex {
   absl::StatusOr<std::vector<RunFile>> ListRunFiles(const std::string& run_id,
                                                     const std::string& after_path,
                                                     int limit) override;
+  absl::StatusOr<RunFile> GetRunFile(const std::string& run_id, const std::string& path) override;
 
   absl::StatusOr<std::vector<SyncedFile>> ListSyncedFiles(int64_t job_id,
                                                           const std::string& after_path,
@@ -1693,18 +1707,27 @@ absl::StatusOr<std::vector<RunFile>> PostgresIndex::ListRunFiles(const std::stri
       ORDER BY path LIMIT $3)sql",
                                       run_id, after_path, std::min(limit, kMaxFilesPerPage));
                    std::vector<RunFile> files;
-                   for (const pqxx::row& row : r) {
-                     RunFile f;
-                     f.path = Text(row[0]);
-                     f.planned_reason = Text(row[1]);
-                     f.size = static_cast<uint64_t>(row[2].as<int64_t>());
-                     f.sha256 = Text(row[3]);
-                     f.result = Text(row[4]);
-                     f.error = Text(row[5]);
-                     f.kept_version = Text(row[6]);
-                     files.push_back(std::move(f));
-                   }
+                   for (const pqxx::row& row : r) files.push_back(RunFileFromRow(row));
                    return files;
+                 });
+}
+
+absl::StatusOr<RunFile> PostgresIndex::GetRunFile(const std::string& run_id,
+                                                  const std::string& path) {
+  if (HasNul(run_id) || HasNul(path)) {
+    return absl::InvalidArgumentError("GetRunFile: run id or path contains NUL");
+  }
+  return Execute("GetRunFile", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<RunFile> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT path, planned_reason, size, sha256, result, error, kept_version
+      FROM run_files WHERE run_id = $1 AND path = $2)sql",
+                                                         run_id, path);
+                   if (r.empty()) {
+                     return absl::NotFoundError(
+                         absl::StrCat("run ", run_id, " has no file \"", path, "\""));
+                   }
+                   return RunFileFromRow(r[0]);
                  });
 }
 
