@@ -1,15 +1,14 @@
 // The agent API: enrollment, heartbeat, commands (long-poll), jobs, compare, complete, grant.
 #include <algorithm>
-#include <atomic>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/parallel.h"
 #include "common/paths.h"
 #include "protocol/messages.h"
 #include "server/context.h"
@@ -304,25 +303,7 @@ absl::StatusOr<std::string> Jobs(ServerContext* ctx, const Request& req) {
 
 // ---- object storage: write grants and landed-content checks ------------------------------------
 
-// Calls fn(i) for i in [0, n) on up to `max_threads` threads (storage round trips of one request
-// run side by side). fn must be thread-safe across different i.
-void ParallelFor(size_t n, size_t max_threads, const std::function<void(size_t)>& fn) {
-  const size_t threads = std::min(n, max_threads);
-  if (threads <= 1) {
-    for (size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> pool;
-  pool.reserve(threads);
-  for (size_t t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
-    });
-  }
-  for (auto& t : pool) t.join();
-}
-
+// Storage round trips of one request that run side by side (on the shared pool, ParallelFor).
 constexpr size_t kStorageThreadsPerRequest = 16;
 
 // Asks storage for a write grant for every planned upload of a compare batch (`planned[i]`
