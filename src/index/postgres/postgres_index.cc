@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "common/time_util.h"
 #include "index/migrations.h"
+#include "index/postgres/conninfo.h"
 
 namespace ds {
 namespace {
@@ -226,18 +227,7 @@ class ConnectionPool {
 };
 
 std::string ConnectionPool::Scrub(std::string message) const {
-  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
-  for (char& c : message) {
-    if (c == '\n' || c == '\t') c = ' ';
-  }
-  if (!info_.password.empty()) {
-    for (size_t at = message.find(info_.password); at != std::string::npos;
-         at = message.find(info_.password, at)) {
-      message.replace(at, info_.password.size(), "********");
-      at += 8;
-    }
-  }
-  return message;
+  return ScrubPassword(std::move(message), info_.password);
 }
 
 absl::StatusOr<ConnectionPool::Lease> ConnectionPool::Acquire() {
