@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "index/state_index.h"
+#include "index/testing/index_testing.h"
 #include "index/testing/postgres_fixture.h"
 
 namespace ds {
@@ -26,18 +27,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-#define ASSERT_OK(expr)                                   \
-  do {                                                    \
-    const absl::Status ds_test_status_ = (expr);          \
-    ASSERT_TRUE(ds_test_status_.ok()) << ds_test_status_; \
-  } while (0)
-#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
-  ASSERT_OK_AND_ASSIGN_IMPL(DS_STATUS_CONCAT(ds_test_statusor_, __LINE__), lhs, expr)
-#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr) \
-  auto tmp = (expr);                              \
-  ASSERT_TRUE(tmp.ok()) << tmp.status();          \
-  lhs = std::move(*tmp)
 
 constexpr int64_t kT0 = 1'700'000'000'000;  // Unix ms
 
@@ -48,12 +37,6 @@ struct IndexFactory {
 };
 // Test names and CTest show the backend's name instead of the factory's bytes.
 void PrintTo(const IndexFactory& factory, std::ostream* os) { *os << factory.name; }
-
-std::filesystem::path MakeTempDir() {
-  std::string tmpl = (std::filesystem::path(testing::TempDir()) / "index_test.XXXXXX").string();
-  if (mkdtemp(tmpl.data()) == nullptr) return {};
-  return tmpl;
-}
 
 RegisterInfo Info(const std::string& name, const std::string& hostname = "host") {
   return RegisterInfo{name, hostname, "linux", "machine-" + name, "1.0.0"};
@@ -95,7 +78,7 @@ protocol::FileResult Result(const std::string& path, const std::string& status,
 class StateIndexConformance : public testing::TestWithParam<IndexFactory> {
  protected:
   void SetUp() override {
-    dir_ = MakeTempDir();
+    dir_ = MakeTestTempDir("index_test");
     ASSERT_FALSE(dir_.empty());
     ASSERT_OK_AND_ASSIGN(index_, GetParam().open(dir_));
     ASSERT_OK(index_->Migrate());
