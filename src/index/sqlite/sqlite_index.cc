@@ -174,6 +174,19 @@ SyncedFile SyncedFileFromRow(const SQLite::Statement& s) {
   return f;
 }
 
+// Columns: path, planned_reason, size, sha256, result, error, kept_version.
+RunFile RunFileFromRow(const SQLite::Statement& s) {
+  RunFile f;
+  f.path = s.getColumn(0).getString();
+  f.planned_reason = s.getColumn(1).getString();
+  f.size = static_cast<uint64_t>(s.getColumn(2).getInt64());
+  f.sha256 = s.getColumn(3).getString();
+  f.result = s.getColumn(4).getString();
+  f.error = s.getColumn(5).getString();
+  f.kept_version = s.getColumn(6).getString();
+  return f;
+}
+
 // Columns: id, name, role, created_at, revoked_at, created_by.
 AdminToken AdminTokenFromRow(const SQLite::Statement& s) {
   AdminToken t;
@@ -1345,17 +1358,7 @@ absl::StatusOr<std::vector<RunFile>> SqliteIndex::ListRunFiles(const std::string
     q.bind(2, after_path);
     q.bind(3, std::min(limit, kMaxFilesPerPage));
     std::vector<RunFile> files;
-    while (q.executeStep()) {
-      RunFile f;
-      f.path = q.getColumn(0).getString();
-      f.planned_reason = q.getColumn(1).getString();
-      f.size = static_cast<uint64_t>(q.getColumn(2).getInt64());
-      f.sha256 = q.getColumn(3).getString();
-      f.result = q.getColumn(4).getString();
-      f.error = q.getColumn(5).getString();
-      f.kept_version = q.getColumn(6).getString();
-      files.push_back(std::move(f));
-    }
+    while (q.executeStep()) files.push_back(RunFileFromRow(q));
     q.reset();
     tx.commit();
     return files;
@@ -1373,15 +1376,7 @@ absl::StatusOr<RunFile> SqliteIndex::GetRunFile(const std::string& run_id,
     if (!q.executeStep()) {
       return absl::NotFoundError(absl::StrCat("run ", run_id, " has no file \"", path, "\""));
     }
-    RunFile f;
-    f.path = q.getColumn(0).getString();
-    f.planned_reason = q.getColumn(1).getString();
-    f.size = static_cast<uint64_t>(q.getColumn(2).getInt64());
-    f.sha256 = q.getColumn(3).getString();
-    f.result = q.getColumn(4).getString();
-    f.error = q.getColumn(5).getString();
-    f.kept_version = q.getColumn(6).getString();
-    return f;
+    return RunFileFromRow(q);
   });
 }
 
