@@ -211,18 +211,23 @@ absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
   if (hb.agent_version.size() > 64 || hb.state.size() > 64 || hb.current_run.size() > 64) {
     return absl::InvalidArgumentError("heartbeat field too long");
   }
-  DS_RETURN_IF_ERROR(ctx->index->RecordHeartbeat(runner.id, hb.agent_version, hb.state,
-                                                 hb.current_run, HealthJsonOf(ctx, hb),
-                                                 ctx->NowMs()));
-  // Orphaned runs: anything of this runner still `running` that the agent no longer reports as
-  // its current run (it crashed or restarted between compare and complete), past a grace period
-  // that covers a heartbeat racing a run's start.
-  int64_t grace = 2 * ctx->config.heartbeat_interval.count() + 10'000;
-  auto orphans = ctx->index->AbandonStaleRuns(runner.id, hb.current_run, ctx->NowMs() - grace,
-                                              "the agent is no longer running it (agent restarted?)",
-                                              ctx->NowMs());
-  if (orphans.ok()) {
-    for (const auto& id : *orphans) spdlog::warn("run={} runner={} abandoned: orphaned", id, runner.name);
+  // One index call: the heartbeat itself; orphaned runs — anything of this runner still
+  // `running` that the agent no longer reports as its current run (it crashed or restarted
+  // between compare and complete), past a grace period that covers a heartbeat racing a run's
+  // start; and the runner's pending commands.
+  const int64_t now = ctx->NowMs();
+  const int64_t grace = 2 * ctx->config.heartbeat_interval.count() + 10'000;
+  StateIndex::HeartbeatRecord record;
+  record.runner_id = runner.id;
+  record.agent_version = hb.agent_version;
+  record.runtime_state = hb.state;
+  record.current_run = hb.current_run;
+  record.health_json = HealthJsonOf(ctx, hb);
+  record.orphans_started_before_ms = now - grace;
+  record.orphan_reason = "the agent is no longer running it (agent restarted?)";
+  DS_ASSIGN_OR_RETURN(StateIndex::HeartbeatOutcome outcome, ctx->index->Heartbeat(record, now));
+  for (const auto& id : outcome.abandoned_runs) {
+    spdlog::warn("run={} runner={} abandoned: orphaned", id, runner.name);
   }
   protocol::HeartbeatResponse out;
   out.interval_ms = ctx->config.heartbeat_interval.count();
@@ -231,7 +236,7 @@ absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
   if (hb.jobs_version != runner.jobs_version) {
     DS_ASSIGN_OR_RETURN(out.jobs, JobSpecsOf(ctx, runner.id));
   }
-  DS_ASSIGN_OR_RETURN(out.commands, ctx->index->TakeCommands(runner.id));
+  out.commands = std::move(outcome.commands);
   // A pending key rotation: a fresh key, whose hash waits beside the current one until first used.
   // (The runner row says whether one is pending: no key minted, no write, on ordinary heartbeats.)
   if (runner.key_rotation_pending) {

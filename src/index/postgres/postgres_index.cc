@@ -349,6 +349,7 @@ constexpr char kRecordLongPoll[] = "record_long_poll";
 constexpr char kCheckWaitingRunners[] = "check_waiting_runners";
 constexpr char kLookupSyncedFiles[] = "lookup_synced_files";
 constexpr char kLoadRun[] = "load_run";
+constexpr char kHeartbeat[] = "heartbeat";
 
 void DefineHotStatements(pqxx::connection& conn) {
   // Only an approved runner's key authenticates, whatever a status change left.
@@ -393,6 +394,31 @@ void DefineHotStatements(pqxx::connection& conn) {
   conn.prepare(kLookupSyncedFiles, R"sql(
       SELECT job_id, path, size, mtime_ns, sha256, synced_at, run_id
       FROM synced_files WHERE job_id = $1 AND path = ANY ($2::text[]))sql");
+  // Heartbeat(): kAbandonStaleRuns and kTakeCommands for one runner, then kRecordHeartbeat, in one
+  // statement. The UNION's branches run in order, so the locks follow the file's lock order
+  // (sync_runs rows before runners rows). An unknown runner has no runs and no commands: then
+  // nothing changes and no 'r' row comes back.
+  conn.prepare(kHeartbeat, R"sql(
+      WITH abandoned AS (
+        UPDATE sync_runs SET state = 'abandoned', error = $7, finished_at = $4
+        WHERE state = 'running' AND started_at < $8 AND id <> $3 AND runner_id = $5
+        RETURNING id, seq),
+      taken AS (
+        UPDATE commands SET state = 'delivered'
+        WHERE id IN (SELECT id FROM commands
+                     WHERE runner_id = $5 AND state = 'pending' FOR UPDATE)
+          AND state = 'pending'
+        RETURNING id, type, job_name, run_id),
+      beat AS (
+        UPDATE runners
+        SET agent_version = CASE WHEN $1::text = '' THEN agent_version ELSE $1::text END,
+            runtime_state = $2, current_run = $3, last_heartbeat_at = $4,
+            health = CASE WHEN $6::text = '' THEN health ELSE $6::text END
+        WHERE id = $5
+        RETURNING id)
+      SELECT 'a', seq, id, '', '' FROM abandoned
+      UNION ALL SELECT 'c', id, type, job_name, run_id FROM taken
+      UNION ALL SELECT 'r', id, '', '', '' FROM beat)sql");
   conn.prepare(kLoadRun, R"sql(
       SELECT s.id, s.runner_id, r.name, s.job_id, s.job_name, s.state, s."trigger", s.files_seen,
              s.files_planned, s.files_uploaded, s.files_failed, s.files_skipped, s.bytes_seen,
@@ -652,6 +678,7 @@ class PostgresIndex final : public StateIndex {
   absl::Status RecordHeartbeat(int64_t runner_id, const std::string& agent_version,
                                const std::string& runtime_state, const std::string& current_run,
                                const std::string& health_json, int64_t now_ms) override;
+  absl::StatusOr<HeartbeatOutcome> Heartbeat(const HeartbeatRecord& hb, int64_t now_ms) override;
 
   absl::StatusOr<Job> PutJob(int64_t runner_id, const protocol::JobSpec& spec, bool replace,
                              int64_t now_ms) override;
@@ -1236,6 +1263,48 @@ absl::Status PostgresIndex::RecordHeartbeat(int64_t runner_id, const std::string
                    }
                    return absl::OkStatus();
                  });
+}
+
+absl::StatusOr<StateIndex::HeartbeatOutcome> PostgresIndex::Heartbeat(const HeartbeatRecord& hb,
+                                                                      int64_t now_ms) {
+  if (HasNul(hb.health_json) || HasNul(hb.agent_version) || HasNul(hb.runtime_state) ||
+      HasNul(hb.current_run) || HasNul(hb.orphan_reason)) {
+    return absl::InvalidArgumentError("Heartbeat: a value contains NUL");
+  }
+  return Execute(
+      "Heartbeat", TxMode::kAutocommit,
+      [&](pqxx::transaction_base& tx) -> absl::StatusOr<HeartbeatOutcome> {
+        const pqxx::result r =
+            tx.exec_prepared(kHeartbeat, hb.agent_version, hb.runtime_state, hb.current_run,
+                             now_ms, hb.runner_id, hb.health_json, hb.orphan_reason,
+                             hb.orphans_started_before_ms);
+        HeartbeatOutcome out;
+        bool recorded = false;
+        std::vector<std::pair<int64_t, std::string>> abandoned;  // (seq, id)
+        for (const pqxx::row& row : r) {
+          const std::string kind = Text(row[0]);
+          if (kind == "r") {
+            recorded = true;
+          } else if (kind == "a") {
+            abandoned.emplace_back(row[1].as<int64_t>(), Text(row[2]));
+          } else {
+            protocol::Command c;
+            c.id = row[1].as<int64_t>();
+            c.type = Text(row[2]);
+            c.job = Text(row[3]);
+            c.run_id = Text(row[4]);
+            out.commands.push_back(std::move(c));
+          }
+        }
+        if (!recorded) {
+          return absl::NotFoundError(absl::StrCat("runner ", hb.runner_id, " not found"));
+        }
+        std::sort(abandoned.begin(), abandoned.end());
+        for (auto& [seq, id] : abandoned) out.abandoned_runs.push_back(std::move(id));
+        std::sort(out.commands.begin(), out.commands.end(),
+                  [](const protocol::Command& a, const protocol::Command& b) { return a.id < b.id; });
+        return out;
+      });
 }
 
 // ---- jobs ---------------------------------------------------------------------------------------
