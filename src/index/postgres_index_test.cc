@@ -307,6 +307,43 @@ TEST_F(PostgresIndexTest, LockWaitsAndBusyPoolAreUnavailable) {
   EXPECT_TRUE(b->Ping().ok());
 }
 
+// Bulk calls (listing runners, a compare batch's lookups) never take the last two connections:
+// with bulk calls holding all they may, short calls still get one at once.
+TEST_F(PostgresIndexTest, BulkCallsLeaveConnectionsToShortCalls) {
+  ASSERT_TRUE(Open()->Migrate().ok());
+  std::thread locker([&] {
+    EXPECT_TRUE(ExecTestPostgresSql(db_.name,
+                                    "BEGIN; LOCK TABLE runners IN ACCESS EXCLUSIVE MODE; "
+                                    "SELECT pg_sleep(1.5); COMMIT;")
+                    .ok());
+  });
+  const auto wait_for_locks = [&](const char* granted, const char* count) {
+    for (int i = 0; i < 400 && Query(absl::StrCat("SELECT COUNT(*) FROM pg_locks WHERE ",
+                                                  granted, " AND relation = 'runners'::regclass"))
+                                   != count;
+         ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  };
+  wait_for_locks("granted AND mode = 'AccessExclusiveLock'", "1");
+
+  PostgresPoolOptions three;
+  three.max_connections = 3;  // one for bulk calls, two kept for short ones
+  three.acquire_timeout = std::chrono::milliseconds(200);
+  std::unique_ptr<StateIndex> index = Open(three);
+  std::thread bulk([&] { EXPECT_TRUE(index->ListRunners().ok()); });  // waits for the lock
+  wait_for_locks("NOT granted", "1");
+  const absl::Status second_bulk = index->ListRunners().status();
+  EXPECT_TRUE(absl::IsUnavailable(second_bulk)) << second_bulk;
+  EXPECT_THAT(second_bulk.message(), HasSubstr("busy"));
+  EXPECT_TRUE(index->Ping().ok());
+  auto tokens = index->CountAdminTokens();  // two short calls at once: both reserved connections
+  EXPECT_TRUE(tokens.ok()) << tokens.status();
+  bulk.join();
+  locker.join();
+  EXPECT_TRUE(index->ListRunners().ok());
+}
+
 TEST_F(PostgresIndexTest, RefusesBytesPostgresCannotStore) {
   // SQLite stores any bytes; PostgreSQL text holds neither NUL nor invalid UTF-8. Paths from the
   // wire are validated long before (no NUL, UTF-8), so this is a guard, not a feature.
