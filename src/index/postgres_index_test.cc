@@ -66,6 +66,28 @@ class PostgresIndexTest : public testing::Test {
         "FROM schema_migrations");
   }
 
+  // Waits (up to 2 s) until pg_locks holds `count` locks on table runners matching `where`.
+  void WaitForRunnersLocks(const std::string& where, const std::string& count) {
+    for (int i = 0; i < 400 && Query(absl::StrCat("SELECT COUNT(*) FROM pg_locks WHERE ", where,
+                                                  " AND relation = 'runners'::regclass")) != count;
+         ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  // Another session holds table runners (ACCESS EXCLUSIVE) for ~1.5 s from the moment this
+  // returns; join the thread afterwards.
+  std::thread LockRunnersBriefly() {
+    std::thread locker([this] {
+      EXPECT_TRUE(ExecTestPostgresSql(db_.name,
+                                      "BEGIN; LOCK TABLE runners IN ACCESS EXCLUSIVE MODE; "
+                                      "SELECT pg_sleep(1.5); COMMIT;")
+                      .ok());
+    });
+    WaitForRunnersLocks("granted AND mode = 'AccessExclusiveLock'", "1");
+    return locker;
+  }
+
   TestPostgresDatabase db_;
 };
 
@@ -272,19 +294,7 @@ TEST_F(PostgresIndexTest, PoolIsBoundedAndSharedByThreads) {
 
 TEST_F(PostgresIndexTest, LockWaitsAndBusyPoolAreUnavailable) {
   ASSERT_TRUE(Open()->Migrate().ok());
-  // Another session holds the runners table for ~1.5 s.
-  std::thread locker([&] {
-    EXPECT_TRUE(ExecTestPostgresSql(db_.name,
-                                    "BEGIN; LOCK TABLE runners IN ACCESS EXCLUSIVE MODE; "
-                                    "SELECT pg_sleep(1.5); COMMIT;")
-                    .ok());
-  });
-  for (int i = 0; i < 200 && Query("SELECT COUNT(*) FROM pg_locks WHERE granted AND "
-                                   "relation = 'runners'::regclass AND "
-                                   "mode = 'AccessExclusiveLock'") != "1";
-       ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  std::thread locker = LockRunnersBriefly();
 
   PostgresPoolOptions impatient;
   impatient.lock_timeout = std::chrono::milliseconds(100);
@@ -311,28 +321,14 @@ TEST_F(PostgresIndexTest, LockWaitsAndBusyPoolAreUnavailable) {
 // with bulk calls holding all they may, short calls still get one at once.
 TEST_F(PostgresIndexTest, BulkCallsLeaveConnectionsToShortCalls) {
   ASSERT_TRUE(Open()->Migrate().ok());
-  std::thread locker([&] {
-    EXPECT_TRUE(ExecTestPostgresSql(db_.name,
-                                    "BEGIN; LOCK TABLE runners IN ACCESS EXCLUSIVE MODE; "
-                                    "SELECT pg_sleep(1.5); COMMIT;")
-                    .ok());
-  });
-  const auto wait_for_locks = [&](const char* granted, const char* count) {
-    for (int i = 0; i < 400 && Query(absl::StrCat("SELECT COUNT(*) FROM pg_locks WHERE ",
-                                                  granted, " AND relation = 'runners'::regclass"))
-                                   != count;
-         ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  };
-  wait_for_locks("granted AND mode = 'AccessExclusiveLock'", "1");
+  std::thread locker = LockRunnersBriefly();
 
   PostgresPoolOptions three;
   three.max_connections = 3;  // one for bulk calls, two kept for short ones
   three.acquire_timeout = std::chrono::milliseconds(200);
   std::unique_ptr<StateIndex> index = Open(three);
   std::thread bulk([&] { EXPECT_TRUE(index->ListRunners().ok()); });  // waits for the lock
-  wait_for_locks("NOT granted", "1");
+  WaitForRunnersLocks("NOT granted", "1");
   const absl::Status second_bulk = index->ListRunners().status();
   EXPECT_TRUE(absl::IsUnavailable(second_bulk)) << second_bulk;
   EXPECT_THAT(second_bulk.message(), HasSubstr("busy"));
