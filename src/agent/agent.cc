@@ -93,11 +93,13 @@ class DiskSampler {
     cv_.notify_all();
   }
 
-  // The last sample of each folder still configured (none before its first sample, and none
-  // while statvfs fails on it).
+  // The last sample of each folder still configured: none before its first sample, while
+  // statvfs fails on it, or once the last sample is older than 3 intervals (a share hangs the
+  // sampler: then no figure is better than a stale one).
   std::vector<protocol::DiskFree> Last() {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<protocol::DiskFree> out;
+    if (Clock::now() - sampled_at_ > 3 * interval_) return out;
     for (const auto& [job, folder] : folders_) {
       for (const auto& d : last_) {
         if (d.job == job && d.path == folder) out.push_back(d);
@@ -132,6 +134,7 @@ class DiskSampler {
       }
       lock.lock();
       last_ = std::move(sample);
+      sampled_at_ = Clock::now();
       cv_.wait_for(lock, interval_, [this] { return stopped_ || changed_; });
     }
   }
@@ -142,6 +145,7 @@ class DiskSampler {
   // Protected by mu_.
   Folders folders_;
   std::vector<protocol::DiskFree> last_;
+  Clock::time_point sampled_at_;  // when last_ was taken
   bool changed_ = false;
   bool stopped_ = false;
 };
