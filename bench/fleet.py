@@ -170,8 +170,13 @@ async def measure(host, port, keys, a, samples, window, server_pid, stats):
     pool = asyncio.Queue()
     for _ in range(a.pool):
         pool.put_nowait(HttpConn(host, port))
-    beat = json.dumps({"agent_version": "fleet", "state": "idle", "current_run": "",
-                       "jobs_version": 1}).encode()
+    # Like a real agent, each sends the jobs_version its last heartbeat answer carried (so the
+    # server lists its jobs only when they changed).
+    jobs_version = [0] * n
+
+    def beat(i):
+        return json.dumps({"agent_version": "fleet", "state": "idle", "current_run": "",
+                           "jobs_version": jobs_version[i]}).encode()
     late = [0]
     # Every compare body the schedule needs, encoded before the clock starts.
     runs_per_comparer = int(a.duration / a.interval) + 2
@@ -193,8 +198,9 @@ async def measure(host, port, keys, a, samples, window, server_pid, stats):
             t = time.perf_counter()
             sent_at = time.monotonic()
             try:
-                await conn.call("POST", "/api/v1/agent/heartbeat", beat, keys[i])
+                answer = await conn.call("POST", "/api/v1/agent/heartbeat", beat(i), keys[i])
                 samples.append(("heartbeat", sent_at, time.perf_counter() - t))
+                jobs_version[i] = json.loads(answer)["jobs_version"]
             except Exception as e:  # noqa: BLE001 — counted, the fleet goes on
                 samples.append(("heartbeat_error", sent_at, repr(e)))
             finally:

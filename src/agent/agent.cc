@@ -8,10 +8,13 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <set>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -67,6 +70,89 @@ void SleepFor(milliseconds d, const std::atomic<bool>& stop) {
   }
 }
 
+// Free space of the job folders, sampled on a thread of its own every `interval` and whenever
+// the folders change. statvfs on a hung network share blocks until the share answers: then only
+// this thread waits — heartbeats send the last sample, and shutdown does not wait for it (the
+// thread is detached and owns, through a shared_ptr, everything it touches). Thread-safe.
+class DiskSampler {
+ public:
+  using Folders = std::vector<std::pair<std::string, std::string>>;  // (job, folder)
+
+  static std::shared_ptr<DiskSampler> Start(milliseconds interval) {
+    std::shared_ptr<DiskSampler> sampler(new DiskSampler(interval));
+    std::thread([sampler] { sampler->Run(); }).detach();
+    return sampler;
+  }
+
+  // The folders to sample from now on; a change is sampled at once.
+  void SetFolders(Folders folders) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (folders == folders_) return;
+    folders_ = std::move(folders);
+    changed_ = true;
+    cv_.notify_all();
+  }
+
+  // The last sample of each folder still configured: none before its first sample, while
+  // statvfs fails on it, or once the last sample is older than 3 intervals (a share hangs the
+  // sampler: then no figure is better than a stale one).
+  std::vector<protocol::DiskFree> Last() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<protocol::DiskFree> out;
+    if (Clock::now() - sampled_at_ > 3 * interval_) return out;
+    for (const auto& [job, folder] : folders_) {
+      for (const auto& d : last_) {
+        if (d.job == job && d.path == folder) out.push_back(d);
+      }
+    }
+    return out;
+  }
+
+  // Ends the thread after its current sample (which may never end on a hung share).
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  explicit DiskSampler(milliseconds interval) : interval_(interval) {}
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopped_) {
+      const Folders folders = folders_;
+      changed_ = false;
+      lock.unlock();
+      std::vector<protocol::DiskFree> sample;
+      for (const auto& [job, folder] : folders) {
+        struct statvfs v {};
+        if (::statvfs(folder.c_str(), &v) != 0) continue;
+        sample.push_back(protocol::DiskFree{job, folder,
+                                            static_cast<uint64_t>(v.f_bavail) * v.f_frsize,
+                                            static_cast<uint64_t>(v.f_blocks) * v.f_frsize});
+      }
+      lock.lock();
+      last_ = std::move(sample);
+      sampled_at_ = Clock::now();
+      cv_.wait_for(lock, interval_, [this] { return stopped_ || changed_; });
+    }
+  }
+
+  const milliseconds interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  // Protected by mu_.
+  Folders folders_;
+  std::vector<protocol::DiskFree> last_;
+  Clock::time_point sampled_at_;  // when last_ was taken
+  bool changed_ = false;
+  bool stopped_ = false;
+};
+
+// How often the job folders' free space is sampled (heartbeats send the last sample).
+constexpr milliseconds kDiskSampleInterval{30'000};
+
 class Agent {
  public:
   Agent(const AgentConfig& config, const std::atomic<bool>& stop)
@@ -75,6 +161,9 @@ class Agent {
         rate_limiter_(config.max_bytes_per_second > 0
                           ? std::make_unique<RateLimiter>(config.max_bytes_per_second)
                           : nullptr) {}
+  ~Agent() { disk_sampler_->Stop(); }
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
 
   absl::Status Run() {
     DS_RETURN_IF_ERROR(StartObservability());
@@ -411,13 +500,11 @@ class Agent {
   absl::Status Heartbeat(http::Client* client) {
     protocol::HeartbeatRequest hb;
     hb.agent_version = DATASYNC_VERSION;
-    std::vector<std::pair<std::string, std::string>> sources;
     {
       std::lock_guard<std::mutex> lock(mu_);
       hb.state = current_run_.empty() ? "idle" : "syncing";
       hb.current_run = current_run_;
       hb.jobs_version = jobs_version_;
-      for (const auto& [name, job] : jobs_) sources.emplace_back(name, job.source);
       if (!current_run_.empty()) {
         protocol::RunProgress p;
         p.run_id = current_run_;
@@ -434,12 +521,7 @@ class Agent {
         hb.backlog_files = hb.backlog_bytes = 0;
       }
     }
-    for (const auto& [name, source] : sources) {
-      struct statvfs v {};
-      if (::statvfs(source.c_str(), &v) != 0) continue;
-      hb.disk_free.push_back(protocol::DiskFree{name, source, static_cast<uint64_t>(v.f_bavail) * v.f_frsize,
-                                                static_cast<uint64_t>(v.f_blocks) * v.f_frsize});
-    }
+    hb.disk_free = disk_sampler_->Last();  // sampled off this thread: a hung share cannot stall it
     hb.agent_time_ms = SystemClock()->NowUnixMs();
     auto resp = client->Do("POST", "/api/v1/agent/heartbeat", protocol::Encode(hb));
     absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
@@ -491,7 +573,12 @@ class Agent {
       due[j.name] = it != next_due_.end() ? it->second : Clock::now();
     }
     jobs_.clear();
-    for (const auto& j : jobs) jobs_[j.name] = j;
+    DiskSampler::Folders folders;
+    for (const auto& j : jobs) {
+      jobs_[j.name] = j;
+      folders.emplace_back(j.name, j.source);
+    }
+    disk_sampler_->SetFolders(std::move(folders));
     next_due_ = std::move(due);
     jobs_version_ = version;
     spdlog::info("job definitions v{}: {} job(s)", jobs_version_, jobs_.size());
@@ -654,6 +741,8 @@ class Agent {
 
   // Set before the threads start, then read-only.
   AgentState state_;
+  // Thread-safe; its own thread outlives the agent if a share hangs.
+  const std::shared_ptr<DiskSampler> disk_sampler_ = DiskSampler::Start(kDiskSampleInterval);
   std::unique_ptr<Journal> journal_;
   // Owned by the main loop thread.
   std::unique_ptr<http::Client> client_;

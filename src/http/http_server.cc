@@ -54,7 +54,8 @@ class ServerImpl final : public Server {
       : options_(options),
         handler_(std::move(handler)),
         acceptor_(ioc_),
-        pool_(static_cast<size_t>(std::max(1, options.worker_threads))) {}
+        pool_(static_cast<size_t>(std::max(1, options.worker_threads))),
+        priority_pool_(static_cast<size_t>(std::max(1, options.priority_threads))) {}
   ~ServerImpl() override { Stop(); }
 
   absl::Status Listen() {
@@ -89,11 +90,15 @@ class ServerImpl final : public Server {
     ioc_.stop();
     for (auto& t : threads_) t.join();
     pool_.join();
+    priority_pool_.join();
   }
 
   const ServerOptions& options() const { return options_; }
   const Handler& handler() const { return handler_; }
-  asio::thread_pool& pool() { return pool_; }
+  // Where `req` is handled: the priority workers when options.is_priority says so.
+  asio::thread_pool& PoolFor(const Request& req) {
+    return options_.is_priority && options_.is_priority(req) ? priority_pool_ : pool_;
+  }
 
  private:
   void DoAccept() {
@@ -114,6 +119,7 @@ class ServerImpl final : public Server {
   asio::io_context ioc_;
   tcp::acceptor acceptor_;
   asio::thread_pool pool_;
+  asio::thread_pool priority_pool_;  // idle unless options_.is_priority is set
   std::vector<std::thread> threads_;
   uint16_t port_ = 0;
   std::atomic<bool> stopped_{false};
@@ -186,7 +192,8 @@ void Session::OnRead(beast::error_code ec, size_t) {
 
   stream_.expires_never();  // the handler may hold the request (long-poll)
   auto self = shared_from_this();
-  asio::post(server_->pool(), [self, req = std::move(req)]() mutable {
+  asio::thread_pool& pool = server_->PoolFor(req);
+  asio::post(pool, [self, req = std::move(req)]() mutable {
     auto respond = [self](Response resp) {
       asio::post(self->stream_.get_executor(),
                  [self, resp = std::move(resp)]() mutable { self->Write(std::move(resp), false); });

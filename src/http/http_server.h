@@ -25,6 +25,11 @@ struct ServerOptions {
   int worker_threads = 8;
   size_t max_body_bytes = 32 << 20;       // bytes; larger bodies get 413
   std::chrono::seconds idle_timeout{75};  // keep-alive connections idle longer are closed
+  // Requests for which this returns true (e.g. a fleet's heartbeats) run on their own
+  // `priority_threads` workers, so they never queue behind slow requests on the others. Called on
+  // an io thread for every request: must be quick. Unset: one pool for all.
+  std::function<bool(const Request&)> is_priority;
+  int priority_threads = 2;
 };
 
 class Server {

@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <atomic>
+#include <future>
 #include <thread>
 
 #include "http/http_client.h"
@@ -117,6 +119,41 @@ TEST_F(HttpTest, ProblemMapsBackToStatus) {
   absl::Status st = StatusFromResponse(*r);
   EXPECT_TRUE(absl::IsNotFound(st));
   EXPECT_EQ(st.message(), "no such thing");
+}
+
+// With every ordinary worker blocked in a handler, a priority request is still answered: it
+// runs on its own workers.
+TEST(HttpPriorityTest, PriorityRequestsDoNotQueueBehindBlockedWorkers) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> blocked{0};
+  ServerOptions opts;
+  opts.worker_threads = 1;
+  opts.priority_threads = 1;
+  opts.is_priority = [](const Request& req) { return req.path == "/beat"; };
+  auto s = StartServer(opts, [&, released](Request req, Responder respond) {
+    if (req.path == "/slow") {
+      blocked.fetch_add(1);
+      released.wait();
+    }
+    respond(JsonResponse(200, req.path));
+  });
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string base = "http://127.0.0.1:" + std::to_string((*s)->port());
+  std::thread slow([&] {
+    Client c(base, {});
+    auto r = c.Do("GET", "/slow");
+    EXPECT_TRUE(r.ok() && r->status == 200);
+  });
+  while (blocked.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  Client c(base, {});
+  auto beat = c.Do("POST", "/beat", "{}");  // the only ordinary worker is still blocked
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  EXPECT_EQ(beat->body, "/beat");
+  EXPECT_EQ(blocked.load(), 1);
+  release.set_value();
+  slow.join();
+  (*s)->Stop();
 }
 
 TEST(HttpClientTest, ConnectionRefusedIsUnavailable) {

@@ -13,6 +13,18 @@
 #include "index/state_index.h"
 
 namespace ds {
+
+absl::StatusOr<StateIndex::HeartbeatOutcome> StateIndex::Heartbeat(const HeartbeatRecord& hb,
+                                                                   int64_t now_ms) {
+  DS_RETURN_IF_ERROR(RecordHeartbeat(hb.runner_id, hb.agent_version, hb.runtime_state,
+                                     hb.current_run, hb.health_json, now_ms));
+  HeartbeatOutcome out;
+  DS_ASSIGN_OR_RETURN(out.abandoned_runs,
+                      AbandonStaleRuns(hb.runner_id, hb.current_run, hb.orphans_started_before_ms,
+                                       hb.orphan_reason, now_ms));
+  DS_ASSIGN_OR_RETURN(out.commands, TakeCommands(hb.runner_id));
+  return out;
+}
 namespace {
 
 using IndexOpener = absl::StatusOr<std::unique_ptr<StateIndex>> (*)(const std::string& url);

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "index/state_index.h"
+#include "index/testing/index_testing.h"
 #include "index/testing/postgres_fixture.h"
 
 namespace ds {
@@ -26,18 +27,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-#define ASSERT_OK(expr)                                   \
-  do {                                                    \
-    const absl::Status ds_test_status_ = (expr);          \
-    ASSERT_TRUE(ds_test_status_.ok()) << ds_test_status_; \
-  } while (0)
-#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
-  ASSERT_OK_AND_ASSIGN_IMPL(DS_STATUS_CONCAT(ds_test_statusor_, __LINE__), lhs, expr)
-#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr) \
-  auto tmp = (expr);                              \
-  ASSERT_TRUE(tmp.ok()) << tmp.status();          \
-  lhs = std::move(*tmp)
 
 constexpr int64_t kT0 = 1'700'000'000'000;  // Unix ms
 
@@ -48,12 +37,6 @@ struct IndexFactory {
 };
 // Test names and CTest show the backend's name instead of the factory's bytes.
 void PrintTo(const IndexFactory& factory, std::ostream* os) { *os << factory.name; }
-
-std::filesystem::path MakeTempDir() {
-  std::string tmpl = (std::filesystem::path(testing::TempDir()) / "index_test.XXXXXX").string();
-  if (mkdtemp(tmpl.data()) == nullptr) return {};
-  return tmpl;
-}
 
 RegisterInfo Info(const std::string& name, const std::string& hostname = "host") {
   return RegisterInfo{name, hostname, "linux", "machine-" + name, "1.0.0"};
@@ -95,7 +78,7 @@ protocol::FileResult Result(const std::string& path, const std::string& status,
 class StateIndexConformance : public testing::TestWithParam<IndexFactory> {
  protected:
   void SetUp() override {
-    dir_ = MakeTempDir();
+    dir_ = MakeTestTempDir("index_test");
     ASSERT_FALSE(dir_.empty());
     ASSERT_OK_AND_ASSIGN(index_, GetParam().open(dir_));
     ASSERT_OK(index_->Migrate());
@@ -757,6 +740,23 @@ TEST_P(StateIndexConformance, ListRunFilesPagesByPath) {
   EXPECT_TRUE(absl::IsNotFound(index_->ListRunFiles("run-x", "", 2).status()));
 }
 
+TEST_P(StateIndexConformance, GetRunFileReadsOneRow) {
+  ASSERT_OK(RunningRun("pc1", "run-1").status());
+  ASSERT_OK(index_->RecordPlanned("run-1", {Planned("a"), Planned("a/b"), Planned("a.txt")}, 3, 3));
+  ASSERT_OK_AND_ASSIGN(RunFile f, index_->GetRunFile("run-1", "a/b"));
+  EXPECT_EQ(f.path, "a/b");
+  EXPECT_EQ(f.planned_reason, "new");
+  EXPECT_EQ(f.result, "");
+  // Exact match only: neither a prefix nor a neighbour in path order answers.
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunFile("run-1", "a/").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunFile("run-1", "a/bb").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunFile("run-1", "A/B").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunFile("run-x", "a/b").status()));
+  ASSERT_OK(index_->RecordResults("run-1", {Result("a/b", "failed")}, 5).status());
+  ASSERT_OK_AND_ASSIGN(f, index_->GetRunFile("run-1", "a/b"));
+  EXPECT_EQ(f.result, "failed");
+}
+
 // ---- synced files -------------------------------------------------------------------------------
 
 TEST_P(StateIndexConformance, ListSyncedFilesKeysetPaging) {
@@ -824,6 +824,64 @@ TEST_P(StateIndexConformance, TakeCommandsDeliversOnce) {
   EXPECT_TRUE(absl::IsNotFound(
       index_->EnqueueCommand(r.id + other.id, "sync", "x", "run-d", kT0).status()));
   EXPECT_TRUE(absl::IsInvalidArgument(index_->EnqueueCommand(r.id, "", "x", "", kT0).status()));
+}
+
+TEST_P(StateIndexConformance, HeartbeatRecordsAbandonsOrphansAndTakesCommands) {
+  ASSERT_OK_AND_ASSIGN(ds::Run orphan, RunningRun("pc1", "run-old", kT0));
+  const int64_t runner = orphan.runner_id;
+  ASSERT_OK(index_->BeginRun("run-now", runner, orphan.job_id, "command", kT0 + 5).status());
+  ASSERT_OK(index_->BeginRun("run-new", runner, orphan.job_id, "command", kT0 + 50).status());
+  ASSERT_OK_AND_ASSIGN(ds::Run elsewhere, RunningRun("pc2", "run-other", kT0));
+  ASSERT_OK_AND_ASSIGN(protocol::Command c1, index_->EnqueueCommand(runner, "sync", "a", "", kT0));
+  ASSERT_OK_AND_ASSIGN(protocol::Command c2, index_->EnqueueCommand(runner, "sync", "b", "", kT0));
+  ASSERT_OK(index_->EnqueueCommand(elsewhere.runner_id, "sync", "x", "", kT0).status());
+
+  StateIndex::HeartbeatRecord hb;
+  hb.runner_id = runner;
+  hb.agent_version = "2.0.0";
+  hb.runtime_state = "syncing";
+  hb.current_run = "run-now";
+  hb.health_json = R"({"backlog_files":7})";
+  hb.orphans_started_before_ms = kT0 + 10;
+  hb.orphan_reason = "agent restarted";
+  ASSERT_OK_AND_ASSIGN(StateIndex::HeartbeatOutcome out, index_->Heartbeat(hb, kT0 + 100));
+  // Only the stale run of this runner that is not the current one; commands oldest first.
+  EXPECT_EQ(out.abandoned_runs, std::vector<std::string>{"run-old"});
+  ASSERT_EQ(out.commands.size(), 2u);
+  EXPECT_EQ(out.commands[0].id, c1.id);
+  EXPECT_EQ(out.commands[0].job, "a");
+  EXPECT_EQ(out.commands[1].id, c2.id);
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->GetRunnerById(runner));
+  EXPECT_EQ(r.agent_version, "2.0.0");
+  EXPECT_EQ(r.runtime_state, "syncing");
+  EXPECT_EQ(r.current_run, "run-now");
+  EXPECT_EQ(r.last_heartbeat_at_ms, kT0 + 100);
+  EXPECT_THAT(r.health_json, HasSubstr("backlog_files"));
+  ASSERT_OK_AND_ASSIGN(ds::Run old_run, index_->GetRun("run-old"));
+  EXPECT_EQ(old_run.summary.state, "abandoned");
+  EXPECT_EQ(old_run.summary.error, "agent restarted");
+  for (const char* id : {"run-now", "run-new", "run-other"}) {
+    ASSERT_OK_AND_ASSIGN(ds::Run run, index_->GetRun(id));
+    EXPECT_EQ(run.summary.state, "running") << id;
+  }
+
+  // Again: nothing left to abandon or take; empty version and health keep the last ones.
+  hb.agent_version = "";
+  hb.health_json = "";
+  hb.runtime_state = "idle";
+  ASSERT_OK_AND_ASSIGN(out, index_->Heartbeat(hb, kT0 + 200));
+  EXPECT_THAT(out.abandoned_runs, IsEmpty());
+  EXPECT_THAT(out.commands, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(runner));
+  EXPECT_EQ(r.agent_version, "2.0.0");
+  EXPECT_EQ(r.runtime_state, "idle");
+  EXPECT_THAT(r.health_json, HasSubstr("backlog_files"));
+  ASSERT_OK_AND_ASSIGN(std::vector<protocol::Command> left,
+                       index_->TakeCommands(elsewhere.runner_id));
+  EXPECT_EQ(left.size(), 1u);  // another runner's commands stay
+
+  hb.runner_id = runner + elsewhere.runner_id + 100;
+  EXPECT_TRUE(absl::IsNotFound(index_->Heartbeat(hb, kT0 + 300).status()));
 }
 
 // ---- several server instances -------------------------------------------------------------------

@@ -6,7 +6,6 @@
 #include "index/migrate_index.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
-#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -23,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "index/migrations.h"
+#include "index/postgres/conninfo.h"
 #include "index/state_index.h"
 
 namespace ds {
@@ -92,34 +92,6 @@ void AppendArrayElement(std::string* out, const SQLite::Column& value, const std
     *out += c;
   }
   *out += '"';
-}
-
-// The password of a libpq connection string, to scrub from messages ("" when none).
-std::string PasswordOf(const std::string& conninfo) {
-  std::string password;
-  char* error = nullptr;
-  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &error);
-  if (error != nullptr) PQfreemem(error);
-  if (parsed == nullptr) return password;
-  for (const PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
-    if (o->val != nullptr && std::string(o->keyword) == "password") password = o->val;
-  }
-  PQconninfoFree(parsed);
-  return password;
-}
-
-std::string Scrub(std::string message, const std::string& password) {
-  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
-  for (char& c : message) {
-    if (c == '\n' || c == '\t') c = ' ';
-  }
-  if (password.empty()) return message;
-  for (size_t at = message.find(password); at != std::string::npos;
-       at = message.find(password, at)) {
-    message.replace(at, password.size(), "********");
-    at += 8;
-  }
-  return message;
 }
 
 // Tables of the target's current schema (without schema_migrations), with their columns.
@@ -311,7 +283,7 @@ absl::StatusOr<MigrateIndexReport> MigrateIndex(const std::string& from_url,
   if (path.empty() || !std::filesystem::is_regular_file(path, ec)) {
     return absl::NotFoundError(absl::StrCat("no SQLite index at '", path, "'"));
   }
-  const std::string password = PasswordOf(to_url);
+  const std::string password = ConninfoPassword(to_url);
   const int latest = kSqliteMigrations.empty() ? 0 : kSqliteMigrations.back().version;
 
   // The target gets the current schema the ordinary way (advisory-locked, recorded).
@@ -391,15 +363,15 @@ absl::StatusOr<MigrateIndexReport> MigrateIndex(const std::string& from_url,
     return absl::InternalError(absl::StrCat(stage, ": SQLite: ", e.what()));
   } catch (const pqxx::broken_connection& e) {
     return absl::UnavailableError(absl::StrCat(stage, ": PostgreSQL at ", RedactIndexUrl(to_url),
-                                               " unavailable: ", Scrub(e.what(), password)));
+                                               " unavailable: ", ScrubPassword(e.what(), password)));
   } catch (const pqxx::sql_error& e) {
     // The first line only: DETAIL lines may quote row values (key hashes).
     std::string what = e.what();
     return absl::InternalError(
-        absl::StrCat(stage, ": PostgreSQL: ", Scrub(what.substr(0, what.find('\n')), password),
+        absl::StrCat(stage, ": PostgreSQL: ", ScrubPassword(what.substr(0, what.find('\n')), password),
                      "; nothing was committed"));
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(stage, ": ", Scrub(e.what(), password)));
+    return absl::InternalError(absl::StrCat(stage, ": ", ScrubPassword(e.what(), password)));
   }
 }
 

@@ -16,24 +16,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "index/state_index.h"
+#include "index/testing/index_testing.h"
 #include "index/testing/postgres_fixture.h"
 
 namespace ds {
 namespace {
 
 using ::testing::HasSubstr;
-
-#define ASSERT_OK(expr)                                   \
-  do {                                                    \
-    const absl::Status ds_test_status_ = (expr);          \
-    ASSERT_TRUE(ds_test_status_.ok()) << ds_test_status_; \
-  } while (0)
-#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
-  ASSERT_OK_AND_ASSIGN_IMPL(DS_STATUS_CONCAT(ds_test_statusor_, __LINE__), lhs, expr)
-#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr) \
-  auto tmp = (expr);                              \
-  ASSERT_TRUE(tmp.ok()) << tmp.status();          \
-  lhs = std::move(*tmp)
 
 constexpr int64_t kT0 = 1'700'000'000'000;  // Unix ms
 
@@ -118,9 +107,8 @@ std::string Hex64(int i) {
 class MigrateIndexTest : public testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::path(testing::TempDir()) / "migrate.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    dir_ = MakeTestTempDir("migrate");
+    ASSERT_FALSE(dir_.empty());
     sqlite_url_ = "sqlite:" + (dir_ / "index.sqlite").string();
     auto db = CreateTestPostgresDatabase();
     ASSERT_TRUE(db.ok()) << db.status();

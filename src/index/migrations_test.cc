@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "index/state_index.h"
+#include "index/testing/index_testing.h"
 
 namespace ds {
 namespace {
@@ -25,10 +26,8 @@ using ::testing::Not;
 class SqliteIndexTest : public testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl =
-        (std::filesystem::path(testing::TempDir()) / "migrations_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    dir_ = MakeTestTempDir("migrations_test");
+    ASSERT_FALSE(dir_.empty());
     db_path_ = (dir_ / "index.sqlite").string();
   }
   void TearDown() override {
@@ -86,10 +85,12 @@ TEST_F(SqliteIndexTest, FreshDatabaseGetsEveryVersion) {
     EXPECT_EQ(q.getColumn(1).getString(), std::string(m.name));
   }
   EXPECT_FALSE(q.executeStep());
-  for (const char* table : {"runners", "enrollments", "jobs", "synced_files", "sync_runs",
-                            "run_files", "commands", "admin_tokens", "leases", "long_polls"}) {
-    EXPECT_TRUE(db.tableExists(table)) << table;
-  }
+  // Exactly the schema's tables (one list for both backends).
+  std::vector<std::string> tables;
+  SQLite::Statement t(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                          "'sqlite_%' AND name <> 'schema_migrations' ORDER BY name");
+  while (t.executeStep()) tables.push_back(t.getColumn(0).getString());
+  EXPECT_EQ(tables, ExpectedIndexTables());
 }
 
 TEST_F(SqliteIndexTest, MigrateTwiceIsNoOp) {

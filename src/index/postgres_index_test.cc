@@ -5,9 +5,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -18,8 +15,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "index/migrations.h"
 #include "index/state_index.h"
+#include "index/testing/index_testing.h"
 #include "index/testing/postgres_fixture.h"
 
 namespace ds {
@@ -29,19 +28,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kPassword[] = "s3cret-pw";
-
-// A TCP port on 127.0.0.1 with nothing listening.
-int ClosedPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 TEST(PostgresMigrations, MirrorTheSqliteVersions) {
   ASSERT_FALSE(kPostgresMigrations.empty());
@@ -80,6 +66,28 @@ class PostgresIndexTest : public testing::Test {
         "FROM schema_migrations");
   }
 
+  // Waits (up to 2 s) until pg_locks holds `count` locks on table runners matching `where`.
+  void WaitForRunnersLocks(const std::string& where, const std::string& count) {
+    for (int i = 0; i < 400 && Query(absl::StrCat("SELECT COUNT(*) FROM pg_locks WHERE ", where,
+                                                  " AND relation = 'runners'::regclass")) != count;
+         ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  // Another session holds table runners (ACCESS EXCLUSIVE) for ~1.5 s from the moment this
+  // returns; join the thread afterwards.
+  std::thread LockRunnersBriefly() {
+    std::thread locker([this] {
+      EXPECT_TRUE(ExecTestPostgresSql(db_.name,
+                                      "BEGIN; LOCK TABLE runners IN ACCESS EXCLUSIVE MODE; "
+                                      "SELECT pg_sleep(1.5); COMMIT;")
+                      .ok());
+    });
+    WaitForRunnersLocks("granted AND mode = 'AccessExclusiveLock'", "1");
+    return locker;
+  }
+
   TestPostgresDatabase db_;
 };
 
@@ -103,11 +111,11 @@ TEST_F(PostgresIndexTest, FreshDatabaseGetsEveryVersion) {
   EXPECT_EQ(Query("SELECT string_agg(version || ':' || name, ',' ORDER BY version) "
                   "FROM schema_migrations"),
             expected);
-  for (const char* table : {"runners", "enrollments", "jobs", "synced_files", "sync_runs",
-                            "run_files", "commands", "admin_tokens", "reconciles", "leases",
-                            "long_polls"}) {
-    EXPECT_EQ(Query(absl::StrCat("SELECT to_regclass('", table, "') IS NOT NULL")), "t") << table;
-  }
+  // Exactly the schema's tables (one list for both backends).
+  EXPECT_EQ(Query("SELECT string_agg(table_name, ',' ORDER BY table_name COLLATE \"C\") "
+                  "FROM information_schema.tables WHERE table_schema = 'public' "
+                  "AND table_name <> 'schema_migrations'"),
+            absl::StrJoin(ExpectedIndexTables(), ","));
   // Byte-order columns, whatever the database's default collation (the fixture's is ICU en-US).
   EXPECT_EQ(Query("SELECT collation_name FROM information_schema.columns "
                   "WHERE table_name = 'synced_files' AND column_name = 'path'"),
@@ -195,7 +203,7 @@ TEST_F(PostgresIndexTest, OpensBothUrlSchemesOverTcp) {
 
 TEST(PostgresIndex, UnreachableServerIsUnavailableWithoutPassword) {
   const std::string url =
-      absl::StrCat("postgresql://test:", kPassword, "@127.0.0.1:", ClosedPort(), "/datasync");
+      absl::StrCat("postgresql://test:", kPassword, "@127.0.0.1:", FreeLocalPort(), "/datasync");
   auto index = OpenStateIndex(url);  // connects lazily
   ASSERT_TRUE(index.ok()) << index.status();
   const absl::Status ping = (*index)->Ping();
@@ -286,19 +294,7 @@ TEST_F(PostgresIndexTest, PoolIsBoundedAndSharedByThreads) {
 
 TEST_F(PostgresIndexTest, LockWaitsAndBusyPoolAreUnavailable) {
   ASSERT_TRUE(Open()->Migrate().ok());
-  // Another session holds the runners table for ~1.5 s.
-  std::thread locker([&] {
-    EXPECT_TRUE(ExecTestPostgresSql(db_.name,
-                                    "BEGIN; LOCK TABLE runners IN ACCESS EXCLUSIVE MODE; "
-                                    "SELECT pg_sleep(1.5); COMMIT;")
-                    .ok());
-  });
-  for (int i = 0; i < 200 && Query("SELECT COUNT(*) FROM pg_locks WHERE granted AND "
-                                   "relation = 'runners'::regclass AND "
-                                   "mode = 'AccessExclusiveLock'") != "1";
-       ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  std::thread locker = LockRunnersBriefly();
 
   PostgresPoolOptions impatient;
   impatient.lock_timeout = std::chrono::milliseconds(100);
@@ -319,6 +315,29 @@ TEST_F(PostgresIndexTest, LockWaitsAndBusyPoolAreUnavailable) {
   waiter.join();
   locker.join();
   EXPECT_TRUE(b->Ping().ok());
+}
+
+// Bulk calls (listing runners, a compare batch's lookups) never take the last two connections:
+// with bulk calls holding all they may, short calls still get one at once.
+TEST_F(PostgresIndexTest, BulkCallsLeaveConnectionsToShortCalls) {
+  ASSERT_TRUE(Open()->Migrate().ok());
+  std::thread locker = LockRunnersBriefly();
+
+  PostgresPoolOptions three;
+  three.max_connections = 3;  // one for bulk calls, two kept for short ones
+  three.acquire_timeout = std::chrono::milliseconds(200);
+  std::unique_ptr<StateIndex> index = Open(three);
+  std::thread bulk([&] { EXPECT_TRUE(index->ListRunners().ok()); });  // waits for the lock
+  WaitForRunnersLocks("NOT granted", "1");
+  const absl::Status second_bulk = index->ListRunners().status();
+  EXPECT_TRUE(absl::IsUnavailable(second_bulk)) << second_bulk;
+  EXPECT_THAT(second_bulk.message(), HasSubstr("busy"));
+  EXPECT_TRUE(index->Ping().ok());
+  auto tokens = index->CountAdminTokens();  // two short calls at once: both reserved connections
+  EXPECT_TRUE(tokens.ok()) << tokens.status();
+  bulk.join();
+  locker.join();
+  EXPECT_TRUE(index->ListRunners().ok());
 }
 
 TEST_F(PostgresIndexTest, RefusesBytesPostgresCannotStore) {

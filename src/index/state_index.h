@@ -316,6 +316,27 @@ class StateIndex {
                                                      const std::string& health_json,
                                                      int64_t now_ms) = 0;
 
+  // What one agent heartbeat changes, in one call (on PostgreSQL one statement, one round trip):
+  // RecordHeartbeat with these fields, then AbandonStaleRuns(runner_id, current_run,
+  // orphans_started_before_ms, orphan_reason, now_ms), then TakeCommands(runner_id).
+  struct HeartbeatRecord {
+    int64_t runner_id = 0;
+    std::string agent_version, runtime_state, current_run;
+    std::string health_json;             // as RecordHeartbeat: "" keeps the last one
+    int64_t orphans_started_before_ms = 0;
+    std::string orphan_reason;
+  };
+  struct HeartbeatOutcome {
+    std::vector<std::string> abandoned_runs;   // ids, in the order the runs began
+    std::vector<protocol::Command> commands;   // taken (now delivered), oldest first
+  };
+  // NotFound (nothing changed) for an unknown runner. Each of the three steps is atomic; the
+  // default runs them as those three calls (SQLite: in-process, nothing to save), so an error
+  // in a later step can leave an earlier one applied — harmless, as a retried heartbeat records
+  // the same again. Overridden where one round trip matters (PostgreSQL).
+  [[nodiscard]] virtual absl::StatusOr<HeartbeatOutcome> Heartbeat(const HeartbeatRecord& hb,
+                                                                   int64_t now_ms);
+
   // ---- jobs -------------------------------------------------------------------------------------
   // Creates the job (replace=false: AlreadyExists if the runner has one of that name) or replaces
   // its definition (replace=true: same id, same index rows). Bumps the runner's jobs_version.
@@ -374,6 +395,10 @@ class StateIndex {
   // Ordered by path; paths > after_path; at most `limit`.
   [[nodiscard]] virtual absl::StatusOr<std::vector<RunFile>> ListRunFiles(
       const std::string& run_id, const std::string& after_path, int limit) = 0;
+  // The run_files row of `path` in `run_id`. NotFound when the run has no row for that path
+  // (or there is no such run).
+  [[nodiscard]] virtual absl::StatusOr<RunFile> GetRunFile(const std::string& run_id,
+                                                           const std::string& path) = 0;
 
   // ---- synced files ------------------------------------------------------------------------------
   // Ordered by path; paths > after_path (keyset paging); at most `limit` (<= 10000).

@@ -1,15 +1,14 @@
 // The agent API: enrollment, heartbeat, commands (long-poll), jobs, compare, complete, grant.
 #include <algorithm>
-#include <atomic>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/parallel.h"
 #include "common/paths.h"
 #include "protocol/messages.h"
 #include "server/context.h"
@@ -212,18 +211,23 @@ absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
   if (hb.agent_version.size() > 64 || hb.state.size() > 64 || hb.current_run.size() > 64) {
     return absl::InvalidArgumentError("heartbeat field too long");
   }
-  DS_RETURN_IF_ERROR(ctx->index->RecordHeartbeat(runner.id, hb.agent_version, hb.state,
-                                                 hb.current_run, HealthJsonOf(ctx, hb),
-                                                 ctx->NowMs()));
-  // Orphaned runs: anything of this runner still `running` that the agent no longer reports as
-  // its current run (it crashed or restarted between compare and complete), past a grace period
-  // that covers a heartbeat racing a run's start.
-  int64_t grace = 2 * ctx->config.heartbeat_interval.count() + 10'000;
-  auto orphans = ctx->index->AbandonStaleRuns(runner.id, hb.current_run, ctx->NowMs() - grace,
-                                              "the agent is no longer running it (agent restarted?)",
-                                              ctx->NowMs());
-  if (orphans.ok()) {
-    for (const auto& id : *orphans) spdlog::warn("run={} runner={} abandoned: orphaned", id, runner.name);
+  // One index call: the heartbeat itself; orphaned runs — anything of this runner still
+  // `running` that the agent no longer reports as its current run (it crashed or restarted
+  // between compare and complete), past a grace period that covers a heartbeat racing a run's
+  // start; and the runner's pending commands.
+  const int64_t now = ctx->NowMs();
+  const int64_t grace = 2 * ctx->config.heartbeat_interval.count() + 10'000;
+  StateIndex::HeartbeatRecord record;
+  record.runner_id = runner.id;
+  record.agent_version = hb.agent_version;
+  record.runtime_state = hb.state;
+  record.current_run = hb.current_run;
+  record.health_json = HealthJsonOf(ctx, hb);
+  record.orphans_started_before_ms = now - grace;
+  record.orphan_reason = "the agent is no longer running it (agent restarted?)";
+  DS_ASSIGN_OR_RETURN(StateIndex::HeartbeatOutcome outcome, ctx->index->Heartbeat(record, now));
+  for (const auto& id : outcome.abandoned_runs) {
+    spdlog::warn("run={} runner={} abandoned: orphaned", id, runner.name);
   }
   protocol::HeartbeatResponse out;
   out.interval_ms = ctx->config.heartbeat_interval.count();
@@ -232,7 +236,7 @@ absl::StatusOr<std::string> Heartbeat(ServerContext* ctx, const Request& req) {
   if (hb.jobs_version != runner.jobs_version) {
     DS_ASSIGN_OR_RETURN(out.jobs, JobSpecsOf(ctx, runner.id));
   }
-  DS_ASSIGN_OR_RETURN(out.commands, ctx->index->TakeCommands(runner.id));
+  out.commands = std::move(outcome.commands);
   // A pending key rotation: a fresh key, whose hash waits beside the current one until first used.
   // (The runner row says whether one is pending: no key minted, no write, on ordinary heartbeats.)
   if (runner.key_rotation_pending) {
@@ -304,25 +308,7 @@ absl::StatusOr<std::string> Jobs(ServerContext* ctx, const Request& req) {
 
 // ---- object storage: write grants and landed-content checks ------------------------------------
 
-// Calls fn(i) for i in [0, n) on up to `max_threads` threads (storage round trips of one request
-// run side by side). fn must be thread-safe across different i.
-void ParallelFor(size_t n, size_t max_threads, const std::function<void(size_t)>& fn) {
-  const size_t threads = std::min(n, max_threads);
-  if (threads <= 1) {
-    for (size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> pool;
-  pool.reserve(threads);
-  for (size_t t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
-    });
-  }
-  for (auto& t : pool) t.join();
-}
-
+// Storage round trips of one request that run side by side (on the shared pool, ParallelFor).
 constexpr size_t kStorageThreadsPerRequest = 16;
 
 // Asks storage for a write grant for every planned upload of a compare batch (`planned[i]`
@@ -364,48 +350,6 @@ absl::Status GrantUploads(ServerContext* ctx, const std::string& run_id,
       "run={} write grants for {} file(s) ({} already stored, {} previous version(s) kept)", run_id,
       upload->size() - present, present, kept);
   return absl::OkStatus();
-}
-
-// The run_files row of `path` in `run_id`. The index can list a run's files only in pages of
-// paths greater than a bound, so this asks for the first path after the greatest valid path
-// below `path`: the last character lowered by one code point, then more U+10FFFF (the largest
-// character) than any valid path can hold. No valid UTF-8 path lies strictly between that bound
-// and `path` (the index compares bytes, which orders UTF-8 by code point), so one row answers.
-// REQUIRES: ValidateRelativePath(path) is OK. NotFound when the run has no such row.
-absl::StatusOr<RunFile> FindRunFile(StateIndex* index, const std::string& run_id,
-                                    const std::string& path) {
-  size_t start = path.size() - 1;
-  while (start > 0 && (static_cast<unsigned char>(path[start]) & 0xC0) == 0x80) --start;
-  const unsigned char lead = static_cast<unsigned char>(path[start]);
-  const int extra = lead < 0x80 ? 0 : lead < 0xE0 ? 1 : lead < 0xF0 ? 2 : 3;
-  char32_t cp = extra == 0 ? lead : lead & (0x3F >> extra);
-  for (int k = 1; k <= extra; ++k) {
-    cp = (cp << 6) | (static_cast<unsigned char>(path[start + k]) & 0x3F);
-  }
-  char32_t below = cp - 1;  // a path never ends in NUL or a control character: below >= 0x1F
-  if (below >= 0xD800 && below <= 0xDFFF) below = 0xD7FF;  // surrogates are not characters
-  std::string after = path.substr(0, start);
-  if (below < 0x80) {
-    after.push_back(static_cast<char>(below));
-  } else if (below < 0x800) {
-    after.push_back(static_cast<char>(0xC0 | (below >> 6)));
-    after.push_back(static_cast<char>(0x80 | (below & 0x3F)));
-  } else if (below < 0x10000) {
-    after.push_back(static_cast<char>(0xE0 | (below >> 12)));
-    after.push_back(static_cast<char>(0x80 | ((below >> 6) & 0x3F)));
-    after.push_back(static_cast<char>(0x80 | (below & 0x3F)));
-  } else {
-    after.push_back(static_cast<char>(0xF0 | (below >> 18)));
-    after.push_back(static_cast<char>(0x80 | ((below >> 12) & 0x3F)));
-    after.push_back(static_cast<char>(0x80 | ((below >> 6) & 0x3F)));
-    after.push_back(static_cast<char>(0x80 | (below & 0x3F)));
-  }
-  for (size_t n = 0; n <= kMaxPathBytes / 4; ++n) after += "\xF4\x8F\xBF\xBF";  // U+10FFFF
-  DS_ASSIGN_OR_RETURN(std::vector<RunFile> rows, index->ListRunFiles(run_id, after, 1));
-  if (rows.empty() || rows.front().path != path) {
-    return absl::NotFoundError(absl::StrCat("run ", run_id, " has no file \"", path, "\""));
-  }
-  return std::move(rows.front());
 }
 
 // `complete` on storage the agent writes with a grant: the agent cannot read back what landed,
@@ -483,7 +427,7 @@ absl::StatusOr<std::string> Grant(ServerContext* ctx, const Request& req,
     return absl::FailedPreconditionError(
         absl::StrCat("run ", run_id, " is ", run.summary.state, ": it takes no more uploads"));
   }
-  auto planned = FindRunFile(ctx->index.get(), run_id, body.path);
+  auto planned = ctx->index->GetRunFile(run_id, body.path);
   if (absl::IsNotFound(planned.status()) || (planned.ok() && planned->planned_reason.empty())) {
     return absl::NotFoundError(absl::StrCat("\"", body.path, "\" is not planned in run ", run_id));
   }

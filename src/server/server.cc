@@ -101,6 +101,12 @@ class ServerImpl final : public DataSyncServer {
     opts.max_body_bytes = ctx_->config.max_body_bytes;
     opts.worker_threads = ctx_->config.worker_threads;
     opts.io_threads = ctx_->config.io_threads;
+    // Heartbeats (a fleet's most frequent call, and what tells operators an agent is alive) get
+    // their own workers: they never wait behind compares, completes or long-poll set-ups.
+    opts.is_priority = [](const http::Request& req) {
+      return req.method == "POST" && req.path == "/api/v1/agent/heartbeat";
+    };
+    opts.priority_threads = 4;
     DS_ASSIGN_OR_RETURN(http_, http::StartServer(opts, [this](http::Request req, http::Responder respond) {
                           Handle(std::move(req), std::move(respond));
                         }));

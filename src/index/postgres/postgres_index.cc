@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "common/time_util.h"
 #include "index/migrations.h"
+#include "index/postgres/conninfo.h"
 
 namespace ds {
 namespace {
@@ -161,6 +162,16 @@ absl::StatusOr<Conninfo> ParseConninfo(const std::string& text,
 
 // ---- connection pool ----------------------------------------------------------------------------
 
+// Defines the hot-path statements (below) on a new connection; PostgreSQL prepares each on its
+// first use there.
+void DefineHotStatements(pqxx::connection& conn);
+
+// Which calls a connection serves. Bulk calls (a compare batch's thousands of paths, listing every
+// runner) take long; they may not take the last kReservedForShortCalls connections, so
+// heartbeats, long-polls and the other short calls never wait behind them for a connection.
+enum class Lane { kShort, kBulk };
+constexpr size_t kReservedForShortCalls = 2;
+
 // Up to max_connections connections to one database, opened on demand. Thread-safe.
 class ConnectionPool {
  public:
@@ -168,16 +179,17 @@ class ConnectionPool {
   // was marked broken (then it is closed and a later Acquire opens a new one).
   class Lease {
    public:
-    Lease(ConnectionPool* pool, std::unique_ptr<pqxx::connection> conn, bool reused)
-        : pool_(pool), conn_(std::move(conn)), reused_(reused) {}
+    Lease(ConnectionPool* pool, std::unique_ptr<pqxx::connection> conn, bool reused, Lane lane)
+        : pool_(pool), conn_(std::move(conn)), reused_(reused), lane_(lane) {}
     Lease(Lease&& other) noexcept
         : pool_(std::exchange(other.pool_, nullptr)),
           conn_(std::move(other.conn_)),
           reused_(other.reused_),
+          lane_(other.lane_),
           broken_(other.broken_) {}
     Lease& operator=(Lease&&) = delete;
     ~Lease() {
-      if (pool_ != nullptr) pool_->Release(std::move(conn_), broken_);
+      if (pool_ != nullptr) pool_->Release(std::move(conn_), broken_, lane_);
     }
 
     pqxx::connection& conn() { return *conn_; }
@@ -189,19 +201,25 @@ class ConnectionPool {
     ConnectionPool* pool_;
     std::unique_ptr<pqxx::connection> conn_;
     bool reused_;
+    Lane lane_;
     bool broken_ = false;
   };
 
   ConnectionPool(Conninfo info, PostgresPoolOptions options)
-      : info_(std::move(info)), options_(options) {}
+      : info_(std::move(info)),
+        options_(options),
+        max_bulk_(options.max_connections > kReservedForShortCalls
+                      ? options.max_connections - kReservedForShortCalls
+                      : std::max<size_t>(1, options.max_connections)) {}
 
   // REQUIRES: no Lease outstanding.
   ~ConnectionPool() = default;
 
   // A connection: an idle one, or a new one while fewer than max_connections are open; otherwise
-  // waits up to acquire_timeout for one to be returned. Unavailable when the wait times out or
-  // the server cannot be reached.
-  absl::StatusOr<Lease> Acquire();
+  // waits up to acquire_timeout for one to be returned. A kBulk call also waits while bulk calls
+  // hold all but kReservedForShortCalls of max_connections (when max_connections leaves room
+  // for the reserve). Unavailable when the wait times out or the server cannot be reached.
+  absl::StatusOr<Lease> Acquire(Lane lane);
 
   // Closes every idle connection (after one of them proved dead, the others likely are too).
   void DiscardIdle();
@@ -211,48 +229,45 @@ class ConnectionPool {
   std::string Scrub(std::string message) const;
 
  private:
-  void Release(std::unique_ptr<pqxx::connection> conn, bool broken);
+  void Release(std::unique_ptr<pqxx::connection> conn, bool broken, Lane lane);
   bool CanLease() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !idle_.empty() || open_ < options_.max_connections;
+  }
+  bool CanLeaseBulk() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return CanLease() && bulk_leased_ < max_bulk_;
   }
 
   // Constant after construction.
   const Conninfo info_;
   const PostgresPoolOptions options_;
+  const size_t max_bulk_;  // connections bulk calls may hold at once
 
   absl::Mutex mu_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mu_);
   size_t open_ ABSL_GUARDED_BY(mu_) = 0;  // idle + leased + being opened
+  size_t bulk_leased_ ABSL_GUARDED_BY(mu_) = 0;  // leased (or being opened) for kBulk calls
 };
 
 std::string ConnectionPool::Scrub(std::string message) const {
-  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
-  for (char& c : message) {
-    if (c == '\n' || c == '\t') c = ' ';
-  }
-  if (!info_.password.empty()) {
-    for (size_t at = message.find(info_.password); at != std::string::npos;
-         at = message.find(info_.password, at)) {
-      message.replace(at, info_.password.size(), "********");
-      at += 8;
-    }
-  }
-  return message;
+  return ScrubPassword(std::move(message), info_.password);
 }
 
-absl::StatusOr<ConnectionPool::Lease> ConnectionPool::Acquire() {
+absl::StatusOr<ConnectionPool::Lease> ConnectionPool::Acquire(Lane lane) {
   {
     absl::MutexLock lock(&mu_);
-    if (!mu_.AwaitWithTimeout(absl::Condition(this, &ConnectionPool::CanLease),
-                              absl::FromChrono(options_.acquire_timeout))) {
+    const absl::Condition can_lease = lane == Lane::kBulk
+                                          ? absl::Condition(this, &ConnectionPool::CanLeaseBulk)
+                                          : absl::Condition(this, &ConnectionPool::CanLease);
+    if (!mu_.AwaitWithTimeout(can_lease, absl::FromChrono(options_.acquire_timeout))) {
       return absl::UnavailableError(
           absl::StrCat("all ", options_.max_connections, " connections to PostgreSQL at ",
                        info_.where, " stayed busy for ", options_.acquire_timeout.count(), " ms"));
     }
+    if (lane == Lane::kBulk) ++bulk_leased_;
     if (!idle_.empty()) {
       std::unique_ptr<pqxx::connection> conn = std::move(idle_.back());
       idle_.pop_back();
-      return Lease(this, std::move(conn), /*reused=*/true);
+      return Lease(this, std::move(conn), /*reused=*/true, lane);
     }
     ++open_;  // reserves the slot while connecting outside the lock
   }
@@ -264,10 +279,12 @@ absl::StatusOr<ConnectionPool::Lease> ConnectionPool::Acquire() {
     setup.exec(absl::StrCat("SET lock_timeout = ", options_.lock_timeout.count(),
                             "; SET client_min_messages = warning"));
     setup.commit();
-    return Lease(this, std::move(conn), /*reused=*/false);
+    DefineHotStatements(*conn);
+    return Lease(this, std::move(conn), /*reused=*/false, lane);
   } catch (const std::exception& e) {
     absl::MutexLock lock(&mu_);
     --open_;
+    if (lane == Lane::kBulk) --bulk_leased_;
     return absl::UnavailableError(
         absl::StrCat("cannot connect to PostgreSQL at ", info_.where, ": ", Scrub(e.what())));
   }
@@ -283,9 +300,10 @@ void ConnectionPool::DiscardIdle() {
   // Closed here, outside the lock.
 }
 
-void ConnectionPool::Release(std::unique_ptr<pqxx::connection> conn, bool broken) {
+void ConnectionPool::Release(std::unique_ptr<pqxx::connection> conn, bool broken, Lane lane) {
   const bool keep = conn != nullptr && !broken && conn->is_open();
   absl::MutexLock lock(&mu_);
+  if (lane == Lane::kBulk) --bulk_leased_;
   if (keep) {
     idle_.push_back(std::move(conn));
   } else {
@@ -301,17 +319,112 @@ std::string Text(const pqxx::field& f) { return f.is_null() ? std::string() : f.
 // The one column list for Runner rows (RunnerFromRow reads it in this order): every column of
 // runners, whether a key is set, and whether a registration is waiting on the runner (pending,
 // or a replacement request on an enrolled one).
+// Written so that listing 10,000 runners costs no per-row subquery: the pending enrollments
+// are one hashed set, the group is looked up only for runners in one.
 constexpr char kRunnerColumns[] = R"sql(
   id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
-  EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'),
-  health, COALESCE((SELECT g.name FROM runner_groups g WHERE g.id = runners.group_id), ''),
+  id IN (SELECT e.runner_id FROM enrollments e WHERE e.status = 'pending'),
+  health,
+  CASE WHEN group_id IS NULL THEN ''
+       ELSE COALESCE((SELECT g.name FROM runner_groups g WHERE g.id = runners.group_id), '') END,
   rotate_requested_at > 0)sql";
 
 // "SELECT <runner columns> FROM runners <tail>".
 std::string RunnerQuery(const char* tail) {
   return std::string("SELECT ") + kRunnerColumns + " FROM runners " + tail;
+}
+
+// ---- hot-path statements --------------------------------------------------------------------------
+
+// What every heartbeat, long-poll and compare batch runs: prepared once per connection, so
+// PostgreSQL parses and plans them once instead of on every call (a fleet of 10,000 agents makes
+// well over 1,000 of these calls a second). Executed with exec_prepared(name, ...).
+constexpr char kFindRunnerByKey[] = "find_runner_by_key";
+constexpr char kRecordHeartbeat[] = "record_heartbeat";
+constexpr char kAbandonStaleRuns[] = "abandon_stale_runs";
+constexpr char kTakeCommands[] = "take_commands";
+constexpr char kRecordLongPoll[] = "record_long_poll";
+constexpr char kCheckWaitingRunners[] = "check_waiting_runners";
+constexpr char kLookupSyncedFiles[] = "lookup_synced_files";
+constexpr char kLoadRun[] = "load_run";
+constexpr char kHeartbeat[] = "heartbeat";
+
+void DefineHotStatements(pqxx::connection& conn) {
+  // Only an approved runner's key authenticates, whatever a status change left.
+  conn.prepare(kFindRunnerByKey, RunnerQuery("WHERE api_key_hash = $1 AND status = 'approved'"));
+  // An empty agent_version keeps the one reported at registration; an empty health keeps the
+  // last one.
+  conn.prepare(kRecordHeartbeat, R"sql(
+      UPDATE runners
+      SET agent_version = CASE WHEN $1::text = '' THEN agent_version ELSE $1::text END,
+          runtime_state = $2, current_run = $3, last_heartbeat_at = $4,
+          health = CASE WHEN $6::text = '' THEN health ELSE $6::text END
+      WHERE id = $5)sql");
+  // One statement, so atomic; a run that another session closes first is re-checked (state)
+  // after its lock is released and left alone. Ids come back in the order the runs began.
+  conn.prepare(kAbandonStaleRuns, R"sql(
+      WITH closed AS (
+        UPDATE sync_runs SET state = 'abandoned', error = $1, finished_at = $2
+        WHERE state = 'running' AND started_at < $3 AND id <> $4
+          AND ($5::bigint IS NULL OR runner_id = $5::bigint)
+        RETURNING id, seq)
+      SELECT id FROM closed ORDER BY seq)sql");
+  // One statement: the rows it marks are the rows it returns. A concurrent taker waits on the
+  // row locks, re-checks state = 'pending' and skips them, so each command is delivered once.
+  conn.prepare(kTakeCommands, R"sql(
+      UPDATE commands SET state = 'delivered'
+      WHERE id IN (SELECT id FROM commands
+                   WHERE runner_id = $1 AND state = 'pending' FOR UPDATE)
+        AND state = 'pending'
+      RETURNING id, type, job_name, run_id)sql");
+  conn.prepare(kRecordLongPoll, R"sql(
+      INSERT INTO long_polls (runner_id, poll_id, started_at)
+      SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM runners WHERE id = $1)
+      ON CONFLICT (runner_id) DO UPDATE
+      SET poll_id = excluded.poll_id, started_at = excluded.started_at)sql");
+  conn.prepare(kCheckWaitingRunners, R"sql(
+      SELECT r.id,
+             EXISTS (SELECT 1 FROM commands c WHERE c.runner_id = r.id AND c.state = 'pending'),
+             COALESCE(p.poll_id, '')
+      FROM runners r LEFT JOIN long_polls p ON p.runner_id = r.id
+      WHERE r.id = ANY($1::bigint[])
+      ORDER BY r.id)sql");
+  conn.prepare(kLookupSyncedFiles, R"sql(
+      SELECT job_id, path, size, mtime_ns, sha256, synced_at, run_id
+      FROM synced_files WHERE job_id = $1 AND path = ANY ($2::text[]))sql");
+  // Heartbeat(): kAbandonStaleRuns and kTakeCommands for one runner, then kRecordHeartbeat, in one
+  // statement. The UNION's branches run in order, so the locks follow the file's lock order
+  // (sync_runs rows before runners rows). An unknown runner has no runs and no commands: then
+  // nothing changes and no 'r' row comes back.
+  conn.prepare(kHeartbeat, R"sql(
+      WITH abandoned AS (
+        UPDATE sync_runs SET state = 'abandoned', error = $7, finished_at = $4
+        WHERE state = 'running' AND started_at < $8 AND id <> $3 AND runner_id = $5
+        RETURNING id, seq),
+      taken AS (
+        UPDATE commands SET state = 'delivered'
+        WHERE id IN (SELECT id FROM commands
+                     WHERE runner_id = $5 AND state = 'pending' FOR UPDATE)
+          AND state = 'pending'
+        RETURNING id, type, job_name, run_id),
+      beat AS (
+        UPDATE runners
+        SET agent_version = CASE WHEN $1::text = '' THEN agent_version ELSE $1::text END,
+            runtime_state = $2, current_run = $3, last_heartbeat_at = $4,
+            health = CASE WHEN $6::text = '' THEN health ELSE $6::text END
+        WHERE id = $5
+        RETURNING id)
+      SELECT 'a', seq, id, '', '' FROM abandoned
+      UNION ALL SELECT 'c', id, type, job_name, run_id FROM taken
+      UNION ALL SELECT 'r', id, '', '', '' FROM beat)sql");
+  conn.prepare(kLoadRun, R"sql(
+      SELECT s.id, s.runner_id, r.name, s.job_id, s.job_name, s.state, s."trigger", s.files_seen,
+             s.files_planned, s.files_uploaded, s.files_failed, s.files_skipped, s.bytes_seen,
+             s.bytes_uploaded, s.started_at, s.finished_at, s.error
+      FROM sync_runs s JOIN runners r ON r.id = s.runner_id
+      WHERE s.id = $1)sql");
 }
 
 // Columns: kRunnerColumns.
@@ -394,6 +507,19 @@ SyncedFile SyncedFileFromRow(const pqxx::row& row) {
   f.sha256 = Text(row[4]);
   f.synced_at_ms = row[5].as<int64_t>();
   f.run_id = Text(row[6]);
+  return f;
+}
+
+// Columns: path, planned_reason, size, sha256, result, error, kept_version.
+RunFile RunFileFromRow(const pqxx::row& row) {
+  RunFile f;
+  f.path = Text(row[0]);
+  f.planned_reason = Text(row[1]);
+  f.size = static_cast<uint64_t>(row[2].as<int64_t>());
+  f.sha256 = Text(row[3]);
+  f.result = Text(row[4]);
+  f.error = Text(row[5]);
+  f.kept_version = Text(row[6]);
   return f;
 }
 
@@ -552,6 +678,7 @@ class PostgresIndex final : public StateIndex {
   absl::Status RecordHeartbeat(int64_t runner_id, const std::string& agent_version,
                                const std::string& runtime_state, const std::string& current_run,
                                const std::string& health_json, int64_t now_ms) override;
+  absl::StatusOr<HeartbeatOutcome> Heartbeat(const HeartbeatRecord& hb, int64_t now_ms) override;
 
   absl::StatusOr<Job> PutJob(int64_t runner_id, const protocol::JobSpec& spec, bool replace,
                              int64_t now_ms) override;
@@ -578,6 +705,7 @@ class PostgresIndex final : public StateIndex {
   absl::StatusOr<std::vector<RunFile>> ListRunFiles(const std::string& run_id,
                                                     const std::string& after_path,
                                                     int limit) override;
+  absl::StatusOr<RunFile> GetRunFile(const std::string& run_id, const std::string& path) override;
 
   absl::StatusOr<std::vector<SyncedFile>> ListSyncedFiles(int64_t job_id,
                                                           const std::string& after_path,
@@ -687,10 +815,12 @@ class PostgresIndex final : public StateIndex {
   // into a status. For kWrite/kSnapshot the transaction commits only when fn returns OK; an error
   // status or exception rolls it back, so nothing is partially applied. The whole call is
   // retried (fn runs again from the start) when a pooled connection proves dead before commit, or
-  // on a serialization failure or deadlock. `op` names the method in messages.
+  // on a serialization failure or deadlock. `op` names the method in messages; `lane` says
+  // whether the call is a long one (ConnectionPool::Acquire).
   // `fn`: (pqxx::transaction_base&) -> absl::Status or absl::StatusOr<T>; may throw.
   template <typename Fn>
-  std::invoke_result_t<Fn&, pqxx::transaction_base&> Execute(const char* op, TxMode mode, Fn&& fn);
+  std::invoke_result_t<Fn&, pqxx::transaction_base&> Execute(const char* op, TxMode mode, Fn&& fn,
+                                                             Lane lane = Lane::kShort);
 
   // "op: <first line of the server's message>". The DETAIL/HINT lines that follow may quote row
   // values (key hashes, secrets' hashes), so they are left out.
@@ -719,11 +849,12 @@ class PostgresIndex final : public StateIndex {
 
 template <typename Fn>
 std::invoke_result_t<Fn&, pqxx::transaction_base&> PostgresIndex::Execute(const char* op,
-                                                                          TxMode mode, Fn&& fn) {
+                                                                          TxMode mode, Fn&& fn,
+                                                                          Lane lane) {
   absl::Status last;
   for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
     if (attempt > 1) std::this_thread::sleep_for(std::chrono::milliseconds(5 * attempt));
-    absl::StatusOr<ConnectionPool::Lease> lease = pool_.Acquire();
+    absl::StatusOr<ConnectionPool::Lease> lease = pool_.Acquire(lane);
     if (!lease.ok()) {
       return absl::UnavailableError(absl::StrCat(op, ": ", lease.status().message()));
     }
@@ -817,13 +948,7 @@ absl::StatusOr<Job> PostgresIndex::LoadJob(pqxx::transaction_base& tx, int64_t i
 }
 
 absl::StatusOr<Run> PostgresIndex::LoadRun(pqxx::transaction_base& tx, const std::string& id) {
-  const pqxx::result r = tx.exec_params(R"sql(
-    SELECT s.id, s.runner_id, r.name, s.job_id, s.job_name, s.state, s."trigger", s.files_seen,
-           s.files_planned, s.files_uploaded, s.files_failed, s.files_skipped, s.bytes_seen,
-           s.bytes_uploaded, s.started_at, s.finished_at, s.error
-    FROM sync_runs s JOIN runners r ON r.id = s.runner_id
-    WHERE s.id = $1)sql",
-                                        id);
+  const pqxx::result r = tx.exec_prepared(kLoadRun, id);
   if (r.empty()) return absl::NotFoundError(absl::StrCat("run ", id, " not found"));
   return RunFromRow(r[0]);
 }
@@ -1038,7 +1163,8 @@ absl::StatusOr<std::vector<Runner>> PostgresIndex::ListRunners() {
                    std::vector<Runner> runners;
                    for (const pqxx::row& row : r) runners.push_back(RunnerFromRow(row));
                    return runners;
-                 });
+                 },
+                 Lane::kBulk);
 }
 
 absl::StatusOr<Runner> PostgresIndex::GetRunnerByName(const std::string& name) {
@@ -1061,9 +1187,7 @@ absl::StatusOr<Runner> PostgresIndex::GetRunnerById(int64_t id) {
 absl::StatusOr<Runner> PostgresIndex::FindRunnerByKeyHash(const std::string& key_hash) {
   return Execute("FindRunnerByKeyHash", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<Runner> {
-                   // Only an approved runner's key authenticates, whatever a status change left.
-                   const pqxx::result r = tx.exec_params(RunnerQuery(R"sql(WHERE api_key_hash = $1 AND status = 'approved')sql"),
-                                                         key_hash);
+                   const pqxx::result r = tx.exec_prepared(kFindRunnerByKey, key_hash);
                    if (r.empty()) return absl::NotFoundError("no approved runner has this key");
                    return RunnerFromRow(r[0]);
                  });
@@ -1131,22 +1255,56 @@ absl::Status PostgresIndex::RecordHeartbeat(int64_t runner_id, const std::string
   if (HasNul(health_json)) return absl::InvalidArgumentError("RecordHeartbeat: NUL in health");
   return Execute("RecordHeartbeat", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::Status {
-                   // An empty agent_version keeps the one reported at registration; an empty
-                   // health keeps the last one.
                    const pqxx::result r =
-                       tx.exec_params(R"sql(
-      UPDATE runners
-      SET agent_version = CASE WHEN $1::text = '' THEN agent_version ELSE $1::text END,
-          runtime_state = $2, current_run = $3, last_heartbeat_at = $4,
-          health = CASE WHEN $6::text = '' THEN health ELSE $6::text END
-      WHERE id = $5)sql",
-                                      agent_version, runtime_state, current_run, now_ms, runner_id,
-                                      health_json);
+                       tx.exec_prepared(kRecordHeartbeat, agent_version, runtime_state,
+                                        current_run, now_ms, runner_id, health_json);
                    if (r.affected_rows() == 0) {
                      return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
                    }
                    return absl::OkStatus();
                  });
+}
+
+absl::StatusOr<StateIndex::HeartbeatOutcome> PostgresIndex::Heartbeat(const HeartbeatRecord& hb,
+                                                                      int64_t now_ms) {
+  if (HasNul(hb.health_json) || HasNul(hb.agent_version) || HasNul(hb.runtime_state) ||
+      HasNul(hb.current_run) || HasNul(hb.orphan_reason)) {
+    return absl::InvalidArgumentError("Heartbeat: a value contains NUL");
+  }
+  return Execute(
+      "Heartbeat", TxMode::kAutocommit,
+      [&](pqxx::transaction_base& tx) -> absl::StatusOr<HeartbeatOutcome> {
+        const pqxx::result r =
+            tx.exec_prepared(kHeartbeat, hb.agent_version, hb.runtime_state, hb.current_run,
+                             now_ms, hb.runner_id, hb.health_json, hb.orphan_reason,
+                             hb.orphans_started_before_ms);
+        HeartbeatOutcome out;
+        bool recorded = false;
+        std::vector<std::pair<int64_t, std::string>> abandoned;  // (seq, id)
+        for (const pqxx::row& row : r) {
+          const std::string kind = Text(row[0]);
+          if (kind == "r") {
+            recorded = true;
+          } else if (kind == "a") {
+            abandoned.emplace_back(row[1].as<int64_t>(), Text(row[2]));
+          } else {
+            protocol::Command c;
+            c.id = row[1].as<int64_t>();
+            c.type = Text(row[2]);
+            c.job = Text(row[3]);
+            c.run_id = Text(row[4]);
+            out.commands.push_back(std::move(c));
+          }
+        }
+        if (!recorded) {
+          return absl::NotFoundError(absl::StrCat("runner ", hb.runner_id, " not found"));
+        }
+        std::sort(abandoned.begin(), abandoned.end());
+        for (auto& [seq, id] : abandoned) out.abandoned_runs.push_back(std::move(id));
+        std::sort(out.commands.begin(), out.commands.end(),
+                  [](const protocol::Command& a, const protocol::Command& b) { return a.id < b.id; });
+        return out;
+      });
 }
 
 // ---- jobs ---------------------------------------------------------------------------------------
@@ -1330,10 +1488,8 @@ absl::StatusOr<std::vector<SyncedFile>> PostgresIndex::LookupSyncedFiles(
   return Execute("LookupSyncedFiles", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<SyncedFile>> {
                    // One round trip for the whole batch.
-                   const pqxx::result r = tx.exec_params(R"sql(
-      SELECT job_id, path, size, mtime_ns, sha256, synced_at, run_id
-      FROM synced_files WHERE job_id = $1 AND path = ANY ($2::text[]))sql",
-                                                         job_id, TextArray(paths));
+                   const pqxx::result r =
+                       tx.exec_prepared(kLookupSyncedFiles, job_id, TextArray(paths));
                    std::map<std::string, SyncedFile> by_path;
                    for (const pqxx::row& row : r) {
                      SyncedFile f = SyncedFileFromRow(row);
@@ -1347,7 +1503,8 @@ absl::StatusOr<std::vector<SyncedFile>> PostgresIndex::LookupSyncedFiles(
                      if (it != by_path.end()) found.push_back(it->second);
                    }
                    return found;
-                 });
+                 },
+                 Lane::kBulk);
 }
 
 absl::Status PostgresIndex::RecordPlanned(const std::string& run_id,
@@ -1404,7 +1561,8 @@ absl::Status PostgresIndex::RecordPlanned(const std::string& run_id,
       WHERE id = $1)sql",
                    run_id, total_files, total_bytes, added);
     return absl::OkStatus();
-  });
+  },
+                 Lane::kBulk);
 }
 
 absl::StatusOr<uint64_t> PostgresIndex::RecordResults(
@@ -1701,18 +1859,27 @@ absl::StatusOr<std::vector<RunFile>> PostgresIndex::ListRunFiles(const std::stri
       ORDER BY path LIMIT $3)sql",
                                       run_id, after_path, std::min(limit, kMaxFilesPerPage));
                    std::vector<RunFile> files;
-                   for (const pqxx::row& row : r) {
-                     RunFile f;
-                     f.path = Text(row[0]);
-                     f.planned_reason = Text(row[1]);
-                     f.size = static_cast<uint64_t>(row[2].as<int64_t>());
-                     f.sha256 = Text(row[3]);
-                     f.result = Text(row[4]);
-                     f.error = Text(row[5]);
-                     f.kept_version = Text(row[6]);
-                     files.push_back(std::move(f));
-                   }
+                   for (const pqxx::row& row : r) files.push_back(RunFileFromRow(row));
                    return files;
+                 });
+}
+
+absl::StatusOr<RunFile> PostgresIndex::GetRunFile(const std::string& run_id,
+                                                  const std::string& path) {
+  if (HasNul(run_id) || HasNul(path)) {
+    return absl::InvalidArgumentError("GetRunFile: run id or path contains NUL");
+  }
+  return Execute("GetRunFile", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<RunFile> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT path, planned_reason, size, sha256, result, error, kept_version
+      FROM run_files WHERE run_id = $1 AND path = $2)sql",
+                                                         run_id, path);
+                   if (r.empty()) {
+                     return absl::NotFoundError(
+                         absl::StrCat("run ", run_id, " has no file \"", path, "\""));
+                   }
+                   return RunFileFromRow(r[0]);
                  });
 }
 
@@ -1736,7 +1903,8 @@ absl::StatusOr<std::vector<SyncedFile>> PostgresIndex::ListSyncedFiles(
                    std::vector<SyncedFile> files;
                    for (const pqxx::row& row : r) files.push_back(SyncedFileFromRow(row));
                    return files;
-                 });
+                 },
+                 Lane::kBulk);
 }
 
 absl::StatusOr<int64_t> PostgresIndex::CountSyncedFiles(int64_t job_id) {
@@ -1785,16 +1953,7 @@ absl::StatusOr<protocol::Command> PostgresIndex::EnqueueCommand(int64_t runner_i
 absl::StatusOr<std::vector<protocol::Command>> PostgresIndex::TakeCommands(int64_t runner_id) {
   return Execute("TakeCommands", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<protocol::Command>> {
-                   // One statement: the rows it marks are the rows it returns. A concurrent taker
-                   // waits on the row locks, re-checks state = 'pending' and skips them, so each
-                   // command is delivered once.
-                   const pqxx::result r = tx.exec_params(R"sql(
-      UPDATE commands SET state = 'delivered'
-      WHERE id IN (SELECT id FROM commands
-                   WHERE runner_id = $1 AND state = 'pending' FOR UPDATE)
-        AND state = 'pending'
-      RETURNING id, type, job_name, run_id)sql",
-                                                         runner_id);
+                   const pqxx::result r = tx.exec_prepared(kTakeCommands, runner_id);
                    std::vector<protocol::Command> commands;
                    for (const pqxx::row& row : r) {
                      protocol::Command c;
@@ -1976,18 +2135,9 @@ absl::StatusOr<std::vector<std::string>> PostgresIndex::AbandonStaleRuns(
                    const std::optional<std::string> runner =
                        runner_id ? std::optional<std::string>(std::to_string(*runner_id))
                                  : std::nullopt;
-                   // One statement, so atomic; a run that another session closes first is
-                   // re-checked (state) after its lock is released and left alone. Ids come back in
-                   // the order the runs began.
-                   const pqxx::result r = tx.exec_params(R"sql(
-      WITH closed AS (
-        UPDATE sync_runs SET state = 'abandoned', error = $1, finished_at = $2
-        WHERE state = 'running' AND started_at < $3 AND id <> $4
-          AND ($5::bigint IS NULL OR runner_id = $5::bigint)
-        RETURNING id, seq)
-      SELECT id FROM closed ORDER BY seq)sql",
-                                                         reason, now_ms, started_before_ms,
-                                                         keep_run_id, OrNull(runner));
+                   const pqxx::result r =
+                       tx.exec_prepared(kAbandonStaleRuns, reason, now_ms, started_before_ms,
+                                        keep_run_id, OrNull(runner));
                    std::vector<std::string> ids;
                    for (const pqxx::row& row : r) ids.push_back(Text(row[0]));
                    return ids;
@@ -2163,12 +2313,8 @@ absl::Status PostgresIndex::RecordLongPoll(int64_t runner_id, const std::string&
   }
   return Execute("RecordLongPoll", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::Status {
-                   const pqxx::result r = tx.exec_params(R"sql(
-      INSERT INTO long_polls (runner_id, poll_id, started_at)
-      SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM runners WHERE id = $1)
-      ON CONFLICT (runner_id) DO UPDATE
-      SET poll_id = excluded.poll_id, started_at = excluded.started_at)sql",
-                                                         runner_id, poll_id, now_ms);
+                   const pqxx::result r =
+                       tx.exec_prepared(kRecordLongPoll, runner_id, poll_id, now_ms);
                    if (r.affected_rows() == 0) {
                      return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
                    }
@@ -2181,14 +2327,8 @@ absl::StatusOr<std::vector<StateIndex::WaitingRunner>> PostgresIndex::CheckWaiti
   if (runner_ids.empty()) return std::vector<WaitingRunner>{};
   return Execute("CheckWaitingRunners", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<WaitingRunner>> {
-                   const pqxx::result r = tx.exec_params(R"sql(
-      SELECT r.id,
-             EXISTS (SELECT 1 FROM commands c WHERE c.runner_id = r.id AND c.state = 'pending'),
-             COALESCE(p.poll_id, '')
-      FROM runners r LEFT JOIN long_polls p ON p.runner_id = r.id
-      WHERE r.id = ANY($1::bigint[])
-      ORDER BY r.id)sql",
-                                                         BigintArray(runner_ids));
+                   const pqxx::result r =
+                       tx.exec_prepared(kCheckWaitingRunners, BigintArray(runner_ids));
                    std::vector<WaitingRunner> out;
                    out.reserve(r.size());
                    for (const pqxx::row& row : r) {

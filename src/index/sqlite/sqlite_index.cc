@@ -174,6 +174,19 @@ SyncedFile SyncedFileFromRow(const SQLite::Statement& s) {
   return f;
 }
 
+// Columns: path, planned_reason, size, sha256, result, error, kept_version.
+RunFile RunFileFromRow(const SQLite::Statement& s) {
+  RunFile f;
+  f.path = s.getColumn(0).getString();
+  f.planned_reason = s.getColumn(1).getString();
+  f.size = static_cast<uint64_t>(s.getColumn(2).getInt64());
+  f.sha256 = s.getColumn(3).getString();
+  f.result = s.getColumn(4).getString();
+  f.error = s.getColumn(5).getString();
+  f.kept_version = s.getColumn(6).getString();
+  return f;
+}
+
 // Columns: id, name, role, created_at, revoked_at, created_by.
 AdminToken AdminTokenFromRow(const SQLite::Statement& s) {
   AdminToken t;
@@ -321,6 +334,7 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<std::vector<RunFile>> ListRunFiles(const std::string& run_id,
                                                     const std::string& after_path,
                                                     int limit) override;
+  absl::StatusOr<RunFile> GetRunFile(const std::string& run_id, const std::string& path) override;
 
   absl::StatusOr<std::vector<SyncedFile>> ListSyncedFiles(int64_t job_id,
                                                           const std::string& after_path,
@@ -1353,20 +1367,25 @@ absl::StatusOr<std::vector<RunFile>> SqliteIndex::ListRunFiles(const std::string
     q.bind(2, after_path);
     q.bind(3, std::min(limit, kMaxFilesPerPage));
     std::vector<RunFile> files;
-    while (q.executeStep()) {
-      RunFile f;
-      f.path = q.getColumn(0).getString();
-      f.planned_reason = q.getColumn(1).getString();
-      f.size = static_cast<uint64_t>(q.getColumn(2).getInt64());
-      f.sha256 = q.getColumn(3).getString();
-      f.result = q.getColumn(4).getString();
-      f.error = q.getColumn(5).getString();
-      f.kept_version = q.getColumn(6).getString();
-      files.push_back(std::move(f));
-    }
+    while (q.executeStep()) files.push_back(RunFileFromRow(q));
     q.reset();
     tx.commit();
     return files;
+  });
+}
+
+absl::StatusOr<RunFile> SqliteIndex::GetRunFile(const std::string& run_id,
+                                                const std::string& path) {
+  return Locked("GetRunFile", [&]() -> absl::StatusOr<RunFile> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT path, planned_reason, size, sha256, result, error, kept_version
+      FROM run_files WHERE run_id = ? AND path = ?)sql");
+    q.bind(1, run_id);
+    q.bind(2, path);
+    if (!q.executeStep()) {
+      return absl::NotFoundError(absl::StrCat("run ", run_id, " has no file \"", path, "\""));
+    }
+    return RunFileFromRow(q);
   });
 }
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "index/testing/index_testing.h"
 
 namespace ds {
 namespace {
@@ -67,23 +68,6 @@ std::string ReadFile(const std::filesystem::path& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-// A TCP port on 127.0.0.1 nobody listened on a moment ago; 0 on failure.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
 }
 
 // The per-process cluster. Never destroyed (the atexit handler may run after static
@@ -221,7 +205,7 @@ class Cluster {
       return absl::InternalError(absl::StrCat("initdb failed:\n", ReadFile(log)));
     }
     for (int attempt = 1; attempt <= kStartAttempts; ++attempt) {
-      port_ = FreePort();
+      port_ = FreeLocalPort();
       const std::string options =
           absl::StrCat("-p ", port_, " -k ", dir_.string(),
                        " -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
