@@ -137,10 +137,6 @@ absl::Status StorageError(int err, std::string_view what) {
   return ErrnoStatus(err, what);
 }
 
-int64_t MtimeNs(const struct stat& st) {
-  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
-
 struct timespec ToTimespec(int64_t unix_ns) {
   struct timespec ts {};
   ts.tv_sec = static_cast<time_t>(unix_ns / 1'000'000'000);
@@ -150,10 +146,6 @@ struct timespec ToTimespec(int64_t unix_ns) {
     ts.tv_sec -= 1;
   }
   return ts;
-}
-
-bool IsCancelled(const std::atomic<bool>* cancel) {
-  return cancel != nullptr && cancel->load(std::memory_order_relaxed);
 }
 
 std::vector<std::string_view> SplitKey(std::string_view key) {
@@ -239,20 +231,6 @@ absl::StatusOr<UniqueFd> OpenDirChain(int base, const std::string& base_path,
     path = std::move(child_path);
   }
   return dir;
-}
-
-// Writes all of `data`, retrying short writes and EINTR. Returns 0 or errno.
-int WriteAll(int fd, const char* data, size_t len) {
-  while (len > 0) {
-    ssize_t n = ::write(fd, data, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    data += n;
-    len -= static_cast<size_t>(n);
-  }
-  return 0;
 }
 
 struct CopyOutcome {
