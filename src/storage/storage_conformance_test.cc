@@ -844,6 +844,23 @@ TEST_F(DirStorageTest, StagedPutIsInvisibleUntilCommitted) {
   EXPECT_THAT(Entries(root_ / "d"), ElementsAre("a.dat"));
 }
 
+// An object that appears under the name while an unnamed file waits for its commit: the link
+// fails (EEXIST), the object is kept as a version and the staged file renamed over it.
+TEST_F(DirStorageTest, ObjectAppearingBeforeTheCommitIsKept) {
+  auto a = storage_->StagePut("d/a.dat", WriteSource("staged"), PutOptions{.run_id = "abcdef01-run"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(storage_->PutFile("d/a.dat", WriteSource("meanwhile"), {}).ok());
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  staged.push_back(std::move(*a));
+  auto results = storage_->CommitPuts(std::move(staged));
+  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+  EXPECT_EQ(*storage_->ReadAll("d/a.dat", 100), "staged");
+  EXPECT_THAT(results[0]->kept_version, StartsWith(".datasync/versions/d/a.dat/"));
+  EXPECT_EQ(*storage_->ReadAll(results[0]->kept_version, 100), "meanwhile");
+  EXPECT_THAT(Temps(), IsEmpty());
+  EXPECT_THAT(Entries(root_ / "d"), ElementsAre("a.dat"));
+}
+
 // Where O_TMPFILE is not used (refused by the filesystem, or beyond the descriptor budget) a
 // staged file is a temp file that is never listed, and AbandonUpload finds it by run id.
 TEST_F(DirStorageTest, StagedPutWithTempNamesIsInvisibleUntilCommitted) {
@@ -873,8 +890,10 @@ TEST_F(DirStorageTest, StagedPutWithTempNamesIsInvisibleUntilCommitted) {
   EXPECT_THAT(Temps(), IsEmpty());
 }
 
-// A process that dies between StagePut and CommitPuts (killed, crashed) leaves nothing: no
-// object, no temp file, no entry of any kind in the destination folder, the old object intact.
+// A process that dies between StagePut and CommitPuts (killed, crashed) leaves no new file
+// behind: no object, no temp file, no entry of any kind in the destination folder. A put that
+// was to replace an object stages under a temp name (it is renamed over the object at commit):
+// the object stays intact and AbandonUpload removes the temp by run id.
 TEST_F(DirStorageTest, CrashBeforeCommitLeavesNothing) {
   const fs::path source = WriteSource(std::string(300'000, 'c'));  // also starts write-back early
   ASSERT_TRUE(storage_->PutFile("d/keep.dat", WriteSource("kept"), {}).ok());
@@ -890,6 +909,8 @@ TEST_F(DirStorageTest, CrashBeforeCommitLeavesNothing) {
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_THAT(Keys(), ElementsAre("d/keep.dat"));
   EXPECT_EQ(*storage_->ReadAll("d/keep.dat", 100), "kept");
+  EXPECT_EQ(Temps().size(), 1u);  // the replacement's; nothing of d/lost.dat
+  EXPECT_TRUE(storage_->AbandonUpload("d/keep.dat", "abcdef01-run").ok());
   EXPECT_THAT(Temps(), IsEmpty());
   EXPECT_THAT(Entries(root_ / "d"), ElementsAre("keep.dat"));
 }

@@ -735,11 +735,13 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
   DS_ASSIGN_OR_RETURN(s->dir_, ParentDir(parts, /*grouped=*/!fsync_now));
   const int dir = s->dir_->get();
   struct stat existing;
+  bool replaces = false;  // an object is under the name now (compared, maybe kept, at commit)
   if (::fstatat(dir, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
     if (!S_ISREG(existing.st_mode)) {
       return absl::FailedPreconditionError(
           absl::StrCat(dest_desc, " exists and is not a regular file"));
     }
+    replaces = true;
   } else if (errno != ENOENT) {
     return StorageError(errno, absl::StrCat("stat ", dest_desc));
   }
@@ -747,11 +749,13 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
   // Copy into a new file beside the target. Grouped puts on a local filesystem use an unnamed
   // O_TMPFILE file, linked under its name at commit (one directory operation instead of
   // create + rename, and a crash leaves nothing behind); otherwise, or beyond the descriptor
-  // budget, a temp name. From here on `s` owns the file: destroying `s` removes it.
+  // budget, a temp name. A file that will replace an object also takes a temp name at once: it
+  // is renamed over the object (link cannot replace). From here on `s` owns the file:
+  // destroying `s` removes it.
   s->run_id_ = options.run_id;
   int temp_fd = -1;
   UniqueFd named_fd;
-  if (!fsync_now && syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
+  if (!fsync_now && !replaces && syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
     if (unnamed_->open.fetch_add(1) < unnamed_->max) {
       s->budget_ = unnamed_;
       s->unnamed_ = UniqueFd(::openat(dir, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644));
