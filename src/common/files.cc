@@ -64,6 +64,33 @@ absl::StatusOr<std::string> ReadFileToString(const std::filesystem::path& path, 
   return out;
 }
 
+ssize_t ReadFully(int fd, char* buf, size_t len) {
+  size_t have = 0;
+  while (have < len) {
+    ssize_t n = ::read(fd, buf + have, len - have);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (n == 0) break;
+    have += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(have);
+}
+
+int WriteAll(int fd, const char* data, size_t len) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    data += n;
+    len -= static_cast<size_t>(n);
+  }
+  return 0;
+}
+
 absl::Status SyncDirectory(const std::filesystem::path& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open dir ", dir.string()));

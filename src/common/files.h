@@ -1,6 +1,11 @@
-// Small file helpers shared by the programs (not the storage layer, which owns its own I/O).
+// Small file helpers shared by the programs and the storage backends.
 #pragma once
 
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -22,5 +27,21 @@ namespace ds {
 
 // errno → canonical status with `what` as context.
 absl::Status ErrnoStatus(int err, std::string_view what);
+
+// The modification time of `st` in Unix nanoseconds.
+inline int64_t MtimeNs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+// True when `cancel` is set (null: never).
+inline bool IsCancelled(const std::atomic<bool>* cancel) {
+  return cancel != nullptr && cancel->load(std::memory_order_relaxed);
+}
+
+// Reads until `len` bytes or EOF, retrying EINTR. Returns the bytes read or -errno.
+ssize_t ReadFully(int fd, char* buf, size_t len);
+
+// Writes all of `data`, retrying short writes and EINTR. Returns 0 or errno.
+int WriteAll(int fd, const char* data, size_t len);
 
 }  // namespace ds

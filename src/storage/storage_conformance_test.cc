@@ -6,12 +6,14 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -131,11 +133,13 @@ bool SupportsUserXattrs(const fs::path& dir) {
   return ok;
 }
 
-StorageFactory DirFactory() {
-  return {"Dir", [](const fs::path& scratch) {
+// `unnamed_files` false: group commits stage under temp names, as on filesystems without
+// O_TMPFILE (the fallback path).
+StorageFactory DirFactory(bool unnamed_files = true) {
+  return {unnamed_files ? "Dir" : "DirTempNames", [unnamed_files](const fs::path& scratch) {
             StorageUnderTest t;
             const fs::path root = scratch / "share";
-            auto opened = OpenDirStorage(root.string());
+            auto opened = OpenDirStorage(root.string(), DirStorageOptions{.unnamed_files = unnamed_files});
             if (!opened.ok()) {
               t.skip_reason = opened.status().ToString();
               return t;
@@ -760,7 +764,8 @@ TEST_P(StorageConformanceTest, ConcurrentPutsOfDifferentKeys) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StorageConformanceTest,
-                         ::testing::Values(DirFactory(), AzBlobFactory()),
+                         ::testing::Values(DirFactory(), DirFactory(/*unnamed_files=*/false),
+                                           AzBlobFactory()),
                          [](const ::testing::TestParamInfo<StorageFactory>& info) {
                            return info.param.name;
                          });
@@ -795,6 +800,15 @@ class DirStorageTest : public ::testing::Test {
     return temps.ok() ? *temps : std::vector<std::string>{};
   }
 
+  // Names in `dir` (any kind, hidden ones too), sorted.
+  static std::vector<std::string> Entries(const fs::path& dir) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
   std::vector<std::string> Keys(const std::string& prefix = "") {
     std::vector<std::string> keys;
     EXPECT_TRUE(storage_->List(prefix, [&](const ObjectInfo& i) { keys.push_back(i.key); }).ok());
@@ -808,8 +822,9 @@ class DirStorageTest : public ::testing::Test {
   int next_source_ = 0;
 };
 
-// The ordering group commit guarantees on a directory: a staged file is a temp file only (never
-// under its key, never listed) until CommitPuts, and a staged put that is dropped leaves nothing.
+// The ordering group commit guarantees on a directory: a staged file is never under its key nor
+// listed until CommitPuts, and a staged put that is dropped leaves nothing. On a local
+// filesystem it is an unnamed O_TMPFILE file: no name at all.
 TEST_F(DirStorageTest, StagedPutIsInvisibleUntilCommitted) {
   auto a = storage_->StagePut("d/a.dat", WriteSource("staged a"), PutOptions{.run_id = "abcdef01-run"});
   auto b = storage_->StagePut("d/b.dat", WriteSource("staged b"), PutOptions{.run_id = "abcdef01-run"});
@@ -817,21 +832,115 @@ TEST_F(DirStorageTest, StagedPutIsInvisibleUntilCommitted) {
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_TRUE(absl::IsNotFound(storage_->Stat("d/a.dat").status()));
   EXPECT_THAT(Keys(), IsEmpty());
-  EXPECT_EQ(Temps().size(), 2u);
-  b->reset();  // dropped: its temp file goes
-  EXPECT_EQ(Temps().size(), 1u);
+  EXPECT_THAT(Temps(), IsEmpty());
+  EXPECT_THAT(Entries(root_ / "d"), IsEmpty());  // unnamed: nothing in the folder at all
+  b->reset();
   std::vector<std::unique_ptr<StagedPut>> staged;
   staged.push_back(std::move(*a));
   auto results = storage_->CommitPuts(std::move(staged));
   ASSERT_TRUE(results.at(0).ok()) << results[0].status();
   EXPECT_THAT(Keys(), ElementsAre("d/a.dat"));
+  EXPECT_EQ(*storage_->ReadAll("d/a.dat", 100), "staged a");
+  EXPECT_THAT(Entries(root_ / "d"), ElementsAre("a.dat"));
+}
+
+// An object that appears under the name while an unnamed file waits for its commit: the link
+// fails (EEXIST), the object is kept as a version and the staged file renamed over it.
+TEST_F(DirStorageTest, ObjectAppearingBeforeTheCommitIsKept) {
+  auto a = storage_->StagePut("d/a.dat", WriteSource("staged"), PutOptions{.run_id = "abcdef01-run"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(storage_->PutFile("d/a.dat", WriteSource("meanwhile"), {}).ok());
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  staged.push_back(std::move(*a));
+  auto results = storage_->CommitPuts(std::move(staged));
+  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+  EXPECT_EQ(*storage_->ReadAll("d/a.dat", 100), "staged");
+  EXPECT_THAT(results[0]->kept_version, StartsWith(".datasync/versions/d/a.dat/"));
+  EXPECT_EQ(*storage_->ReadAll(results[0]->kept_version, 100), "meanwhile");
+  EXPECT_THAT(Temps(), IsEmpty());
+  EXPECT_THAT(Entries(root_ / "d"), ElementsAre("a.dat"));
+}
+
+// Where O_TMPFILE is not used (refused by the filesystem, or beyond the descriptor budget) a
+// staged file is a temp file that is never listed, and AbandonUpload finds it by run id.
+TEST_F(DirStorageTest, StagedPutWithTempNamesIsInvisibleUntilCommitted) {
+  auto opened = OpenDirStorage(root_.string(), DirStorageOptions{.unnamed_files = false});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<Storage> named = std::move(*opened);
+  auto a = named->StagePut("d/a.dat", WriteSource("staged a"), PutOptions{.run_id = "abcdef01-run"});
+  auto b = named->StagePut("d/b.dat", WriteSource("staged b"), PutOptions{.run_id = "abcdef01-run"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_TRUE(absl::IsNotFound(named->Stat("d/a.dat").status()));
+  EXPECT_THAT(Keys(), IsEmpty());
+  EXPECT_EQ(Temps().size(), 2u);
+  b->reset();  // dropped: its temp file goes
+  EXPECT_EQ(Temps().size(), 1u);
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  staged.push_back(std::move(*a));
+  auto results = named->CommitPuts(std::move(staged));
+  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+  EXPECT_THAT(Keys(), ElementsAre("d/a.dat"));
   EXPECT_THAT(Temps(), IsEmpty());
   // A crash between staging and commit leaves a temp file that AbandonUpload finds by run id.
-  auto c = storage_->StagePut("d/c.dat", WriteSource("staged c"), PutOptions{.run_id = "abcdef01-run"});
+  auto c = named->StagePut("d/c.dat", WriteSource("staged c"), PutOptions{.run_id = "abcdef01-run"});
   ASSERT_TRUE(c.ok()) << c.status();
   ASSERT_EQ(Temps().size(), 1u);
-  EXPECT_TRUE(storage_->AbandonUpload("d/c.dat", "abcdef01-run").ok());
+  EXPECT_TRUE(named->AbandonUpload("d/c.dat", "abcdef01-run").ok());
   EXPECT_THAT(Temps(), IsEmpty());
+}
+
+// A process that dies between StagePut and CommitPuts (killed, crashed) leaves no new file
+// behind: no object, no temp file, no entry of any kind in the destination folder. A put that
+// was to replace an object stages under a temp name (it is renamed over the object at commit):
+// the object stays intact and AbandonUpload removes the temp by run id.
+TEST_F(DirStorageTest, CrashBeforeCommitLeavesNothing) {
+  const fs::path source = WriteSource(std::string(300'000, 'c'));  // also starts write-back early
+  ASSERT_TRUE(storage_->PutFile("d/keep.dat", WriteSource("kept"), {}).ok());
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto s = storage_->StagePut("d/lost.dat", source, PutOptions{.run_id = "abcdef01-run"});
+    auto r = storage_->StagePut("d/keep.dat", source, PutOptions{.run_id = "abcdef01-run"});
+    ::_exit(s.ok() && r.ok() ? 0 : 1);  // dies holding both staged puts: no destructor runs
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_THAT(Keys(), ElementsAre("d/keep.dat"));
+  EXPECT_EQ(*storage_->ReadAll("d/keep.dat", 100), "kept");
+  EXPECT_EQ(Temps().size(), 1u);  // the replacement's; nothing of d/lost.dat
+  EXPECT_TRUE(storage_->AbandonUpload("d/keep.dat", "abcdef01-run").ok());
+  EXPECT_THAT(Temps(), IsEmpty());
+  EXPECT_THAT(Entries(root_ / "d"), ElementsAre("keep.dat"));
+}
+
+// Unnamed files hold a descriptor each until commit: at most a quarter of RLIMIT_NOFILE. Beyond
+// that, staging goes on under temp names; every put lands either way.
+TEST_F(DirStorageTest, UnnamedFilesStayWithinTheDescriptorBudget) {
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  struct rlimit low = saved;
+  low.rlim_cur = 64;  // budget 16
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto opened = OpenDirStorage(root_.string());
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<Storage> storage = std::move(*opened);
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  for (int i = 0; i < 40; ++i) {
+    auto s = storage->StagePut(absl::StrCat("b/f", i), WriteSource(absl::StrCat("content ", i)), {});
+    ASSERT_TRUE(s.ok()) << s.status();
+    staged.push_back(std::move(*s));
+  }
+  EXPECT_EQ(Temps().size(), 24u);  // 16 unnamed, the rest under temp names
+  auto results = storage->CommitPuts(std::move(staged));
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    EXPECT_EQ(*storage->ReadAll(absl::StrCat("b/f", i), 100), absl::StrCat("content ", i));
+  }
+  EXPECT_THAT(Temps(), IsEmpty());
+  EXPECT_EQ(Keys("b").size(), 40u);
 }
 
 TEST_F(DirStorageTest, OpenCreatesRootAndDescribesIt) {
@@ -869,13 +978,44 @@ TEST_F(DirStorageTest, LayoutAndXattrsOnDisk) {
   EXPECT_EQ(st.st_mtim.tv_sec, 1'600'000'000);
   EXPECT_EQ(st.st_mtim.tv_nsec, 1);
   if (!xattrs_) GTEST_SKIP() << "no user xattrs on " << root_;
+  // One compact xattr: version 1, SHA-256 (binary), mtime (int64 little-endian).
   char buf[100];
-  ssize_t n = ::getxattr((root_ / "a" / "b.dat").c_str(), "user.datasync.sha256", buf, sizeof buf);
-  ASSERT_EQ(n, 64);
-  EXPECT_EQ(std::string(buf, 64), Sha256Hex("hello"));
-  n = ::getxattr((root_ / "a" / "b.dat").c_str(), "user.datasync.mtime_ns", buf, sizeof buf);
-  ASSERT_GT(n, 0);
-  EXPECT_EQ(std::string(buf, n), "1600000000000000001");
+  ssize_t n = ::getxattr((root_ / "a" / "b.dat").c_str(), "user.datasync.meta", buf, sizeof buf);
+  ASSERT_EQ(n, 41);
+  EXPECT_EQ(buf[0], 1);
+  EXPECT_EQ(HexEncode(std::string(buf + 1, 32)), Sha256Hex("hello"));
+  uint64_t mtime = 0;
+  for (int i = 0; i < 8; ++i) mtime |= static_cast<uint64_t>(static_cast<unsigned char>(buf[33 + i])) << (8 * i);
+  EXPECT_EQ(mtime, static_cast<uint64_t>(kMtime));
+  EXPECT_LT(::getxattr((root_ / "a" / "b.dat").c_str(), "user.datasync.sha256", buf, sizeof buf), 0);
+  EXPECT_EQ(storage_->Stat("a/b.dat")->sha256, Sha256Hex("hello"));
+}
+
+// Objects written before the compact xattr carry two text xattrs: still trusted, and replaced by
+// the compact one (the pair removed) when a put refreshes the object's metadata.
+TEST_F(DirStorageTest, ObjectsWithTheOlderXattrsAreRead) {
+  if (!xattrs_) GTEST_SKIP() << "no user xattrs on " << root_;
+  const fs::path file = root_ / "old" / "o.dat";
+  WriteFile(file, "older object");
+  struct stat st;
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  const std::string mtime = absl::StrCat(static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec);
+  const std::string sha = Sha256Hex("older object");
+  ASSERT_EQ(::setxattr(file.c_str(), "user.datasync.mtime_ns", mtime.data(), mtime.size(), 0), 0);
+  ASSERT_EQ(::setxattr(file.c_str(), "user.datasync.sha256", sha.data(), sha.size(), 0), 0);
+  EXPECT_EQ(storage_->Stat("old/o.dat")->sha256, sha);
+  // Same content, another mtime: left in place, metadata rewritten in the compact form.
+  auto put = storage_->PutFile("old/o.dat", WriteSource("older object"), PutOptions{.mtime_ns = 1'000'000'007});
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_THAT(put->kept_version, IsEmpty());
+  char buf[100];
+  EXPECT_EQ(::getxattr(file.c_str(), "user.datasync.meta", buf, sizeof buf), 41);
+  EXPECT_LT(::getxattr(file.c_str(), "user.datasync.sha256", buf, sizeof buf), 0);
+  EXPECT_LT(::getxattr(file.c_str(), "user.datasync.mtime_ns", buf, sizeof buf), 0);
+  auto info = storage_->Stat("old/o.dat");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->sha256, sha);
+  EXPECT_EQ(info->mtime_ns, 1'000'000'007);
 }
 
 TEST_F(DirStorageTest, InPlaceEditMakesStoredHashStale) {

@@ -116,8 +116,26 @@ class DisasterRecoveryTest(unittest.TestCase):
         self.c.enroll("pc-dr", extra=("--bwlimit", "6000000"))
         self.c.cli("jobs", "add", "pc-dr", "raw", "--source", self.src, "--dest", "lab/raw", "--settle", "0s")
         dest = os.path.join(self.c.share, "lab", "raw")
-        wait_for("upload in flight", lambda: any(k.startswith(".dstmp-") for k in os.listdir(dest))
-                 if os.path.isdir(dest) else False, 30)
+        agent_pid = self.c.agents["pc-dr"].pid
+
+        def in_flight():
+            # On a local filesystem the upload is an unnamed O_TMPFILE file the agent holds open
+            # (its /proc fd link reads "DEST/#INODE (deleted)"); elsewhere a .dstmp- temp file.
+            if not os.path.isdir(dest):
+                return False
+            if any(k.startswith(".dstmp-") for k in os.listdir(dest)):
+                return True
+            fd_dir = f"/proc/{agent_pid}/fd"
+            for fd in os.listdir(fd_dir):
+                try:
+                    target = os.readlink(os.path.join(fd_dir, fd))
+                except OSError:
+                    continue
+                if target.startswith(dest + "/") and target.endswith(" (deleted)"):
+                    return True
+            return False
+
+        wait_for("upload in flight", in_flight, 30)
         self.c.stop_agent("pc-dr", sig=signal.SIGKILL)
         self.assertFalse(os.path.exists(os.path.join(dest, "big.bin")), "partial file under its final name")
         killed = [r for r in self.c.cli_json("runs", "pc-dr", "raw") if r["state"] == "running"]

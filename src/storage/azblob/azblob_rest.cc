@@ -89,29 +89,6 @@ std::string FormatUtc(int64_t unix_s, const char* format) {
 
 int64_t NowUnixSeconds() { return SystemClock()->NowUnixMs() / 1000; }
 
-int64_t MtimeNs(const struct stat& st) {
-  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
-
-bool IsCancelled(const std::atomic<bool>* cancel) {
-  return cancel != nullptr && cancel->load(std::memory_order_relaxed);
-}
-
-// Reads until `len` bytes or EOF. Returns bytes read or -errno.
-ssize_t ReadFully(int fd, char* buf, size_t len) {
-  size_t have = 0;
-  while (have < len) {
-    ssize_t n = ::read(fd, buf + have, len - have);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (n == 0) break;
-    have += static_cast<size_t>(n);
-  }
-  return static_cast<ssize_t>(have);
-}
-
 // Appends the UTF-8 encoding of `cp` to `out`.
 void AppendUtf8(uint32_t cp, std::string* out) {
   if (cp < 0x80) {

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>  // renameat2
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <linux/magic.h>
@@ -44,8 +45,14 @@ constexpr size_t kCopyBufferBytes = 1 << 20;
 constexpr uint64_t kEarlyWritebackBytes = 256 << 10;
 constexpr size_t kMinPacedChunkBytes = 64 << 10;
 constexpr auto kMaxPacingSleep = std::chrono::milliseconds(50);
-constexpr char kXattrSha256[] = "user.datasync.sha256";
-constexpr char kXattrMtimeNs[] = "user.datasync.mtime_ns";
+// Object metadata, one xattr: version byte 1, the SHA-256 (32 bytes), the recorded mtime (Unix ns,
+// int64 little-endian): 41 bytes. Small enough to live inside a 256-byte ext4 inode; the two text
+// xattrs written before (below, still read) needed an extra 4 KiB block per file.
+constexpr char kXattrMeta[] = "user.datasync.meta";
+constexpr size_t kMetaBytes = 1 + 32 + 8;
+constexpr unsigned char kMetaVersion = 1;
+constexpr char kXattrSha256[] = "user.datasync.sha256";     // older objects: lowercase hex
+constexpr char kXattrMtimeNs[] = "user.datasync.mtime_ns";  // older objects: decimal Unix ns
 constexpr std::string_view kVersionsDir = "versions";
 constexpr int kTempNameAttempts = 8;
 
@@ -130,10 +137,6 @@ absl::Status StorageError(int err, std::string_view what) {
   return ErrnoStatus(err, what);
 }
 
-int64_t MtimeNs(const struct stat& st) {
-  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
-
 struct timespec ToTimespec(int64_t unix_ns) {
   struct timespec ts {};
   ts.tv_sec = static_cast<time_t>(unix_ns / 1'000'000'000);
@@ -143,10 +146,6 @@ struct timespec ToTimespec(int64_t unix_ns) {
     ts.tv_sec -= 1;
   }
   return ts;
-}
-
-bool IsCancelled(const std::atomic<bool>* cancel) {
-  return cancel != nullptr && cancel->load(std::memory_order_relaxed);
 }
 
 std::vector<std::string_view> SplitKey(std::string_view key) {
@@ -234,20 +233,6 @@ absl::StatusOr<UniqueFd> OpenDirChain(int base, const std::string& base_path,
   return dir;
 }
 
-// Writes all of `data`, retrying short writes and EINTR. Returns 0 or errno.
-int WriteAll(int fd, const char* data, size_t len) {
-  while (len > 0) {
-    ssize_t n = ::write(fd, data, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    data += n;
-    len -= static_cast<size_t>(n);
-  }
-  return 0;
-}
-
 struct CopyOutcome {
   uint64_t bytes = 0;  // bytes copied
   std::string sha256;  // of exactly those bytes, lowercase hex
@@ -333,11 +318,38 @@ absl::StatusOr<FileDigest> HashFd(int fd, const std::string& desc) {
   return out;
 }
 
+// The compact metadata value for `sha256` (lowercase hex) and `mtime_ns`; empty when `sha256` is
+// not 64 hex digits.
+std::string EncodeMeta(const std::string& sha256, int64_t mtime_ns) {
+  if (sha256.size() != 64) return "";
+  std::string out(kMetaBytes, '\0');
+  out[0] = static_cast<char>(kMetaVersion);
+  auto nibble = [](char c) { return absl::ascii_isdigit(c) ? c - '0' : absl::ascii_tolower(c) - 'a' + 10; };
+  for (size_t i = 0; i < 32; ++i) {
+    const char hi = sha256[2 * i], lo = sha256[2 * i + 1];
+    if (!absl::ascii_isxdigit(hi) || !absl::ascii_isxdigit(lo)) return "";
+    out[1 + i] = static_cast<char>((nibble(hi) << 4) | nibble(lo));
+  }
+  const uint64_t m = static_cast<uint64_t>(mtime_ns);
+  for (size_t i = 0; i < 8; ++i) out[33 + i] = static_cast<char>((m >> (8 * i)) & 0xff);
+  return out;
+}
+
 // The stored SHA-256 if the metadata is present and still describes the file: its recorded
 // mtime equals the current one (an in-place edit changes the mtime, making the hash stale).
-// Empty otherwise. `get(name, buf, size)` is an fgetxattr/lgetxattr bound to the file.
+// Empty otherwise. `get(name, buf, size)` is an fgetxattr/lgetxattr bound to the file. Reads the
+// compact xattr, else the two text xattrs of objects written before it.
 template <typename GetXattr>
 std::string TrustedSha256(const struct stat& st, GetXattr get) {
+  unsigned char meta[kMetaBytes + 1];
+  ssize_t k = get(kXattrMeta, reinterpret_cast<char*>(meta), sizeof meta);
+  if (k == static_cast<ssize_t>(kMetaBytes) && meta[0] == kMetaVersion) {
+    uint64_t m = 0;
+    for (size_t i = 0; i < 8; ++i) m |= static_cast<uint64_t>(meta[33 + i]) << (8 * i);
+    if (static_cast<int64_t>(m) != MtimeNs(st)) return "";
+    return HexEncode(std::string(reinterpret_cast<const char*>(meta + 1), 32));
+  }
+  if (k >= 0) return "";  // present but not ours to read (a later version): no trusted hash
   char sha[80];
   ssize_t n = get(kXattrSha256, sha, sizeof sha);
   if (n != 64) return "";
@@ -369,8 +381,9 @@ std::string TrustedSha256Path(const std::string& path, const struct stat& st) {
 // Sets the mtime of `fd` to `mtime_ns` and records it (as read back, so filesystems with coarser
 // timestamps stay consistent) with `sha256` in xattrs. Filesystems without user xattrs are fine.
 // Returns the mtime the file now has (Unix nanoseconds).
+// `fresh`: the file was just created by us (it has no xattrs of older objects to remove).
 absl::StatusOr<int64_t> SetMetadata(int fd, int64_t mtime_ns, const std::string& sha256,
-                                    const std::string& desc) {
+                                    const std::string& desc, bool fresh = true) {
   struct timespec times[2];
   times[0].tv_sec = 0;
   times[0].tv_nsec = UTIME_OMIT;  // atime
@@ -379,23 +392,42 @@ absl::StatusOr<int64_t> SetMetadata(int fd, int64_t mtime_ns, const std::string&
   struct stat st;
   if (::fstat(fd, &st) != 0) return StorageError(errno, absl::StrCat("stat ", desc));
   const int64_t stored = MtimeNs(st);
-  const std::string stored_text = absl::StrCat(stored);
-  if (::fsetxattr(fd, kXattrMtimeNs, stored_text.data(), stored_text.size(), 0) != 0 ||
-      ::fsetxattr(fd, kXattrSha256, sha256.data(), sha256.size(), 0) != 0) {
+  const std::string meta = EncodeMeta(sha256, stored);
+  if (meta.empty()) return absl::InternalError(absl::StrCat("bad SHA-256 '", sha256, "' for ", desc));
+  if (::fsetxattr(fd, kXattrMeta, meta.data(), meta.size(), 0) != 0) {
     int e = errno;
     if (e != ENOTSUP && e != EOPNOTSUPP) {
       return StorageError(e, absl::StrCat("set xattr on ", desc));
+    }
+    return stored;
+  }
+  if (fresh) return stored;
+  // An object written before the compact xattr: drop the old pair, which would otherwise
+  // describe the previous content if a reader without the compact format looked.
+  for (const char* old : {kXattrSha256, kXattrMtimeNs}) {
+    if (::fremovexattr(fd, old) != 0 && errno != ENODATA && errno != ENOTSUP && errno != EOPNOTSUPP) {
+      return StorageError(errno, absl::StrCat("remove xattr ", old, " of ", desc));
     }
   }
   return stored;
 }
 
+// Links the unnamed (O_TMPFILE) file `fd` as `name` in `dir_fd`, through /proc/self/fd: linkat
+// with AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH. Returns 0 or errno (EEXIST: name taken).
+int LinkUnnamed(int fd, int dir_fd, const char* name) {
+  const std::string proc = absl::StrCat("/proc/self/fd/", fd);
+  return ::linkat(AT_FDCWD, proc.c_str(), dir_fd, name, AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+}
+
 // Creates a temp file for final name `name` in `dir_fd`: .dstmp-<tag>-<16 hex of SHA-256(name)>,
 // fixed length whatever `name` is. The tag is the first 8 letters/digits of `run_id`, or random
 // hex when it has fewer or the name is taken (e.g. left over by a crash of the same run).
+// With `unnamed_fd` >= 0 the temp name is given to that O_TMPFILE file instead of a new one
+// (the returned descriptor is then empty).
 absl::StatusOr<std::pair<std::string, UniqueFd>> CreateTempFile(int dir_fd, std::string_view name,
                                                                 const std::string& run_id,
-                                                                const std::string& dir_desc) {
+                                                                const std::string& dir_desc,
+                                                                int unnamed_fd = -1) {
   std::string tag;
   for (char c : run_id) {
     if (absl::ascii_isalnum(c)) tag.push_back(c);
@@ -405,6 +437,12 @@ absl::StatusOr<std::pair<std::string, UniqueFd>> CreateTempFile(int dir_fd, std:
   for (int attempt = 0; attempt < kTempNameAttempts; ++attempt) {
     if (tag.size() != 8 || attempt > 0) tag = HexEncode(RandomBytes(4));
     std::string temp = absl::StrCat(std::string(kTempPrefix), tag, "-", name_hash);
+    if (unnamed_fd >= 0) {
+      const int e = LinkUnnamed(unnamed_fd, dir_fd, temp.c_str());
+      if (e == 0) return std::make_pair(std::move(temp), UniqueFd());
+      if (e != EEXIST) return StorageError(e, absl::StrCat("link temp file in ", dir_desc));
+      continue;
+    }
     int fd =
         ::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd >= 0) return std::make_pair(std::move(temp), UniqueFd(fd));
@@ -454,18 +492,57 @@ bool SyncfsFlushes(int fd) {
 }
 
 // A staged put: a complete, checked temp file beside its final name.
+// Unnamed (O_TMPFILE) files held open by staged puts, against a bound on open descriptors.
+struct UnnamedBudget {
+  std::atomic<int> open{0};
+  int max = 0;
+};
+
+// True when an O_TMPFILE file can be made in `dir_fd` and linked under a name through
+// /proc/self/fd (no /proc, or a filesystem without O_TMPFILE: false). Leaves nothing behind.
+bool UnnamedFilesWork(int dir_fd) {
+  UniqueFd fd(::openat(dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644));
+  if (!fd.valid()) return false;
+  auto named = CreateTempFile(dir_fd, "unnamed-probe", "", "", fd.get());
+  if (!named.ok()) return false;
+  ::unlinkat(dir_fd, named->first.c_str(), 0);
+  return true;
+}
+
+// How many O_TMPFILE files staged puts may hold open at once: a quarter of the soft limit on
+// open descriptors (the process needs the rest: sources, sockets, the journal), at most 4,096.
+// Staging beyond it uses temp names, which hold no descriptor.
+int UnnamedBudgetMax() {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur == RLIM_INFINITY) return 4096;
+  return static_cast<int>(std::min<rlim_t>(rl.rlim_cur / 4, 4096));
+}
+
+// A staged put: a complete, checked file beside its final name, either unnamed (O_TMPFILE, held
+// open: nothing to clean up after a crash) or under a temp name.
 class DirStagedPut final : public StagedPut {
  public:
   const std::string& key() const override { return key_; }
   uint64_t bytes() const override { return copied_.bytes; }
   ~DirStagedPut() override {
     if (!temp_name_.empty() && dir_) ::unlinkat(dir_->get(), temp_name_.c_str(), 0);
+    CloseUnnamed();  // an unlinked inode: closing it frees it
+  }
+  void CloseUnnamed() {
+    if (!unnamed_.valid()) return;
+    unnamed_.Reset();
+    budget_->open.fetch_sub(1);
   }
 
   std::string key_;
   std::string name_;                // final name in dir_
+  std::string run_id_;
   std::shared_ptr<UniqueFd> dir_;   // the directory holding key_
+  UniqueFd unnamed_;                // the O_TMPFILE file, until linked (then closed)
+  std::shared_ptr<UnnamedBudget> budget_;  // set with unnamed_
   std::string temp_name_;           // cleared once renamed (or removed)
+  bool placed_ = false;             // Finish put the new content under name_
   std::string dest_desc_, temp_desc_;
   CopyOutcome copied_;
   int64_t mtime_ns_ = 0;            // requested mtime (Unix ns)
@@ -476,8 +553,12 @@ class DirStagedPut final : public StagedPut {
 class DirStorage final : public Storage {
  public:
   // REQUIRES: `root` is an absolute, normalised path without a trailing '/'.
-  DirStorage(std::string root, bool syncfs_flushes)
-      : root_(std::move(root)), syncfs_flushes_(syncfs_flushes) {}
+  // `max_unnamed`: staged puts that may hold an O_TMPFILE file open at once (0: never use
+  // O_TMPFILE; beyond it staging falls back to temp names).
+  DirStorage(std::string root, bool syncfs_flushes, int max_unnamed)
+      : root_(std::move(root)), syncfs_flushes_(syncfs_flushes) {
+    unnamed_->max = max_unnamed;
+  }
 
   absl::StatusOr<PutResult> PutFile(const std::string& key, const std::filesystem::path& source,
                                     const PutOptions& options) override;
@@ -540,8 +621,9 @@ class DirStorage final : public Storage {
 
   // Opens the directory holding `key` (created when `create`). NotFound if it is missing or is
   // not a real directory and !create; FailedPrecondition for the latter with `create`.
+  // `sync_new` false: directories made here are left for the caller's filesystem flush.
   absl::StatusOr<UniqueFd> OpenParentDir(const std::vector<std::string_view>& parts,
-                                         bool create) const;
+                                         bool create, bool sync_new = true) const;
 
   // Keeps the regular file `name` in `dir_fd` (the object under `key`, with `st`/`sha256`)
   // under the versions area by hard link, or by copy where links are not supported.
@@ -564,7 +646,9 @@ class DirStorage final : public Storage {
 
   // A shared open descriptor of the directory holding `key` (created when missing), reused by
   // puts into the same directory while any of them holds it.
-  absl::StatusOr<std::shared_ptr<UniqueFd>> ParentDir(const std::vector<std::string_view>& parts);
+  // `grouped`: the put is committed by CommitPuts with syncfs (new directories need no fsync).
+  absl::StatusOr<std::shared_ptr<UniqueFd>> ParentDir(const std::vector<std::string_view>& parts,
+                                                      bool grouped);
 
   // Constant after construction.
   const std::string root_;
@@ -574,12 +658,18 @@ class DirStorage final : public Storage {
 
   std::mutex dirs_mu_;
   std::map<std::string, std::weak_ptr<UniqueFd>, std::less<>> dirs_;  // Protected by dirs_mu_.
+
+  // O_TMPFILE use: the bound, and whether this filesystem still accepts it (cleared for good
+  // on the first refusal: EOPNOTSUPP / EISDIR / EINVAL from a filesystem or share without it).
+  std::shared_ptr<UnnamedBudget> unnamed_ = std::make_shared<UnnamedBudget>();
+  std::atomic<bool> unnamed_ok_{true};
 };
 
 absl::StatusOr<UniqueFd> DirStorage::OpenParentDir(const std::vector<std::string_view>& parts,
-                                                   bool create) const {
+                                                   bool create, bool sync_new) const {
   DS_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot(root_));
-  absl::StatusOr<UniqueFd> dir = OpenDirChain(root.get(), root_, parts, parts.size() - 1, create);
+  absl::StatusOr<UniqueFd> dir =
+      OpenDirChain(root.get(), root_, parts, parts.size() - 1, create, sync_new);
   if (!create && absl::IsFailedPrecondition(dir.status())) {
     return absl::NotFoundError(std::string(dir.status().message()));
   }
@@ -587,7 +677,7 @@ absl::StatusOr<UniqueFd> DirStorage::OpenParentDir(const std::vector<std::string
 }
 
 absl::StatusOr<std::shared_ptr<UniqueFd>> DirStorage::ParentDir(
-    const std::vector<std::string_view>& parts) {
+    const std::vector<std::string_view>& parts, bool grouped) {
   std::string dir_key;
   for (size_t i = 0; i + 1 < parts.size(); ++i) absl::StrAppend(&dir_key, std::string(parts[i]), "/");
   {
@@ -598,7 +688,10 @@ absl::StatusOr<std::shared_ptr<UniqueFd>> DirStorage::ParentDir(
       dirs_.erase(it);
     }
   }
-  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/true));
+  // Directories made here need no fsync of their own where a syncfs follows the renames
+  // (CommitPuts): it makes the new entries durable before any result stands. PutFile and
+  // network shares fsync each new directory's parent at once.
+  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/true, /*sync_new=*/!grouped));
   auto fd = std::make_shared<UniqueFd>(std::move(dir));
   std::lock_guard<std::mutex> lock(dirs_mu_);
   if (dirs_.size() > 4096) {  // forget directories nobody holds any more
@@ -639,25 +732,58 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
   const std::vector<std::string_view> parts = SplitKey(key);
   s->name_ = std::string(parts.back());
   const std::string& name = s->name_;
-  DS_ASSIGN_OR_RETURN(s->dir_, ParentDir(parts));
+  DS_ASSIGN_OR_RETURN(s->dir_, ParentDir(parts, /*grouped=*/!fsync_now));
   const int dir = s->dir_->get();
   struct stat existing;
+  bool replaces = false;  // an object is under the name now (compared, maybe kept, at commit)
   if (::fstatat(dir, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
     if (!S_ISREG(existing.st_mode)) {
       return absl::FailedPreconditionError(
           absl::StrCat(dest_desc, " exists and is not a regular file"));
     }
+    replaces = true;
   } else if (errno != ENOENT) {
     return StorageError(errno, absl::StrCat("stat ", dest_desc));
   }
 
-  // Copy into the temp file. From here on `s` owns it: destroying `s` removes it.
-  DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(dir, name, options.run_id, dest_desc));
-  s->temp_name_ = std::move(temp.first);
-  UniqueFd temp_fd = std::move(temp.second);
-  s->temp_desc_ = absl::StrCat(Describe(), "/", key, " (temp ", s->temp_name_, ")");
+  // Copy into a new file beside the target. Grouped puts on a local filesystem use an unnamed
+  // O_TMPFILE file, linked under its name at commit (one directory operation instead of
+  // create + rename, and a crash leaves nothing behind); otherwise, or beyond the descriptor
+  // budget, a temp name. A file that will replace an object also takes a temp name at once: it
+  // is renamed over the object (link cannot replace). From here on `s` owns the file:
+  // destroying `s` removes it.
+  s->run_id_ = options.run_id;
+  int temp_fd = -1;
+  UniqueFd named_fd;
+  if (!fsync_now && !replaces && syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
+    if (unnamed_->open.fetch_add(1) < unnamed_->max) {
+      s->budget_ = unnamed_;
+      s->unnamed_ = UniqueFd(::openat(dir, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644));
+      if (!s->unnamed_.valid()) {
+        const int e = errno;
+        s->budget_.reset();
+        unnamed_->open.fetch_sub(1);
+        if (e != EOPNOTSUPP && e != EISDIR && e != EINVAL) {
+          return StorageError(e, absl::StrCat("create unnamed file for ", dest_desc));
+        }
+        unnamed_ok_.store(false);  // this filesystem has no O_TMPFILE: temp names from now on
+      }
+    } else {
+      unnamed_->open.fetch_sub(1);
+    }
+  }
+  if (s->unnamed_.valid()) {
+    temp_fd = s->unnamed_.get();
+    s->temp_desc_ = absl::StrCat(Describe(), "/", key, " (unnamed)");
+  } else {
+    DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(dir, name, options.run_id, dest_desc));
+    s->temp_name_ = std::move(temp.first);
+    named_fd = std::move(temp.second);
+    temp_fd = named_fd.get();
+    s->temp_desc_ = absl::StrCat(Describe(), "/", key, " (temp ", s->temp_name_, ")");
+  }
   const std::string& temp_desc = s->temp_desc_;
-  DS_ASSIGN_OR_RETURN(s->copied_, CopyAndHash(src.get(), temp_fd.get(), options.cancel,
+  DS_ASSIGN_OR_RETURN(s->copied_, CopyAndHash(src.get(), temp_fd, options.cancel,
                                               options.max_bytes_per_second, options.rate_limiter,
                                               src_desc, temp_desc));
   const CopyOutcome& copied = s->copied_;
@@ -681,22 +807,26 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
   // Metadata; durability is the caller's (fsync_now, or one flush for a whole group).
   s->mtime_ns_ = options.mtime_ns != 0 ? options.mtime_ns : MtimeNs(before);
   DS_ASSIGN_OR_RETURN(s->stored_mtime_ns_,
-                      SetMetadata(temp_fd.get(), s->mtime_ns_, copied.sha256, temp_desc));
+                      SetMetadata(temp_fd, s->mtime_ns_, copied.sha256, temp_desc));
   if (fsync_now) {
-    if (::fsync(temp_fd.get()) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
+    if (::fsync(temp_fd) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
   } else if (copied.bytes >= kEarlyWritebackBytes) {
     // Start writing a large file back now, asynchronously, so that the group's flush finds most
     // of it already on disk: the copy of the next files overlaps this one's disk write. (Small
     // files are left to the flush, which writes them in far fewer, larger requests.)
-    ::sync_file_range(temp_fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+    ::sync_file_range(temp_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
   }
-  if (int e = temp_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
+  if (named_fd.valid()) {
+    if (int e = named_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
+  }
   s->verify_ = options.verify;
   return s;
 }
 
 absl::Status DirStorage::VerifyStaged(DirStagedPut& s) const {
-  UniqueFd check(::openat(s.dir_->get(), s.temp_name_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd check(s.unnamed_.valid()
+                     ? ::fcntl(s.unnamed_.get(), F_DUPFD_CLOEXEC, 0)  // O_RDWR; HashFd preads from 0
+                     : ::openat(s.dir_->get(), s.temp_name_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!check.valid()) return StorageError(errno, absl::StrCat("reopen ", s.temp_desc_));
   // The pages are clean after the flush: drop them so the re-read comes from the storage.
   ::posix_fadvise(check.get(), 0, 0, POSIX_FADV_DONTNEED);
@@ -715,6 +845,17 @@ absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) cons
   const std::string& dest_desc = s.dest_desc_;
   const CopyOutcome& copied = s.copied_;
   PutResult result;
+  if (s.unnamed_.valid()) {
+    // The common case, no object under the name: one link and done. EEXIST: see below.
+    const int e = LinkUnnamed(s.unnamed_.get(), dir, name.c_str());
+    if (e == 0) {
+      s.CloseUnnamed();
+      s.placed_ = true;
+      result.info = {s.key_, copied.bytes, s.stored_mtime_ns_, copied.sha256};
+      return result;
+    }
+    if (e != EEXIST) return StorageError(e, absl::StrCat("link ", s.temp_desc_, " as ", dest_desc));
+  }
   // Look again: an object may have appeared while we copied.
   struct stat existing;
   if (::fstatat(dir, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -738,7 +879,9 @@ absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) cons
       // Best effort: a file owned by another account may refuse (EPERM).
       if (existing.st_nlink == 1 &&
           (MtimeNs(existing) != s.stored_mtime_ns_ || TrustedSha256Fd(old.get(), existing).empty())) {
-        if (SetMetadata(old.get(), s.mtime_ns_, old_sha, dest_desc).ok()) ::fsync(old.get());
+        if (SetMetadata(old.get(), s.mtime_ns_, old_sha, dest_desc, /*fresh=*/false).ok()) {
+          ::fsync(old.get());
+        }
         ::fstat(old.get(), &existing);
       }
       result.info = {s.key_, static_cast<uint64_t>(existing.st_size), MtimeNs(existing), old_sha};
@@ -749,10 +892,17 @@ absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) cons
     return StorageError(errno, absl::StrCat("stat ", dest_desc));
   }
 
+  if (s.unnamed_.valid()) {
+    // Replacing an object (kept above): link can't replace, rename can. Name it first.
+    DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(dir, name, s.run_id_, dest_desc, s.unnamed_.get()));
+    s.temp_name_ = std::move(temp.first);
+    s.CloseUnnamed();
+  }
   if (::renameat(dir, s.temp_name_.c_str(), dir, name.c_str()) != 0) {
     return StorageError(errno, absl::StrCat("rename ", s.temp_desc_, " to ", name));
   }
   s.temp_name_.clear();
+  s.placed_ = true;
   result.info = {s.key_, copied.bytes, s.stored_mtime_ns_, copied.sha256};
   return result;
 }
@@ -771,7 +921,7 @@ absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
   DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s, Stage(key, source, options, /*fsync_now=*/true));
   if (s->verify_) DS_RETURN_IF_ERROR(VerifyStaged(*s));
   DS_ASSIGN_OR_RETURN(PutResult result, Finish(*s, /*grouped=*/false));
-  if (s->temp_name_.empty()) DS_RETURN_IF_ERROR(SyncDirFd(s->dir_->get(), s->dest_desc_));
+  if (s->placed_) DS_RETURN_IF_ERROR(SyncDirFd(s->dir_->get(), s->dest_desc_));
   return result;
 }
 
@@ -817,7 +967,7 @@ std::vector<absl::StatusOr<PutResult>> DirStorage::CommitPuts(
       }
     }
     out[i] = Finish(*s, syncfs_flushes_);
-    if (out[i].ok() && s->temp_name_.empty()) renamed_dirs.push_back(s->dir_->get());
+    if (out[i].ok() && s->placed_) renamed_dirs.push_back(s->dir_->get());
   }
   // 3. The renames durable, then the results stand.
   absl::Status st = absl::OkStatus();
@@ -1066,6 +1216,11 @@ absl::Status DirStorage::List(const std::string& prefix,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root) {
+  return OpenDirStorage(root, DirStorageOptions{});
+}
+
+absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root,
+                                                        const DirStorageOptions& options) {
   if (root.empty()) return absl::InvalidArgumentError("storage root is empty");
   std::error_code ec;
   std::filesystem::path abs = std::filesystem::absolute(root, ec);
@@ -1086,7 +1241,11 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root)
   DS_ASSIGN_OR_RETURN(UniqueFd root_fd, OpenRoot(path));
   DS_ASSIGN_OR_RETURN(auto probe, CreateTempFile(root_fd.get(), "write-probe", "", path));
   ::unlinkat(root_fd.get(), probe.first.c_str(), 0);
-  return std::make_unique<DirStorage>(std::move(path), SyncfsFlushes(root_fd.get()));
+  const bool syncfs_flushes = SyncfsFlushes(root_fd.get());
+  return std::make_unique<DirStorage>(
+      std::move(path), syncfs_flushes,
+      syncfs_flushes && options.unnamed_files && UnnamedFilesWork(root_fd.get()) ? UnnamedBudgetMax()
+                                                                                : 0);
 }
 
 absl::StatusOr<std::vector<std::string>> ListTempFiles(const std::string& root,

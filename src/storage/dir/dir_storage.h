@@ -2,10 +2,14 @@
 //
 // Layout under the root directory:
 //   <key>                                         the object, a regular file
-//   <dir of key>/.dstmp-<tag8>-<hash16>           in-flight temp file (never listed)
+//   <dir of key>/.dstmp-<tag8>-<hash16>           in-flight temp file (never listed); group
+//                                                 commits on local filesystems stage unnamed
+//                                                 O_TMPFILE files instead (linked at commit)
 //   .datasync/versions/<key>/<UTC>-<sha12>[-N]    replaced objects kept aside (never listed)
-// Object metadata lives in the file's mtime and in the xattrs user.datasync.sha256 (lowercase hex)
-// and user.datasync.mtime_ns (decimal Unix nanoseconds); filesystems without user xattrs simply
+// Object metadata lives in the file's mtime and in the xattr user.datasync.meta (41 bytes:
+// version 1, SHA-256 binary, recorded mtime as int64 Unix ns little-endian; small enough to stay
+// inside an ext4 inode). Objects written before it carry user.datasync.sha256 (lowercase hex) and
+// user.datasync.mtime_ns (decimal Unix ns), still read. Filesystems without user xattrs simply
 // have no stored SHA-256 (ObjectInfo::sha256 empty).
 //
 // Keys are resolved component by component without following symlinks: a symlink inside the
@@ -24,6 +28,15 @@ namespace ds {
 // when unusable. The root path is resolved again on every call, so a share mounted after
 // opening is picked up; a root that has vanished gives Unavailable.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root);
+
+struct DirStorageOptions {
+  // Group commit (StagePut/CommitPuts) on a local filesystem stages into unnamed O_TMPFILE files
+  // and links them under their names at commit. Used only where a probe at open succeeds; false
+  // forces temp names (tests of that path).
+  bool unnamed_files = true;
+};
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(
+    const std::string& root, const DirStorageOptions& options);
 
 // Keys ('/'-joined, relative to `root`) of leftover temp files (names starting with kTempPrefix)
 // below `root`/`prefix` (all of the root when `prefix` is empty) and below the matching part of
