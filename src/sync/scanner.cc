@@ -43,10 +43,6 @@ constexpr char kSymlinkOutside[] = "symlink points outside the job folder";
 constexpr char kSymlinkDangling[] = "dangling symlink";
 constexpr char kNotRegular[] = "not a regular file";
 
-int64_t MtimeNs(const struct stat& st) {
-  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
-
 // Closes a file descriptor on scope exit.
 class FdCloser {
  public:
