@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -627,6 +628,38 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     return absl::OkStatus();
   };
   absl::Status deliver_status = absl::OkStatus();
+  // Committed batches are delivered (journaled, then reported) on their own thread, so the next
+  // group's commit, which mostly waits for the disk, overlaps the previous group's journal
+  // writes and `complete` request. Batches are delivered in commit order; at most
+  // kDeliveriesQueued wait. Until the thread is joined only it touches outcome, reporting and
+  // deliver_status.
+  constexpr size_t kDeliveriesQueued = 2;
+  std::mutex delivery_mu;
+  std::condition_variable delivery_cv;
+  std::deque<std::vector<protocol::FileResult>> deliveries;  // Protected by delivery_mu.
+  bool deliveries_done = false;                              // Protected by delivery_mu.
+  std::thread deliverer;
+  auto enqueue_delivery = [&](std::vector<protocol::FileResult> batch) {
+    std::unique_lock<std::mutex> l(delivery_mu);
+    delivery_cv.wait(l, [&] { return deliveries.size() < kDeliveriesQueued; });
+    deliveries.push_back(std::move(batch));
+    delivery_cv.notify_all();
+  };
+  if (!pool.empty()) {
+    deliverer = std::thread([&] {
+      for (;;) {
+        std::unique_lock<std::mutex> l(delivery_mu);
+        delivery_cv.wait(l, [&] { return !deliveries.empty() || deliveries_done; });
+        if (deliveries.empty()) return;
+        std::vector<protocol::FileResult> batch = std::move(deliveries.front());
+        deliveries.pop_front();
+        delivery_cv.notify_all();
+        l.unlock();
+        absl::Status st = deliver(std::move(batch), false);
+        if (!st.ok() && deliver_status.ok()) deliver_status = st;
+      }
+    });
+  }
   if (!pool.empty()) {
     std::unique_lock<std::mutex> lock(mu);
     for (;;) {
@@ -643,12 +676,19 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       staged_bytes = 0;
       lock.unlock();
       commit(std::move(to_commit), &batch);
-      absl::Status st = deliver(std::move(batch), false);
-      if (!st.ok() && deliver_status.ok()) deliver_status = st;
+      enqueue_delivery(std::move(batch));
       lock.lock();
     }
     lock.unlock();
     for (auto& t : pool) t.join();
+  }
+  if (deliverer.joinable()) {
+    {
+      std::lock_guard<std::mutex> l(delivery_mu);
+      deliveries_done = true;
+    }
+    delivery_cv.notify_all();
+    deliverer.join();
   }
 
   // 4. The rest of the results and the scan's skipped files; the last batch closes the run.
