@@ -147,7 +147,7 @@ TEST_F(HashCacheTest, ChangedAndVanishedEntriesAreUpdated) {
   EXPECT_EQ(c->Lookup("e", 1, 1), kShaB);
 }
 
-TEST_F(HashCacheTest, LargeScansPersistInBatchesAndReleaseMemory) {
+TEST_F(HashCacheTest, LargeScansPersistTheirDropsInBatches) {
   std::vector<Row> rows;
   for (int i = 0; i < 25'000; ++i) rows.push_back({"f" + std::to_string(100000 + i), 1, i, kShaA});
   std::unique_ptr<HashCache> c = Open();

@@ -21,14 +21,6 @@ FILE_COUNT = 25
 RUNNER = "lab-pc1"
 
 
-def add_user(c, name, role, password):
-    p = subprocess.run([c.bin("datasync-server"), "users", "add", name, "--role", role,
-                        "--index", c.index_url], input=password + "\n", capture_output=True,
-                       text=True, timeout=60)
-    if p.returncode != 0:
-        raise Failure(f"users add {name}: {p.stderr.strip()}")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
@@ -43,8 +35,8 @@ def main():
     c = Cluster(args.bin_dir)
     ok = False
     try:
-        add_user(c, "ann", "admin", "ann-secret-pw")
-        add_user(c, "vic", "viewer", "vic-secret-pw")
+        c.add_user("ann", "admin", "ann-secret-pw")
+        c.add_user("vic", "viewer", "vic-secret-pw")
         src = os.path.join(c.root, "source")
         for i in range(FILE_COUNT):
             sub = os.path.join(src, f"day{i % 3}")

@@ -388,6 +388,14 @@ class Cluster:
         self.cli("runners", "approve", name)
         wait_for(f"{name} online", lambda: (self.runner(name) or {}).get("online"))
 
+    def add_user(self, name, role, password):
+        """A dashboard account, made as an operator would: `datasync-server users add`."""
+        p = subprocess.run([self.bin("datasync-server"), "users", "add", name, "--role", role,
+                            "--index", self.index_url], input=password + "\n", capture_output=True,
+                           text=True, timeout=60)
+        if p.returncode != 0:
+            raise Failure(f"users add {name}: {p.stderr.strip()}")
+
     def fake_agent_key(self, name):
         """Registers over raw HTTP, approves through the CLI, returns the API key."""
         st, reg, _ = self.http("POST", "/api/v1/agent/register", {"name": name, "hostname": "fake"})

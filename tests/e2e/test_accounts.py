@@ -6,23 +6,14 @@ a real agent that keeps syncing with its new key)."""
 import argparse
 import os
 import json
-import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, Failure, wait_for  # noqa: E402
+from harness import Cluster, wait_for  # noqa: E402
 
 BIN_DIR = None
-
-
-def add_user(c, name, role, password):
-    p = subprocess.run([c.bin("datasync-server"), "users", "add", name, "--role", role,
-                        "--index", c.index_url], input=password + "\n", capture_output=True,
-                       text=True, timeout=60)
-    if p.returncode != 0:
-        raise Failure(f"users add {name}: {p.stderr.strip()}")
 
 
 class Browser:
@@ -57,9 +48,9 @@ class AccountsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.c = Cluster(BIN_DIR, server_extra=["--trust-proxy"])
-        add_user(cls.c, "ann", "admin", "ann-secret-pw")
-        add_user(cls.c, "vic", "viewer", "vic-secret-pw")
-        add_user(cls.c, "lou", "admin", "lou-secret-pw")
+        cls.c.add_user("ann", "admin", "ann-secret-pw")
+        cls.c.add_user("vic", "viewer", "vic-secret-pw")
+        cls.c.add_user("lou", "admin", "lou-secret-pw")
 
     @classmethod
     def tearDownClass(cls):
@@ -200,7 +191,7 @@ class SessionExpiryTest(unittest.TestCase):
     def test_idle_session_ends(self):
         c = Cluster(BIN_DIR, server_extra=["--session-idle", "2s"])
         try:
-            add_user(c, "ann", "admin", "ann-secret-pw")
+            c.add_user("ann", "admin", "ann-secret-pw")
             b = Browser(c)
             self.assertEqual(b.login("ann", "ann-secret-pw")[0], 200)
             self.assertEqual(b.req("GET", "/status")[0], 200)
