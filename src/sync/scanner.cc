@@ -198,42 +198,7 @@ class Scanner {
       }
     }
     std::sort(out.begin(), out.end());
-    StatAhead(dir_fd, rel_dir, out);
     return absl::OkStatus();
-  }
-
-  // Stats the regular files among `entries` (those passing the filters) on up to
-  // options_.hash_threads threads. A cycle with nothing new is mostly these lstat calls (path
-  // lookups in the kernel); a second core halves that. A failed stat is left to VisitFile, which
-  // stats again and reports the reason.
-  void StatAhead(int dir_fd, const std::string& rel_dir, std::vector<DirEntry>& entries) {
-    constexpr size_t kMinPerThread = 32;
-    const bool filtered = !options_.includes.empty() || !options_.excludes.empty();
-    std::vector<DirEntry*> todo;
-    for (DirEntry& e : entries) {
-      if (e.type == DT_REG && !e.have_stat) todo.push_back(&e);
-    }
-    const size_t threads = std::min<size_t>(static_cast<size_t>(std::max(1, options_.hash_threads)),
-                                            todo.size() / kMinPerThread);
-    if (threads < 2) return;
-    auto work = [&](size_t t) {
-      std::string path;
-      for (size_t k = t; k < todo.size(); k += threads) {
-        DirEntry& e = *todo[k];
-        if (filtered) {
-          path.assign(rel_dir);
-          if (!path.empty()) path.push_back('/');
-          const size_t base = path.size();
-          path.append(e.name);
-          if (!PassesFilters(path, base)) continue;
-        }
-        e.have_stat = ::fstatat(dir_fd, e.name.c_str(), &e.st, AT_SYMLINK_NOFOLLOW) == 0;
-      }
-    };
-    std::vector<std::thread> helpers;
-    for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work, t);
-    work(0);
-    for (auto& h : helpers) h.join();
   }
 
   // Scans the directory open as `dir_fd`, whose relative path is `prefix` (empty for the root).
