@@ -1,5 +1,8 @@
 // datasync-agent: runs on an instrument PC and syncs its job folders to storage.
 #include <CLI/CLI.hpp>
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <iostream>
 
 #include "agent/agent.h"
@@ -38,6 +41,10 @@ int main(int argc, char** argv) {
                "after writing to a directory/share, drop the file from the page cache and re-read "
                "it against its SHA-256 (off by default: the hash is computed over the bytes written)");
   app.add_flag("!--no-verify", cfg.verify_uploads, "do not re-read uploaded files (the default)");
+  app.add_flag("!--no-copy-while-scanning", cfg.copy_while_scanning,
+               "on a first sync into an empty index, hash every file first and copy it afterwards "
+               "(by default a directory/share gets each file copied while the scan hashes it: read "
+               "once)");
   app.add_option("--ca-file", cfg.ca_file, "CA bundle for a server with a private certificate");
   app.add_flag("--re-enroll", cfg.re_enroll, "move the current identity aside and enroll again");
   app.add_flag("--once", cfg.once, "run every job once and exit");
@@ -72,6 +79,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     *out = *d;
+  }
+  // Staged copies hold a descriptor each until their group commits: use the hard limit on open
+  // files, not the (often 1024) soft one.
+  if (struct rlimit rl {}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 1 << 20);
+    ::setrlimit(RLIMIT_NOFILE, &rl);
   }
   static std::atomic<bool> stop{false};
   ds::StartSignalThread([] {

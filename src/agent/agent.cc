@@ -716,6 +716,7 @@ class Agent {
     o.rate_limiter = rate_limiter_.get();
     o.block_parallelism = config_.block_parallelism;
     o.verify = config_.verify_uploads;
+    o.copy_while_scanning = config_.copy_while_scanning;
     o.block_size = config_.block_size;
     o.new_client = [this] { return NewClient(milliseconds(60'000)); };
     o.stop = &stop_;

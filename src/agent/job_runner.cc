@@ -191,7 +191,6 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   jr.started_at_ms = SystemClock()->NowUnixMs();
   DS_RETURN_IF_ERROR(journal->BeginRun(jr));
 
-  // 1. Scan, reusing cached hashes.
   const std::string cache_key = absl::StrCat((std::filesystem::path(o.state_dir) / "agent.db").string(), "\n", job.id);
   std::unique_ptr<HashCache> cache = TakeCachedHashCache(cache_key);
   if (!cache) {
@@ -206,6 +205,193 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   // The digest of the cache's contents: the manifest of this job's previous scan, the base a
   // delta compare is computed against.
   const std::string base_digest = cache->digest();
+  std::string storage_url = o.storage_url;
+  JobRunOutcome outcome;
+  std::string run_error;
+  bool answered = false;  // the server answered a compare of this run
+  int attempts = o.server_known_down ? 1 : 4;
+  // Compares go through `client` unless they overlap deliveries (copying while scanning): an
+  // http::Client serves one thread at a time, so they get their own.
+  std::unique_ptr<http::Client> own_compare_client;
+  http::Client* compare_client = client;
+  auto compare = [&](const protocol::CompareRequest& req) {
+    return Post<protocol::CompareResponse>(compare_client, CompareTarget(job.name), protocol::Encode(req),
+                                           run_id, o.stop, attempts);
+  };
+
+  // 0. An agent whose previous manifest of the job is empty asks first whether the job's index holds
+  //    anything. When it holds nothing and storage is a directory/share, the scan copies each
+  //    new file into storage while it hashes it (each byte read once: "copying while
+  //    scanning"), and the copies are compared in batches while the scan goes on, then
+  //    committed (see step 2a).
+  bool copy_while_scanning = false;
+  if (cache->size() == 0 && o.copy_while_scanning && !o.server_known_down && o.new_client) {
+    protocol::CompareRequest opening;
+    opening.run_id = run_id;
+    opening.trigger = o.trigger;
+    opening.last = false;
+    auto resp = compare(opening);
+    if (resp.ok()) {
+      DS_RETURN_IF_ERROR(journal->MarkOnline(run_id));
+      answered = true;
+      if (!resp->storage_url.empty()) storage_url = resp->storage_url;
+      copy_while_scanning = resp->index_empty && storage_url.rfind("file://", 0) == 0;
+    } else if (Unreachable(resp.status())) {
+      attempts = 1;  // it was just retried: the probe below goes offline at once
+    } else {
+      DS_RETURN_IF_ERROR(journal->CloseRun(run_id, false, std::string(resp.status().message())));
+      return resp.status();
+    }
+  }
+
+  // Directory storage (opened when the run writes to it: step 3, or copying while scanning).
+  std::unique_ptr<Storage> storage;
+  absl::Status storage_status = absl::OkStatus();
+  auto open_storage = [&] {
+    auto url = ParseStorageUrl(storage_url);
+    absl::StatusOr<std::unique_ptr<Storage>> st = url.ok() ? OpenStorage(*url) : url.status();
+    if (url.ok() && url->scheme != "file") {
+      st = absl::FailedPreconditionError(absl::StrCat(
+          url->text, " takes uploads only with a write grant from the server, and it sent none"));
+    }
+    if (st.ok()) {
+      storage = std::move(*st);
+    } else {
+      storage_status = st.status();
+      spdlog::error("run={} storage {} unusable: {}", run_id, storage_url, storage_status.message());
+    }
+  };
+  if (copy_while_scanning) {
+    open_storage();
+    copy_while_scanning = storage != nullptr;
+  }
+  if (copy_while_scanning) {
+    own_compare_client = o.new_client();
+    compare_client = own_compare_client.get();
+  }
+
+  // Directory storage: files are staged (copied while hashed, checked, not yet durable nor
+  // visible) and committed in groups (one flush before and one after the renames; see
+  // Storage::CommitPuts) before their results are journaled and reported.
+  struct Staged {
+    std::unique_ptr<StagedPut> put;
+    protocol::FileResult result;  // path and mtime_ns filled
+    std::chrono::steady_clock::time_point started;
+  };
+  auto finish_ms = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  };
+  // Commits staged puts (durable and visible once this returns) and turns them into results.
+  auto commit = [&](std::vector<Staged> batch, std::vector<protocol::FileResult>* out) {
+    if (batch.empty()) return;
+    std::vector<std::unique_ptr<StagedPut>> puts;
+    puts.reserve(batch.size());
+    for (auto& b : batch) puts.push_back(std::move(b.put));
+    std::vector<absl::StatusOr<PutResult>> results = storage->CommitPuts(std::move(puts));
+    for (size_t k = 0; k < batch.size(); ++k) {
+      protocol::FileResult& r = batch[k].result;
+      const absl::StatusOr<PutResult>& put = results[k];
+      if (put.ok()) {
+        r.status = "uploaded";
+        r.size = put->info.size;
+        r.sha256 = put->info.sha256;
+        r.kept_version = put->kept_version;
+      } else {
+        r.status = "failed";
+        r.mtime_ns = 0;
+        r.error = std::string(put.status().message());
+        spdlog::warn("run={} upload of {} failed: {}", run_id, r.path, r.error);
+      }
+      r.duration_ms = finish_ms(batch[k].started);
+      out->push_back(std::move(r));
+    }
+  };
+
+  bool reporting = true;  // false once the server stopped answering: the journal holds the rest
+  auto account = [&](const std::vector<protocol::FileResult>& rs) {
+    std::vector<std::pair<std::string, IndexedContent>> landed;
+    for (const auto& r : rs) {
+      if (r.status == "uploaded") {
+        ++outcome.uploaded;
+        outcome.bytes_uploaded += r.size;
+        landed.emplace_back(r.path, IndexedContent{r.size, r.sha256});
+        if (!r.kept_version.empty()) {
+          spdlog::warn("run={} {} changed after it was synced; previous version kept at {}", run_id, r.path,
+                       r.kept_version);
+        }
+      }
+      if (r.status == "failed") ++outcome.failed;
+      if (r.status == "skipped") ++outcome.skipped;
+      if (o.counters != nullptr && (r.status == "uploaded" || r.status == "failed")) {
+        ++o.counters->files_done;
+        o.counters->bytes_done += r.size;
+      }
+    }
+    if (absl::Status st = journal->RememberIndexed(job.id, landed); !st.ok()) spdlog::warn("run={} {}", run_id, st);
+  };
+  // Journals a batch durably, then reports it while the server answers.
+  auto deliver = [&](std::vector<protocol::FileResult> batch, bool final) -> absl::Status {
+    DS_RETURN_IF_ERROR(journal->Record(run_id, batch));
+    account(batch);
+    if (final) DS_RETURN_IF_ERROR(journal->CloseRun(run_id, Stopped(o.stop), run_error));
+    if (!reporting) return absl::OkStatus();
+    auto state = Report(client, journal, run_id, batch, final, Stopped(o.stop), run_error, o.stop);
+    if (state.ok()) {
+      if (final) outcome.state = *state;
+      return absl::OkStatus();
+    }
+    if (!Unreachable(state.status())) return state.status();
+    reporting = false;
+    spdlog::warn("run={} server stopped answering ({}); results stay journaled for replay", run_id,
+                 state.status().message());
+    return absl::OkStatus();
+  };
+  absl::Status deliver_status = absl::OkStatus();
+  // Committed batches are delivered (journaled, then reported) on their own thread, so the next
+  // group's commit, which mostly waits for the disk, overlaps the previous group's journal
+  // writes and `complete` request. Batches are delivered in commit order; at most
+  // kDeliveriesQueued wait. Until the thread is joined only it touches outcome, reporting and
+  // deliver_status.
+  constexpr size_t kDeliveriesQueued = 2;
+  std::mutex delivery_mu;
+  std::condition_variable delivery_cv;
+  std::deque<std::vector<protocol::FileResult>> deliveries;  // Protected by delivery_mu.
+  bool deliveries_done = false;                              // Protected by delivery_mu.
+  std::thread deliverer;
+  auto enqueue_delivery = [&](std::vector<protocol::FileResult> batch) {
+    if (!deliverer.joinable()) {
+      deliverer = std::thread([&] {
+        for (;;) {
+          std::unique_lock<std::mutex> l(delivery_mu);
+          delivery_cv.wait(l, [&] { return !deliveries.empty() || deliveries_done; });
+          if (deliveries.empty()) return;
+          std::vector<protocol::FileResult> next_batch = std::move(deliveries.front());
+          deliveries.pop_front();
+          delivery_cv.notify_all();
+          l.unlock();
+          absl::Status st = deliver(std::move(next_batch), false);
+          if (!st.ok() && deliver_status.ok()) deliver_status = st;
+        }
+      });
+    }
+    std::unique_lock<std::mutex> l(delivery_mu);
+    delivery_cv.wait(l, [&] { return deliveries.size() < kDeliveriesQueued; });
+    deliveries.push_back(std::move(batch));
+    delivery_cv.notify_all();
+  };
+  auto join_deliverer = [&] {
+    if (!deliverer.joinable()) return;
+    {
+      std::lock_guard<std::mutex> l(delivery_mu);
+      deliveries_done = true;
+    }
+    delivery_cv.notify_all();
+    deliverer.join();
+  };
+
+  // 1. Scan, reusing cached hashes. Copying while scanning: the scan hands each file it must
+  //    read to `so.read_new`, which stages it into storage (hashing the bytes as it copies) and
+  //    queues the copy for step 2a; at most kCopiesLive copies (kCommitBytes) wait at once.
   ScanOptions so;
   so.root = job.source;
   so.includes = job.includes;
@@ -214,19 +400,86 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   so.now_ns = SystemClock()->NowUnixMs() * 1'000'000;
   so.cancel = o.stop;
   so.hash_threads = std::max(1, o.upload_threads);  // the same parallelism as the copies
-  std::string run_error;
+  struct NewCopy {
+    std::string path;
+    uint64_t size;
+    int64_t mtime_ns;
+    Sha256Digest sha256;
+    std::unique_ptr<StagedPut> put;
+    std::chrono::steady_clock::time_point started;
+  };
+  constexpr size_t kCopiesLive = 2048;
+  std::mutex copies_mu;
+  std::condition_variable copies_cv;
+  std::deque<NewCopy> copies;    // Protected by copies_mu: staged, waiting for their compare.
+  uint64_t copies_bytes = 0;     // Protected by copies_mu: bytes in `copies`.
+  size_t live_copies = 0;        // Protected by copies_mu: staged, not yet committed or dropped.
+  uint64_t live_bytes = 0;       // Protected by copies_mu.
+  bool copies_off = false;       // Protected by copies_mu: no more copying while scanning.
+  bool scan_done = false;        // Protected by copies_mu.
+  if (copy_while_scanning) {
+    so.read_new = [&](const std::string& path, int fd, uint64_t size,
+                      int64_t mtime_ns) -> std::optional<Sha256Digest> {
+      {
+        std::unique_lock<std::mutex> l(copies_mu);
+        copies_cv.wait(l, [&] {
+          return copies_off || live_copies == 0 ||
+                 (live_copies < kCopiesLive && live_bytes + size <= kCommitBytes);
+        });
+        if (copies_off) return std::nullopt;
+        ++live_copies;
+        live_bytes += size;
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      PutOptions po;
+      po.mtime_ns = mtime_ns;
+      po.run_id = run_id;
+      po.rate_limiter = o.rate_limiter;
+      po.cancel = o.stop;
+      po.verify = o.verify;
+      po.unnamed_only = true;  // nothing to journal: a crash leaves no trace of a staged copy
+      auto s = storage->StagePutFd(JoinKey(job.dest_prefix, path), fd,
+                                   (std::filesystem::path(job.source) / path).string(), po);
+      Sha256Digest sha{};
+      const bool ok = s.ok() && (*s)->bytes() == size && ParseSha256Hex((*s)->sha256(), &sha);
+      std::lock_guard<std::mutex> l(copies_mu);
+      if (!ok) {
+        --live_copies;
+        live_bytes -= size;
+        copies_cv.notify_all();
+        // A file that changed, a full budget of unnamed files, a file already under the key:
+        // this one is hashed and uploaded as usual. Anything else (storage trouble): the rest too.
+        const absl::Status st = s.ok() ? absl::InternalError("staged size or hash unknown") : s.status();
+        if (!absl::IsAborted(st) && !absl::IsResourceExhausted(st) && !absl::IsCancelled(st) &&
+            !absl::IsAlreadyExists(st)) {
+          if (!copies_off) {
+            spdlog::warn("run={} copying while scanning stopped ({}); the rest is uploaded after the scan",
+                         run_id, st.message());
+          }
+          copies_off = true;
+        }
+        return std::nullopt;
+      }
+      copies_bytes += size;
+      copies.push_back(NewCopy{path, size, mtime_ns, sha, std::move(*s), t0});
+      copies_cv.notify_all();
+      return sha;
+    };
+  }
   ScanResult scan;
   std::string digest;  // ManifestDigest(scan.files) after a complete scan
   bool scanned = false;
-  if (auto r = ScanJob(so, cache.get()); r.ok()) {
-    scan = std::move(*r);
-    scanned = true;
-    digest = ManifestDigest(scan.files);
-    if (absl::Status st = cache->EndScan(); !st.ok()) spdlog::warn("run={} hash cache: {}", run_id, st.message());
-  } else {
-    run_error = absl::StrCat("scan of ", job.source, " failed: ", r.status().message());
-    spdlog::error("run={} {}", run_id, run_error);
-  }
+  auto finish_scan = [&](absl::StatusOr<ScanResult> r) {
+    if (r.ok()) {
+      scan = std::move(*r);
+      scanned = true;
+      digest = ManifestDigest(scan.files);
+      if (absl::Status st = cache->EndScan(); !st.ok()) spdlog::warn("run={} hash cache: {}", run_id, st.message());
+    } else {
+      run_error = absl::StrCat("scan of ", job.source, " failed: ", r.status().message());
+      spdlog::error("run={} {}", run_id, run_error);
+    }
+  };
   // When the run ends, however it ends, this scan's manifest becomes the job's cache (kept in
   // this process for the next run). After a failed scan the cache was partly consumed: it is
   // dropped and the next run reads agent.db again.
@@ -242,11 +495,120 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       KeepHashCache(key, std::move(cache));
     }
   } return_cache{cache_key, cache, scan, digest, scanned};
+
+  // 2a. Copying while scanning: the copies are compared in batches as the scan makes them; the
+  //     planned ones are committed and delivered at once, the others dropped (their content is
+  //     indexed already). Instructions that say more than the manifest implies (a kept version,
+  //     an unusual key) are set aside for step 3. A failed compare stops the copying: what is
+  //     left is compared after the scan, as usual.
+  std::vector<protocol::UploadInstruction> set_aside;
+  bool streamed = false;  // every copy was compared
+  size_t streamed_planned = 0;
+  uint64_t streamed_planned_bytes = 0;
+  if (copy_while_scanning) {
+    std::thread scanner([&] {
+      absl::StatusOr<ScanResult> r = ScanJob(so, cache.get());
+      std::lock_guard<std::mutex> l(copies_mu);
+      finish_scan(std::move(r));
+      scan_done = true;
+      copies_cv.notify_all();
+    });
+    streamed = true;
+    for (;;) {
+      std::vector<NewCopy> batch;
+      {
+        std::unique_lock<std::mutex> l(copies_mu);
+        copies_cv.wait_for(l, kCompleteEvery, [&] {
+          return copies.size() >= kCompleteBatch || copies_bytes >= kCommitBytes / 2 || scan_done;
+        });
+        if (copies.empty()) {
+          if (scan_done) break;
+          continue;
+        }
+        while (!copies.empty() && batch.size() < kCompleteBatch) {
+          copies_bytes -= copies.front().size;
+          batch.push_back(std::move(copies.front()));
+          copies.pop_front();
+        }
+      }
+      const size_t batch_files = batch.size();
+      uint64_t batch_bytes = 0;
+      for (const NewCopy& c : batch) batch_bytes += c.size;
+      if (streamed) {
+        protocol::CompareRequest req;
+        req.run_id = run_id;
+        req.trigger = o.trigger;
+        req.last = false;
+        req.files.reserve(batch.size());
+        for (const NewCopy& c : batch) {
+          req.files.push_back(protocol::ManifestEntry{c.path, c.size, c.mtime_ns, Sha256DigestHex(c.sha256)});
+        }
+        auto resp = compare(req);
+        if (!resp.ok()) {
+          spdlog::warn("run={} compare while copying failed ({}); the rest is compared after the scan",
+                       run_id, resp.status().message());
+          streamed = false;
+          std::lock_guard<std::mutex> l(copies_mu);
+          copies_off = true;
+          copies_cv.notify_all();
+        } else {
+          answered = true;
+          std::unordered_map<std::string_view, protocol::UploadInstruction*> planned;
+          for (auto& u : resp->upload) planned.emplace(u.path, &u);
+          std::vector<Staged> to_commit;
+          std::vector<std::pair<std::string, IndexedContent>> known;
+          for (NewCopy& c : batch) {
+            auto it = planned.find(c.path);
+            if (it == planned.end()) {  // the index holds this content: drop the copy
+              known.emplace_back(c.path, IndexedContent{c.size, Sha256DigestHex(c.sha256)});
+              continue;
+            }
+            protocol::UploadInstruction& u = *it->second;
+            if (!u.url.empty() || u.already_present || !u.kept_version.empty() ||
+                u.key != JoinKey(job.dest_prefix, c.path)) {
+              set_aside.push_back(std::move(u));
+              continue;
+            }
+            protocol::FileResult r;
+            r.path = c.path;
+            r.mtime_ns = c.mtime_ns;
+            ++streamed_planned;
+            streamed_planned_bytes += c.size;
+            to_commit.push_back(Staged{std::move(c.put), std::move(r), c.started});
+          }
+          if (!known.empty()) {
+            if (absl::Status st = journal->RememberIndexed(job.id, known); !st.ok()) {
+              spdlog::warn("run={} {}", run_id, st);
+            }
+          }
+          if (o.counters != nullptr) {
+            o.counters->files_total += to_commit.size();
+            for (const Staged& s : to_commit) o.counters->bytes_total += s.put->bytes();
+          }
+          std::vector<protocol::FileResult> results;
+          commit(std::move(to_commit), &results);
+          if (!results.empty()) enqueue_delivery(std::move(results));
+        }
+      }
+      batch.clear();  // drops the copies not committed
+      std::lock_guard<std::mutex> l(copies_mu);
+      live_copies -= batch_files;
+      live_bytes -= batch_bytes;
+      copies_cv.notify_all();
+    }
+    scanner.join();
+  } else {
+    finish_scan(ScanJob(so, cache.get()));
+  }
   const Manifest& files = scan.files;
   const size_t n = files.size();
   spdlog::info("run={} scanned {} files ({} bytes), hashed {} ({} bytes), {} unsettled, {} skipped", run_id,
                n, scan.total_bytes, scan.files_hashed, scan.bytes_hashed, scan.files_unsettled,
                scan.skipped.size());
+  if (copy_while_scanning) {
+    spdlog::info("run={} copied {} file(s) while scanning{}; {} of them planned and committed", run_id,
+                 scan.read_by_hook.size(), streamed ? "" : " (comparing them failed)", streamed_planned);
+  }
 
   // 2. Compare, in batches; the server records the plan. Unreachable server + a share we can
   //    write ourselves: plan locally from what the index is known to hold.
@@ -277,20 +639,29 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     std::string key = JoinKey(job.dest_prefix, path);
     return protocol::UploadInstruction{std::move(path), std::move(key), ""};
   };
-  std::string storage_url = o.storage_url;
-  JobRunOutcome outcome;
   bool online = true;
   // The no-op cycle: the digest of the whole manifest goes first, alone; when the index holds
   // exactly that manifest the server says so and no file list is sent. When it holds the
   // previous manifest instead (base_match), only what changed since is sent (the delta compare).
   // A scan that failed or skipped files cannot end in a succeeded run, so it sends no digest.
+  // After copying while scanning, only the entries the scan hashed itself remain to be sent
+  // (kRest), the digest with the last batch.
   const bool send_digest = run_error.empty() && scan.skipped.empty();
-  enum class Mode { kProbe, kDelta, kWhole } mode = send_digest ? Mode::kProbe : Mode::kWhole;
-  bool answered = false;  // the server answered a compare of this run
+  enum class Mode { kProbe, kDelta, kWhole, kRest } mode = send_digest ? Mode::kProbe : Mode::kWhole;
+  std::vector<uint32_t> rest_entries;
+  if (streamed) {
+    mode = Mode::kRest;
+    std::set_difference(scan.hashed.begin(), scan.hashed.end(), scan.read_by_hook.begin(),
+                        scan.read_by_hook.end(), std::back_inserter(rest_entries));
+  }
   bool matched = false;   // the server holds exactly this manifest
-  // The entries a batch is cut from: every entry, or the delta's.
-  auto list_size = [&] { return mode == Mode::kDelta ? scan.hashed.size() : n; };
-  auto list_at = [&](size_t k) -> size_t { return mode == Mode::kDelta ? scan.hashed[k] : k; };
+  // The entries a batch is cut from: every entry, the delta's or the rest.
+  auto list_size = [&] {
+    return mode == Mode::kDelta ? scan.hashed.size() : mode == Mode::kRest ? rest_entries.size() : n;
+  };
+  auto list_at = [&](size_t k) -> size_t {
+    return mode == Mode::kDelta ? scan.hashed[k] : mode == Mode::kRest ? rest_entries[k] : k;
+  };
   for (size_t off = 0;;) {
     protocol::CompareRequest req;
     req.run_id = run_id;
@@ -306,11 +677,11 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       for (size_t k = off; k < end; ++k) req.files.push_back(files.Wire(list_at(k)));
       req.last = end == list_size();
       if (mode == Mode::kDelta) req.base_digest = base_digest;
+      if (mode == Mode::kRest && req.last && send_digest) req.manifest_digest = digest;
     }
     req.total_files = n;
     req.total_bytes = scan.total_bytes;
-    auto resp = Post<protocol::CompareResponse>(client, CompareTarget(job.name), protocol::Encode(req), run_id,
-                                                o.stop, o.server_known_down ? 1 : 4);
+    auto resp = compare(req);
     if (!resp.ok() && mode == Mode::kDelta && absl::IsFailedPrecondition(resp.status())) {
       // The job's index moved on since the base (a reconcile, another result): the whole
       // manifest after all. The plan so far is planned again (the server keeps one row a path).
@@ -326,6 +697,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         online = false;
         break;
       }
+      join_deliverer();
       DS_RETURN_IF_ERROR(journal->CloseRun(run_id, false, std::string(resp.status().message())));
       if (!answered && Unreachable(resp.status())) DS_RETURN_IF_ERROR(journal->ForgetRun(run_id));
       return resp.status();
@@ -350,6 +722,8 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     if (off >= list_size()) break;
   }
   if (matched) spdlog::info("run={} manifest unchanged since the last successful run: nothing to compare", run_id);
+  for (auto& u : set_aside) plan(std::move(u));
+  set_aside.clear();
   std::sort(todo.begin(), todo.end(), [](const Planned& a, const Planned& b) { return a.entry < b.entry; });
   auto is_planned = [&](size_t entry) {
     return std::binary_search(todo.begin(), todo.end(), Planned{entry},
@@ -393,6 +767,11 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       for (uint32_t i : scan.hashed) {
         if (!is_planned(i)) known.push_back(i);
       }
+    } else if (mode == Mode::kRest) {
+      // The copies compared while scanning were remembered then.
+      for (uint32_t i : rest_entries) {
+        if (!is_planned(i)) known.push_back(i);
+      }
     } else {
       absl::Status st = merge_indexed([&](size_t i, const char*) {
         if (!is_planned(i)) known.push_back(i);
@@ -412,41 +791,20 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     for (const Planned& p : todo) {
       if (p.entry != kNotInManifest) bytes += files[p.entry].size;
     }
-    o.counters->files_total = todo.size();
-    o.counters->bytes_total = bytes;
+    o.counters->files_total = streamed_planned + todo.size();
+    o.counters->bytes_total = streamed_planned_bytes + bytes;
   }
 
   // 3. Upload in parallel, straight to storage; results are journaled, then reported in batches.
   //    Object storage: each instruction carries its own write grant (or says the content is
   //    already stored); only a directory/share is opened and written by the agent itself.
-  std::unique_ptr<Storage> storage;
-  absl::Status storage_status = absl::OkStatus();
+  if (!online) reporting = false;
   const bool direct = std::any_of(todo.begin(), todo.end(), [&](const Planned& p) {
     return p.detail == kNoDetail || (details[p.detail].url.empty() && !details[p.detail].already_present);
   });
-  if (direct) {
-    auto url = ParseStorageUrl(storage_url);
-    absl::StatusOr<std::unique_ptr<Storage>> st = url.ok() ? OpenStorage(*url) : url.status();
-    if (url.ok() && url->scheme != "file") {
-      st = absl::FailedPreconditionError(absl::StrCat(
-          url->text, " takes uploads only with a write grant from the server, and it sent none"));
-    }
-    if (st.ok()) {
-      storage = std::move(*st);
-    } else {
-      storage_status = st.status();
-      spdlog::error("run={} storage {} unusable: {}", run_id, storage_url, storage_status.message());
-    }
-  }
-  // Directory storage: files are staged by the workers (copied while hashed, checked, not yet
-  // durable nor visible) and committed in groups by this thread (one flush before and one
-  // after the renames; see Storage::CommitPuts) before their results are journaled and
-  // reported. Object storage and already-present content give final results at once.
-  struct Staged {
-    std::unique_ptr<StagedPut> put;
-    protocol::FileResult result;  // path and mtime_ns filled
-    std::chrono::steady_clock::time_point started;
-  };
+  if (direct && !storage && storage_status.ok()) open_storage();
+  // Directory storage: the workers stage files and this thread commits them in groups (see
+  // `commit`). Object storage and already-present content give final results at once.
   std::mutex mu;
   std::condition_variable cv;
   std::vector<protocol::FileResult> pending;  // Protected by mu.
@@ -457,9 +815,6 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   const size_t threads = std::min<size_t>(static_cast<size_t>(std::max(1, o.upload_threads)), todo.size());
   auto writes = [&](const protocol::UploadInstruction& u, size_t entry) {
     return !u.already_present && (storage || !u.url.empty()) && entry != kNotInManifest;
-  };
-  auto finish_ms = [](std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   };
   auto worker = [&] {
     std::unique_ptr<http::Client> grant_client;  // this thread's, for renewing write grants
@@ -560,106 +915,9 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     ++finished_workers;
     cv.notify_all();
   };
-  // Commits staged puts (durable and visible once this returns) and turns them into results.
-  auto commit = [&](std::vector<Staged> batch, std::vector<protocol::FileResult>* out) {
-    if (batch.empty()) return;
-    std::vector<std::unique_ptr<StagedPut>> puts;
-    puts.reserve(batch.size());
-    for (auto& b : batch) puts.push_back(std::move(b.put));
-    std::vector<absl::StatusOr<PutResult>> results = storage->CommitPuts(std::move(puts));
-    for (size_t k = 0; k < batch.size(); ++k) {
-      protocol::FileResult& r = batch[k].result;
-      const absl::StatusOr<PutResult>& put = results[k];
-      if (put.ok()) {
-        r.status = "uploaded";
-        r.size = put->info.size;
-        r.sha256 = put->info.sha256;
-        r.kept_version = put->kept_version;
-      } else {
-        r.status = "failed";
-        r.mtime_ns = 0;
-        r.error = std::string(put.status().message());
-        spdlog::warn("run={} upload of {} failed: {}", run_id, r.path, r.error);
-      }
-      r.duration_ms = finish_ms(batch[k].started);
-      out->push_back(std::move(r));
-    }
-  };
   std::vector<std::thread> pool;
   for (size_t t = 0; t < threads; ++t) pool.emplace_back(worker);
 
-  bool reporting = online;  // false once the server stopped answering: the journal holds the rest
-  auto account = [&](const std::vector<protocol::FileResult>& rs) {
-    std::vector<std::pair<std::string, IndexedContent>> landed;
-    for (const auto& r : rs) {
-      if (r.status == "uploaded") {
-        ++outcome.uploaded;
-        outcome.bytes_uploaded += r.size;
-        landed.emplace_back(r.path, IndexedContent{r.size, r.sha256});
-        if (!r.kept_version.empty()) {
-          spdlog::warn("run={} {} changed after it was synced; previous version kept at {}", run_id, r.path,
-                       r.kept_version);
-        }
-      }
-      if (r.status == "failed") ++outcome.failed;
-      if (r.status == "skipped") ++outcome.skipped;
-      if (o.counters != nullptr && (r.status == "uploaded" || r.status == "failed")) {
-        ++o.counters->files_done;
-        o.counters->bytes_done += r.size;
-      }
-    }
-    if (absl::Status st = journal->RememberIndexed(job.id, landed); !st.ok()) spdlog::warn("run={} {}", run_id, st);
-  };
-  // Journals a batch durably, then reports it while the server answers.
-  auto deliver = [&](std::vector<protocol::FileResult> batch, bool final) -> absl::Status {
-    DS_RETURN_IF_ERROR(journal->Record(run_id, batch));
-    account(batch);
-    if (final) DS_RETURN_IF_ERROR(journal->CloseRun(run_id, Stopped(o.stop), run_error));
-    if (!reporting) return absl::OkStatus();
-    auto state = Report(client, journal, run_id, batch, final, Stopped(o.stop), run_error, o.stop);
-    if (state.ok()) {
-      if (final) outcome.state = *state;
-      return absl::OkStatus();
-    }
-    if (!Unreachable(state.status())) return state.status();
-    reporting = false;
-    spdlog::warn("run={} server stopped answering ({}); results stay journaled for replay", run_id,
-                 state.status().message());
-    return absl::OkStatus();
-  };
-  absl::Status deliver_status = absl::OkStatus();
-  // Committed batches are delivered (journaled, then reported) on their own thread, so the next
-  // group's commit, which mostly waits for the disk, overlaps the previous group's journal
-  // writes and `complete` request. Batches are delivered in commit order; at most
-  // kDeliveriesQueued wait. Until the thread is joined only it touches outcome, reporting and
-  // deliver_status.
-  constexpr size_t kDeliveriesQueued = 2;
-  std::mutex delivery_mu;
-  std::condition_variable delivery_cv;
-  std::deque<std::vector<protocol::FileResult>> deliveries;  // Protected by delivery_mu.
-  bool deliveries_done = false;                              // Protected by delivery_mu.
-  std::thread deliverer;
-  auto enqueue_delivery = [&](std::vector<protocol::FileResult> batch) {
-    std::unique_lock<std::mutex> l(delivery_mu);
-    delivery_cv.wait(l, [&] { return deliveries.size() < kDeliveriesQueued; });
-    deliveries.push_back(std::move(batch));
-    delivery_cv.notify_all();
-  };
-  if (!pool.empty()) {
-    deliverer = std::thread([&] {
-      for (;;) {
-        std::unique_lock<std::mutex> l(delivery_mu);
-        delivery_cv.wait(l, [&] { return !deliveries.empty() || deliveries_done; });
-        if (deliveries.empty()) return;
-        std::vector<protocol::FileResult> batch = std::move(deliveries.front());
-        deliveries.pop_front();
-        delivery_cv.notify_all();
-        l.unlock();
-        absl::Status st = deliver(std::move(batch), false);
-        if (!st.ok() && deliver_status.ok()) deliver_status = st;
-      }
-    });
-  }
   if (!pool.empty()) {
     std::unique_lock<std::mutex> lock(mu);
     for (;;) {
@@ -682,14 +940,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     lock.unlock();
     for (auto& t : pool) t.join();
   }
-  if (deliverer.joinable()) {
-    {
-      std::lock_guard<std::mutex> l(delivery_mu);
-      deliveries_done = true;
-    }
-    delivery_cv.notify_all();
-    deliverer.join();
-  }
+  join_deliverer();
 
   // 4. The rest of the results and the scan's skipped files; the last batch closes the run.
   std::vector<protocol::FileResult> rest = std::move(pending);

@@ -40,6 +40,10 @@ struct JobRunOptions {
   std::function<std::unique_ptr<http::Client>()> new_client;
   bool server_known_down = false; // the heartbeat already failed: go offline without retrying
   RunCounters* counters = nullptr; // optional: progress for heartbeats
+  // A first sync into an empty index on a directory/share copies each file while the scan hashes
+  // it (read once) and compares the copies in batches during the scan (agent flag
+  // --no-copy-while-scanning turns it off).
+  bool copy_while_scanning = true;
 };
 
 struct JobRunOutcome {

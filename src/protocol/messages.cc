@@ -249,6 +249,7 @@ void to_json(json& j, const CompareResponse& v) {
   j = json{{"run_id", v.run_id}, {"storage_url", v.storage_url}, {"upload", v.upload}};
   if (v.manifest_match) j["manifest_match"] = true;
   if (v.base_match) j["base_match"] = true;
+  if (v.index_empty) j["index_empty"] = true;
 }
 void from_json(const json& j, CompareResponse& v) {
   DS_OPT(run_id);
@@ -256,6 +257,7 @@ void from_json(const json& j, CompareResponse& v) {
   DS_REQ(upload);
   DS_OPT(manifest_match);
   DS_OPT(base_match);
+  DS_OPT(index_empty);
 }
 
 void to_json(json& j, const GrantRequest& v) { j = json{{"path", v.path}}; }

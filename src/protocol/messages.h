@@ -141,6 +141,10 @@ struct CompareResponse {
   std::vector<UploadInstruction> upload;
   bool manifest_match = false;     // optional (omitted when false): see manifest_digest
   bool base_match = false;         // optional (omitted when false): see base_digest
+  // Optional (omitted when false): answered to an opening request (no files, no digests,
+  // last = false): the job's index holds no file. The agent may then copy each new file while
+  // it scans (reading it once) and compare the copies in batches before committing them.
+  bool index_empty = false;
 };
 
 // POST /agent/runs/{run}/grant: a fresh write credential for one file planned in the run.

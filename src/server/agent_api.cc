@@ -548,6 +548,12 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
   out.run_id = cmp.run_id;
   out.storage_url = ctx->storage_url;
   out.base_match = base_match;
+  if (cmp.files.empty() && cmp.manifest_digest.empty() && cmp.base_digest.empty() && !cmp.last) {
+    // The opening request of an agent without a previous manifest: say whether the index holds
+    // anything of this job (one row at most is read).
+    DS_ASSIGN_OR_RETURN(auto any, ctx->index->ListSyncedFiles(job->spec.id, "", 1));
+    out.index_empty = any.empty();
+  }
   std::vector<RunFile> planned;
   std::vector<ChangedFile> changed;
   for (const auto& e : cmp.files) {

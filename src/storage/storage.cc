@@ -192,6 +192,13 @@ absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePut(const std::string& 
   return std::make_unique<DoneStagedPut>(key, std::move(r));
 }
 
+absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePutFd(const std::string& key, int,
+                                                               const std::string&,
+                                                               const PutOptions&) {
+  return absl::UnimplementedError(
+      absl::StrCat(Describe(), " does not stage ", key, " from an open file"));
+}
+
 std::vector<absl::StatusOr<PutResult>> Storage::CommitPuts(std::vector<std::unique_ptr<StagedPut>> staged) {
   std::vector<absl::StatusOr<PutResult>> out;
   out.reserve(staged.size());

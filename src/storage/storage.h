@@ -67,6 +67,12 @@ struct PutOptions {
   // Off by default: the SHA-256 is computed over the very bytes written, so a re-read only
   // catches storage that corrupts data after accepting it (agent option --verify-readback).
   bool verify = false;
+  // Directory backend, StagePutFd: stage only as an unnamed file, which a crash cannot leave
+  // behind (no journal entry needed). AlreadyExists when a file is under the key (replacing
+  // takes a named temp file), FailedPrecondition when the filesystem cannot (no O_TMPFILE, no
+  // group flush), ResourceExhausted when the budget of open unnamed files is used up. Nothing is
+  // written then.
+  bool unnamed_only = false;
 };
 
 struct PutResult {
@@ -81,6 +87,8 @@ class StagedPut {
   virtual ~StagedPut() = default;
   virtual const std::string& key() const = 0;
   virtual uint64_t bytes() const = 0;  // content bytes written
+  // SHA-256 (lowercase hex) of the content written; empty when the backend does not know it yet.
+  virtual std::string sha256() const { return ""; }
 };
 
 // A short-lived credential letting a process that holds no storage secret (an agent) write
@@ -113,6 +121,13 @@ class Storage {
   // CommitPuts. Same errors as PutFile. Thread-safe. The default runs the whole PutFile here.
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<StagedPut>> StagePut(
       const std::string& key, const std::filesystem::path& source, const PutOptions& options);
+  // StagePut from a source the caller has open (`source_fd`, read from offset 0 to its end;
+  // not closed; `source_desc` names it in errors), so that a scan can copy a file it opened
+  // while it hashes it: each byte read once. The default: Unimplemented (only backends the
+  // agent writes itself stage this way).
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<StagedPut>> StagePutFd(
+      const std::string& key, int source_fd, const std::string& source_desc,
+      const PutOptions& options);
   // Makes every staged put durable, then moves each under its key (keeping a differing object
   // as a version, as PutFile does), then makes the renames durable; one result per input, in
   // order. A result is OK only when its object is durable under its key: a crash at any point

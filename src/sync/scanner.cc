@@ -375,9 +375,9 @@ class Scanner {
       return;
     }
     // Hashed in a group, in parallel (FlushHashes); the entry waits in the queue until then.
-    pending_.push_back(PendingHash{queue_.size(), fd, size, mtime_ns, {}, {}, {}});
+    pending_.push_back(PendingHash{queue_.size(), fd, size, mtime_ns, {}, {}, {}, {}});
     pending_bytes_ += size;
-    queue_.push_back(Queued{path, size, mtime_ns, {}, /*ready=*/false, /*hashed=*/true});
+    queue_.push_back(Queued{path, size, mtime_ns, {}, /*ready=*/false, /*hashed=*/true, false});
     if (pending_.size() >= kHashGroupFiles || pending_bytes_ >= kHashGroupBytes) FlushHashes();
   }
 
@@ -388,17 +388,19 @@ class Scanner {
       Append(path, size, mtime_ns, sha, /*hashed=*/false);
       return;
     }
-    queue_.push_back(Queued{path, size, mtime_ns, sha, /*ready=*/true, /*hashed=*/false});
+    queue_.push_back(Queued{path, size, mtime_ns, sha, /*ready=*/true, /*hashed=*/false, false});
     if (queue_.size() >= kMaxQueued) FlushHashes();
   }
 
   void Append(std::string_view path, uint64_t size, int64_t mtime_ns, const Sha256Digest& sha,
-              bool hashed) {
+              bool hashed, bool by_hook = false) {
     if (!result_.files.Add(path, size, mtime_ns, sha)) {
       out_of_order_ = true;
       return;
     }
-    if (hashed) result_.hashed.push_back(static_cast<uint32_t>(result_.files.size() - 1));
+    const auto index = static_cast<uint32_t>(result_.files.size() - 1);
+    if (hashed) result_.hashed.push_back(index);
+    if (by_hook) result_.read_by_hook.push_back(index);
   }
 
   // A file opened and checked by AddFile, waiting to be hashed.
@@ -410,6 +412,7 @@ class Scanner {
     Sha256Digest sha256;  // result when `hashed`
     bool hashed;
     std::string error;    // skip reason when not hashed ("": cancelled)
+    bool by_hook;         // read (and hashed) by options_.read_new
   };
   // An entry waiting for the files before it (or itself) to be hashed, in path order.
   struct Queued {
@@ -419,6 +422,7 @@ class Scanner {
     Sha256Digest sha256;
     bool ready;   // sha256 known; a queued file that failed to hash is left out
     bool hashed;  // by this scan (not from the cache)
+    bool by_hook; // hashed by options_.read_new
   };
 
   // Reads and hashes one pending file (any thread). `buffer` holds kReadChunkBytes.
@@ -461,7 +465,7 @@ class Scanner {
     if (!pending_.empty()) HashPending();
     // Every queued entry is settled now: into the manifest, in order.
     for (const Queued& q : queue_) {
-      if (q.ready) Append(q.path, q.size, q.mtime_ns, q.sha256, q.hashed);
+      if (q.ready) Append(q.path, q.size, q.mtime_ns, q.sha256, q.hashed, q.by_hook);
     }
     queue_.clear();
   }
@@ -471,7 +475,20 @@ class Scanner {
     std::atomic<size_t> next{0};
     auto work = [&](char* buffer) {
       for (size_t k = next.fetch_add(1); k < pending_.size(); k = next.fetch_add(1)) {
-        HashOne(pending_[k], buffer);
+        PendingHash& h = pending_[k];
+        if (options_.read_new && !Cancelled()) {
+          if (auto sha = options_.read_new(queue_[h.index].path, h.fd, h.size, h.mtime_ns)) {
+            h.sha256 = *sha;
+            h.hashed = h.by_hook = true;
+            continue;
+          }
+          // Declined, maybe after reading some of it: hash it from the start.
+          if (::lseek(h.fd, 0, SEEK_SET) < 0) {
+            h.error = absl::StrCat("seek: ", ErrnoReason(errno));
+            continue;
+          }
+        }
+        HashOne(h, buffer);
       }
     };
     const size_t helpers = std::min<size_t>(static_cast<size_t>(std::max(1, options_.hash_threads)) - 1,
@@ -496,6 +513,7 @@ class Scanner {
       if (cache_ != nullptr) cache_->Store(q.path, h.size, h.mtime_ns, h.sha256);
       q.sha256 = h.sha256;
       q.ready = true;
+      q.by_hook = h.by_hook;
     }
     pending_.clear();
     pending_bytes_ = 0;

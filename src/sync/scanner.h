@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,14 @@ struct ScanOptions {
   int64_t now_ns = 0;                    // Unix nanoseconds; "now" for the settle check
   const std::atomic<bool>* cancel = nullptr;  // checked per file; scan returns Cancelled
   int hash_threads = 2;                  // threads hashing files not in the cache (>= 1)
+  // Optional: offered each file the cache does not know, on a hashing thread, open (`fd`, at
+  // offset 0, not to be closed) and checked against its lstat (`size`, `mtime_ns`). Returns the
+  // SHA-256 when it read the whole file itself and found it unchanged (e.g. while copying it to
+  // storage: each byte read once); nullopt to decline, and the scan hashes the file as usual.
+  // Must be thread-safe.
+  std::function<std::optional<Sha256Digest>(const std::string& path, int fd, uint64_t size,
+                                             int64_t mtime_ns)>
+      read_new;
 };
 
 struct ScanProblem {
@@ -38,6 +48,8 @@ struct ScanResult {
   // Indices in `files` of the entries hashed by this scan (cache misses), increasing: with a
   // cache, every other entry equals the cache's entry for its path (the delta compare's base).
   std::vector<uint32_t> hashed;
+  // The subset of `hashed` whose hash came from ScanOptions::read_new, increasing.
+  std::vector<uint32_t> read_by_hook;
   uint64_t files_hashed = 0;             // cache misses
   uint64_t bytes_hashed = 0;
   uint64_t files_unsettled = 0;          // younger than settle; not in files, not a problem

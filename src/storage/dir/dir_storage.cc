@@ -525,6 +525,7 @@ class DirStagedPut final : public StagedPut {
  public:
   const std::string& key() const override { return key_; }
   uint64_t bytes() const override { return copied_.bytes; }
+  std::string sha256() const override { return copied_.sha256; }
   ~DirStagedPut() override {
     if (!temp_name_.empty() && dir_) ::unlinkat(dir_->get(), temp_name_.c_str(), 0);
     CloseUnnamed();  // an unlinked inode: closing it frees it
@@ -565,6 +566,16 @@ class DirStorage final : public Storage {
   absl::StatusOr<std::unique_ptr<StagedPut>> StagePut(const std::string& key,
                                                       const std::filesystem::path& source,
                                                       const PutOptions& options) override;
+  absl::StatusOr<std::unique_ptr<StagedPut>> StagePutFd(const std::string& key, int source_fd,
+                                                        const std::string& source_desc,
+                                                        const PutOptions& options) override {
+    if (::lseek(source_fd, 0, SEEK_SET) < 0) {
+      return ErrnoStatus(errno, absl::StrCat("seek ", source_desc));
+    }
+    DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s,
+                        StageFrom(key, source_fd, source_desc, options, !syncfs_flushes_));
+    return std::unique_ptr<StagedPut>(std::move(s));
+  }
   std::vector<absl::StatusOr<PutResult>> CommitPuts(
       std::vector<std::unique_ptr<StagedPut>> staged) override;
   absl::StatusOr<ObjectInfo> Stat(const std::string& key) override;
@@ -637,6 +648,10 @@ class DirStorage final : public Storage {
   absl::StatusOr<std::unique_ptr<DirStagedPut>> Stage(const std::string& key,
                                                       const std::filesystem::path& source,
                                                       const PutOptions& options, bool fsync_now);
+  // Stage from the open source `src_fd` (read from offset 0; not closed).
+  absl::StatusOr<std::unique_ptr<DirStagedPut>> StageFrom(const std::string& key, int src_fd,
+                                                          const std::string& src_desc,
+                                                          const PutOptions& options, bool fsync_now);
   // Re-reads the staged temp file (dropped from the page cache first) against its hash.
   absl::Status VerifyStaged(DirStagedPut& s) const;
   // The second half: keeps a differing object as a version and renames the temp file into
@@ -705,6 +720,20 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
                                                                 const std::filesystem::path& source,
                                                                 const PutOptions& options,
                                                                 bool fsync_now) {
+  if (IsCancelled(options.cancel)) {
+    return absl::CancelledError(absl::StrCat("put ", Describe(), "/", key, " cancelled"));
+  }
+  // Source.
+  const std::string src_desc = source.string();
+  UniqueFd src(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!src.valid()) return ErrnoStatus(errno, absl::StrCat("open source ", src_desc));
+  return StageFrom(key, src.get(), src_desc, options, fsync_now);
+}
+
+absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::string& key, int src_fd,
+                                                                    const std::string& src_desc,
+                                                                    const PutOptions& options,
+                                                                    bool fsync_now) {
   DS_RETURN_IF_ERROR(ValidateWritableKey(key));
   auto s = std::make_unique<DirStagedPut>();
   s->key_ = key;
@@ -713,19 +742,14 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
   if (IsCancelled(options.cancel)) {
     return absl::CancelledError(absl::StrCat("put ", dest_desc, " cancelled"));
   }
-
-  // Source.
-  const std::string src_desc = source.string();
-  UniqueFd src(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!src.valid()) return ErrnoStatus(errno, absl::StrCat("open source ", src_desc));
   struct stat before;
-  if (::fstat(src.get(), &before) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
+  if (::fstat(src_fd, &before) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
   if (!S_ISREG(before.st_mode)) {
     return absl::FailedPreconditionError(
         absl::StrCat("source ", src_desc, " is not a regular file"));
   }
   if (before.st_size > static_cast<off_t>(kCopyBufferBytes)) {
-    ::posix_fadvise(src.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+    ::posix_fadvise(src_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   }
 
   // Destination directory. Refuse early when the key names a directory or a non-file.
@@ -772,6 +796,17 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
       unnamed_->open.fetch_sub(1);
     }
   }
+  if (options.unnamed_only && !s->unnamed_.valid()) {
+    if (replaces) {
+      return absl::AlreadyExistsError(absl::StrCat(dest_desc, " exists: not staged unnamed"));
+    }
+    if (!fsync_now && syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no unnamed file for ", dest_desc, ": ", unnamed_->max, " are open"));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat(Describe(), " cannot stage unnamed files (no O_TMPFILE or no syncfs)"));
+  }
   if (s->unnamed_.valid()) {
     temp_fd = s->unnamed_.get();
     s->temp_desc_ = absl::StrCat(Describe(), "/", key, " (unnamed)");
@@ -783,14 +818,14 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
     s->temp_desc_ = absl::StrCat(Describe(), "/", key, " (temp ", s->temp_name_, ")");
   }
   const std::string& temp_desc = s->temp_desc_;
-  DS_ASSIGN_OR_RETURN(s->copied_, CopyAndHash(src.get(), temp_fd, options.cancel,
+  DS_ASSIGN_OR_RETURN(s->copied_, CopyAndHash(src_fd, temp_fd, options.cancel,
                                               options.max_bytes_per_second, options.rate_limiter,
                                               src_desc, temp_desc));
   const CopyOutcome& copied = s->copied_;
 
   // The source must not have changed while we read it.
   struct stat after;
-  if (::fstat(src.get(), &after) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
+  if (::fstat(src_fd, &after) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
   if (after.st_size != before.st_size || MtimeNs(after) != MtimeNs(before) ||
       copied.bytes != static_cast<uint64_t>(before.st_size)) {
     return absl::AbortedError(absl::StrCat("source changed while copying: ", src_desc, " (size ",
