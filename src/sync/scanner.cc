@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <thread>
 #include <cerrno>
 #include <cstdlib>
@@ -29,7 +32,7 @@ namespace ds {
 namespace {
 
 constexpr size_t kReadChunkBytes = size_t{1} << 20;
-// Files (and bytes) opened and waiting before they are hashed as a group across threads.
+// Files (and bytes) opened and waiting for the hashing workers at most.
 constexpr size_t kHashGroupFiles = 64;
 constexpr uint64_t kHashGroupBytes = uint64_t{64} << 20;
 // Entries waiting behind a file being hashed before the group is hashed anyway: bounds the
@@ -87,7 +90,8 @@ bool PassesFiltersAt(const char* path, const char* base, const std::vector<std::
 class Scanner {
  public:
   Scanner(const ScanOptions& options, HashCache* cache)
-      : options_(options), cache_(cache), buffer_(new char[kReadChunkBytes]) {}
+      : options_(options), cache_(cache) {}
+  ~Scanner() { FlushHashes(); }
 
   absl::StatusOr<ScanResult> Run() {
     int root_fd = ::open(options_.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -374,11 +378,28 @@ class Scanner {
       ::close(fd);
       return;
     }
-    // Hashed in a group, in parallel (FlushHashes); the entry waits in the queue until then.
-    pending_.push_back(PendingHash{queue_.size(), fd, size, mtime_ns, {}, {}, {}, {}});
-    pending_bytes_ += size;
-    queue_.push_back(Queued{path, size, mtime_ns, {}, /*ready=*/false, /*hashed=*/true, false});
-    if (pending_.size() >= kHashGroupFiles || pending_bytes_ >= kHashGroupBytes) FlushHashes();
+    // Hashed by the workers while the walk goes on; the entry waits in the queue until then.
+    auto job = std::make_unique<PendingHash>();
+    job->path = path;
+    job->fd = fd;
+    job->size = size;
+    job->mtime_ns = mtime_ns;
+    PendingHash* raw = job.get();
+    queue_.push_back(Queued{path, size, mtime_ns, {}, /*hashed=*/true, std::move(job)});
+    StartWorkers();
+    std::unique_lock<std::mutex> lock(mu_);
+    work_.push_back(raw);
+    ++busy_files_;
+    busy_bytes_ += size;
+    work_cv_.notify_one();
+    // Bounded: at most kHashGroupFiles files (kHashGroupBytes) open and waiting at once.
+    // Large files: one per worker whatever their size.
+    done_cv_.wait(lock, [&] {
+      return busy_files_ < kHashGroupFiles &&
+             (busy_bytes_ < kHashGroupBytes || busy_files_ < workers_.size());
+    });
+    lock.unlock();
+    Drain(/*all=*/false);
   }
 
   // Adds an entry with a known hash: straight into the manifest unless entries before it wait
@@ -388,8 +409,8 @@ class Scanner {
       Append(path, size, mtime_ns, sha, /*hashed=*/false);
       return;
     }
-    queue_.push_back(Queued{path, size, mtime_ns, sha, /*ready=*/true, /*hashed=*/false, false});
-    if (queue_.size() >= kMaxQueued) FlushHashes();
+    queue_.push_back(Queued{path, size, mtime_ns, sha, /*hashed=*/false, nullptr});
+    if (queue_.size() >= kMaxQueued) Drain(/*all=*/true);
   }
 
   void Append(std::string_view path, uint64_t size, int64_t mtime_ns, const Sha256Digest& sha,
@@ -403,26 +424,26 @@ class Scanner {
     if (by_hook) result_.read_by_hook.push_back(index);
   }
 
-  // A file opened and checked by AddFile, waiting to be hashed.
+  // A file opened and checked by AddFile, waiting to be hashed by a worker.
   struct PendingHash {
-    size_t index;      // in queue_
-    int fd;            // owned until hashed
-    uint64_t size;     // bytes, as stat'ed
-    int64_t mtime_ns;  // as stat'ed
-    Sha256Digest sha256;  // result when `hashed`
-    bool hashed;
-    std::string error;    // skip reason when not hashed ("": cancelled)
-    bool by_hook;         // read (and hashed) by options_.read_new
+    std::string path;
+    int fd = -1;            // owned until the entry leaves the queue
+    uint64_t size = 0;      // bytes, as stat'ed
+    int64_t mtime_ns = 0;   // as stat'ed
+    Sha256Digest sha256{};  // result when `hashed`
+    bool hashed = false;
+    std::string error;      // skip reason when not hashed ("": cancelled)
+    bool by_hook = false;   // read (and hashed) by options_.read_new
+    bool done = false;      // Protected by mu_: a worker finished with it
   };
   // An entry waiting for the files before it (or itself) to be hashed, in path order.
   struct Queued {
     std::string path;
     uint64_t size;
     int64_t mtime_ns;
-    Sha256Digest sha256;
-    bool ready;   // sha256 known; a queued file that failed to hash is left out
-    bool hashed;  // by this scan (not from the cache)
-    bool by_hook; // hashed by options_.read_new
+    Sha256Digest sha256;               // known unless `job`
+    bool hashed;                       // by this scan (not from the cache)
+    std::unique_ptr<PendingHash> job;  // the hashing of this file, if it is hashed
   };
 
   // Reads and hashes one pending file (any thread). `buffer` holds kReadChunkBytes.
@@ -458,71 +479,91 @@ class Scanner {
     h.hashed = true;
   }
 
-  // Hashes the pending group on up to options_.hash_threads threads (this one included), closes
-  // the files, fills in the entries' hashes and leaves out (skips) the files that failed.
-  void FlushHashes() {
-    if (pending_.empty() && queue_.empty()) return;
-    if (!pending_.empty()) HashPending();
-    // Every queued entry is settled now: into the manifest, in order.
-    for (const Queued& q : queue_) {
-      if (q.ready) Append(q.path, q.size, q.mtime_ns, q.sha256, q.hashed, q.by_hook);
+  // Offers the file to options_.read_new, else hashes it (any thread).
+  void Process(PendingHash& h, char* buffer) const {
+    if (options_.read_new && !Cancelled()) {
+      if (auto sha = options_.read_new(h.path, h.fd, h.size, h.mtime_ns)) {
+        h.sha256 = *sha;
+        h.hashed = h.by_hook = true;
+        return;
+      }
+      // Declined, maybe after reading some of it: hash it from the start.
+      if (::lseek(h.fd, 0, SEEK_SET) < 0) {
+        h.error = absl::StrCat("seek: ", ErrnoReason(errno));
+        return;
+      }
     }
-    queue_.clear();
+    HashOne(h, buffer);
   }
 
-  // Hashes pending_ (see FlushHashes) and fills in the queue's entries.
-  void HashPending() {
-    std::atomic<size_t> next{0};
-    auto work = [&](char* buffer) {
-      for (size_t k = next.fetch_add(1); k < pending_.size(); k = next.fetch_add(1)) {
-        PendingHash& h = pending_[k];
-        if (options_.read_new && !Cancelled()) {
-          if (auto sha = options_.read_new(queue_[h.index].path, h.fd, h.size, h.mtime_ns)) {
-            h.sha256 = *sha;
-            h.hashed = h.by_hook = true;
-            continue;
-          }
-          // Declined, maybe after reading some of it: hash it from the start.
-          if (::lseek(h.fd, 0, SEEK_SET) < 0) {
-            h.error = absl::StrCat("seek: ", ErrnoReason(errno));
-            continue;
-          }
+  // options_.hash_threads workers, started with the first file to hash.
+  void StartWorkers() {
+    if (!workers_.empty()) return;
+    const size_t n = static_cast<size_t>(std::max(1, options_.hash_threads));
+    for (size_t t = 0; t < n; ++t) {
+      workers_.emplace_back([this] {
+        std::unique_ptr<char[]> buffer(new char[kReadChunkBytes]);
+        std::unique_lock<std::mutex> lock(mu_);
+        for (;;) {
+          work_cv_.wait(lock, [&] { return stopping_ || !work_.empty(); });
+          if (work_.empty()) return;
+          PendingHash* h = work_.front();
+          work_.pop_front();
+          lock.unlock();
+          Process(*h, buffer.get());
+          lock.lock();
+          h->done = true;
+          --busy_files_;
+          busy_bytes_ -= h->size;
+          done_cv_.notify_all();
         }
-        HashOne(h, buffer);
-      }
-    };
-    const size_t helpers = std::min<size_t>(static_cast<size_t>(std::max(1, options_.hash_threads)) - 1,
-                                            pending_.size() - 1);
-    std::vector<std::thread> threads;
-    std::vector<std::unique_ptr<char[]>> buffers;
-    for (size_t t = 0; t < helpers; ++t) {
-      buffers.emplace_back(new char[kReadChunkBytes]);
-      threads.emplace_back(work, buffers.back().get());
+      });
     }
-    work(buffer_.get());
-    for (auto& t : threads) t.join();
-    for (PendingHash& h : pending_) {
-      ::close(h.fd);
-      Queued& q = queue_[h.index];
-      if (!h.hashed) {
-        if (!h.error.empty()) Skip(q.path, h.error);
-        continue;  // left out
+  }
+
+  // Moves the entries at the front of the queue whose hash is settled into the manifest, in
+  // order (files that failed are left out and skipped); with `all`, waits for every one.
+  void Drain(bool all) {
+    while (!queue_.empty()) {
+      Queued& q = queue_.front();
+      if (q.job) {
+        PendingHash& h = *q.job;
+        {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (!h.done && !all) return;
+          done_cv_.wait(lock, [&] { return h.done; });
+        }
+        ::close(h.fd);
+        if (h.hashed) {
+          ++result_.files_hashed;
+          result_.bytes_hashed += h.size;
+          if (cache_ != nullptr) cache_->Store(q.path, h.size, h.mtime_ns, h.sha256);
+          Append(q.path, q.size, q.mtime_ns, h.sha256, /*hashed=*/true, h.by_hook);
+        } else if (!h.error.empty()) {
+          Skip(q.path, h.error);
+        }  // else cancelled: left out
+      } else {
+        Append(q.path, q.size, q.mtime_ns, q.sha256, q.hashed);
       }
-      ++result_.files_hashed;
-      result_.bytes_hashed += h.size;
-      if (cache_ != nullptr) cache_->Store(q.path, h.size, h.mtime_ns, h.sha256);
-      q.sha256 = h.sha256;
-      q.ready = true;
-      q.by_hook = h.by_hook;
+      queue_.pop_front();
     }
-    pending_.clear();
-    pending_bytes_ = 0;
+  }
+
+  // Settles every queued entry (waiting for the workers), then stops the workers.
+  void FlushHashes() {
+    Drain(/*all=*/true);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
   }
 
   // Constant after construction.
   const ScanOptions& options_;
   HashCache* const cache_;                // may be null; not owned
-  const std::unique_ptr<char[]> buffer_;  // kReadChunkBytes, reused for every file
 
   // Set at the start of Run().
   std::string root_real_prefix_;  // realpath of root with a trailing '/'
@@ -530,9 +571,17 @@ class Scanner {
   int64_t settle_cutoff_ns_ = 0;  // Unix nanoseconds; files modified later are unsettled
 
   ScanResult result_;
-  std::vector<PendingHash> pending_;  // opened, not yet hashed (at most kHashGroupFiles)
-  uint64_t pending_bytes_ = 0;
-  std::vector<Queued> queue_;         // from the first pending file on, in path order
+  std::deque<Queued> queue_;          // from the first file being hashed on, in path order
+
+  // The hashing workers and their queue.
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable work_cv_;   // work_ or stopping_ changed
+  std::condition_variable done_cv_;   // a file was done
+  std::deque<PendingHash*> work_;     // Protected by mu_: not yet taken by a worker
+  size_t busy_files_ = 0;             // Protected by mu_: queued or being hashed
+  uint64_t busy_bytes_ = 0;           // Protected by mu_
+  bool stopping_ = false;             // Protected by mu_
   bool out_of_order_ = false;         // an entry did not sort after the one before (a bug)
 };
 

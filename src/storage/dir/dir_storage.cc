@@ -41,7 +41,10 @@
 namespace ds {
 namespace {
 
-constexpr size_t kCopyBufferBytes = 1 << 20;
+// Copy chunk. 128 KiB, not more: write() of 1 MiB chunks into the page cache took 5.6x the
+// system time of 128 KiB chunks here (dd of 512 MiB: 1.13 s against 0.20 s; cp's
+// copy_file_range 0.17 s), while reads are as fast either way.
+constexpr size_t kCopyBufferBytes = 128 << 10;
 constexpr uint64_t kEarlyWritebackBytes = 256 << 10;
 constexpr size_t kMinPacedChunkBytes = 64 << 10;
 constexpr auto kMaxPacingSleep = std::chrono::milliseconds(50);
