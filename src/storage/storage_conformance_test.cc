@@ -915,6 +915,63 @@ TEST_F(DirStorageTest, CrashBeforeCommitLeavesNothing) {
   EXPECT_THAT(Entries(root_ / "d"), ElementsAre("keep.dat"));
 }
 
+// StagePutFd, as the agent copies files while it scans: from an open source (read from its
+// first byte whatever its offset), hashed while copied, invisible until committed. With
+// unnamed_only nothing is written when the key is taken (AlreadyExists) or the budget of
+// unnamed files is used up (ResourceExhausted).
+TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesCleanly) {
+  const std::string content(200'000, 's');
+  const int fd = ::open(WriteSource(content).c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+    int get() const { return fd; }
+  } src{fd};
+  char first[10];
+  ASSERT_EQ(::read(src.get(), first, sizeof first), 10);  // an offset that is not 0
+  PutOptions unnamed{.run_id = "abcdef01-run", .unnamed_only = true};
+  auto a = storage_->StagePutFd("d/a.dat", src.get(), "source a", unnamed);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ((*a)->bytes(), content.size());
+  EXPECT_EQ((*a)->sha256(), Sha256Hex(content));
+  EXPECT_THAT(Entries(root_ / "d"), IsEmpty());
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  staged.push_back(std::move(*a));
+  auto results = storage_->CommitPuts(std::move(staged));
+  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+  EXPECT_EQ(results[0]->info.sha256, Sha256Hex(content));
+  EXPECT_EQ(*storage_->ReadAll("d/a.dat", 1 << 20), content);
+
+  // The key is taken: refused before anything is written, the object untouched.
+  auto again = storage_->StagePutFd("d/a.dat", src.get(), "source a", unnamed);
+  EXPECT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
+  EXPECT_THAT(Entries(root_ / "d"), ElementsAre("a.dat"));
+  EXPECT_THAT(Temps(), IsEmpty());
+
+  // No unnamed file left in the budget: refused; without unnamed_only a temp name is used.
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  struct rlimit low = saved;
+  low.rlim_cur = 8;  // budget 2
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto opened = OpenDirStorage(root_.string());
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<Storage> small = std::move(*opened);
+  auto b = small->StagePutFd("d/b.dat", src.get(), "source b", unnamed);
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto c = small->StagePutFd("d/c.dat", src.get(), "source c", unnamed);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto e = small->StagePutFd("d/e.dat", src.get(), "source e", unnamed);
+  EXPECT_TRUE(absl::IsResourceExhausted(e.status())) << e.status();
+  EXPECT_THAT(Temps(), IsEmpty());
+  auto d = small->StagePutFd("d/d.dat", src.get(), "source d", PutOptions{.run_id = "abcdef01-run"});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(Temps().size(), 1u);
+  EXPECT_THAT(Keys("d"), ElementsAre("d/a.dat"));
+}
+
 // Unnamed files hold a descriptor each until commit: at most a quarter of RLIMIT_NOFILE. Beyond
 // that, staging goes on under temp names; every put lands either way.
 TEST_F(DirStorageTest, UnnamedFilesStayWithinTheDescriptorBudget) {

@@ -10,6 +10,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -149,6 +152,64 @@ TEST_F(ScannerTest, ParallelHashingGivesEachFileItsOwnHash) {
     EXPECT_TRUE(std::is_sorted(r->files.begin(), r->files.end(),
                                [](const auto& a, const auto& b) { return a.path < b.path; }));
   }
+}
+
+// ScanOptions::read_new: files the hook reads and hashes keep its hash and are listed in
+// read_by_hook; a file it declines, even after reading part of it, is hashed by the scan from
+// its first byte; cache hits never reach the hook.
+TEST_F(ScannerTest, ReadNewHookTakesOrDeclinesEachNewFile) {
+  std::map<std::string, std::string> expected;
+  for (int i = 0; i < 200; ++i) {
+    const std::string rel = absl::StrCat("d", i % 5, "/f", i, ".dat");
+    const std::string content(static_cast<size_t>(i) * 101 + 1, static_cast<char>('a' + i % 26));
+    Write(rel, content);
+    expected[rel] = Sha256Hex(content);
+  }
+  std::unique_ptr<HashCache> cache = NewMemoryHashCache();
+  std::mutex mu;
+  std::set<std::string> offered;
+  ScanOptions o = Options();
+  o.hash_threads = 3;
+  o.read_new = [&](const std::string& path, int fd, uint64_t size,
+                   int64_t) -> std::optional<Sha256Digest> {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      EXPECT_TRUE(offered.insert(path).second) << path << " offered twice";
+    }
+    std::string data(size, '\0');
+    // Every third file: read half of it, then decline (the scan must start over).
+    const bool decline = std::hash<std::string>{}(path) % 3 == 0;
+    const size_t want = decline ? size / 2 : size;
+    EXPECT_EQ(::read(fd, data.data(), want), static_cast<ssize_t>(want)) << path;
+    if (decline) return std::nullopt;
+    Sha256Digest d;
+    EXPECT_TRUE(ParseSha256Hex(Sha256Hex(data), &d));
+    return d;
+  };
+  auto r = ScanJob(o, cache.get());
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->files.size(), expected.size());
+  EXPECT_EQ(offered.size(), expected.size());
+  std::set<std::string> by_hook;
+  for (uint32_t i : r->read_by_hook) by_hook.insert(std::string(r->files[i].path));
+  EXPECT_GT(by_hook.size(), 0u);
+  EXPECT_LT(by_hook.size(), expected.size());
+  EXPECT_TRUE(std::is_sorted(r->read_by_hook.begin(), r->read_by_hook.end()));
+  EXPECT_TRUE(std::includes(r->hashed.begin(), r->hashed.end(), r->read_by_hook.begin(),
+                            r->read_by_hook.end()));
+  for (const auto& f : r->files) {
+    EXPECT_EQ(f.sha256, expected.at(f.path)) << f.path;
+    EXPECT_EQ(by_hook.count(f.path) == 1, std::hash<std::string>{}(f.path) % 3 != 0) << f.path;
+  }
+  // Second scan: everything is a cache hit, nothing is offered.
+  ASSERT_TRUE(cache->EndScan().ok());
+  cache->Adopt(std::move(r->files), "");
+  offered.clear();
+  auto again = ScanJob(o, cache.get());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(offered.empty());
+  EXPECT_TRUE(again->read_by_hook.empty());
+  EXPECT_EQ(again->files.size(), expected.size());
 }
 
 TEST_F(ScannerTest, OutputSortedBytewiseAcrossDirectories) {

@@ -69,6 +69,16 @@ class CoreSyncTest(unittest.TestCase):
             self.assertEqual(rows[rel]["size"], os.path.getsize(full), rel)
             self.assertIn(rows[rel]["run_id"], run_ids)
         self.assertEqual(rows["empty/zero-byte.dat"]["size"], 0)
+        # A first sync into an empty index copies each file while the scan hashes it (each byte
+        # read once) and compares the copies in batches while the scan goes on.
+        top = max(runs, key=lambda r: r["files_uploaded"])
+        self.assertRegex(self.agent_log(),
+                         rf"run={top['run_id']} copied \d+ file\(s\) while scanning; "
+                         rf"{top['files_uploaded']} of them planned and committed")
+
+    def agent_log(self):
+        with open(os.path.join(self.c.root, "agent-pc-e2e.log"), encoding="utf-8", errors="replace") as f:
+            return f.read()
 
     def test_2_second_sync_uploads_nothing(self):
         run = self.sync()
@@ -81,6 +91,34 @@ class CoreSyncTest(unittest.TestCase):
             log = f.read()
         self.assertIn(f"run={run['run_id']}: manifest unchanged ({len(self.paths)} files)", log)
         self.assertNotIn(f"run={run['run_id']}: {len(self.paths)} entries", log)
+
+    def test_2a_agent_without_its_cache_compares_first_and_copies_nothing(self):
+        # agent.db (hash cache, journal) lost, as on a reinstalled PC, while the index holds the
+        # job: the agent hashes and compares before it copies anything, so nothing is copied.
+        before = {r["run_id"] for r in self.c.cli_json("runs", "pc-e2e", "raw")}
+        self.assertEqual(self.c.stop_agent("pc-e2e"), 0)
+        state = os.path.join(self.c.root, "agent-pc-e2e")
+        lost = [f for f in os.listdir(state) if f.startswith("agent.db")]
+        self.assertIn("agent.db", lost)
+        for f in lost:
+            os.remove(os.path.join(state, f))
+        self.c.start_agent("pc-e2e")
+
+        # The agent runs its jobs once when it starts: that run is the one without a cache. (Not
+        # `sync` here: a command queued while the old agent's long-poll is still parked on the
+        # server can be taken by that dead poll; see docs/operations.md.)
+        def new_runs():
+            return [r for r in self.c.cli_json("runs", "pc-e2e", "raw")
+                    if r["run_id"] not in before and r["state"] not in ("running", "planned")]
+        wait_for("startup run after the restart", lambda: new_runs(), 60)
+        new_runs = new_runs()
+        self.assertTrue(all(r["state"] == "succeeded" for r in new_runs), new_runs)
+        log = self.agent_log()
+        for r in new_runs:
+            self.assertEqual(r["files_uploaded"], 0, r)
+            self.assertNotIn(f"run={r['run_id']} copied ", log)
+        self.assertFalse(os.path.exists(os.path.join(self.c.share, ".datasync", "versions")))
+        self.assert_storage_matches_source()
 
     def test_3_three_changed_files_upload_exactly_those_and_keep_old_versions(self):
         changed = [self.paths[5], self.paths[500], "Übersicht/Ωmega – notes.txt"]
