@@ -585,9 +585,16 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
             o.counters->files_total += to_commit.size();
             for (const Staged& s : to_commit) o.counters->bytes_total += s.put->bytes();
           }
+          const auto t_commit = std::chrono::steady_clock::now();
+          const size_t n_commit = to_commit.size();
           std::vector<protocol::FileResult> results;
           commit(std::move(to_commit), &results);
+          const auto t_deliver = std::chrono::steady_clock::now();
           if (!results.empty()) enqueue_delivery(std::move(results));
+          spdlog::debug("run={} copied while scanning: {} compared, {} committed in {} ms, queued for "
+                        "delivery in {} ms", run_id, batch_files, n_commit,
+                        std::chrono::duration_cast<std::chrono::milliseconds>(t_deliver - t_commit).count(),
+                        finish_ms(t_deliver));
         }
       }
       batch.clear();  // drops the copies not committed
