@@ -8,6 +8,8 @@ one tool per repeat):
   initial   empty destination
   noop      nothing changed since
   changed   after --changed-pct % of the files were rewritten (same sizes, new bytes)
+Tools: datasync, cp (cp -a; cp -au later), cp-sync (the same, then `sync -f` on the
+destination: durable, as DataSync's result is), rsync (-a), rsync-fsync (-a --fsync), rclone.
 Before each timed command the script runs sync(2) (untimed), so that no tool pays for the
 write-back of the previous tool's output (DataSync flushes with syncfs before it reports).
 DataSync is timed from the sync request (POST /admin/.../sync, what `datasync sync` sends)
@@ -20,7 +22,7 @@ caches needs privileges we do not have), so these are CPU + metadata + write-bac
 
 Usage:
   bench/compare_tools.py --bin-dir build/bin --tree A --scale 0.1 [--repeats 3]
-       [--tools datasync,cp,rsync,rsync-fsync,rclone] [--work /tmp/ds-bench] [--json out.json]"""
+       [--tools datasync,cp,cp-sync,rsync,rsync-fsync,rclone] [--work /tmp/ds-bench] [--json out.json]"""
 
 import argparse
 import json
@@ -149,7 +151,7 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--changed-pct", type=float, default=1.0)
-    ap.add_argument("--tools", default="datasync,cp,rsync,rsync-fsync,rclone")
+    ap.add_argument("--tools", default="datasync,cp,cp-sync,rsync,rsync-fsync,rclone")
     ap.add_argument("--agent-arg", action="append", default=[], help="extra datasync-agent argument")
     ap.add_argument("--work", default="/tmp/ds-bench")
     ap.add_argument("--json", help="write all samples here")
@@ -181,9 +183,11 @@ def main():
                         dt, run = ds.sync()
                         if phase == "initial" and ds.indexed() != files:
                             raise RuntimeError(f"index holds {ds.indexed()} rows, expected {files}")
-                    elif tool == "cp":
+                    elif tool in ("cp", "cp-sync"):
                         dt = run_cmd(["cp", "-a", src, dst] if phase == "initial" else
                                      ["cp", "-au", src + "/.", dst])
+                        if tool == "cp-sync":  # durable, as DataSync's result is
+                            dt += run_cmd(["sync", "-f", dst])
                     else:
                         dt = run_cmd(tool_argv(tool, src, dst))
                     samples[tool][phase].append(dt)
@@ -208,7 +212,7 @@ def main():
         print(f"{t:14s}" + "".join(f"{med[t].get(p, float('nan')):10.3f}" for p in PHASES))
     ratios = {}
     if "datasync" in tools:
-        for other in ("rsync", "cp", "rclone", "rsync-fsync"):
+        for other in ("rsync", "cp", "rclone", "rsync-fsync", "cp-sync"):
             if other in tools:
                 ratios[other] = {p: med["datasync"][p] / med[other][p] for p in PHASES}
                 print(f"DataSync/{other:12s}" + "".join(f"{ratios[other][p]:10.2f}" for p in PHASES))
