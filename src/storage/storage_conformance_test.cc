@@ -809,6 +809,20 @@ class DirStorageTest : public ::testing::Test {
     return out;
   }
 
+  // Another storage on the same root, opened while the soft RLIMIT_NOFILE is `limit`: its
+  // budget of unnamed files is a quarter of that. Null (test failed) if it cannot be opened.
+  std::unique_ptr<Storage> OpenWithFileLimit(rlim_t limit) {
+    struct rlimit saved {};
+    EXPECT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+    struct rlimit low = saved;
+    low.rlim_cur = limit;
+    EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+    auto opened = OpenDirStorage(root_.string());
+    EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    return opened.ok() ? std::move(*opened) : nullptr;
+  }
+
   std::vector<std::string> Keys(const std::string& prefix = "") {
     std::vector<std::string> keys;
     EXPECT_TRUE(storage_->List(prefix, [&](const ObjectInfo& i) { keys.push_back(i.key); }).ok());
@@ -950,15 +964,8 @@ TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesClea
   EXPECT_THAT(Temps(), IsEmpty());
 
   // No unnamed file left in the budget: refused; without unnamed_only a temp name is used.
-  struct rlimit saved {};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
-  struct rlimit low = saved;
-  low.rlim_cur = 8;  // budget 2
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
-  auto opened = OpenDirStorage(root_.string());
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  std::unique_ptr<Storage> small = std::move(*opened);
+  std::unique_ptr<Storage> small = OpenWithFileLimit(8);  // budget 2
+  ASSERT_NE(small, nullptr);
   auto b = small->StagePutFd("d/b.dat", src.get(), "source b", unnamed);
   ASSERT_TRUE(b.ok()) << b.status();
   auto c = small->StagePutFd("d/c.dat", src.get(), "source c", unnamed);
@@ -975,15 +982,8 @@ TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesClea
 // Unnamed files hold a descriptor each until commit: at most a quarter of RLIMIT_NOFILE. Beyond
 // that, staging goes on under temp names; every put lands either way.
 TEST_F(DirStorageTest, UnnamedFilesStayWithinTheDescriptorBudget) {
-  struct rlimit saved {};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
-  struct rlimit low = saved;
-  low.rlim_cur = 64;  // budget 16
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
-  auto opened = OpenDirStorage(root_.string());
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  std::unique_ptr<Storage> storage = std::move(*opened);
+  std::unique_ptr<Storage> storage = OpenWithFileLimit(64);  // budget 16
+  ASSERT_NE(storage, nullptr);
   std::vector<std::unique_ptr<StagedPut>> staged;
   for (int i = 0; i < 40; ++i) {
     auto s = storage->StagePut(absl::StrCat("b/f", i), WriteSource(absl::StrCat("content ", i)), {});
