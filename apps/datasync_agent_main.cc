@@ -1,5 +1,6 @@
 // datasync-agent: runs on an instrument PC and syncs its job folders to storage.
 #include <CLI/CLI.hpp>
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -80,6 +81,12 @@ int main(int argc, char** argv) {
     }
     *out = *d;
   }
+  // Manifest chunks (~230 KB of records, ~180 KB of paths) are freed as a scan passes them and
+  // made again by the next scan, often on another thread. With glibc's default, the mmap
+  // threshold rises after the first such free and later chunks come from per-thread arenas,
+  // which keep freed memory: a 1,000,000-file job's first no-op after its first sync peaked at
+  // 204 MiB instead of ~126. A fixed threshold keeps large blocks in mmap, returned when freed.
+  ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   // Staged copies hold a descriptor each until their group commits: use the hard limit on open
   // files, not the (often 1024) soft one.
   if (struct rlimit rl {}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
