@@ -264,10 +264,10 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   if (copy_while_scanning) {
     open_storage();
     copy_while_scanning = storage != nullptr;
-  }
-  if (copy_while_scanning) {
-    own_compare_client = o.new_client();
-    compare_client = own_compare_client.get();
+    if (copy_while_scanning) {
+      own_compare_client = o.new_client();
+      compare_client = own_compare_client.get();
+    }
   }
 
   // Directory storage: files are staged (copied while hashed, checked, not yet durable nor
@@ -902,10 +902,6 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
             r.mtime_ns = e->mtime_ns;
             r.sha256 = put->info.sha256.empty() ? e->sha256 : put->info.sha256;
             r.kept_version = put->kept_version.empty() ? granted_kept_version : put->kept_version;
-            if (!r.kept_version.empty()) {
-              spdlog::warn("run={} {} changed after it was synced; previous version kept at {}",
-                           run_id, u.path, r.kept_version);
-            }
           } else {
             r.status = "failed";
             r.error = std::string(put.status().message());
