@@ -49,6 +49,13 @@
 namespace ds {
 namespace {
 
+// Commits one staged put; its result.
+absl::StatusOr<PutResult> CommitOne(Storage& storage, std::unique_ptr<StagedPut> put) {
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  staged.push_back(std::move(put));
+  return std::move(storage.CommitPuts(std::move(staged)).at(0));
+}
+
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
@@ -728,12 +735,10 @@ TEST_P(StorageConformanceTest, StagedPutChecksTheExpectedHash) {
 }
 
 TEST_P(StorageConformanceTest, StagedPutWithVerifyLands) {
-  std::vector<std::unique_ptr<StagedPut>> staged;
   auto s = storage().StagePut("g/v.dat", WriteSource("verified"), PutOptions{.verify = true});
   ASSERT_TRUE(s.ok()) << s.status();
-  staged.push_back(std::move(*s));
-  auto results = storage().CommitPuts(std::move(staged));
-  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+  auto result = CommitOne(storage(), std::move(*s));
+  ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(*storage().ReadAll("g/v.dat", 100), "verified");
 }
 
@@ -849,10 +854,8 @@ TEST_F(DirStorageTest, StagedPutIsInvisibleUntilCommitted) {
   EXPECT_THAT(Temps(), IsEmpty());
   EXPECT_THAT(Entries(root_ / "d"), IsEmpty());  // unnamed: nothing in the folder at all
   b->reset();
-  std::vector<std::unique_ptr<StagedPut>> staged;
-  staged.push_back(std::move(*a));
-  auto results = storage_->CommitPuts(std::move(staged));
-  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+  auto result = CommitOne(*storage_, std::move(*a));
+  ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_THAT(Keys(), ElementsAre("d/a.dat"));
   EXPECT_EQ(*storage_->ReadAll("d/a.dat", 100), "staged a");
   EXPECT_THAT(Entries(root_ / "d"), ElementsAre("a.dat"));
@@ -864,13 +867,11 @@ TEST_F(DirStorageTest, ObjectAppearingBeforeTheCommitIsKept) {
   auto a = storage_->StagePut("d/a.dat", WriteSource("staged"), PutOptions{.run_id = "abcdef01-run"});
   ASSERT_TRUE(a.ok()) << a.status();
   ASSERT_TRUE(storage_->PutFile("d/a.dat", WriteSource("meanwhile"), {}).ok());
-  std::vector<std::unique_ptr<StagedPut>> staged;
-  staged.push_back(std::move(*a));
-  auto results = storage_->CommitPuts(std::move(staged));
-  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+  auto result = CommitOne(*storage_, std::move(*a));
+  ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(*storage_->ReadAll("d/a.dat", 100), "staged");
-  EXPECT_THAT(results[0]->kept_version, StartsWith(".datasync/versions/d/a.dat/"));
-  EXPECT_EQ(*storage_->ReadAll(results[0]->kept_version, 100), "meanwhile");
+  EXPECT_THAT(result->kept_version, StartsWith(".datasync/versions/d/a.dat/"));
+  EXPECT_EQ(*storage_->ReadAll(result->kept_version, 100), "meanwhile");
   EXPECT_THAT(Temps(), IsEmpty());
   EXPECT_THAT(Entries(root_ / "d"), ElementsAre("a.dat"));
 }
@@ -890,10 +891,8 @@ TEST_F(DirStorageTest, StagedPutWithTempNamesIsInvisibleUntilCommitted) {
   EXPECT_EQ(Temps().size(), 2u);
   b->reset();  // dropped: its temp file goes
   EXPECT_EQ(Temps().size(), 1u);
-  std::vector<std::unique_ptr<StagedPut>> staged;
-  staged.push_back(std::move(*a));
-  auto results = named->CommitPuts(std::move(staged));
-  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+  auto result = CommitOne(*named, std::move(*a));
+  ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_THAT(Keys(), ElementsAre("d/a.dat"));
   EXPECT_THAT(Temps(), IsEmpty());
   // A crash between staging and commit leaves a temp file that AbandonUpload finds by run id.
@@ -950,11 +949,9 @@ TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesClea
   EXPECT_EQ((*a)->bytes(), content.size());
   EXPECT_EQ((*a)->sha256(), Sha256Hex(content));
   EXPECT_THAT(Entries(root_ / "d"), IsEmpty());
-  std::vector<std::unique_ptr<StagedPut>> staged;
-  staged.push_back(std::move(*a));
-  auto results = storage_->CommitPuts(std::move(staged));
-  ASSERT_TRUE(results.at(0).ok()) << results[0].status();
-  EXPECT_EQ(results[0]->info.sha256, Sha256Hex(content));
+  auto result = CommitOne(*storage_, std::move(*a));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->info.sha256, Sha256Hex(content));
   EXPECT_EQ(*storage_->ReadAll("d/a.dat", 1 << 20), content);
 
   // The key is taken: refused before anything is written, the object untouched.

@@ -723,10 +723,6 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
                                                                 const std::filesystem::path& source,
                                                                 const PutOptions& options,
                                                                 bool fsync_now) {
-  if (IsCancelled(options.cancel)) {
-    return absl::CancelledError(absl::StrCat("put ", Describe(), "/", key, " cancelled"));
-  }
-  // Source.
   const std::string src_desc = source.string();
   UniqueFd src(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
   if (!src.valid()) return ErrnoStatus(errno, absl::StrCat("open source ", src_desc));
