@@ -6,7 +6,10 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -189,6 +192,13 @@ void Session::OnRead(beast::error_code ec, size_t) {
   beast::error_code rec;
   auto ep = stream_.socket().remote_endpoint(rec);
   if (!rec) req.remote_addr = ep.address().to_string();
+  // Nothing reads the socket while a handler holds the request: a peek that finds end-of-stream
+  // (or an error) means the client is gone. Data waiting (a pipelined request) means it is not.
+  req.client_gone = [self = shared_from_this()] {
+    char c;
+    const ssize_t n = ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  };
 
   stream_.expires_never();  // the handler may hold the request (long-poll)
   auto self = shared_from_this();

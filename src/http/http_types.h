@@ -2,6 +2,7 @@
 // canonical status codes and HTTP statuses (problem+json, RFC 9457).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -18,6 +19,9 @@ struct Request {
   std::map<std::string, std::string> headers;  // names lowercased
   std::string body;
   std::string remote_addr;
+  // True once the client has closed its connection (or it broke) while the request waits for
+  // its answer, e.g. a long-poll whose agent died. Set by the server; null in hand-made requests.
+  std::function<bool()> client_gone;
 
   // Header value or "" (name must be lowercase).
   std::string Header(const std::string& name) const;

@@ -274,11 +274,14 @@ void Commands(ServerContext* ctx, const Request& req, const Responder& respond) 
     spdlog::warn("runner={} long-poll not recorded: {}", runner->name, st);
     poll_id.clear();
   }
-  auto answer = [index, runner_id, respond, poll_id](CommandBus::Wake why) {
+  auto answer = [index, runner_id, respond, poll_id, gone = req.client_gone](CommandBus::Wake why) {
     const auto empty = [&] {
       respond(http::JsonResponse(200, protocol::Encode(protocol::CommandsResponse{})));
     };
     if (why == CommandBus::Wake::kSuperseded) return empty();
+    // An agent that died (killed, crashed, restarted) while this poll waited: the commands stay
+    // queued for its next poll instead of being taken into a closed connection.
+    if (gone && gone()) return empty();
     if (!poll_id.empty()) {
       // A newer long-poll of this runner may have started on another instance since the bus
       // last looked: then this connection is stale and must not take the commands.

@@ -3,7 +3,9 @@ storage. Enroll → approve → add job → sync → byte-identical storage and 
 3 changed files → bad input refused."""
 
 import argparse
+import json
 import os
+import signal
 import sys
 import unittest
 
@@ -104,9 +106,7 @@ class CoreSyncTest(unittest.TestCase):
             os.remove(os.path.join(state, f))
         self.c.start_agent("pc-e2e")
 
-        # The agent runs its jobs once when it starts: that run is the one without a cache. (Not
-        # `sync` here: a command queued while the old agent's long-poll is still parked on the
-        # server can be taken by that dead poll; see docs/operations.md.)
+        # The agent runs its jobs once when it starts: that run is the one without a cache.
         def new_runs():
             return [r for r in self.c.cli_json("runs", "pc-e2e", "raw")
                     if r["run_id"] not in before and r["state"] not in ("running", "planned")]
@@ -119,6 +119,19 @@ class CoreSyncTest(unittest.TestCase):
             self.assertNotIn(f"run={r['run_id']} copied ", log)
         self.assertFalse(os.path.exists(os.path.join(self.c.share, ".datasync", "versions")))
         self.assert_storage_matches_source()
+
+    def test_2b_a_command_queued_while_the_agent_restarts_is_not_lost(self):
+        # The agent dies while its commands long-poll waits on the server; a command queued
+        # before the restarted agent polls again must wait for it, not go to the dead poll.
+        self.assertEqual(self.c.stop_agent("pc-e2e", sig=signal.SIGKILL), -signal.SIGKILL)
+        run_id = json.loads(self.c.cli("sync", "pc-e2e", "raw", "--json").stdout)["run_id"]
+        self.c.start_agent("pc-e2e")
+
+        def closed():
+            p = self.c.cli("run", run_id, "--json", check=False)
+            return p.returncode == 0 and json.loads(p.stdout)["state"] not in ("running", "planned")
+        wait_for(f"run {run_id} of the command queued during the restart", closed, 60)
+        self.assertEqual(self.c.cli_json("run", run_id)["state"], "succeeded")
 
     def test_3_three_changed_files_upload_exactly_those_and_keep_old_versions(self):
         changed = [self.paths[5], self.paths[500], "Übersicht/Ωmega – notes.txt"]
