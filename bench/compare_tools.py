@@ -160,6 +160,7 @@ def main():
     samples = {t: {p: [] for p in PHASES} for t in tools}
     loads = []
     rss = []
+    agent_hwm = []  # the agent's VmHWM (KiB) after each of its phases: where a peak was reached
     tree_info = None
     for rep in range(a.repeats):
         work = os.path.join(a.work, f"rep{rep}")
@@ -191,7 +192,12 @@ def main():
                     else:
                         dt = run_cmd(tool_argv(tool, src, dst))
                     samples[tool][phase].append(dt)
-                    print(f"rep {rep} {phase:8s} {tool:12s} {dt:8.3f}s  load {loads[-1]['loadavg']}",
+                    extra = ""
+                    if tool == "datasync":
+                        hwm = ds.rss()["agent_kib"]
+                        agent_hwm.append({"repeat": rep, "phase": phase, "agent_kib": hwm})
+                        extra = f"  agent peak so far {hwm / 1024:.0f} MiB"
+                    print(f"rep {rep} {phase:8s} {tool:12s} {dt:8.3f}s  load {loads[-1]['loadavg']}{extra}",
                           flush=True)
             for tool in tools:
                 dst = ds.dest if tool == "datasync" else os.path.join(work, "dst-" + tool)
@@ -221,7 +227,7 @@ def main():
                 max(r["agent_kib"] or 0 for r in rss) // 1024, max(r["server_kib"] or 0 for r in rss) // 1024))
     print("load averages:", "; ".join(f"{l['phase']}@{l['repeat']} {l['loadavg']}" for l in loads))
     out = {"tree": tree_info, "repeats": a.repeats, "samples": samples, "medians": med, "ratios": ratios,
-           "rss": rss, "loads": loads, "agent_args": a.agent_arg}
+           "rss": rss, "agent_hwm_by_phase": agent_hwm, "loads": loads, "agent_args": a.agent_arg}
     print(json.dumps(out))
     if a.json:
         with open(a.json, "w") as f:
