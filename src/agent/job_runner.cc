@@ -30,6 +30,14 @@ namespace {
 constexpr size_t kCompareBatch = 5'000;
 constexpr size_t kCompleteBatch = 1'000;
 constexpr auto kCompleteEvery = std::chrono::seconds(2);
+// Copying while scanning in a delta run: how long copies wait for their compare at most.
+constexpr auto kDeltaCompareEvery = std::chrono::milliseconds(100);
+// ... and how many committed copies' results it holds back (see `held`) before it stops copying
+// (the rest is uploaded after the scan): bounds the memory a large delta holds.
+constexpr size_t kDeltaCopiesHeld = 20'000;
+// Kept versions named one by one in the agent's log per run; the rest are counted (every one is
+// in the run's files on the server, and the server raises the file-changed alerts).
+constexpr size_t kKeptVersionsLogged = 20;
 // Staged (written, not yet committed) bytes that trigger a group commit before kCompleteBatch
 // files or kCompleteEvery: bounds the dirty data one flush writes back.
 constexpr uint64_t kCommitBytes = uint64_t{512} << 20;
@@ -219,12 +227,21 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
                                            run_id, o.stop, attempts);
   };
 
-  // 0. An agent whose previous manifest of the job is empty asks first whether the job's index holds
-  //    anything. When it holds nothing and storage is a directory/share, the scan copies each
-  //    new file into storage while it hashes it (each byte read once: "copying while
-  //    scanning"), and the copies are compared in batches while the scan goes on, then
-  //    committed (see step 2a).
+  // 0. Copying while scanning, on a directory/share: the scan copies each file it must read
+  //    into storage while it hashes it (each byte read once), and the copies are compared in
+  //    batches while the scan goes on, then committed (see step 2a).
+  //    - An agent whose previous manifest of the job is empty asks first whether the job's index
+  //      holds anything, and copies only when it holds nothing (a first sync).
+  //    - With a previous manifest, the scan reads only new and changed files; their copies are
+  //      compared as delta batches against that manifest (base_digest), which the server refuses
+  //      once the job's index has moved on from it: the copying then stops (copy_delta).
   bool copy_while_scanning = false;
+  bool copy_delta = false;
+  if (cache->size() > 0 && o.copy_while_scanning && !o.server_known_down && o.new_client &&
+      storage_url.rfind("file://", 0) == 0) {
+    copy_while_scanning = true;
+    copy_delta = true;
+  }
   if (cache->size() == 0 && o.copy_while_scanning && !o.server_known_down && o.new_client) {
     protocol::CompareRequest opening;
     opening.run_id = run_id;
@@ -261,13 +278,17 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       spdlog::error("run={} storage {} unusable: {}", run_id, storage_url, storage_status.message());
     }
   };
-  if (copy_while_scanning) {
-    open_storage();
-    copy_while_scanning = storage != nullptr;
-    if (copy_while_scanning) {
-      own_compare_client = o.new_client();
-      compare_client = own_compare_client.get();
-    }
+  // A first sync opens storage now; a delta run only when the scan finds a file to copy (a
+  // cycle with nothing new touches neither storage nor the server until its digest compare).
+  std::once_flag storage_opened;
+  auto storage_for_copies = [&]() -> Storage* {
+    std::call_once(storage_opened, [&] {
+      if (!storage && storage_status.ok()) open_storage();
+    });
+    return storage.get();
+  };
+  if (copy_while_scanning && !copy_delta) {
+    copy_while_scanning = storage_for_copies() != nullptr;
   }
 
   // Directory storage: files are staged (copied while hashed, checked, not yet durable nor
@@ -315,7 +336,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         ++outcome.uploaded;
         outcome.bytes_uploaded += r.size;
         landed.emplace_back(r.path, IndexedContent{r.size, r.sha256});
-        if (!r.kept_version.empty()) {
+        if (!r.kept_version.empty() && ++outcome.kept_versions <= kKeptVersionsLogged) {
           spdlog::warn("run={} {} changed after it was synced; previous version kept at {}", run_id, r.path,
                        r.kept_version);
         }
@@ -329,11 +350,9 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     }
     if (absl::Status st = journal->RememberIndexed(job.id, landed); !st.ok()) spdlog::warn("run={} {}", run_id, st);
   };
-  // Journals a batch durably, then reports it while the server answers.
-  auto deliver = [&](std::vector<protocol::FileResult> batch, bool final) -> absl::Status {
-    DS_RETURN_IF_ERROR(journal->Record(run_id, batch));
-    account(batch);
-    if (final) DS_RETURN_IF_ERROR(journal->CloseRun(run_id, Stopped(o.stop), run_error));
+  // Reports a journaled batch while the server answers; once it stops answering, the journal
+  // keeps the rest for replay.
+  auto report = [&](const std::vector<protocol::FileResult>& batch, bool final) -> absl::Status {
     if (!reporting) return absl::OkStatus();
     auto state = Report(client, journal, run_id, batch, final, Stopped(o.stop), run_error, o.stop);
     if (state.ok()) {
@@ -346,6 +365,31 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
                  state.status().message());
     return absl::OkStatus();
   };
+  // A delta run's results are not reported while it may still send delta compares: the server
+  // takes those only while the job's index is the base manifest's, and results move it on.
+  // Held batches are journaled already; they are reported before the next batch that is not.
+  std::vector<std::vector<protocol::FileResult>> held;
+  // Journals a batch durably, then reports it (`hold`: later).
+  auto deliver = [&](std::vector<protocol::FileResult> batch, bool final, bool hold) -> absl::Status {
+    const auto t0 = std::chrono::steady_clock::now();
+    DS_RETURN_IF_ERROR(journal->Record(run_id, batch));
+    const auto t_recorded = std::chrono::steady_clock::now();
+    account(batch);
+    const auto t_accounted = std::chrono::steady_clock::now();
+    if (final) DS_RETURN_IF_ERROR(journal->CloseRun(run_id, Stopped(o.stop), run_error));
+    if (hold) {
+      held.push_back(std::move(batch));
+      return absl::OkStatus();
+    }
+    for (const auto& h : held) DS_RETURN_IF_ERROR(report(h, false));
+    held.clear();
+    absl::Status st = report(batch, final);
+    spdlog::debug("run={} delivered {} result(s): journaled in {} ms, remembered in {} ms, reported in {} ms",
+                  run_id, batch.size(), std::chrono::duration_cast<std::chrono::milliseconds>(t_recorded - t0).count(),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(t_accounted - t_recorded).count(),
+                  finish_ms(t_accounted));
+    return st;
+  };
   absl::Status deliver_status = absl::OkStatus();
   // Committed batches are delivered (journaled, then reported) on their own thread, so the next
   // group's commit, which mostly waits for the disk, overlaps the previous group's journal
@@ -357,6 +401,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   std::condition_variable delivery_cv;
   std::deque<std::vector<protocol::FileResult>> deliveries;  // Protected by delivery_mu.
   bool deliveries_done = false;                              // Protected by delivery_mu.
+  bool hold_reports = copy_delta;  // Protected by delivery_mu: until the compares are done.
   std::thread deliverer;
   auto enqueue_delivery = [&](std::vector<protocol::FileResult> batch) {
     if (!deliverer.joinable()) {
@@ -367,9 +412,10 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
           if (deliveries.empty()) return;
           std::vector<protocol::FileResult> next_batch = std::move(deliveries.front());
           deliveries.pop_front();
+          const bool hold = hold_reports;
           delivery_cv.notify_all();
           l.unlock();
-          absl::Status st = deliver(std::move(next_batch), false);
+          absl::Status st = deliver(std::move(next_batch), false, hold);
           if (!st.ok() && deliver_status.ok()) deliver_status = st;
         }
       });
@@ -420,6 +466,13 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   if (copy_while_scanning) {
     so.read_new = [&](const std::string& path, int fd, uint64_t size,
                       int64_t mtime_ns) -> std::optional<Sha256Digest> {
+      Storage* to = storage_for_copies();
+      if (to == nullptr) {
+        std::lock_guard<std::mutex> l(copies_mu);
+        copies_off = true;
+        copies_cv.notify_all();
+        return std::nullopt;
+      }
       {
         std::unique_lock<std::mutex> l(copies_mu);
         copies_cv.wait(l, [&] {
@@ -438,7 +491,8 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       po.cancel = o.stop;
       po.verify = o.verify;
       po.unnamed_only = true;  // nothing to journal: a crash leaves no trace of a staged copy
-      auto s = storage->StagePutFd(JoinKey(job.dest_prefix, path), fd,
+      po.replace_unnamed = copy_delta;  // a changed file replaces its object (kept as a version)
+      auto s = to->StagePutFd(JoinKey(job.dest_prefix, path), fd,
                                    (std::filesystem::path(job.source) / path).string(), po);
       Sha256Digest sha{};
       const bool ok = s.ok() && (*s)->bytes() == size && ParseSha256Hex((*s)->sha256(), &sha);
@@ -518,7 +572,9 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       std::vector<NewCopy> batch;
       {
         std::unique_lock<std::mutex> l(copies_mu);
-        copies_cv.wait_for(l, kCompleteEvery, [&] {
+        // A delta run's few copies go as they come (each batch is committed while the scan goes
+        // on); a first sync's wait for a full group, as one flush commits each group.
+        copies_cv.wait_for(l, copy_delta ? kDeltaCompareEvery : kCompleteEvery, [&] {
           return copies.size() >= kCompleteBatch || copies_bytes >= kCommitBytes / 2 || scan_done;
         });
         if (copies.empty()) {
@@ -539,20 +595,41 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         req.run_id = run_id;
         req.trigger = o.trigger;
         req.last = false;
+        if (copy_delta) req.base_digest = base_digest;
         req.files.reserve(batch.size());
         for (const NewCopy& c : batch) {
           req.files.push_back(protocol::ManifestEntry{c.path, c.size, c.mtime_ns, Sha256DigestHex(c.sha256)});
         }
+        if (!own_compare_client) {
+          own_compare_client = o.new_client();
+          compare_client = own_compare_client.get();
+        }
         auto resp = compare(req);
+        if (resp.ok() && !resp->storage_url.empty() && resp->storage_url != storage_url) {
+          resp = absl::FailedPreconditionError(
+              absl::StrCat("the server now names storage ", resp->storage_url));
+        }
         if (!resp.ok()) {
-          spdlog::warn("run={} compare while copying failed ({}); the rest is compared after the scan",
-                       run_id, resp.status().message());
+          if (copy_delta && absl::IsFailedPrecondition(resp.status())) {
+            spdlog::info("run={} copying while scanning stopped: {}; the rest is compared after the scan",
+                         run_id, resp.status().message());
+          } else {
+            spdlog::warn("run={} compare while copying failed ({}); the rest is compared after the scan",
+                         run_id, resp.status().message());
+          }
           streamed = false;
           std::lock_guard<std::mutex> l(copies_mu);
           copies_off = true;
           copies_cv.notify_all();
         } else {
-          answered = true;
+          if (!answered) {
+            // A delta run's first answer (a first sync's came with its opening compare).
+            if (absl::Status st = journal->MarkOnline(run_id); st.ok()) {
+              answered = true;
+            } else {
+              spdlog::error("run={} journal: {}", run_id, st);
+            }
+          }
           std::unordered_map<std::string_view, protocol::UploadInstruction*> planned;
           for (auto& u : resp->upload) planned.emplace(u.path, &u);
           std::vector<Staged> to_commit;
@@ -580,6 +657,34 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
             if (absl::Status st = journal->RememberIndexed(job.id, known); !st.ok()) {
               spdlog::warn("run={} {}", run_id, st);
             }
+          }
+          if (copy_delta && !to_commit.empty()) {
+            // A changed file's copy takes a temp name at commit, for a moment: journaled like
+            // the uploads' temp files, so that a crash there leaves nothing behind.
+            std::vector<std::pair<std::string, std::string>> in_flight;
+            in_flight.reserve(to_commit.size());
+            for (const Staged& s : to_commit) in_flight.emplace_back(s.result.path, s.put->key());
+            if (absl::Status st = journal->MarkInFlight(run_id, in_flight); !st.ok()) {
+              spdlog::error("run={} journal: {}", run_id, st);
+              for (const Staged& s : to_commit) {
+                --streamed_planned;
+                streamed_planned_bytes -= s.put->bytes();
+              }
+              to_commit.clear();  // dropped: compared and uploaded after the scan, as usual
+              streamed = false;
+              std::lock_guard<std::mutex> l(copies_mu);
+              copies_off = true;
+              copies_cv.notify_all();
+            }
+          }
+          if (copy_delta && streamed_planned >= kDeltaCopiesHeld) {
+            std::lock_guard<std::mutex> l(copies_mu);
+            if (!copies_off) {
+              spdlog::info("run={} copied {} changed file(s) while scanning; the rest is uploaded after the scan",
+                           run_id, streamed_planned);
+            }
+            copies_off = true;
+            copies_cv.notify_all();
           }
           if (o.counters != nullptr) {
             o.counters->files_total += to_commit.size();
@@ -655,19 +760,22 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   // (kRest), the digest with the last batch.
   const bool send_digest = run_error.empty() && scan.skipped.empty();
   enum class Mode { kProbe, kDelta, kWhole, kRest } mode = send_digest ? Mode::kProbe : Mode::kWhole;
+  // After copying while scanning, the entries the scan hashed itself: a first sync sends
+  // them in kRest, a delta run as its delta (the probe goes first as usual).
   std::vector<uint32_t> rest_entries;
   if (streamed) {
-    mode = Mode::kRest;
+    if (!copy_delta) mode = Mode::kRest;
     std::set_difference(scan.hashed.begin(), scan.hashed.end(), scan.read_by_hook.begin(),
                         scan.read_by_hook.end(), std::back_inserter(rest_entries));
   }
+  const std::vector<uint32_t>& delta_entries = streamed ? rest_entries : scan.hashed;
   bool matched = false;   // the server holds exactly this manifest
   // The entries a batch is cut from: every entry, the delta's or the rest.
   auto list_size = [&] {
-    return mode == Mode::kDelta ? scan.hashed.size() : mode == Mode::kRest ? rest_entries.size() : n;
+    return mode == Mode::kDelta ? delta_entries.size() : mode == Mode::kRest ? rest_entries.size() : n;
   };
   auto list_at = [&](size_t k) -> size_t {
-    return mode == Mode::kDelta ? scan.hashed[k] : mode == Mode::kRest ? rest_entries[k] : k;
+    return mode == Mode::kDelta ? delta_entries[k] : mode == Mode::kRest ? rest_entries[k] : k;
   };
   for (size_t off = 0;;) {
     protocol::CompareRequest req;
@@ -720,8 +828,9 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       }
       mode = resp->base_match ? Mode::kDelta : Mode::kWhole;
       if (mode == Mode::kDelta) {
-        spdlog::info("run={} {} of {} file(s) changed since the last run: comparing only those", run_id,
-                     scan.hashed.size(), n);
+        spdlog::info("run={} {} of {} file(s) changed since the last run: comparing only those{}", run_id,
+                     scan.hashed.size(), n,
+                     streamed ? absl::StrCat(" (", scan.read_by_hook.size(), " of them while scanning)") : "");
       }
       continue;
     }
@@ -729,6 +838,10 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     if (off >= list_size()) break;
   }
   if (matched) spdlog::info("run={} manifest unchanged since the last successful run: nothing to compare", run_id);
+  {
+    std::lock_guard<std::mutex> l(delivery_mu);
+    hold_reports = false;  // no more compares: the next batch delivered reports the held ones
+  }
   for (auto& u : set_aside) plan(std::move(u));
   set_aside.clear();
   std::sort(todo.begin(), todo.end(), [](const Planned& a, const Planned& b) { return a.entry < b.entry; });
@@ -770,8 +883,9 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     // Files the server did not plan are in the index: remember that for offline planning.
     std::vector<size_t> known;
     if (mode == Mode::kDelta) {
-      // Only the delta can differ from what was remembered for the base.
-      for (uint32_t i : scan.hashed) {
+      // Only the delta can differ from what was remembered for the base (and the copies
+      // compared while scanning were remembered then).
+      for (uint32_t i : delta_entries) {
         if (!is_planned(i)) known.push_back(i);
       }
     } else if (mode == Mode::kRest) {
@@ -936,8 +1050,14 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       to_commit.swap(staged);
       staged_bytes = 0;
       lock.unlock();
+      const auto t_commit = std::chrono::steady_clock::now();
+      const size_t n_commit = to_commit.size();
       commit(std::move(to_commit), &batch);
+      const auto t_deliver = std::chrono::steady_clock::now();
       enqueue_delivery(std::move(batch));
+      spdlog::debug("run={} {} committed in {} ms, queued for delivery in {} ms", run_id, n_commit,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(t_deliver - t_commit).count(),
+                    finish_ms(t_deliver));
       lock.lock();
     }
     lock.unlock();
@@ -959,7 +1079,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       spdlog::warn("run={} skipped a file with an unsupported name: {}", run_id, p.error);
     }
   }
-  absl::Status st = deliver(std::move(rest), true);
+  absl::Status st = deliver(std::move(rest), true, false);
   if (!st.ok() && deliver_status.ok()) deliver_status = st;
   if (!deliver_status.ok()) {
     spdlog::error("run={} the server refused results: {}", run_id, deliver_status.message());
@@ -970,6 +1090,10 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     outcome.state = "journaled";
   }
 
+  if (outcome.kept_versions > kKeptVersionsLogged) {
+    spdlog::warn("run={} {} more file(s) changed after they were synced; their previous versions were kept "
+                 "too (see the run's files)", run_id, outcome.kept_versions - kKeptVersionsLogged);
+  }
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   spdlog::info("run={} job={} {}{}: {} uploaded ({} bytes), {} failed, {} skipped in {:.2f}s", run_id, job.name,
                outcome.state, outcome.offline ? " (offline)" : "", outcome.uploaded, outcome.bytes_uploaded,

@@ -52,6 +52,7 @@ struct JobRunOutcome {
   bool offline = false;           // planned locally because the server was unreachable
   uint64_t uploaded = 0, failed = 0, skipped = 0;
   uint64_t bytes_uploaded = 0;
+  uint64_t kept_versions = 0;     // uploads that replaced an object (kept as a version)
 };
 
 // REQUIRES: `client` carries the agent's API key. Never modifies the job's source folder.

@@ -73,6 +73,11 @@ struct PutOptions {
   // group flush), ResourceExhausted when the budget of open unnamed files is used up. Nothing is
   // written then.
   bool unnamed_only = false;
+  // With unnamed_only: stage unnamed even when an object is under the key. CommitPuts then gives
+  // the copy a temp name for a moment (linked, then renamed over the object, which is kept as a
+  // version first), so a caller that journals in-flight temp names marks the put before it
+  // commits it. For an agent's changed files, where an object under the key is expected.
+  bool replace_unnamed = false;
 };
 
 struct PutResult {

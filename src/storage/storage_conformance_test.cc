@@ -976,6 +976,41 @@ TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesClea
   EXPECT_THAT(Keys("d"), ElementsAre("d/a.dat"));
 }
 
+// An agent's changed file: staged unnamed over the object under its key (replace_unnamed), it
+// leaves nothing named until commit, then replaces the object, which is kept as a version;
+// identical content leaves the object as it was.
+TEST_F(DirStorageTest, StagePutFdReplaceUnnamedReplacesAtCommitAndKeepsTheVersion) {
+  ASSERT_TRUE(storage_->PutFile("d/r.dat", WriteSource("old bytes"), {}).ok());
+  ASSERT_TRUE(storage_->PutFile("d/same.dat", WriteSource("same bytes"), {}).ok());
+  PutOptions replace{.run_id = "abcdef01-run", .unnamed_only = true, .replace_unnamed = true};
+  auto stage = [&](const std::string& key, const std::string& content) {
+    const int fd = ::open(WriteSource(content).c_str(), O_RDONLY | O_CLOEXEC);
+    EXPECT_GE(fd, 0);
+    auto s = storage_->StagePutFd(key, fd, "source", replace);
+    ::close(fd);
+    return s;
+  };
+  auto r = stage("d/r.dat", "new bytes");
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto same = stage("d/same.dat", "same bytes");
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_THAT(Entries(root_ / "d"), ElementsAre("r.dat", "same.dat"));  // nothing named yet
+  EXPECT_EQ(*storage_->ReadAll("d/r.dat", 100), "old bytes");
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  staged.push_back(std::move(*r));
+  staged.push_back(std::move(*same));
+  auto results = storage_->CommitPuts(std::move(staged));
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  ASSERT_TRUE(results[1].ok()) << results[1].status();
+  EXPECT_EQ(*storage_->ReadAll("d/r.dat", 100), "new bytes");
+  EXPECT_THAT(results[0]->kept_version, StartsWith(".datasync/versions/d/r.dat/"));
+  EXPECT_EQ(*storage_->ReadAll(results[0]->kept_version, 100), "old bytes");
+  EXPECT_THAT(results[1]->kept_version, IsEmpty());
+  EXPECT_EQ(*storage_->ReadAll("d/same.dat", 100), "same bytes");
+  EXPECT_THAT(Temps(), IsEmpty());
+  EXPECT_THAT(Keys("d"), ElementsAre("d/r.dat", "d/same.dat"));
+}
+
 // Unnamed files hold a descriptor each until commit: at most a quarter of RLIMIT_NOFILE. Beyond
 // that, staging goes on under temp names; every put lands either way.
 TEST_F(DirStorageTest, UnnamedFilesStayWithinTheDescriptorBudget) {

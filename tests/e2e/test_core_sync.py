@@ -5,6 +5,7 @@ storage. Enroll → approve → add job → sync → byte-identical storage and 
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import unittest
@@ -150,11 +151,13 @@ class CoreSyncTest(unittest.TestCase):
         self.assertEqual(sorted(f["path"] for f in detail["files"]), sorted(changed))
         self.assertTrue(all(f["planned_reason"] == "changed" for f in detail["files"]))
         # The delta compare: the index held the previous manifest, so only the 3 changed entries
-        # were sent (not the whole list), while the run still counts every file seen.
+        # were sent (not the whole list), while the run still counts every file seen. They were
+        # copied while the scan read them, and compared as delta batches during the scan.
         self.assertEqual(run["files_seen"], len(self.paths))
-        log = self.server_log()
-        self.assertIn(f"run={run['run_id']}: 3 changed entries, 3 to upload (last batch)", log)
-        self.assertNotIn(f"run={run['run_id']}: {len(self.paths)} entries", log)
+        self.assertEqual(self.delta_entries_sent(run["run_id"]), 3)
+        self.assertNotIn(f"run={run['run_id']}: {len(self.paths)} entries", self.server_log())
+        self.assertIn(f"run={run['run_id']} copied 3 file(s) while scanning; 3 of them planned and committed",
+                      self.agent_log())
         self.assert_storage_matches_source()
         rows = self.index_rows()
         versions = os.path.join(self.c.share, ".datasync", "versions", "lab1", "raw")
@@ -168,6 +171,13 @@ class CoreSyncTest(unittest.TestCase):
         with open(os.path.join(self.c.root, "server.log"), encoding="utf-8", errors="replace") as f:
             return f.read()
 
+    def delta_entries_sent(self, run_id):
+        """Entries the run's delta compares carried, summed; fails unless its last batch was one."""
+        batches = re.findall(rf"run={run_id}: (\d+) changed entries, \d+ to upload( \(last batch\))?",
+                             self.server_log())
+        self.assertTrue(batches and batches[-1][1], f"run {run_id}: no delta compare ended the plan")
+        return sum(int(n) for n, _ in batches)
+
     def test_3a_a_new_file_then_its_removal_send_only_the_difference(self):
         extra = "late-arrivals-e2e/late-arrival.dat"
         full = os.path.join(self.src, extra)
@@ -180,7 +190,7 @@ class CoreSyncTest(unittest.TestCase):
         self.assertEqual(run["state"], "succeeded")
         self.assertEqual(run["files_uploaded"], 1)
         self.assertEqual(run["files_seen"], len(self.paths) + 1)
-        self.assertIn(f"run={run['run_id']}: 1 changed entries, 1 to upload (last batch)", self.server_log())
+        self.assertEqual(self.delta_entries_sent(run["run_id"]), 1)
         with open(full, "rb") as a, open(os.path.join(self.dest, extra), "rb") as b:
             self.assertEqual(a.read(), b.read())
         self.assertEqual(self.index_rows()[extra]["sha256"], sha256_file(full))
@@ -191,13 +201,36 @@ class CoreSyncTest(unittest.TestCase):
         self.assertEqual(run["state"], "succeeded")
         self.assertEqual(run["files_planned"], 0)
         self.assertEqual(run["files_seen"], len(self.paths))
-        self.assertIn(f"run={run['run_id']}: 0 changed entries, 0 to upload (last batch)", self.server_log())
+        self.assertEqual(self.delta_entries_sent(run["run_id"]), 0)
         self.assertTrue(os.path.exists(os.path.join(self.dest, extra)))
         os.remove(os.path.join(self.dest, extra))  # the later tests compare storage with the tree
         os.rmdir(os.path.dirname(os.path.join(self.dest, extra)))
         # And the cycle after that is the no-op again.
         run = self.sync()
         self.assertIn(f"run={run['run_id']}: manifest unchanged ({len(self.paths)} files)", self.server_log())
+
+    def test_3b_a_delta_whose_base_moved_stops_copying_and_sends_the_whole_manifest(self):
+        # A reconcile rewrites the job's index: the agent's previous manifest is no longer the
+        # index's, the server refuses the delta batch of the copy made while scanning, and the
+        # run falls back to the whole manifest and an ordinary upload.
+        rel = self.paths[42]
+        full = os.path.join(self.src, rel)
+        old = sha256_file(full)
+        with open(full, "ab") as f:
+            f.write(b"\nre-exported")
+        past = os.path.getmtime(full) - 10
+        os.utime(full, (past, past))
+        self.c.cli("reconcile", "pc-e2e", "raw", "--wait")
+        run = self.sync()
+        self.assertEqual(run["state"], "succeeded")
+        self.assertEqual(run["files_uploaded"], 1)
+        self.assertIn(f"run={run['run_id']} copying while scanning stopped: the job's index changed",
+                      self.agent_log())
+        self.assertIn(f"run={run['run_id']}: {len(self.paths)} entries", self.server_log())
+        self.assert_storage_matches_source()
+        self.assertEqual(self.index_rows()[rel]["sha256"], sha256_file(full))
+        versions = os.path.join(self.c.share, ".datasync", "versions", "lab1", "raw", rel)
+        self.assertEqual([sha256_file(os.path.join(versions, v)) for v in os.listdir(versions)], [old])
 
     def test_4_bad_manifests_are_refused_and_change_nothing(self):
         key, _ = self.c.fake_agent_key("evil")

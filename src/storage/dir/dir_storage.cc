@@ -547,6 +547,7 @@ class DirStagedPut final : public StagedPut {
   std::shared_ptr<UnnamedBudget> budget_;  // set with unnamed_
   std::string temp_name_;           // cleared once renamed (or removed)
   bool placed_ = false;             // Finish put the new content under name_
+  bool replaced_ = false;           // an object was under name_ when staged (unnamed_: no link try)
   std::string dest_desc_, temp_desc_;
   CopyOutcome copied_;
   int64_t mtime_ns_ = 0;            // requested mtime (Unix ns)
@@ -765,6 +766,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::s
           absl::StrCat(dest_desc, " exists and is not a regular file"));
     }
     replaces = true;
+    s->replaced_ = true;
   } else if (errno != ENOENT) {
     return StorageError(errno, absl::StrCat("stat ", dest_desc));
   }
@@ -773,12 +775,14 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::s
   // O_TMPFILE file, linked under its name at commit (one directory operation instead of
   // create + rename, and a crash leaves nothing behind); otherwise, or beyond the descriptor
   // budget, a temp name. A file that will replace an object also takes a temp name at once: it
-  // is renamed over the object (link cannot replace). From here on `s` owns the file:
-  // destroying `s` removes it.
+  // is renamed over the object (link cannot replace); unless the caller asked for an unnamed
+  // copy anyway (replace_unnamed), which gets its temp name at commit. From here on `s` owns the
+  // file: destroying `s` removes it.
   s->run_id_ = options.run_id;
   int temp_fd = -1;
   UniqueFd named_fd;
-  if (!fsync_now && !replaces && syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
+  if (!fsync_now && (!replaces || (options.unnamed_only && options.replace_unnamed)) &&
+      syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
     if (unnamed_->open.fetch_add(1) < unnamed_->max) {
       s->budget_ = unnamed_;
       s->unnamed_ = UniqueFd(::openat(dir, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644));
@@ -796,7 +800,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::s
     }
   }
   if (options.unnamed_only && !s->unnamed_.valid()) {
-    if (replaces) {
+    if (replaces && !options.replace_unnamed) {
       return absl::AlreadyExistsError(absl::StrCat(dest_desc, " exists: not staged unnamed"));
     }
     if (!fsync_now && syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
@@ -879,7 +883,7 @@ absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) cons
   const std::string& dest_desc = s.dest_desc_;
   const CopyOutcome& copied = s.copied_;
   PutResult result;
-  if (s.unnamed_.valid()) {
+  if (s.unnamed_.valid() && !s.replaced_) {
     // The common case, no object under the name: one link and done. EEXIST: see below.
     const int e = LinkUnnamed(s.unnamed_.get(), dir, name.c_str());
     if (e == 0) {
