@@ -618,6 +618,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
                          run_id, resp.status().message());
           }
           streamed = false;
+          if (Unreachable(resp.status())) attempts = 1;  // retried just now: the probe goes offline at once
           std::lock_guard<std::mutex> l(copies_mu);
           copies_off = true;
           copies_cv.notify_all();
