@@ -43,9 +43,13 @@ int main(int argc, char** argv) {
                "it against its SHA-256 (off by default: the hash is computed over the bytes written)");
   app.add_flag("!--no-verify", cfg.verify_uploads, "do not re-read uploaded files (the default)");
   app.add_flag("!--no-copy-while-scanning", cfg.copy_while_scanning,
-               "on a first sync into an empty index, hash every file first and copy it afterwards "
-               "(by default a directory/share gets each file copied while the scan hashes it: read "
-               "once)");
+               "hash every new or changed file first and copy it afterwards (by default a "
+               "directory/share gets each such file copied while the scan hashes it: read once)");
+  app.add_option("--delta-copies-held", cfg.delta_copies_held,
+                 "files a delta run copies while scanning at most (their results wait for its last "
+                 "compare); for tests")
+      ->check(CLI::Range(size_t{1}, size_t{10'000'000}))
+      ->group("");  // hidden
   app.add_option("--ca-file", cfg.ca_file, "CA bundle for a server with a private certificate");
   app.add_flag("--re-enroll", cfg.re_enroll, "move the current identity aside and enroll again");
   app.add_flag("--once", cfg.once, "run every job once and exit");

@@ -717,6 +717,7 @@ class Agent {
     o.block_parallelism = config_.block_parallelism;
     o.verify = config_.verify_uploads;
     o.copy_while_scanning = config_.copy_while_scanning;
+    o.delta_copies_held = config_.delta_copies_held;
     o.block_size = config_.block_size;
     o.new_client = [this] { return NewClient(milliseconds(60'000)); };
     o.stop = &stop_;

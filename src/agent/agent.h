@@ -31,8 +31,10 @@ struct AgentConfig {
   std::chrono::milliseconds log_ship_interval{2'000};  // between shipping batches
   bool log_files = true;                          // rotating files under <state-dir>/logs
   std::string metrics_listen;                     // "127.0.0.1:PORT" serves GET /metrics; "" = off
-  // A first sync into an empty index copies files while scanning (--no-copy-while-scanning).
+  // Directory/share: copy files while scanning (--no-copy-while-scanning); a delta run copies at
+  // most delta_copies_held files so (hidden flag --delta-copies-held, for tests).
   bool copy_while_scanning = true;
+  size_t delta_copies_held = 20'000;
 };
 
 // Runs until `stop` becomes true (SIGTERM/SIGINT), then finishes or abandons the current file,

@@ -32,9 +32,6 @@ constexpr size_t kCompleteBatch = 1'000;
 constexpr auto kCompleteEvery = std::chrono::seconds(2);
 // Copying while scanning in a delta run: how long copies wait for their compare at most.
 constexpr auto kDeltaCompareEvery = std::chrono::milliseconds(100);
-// ... and how many committed copies' results it holds back (see `held`) before it stops copying
-// (the rest is uploaded after the scan): bounds the memory a large delta holds.
-constexpr size_t kDeltaCopiesHeld = 20'000;
 // Kept versions named one by one in the agent's log per run; the rest are counted (every one is
 // in the run's files on the server, and the server raises the file-changed alerts).
 constexpr size_t kKeptVersionsLogged = 20;
@@ -462,6 +459,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   size_t live_copies = 0;        // Protected by copies_mu: staged, not yet committed or dropped.
   uint64_t live_bytes = 0;       // Protected by copies_mu.
   bool copies_off = false;       // Protected by copies_mu: no more copying while scanning.
+  size_t copies_taken = 0;       // Protected by copies_mu: files the hook began to copy.
   bool scan_done = false;        // Protected by copies_mu.
   if (copy_while_scanning) {
     so.read_new = [&](const std::string& path, int fd, uint64_t size,
@@ -480,6 +478,15 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
                  (live_copies < kCopiesLive && live_bytes + size <= kCommitBytes);
         });
         if (copies_off) return std::nullopt;
+        if (copy_delta && copies_taken >= o.delta_copies_held) {
+          // Their results are held until the compares are done (see `held`): bounded.
+          spdlog::info("run={} copied {} file(s) while scanning, as many as a delta run holds; the rest "
+                       "is uploaded after the scan", run_id, copies_taken);
+          copies_off = true;
+          copies_cv.notify_all();
+          return std::nullopt;
+        }
+        ++copies_taken;
         ++live_copies;
         live_bytes += size;
       }
@@ -677,15 +684,6 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
               copies_off = true;
               copies_cv.notify_all();
             }
-          }
-          if (copy_delta && streamed_planned >= kDeltaCopiesHeld) {
-            std::lock_guard<std::mutex> l(copies_mu);
-            if (!copies_off) {
-              spdlog::info("run={} copied {} changed file(s) while scanning; the rest is uploaded after the scan",
-                           run_id, streamed_planned);
-            }
-            copies_off = true;
-            copies_cv.notify_all();
           }
           if (o.counters != nullptr) {
             o.counters->files_total += to_commit.size();

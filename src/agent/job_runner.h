@@ -40,10 +40,13 @@ struct JobRunOptions {
   std::function<std::unique_ptr<http::Client>()> new_client;
   bool server_known_down = false; // the heartbeat already failed: go offline without retrying
   RunCounters* counters = nullptr; // optional: progress for heartbeats
-  // A first sync into an empty index on a directory/share copies each file while the scan hashes
-  // it (read once) and compares the copies in batches during the scan (agent flag
-  // --no-copy-while-scanning turns it off).
+  // On a directory/share, a first sync into an empty index copies each file while the scan
+  // hashes it (read once) and compares the copies in batches during the scan; a delta run does
+  // the same for new and changed files (agent flag --no-copy-while-scanning turns it off).
   bool copy_while_scanning = true;
+  // A delta run's copies whose results it holds back until its compares are done, at most;
+  // beyond that the rest is uploaded after the scan (bounds memory).
+  size_t delta_copies_held = 20'000;
 };
 
 struct JobRunOutcome {

@@ -232,6 +232,47 @@ class CoreSyncTest(unittest.TestCase):
         versions = os.path.join(self.c.share, ".datasync", "versions", "lab1", "raw", rel)
         self.assertEqual([sha256_file(os.path.join(versions, v)) for v in os.listdir(versions)], [old])
 
+    def test_3c_a_delta_copies_at_most_its_bound_while_scanning_and_uploads_the_rest_after(self):
+        # A delta run holds the results of its copies until its last compare, so it copies a
+        # bounded number while scanning (here 2, by a hidden flag); the rest is hashed by the scan
+        # and uploaded after it, and every change lands with its old version kept.
+        self.restart_agent(("--delta-copies-held", "2"))
+        try:
+            changed = [self.paths[i] for i in (7, 300, 600, 900, 1100)]
+            old = {}
+            for rel in changed:
+                full = os.path.join(self.src, rel)
+                old[rel] = sha256_file(full)
+                with open(full, "ab") as f:
+                    f.write(b"\nre-processed")
+                past = os.path.getmtime(full) - 10
+                os.utime(full, (past, past))
+            run = self.sync()
+            self.assertEqual(run["state"], "succeeded")
+            self.assertEqual(run["files_uploaded"], 5)
+            log = self.agent_log()
+            self.assertIn(f"run={run['run_id']} copied 2 file(s) while scanning, as many as a delta run holds", log)
+            self.assertIn(f"run={run['run_id']} copied 2 file(s) while scanning; 2 of them planned and committed", log)
+            self.assertEqual(self.delta_entries_sent(run["run_id"]), 5)
+            self.assert_storage_matches_source()
+            rows = self.index_rows()
+            versions = os.path.join(self.c.share, ".datasync", "versions", "lab1", "raw")
+            for rel in changed:
+                self.assertEqual(rows[rel]["sha256"], sha256_file(os.path.join(self.src, rel)))
+                self.assertIn(old[rel], [sha256_file(os.path.join(versions, rel, v))
+                                         for v in os.listdir(os.path.join(versions, rel))])
+        finally:
+            self.restart_agent()
+
+    def restart_agent(self, extra=()):
+        """Restarts the agent with `extra` flags and waits for the run it makes at start."""
+        before = {r["run_id"] for r in self.c.cli_json("runs", "pc-e2e", "raw")}
+        self.assertEqual(self.c.stop_agent("pc-e2e"), 0)
+        self.c.start_agent("pc-e2e", extra=extra)
+        wait_for("the agent's run at start", lambda: any(
+            r["run_id"] not in before and r["state"] not in ("running", "planned")
+            for r in self.c.cli_json("runs", "pc-e2e", "raw")), 60)
+
     def test_4_bad_manifests_are_refused_and_change_nothing(self):
         key, _ = self.c.fake_agent_key("evil")
         self.c.cli("jobs", "add", "evil", "loot", "--source", "/tmp/none", "--dest", "evil/loot")
