@@ -431,6 +431,12 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     delivery_cv.notify_all();
     deliverer.join();
   };
+  // However the run ends (an early error return included), the deliverer is joined before what
+  // it uses goes away.
+  struct JoinDeliverer {
+    const std::function<void()> join;
+    ~JoinDeliverer() { join(); }
+  } join_deliverer_on_exit{join_deliverer};
 
   // 1. Scan, reusing cached hashes. Copying while scanning: the scan hands each file it must
   //    read to `so.read_new`, which stages it into storage (hashing the bytes as it copies) and
