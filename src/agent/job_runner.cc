@@ -529,7 +529,11 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       }
       copies_bytes += size;
       copies.push_back(NewCopy{path, size, mtime_ns, sha, std::move(*s), t0});
-      copies_cv.notify_all();
+      // Wakes the compare loop only when a batch just became ready (not for each copy).
+      if (copies.size() == kCompleteBatch ||
+          (copies_bytes >= kCommitBytes / 2 && copies_bytes - size < kCommitBytes / 2)) {
+        copies_cv.notify_all();
+      }
       return sha;
     };
   }

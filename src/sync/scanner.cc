@@ -393,11 +393,13 @@ class Scanner {
     busy_bytes_ += size;
     work_cv_.notify_one();
     // Bounded: at most kHashGroupFiles files (kHashGroupBytes) open and waiting at once.
-    // Large files: one per worker whatever their size.
-    done_cv_.wait(lock, [&] {
-      return busy_files_ < kHashGroupFiles &&
-             (busy_bytes_ < kHashGroupBytes || busy_files_ < workers_.size());
-    });
+    // Large files: one per worker whatever their size. Once full, the walk waits until half
+    // is done (not for each file: a wake-up per file cost more than the file's hashing).
+    if (!CanQueue()) {
+      walk_waiting_ = true;
+      done_cv_.wait(lock, [&] { return LowWater(); });
+      walk_waiting_ = false;
+    }
     lock.unlock();
     Drain(/*all=*/false);
   }
@@ -496,6 +498,17 @@ class Scanner {
     HashOne(h, buffer);
   }
 
+  // REQUIRES: mu_ held. Room for one more file to hash (see the bound in the caller).
+  bool CanQueue() const {
+    return busy_files_ < kHashGroupFiles &&
+           (busy_bytes_ < kHashGroupBytes || busy_files_ < workers_.size());
+  }
+  // REQUIRES: mu_ held. Half the bound free again (implies CanQueue()).
+  bool LowWater() const {
+    return busy_files_ <= kHashGroupFiles / 2 &&
+           (busy_bytes_ <= kHashGroupBytes / 2 || busy_files_ < workers_.size());
+  }
+
   // options_.hash_threads workers, started with the first file to hash.
   void StartWorkers() {
     if (!workers_.empty()) return;
@@ -515,7 +528,7 @@ class Scanner {
           h->done = true;
           --busy_files_;
           busy_bytes_ -= h->size;
-          done_cv_.notify_all();
+          if (draining_ || (walk_waiting_ && LowWater())) done_cv_.notify_all();
         }
       });
     }
@@ -531,7 +544,9 @@ class Scanner {
         {
           std::unique_lock<std::mutex> lock(mu_);
           if (!h.done && !all) return;
+          draining_ = true;
           done_cv_.wait(lock, [&] { return h.done; });
+          draining_ = false;
         }
         ::close(h.fd);
         if (h.hashed) {
@@ -581,6 +596,8 @@ class Scanner {
   std::deque<PendingHash*> work_;     // Protected by mu_: not yet taken by a worker
   size_t busy_files_ = 0;             // Protected by mu_: queued or being hashed
   uint64_t busy_bytes_ = 0;           // Protected by mu_
+  bool walk_waiting_ = false;         // Protected by mu_: the walk waits for LowWater()
+  bool draining_ = false;             // Protected by mu_: Drain waits for a file to be done
   bool stopping_ = false;             // Protected by mu_
   bool out_of_order_ = false;         // an entry did not sort after the one before (a bug)
 };
