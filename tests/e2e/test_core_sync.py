@@ -136,14 +136,7 @@ class CoreSyncTest(unittest.TestCase):
 
     def test_3_three_changed_files_upload_exactly_those_and_keep_old_versions(self):
         changed = [self.paths[5], self.paths[500], "Übersicht/Ωmega – notes.txt"]
-        old = {}
-        for rel in changed:
-            full = os.path.join(self.src, rel)
-            old[rel] = sha256_file(full)
-            with open(full, "ab") as f:
-                f.write(b"\nrecalibrated")
-            past = os.path.getmtime(full) - 10
-            os.utime(full, (past, past))
+        old = self.change_files(changed, b"\nrecalibrated")
         run = self.sync()
         self.assertEqual(run["state"], "succeeded")
         self.assertEqual(run["files_uploaded"], 3)
@@ -166,6 +159,18 @@ class CoreSyncTest(unittest.TestCase):
             kept = os.listdir(os.path.join(versions, rel))
             self.assertEqual(len(kept), 1, f"previous version of {rel} not kept")
             self.assertEqual(sha256_file(os.path.join(versions, rel, kept[0])), old[rel])
+
+    def change_files(self, rels, suffix):
+        """Appends `suffix` to each file (settled: mtime 10 s back); returns their old SHA-256."""
+        old = {}
+        for rel in rels:
+            full = os.path.join(self.src, rel)
+            old[rel] = sha256_file(full)
+            with open(full, "ab") as f:
+                f.write(suffix)
+            past = os.path.getmtime(full) - 10
+            os.utime(full, (past, past))
+        return old
 
     def server_log(self):
         with open(os.path.join(self.c.root, "server.log"), encoding="utf-8", errors="replace") as f:
@@ -215,11 +220,7 @@ class CoreSyncTest(unittest.TestCase):
         # run falls back to the whole manifest and an ordinary upload.
         rel = self.paths[42]
         full = os.path.join(self.src, rel)
-        old = sha256_file(full)
-        with open(full, "ab") as f:
-            f.write(b"\nre-exported")
-        past = os.path.getmtime(full) - 10
-        os.utime(full, (past, past))
+        old = self.change_files([rel], b"\nre-exported")[rel]
         self.c.cli("reconcile", "pc-e2e", "raw", "--wait")
         run = self.sync()
         self.assertEqual(run["state"], "succeeded")
@@ -239,14 +240,7 @@ class CoreSyncTest(unittest.TestCase):
         self.restart_agent(("--delta-copies-held", "2"))
         try:
             changed = [self.paths[i] for i in (7, 300, 600, 900, 1100)]
-            old = {}
-            for rel in changed:
-                full = os.path.join(self.src, rel)
-                old[rel] = sha256_file(full)
-                with open(full, "ab") as f:
-                    f.write(b"\nre-processed")
-                past = os.path.getmtime(full) - 10
-                os.utime(full, (past, past))
+            old = self.change_files(changed, b"\nre-processed")
             run = self.sync()
             self.assertEqual(run["state"], "succeeded")
             self.assertEqual(run["files_uploaded"], 5)
