@@ -367,7 +367,8 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   // Held batches are journaled already; they are reported before the next batch that is not.
   std::vector<std::vector<protocol::FileResult>> held;
   // Journals a batch durably, then reports it (`hold`: later).
-  auto deliver = [&](std::vector<protocol::FileResult> batch, bool final, bool hold) -> absl::Status {
+  auto deliver = [&](std::vector<protocol::FileResult> batch, bool final,
+                     bool hold) -> absl::Status {
     const auto t0 = std::chrono::steady_clock::now();
     DS_RETURN_IF_ERROR(journal->Record(run_id, batch));
     const auto t_recorded = std::chrono::steady_clock::now();
@@ -381,10 +382,12 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     for (const auto& h : held) DS_RETURN_IF_ERROR(report(h, false));
     held.clear();
     absl::Status st = report(batch, final);
-    spdlog::debug("run={} delivered {} result(s): journaled in {} ms, remembered in {} ms, reported in {} ms",
-                  run_id, batch.size(), std::chrono::duration_cast<std::chrono::milliseconds>(t_recorded - t0).count(),
-                  std::chrono::duration_cast<std::chrono::milliseconds>(t_accounted - t_recorded).count(),
-                  finish_ms(t_accounted));
+    spdlog::debug(
+        "run={} delivered {} result(s): journaled in {} ms, remembered in {} ms, reported in {} ms",
+        run_id, batch.size(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(t_recorded - t0).count(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(t_accounted - t_recorded).count(),
+        finish_ms(t_accounted));
     return st;
   };
   absl::Status deliver_status = absl::OkStatus();
@@ -486,8 +489,10 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         if (copies_off) return std::nullopt;
         if (copy_delta && copies_taken >= o.delta_copies_held) {
           // Their results are held until the compares are done (see `held`): bounded.
-          spdlog::info("run={} copied {} file(s) while scanning, as many as a delta run holds; the rest "
-                       "is uploaded after the scan", run_id, copies_taken);
+          spdlog::info(
+              "run={} copied {} file(s) while scanning, as many as a delta run holds; the rest "
+              "is uploaded after the scan",
+              run_id, copies_taken);
           copies_off = true;
           copies_cv.notify_all();
           return std::nullopt;
@@ -506,7 +511,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       po.unnamed_only = true;  // nothing to journal: a crash leaves no trace of a staged copy
       po.replace_unnamed = copy_delta;  // a changed file replaces its object (kept as a version)
       auto s = to->StagePutFd(JoinKey(job.dest_prefix, path), fd,
-                                   (std::filesystem::path(job.source) / path).string(), po);
+                              (std::filesystem::path(job.source) / path).string(), po);
       Sha256Digest sha{};
       const bool ok = s.ok() && (*s)->bytes() == size && ParseSha256Hex((*s)->sha256(), &sha);
       std::lock_guard<std::mutex> l(copies_mu);
@@ -628,14 +633,17 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         }
         if (!resp.ok()) {
           if (copy_delta && absl::IsFailedPrecondition(resp.status())) {
-            spdlog::info("run={} copying while scanning stopped: {}; the rest is compared after the scan",
-                         run_id, resp.status().message());
+            spdlog::info(
+                "run={} copying while scanning stopped: {}; the rest is compared after the scan",
+                run_id, resp.status().message());
           } else {
-            spdlog::warn("run={} compare while copying failed ({}); the rest is compared after the scan",
-                         run_id, resp.status().message());
+            spdlog::warn(
+                "run={} compare while copying failed ({}); the rest is compared after the scan",
+                run_id, resp.status().message());
           }
           streamed = false;
-          if (Unreachable(resp.status())) attempts = 1;  // retried just now: the probe goes offline at once
+          // Retried just now: the probe after the scan goes offline at once.
+          if (Unreachable(resp.status())) attempts = 1;
           std::lock_guard<std::mutex> l(copies_mu);
           copies_off = true;
           copies_cv.notify_all();
@@ -781,7 +789,9 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   bool matched = false;   // the server holds exactly this manifest
   // The entries a batch is cut from: every entry, the delta's or the rest.
   auto list_size = [&] {
-    return mode == Mode::kDelta ? delta_entries.size() : mode == Mode::kRest ? rest_entries.size() : n;
+    return mode == Mode::kDelta  ? delta_entries.size()
+           : mode == Mode::kRest ? rest_entries.size()
+                                 : n;
   };
   auto list_at = [&](size_t k) -> size_t {
     return mode == Mode::kDelta ? delta_entries[k] : mode == Mode::kRest ? rest_entries[k] : k;
@@ -837,9 +847,11 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       }
       mode = resp->base_match ? Mode::kDelta : Mode::kWhole;
       if (mode == Mode::kDelta) {
-        spdlog::info("run={} {} of {} file(s) changed since the last run: comparing only those{}", run_id,
-                     scan.hashed.size(), n,
-                     streamed ? absl::StrCat(" (", scan.read_by_hook.size(), " of them while scanning)") : "");
+        spdlog::info("run={} {} of {} file(s) changed since the last run: comparing only those{}",
+                     run_id, scan.hashed.size(), n,
+                     streamed
+                         ? absl::StrCat(" (", scan.read_by_hook.size(), " of them while scanning)")
+                         : "");
       }
       continue;
     }
@@ -1064,9 +1076,10 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       commit(std::move(to_commit), &batch);
       const auto t_deliver = std::chrono::steady_clock::now();
       enqueue_delivery(std::move(batch));
-      spdlog::debug("run={} {} committed in {} ms, queued for delivery in {} ms", run_id, n_commit,
-                    std::chrono::duration_cast<std::chrono::milliseconds>(t_deliver - t_commit).count(),
-                    finish_ms(t_deliver));
+      spdlog::debug(
+          "run={} {} committed in {} ms, queued for delivery in {} ms", run_id, n_commit,
+          std::chrono::duration_cast<std::chrono::milliseconds>(t_deliver - t_commit).count(),
+          finish_ms(t_deliver));
       lock.lock();
     }
     lock.unlock();
@@ -1100,8 +1113,10 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   }
 
   if (outcome.kept_versions > kKeptVersionsLogged) {
-    spdlog::warn("run={} {} more file(s) changed after they were synced; their previous versions were kept "
-                 "too (see the run's files)", run_id, outcome.kept_versions - kKeptVersionsLogged);
+    spdlog::warn(
+        "run={} {} more file(s) changed after they were synced; their previous versions were kept "
+        "too (see the run's files)",
+        run_id, outcome.kept_versions - kKeptVersionsLogged);
   }
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   spdlog::info("run={} job={} {}{}: {} uploaded ({} bytes), {} failed, {} skipped in {:.2f}s", run_id, job.name,

@@ -501,18 +501,20 @@ class Scanner {
   // REQUIRES: mu_ held. Room for one more file to hash (see the bound in the caller).
   bool CanQueue() const {
     return busy_files_ < kHashGroupFiles &&
-           (busy_bytes_ < kHashGroupBytes || busy_files_ < workers_.size());
+           (busy_bytes_ < kHashGroupBytes || busy_files_ < HashThreads());
   }
-  // REQUIRES: mu_ held. Half the bound free again (implies CanQueue()).
+  // REQUIRES: mu_ held. Half the bound free again (implies CanQueue()). Called by the workers
+  // too: reads nothing the walk changes without mu_ (not workers_).
   bool LowWater() const {
     return busy_files_ <= kHashGroupFiles / 2 &&
-           (busy_bytes_ <= kHashGroupBytes / 2 || busy_files_ < workers_.size());
+           (busy_bytes_ <= kHashGroupBytes / 2 || busy_files_ < HashThreads());
   }
+  size_t HashThreads() const { return static_cast<size_t>(std::max(1, options_.hash_threads)); }
 
   // options_.hash_threads workers, started with the first file to hash.
   void StartWorkers() {
     if (!workers_.empty()) return;
-    const size_t n = static_cast<size_t>(std::max(1, options_.hash_threads));
+    const size_t n = HashThreads();
     for (size_t t = 0; t < n; ++t) {
       workers_.emplace_back([this] {
         std::unique_ptr<char[]> buffer(new char[kReadChunkBytes]);
