@@ -232,14 +232,11 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   //    - With a previous manifest, the scan reads only new and changed files; their copies are
   //      compared as delta batches against that manifest (base_digest), which the server refuses
   //      once the job's index has moved on from it: the copying then stops (copy_delta).
-  bool copy_while_scanning = false;
-  bool copy_delta = false;
-  if (cache->size() > 0 && o.copy_while_scanning && !o.server_known_down && o.new_client &&
-      storage_url.rfind("file://", 0) == 0) {
-    copy_while_scanning = true;
-    copy_delta = true;
-  }
-  if (cache->size() == 0 && o.copy_while_scanning && !o.server_known_down && o.new_client) {
+  const bool may_copy = o.copy_while_scanning && !o.server_known_down && o.new_client;
+  const bool copy_delta =
+      may_copy && cache->size() > 0 && storage_url.rfind("file://", 0) == 0;
+  bool copy_while_scanning = copy_delta;
+  if (may_copy && cache->size() == 0) {
     protocol::CompareRequest opening;
     opening.run_id = run_id;
     opening.trigger = o.trigger;
@@ -675,8 +672,6 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
             protocol::FileResult r;
             r.path = c.path;
             r.mtime_ns = c.mtime_ns;
-            ++streamed_planned;
-            streamed_planned_bytes += c.size;
             to_commit.push_back(Staged{std::move(c.put), std::move(r), c.started});
           }
           if (!known.empty()) {
@@ -692,10 +687,6 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
             for (const Staged& s : to_commit) in_flight.emplace_back(s.result.path, s.put->key());
             if (absl::Status st = journal->MarkInFlight(run_id, in_flight); !st.ok()) {
               spdlog::error("run={} journal: {}", run_id, st);
-              for (const Staged& s : to_commit) {
-                --streamed_planned;
-                streamed_planned_bytes -= s.put->bytes();
-              }
               to_commit.clear();  // dropped: compared and uploaded after the scan, as usual
               streamed = false;
               std::lock_guard<std::mutex> l(copies_mu);
@@ -703,9 +694,13 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
               copies_cv.notify_all();
             }
           }
+          uint64_t commit_bytes = 0;
+          for (const Staged& s : to_commit) commit_bytes += s.put->bytes();
+          streamed_planned += to_commit.size();
+          streamed_planned_bytes += commit_bytes;
           if (o.counters != nullptr) {
             o.counters->files_total += to_commit.size();
-            for (const Staged& s : to_commit) o.counters->bytes_total += s.put->bytes();
+            o.counters->bytes_total += commit_bytes;
           }
           const auto t_commit = std::chrono::steady_clock::now();
           const size_t n_commit = to_commit.size();
