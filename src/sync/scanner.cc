@@ -385,7 +385,7 @@ class Scanner {
     job->size = size;
     job->mtime_ns = mtime_ns;
     PendingHash* raw = job.get();
-    queue_.push_back(Queued{path, size, mtime_ns, {}, /*hashed=*/true, std::move(job)});
+    queue_.push_back(Queued{path, size, mtime_ns, {}, std::move(job)});
     StartWorkers();
     std::unique_lock<std::mutex> lock(mu_);
     work_.push_back(raw);
@@ -411,7 +411,7 @@ class Scanner {
       Append(path, size, mtime_ns, sha, /*hashed=*/false);
       return;
     }
-    queue_.push_back(Queued{path, size, mtime_ns, sha, /*hashed=*/false, nullptr});
+    queue_.push_back(Queued{path, size, mtime_ns, sha, nullptr});
     if (queue_.size() >= kMaxQueued) Drain(/*all=*/true);
   }
 
@@ -443,9 +443,8 @@ class Scanner {
     std::string path;
     uint64_t size;
     int64_t mtime_ns;
-    Sha256Digest sha256;               // known unless `job`
-    bool hashed;                       // by this scan (not from the cache)
-    std::unique_ptr<PendingHash> job;  // the hashing of this file, if it is hashed
+    Sha256Digest sha256;               // from the cache, unless `job`
+    std::unique_ptr<PendingHash> job;  // the hashing of this file by this scan, if any
   };
 
   // Reads and hashes one pending file (any thread). `buffer` holds kReadChunkBytes.
@@ -560,7 +559,7 @@ class Scanner {
           Skip(q.path, h.error);
         }  // else cancelled: left out
       } else {
-        Append(q.path, q.size, q.mtime_ns, q.sha256, q.hashed);
+        Append(q.path, q.size, q.mtime_ns, q.sha256, /*hashed=*/false);  // from the cache
       }
       queue_.pop_front();
     }
