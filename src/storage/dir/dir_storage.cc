@@ -759,14 +759,12 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::s
   DS_ASSIGN_OR_RETURN(s->dir_, ParentDir(parts, /*grouped=*/!fsync_now));
   const int dir = s->dir_->get();
   struct stat existing;
-  bool replaces = false;  // an object is under the name now (compared, maybe kept, at commit)
   if (::fstatat(dir, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
     if (!S_ISREG(existing.st_mode)) {
       return absl::FailedPreconditionError(
           absl::StrCat(dest_desc, " exists and is not a regular file"));
     }
-    replaces = true;
-    s->replaced_ = true;
+    s->replaced_ = true;  // compared, maybe kept as a version, at commit
   } else if (errno != ENOENT) {
     return StorageError(errno, absl::StrCat("stat ", dest_desc));
   }
@@ -781,7 +779,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::s
   s->run_id_ = options.run_id;
   int temp_fd = -1;
   UniqueFd named_fd;
-  if (!fsync_now && (!replaces || (options.unnamed_only && options.replace_unnamed)) &&
+  if (!fsync_now && (!s->replaced_ || (options.unnamed_only && options.replace_unnamed)) &&
       syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
     if (unnamed_->open.fetch_add(1) < unnamed_->max) {
       s->budget_ = unnamed_;
@@ -800,7 +798,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::s
     }
   }
   if (options.unnamed_only && !s->unnamed_.valid()) {
-    if (replaces && !options.replace_unnamed) {
+    if (s->replaced_ && !options.replace_unnamed) {
       return absl::AlreadyExistsError(absl::StrCat(dest_desc, " exists: not staged unnamed"));
     }
     if (!fsync_now && syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
