@@ -164,10 +164,7 @@ def main():
     tree_info = None
     for rep in range(a.repeats):
         work = os.path.join(a.work, f"rep{rep}")
-        shutil.rmtree(work, ignore_errors=True)
-        os.makedirs(work)
-        src = os.path.join(work, "src")
-        files, total = gen_tree.generate(a.tree, src, a.scale, seed=1)
+        src, files, total = gen_tree.fresh_tree(work, a.tree, a.scale)
         tree_info = {"tree": a.tree, "scale": a.scale, "files": files, "bytes": total}
         ds = DataSync(a.bin_dir, src, a.agent_arg) if "datasync" in tools else None
         try:

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -89,6 +90,15 @@ def generate(tree, out, scale, seed):
         os.utime(p, (past, past))
         total += size
     return count, total
+
+
+def fresh_tree(work, tree, scale, seed=1):
+    """Empties the folder `work` and generates `tree` in work/src: (src, files, bytes)."""
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    src = os.path.join(work, "src")
+    files, total = generate(tree, src, scale, seed)
+    return src, files, total
 
 
 def touch(out, pct, seed):

@@ -44,10 +44,7 @@ def main():
     ap.add_argument("--agent-arg", action="append", default=[])
     ap.add_argument("--work", default="/tmp/ds-initial-sync")
     a = ap.parse_args()
-    shutil.rmtree(a.work, ignore_errors=True)
-    os.makedirs(a.work)
-    src = os.path.join(a.work, "src")
-    files, total = gen_tree.generate(a.tree, src, a.scale, seed=1)
+    src, files, total = gen_tree.fresh_tree(a.work, a.tree, a.scale)
     print(f"tree {a.tree} x{a.scale}: {files} files, {total / 2**20:.0f} MiB", flush=True)
     try:
         for rep in range(a.repeats):

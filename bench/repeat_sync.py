@@ -34,10 +34,7 @@ def main():
     ap.add_argument("--agent-arg", action="append", default=[])
     ap.add_argument("--work", default="/tmp/ds-repeat-sync")
     a = ap.parse_args()
-    shutil.rmtree(a.work, ignore_errors=True)
-    os.makedirs(a.work)
-    src = os.path.join(a.work, "src")
-    files, _ = gen_tree.generate(a.tree, src, a.scale, seed=1)
+    src, files, _ = gen_tree.fresh_tree(a.work, a.tree, a.scale)
     ds = DataSync(a.bin_dir, src, a.agent_arg)
     try:
         os.sync()
