@@ -1009,6 +1009,17 @@ TEST_F(DirStorageTest, StagePutFdReplaceUnnamedReplacesAtCommitAndKeepsTheVersio
   EXPECT_EQ(*storage_->ReadAll("d/same.dat", 100), "same bytes");
   EXPECT_THAT(Temps(), IsEmpty());
   EXPECT_THAT(Keys("d"), ElementsAre("d/r.dat", "d/same.dat"));
+
+  // The object it was to replace is removed before the commit: the copy lands all the same.
+  ASSERT_TRUE(storage_->PutFile("d/gone.dat", WriteSource("old"), {}).ok());
+  auto gone = stage("d/gone.dat", "newer");
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  fs::remove(root_ / "d" / "gone.dat");
+  auto landed = CommitOne(*storage_, std::move(*gone));
+  ASSERT_TRUE(landed.ok()) << landed.status();
+  EXPECT_THAT(landed->kept_version, IsEmpty());
+  EXPECT_EQ(*storage_->ReadAll("d/gone.dat", 100), "newer");
+  EXPECT_THAT(Temps(), IsEmpty());
 }
 
 // Unnamed files hold a descriptor each until commit: at most a quarter of RLIMIT_NOFILE. Beyond
