@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -25,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 #include <utility>
@@ -241,12 +243,15 @@ struct CopyOutcome {
   std::string sha256;  // of exactly those bytes, lowercase hex
 };
 
-// Copies `src` (from its current offset to EOF) to `dst`, hashing the bytes as they are read.
-// Paces to `max_bytes_per_second` (0 = unlimited) and to the shared `limiter` (may be null), and
-// checks `cancel` between chunks.
+// Copies `src` from offset 0 (pread: its file offset is neither used nor moved) to EOF, or to
+// `size` bytes when the caller knows the size from an fstat (saving the read that finds EOF;
+// the caller's fstat after the copy then shows any growth), to `dst`, hashing the bytes as they
+// are read. Paces to `max_bytes_per_second` (0 = unlimited) and to the shared `limiter` (may be
+// null), and checks `cancel` between chunks.
 absl::StatusOr<CopyOutcome> CopyAndHash(int src, int dst, const std::atomic<bool>* cancel,
                                         uint64_t max_bytes_per_second, RateLimiter* limiter,
-                                        const std::string& src_desc, const std::string& dst_desc) {
+                                        const std::string& src_desc, const std::string& dst_desc,
+                                        std::optional<uint64_t> size = std::nullopt) {
   // A paced copy uses smaller chunks so that pacing is smooth and cancel is noticed promptly.
   size_t chunk = kCopyBufferBytes;
   if (limiter != nullptr) chunk = kMinPacedChunkBytes;
@@ -261,11 +266,11 @@ absl::StatusOr<CopyOutcome> CopyAndHash(int src, int dst, const std::atomic<bool
   Sha256 hash;
   CopyOutcome out;
   const auto start = std::chrono::steady_clock::now();
-  for (;;) {
+  while (!size || out.bytes < *size) {
     if (IsCancelled(cancel)) {
       return absl::CancelledError(absl::StrCat("copy to ", dst_desc, " cancelled"));
     }
-    ssize_t n = ::read(src, buf.data(), buf.size());
+    ssize_t n = ::pread(src, buf.data(), buf.size(), static_cast<off_t>(out.bytes));
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoStatus(errno, absl::StrCat("read ", src_desc));
@@ -415,9 +420,18 @@ absl::StatusOr<int64_t> SetMetadata(int fd, int64_t mtime_ns, const std::string&
   return stored;
 }
 
-// Links the unnamed (O_TMPFILE) file `fd` as `name` in `dir_fd`, through /proc/self/fd: linkat
-// with AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH. Returns 0 or errno (EEXIST: name taken).
+// Links the unnamed (O_TMPFILE) file `fd` as `name` in `dir_fd`. Returns 0 or errno (EEXIST:
+// name taken). By the descriptor itself (AT_EMPTY_PATH) where the process may, which saves
+// resolving a /proc path per file; that needs CAP_DAC_READ_SEARCH (a process without it gets
+// ENOENT), so after the first refusal every link goes through /proc/self/fd.
 int LinkUnnamed(int fd, int dir_fd, const char* name) {
+  static std::atomic<bool> by_descriptor{true};
+  if (by_descriptor.load(std::memory_order_relaxed)) {
+    if (::linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT && errno != EPERM) return errno;
+    // (ENOENT could also mean `dir_fd` was removed: the /proc link below answers that too.)
+    by_descriptor.store(false, std::memory_order_relaxed);
+  }
   const std::string proc = absl::StrCat("/proc/self/fd/", fd);
   return ::linkat(AT_FDCWD, proc.c_str(), dir_fd, name, AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
 }
@@ -573,9 +587,6 @@ class DirStorage final : public Storage {
   absl::StatusOr<std::unique_ptr<StagedPut>> StagePutFd(const std::string& key, int source_fd,
                                                         const std::string& source_desc,
                                                         const PutOptions& options) override {
-    if (::lseek(source_fd, 0, SEEK_SET) < 0) {
-      return ErrnoStatus(errno, absl::StrCat("seek ", source_desc));
-    }
     DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s,
                         StageFrom(key, source_fd, source_desc, options, !syncfs_flushes_));
     return std::unique_ptr<StagedPut>(std::move(s));
@@ -821,7 +832,8 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::s
   const std::string& temp_desc = s->temp_desc_;
   DS_ASSIGN_OR_RETURN(s->copied_, CopyAndHash(src_fd, temp_fd, options.cancel,
                                               options.max_bytes_per_second, options.rate_limiter,
-                                              src_desc, temp_desc));
+                                              src_desc, temp_desc,
+                                              static_cast<uint64_t>(before.st_size)));
   const CopyOutcome& copied = s->copied_;
 
   // The source must not have changed while we read it.
