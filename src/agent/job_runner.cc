@@ -160,10 +160,13 @@ absl::StatusOr<PutResult> PutWithGrant(const protocol::UploadInstruction& u,
   return put;
 }
 
-// Sends results in batches; the last batch carries `final`. Marks each accepted batch reported.
+// Sends results in requests of at most kCompleteBatch; the last carries `final`. Once all are
+// accepted, marks the journal's batch `journaled` (if any) reported. (A crash in between sends
+// the accepted ones again, which the server takes as the same results.)
 absl::StatusOr<std::string> Report(http::Client* client, Journal* journal, const std::string& run_id,
                                    const std::vector<protocol::FileResult>& results, bool final,
-                                   bool interrupted, const std::string& error, const std::atomic<bool>* stop) {
+                                   bool interrupted, const std::string& error, const std::atomic<bool>* stop,
+                                   std::optional<int64_t> journaled) {
   std::string state;
   size_t off = 0;
   do {
@@ -175,12 +178,10 @@ absl::StatusOr<std::string> Report(http::Client* client, Journal* journal, const
     if (req.final) req.error = error;
     DS_ASSIGN_OR_RETURN(auto resp, Post<protocol::CompleteResponse>(client, CompleteTarget(run_id),
                                                                     protocol::Encode(req), run_id, stop));
-    std::vector<std::string> paths;
-    for (const auto& r : req.results) paths.push_back(r.path);
-    DS_RETURN_IF_ERROR(journal->MarkReported(run_id, paths));
     state = resp.run_state;
     off = end;
   } while (off < results.size());
+  if (journaled) DS_RETURN_IF_ERROR(journal->MarkReported(run_id, *journaled));
   return state;
 }
 
@@ -346,9 +347,11 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   };
   // Reports a journaled batch while the server answers; once it stops answering, the journal
   // keeps the rest for replay.
-  auto report = [&](const std::vector<protocol::FileResult>& batch, bool final) -> absl::Status {
+  auto report = [&](const std::vector<protocol::FileResult>& batch, int64_t journaled,
+                    bool final) -> absl::Status {
     if (!reporting) return absl::OkStatus();
-    auto state = Report(client, journal, run_id, batch, final, Stopped(o.stop), run_error, o.stop);
+    auto state = Report(client, journal, run_id, batch, final, Stopped(o.stop), run_error, o.stop,
+                        journaled);
     if (state.ok()) {
       if (final) outcome.state = *state;
       return absl::OkStatus();
@@ -362,23 +365,23 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   // A delta run's results are not reported while it may still send delta compares: the server
   // takes those only while the job's index is the base manifest's, and results move it on.
   // Held batches are journaled already; they are reported before the next batch that is not.
-  std::vector<std::vector<protocol::FileResult>> held;
+  std::vector<std::pair<std::vector<protocol::FileResult>, int64_t>> held;  // with journal batch
   // Journals a batch durably, then reports it (`hold`: later).
   auto deliver = [&](std::vector<protocol::FileResult> batch, bool final,
                      bool hold) -> absl::Status {
     const auto t0 = std::chrono::steady_clock::now();
-    DS_RETURN_IF_ERROR(journal->Record(run_id, batch));
+    DS_ASSIGN_OR_RETURN(const int64_t journaled, journal->Record(run_id, batch));
     const auto t_recorded = std::chrono::steady_clock::now();
     account(batch);
     const auto t_accounted = std::chrono::steady_clock::now();
     if (final) DS_RETURN_IF_ERROR(journal->CloseRun(run_id, Stopped(o.stop), run_error));
     if (hold) {
-      held.push_back(std::move(batch));
+      held.emplace_back(std::move(batch), journaled);
       return absl::OkStatus();
     }
-    for (const auto& h : held) DS_RETURN_IF_ERROR(report(h, false));
+    for (const auto& [h, h_journaled] : held) DS_RETURN_IF_ERROR(report(h, h_journaled, false));
     held.clear();
-    absl::Status st = report(batch, final);
+    absl::Status st = report(batch, journaled, final);
     spdlog::debug(
         "run={} delivered {} result(s): journaled in {} ms, remembered in {} ms, reported in {} ms",
         run_id, batch.size(),
@@ -1189,7 +1192,8 @@ absl::Status ReplayJournal(http::Client* client, Journal* journal, const std::st
       results = std::move(keep);
     }
     auto state = Report(client, journal, id, results, /*final=*/true, interrupted,
-                        run.error.empty() && !run.closed ? "the agent stopped during the run" : run.error, stop);
+                        run.error.empty() && !run.closed ? "the agent stopped during the run" : run.error, stop,
+                        /*journaled=*/std::nullopt);  // forgotten below once the server has them all
     if (!state.ok()) {
       if (Unreachable(state.status())) return state.status();
       spdlog::error("run={} replay refused by the server ({}); dropping it from the journal "

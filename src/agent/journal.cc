@@ -2,7 +2,9 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <algorithm>
 #include <mutex>
+#include <string_view>
 #include <set>
 #include <nlohmann/json.hpp>
 
@@ -25,19 +27,21 @@ CREATE TABLE IF NOT EXISTS journal_runs (
   error        TEXT NOT NULL DEFAULT '',
   started_at   INTEGER NOT NULL              -- Unix ms
 );
--- Every file result, journaled before it is reported.
-CREATE TABLE IF NOT EXISTS journal_results (
-  run_id        TEXT NOT NULL,
-  path          TEXT NOT NULL,
-  status        TEXT NOT NULL,               -- uploaded | failed | skipped | inflight
-  key           TEXT NOT NULL DEFAULT '',    -- storage key (in flight)
-  size          INTEGER NOT NULL DEFAULT 0,  -- bytes
-  mtime_ns      INTEGER NOT NULL DEFAULT 0,  -- Unix ns
-  sha256        TEXT NOT NULL DEFAULT '',
-  error         TEXT NOT NULL DEFAULT '',
-  kept_version  TEXT NOT NULL DEFAULT '',
-  reported      INTEGER NOT NULL DEFAULT 0,  -- boolean
-  PRIMARY KEY (run_id, path)
+-- File results and in-flight marks, one row per batch written (Record, MarkInFlight): a
+-- journaled result costs one write instead of a row rewritten at each step. A file's state in a
+-- run is its entry in the run's latest batch that names it.
+CREATE TABLE IF NOT EXISTS journal_batches (
+  run_id   TEXT NOT NULL,
+  seq      INTEGER NOT NULL,                 -- order written within the run, from 1
+  kind     INTEGER NOT NULL,                 -- 1: in flight (path, key); 2: results
+  entries  BLOB NOT NULL,                    -- EncodeEntries
+  PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+-- Result batches the server accepted (apart, so that marking one rewrites no entries).
+CREATE TABLE IF NOT EXISTS journal_reported (
+  run_id  TEXT NOT NULL,
+  seq     INTEGER NOT NULL,
+  PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 -- What the index holds per job, as far as this agent knows (offline planning).
 CREATE TABLE IF NOT EXISTS indexed_files (
@@ -66,6 +70,67 @@ CREATE TABLE IF NOT EXISTS job_cache (
 );
 )sql";
 
+// Journal entries are stored in a compact binary form, a batch per row: unsigned LEB128 varints,
+// and strings as a varint length followed by the bytes.
+void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+void PutString(std::string& out, std::string_view v) {
+  PutVarint(out, v.size());
+  out.append(v);
+}
+uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+
+// One entry of a results batch, and of an in-flight batch.
+void PutResult(std::string& out, const protocol::FileResult& r) {
+  PutString(out, r.path);
+  PutString(out, r.status);
+  PutVarint(out, r.size);
+  PutVarint(out, ZigZag(r.mtime_ns));
+  PutString(out, r.sha256);
+  PutString(out, r.error);
+  PutString(out, r.kept_version);
+}
+void PutInFlight(std::string& out, std::string_view path, std::string_view key) {
+  PutString(out, path);
+  PutString(out, key);
+}
+
+// Reads what PutVarint and PutString wrote; false once the input is short or malformed.
+class EntryReader {
+ public:
+  explicit EntryReader(std::string_view in) : in_(in) {}
+  bool done() const { return in_.empty(); }
+  bool Varint(uint64_t* v) {
+    *v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (in_.empty()) return false;
+      const auto byte = static_cast<unsigned char>(in_.front());
+      in_.remove_prefix(1);
+      *v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0) return true;
+    }
+    return false;
+  }
+  bool String(std::string* v) {
+    uint64_t n = 0;
+    if (!Varint(&n) || n > in_.size()) return false;
+    v->assign(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return true;
+  }
+
+ private:
+  std::string_view in_;
+};
+
 class SqliteJournal final : public Journal {
  public:
   explicit SqliteJournal(const std::string& path)
@@ -74,6 +139,7 @@ class SqliteJournal final : public Journal {
     db_.exec("PRAGMA synchronous=FULL");  // a journaled result survives power loss (see Relaxed)
     db_.exec("PRAGMA busy_timeout=5000");
     db_.exec(kSchema);
+    MigrateRowsPerFile();
   }
 
   absl::Status BeginRun(const JournalRun& r) override {
@@ -96,72 +162,47 @@ class SqliteJournal final : public Journal {
     return Exec("UPDATE journal_runs SET offline = 0 WHERE run_id = ?", run_id);
   }
 
-  absl::Status Record(const std::string& run_id,
-                      const std::vector<protocol::FileResult>& results) override {
-    return Locked([&]() -> absl::Status {
-      SQLite::Transaction tx(db_);
-      SQLite::Statement q(db_, R"sql(
-        INSERT INTO journal_results (run_id, path, status, size, mtime_ns, sha256, error,
-                                     kept_version, reported)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
-        ON CONFLICT (run_id, path) DO UPDATE SET status = excluded.status, key = '',
-          size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
-          error = excluded.error, kept_version = excluded.kept_version, reported = 0)sql");
-      for (const auto& r : results) {
-        q.reset();
-        q.bind(1, run_id);
-        q.bind(2, r.path);
-        q.bind(3, r.status);
-        q.bind(4, static_cast<int64_t>(r.size));
-        q.bind(5, r.mtime_ns);
-        q.bind(6, r.sha256);
-        q.bind(7, r.error);
-        q.bind(8, r.kept_version);
-        q.exec();
-      }
+  absl::StatusOr<int64_t> Record(const std::string& run_id,
+                                 const std::vector<protocol::FileResult>& results) override {
+    std::string entries;
+    for (const auto& r : results) PutResult(entries, r);
+    return Locked([&]() -> absl::StatusOr<int64_t> {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      const int64_t seq = AddBatch(run_id, kResults, entries);
       tx.commit();
-      return absl::OkStatus();
+      return seq;
     });
   }
 
-  absl::Status MarkInFlight(const std::string& run_id,
-                            const std::vector<std::pair<std::string, std::string>>& files) override {
+  absl::Status MarkInFlight(
+      const std::string& run_id,
+      const std::vector<std::pair<std::string, std::string>>& files) override {
     if (files.empty()) return absl::OkStatus();
+    std::string entries;
+    for (const auto& [path, key] : files) PutInFlight(entries, path, key);
     return Locked([&]() -> absl::Status {
       Relaxed relaxed(db_);
-      SQLite::Transaction tx(db_);
-      SQLite::Statement q(db_, R"sql(
-        INSERT INTO journal_results (run_id, path, status, key) VALUES (?, ?, 'inflight', ?)
-        ON CONFLICT (run_id, path) DO UPDATE SET status = 'inflight', key = excluded.key)sql");
-      for (const auto& [path, key] : files) {
-        q.reset();
-        q.bind(1, run_id);
-        q.bind(2, path);
-        q.bind(3, key);
-        q.exec();
-      }
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      AddBatch(run_id, kInFlight, entries);
       tx.commit();
       return absl::OkStatus();
     });
   }
 
-  absl::Status MarkReported(const std::string& run_id, const std::vector<std::string>& paths) override {
+  absl::Status MarkReported(const std::string& run_id, int64_t batch) override {
     return Locked([&]() -> absl::Status {
       Relaxed relaxed(db_);
-      SQLite::Transaction tx(db_);
-      SQLite::Statement q(db_, "UPDATE journal_results SET reported = 1 WHERE run_id = ? AND path = ?");
-      for (const auto& p : paths) {
-        q.reset();
-        q.bind(1, run_id);
-        q.bind(2, p);
-        q.exec();
-      }
-      tx.commit();
+      SQLite::Statement q(db_,
+                          "INSERT OR IGNORE INTO journal_reported (run_id, seq) VALUES (?, ?)");
+      q.bind(1, run_id);
+      q.bind(2, batch);
+      q.exec();
       return absl::OkStatus();
     });
   }
 
-  absl::Status CloseRun(const std::string& run_id, bool interrupted, const std::string& error) override {
+  absl::Status CloseRun(const std::string& run_id, bool interrupted,
+                        const std::string& error) override {
     return Locked([&]() -> absl::Status {
       SQLite::Statement q(
           db_, "UPDATE journal_runs SET closed = 1, interrupted = ?, error = ? WHERE run_id = ?");
@@ -176,7 +217,8 @@ class SqliteJournal final : public Journal {
   absl::Status ForgetRun(const std::string& run_id) override {
     return Locked([&]() -> absl::Status {
       SQLite::Transaction tx(db_);
-      for (const char* sql : {"DELETE FROM journal_results WHERE run_id = ?",
+      for (const char* sql : {"DELETE FROM journal_batches WHERE run_id = ?",
+                              "DELETE FROM journal_reported WHERE run_id = ?",
                               "DELETE FROM journal_runs WHERE run_id = ?"}) {
         SQLite::Statement q(db_, sql);
         q.bind(1, run_id);
@@ -212,39 +254,30 @@ class SqliteJournal final : public Journal {
 
   absl::StatusOr<std::vector<protocol::FileResult>> Unreported(const std::string& run_id) override {
     return Locked([&]() -> absl::StatusOr<std::vector<protocol::FileResult>> {
-      SQLite::Statement q(db_, R"sql(
-        SELECT path, status, size, mtime_ns, sha256, error, kept_version FROM journal_results
-        WHERE run_id = ? AND reported = 0 AND status <> 'inflight' ORDER BY path)sql");
-      q.bind(1, run_id);
+      DS_ASSIGN_OR_RETURN(std::vector<Latest> latest, LatestEntries(run_id));
       std::vector<protocol::FileResult> out;
-      while (q.executeStep()) {
-        protocol::FileResult r;
-        r.path = q.getColumn(0).getString();
-        r.status = q.getColumn(1).getString();
-        r.size = static_cast<uint64_t>(q.getColumn(2).getInt64());
-        r.mtime_ns = q.getColumn(3).getInt64();
-        r.sha256 = q.getColumn(4).getString();
-        r.error = q.getColumn(5).getString();
-        r.kept_version = q.getColumn(6).getString();
-        out.push_back(std::move(r));
+      for (Latest& e : latest) {
+        if (e.kind == kResults && !e.reported) out.push_back(std::move(e.result));
       }
       return out;
     });
   }
 
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> InFlight(const std::string& run_id) override {
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> InFlight(
+      const std::string& run_id) override {
     return Locked([&]() -> absl::StatusOr<std::vector<std::pair<std::string, std::string>>> {
-      SQLite::Statement q(
-          db_, "SELECT path, key FROM journal_results WHERE run_id = ? AND status = 'inflight'");
-      q.bind(1, run_id);
+      DS_ASSIGN_OR_RETURN(std::vector<Latest> latest, LatestEntries(run_id));
       std::vector<std::pair<std::string, std::string>> out;
-      while (q.executeStep()) out.emplace_back(q.getColumn(0).getString(), q.getColumn(1).getString());
+      for (Latest& e : latest) {
+        if (e.kind == kInFlight) out.emplace_back(std::move(e.result.path), std::move(e.key));
+      }
       return out;
     });
   }
 
   absl::Status ForEachIndexed(
-      int64_t job_id, const std::function<void(const std::string&, const IndexedContent&)>& fn) override {
+      int64_t job_id,
+      const std::function<void(const std::string&, const IndexedContent&)>& fn) override {
     return Locked([&]() -> absl::Status {
       // The primary key (job_id, path) orders the rows: no sort, no copy.
       SQLite::Statement q(db_, "SELECT path, size, sha256 FROM indexed_files WHERE job_id = ? ORDER BY path");
@@ -347,6 +380,129 @@ class SqliteJournal final : public Journal {
   }
 
  private:
+  static constexpr int kInFlight = 1;  // journal_batches.kind
+  static constexpr int kResults = 2;
+
+  // REQUIRES: mu_ held, in an IMMEDIATE transaction (agent.db has other writers: a deferred one
+  // that reads first cannot take the write lock once they have written, and fails at once
+  // instead of waiting). Adds a batch after the run's others; returns its seq.
+  int64_t AddBatch(const std::string& run_id, int kind, const std::string& entries) {
+    SQLite::Statement last(db_,
+                           "SELECT COALESCE(MAX(seq), 0) FROM journal_batches WHERE run_id = ?");
+    last.bind(1, run_id);
+    last.executeStep();
+    const int64_t seq = last.getColumn(0).getInt64() + 1;
+    SQLite::Statement q(
+        db_, "INSERT INTO journal_batches (run_id, seq, kind, entries) VALUES (?, ?, ?, ?)");
+    q.bind(1, run_id);
+    q.bind(2, seq);
+    q.bind(3, kind);
+    q.bindNoCopy(4, entries.data(), static_cast<int>(entries.size()));
+    q.exec();
+    return seq;
+  }
+
+  // A file's latest entry in a run.
+  struct Latest {
+    int kind = 0;
+    bool reported = false;        // results: the batch was accepted
+    protocol::FileResult result;  // results; in flight: path only
+    std::string key;              // in flight
+    int64_t seq = 0;
+  };
+
+  // REQUIRES: mu_ held. Each file's latest entry in the run's batches, in path order.
+  absl::StatusOr<std::vector<Latest>> LatestEntries(const std::string& run_id) {
+    SQLite::Statement q(db_, R"sql(
+      SELECT b.seq, b.kind, b.entries, r.seq IS NOT NULL FROM journal_batches b
+      LEFT JOIN journal_reported r ON r.run_id = b.run_id AND r.seq = b.seq
+      WHERE b.run_id = ? ORDER BY b.seq)sql");
+    q.bind(1, run_id);
+    std::vector<Latest> all;
+    while (q.executeStep()) {
+      const int64_t seq = q.getColumn(0).getInt64();
+      const int kind = q.getColumn(1).getInt();
+      const SQLite::Column blob = q.getColumn(2);
+      EntryReader in(std::string_view(static_cast<const char*>(blob.getBlob()),
+                                      static_cast<size_t>(blob.getBytes())));
+      const bool reported = q.getColumn(3).getInt() != 0;
+      while (!in.done()) {
+        Latest e;
+        e.kind = kind;
+        e.reported = reported;
+        e.seq = seq;
+        bool ok = in.String(&e.result.path);
+        if (kind == kInFlight) {
+          ok = ok && in.String(&e.key);
+        } else {
+          uint64_t mtime = 0;
+          ok = ok && in.String(&e.result.status) && in.Varint(&e.result.size) &&
+               in.Varint(&mtime) && in.String(&e.result.sha256) && in.String(&e.result.error) &&
+               in.String(&e.result.kept_version);
+          e.result.mtime_ns = UnZigZag(mtime);
+        }
+        if (!ok) {
+          return absl::DataLossError(
+              absl::StrCat("agent journal: batch ", seq, " of run ", run_id, " is damaged"));
+        }
+        all.push_back(std::move(e));
+      }
+    }
+    // Latest per path: sort by path, then by seq, and keep the last of each path.
+    std::stable_sort(all.begin(), all.end(), [](const Latest& a, const Latest& b) {
+      return a.result.path < b.result.path;
+    });
+    std::vector<Latest> out;
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (i + 1 < all.size() && all[i + 1].result.path == all[i].result.path) continue;
+      out.push_back(std::move(all[i]));
+    }
+    return out;
+  }
+
+  // Journals written by agents before 2026-11-28 kept a row per file (journal_results): their
+  // pending results become batches (reported ones are done with), once.
+  void MigrateRowsPerFile() {
+    if (!db_.tableExists("journal_results")) return;
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    {
+      SQLite::Statement q(db_, R"sql(
+        SELECT run_id, path, status, key, size, mtime_ns, sha256, error, kept_version
+        FROM journal_results WHERE reported = 0 ORDER BY run_id, path)sql");
+      std::string run;
+      std::string in_flight, results;
+      auto flush = [&] {
+        if (!in_flight.empty()) AddBatch(run, kInFlight, in_flight);
+        if (!results.empty()) AddBatch(run, kResults, results);
+        in_flight.clear();
+        results.clear();
+      };
+      while (q.executeStep()) {
+        std::string run_id = q.getColumn(0).getString();
+        if (run_id != run) {
+          flush();
+          run = std::move(run_id);
+        }
+        protocol::FileResult r;
+        r.path = q.getColumn(1).getString();
+        r.status = q.getColumn(2).getString();
+        if (r.status == "inflight") {
+          PutInFlight(in_flight, r.path, q.getColumn(3).getString());
+          continue;
+        }
+        r.size = static_cast<uint64_t>(q.getColumn(4).getInt64());
+        r.mtime_ns = q.getColumn(5).getInt64();
+        r.sha256 = q.getColumn(6).getString();
+        r.error = q.getColumn(7).getString();
+        r.kept_version = q.getColumn(8).getString();
+        PutResult(results, r);
+      }
+      flush();
+    }  // the SELECT is done before its table is dropped
+    db_.exec("DROP TABLE journal_results");
+    tx.commit();
+  }
+
   // For one transaction whose loss in a power cut costs no result: commit without fsync of the
   // WAL (synchronous=NORMAL; WAL mode keeps it consistent). In-flight marks (only named temp
   // files need them, and the server removes stale ones), reported marks (a lost mark means the

@@ -43,22 +43,23 @@ class Journal {
   [[nodiscard]] virtual absl::Status BeginRun(const JournalRun& run) = 0;
   // The server accepted the run's compare: it knows the run id.
   [[nodiscard]] virtual absl::Status MarkOnline(const std::string& run_id) = 0;
-  // Durably records results (one transaction) before they are reported.
-  [[nodiscard]] virtual absl::Status Record(const std::string& run_id,
-                                            const std::vector<protocol::FileResult>& results) = 0;
+  // Durably records results (one transaction) before they are reported, as one batch; returns
+  // the batch's number for MarkReported. A later batch naming a file supersedes earlier ones.
+  [[nodiscard]] virtual absl::StatusOr<int64_t> Record(
+      const std::string& run_id, const std::vector<protocol::FileResult>& results) = 0;
   // Files (path, storage key) about to be written to storage, in one transaction (each cleared by
-  // Record of its result).
+  // a later Record of its result).
   [[nodiscard]] virtual absl::Status MarkInFlight(
       const std::string& run_id, const std::vector<std::pair<std::string, std::string>>& files) = 0;
-  [[nodiscard]] virtual absl::Status MarkReported(const std::string& run_id,
-                                                  const std::vector<std::string>& paths) = 0;
+  // The server accepted every result of `batch` (a number Record returned for this run).
+  [[nodiscard]] virtual absl::Status MarkReported(const std::string& run_id, int64_t batch) = 0;
   [[nodiscard]] virtual absl::Status CloseRun(const std::string& run_id, bool interrupted,
                                               const std::string& error) = 0;
   // The server closed the run and holds every result: the run leaves the journal.
   [[nodiscard]] virtual absl::Status ForgetRun(const std::string& run_id) = 0;
 
-  // Runs still to replay (oldest first), their unreported results, and files left in flight
-  // (path → storage key) by a crash.
+  // Runs still to replay (oldest first), their unreported results (in path order), and files
+  // left in flight (path → storage key) by a crash.
   [[nodiscard]] virtual absl::StatusOr<std::vector<JournalRun>> PendingRuns() = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<protocol::FileResult>> Unreported(
       const std::string& run_id) = 0;
