@@ -1132,74 +1132,99 @@ absl::Status ReplayJournal(http::Client* client, Journal* journal, const std::st
     if (Stopped(stop)) return absl::CancelledError("stopping");
     const std::string& id = run.run_id;
     // Temp files of uploads a crash interrupted: never visible as measurements; removed here.
-    DS_ASSIGN_OR_RETURN(auto in_flight, journal->InFlight(id));
-    if (!in_flight.empty()) {
-      if (!storage) {
-        auto url = ParseStorageUrl(storage_url);
-        if (url.ok()) {
-          auto s = OpenStorage(*url);
-          if (s.ok()) storage = std::move(*s);
-        }
-      }
-      for (const auto& [path, key] : in_flight) {
-        if (storage) {
-          absl::Status st = storage->AbandonUpload(key, id);
-          if (!st.ok()) spdlog::warn("run={} removing the temp file of {}: {}", id, key, st);
-        }
-      }
-    }
-    DS_ASSIGN_OR_RETURN(auto results, journal->Unreported(id));
-    bool interrupted = !run.closed || run.interrupted;
-    spdlog::info("run={} job={} replaying from the journal: {} result(s){}{}", id, run.job, results.size(),
+    DS_RETURN_IF_ERROR(journal->ForEachInFlight(
+        id, [&](std::vector<std::pair<std::string, std::string>> in_flight) -> absl::Status {
+          if (!storage) {
+            auto url = ParseStorageUrl(storage_url);
+            if (url.ok()) {
+              auto s = OpenStorage(*url);
+              if (s.ok()) storage = std::move(*s);
+            }
+          }
+          for (const auto& [path, key] : in_flight) {
+            if (!storage) break;
+            absl::Status st = storage->AbandonUpload(key, id);
+            if (!st.ok()) spdlog::warn("run={} removing the temp file of {}: {}", id, key, st);
+          }
+          return absl::OkStatus();
+        }));
+    const bool interrupted = !run.closed || run.interrupted;
+    const std::string error =
+        run.error.empty() && !run.closed ? "the agent stopped during the run" : run.error;
+    spdlog::info("run={} job={} replaying from the journal{}{}", id, run.job,
                  run.offline ? ", synced offline" : "", interrupted ? ", interrupted" : "");
+    // The results stream from the journal a batch at a time (a run of a million files is never
+    // in memory at once) and are reported as they come; an empty final report closes the run.
+    // The server takes a result it already has as the same result, so a replay cut short by
+    // the server going away again simply starts over next time.
+    uint64_t replayed = 0;
+    absl::Status status;
+    std::string state;
     if (run.offline) {
-      // The server never saw this run: compare what landed, then report the planned ones.
-      std::vector<protocol::ManifestEntry> manifest;
-      for (const auto& r : results) {
-        if (r.status == "uploaded") manifest.push_back({r.path, r.size, r.mtime_ns, r.sha256});
-      }
-      std::set<std::string> planned;
-      size_t n = manifest.size();
-      absl::Status compare_status = absl::OkStatus();
-      for (size_t off = 0; off == 0 || off < n; off += kCompareBatch) {
+      // The server never saw this run: compare what landed (≤ kCompareBatch files a request),
+      // then report the ones the server planned (and the skipped ones). The run stays marked
+      // offline until it is forgotten: a replay cut short compares again, and the server plans
+      // only what it does not hold yet.
+      std::vector<protocol::FileResult> group;  // results waiting for their compare
+      uint64_t compared = 0;
+      auto flush = [&](bool last) -> absl::Status {
         protocol::CompareRequest req;
         req.run_id = id;
         req.trigger = run.trigger.empty() ? "offline" : run.trigger + "+offline";
-        size_t end = std::min(n, off + kCompareBatch);
-        req.files.assign(manifest.begin() + static_cast<long>(off), manifest.begin() + static_cast<long>(end));
-        req.last = end == n;
-        req.total_files = n;
-        auto resp = Post<protocol::CompareResponse>(client, CompareTarget(run.job), protocol::Encode(req), id, stop, 2);
-        if (!resp.ok()) {
-          compare_status = resp.status();
-          break;
+        for (const auto& r : group) {
+          if (r.status == "uploaded") req.files.push_back({r.path, r.size, r.mtime_ns, r.sha256});
         }
-        for (const auto& u : resp->upload) planned.insert(u.path);
-        if (n == 0) break;
-      }
-      if (!compare_status.ok()) {
-        if (Unreachable(compare_status)) return compare_status;
-        spdlog::error("run={} replay refused by the server ({}); dropping it from the journal "
-                      "(reconcile the job to be sure the index is complete)", id, compare_status.message());
-        DS_RETURN_IF_ERROR(journal->ForgetRun(id));
-        continue;
-      }
-      DS_RETURN_IF_ERROR(journal->MarkOnline(id));
-      std::vector<protocol::FileResult> keep;
-      for (auto& r : results) {
-        if (r.status == "skipped" || planned.count(r.path)) keep.push_back(std::move(r));
-      }
-      results = std::move(keep);
-    }
-    auto state = Report(client, journal, id, results, /*final=*/true, interrupted,
-                        run.error.empty() && !run.closed ? "the agent stopped during the run" : run.error, stop,
-                        /*journaled=*/std::nullopt);  // forgotten below once the server has them all
-    if (!state.ok()) {
-      if (Unreachable(state.status())) return state.status();
-      spdlog::error("run={} replay refused by the server ({}); dropping it from the journal "
-                    "(reconcile the job to be sure the index is complete)", id, state.status().message());
+        compared += req.files.size();
+        req.last = last;
+        req.total_files = compared;
+        DS_ASSIGN_OR_RETURN(auto resp,
+                            Post<protocol::CompareResponse>(client, CompareTarget(run.job),
+                                                            protocol::Encode(req), id, stop, 2));
+        std::set<std::string> planned;
+        for (const auto& u : resp.upload) planned.insert(u.path);
+        std::vector<protocol::FileResult> keep;
+        for (auto& r : group) {
+          if (r.status == "skipped" || planned.count(r.path)) keep.push_back(std::move(r));
+        }
+        group.clear();
+        if (keep.empty() && !last) return absl::OkStatus();
+        replayed += keep.size();
+        DS_ASSIGN_OR_RETURN(state, Report(client, journal, id, keep, last, interrupted, error, stop,
+                                          /*journaled=*/std::nullopt));
+        return absl::OkStatus();
+      };
+      status = journal->ForEachUnreported(
+          id, [&](std::vector<protocol::FileResult> batch) -> absl::Status {
+            for (auto& r : batch) {
+              if (group.size() == kCompareBatch) DS_RETURN_IF_ERROR(flush(/*last=*/false));
+              group.push_back(std::move(r));
+            }
+            return absl::OkStatus();
+          });
+      if (status.ok()) status = flush(/*last=*/true);
     } else {
-      spdlog::info("run={} replayed: server closed it as {}", id, *state);
+      status = journal->ForEachUnreported(
+          id, [&](std::vector<protocol::FileResult> batch) -> absl::Status {
+            replayed += batch.size();
+            return Report(client, journal, id, batch, /*final=*/false, false, "", stop,
+                          std::nullopt)
+                .status();
+          });
+      if (status.ok()) {
+        auto closed =
+            Report(client, journal, id, {}, /*final=*/true, interrupted, error, stop, std::nullopt);
+        if (closed.ok()) state = *closed;
+        status = closed.status();
+      }
+    }
+    if (!status.ok()) {
+      if (Unreachable(status) || absl::IsCancelled(status)) return status;
+      spdlog::error(
+          "run={} replay refused ({}); dropping it from the journal "
+          "(reconcile the job to be sure the index is complete)",
+          id, status.message());
+    } else {
+      spdlog::info("run={} replayed {} result(s): server closed it as {}", id, replayed, state);
     }
     DS_RETURN_IF_ERROR(journal->ForgetRun(id));
   }

@@ -252,27 +252,83 @@ class SqliteJournal final : public Journal {
     });
   }
 
-  absl::StatusOr<std::vector<protocol::FileResult>> Unreported(const std::string& run_id) override {
-    return Locked([&]() -> absl::StatusOr<std::vector<protocol::FileResult>> {
-      DS_ASSIGN_OR_RETURN(std::vector<Latest> latest, LatestEntries(run_id));
-      std::vector<protocol::FileResult> out;
-      for (Latest& e : latest) {
-        if (e.kind == kResults && !e.reported) out.push_back(std::move(e.result));
-      }
-      return out;
-    });
+  absl::Status ForEachUnreported(
+      const std::string& run_id,
+      const std::function<absl::Status(std::vector<protocol::FileResult>)>& fn) override {
+    int64_t after = 0;
+    for (;;) {
+      std::vector<protocol::FileResult> batch;
+      absl::StatusOr<bool> more = Locked([&]() -> absl::StatusOr<bool> {
+        SQLite::Statement q(db_, R"sql(
+          SELECT b.seq, b.entries FROM journal_batches b
+          WHERE b.run_id = ?1 AND b.kind = ?2 AND b.seq > ?3 AND NOT EXISTS (
+            SELECT 1 FROM journal_reported r WHERE r.run_id = b.run_id AND r.seq = b.seq)
+          ORDER BY b.seq LIMIT 1)sql");
+        q.bind(1, run_id);
+        q.bind(2, kResults);
+        q.bind(3, after);
+        if (!q.executeStep()) return false;
+        after = q.getColumn(0).getInt64();
+        DS_RETURN_IF_ERROR(DecodeResults(run_id, after, q.getColumn(1), &batch));
+        // Reported batches normally precede every unreported one (results are reported in the
+        // order they were journaled). Should a later one be reported, its files' entries here
+        // are older than what the server has: left out.
+        std::set<std::string> newer;
+        // (CROSS JOIN: driven by the few rows of journal_reported, not by every later batch.)
+        SQLite::Statement later(db_, R"sql(
+          SELECT b.seq, b.entries FROM journal_reported r CROSS JOIN journal_batches b
+            ON b.run_id = r.run_id AND b.seq = r.seq
+          WHERE r.run_id = ? AND r.seq > ? AND b.kind = ?)sql");
+        later.bind(1, run_id);
+        later.bind(2, after);
+        later.bind(3, kResults);
+        while (later.executeStep()) {
+          std::vector<protocol::FileResult> reported;
+          DS_RETURN_IF_ERROR(
+              DecodeResults(run_id, later.getColumn(0).getInt64(), later.getColumn(1), &reported));
+          for (auto& r : reported) newer.insert(std::move(r.path));
+        }
+        if (!newer.empty()) {
+          std::erase_if(batch,
+                        [&](const protocol::FileResult& r) { return newer.count(r.path) > 0; });
+        }
+        return true;
+      });
+      if (!more.ok()) return more.status();
+      if (!*more) return absl::OkStatus();
+      DS_RETURN_IF_ERROR(fn(std::move(batch)));
+    }
   }
 
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> InFlight(
-      const std::string& run_id) override {
-    return Locked([&]() -> absl::StatusOr<std::vector<std::pair<std::string, std::string>>> {
-      DS_ASSIGN_OR_RETURN(std::vector<Latest> latest, LatestEntries(run_id));
-      std::vector<std::pair<std::string, std::string>> out;
-      for (Latest& e : latest) {
-        if (e.kind == kInFlight) out.emplace_back(std::move(e.result.path), std::move(e.key));
-      }
-      return out;
-    });
+  absl::Status ForEachInFlight(
+      const std::string& run_id,
+      const std::function<absl::Status(std::vector<std::pair<std::string, std::string>>)>& fn)
+      override {
+    int64_t after = 0;
+    for (;;) {
+      std::vector<std::pair<std::string, std::string>> batch;
+      absl::StatusOr<bool> more = Locked([&]() -> absl::StatusOr<bool> {
+        SQLite::Statement q(db_, R"sql(
+          SELECT seq, entries FROM journal_batches WHERE run_id = ? AND kind = ? AND seq > ?
+          ORDER BY seq LIMIT 1)sql");
+        q.bind(1, run_id);
+        q.bind(2, kInFlight);
+        q.bind(3, after);
+        if (!q.executeStep()) return false;
+        after = q.getColumn(0).getInt64();
+        const SQLite::Column blob = q.getColumn(1);
+        EntryReader in(std::string_view(static_cast<const char*>(blob.getBlob()),
+                                        static_cast<size_t>(blob.getBytes())));
+        while (!in.done()) {
+          auto& [path, key] = batch.emplace_back();
+          if (!in.String(&path) || !in.String(&key)) return Damaged(run_id, after);
+        }
+        return true;
+      });
+      if (!more.ok()) return more.status();
+      if (!*more) return absl::OkStatus();
+      DS_RETURN_IF_ERROR(fn(std::move(batch)));
+    }
   }
 
   absl::Status ForEachIndexed(
@@ -402,62 +458,28 @@ class SqliteJournal final : public Journal {
     return seq;
   }
 
-  // A file's latest entry in a run.
-  struct Latest {
-    int kind = 0;
-    bool reported = false;        // results: the batch was accepted
-    protocol::FileResult result;  // results; in flight: path only
-    std::string key;              // in flight
-    int64_t seq = 0;
-  };
+  static absl::Status Damaged(const std::string& run_id, int64_t seq) {
+    return absl::DataLossError(
+        absl::StrCat("agent journal: batch ", seq, " of run ", run_id, " is damaged"));
+  }
 
-  // REQUIRES: mu_ held. Each file's latest entry in the run's batches, in path order.
-  absl::StatusOr<std::vector<Latest>> LatestEntries(const std::string& run_id) {
-    SQLite::Statement q(db_, R"sql(
-      SELECT b.seq, b.kind, b.entries, r.seq IS NOT NULL FROM journal_batches b
-      LEFT JOIN journal_reported r ON r.run_id = b.run_id AND r.seq = b.seq
-      WHERE b.run_id = ? ORDER BY b.seq)sql");
-    q.bind(1, run_id);
-    std::vector<Latest> all;
-    while (q.executeStep()) {
-      const int64_t seq = q.getColumn(0).getInt64();
-      const int kind = q.getColumn(1).getInt();
-      const SQLite::Column blob = q.getColumn(2);
-      EntryReader in(std::string_view(static_cast<const char*>(blob.getBlob()),
-                                      static_cast<size_t>(blob.getBytes())));
-      const bool reported = q.getColumn(3).getInt() != 0;
-      while (!in.done()) {
-        Latest e;
-        e.kind = kind;
-        e.reported = reported;
-        e.seq = seq;
-        bool ok = in.String(&e.result.path);
-        if (kind == kInFlight) {
-          ok = ok && in.String(&e.key);
-        } else {
-          uint64_t mtime = 0;
-          ok = ok && in.String(&e.result.status) && in.Varint(&e.result.size) &&
-               in.Varint(&mtime) && in.String(&e.result.sha256) && in.String(&e.result.error) &&
-               in.String(&e.result.kept_version);
-          e.result.mtime_ns = UnZigZag(mtime);
-        }
-        if (!ok) {
-          return absl::DataLossError(
-              absl::StrCat("agent journal: batch ", seq, " of run ", run_id, " is damaged"));
-        }
-        all.push_back(std::move(e));
+  // Decodes the entries of results batch `seq` (a column holding what PutResult wrote).
+  static absl::Status DecodeResults(const std::string& run_id, int64_t seq,
+                                    const SQLite::Column& blob,
+                                    std::vector<protocol::FileResult>* out) {
+    EntryReader in(std::string_view(static_cast<const char*>(blob.getBlob()),
+                                    static_cast<size_t>(blob.getBytes())));
+    while (!in.done()) {
+      protocol::FileResult& r = out->emplace_back();
+      uint64_t mtime = 0;
+      if (!in.String(&r.path) || !in.String(&r.status) || !in.Varint(&r.size) ||
+          !in.Varint(&mtime) || !in.String(&r.sha256) || !in.String(&r.error) ||
+          !in.String(&r.kept_version)) {
+        return Damaged(run_id, seq);
       }
+      r.mtime_ns = UnZigZag(mtime);
     }
-    // Latest per path: sort by path, then by seq, and keep the last of each path.
-    std::stable_sort(all.begin(), all.end(), [](const Latest& a, const Latest& b) {
-      return a.result.path < b.result.path;
-    });
-    std::vector<Latest> out;
-    for (size_t i = 0; i < all.size(); ++i) {
-      if (i + 1 < all.size() && all[i + 1].result.path == all[i].result.path) continue;
-      out.push_back(std::move(all[i]));
-    }
-    return out;
+    return absl::OkStatus();
   }
 
   // Journals written by agents before 2026-11-28 kept a row per file (journal_results): their

@@ -58,13 +58,20 @@ class Journal {
   // The server closed the run and holds every result: the run leaves the journal.
   [[nodiscard]] virtual absl::Status ForgetRun(const std::string& run_id) = 0;
 
-  // Runs still to replay (oldest first), their unreported results (in path order), and files
-  // left in flight (path → storage key) by a crash.
+  // Runs still to replay (oldest first).
   [[nodiscard]] virtual absl::StatusOr<std::vector<JournalRun>> PendingRuns() = 0;
-  [[nodiscard]] virtual absl::StatusOr<std::vector<protocol::FileResult>> Unreported(
-      const std::string& run_id) = 0;
-  [[nodiscard]] virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> InFlight(
-      const std::string& run_id) = 0;
+  // Streams a run's unreported results to `fn`, a journaled batch at a time in the order they
+  // were recorded (so a file recorded again later comes again, later: applied in order, the
+  // latest stands), leaving out entries a later reported batch supersedes. The journal is not
+  // locked while `fn` runs; an error from `fn` stops the stream and is returned.
+  [[nodiscard]] virtual absl::Status ForEachUnreported(
+      const std::string& run_id,
+      const std::function<absl::Status(std::vector<protocol::FileResult>)>& fn) = 0;
+  // Streams the (path, storage key) marks of a run's in-flight batches, a batch at a time,
+  // including marks a later result cleared: each is what a crash may have left, or nothing.
+  [[nodiscard]] virtual absl::Status ForEachInFlight(
+      const std::string& run_id,
+      const std::function<absl::Status(std::vector<std::pair<std::string, std::string>>)>& fn) = 0;
 
   // What the index holds for a job, as far as this agent knows (for offline planning): calls `fn`
   // for each row in path order (byte-wise, as std::string compares), streaming (the rows are never

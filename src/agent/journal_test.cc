@@ -30,6 +30,29 @@ std::vector<std::string> Paths(const std::vector<FileResult>& results) {
   return out;
 }
 
+// Everything ForEachUnreported streams, in stream order.
+absl::StatusOr<std::vector<FileResult>> Unreported(Journal& j, const std::string& run_id) {
+  std::vector<FileResult> out;
+  absl::Status st = j.ForEachUnreported(run_id, [&](std::vector<FileResult> batch) {
+    for (auto& r : batch) out.push_back(std::move(r));
+    return absl::OkStatus();
+  });
+  if (!st.ok()) return st;
+  return out;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> InFlight(
+    Journal& j, const std::string& run_id) {
+  std::vector<std::pair<std::string, std::string>> out;
+  absl::Status st =
+      j.ForEachInFlight(run_id, [&](std::vector<std::pair<std::string, std::string>> batch) {
+        for (auto& m : batch) out.push_back(std::move(m));
+        return absl::OkStatus();
+      });
+  if (!st.ok()) return st;
+  return out;
+}
+
 class JournalTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -70,10 +93,10 @@ TEST_F(JournalTest, ResultsAreUnreportedUntilTheirBatchIsMarkedAndSurviveAReopen
     EXPECT_NE(*first, *second);
     ASSERT_TRUE(j->MarkReported("run-1", *second).ok());
   }
-  auto j = Open();  // what a restarted agent replays
-  auto unreported = j->Unreported("run-1");
+  auto j = Open();  // what a restarted agent replays, in the order it was recorded
+  auto unreported = Unreported(*j, "run-1");
   ASSERT_TRUE(unreported.ok()) << unreported.status();
-  EXPECT_EQ(Paths(*unreported), (std::vector<std::string>{"a.dat:failed", "b.dat:uploaded"}));
+  EXPECT_EQ(Paths(*unreported), (std::vector<std::string>{"b.dat:uploaded", "a.dat:failed"}));
 }
 
 TEST_F(JournalTest, EveryFieldRoundTrips) {
@@ -84,7 +107,7 @@ TEST_F(JournalTest, EveryFieldRoundTrips) {
   FileResult empty = Result("e", "skipped", 0, 0);
   empty.error = "";
   ASSERT_TRUE(j->Record("run-1", {r, empty}).ok());
-  auto got = j->Unreported("run-1");
+  auto got = Unreported(*j, "run-1");
   ASSERT_TRUE(got.ok());
   ASSERT_EQ(got->size(), 2u);
   const FileResult& g = (*got)[0];
@@ -110,22 +133,47 @@ TEST_F(JournalTest, AFilesLatestEntryIsItsState) {
   ASSERT_TRUE(b2.ok());
   ASSERT_TRUE(j->MarkReported("run-1", *b2).ok());
   ASSERT_TRUE(j->Record("run-1", {Result("y", "failed")}).ok());
-  auto got = j->Unreported("run-1");
+  auto got = Unreported(*j, "run-1");
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(Paths(*got), (std::vector<std::string>{"y:failed"}));
 }
 
-TEST_F(JournalTest, InFlightFilesAreClearedByTheirResult) {
+TEST_F(JournalTest, InFlightMarksAreStreamedAsWrittenAndResultsApart) {
   auto j = Open();
   Begin(*j, "run-1");
   ASSERT_TRUE(j->MarkInFlight("run-1", {{"p", "pre/p"}, {"q", "pre/q"}}).ok());
   ASSERT_TRUE(j->Record("run-1", {Result("p", "uploaded")}).ok());
-  auto in_flight = j->InFlight("run-1");
+  ASSERT_TRUE(j->MarkInFlight("run-1", {{"r", "pre/r"}}).ok());
+  // p's mark stays listed: a mark says what a crash may have left (here: nothing any more).
+  auto in_flight = InFlight(*j, "run-1");
   ASSERT_TRUE(in_flight.ok());
-  EXPECT_EQ(*in_flight, (std::vector<std::pair<std::string, std::string>>{{"q", "pre/q"}}));
-  auto unreported = j->Unreported("run-1");
+  EXPECT_EQ(*in_flight, (std::vector<std::pair<std::string, std::string>>{
+                            {"p", "pre/p"}, {"q", "pre/q"}, {"r", "pre/r"}}));
+  auto unreported = Unreported(*j, "run-1");
   ASSERT_TRUE(unreported.ok());
   EXPECT_EQ(Paths(*unreported), (std::vector<std::string>{"p:uploaded"}));
+}
+
+TEST_F(JournalTest, TheStreamHoldsNoLockWhileItsCallbackRunsAndStopsAtItsError) {
+  auto j = Open();
+  Begin(*j, "run-1");
+  auto b1 = j->Record("run-1", {Result("a", "uploaded")});
+  auto b2 = j->Record("run-1", {Result("b", "uploaded")});
+  ASSERT_TRUE(b1.ok() && b2.ok());
+  int calls = 0;
+  absl::Status st =
+      j->ForEachUnreported("run-1", [&](std::vector<FileResult> batch) -> absl::Status {
+        ++calls;
+        EXPECT_EQ(batch.size(), 1u);
+        // What a replay does with each batch: report it, which writes to the journal.
+        EXPECT_TRUE(j->MarkReported("run-1", *b1).ok());
+        return absl::UnavailableError("server went away");
+      });
+  EXPECT_TRUE(absl::IsUnavailable(st)) << st;
+  EXPECT_EQ(calls, 1);
+  auto rest = Unreported(*j, "run-1");
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(Paths(*rest), (std::vector<std::string>{"b:uploaded"}));
 }
 
 TEST_F(JournalTest, RunsAreSeparateAndForgetRunRemovesOnlyItsOwn) {
@@ -136,11 +184,11 @@ TEST_F(JournalTest, RunsAreSeparateAndForgetRunRemovesOnlyItsOwn) {
   auto b2 = j->Record("run-2", {Result("a", "failed")});
   ASSERT_TRUE(b1.ok() && b2.ok());
   ASSERT_TRUE(j->MarkReported("run-2", *b2).ok());  // run-1's batch of the same number stays
-  auto run1 = j->Unreported("run-1");
+  auto run1 = Unreported(*j, "run-1");
   ASSERT_TRUE(run1.ok());
   EXPECT_EQ(Paths(*run1), (std::vector<std::string>{"a:uploaded"}));
   ASSERT_TRUE(j->ForgetRun("run-1").ok());
-  EXPECT_TRUE(j->Unreported("run-1")->empty());
+  EXPECT_TRUE(Unreported(*j, "run-1")->empty());
   auto runs = j->PendingRuns();
   ASSERT_TRUE(runs.ok());
   ASSERT_EQ(runs->size(), 1u);
@@ -164,7 +212,7 @@ TEST_F(JournalTest, RecordWaitsForAnotherWriterOfAgentDb) {
   auto b = j->Record("run-1", {Result("b", "uploaded")});
   commit_later.join();
   ASSERT_TRUE(b.ok()) << b.status();
-  auto got = j->Unreported("run-1");
+  auto got = Unreported(*j, "run-1");
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(Paths(*got), (std::vector<std::string>{"a:uploaded", "b:uploaded"}));
 }
@@ -180,7 +228,7 @@ TEST_F(JournalTest, ADamagedBatchIsAnErrorNotAShorterList) {
     db.exec("UPDATE journal_batches SET entries = substr(entries, 1, 10)");
   }
   auto j = Open();
-  auto got = j->Unreported("run-1");
+  auto got = Unreported(*j, "run-1");
   EXPECT_TRUE(absl::IsDataLoss(got.status())) << got.status();
 }
 
@@ -205,13 +253,13 @@ TEST_F(JournalTest, AJournalWithARowPerFileIsMigratedOnOpen) {
     )sql");
   }
   auto j = Open();
-  auto got = j->Unreported("old");
+  auto got = Unreported(*j, "old");
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_EQ(Paths(*got), (std::vector<std::string>{"a:uploaded"}));
   EXPECT_EQ((*got)[0].size, 3u);
   EXPECT_EQ((*got)[0].mtime_ns, -4);
   EXPECT_EQ((*got)[0].sha256, "abc");
-  auto in_flight = j->InFlight("old");
+  auto in_flight = InFlight(*j, "old");
   ASSERT_TRUE(in_flight.ok());
   EXPECT_EQ(*in_flight, (std::vector<std::pair<std::string, std::string>>{{"c", "k/c"}}));
   j.reset();
