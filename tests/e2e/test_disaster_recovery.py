@@ -50,6 +50,14 @@ class DisasterRecoveryTest(unittest.TestCase):
     def tearDown(self):
         self.c.close(keep=os.environ.get("DATASYNC_KEEP_E2E") == "1")
 
+    def add_job(self, *job_args, agent_extra=()):
+        """Enrolls pc-dr and gives it job raw (self.src to lab/raw, no settle time); returns the
+        job's folder in storage."""
+        self.c.enroll("pc-dr", extra=agent_extra)
+        self.c.cli("jobs", "add", "pc-dr", "raw", "--source", self.src, "--dest", "lab/raw", "--settle", "0s",
+                   *job_args)
+        return os.path.join(self.c.share, "lab", "raw")
+
     def sync_ok(self, runner="pc-dr", job="raw"):
         p = self.c.cli("sync", runner, job, "--wait", "--json", check=False)
         self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
@@ -57,8 +65,7 @@ class DisasterRecoveryTest(unittest.TestCase):
 
     def test_index_loss_is_rebuilt_file_for_file_by_import_and_reconcile(self):
         make_tree(self.src, n_small=300, big_mib=1)
-        self.c.enroll("pc-dr")
-        self.c.cli("jobs", "add", "pc-dr", "raw", "--source", self.src, "--dest", "lab/raw", "--settle", "0s")
+        self.add_job()
         self.sync_ok()
         before = index_snapshot(self.c, "pc-dr", "raw")
         self.assertEqual(len(before), 303)
@@ -86,10 +93,7 @@ class DisasterRecoveryTest(unittest.TestCase):
 
     def test_server_down_agent_keeps_syncing_and_index_has_zero_drift_after(self):
         make_tree(self.src, n_small=50, big_mib=1)
-        self.c.enroll("pc-dr")
-        self.c.cli("jobs", "add", "pc-dr", "raw", "--source", self.src, "--dest", "lab/raw", "--settle", "0s",
-                   "--interval", "2s")
-        dest = os.path.join(self.c.share, "lab", "raw")
+        dest = self.add_job("--interval", "2s")
         wait_for("first sync", lambda: len(index_snapshot(self.c, "pc-dr", "raw")) == 53, 60)
 
         self.c.stop_server()
@@ -110,10 +114,7 @@ class DisasterRecoveryTest(unittest.TestCase):
         # More results than a journal batch (1,000) and a compare request (5,000): the replay
         # streams them from the journal, compares them in groups and reports each group.
         make_tree(self.src, n_small=3, big_mib=0)
-        self.c.enroll("pc-dr")
-        self.c.cli("jobs", "add", "pc-dr", "raw", "--source", self.src, "--dest", "lab/raw", "--settle", "0s",
-                   "--interval", "2s")
-        dest = os.path.join(self.c.share, "lab", "raw")
+        dest = self.add_job("--interval", "2s")
         wait_for("first sync", lambda: len(storage_snapshot(dest)) > 0 and
                  index_snapshot(self.c, "pc-dr", "raw") == storage_snapshot(dest), 60)
 
@@ -140,9 +141,7 @@ class DisasterRecoveryTest(unittest.TestCase):
             f.write(os.urandom(48 << 20))
         past = time.time() - 60
         os.utime(big, (past, past))
-        self.c.enroll("pc-dr", extra=("--bwlimit", "6000000"))
-        self.c.cli("jobs", "add", "pc-dr", "raw", "--source", self.src, "--dest", "lab/raw", "--settle", "0s")
-        dest = os.path.join(self.c.share, "lab", "raw")
+        dest = self.add_job(agent_extra=("--bwlimit", "6000000"))
         agent_pid = self.c.agents["pc-dr"].pid
 
         def in_flight():
@@ -178,10 +177,8 @@ class DisasterRecoveryTest(unittest.TestCase):
 
     def test_reconcile_verify_reports_a_corrupted_file_and_plain_reconcile_drops_deleted_rows(self):
         make_tree(self.src, n_small=40, big_mib=1)
-        self.c.enroll("pc-dr")
-        self.c.cli("jobs", "add", "pc-dr", "raw", "--source", self.src, "--dest", "lab/raw", "--settle", "0s")
+        dest = self.add_job()
         self.sync_ok()
-        dest = os.path.join(self.c.share, "lab", "raw")
         victim = os.path.join(dest, "big", "large run 1.bin")
         st = os.stat(victim)
         with open(victim, "r+b") as f:        # bit rot: same size, same mtime
@@ -207,8 +204,7 @@ class DisasterRecoveryTest(unittest.TestCase):
 
     def test_online_backup_restores_onto_a_fresh_data_dir(self):
         make_tree(self.src, n_small=30, big_mib=1)
-        self.c.enroll("pc-dr")
-        self.c.cli("jobs", "add", "pc-dr", "raw", "--source", self.src, "--dest", "lab/raw", "--settle", "0s")
+        self.add_job()
         self.sync_ok()
         backup = os.path.join(self.c.root, "backup.db")
         import subprocess
