@@ -981,6 +981,17 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         break;  // without a journal we could lose track: stop uploading
       }
       for (size_t i = begin; i < end && !Stopped(o.stop); ++i) {
+        {
+          // Bounded: the loop below takes staged copies and results a group at a time, and a
+          // commit waits for the disk while staging does not. A worker two groups ahead waits
+          // (without this, a run of small files staged most of its files before the commits
+          // caught up, and held them all in memory: heaptrack, 500,000 files offline).
+          std::unique_lock<std::mutex> lock(mu);
+          while (!Stopped(o.stop) && (staged.size() + pending.size() >= 2 * kCompleteBatch ||
+                                      staged_bytes >= 2 * kCommitBytes)) {
+            cv.wait_for(lock, std::chrono::milliseconds(100));
+          }
+        }
         const auto& u = chunk_instructions[i - begin];
         std::optional<protocol::ManifestEntry> wire;
         if (todo[i].entry != kNotInManifest) wire = files.Wire(todo[i].entry);
@@ -1069,6 +1080,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       to_commit.swap(staged);
       staged_bytes = 0;
       lock.unlock();
+      cv.notify_all();  // workers waiting for room
       const auto t_commit = std::chrono::steady_clock::now();
       const size_t n_commit = to_commit.size();
       commit(std::move(to_commit), &batch);
