@@ -164,6 +164,7 @@ class SqliteJournal final : public Journal {
 
   absl::StatusOr<int64_t> Record(const std::string& run_id,
                                  const std::vector<protocol::FileResult>& results) override {
+    if (results.empty()) return kNoBatch;  // nothing to make durable: no write, no fsync
     std::string entries;
     for (const auto& r : results) PutResult(entries, r);
     return Locked([&]() -> absl::StatusOr<int64_t> {
@@ -190,6 +191,7 @@ class SqliteJournal final : public Journal {
   }
 
   absl::Status MarkReported(const std::string& run_id, int64_t batch) override {
+    if (batch == kNoBatch) return absl::OkStatus();
     return Locked([&]() -> absl::Status {
       Relaxed relaxed(db_);
       SQLite::Statement q(db_,

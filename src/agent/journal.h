@@ -38,6 +38,7 @@ struct IndexedContent {
 // Thread-safe (one connection behind a mutex).
 class Journal {
  public:
+  static constexpr int64_t kNoBatch = 0;  // Record of no results; batches are numbered from 1
   virtual ~Journal() = default;
 
   [[nodiscard]] virtual absl::Status BeginRun(const JournalRun& run) = 0;
@@ -45,6 +46,7 @@ class Journal {
   [[nodiscard]] virtual absl::Status MarkOnline(const std::string& run_id) = 0;
   // Durably records results (one transaction) before they are reported, as one batch; returns
   // the batch's number for MarkReported. A later batch naming a file supersedes earlier ones.
+  // No results: nothing is written, and the number is kNoBatch.
   [[nodiscard]] virtual absl::StatusOr<int64_t> Record(
       const std::string& run_id, const std::vector<protocol::FileResult>& results) = 0;
   // Files (path, storage key) about to be written to storage, in one transaction (each cleared by

@@ -99,6 +99,25 @@ TEST_F(JournalTest, ResultsAreUnreportedUntilTheirBatchIsMarkedAndSurviveAReopen
   EXPECT_EQ(Paths(*unreported), (std::vector<std::string>{"b.dat:uploaded", "a.dat:failed"}));
 }
 
+TEST_F(JournalTest, AnEmptyBatchWritesNothing) {
+  auto j = Open();
+  Begin(*j, "run-1");
+  // Every cycle with nothing new ends with an empty batch: it must cost no write (and no fsync).
+  auto empty = j->Record("run-1", {});
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(*empty, Journal::kNoBatch);
+  ASSERT_TRUE(j->MarkReported("run-1", *empty).ok());
+  SQLite::Database db(db_path_, SQLite::OPEN_READONLY);
+  for (const char* table : {"journal_batches", "journal_reported"}) {
+    SQLite::Statement q(db, std::string("SELECT count(*) FROM ") + table);
+    ASSERT_TRUE(q.executeStep());
+    EXPECT_EQ(q.getColumn(0).getInt(), 0) << table;
+  }
+  auto real = j->Record("run-1", {Result("a", "uploaded")});
+  ASSERT_TRUE(real.ok());
+  EXPECT_NE(*real, Journal::kNoBatch);
+}
+
 TEST_F(JournalTest, EveryFieldRoundTrips) {
   auto j = Open();
   Begin(*j, "run-1");
