@@ -257,80 +257,66 @@ class SqliteJournal final : public Journal {
   absl::Status ForEachUnreported(
       const std::string& run_id,
       const std::function<absl::Status(std::vector<protocol::FileResult>)>& fn) override {
-    int64_t after = 0;
-    for (;;) {
-      std::vector<protocol::FileResult> batch;
-      absl::StatusOr<bool> more = Locked([&]() -> absl::StatusOr<bool> {
-        SQLite::Statement q(db_, R"sql(
-          SELECT b.seq, b.entries FROM journal_batches b
-          WHERE b.run_id = ?1 AND b.kind = ?2 AND b.seq > ?3 AND NOT EXISTS (
-            SELECT 1 FROM journal_reported r WHERE r.run_id = b.run_id AND r.seq = b.seq)
-          ORDER BY b.seq LIMIT 1)sql");
-        q.bind(1, run_id);
-        q.bind(2, kResults);
-        q.bind(3, after);
-        if (!q.executeStep()) return false;
-        after = q.getColumn(0).getInt64();
-        DS_RETURN_IF_ERROR(DecodeResults(run_id, after, q.getColumn(1), &batch));
-        // Reported batches normally precede every unreported one (results are reported in the
-        // order they were journaled). Should a later one be reported, its files' entries here
-        // are older than what the server has: left out.
-        std::set<std::string> newer;
-        // (CROSS JOIN: driven by the few rows of journal_reported, not by every later batch.)
-        SQLite::Statement later(db_, R"sql(
-          SELECT b.seq, b.entries FROM journal_reported r CROSS JOIN journal_batches b
-            ON b.run_id = r.run_id AND b.seq = r.seq
-          WHERE r.run_id = ? AND r.seq > ? AND b.kind = ?)sql");
-        later.bind(1, run_id);
-        later.bind(2, after);
-        later.bind(3, kResults);
-        while (later.executeStep()) {
-          std::vector<protocol::FileResult> reported;
-          DS_RETURN_IF_ERROR(
-              DecodeResults(run_id, later.getColumn(0).getInt64(), later.getColumn(1), &reported));
-          for (auto& r : reported) newer.insert(std::move(r.path));
-        }
-        if (!newer.empty()) {
-          std::erase_if(batch,
-                        [&](const protocol::FileResult& r) { return newer.count(r.path) > 0; });
-        }
-        return true;
-      });
-      if (!more.ok()) return more.status();
-      if (!*more) return absl::OkStatus();
-      DS_RETURN_IF_ERROR(fn(std::move(batch)));
-    }
+    return Stream<protocol::FileResult>(
+        fn, [&](int64_t* after, std::vector<protocol::FileResult>* batch) -> absl::StatusOr<bool> {
+          SQLite::Statement q(db_, R"sql(
+        SELECT b.seq, b.entries FROM journal_batches b
+        WHERE b.run_id = ?1 AND b.kind = ?2 AND b.seq > ?3 AND NOT EXISTS (
+          SELECT 1 FROM journal_reported r WHERE r.run_id = b.run_id AND r.seq = b.seq)
+        ORDER BY b.seq LIMIT 1)sql");
+          q.bind(1, run_id);
+          q.bind(2, kResults);
+          q.bind(3, *after);
+          if (!q.executeStep()) return false;
+          *after = q.getColumn(0).getInt64();
+          DS_RETURN_IF_ERROR(DecodeResults(run_id, *after, q.getColumn(1), batch));
+          // Reported batches normally precede every unreported one (results are reported in the
+          // order they were journaled). Should a later one be reported, its files' entries here
+          // are older than what the server has: left out.
+          std::set<std::string> newer;
+          // (CROSS JOIN: driven by the few rows of journal_reported, not by every later batch.)
+          SQLite::Statement later(db_, R"sql(
+        SELECT b.seq, b.entries FROM journal_reported r CROSS JOIN journal_batches b
+          ON b.run_id = r.run_id AND b.seq = r.seq
+        WHERE r.run_id = ? AND r.seq > ? AND b.kind = ?)sql");
+          later.bind(1, run_id);
+          later.bind(2, *after);
+          later.bind(3, kResults);
+          while (later.executeStep()) {
+            std::vector<protocol::FileResult> reported;
+            DS_RETURN_IF_ERROR(DecodeResults(run_id, later.getColumn(0).getInt64(),
+                                             later.getColumn(1), &reported));
+            for (auto& r : reported) newer.insert(std::move(r.path));
+          }
+          if (!newer.empty()) {
+            std::erase_if(*batch,
+                          [&](const protocol::FileResult& r) { return newer.count(r.path) > 0; });
+          }
+          return true;
+        });
   }
 
   absl::Status ForEachInFlight(
       const std::string& run_id,
       const std::function<absl::Status(std::vector<std::pair<std::string, std::string>>)>& fn)
       override {
-    int64_t after = 0;
-    for (;;) {
-      std::vector<std::pair<std::string, std::string>> batch;
-      absl::StatusOr<bool> more = Locked([&]() -> absl::StatusOr<bool> {
-        SQLite::Statement q(db_, R"sql(
-          SELECT seq, entries FROM journal_batches WHERE run_id = ? AND kind = ? AND seq > ?
-          ORDER BY seq LIMIT 1)sql");
-        q.bind(1, run_id);
-        q.bind(2, kInFlight);
-        q.bind(3, after);
-        if (!q.executeStep()) return false;
-        after = q.getColumn(0).getInt64();
-        const SQLite::Column blob = q.getColumn(1);
-        EntryReader in(std::string_view(static_cast<const char*>(blob.getBlob()),
-                                        static_cast<size_t>(blob.getBytes())));
-        while (!in.done()) {
-          auto& [path, key] = batch.emplace_back();
-          if (!in.String(&path) || !in.String(&key)) return Damaged(run_id, after);
-        }
-        return true;
-      });
-      if (!more.ok()) return more.status();
-      if (!*more) return absl::OkStatus();
-      DS_RETURN_IF_ERROR(fn(std::move(batch)));
-    }
+    using Mark = std::pair<std::string, std::string>;
+    return Stream<Mark>(fn, [&](int64_t* after, std::vector<Mark>* batch) -> absl::StatusOr<bool> {
+      SQLite::Statement q(db_, R"sql(
+        SELECT seq, entries FROM journal_batches WHERE run_id = ? AND kind = ? AND seq > ?
+        ORDER BY seq LIMIT 1)sql");
+      q.bind(1, run_id);
+      q.bind(2, kInFlight);
+      q.bind(3, *after);
+      if (!q.executeStep()) return false;
+      *after = q.getColumn(0).getInt64();
+      EntryReader in(BlobOf(q.getColumn(1)));
+      while (!in.done()) {
+        auto& [path, key] = batch->emplace_back();
+        if (!in.String(&path) || !in.String(&key)) return Damaged(run_id, *after);
+      }
+      return true;
+    });
   }
 
   absl::Status ForEachIndexed(
@@ -460,6 +446,25 @@ class SqliteJournal final : public Journal {
     return seq;
   }
 
+  // Calls fn with each batch `next` reads (under the lock; `after`: the last seq read, 0 at
+  // first; false when there are no more), without holding the lock while fn runs.
+  template <typename Entry, typename Next>
+  absl::Status Stream(const std::function<absl::Status(std::vector<Entry>)>& fn, Next next) {
+    int64_t after = 0;
+    for (;;) {
+      std::vector<Entry> batch;
+      absl::StatusOr<bool> more = Locked([&] { return next(&after, &batch); });
+      if (!more.ok()) return more.status();
+      if (!*more) return absl::OkStatus();
+      DS_RETURN_IF_ERROR(fn(std::move(batch)));
+    }
+  }
+
+  static std::string_view BlobOf(const SQLite::Column& blob) {
+    return std::string_view(static_cast<const char*>(blob.getBlob()),
+                            static_cast<size_t>(blob.getBytes()));
+  }
+
   static absl::Status Damaged(const std::string& run_id, int64_t seq) {
     return absl::DataLossError(
         absl::StrCat("agent journal: batch ", seq, " of run ", run_id, " is damaged"));
@@ -469,8 +474,7 @@ class SqliteJournal final : public Journal {
   static absl::Status DecodeResults(const std::string& run_id, int64_t seq,
                                     const SQLite::Column& blob,
                                     std::vector<protocol::FileResult>* out) {
-    EntryReader in(std::string_view(static_cast<const char*>(blob.getBlob()),
-                                    static_cast<size_t>(blob.getBytes())));
+    EntryReader in(BlobOf(blob));
     while (!in.done()) {
       protocol::FileResult& r = out->emplace_back();
       uint64_t mtime = 0;
