@@ -289,6 +289,15 @@ class Scanner {
     return true;
   }
 
+  // How the scan opens a file to read: never through a symlink, never blocking (a FIFO that
+  // replaced the file since it was listed).
+  static constexpr int kOpenToRead = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+
+  // After opening `path` failed with `e`: nothing when it was deleted since it was listed.
+  void SkipOpenError(const std::string& path, int e) {
+    if (e != ENOENT) Skip(path, e == ELOOP ? kChangedWhileReading : ErrnoReason(e));
+  }
+
   // A regular file (not a symlink) named `name` in `dir_fd`. `st` is its lstat when known.
   void VisitFile(int dir_fd, const std::string& name, const std::string& path, size_t base_offset,
                  const struct stat* known) {
@@ -297,20 +306,19 @@ class Scanner {
       // Every file is read, so open it at once and fstat the descriptor: one path lookup
       // instead of two (lstat, then open). readdir said it is a regular file; O_NONBLOCK and
       // O_NOFOLLOW make opening whatever replaced it since harmless, and the fstat tells.
-      int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+      int fd = ::openat(dir_fd, name.c_str(), kOpenToRead);
       if (fd < 0) {
-        const int e = errno;
-        if (e != ENOENT) Skip(path, e == ELOOP ? kChangedWhileReading : ErrnoReason(e));
+        SkipOpenError(path, errno);
         return;
       }
       struct stat st;
-      const bool stat_ok = ::fstat(fd, &st) == 0;
-      if (!stat_ok || !S_ISREG(st.st_mode) || !Settled(MtimeNs(st))) {
-        if (!stat_ok) {
-          Skip(path, ErrnoReason(errno));
-        } else if (!S_ISREG(st.st_mode)) {
-          Skip(path, kChangedWhileReading);
-        }
+      if (::fstat(fd, &st) != 0) {
+        Skip(path, ErrnoReason(errno));
+        ::close(fd);
+        return;
+      }
+      if (!S_ISREG(st.st_mode) || !Settled(MtimeNs(st))) {
+        if (!S_ISREG(st.st_mode)) Skip(path, kChangedWhileReading);
         ::close(fd);
         return;
       }
@@ -329,9 +337,7 @@ class Scanner {
       return;
     }
     if (!Settled(MtimeNs(st))) return;
-    AddFile(path, st, [&] {
-      return ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    });
+    AddFile(path, st, [&] { return ::openat(dir_fd, name.c_str(), kOpenToRead); });
   }
 
   // A symlink at `path`: included only when it resolves to a regular file inside root.
@@ -367,8 +373,7 @@ class Scanner {
     }
     if (!Settled(MtimeNs(st))) return;
     // The real path has no symlinks left: O_NOFOLLOW guards against one appearing since.
-    AddFile(path, st,
-            [&] { return ::open(target.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC); });
+    AddFile(path, st, [&] { return ::open(target.c_str(), kOpenToRead); });
   }
 
   // Adds the file at `path` (settled, admitted) with its hash from the cache or from reading it
@@ -385,9 +390,7 @@ class Scanner {
     }
     int fd = open_file();
     if (fd < 0) {
-      int e = errno;
-      if (e == ENOENT) return;  // deleted since listed
-      Skip(path, e == ELOOP ? kChangedWhileReading : ErrnoReason(e));
+      SkipOpenError(path, errno);
       return;
     }
     struct stat before;
