@@ -1,6 +1,12 @@
 #include "storage/storage.h"
 
+#include <locale.h>
+#include <wctype.h>
+
+#include <array>
+
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -197,6 +203,153 @@ absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePutFd(const std::string
                                                                const PutOptions&) {
   return absl::UnimplementedError(
       absl::StrCat(Describe(), " does not stage ", key, " from an open file"));
+}
+
+namespace {
+
+constexpr char kNameRefusalPayload[] = "type.datasync/name-refusal";
+
+// Debian's abseil has its own string_view, which std::string_view does not convert to.
+absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// Decodes one UTF-8 sequence at `s[i]`; returns the code point and advances `i`, or -1 (and
+// advances by one byte) for a malformed sequence.
+int32_t NextCodePoint(std::string_view s, size_t& i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+  if (len == 0 || i + len > s.size()) {
+    ++i;
+    return -1;
+  }
+  int32_t cp = len == 1 ? c : c & (0x7f >> len);
+  for (int k = 1; k < len; ++k) {
+    if ((b(i + k) & 0xc0) != 0x80) {
+      ++i;
+      return -1;
+    }
+    cp = (cp << 6) | (b(i + k) & 0x3f);
+  }
+  i += static_cast<size_t>(len);
+  return cp;
+}
+
+void AppendUtf8(int32_t cp, std::string& out) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else {
+    out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  }
+}
+
+// Simple (one to one) Unicode upper-case mapping, from the C library's C.UTF-8 tables; ASCII
+// only where that locale is missing.
+int32_t UpperCodePoint(int32_t cp) {
+  if (cp < 0x80) return absl::ascii_toupper(static_cast<unsigned char>(cp));
+  static const locale_t utf8 = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t{});
+  if (utf8 == locale_t{}) return cp;
+  return static_cast<int32_t>(::towupper_l(static_cast<wint_t>(cp), utf8));
+}
+
+// Device names Windows reserves in every folder, with or without an extension.
+bool IsReservedDeviceName(std::string_view component) {
+  std::string_view stem = component.substr(0, component.find('.'));
+  while (!stem.empty() && stem.back() == ' ') stem.remove_suffix(1);
+  static constexpr std::array<std::string_view, 4> kPlain = {"CON", "PRN", "AUX", "NUL"};
+  for (std::string_view r : kPlain) {
+    if (absl::EqualsIgnoreCase(Av(stem), Av(r))) return true;
+  }
+  if (stem.size() == 4 && absl::ascii_isdigit(stem[3]) && stem[3] != '0') {
+    const std::string_view head = stem.substr(0, 3);
+    return absl::EqualsIgnoreCase(Av(head), "COM") || absl::EqualsIgnoreCase(Av(head), "LPT");
+  }
+  return false;
+}
+
+// Why a Windows or SMB destination cannot hold `component`; empty when it can.
+std::string WindowsNameProblem(std::string_view component) {
+  for (char c : component) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20) return "contains a control character";
+    if (std::string_view("\\:*?\"<>|").find(c) != std::string_view::npos) {
+      return absl::StrCat("contains '", std::string(1, c),
+                          "', which Windows and SMB shares cannot hold");
+    }
+  }
+  if (component.back() == '.' || component.back() == ' ') {
+    return "ends with a dot or a space, which Windows and SMB shares drop";
+  }
+  if (IsReservedDeviceName(component)) return "is a reserved device name on Windows and SMB shares";
+  return "";
+}
+
+}  // namespace
+
+std::string FoldedKey(const StorageFeatures& features, std::string_view key) {
+  if (!features.case_insensitive) return std::string(key);
+  std::string out;
+  out.reserve(key.size());
+  for (size_t i = 0; i < key.size();) {
+    const size_t start = i;
+    const int32_t cp = NextCodePoint(key, i);
+    if (cp < 0) {
+      out.append(key.substr(start, i - start));  // not UTF-8: kept as it is
+    } else {
+      AppendUtf8(UpperCodePoint(cp), out);
+    }
+  }
+  return out;
+}
+
+absl::Status NameRefusal(absl::Status status) {
+  status.SetPayload(kNameRefusalPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsNameRefusal(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kNameRefusalPayload).has_value();
+}
+
+absl::Status CheckKeyHoldable(const StorageFeatures& features, std::string_view key) {
+  auto refuse = [&](std::string_view why) {
+    return NameRefusal(absl::InvalidArgumentError(
+        absl::StrCat("name '", Av(key), "' cannot be stored here: ", Av(why))));
+  };
+  if (key.size() > features.max_key_bytes) {
+    return refuse(absl::StrCat("the path has ", key.size(), " bytes, the destination holds at most ",
+                               features.max_key_bytes));
+  }
+  for (absl::string_view component : absl::StrSplit(Av(key), '/')) {
+    if (component.size() > features.max_name_bytes) {
+      return refuse(absl::StrCat("a name has ", component.size(),
+                                 " bytes, the destination holds at most ", features.max_name_bytes));
+    }
+    if (!features.windows_names || component.empty()) continue;
+    if (std::string why = WindowsNameProblem({component.data(), component.size()}); !why.empty()) {
+      return refuse(absl::StrCat("'", component, "' ", why));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool SameMtimeAt(const StorageFeatures& features, int64_t a_ns, int64_t b_ns) {
+  const int64_t p = features.mtime_precision_ns;
+  if (p <= 0) return true;
+  if (p == 1) return a_ns == b_ns;
+  const auto floor_div = [p](int64_t v) { return v >= 0 ? v / p : -((-v + p - 1) / p); };
+  // Shares round or truncate: equal when within one unit of the precision.
+  const int64_t d = floor_div(a_ns) - floor_div(b_ns);
+  return d >= -1 && d <= 1 && (a_ns > b_ns ? a_ns - b_ns : b_ns - a_ns) < p;
 }
 
 std::vector<absl::StatusOr<PutResult>> Storage::CommitPuts(std::vector<std::unique_ptr<StagedPut>> staged) {

@@ -105,6 +105,48 @@ struct WriteGrant {
   bool already_present = false;  // the object under the key already has the requested SHA-256
 };
 
+// What a backend can hold and do, found out once when it is opened (a directory backend probes
+// the filesystem or share under its root). Callers ask this instead of guessing from the URL.
+struct StorageFeatures {
+  // Names that differ only in case are one object (SMB shares, NTFS, Azure Files). Keys that fold
+  // to the same name (FoldedKey) are never written over each other.
+  bool case_insensitive = false;
+  // The destination cannot hold the names Windows and SMB refuse: reserved device names (CON,
+  // aux.txt, COM1, ...), a trailing dot or space, control characters and \ : * ? " < > |.
+  bool windows_names = false;
+  // Object metadata (SHA-256, source mtime) rides on the object itself (xattrs, blob metadata);
+  // false: a directory backend keeps it in sidecar records under the reserved area instead.
+  bool metadata_on_object = true;
+  bool unnamed_files = false;  // directory: staging into unnamed O_TMPFILE files works
+  bool hard_links = false;     // directory: versions are kept by hard link (else by copy)
+  // The destination keeps an object's mtime to this many nanoseconds (1: exactly; 1e9: whole
+  // seconds); 0: it does not keep mtimes at all (the recorded source mtime is in the metadata).
+  int64_t mtime_precision_ns = 1;
+  size_t max_name_bytes = 255;   // one key component, UTF-8 bytes
+  size_t max_key_bytes = 4096;   // a whole key below the storage root, UTF-8 bytes
+};
+
+// The form under which a destination identifies `key`: the key itself where names are case
+// sensitive; where not, its simple Unicode case fold (upper case, as NTFS and SMB compare), so
+// that two keys with one folded form are the same object.
+[[nodiscard]] std::string FoldedKey(const StorageFeatures& features, std::string_view key);
+
+// OK when the destination can hold `key` under exactly this name. InvalidArgument otherwise,
+// naming the reason ("'aux.txt' is a reserved device name on Windows/SMB shares"), marked as a
+// name refusal (IsNameRefusal): the file is skipped, the storage is fine.
+[[nodiscard]] absl::Status CheckKeyHoldable(const StorageFeatures& features, std::string_view key);
+
+// True when the status refuses one object because of its name (CheckKeyHoldable, or a case-fold
+// collision with another object): the caller counts that file as skipped, with the message as
+// its reason, and goes on with the rest.
+[[nodiscard]] bool IsNameRefusal(const absl::Status& status);
+// Marks an InvalidArgument/AlreadyExists status as a name refusal.
+[[nodiscard]] absl::Status NameRefusal(absl::Status status);
+
+// True when two mtimes (Unix ns) are the same at the precision the destination keeps; always
+// true when it keeps none (mtime_precision_ns == 0).
+[[nodiscard]] bool SameMtimeAt(const StorageFeatures& features, int64_t a_ns, int64_t b_ns);
+
 // Thread-safe: one instance may serve concurrent calls for different keys.
 class Storage {
  public:
@@ -172,6 +214,9 @@ class Storage {
 
   // Human-readable location for messages.
   virtual std::string Describe() const = 0;
+
+  // What this storage can hold and do (see StorageFeatures). Constant after opening.
+  virtual const StorageFeatures& Features() const = 0;
 
   // Optional ability of object stores whose writers hold no account secret: a grant to write
   // `key` for `ttl`. Because the grant holder can only overwrite (it cannot read or copy), an

@@ -200,6 +200,13 @@ class AzBlobStorage final : public Storage {
   absl::StatusOr<std::vector<ObjectInfo>> ListTempObjects(const std::string& prefix) override;
   absl::Status RemoveTempObject(const std::string& key) override;
   std::string Describe() const override { return describe_; }
+  // Blob names are case sensitive and hold any character; the source mtime and SHA-256 ride in
+  // blob metadata, exactly. Names up to 1,024 characters.
+  const StorageFeatures& Features() const override {
+    static const StorageFeatures kBlob{.metadata_on_object = true, .mtime_precision_ns = 1,
+                                       .max_name_bytes = 255, .max_key_bytes = 1024};
+    return kBlob;
+  }
   absl::StatusOr<WriteGrant> GrantWrite(const std::string& key, const std::string& sha256,
                                         std::chrono::seconds ttl) override;
 

@@ -39,6 +39,8 @@
 #include "common/files.h"
 #include "common/paths.h"
 #include "common/time_util.h"
+#include "storage/dir/dir_probe.h"
+#include "storage/dir/unique_fd.h"
 
 namespace ds {
 namespace {
@@ -60,41 +62,6 @@ constexpr char kXattrSha256[] = "user.datasync.sha256";     // older objects: lo
 constexpr char kXattrMtimeNs[] = "user.datasync.mtime_ns";  // older objects: decimal Unix ns
 constexpr std::string_view kVersionsDir = "versions";
 constexpr int kTempNameAttempts = 8;
-
-// Owns a file descriptor.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { Reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  // Gives up ownership without closing.
-  int Release() { return std::exchange(fd_, -1); }
-  // Closes now. Returns 0 or the errno of close() (NFS may report write errors only here).
-  int Close() {
-    int rc = ::close(std::exchange(fd_, -1));
-    return rc == 0 ? 0 : errno;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Unlinks `name` in directory `dir_fd` on destruction unless Release()d.
 // REQUIRES: `dir_fd` stays open for the guard's lifetime.
@@ -490,41 +457,12 @@ int RenameNoReplace(int dir_fd, const char* from, const char* to) {
   return ::renameat(dir_fd, from, dir_fd, to) == 0 ? 0 : errno;
 }
 
-// True for local block filesystems, where syncfs() writes back every dirty page and commits the
-// journal (with a cache flush) before returning.
-bool SyncfsFlushes(int fd) {
-  struct statfs sf {};
-  if (::fstatfs(fd, &sf) != 0) return false;
-  switch (static_cast<unsigned long>(sf.f_type)) {
-    case EXT4_SUPER_MAGIC:  // also ext2/ext3
-    case XFS_SUPER_MAGIC:
-    case BTRFS_SUPER_MAGIC:
-    case F2FS_SUPER_MAGIC:
-    case TMPFS_MAGIC:
-    case OVERLAYFS_SUPER_MAGIC:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // A staged put: a complete, checked temp file beside its final name.
 // Unnamed (O_TMPFILE) files held open by staged puts, against a bound on open descriptors.
 struct UnnamedBudget {
   std::atomic<int> open{0};
   int max = 0;
 };
-
-// True when an O_TMPFILE file can be made in `dir_fd` and linked under a name through
-// /proc/self/fd (no /proc, or a filesystem without O_TMPFILE: false). Leaves nothing behind.
-bool UnnamedFilesWork(int dir_fd) {
-  UniqueFd fd(::openat(dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644));
-  if (!fd.valid()) return false;
-  auto named = CreateTempFile(dir_fd, "unnamed-probe", "", "", fd.get());
-  if (!named.ok()) return false;
-  ::unlinkat(dir_fd, named->first.c_str(), 0);
-  return true;
-}
 
 // How many O_TMPFILE files staged puts may hold open at once: a quarter of the soft limit on
 // open descriptors (the process needs the rest: sources, sockets, the journal), at most 4,096.
@@ -574,8 +512,8 @@ class DirStorage final : public Storage {
   // REQUIRES: `root` is an absolute, normalised path without a trailing '/'.
   // `max_unnamed`: staged puts that may hold an O_TMPFILE file open at once (0: never use
   // O_TMPFILE; beyond it staging falls back to temp names).
-  DirStorage(std::string root, bool syncfs_flushes, int max_unnamed)
-      : root_(std::move(root)), syncfs_flushes_(syncfs_flushes) {
+  DirStorage(std::string root, StorageFeatures features, bool syncfs_flushes, int max_unnamed)
+      : root_(std::move(root)), features_(std::move(features)), syncfs_flushes_(syncfs_flushes) {
     unnamed_->max = max_unnamed;
   }
 
@@ -598,6 +536,7 @@ class DirStorage final : public Storage {
                     const std::function<void(const ObjectInfo&)>& fn) override;
   absl::StatusOr<std::string> ReadAll(const std::string& key, size_t max_bytes) override;
   std::string Describe() const override { return absl::StrCat("file://", root_); }
+  const StorageFeatures& Features() const override { return features_; }
   absl::StatusOr<FileDigest> HashObject(const std::string& key) override {
     DS_RETURN_IF_ERROR(ValidateRelativePath(key));
     return Sha256File(absl::StrCat(root_, "/", key));
@@ -682,6 +621,7 @@ class DirStorage final : public Storage {
 
   // Constant after construction.
   const std::string root_;
+  const StorageFeatures features_;  // what the probe at open found
   // True when one syncfs() makes everything written to the root's filesystem durable (local
   // block filesystems). Network shares and FUSE: fsync per file and per directory instead.
   const bool syncfs_flushes_ = false;
@@ -1285,15 +1225,13 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root,
     return absl::NotFoundError(absl::StrCat("storage root ", path, " is not a directory"));
   }
 
-  // Prove we can write (access() is unreliable on network shares): create and remove a temp file.
+  // Prove we can write (access() is unreliable on network shares) and find out what the share
+  // can hold and do, in a scratch folder that is removed again.
   DS_ASSIGN_OR_RETURN(UniqueFd root_fd, OpenRoot(path));
-  DS_ASSIGN_OR_RETURN(auto probe, CreateTempFile(root_fd.get(), "write-probe", "", path));
-  ::unlinkat(root_fd.get(), probe.first.c_str(), 0);
-  const bool syncfs_flushes = SyncfsFlushes(root_fd.get());
-  return std::make_unique<DirStorage>(
-      std::move(path), syncfs_flushes,
-      syncfs_flushes && options.unnamed_files && UnnamedFilesWork(root_fd.get()) ? UnnamedBudgetMax()
-                                                                                : 0);
+  DS_ASSIGN_OR_RETURN(DirProbe probe, ProbeDirStorage(root_fd.get(), path, options.unnamed_files));
+  const int max_unnamed = probe.features.unnamed_files ? UnnamedBudgetMax() : 0;
+  return std::make_unique<DirStorage>(std::move(path), std::move(probe.features), probe.syncfs_flushes,
+                                      max_unnamed);
 }
 
 absl::StatusOr<std::vector<std::string>> ListTempFiles(const std::string& root,

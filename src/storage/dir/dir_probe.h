@@ -1,0 +1,35 @@
+// What the filesystem or share under a directory storage root can do, found out by trying it in
+// a scratch folder of the reserved area (.datasync/.dstmp-probe-<hex>/) that is removed again,
+// files closed before they are unlinked (SMB refuses to unlink an open file).
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "common/status.h"
+#include "storage/storage.h"
+
+namespace ds {
+
+struct DirProbe {
+  StorageFeatures features;
+  // One syncfs() makes everything written to the root's filesystem durable (local block
+  // filesystems); network shares and FUSE take an fsync per file and per directory instead.
+  bool syncfs_flushes = false;
+  std::string filesystem;  // what statfs says the root is ("ext4", "fuse", "nfs", ...)
+};
+
+// Probes the directory `root` (absolute, normalised), whose open descriptor is `root_fd`.
+// `try_unnamed` false skips the O_TMPFILE probe (features.unnamed_files false).
+// The result for one root (by device and inode) is kept for the life of the process and logged
+// once, at its first probe: storage is opened for every run of an agent.
+// Errors: those of creating the scratch folder (the root is not writable: PermissionDenied,
+// Unavailable when unreachable).
+[[nodiscard]] absl::StatusOr<DirProbe> ProbeDirStorage(int root_fd, const std::string& root,
+                                                       bool try_unnamed);
+
+// Retries `op` (returning 0 or an errno) while it fails with EBUSY (another SMB client holds the
+// file open) with a back-off of 10, 20, 40 ... ms, about 2.5 s in all. Returns the last result.
+[[nodiscard]] int RetryWhileBusy(const std::function<int()>& op);
+
+}  // namespace ds
