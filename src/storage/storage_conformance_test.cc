@@ -34,6 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/files.h"
+#include "common/paths.h"
 #include "common/time_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -152,7 +153,7 @@ StorageFactory DirFactory(bool unnamed_files = true) {
               return t;
             }
             t.storage = std::move(*opened);
-            t.stores_sha256 = SupportsUserXattrs(root);
+            t.stores_sha256 = true;  // in xattrs, or in sidecar records where there are none
             t.plant_raw = [root](const std::string& raw_key, const std::string& content) {
               WriteFile(root / raw_key, content);
             };
@@ -768,6 +769,89 @@ TEST_P(StorageConformanceTest, ConcurrentPutsOfDifferentKeys) {
   EXPECT_THAT(backend_.temp_files(), IsEmpty());
 }
 
+// Names the destination cannot hold are refused one by one as name refusals (the file is
+// skipped, the storage is fine), before anything is written; the rest of a batch lands.
+TEST_P(StorageConformanceTest, NamesTheDestinationCannotHoldAreRefusedOneByOne) {
+  const StorageFeatures& f = storage().Features();
+  std::vector<std::string> refused;
+  if (f.max_name_bytes < kMaxComponentBytes) refused.push_back(std::string(f.max_name_bytes + 1, 'n') + "/x.dat");
+  if (f.max_key_bytes < kMaxPathBytes) {
+    std::string deep;
+    while (deep.size() <= f.max_key_bytes) deep += std::string(std::min<size_t>(f.max_name_bytes, 200), 'd') + "/";
+    refused.push_back(deep + "x.dat");
+  }
+  if (f.windows_names) {
+    for (const char* k : {"w/aux.txt", "w/CON", "w/com1.log", "w/star*.dat", "w/q?.dat", "w/a:b.dat",
+                          "w/lt<.dat", "w/pipe|.dat", "w/quote\".dat", "w/trailing.", "w/trailing ",
+                          "w/dot./x.dat"}) {
+      refused.push_back(k);
+    }
+  }
+  std::vector<std::unique_ptr<StagedPut>> staged;
+  for (const std::string& key : refused) {
+    auto put = storage().PutFile(key, WriteSource("x"), {});
+    EXPECT_TRUE(IsNameRefusal(put.status())) << key << ": " << put.status();
+    EXPECT_TRUE(absl::IsInvalidArgument(put.status())) << key;
+    auto stage = storage().StagePut(key, WriteSource("x"), {});
+    EXPECT_TRUE(IsNameRefusal(stage.status())) << key << ": " << stage.status();
+  }
+  ASSERT_TRUE(Put("w/fine.dat", "fine").ok());
+  EXPECT_THAT(Keys(""), ElementsAre("w/fine.dat"));
+  EXPECT_THAT(backend_.temp_files(), IsEmpty());
+}
+
+// Two keys that fold to one name on a case-insensitive destination never write over each
+// other: the second is refused as a name refusal, also when both are staged in one group.
+// Elsewhere they are two objects.
+TEST_P(StorageConformanceTest, CaseFoldedKeysNeverOverwriteEachOther) {
+  const bool folds = storage().Features().case_insensitive;
+  ASSERT_TRUE(Put("c/Case.txt", "upper case content").ok());
+  auto second = Put("c/case.txt", "lower");
+  auto staged_a = storage().StagePut("d/Name.dat", WriteSource("first"), {});
+  ASSERT_TRUE(staged_a.ok()) << staged_a.status();
+  auto staged_b = storage().StagePut("d/NAME.dat", WriteSource("second"), {});
+  auto folder = Put("C/other.txt", "folder spelt differently");
+  if (!folds) {
+    EXPECT_TRUE(second.ok()) << second.status();
+    ASSERT_TRUE(staged_b.ok()) << staged_b.status();
+    EXPECT_TRUE(folder.ok()) << folder.status();
+    return;
+  }
+  EXPECT_TRUE(IsNameRefusal(second.status())) << second.status();
+  EXPECT_THAT(std::string(second.status().message()), ::testing::HasSubstr("Case.txt"));
+  EXPECT_TRUE(IsNameRefusal(staged_b.status())) << staged_b.status();
+  EXPECT_TRUE(IsNameRefusal(folder.status())) << folder.status();
+  ASSERT_TRUE(CommitOne(storage(), std::move(*staged_a)).ok());
+  EXPECT_EQ(*storage().ReadAll("c/Case.txt", 100), "upper case content");
+  EXPECT_EQ(*storage().ReadAll("d/Name.dat", 100), "first");
+  EXPECT_THAT(Keys(""), UnorderedElementsAre("c/Case.txt", "d/Name.dat"));
+  // The same key again is an ordinary replacement.
+  ASSERT_TRUE(Put("c/Case.txt", "upper case content, changed").ok());
+  EXPECT_EQ(*storage().ReadAll("c/Case.txt", 100), "upper case content, changed");
+}
+
+// The source mtime and SHA-256 survive in storage whatever the destination keeps of mtimes
+// (sidecar records where there are no xattrs), and the put reports the source mtime.
+TEST_P(StorageConformanceTest, MetadataAndSourceMtimeSurviveOnEveryDestination) {
+  constexpr int64_t kMtime = 1'600'000'000'987'654'321;
+  const std::string content = "kept with its metadata";
+  auto put = Put("m/a.dat", content, PutOptions{.mtime_ns = kMtime});
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->info.mtime_ns, kMtime);
+  const auto listed = ListAll("m");
+  ASSERT_EQ(listed.count("m/a.dat"), 1u);
+  EXPECT_TRUE(SameMtimeAt(storage().Features(), listed.at("m/a.dat").mtime_ns, kMtime));
+  ExpectStoredSha(listed.at("m/a.dat").sha256, Sha256Hex(content));
+  // Identical content again with another mtime: the object stays, its metadata follows.
+  auto again = Put("m/a.dat", content, PutOptions{.mtime_ns = kMtime + 5'000'000'000});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->kept_version.empty());
+  auto info = storage().Stat("m/a.dat");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_TRUE(SameMtimeAt(storage().Features(), info->mtime_ns, kMtime + 5'000'000'000)) << info->mtime_ns;
+  ExpectStoredSha(info->sha256, Sha256Hex(content));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StorageConformanceTest,
                          ::testing::Values(DirFactory(), DirFactory(/*unnamed_files=*/false),
                                            AzBlobFactory()),
@@ -844,6 +928,19 @@ class DirStorageTest : public ::testing::Test {
 // The ordering group commit guarantees on a directory: a staged file is never under its key nor
 // listed until CommitPuts, and a staged put that is dropped leaves nothing. On a local
 // filesystem it is an unnamed O_TMPFILE file: no name at all.
+// The probe at open leaves nothing behind: only the (empty) reserved area, with no probe folder,
+// file or temp name in it, also when the storage is opened again.
+TEST_F(DirStorageTest, OpeningLeavesNothingBehind) {
+  EXPECT_THAT(Entries(root_), ElementsAre(".datasync"));
+  EXPECT_THAT(Entries(root_ / ".datasync"), IsEmpty());
+  ASSERT_TRUE(OpenDirStorage(root_.string()).ok());
+  EXPECT_THAT(Entries(root_ / ".datasync"), IsEmpty());
+  const StorageFeatures& f = storage_->Features();
+  EXPECT_FALSE(f.case_insensitive);  // the test machines' local filesystems
+  EXPECT_EQ(f.metadata_on_object, xattrs_);
+  EXPECT_EQ(f.mtime_precision_ns, 1);
+}
+
 TEST_F(DirStorageTest, StagedPutIsInvisibleUntilCommitted) {
   auto a = storage_->StagePut("d/a.dat", WriteSource("staged a"), PutOptions{.run_id = "abcdef01-run"});
   auto b = storage_->StagePut("d/b.dat", WriteSource("staged b"), PutOptions{.run_id = "abcdef01-run"});

@@ -261,6 +261,7 @@ absl::StatusOr<PutResult> AzBlobStorage::PutFile(const std::string& key,
                                                  const std::filesystem::path& source,
                                                  const PutOptions& options) {
   DS_RETURN_IF_ERROR(ValidateWritableKey(key));
+  DS_RETURN_IF_ERROR(CheckKeyHoldable(Features(), key));
   const std::string what = What(key);
   const std::string path = BlobPath(key);
   if (options.cancel != nullptr && options.cancel->load()) {
@@ -539,6 +540,7 @@ absl::StatusOr<WriteGrant> AzBlobStorage::GrantWrite(const std::string& key,
                                                      const std::string& sha256,
                                                      std::chrono::seconds ttl) {
   DS_RETURN_IF_ERROR(ValidateWritableKey(key));
+  DS_RETURN_IF_ERROR(CheckKeyHoldable(Features(), key));
   if (ttl.count() <= 0) return absl::InvalidArgumentError("write grant TTL must be positive");
   const std::string want = absl::AsciiStrToLower(sha256);
   WriteGrant grant;

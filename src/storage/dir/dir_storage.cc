@@ -24,6 +24,7 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -39,7 +40,10 @@
 #include "common/files.h"
 #include "common/paths.h"
 #include "common/time_util.h"
+#include "common/log.h"
+#include "storage/dir/dir_names.h"
 #include "storage/dir/dir_probe.h"
+#include "storage/dir/dir_sidecar.h"
 #include "storage/dir/unique_fd.h"
 
 namespace ds {
@@ -58,10 +62,23 @@ constexpr auto kMaxPacingSleep = std::chrono::milliseconds(50);
 constexpr char kXattrMeta[] = "user.datasync.meta";
 constexpr size_t kMetaBytes = 1 + 32 + 8;
 constexpr unsigned char kMetaVersion = 1;
+// Version 2 appends the source's mtime (int64 LE) where the share did not keep it exactly.
+constexpr size_t kMetaBytesV2 = kMetaBytes + 8;
+constexpr unsigned char kMetaVersion2 = 2;
 constexpr char kXattrSha256[] = "user.datasync.sha256";     // older objects: lowercase hex
 constexpr char kXattrMtimeNs[] = "user.datasync.mtime_ns";  // older objects: decimal Unix ns
 constexpr std::string_view kVersionsDir = "versions";
 constexpr int kTempNameAttempts = 8;
+constexpr int kMtimeWarnings = 10;  // shares that do not keep mtimes: objects named in the log
+
+// unlinkat / renameat within `dir_fd`, retried while another SMB client holds the file open
+// (EBUSY). 0 or errno.
+int UnlinkRetrying(int dir_fd, const char* name) {
+  return RetryWhileBusy([&] { return ::unlinkat(dir_fd, name, 0) == 0 ? 0 : errno; });
+}
+int RenameRetrying(int dir_fd, const char* from, const char* to) {
+  return RetryWhileBusy([&] { return ::renameat(dir_fd, from, dir_fd, to) == 0 ? 0 : errno; });
+}
 
 // Unlinks `name` in directory `dir_fd` on destruction unless Release()d.
 // REQUIRES: `dir_fd` stays open for the guard's lifetime.
@@ -71,7 +88,7 @@ class TempFileGuard {
   TempFileGuard(const TempFileGuard&) = delete;
   TempFileGuard& operator=(const TempFileGuard&) = delete;
   ~TempFileGuard() {
-    if (!name_.empty()) ::unlinkat(dir_fd_, name_.c_str(), 0);
+    if (!name_.empty()) (void)UnlinkRetrying(dir_fd_, name_.c_str());
   }
   void Release() { name_.clear(); }
 
@@ -293,98 +310,130 @@ absl::StatusOr<FileDigest> HashFd(int fd, const std::string& desc) {
   return out;
 }
 
-// The compact metadata value for `sha256` (lowercase hex) and `mtime_ns`; empty when `sha256` is
-// not 64 hex digits.
-std::string EncodeMeta(const std::string& sha256, int64_t mtime_ns) {
+// The compact metadata value for `sha256` (lowercase hex), the object's `stored_ns` mtime and the
+// source's `source_ns` mtime: version 1 (41 bytes) when they are equal, else version 2 (49 bytes,
+// the source mtime appended). Empty when `sha256` is not 64 hex digits.
+std::string EncodeMeta(const std::string& sha256, int64_t stored_ns, int64_t source_ns) {
   if (sha256.size() != 64) return "";
-  std::string out(kMetaBytes, '\0');
-  out[0] = static_cast<char>(kMetaVersion);
+  const bool v2 = stored_ns != source_ns;
+  std::string out(v2 ? kMetaBytesV2 : kMetaBytes, '\0');
+  out[0] = static_cast<char>(v2 ? kMetaVersion2 : kMetaVersion);
   auto nibble = [](char c) { return absl::ascii_isdigit(c) ? c - '0' : absl::ascii_tolower(c) - 'a' + 10; };
   for (size_t i = 0; i < 32; ++i) {
     const char hi = sha256[2 * i], lo = sha256[2 * i + 1];
     if (!absl::ascii_isxdigit(hi) || !absl::ascii_isxdigit(lo)) return "";
     out[1 + i] = static_cast<char>((nibble(hi) << 4) | nibble(lo));
   }
-  const uint64_t m = static_cast<uint64_t>(mtime_ns);
-  for (size_t i = 0; i < 8; ++i) out[33 + i] = static_cast<char>((m >> (8 * i)) & 0xff);
+  auto put64 = [&out](size_t at, int64_t v) {
+    const uint64_t m = static_cast<uint64_t>(v);
+    for (size_t i = 0; i < 8; ++i) out[at + i] = static_cast<char>((m >> (8 * i)) & 0xff);
+  };
+  put64(33, stored_ns);
+  if (v2) put64(41, source_ns);
   return out;
 }
 
-// The stored SHA-256 if the metadata is present and still describes the file: its recorded
-// mtime equals the current one (an in-place edit changes the mtime, making the hash stale).
-// Empty otherwise. `get(name, buf, size)` is an fgetxattr/lgetxattr bound to the file. Reads the
-// compact xattr, else the two text xattrs of objects written before it.
+int64_t Get64(const unsigned char* p) {
+  uint64_t m = 0;
+  for (size_t i = 0; i < 8; ++i) m |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return static_cast<int64_t>(m);
+}
+
+// What trusted metadata says of an object.
+struct TrustedMeta {
+  std::string sha256;           // lowercase hex
+  int64_t source_mtime_ns = 0;  // the source file's mtime (Unix ns)
+};
+
+// The stored metadata if it is present and still describes the file: its recorded mtime equals
+// the current one (an in-place edit changes the mtime, making the hash stale). `get(name, buf,
+// size)` is an fgetxattr/lgetxattr bound to the file. Reads the compact xattr, else the two text
+// xattrs of objects written before it.
 template <typename GetXattr>
-std::string TrustedSha256(const struct stat& st, GetXattr get) {
-  unsigned char meta[kMetaBytes + 1];
+std::optional<TrustedMeta> XattrMeta(const struct stat& st, GetXattr get) {
+  unsigned char meta[kMetaBytesV2 + 1];
   ssize_t k = get(kXattrMeta, reinterpret_cast<char*>(meta), sizeof meta);
-  if (k == static_cast<ssize_t>(kMetaBytes) && meta[0] == kMetaVersion) {
-    uint64_t m = 0;
-    for (size_t i = 0; i < 8; ++i) m |= static_cast<uint64_t>(meta[33 + i]) << (8 * i);
-    if (static_cast<int64_t>(m) != MtimeNs(st)) return "";
-    return HexEncode(std::string(reinterpret_cast<const char*>(meta + 1), 32));
+  const bool v1 = k == static_cast<ssize_t>(kMetaBytes) && meta[0] == kMetaVersion;
+  const bool v2 = k == static_cast<ssize_t>(kMetaBytesV2) && meta[0] == kMetaVersion2;
+  if (v1 || v2) {
+    const int64_t stored = Get64(meta + 33);
+    if (stored != MtimeNs(st)) return std::nullopt;
+    return TrustedMeta{HexEncode(std::string(reinterpret_cast<const char*>(meta + 1), 32)),
+                       v2 ? Get64(meta + 41) : stored};
   }
-  if (k >= 0) return "";  // present but not ours to read (a later version): no trusted hash
+  if (k >= 0) return std::nullopt;  // present but not ours to read (a later version)
   char sha[80];
   ssize_t n = get(kXattrSha256, sha, sizeof sha);
-  if (n != 64) return "";
+  if (n != 64) return std::nullopt;
   char mtime[32];
   ssize_t m = get(kXattrMtimeNs, mtime, sizeof mtime - 1);
-  if (m <= 0) return "";
+  if (m <= 0) return std::nullopt;
   mtime[m] = '\0';
   int64_t recorded = 0;
-  if (!absl::SimpleAtoi(mtime, &recorded) || recorded != MtimeNs(st)) return "";
+  if (!absl::SimpleAtoi(mtime, &recorded) || recorded != MtimeNs(st)) return std::nullopt;
   std::string out(sha, 64);
   for (char c : out) {
-    if (!absl::ascii_isxdigit(c) || absl::ascii_isupper(c)) return "";
+    if (!absl::ascii_isxdigit(c) || absl::ascii_isupper(c)) return std::nullopt;
   }
-  return out;
+  return TrustedMeta{std::move(out), recorded};
 }
 
-std::string TrustedSha256Fd(int fd, const struct stat& st) {
-  return TrustedSha256(st, [fd](const char* name, char* buf, size_t size) {
-    return ::fgetxattr(fd, name, buf, size);
-  });
-}
-
-std::string TrustedSha256Path(const std::string& path, const struct stat& st) {
-  return TrustedSha256(st, [&path](const char* name, char* buf, size_t size) {
+std::optional<TrustedMeta> XattrMetaPath(const std::string& path, const struct stat& st) {
+  return XattrMeta(st, [&path](const char* name, char* buf, size_t size) {
     return ::lgetxattr(path.c_str(), name, buf, size);
   });
 }
 
-// Sets the mtime of `fd` to `mtime_ns` and records it (as read back, so filesystems with coarser
-// timestamps stay consistent) with `sha256` in xattrs. Filesystems without user xattrs are fine.
-// Returns the mtime the file now has (Unix nanoseconds).
-// `fresh`: the file was just created by us (it has no xattrs of older objects to remove).
-absl::StatusOr<int64_t> SetMetadata(int fd, int64_t mtime_ns, const std::string& sha256,
-                                    const std::string& desc, bool fresh = true) {
-  struct timespec times[2];
-  times[0].tv_sec = 0;
-  times[0].tv_nsec = UTIME_OMIT;  // atime
-  times[1] = ToTimespec(mtime_ns);
-  if (::futimens(fd, times) != 0) return StorageError(errno, absl::StrCat("set mtime of ", desc));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return StorageError(errno, absl::StrCat("stat ", desc));
-  const int64_t stored = MtimeNs(st);
-  const std::string meta = EncodeMeta(sha256, stored);
+// Records `sha256` with the file's `stored_ns` mtime and the source's `source_ns` in the xattr of
+// `fd` (or, with fd < 0, of `path`). Filesystems without user xattrs are fine (the caller keeps
+// a sidecar record there). `fresh`: the file was just created by us (it has no xattrs of older
+// objects to remove).
+absl::Status SetXattrMeta(int fd, const std::string& path, const std::string& sha256, int64_t stored_ns,
+                          int64_t source_ns, const std::string& desc, bool fresh) {
+  const std::string meta = EncodeMeta(sha256, stored_ns, source_ns);
   if (meta.empty()) return absl::InternalError(absl::StrCat("bad SHA-256 '", sha256, "' for ", desc));
-  if (::fsetxattr(fd, kXattrMeta, meta.data(), meta.size(), 0) != 0) {
-    int e = errno;
-    if (e != ENOTSUP && e != EOPNOTSUPP) {
-      return StorageError(e, absl::StrCat("set xattr on ", desc));
-    }
-    return stored;
+  const int rc = fd >= 0 ? ::fsetxattr(fd, kXattrMeta, meta.data(), meta.size(), 0)
+                         : ::lsetxattr(path.c_str(), kXattrMeta, meta.data(), meta.size(), 0);
+  if (rc != 0) {
+    const int e = errno;
+    if (e != ENOTSUP && e != EOPNOTSUPP) return StorageError(e, absl::StrCat("set xattr on ", desc));
+    return absl::OkStatus();
   }
-  if (fresh) return stored;
+  if (fresh) return absl::OkStatus();
   // An object written before the compact xattr: drop the old pair, which would otherwise
   // describe the previous content if a reader without the compact format looked.
   for (const char* old : {kXattrSha256, kXattrMtimeNs}) {
-    if (::fremovexattr(fd, old) != 0 && errno != ENODATA && errno != ENOTSUP && errno != EOPNOTSUPP) {
+    const int r = fd >= 0 ? ::fremovexattr(fd, old) : ::lremovexattr(path.c_str(), old);
+    if (r != 0 && errno != ENODATA && errno != ENOTSUP && errno != EOPNOTSUPP) {
       return StorageError(errno, absl::StrCat("remove xattr ", old, " of ", desc));
     }
   }
-  return stored;
+  return absl::OkStatus();
+}
+
+// Sets both timestamps of `fd` to `mtime_ns` and returns the mtime the file now has (read back:
+// filesystems keep it at their own precision).
+absl::StatusOr<int64_t> SetTimesFd(int fd, int64_t mtime_ns, const std::string& desc) {
+  const struct timespec times[2] = {ToTimespec(mtime_ns), ToTimespec(mtime_ns)};
+  if (::futimens(fd, times) != 0) return StorageError(errno, absl::StrCat("set mtime of ", desc));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return StorageError(errno, absl::StrCat("stat ", desc));
+  return MtimeNs(st);
+}
+
+// The same for the closed file `name` in `dir_fd`: an SMB share sets the mtime when the data
+// handle closes, and some FUSE clients ignore a time given with UTIME_OMIT beside it.
+absl::StatusOr<int64_t> SetTimesAt(int dir_fd, const std::string& name, int64_t mtime_ns,
+                                   const std::string& desc) {
+  const struct timespec times[2] = {ToTimespec(mtime_ns), ToTimespec(mtime_ns)};
+  if (::utimensat(dir_fd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+    return StorageError(errno, absl::StrCat("set mtime of ", desc));
+  }
+  struct stat st;
+  if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return StorageError(errno, absl::StrCat("stat ", desc));
+  }
+  return MtimeNs(st);
 }
 
 // Links the unnamed (O_TMPFILE) file `fd` as `name` in `dir_fd`. Returns 0 or errno (EEXIST:
@@ -447,14 +496,15 @@ std::string UtcStamp() {
 
 // Renames `from` to `to` in `dir_fd` unless `to` exists. Returns 0, EEXIST or another errno.
 int RenameNoReplace(int dir_fd, const char* from, const char* to) {
-  if (::renameat2(dir_fd, from, dir_fd, to, RENAME_NOREPLACE) == 0) return 0;
-  if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return errno;
+  const int e = RetryWhileBusy(
+      [&] { return ::renameat2(dir_fd, from, dir_fd, to, RENAME_NOREPLACE) == 0 ? 0 : errno; });
+  if (e == 0 || (e != EINVAL && e != ENOSYS && e != ENOTSUP)) return e;
   // Filesystem without RENAME_NOREPLACE (some network shares): check, then rename. Racy only
   // against a concurrent PutFile of the same key, which callers do not do.
   struct stat st;
   if (::fstatat(dir_fd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) return EEXIST;
   if (errno != ENOENT) return errno;
-  return ::renameat(dir_fd, from, dir_fd, to) == 0 ? 0 : errno;
+  return RenameRetrying(dir_fd, from, to);
 }
 
 // A staged put: a complete, checked temp file beside its final name.
@@ -482,7 +532,7 @@ class DirStagedPut final : public StagedPut {
   uint64_t bytes() const override { return copied_.bytes; }
   std::string sha256() const override { return copied_.sha256; }
   ~DirStagedPut() override {
-    if (!temp_name_.empty() && dir_) ::unlinkat(dir_->get(), temp_name_.c_str(), 0);
+    if (!temp_name_.empty() && dir_) (void)UnlinkRetrying(dir_->get(), temp_name_.c_str());
     CloseUnnamed();  // an unlinked inode: closing it frees it
   }
   void CloseUnnamed() {
@@ -501,6 +551,7 @@ class DirStagedPut final : public StagedPut {
   bool placed_ = false;             // Finish put the new content under name_
   bool replaced_ = false;           // an object was under name_ when staged (unnamed_: no link try)
   std::string dest_desc_, temp_desc_;
+  std::unique_ptr<FoldClaims::Claim> claim_;  // case-insensitive shares: the folded key, held
   CopyOutcome copied_;
   int64_t mtime_ns_ = 0;            // requested mtime (Unix ns)
   int64_t stored_mtime_ns_ = 0;     // the temp file's mtime as stored (Unix ns)
@@ -573,8 +624,9 @@ class DirStorage final : public Storage {
     if (!ValidateRelativePath(key).ok() || base.rfind(std::string(kTempPrefix), 0) != 0) {
       return absl::InvalidArgumentError(absl::StrCat("not a temp object: ", key));
     }
-    if (::unlink(absl::StrCat(root_, "/", key).c_str()) != 0 && errno != ENOENT) {
-      return ErrnoStatus(errno, absl::StrCat("remove ", key));
+    const std::string path = PathOf(key);
+    if (int e = RetryWhileBusy([&] { return ::unlink(path.c_str()) == 0 ? 0 : errno; }); e != 0 && e != ENOENT) {
+      return ErrnoStatus(e, absl::StrCat("remove ", key));
     }
     return absl::OkStatus();
   }
@@ -606,6 +658,34 @@ class DirStorage final : public Storage {
   absl::StatusOr<std::unique_ptr<DirStagedPut>> StageFrom(const std::string& key, int src_fd,
                                                           const std::string& src_desc,
                                                           const PutOptions& options, bool fsync_now);
+  // Case-insensitive shares: a name refusal when the object found under the put's name in
+  // `dir_fd` is stored under another spelling (it is another file of the job, not this one).
+  absl::Status CheckSpelling(int dir_fd, const DirStagedPut& s) const;
+  // Case-insensitive shares: a name refusal when a folder of `parts` (all but the last) is
+  // stored under another spelling. Checked once per folder for the life of the storage.
+  absl::Status CheckFolderSpelling(const std::vector<std::string_view>& parts);
+  // The temp file's key (beside the staged put's key).
+  static std::string TempKey(const DirStagedPut& s);
+  // Records the staged put's SHA-256, stored and source mtimes: in the xattr of `fd` (or, with
+  // fd < 0, of `path`), or in its sidecar record on shares without xattrs (`durable`: fsynced).
+  absl::Status RecordMeta(const DirStagedPut& s, int fd, const std::string& path, bool fresh,
+                          bool durable) const;
+  // The metadata of the object `key` (at `path`, with `st`) if it still describes it.
+  std::optional<TrustedMeta> Trusted(const std::string& key, const std::string& path,
+                                     const struct stat& st) const;
+  // The object as listed: the source mtime and SHA-256 from trusted metadata, else the file's
+  // mtime and no SHA-256.
+  ObjectInfo InfoOf(const std::string& key, const std::string& path, const struct stat& st) const;
+  // The two halves without OneObject() applied to their errors.
+  absl::StatusOr<std::unique_ptr<DirStagedPut>> StageFromUnclassified(const std::string& key, int src_fd,
+                                                                      const std::string& src_desc,
+                                                                      const PutOptions& options,
+                                                                      bool fsync_now);
+  absl::StatusOr<PutResult> FinishUnclassified(DirStagedPut& s, bool grouped) const;
+  // An "unreachable" error of one object's operation (EIO and the like) while the root answers:
+  // the share refused this object only (SMB gives EIO for names it cannot hold), so the error
+  // is the object's (Internal), not the storage's (Unavailable). Other statuses pass through.
+  absl::Status OneObject(absl::Status st) const;
   // Re-reads the staged temp file (dropped from the page cache first) against its hash.
   absl::Status VerifyStaged(DirStagedPut& s) const;
   // The second half: keeps a differing object as a version and renames the temp file into
@@ -633,6 +713,11 @@ class DirStorage final : public Storage {
   // on the first refusal: EOPNOTSUPP / EISDIR / EINVAL from a filesystem or share without it).
   std::shared_ptr<UnnamedBudget> unnamed_ = std::make_shared<UnnamedBudget>();
   std::atomic<bool> unnamed_ok_{true};
+
+  // Case-insensitive shares: folded keys of puts in flight, and folders whose spelling matched.
+  const std::shared_ptr<FoldClaims> folds_ = std::make_shared<FoldClaims>();
+  std::mutex spelled_mu_;
+  std::set<std::string, std::less<>> spelled_dirs_;  // Protected by spelled_mu_.
 };
 
 absl::StatusOr<UniqueFd> DirStorage::OpenParentDir(const std::vector<std::string_view>& parts,
@@ -662,6 +747,7 @@ absl::StatusOr<std::shared_ptr<UniqueFd>> DirStorage::ParentDir(
   // (CommitPuts): it makes the new entries durable before any result stands. PutFile and
   // network shares fsync each new directory's parent at once.
   DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/true, /*sync_new=*/!grouped));
+  if (features_.case_insensitive) DS_RETURN_IF_ERROR(CheckFolderSpelling(parts));
   auto fd = std::make_shared<UniqueFd>(std::move(dir));
   std::lock_guard<std::mutex> lock(dirs_mu_);
   if (dirs_.size() > 4096) {  // forget directories nobody holds any more
@@ -681,13 +767,17 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
   return StageFrom(key, src.get(), src_desc, options, fsync_now);
 }
 
-absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::string& key, int src_fd,
+absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(const std::string& key, int src_fd,
                                                                     const std::string& src_desc,
                                                                     const PutOptions& options,
                                                                     bool fsync_now) {
   DS_RETURN_IF_ERROR(ValidateWritableKey(key));
+  DS_RETURN_IF_ERROR(CheckKeyHoldable(features_, key));
   auto s = std::make_unique<DirStagedPut>();
   s->key_ = key;
+  if (features_.case_insensitive) {
+    DS_ASSIGN_OR_RETURN(s->claim_, folds_->Take(features_, key));
+  }
   s->dest_desc_ = absl::StrCat(Describe(), "/", key);
   const std::string& dest_desc = s->dest_desc_;
   if (IsCancelled(options.cancel)) {
@@ -715,6 +805,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::s
       return absl::FailedPreconditionError(
           absl::StrCat(dest_desc, " exists and is not a regular file"));
     }
+    DS_RETURN_IF_ERROR(CheckSpelling(dir, *s));
     s->replaced_ = true;  // compared, maybe kept as a version, at commit
   } else if (errno != ENOENT) {
     return StorageError(errno, absl::StrCat("stat ", dest_desc));
@@ -792,10 +883,20 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::s
                                            options.expected_sha256));
   }
 
-  // Metadata; durability is the caller's (fsync_now, or one flush for a whole group).
   s->mtime_ns_ = options.mtime_ns != 0 ? options.mtime_ns : MtimeNs(before);
-  DS_ASSIGN_OR_RETURN(s->stored_mtime_ns_,
-                      SetMetadata(temp_fd, s->mtime_ns_, copied.sha256, temp_desc));
+  s->verify_ = options.verify;
+  if (named_fd.valid() && !syncfs_flushes_) {
+    // A share: the data durable and its handle closed before the times are set (SMB sets the
+    // mtime when the handle closes), then the metadata of what the share now says.
+    if (::fsync(temp_fd) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
+    if (int e = named_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
+    DS_ASSIGN_OR_RETURN(s->stored_mtime_ns_, SetTimesAt(dir, s->temp_name_, s->mtime_ns_, temp_desc));
+    DS_RETURN_IF_ERROR(RecordMeta(*s, -1, PathOf(TempKey(*s)), /*fresh=*/true, /*durable=*/true));
+    return s;
+  }
+  // Metadata; durability is the caller's (fsync_now, or one flush for a whole group).
+  DS_ASSIGN_OR_RETURN(s->stored_mtime_ns_, SetTimesFd(temp_fd, s->mtime_ns_, temp_desc));
+  DS_RETURN_IF_ERROR(RecordMeta(*s, temp_fd, "", /*fresh=*/true, fsync_now));
   if (fsync_now) {
     if (::fsync(temp_fd) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
   } else if (copied.bytes >= kEarlyWritebackBytes) {
@@ -807,8 +908,99 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::s
   if (named_fd.valid()) {
     if (int e = named_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
   }
-  s->verify_ = options.verify;
   return s;
+}
+
+absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::string& key, int src_fd,
+                                                                    const std::string& src_desc,
+                                                                    const PutOptions& options,
+                                                                    bool fsync_now) {
+  auto staged = StageFromUnclassified(key, src_fd, src_desc, options, fsync_now);
+  if (!staged.ok()) return OneObject(staged.status());
+  return staged;
+}
+
+absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) const {
+  auto result = FinishUnclassified(s, grouped);
+  if (!result.ok()) return OneObject(result.status());
+  return result;
+}
+
+absl::Status DirStorage::OneObject(absl::Status st) const {
+  if (!absl::IsUnavailable(st)) return st;
+  auto root = OpenRoot(root_);
+  struct stat rs {};
+  if (!root.ok() || ::fstatat(root->get(), ".", &rs, 0) != 0) return st;
+  return absl::InternalError(absl::StrCat(st.message(), " (the storage root answers: the share refused this file only)"));
+}
+
+absl::Status DirStorage::CheckSpelling(int dir_fd, const DirStagedPut& s) const {
+  if (!features_.case_insensitive) return absl::OkStatus();
+  std::optional<std::string> other = OtherSpelling(dir_fd, s.name_, features_);
+  if (!other) return absl::OkStatus();
+  return NameRefusal(absl::AlreadyExistsError(absl::StrCat(
+      "name '", s.key_, "' collides by case with the stored '", *other,
+      "': this destination does not tell names apart by case")));
+}
+
+absl::Status DirStorage::CheckFolderSpelling(const std::vector<std::string_view>& parts) {
+  std::string folder;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    const std::string parent = folder;
+    absl::StrAppend(&folder, folder.empty() ? "" : "/", std::string(parts[i]));
+    {
+      std::lock_guard<std::mutex> lock(spelled_mu_);
+      if (spelled_dirs_.count(folder)) continue;
+    }
+    DS_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot(root_));
+    DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenDirChain(root.get(), root_, parts, i, /*create=*/false));
+    if (std::optional<std::string> other = OtherSpelling(dir.get(), std::string(parts[i]), features_)) {
+      return NameRefusal(absl::AlreadyExistsError(absl::StrCat(
+          "folder '", folder, "' collides by case with the stored '", parent, parent.empty() ? "" : "/",
+          *other, "': this destination does not tell names apart by case")));
+    }
+    std::lock_guard<std::mutex> lock(spelled_mu_);
+    if (spelled_dirs_.size() > 100'000) spelled_dirs_.clear();
+    spelled_dirs_.insert(folder);
+  }
+  return absl::OkStatus();
+}
+
+std::string DirStorage::TempKey(const DirStagedPut& s) {
+  const size_t slash = s.key_.rfind('/');
+  return slash == std::string::npos ? s.temp_name_ : absl::StrCat(s.key_.substr(0, slash + 1), s.temp_name_);
+}
+
+absl::Status DirStorage::RecordMeta(const DirStagedPut& s, int fd, const std::string& path, bool fresh,
+                                    bool durable) const {
+  if (!SameMtimeAt(features_, s.mtime_ns_, s.stored_mtime_ns_)) {
+    static std::atomic<int> told{0};
+    if (told.fetch_add(1) < kMtimeWarnings) {
+      spdlog::warn("{} did not keep the mtime of {} (set {}, reads {} ns); the source's is kept in its metadata",
+                   Describe(), s.key_, s.mtime_ns_, s.stored_mtime_ns_);
+    }
+  }
+  if (!features_.metadata_on_object) {
+    return WriteSidecar(root_, s.key_, {s.copied_.sha256, s.copied_.bytes, s.stored_mtime_ns_, s.mtime_ns_},
+                        durable);
+  }
+  return SetXattrMeta(fd, path, s.copied_.sha256, s.stored_mtime_ns_, s.mtime_ns_, s.temp_desc_, fresh);
+}
+
+std::optional<TrustedMeta> DirStorage::Trusted(const std::string& key, const std::string& path,
+                                               const struct stat& st) const {
+  if (features_.metadata_on_object) return XattrMetaPath(path, st);
+  std::optional<SidecarMeta> m = ReadSidecar(root_, key);
+  if (!m || m->size != static_cast<uint64_t>(st.st_size) || m->stored_mtime_ns != MtimeNs(st)) {
+    return std::nullopt;
+  }
+  return TrustedMeta{std::move(m->sha256), m->source_mtime_ns};
+}
+
+ObjectInfo DirStorage::InfoOf(const std::string& key, const std::string& path, const struct stat& st) const {
+  std::optional<TrustedMeta> meta = Trusted(key, path, st);
+  if (!meta) return ObjectInfo{key, static_cast<uint64_t>(st.st_size), MtimeNs(st), ""};
+  return ObjectInfo{key, static_cast<uint64_t>(st.st_size), meta->source_mtime_ns, std::move(meta->sha256)};
 }
 
 absl::Status DirStorage::VerifyStaged(DirStagedPut& s) const {
@@ -827,7 +1019,7 @@ absl::Status DirStorage::VerifyStaged(DirStagedPut& s) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) const {
+absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool grouped) const {
   const int dir = s.dir_->get();
   const std::string& name = s.name_;
   const std::string& dest_desc = s.dest_desc_;
@@ -839,7 +1031,7 @@ absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) cons
     if (e == 0) {
       s.CloseUnnamed();
       s.placed_ = true;
-      result.info = {s.key_, copied.bytes, s.stored_mtime_ns_, copied.sha256};
+      result.info = {s.key_, copied.bytes, s.mtime_ns_, copied.sha256};
       return result;
     }
     if (e != EEXIST) return StorageError(e, absl::StrCat("link ", s.temp_desc_, " as ", dest_desc));
@@ -851,12 +1043,14 @@ absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) cons
       return absl::FailedPreconditionError(
           absl::StrCat(dest_desc, " exists and is not a regular file"));
     }
+    DS_RETURN_IF_ERROR(CheckSpelling(dir, s));
     UniqueFd old(::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!old.valid()) return StorageError(errno, absl::StrCat("open ", dest_desc));
     if (::fstat(old.get(), &existing) != 0) {
       return StorageError(errno, absl::StrCat("stat ", dest_desc));
     }
-    std::string old_sha = TrustedSha256Fd(old.get(), existing);
+    const std::optional<TrustedMeta> old_meta = Trusted(s.key_, PathOf(s.key_), existing);
+    std::string old_sha = old_meta ? old_meta->sha256 : "";
     if (old_sha.empty()) {
       DS_ASSIGN_OR_RETURN(FileDigest digest, HashFd(old.get(), dest_desc));
       old_sha = digest.sha256;
@@ -865,14 +1059,17 @@ absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) cons
       // Same content: leave it in place (no version). Bring its metadata up to date so Stat()
       // reports this put's mtime, unless the inode has other names we must not touch.
       // Best effort: a file owned by another account may refuse (EPERM).
-      if (existing.st_nlink == 1 &&
-          (MtimeNs(existing) != s.stored_mtime_ns_ || TrustedSha256Fd(old.get(), existing).empty())) {
-        if (SetMetadata(old.get(), s.mtime_ns_, old_sha, dest_desc, /*fresh=*/false).ok()) {
-          ::fsync(old.get());
+      if (existing.st_nlink == 1 && (MtimeNs(existing) != s.stored_mtime_ns_ || !old_meta ||
+                                     old_meta->source_mtime_ns != s.mtime_ns_)) {
+        auto stored = SetTimesFd(old.get(), s.mtime_ns_, dest_desc);
+        if (stored.ok()) {
+          s.stored_mtime_ns_ = *stored;
+          if (RecordMeta(s, old.get(), "", /*fresh=*/false, /*durable=*/true).ok()) ::fsync(old.get());
         }
         ::fstat(old.get(), &existing);
       }
-      result.info = {s.key_, static_cast<uint64_t>(existing.st_size), MtimeNs(existing), old_sha};
+      result.info = InfoOf(s.key_, PathOf(s.key_), existing);
+      if (result.info.sha256.empty()) result.info.sha256 = old_sha;
       return result;  // destroying `s` removes the temp file
     }
     DS_ASSIGN_OR_RETURN(result.kept_version, KeepVersion(s.key_, dir, name, existing, old_sha, !grouped));
@@ -886,12 +1083,12 @@ absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) cons
     s.temp_name_ = std::move(temp.first);
     s.CloseUnnamed();
   }
-  if (::renameat(dir, s.temp_name_.c_str(), dir, name.c_str()) != 0) {
-    return StorageError(errno, absl::StrCat("rename ", s.temp_desc_, " to ", name));
+  if (int e = RenameRetrying(dir, s.temp_name_.c_str(), name.c_str()); e != 0) {
+    return StorageError(e, absl::StrCat("rename ", s.temp_desc_, " to ", name));
   }
   s.temp_name_.clear();
   s.placed_ = true;
-  result.info = {s.key_, copied.bytes, s.stored_mtime_ns_, copied.sha256};
+  result.info = {s.key_, copied.bytes, s.mtime_ns_, copied.sha256};
   return result;
 }
 
@@ -1022,7 +1219,8 @@ absl::StatusOr<std::string> DirStorage::KeepVersion(const std::string& key, int 
       return absl::AbortedError(
           absl::StrCat(PathOf(key), " changed while keeping a version of it"));
     }
-    DS_RETURN_IF_ERROR(SetMetadata(temp_fd.get(), MtimeNs(st), sha256, temp_desc).status());
+    DS_ASSIGN_OR_RETURN(const int64_t stored, SetTimesFd(temp_fd.get(), MtimeNs(st), temp_desc));
+    DS_RETURN_IF_ERROR(SetXattrMeta(temp_fd.get(), "", sha256, stored, stored, temp_desc, /*fresh=*/true));
     if (::fsync(temp_fd.get()) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
     if (int e = temp_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
     for (int n = 0;; ++n) {
@@ -1059,8 +1257,7 @@ absl::StatusOr<ObjectInfo> DirStorage::Stat(const std::string& key) {
   if (!S_ISREG(st.st_mode)) {
     return absl::NotFoundError(absl::StrCat(Describe(), "/", key, " is not a regular file"));
   }
-  return ObjectInfo{key, static_cast<uint64_t>(st.st_size), MtimeNs(st),
-                    TrustedSha256Path(PathOf(key), st)};
+  return InfoOf(key, PathOf(key), st);
 }
 
 absl::StatusOr<std::string> DirStorage::ReadAll(const std::string& key, size_t max_bytes) {
@@ -1196,8 +1393,7 @@ absl::Status DirStorage::List(const std::string& prefix,
         struct stat st;
         if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return;
         path.assign(root_).append("/").append(key);
-        fn(ObjectInfo{key, static_cast<uint64_t>(st.st_size), MtimeNs(st),
-                      TrustedSha256Path(path, st)});
+        fn(InfoOf(key, path, st));
       });
 }
 
@@ -1237,14 +1433,15 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root,
 absl::StatusOr<std::vector<std::string>> ListTempFiles(const std::string& root,
                                                        const std::string& prefix) {
   std::vector<std::string> starts;
+  const std::string areas[] = {absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir)),
+                               absl::StrCat(std::string(kReservedArea), "/", kSidecarDir)};
   if (prefix.empty()) {
-    starts = {"", absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir))};
+    starts = {"", areas[0], areas[1]};
   } else {
     DS_RETURN_IF_ERROR(ValidateRelativePath(prefix));
     starts.push_back(prefix);
     if (SplitKey(prefix).front() != kReservedArea) {
-      starts.push_back(
-          absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir), "/", prefix));
+      for (const std::string& area : areas) starts.push_back(absl::StrCat(area, "/", prefix));
     }
   }
   std::error_code ec;
