@@ -15,8 +15,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -149,6 +151,51 @@ StorageFactory DirFactory(bool unnamed_files = true) {
             auto opened = OpenDirStorage(root.string(), DirStorageOptions{.unnamed_files = unnamed_files});
             if (!opened.ok()) {
               t.skip_reason = opened.status().ToString();
+              return t;
+            }
+            t.storage = std::move(*opened);
+            t.stores_sha256 = SupportsUserXattrs(root);
+            t.plant_raw = [root](const std::string& raw_key, const std::string& content) {
+              WriteFile(root / raw_key, content);
+            };
+            t.temp_files = [root]() {
+              auto temps = ListTempFiles(root.string(), "");
+              return temps.ok() ? *temps : std::vector<std::string>{"<ListTempFiles failed>"};
+            };
+            return t;
+          }};
+}
+
+// The directory backend rooted in a directory given from outside, DATASYNC_STORAGE_TEST_DIR: a
+// mounted share (tests/fixtures/samba.py mounts a real Samba share through smbnetfs, or bindfs
+// --xattr-none; see docs/storage.md "Testing on a real SMB share"). Each test gets a fresh
+// folder there, removed afterwards. Unset: the "Share" tests are skipped.
+constexpr char kShareDirEnv[] = "DATASYNC_STORAGE_TEST_DIR";
+
+StorageFactory ShareFactory(bool unnamed_files = true) {
+  return {unnamed_files ? "Share" : "ShareTempNames", [unnamed_files](const fs::path&) {
+            StorageUnderTest t;
+            const char* dir = std::getenv(kShareDirEnv);
+            if (dir == nullptr || *dir == '\0') {
+              t.skip_reason = absl::StrCat(kShareDirEnv, " is not set");
+              return t;
+            }
+            std::string tmpl = (fs::path(dir) / "ds-storage-test-XXXXXX").string();
+            if (::mkdtemp(tmpl.data()) == nullptr) {
+              t.error = absl::StrCat("mkdtemp in ", dir, ": ", std::strerror(errno));
+              return t;
+            }
+            const fs::path folder = tmpl;
+            t.cleanup = [folder] {
+              std::error_code ec;
+              fs::remove_all(folder, ec);
+            };
+            const fs::path root = folder / "share";
+            auto opened =
+                OpenDirStorage(root.string(), DirStorageOptions{.unnamed_files = unnamed_files});
+            if (!opened.ok()) {
+              t.error = absl::StrCat("OpenDirStorage on ", root.string(), ": ",
+                                     opened.status().ToString());
               return t;
             }
             t.storage = std::move(*opened);
@@ -770,7 +817,8 @@ TEST_P(StorageConformanceTest, ConcurrentPutsOfDifferentKeys) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, StorageConformanceTest,
                          ::testing::Values(DirFactory(), DirFactory(/*unnamed_files=*/false),
-                                           AzBlobFactory()),
+                                           AzBlobFactory(), ShareFactory(),
+                                           ShareFactory(/*unnamed_files=*/false)),
                          [](const ::testing::TestParamInfo<StorageFactory>& info) {
                            return info.param.name;
                          });
