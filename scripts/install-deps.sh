@@ -8,6 +8,7 @@ PKGS=(
   postgresql libpqxx-dev libpq-dev
   libabsl-dev libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 rsync curl nginx chromium
+  samba smbclient smbnetfs bindfs fuse3  # tests/fixtures/samba.py: a real SMB share over FUSE
   nodejs  # + npm (below): Azurite, the Azure Blob emulator the storage tests start
 )
 missing=()

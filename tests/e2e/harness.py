@@ -19,6 +19,16 @@ class Failure(AssertionError):
     pass
 
 
+def _share_fixtures():
+    """tests/fixtures/samba.py (SambaShare, BindfsShare), imported on first use."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "samba.py")
+    spec = importlib.util.spec_from_file_location("datasync_share_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -212,12 +222,30 @@ class Cluster:
     index: "sqlite" (default) or "postgresql" (a throwaway PostgreSQL cluster); the default comes
     from the environment variable DATASYNC_E2E_INDEX. add_server() starts more instances on the
     same index and storage, start_balancer() puts nginx in front of them all and points the CLI,
-    raw HTTP and new agents at it."""
+    raw HTTP and new agents at it.
 
-    def __init__(self, bin_dir, heartbeat="1s", max_body=None, index=None, server_extra=()):
+    storage: where the storage root (self.share) lives: "local" (default, a folder in the temp
+    dir), "samba" (a real Samba share mounted through smbnetfs, tests/fixtures/samba.py) or
+    "bindfs" (bindfs --xattr-none: a share without xattrs); the default comes from the
+    environment variable DATASYNC_E2E_STORAGE. self.share_backing is the folder behind it."""
+
+    def __init__(self, bin_dir, heartbeat="1s", max_body=None, index=None, server_extra=(),
+                 storage=None):
         self.bin_dir = os.path.abspath(bin_dir)
         self.root = tempfile.mkdtemp(prefix="datasync-e2e-")
-        self.share = os.path.join(self.root, "share")
+        self.storage = storage or os.environ.get("DATASYNC_E2E_STORAGE") or "local"
+        self.share_fixture = None
+        if self.storage == "local":
+            self.share = os.path.join(self.root, "share")
+            self.share_backing = self.share
+        elif self.storage in ("samba", "bindfs"):
+            self.share_fixture = _share_fixtures().open_share(
+                self.storage, os.path.join(self.root, "share-backing"))
+            self.share_fixture.__enter__()
+            self.share = os.path.join(self.share_fixture.path, "share")
+            self.share_backing = os.path.join(self.share_fixture.backing, "share")
+        else:
+            raise Failure(f"unknown storage kind {self.storage!r} (local, samba or bindfs)")
         self.data = os.path.join(self.root, "data")
         self.agents = {}
         self.logs = []
@@ -427,6 +455,8 @@ class Cluster:
                 proc.wait()
         if self.pg:
             self.pg.stop(keep=keep)
+        if self.share_fixture:
+            self.share_fixture.close()
         for log in self.logs:
             log.close()
         if not keep:
