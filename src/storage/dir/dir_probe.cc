@@ -168,6 +168,14 @@ size_t ProbeMaxKeyBytes(Scratch& scratch, size_t name_max) {
   return held == 16 * (component.size() + 1) - 1 ? 4096 : held;
 }
 
+// True when a name Windows cannot hold is created and listed under exactly that name.
+bool OddNamesHeld(Scratch& scratch) {
+  constexpr char kOddName[] = "odd:name*";
+  if (CreateFile(scratch.fd(), kOddName) != 0) return false;
+  scratch.Made(kOddName, false);
+  return Listed(scratch.fd(), kOddName);
+}
+
 absl::StatusOr<DirProbe> Probe(int root_fd, const std::string& root, bool try_unnamed) {
   const std::string area_name(kReservedArea);
   DirProbe out;
@@ -198,15 +206,6 @@ absl::StatusOr<DirProbe> Probe(int root_fd, const std::string& root, bool try_un
   f.hard_links = ::linkat(scratch.fd(), "Probe-Aa", scratch.fd(), "link", 0) == 0;
   if (f.hard_links) scratch.Made("link", false);
   f.unnamed_files = try_unnamed && out.syncfs_flushes && UnnamedFilesWork(scratch);
-  // A share that maps or refuses a name Windows cannot hold follows Windows' rules.
-  constexpr char kOddName[] = "odd:name*";
-  if (CreateFile(scratch.fd(), kOddName) == 0) {
-    scratch.Made(kOddName, false);
-    f.windows_names = !Listed(scratch.fd(), kOddName);
-  } else {
-    f.windows_names = true;
-  }
-  f.windows_names = f.windows_names || f.case_insensitive;
   struct statvfs vfs {};
   if (::fstatvfs(scratch.fd(), &vfs) == 0 && vfs.f_namemax > 0) {
     f.max_name_bytes = std::min<size_t>(vfs.f_namemax, f.max_name_bytes);
@@ -215,6 +214,10 @@ absl::StatusOr<DirProbe> Probe(int root_fd, const std::string& root, bool try_un
   // to keys too, as the probe's own path is longer than a key's.
   const size_t probed = ProbeMaxKeyBytes(scratch, f.max_name_bytes);
   f.max_key_bytes = probed >= 4096 ? 4096 : probed;
+  // A share that maps or refuses a name Windows cannot hold follows Windows' rules. Tried last,
+  // and not on a case-insensitive share (SMB: Windows' rules anyway), where a refused name makes
+  // some clients (smbnetfs) drop the connection for a moment.
+  f.windows_names = f.case_insensitive || !OddNamesHeld(scratch);
   return out;
 }
 

@@ -670,6 +670,9 @@ class DirStorage final : public Storage {
   // fd < 0, of `path`), or in its sidecar record on shares without xattrs (`durable`: fsynced).
   absl::Status RecordMeta(const DirStagedPut& s, int fd, const std::string& path, bool fresh,
                           bool durable) const;
+  // Shares without xattrs: the staged put's sidecar record, written just before the put takes
+  // its name (earlier, it would describe the staged copy as the object still under the name).
+  absl::Status RecordSidecar(const DirStagedPut& s, bool durable) const;
   // The metadata of the object `key` (at `path`, with `st`) if it still describes it.
   std::optional<TrustedMeta> Trusted(const std::string& key, const std::string& path,
                                      const struct stat& st) const;
@@ -980,11 +983,14 @@ absl::Status DirStorage::RecordMeta(const DirStagedPut& s, int fd, const std::st
                    Describe(), s.key_, s.mtime_ns_, s.stored_mtime_ns_);
     }
   }
-  if (!features_.metadata_on_object) {
-    return WriteSidecar(root_, s.key_, {s.copied_.sha256, s.copied_.bytes, s.stored_mtime_ns_, s.mtime_ns_},
-                        durable);
-  }
+  if (!features_.metadata_on_object) return absl::OkStatus();  // Finish writes the sidecar
   return SetXattrMeta(fd, path, s.copied_.sha256, s.stored_mtime_ns_, s.mtime_ns_, s.temp_desc_, fresh);
+}
+
+absl::Status DirStorage::RecordSidecar(const DirStagedPut& s, bool durable) const {
+  if (features_.metadata_on_object) return absl::OkStatus();
+  return WriteSidecar(root_, s.key_, {s.copied_.sha256, s.copied_.bytes, s.stored_mtime_ns_, s.mtime_ns_},
+                      durable);
 }
 
 std::optional<TrustedMeta> DirStorage::Trusted(const std::string& key, const std::string& path,
@@ -1027,6 +1033,7 @@ absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool g
   PutResult result;
   if (s.unnamed_.valid() && !s.replaced_) {
     // The common case, no object under the name: one link and done. EEXIST: see below.
+    DS_RETURN_IF_ERROR(RecordSidecar(s, !grouped));
     const int e = LinkUnnamed(s.unnamed_.get(), dir, name.c_str());
     if (e == 0) {
       s.CloseUnnamed();
@@ -1064,7 +1071,10 @@ absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool g
         auto stored = SetTimesFd(old.get(), s.mtime_ns_, dest_desc);
         if (stored.ok()) {
           s.stored_mtime_ns_ = *stored;
-          if (RecordMeta(s, old.get(), "", /*fresh=*/false, /*durable=*/true).ok()) ::fsync(old.get());
+          if (RecordMeta(s, old.get(), "", /*fresh=*/false, /*durable=*/true).ok() &&
+              RecordSidecar(s, /*durable=*/true).ok()) {
+            ::fsync(old.get());
+          }
         }
         ::fstat(old.get(), &existing);
       }
@@ -1083,6 +1093,7 @@ absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool g
     s.temp_name_ = std::move(temp.first);
     s.CloseUnnamed();
   }
+  DS_RETURN_IF_ERROR(RecordSidecar(s, !grouped));
   if (int e = RenameRetrying(dir, s.temp_name_.c_str(), name.c_str()); e != 0) {
     return StorageError(e, absl::StrCat("rename ", s.temp_desc_, " to ", name));
   }

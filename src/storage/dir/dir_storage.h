@@ -6,11 +6,14 @@
 //                                                 commits on local filesystems stage unnamed
 //                                                 O_TMPFILE files instead (linked at commit)
 //   .datasync/versions/<key>/<UTC>-<sha12>[-N]    replaced objects kept aside (never listed)
+//   .datasync/meta/<key>                          sidecar metadata record, on shares without
+//                                                 user xattrs (see dir_sidecar.h)
 // Object metadata lives in the file's mtime and in the xattr user.datasync.meta (41 bytes:
 // version 1, SHA-256 binary, recorded mtime as int64 Unix ns little-endian; small enough to stay
 // inside an ext4 inode). Objects written before it carry user.datasync.sha256 (lowercase hex) and
-// user.datasync.mtime_ns (decimal Unix ns), still read. Filesystems without user xattrs simply
-// have no stored SHA-256 (ObjectInfo::sha256 empty).
+// user.datasync.mtime_ns (decimal Unix ns), still read. Version 2 (49 bytes) appends the source
+// mtime where the share keeps a coarser one. Shares without user xattrs keep the same facts in
+// sidecar records. What the share can do is probed once at open (dir_probe.h, Features()).
 //
 // Keys are resolved component by component without following symlinks: a symlink inside the
 // root is never traversed or written through.
