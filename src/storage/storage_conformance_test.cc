@@ -179,30 +179,35 @@ std::string ClientLosesMtime(const fs::path& dir) {
 
 // `unnamed_files` false: group commits stage under temp names, as on filesystems without
 // O_TMPFILE (the fallback path).
+// The directory backend opened at `root`, with the suite's hooks. SHA-256 metadata is always
+// kept: in xattrs, or in sidecar records where there are none.
+StorageUnderTest DirUnderTest(const fs::path& root, bool unnamed_files) {
+  StorageUnderTest t;
+  auto opened = OpenDirStorage(root.string(), DirStorageOptions{.unnamed_files = unnamed_files});
+  if (!opened.ok()) {
+    t.skip_reason = opened.status().ToString();
+    return t;
+  }
+  t.storage = std::move(*opened);
+  t.stores_sha256 = true;
+  t.plant_raw = [root](const std::string& raw_key, const std::string& content) {
+    WriteFile(root / raw_key, content);
+  };
+  t.temp_files = [root]() {
+    auto temps = ListTempFiles(root.string(), "");
+    return temps.ok() ? *temps : std::vector<std::string>{"<ListTempFiles failed>"};
+  };
+  return t;
+}
+
 StorageFactory DirFactory(bool unnamed_files = true) {
   return {unnamed_files ? "Dir" : "DirTempNames", [unnamed_files](const fs::path& scratch) {
-            StorageUnderTest t;
-            const fs::path root = scratch / "share";
-            auto opened = OpenDirStorage(root.string(), DirStorageOptions{.unnamed_files = unnamed_files});
-            if (!opened.ok()) {
-              t.skip_reason = opened.status().ToString();
-              return t;
-            }
-            t.storage = std::move(*opened);
-            t.stores_sha256 = true;  // in xattrs, or in sidecar records where there are none
-            t.plant_raw = [root](const std::string& raw_key, const std::string& content) {
-              WriteFile(root / raw_key, content);
-            };
-            t.temp_files = [root]() {
-              auto temps = ListTempFiles(root.string(), "");
-              return temps.ok() ? *temps : std::vector<std::string>{"<ListTempFiles failed>"};
-            };
-            return t;
+            return DirUnderTest(scratch / "share", unnamed_files);
           }};
 }
 
-// smbnetfs only (not SMB): a name the server refuses (the open-time probe creates "odd:name*",
-// NT_STATUS_OBJECT_NAME_INVALID) makes smbnetfs return EIO and drop its connection to the
+// smbnetfs only (not SMB): a name the server refuses (NT_STATUS_OBJECT_NAME_INVALID; the
+// open-time probe tries one only on case-sensitive shares) makes smbnetfs return EIO and drop its connection to the
 // server; until it has reconnected (~20 ms here) every call on the share fails with EIO. Waits
 // (up to 5 s) until `root` can be read again, so such a reconnect does not fail the next step.
 void WaitUntilShareAnswers(const fs::path& root) {
@@ -240,25 +245,15 @@ StorageFactory ShareFactory(bool unnamed_files = true) {
               fs::remove_all(folder, ec);
             };
             const fs::path root = folder / "share";
-            auto opened =
-                OpenDirStorage(root.string(), DirStorageOptions{.unnamed_files = unnamed_files});
-            if (!opened.ok()) {
-              t.error = absl::StrCat("OpenDirStorage on ", root.string(), ": ",
-                                     opened.status().ToString());
+            StorageUnderTest d = DirUnderTest(root, unnamed_files);
+            if (!d.storage) {
+              t.error = absl::StrCat("OpenDirStorage on ", root.string(), ": ", d.skip_reason);
               return t;
             }
-            t.storage = std::move(*opened);
-            WaitUntilShareAnswers(root);
-            t.stores_sha256 = SupportsUserXattrs(root);
+            d.cleanup = std::move(t.cleanup);
+            t = std::move(d);
             WaitUntilShareAnswers(root);
             t.client_loses_mtime = ClientLosesMtime(root);
-            t.plant_raw = [root](const std::string& raw_key, const std::string& content) {
-              WriteFile(root / raw_key, content);
-            };
-            t.temp_files = [root]() {
-              auto temps = ListTempFiles(root.string(), "");
-              return temps.ok() ? *temps : std::vector<std::string>{"<ListTempFiles failed>"};
-            };
             return t;
           }};
 }

@@ -664,12 +664,15 @@ class DirStorage final : public Storage {
   // Case-insensitive shares: a name refusal when a folder of `parts` (all but the last) is
   // stored under another spelling. Checked once per folder for the life of the storage.
   absl::Status CheckFolderSpelling(const std::vector<std::string_view>& parts);
+  // After the copy: the staged file's times and metadata, its data durable (`fsync_now`, and
+  // always on shares) or on its way to disk. Closes `named_fd`.
+  absl::Status SettleStaged(DirStagedPut& s, UniqueFd& named_fd, int temp_fd, bool fsync_now) const;
   // The temp file's key (beside the staged put's key).
   static std::string TempKey(const DirStagedPut& s);
-  // Records the staged put's SHA-256, stored and source mtimes: in the xattr of `fd` (or, with
-  // fd < 0, of `path`), or in its sidecar record on shares without xattrs (`durable`: fsynced).
-  absl::Status RecordMeta(const DirStagedPut& s, int fd, const std::string& path, bool fresh,
-                          bool durable) const;
+  // Records the staged put's SHA-256, stored and source mtimes in the xattr of `fd` (or, with
+  // fd < 0, of `path`); nothing on shares without xattrs (RecordSidecar does it at the rename).
+  // Logs the first objects whose mtime the share did not keep.
+  absl::Status RecordMeta(const DirStagedPut& s, int fd, const std::string& path, bool fresh) const;
   // Shares without xattrs: the staged put's sidecar record, written just before the put takes
   // its name (earlier, it would describe the staged copy as the object still under the name).
   absl::Status RecordSidecar(const DirStagedPut& s, bool durable) const;
@@ -888,18 +891,27 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
 
   s->mtime_ns_ = options.mtime_ns != 0 ? options.mtime_ns : MtimeNs(before);
   s->verify_ = options.verify;
+  DS_RETURN_IF_ERROR(SettleStaged(*s, named_fd, temp_fd, fsync_now));
+  return s;
+}
+
+absl::Status DirStorage::SettleStaged(DirStagedPut& s, UniqueFd& named_fd, int temp_fd,
+                                      bool fsync_now) const {
+  const int dir = s.dir_->get();
+  const std::string& temp_desc = s.temp_desc_;
+  const CopyOutcome& copied = s.copied_;
   if (named_fd.valid() && !syncfs_flushes_) {
     // A share: the data durable and its handle closed before the times are set (SMB sets the
     // mtime when the handle closes), then the metadata of what the share now says.
     if (::fsync(temp_fd) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
     if (int e = named_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
-    DS_ASSIGN_OR_RETURN(s->stored_mtime_ns_, SetTimesAt(dir, s->temp_name_, s->mtime_ns_, temp_desc));
-    DS_RETURN_IF_ERROR(RecordMeta(*s, -1, PathOf(TempKey(*s)), /*fresh=*/true, /*durable=*/true));
-    return s;
+    DS_ASSIGN_OR_RETURN(s.stored_mtime_ns_, SetTimesAt(dir, s.temp_name_, s.mtime_ns_, temp_desc));
+    DS_RETURN_IF_ERROR(RecordMeta(s, -1, PathOf(TempKey(s)), /*fresh=*/true));
+    return absl::OkStatus();
   }
   // Metadata; durability is the caller's (fsync_now, or one flush for a whole group).
-  DS_ASSIGN_OR_RETURN(s->stored_mtime_ns_, SetTimesFd(temp_fd, s->mtime_ns_, temp_desc));
-  DS_RETURN_IF_ERROR(RecordMeta(*s, temp_fd, "", /*fresh=*/true, fsync_now));
+  DS_ASSIGN_OR_RETURN(s.stored_mtime_ns_, SetTimesFd(temp_fd, s.mtime_ns_, temp_desc));
+  DS_RETURN_IF_ERROR(RecordMeta(s, temp_fd, "", /*fresh=*/true));
   if (fsync_now) {
     if (::fsync(temp_fd) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
   } else if (copied.bytes >= kEarlyWritebackBytes) {
@@ -911,7 +923,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
   if (named_fd.valid()) {
     if (int e = named_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
   }
-  return s;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::string& key, int src_fd,
@@ -974,8 +986,8 @@ std::string DirStorage::TempKey(const DirStagedPut& s) {
   return slash == std::string::npos ? s.temp_name_ : absl::StrCat(s.key_.substr(0, slash + 1), s.temp_name_);
 }
 
-absl::Status DirStorage::RecordMeta(const DirStagedPut& s, int fd, const std::string& path, bool fresh,
-                                    bool durable) const {
+absl::Status DirStorage::RecordMeta(const DirStagedPut& s, int fd, const std::string& path,
+                                    bool fresh) const {
   if (!SameMtimeAt(features_, s.mtime_ns_, s.stored_mtime_ns_)) {
     static std::atomic<int> told{0};
     if (told.fetch_add(1) < kMtimeWarnings) {
@@ -1071,7 +1083,7 @@ absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool g
         auto stored = SetTimesFd(old.get(), s.mtime_ns_, dest_desc);
         if (stored.ok()) {
           s.stored_mtime_ns_ = *stored;
-          if (RecordMeta(s, old.get(), "", /*fresh=*/false, /*durable=*/true).ok() &&
+          if (RecordMeta(s, old.get(), "", /*fresh=*/false).ok() &&
               RecordSidecar(s, /*durable=*/true).ok()) {
             ::fsync(old.get());
           }
