@@ -2,6 +2,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <algorithm>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,10 @@ class SqliteLogBuffer final : public LogBuffer {
   void Append(int64_t time_ms, const std::string& level, const std::string& message,
               const std::string& correlation_id, const std::string& fields_json) override {
     std::lock_guard<std::mutex> lock(mu_);
+    // spdlog stamps a line before the sink's lock: two threads can reach here out of stamp order.
+    // Records are read by seq, so a record's time never goes before the one stored ahead of it.
+    time_ms = std::max(time_ms, last_time_ms_);
+    last_time_ms_ = time_ms;
     try {
       if (count_ < 0) count_ = CountLocked();
       if (count_ >= max_) {
@@ -126,6 +131,7 @@ class SqliteLogBuffer final : public LogBuffer {
   int64_t count_ = -1;  // rows in the table, -1 until counted once. Protected by mu_.
   int64_t dropped_ = 0;  // Protected by mu_.
   int64_t errors_ = 0;   // Protected by mu_.
+  int64_t last_time_ms_ = 0;  // time of the last record appended. Protected by mu_.
 };
 
 bool IsUuidAt(const std::string& s, size_t at) {

@@ -40,6 +40,20 @@ TEST(LogBuffer, KeepsOrderAcrossReopenAndNeverReusesSeq) {
   EXPECT_EQ(peek->at(0).seq, 3);
 }
 
+TEST(LogBuffer, ATimeStampedBeforeTheRecordAheadOfItIsRaisedToThatRecordsTime) {
+  auto buf = OpenLogBuffer(TempDb(), 100);
+  ASSERT_TRUE(buf.ok());
+  (*buf)->Append(1000, "info", "stamped later, stored first", "", "{}");
+  (*buf)->Append(998, "info", "stamped earlier, stored second", "", "{}");
+  (*buf)->Append(1001, "info", "third", "", "{}");
+  auto peek = (*buf)->Peek(10);
+  ASSERT_TRUE(peek.ok());
+  ASSERT_EQ(peek->size(), 3u);
+  EXPECT_EQ(peek->at(0).time_ms, 1000);
+  EXPECT_EQ(peek->at(1).time_ms, 1000);
+  EXPECT_EQ(peek->at(2).time_ms, 1001);
+}
+
 TEST(LogBuffer, WhenFullDropsOldestDebugFirstAndSaysSo) {
   auto buf = OpenLogBuffer(TempDb(), 10);
   ASSERT_TRUE(buf.ok());

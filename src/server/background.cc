@@ -132,6 +132,7 @@ void ReconcileService::RunOne(Reconcile r) {
   json mismatches = json::array();
   std::vector<SyncedFile> upserts;
   std::unordered_map<std::string, bool> seen;
+  uint64_t hashed = 0;  // objects whose contents were read
   absl::Status apply_status = absl::OkStatus();
   auto last_progress = std::chrono::steady_clock::now();
   int64_t now_ms = ctx_->NowMs();
@@ -151,6 +152,7 @@ void ReconcileService::RunOne(Reconcile r) {
     const SyncedFile* existing = it == rows.end() ? nullptr : &it->second;
     std::string sha;
     if (r.verify) {
+      ++hashed;
       auto digest = ctx_->storage->HashObject(o.key);
       if (!digest.ok()) {
         ++r.mismatches;
@@ -182,6 +184,7 @@ void ReconcileService::RunOne(Reconcile r) {
     } else if (existing != nullptr && existing->size == o.size && existing->mtime_ns == o.mtime_ns) {
       sha = existing->sha256;
     } else {
+      ++hashed;
       auto digest = ctx_->storage->HashObject(o.key);
       if (!digest.ok()) {
         apply_status = digest.status();
@@ -248,7 +251,7 @@ void ReconcileService::RunOne(Reconcile r) {
     spdlog::warn("reconcile {}: listing temp files: {}", r.id, t.status());
   }
   r.report_json = json{{"mismatches", mismatches}, {"removed_paths", removed}, {"temp_files", temps},
-                       {"temp_files_removed", temps_removed}}
+                       {"temp_files_removed", temps_removed}, {"files_hashed", hashed}}
                       .dump(-1, ' ', false, json::error_handler_t::replace);
   r.state = "succeeded";
   r.finished_at_ms = ctx_->NowMs();
