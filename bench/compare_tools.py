@@ -8,6 +8,9 @@ one tool per repeat):
   initial   empty destination
   noop      nothing changed since
   changed   after --changed-pct % of the files were rewritten (same sizes, new bytes)
+With --storage samba (or bindfs), DataSync's storage root and every other tool's destination
+are on one mounted share (tests/fixtures/samba.py: smbd on 127.0.0.1, mounted through smbnetfs),
+so the tools are compared on what users have: an SMB share.
 Tools: datasync, cp (cp -a; cp -au later), cp-sync (the same, then `sync -f` on the
 destination: durable, as DataSync's result is), rsync (-a), rsync-fsync (-a --fsync), rclone.
 Before each timed command the script runs sync(2) (untimed), so that no tool pays for the
@@ -22,7 +25,8 @@ caches needs privileges we do not have), so these are CPU + metadata + write-bac
 
 Usage:
   bench/compare_tools.py --bin-dir build/bin --tree A --scale 0.1 [--repeats 3]
-       [--tools datasync,cp,cp-sync,rsync,rsync-fsync,rclone] [--work /tmp/ds-bench] [--json out.json]"""
+       [--tools datasync,cp,cp-sync,rsync,rsync-fsync,rclone] [--work /tmp/ds-bench] [--json out.json]
+       [--storage local|samba|bindfs]"""
 
 import argparse
 import json
@@ -79,9 +83,9 @@ def run_cmd(argv):
 class DataSync:
     """One cluster: server, one enrolled agent, one job whose source is `src`."""
 
-    def __init__(self, bin_dir, src, agent_extra):
+    def __init__(self, bin_dir, src, agent_extra, storage):
         self.src = src
-        self.c = Cluster(bin_dir, heartbeat="60s")
+        self.c = Cluster(bin_dir, heartbeat="60s", storage=storage)
         self.c.enroll("bench-pc", extra=agent_extra)
         self.dest = os.path.join(self.c.share, "bench", "raw")
         # The job runs once at once when the agent learns of it: let that be on an empty folder.
@@ -128,6 +132,10 @@ class DataSync:
         return {"agent_kib": vm_hwm_kib(self.c.agents["bench-pc"].pid),
                 "server_kib": vm_hwm_kib(self.c.server.pid)}
 
+    def tools_root(self, work):
+        """Where the other tools write: beside DataSync's storage root on the same share."""
+        return self.c.share_fixture.path if self.c.share_fixture else work
+
     def close(self):
         self.c.close()
 
@@ -155,8 +163,12 @@ def main():
     ap.add_argument("--agent-arg", action="append", default=[], help="extra datasync-agent argument")
     ap.add_argument("--work", default="/tmp/ds-bench")
     ap.add_argument("--json", help="write all samples here")
+    ap.add_argument("--storage", default="local", choices=("local", "samba", "bindfs"),
+                    help="where every destination is: a local folder or a mounted share")
     a = ap.parse_args()
     tools = a.tools.split(",")
+    if a.storage != "local" and "datasync" not in tools:
+        ap.error("--storage other than local needs datasync among --tools (its cluster mounts the share)")
     samples = {t: {p: [] for p in PHASES} for t in tools}
     loads = []
     rss = []
@@ -166,7 +178,8 @@ def main():
         work = os.path.join(a.work, f"rep{rep}")
         src, files, total = gen_tree.fresh_tree(work, a.tree, a.scale)
         tree_info = {"tree": a.tree, "scale": a.scale, "files": files, "bytes": total}
-        ds = DataSync(a.bin_dir, src, a.agent_arg) if "datasync" in tools else None
+        ds = DataSync(a.bin_dir, src, a.agent_arg, a.storage) if "datasync" in tools else None
+        dst_root = ds.tools_root(work) if ds else work
         try:
             for phase in PHASES:
                 if phase == "changed":
@@ -175,7 +188,7 @@ def main():
                 # The order rotates between repeats: the first tool after a tree was deleted pays
                 # for ext4's search past recently freed inodes.
                 for tool in tools[rep % len(tools):] + tools[:rep % len(tools)]:
-                    dst = os.path.join(work, "dst-" + tool)
+                    dst = os.path.join(dst_root, "dst-" + tool)
                     os.sync()  # no tool pays for writing back what the one before left dirty
                     if tool == "datasync":
                         dt, run = ds.sync()
@@ -197,7 +210,7 @@ def main():
                     print(f"rep {rep} {phase:8s} {tool:12s} {dt:8.3f}s  load {loads[-1]['loadavg']}{extra}",
                           flush=True)
             for tool in tools:
-                dst = ds.dest if tool == "datasync" else os.path.join(work, "dst-" + tool)
+                dst = ds.dest if tool == "datasync" else os.path.join(dst_root, "dst-" + tool)
                 if count_files(dst) != files:
                     raise RuntimeError(f"{tool}: {count_files(dst)} files in {dst}, expected {files}")
             if ds:
@@ -208,7 +221,7 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
 
     med = {t: {p: statistics.median(v) for p, v in ph.items() if v} for t, ph in samples.items()}
-    print(f"\ntree {a.tree} x{a.scale}: {tree_info['files']} files, {tree_info['bytes'] / 2**20:.0f} MiB; "
+    print(f"\nstorage {a.storage}; tree {a.tree} x{a.scale}: {tree_info['files']} files, {tree_info['bytes'] / 2**20:.0f} MiB; "
           f"medians of {a.repeats} run(s), seconds (warm page cache)")
     print(f"{'tool':14s}" + "".join(f"{p:>10s}" for p in PHASES))
     for t in tools:
@@ -223,7 +236,7 @@ def main():
             print("peak RSS: agent {} MiB, server {} MiB".format(
                 max(r["agent_kib"] or 0 for r in rss) // 1024, max(r["server_kib"] or 0 for r in rss) // 1024))
     print("load averages:", "; ".join(f"{l['phase']}@{l['repeat']} {l['loadavg']}" for l in loads))
-    out = {"tree": tree_info, "repeats": a.repeats, "samples": samples, "medians": med, "ratios": ratios,
+    out = {"storage": a.storage, "tree": tree_info, "repeats": a.repeats, "samples": samples, "medians": med, "ratios": ratios,
            "rss": rss, "agent_hwm_by_phase": agent_hwm, "loads": loads, "agent_args": a.agent_arg}
     print(json.dumps(out))
     if a.json:

@@ -40,28 +40,29 @@ bool IsLowerHex64(std::string_view s) {
 absl::Status WriteSidecar(const std::string& root, const std::string& key, const SidecarMeta& meta,
                           bool durable) {
   const std::filesystem::path path = RecordPath(root, key);
-  const std::filesystem::path dir = path.parent_path();
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return ErrnoStatus(ec.value(), absl::StrCat("create ", dir.string()));
   const std::string record = absl::StrCat(kMagic, " 1 ", meta.sha256, " ", meta.size, " ",
                                           meta.stored_mtime_ns, " ", meta.source_mtime_ns, "\n");
-  const std::filesystem::path temp =
-      dir / absl::StrCat(std::string(kTempPrefix), HexEncode(RandomBytes(4)), "-meta");
-  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-  if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("create ", temp.string()));
+  // Written in place (one write of a short line): on a share each create and rename is a round
+  // trip, and this is on every object's commit. The folder is created only when it is missing.
+  constexpr int kFlags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC;
+  UniqueFd fd(::open(path.c_str(), kFlags, 0644));
+  if (!fd.valid() && errno == ENOENT) {
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) return ErrnoStatus(ec.value(), absl::StrCat("create ", path.parent_path().string()));
+    fd = UniqueFd(::open(path.c_str(), kFlags, 0644));
+  }
+  if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("create ", path.string()));
   int e = WriteAll(fd.get(), record.data(), record.size());
   if (e == 0 && durable && ::fsync(fd.get()) != 0) e = errno;
   if (e == 0) e = fd.Close();
-  if (e == 0) {
-    e = RetryWhileBusy([&] { return ::rename(temp.c_str(), path.c_str()) == 0 ? 0 : errno; });
-  }
   if (e != 0) {
     fd.Reset();
-    (void)RetryWhileBusy([&] { return ::unlink(temp.c_str()) == 0 ? 0 : errno; });
+    // A torn record must not stay: an empty one reads as "no record" (the object is hashed).
+    (void)RetryWhileBusy([&] { return ::unlink(path.c_str()) == 0 ? 0 : errno; });
     return ErrnoStatus(e, absl::StrCat("write metadata record ", path.string()));
   }
-  return durable ? SyncDirectory(dir) : absl::OkStatus();
+  return durable ? SyncDirectory(path.parent_path()) : absl::OkStatus();
 }
 
 std::optional<SidecarMeta> ReadSidecar(const std::string& root, const std::string& key) {

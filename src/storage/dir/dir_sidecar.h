@@ -1,8 +1,9 @@
 // Object metadata kept beside the objects, for shares without user xattrs (Azure Files, most
 // SMB and FUSE mounts): one small record per object under the reserved area,
 //   <root>/.datasync/meta/<key>     "datasync-meta 1 <sha256> <size> <stored ns> <source ns>\n"
-// written to a temp name (.dstmp-*) and renamed into place, so a reader sees the whole previous
-// record or the whole new one. A record describes the object only while the object's size and
+// written in place with one short write: a reader sees a whole record, or a torn or empty one,
+// which is well-formed by no means (it must end in a newline after six fields) and reads as none.
+// A record describes the object only while the object's size and
 // mtime are the ones it recorded (an in-place edit, or a crash between the record and the
 // object's rename, makes it stale: the object is then hashed again). Records are never listed as
 // objects; a record whose object is gone is harmless (a scrub reports it).
