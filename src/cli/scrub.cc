@@ -45,21 +45,6 @@ double Real(const json& j, const char* key) {
 std::string Text(const json& j, const char* key) { return Printable(Str(j, key)); }
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 
-// --rehash as typed; nullopt when not given (the server's default applies).
-// Throws CliError (exit 2) unless it is a number from 0 to 1.
-std::optional<double> ParseRehash(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  double v = -1;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || !(v >= 0.0 && v <= 1.0)) {
-    throw CliError{
-        absl::StrCat("--rehash takes a fraction of the objects from 0 to 1 (e.g. 0.05), not '",
-                     Printable(text), "'"),
-        2};
-  }
-  return v;
-}
-
 bool Finished(const std::string& state) {
   return !state.empty() && state != "queued" && state != "running";
 }
@@ -146,6 +131,39 @@ std::vector<std::string> StatusRow(const json& j) {
 
 }  // namespace
 
+std::optional<double> ParseRehashFraction(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  double v = -1;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || !(v >= 0.0 && v <= 1.0)) {
+    throw CliError{
+        absl::StrCat("--rehash takes a fraction of the objects from 0 to 1 (e.g. 0.05), not '",
+                     Printable(text), "'"),
+        2};
+  }
+  return v;
+}
+
+std::optional<CliError> WaitVerdict(const json& done) {
+  int failed = 0, unhealed_jobs = 0;
+  int64_t unhealed = 0;
+  for (const auto& s : done) {
+    if (Str(s, "state") != "succeeded") {
+      ++failed;
+    } else if (Count(s, "unhealed") > 0) {
+      ++unhealed_jobs;
+      unhealed += Count(s, "unhealed");
+    }
+  }
+  if (failed > 0) return CliError{absl::StrCat(failed, " scrub(s) failed"), 1};
+  if (unhealed > 0) {
+    return CliError{absl::StrCat("the scrub could not heal ", unhealed, " finding(s) in ",
+                                 unhealed_jobs, " job(s); see the report (unhealed entries)"),
+                    3};
+  }
+  return std::nullopt;
+}
+
 ScrubCommands::ScrubCommands(CLI::App& app, Globals& g, std::function<void()>& action) : g_(g) {
   auto* scrub = app.add_subcommand(
       "scrub",
@@ -175,7 +193,7 @@ ScrubCommands::ScrubCommands(CLI::App& app, Globals& g, std::function<void()>& a
 }
 
 void ScrubCommands::Start() {
-  std::optional<double> rehash = ParseRehash(rehash_);
+  std::optional<double> rehash = ParseRehashFraction(rehash_);
   if (all_ && !runner_.empty()) throw CliError{"--all takes no RUNNER/JOB", 2};
   if (!all_ && (runner_.empty() || job_.empty()))
     throw CliError{"scrub needs RUNNER JOB, or --all", 2};
@@ -212,7 +230,8 @@ void ScrubCommands::Start() {
     done.push_back(WaitFor(api, Str(q, "id")));
     if (!g_.json) PrintScrub(done.back());
   }
-  Finish(done, !all_);
+  if (g_.json) std::cout << (all_ ? done : done[0]).dump(2) << "\n";
+  if (auto verdict = WaitVerdict(done)) throw *verdict;
 }
 
 json ScrubCommands::WaitFor(Api& api, const std::string& id) {
@@ -231,26 +250,6 @@ json ScrubCommands::WaitFor(Api& api, const std::string& id) {
                    static_cast<long long>(Count(s, "objects_rehashed")), Elapsed(s).c_str());
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-}
-
-void ScrubCommands::Finish(const json& done, bool one) {
-  if (g_.json) std::cout << (one && done.size() == 1 ? done[0] : done).dump(2) << "\n";
-  int failed = 0, unhealed_jobs = 0;
-  int64_t unhealed = 0;
-  for (const auto& s : done) {
-    if (Str(s, "state") != "succeeded") {
-      ++failed;
-    } else if (Count(s, "unhealed") > 0) {
-      ++unhealed_jobs;
-      unhealed += Count(s, "unhealed");
-    }
-  }
-  if (failed > 0) throw CliError{absl::StrCat(failed, " scrub(s) failed"), 1};
-  if (unhealed > 0) {
-    throw CliError{absl::StrCat("the scrub could not heal ", unhealed, " finding(s) in ",
-                                unhealed_jobs, " job(s); see the report (unhealed entries)"),
-                   3};
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "cli/cli_support.h"
@@ -18,6 +19,15 @@ class App;
 }
 
 namespace ds::cli {
+
+// --rehash as typed: nullopt when empty (the server's default applies).
+// Throws CliError (exit 2) unless `text` is a number from 0 to 1.
+std::optional<double> ParseRehashFraction(const std::string& text);
+
+// How `scrub --wait` ends after the finished scrub objects `done`: nullopt (exit 0) when every one
+// succeeded and left nothing unhealed, even if it healed drift; exit 1 when one failed; exit 3,
+// with the count in the message, when findings were left unhealed.
+std::optional<CliError> WaitVerdict(const nlohmann::json& done);
 
 class ScrubCommands {
  public:
@@ -33,8 +43,6 @@ class ScrubCommands {
   void Status();  // scrub status
   // Polls GET /scrubs/{id} until the scrub is no longer queued or running (progress on a tty).
   nlohmann::json WaitFor(Api& api, const std::string& id);
-  // Prints the reports of `done` (or the JSON) and throws the exit status the contract asks for.
-  void Finish(const nlohmann::json& done, bool one);
 
   Globals& g_;
   std::string runner_;
