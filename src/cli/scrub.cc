@@ -7,9 +7,12 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/time_util.h"
@@ -195,8 +198,9 @@ ScrubCommands::ScrubCommands(CLI::App& app, Globals& g, std::function<void()>& a
 void ScrubCommands::Start() {
   std::optional<double> rehash = ParseRehashFraction(rehash_);
   if (all_ && !runner_.empty()) throw CliError{"--all takes no RUNNER/JOB", 2};
-  if (!all_ && (runner_.empty() || job_.empty()))
+  if (!all_ && (runner_.empty() || job_.empty())) {
     throw CliError{"scrub needs RUNNER JOB, or --all", 2};
+  }
   json body = json::object();
   if (rehash) body["rehash_fraction"] = *rehash;
   Api api(g_);
@@ -223,10 +227,10 @@ void ScrubCommands::Start() {
     }
     return;
   }
-  json ids = all_ ? queued.value("queued", json::array()) : json::array({queued});
-  std::cerr << "waiting for " << ids.size() << " scrub(s) ...\n";
+  json started = all_ ? queued.value("queued", json::array()) : json::array({queued});
+  std::cerr << "waiting for " << started.size() << " scrub(s) ...\n";
   json done = json::array();
-  for (const auto& q : ids) {
+  for (const auto& q : started) {
     done.push_back(WaitFor(api, Str(q, "id")));
     if (!g_.json) PrintScrub(done.back());
   }
