@@ -1,7 +1,8 @@
 // The DataSync dashboard: sign-in, then one page per hash route (#/overview, #/runners, #/jobs,
-// #/runs, #/runs/ID, #/logs, #/tokens, #/audit), each polling the admin API while shown.
+// #/runs, #/runs/ID, #/scrub, #/logs, #/tokens, #/audit), each polling the admin API while shown.
 import { api, get, post, put, del, jobPath, query, setCsrfToken, onUnauthenticated, ApiError } from './api.js';
 import { h, $, localTime, localHour, bytes, duration, badge, table, progress, barChart, field, select } from './ui.js';
+import { scrubPage } from './scrub.js';
 
 const POLL_MS = 3000;
 let me = null;            // {actor, role, user, csrf_token}
@@ -308,6 +309,8 @@ pages.run = (id) => {
     },
   };
 };
+
+pages.scrub = (params) => scrubPage(params, { action });
 
 pages.logs = (params) => {
   const form = h('form', { class: 'filters' },

@@ -12,7 +12,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "cli/cli_support.h"
 #include "cli/drill.h"
+#include "cli/scrub.h"
 #include "common/crypto.h"
 #include "common/files.h"
 #include "common/time_util.h"
@@ -24,103 +26,14 @@ namespace {
 
 using nlohmann::json;
 
-struct Globals {
-  std::string server;
-  std::string token;
-  std::string token_file;
-  bool json = false;
-};
-
-// A failure that ends the command: printed as one line, exit 1.
-struct CliError {
-  std::string message;
-  int code = 1;
-};
-
-std::string Env(const char* name, const std::string& fallback = "") {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? v : fallback;
-}
-
-class Api {
- public:
-  explicit Api(const Globals& g) : client_(g.server, {}) {
-    std::string token = g.token.empty() ? Env("DATASYNC_TOKEN") : g.token;
-    if (token.empty()) {
-      std::string file = g.token_file.empty() ? Env("DATASYNC_TOKEN_FILE", "./var/admin.token") : g.token_file;
-      auto t = ReadFileToString(file, 4096);
-      if (!t.ok()) {
-        throw CliError{absl::StrCat("no admin token: pass --token, set DATASYNC_TOKEN, or point --token-file at "
-                                    "the server's admin.token (", t.status().message(), ")")};
-      }
-      token = std::string(absl::StripAsciiWhitespace(*t));
-    }
-    client_.SetDefaultHeader("Authorization", "Bearer " + token);
-  }
-
-  // Calls the admin API; throws CliError with the server's problem detail on failure.
-  json Call(const std::string& method, const std::string& target, const std::string& body = "",
-            const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    auto resp = client_.Do(method, "/api/v1/admin" + target, body, headers);
-    if (!resp.ok()) {
-      throw CliError{absl::StrCat("cannot reach ", client_.base_url(), ": ", resp.status().message())};
-    }
-    absl::Status st = http::StatusFromResponse(*resp);
-    if (!st.ok()) throw CliError{std::string(st.message())};
-    try {
-      return resp->body.empty() ? json::object() : json::parse(resp->body);
-    } catch (const json::exception&) {
-      throw CliError{"the server sent an invalid JSON answer"};
-    }
-  }
-  // Like Call but returns nullopt on 404.
-  std::optional<json> Find(const std::string& target) {
-    auto resp = client_.Do("GET", "/api/v1/admin" + target);
-    if (resp.ok() && resp->status == 404) return std::nullopt;
-    return Call("GET", target);
-  }
-
- private:
-  http::Client client_;
-};
-
-std::string Seg(const std::string& s) { return http::PercentEncode(s); }
-
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return "";
-  if (it->is_string()) return it->get<std::string>();
-  return it->dump();
-}
-
-// Prints rows as aligned columns with a header.
-void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w(header.size());
-  for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
-  for (const auto& r : rows) {
-    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  }
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string out;
-    for (size_t i = 0; i < r.size(); ++i) {
-      out += r[i];
-      if (i + 1 < r.size()) out += std::string(w[i] - r[i].size() + 2, ' ');
-    }
-    std::cout << out << "\n";
-  };
-  line(header);
-  for (const auto& r : rows) line(r);
-}
-
-std::string HumanBytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) v /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
+using cli::Api;
+using cli::CliError;
+using cli::Env;
+using cli::Globals;
+using cli::HumanBytes;
+using cli::PrintTable;
+using cli::Seg;
+using cli::Str;
 
 int64_t DurationMs(const std::string& text, const char* what) {
   auto d = ParseDuration(text);
@@ -532,6 +445,8 @@ int RunCli(int argc, char** argv) {
       PrintTable({"ID", "JOB", "STATE", "DONE", "FILES", "BYTES", "RATE", "ETA", "ROWS", "MISMATCH", "REQUESTED"}, rows);
     };
   });
+
+  cli::ScrubCommands scrub(app, g, action);
 
   // drills
   DrillOptions drill;

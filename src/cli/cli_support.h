@@ -1,0 +1,64 @@
+// What every `datasync` subcommand shares: the global options, the admin API client, the error
+// that ends a command, and the helpers that print tables, sizes and JSON fields.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "http/http_client.h"
+
+namespace ds::cli {
+
+// Options given before or with any subcommand.
+struct Globals {
+  std::string server;
+  std::string token;
+  std::string token_file;
+  bool json = false;
+};
+
+// A failure that ends the command: printed as one line on stderr, exit `code` (1 failure,
+// 2 usage error, 3 a finding the operator must look at).
+struct CliError {
+  std::string message;
+  int code = 1;
+};
+
+// The environment variable `name`, or `fallback` when unset or empty.
+std::string Env(const char* name, const std::string& fallback = "");
+
+// The admin API (`/api/v1/admin`) with the operator's token (--token, DATASYNC_TOKEN, or the
+// token file). Throws CliError when no token can be found.
+class Api {
+ public:
+  explicit Api(const Globals& g);
+
+  // Calls the admin API; throws CliError with the server's problem detail on failure.
+  nlohmann::json Call(const std::string& method, const std::string& target,
+                      const std::string& body = "",
+                      const std::vector<std::pair<std::string, std::string>>& headers = {});
+  // Like Call("GET", ...) but returns nullopt on 404.
+  std::optional<nlohmann::json> Find(const std::string& target);
+
+ private:
+  http::Client client_;
+};
+
+// One percent-encoded path segment.
+std::string Seg(const std::string& s);
+
+// `j[key]` as text: strings as they are, other values as JSON, "" when absent or null.
+std::string Str(const nlohmann::json& j, const char* key);
+
+// Prints rows as aligned columns with a header, on stdout.
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows);
+
+// "512 B", "1.5 MiB".
+std::string HumanBytes(uint64_t b);
+
+}  // namespace ds::cli
