@@ -32,7 +32,10 @@ class TempCleanupTest : public ::testing::Test {
     auto j = OpenJournal((dir_ / "agent.db").string());
     ASSERT_TRUE(j.ok()) << j.status();
     journal_ = std::move(*j);
-    JournalRun run{kRun, "raw", 1, "schedule"};
+    JournalRun run;
+    run.run_id = kRun;
+    run.job = "raw";
+    run.job_id = 1;
     ASSERT_TRUE(journal_->BeginRun(run).ok());
   }
   void TearDown() override { fs::remove_all(dir_); }
