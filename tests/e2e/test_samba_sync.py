@@ -85,9 +85,11 @@ class SambaSyncTest(unittest.TestCase):
         """A commanded run, once every run of the job has closed (the agent also runs a new job
         once by itself at start: that run may come first). Returns the commanded run."""
         p = self.c.cli("sync", RUNNER, JOB, "--wait", "--json", check=False)
-        self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+        run = json.loads(p.stdout) if p.stdout.strip() else {}
+        # (The CLI exits non-zero for a run that closed partial: skipped files.)
+        self.assertIn(run.get("state"), ("succeeded", "partial"), p.stderr + p.stdout)
         self.runs()
-        return json.loads(p.stdout)
+        return run
 
     def runs(self):
         def closed():
