@@ -1105,16 +1105,6 @@ absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool g
     s.temp_name_ = std::move(temp.first);
     s.CloseUnnamed();
   }
-  if (!syncfs_flushes_) {
-    // A share may apply the write time of the closed data handle after SettleStaged set the
-    // times (FUSE sends RELEASE after close() returns; Samba updates a written file's time late):
-    // set them again before the sidecar records them.
-    struct stat now {};
-    if (::fstatat(dir, s.temp_name_.c_str(), &now, AT_SYMLINK_NOFOLLOW) == 0 &&
-        MtimeNs(now) != s.stored_mtime_ns_) {
-      DS_ASSIGN_OR_RETURN(s.stored_mtime_ns_, SetTimesAt(dir, s.temp_name_, s.mtime_ns_, s.temp_desc_));
-    }
-  }
   DS_RETURN_IF_ERROR(RecordSidecar(s, !grouped));
   if (int e = RenameRetrying(dir, s.temp_name_.c_str(), name.c_str()); e != 0) {
     return StorageError(e, absl::StrCat("rename ", s.temp_desc_, " to ", name));
