@@ -155,7 +155,7 @@ class DiskSampler {
 constexpr milliseconds kDiskSampleInterval{30'000};
 // How often the agent tries again to remove its interrupted uploads' temp files while storage
 // cannot be opened.
-constexpr milliseconds kTempCleanupRetry{30'000};
+constexpr milliseconds kTempCleanupRetry{10'000};
 
 class Agent {
  public:

@@ -57,17 +57,20 @@ absl::StatusOr<size_t> RemoveUploadTemps(Storage& storage, const std::string& ru
   std::map<std::string, std::set<std::string>> by_folder;  // folder -> keys
   for (const auto& mark : marks) by_folder[FolderOf(mark.second)].insert(mark.second);
   size_t removed = 0;
+  absl::Status failed = absl::OkStatus();  // the first temp file that could not be removed
   for (const auto& [folder, keys] : by_folder) {
     DS_ASSIGN_OR_RETURN(std::set<std::string> before, TempsIn(storage, folder));
     if (before.empty()) continue;
     for (const std::string& key : keys) {
       if (absl::Status st = storage.AbandonUpload(key, run_id); !st.ok()) {
         spdlog::warn("run={} removing the temp file of {}: {}", run_id, key, st);
+        if (failed.ok()) failed = st;
       }
     }
     DS_ASSIGN_OR_RETURN(std::set<std::string> after, TempsIn(storage, folder));
     for (const std::string& temp : before) removed += after.count(temp) == 0 ? 1 : 0;
   }
+  DS_RETURN_IF_ERROR(failed);
   return removed;
 }
 

@@ -33,7 +33,8 @@ class LazyStorage {
 
 // Removes the temp files the uploads `marks` of run `run_id` may have left (Storage::AbandonUpload,
 // only in folders that hold temp files at all); returns how many temp files it removed. The
-// objects under the marks' keys are never touched. REQUIRES: no upload of `run_id` is running.
+// objects under the marks' keys are never touched. Errors: the first temp file that could not be
+// removed (after trying them all), or listing failed. REQUIRES: no upload of `run_id` is running.
 [[nodiscard]] absl::StatusOr<size_t> RemoveUploadTemps(Storage& storage, const std::string& run_id,
                                                         const InFlightMarks& marks);
 
