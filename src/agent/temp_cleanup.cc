@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "agent/storage_profile.h"
 #include "common/log.h"
 
 namespace ds {
@@ -35,6 +36,13 @@ absl::StatusOr<InFlightMarks> MarksOf(Journal* journal, const std::string& run_i
     return absl::OkStatus();
   }));
   return marks;
+}
+
+// Object storage (written with the server's grants) has no temp files: an interrupted upload
+// leaves only uncommitted blocks, which the service discards.
+bool HasNoTempFiles(const std::string& url) {
+  absl::StatusOr<StorageProfile> profile = ProfileStorage(url);
+  return profile.ok() && !profile->agent_writes;
 }
 
 }  // namespace
@@ -77,7 +85,7 @@ absl::StatusOr<size_t> RemoveUploadTemps(Storage& storage, const std::string& ru
 absl::Status RemoveReplayedRunTemps(Journal* journal, LazyStorage& storage,
                                     const std::string& run_id, bool* kept) {
   DS_ASSIGN_OR_RETURN(InFlightMarks marks, MarksOf(journal, run_id));
-  if (marks.empty()) return absl::OkStatus();
+  if (marks.empty() || HasNoTempFiles(storage.url())) return absl::OkStatus();
   absl::Status status = storage.get() != nullptr ? absl::OkStatus() : storage.status();
   if (status.ok()) {
     absl::StatusOr<size_t> removed = RemoveUploadTemps(*storage.get(), run_id, marks);
@@ -104,6 +112,10 @@ absl::Status RemoveInterruptedTemps(Journal* journal, const std::string& storage
     if (!marks.empty()) todo.emplace_back(run.run_id, std::move(marks));
   }
   if (todo.empty() && kept.empty()) return absl::OkStatus();
+  if (HasNoTempFiles(storage_url)) {
+    for (const auto& [run_id, marks] : kept) DS_RETURN_IF_ERROR(journal->ForgetKeptInFlight(run_id));
+    return absl::OkStatus();
+  }
   LazyStorage storage(storage_url);
   auto unreachable = [&](const absl::Status& st) {
     spdlog::warn("temp files of interrupted uploads not removed yet: storage {} unusable ({}); trying again later",

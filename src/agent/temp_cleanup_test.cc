@@ -115,5 +115,19 @@ TEST_F(TempCleanupTest, AReplayWithStorageRemovesTheRunsTempFiles) {
   EXPECT_FALSE(Exists(ours));
 }
 
+TEST_F(TempCleanupTest, ObjectStorageHasNoTempFilesToWaitFor) {
+  const std::string azblob = "azblob://account/container";
+  ASSERT_TRUE(journal_->MarkInFlight(kRun, {{"a.dat", "lab/raw/a.dat"}}).ok());
+  LazyStorage storage(azblob);
+  bool kept = false;
+  ASSERT_TRUE(RemoveReplayedRunTemps(journal_.get(), storage, kRun, &kept).ok());
+  EXPECT_FALSE(kept);
+  ASSERT_TRUE(journal_->KeepInFlight("old-run", {{"b.dat", "lab/raw/b.dat"}}).ok());
+  ASSERT_TRUE(RemoveInterruptedTemps(journal_.get(), azblob).ok());
+  auto marks = journal_->KeptInFlight();
+  ASSERT_TRUE(marks.ok());
+  EXPECT_TRUE(marks->empty());
+}
+
 }  // namespace
 }  // namespace ds
