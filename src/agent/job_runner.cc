@@ -84,10 +84,12 @@ bool AgentWrites(const std::string& url) {
   return profile.ok() && profile->agent_writes;
 }
 
-// Logs a put that did not land, as SetPutError counted it.
-void LogPutError(const std::string& run_id, const protocol::FileResult& r) {
+// Logs a put that did not land, as SetPutError counted it. A skipped planned file is done for the
+// run's progress (`counters`, optional) now: results count there only when uploaded or failed.
+void NotePutError(const std::string& run_id, const protocol::FileResult& r, RunCounters* counters) {
   if (r.status == "skipped") {
     spdlog::info("run={} {} skipped: {}", run_id, r.path, r.error);
+    if (counters != nullptr) ++counters->files_done;
   } else {
     spdlog::warn("run={} upload of {} failed: {}", run_id, r.path, r.error);
   }
@@ -345,7 +347,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         r.kept_version = put->kept_version;
       } else {
         SetPutError(put.status(), &r);  // a name refusal skips the file
-        LogPutError(run_id, r);
+        NotePutError(run_id, r, o.counters);
       }
       r.duration_ms = finish_ms(batch[k].started);
       out->push_back(std::move(r));
@@ -1077,7 +1079,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
             r.kept_version = put->kept_version.empty() ? granted_kept_version : put->kept_version;
           } else {
             SetPutError(put.status(), &r);  // a name refusal skips the file
-            LogPutError(run_id, r);
+            NotePutError(run_id, r, o.counters);
           }
         }
         r.duration_ms = finish_ms(t0);
