@@ -23,6 +23,7 @@
 #include "agent/job_runner.h"
 #include "agent/journal.h"
 #include "agent/log_buffer.h"
+#include "agent/temp_cleanup.h"
 #include "common/metrics.h"
 #include "http/http_server.h"
 #include "spdlog/pattern_formatter.h"
@@ -152,6 +153,9 @@ class DiskSampler {
 
 // How often the job folders' free space is sampled (heartbeats send the last sample).
 constexpr milliseconds kDiskSampleInterval{30'000};
+// How often the agent tries again to remove its interrupted uploads' temp files while storage
+// cannot be opened.
+constexpr milliseconds kTempCleanupRetry{10'000};
 
 class Agent {
  public:
@@ -422,11 +426,17 @@ class Agent {
         std::lock_guard<std::mutex> lock(mu_);
         if (!fatal_.ok()) return fatal_;
       }
+      RemoveTempsIfDue();
       if (server_ok_.load() && replay_needed_.exchange(false)) {
-        absl::Status st = ReplayJournal(client_.get(), journal_.get(), StorageUrl(), &stop_);
+        bool temps_kept = false;
+        absl::Status st = ReplayJournal(client_.get(), journal_.get(), StorageUrl(), &stop_, &temps_kept);
         if (!st.ok()) {
           spdlog::warn("journal replay paused: {}", st.message());
           replay_needed_ = true;
+        }
+        if (temps_kept) {
+          temp_cleanup_needed_ = true;
+          temp_cleanup_after_ = Clock::now() + kTempCleanupRetry;
         }
       }
       if (HaveJobs()) RunDueWork();
@@ -438,6 +448,20 @@ class Agent {
       wake_ = false;
     }
     return absl::OkStatus();
+  }
+
+  // Temp files of this agent's interrupted uploads: removed at start and, while storage cannot be
+  // opened (then, or when a replay could not remove them), tried again every kTempCleanupRetry.
+  // Main loop thread only; runs never overlap it (they run on this thread too).
+  void RemoveTempsIfDue() {
+    if (!temp_cleanup_needed_ || Clock::now() < temp_cleanup_after_) return;
+    const std::string url = StorageUrl();
+    if (url.empty()) return;  // never told a storage: nothing was uploaded either
+    if (RemoveInterruptedTemps(journal_.get(), url).ok()) {
+      temp_cleanup_needed_ = false;
+    } else {
+      temp_cleanup_after_ = Clock::now() + kTempCleanupRetry;
+    }
   }
 
   bool HaveJobs() {
@@ -752,6 +776,9 @@ class Agent {
   std::atomic<milliseconds> server_interval_{milliseconds(0)};
   std::atomic<bool> server_ok_{false};
   std::atomic<bool> replay_needed_{true};
+  // Owned by the main loop thread (RemoveTempsIfDue).
+  bool temp_cleanup_needed_ = true;
+  Clock::time_point temp_cleanup_after_{};
 
   std::mutex mu_;
   std::mutex key_mu_;  // guards state_.api_key once the threads run (key rotation)

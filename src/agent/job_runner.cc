@@ -14,6 +14,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "agent/storage_profile.h"
+#include "agent/temp_cleanup.h"
+#include "agent/upload_outcome.h"
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/time_util.h"
@@ -60,6 +63,36 @@ void KeepHashCache(const std::string& key, std::unique_ptr<HashCache> cache) {
   if (!cache) return;
   std::lock_guard<std::mutex> lock(g_hash_caches_mu);
   g_hash_caches[key] = std::move(cache);
+}
+
+// Whether a run copies files into `url` while it scans them: only into storage that stages
+// unnamed files (asked once per storage and process; ProfileStorage logs the choice).
+bool CopiesWhileScanning(const std::string& url, const std::string& run_id) {
+  absl::StatusOr<StorageProfile> profile = ProfileStorage(url);
+  if (!profile.ok()) {
+    spdlog::warn("run={} storage {} cannot be opened ({}): not copying while scanning", run_id, url,
+                 profile.status().message());
+    return false;
+  }
+  return profile->copies_while_scanning;
+}
+
+// Whether the agent writes `url` itself (a directory or share), so that it may sync onto it
+// while the server is away.
+bool AgentWrites(const std::string& url) {
+  absl::StatusOr<StorageProfile> profile = ProfileStorage(url);
+  return profile.ok() && profile->agent_writes;
+}
+
+// Logs a put that did not land, as SetPutError counted it. A skipped planned file is done for the
+// run's progress (`counters`, optional) now: results count there only when uploaded or failed.
+void NotePutError(const std::string& run_id, const protocol::FileResult& r, RunCounters* counters) {
+  if (r.status == "skipped") {
+    spdlog::info("run={} {} skipped: {}", run_id, r.path, r.error);
+    if (counters != nullptr) ++counters->files_done;
+  } else {
+    spdlog::warn("run={} upload of {} failed: {}", run_id, r.path, r.error);
+  }
 }
 
 // The server could not be reached at all (as opposed to answering with an error).
@@ -235,7 +268,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   //      once the job's index has moved on from it: the copying then stops (copy_delta).
   const bool may_copy = o.copy_while_scanning && !o.server_known_down && o.new_client;
   const bool copy_delta =
-      may_copy && cache->size() > 0 && storage_url.rfind("file://", 0) == 0;
+      may_copy && cache->size() > 0 && CopiesWhileScanning(storage_url, run_id);
   bool copy_while_scanning = copy_delta;
   if (may_copy && cache->size() == 0) {
     protocol::CompareRequest opening;
@@ -247,7 +280,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       DS_RETURN_IF_ERROR(journal->MarkOnline(run_id));
       answered = true;
       if (!resp->storage_url.empty()) storage_url = resp->storage_url;
-      copy_while_scanning = resp->index_empty && storage_url.rfind("file://", 0) == 0;
+      copy_while_scanning = resp->index_empty && CopiesWhileScanning(storage_url, run_id);
     } else if (Unreachable(resp.status())) {
       attempts = 1;  // it was just retried: the probe below goes offline at once
     } else {
@@ -313,10 +346,8 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         r.sha256 = put->info.sha256;
         r.kept_version = put->kept_version;
       } else {
-        r.status = "failed";
-        r.mtime_ns = 0;
-        r.error = std::string(put.status().message());
-        spdlog::warn("run={} upload of {} failed: {}", run_id, r.path, r.error);
+        SetPutError(put.status(), &r);  // a name refusal skips the file
+        NotePutError(run_id, r, o.counters);
       }
       r.duration_ms = finish_ms(batch[k].started);
       out->push_back(std::move(r));
@@ -519,11 +550,11 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         --live_copies;
         live_bytes -= size;
         copies_cv.notify_all();
-        // A file that changed, a full budget of unnamed files, a file already under the key:
-        // this one is hashed and uploaded as usual. Anything else (storage trouble): the rest too.
+        // A file that changed, a full budget of unnamed files, a file already under the key, a
+        // name the storage refuses: this one is hashed and uploaded (or skipped) as usual.
+        // Anything else (storage trouble): the rest too.
         const absl::Status st = s.ok() ? absl::InternalError("staged size or hash unknown") : s.status();
-        if (!absl::IsAborted(st) && !absl::IsResourceExhausted(st) && !absl::IsCancelled(st) &&
-            !absl::IsAlreadyExists(st)) {
+        if (ClassifyCopyDecline(st) == CopyDecline::kStopCopying) {
           if (!copies_off) {
             spdlog::warn("run={} copying while scanning stopped ({}); the rest is uploaded after the scan",
                          run_id, st.message());
@@ -825,7 +856,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
       continue;
     }
     if (!resp.ok()) {
-      if (Unreachable(resp.status()) && !answered && storage_url.rfind("file://", 0) == 0) {
+      if (Unreachable(resp.status()) && !answered && AgentWrites(storage_url)) {
         online = false;
         break;
       }
@@ -1047,9 +1078,8 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
             r.sha256 = put->info.sha256.empty() ? e->sha256 : put->info.sha256;
             r.kept_version = put->kept_version.empty() ? granted_kept_version : put->kept_version;
           } else {
-            r.status = "failed";
-            r.error = std::string(put.status().message());
-            spdlog::warn("run={} upload of {} failed: {}", run_id, u.path, r.error);
+            SetPutError(put.status(), &r);  // a name refusal skips the file
+            NotePutError(run_id, r, o.counters);
           }
         }
         r.duration_ms = finish_ms(t0);
@@ -1137,29 +1167,17 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
 }
 
 absl::Status ReplayJournal(http::Client* client, Journal* journal, const std::string& storage_url,
-                           const std::atomic<bool>* stop) {
+                           const std::atomic<bool>* stop, bool* temps_kept) {
   DS_ASSIGN_OR_RETURN(auto runs, journal->PendingRuns());
-  std::unique_ptr<Storage> storage;
+  LazyStorage storage(storage_url);
+  bool kept = false;
   for (const auto& run : runs) {
     if (Stopped(stop)) return absl::CancelledError("stopping");
     const std::string& id = run.run_id;
-    // Temp files of uploads a crash interrupted: never visible as measurements; removed here.
-    DS_RETURN_IF_ERROR(journal->ForEachInFlight(
-        id, [&](std::vector<std::pair<std::string, std::string>> in_flight) -> absl::Status {
-          if (!storage) {
-            auto url = ParseStorageUrl(storage_url);
-            if (url.ok()) {
-              auto s = OpenStorage(*url);
-              if (s.ok()) storage = std::move(*s);
-            }
-          }
-          for (const auto& [path, key] : in_flight) {
-            if (!storage) break;
-            absl::Status st = storage->AbandonUpload(key, id);
-            if (!st.ok()) spdlog::warn("run={} removing the temp file of {}: {}", id, key, st);
-          }
-          return absl::OkStatus();
-        }));
+    // Temp files of uploads a crash interrupted: never visible as measurements; removed here,
+    // or (storage unreachable) their marks are kept for RemoveInterruptedTemps.
+    DS_RETURN_IF_ERROR(RemoveReplayedRunTemps(journal, storage, id, &kept));
+    if (temps_kept != nullptr) *temps_kept = kept;
     const bool interrupted = !run.closed || run.interrupted;
     const std::string error =
         run.error.empty() && !run.closed ? "the agent stopped during the run" : run.error;

@@ -72,8 +72,12 @@ struct JobRunOutcome {
 // Reports what the journal holds that the server has not acknowledged: interrupted runs (their
 // temp files removed, closed as abandoned with every result they produced) and offline runs
 // (compared, then completed). Unavailable when the server stops answering; the rest stays.
+// When storage cannot be opened to remove a run's temp files, the run is reported all the same
+// and its in-flight marks are kept in the journal (`*temps_kept` set true, if given): the caller
+// then calls RemoveInterruptedTemps later.
 [[nodiscard]] absl::Status ReplayJournal(http::Client* client, Journal* journal,
                                          const std::string& storage_url,
-                                         const std::atomic<bool>* stop);
+                                         const std::atomic<bool>* stop,
+                                         bool* temps_kept = nullptr);
 
 }  // namespace ds

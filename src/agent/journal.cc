@@ -1,6 +1,7 @@
 #include "agent/journal.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <SQLiteCpp/VariadicBind.h>
 
 #include <algorithm>
 #include <mutex>
@@ -60,6 +61,15 @@ CREATE TABLE IF NOT EXISTS staged_blocks (
   block_id     TEXT NOT NULL,                -- base64, content-derived
   staged_at_ms INTEGER NOT NULL,             -- Unix ms
   PRIMARY KEY (key, sha256, block_id)
+) WITHOUT ROWID;
+-- In-flight marks of runs that left the journal while their uploads' temp files could not be
+-- removed (storage unreachable when the run was replayed): removed, then forgotten, later.
+CREATE TABLE IF NOT EXISTS kept_in_flight (
+  run_id   TEXT NOT NULL,                    -- correlation id of the interrupted run
+  key      TEXT NOT NULL,                    -- storage key of the upload
+  path     TEXT NOT NULL,                    -- relative to the job's source folder
+  kept_at  INTEGER NOT NULL,                 -- Unix ms
+  PRIMARY KEY (run_id, key)
 ) WITHOUT ROWID;
 -- The last job definitions from the server.
 CREATE TABLE IF NOT EXISTS job_cache (
@@ -317,6 +327,41 @@ class SqliteJournal final : public Journal {
       }
       return true;
     });
+  }
+
+  absl::Status KeepInFlight(const std::string& run_id, const InFlightMarks& marks) override {
+    if (marks.empty()) return absl::OkStatus();
+    return Locked([&]() -> absl::Status {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      SQLite::Statement q(db_, R"sql(
+        INSERT OR IGNORE INTO kept_in_flight (run_id, key, path, kept_at) VALUES (?, ?, ?, ?))sql");
+      const int64_t now_ms = SystemClock()->NowUnixMs();
+      for (const auto& [path, key] : marks) {
+        q.reset();
+        SQLite::bind(q, run_id, key, path, now_ms);
+        q.exec();
+      }
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::vector<std::pair<std::string, InFlightMarks>>> KeptInFlight() override {
+    return Locked([&]() -> absl::StatusOr<std::vector<std::pair<std::string, InFlightMarks>>> {
+      SQLite::Statement q(db_, R"sql(
+        SELECT run_id, path, key FROM kept_in_flight ORDER BY run_id, key)sql");
+      std::vector<std::pair<std::string, InFlightMarks>> out;
+      while (q.executeStep()) {
+        std::string run_id = q.getColumn(0).getString();
+        if (out.empty() || out.back().first != run_id) out.emplace_back(std::move(run_id), InFlightMarks{});
+        out.back().second.emplace_back(q.getColumn(1).getString(), q.getColumn(2).getString());
+      }
+      return out;
+    });
+  }
+
+  absl::Status ForgetKeptInFlight(const std::string& run_id) override {
+    return Exec("DELETE FROM kept_in_flight WHERE run_id = ?", run_id);
   }
 
   absl::Status ForEachIndexed(

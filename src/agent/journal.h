@@ -30,6 +30,9 @@ struct JournalRun {
   int64_t started_at_ms = 0;
 };
 
+// (path, storage key) of uploads marked in flight (Journal::MarkInFlight).
+using InFlightMarks = std::vector<std::pair<std::string, std::string>>;
+
 struct IndexedContent {
   uint64_t size = 0;
   std::string sha256;
@@ -74,6 +77,16 @@ class Journal {
   [[nodiscard]] virtual absl::Status ForEachInFlight(
       const std::string& run_id,
       const std::function<absl::Status(std::vector<std::pair<std::string, std::string>>)>& fn) = 0;
+
+  // Marks of `run_id`'s uploads kept after the run leaves the journal (ForgetRun), because the
+  // temp files they may have left could not be removed yet (storage unreachable at replay).
+  [[nodiscard]] virtual absl::Status KeepInFlight(const std::string& run_id,
+                                                  const InFlightMarks& marks) = 0;
+  // Every run's kept marks (run id, marks), by run id.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<std::pair<std::string, InFlightMarks>>>
+  KeptInFlight() = 0;
+  // The temp files of `run_id`'s kept marks are gone: forgets the marks.
+  [[nodiscard]] virtual absl::Status ForgetKeptInFlight(const std::string& run_id) = 0;
 
   // What the index holds for a job, as far as this agent knows (for offline planning): calls `fn`
   // for each row in path order (byte-wise, as std::string compares), streaming (the rows are never

@@ -288,5 +288,29 @@ TEST_F(JournalTest, AJournalWithARowPerFileIsMigratedOnOpen) {
   EXPECT_EQ(q.getColumn(0).getInt(), 0);
 }
 
+// Marks kept for temp cleanup outlive the run (ForgetRun) and a reopen, until forgotten.
+TEST_F(JournalTest, KeptInFlightMarksOutliveTheirRunUntilForgotten) {
+  {
+    auto j = Open();
+    Begin(*j, "run-1");
+    ASSERT_TRUE(j->KeepInFlight("run-1", {{"a.dat", "lab/a.dat"}, {"b/c.dat", "lab/b/c.dat"}}).ok());
+    ASSERT_TRUE(j->KeepInFlight("run-2", {{"z.dat", "lab/z.dat"}}).ok());
+    ASSERT_TRUE(j->KeepInFlight("run-1", {{"a.dat", "lab/a.dat"}}).ok());  // kept twice: once
+    ASSERT_TRUE(j->ForgetRun("run-1").ok());
+  }
+  auto j = Open();
+  auto kept = j->KeptInFlight();
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  ASSERT_EQ(kept->size(), 2u);
+  EXPECT_EQ((*kept)[0].first, "run-1");
+  EXPECT_EQ((*kept)[0].second, (InFlightMarks{{"a.dat", "lab/a.dat"}, {"b/c.dat", "lab/b/c.dat"}}));
+  EXPECT_EQ((*kept)[1].first, "run-2");
+  ASSERT_TRUE(j->ForgetKeptInFlight("run-1").ok());
+  kept = j->KeptInFlight();
+  ASSERT_TRUE(kept.ok());
+  ASSERT_EQ(kept->size(), 1u);
+  EXPECT_EQ((*kept)[0].first, "run-2");
+}
+
 }  // namespace
 }  // namespace ds
