@@ -594,7 +594,10 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
 std::string FinalState(const Run& run, bool interrupted, const std::string& error) {
   const auto& s = run.summary;
   if (interrupted) return "abandoned";
-  uint64_t unresolved = s.files_planned - std::min(s.files_planned, s.files_uploaded + s.files_failed);
+  // A planned file the agent skipped (a name the destination cannot hold, a file gone since the
+  // scan) is resolved: it is reported, not pending.
+  uint64_t resolved = s.files_uploaded + s.files_failed + s.files_skipped;
+  uint64_t unresolved = s.files_planned - std::min(s.files_planned, resolved);
   if (!error.empty() && s.files_uploaded == 0) return "failed";
   if (s.files_failed > 0 || unresolved > 0 || !error.empty()) {
     return s.files_uploaded == 0 && s.files_planned > 0 ? "failed" : "partial";
