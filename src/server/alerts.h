@@ -31,6 +31,7 @@ inline constexpr const char* kAlertKinds[] = {
     "clock_skew",               // params: seconds
     "disk_free_low",            // params: percent
     "channel_failing",          // a notification channel's last attempt failed
+    "storage_drift",            // a job's last finished scrub found drift or could not heal all
 };
 bool IsAlertKind(const std::string& kind);
 bool IsEventAlertKind(const std::string& kind);
@@ -47,6 +48,7 @@ struct AlertInputs {
   int64_t index_budget_bytes = 0;  // 0 = none
   std::string storage_error;       // "" = storage answered
   std::vector<NotificationChannel> channels;
+  std::vector<Scrub> last_scrubs;  // the newest finished scrub of each job that has one
 };
 
 // One subject for which a rule's condition holds now.
