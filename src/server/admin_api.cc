@@ -270,22 +270,33 @@ absl::StatusOr<std::string> StartReconcile(ServerContext* ctx, const Request& re
   return ReconcileJson(*r, ctx->NowMs());
 }
 
-absl::StatusOr<std::string> ReconcileAll(ServerContext* ctx, const Request& req) {
-  bool verify = BoolField(req.body, "verify");
+// Queues `create(job_id)` for every job: {"queued": [to_json(...)...], "already_running":
+// ["runner/job", ...]} (AlreadyExists: one is queued or running for that job).
+template <typename Create, typename ToJson>
+absl::StatusOr<json> QueueForEveryJob(ServerContext* ctx, Create create, ToJson to_json) {
   DS_ASSIGN_OR_RETURN(auto jobs, ctx->index->ListJobs(std::nullopt));
   json queued = json::array(), busy = json::array();
   for (const auto& j : jobs) {
-    auto r = ctx->index->CreateReconcile(NewUuid(), j.spec.id, verify, ctx->NowMs());
+    auto r = create(j.spec.id);
     if (absl::IsAlreadyExists(r.status())) {
       busy.push_back(j.runner_name + "/" + j.spec.name);
       continue;
     }
     if (!r.ok()) return r.status();
-    queued.push_back(json::parse(ReconcileJson(*r, ctx->NowMs())));
+    queued.push_back(json::parse(to_json(*r, ctx->NowMs())));
   }
+  return json{{"queued", queued}, {"already_running", busy}};
+}
+
+absl::StatusOr<std::string> ReconcileAll(ServerContext* ctx, const Request& req) {
+  bool verify = BoolField(req.body, "verify");
+  DS_ASSIGN_OR_RETURN(json out, QueueForEveryJob(ctx, [&](int64_t job_id) {
+    return ctx->index->CreateReconcile(NewUuid(), job_id, verify, ctx->NowMs());
+  }, ReconcileJson));
   ctx->reconciles->Wake();
-  spdlog::info("admin: reconcile of all jobs: {} queued, {} already running", queued.size(), busy.size());
-  return json{{"queued", queued}, {"already_running", busy}}.dump();
+  spdlog::info("admin: reconcile of all jobs: {} queued, {} already running", out["queued"].size(),
+               out["already_running"].size());
+  return out.dump();
 }
 
 absl::StatusOr<std::string> ListReconciles(ServerContext* ctx, const Request& req) {
@@ -339,20 +350,13 @@ absl::StatusOr<std::string> StartScrub(ServerContext* ctx, const Request& req, c
 
 absl::StatusOr<std::string> ScrubAll(ServerContext* ctx, const Request& req) {
   DS_ASSIGN_OR_RETURN(double fraction, ScrubBody(ctx, req, true));
-  DS_ASSIGN_OR_RETURN(auto jobs, ctx->index->ListJobs(std::nullopt));
-  json queued = json::array(), busy = json::array();
-  for (const auto& j : jobs) {
-    auto s = ctx->index->CreateScrub(NewUuid(), j.spec.id, "operator", fraction, ctx->NowMs());
-    if (absl::IsAlreadyExists(s.status())) {
-      busy.push_back(j.runner_name + "/" + j.spec.name);
-      continue;
-    }
-    if (!s.ok()) return s.status();
-    queued.push_back(json::parse(ScrubJson(*s, ctx->NowMs())));
-  }
+  DS_ASSIGN_OR_RETURN(json out, QueueForEveryJob(ctx, [&](int64_t job_id) {
+    return ctx->index->CreateScrub(NewUuid(), job_id, "operator", fraction, ctx->NowMs());
+  }, ScrubJson));
   ctx->scrubs->Wake();
-  spdlog::info("admin: scrub of all jobs: {} queued, {} already running", queued.size(), busy.size());
-  return json{{"queued", queued}, {"already_running", busy}}.dump();
+  spdlog::info("admin: scrub of all jobs: {} queued, {} already running", out["queued"].size(),
+               out["already_running"].size());
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 absl::StatusOr<std::string> ListScrubs(ServerContext* ctx, const Request& req) {

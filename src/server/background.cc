@@ -240,15 +240,12 @@ void ReconcilePass::Flush() {
   upserts_.clear();
 }
 
-// Rows whose file is gone from storage. An empty listing against a populated index is far more
-// likely an unmounted share than a deleted job: refuse rather than wipe the index.
+// Rows whose file is gone from storage; an empty listing against a populated index is refused
+// rather than wiping the index.
 std::string ReconcilePass::RemoveMissing() {
   std::vector<std::string> deletes;
   for (const SyncedFile* row : walk_.Missing()) deletes.push_back(row->path);
-  if (r_.files_seen == 0 && walk_.row_count() > 0) {
-    return absl::StrCat("storage holds nothing under '", prefix_, "' but the index has ",
-                        walk_.row_count(), " rows for this job; is the share mounted? Nothing was changed");
-  }
+  if (std::string refusal = walk_.EmptyListingRefusal(); !refusal.empty()) return refusal;
   for (size_t i = 0; i < deletes.size(); i += kApplyBatch) {
     std::vector<std::string> part(deletes.begin() + static_cast<long>(i),
                                   deletes.begin() + static_cast<long>(std::min(deletes.size(), i + kApplyBatch)));

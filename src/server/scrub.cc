@@ -125,12 +125,8 @@ std::string ScrubPass::Run(bool* stopped) {
   if (stop_) return "";  // shutting down: another instance (or our restart) retakes it
   if (!list_status.ok()) return absl::StrCat("listing storage: ", list_status.message());
   if (!walk_status_.ok()) return absl::StrCat("reading storage: ", walk_status_.message());
-  // An empty listing against a populated index is far more likely an unmounted share than a
-  // lost job: refuse rather than plan every file again.
-  if (walk_.objects_seen() == 0 && walk_.row_count() > 0) {
-    return absl::StrCat("storage holds nothing under '", job_.spec.dest_prefix, "' but the index has ",
-                        walk_.row_count(), " rows for this job; is the share mounted? Nothing was changed");
-  }
+  // Rather than plan every file again.
+  if (std::string refusal = walk_.EmptyListingRefusal(); !refusal.empty()) return refusal;
   for (const SyncedFile* row : walk_.Missing()) OnMissing(*row);
   if (std::string error = Apply(); !error.empty()) return error;
   CheckEarlierLost();

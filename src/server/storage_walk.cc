@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/paths.h"
 
@@ -78,8 +79,10 @@ std::vector<const SyncedFile*> StorageWalk::Missing() const {
   return out;
 }
 
-absl::StatusOr<std::vector<ObjectInfo>> StorageWalk::TempObjects() const {
-  return storage_->ListTempObjects(prefix_);
+std::string StorageWalk::EmptyListingRefusal() const {
+  if (objects_seen_ > 0 || rows_.empty()) return "";
+  return absl::StrCat("storage holds nothing under '", prefix_, "' but the index has ", rows_.size(),
+                      " rows for this job; is the share mounted? Nothing was changed");
 }
 
 absl::StatusOr<std::vector<TempFinding>> SweepTempObjects(Storage* storage,

@@ -54,9 +54,9 @@ class StorageWalk {
   std::vector<const SyncedFile*> Missing() const;
   // Objects handed to `fn` (valid paths only).
   uint64_t objects_seen() const { return objects_seen_; }
-
-  // Leftovers of interrupted uploads under the prefix (ListTempObjects).
-  [[nodiscard]] absl::StatusOr<std::vector<ObjectInfo>> TempObjects() const;
+  // After Run: "" unless the listing found nothing where the index has rows, which is far more
+  // likely an unmounted share than a lost job; then the message refusing to act on it.
+  std::string EmptyListingRefusal() const;
 
  private:
   WalkItem Classify(const ObjectInfo& o, std::string path);
