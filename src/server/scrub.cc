@@ -275,7 +275,7 @@ void ScrubPass::CheckEarlierLost() {
     if (!runner_can_upload_) {
       reason = absl::StrCat("runner ", runner_.name, " is ", runner_.status, ": no runner can upload it again");
     } else if (runs.ok()) {
-      for (const Run& r : *runs) {
+      for (const ds::Run& r : *runs) {
         const auto& sum = r.summary;
         if (sum.started_at_ms > l.detected_at_ms && (sum.state == "succeeded" || sum.state == "partial")) {
           reason = absl::StrCat("source no longer on the runner: run ", sum.run_id, " (", sum.state,

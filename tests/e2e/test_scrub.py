@@ -41,6 +41,11 @@ def write_source(root, n=20, size=3000):
     return out
 
 
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def metric_samples(text, name):
     """{frozenset(label items): value} of the samples of metric `name` in Prometheus text."""
     out = {}
@@ -107,8 +112,7 @@ class ScrubCase(unittest.TestCase):
         return next(j for j in body["jobs"] if j["runner"] == RUNNER and j["job"] == JOB), body
 
     def stored(self, rel):
-        with open(os.path.join(self.dest, rel), "rb") as f:
-            return f.read()
+        return read_file(os.path.join(self.dest, rel))
 
 
 class ScrubDirTest(ScrubCase):
@@ -207,7 +211,7 @@ class ScrubDirTest(ScrubCase):
             self.assertEqual(rows[rel]["sha256"], hashlib.sha256(self.files[rel]).hexdigest(), rel)
         versions = os.path.join(self.c.share, ".datasync", "versions")
         kept = [os.path.join(d, f) for d, _, fs in os.walk(versions) for f in fs]
-        self.assertTrue(any(open(k, "rb").read().startswith(b"\xff" * 64) for k in kept), kept)
+        self.assertTrue(any(read_file(k).startswith(b"\xff" * 64) for k in kept), kept)
 
         again = self.scrub(rehash=1.0)
         self.assertEqual(again["state"], "succeeded", again)
