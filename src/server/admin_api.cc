@@ -568,6 +568,24 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
       .dump();
 }
 
+// The scrub's routes (docs/api.md, "Storage scrub").
+void AddScrubRoutes(ServerContext* ctx, Router* router, const AdminRouteWrapper& admin) {
+  const std::string base = "/api/v1/admin";
+  router->Add("POST", base + "/runners/{runner}/jobs/{job}/scrub",
+              admin([ctx](const Request& req, const PathParams& p) { return StartScrub(ctx, req, p); }, 202));
+  router->Add("POST", base + "/scrub", admin([ctx](const Request& req, const PathParams&) { return ScrubAll(ctx, req); }, 202));
+  router->Add("GET", base + "/scrubs", admin([ctx](const Request& req, const PathParams&) { return ListScrubs(ctx, req); }, 200));
+  // Before /scrubs/{id}: the first route that matches answers.
+  router->Add("GET", base + "/scrubs/status",
+              admin([ctx](const Request&, const PathParams&) { return ScrubStatus(ctx); }, 200));
+  router->Add("GET", base + "/scrubs/{id}", admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
+                auto s = ctx->index->GetScrub(p.at("id"));
+                if (absl::IsNotFound(s.status())) return absl::NotFoundError(absl::StrCat("no scrub ", p.at("id")));
+                if (!s.ok()) return s.status();
+                return ScrubJson(*s, ctx->NowMs());
+              }, 200));
+}
+
 }  // namespace
 
 void AddAdminRoutes(ServerContext* ctx, Router* router) {
@@ -635,16 +653,6 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
                 return out.dump();
               }, 202));
   router->Add("POST", base + "/reconcile", admin([ctx](const Request& req, const PathParams&) { return ReconcileAll(ctx, req); }, 202));
-  router->Add("POST", base + "/scrub", admin([ctx](const Request& req, const PathParams&) { return ScrubAll(ctx, req); }, 202));
-  router->Add("GET", base + "/scrubs", admin([ctx](const Request& req, const PathParams&) { return ListScrubs(ctx, req); }));
-  // Before /scrubs/{id}: the first route that matches answers.
-  router->Add("GET", base + "/scrubs/status", admin([ctx](const Request&, const PathParams&) { return ScrubStatus(ctx); }));
-  router->Add("GET", base + "/scrubs/{id}", admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
-                auto s = ctx->index->GetScrub(p.at("id"));
-                if (absl::IsNotFound(s.status())) return absl::NotFoundError(absl::StrCat("no scrub ", p.at("id")));
-                if (!s.ok()) return s.status();
-                return ScrubJson(*s, ctx->NowMs());
-              }));
   router->Add("GET", base + "/reconciles", admin([ctx](const Request& req, const PathParams&) { return ListReconciles(ctx, req); }));
   router->Add("GET", base + "/reconciles/{id}", admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
                 auto r = ctx->index->GetReconcile(p.at("id"));
@@ -690,8 +698,6 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
                 return json{{"deleted", j.spec.name}}.dump();
               }));
   router->Add("POST", job + "/sync", admin([ctx](const Request&, const PathParams& p) { return SyncNow(ctx, p); }, 202));
-  router->Add("POST", job + "/scrub",
-              admin([ctx](const Request& req, const PathParams& p) { return StartScrub(ctx, req, p); }, 202));
   router->Add("POST", job + "/reconcile",
               admin([ctx](const Request& req, const PathParams& p) { return StartReconcile(ctx, req, p); }, 202));
   router->Add("GET", job + "/files", admin([ctx](const Request& req, const PathParams& p) { return ListFiles(ctx, req, p); }));
@@ -700,6 +706,7 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
   router->Add("GET", base + "/runs/{run}/files",
               admin([ctx](const Request& req, const PathParams& p) { return RunFiles(ctx, req, p.at("run")); }));
   AddObservabilityAdminRoutes(ctx, router, [&admin](AdminHandlerFn fn, int ok_status) { return admin(fn, ok_status); });
+  AddScrubRoutes(ctx, router, [&admin](AdminHandlerFn fn, int ok_status) { return admin(fn, ok_status); });
 }
 
 }  // namespace ds
