@@ -68,7 +68,9 @@ class ScrubCase(unittest.TestCase):
         self.c.enroll(RUNNER)
         self.c.cli("jobs", "add", RUNNER, JOB, "--source", self.src, "--dest", "lab/raw",
                    "--settle", "0s", "--interval", "1h")
-        self.dest = os.path.join(self.c.share, "lab", "raw")
+        # Changes behind DataSync's back are made, and stored bytes read, in the folder behind the
+        # share (the share itself on local storage): as a person on the file server would.
+        self.dest = os.path.join(self.c.share_backing, "lab", "raw")
 
     def tearDown(self):
         if getattr(self, "c", None):
@@ -209,7 +211,7 @@ class ScrubDirTest(ScrubCase):
         rows = self.index_rows()
         for rel in (gone, same, grown):
             self.assertEqual(rows[rel]["sha256"], hashlib.sha256(self.files[rel]).hexdigest(), rel)
-        versions = os.path.join(self.c.share, ".datasync", "versions")
+        versions = os.path.join(self.c.share_backing, ".datasync", "versions")
         kept = [os.path.join(d, f) for d, _, fs in os.walk(versions) for f in fs]
         self.assertTrue(any(read_file(k).startswith(b"\xff" * 64) for k in kept), kept)
 
