@@ -376,7 +376,9 @@ void ReportFilesChanged(ServerContext* ctx, const Runner& runner_row, const std:
 // ---- the service -------------------------------------------------------------------------------
 
 AlertService::AlertService(ServerContext* ctx, std::string holder)
-    : ctx_(ctx), holder_(std::move(holder)), thread_([this] { Loop(); }) {}
+    : ctx_(ctx),
+      lease_(ctx->index.get(), kAlertsLease, std::move(holder), "evaluates the alert rules"),
+      thread_([this] { Loop(); }) {}
 
 AlertService::~AlertService() {
   {
@@ -384,8 +386,7 @@ AlertService::~AlertService() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
-  if (holding_) (void)ctx_->index->ReleaseLease(kAlertsLease, holder_);
+  thread_.join();  // then lease_ is released
 }
 
 void AlertService::Wake() {
@@ -410,17 +411,7 @@ void AlertService::Loop() {
 }
 
 bool AlertService::Claim() {
-  const int64_t ttl =
-      std::max<int64_t>(kLeaseIntervals * ctx_->config.alert_interval.count(), 1'000);
-  auto got = ctx_->index->TryAcquireLease(kAlertsLease, holder_, ttl, ctx_->NowMs());
-  if (!got.ok()) {
-    spdlog::warn("alerts: cannot take the lease: {}", got.status());
-    return false;
-  }
-  if (*got && !holding_)
-    spdlog::info("alerts: this instance ({}) evaluates the alert rules", holder_);
-  holding_ = *got;
-  return *got;
+  return lease_.Claim(kLeaseIntervals * ctx_->config.alert_interval.count(), ctx_->NowMs());
 }
 
 std::string AlertService::RunOnce() {

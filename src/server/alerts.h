@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "index/state_index.h"
+#include "server/lease.h"
 
 namespace ds {
 
@@ -103,12 +104,11 @@ class AlertService {
   std::string SendDue();
 
   ServerContext* const ctx_;
-  const std::string holder_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;     // Protected by mu_.
   bool wake_ = false;     // Protected by mu_.
-  bool holding_ = false;  // Used by the service thread only.
+  IndexLease lease_;      // Used by the service thread only.
   std::thread thread_;    // started last
 };
 

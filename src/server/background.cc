@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "server/context.h"
+#include "server/lease.h"
 #include "server/storage_walk.h"
 
 namespace ds {
@@ -312,7 +313,9 @@ void ReconcileService::RunOne(Reconcile r) {
 // ---- janitor -------------------------------------------------------------------------------------
 
 Janitor::Janitor(ServerContext* ctx, std::string holder)
-    : ctx_(ctx), holder_(std::move(holder)), thread_([this] { Loop(); }) {}
+    : ctx_(ctx),
+      lease_(ctx->index.get(), kJanitorLease, std::move(holder), "does the housekeeping"),
+      thread_([this] { Loop(); }) {}
 
 Janitor::~Janitor() {
   {
@@ -320,13 +323,7 @@ Janitor::~Janitor() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
-  if (holding_) {
-    // Another instance takes over at its next pass instead of after the expiry.
-    if (absl::Status st = ctx_->index->ReleaseLease(kJanitorLease, holder_); !st.ok()) {
-      spdlog::warn("janitor: releasing the lease: {}", st);
-    }
-  }
+  thread_.join();  // then lease_ is released: another instance takes over at its next pass
 }
 
 void Janitor::Loop() {
@@ -342,18 +339,7 @@ void Janitor::Loop() {
 }
 
 bool Janitor::Claim() {
-  const int64_t ttl_ms =
-      std::max<int64_t>(kJanitorLeaseIntervals * ctx_->config.janitor_interval.count(), 1'000);
-  auto got = ctx_->index->TryAcquireLease(kJanitorLease, holder_, ttl_ms, ctx_->NowMs());
-  if (!got.ok()) {
-    spdlog::warn("janitor: cannot take the lease: {}", got.status());
-    return false;
-  }
-  if (*got && !holding_)
-    spdlog::info("janitor: this instance ({}) now does the housekeeping", holder_);
-  if (!*got && holding_) spdlog::info("janitor: another instance took over the housekeeping");
-  holding_ = *got;
-  return *got;
+  return lease_.Claim(kJanitorLeaseIntervals * ctx_->config.janitor_interval.count(), ctx_->NowMs());
 }
 
 std::string Janitor::SweepTemps() {

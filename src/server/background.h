@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "index/state_index.h"
+#include "server/lease.h"
 
 namespace ds {
 
@@ -59,12 +60,11 @@ class Janitor {
   std::string SweepTemps();
 
   ServerContext* const ctx_;
-  const std::string holder_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;            // Protected by mu_.
   // Used by the janitor thread (RunOnce) only.
-  bool holding_ = false;
+  IndexLease lease_;
   int64_t last_prune_ms_ = 0;
   int64_t last_temp_sweep_ms_ = 0;
   std::thread thread_;  // started last

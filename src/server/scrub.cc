@@ -366,13 +366,15 @@ std::string ScrubJson(const Scrub& s, int64_t now_ms) {
 // ---- the service ---------------------------------------------------------------------------------
 
 ScrubService::ScrubService(ServerContext* ctx, std::string worker_id)
-    : ctx_(ctx), worker_id_(std::move(worker_id)), thread_([this] { Loop(); }) {}
+    : ctx_(ctx),
+      worker_id_(worker_id),
+      lease_(ctx->index.get(), kScrubLease, std::move(worker_id), "schedules the scrubs"),
+      thread_([this] { Loop(); }) {}
 
 ScrubService::~ScrubService() {
   stop_ = true;
   Wake();
-  thread_.join();
-  if (holding_) (void)ctx_->index->ReleaseLease(kScrubLease, worker_id_);
+  thread_.join();  // then lease_ is released
 }
 
 void ScrubService::Wake() {
@@ -404,15 +406,7 @@ void ScrubService::Loop() {
 }
 
 bool ScrubService::Claim() {
-  const int64_t ttl = kLeaseChecks * ScheduleCheckMs(ctx_->config.scrub_interval.count());
-  auto got = ctx_->index->TryAcquireLease(kScrubLease, worker_id_, ttl, ctx_->NowMs());
-  if (!got.ok()) {
-    spdlog::warn("scrub: cannot take the lease: {}", got.status());
-    return false;
-  }
-  if (*got && !holding_) spdlog::info("scrub: this instance ({}) schedules the scrubs", worker_id_);
-  holding_ = *got;
-  return *got;
+  return lease_.Claim(kLeaseChecks * ScheduleCheckMs(ctx_->config.scrub_interval.count()), ctx_->NowMs());
 }
 
 int ScrubService::ScheduleDue() {

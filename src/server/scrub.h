@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "index/state_index.h"
+#include "server/lease.h"
 
 namespace ds {
 
@@ -47,7 +48,7 @@ class ScrubService {
   std::condition_variable cv_;
   bool wake_ = false;             // Protected by mu_.
   std::atomic<bool> stop_{false};
-  bool holding_ = false;          // the lease; used by the service thread only
+  IndexLease lease_;              // "scrub"; used by the service thread only
   int64_t last_schedule_ms_ = 0;  // used by the service thread only
   std::thread thread_;            // started last
 };
