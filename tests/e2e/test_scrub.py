@@ -340,6 +340,36 @@ class ScrubDirTest(ScrubCase):
         self.assertEqual(self.c.admin("GET", "/scrubs")[1]["scrubs"], [])  # no scrub did it
 
 
+class ScrubTwoInstancesTest(ScrubCase):
+    def test_two_instances_on_one_postgresql_run_each_scrub_once(self):
+        self.c = Cluster(BIN_DIR, index="postgresql",
+                         server_extra=("--janitor-interval", "1h", "--scrub-interval", "0"))
+        self.src = os.path.join(self.c.root, "source")
+        self.files = write_source(self.src, 6)
+        self.c.add_server()
+        self.c.enroll(RUNNER)
+        for job in ("a", "b", "c", "d"):
+            self.c.cli("jobs", "add", RUNNER, job, "--source", self.src, "--dest", f"lab/{job}",
+                       "--settle", "0s", "--interval", "1h")
+            p = self.c.cli("sync", RUNNER, job, "--wait", "--json", check=False)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        for _ in range(3):
+            st, body, _ = self.c.admin("POST", "/scrub", {"all": True})
+            self.assertEqual((st, len(body["queued"])), (202, 4), body)
+            for s in body["queued"]:
+                done = self.wait_scrub(s["id"])
+                self.assertEqual((done["state"], done["objects_listed"]), ("succeeded", 6), done)
+        logs = []
+        for name in ("server.log", "server-2.log"):
+            with open(os.path.join(self.c.root, name), errors="replace") as f:
+                logs.append(f.read())
+        st, body, _ = self.c.admin("GET", "/scrubs?limit=100")
+        self.assertEqual(len(body["scrubs"]), 12)
+        for s in body["scrubs"]:
+            runs = [log.count(f"scrub {s['id']} of {RUNNER}/{s['job']} done") for log in logs]
+            self.assertEqual(sum(runs), 1, (s["id"], runs))
+
+
 def azure_suite():
     """The drift scenario on Azure Blob storage (Azurite), reusing test_azure_sync's fixtures."""
     import test_azure_sync as az  # noqa: E402
