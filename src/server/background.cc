@@ -113,6 +113,7 @@ class ReconcilePass {
   // The whole pass: "" when it succeeded (r is filled in) or when shutting down (*stopped), else
   // the failure.
   std::string Run(bool* stopped);
+  uint64_t temps_removed() const { return temps_removed_; }
 
  private:
   bool OnObject(const WalkItem& item);
@@ -305,9 +306,9 @@ void ReconcileService::RunOne(Reconcile r) {
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   spdlog::info("reconcile {} of {}/{} done in {:.2f}s: {} files ({} bytes), +{} rows, -{} rows, {} updated, "
-               "{} mismatches, {} temp files",
+               "{} mismatches, {} temp files ({} removed)",
                r.id, r.runner_name, r.job_name, secs, r.files_seen, r.bytes_seen, r.rows_added, r.rows_removed,
-               r.rows_updated, r.mismatches, r.temp_files);
+               r.rows_updated, r.mismatches, r.temp_files, pass.temps_removed());
 }
 
 // ---- janitor -------------------------------------------------------------------------------------

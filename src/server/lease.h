@@ -22,7 +22,7 @@ class IndexLease {
 
   // Takes or renews the lease until now_ms + ttl_ms; false when another instance holds it or
   // the index fails (logged). Logs when this instance starts or stops holding it.
-  bool Claim(int64_t ttl_ms, int64_t now_ms);
+  [[nodiscard]] bool Claim(int64_t ttl_ms, int64_t now_ms);
   bool held() const { return held_; }
 
  private:
