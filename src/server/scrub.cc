@@ -19,12 +19,12 @@ namespace {
 
 using nlohmann::json;
 
-constexpr size_t kApplyBatch = 5'000;                // rows per index transaction
-constexpr size_t kReportListMax = 200;               // entries kept in a report list
-constexpr int64_t kStaleScrubMs = 5 * 60'000;        // a running scrub silent this long died
+constexpr size_t kApplyBatch = 5'000;          // rows per index transaction
+constexpr size_t kReportListMax = 200;         // entries kept in a report list
+constexpr int64_t kStaleScrubMs = 5 * 60'000;  // a running scrub silent this long died
 constexpr char kScrubLease[] = "scrub";
-constexpr int64_t kLeaseChecks = 3;                  // lease lifetime, in schedule checks
-constexpr int kRunsLookedAt = 20;                    // newest runs read per lost-file check
+constexpr int64_t kLeaseChecks = 3;  // lease lifetime, in schedule checks
+constexpr int kRunsLookedAt = 20;    // newest runs read per lost-file check
 
 // How often the scheduler looks for due jobs: a quarter of the interval, within [1 s, 1 min].
 int64_t ScheduleCheckMs(int64_t interval_ms) {
@@ -89,11 +89,11 @@ class ScrubPass {
   std::unique_ptr<RateLimiter> limiter_;  // null = no rate cap
   json missing_ = json::array(), extra_ = json::array(), mismatches_ = json::array(),
        temps_ = json::array(), unhealed_ = json::array();
-  std::vector<SyncedFile> upserts_;    // strays to index
-  std::vector<std::string> deletes_;   // rows to remove (their files are planned again)
-  std::vector<ScrubLost> lost_;        // what the removed rows described
-  std::vector<std::string> forget_;    // keys whose stored hash metadata lies about the content
-  std::vector<ScrubLost> earlier_;     // lost entries of earlier scrubs
+  std::vector<SyncedFile> upserts_;   // strays to index
+  std::vector<std::string> deletes_;  // rows to remove (their files are planned again)
+  std::vector<ScrubLost> lost_;       // what the removed rows described
+  std::vector<std::string> forget_;   // keys whose stored hash metadata lies about the content
+  std::vector<ScrubLost> earlier_;    // lost entries of earlier scrubs
   absl::Status walk_status_ = absl::OkStatus();
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
   const int64_t now_ms_;
@@ -116,7 +116,8 @@ ScrubPass::ScrubPass(ServerContext* ctx, Scrub* s, const std::atomic<bool>* stop
 }
 
 std::string ScrubPass::Run(bool* stopped) {
-  if (absl::Status st = walk_.LoadRows(); !st.ok()) return absl::StrCat("reading the index: ", st.message());
+  if (absl::Status st = walk_.LoadRows(); !st.ok())
+    return absl::StrCat("reading the index: ", st.message());
   auto earlier = ctx_->index->ListScrubLost(job_.spec.id);
   if (!earlier.ok()) return absl::StrCat("reading lost files: ", earlier.status().message());
   earlier_ = std::move(*earlier);
@@ -131,9 +132,13 @@ std::string ScrubPass::Run(bool* stopped) {
   if (std::string error = Apply(); !error.empty()) return error;
   CheckEarlierLost();
   SweepTemps();
-  s_.report_json = json{{"missing", missing_}, {"extra", extra_}, {"mismatches", mismatches_},
-                        {"temp_files", temps_}, {"unhealed", unhealed_}}
-                       .dump(-1, ' ', false, json::error_handler_t::replace);
+  s_.report_json = json{
+      {"missing", missing_},
+      {"extra", extra_},
+      {"mismatches", mismatches_},
+      {"temp_files", temps_},
+      {"unhealed",
+       unhealed_}}.dump(-1, ' ', false, json::error_handler_t::replace);
   return "";
 }
 
@@ -181,7 +186,8 @@ void ScrubPass::OnExtra(const WalkItem& item) {
   if (sha.empty()) {
     auto digest = ctx_->storage->HashObject(o.key);
     if (!digest.ok()) {
-      Unhealed(item.path, absl::StrCat("cannot read the stray object: ", digest.status().message()));
+      Unhealed(item.path,
+               absl::StrCat("cannot read the stray object: ", digest.status().message()));
       Bounded(&extra_, {{"path", item.path}, {"size", o.size}, {"action", "unhealed"}});
       return;
     }
@@ -197,13 +203,18 @@ void ScrubPass::OnMismatch(const WalkItem& item, const std::string& kind,
   const SyncedFile& row = *item.row;
   ++(kind == "size" ? s_.size_mismatches : s_.hash_mismatches);
   std::string action = Replan(row, kind);
-  spdlog::warn("scrub {} of {}/{}: {} differs from the index ({} mismatch: {} bytes, SHA-256 {}; "
-               "index {} bytes, {}): {}",
-               s_.id, s_.runner_name, s_.job_name, item.object->key, kind, item.object->size,
-               stored_sha.empty() ? "-" : stored_sha, row.size, row.sha256, action);
-  Bounded(&mismatches_, {{"path", row.path}, {"kind", kind}, {"index_size", row.size},
-                         {"stored_size", item.object->size}, {"index_sha256", row.sha256},
-                         {"stored_sha256", stored_sha}, {"action", action}});
+  spdlog::warn(
+      "scrub {} of {}/{}: {} differs from the index ({} mismatch: {} bytes, SHA-256 {}; "
+      "index {} bytes, {}): {}",
+      s_.id, s_.runner_name, s_.job_name, item.object->key, kind, item.object->size,
+      stored_sha.empty() ? "-" : stored_sha, row.size, row.sha256, action);
+  Bounded(&mismatches_, {{"path", row.path},
+                         {"kind", kind},
+                         {"index_size", row.size},
+                         {"stored_size", item.object->size},
+                         {"index_sha256", row.sha256},
+                         {"stored_sha256", stored_sha},
+                         {"action", action}});
 }
 
 void ScrubPass::OnMissing(const SyncedFile& row) {
@@ -211,7 +222,8 @@ void ScrubPass::OnMissing(const SyncedFile& row) {
   std::string action = Replan(row, "missing");
   spdlog::warn("scrub {} of {}/{}: {} is missing from storage: {}", s_.id, s_.runner_name,
                s_.job_name, JoinKey(job_.spec.dest_prefix, row.path), action);
-  Bounded(&missing_, {{"path", row.path}, {"size", row.size}, {"sha256", row.sha256}, {"action", action}});
+  Bounded(&missing_,
+          {{"path", row.path}, {"size", row.size}, {"sha256", row.sha256}, {"action", action}});
 }
 
 std::string ScrubPass::Replan(const SyncedFile& row, const std::string& kind) {
@@ -244,9 +256,11 @@ std::string ScrubPass::Apply() {
     auto slice = [i](const auto& v) {
       using V = std::decay_t<decltype(v)>;
       if (i >= v.size()) return V{};
-      return V(v.begin() + static_cast<long>(i), v.begin() + static_cast<long>(std::min(v.size(), i + kApplyBatch)));
+      return V(v.begin() + static_cast<long>(i),
+               v.begin() + static_cast<long>(std::min(v.size(), i + kApplyBatch)));
     };
-    if (absl::Status st = ctx_->index->ApplySyncedFiles(job_.spec.id, slice(upserts_), slice(deletes_));
+    if (absl::Status st =
+            ctx_->index->ApplySyncedFiles(job_.spec.id, slice(upserts_), slice(deletes_));
         !st.ok()) {
       return absl::StrCat("updating the index: ", st.message());
     }
@@ -273,14 +287,16 @@ void ScrubPass::CheckEarlierLost() {
       continue;
     }
     if (!runner_can_upload_) {
-      reason = absl::StrCat("runner ", runner_.name, " is ", runner_.status, ": no runner can upload it again");
+      reason = absl::StrCat("runner ", runner_.name, " is ", runner_.status,
+                            ": no runner can upload it again");
     } else if (runs.ok()) {
       for (const ds::Run& r : *runs) {
         const auto& sum = r.summary;
-        if (sum.started_at_ms > l.detected_at_ms && (sum.state == "succeeded" || sum.state == "partial")) {
+        if (sum.started_at_ms > l.detected_at_ms &&
+            (sum.state == "succeeded" || sum.state == "partial")) {
           reason = absl::StrCat("source no longer on the runner: run ", sum.run_id, " (", sum.state,
-                                ") did not upload it again after the scrub ", l.scrub_id, " found it ",
-                                l.kind == "missing" ? "missing" : "corrupted");
+                                ") did not upload it again after the scrub ", l.scrub_id,
+                                " found it ", l.kind == "missing" ? "missing" : "corrupted");
           break;
         }
       }
@@ -303,8 +319,10 @@ void ScrubPass::SweepTemps() {
   for (const TempFinding& t : *temps) {
     ++s_.temp_files;
     if (t.removed) ++s_.healed;
-    Bounded(&temps_, {{"key", t.object.key}, {"size", t.object.size},
-                      {"age_s", t.age_ns / 1'000'000'000}, {"removed", t.removed}});
+    Bounded(&temps_, {{"key", t.object.key},
+                      {"size", t.object.size},
+                      {"age_s", t.age_ns / 1'000'000'000},
+                      {"removed", t.removed}});
   }
 }
 
@@ -357,13 +375,15 @@ std::string ScrubJson(const Scrub& s, int64_t now_ms) {
          {"drift", ScrubHasDrift(s)},
          {"error", s.error}};
   int64_t end = s.finished_at_ms > 0 ? s.finished_at_ms : (s.state == "running" ? now_ms : 0);
-  j["elapsed_s"] = s.started_at_ms > 0 && end > s.started_at_ms ? (end - s.started_at_ms) / 1000.0 : 0.0;
+  j["elapsed_s"] =
+      s.started_at_ms > 0 && end > s.started_at_ms ? (end - s.started_at_ms) / 1000.0 : 0.0;
   json report = json::parse(s.report_json, nullptr, /*allow_exceptions=*/false);
   j["report"] = report.is_object() ? report : json::object();
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-// ---- the service ---------------------------------------------------------------------------------
+// ---- the service
+// ---------------------------------------------------------------------------------
 
 ScrubService::ScrubService(ServerContext* ctx, std::string worker_id)
     : ctx_(ctx),
@@ -406,7 +426,8 @@ void ScrubService::Loop() {
 }
 
 bool ScrubService::Claim() {
-  return lease_.Claim(kLeaseChecks * ScheduleCheckMs(ctx_->config.scrub_interval.count()), ctx_->NowMs());
+  return lease_.Claim(kLeaseChecks * ScheduleCheckMs(ctx_->config.scrub_interval.count()),
+                      ctx_->NowMs());
 }
 
 int ScrubService::ScheduleDue() {
@@ -427,7 +448,8 @@ int ScrubService::ScheduleDue() {
     const Scrub* prev = it == last.end() ? nullptr : it->second;
     if (prev != nullptr && (prev->state == "queued" || prev->state == "running")) continue;
     if (NextScrubDueMs(prev, j.created_at_ms, interval) > now) continue;
-    auto s = ctx_->index->CreateScrub(NewUuid(), j.spec.id, "schedule", ctx_->config.scrub_rehash, now);
+    auto s =
+        ctx_->index->CreateScrub(NewUuid(), j.spec.id, "schedule", ctx_->config.scrub_rehash, now);
     if (s.ok()) {
       ++queued;
     } else if (!absl::IsAlreadyExists(s.status())) {
@@ -452,12 +474,14 @@ void ScrubService::RunOne(Scrub s) {
   if (!job.ok()) return fail(std::string(job.status().message()));
   auto runner = ctx_->index->GetRunnerById(job->runner_id);
   if (!runner.ok()) return fail(std::string(runner.status().message()));
-  spdlog::info("scrub {} of {}/{} ({}, re-hashing {:.0f}%): listing {} under '{}'", s.id, s.runner_name,
-               s.job_name, s.trigger, 100 * s.rehash_fraction, ctx_->storage->Describe(), job->spec.dest_prefix);
+  spdlog::info("scrub {} of {}/{} ({}, re-hashing {:.0f}%): listing {} under '{}'", s.id,
+               s.runner_name, s.job_name, s.trigger, 100 * s.rehash_fraction,
+               ctx_->storage->Describe(), job->spec.dest_prefix);
   ScrubPass pass(ctx_, &s, &stop_, std::move(*job), std::move(*runner));
   bool stopped = false;
   std::string error = pass.Run(&stopped);
-  ctx_->metrics.Add("datasync_scrub_objects_listed_total", {}, static_cast<double>(s.objects_listed));
+  ctx_->metrics.Add("datasync_scrub_objects_listed_total", {},
+                    static_cast<double>(s.objects_listed));
   if (!error.empty()) return fail(error);
   if (stopped) return;
   s.state = "succeeded";

@@ -46,7 +46,7 @@ class ScrubService {
   const std::string worker_id_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool wake_ = false;             // Protected by mu_.
+  bool wake_ = false;  // Protected by mu_.
   std::atomic<bool> stop_{false};
   IndexLease lease_;              // "scrub"; used by the service thread only
   int64_t last_schedule_ms_ = 0;  // used by the service thread only

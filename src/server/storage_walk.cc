@@ -81,13 +81,14 @@ std::vector<const SyncedFile*> StorageWalk::Missing() const {
 
 std::string StorageWalk::EmptyListingRefusal() const {
   if (objects_seen_ > 0 || rows_.empty()) return "";
-  return absl::StrCat("storage holds nothing under '", prefix_, "' but the index has ", rows_.size(),
+  return absl::StrCat("storage holds nothing under '", prefix_, "' but the index has ",
+                      rows_.size(),
                       " rows for this job; is the share mounted? Nothing was changed");
 }
 
 absl::StatusOr<std::vector<TempFinding>> SweepTempObjects(Storage* storage,
-                                                         const std::string& prefix,
-                                                         int64_t now_ms) {
+                                                          const std::string& prefix,
+                                                          int64_t now_ms) {
   DS_ASSIGN_OR_RETURN(auto temps, storage->ListTempObjects(prefix));
   std::vector<TempFinding> out;
   out.reserve(temps.size());

@@ -17,16 +17,16 @@ namespace ds {
 
 // How one stored object compares with the index row it matches.
 enum class WalkFinding {
-  kMatched,        // a row with the object's size and (where stored metadata has one) SHA-256
-  kExtra,          // no row: the object is stray to the index
-  kSizeMismatch,   // the row's size differs from the object's
-  kHashMismatch,   // same size, but the stored SHA-256 metadata differs from the row's
+  kMatched,       // a row with the object's size and (where stored metadata has one) SHA-256
+  kExtra,         // no row: the object is stray to the index
+  kSizeMismatch,  // the row's size differs from the object's
+  kHashMismatch,  // same size, but the stored SHA-256 metadata differs from the row's
 };
 
 // One object as the walk hands it out. The pointers live as long as the walk.
 struct WalkItem {
   const ObjectInfo* object = nullptr;
-  std::string path;              // relative to the job's prefix, as storage spells it
+  std::string path;                 // relative to the job's prefix, as storage spells it
   const SyncedFile* row = nullptr;  // the matching row; null for kExtra
   WalkFinding finding = WalkFinding::kExtra;
   // The row's mtime equals the object's at the precision storage keeps (SameMtimeAt); false

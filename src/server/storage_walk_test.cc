@@ -12,7 +12,7 @@
 namespace ds {
 namespace {
 
-constexpr int64_t kT0 = 1'800'000'000'000;       // Unix ms
+constexpr int64_t kT0 = 1'800'000'000'000;             // Unix ms
 constexpr int64_t kMtime = 1'700'000'000'123'456'789;  // Unix ns
 
 // Lists what the test put in `objects`; nothing else is called by the walk.
@@ -23,8 +23,11 @@ class ScriptedStorage final : public Storage {
                                     const PutOptions&) override {
     return absl::UnimplementedError("scripted");
   }
-  absl::StatusOr<ObjectInfo> Stat(const std::string&) override { return absl::UnimplementedError("scripted"); }
-  absl::Status List(const std::string& prefix, const std::function<void(const ObjectInfo&)>& fn) override {
+  absl::StatusOr<ObjectInfo> Stat(const std::string&) override {
+    return absl::UnimplementedError("scripted");
+  }
+  absl::Status List(const std::string& prefix,
+                    const std::function<void(const ObjectInfo&)>& fn) override {
     for (const ObjectInfo& o : objects) {
       if (o.key.rfind(prefix + "/", 0) == 0) fn(o);
     }
@@ -73,13 +76,15 @@ class StorageWalkTest : public testing::Test {
   }
 
   // path -> finding (and same_mtime) of one walk over `storage`.
-  std::map<std::string, std::pair<WalkFinding, bool>> Walk(ScriptedStorage* storage, StorageWalk* walk) {
+  std::map<std::string, std::pair<WalkFinding, bool>> Walk(ScriptedStorage* storage,
+                                                           StorageWalk* walk) {
     std::map<std::string, std::pair<WalkFinding, bool>> out;
     EXPECT_TRUE(walk->LoadRows().ok());
     EXPECT_TRUE(walk->Run([&](const WalkItem& item) {
                       out[item.path] = {item.finding, item.same_mtime};
                       return true;
-                    }).ok());
+                    })
+                    .ok());
     return out;
   }
 
@@ -96,17 +101,19 @@ TEST_F(StorageWalkTest, CaseInsensitiveStorageMatchesByFoldedKeyAtItsMtimePrecis
   ScriptedStorage storage({.case_insensitive = true, .mtime_precision_ns = 1'000'000'000});
   storage.objects = {Obj("SAME.DAT", 10, kMtime - 123'456'789),  // whole seconds kept
                      Obj("moved-mtime.dat", 10, kMtime + 5'000'000'000),
-                     Obj("grown.dat", 11, kMtime), Obj("rotted.dat", 10, kMtime, std::string(64, 'b')),
-                     Obj("stray.dat", 3, kMtime), Obj("../escape", 1, kMtime)};
+                     Obj("grown.dat", 11, kMtime),
+                     Obj("rotted.dat", 10, kMtime, std::string(64, 'b')),
+                     Obj("stray.dat", 3, kMtime),
+                     Obj("../escape", 1, kMtime)};
   StorageWalk walk(index_.get(), &storage, job_id_, "lab/raw");
   auto seen = Walk(&storage, &walk);
   using F = WalkFinding;
-  EXPECT_EQ(seen, (std::map<std::string, std::pair<F, bool>>{
-                      {"SAME.DAT", {F::kMatched, true}},
-                      {"moved-mtime.dat", {F::kMatched, false}},
-                      {"grown.dat", {F::kSizeMismatch, true}},
-                      {"rotted.dat", {F::kHashMismatch, true}},
-                      {"stray.dat", {F::kExtra, false}}}));
+  EXPECT_EQ(seen,
+            (std::map<std::string, std::pair<F, bool>>{{"SAME.DAT", {F::kMatched, true}},
+                                                       {"moved-mtime.dat", {F::kMatched, false}},
+                                                       {"grown.dat", {F::kSizeMismatch, true}},
+                                                       {"rotted.dat", {F::kHashMismatch, true}},
+                                                       {"stray.dat", {F::kExtra, false}}}));
   EXPECT_EQ(walk.objects_seen(), 5u);
   std::vector<std::string> missing;
   for (const SyncedFile* f : walk.Missing()) missing.push_back(f->path);
