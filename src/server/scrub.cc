@@ -96,6 +96,7 @@ class ScrubPass {
   std::vector<ScrubLost> earlier_;    // lost entries of earlier scrubs
   absl::Status walk_status_ = absl::OkStatus();
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
+  bool run_in_flight_ = false;  // a run of the job was open when the pass began
   const int64_t now_ms_;
 };
 
@@ -121,6 +122,13 @@ std::string ScrubPass::Run(bool* stopped) {
   auto earlier = ctx_->index->ListScrubLost(job_.spec.id);
   if (!earlier.ok()) return absl::StrCat("reading lost files: ", earlier.status().message());
   earlier_ = std::move(*earlier);
+  RunFilter open;
+  open.job_id = job_.spec.id;
+  open.state = "running";
+  open.limit = 1;
+  auto running = ctx_->index->ListRuns(open);
+  if (!running.ok()) return absl::StrCat("reading runs: ", running.status().message());
+  run_in_flight_ = !running->empty();
   absl::Status list_status = walk_.Run([this](const WalkItem& item) { return OnObject(item); });
   *stopped = stop_;
   if (stop_) return "";  // shutting down: another instance (or our restart) retakes it
@@ -181,6 +189,9 @@ void ScrubPass::Rehash(const WalkItem& item) {
 
 void ScrubPass::OnExtra(const WalkItem& item) {
   const ObjectInfo& o = *item.object;
+  // While a run of the job is open, an object without a row is most likely one it uploaded and
+  // has not reported yet: its `complete` indexes it. A real stray is found by a later scrub.
+  if (run_in_flight_) return;
   ++s_.extra;
   std::string sha = o.sha256;
   if (sha.empty()) {

@@ -16,6 +16,7 @@ import sys
 import time
 import unittest
 import urllib.request
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Cluster, sha256_file, wait_for  # noqa: E402
@@ -322,6 +323,35 @@ class ScrubDirTest(ScrubCase):
         # Without a token: refused.
         st, _, _ = self.c.http("GET", "/api/v1/admin/scrubs/status")
         self.assertEqual(st, 401)
+
+    def test_an_object_a_run_in_flight_uploaded_is_not_taken_for_a_stray(self):
+        self.c = Cluster(BIN_DIR, server_extra=("--janitor-interval", "1h", "--scrub-interval", "0"))
+        key, _ = self.c.fake_agent_key("pc-fake")
+        self.c.cli("jobs", "add", "pc-fake", "probe", "--source", "/tmp/none", "--dest", "lab/probe")
+        data = b"uploaded, not yet reported\n"
+        run_id = str(uuid.uuid4())
+        manifest = [{"path": "x.dat", "size": len(data), "mtime_ns": 1,
+                     "sha256": hashlib.sha256(data).hexdigest()}]
+        st, plan, _ = self.c.http("POST", "/api/v1/agent/jobs/probe/compare",
+                                  {"run_id": run_id, "files": manifest, "last": True, "total_files": 1},
+                                  token=key)
+        self.assertEqual(st, 200, plan)
+        dest = os.path.join(self.c.share_backing, "lab", "probe")
+        os.makedirs(dest, exist_ok=True)
+        with open(os.path.join(dest, "x.dat"), "wb") as f:
+            f.write(data)
+
+        def scrub():
+            st, s, _ = self.c.admin("POST", "/runners/pc-fake/jobs/probe/scrub", {})
+            self.assertEqual(st, 202, s)
+            return self.wait_scrub(s["id"])
+        s = scrub()
+        self.assertEqual((s["state"], s["objects_listed"], s["extra"], s["drift"]), ("succeeded", 1, 0, False), s)
+        st, done, _ = self.c.http("POST", f"/api/v1/agent/runs/{run_id}/complete",
+                                  {"results": [], "final": True, "interrupted": True}, token=key)
+        self.assertEqual(st, 200, done)
+        s = scrub()  # the run closed without reporting it: now it is a stray
+        self.assertEqual((s["extra"], s["report"]["extra"][0]["action"]), (1, "indexed"), s)
 
     def test_the_janitor_removes_stale_temp_files_of_every_job_on_its_own(self):
         self.start(n_files=3)
