@@ -222,7 +222,7 @@ int main(int argc, char** argv) {
   ds::ServerConfig cfg;
   std::string listen = "127.0.0.1:8080", config_file, log_level = "info", heartbeat = "60s";
   std::string run_timeout = "10m", run_retention = "180d", janitor_interval = "30s", budget = "0";
-  std::string alert_interval = "60s", log_retention = "90d";
+  std::string alert_interval = "60s", log_retention = "90d", scrub_interval = "24h";
   cfg.web_dir = DefaultWebDir();
   app.add_option("--config", config_file, "TOML file with any of these options");
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)");
@@ -246,6 +246,13 @@ int main(int argc, char** argv) {
   app.add_option("--index-budget", budget, "size budget of the state index, e.g. 10GiB (0 = none)");
   app.add_option("--alert-interval", alert_interval, "how often alert rules are evaluated (default 60s)");
   app.add_option("--log-retention", log_retention, "agent log records are pruned after this long (default 90d)");
+  app.add_option("--scrub-interval", scrub_interval,
+                 "scrub every job's storage this often (default 24h; 0 = only when asked)");
+  app.add_option("--scrub-rate", cfg.scrub_rate,
+                 "objects a scrub lists per second at most (default 2000; 0 = no cap)");
+  app.add_option("--scrub-rehash", cfg.scrub_rehash,
+                 "share of objects a scrub re-hashes, 0..1 (default 0)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_flag("--metrics-auth", cfg.metrics_require_auth, "GET /metrics needs an admin token");
   std::string session_idle = "30m", session_max = "12h";
   app.add_option("--session-idle", session_idle, "dashboard sessions end after this long idle (default 30m)");
@@ -313,6 +320,7 @@ int main(int argc, char** argv) {
                                  std::tuple{&session_idle, &cfg.session_idle, "--session-idle"},
                                  std::tuple{&session_max, &cfg.session_max, "--session-max"},
                                  std::tuple{&alert_interval, &cfg.alert_interval, "--alert-interval"},
+                                 std::tuple{&scrub_interval, &cfg.scrub_interval, "--scrub-interval"},
                                  std::tuple{&log_retention, &cfg.log_retention, "--log-retention"}}) {
     auto d = ds::ParseDuration(*text);
     if (!d.ok()) {

@@ -105,6 +105,16 @@ absl::StatusOr<std::unique_ptr<StateIndex>> OpenStateIndex(const std::string& ur
       absl::StrCat("unsupported index URL scheme \"", scheme, "\": ", kExpectedForms));
 }
 
+absl::Status ValidateScrubRequest(const std::string& trigger, double rehash_fraction) {
+  if (trigger != "schedule" && trigger != "operator") {
+    return absl::InvalidArgumentError("scrub trigger must be schedule or operator");
+  }
+  if (!(rehash_fraction >= 0.0 && rehash_fraction <= 1.0)) {  // NaN fails too
+    return absl::InvalidArgumentError("rehash_fraction must be a number from 0 to 1");
+  }
+  return absl::OkStatus();
+}
+
 LoginThrottle NextLoginThrottle(const LoginThrottle& current, int64_t now_ms,
                                 const LockoutPolicy& policy) {
   LoginThrottle next;

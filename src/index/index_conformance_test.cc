@@ -1334,6 +1334,156 @@ TEST_P(StateIndexConformance, ReconcileLifecycleOneActivePerJob) {
   EXPECT_EQ(all[0].id, "rec-3");
 }
 
+TEST_P(StateIndexConformance, ApplySyncedFilesKeepsARunInFlightFromSettingTheDigest) {
+  // A scrub removes rows while a run that compared before is still open: when that run succeeds
+  // its manifest no longer describes the rows, so the job must not take its digest.
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  const std::string digest(64, 'a');
+  ASSERT_OK(index_->SetRunManifestDigest("run-1", digest));
+  ASSERT_OK(index_->ApplySyncedFiles(run.job_id, {}, {"lost.dat"}));
+  ASSERT_OK(index_->FinishRun("run-1", "succeeded", "", kT0 + 10).status());
+  ASSERT_OK_AND_ASSIGN(std::string known, index_->GetJobManifestDigest(run.job_id));
+  EXPECT_EQ(known, "");
+  // A run begun after the change sets it as before.
+  ASSERT_OK(index_->BeginRun("run-2", run.runner_id, run.job_id, "schedule", kT0 + 20).status());
+  ASSERT_OK(index_->SetRunManifestDigest("run-2", digest));
+  ASSERT_OK(index_->FinishRun("run-2", "succeeded", "", kT0 + 30).status());
+  ASSERT_OK_AND_ASSIGN(known, index_->GetJobManifestDigest(run.job_id));
+  EXPECT_EQ(known, digest);
+}
+
+TEST_P(StateIndexConformance, ScrubLifecycleOneActivePerJobWithStaleTakeover) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      index_->CreateScrub("s-bad", run.job_id, "operator", 1.5, kT0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      index_->CreateScrub("s-bad", run.job_id, "cron", 0, kT0).status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->CreateScrub("s-bad", 999'999, "operator", 0, kT0).status()));
+  ASSERT_OK_AND_ASSIGN(Scrub c, index_->CreateScrub("s-1", run.job_id, "operator", 0.25, kT0));
+  EXPECT_EQ(c.state, "queued");
+  EXPECT_EQ(c.trigger, "operator");
+  EXPECT_DOUBLE_EQ(c.rehash_fraction, 0.25);
+  EXPECT_EQ(c.runner_name, "pc1");
+  EXPECT_EQ(c.job_name, "pc1-job");
+  EXPECT_TRUE(absl::IsAlreadyExists(
+      index_->CreateScrub("s-2", run.job_id, "schedule", 0, kT0).status()));
+  ASSERT_OK_AND_ASSIGN(Scrub claimed, index_->ClaimScrub("w1", kT0 + 1, 0));
+  EXPECT_EQ(claimed.id, "s-1");
+  EXPECT_EQ(claimed.state, "running");
+  EXPECT_EQ(claimed.claimed_by, "w1");
+  EXPECT_EQ(claimed.started_at_ms, kT0 + 1);
+  EXPECT_TRUE(absl::IsNotFound(index_->ClaimScrub("w2", kT0 + 2, 0).status()));
+  claimed.objects_listed = 3;
+  ASSERT_OK(index_->UpdateScrub(claimed, kT0 + 10));  // progress
+  // Another worker may not write it; a stale one (silent since before kT0 + 50) is taken over.
+  Scrub foreign = claimed;
+  foreign.claimed_by = "w2";
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->UpdateScrub(foreign, kT0 + 11)));
+  EXPECT_TRUE(absl::IsNotFound(index_->ClaimScrub("w2", kT0 + 20, kT0 + 5).status()));
+  ASSERT_OK_AND_ASSIGN(Scrub taken, index_->ClaimScrub("w2", kT0 + 100, kT0 + 50));
+  EXPECT_EQ(taken.claimed_by, "w2");
+  EXPECT_EQ(taken.objects_listed, 0u);  // counters start again
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->UpdateScrub(claimed, kT0 + 101)));
+  taken.objects_listed = 7;
+  taken.bytes_listed = 700;
+  taken.objects_rehashed = 2;
+  taken.missing = 1;
+  taken.extra = 2;
+  taken.size_mismatches = 3;
+  taken.hash_mismatches = 4;
+  taken.temp_files = 5;
+  taken.healed = 9;
+  taken.unhealed = 1;
+  taken.report_json = R"({"missing":[{"path":"x"}]})";
+  taken.state = "succeeded";
+  taken.finished_at_ms = kT0 + 200;
+  ASSERT_OK(index_->UpdateScrub(taken, kT0 + 200));
+  ASSERT_OK_AND_ASSIGN(Scrub done, index_->GetScrub("s-1"));
+  EXPECT_EQ(done.state, "succeeded");
+  EXPECT_EQ(done.finished_at_ms, kT0 + 200);
+  EXPECT_EQ(done.updated_at_ms, kT0 + 200);
+  EXPECT_EQ((std::vector<uint64_t>{done.objects_listed, done.bytes_listed, done.objects_rehashed,
+                                   done.missing, done.extra, done.size_mismatches,
+                                   done.hash_mismatches, done.temp_files, done.healed,
+                                   done.unhealed}),
+            (std::vector<uint64_t>{7, 700, 2, 1, 2, 3, 4, 5, 9, 1}));
+  EXPECT_EQ(done.report_json, taken.report_json);
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->UpdateScrub(done, kT0 + 201)));  // closed
+  EXPECT_TRUE(absl::IsNotFound(index_->GetScrub("nope").status()));
+}
+
+TEST_P(StateIndexConformance, ScrubListsAndLatestPerJob) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run1, RunningRun("pc1", "run-1"));
+  ASSERT_OK_AND_ASSIGN(ds::Run run2, RunningRun("pc2", "run-2"));
+  ASSERT_OK_AND_ASSIGN(Scrub a, index_->CreateScrub("s-a", run1.job_id, "schedule", 0, kT0));
+  ASSERT_OK_AND_ASSIGN(Scrub claimed, index_->ClaimScrub("w", kT0 + 1, 0));
+  ASSERT_EQ(claimed.id, "s-a");
+  claimed.state = "failed";
+  claimed.error = "storage unreachable";
+  claimed.finished_at_ms = kT0 + 2;
+  ASSERT_OK(index_->UpdateScrub(claimed, kT0 + 2));
+  ASSERT_OK(index_->CreateScrub("s-b", run1.job_id, "operator", 0, kT0 + 10).status());
+  ASSERT_OK(index_->CreateScrub("s-c", run2.job_id, "operator", 1, kT0 + 20).status());
+
+  ASSERT_OK_AND_ASSIGN(auto all, index_->ListScrubs(ScrubFilter{}));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].id, "s-c");  // newest first
+  EXPECT_EQ(all[2].id, "s-a");
+  ScrubFilter f;
+  f.job_id = run1.job_id;
+  f.state = "queued";
+  ASSERT_OK_AND_ASSIGN(auto queued, index_->ListScrubs(f));
+  ASSERT_EQ(queued.size(), 1u);
+  EXPECT_EQ(queued[0].id, "s-b");
+  f = ScrubFilter{};
+  f.limit = 1;
+  ASSERT_OK_AND_ASSIGN(auto one, index_->ListScrubs(f));
+  EXPECT_EQ(one.size(), 1u);
+  f.limit = 0;
+  EXPECT_TRUE(absl::IsInvalidArgument(index_->ListScrubs(f).status()));
+
+  ASSERT_OK_AND_ASSIGN(auto latest, index_->LatestScrubs({}));
+  ASSERT_EQ(latest.size(), 2u);
+  EXPECT_EQ(latest[0].id, run1.job_id < run2.job_id ? "s-b" : "s-c");
+  ASSERT_OK_AND_ASSIGN(auto finished, index_->LatestScrubs({"succeeded", "failed"}));
+  ASSERT_EQ(finished.size(), 1u);  // pc2's only scrub is still queued
+  EXPECT_EQ(finished[0].id, "s-a");
+  EXPECT_EQ(finished[0].error, "storage unreachable");
+  ASSERT_OK_AND_ASSIGN(auto succeeded, index_->LatestScrubs({"succeeded"}));
+  EXPECT_TRUE(succeeded.empty());
+  (void)a;
+}
+
+TEST_P(StateIndexConformance, ScrubLostEntriesAreRecordedReplacedAndCleared) {
+  ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
+  const int64_t job = run.job_id;
+  ASSERT_OK(index_->RecordScrubLost({{job, "b/x.dat", 10, "sha-x", "missing", kT0, "s-1"},
+                                     {job, "a.dat", 20, "sha-a", "hash", kT0, "s-1"}}));
+  ASSERT_OK(index_->RecordScrubLost({{job, "a.dat", 21, "sha-a2", "size", kT0 + 5, "s-2"}}));
+  ASSERT_OK_AND_ASSIGN(auto lost, index_->ListScrubLost(job));
+  ASSERT_EQ(lost.size(), 2u);
+  EXPECT_EQ(lost[0].path, "a.dat");
+  EXPECT_EQ(lost[0].size, 21u);
+  EXPECT_EQ(lost[0].sha256, "sha-a2");
+  EXPECT_EQ(lost[0].kind, "size");
+  EXPECT_EQ(lost[0].detected_at_ms, kT0 + 5);
+  EXPECT_EQ(lost[0].scrub_id, "s-2");
+  EXPECT_EQ(lost[1].path, "b/x.dat");
+  ASSERT_OK_AND_ASSIGN(int64_t cleared, index_->ClearScrubLost(job, {"a.dat", "never-there"}));
+  EXPECT_EQ(cleared, 1);
+  ASSERT_OK_AND_ASSIGN(cleared, index_->ClearScrubLost(job, {}));
+  EXPECT_EQ(cleared, 0);
+  ASSERT_OK_AND_ASSIGN(lost, index_->ListScrubLost(job));
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].path, "b/x.dat");
+  // Deleting the job forgets its entries and its scrubs.
+  ASSERT_OK(index_->CreateScrub("s-3", job, "operator", 0, kT0).status());
+  ASSERT_OK(index_->DeleteJob(job));
+  ASSERT_OK_AND_ASSIGN(lost, index_->ListScrubLost(job));
+  EXPECT_TRUE(lost.empty());
+  EXPECT_TRUE(absl::IsNotFound(index_->GetScrub("s-3").status()));
+}
+
 TEST_P(StateIndexConformance, ApplySyncedFilesUpsertsAndDeletesInOneGo) {
   ASSERT_OK_AND_ASSIGN(ds::Run run, RunningRun("pc1", "run-1"));
   SyncedFile a{run.job_id, "a", 1, 11, "sha-a", kT0, "rec"};

@@ -118,6 +118,41 @@ struct Reconcile {
   std::string error;
 };
 
+// A background check of one job's objects in storage against its index rows (migration 0008).
+struct Scrub {
+  std::string id;                // UUID
+  int64_t job_id = 0;
+  std::string runner_name, job_name;
+  std::string state;             // queued | running | succeeded | failed
+  std::string trigger;           // schedule | operator
+  double rehash_fraction = 0;    // 0..1: share of objects whose content is re-hashed
+  std::string claimed_by;        // worker (server instance) running it
+  int64_t requested_at_ms = 0, started_at_ms = 0, updated_at_ms = 0, finished_at_ms = 0;
+  uint64_t objects_listed = 0, bytes_listed = 0, objects_rehashed = 0;
+  uint64_t missing = 0, extra = 0, size_mismatches = 0, hash_mismatches = 0, temp_files = 0;
+  uint64_t healed = 0, unhealed = 0;
+  std::string report_json = "{}";  // JSON object: bounded lists of findings
+  std::string error;
+};
+
+struct ScrubFilter {
+  std::optional<int64_t> job_id;
+  std::optional<std::string> state;
+  int limit = 20;                // at most 1000
+};
+
+// A file a scrub found lost or corrupted whose index row it removed (so the runner uploads it
+// again), until a `complete` uploads it.
+struct ScrubLost {
+  int64_t job_id = 0;
+  std::string path;
+  uint64_t size = 0;             // of the removed row, bytes
+  std::string sha256;            // of the removed row
+  std::string kind;              // missing | size | hash
+  int64_t detected_at_ms = 0;
+  std::string scrub_id;
+};
+
 struct AdminToken {
   int64_t id = 0;
   std::string name;
@@ -432,9 +467,41 @@ class StateIndex {
   [[nodiscard]] virtual absl::StatusOr<std::vector<Reconcile>> ListReconciles(
       std::optional<int64_t> job_id, bool active_only, int limit) = 0;
   // One transaction: upserts `upserts` into the job's synced_files and deletes `deletes` (paths).
+  // Forgets the job's manifest digest, and the digests of its running runs (they compared
+  // against the rows before the change, so none of them may become the job's).
   [[nodiscard]] virtual absl::Status ApplySyncedFiles(int64_t job_id,
                                                       const std::vector<SyncedFile>& upserts,
                                                       const std::vector<std::string>& deletes) = 0;
+
+  // ---- scrub ----------------------------------------------------------------------------------
+  // Queues a scrub of the job (trigger schedule | operator, rehash_fraction in [0, 1]).
+  // AlreadyExists when one is queued or running for that job; NotFound for an unknown job.
+  [[nodiscard]] virtual absl::StatusOr<Scrub> CreateScrub(const std::string& id, int64_t job_id,
+                                                          const std::string& trigger,
+                                                          double rehash_fraction,
+                                                          int64_t now_ms) = 0;
+  // Atomically claims the oldest queued scrub for `worker` (-> running, started_at = now), or a
+  // running one whose updated_at is before `stale_before_ms` (its worker died; its counters start
+  // again). NotFound if none.
+  [[nodiscard]] virtual absl::StatusOr<Scrub> ClaimScrub(const std::string& worker, int64_t now_ms,
+                                                         int64_t stale_before_ms) = 0;
+  // Writes s's state, counters, report, error and finished_at (updated_at = now).
+  // FailedPrecondition unless the row is running and claimed by s.claimed_by.
+  [[nodiscard]] virtual absl::Status UpdateScrub(const Scrub& s, int64_t now_ms) = 0;
+  [[nodiscard]] virtual absl::StatusOr<Scrub> GetScrub(const std::string& id) = 0;
+  // Newest first (by requested_at).
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Scrub>> ListScrubs(const ScrubFilter& filter) = 0;
+  // The newest scrub in one of `states` (empty: any state) of every job that has one, ordered by
+  // job id.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Scrub>> LatestScrubs(
+      const std::vector<std::string>& states) = 0;
+  // Records (replacing any earlier entry of the same path) files whose row a scrub removed.
+  [[nodiscard]] virtual absl::Status RecordScrubLost(const std::vector<ScrubLost>& lost) = 0;
+  // The job's entries, ordered by path.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<ScrubLost>> ListScrubLost(int64_t job_id) = 0;
+  // Deletes the job's entries for `paths` (absent ones are fine). Returns how many were deleted.
+  [[nodiscard]] virtual absl::StatusOr<int64_t> ClearScrubLost(int64_t job_id,
+                                                               const std::vector<std::string>& paths) = 0;
 
   // ---- orphaned runs ----------------------------------------------------------------------------
   // Closes as `abandoned` (error = reason) the running runs started before `started_before_ms`,
@@ -646,6 +713,10 @@ class StateIndex {
 // backends apply in RecordLoginFailure).
 LoginThrottle NextLoginThrottle(const LoginThrottle& current, int64_t now_ms,
                                 const LockoutPolicy& policy);
+
+// OK when a scrub may be queued with this trigger (schedule | operator) and re-hash fraction
+// (0..1); InvalidArgument otherwise (the one rule both backends apply in CreateScrub).
+[[nodiscard]] absl::Status ValidateScrubRequest(const std::string& trigger, double rehash_fraction);
 
 // Opens the index named by `url`: "sqlite:PATH" (PATH's directory is created), or
 // "postgresql://..." / "postgres://..." (a libpq connection URI; connects lazily, see

@@ -1,4 +1,5 @@
 // The admin API used by the CLI and the dashboard: runners, jobs, sync now, runs, files, status.
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -269,22 +270,33 @@ absl::StatusOr<std::string> StartReconcile(ServerContext* ctx, const Request& re
   return ReconcileJson(*r, ctx->NowMs());
 }
 
-absl::StatusOr<std::string> ReconcileAll(ServerContext* ctx, const Request& req) {
-  bool verify = BoolField(req.body, "verify");
+// Queues `create(job_id)` for every job: {"queued": [to_json(...)...], "already_running":
+// ["runner/job", ...]} (AlreadyExists: one is queued or running for that job).
+template <typename Create, typename ToJson>
+absl::StatusOr<json> QueueForEveryJob(ServerContext* ctx, Create create, ToJson to_json) {
   DS_ASSIGN_OR_RETURN(auto jobs, ctx->index->ListJobs(std::nullopt));
   json queued = json::array(), busy = json::array();
   for (const auto& j : jobs) {
-    auto r = ctx->index->CreateReconcile(NewUuid(), j.spec.id, verify, ctx->NowMs());
+    auto r = create(j.spec.id);
     if (absl::IsAlreadyExists(r.status())) {
       busy.push_back(j.runner_name + "/" + j.spec.name);
       continue;
     }
     if (!r.ok()) return r.status();
-    queued.push_back(json::parse(ReconcileJson(*r, ctx->NowMs())));
+    queued.push_back(json::parse(to_json(*r, ctx->NowMs())));
   }
+  return json{{"queued", queued}, {"already_running", busy}};
+}
+
+absl::StatusOr<std::string> ReconcileAll(ServerContext* ctx, const Request& req) {
+  bool verify = BoolField(req.body, "verify");
+  DS_ASSIGN_OR_RETURN(json out, QueueForEveryJob(ctx, [&](int64_t job_id) {
+    return ctx->index->CreateReconcile(NewUuid(), job_id, verify, ctx->NowMs());
+  }, ReconcileJson));
   ctx->reconciles->Wake();
-  spdlog::info("admin: reconcile of all jobs: {} queued, {} already running", queued.size(), busy.size());
-  return json{{"queued", queued}, {"already_running", busy}}.dump();
+  spdlog::info("admin: reconcile of all jobs: {} queued, {} already running", out["queued"].size(),
+               out["already_running"].size());
+  return out.dump();
 }
 
 absl::StatusOr<std::string> ListReconciles(ServerContext* ctx, const Request& req) {
@@ -301,6 +313,102 @@ absl::StatusOr<std::string> ListReconciles(ServerContext* ctx, const Request& re
   json out = json::array();
   for (const auto& r : list) out.push_back(json::parse(ReconcileJson(r, ctx->NowMs())));
   return json{{"reconciles", out}}.dump();
+}
+
+// ---- scrub (docs/api.md) ---------------------------------------------------------------------
+
+// The body's rehash_fraction (0..1), or the server's --scrub-rehash when absent. `want_all`: the
+// body must also say {"all": true}.
+absl::StatusOr<double> ScrubBody(ServerContext* ctx, const Request& req, bool want_all) {
+  json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
+  if (!body.is_object()) return absl::InvalidArgumentError("body must be a JSON object");
+  if (want_all && body.value("all", json(false)) != json(true)) {
+    return absl::InvalidArgumentError(R"(body must say {"all": true} to scrub every job)");
+  }
+  if (!body.contains("rehash_fraction")) return ctx->config.scrub_rehash;
+  const json& f = body["rehash_fraction"];
+  if (!f.is_number() || !(f.get<double>() >= 0.0 && f.get<double>() <= 1.0)) {
+    return absl::InvalidArgumentError("rehash_fraction must be a number from 0 to 1");
+  }
+  return f.get<double>();
+}
+
+absl::StatusOr<std::string> StartScrub(ServerContext* ctx, const Request& req, const PathParams& p) {
+  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, p.at("runner")));
+  DS_ASSIGN_OR_RETURN(Job job, JobByName(ctx, runner, p.at("job")));
+  DS_ASSIGN_OR_RETURN(double fraction, ScrubBody(ctx, req, false));
+  auto s = ctx->index->CreateScrub(NewUuid(), job.spec.id, "operator", fraction, ctx->NowMs());
+  if (absl::IsAlreadyExists(s.status())) {
+    return absl::AlreadyExistsError(absl::StrCat("a scrub of ", runner.name, "/", job.spec.name,
+                                                 " is already queued or running (datasync scrub status)"));
+  }
+  if (!s.ok()) return s.status();
+  ctx->scrubs->Wake();
+  spdlog::info("admin: scrub {} of {}/{} queued (re-hashing {})", s->id, runner.name, job.spec.name, fraction);
+  return ScrubJson(*s, ctx->NowMs());
+}
+
+absl::StatusOr<std::string> ScrubAll(ServerContext* ctx, const Request& req) {
+  DS_ASSIGN_OR_RETURN(double fraction, ScrubBody(ctx, req, true));
+  DS_ASSIGN_OR_RETURN(json out, QueueForEveryJob(ctx, [&](int64_t job_id) {
+    return ctx->index->CreateScrub(NewUuid(), job_id, "operator", fraction, ctx->NowMs());
+  }, ScrubJson));
+  ctx->scrubs->Wake();
+  spdlog::info("admin: scrub of all jobs: {} queued, {} already running", out["queued"].size(),
+               out["already_running"].size());
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+absl::StatusOr<std::string> ListScrubs(ServerContext* ctx, const Request& req) {
+  ScrubFilter filter;
+  if (std::string r = req.Query("runner"); !r.empty()) {
+    DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, r));
+    if (std::string j = req.Query("job"); !j.empty()) {
+      DS_ASSIGN_OR_RETURN(Job job, JobByName(ctx, runner, j));
+      filter.job_id = job.spec.id;
+    }
+  } else if (!req.Query("job").empty()) {
+    return absl::InvalidArgumentError("job= needs runner=");
+  }
+  if (std::string st = req.Query("state"); !st.empty()) {
+    if (st != "queued" && st != "running" && st != "succeeded" && st != "failed") {
+      return absl::InvalidArgumentError("state must be queued, running, succeeded or failed");
+    }
+    filter.state = st;
+  }
+  DS_ASSIGN_OR_RETURN(filter.limit, IntQuery(req, "limit", 20, 1000));
+  if (filter.limit < 1) return absl::InvalidArgumentError("limit must be from 1 to 1000");
+  DS_ASSIGN_OR_RETURN(auto list, ctx->index->ListScrubs(filter));
+  json out = json::array();
+  for (const auto& s : list) out.push_back(json::parse(ScrubJson(s, ctx->NowMs())));
+  return json{{"scrubs", out}}.dump();
+}
+
+absl::StatusOr<std::string> ScrubStatus(ServerContext* ctx) {
+  DS_ASSIGN_OR_RETURN(auto jobs, ctx->index->ListJobs(std::nullopt));
+  DS_ASSIGN_OR_RETURN(auto latest, ctx->index->LatestScrubs({}));
+  DS_ASSIGN_OR_RETURN(auto finished, ctx->index->LatestScrubs({"succeeded", "failed"}));
+  std::map<int64_t, const Scrub*> last, done;
+  for (const Scrub& s : latest) last[s.job_id] = &s;
+  for (const Scrub& s : finished) done[s.job_id] = &s;
+  const int64_t now = ctx->NowMs();
+  json out = json::array();
+  for (const Job& j : jobs) {
+    const Scrub* l = last.count(j.spec.id) ? last[j.spec.id] : nullptr;
+    const Scrub* d = done.count(j.spec.id) ? done[j.spec.id] : nullptr;
+    int64_t due = NextScrubDueMs(l, j.created_at_ms, ctx->config.scrub_interval.count());
+    out.push_back({{"runner", j.runner_name},
+                   {"job", j.spec.name},
+                   {"last", l ? json::parse(ScrubJson(*l, now)) : json(nullptr)},
+                   {"next_due_at", due > 0 ? FormatIsoUtc(due) : ""},
+                   {"drift", d != nullptr && ScrubHasDrift(*d)},
+                   {"unhealed", d != nullptr ? d->unhealed : 0}});
+  }
+  return json{{"jobs", out},
+              {"interval_s", ctx->config.scrub_interval.count() / 1000},
+              {"rate_objects_per_s", ctx->config.scrub_rate},
+              {"rehash_fraction", ctx->config.scrub_rehash}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 absl::StatusOr<std::string> ReplaceMachine(ServerContext* ctx, const Request& req, const std::string& name) {
@@ -460,6 +568,24 @@ absl::StatusOr<std::string> Status(ServerContext* ctx) {
       .dump();
 }
 
+// The scrub's routes (docs/api.md, "Storage scrub").
+void AddScrubRoutes(ServerContext* ctx, Router* router, const AdminRouteWrapper& admin) {
+  const std::string base = "/api/v1/admin";
+  router->Add("POST", base + "/runners/{runner}/jobs/{job}/scrub",
+              admin([ctx](const Request& req, const PathParams& p) { return StartScrub(ctx, req, p); }, 202));
+  router->Add("POST", base + "/scrub", admin([ctx](const Request& req, const PathParams&) { return ScrubAll(ctx, req); }, 202));
+  router->Add("GET", base + "/scrubs", admin([ctx](const Request& req, const PathParams&) { return ListScrubs(ctx, req); }, 200));
+  // Before /scrubs/{id}: the first route that matches answers.
+  router->Add("GET", base + "/scrubs/status",
+              admin([ctx](const Request&, const PathParams&) { return ScrubStatus(ctx); }, 200));
+  router->Add("GET", base + "/scrubs/{id}", admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
+                auto s = ctx->index->GetScrub(p.at("id"));
+                if (absl::IsNotFound(s.status())) return absl::NotFoundError(absl::StrCat("no scrub ", p.at("id")));
+                if (!s.ok()) return s.status();
+                return ScrubJson(*s, ctx->NowMs());
+              }, 200));
+}
+
 }  // namespace
 
 void AddAdminRoutes(ServerContext* ctx, Router* router) {
@@ -580,6 +706,7 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
   router->Add("GET", base + "/runs/{run}/files",
               admin([ctx](const Request& req, const PathParams& p) { return RunFiles(ctx, req, p.at("run")); }));
   AddObservabilityAdminRoutes(ctx, router, [&admin](AdminHandlerFn fn, int ok_status) { return admin(fn, ok_status); });
+  AddScrubRoutes(ctx, router, [&admin](AdminHandlerFn fn, int ok_status) { return admin(fn, ok_status); });
 }
 
 }  // namespace ds

@@ -606,6 +606,23 @@ std::string FinalState(const Run& run, bool interrupted, const std::string& erro
   return "succeeded";
 }
 
+// Files a scrub found lost or corrupted (scrub_lost) are healed once a run uploads them again.
+void ClearHealedFiles(ServerContext* ctx, const Run& run,
+                      const std::vector<protocol::FileResult>& results) {
+  std::vector<std::string> uploaded;
+  for (const auto& r : results) {
+    if (r.status == "uploaded") uploaded.push_back(r.path);
+  }
+  if (uploaded.empty() || run.job_id == 0) return;
+  auto n = ctx->index->ClearScrubLost(run.job_id, uploaded);
+  if (!n.ok()) {
+    spdlog::warn("run={} clearing healed files: {}", run.summary.run_id, n.status());
+  } else if (*n > 0) {
+    spdlog::info("run={} {} file(s) a scrub found lost or corrupted are stored again (healed)",
+                 run.summary.run_id, *n);
+  }
+}
+
 absl::StatusOr<std::string> Complete(ServerContext* ctx, const Request& req,
                                      const std::string& run_id) {
   DS_ASSIGN_OR_RETURN(Runner runner, AuthenticateAgent(ctx, req));
@@ -647,6 +664,7 @@ absl::StatusOr<std::string> Complete(ServerContext* ctx, const Request& req,
       return n.status();
     }
     accepted = *n;
+    ClearHealedFiles(ctx, run, cmp.results);
   }
   std::string state = run.summary.state;
   if (cmp.final) {

@@ -70,6 +70,25 @@ json HealthOf(const Runner& r) {
   return h.is_object() ? h : json::object();
 }
 
+// storage_drift: the newest finished scrub of a job found drift or left findings unhealed; it
+// resolves once a later scrub is clean. (A failed scrub says nothing about drift: storage_failing
+// and the scrub's error tell of it.)
+void StorageDrift(const AlertInputs& in, std::vector<AlertCondition>* out) {
+  for (const Scrub& s : in.last_scrubs) {
+    if (s.state != "succeeded" || (!ScrubHasDrift(s) && s.unhealed == 0)) continue;
+    out->push_back(
+        {absl::StrCat(s.runner_name, "/", s.job_name), s.runner_name, s.job_name,
+         absl::StrCat("job ", s.runner_name, "/", s.job_name, ": the scrub of ",
+                      FormatIsoUtc(s.finished_at_ms), " found ", s.missing, " missing, ", s.extra,
+                      " stray, ", s.size_mismatches + s.hash_mismatches, " corrupted object(s); ",
+                      s.healed, " healed, ", s.unhealed, " could not be healed"),
+         json{{"scrub_id", s.id}, {"missing", s.missing}, {"extra", s.extra},
+              {"size_mismatches", s.size_mismatches}, {"hash_mismatches", s.hash_mismatches},
+              {"healed", s.healed}, {"unhealed", s.unhealed}}
+             .dump()});
+  }
+}
+
 }  // namespace
 
 bool IsAlertKind(const std::string& kind) {
@@ -269,6 +288,8 @@ absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule,
            json{{"last_error", c.last_error}, {"last_error_at_ms", c.last_error_at_ms}}.dump(
                -1, ' ', false, json::error_handler_t::replace)});
     }
+  } else if (kind == "storage_drift") {
+    StorageDrift(in, &out);
   } else if (!IsEventAlertKind(kind)) {
     return absl::InvalidArgumentError(absl::StrCat("unknown rule kind '", kind, "'"));
   }
@@ -355,7 +376,9 @@ void ReportFilesChanged(ServerContext* ctx, const Runner& runner_row, const std:
 // ---- the service -------------------------------------------------------------------------------
 
 AlertService::AlertService(ServerContext* ctx, std::string holder)
-    : ctx_(ctx), holder_(std::move(holder)), thread_([this] { Loop(); }) {}
+    : ctx_(ctx),
+      lease_(ctx->index.get(), kAlertsLease, std::move(holder), "evaluates the alert rules"),
+      thread_([this] { Loop(); }) {}
 
 AlertService::~AlertService() {
   {
@@ -363,8 +386,7 @@ AlertService::~AlertService() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
-  if (holding_) (void)ctx_->index->ReleaseLease(kAlertsLease, holder_);
+  thread_.join();  // then lease_ is released
 }
 
 void AlertService::Wake() {
@@ -389,17 +411,7 @@ void AlertService::Loop() {
 }
 
 bool AlertService::Claim() {
-  const int64_t ttl =
-      std::max<int64_t>(kLeaseIntervals * ctx_->config.alert_interval.count(), 1'000);
-  auto got = ctx_->index->TryAcquireLease(kAlertsLease, holder_, ttl, ctx_->NowMs());
-  if (!got.ok()) {
-    spdlog::warn("alerts: cannot take the lease: {}", got.status());
-    return false;
-  }
-  if (*got && !holding_)
-    spdlog::info("alerts: this instance ({}) evaluates the alert rules", holder_);
-  holding_ = *got;
-  return *got;
+  return lease_.Claim(kLeaseIntervals * ctx_->config.alert_interval.count(), ctx_->NowMs());
 }
 
 std::string AlertService::RunOnce() {
@@ -441,6 +453,17 @@ std::string AlertService::Evaluate() {
   bool want_storage = std::any_of(rules->begin(), rules->end(), [](const AlertRule& r) {
     return r.enabled && r.kind == "storage_failing";
   });
+  bool want_scrubs = std::any_of(rules->begin(), rules->end(), [](const AlertRule& r) {
+    return r.enabled && r.kind == "storage_drift";
+  });
+  if (want_scrubs) {
+    auto scrubs = ctx_->index->LatestScrubs({"succeeded", "failed"});
+    if (!scrubs.ok()) {
+      spdlog::warn("alerts: reading scrubs failed; skipping this pass");
+      return out;
+    }
+    in.last_scrubs = std::move(*scrubs);
+  }
   if (want_storage) {
     // A key nobody writes: NotFound means storage answered.
     auto st = ctx_->storage->Stat(".datasync/alert-probe");

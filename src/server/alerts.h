@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "index/state_index.h"
+#include "server/lease.h"
 
 namespace ds {
 
@@ -31,6 +32,7 @@ inline constexpr const char* kAlertKinds[] = {
     "clock_skew",               // params: seconds
     "disk_free_low",            // params: percent
     "channel_failing",          // a notification channel's last attempt failed
+    "storage_drift",            // a job's last finished scrub found drift or could not heal all
 };
 bool IsAlertKind(const std::string& kind);
 bool IsEventAlertKind(const std::string& kind);
@@ -47,6 +49,7 @@ struct AlertInputs {
   int64_t index_budget_bytes = 0;  // 0 = none
   std::string storage_error;       // "" = storage answered
   std::vector<NotificationChannel> channels;
+  std::vector<Scrub> last_scrubs;  // the newest finished scrub of each job that has one
 };
 
 // One subject for which a rule's condition holds now.
@@ -101,12 +104,11 @@ class AlertService {
   std::string SendDue();
 
   ServerContext* const ctx_;
-  const std::string holder_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;     // Protected by mu_.
   bool wake_ = false;     // Protected by mu_.
-  bool holding_ = false;  // Used by the service thread only.
+  IndexLease lease_;      // Used by the service thread only.
   std::thread thread_;    // started last
 };
 

@@ -1,6 +1,7 @@
 // Rule evaluation with an injected time: every condition kind fires when its threshold is passed
 // and not before, and scopes narrow it.
 #include "server/alerts.h"
+#include "server/scrub.h"
 
 #include <gtest/gtest.h>
 
@@ -171,6 +172,72 @@ TEST(AlertRules, ValidationNamesTheProblem) {
   r = Rule("runner_offline");
   r.scope_kind = "runner";
   EXPECT_TRUE(absl::IsInvalidArgument(ValidateAlertRule(r)));  // scope without a name
+}
+
+}  // namespace
+}  // namespace ds
+
+namespace ds {
+namespace {
+
+Scrub FinishedScrub(const std::string& job, const std::string& state, uint64_t missing,
+                    uint64_t unhealed) {
+  Scrub s;
+  s.id = "s-" + job;
+  s.runner_name = "pc1";
+  s.job_name = job;
+  s.state = state;
+  s.finished_at_ms = kNow - kMin;
+  s.missing = missing;
+  s.healed = missing;
+  s.unhealed = unhealed;
+  return s;
+}
+
+TEST(AlertRules, StorageDriftFiresForTheLastSucceededScrubWithDriftOrUnhealedFindings) {
+  AlertInputs in;
+  in.runners = {MakeRunner(1, "pc1", kNow)};
+  in.last_scrubs = {FinishedScrub("clean", "succeeded", 0, 0),
+                    FinishedScrub("drifted", "succeeded", 2, 0),
+                    FinishedScrub("lost", "succeeded", 0, 1),
+                    FinishedScrub("failed", "failed", 0, 0)};
+  auto conds = EvaluateRule(Rule("storage_drift"), in, kNow);
+  ASSERT_TRUE(conds.ok()) << conds.status();
+  std::vector<std::string> subjects;
+  for (const auto& c : *conds) subjects.push_back(c.subject);
+  EXPECT_EQ(subjects, (std::vector<std::string>{"pc1/drifted", "pc1/lost"}));
+  EXPECT_NE((*conds)[0].message.find("2 missing"), std::string::npos) << (*conds)[0].message;
+  EXPECT_NE((*conds)[1].details_json.find("\"unhealed\":1"), std::string::npos);
+  AlertRule scoped = Rule("storage_drift");
+  scoped.scope_kind = "job";
+  scoped.scope = "pc1/lost";
+  conds = EvaluateRule(scoped, in, kNow);
+  ASSERT_TRUE(conds.ok());
+  ASSERT_EQ(conds->size(), 1u);
+  EXPECT_EQ((*conds)[0].subject, "pc1/lost");
+}
+
+TEST(Scrub, TheRehashSampleIsDeterministicOfTheRequestedShareAndMovesBetweenScrubs) {
+  int in_a = 0, in_both = 0;
+  for (int i = 0; i < 10'000; ++i) {
+    const std::string path = "day/meas_" + std::to_string(i) + ".dat";
+    EXPECT_TRUE(InRehashSample("s-1", path, 1.0));
+    EXPECT_FALSE(InRehashSample("s-1", path, 0.0));
+    EXPECT_EQ(InRehashSample("s-1", path, 0.25), InRehashSample("s-1", path, 0.25));
+    bool a = InRehashSample("s-1", path, 0.25);
+    in_a += a;
+    in_both += a && InRehashSample("s-2", path, 0.25);
+  }
+  EXPECT_NEAR(in_a, 2'500, 250);
+  EXPECT_NEAR(in_both, 625, 150);  // another scrub samples (mostly) other objects
+}
+
+TEST(Scrub, AJobIsDueAnIntervalAfterItsLastScrubOrItsCreation) {
+  Scrub last;
+  last.requested_at_ms = kNow;
+  EXPECT_EQ(NextScrubDueMs(&last, kNow - 1000, 3'600'000), kNow + 3'600'000);
+  EXPECT_EQ(NextScrubDueMs(nullptr, kNow - 1000, 3'600'000), kNow - 1000 + 3'600'000);
+  EXPECT_EQ(NextScrubDueMs(&last, kNow, 0), 0);  // scheduling off
 }
 
 }  // namespace

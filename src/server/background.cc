@@ -7,6 +7,8 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "server/context.h"
+#include "server/lease.h"
+#include "server/storage_walk.h"
 
 namespace ds {
 namespace {
@@ -16,7 +18,6 @@ using nlohmann::json;
 constexpr size_t kApplyBatch = 5'000;          // rows per index transaction
 constexpr size_t kReportListMax = 200;         // entries kept in a report list
 constexpr int64_t kStaleReconcileMs = 5 * 60'000;  // a running reconcile silent this long died
-constexpr int64_t kTempFileMaxAgeNs = int64_t{3600} * 1'000'000'000;  // older temps are leftovers
 constexpr char kJanitorLease[] = "janitor";
 constexpr int64_t kJanitorLeaseIntervals = 3;  // lease lifetime, in janitor intervals
 
@@ -99,6 +100,184 @@ void ReconcileService::Loop() {
   }
 }
 
+namespace {
+
+// One reconcile of one job over the shared walk: rows are added and updated from what storage
+// holds, rows storage lacks are removed, stale temp debris is removed.
+class ReconcilePass {
+ public:
+  // REQUIRES: every pointee outlives the pass.
+  ReconcilePass(ServerContext* ctx, Reconcile* r, const std::atomic<bool>* stop, std::string prefix)
+      : ctx_(ctx), r_(*r), stop_(*stop), prefix_(prefix),
+        walk_(ctx->index.get(), ctx->storage.get(), r->job_id, std::move(prefix)) {}
+  // The whole pass: "" when it succeeded (r is filled in) or when shutting down (*stopped), else
+  // the failure.
+  std::string Run(bool* stopped);
+  uint64_t temps_removed() const { return temps_removed_; }
+
+ private:
+  bool OnObject(const WalkItem& item);
+  // The SHA-256 to record for the object. False when the object goes no further.
+  bool ContentSha(const WalkItem& item, std::string* sha);
+  bool VerifiedSha(const WalkItem& item, std::string* sha);
+  void Record(const WalkItem& item, const std::string& sha);
+  void Flush();
+  std::string RemoveMissing();
+  void SweepTemps();
+  void AddMismatch(json entry) {
+    ++r_.mismatches;
+    if (mismatches_.size() < kReportListMax) mismatches_.push_back(std::move(entry));
+  }
+
+  ServerContext* const ctx_;
+  Reconcile& r_;
+  const std::atomic<bool>& stop_;
+  const std::string prefix_;
+  StorageWalk walk_;
+  json mismatches_ = json::array(), removed_ = json::array(), temps_ = json::array();
+  std::vector<SyncedFile> upserts_;
+  uint64_t hashed_ = 0;  // objects whose contents were read
+  uint64_t temps_removed_ = 0;
+  absl::Status apply_status_ = absl::OkStatus();
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
+  const int64_t now_ms_ = ctx_->NowMs();
+};
+
+std::string ReconcilePass::Run(bool* stopped) {
+  if (absl::Status st = walk_.LoadRows(); !st.ok()) return std::string(st.message());
+  r_.files_expected = std::max<uint64_t>(r_.files_expected, walk_.row_count());
+  absl::Status list_status = walk_.Run([this](const WalkItem& item) { return OnObject(item); });
+  Flush();
+  *stopped = stop_;
+  if (stop_) return "";  // shutting down: another instance (or our restart) retakes it
+  if (!list_status.ok()) return absl::StrCat("listing storage: ", list_status.message());
+  if (!apply_status_.ok()) return absl::StrCat("updating the index: ", apply_status_.message());
+  if (std::string error = RemoveMissing(); !error.empty()) return error;
+  SweepTemps();
+  r_.report_json = json{{"mismatches", mismatches_}, {"removed_paths", removed_}, {"temp_files", temps_},
+                        {"temp_files_removed", temps_removed_}, {"files_hashed", hashed_}}
+                       .dump(-1, ' ', false, json::error_handler_t::replace);
+  return "";
+}
+
+bool ReconcilePass::OnObject(const WalkItem& item) {
+  if (stop_ || !apply_status_.ok()) return false;
+  ++r_.files_seen;
+  r_.bytes_seen += item.object->size;
+  std::string sha;
+  if (!ContentSha(item, &sha)) return apply_status_.ok();
+  Record(item, sha);
+  if (upserts_.size() >= kApplyBatch) Flush();
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_progress_ > std::chrono::milliseconds(500)) {
+    last_progress_ = now;
+    (void)ctx_->index->UpdateReconcile(r_, ctx_->NowMs());
+  }
+  return true;
+}
+
+bool ReconcilePass::ContentSha(const WalkItem& item, std::string* sha) {
+  const ObjectInfo& o = *item.object;
+  const SyncedFile* existing = item.row;
+  if (r_.verify) return VerifiedSha(item, sha);
+  if (!o.sha256.empty()) {
+    *sha = o.sha256;
+    if (item.finding == WalkFinding::kHashMismatch) {
+      AddMismatch({{"path", item.path}, {"stored_sha256", o.sha256}, {"index_sha256", existing->sha256}});
+    }
+    return true;
+  }
+  if (existing != nullptr && existing->size == o.size && item.same_mtime) {
+    *sha = existing->sha256;
+    return true;
+  }
+  ++hashed_;
+  auto digest = ctx_->storage->HashObject(o.key);
+  if (!digest.ok()) {
+    apply_status_ = digest.status();
+    return false;
+  }
+  *sha = digest->sha256;
+  return true;
+}
+
+bool ReconcilePass::VerifiedSha(const WalkItem& item, std::string* sha) {
+  const ObjectInfo& o = *item.object;
+  const SyncedFile* existing = item.row;
+  ++hashed_;
+  auto digest = ctx_->storage->HashObject(o.key);
+  if (!digest.ok()) {
+    AddMismatch({{"path", item.path}, {"error", std::string(digest.status().message())}});
+    return false;
+  }
+  *sha = digest->sha256;
+  bool meta_bad = !o.sha256.empty() && o.sha256 != *sha;
+  bool index_bad = existing != nullptr && existing->sha256 != *sha;
+  if (meta_bad || index_bad) {
+    AddMismatch({{"path", item.path}, {"actual_sha256", *sha}, {"stored_sha256", o.sha256},
+                 {"index_sha256", existing ? existing->sha256 : ""}});
+    spdlog::warn("reconcile {}: checksum mismatch on {} (content {}, metadata {}, index {})", r_.id,
+                 o.key, *sha, o.sha256, existing ? existing->sha256 : "-");
+  }
+  return true;
+}
+
+void ReconcilePass::Record(const WalkItem& item, const std::string& sha) {
+  const ObjectInfo& o = *item.object;
+  const SyncedFile* existing = item.row;
+  if (existing == nullptr) {
+    ++r_.rows_added;
+    upserts_.push_back(SyncedFile{r_.job_id, item.path, o.size, o.mtime_ns, sha, now_ms_, r_.id});
+  } else if (existing->sha256 != sha || existing->size != o.size || !item.same_mtime) {
+    ++r_.rows_updated;
+    upserts_.push_back(SyncedFile{r_.job_id, existing->path, o.size, o.mtime_ns, sha, now_ms_, r_.id});
+  } else {
+    ++r_.rows_unchanged;
+  }
+}
+
+void ReconcilePass::Flush() {
+  if (upserts_.empty() || !apply_status_.ok()) return;
+  apply_status_ = ctx_->index->ApplySyncedFiles(r_.job_id, upserts_, {});
+  upserts_.clear();
+}
+
+// Rows whose file is gone from storage; an empty listing against a populated index is refused
+// rather than wiping the index.
+std::string ReconcilePass::RemoveMissing() {
+  std::vector<std::string> deletes;
+  for (const SyncedFile* row : walk_.Missing()) deletes.push_back(row->path);
+  if (std::string refusal = walk_.EmptyListingRefusal(); !refusal.empty()) return refusal;
+  for (size_t i = 0; i < deletes.size(); i += kApplyBatch) {
+    std::vector<std::string> part(deletes.begin() + static_cast<long>(i),
+                                  deletes.begin() + static_cast<long>(std::min(deletes.size(), i + kApplyBatch)));
+    if (absl::Status st = ctx_->index->ApplySyncedFiles(r_.job_id, {}, part); !st.ok()) {
+      return absl::StrCat("removing rows: ", st.message());
+    }
+  }
+  r_.rows_removed = deletes.size();
+  for (size_t i = 0; i < deletes.size() && i < kReportListMax; ++i) removed_.push_back(deletes[i]);
+  return "";
+}
+
+// Leftovers of interrupted uploads: reported, and removed once clearly stale.
+void ReconcilePass::SweepTemps() {
+  auto temps = SweepTempObjects(ctx_->storage.get(), prefix_, ctx_->NowMs());
+  if (!temps.ok()) {
+    spdlog::warn("reconcile {}: listing temp files: {}", r_.id, temps.status());
+    return;
+  }
+  for (const TempFinding& t : *temps) {
+    ++r_.temp_files;
+    if (t.removed) ++temps_removed_;
+    if (temps_.size() < kReportListMax) {
+      temps_.push_back({{"key", t.object.key}, {"size", t.object.size}, {"removed", t.removed}});
+    }
+  }
+}
+
+}  // namespace
+
 void ReconcileService::RunOne(Reconcile r) {
   auto started = std::chrono::steady_clock::now();
   auto fail = [&](const std::string& error) {
@@ -115,144 +294,10 @@ void ReconcileService::RunOne(Reconcile r) {
   const std::string prefix = job->spec.dest_prefix;
   spdlog::info("reconcile {} of {}/{} ({}): listing {} under '{}'", r.id, r.runner_name, r.job_name,
                r.verify ? "verify" : "metadata", ctx_->storage->Describe(), prefix);
-
-  // What the index holds now.
-  std::unordered_map<std::string, SyncedFile> rows;
-  for (std::string after;;) {
-    auto page = ctx_->index->ListSyncedFiles(r.job_id, after, 10'000);
-    if (!page.ok()) return fail(std::string(page.status().message()));
-    if (page->empty()) break;
-    after = page->back().path;  // before the rows are moved out
-    size_t n = page->size();
-    for (auto& f : *page) rows.emplace(f.path, std::move(f));
-    if (n < 10'000) break;
-  }
-  r.files_expected = std::max<uint64_t>(r.files_expected, rows.size());
-
-  json mismatches = json::array();
-  std::vector<SyncedFile> upserts;
-  std::unordered_map<std::string, bool> seen;
-  uint64_t hashed = 0;  // objects whose contents were read
-  absl::Status apply_status = absl::OkStatus();
-  auto last_progress = std::chrono::steady_clock::now();
-  int64_t now_ms = ctx_->NowMs();
-  auto flush = [&]() {
-    if (upserts.empty() || !apply_status.ok()) return;
-    apply_status = ctx_->index->ApplySyncedFiles(r.job_id, upserts, {});
-    upserts.clear();
-  };
-  absl::Status list_status = ctx_->storage->List(prefix, [&](const ObjectInfo& o) {
-    if (stop_ || !apply_status.ok()) return;
-    std::string path = o.key.substr(prefix.size() + 1);
-    if (!ValidateRelativePath(path).ok()) return;
-    ++r.files_seen;
-    r.bytes_seen += o.size;
-    seen[path] = true;
-    auto it = rows.find(path);
-    const SyncedFile* existing = it == rows.end() ? nullptr : &it->second;
-    std::string sha;
-    if (r.verify) {
-      ++hashed;
-      auto digest = ctx_->storage->HashObject(o.key);
-      if (!digest.ok()) {
-        ++r.mismatches;
-        if (mismatches.size() < kReportListMax) {
-          mismatches.push_back({{"path", path}, {"error", std::string(digest.status().message())}});
-        }
-        return;
-      }
-      sha = digest->sha256;
-      bool meta_bad = !o.sha256.empty() && o.sha256 != sha;
-      bool index_bad = existing != nullptr && existing->sha256 != sha;
-      if (meta_bad || index_bad) {
-        ++r.mismatches;
-        if (mismatches.size() < kReportListMax) {
-          mismatches.push_back({{"path", path}, {"actual_sha256", sha}, {"stored_sha256", o.sha256},
-                                {"index_sha256", existing ? existing->sha256 : ""}});
-        }
-        spdlog::warn("reconcile {}: checksum mismatch on {} (content {}, metadata {}, index {})", r.id,
-                     o.key, sha, o.sha256, existing ? existing->sha256 : "-");
-      }
-    } else if (!o.sha256.empty()) {
-      sha = o.sha256;
-      if (existing != nullptr && existing->sha256 != sha && existing->size == o.size) {
-        ++r.mismatches;
-        if (mismatches.size() < kReportListMax) {
-          mismatches.push_back({{"path", path}, {"stored_sha256", sha}, {"index_sha256", existing->sha256}});
-        }
-      }
-    } else if (existing != nullptr && existing->size == o.size && existing->mtime_ns == o.mtime_ns) {
-      sha = existing->sha256;
-    } else {
-      ++hashed;
-      auto digest = ctx_->storage->HashObject(o.key);
-      if (!digest.ok()) {
-        apply_status = digest.status();
-        return;
-      }
-      sha = digest->sha256;
-    }
-    if (existing == nullptr) {
-      ++r.rows_added;
-      upserts.push_back(SyncedFile{r.job_id, path, o.size, o.mtime_ns, sha, now_ms, r.id});
-    } else if (existing->sha256 != sha || existing->size != o.size || existing->mtime_ns != o.mtime_ns) {
-      ++r.rows_updated;
-      upserts.push_back(SyncedFile{r.job_id, path, o.size, o.mtime_ns, sha, now_ms, r.id});
-    } else {
-      ++r.rows_unchanged;
-    }
-    if (upserts.size() >= kApplyBatch) flush();
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_progress > std::chrono::milliseconds(500)) {
-      last_progress = now;
-      (void)ctx_->index->UpdateReconcile(r, ctx_->NowMs());
-    }
-  });
-  flush();
-  if (stop_) return;  // shutting down: another instance (or our restart) retakes it
-  if (!list_status.ok()) return fail(absl::StrCat("listing storage: ", list_status.message()));
-  if (!apply_status.ok()) return fail(absl::StrCat("updating the index: ", apply_status.message()));
-
-  // Rows whose file is gone from storage. An empty listing against a populated index is far more
-  // likely an unmounted share than a deleted job: refuse rather than wipe the index.
-  std::vector<std::string> deletes;
-  for (const auto& [path, row] : rows) {
-    if (!seen.count(path)) deletes.push_back(path);
-  }
-  if (r.files_seen == 0 && !rows.empty()) {
-    return fail(absl::StrCat("storage holds nothing under '", prefix, "' but the index has ", rows.size(),
-                             " rows for this job; is the share mounted? Nothing was changed"));
-  }
-  for (size_t i = 0; i < deletes.size(); i += kApplyBatch) {
-    std::vector<std::string> part(deletes.begin() + static_cast<long>(i),
-                                  deletes.begin() + static_cast<long>(std::min(deletes.size(), i + kApplyBatch)));
-    if (absl::Status st = ctx_->index->ApplySyncedFiles(r.job_id, {}, part); !st.ok()) {
-      return fail(absl::StrCat("removing rows: ", st.message()));
-    }
-  }
-  r.rows_removed = deletes.size();
-  json removed = json::array();
-  for (size_t i = 0; i < deletes.size() && i < kReportListMax; ++i) removed.push_back(deletes[i]);
-
-  // Leftovers of interrupted uploads: reported, and removed once clearly stale.
-  json temps = json::array();
-  uint64_t temps_removed = 0;
-  if (auto t = ctx_->storage->ListTempObjects(prefix); t.ok()) {
-    int64_t now_ns = ctx_->NowMs() * 1'000'000;
-    for (const auto& o : *t) {
-      ++r.temp_files;
-      bool stale = now_ns - o.mtime_ns > kTempFileMaxAgeNs;
-      if (stale && ctx_->storage->RemoveTempObject(o.key).ok()) ++temps_removed;
-      if (temps.size() < kReportListMax) {
-        temps.push_back({{"key", o.key}, {"size", o.size}, {"removed", stale}});
-      }
-    }
-  } else {
-    spdlog::warn("reconcile {}: listing temp files: {}", r.id, t.status());
-  }
-  r.report_json = json{{"mismatches", mismatches}, {"removed_paths", removed}, {"temp_files", temps},
-                       {"temp_files_removed", temps_removed}, {"files_hashed", hashed}}
-                      .dump(-1, ' ', false, json::error_handler_t::replace);
+  ReconcilePass pass(ctx_, &r, &stop_, prefix);
+  bool stopped = false;
+  if (std::string error = pass.Run(&stopped); !error.empty()) return fail(error);
+  if (stopped) return;
   r.state = "succeeded";
   r.finished_at_ms = ctx_->NowMs();
   if (absl::Status st = ctx_->index->UpdateReconcile(r, ctx_->NowMs()); !st.ok()) {
@@ -263,13 +308,15 @@ void ReconcileService::RunOne(Reconcile r) {
   spdlog::info("reconcile {} of {}/{} done in {:.2f}s: {} files ({} bytes), +{} rows, -{} rows, {} updated, "
                "{} mismatches, {} temp files ({} removed)",
                r.id, r.runner_name, r.job_name, secs, r.files_seen, r.bytes_seen, r.rows_added, r.rows_removed,
-               r.rows_updated, r.mismatches, r.temp_files, temps_removed);
+               r.rows_updated, r.mismatches, r.temp_files, pass.temps_removed());
 }
 
 // ---- janitor -------------------------------------------------------------------------------------
 
 Janitor::Janitor(ServerContext* ctx, std::string holder)
-    : ctx_(ctx), holder_(std::move(holder)), thread_([this] { Loop(); }) {}
+    : ctx_(ctx),
+      lease_(ctx->index.get(), kJanitorLease, std::move(holder), "does the housekeeping"),
+      thread_([this] { Loop(); }) {}
 
 Janitor::~Janitor() {
   {
@@ -277,13 +324,7 @@ Janitor::~Janitor() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
-  if (holding_) {
-    // Another instance takes over at its next pass instead of after the expiry.
-    if (absl::Status st = ctx_->index->ReleaseLease(kJanitorLease, holder_); !st.ok()) {
-      spdlog::warn("janitor: releasing the lease: {}", st);
-    }
-  }
+  thread_.join();  // then lease_ is released: another instance takes over at its next pass
 }
 
 void Janitor::Loop() {
@@ -299,18 +340,27 @@ void Janitor::Loop() {
 }
 
 bool Janitor::Claim() {
-  const int64_t ttl_ms =
-      std::max<int64_t>(kJanitorLeaseIntervals * ctx_->config.janitor_interval.count(), 1'000);
-  auto got = ctx_->index->TryAcquireLease(kJanitorLease, holder_, ttl_ms, ctx_->NowMs());
-  if (!got.ok()) {
-    spdlog::warn("janitor: cannot take the lease: {}", got.status());
-    return false;
+  return lease_.Claim(kJanitorLeaseIntervals * ctx_->config.janitor_interval.count(), ctx_->NowMs());
+}
+
+std::string Janitor::SweepTemps() {
+  auto jobs = ctx_->index->ListJobs(std::nullopt);
+  if (!jobs.ok()) {
+    spdlog::warn("janitor: listing jobs for the temp sweep: {}", jobs.status());
+    return "";
   }
-  if (*got && !holding_)
-    spdlog::info("janitor: this instance ({}) now does the housekeeping", holder_);
-  if (!*got && holding_) spdlog::info("janitor: another instance took over the housekeeping");
-  holding_ = *got;
-  return *got;
+  uint64_t removed = 0, young = 0;
+  for (const Job& j : *jobs) {
+    auto temps = SweepTempObjects(ctx_->storage.get(), j.spec.dest_prefix, ctx_->NowMs());
+    if (!temps.ok()) {
+      spdlog::warn("janitor: listing temp files of {}/{}: {}", j.runner_name, j.spec.name, temps.status());
+      continue;
+    }
+    for (const TempFinding& t : *temps) ++(t.removed ? removed : young);
+  }
+  if (removed == 0) return "";
+  return absl::StrCat("removed ", removed, " stale temp file(s) of interrupted uploads (", young,
+                      " younger ones left: uploads may be in flight); ");
 }
 
 std::string Janitor::RunOnce() {
@@ -337,6 +387,12 @@ std::string Janitor::RunOnce() {
     if (logs.ok() && *logs > 0) absl::StrAppend(&out, "pruned ", *logs, " agent log record(s) older than the log retention; ");
     auto sessions = ctx_->index->PruneSessions(now, now - ctx_->config.session_idle.count());
     if (sessions.ok() && *sessions > 0) absl::StrAppend(&out, "ended ", *sessions, " expired session(s); ");
+  }
+  // Temp debris of interrupted uploads of every job, at most hourly.
+  if (now - last_temp_sweep_ms_ > 3'600'000) {
+    if (!Claim()) return out;
+    last_temp_sweep_ms_ = now;
+    absl::StrAppend(&out, SweepTemps());
   }
   if (ctx_->config.index_budget_bytes > 0) {
     if (auto size = ctx_->index->SizeBytes(); size.ok() && *size > ctx_->config.index_budget_bytes) {

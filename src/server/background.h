@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "index/state_index.h"
+#include "server/lease.h"
 
 namespace ds {
 
@@ -36,7 +37,8 @@ class ReconcileService {
 };
 
 // Periodic housekeeping on its own thread: abandons runs whose runner stopped heartbeating,
-// prunes old run history, watches the index size budget. With several instances on one index,
+// prunes old run history, removes stale temp debris of every job (hourly), watches the index
+// size budget. With several instances on one index,
 // only the holder of the index lease "janitor" does it: the holder renews the lease every pass
 // (and between the steps of a pass); when it dies, another instance takes the lease over once it
 // expires (3 janitor intervals), and a clean shutdown releases it at once.
@@ -54,15 +56,17 @@ class Janitor {
   void Loop();
   // Takes or renews the lease; false when another instance holds it or the index fails.
   bool Claim();
+  // Removes stale temp debris under every job's prefix (SweepTempObjects); returns what it did.
+  std::string SweepTemps();
 
   ServerContext* const ctx_;
-  const std::string holder_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;            // Protected by mu_.
   // Used by the janitor thread (RunOnce) only.
-  bool holding_ = false;
+  IndexLease lease_;
   int64_t last_prune_ms_ = 0;
+  int64_t last_temp_sweep_ms_ = 0;
   std::thread thread_;  // started last
 };
 

@@ -13,6 +13,7 @@
 #include "server/background.h"
 #include "server/command_bus.h"
 #include "server/router.h"
+#include "server/scrub.h"
 #include "server/server.h"
 #include "storage/storage.h"
 
@@ -30,6 +31,7 @@ struct ServerContext {
   bool storage_grants_writes = false;
   std::unique_ptr<CommandBus> bus;
   std::unique_ptr<ReconcileService> reconciles;  // started after the index and storage
+  std::unique_ptr<ScrubService> scrubs;          // started after the index and storage
   std::unique_ptr<Janitor> janitor;
   std::unique_ptr<AlertService> alerts;          // started after the index and storage
   MetricsRegistry metrics;                       // this instance's counters (GET /metrics)

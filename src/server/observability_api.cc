@@ -245,6 +245,37 @@ absl::StatusOr<std::string> PutChannel(ServerContext* ctx, const Request& req,
 
 }  // namespace
 
+// Gauges from the last finished scrub of every job (the index's, so every instance says the same).
+void AppendScrubMetrics(ServerContext* ctx, std::vector<MetricFamily>* families) {
+  auto finished = ctx->index->LatestScrubs({"succeeded", "failed"});
+  if (!finished.ok()) return;
+  MetricFamily drift{"datasync_scrub_drift_objects",
+                     "Findings of the last finished scrub of each job, by kind.", "gauge", {}};
+  MetricFamily unhealed{"datasync_scrub_unhealed_objects",
+                        "Findings the last finished scrub of each job could not heal.", "gauge", {}};
+  MetricFamily success{"datasync_scrub_last_success_timestamp_seconds",
+                       "When the last succeeded scrub of each job finished (Unix seconds).", "gauge", {}};
+  for (const Scrub& s : *finished) {
+    const MetricLabels job{{"runner", s.runner_name}, {"job", s.job_name}};
+    for (auto [kind, n] : {std::pair{"missing", s.missing}, std::pair{"extra", s.extra},
+                           std::pair{"size", s.size_mismatches}, std::pair{"hash", s.hash_mismatches}}) {
+      MetricLabels labels = job;
+      labels.emplace_back("kind", kind);
+      drift.samples.push_back({"", labels, static_cast<double>(n)});
+    }
+    unhealed.samples.push_back({"", job, static_cast<double>(s.unhealed)});
+  }
+  if (auto done = ctx->index->LatestScrubs({"succeeded"}); done.ok()) {
+    for (const Scrub& s : *done) {
+      success.samples.push_back({"", {{"runner", s.runner_name}, {"job", s.job_name}},
+                                 static_cast<double>(s.finished_at_ms) / 1000.0});
+    }
+  }
+  families->push_back(std::move(drift));
+  families->push_back(std::move(unhealed));
+  families->push_back(std::move(success));
+}
+
 std::string MetricsText(ServerContext* ctx) {
   std::vector<MetricFamily> families;
   const int64_t now = ctx->NowMs();
@@ -286,6 +317,7 @@ std::string MetricsText(ServerContext* ctx) {
       f.samples.push_back({"", {{"severity", k.first}, {"state", k.second}}, n});
     families.push_back(std::move(f));
   }
+  AppendScrubMetrics(ctx, &families);
   for (auto& f : ctx->metrics.Families()) families.push_back(std::move(f));
   return RenderMetrics(families);
 }
@@ -300,6 +332,9 @@ void DeclareServerMetrics(MetricsRegistry* m) {
                     "Agent log records stored by this instance.");
   m->DeclareCounter("datasync_notifications_total",
                     "Notification attempts, by channel and result.");
+  m->DeclareCounter("datasync_scrubs_total", "Scrubs finished by this server instance, by result.");
+  m->DeclareCounter("datasync_scrub_objects_listed_total",
+                    "Objects listed by the scrubs of this instance.");
   m->DeclareHistogram("datasync_compare_duration_seconds", "Time to answer one compare batch.",
                       {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
 }

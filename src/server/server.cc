@@ -122,6 +122,7 @@ class ServerImpl final : public DataSyncServer {
     ctx_->bus.reset();  // answers any long-poll still waiting (their sessions are gone)
     ctx_->alerts.reset();
     ctx_->janitor.reset();
+    ctx_->scrubs.reset();
     ctx_->reconciles.reset();
   }
 
@@ -206,7 +207,7 @@ absl::StatusOr<std::unique_ptr<DataSyncServer>> StartDataSyncServer(const Server
   if (!ctx->storage_grants_writes && !config.storage_key.empty()) {
     spdlog::warn("a storage key was given but {} does not use one; ignoring it", url.text);
   }
-  // This instance among those sharing the index: names its reconcile claims, its janitor lease
+  // This instance among those sharing the index: names its reconcile and scrub claims, its leases
   // and its agents' long-polls.
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
@@ -219,9 +220,16 @@ absl::StatusOr<std::unique_ptr<DataSyncServer>> StartDataSyncServer(const Server
       kCrossInstancePollInterval);
 
   DS_ASSIGN_OR_RETURN(std::string token_file, BootstrapAdminToken(ctx.get()));
+  DeclareServerMetrics(&ctx->metrics);  // before any service counts
   ctx->reconciles = std::make_unique<ReconcileService>(ctx.get(), instance_id);
+  if (!(config.scrub_rehash >= 0.0 && config.scrub_rehash <= 1.0)) {
+    return absl::InvalidArgumentError("the scrub re-hash fraction must be from 0 to 1");
+  }
+  if (config.scrub_interval.count() < 0) {
+    return absl::InvalidArgumentError("the scrub interval must not be negative");
+  }
+  ctx->scrubs = std::make_unique<ScrubService>(ctx.get(), instance_id);
   ctx->janitor = std::make_unique<Janitor>(ctx.get(), instance_id);
-  DeclareServerMetrics(&ctx->metrics);
   if (config.alert_interval.count() < 100) {
     return absl::InvalidArgumentError("the alert interval must be at least 100ms");
   }

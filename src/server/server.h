@@ -34,6 +34,11 @@ struct ServerConfig {
   std::chrono::milliseconds janitor_interval{30'000};
   int64_t index_budget_bytes = 0;                // 0 = no budget
   std::chrono::milliseconds alert_interval{60'000};   // between alert evaluations
+  // The storage scrub: every job is scrubbed once its last scrub (or, never scrubbed, its
+  // creation) is this old; 0 = no scheduled scrubs (operators may still start them).
+  std::chrono::milliseconds scrub_interval{24LL * 3'600'000};
+  uint64_t scrub_rate = 2000;                    // objects listed per second at most; 0 = no cap
+  double scrub_rehash = 0;                       // 0..1: share of objects re-hashed by default
   std::chrono::milliseconds log_retention{90LL * 86'400'000};  // agent log records kept this long
   bool metrics_require_auth = false;             // GET /metrics needs an admin token
   // Dashboard sessions: ended after this long without a request, and this long after sign-in.

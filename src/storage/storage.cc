@@ -379,6 +379,10 @@ absl::Status Storage::AbandonUpload(const std::string&, const std::string&) {
   return absl::OkStatus();
 }
 
+absl::Status Storage::ForgetContentHash(const std::string& key) {
+  return absl::UnimplementedError(absl::StrCat(Describe(), " keeps no content hash of ", key));
+}
+
 absl::Status Storage::RemoveTempObject(const std::string& key) {
   return absl::UnimplementedError(absl::StrCat("cannot remove temp object ", key));
 }

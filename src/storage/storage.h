@@ -207,6 +207,13 @@ class Storage {
   // Deletes one object listed by ListTempObjects. InvalidArgument for anything else.
   [[nodiscard]] virtual absl::Status RemoveTempObject(const std::string& key);
 
+  // Drops the SHA-256 the backend keeps about the object under `key` (xattr, sidecar record,
+  // blob metadata), leaving its bytes untouched: for a scrub that found the bytes no longer
+  // match it, so that the next put under the key hashes them instead of taking them for the
+  // content it writes (and keeps them as a version). OK when there is none; NotFound when no
+  // object is under the key; Unimplemented where the backend keeps no such record.
+  [[nodiscard]] virtual absl::Status ForgetContentHash(const std::string& key);
+
   // Removes what an interrupted PutFile(key, .., {run_id}) may have left (its temp object), after a
   // crash. Never touches the object under `key`. OK when there is nothing to remove.
   [[nodiscard]] virtual absl::Status AbandonUpload(const std::string& key,

@@ -563,6 +563,30 @@ TEST_P(StorageConformanceTest, PutThenStatAndReadAllAreByteIdentical) {
   EXPECT_THAT(backend_.temp_files(), IsEmpty());
 }
 
+TEST_P(StorageConformanceTest, ForgetContentHashDropsTheHashRecordAndKeepsTheBytes) {
+  const std::string content = RandomContent(70'000, 7);
+  const fs::path source = WriteSource(content);
+  auto digest = Sha256File(source);
+  ASSERT_TRUE(digest.ok()) << digest.status();
+  ASSERT_TRUE(storage().PutFile("job/f.bin", source, PutOptions{.expected_sha256 = digest->sha256}).ok());
+  absl::Status st = storage().ForgetContentHash("job/f.bin");
+  if (absl::IsUnimplemented(st)) GTEST_SKIP() << "the backend keeps no hash record";
+  ASSERT_TRUE(st.ok()) << st;
+  auto info = storage().Stat("job/f.bin");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->sha256, "");
+  EXPECT_EQ(info->size, content.size());
+  auto read = storage().ReadAll("job/f.bin", 1 << 20);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_TRUE(*read == content);
+  // The next put of the same content hashes the object and leaves it in place.
+  auto again = storage().PutFile("job/f.bin", source, PutOptions{.expected_sha256 = digest->sha256});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_THAT(again->kept_version, IsEmpty());
+  EXPECT_TRUE(absl::IsNotFound(storage().ForgetContentHash("job/absent.bin")));
+  EXPECT_TRUE(absl::IsInvalidArgument(storage().ForgetContentHash("../escape")));
+}
+
 TEST_P(StorageConformanceTest, EmptyFile) {
   auto put = Put("empty.dat", "");
   ASSERT_TRUE(put.ok()) << put.status();

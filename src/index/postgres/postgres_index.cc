@@ -607,6 +607,38 @@ Reconcile ReconcileFromRow(const pqxx::row& row) {
   return c;
 }
 
+// Selected columns and joins of a Scrub; ScrubFromRow reads them in this order.
+constexpr char kScrubColumns[] = R"sql(
+  c.id, c.job_id, r.name, j.name, c.state, c.trigger_kind, c.rehash_fraction, c.claimed_by,
+  c.requested_at, c.started_at, c.updated_at, c.finished_at, c.objects_listed, c.bytes_listed,
+  c.objects_rehashed, c.missing, c.extra, c.size_mismatches, c.hash_mismatches, c.temp_files,
+  c.healed, c.unhealed, c.report, c.error
+  FROM scrubs c JOIN jobs j ON j.id = c.job_id JOIN runners r ON r.id = j.runner_id)sql";
+
+Scrub ScrubFromRow(const pqxx::row& row) {
+  Scrub c;
+  c.id = Text(row[0]);
+  c.job_id = row[1].as<int64_t>();
+  c.runner_name = Text(row[2]);
+  c.job_name = Text(row[3]);
+  c.state = Text(row[4]);
+  c.trigger = Text(row[5]);
+  c.rehash_fraction = row[6].as<double>();
+  c.claimed_by = Text(row[7]);
+  c.requested_at_ms = row[8].as<int64_t>();
+  c.started_at_ms = row[9].as<int64_t>();
+  c.updated_at_ms = row[10].as<int64_t>();
+  c.finished_at_ms = row[11].as<int64_t>();
+  uint64_t* counters[] = {&c.objects_listed, &c.bytes_listed, &c.objects_rehashed, &c.missing,
+                          &c.extra, &c.size_mismatches, &c.hash_mismatches, &c.temp_files,
+                          &c.healed, &c.unhealed};
+  int i = 12;
+  for (uint64_t* v : counters) *v = static_cast<uint64_t>(row[i++].as<int64_t>());
+  c.report_json = Text(row[22]);
+  c.error = Text(row[23]);
+  return c;
+}
+
 // Columns: id, runner_id, secret_hash, status, created_at.
 Enrollment EnrollmentFromRow(const pqxx::row& row) {
   Enrollment e;
@@ -728,6 +760,19 @@ class PostgresIndex final : public StateIndex {
                                                         bool active_only, int limit) override;
   absl::Status ApplySyncedFiles(int64_t job_id, const std::vector<SyncedFile>& upserts,
                                 const std::vector<std::string>& deletes) override;
+  absl::StatusOr<Scrub> CreateScrub(const std::string& id, int64_t job_id,
+                                    const std::string& trigger, double rehash_fraction,
+                                    int64_t now_ms) override;
+  absl::StatusOr<Scrub> ClaimScrub(const std::string& worker, int64_t now_ms,
+                                   int64_t stale_before_ms) override;
+  absl::Status UpdateScrub(const Scrub& s, int64_t now_ms) override;
+  absl::StatusOr<Scrub> GetScrub(const std::string& id) override;
+  absl::StatusOr<std::vector<Scrub>> ListScrubs(const ScrubFilter& filter) override;
+  absl::StatusOr<std::vector<Scrub>> LatestScrubs(const std::vector<std::string>& states) override;
+  absl::Status RecordScrubLost(const std::vector<ScrubLost>& lost) override;
+  absl::StatusOr<std::vector<ScrubLost>> ListScrubLost(int64_t job_id) override;
+  absl::StatusOr<int64_t> ClearScrubLost(int64_t job_id,
+                                         const std::vector<std::string>& paths) override;
 
   absl::StatusOr<std::vector<std::string>> AbandonStaleRuns(std::optional<int64_t> runner_id,
                                                             const std::string& keep_run_id,
@@ -837,6 +882,7 @@ class PostgresIndex final : public StateIndex {
   static absl::StatusOr<Job> LoadJob(pqxx::transaction_base& tx, int64_t id);
   static absl::StatusOr<Run> LoadRun(pqxx::transaction_base& tx, const std::string& id);
   static absl::StatusOr<Reconcile> LoadReconcile(pqxx::transaction_base& tx, const std::string& id);
+  static absl::StatusOr<Scrub> LoadScrub(pqxx::transaction_base& tx, const std::string& id);
   // Locks the run's row (FOR UPDATE) until the transaction ends. NotFound for an unknown run,
   // FailedPrecondition unless it is `running` (or, with allow_abandoned, `abandoned`: late
   // results of a recovered agent).
@@ -959,6 +1005,13 @@ absl::StatusOr<Reconcile> PostgresIndex::LoadReconcile(pqxx::transaction_base& t
       tx.exec_params(absl::StrCat("SELECT ", kReconcileColumns, " WHERE c.id = $1"), id);
   if (r.empty()) return absl::NotFoundError(absl::StrCat("reconcile ", id, " not found"));
   return ReconcileFromRow(r[0]);
+}
+
+absl::StatusOr<Scrub> PostgresIndex::LoadScrub(pqxx::transaction_base& tx, const std::string& id) {
+  const pqxx::result r =
+      tx.exec_params(absl::StrCat("SELECT ", kScrubColumns, " WHERE c.id = $1"), id);
+  if (r.empty()) return absl::NotFoundError(absl::StrCat("scrub ", id, " not found"));
+  return ScrubFromRow(r[0]);
 }
 
 absl::StatusOr<RunningRun> PostgresIndex::LockRunningRun(pqxx::transaction_base& tx,
@@ -2105,6 +2158,11 @@ absl::Status PostgresIndex::ApplySyncedFiles(int64_t job_id, const std::vector<S
           return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
         }
         tx.exec_params("DELETE FROM job_manifests WHERE job_id = $1", job_id);
+        // A run in flight compared its manifest against the rows before this change: its
+        // digest must not become the job's when it succeeds.
+        tx.exec_params(
+            "UPDATE sync_runs SET manifest_digest = '' WHERE job_id = $1 AND state = 'running'",
+            job_id);
         if (!paths.empty()) {
           tx.exec_params(R"sql(
         INSERT INTO synced_files (job_id, path, size, mtime_ns, sha256, synced_at, run_id)
@@ -2122,6 +2180,183 @@ absl::Status PostgresIndex::ApplySyncedFiles(int64_t job_id, const std::vector<S
                          job_id, TextArray(deletes));
         }
         return absl::OkStatus();
+      });
+}
+
+// ---- scrub -------------------------------------------------------------------------------------
+
+absl::StatusOr<Scrub> PostgresIndex::CreateScrub(const std::string& id, int64_t job_id,
+                                                 const std::string& trigger,
+                                                 double rehash_fraction, int64_t now_ms) {
+  DS_RETURN_IF_ERROR(ValidateScrubRequest(trigger, rehash_fraction));
+  if (HasNul(id)) return absl::InvalidArgumentError("CreateScrub: the id contains NUL");
+  return Execute(
+      "CreateScrub", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::StatusOr<Scrub> {
+        // KEY SHARE keeps the job from being deleted before this transaction ends.
+        if (tx.exec_params("SELECT 1 FROM jobs WHERE id = $1 FOR KEY SHARE", job_id).empty()) {
+          return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+        }
+        const pqxx::result active = tx.exec_params(
+            "SELECT id FROM scrubs WHERE job_id = $1 AND state IN ('queued','running')", job_id);
+        if (!active.empty()) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("scrub ", Text(active[0][0]), " of this job is already in progress"));
+        }
+        // A concurrent CreateScrub of the same job loses on scrubs_one_active (AlreadyExists).
+        tx.exec_params(R"sql(
+      INSERT INTO scrubs (id, job_id, state, trigger_kind, rehash_fraction, requested_at)
+      VALUES ($1, $2, 'queued', $3, $4, $5))sql",
+                       id, job_id, trigger, rehash_fraction, now_ms);
+        return LoadScrub(tx, id);
+      });
+}
+
+absl::StatusOr<Scrub> PostgresIndex::ClaimScrub(const std::string& worker, int64_t now_ms,
+                                                int64_t stale_before_ms) {
+  return Execute(
+      "ClaimScrub", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::StatusOr<Scrub> {
+        // SKIP LOCKED: concurrent claimers take different scrubs; the row lock holds until
+        // commit, so a scrub is claimed once.
+        const pqxx::result pick = tx.exec_params(R"sql(
+      SELECT id FROM scrubs
+      WHERE state = 'queued' OR (state = 'running' AND updated_at < $1)
+      ORDER BY requested_at LIMIT 1
+      FOR UPDATE SKIP LOCKED)sql",
+                                                 stale_before_ms);
+        if (pick.empty()) return absl::NotFoundError("no scrub waiting");
+        const std::string id = Text(pick[0][0]);
+        tx.exec_params(R"sql(
+      UPDATE scrubs SET state = 'running', claimed_by = $1, started_at = $2, updated_at = $2,
+        objects_listed = 0, bytes_listed = 0, objects_rehashed = 0, missing = 0, extra = 0,
+        size_mismatches = 0, hash_mismatches = 0, temp_files = 0, healed = 0, unhealed = 0
+      WHERE id = $3)sql",
+                       worker, now_ms, id);
+        return LoadScrub(tx, id);
+      });
+}
+
+absl::Status PostgresIndex::UpdateScrub(const Scrub& c, int64_t now_ms) {
+  if (!IsOneOf(c.state, {"running", "succeeded", "failed"})) {
+    return absl::InvalidArgumentError(absl::StrCat("UpdateScrub: bad state \"", c.state, "\""));
+  }
+  if (HasNul(c.report_json) || HasNul(c.error)) {
+    return absl::InvalidArgumentError("UpdateScrub: a value contains NUL");
+  }
+  const auto i64 = [](uint64_t v) { return static_cast<int64_t>(v); };
+  return Execute("UpdateScrub", TxMode::kAutocommit, [&](pqxx::transaction_base& tx) -> absl::Status {
+    // One statement: the claim check and the write are atomic.
+    const pqxx::result q = tx.exec_params(
+        R"sql(
+      UPDATE scrubs SET state = $1, updated_at = $2, finished_at = $3, objects_listed = $4,
+        bytes_listed = $5, objects_rehashed = $6, missing = $7, extra = $8, size_mismatches = $9,
+        hash_mismatches = $10, temp_files = $11, healed = $12, unhealed = $13, report = $14,
+        error = $15
+      WHERE id = $16 AND state = 'running' AND claimed_by = $17)sql",
+        c.state, now_ms, c.finished_at_ms, i64(c.objects_listed), i64(c.bytes_listed),
+        i64(c.objects_rehashed), i64(c.missing), i64(c.extra), i64(c.size_mismatches),
+        i64(c.hash_mismatches), i64(c.temp_files), i64(c.healed), i64(c.unhealed), c.report_json,
+        c.error, c.id, c.claimed_by);
+    if (q.affected_rows() == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("scrub ", c.id, " is not running under ", c.claimed_by));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<Scrub> PostgresIndex::GetScrub(const std::string& id) {
+  if (HasNul(id)) return absl::NotFoundError("scrub not found");
+  return Execute("GetScrub", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) { return LoadScrub(tx, id); });
+}
+
+absl::StatusOr<std::vector<Scrub>> PostgresIndex::ListScrubs(const ScrubFilter& f) {
+  if (f.limit < 1) return absl::InvalidArgumentError("ListScrubs: limit must be positive");
+  if (f.state && HasNul(*f.state)) return std::vector<Scrub>{};
+  return Execute(
+      "ListScrubs", TxMode::kAutocommit,
+      [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<Scrub>> {
+        const std::optional<std::string> job =
+            f.job_id ? std::optional<std::string>(std::to_string(*f.job_id)) : std::nullopt;
+        const pqxx::result r = tx.exec_params(absl::StrCat("SELECT ", kScrubColumns, R"sql(
+      WHERE ($1::bigint IS NULL OR c.job_id = $1::bigint)
+        AND ($2::text IS NULL OR c.state = $2::text)
+      ORDER BY c.requested_at DESC, c.id DESC LIMIT $3)sql"),
+                                              OrNull(job), OrNull(f.state), std::min(f.limit, 1000));
+        std::vector<Scrub> out;
+        for (const pqxx::row& row : r) out.push_back(ScrubFromRow(row));
+        return out;
+      });
+}
+
+absl::StatusOr<std::vector<Scrub>> PostgresIndex::LatestScrubs(const std::vector<std::string>& states) {
+  if (std::any_of(states.begin(), states.end(), HasNul)) return std::vector<Scrub>{};
+  return Execute(
+      "LatestScrubs", TxMode::kAutocommit,
+      [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<Scrub>> {
+        const pqxx::result r =
+            tx.exec_params(absl::StrCat("SELECT DISTINCT ON (c.job_id) ", kScrubColumns, R"sql(
+      WHERE cardinality($1::text[]) = 0 OR c.state = ANY ($1::text[])
+      ORDER BY c.job_id, c.requested_at DESC, c.id DESC)sql"),
+                           TextArray(states));
+        std::vector<Scrub> out;
+        for (const pqxx::row& row : r) out.push_back(ScrubFromRow(row));
+        return out;
+      });
+}
+
+absl::Status PostgresIndex::RecordScrubLost(const std::vector<ScrubLost>& lost) {
+  for (const ScrubLost& l : lost) {
+    if (HasNul(l.path) || HasNul(l.sha256) || HasNul(l.kind) || HasNul(l.scrub_id)) {
+      return absl::InvalidArgumentError("RecordScrubLost: a value contains NUL");
+    }
+  }
+  return Execute("RecordScrubLost", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+    for (const ScrubLost& l : lost) {
+      tx.exec_params(R"sql(
+      INSERT INTO scrub_lost (job_id, path, size, sha256, kind, detected_at, scrub_id)
+      VALUES ($1, $2, $3, $4, $5, $6, $7)
+      ON CONFLICT (job_id, path) DO UPDATE
+      SET size = excluded.size, sha256 = excluded.sha256, kind = excluded.kind,
+          detected_at = excluded.detected_at, scrub_id = excluded.scrub_id)sql",
+                     l.job_id, l.path, static_cast<int64_t>(l.size), l.sha256, l.kind,
+                     l.detected_at_ms, l.scrub_id);
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<ScrubLost>> PostgresIndex::ListScrubLost(int64_t job_id) {
+  return Execute(
+      "ListScrubLost", TxMode::kAutocommit,
+      [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<ScrubLost>> {
+        const pqxx::result r = tx.exec_params(R"sql(
+      SELECT job_id, path, size, sha256, kind, detected_at, scrub_id FROM scrub_lost
+      WHERE job_id = $1 ORDER BY path COLLATE "C")sql",
+                                              job_id);
+        std::vector<ScrubLost> out;
+        for (const pqxx::row& row : r) {
+          out.push_back(ScrubLost{row[0].as<int64_t>(), Text(row[1]),
+                                  static_cast<uint64_t>(row[2].as<int64_t>()), Text(row[3]),
+                                  Text(row[4]), row[5].as<int64_t>(), Text(row[6])});
+        }
+        return out;
+      });
+}
+
+absl::StatusOr<int64_t> PostgresIndex::ClearScrubLost(int64_t job_id,
+                                                      const std::vector<std::string>& paths) {
+  if (paths.empty()) return 0;
+  if (std::any_of(paths.begin(), paths.end(), HasNul)) {
+    return absl::InvalidArgumentError("ClearScrubLost: a path contains NUL");
+  }
+  return Execute(
+      "ClearScrubLost", TxMode::kAutocommit,
+      [&](pqxx::transaction_base& tx) -> absl::StatusOr<int64_t> {
+        const pqxx::result r = tx.exec_params(
+            "DELETE FROM scrub_lost WHERE job_id = $1 AND path = ANY ($2::text[])", job_id,
+            TextArray(paths));
+        return static_cast<int64_t>(r.affected_rows());
       });
 }
 

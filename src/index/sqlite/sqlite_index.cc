@@ -3,6 +3,7 @@
 #include "index/sqlite/sqlite_index.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <SQLiteCpp/VariadicBind.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -392,6 +393,19 @@ class SqliteIndex final : public StateIndex {
                                                         bool active_only, int limit) override;
   absl::Status ApplySyncedFiles(int64_t job_id, const std::vector<SyncedFile>& upserts,
                                 const std::vector<std::string>& deletes) override;
+  absl::StatusOr<Scrub> CreateScrub(const std::string& id, int64_t job_id,
+                                    const std::string& trigger, double rehash_fraction,
+                                    int64_t now_ms) override;
+  absl::StatusOr<Scrub> ClaimScrub(const std::string& worker, int64_t now_ms,
+                                   int64_t stale_before_ms) override;
+  absl::Status UpdateScrub(const Scrub& s, int64_t now_ms) override;
+  absl::StatusOr<Scrub> GetScrub(const std::string& id) override;
+  absl::StatusOr<std::vector<Scrub>> ListScrubs(const ScrubFilter& filter) override;
+  absl::StatusOr<std::vector<Scrub>> LatestScrubs(const std::vector<std::string>& states) override;
+  absl::Status RecordScrubLost(const std::vector<ScrubLost>& lost) override;
+  absl::StatusOr<std::vector<ScrubLost>> ListScrubLost(int64_t job_id) override;
+  absl::StatusOr<int64_t> ClearScrubLost(int64_t job_id,
+                                         const std::vector<std::string>& paths) override;
   absl::StatusOr<std::vector<std::string>> AbandonStaleRuns(std::optional<int64_t> runner_id,
                                                             const std::string& keep_run_id,
                                                             int64_t started_before_ms,
@@ -457,6 +471,7 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<Job> LoadJob(int64_t id);
   absl::StatusOr<Run> LoadRun(const std::string& id);
   absl::StatusOr<Reconcile> LoadReconcile(const std::string& id);
+  absl::StatusOr<Scrub> LoadScrub(const std::string& id);
   // NotFound for an unknown run, FailedPrecondition unless it is `running`.
   // With allow_abandoned, an `abandoned` run also qualifies (late results of a recovered agent).
   absl::StatusOr<RunningRun> LoadRunningRun(const std::string& run_id, bool allow_abandoned = false);
@@ -2112,6 +2127,14 @@ absl::Status SqliteIndex::ApplySyncedFiles(int64_t job_id, const std::vector<Syn
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     ForgetJobManifest(db_, job_id);
+    {
+      // A run in flight compared its manifest against the rows before this change: its digest
+      // must not become the job's when it succeeds.
+      SQLite::Statement stale(
+          db_, "UPDATE sync_runs SET manifest_digest = '' WHERE job_id = ? AND state = 'running'");
+      SQLite::bind(stale, job_id);
+      stale.exec();
+    }
     SQLite::Statement up(db_, R"sql(
       INSERT INTO synced_files (job_id, path, size, mtime_ns, sha256, synced_at, run_id)
       VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -2860,6 +2883,216 @@ absl::StatusOr<std::unique_ptr<StateIndex>> OpenSqliteIndex(const std::string& p
   } catch (const SQLite::Exception& e) {
     return FromSqliteException(absl::StrCat("opening SQLite index ", path), e);
   }
+}
+
+// ---- scrub -------------------------------------------------------------------------------------
+
+namespace {
+constexpr char kScrubColumns[] = R"sql(
+  c.id, c.job_id, r.name, j.name, c.state, c.trigger_kind, c.rehash_fraction, c.claimed_by,
+  c.requested_at, c.started_at, c.updated_at, c.finished_at, c.objects_listed, c.bytes_listed,
+  c.objects_rehashed, c.missing, c.extra, c.size_mismatches, c.hash_mismatches, c.temp_files,
+  c.healed, c.unhealed, c.report, c.error
+  FROM scrubs c JOIN jobs j ON j.id = c.job_id JOIN runners r ON r.id = j.runner_id)sql";
+
+Scrub ScrubFromRow(const SQLite::Statement& q) {
+  Scrub c;
+  c.id = q.getColumn(0).getString();
+  c.job_id = q.getColumn(1).getInt64();
+  c.runner_name = q.getColumn(2).getString();
+  c.job_name = q.getColumn(3).getString();
+  c.state = q.getColumn(4).getString();
+  c.trigger = q.getColumn(5).getString();
+  c.rehash_fraction = q.getColumn(6).getDouble();
+  c.claimed_by = q.getColumn(7).getString();
+  c.requested_at_ms = q.getColumn(8).getInt64();
+  c.started_at_ms = q.getColumn(9).getInt64();
+  c.updated_at_ms = q.getColumn(10).getInt64();
+  c.finished_at_ms = q.getColumn(11).getInt64();
+  uint64_t* counters[] = {&c.objects_listed, &c.bytes_listed, &c.objects_rehashed, &c.missing,
+                          &c.extra, &c.size_mismatches, &c.hash_mismatches, &c.temp_files,
+                          &c.healed, &c.unhealed};
+  int i = 12;
+  for (uint64_t* v : counters) *v = static_cast<uint64_t>(q.getColumn(i++).getInt64());
+  c.report_json = q.getColumn(22).getString();
+  c.error = q.getColumn(23).getString();
+  return c;
+}
+}  // namespace
+
+absl::StatusOr<Scrub> SqliteIndex::LoadScrub(const std::string& id) {
+  SQLite::Statement q(db_, std::string("SELECT ") + kScrubColumns + " WHERE c.id = ?");
+  SQLite::bind(q, id);
+  if (!q.executeStep()) return absl::NotFoundError(absl::StrCat("scrub ", id, " not found"));
+  return ScrubFromRow(q);
+}
+
+absl::StatusOr<Scrub> SqliteIndex::CreateScrub(const std::string& id, int64_t job_id,
+                                               const std::string& trigger, double rehash_fraction,
+                                               int64_t now_ms) {
+  DS_RETURN_IF_ERROR(ValidateScrubRequest(trigger, rehash_fraction));
+  return Locked("CreateScrub", [&]() -> absl::StatusOr<Scrub> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    {
+      SQLite::Statement active(
+          db_, "SELECT id FROM scrubs WHERE job_id = ? AND state IN ('queued','running')");
+      SQLite::bind(active, job_id);
+      if (active.executeStep()) {
+        return absl::AlreadyExistsError(absl::StrCat("scrub ", active.getColumn(0).getString(),
+                                                     " of this job is already in progress"));
+      }
+    }
+    SQLite::Statement ins(db_, R"sql(
+      INSERT INTO scrubs (id, job_id, state, trigger_kind, rehash_fraction, requested_at)
+      VALUES (?, ?, 'queued', ?, ?, ?))sql");
+    SQLite::bind(ins, id, job_id, trigger, rehash_fraction, now_ms);
+    ins.exec();
+    DS_ASSIGN_OR_RETURN(Scrub c, LoadScrub(id));
+    tx.commit();
+    return c;
+  });
+}
+
+absl::StatusOr<Scrub> SqliteIndex::ClaimScrub(const std::string& worker, int64_t now_ms,
+                                              int64_t stale_before_ms) {
+  return Locked("ClaimScrub", [&]() -> absl::StatusOr<Scrub> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement pick(db_, R"sql(
+      SELECT id FROM scrubs
+      WHERE state = 'queued' OR (state = 'running' AND updated_at < ?)
+      ORDER BY requested_at LIMIT 1)sql");
+    SQLite::bind(pick, stale_before_ms);
+    if (!pick.executeStep()) return absl::NotFoundError("no scrub waiting");
+    std::string id = pick.getColumn(0).getString();
+    pick.reset();
+    SQLite::Statement claim(db_, R"sql(
+      UPDATE scrubs SET state = 'running', claimed_by = ?, started_at = ?, updated_at = ?,
+        objects_listed = 0, bytes_listed = 0, objects_rehashed = 0, missing = 0, extra = 0,
+        size_mismatches = 0, hash_mismatches = 0, temp_files = 0, healed = 0, unhealed = 0
+      WHERE id = ?)sql");
+    SQLite::bind(claim, worker, now_ms, now_ms, id);
+    claim.exec();
+    DS_ASSIGN_OR_RETURN(Scrub c, LoadScrub(id));
+    tx.commit();
+    return c;
+  });
+}
+
+absl::Status SqliteIndex::UpdateScrub(const Scrub& c, int64_t now_ms) {
+  if (!IsOneOf(c.state, {"running", "succeeded", "failed"})) {
+    return absl::InvalidArgumentError(absl::StrCat("UpdateScrub: bad state \"", c.state, "\""));
+  }
+  return Locked("UpdateScrub", [&]() -> absl::Status {
+    SQLite::Statement q(db_, R"sql(
+      UPDATE scrubs SET state = ?, updated_at = ?, finished_at = ?, objects_listed = ?,
+        bytes_listed = ?, objects_rehashed = ?, missing = ?, extra = ?, size_mismatches = ?,
+        hash_mismatches = ?, temp_files = ?, healed = ?, unhealed = ?, report = ?, error = ?
+      WHERE id = ? AND state = 'running' AND claimed_by = ?)sql");
+    auto i64 = [](uint64_t v) { return static_cast<int64_t>(v); };
+    SQLite::bind(q, c.state, now_ms, c.finished_at_ms, i64(c.objects_listed), i64(c.bytes_listed),
+                 i64(c.objects_rehashed), i64(c.missing), i64(c.extra), i64(c.size_mismatches),
+                 i64(c.hash_mismatches), i64(c.temp_files), i64(c.healed), i64(c.unhealed),
+                 c.report_json, c.error, c.id, c.claimed_by);
+    if (q.exec() == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("scrub ", c.id, " is not running under ", c.claimed_by));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<Scrub> SqliteIndex::GetScrub(const std::string& id) {
+  return Locked("GetScrub", [&]() -> absl::StatusOr<Scrub> { return LoadScrub(id); });
+}
+
+absl::StatusOr<std::vector<Scrub>> SqliteIndex::ListScrubs(const ScrubFilter& f) {
+  if (f.limit < 1) return absl::InvalidArgumentError("ListScrubs: limit must be positive");
+  return Locked("ListScrubs", [&]() -> absl::StatusOr<std::vector<Scrub>> {
+    std::string sql = std::string("SELECT ") + kScrubColumns + " WHERE 1 = 1";
+    if (f.job_id) sql += " AND c.job_id = ?";
+    if (f.state) sql += " AND c.state = ?";
+    sql += " ORDER BY c.requested_at DESC, c.id DESC LIMIT ?";
+    SQLite::Statement q(db_, sql);
+    int i = 1;
+    if (f.job_id) q.bind(i++, *f.job_id);
+    if (f.state) q.bind(i++, *f.state);
+    q.bind(i++, std::min(f.limit, 1000));
+    std::vector<Scrub> out;
+    while (q.executeStep()) out.push_back(ScrubFromRow(q));
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<Scrub>> SqliteIndex::LatestScrubs(const std::vector<std::string>& states) {
+  return Locked("LatestScrubs", [&]() -> absl::StatusOr<std::vector<Scrub>> {
+    std::string in;
+    for (size_t i = 0; i < states.size(); ++i) absl::StrAppend(&in, i ? ", ?" : " AND x.state IN (?", "");
+    if (!states.empty()) in += ")";
+    SQLite::Statement q(db_, absl::StrCat("SELECT ", kScrubColumns, R"sql(
+      WHERE c.id = (SELECT x.id FROM scrubs x WHERE x.job_id = c.job_id)sql", in, R"sql(
+                    ORDER BY x.requested_at DESC, x.id DESC LIMIT 1)
+      ORDER BY c.job_id)sql"));
+    int i = 1;
+    for (const std::string& st : states) q.bind(i++, st);
+    std::vector<Scrub> out;
+    while (q.executeStep()) out.push_back(ScrubFromRow(q));
+    return out;
+  });
+}
+
+absl::Status SqliteIndex::RecordScrubLost(const std::vector<ScrubLost>& lost) {
+  return Locked("RecordScrubLost", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement up(db_, R"sql(
+      INSERT INTO scrub_lost (job_id, path, size, sha256, kind, detected_at, scrub_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (job_id, path) DO UPDATE
+      SET size = excluded.size, sha256 = excluded.sha256, kind = excluded.kind,
+          detected_at = excluded.detected_at, scrub_id = excluded.scrub_id)sql");
+    for (const ScrubLost& l : lost) {
+      up.reset();
+      SQLite::bind(up, l.job_id, l.path, static_cast<int64_t>(l.size), l.sha256, l.kind,
+                   l.detected_at_ms, l.scrub_id);
+      up.exec();
+    }
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<ScrubLost>> SqliteIndex::ListScrubLost(int64_t job_id) {
+  return Locked("ListScrubLost", [&]() -> absl::StatusOr<std::vector<ScrubLost>> {
+    SQLite::Statement q(db_, R"sql(
+      SELECT job_id, path, size, sha256, kind, detected_at, scrub_id FROM scrub_lost
+      WHERE job_id = ? ORDER BY path)sql");
+    SQLite::bind(q, job_id);
+    std::vector<ScrubLost> out;
+    while (q.executeStep()) {
+      out.push_back(ScrubLost{q.getColumn(0).getInt64(), q.getColumn(1).getString(),
+                              static_cast<uint64_t>(q.getColumn(2).getInt64()),
+                              q.getColumn(3).getString(), q.getColumn(4).getString(),
+                              q.getColumn(5).getInt64(), q.getColumn(6).getString()});
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<int64_t> SqliteIndex::ClearScrubLost(int64_t job_id,
+                                                    const std::vector<std::string>& paths) {
+  if (paths.empty()) return 0;
+  return Locked("ClearScrubLost", [&]() -> absl::StatusOr<int64_t> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement del(db_, "DELETE FROM scrub_lost WHERE job_id = ? AND path = ?");
+    int64_t n = 0;
+    for (const std::string& p : paths) {
+      del.reset();
+      SQLite::bind(del, job_id, p);
+      n += del.exec();
+    }
+    tx.commit();
+    return n;
+  });
 }
 
 }  // namespace ds

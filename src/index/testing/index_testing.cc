@@ -36,8 +36,9 @@ const std::vector<std::string>& ExpectedIndexTables() {
       "audit_log",             "commands",      "enrollments",   "job_manifests",
       "jobs",                  "leases",        "login_failures", "long_polls",
       "notification_channels", "notification_deliveries",        "reconciles",
-      "run_files",             "runner_groups", "runners",       "sessions",
-      "sync_runs",             "synced_files",  "users"};
+      "run_files",             "runner_groups", "runners",       "scrub_lost",
+      "scrubs",                "sessions",      "sync_runs",     "synced_files",
+      "users"};
   return *tables;
 }
 

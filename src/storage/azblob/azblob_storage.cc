@@ -209,6 +209,7 @@ class AzBlobStorage final : public Storage {
   }
   absl::StatusOr<WriteGrant> GrantWrite(const std::string& key, const std::string& sha256,
                                         std::chrono::seconds ttl) override;
+  absl::Status ForgetContentHash(const std::string& key) override;
 
  private:
   std::string BlobPath(const std::string& key) const {
@@ -362,6 +363,26 @@ void AzBlobStorage::RefreshMetadata(const std::string& key, const BlobProps& pro
     spdlog::warn("azblob: {}: {}", req.what,
                  r.ok() ? ErrorFromResponse(*r, req.what).message() : r.status().message());
   }
+}
+
+absl::Status AzBlobStorage::ForgetContentHash(const std::string& key) {
+  DS_RETURN_IF_ERROR(ValidateWritableKey(key));
+  DS_ASSIGN_OR_RETURN(BlobProps props, azblob::HeadBlob(*transport_, BlobPath(key), What(key)));
+  if (props.sha256.empty()) return absl::OkStatus();
+  BlobRequest req;
+  req.method = "PUT";
+  req.path = BlobPath(key);
+  req.query = {{"comp", "metadata"}};
+  // Set Blob Metadata replaces it all: keep the source mtime, drop the hash. If-Match: a blob
+  // rewritten meanwhile keeps its own.
+  req.headers = {{"If-Match", props.etag}};
+  if (props.has_mtime_meta) {
+    req.headers.emplace_back(absl::StrCat("x-ms-meta-", azblob::kMetaMtimeNs), absl::StrCat(props.mtime_ns));
+  }
+  req.what = absl::StrCat("SET METADATA ", What(key));
+  DS_ASSIGN_OR_RETURN(http::ClientResponse r, transport_->Send(req));
+  if (r.status != 200) return ErrorFromResponse(r, req.what);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<FileDigest> AzBlobStorage::HashBlob(const std::string& key, const BlobProps& props) {

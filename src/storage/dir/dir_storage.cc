@@ -619,6 +619,19 @@ class DirStorage final : public Storage {
     std::string name = key.substr(slash == std::string::npos ? 0 : slash + 1);
     return RemoveTempObject(absl::StrCat(dir, std::string(kTempPrefix), tag, "-", Sha256Hex(name).substr(0, 16)));
   }
+  absl::Status ForgetContentHash(const std::string& key) override {
+    DS_RETURN_IF_ERROR(ValidateWritableKey(key));
+    const std::string path = PathOf(key);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", key));
+    for (const char* name : {kXattrMeta, kXattrSha256, kXattrMtimeNs}) {
+      if (::lremovexattr(path.c_str(), name) != 0 && errno != ENODATA && errno != ENOTSUP &&
+          errno != EOPNOTSUPP) {
+        return ErrnoStatus(errno, absl::StrCat("remove xattr ", name, " of ", key));
+      }
+    }
+    return RemoveSidecar(root_, key);
+  }
   absl::Status RemoveTempObject(const std::string& key) override {
     std::string base = key.substr(key.rfind('/') + 1);
     if (!ValidateRelativePath(key).ok() || base.rfind(std::string(kTempPrefix), 0) != 0) {
