@@ -137,6 +137,7 @@ class ReconcilePass {
   json mismatches_ = json::array(), removed_ = json::array(), temps_ = json::array();
   std::vector<SyncedFile> upserts_;
   uint64_t hashed_ = 0;  // objects whose contents were read
+  uint64_t records_written_ = 0;  // of those, hash records written to storage (HashAndRecord)
   uint64_t temps_removed_ = 0;
   absl::Status apply_status_ = absl::OkStatus();
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
@@ -155,7 +156,8 @@ std::string ReconcilePass::Run(bool* stopped) {
   if (std::string error = RemoveMissing(); !error.empty()) return error;
   SweepTemps();
   r_.report_json = json{{"mismatches", mismatches_}, {"removed_paths", removed_}, {"temp_files", temps_},
-                        {"temp_files_removed", temps_removed_}, {"files_hashed", hashed_}}
+                        {"temp_files_removed", temps_removed_}, {"files_hashed", hashed_},
+                        {"hash_records_written", records_written_}}
                        .dump(-1, ' ', false, json::error_handler_t::replace);
   return "";
 }
@@ -192,7 +194,9 @@ bool ReconcilePass::ContentSha(const WalkItem& item, std::string* sha) {
     return true;
   }
   ++hashed_;
-  auto digest = ctx_->storage->HashObject(o.key);
+  bool recorded = false;
+  auto digest = HashAndRecord(ctx_->storage.get(), o, &recorded);
+  records_written_ += recorded;
   if (!digest.ok()) {
     apply_status_ = digest.status();
     return false;
@@ -205,7 +209,9 @@ bool ReconcilePass::VerifiedSha(const WalkItem& item, std::string* sha) {
   const ObjectInfo& o = *item.object;
   const SyncedFile* existing = item.row;
   ++hashed_;
-  auto digest = ctx_->storage->HashObject(o.key);
+  bool recorded = false;
+  auto digest = HashAndRecord(ctx_->storage.get(), o, &recorded);
+  records_written_ += recorded;
   if (!digest.ok()) {
     AddMismatch({{"path", item.path}, {"error", std::string(digest.status().message())}});
     return false;

@@ -86,6 +86,18 @@ std::string StorageWalk::EmptyListingRefusal() const {
                       " rows for this job; is the share mounted? Nothing was changed");
 }
 
+absl::StatusOr<FileDigest> HashAndRecord(Storage* storage, const ObjectInfo& o, bool* recorded) {
+  *recorded = false;
+  DS_ASSIGN_OR_RETURN(FileDigest digest, storage->HashObject(o.key));
+  if (!o.sha256.empty() || digest.size != o.size) return digest;
+  absl::Status st = storage->RecordContentHash(o, digest.sha256);
+  *recorded = st.ok();
+  if (!st.ok() && !absl::IsUnimplemented(st)) {
+    spdlog::info("no hash record for {}: {}", o.key, st);  // read again next time; nothing lost
+  }
+  return digest;
+}
+
 absl::StatusOr<std::vector<TempFinding>> SweepTempObjects(Storage* storage,
                                                           const std::string& prefix,
                                                           int64_t now_ms) {

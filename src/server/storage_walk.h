@@ -74,6 +74,12 @@ class StorageWalk {
   uint64_t objects_seen_ = 0;
 };
 
+// Reads the object's content. Where the listing gave no SHA-256 (no record, or one the object no
+// longer matches), records the one read in storage (Storage::RecordContentHash, best effort) so
+// that later walks and an index recovery take it from storage; `*recorded` says whether it did.
+[[nodiscard]] absl::StatusOr<FileDigest> HashAndRecord(Storage* storage, const ObjectInfo& o,
+                                                       bool* recorded);
+
 // Leftovers of interrupted uploads older than this are debris (younger ones may be in flight).
 inline constexpr int64_t kStaleTempAgeNs = int64_t{3600} * 1'000'000'000;
 

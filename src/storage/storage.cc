@@ -383,6 +383,11 @@ absl::Status Storage::ForgetContentHash(const std::string& key) {
   return absl::UnimplementedError(absl::StrCat(Describe(), " keeps no content hash of ", key));
 }
 
+absl::Status Storage::RecordContentHash(const ObjectInfo& listed, const std::string&) {
+  return absl::UnimplementedError(
+      absl::StrCat(Describe(), " records content hashes only at its own puts (", listed.key, ")"));
+}
+
 absl::Status Storage::RemoveTempObject(const std::string& key) {
   return absl::UnimplementedError(absl::StrCat("cannot remove temp object ", key));
 }

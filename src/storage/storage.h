@@ -214,6 +214,17 @@ class Storage {
   // object is under the key; Unimplemented where the backend keeps no such record.
   [[nodiscard]] virtual absl::Status ForgetContentHash(const std::string& key);
 
+  // Records `sha256` (which the caller just hashed) as the content hash of the object `listed`,
+  // an entry of List() that came without one (ObjectInfo::sha256 empty: no metadata, or a record
+  // that no longer matches the object's size and mtime). Only while the object still has the
+  // listed size and mtime (FailedPrecondition otherwise; nothing written). A stale record with
+  // this very hash and size (the share moved the mtime, not the content) gives back its source
+  // mtime, and the object gets that mtime again. So a later index recovery takes the hash from
+  // storage instead of reading the object. Unimplemented where the backend keeps such records
+  // only from its own puts.
+  [[nodiscard]] virtual absl::Status RecordContentHash(const ObjectInfo& listed,
+                                                       const std::string& sha256);
+
   // Removes what an interrupted PutFile(key, .., {run_id}) may have left (its temp object), after a
   // crash. Never touches the object under `key`. OK when there is nothing to remove.
   [[nodiscard]] virtual absl::Status AbandonUpload(const std::string& key,

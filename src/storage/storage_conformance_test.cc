@@ -117,6 +117,9 @@ struct StorageUnderTest {
   std::function<void(const std::string& raw_key, const std::string& content)> plant_raw;
   // Keys of in-flight/leftover temp objects the backend holds (all of the storage).
   std::function<std::vector<std::string>()> temp_files;
+  // Sets the mtime of the object under `raw_key` behind the backend's back, as a share that
+  // applies a closed handle's write time late does; empty where the backend has no such thing.
+  std::function<void(const std::string& raw_key, int64_t mtime_ns)> move_mtime_raw;
   std::function<void()> cleanup;  // may be empty; called after `storage` is destroyed
   // Whether this instance keeps SHA-256 metadata, so Stat()/List() must report it. When false
   // they may report it or leave it empty, never a wrong one.
@@ -196,6 +199,11 @@ StorageUnderTest DirUnderTest(const fs::path& root, bool unnamed_files) {
   t.temp_files = [root]() {
     auto temps = ListTempFiles(root.string(), "");
     return temps.ok() ? *temps : std::vector<std::string>{"<ListTempFiles failed>"};
+  };
+  t.move_mtime_raw = [root](const std::string& raw_key, int64_t mtime_ns) {
+    const struct timespec times[2] = {{mtime_ns / 1'000'000'000, mtime_ns % 1'000'000'000},
+                                      {mtime_ns / 1'000'000'000, mtime_ns % 1'000'000'000}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, (root / raw_key).c_str(), times, 0), 0) << std::strerror(errno);
   };
   return t;
 }
@@ -487,6 +495,7 @@ class StorageConformanceTest : public ::testing::TestWithParam<StorageFactory> {
   }
 
   Storage& storage() { return *backend_.storage; }
+  StorageUnderTest& under_test() { return backend_; }
 
   // A new local source file holding `content`.
   fs::path WriteSource(const std::string& content) {
@@ -585,6 +594,30 @@ TEST_P(StorageConformanceTest, ForgetContentHashDropsTheHashRecordAndKeepsTheByt
   EXPECT_THAT(again->kept_version, IsEmpty());
   EXPECT_TRUE(absl::IsNotFound(storage().ForgetContentHash("job/absent.bin")));
   EXPECT_TRUE(absl::IsInvalidArgument(storage().ForgetContentHash("../escape")));
+}
+
+TEST_P(StorageConformanceTest, RecordContentHashRenewsARecordTheShareMadeStale) {
+  constexpr int64_t kSource = 1'600'000'000'000'000'000;
+  const std::string content = RandomContent(50'000, 9);
+  ASSERT_TRUE(Put("job/s.bin", content, PutOptions{.mtime_ns = kSource}).ok());
+  auto fresh = storage().Stat("job/s.bin");
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  if (!under_test().move_mtime_raw || storage().Features().metadata_on_object) {
+    EXPECT_TRUE(absl::IsUnimplemented(storage().RecordContentHash(*fresh, Sha256Hex(content))));
+    GTEST_SKIP() << "metadata lives on the object itself: nothing moves it apart from the object";
+  }
+  // The share stamps the upload time on the object after its record was written.
+  under_test().move_mtime_raw("job/s.bin", kSource + int64_t{86400} * 1'000'000'000);
+  const auto stale = ListAll("job").at("job/s.bin");
+  ASSERT_EQ(stale.sha256, "") << "a record that no longer matches the object is not trusted";
+  auto changed = stale;
+  changed.mtime_ns += 1'000'000'000;
+  EXPECT_TRUE(absl::IsFailedPrecondition(storage().RecordContentHash(changed, Sha256Hex(content))));
+  ASSERT_TRUE(storage().RecordContentHash(stale, Sha256Hex(content)).ok());
+  const auto renewed = ListAll("job").at("job/s.bin");
+  EXPECT_EQ(renewed.sha256, Sha256Hex(content));
+  EXPECT_TRUE(SameMtimeAt(storage().Features(), renewed.mtime_ns, kSource)) << renewed.mtime_ns;
+  EXPECT_EQ(*storage().ReadAll("job/s.bin", 1 << 20), content);
 }
 
 TEST_P(StorageConformanceTest, EmptyFile) {

@@ -632,6 +632,7 @@ class DirStorage final : public Storage {
     }
     return RemoveSidecar(root_, key);
   }
+  absl::Status RecordContentHash(const ObjectInfo& listed, const std::string& sha256) override;
   absl::Status RemoveTempObject(const std::string& key) override {
     std::string base = key.substr(key.rfind('/') + 1);
     if (!ValidateRelativePath(key).ok() || base.rfind(std::string(kTempPrefix), 0) != 0) {
@@ -1016,6 +1017,32 @@ absl::Status DirStorage::RecordSidecar(const DirStagedPut& s, bool durable) cons
   if (features_.metadata_on_object) return absl::OkStatus();
   return WriteSidecar(root_, s.key_, {s.copied_.sha256, s.copied_.bytes, s.stored_mtime_ns_, s.mtime_ns_},
                       durable);
+}
+
+absl::Status DirStorage::RecordContentHash(const ObjectInfo& listed, const std::string& sha256) {
+  DS_RETURN_IF_ERROR(ValidateWritableKey(listed.key));
+  if (features_.metadata_on_object) return Storage::RecordContentHash(listed, sha256);
+  const std::vector<std::string_view> parts = SplitKey(listed.key);
+  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/false));
+  const std::string name(parts.back());
+  const std::string desc = absl::StrCat(Describe(), "/", listed.key);
+  struct stat st;
+  if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return StorageError(errno, absl::StrCat("stat ", desc));
+  }
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != listed.size ||
+      MtimeNs(st) != listed.mtime_ns) {
+    return absl::FailedPreconditionError(absl::StrCat(desc, " changed since it was listed"));
+  }
+  SidecarMeta meta{sha256, listed.size, MtimeNs(st), MtimeNs(st)};
+  const std::optional<SidecarMeta> stale = ReadSidecar(root_, listed.key);
+  if (stale && stale->sha256 == sha256 && stale->size == listed.size) {
+    meta.source_mtime_ns = stale->source_mtime_ns;
+    if (auto stored = SetTimesAt(dir.get(), name, stale->source_mtime_ns, desc); stored.ok()) {
+      meta.stored_mtime_ns = *stored;
+    }
+  }
+  return WriteSidecar(root_, listed.key, meta, /*durable=*/true);
 }
 
 std::optional<TrustedMeta> DirStorage::Trusted(const std::string& key, const std::string& path,
