@@ -218,6 +218,12 @@ class SambaSyncTest(unittest.TestCase):
         self.assertEqual(temps_under(self.c.share_backing), [])
 
     # ---- (d) --------------------------------------------------------------------------------
+    def reapprove(self):
+        """After an index loss: the agent registers again and the operator approves it."""
+        wait_for("agent re-registration", lambda: (self.c.runner(RUNNER) or {}).get("hostname"), 90)
+        self.c.cli("runners", "approve", RUNNER)
+        wait_for("agent online", lambda: (self.c.runner(RUNNER) or {}).get("online"), 90)
+
     def test_d_a_lost_index_is_rebuilt_from_sidecar_records_without_reading_contents(self):
         paths = make_tree(self.src, n_small=60, big_mib=1)
         self.add_job()
@@ -250,6 +256,7 @@ class SambaSyncTest(unittest.TestCase):
         # next index loss is rebuilt from storage without reading a single object.
         self.assertEqual(report["report"]["hash_records_written"], len(stale), report)
         self.assertEqual(stale_sidecars(self.c.share, DEST), [])
+        self.reapprove()
         self.c.restart_server(wipe_index=True)
         self.c.cli("jobs", "import", jobs_file)
         again = json.loads(self.c.cli("reconcile", "--all", "--wait", "--json").stdout)[0]
@@ -257,10 +264,7 @@ class SambaSyncTest(unittest.TestCase):
         self.assertEqual(again["report"]["files_hashed"], 0, again)
         self.assertEqual(self.index_rows(), before)
 
-        # Two index losses in a row: the agent's heartbeat back-off (capped at 60 s) may have grown.
-        wait_for("agent re-registration", lambda: (self.c.runner(RUNNER) or {}).get("hostname"), 150)
-        self.c.cli("runners", "approve", RUNNER)
-        wait_for("agent online", lambda: (self.c.runner(RUNNER) or {}).get("online"), 150)
+        self.reapprove()
         run = self.sync()
         self.assertEqual(run["state"], "succeeded", run)
         self.assertEqual(run["files_uploaded"], 0, run)
