@@ -412,6 +412,17 @@ class Agent {
         SleepFor(Backoff(attempt++, milliseconds(1000), milliseconds(60'000)), stop_);
         continue;
       }
+      if (absl::IsNotFound(st)) {
+        // The server's index no longer knows the request (restored from an older backup, or
+        // rebuilt after a loss): register again, as an enrolled runner whose key is unknown does.
+        spdlog::warn("enrollment {} is unknown to the server (its index was restored or rebuilt?); "
+                     "registering again", state_.enrollment_id);
+        state_.enrollment_id.clear();
+        state_.enrollment_secret.clear();
+        DS_RETURN_IF_ERROR(SaveAgentState(config_.state_dir, state_));
+        SleepFor(Backoff(attempt++, milliseconds(1000), milliseconds(60'000)), stop_);
+        continue;
+      }
       return absl::Status(st.code(), absl::StrCat("enrollment failed: ", st.message(),
                                                   " (start with --re-enroll to register again)"));
     }

@@ -91,6 +91,15 @@ class DisasterRecoveryTest(unittest.TestCase):
         self.assertEqual(run["files_uploaded"], 1)
         self.assertEqual(len(index_snapshot(self.c, "pc-dr", "raw")), 304)
 
+    def test_a_runner_pending_approval_registers_again_after_an_index_loss(self):
+        self.c.start_agent("pc-new")
+        wait_for("pc-new pending", lambda: (self.c.runner("pc-new") or {}).get("status") == "pending")
+        self.c.restart_server(wipe_index=True)          # the pending request is gone with the index
+        wait_for("pc-new registered again",
+                 lambda: (self.c.runner("pc-new") or {}).get("status") == "pending", 60)
+        self.c.cli("runners", "approve", "pc-new")
+        wait_for("pc-new online", lambda: (self.c.runner("pc-new") or {}).get("online"), 60)
+
     def test_server_down_agent_keeps_syncing_and_index_has_zero_drift_after(self):
         make_tree(self.src, n_small=50, big_mib=1)
         dest = self.add_job("--interval", "2s")
