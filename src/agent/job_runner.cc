@@ -84,14 +84,17 @@ bool AgentWrites(const std::string& url) {
   return profile.ok() && profile->agent_writes;
 }
 
-// Logs a put that did not land, as SetPutError counted it. A skipped planned file is done for the
-// run's progress (`counters`, optional) now: results count there only when uploaded or failed.
-void NotePutError(const std::string& run_id, const protocol::FileResult& r, RunCounters* counters) {
-  if (r.status == "skipped") {
-    spdlog::info("run={} {} skipped: {}", run_id, r.path, r.error);
+// Records a put that did not land in `r` (SetPutError: a name refusal skips the file) and logs it.
+// A skipped planned file is done for the run's progress (`counters`, optional) now: results count
+// there only when uploaded or failed.
+void RecordPutError(const std::string& run_id, const absl::Status& st, protocol::FileResult* r,
+                    RunCounters* counters) {
+  SetPutError(st, r);
+  if (r->status == "skipped") {
+    spdlog::info("run={} {} skipped: {}", run_id, r->path, r->error);
     if (counters != nullptr) ++counters->files_done;
   } else {
-    spdlog::warn("run={} upload of {} failed: {}", run_id, r.path, r.error);
+    spdlog::warn("run={} upload of {} failed: {}", run_id, r->path, r->error);
   }
 }
 
@@ -346,8 +349,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
         r.sha256 = put->info.sha256;
         r.kept_version = put->kept_version;
       } else {
-        SetPutError(put.status(), &r);  // a name refusal skips the file
-        NotePutError(run_id, r, o.counters);
+        RecordPutError(run_id, put.status(), &r, o.counters);
       }
       r.duration_ms = finish_ms(batch[k].started);
       out->push_back(std::move(r));
@@ -1078,8 +1080,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
             r.sha256 = put->info.sha256.empty() ? e->sha256 : put->info.sha256;
             r.kept_version = put->kept_version.empty() ? granted_kept_version : put->kept_version;
           } else {
-            SetPutError(put.status(), &r);  // a name refusal skips the file
-            NotePutError(run_id, r, o.counters);
+            RecordPutError(run_id, put.status(), &r, o.counters);
           }
         }
         r.duration_ms = finish_ms(t0);
