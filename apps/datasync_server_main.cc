@@ -216,6 +216,79 @@ int UsersCommand(const std::string& index_url, const std::string& action, const 
 
 }  // namespace
 
+// --listen HOST:PORT into cfg (port 0 picks a free one). False (message printed) when malformed.
+bool ParseListen(const std::string& listen, ds::ServerConfig* cfg) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "datasync-server: --listen must be HOST:PORT\n";
+    return false;
+  }
+  cfg->listen_host = listen.substr(0, colon);
+  try {
+    int port = std::stoi(listen.substr(colon + 1));
+    if (port < 0 || port > 65535) throw std::out_of_range("port");
+    cfg->listen_port = static_cast<uint16_t>(port);
+  } catch (const std::exception&) {
+    std::cerr << "datasync-server: bad port in --listen '" << listen << "'\n";
+    return false;
+  }
+  return true;
+}
+
+// The storage account key: from a file or the environment, never from the command line (where
+// every user of the machine could read it), and never echoed. False (message printed) when the
+// file cannot be read.
+bool LoadStorageKey(const std::string& storage_key_file, ds::ServerConfig* cfg) {
+  if (!storage_key_file.empty()) {
+    auto key = ds::ReadFileToString(storage_key_file, 64 << 10);
+    if (!key.ok()) {
+      std::cerr << "datasync-server: --storage-key-file: " << key.status().message() << "\n";
+      return false;
+    }
+    struct stat st {};
+    if (::stat(storage_key_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      spdlog::warn("{} is readable by other users (mode {:o}); chmod 600 it", storage_key_file,
+                   st.st_mode & 0777);
+    }
+    cfg->storage_key = std::move(*key);
+  } else if (const char* env = std::getenv("DATASYNC_STORAGE_KEY"); env != nullptr) {
+    cfg->storage_key = env;
+  }
+  ::unsetenv("DATASYNC_STORAGE_KEY");  // not inherited by anything this process starts
+  cfg->storage_key = std::string(absl::StripAsciiWhitespace(cfg->storage_key));
+  return true;
+}
+
+// Runs the server until SIGINT/SIGTERM; the process's exit status.
+int Serve(const ds::ServerConfig& cfg) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  ds::StartSignalThread([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    stop = true;
+    cv.notify_all();
+  });
+
+  auto server = ds::StartDataSyncServer(cfg);
+  if (!server.ok()) {
+    std::cerr << "datasync-server: " << server.status().message() << "\n";
+    return 1;
+  }
+  if (!(*server)->created_token_file().empty()) {
+    std::cout << "created the first admin API token in " << (*server)->created_token_file()
+              << " (mode 0600); the CLI reads it with --token-file" << std::endl;
+  }
+  std::cout << "datasync-server listening on http://" << cfg.listen_host << ":" << (*server)->port() << std::endl;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return stop; });
+  }
+  spdlog::info("shutting down");
+  (*server)->Stop();
+  return 0;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"datasync-server: DataSync state index, agent API, admin API and dashboard"};
   ds::PreferLastValue(app);
@@ -294,20 +367,7 @@ int main(int argc, char** argv) {
   auto* users_list = users->add_subcommand("list", "list users");
   if (auto done = ds::ParseCommandLine(app, argc, argv, "datasync-server")) return *done;
   ds::InitLogging("datasync-server", log_level);
-  size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) {
-    std::cerr << "datasync-server: --listen must be HOST:PORT\n";
-    return 2;
-  }
-  cfg.listen_host = listen.substr(0, colon);
-  try {
-    int port = std::stoi(listen.substr(colon + 1));
-    if (port < 0 || port > 65535) throw std::out_of_range("port");
-    cfg.listen_port = static_cast<uint16_t>(port);
-  } catch (const std::exception&) {
-    std::cerr << "datasync-server: bad port in --listen '" << listen << "'\n";
-    return 2;
-  }
+  if (!ParseListen(listen, &cfg)) return 2;
   auto hb = ds::ParseDuration(heartbeat);
   if (!hb.ok()) {
     std::cerr << "datasync-server: --heartbeat-interval: " << hb.status().message() << "\n";
@@ -349,25 +409,7 @@ int main(int argc, char** argv) {
     return UsersCommand(cfg.index_url, action, user_name, user_role);
   }
 
-  // The storage account key: from a file or the environment, never from the command line (where
-  // every user of the machine could read it), and never echoed.
-  if (!storage_key_file.empty()) {
-    auto key = ds::ReadFileToString(storage_key_file, 64 << 10);
-    if (!key.ok()) {
-      std::cerr << "datasync-server: --storage-key-file: " << key.status().message() << "\n";
-      return 2;
-    }
-    struct stat st {};
-    if (::stat(storage_key_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
-      spdlog::warn("{} is readable by other users (mode {:o}); chmod 600 it", storage_key_file,
-                   st.st_mode & 0777);
-    }
-    cfg.storage_key = std::move(*key);
-  } else if (const char* env = std::getenv("DATASYNC_STORAGE_KEY"); env != nullptr) {
-    cfg.storage_key = env;
-  }
-  ::unsetenv("DATASYNC_STORAGE_KEY");  // not inherited by anything this process starts
-  cfg.storage_key = std::string(absl::StripAsciiWhitespace(cfg.storage_key));
+  if (!LoadStorageKey(storage_key_file, &cfg)) return 2;
   auto ttl = ds::ParseDuration(sas_ttl);
   if (!ttl.ok() || ttl->count() < 1000) {
     std::cerr << "datasync-server: --sas-ttl: "
@@ -377,30 +419,5 @@ int main(int argc, char** argv) {
   }
   cfg.sas_ttl = std::chrono::ceil<std::chrono::seconds>(*ttl);
 
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stop = false;
-  ds::StartSignalThread([&] {
-    std::lock_guard<std::mutex> lock(mu);
-    stop = true;
-    cv.notify_all();
-  });
-
-  auto server = ds::StartDataSyncServer(cfg);
-  if (!server.ok()) {
-    std::cerr << "datasync-server: " << server.status().message() << "\n";
-    return 1;
-  }
-  if (!(*server)->created_token_file().empty()) {
-    std::cout << "created the first admin API token in " << (*server)->created_token_file()
-              << " (mode 0600); the CLI reads it with --token-file" << std::endl;
-  }
-  std::cout << "datasync-server listening on http://" << cfg.listen_host << ":" << (*server)->port() << std::endl;
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return stop; });
-  }
-  spdlog::info("shutting down");
-  (*server)->Stop();
-  return 0;
+  return Serve(cfg);
 }
