@@ -335,6 +335,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_flag("--trust-proxy", cfg.trust_proxy,
                "behind a reverse proxy: client address from X-Forwarded-For, scheme from X-Forwarded-Proto");
+  std::string pending_ttl = "7d";
+  app.add_option("--register-rate", cfg.register_rate,
+                 "agent registrations one source address may make a minute (default 10, 0 = no limit)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--pending-ttl", pending_ttl,
+                 "runners left pending approval this long are removed (default 7d, 0 = never)");
 
   // Maintenance subcommands, run against the index while the server may be serving.
   std::string backup_to, restore_from;
@@ -379,6 +385,7 @@ int main(int argc, char** argv) {
                                  std::tuple{&janitor_interval, &cfg.janitor_interval, "--janitor-interval"},
                                  std::tuple{&session_idle, &cfg.session_idle, "--session-idle"},
                                  std::tuple{&session_max, &cfg.session_max, "--session-max"},
+                                 std::tuple{&pending_ttl, &cfg.pending_ttl, "--pending-ttl"},
                                  std::tuple{&alert_interval, &cfg.alert_interval, "--alert-interval"},
                                  std::tuple{&scrub_interval, &cfg.scrub_interval, "--scrub-interval"},
                                  std::tuple{&log_retention, &cfg.log_retention, "--log-retention"}}) {

@@ -24,6 +24,7 @@
 #include "agent/journal.h"
 #include "agent/log_buffer.h"
 #include "agent/temp_cleanup.h"
+#include "common/json.h"
 #include "common/metrics.h"
 #include "http/http_server.h"
 #include "spdlog/pattern_formatter.h"
@@ -625,7 +626,7 @@ class Agent {
     absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
     if (!st.ok()) return st;
     try {
-      auto j = nlohmann::json::parse(resp->body);
+      DS_ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(resp->body));
       if (j.contains("storage_url")) {
         std::lock_guard<std::mutex> lock(mu_);
         storage_url_ = j["storage_url"].get<std::string>();

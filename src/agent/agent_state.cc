@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "common/crypto.h"
 #include "common/files.h"
+#include "common/json.h"
 
 namespace ds {
 namespace {
@@ -53,14 +54,14 @@ absl::StatusOr<AgentState> LoadAgentState(const std::string& state_dir) {
   auto raw = ReadFileToString(path, 1 << 20);
   if (!raw.ok()) return raw.status();
   try {
-    auto outer = nlohmann::json::parse(*raw);
+    auto outer = ParseJsonOr(*raw);
     if (outer.value("v", 0) != 1) return Corrupt(path, "unknown format version");
     auto salt = Base64Decode(outer.at("salt").get<std::string>());
     auto sealed = Base64Decode(outer.at("data").get<std::string>());
     if (!salt.ok() || !sealed.ok()) return Corrupt(path, "bad encoding");
     auto plain = OpenAesGcm(DeriveKey(*salt), *sealed, kAssociatedData);
     if (!plain.ok()) return Corrupt(path, "decryption failed");
-    auto j = nlohmann::json::parse(*plain);
+    auto j = ParseJsonOr(*plain);
     AgentState s;
     s.server_url = j.value("server_url", "");
     s.name = j.value("name", "");

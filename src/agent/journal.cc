@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "common/time_util.h"
 
 namespace ds {
@@ -464,7 +465,7 @@ class SqliteJournal final : public Journal {
       if (!q.executeStep()) return absl::NotFoundError("no cached job definitions");
       *version = q.getColumn(0).getInt64();
       return std::make_pair(q.getColumn(1).getString(),
-                            nlohmann::json::parse(q.getColumn(2).getString()).get<std::vector<protocol::JobSpec>>());
+                            ParseJsonOr(q.getColumn(2).getString()).get<std::vector<protocol::JobSpec>>());
     });
   }
 

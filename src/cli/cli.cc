@@ -17,6 +17,7 @@
 #include "cli/scrub.h"
 #include "common/crypto.h"
 #include "common/files.h"
+#include "common/json.h"
 #include "common/time_util.h"
 #include "http/http_client.h"
 #include "http/http_types.h"
@@ -189,12 +190,9 @@ int RunCli(int argc, char** argv) {
         if (!t.ok()) throw CliError{std::string(t.status().message())};
         text = *t;
       }
-      json doc;
-      try {
-        doc = json::parse(text);
-      } catch (const json::exception& e) {
-        throw CliError{absl::StrCat(import_file, ": not valid JSON: ", e.what())};
-      }
+      absl::StatusOr<json> parsed = ParseJson(text);
+      if (!parsed.ok()) throw CliError{absl::StrCat(import_file, ": not valid JSON: ", parsed.status().message())};
+      json doc = *std::move(parsed);
       json list = doc.is_object() ? doc.value("jobs", json::array()) : doc;
       if (!list.is_array()) throw CliError{absl::StrCat(import_file, ": expected {\"jobs\": [...]} or an array")};
       // Validate every entry before changing anything.
@@ -666,7 +664,7 @@ int RunCli(int argc, char** argv) {
       for (const auto& kv : rule_params) {
         size_t eq = kv.find('=');
         if (eq == std::string::npos || eq == 0) throw CliError{"--param takes KEY=VALUE", 2};
-        json v = json::parse(kv.substr(eq + 1), nullptr, false);
+        json v = ParseJsonOr(kv.substr(eq + 1));
         params[kv.substr(0, eq)] = v.is_discarded() ? json(kv.substr(eq + 1)) : v;
       }
       body["params"] = params;

@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/json.h"
 #include "http/http_types.h"
 
 namespace ds::cli {
@@ -45,11 +46,10 @@ json Api::Call(const std::string& method, const std::string& target, const std::
   }
   absl::Status st = http::StatusFromResponse(*resp);
   if (!st.ok()) throw CliError{std::string(st.message())};
-  try {
-    return resp->body.empty() ? json::object() : json::parse(resp->body);
-  } catch (const json::exception&) {
-    throw CliError{"the server sent an invalid JSON answer"};
-  }
+  if (resp->body.empty()) return json::object();
+  absl::StatusOr<json> j = ParseJson(resp->body);
+  if (!j.ok()) throw CliError{absl::StrCat("the server sent an invalid JSON answer: ", j.status().message())};
+  return *std::move(j);
 }
 
 std::optional<json> Api::Find(const std::string& target) {

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/files.h"
+#include "common/json.h"
 #include "http/http_client.h"
 #include "http/http_types.h"
 
@@ -108,7 +109,10 @@ class Admin {
     if (!r.ok()) throw DrillError{std::string(r.status().message())};
     absl::Status st = http::StatusFromResponse(*r);
     if (!st.ok()) throw DrillError{absl::StrCat(method, " ", target, ": ", st.message())};
-    return r->body.empty() ? json::object() : json::parse(r->body);
+    if (r->body.empty()) return json::object();
+    absl::StatusOr<json> j = ParseJson(r->body);
+    if (!j.ok()) throw DrillError{absl::StrCat(method, " ", target, ": ", j.status().message())};
+    return *std::move(j);
   }
   bool Ready() {
     auto r = client_.Do("GET", "/readyz");

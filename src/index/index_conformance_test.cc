@@ -269,6 +269,29 @@ TEST_P(StateIndexConformance, ReplaceRunnerMachineKeepsJobsAndRowsAndSwapsTheKey
   EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("key-new").status()));
 }
 
+TEST_P(StateIndexConformance, PruneStalePendingRemovesOnlyRegistrationsNobodyActedOn) {
+  const int64_t day = 86'400'000;
+  ASSERT_OK(index_->RegisterRunner(Info("stale"), "enr-stale", "s", kT0).status());
+  ASSERT_OK_AND_ASSIGN(Runner again, index_->RegisterRunner(Info("again"), "enr-a1", "s", kT0));
+  ASSERT_OK(index_->RegisterRunner(Info("again"), "enr-a2", "s", kT0 + 9 * day).status());
+  ASSERT_OK_AND_ASSIGN(Runner imported, index_->RegisterRunner(Info("imported"), "enr-i", "s", kT0));
+  ASSERT_OK(index_->PutJob(imported.id, Spec("job"), false, kT0).status());
+  ASSERT_OK_AND_ASSIGN(Runner enrolled, ApprovedRunner("enrolled"));
+  ASSERT_OK(index_->RegisterRunner(Info("enrolled"), "enr-replace", "s", kT0 + 1).status());
+  ASSERT_OK_AND_ASSIGN(int64_t n, index_->PruneStalePending(kT0 + 7 * day));
+  EXPECT_EQ(n, 2);  // the runner "stale" and the replacement request of "enrolled"
+  EXPECT_TRUE(absl::IsNotFound(index_->GetRunnerByName("stale").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-stale").status()));
+  EXPECT_TRUE(index_->GetRunnerById(again.id).ok());  // registered again since
+  EXPECT_TRUE(index_->GetRunnerById(imported.id).ok());  // has a job
+  ASSERT_OK_AND_ASSIGN(Runner kept, index_->GetRunnerById(enrolled.id));
+  EXPECT_EQ(kept.status, "approved");
+  EXPECT_FALSE(kept.pending_enrollment);
+  EXPECT_TRUE(index_->FindRunnerByKeyHash("key-enrolled").ok());
+  ASSERT_OK_AND_ASSIGN(n, index_->PruneStalePending(kT0 + 7 * day));
+  EXPECT_EQ(n, 0);
+}
+
 TEST_P(StateIndexConformance, TransitionRunnerIsCompareAndSet) {
   ASSERT_OK_AND_ASSIGN(Runner r, index_->RegisterRunner(Info("pc1"), "enr-1", "s", kT0));
   EXPECT_TRUE(absl::IsFailedPrecondition(index_->TransitionRunner(r.id, "approved", "revoked", 1)));

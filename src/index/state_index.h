@@ -522,6 +522,11 @@ class StateIndex {
                                                           int64_t now_ms) = 0;
   // The newest pending enrollment for a runner named `name` (its pending registration), if any.
   [[nodiscard]] virtual absl::StatusOr<Enrollment> PendingEnrollmentByName(const std::string& name) = 0;
+  // Removes registrations nobody acted on before `registered_before_ms`: pending runners without
+  // jobs (an import's runner stays) and without an enrollment made since, with their
+  // enrollments; and pending enrollments made before it on runners that are not pending
+  // (replacement requests). Returns how many runners plus enrollments were removed that way.
+  [[nodiscard]] virtual absl::StatusOr<int64_t> PruneStalePending(int64_t registered_before_ms) = 0;
 
   // ---- retention and size -------------------------------------------------------------------------
   // Deletes closed runs (and their run files) that finished before `finished_before_ms`, and

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 
 namespace ds::protocol {
 namespace {
@@ -158,7 +159,7 @@ void from_json(const json& j, HeartbeatRequest& v) {
 void to_json(json& j, const LogRecord& v) {
   j = json{{"seq", v.seq}, {"time_ms", v.time_ms}, {"level", v.level}, {"message", v.message},
            {"correlation_id", v.correlation_id}};
-  json fields = json::parse(v.fields_json, nullptr, /*allow_exceptions=*/false);
+  json fields = ParseJsonOr(v.fields_json);
   j["fields"] = fields.is_object() ? fields : json::object();
 }
 void from_json(const json& j, LogRecord& v) {
@@ -359,10 +360,11 @@ void from_json(const json& j, Problem& v) {
 
 template <typename T>
 absl::StatusOr<T> Decode(std::string_view body) {
+  absl::StatusOr<json> j = ParseJson(body);
+  if (!j.ok()) return absl::InvalidArgumentError(absl::StrCat("invalid JSON body: ", j.status().message()));
+  if (!j->is_object()) return absl::InvalidArgumentError("invalid JSON body: expected an object");
   try {
-    json j = json::parse(body);
-    if (!j.is_object()) return absl::InvalidArgumentError("invalid JSON body: expected an object");
-    return j.get<T>();
+    return j->get<T>();
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("invalid JSON body: ", e.what()));
   }

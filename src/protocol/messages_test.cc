@@ -273,5 +273,20 @@ TEST(MessagesTest, NonObjectBodiesAreRejected) {
   }
 }
 
+// Every decoder bounds depth before any recursive walk: a log record's fields 100000 deep used
+// to overflow the stack in from_json (the dump of `fields`).
+TEST(MessagesTest, DecodeRefusesDeepNestingBeforeWalkingIt) {
+  std::string deep;
+  for (int i = 0; i < 100'000; ++i) deep += R"({"a":)";
+  deep += "1" + std::string(100'000, '}');
+  auto batch = Decode<LogBatch>(
+      R"({"records":[{"seq":1,"time_ms":1,"level":"info","message":"m","fields":)" + deep + "}]}");
+  ASSERT_TRUE(absl::IsInvalidArgument(batch.status())) << batch.status();
+  EXPECT_NE(batch.status().message().find("nested deeper than 32 levels"), std::string::npos);
+  auto ok = Decode<LogBatch>(R"({"records":[{"seq":1,"time_ms":1,"level":"info","message":"m","fields":{"a":{"b":1}}}]})");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->records.at(0).fields_json, R"({"a":{"b":1}})");
+}
+
 }  // namespace
 }  // namespace ds::protocol

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/password.h"
 #include "server/context.h"
@@ -69,11 +70,13 @@ std::string SessionCookie(const ServerContext& ctx, const Request& req, const st
 absl::StatusOr<Principal> Authenticate(ServerContext* ctx, const Request& req) {
   Principal who;
   if (std::string token = BearerToken(req); !token.empty()) {
-    if (token.size() > kMaxCredentialBytes)
+    auto t = token.size() > kMaxCredentialBytes
+                 ? absl::StatusOr<AdminToken>(absl::NotFoundError("too long"))
+                 : ctx->index->FindAdminToken(Sha256Hex(token));
+    if (absl::IsNotFound(t.status())) {
+      RecordAuthFailure(ctx, req, "admin token", token);
       return absl::UnauthenticatedError("unknown or revoked admin token");
-    auto t = ctx->index->FindAdminToken(Sha256Hex(token));
-    if (absl::IsNotFound(t.status()))
-      return absl::UnauthenticatedError("unknown or revoked admin token");
+    }
     if (!t.ok()) return t.status();
     who.actor = absl::StrCat("token:", t->name);
     who.role = t->role;
@@ -147,12 +150,7 @@ json TokenJson(const AdminToken& t) {
 }
 
 json AuditJson(const AuditEntry& e) {
-  json details = json::object();
-  try {
-    details = json::parse(e.details_json);
-  } catch (const json::exception&) {
-    details = json{{"raw", e.details_json}};
-  }
+  json details = ParseJsonOr(e.details_json, json{{"raw", e.details_json}});
   return json{{"id", e.id},         {"time_ms", e.at_ms}, {"time", FormatIsoUtc(e.at_ms)},
               {"actor", e.actor},   {"action", e.action}, {"target", e.target},
               {"result", e.result}, {"details", details}, {"source_ip", e.source_ip}};
@@ -183,12 +181,52 @@ http::Response TooManyAttempts(int64_t retry_after_ms) {
   return r;
 }
 
+// The host[:port] of an http(s) origin ("https://Host:8443" -> "host:8443"), or "" for anything
+// else ("null", other schemes).
+std::string OriginAuthority(const std::string& origin) {
+  const std::string o = absl::AsciiStrToLower(origin);
+  for (std::string_view scheme : {"https://", "http://"}) {
+    if (o.rfind(scheme, 0) == 0) {
+      std::string rest = o.substr(scheme.size());
+      return rest.find('/') == std::string::npos ? rest : "";
+    }
+  }
+  return "";
+}
+
+// Login CSRF: a sign-in form on another site could otherwise sign the browser into the
+// attacker's account. The body must be declared JSON (no simple form or text/plain post), and an
+// Origin, when the browser sends one, must be this server (Host; or X-Forwarded-Host from a
+// trusted proxy). Non-browser clients send no Origin.
+absl::Status CheckLoginRequestOrigin(const ServerContext& ctx, const Request& req) {
+  std::string type = absl::AsciiStrToLower(req.Header("content-type"));
+  type = Trim(std::string_view(type).substr(0, type.find(';')));
+  if (type != "application/json") {
+    return absl::PermissionDeniedError("sign-in needs Content-Type: application/json");
+  }
+  if (!req.headers.count("origin")) return absl::OkStatus();
+  const std::string from = OriginAuthority(req.Header("origin"));
+  std::string host = absl::AsciiStrToLower(req.Header("host"));
+  std::string forwarded = absl::AsciiStrToLower(req.Header("x-forwarded-host"));
+  forwarded = Trim(std::string_view(forwarded).substr(0, forwarded.find(',')));
+  if (!from.empty() && (from == host || (ctx.config.trust_proxy && from == forwarded))) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError("sign-in from another origin is refused");
+}
+
 // POST /admin/session {name, password}: sign in.
 http::Response Login(ServerContext* ctx, const Request& req) {
+  if (absl::Status st = CheckLoginRequestOrigin(*ctx, req); !st.ok()) {
+    return http::ProblemResponse(403, "Forbidden", std::string(st.message()));
+  }
+  if (auto refused = Throttle(ctx, ThrottlesOf(ctx).logins, req, "sign-in attempts")) {
+    return *std::move(refused);
+  }
   const std::string ip = ClientAddress(*ctx, req);
   std::string name, password;
   try {
-    json body = json::parse(req.body);
+    json body = ParseJsonOr(req.body);
     name = body.at("name").get<std::string>();
     password = body.at("password").get<std::string>();
   } catch (const json::exception&) {
@@ -199,9 +237,11 @@ http::Response Login(ServerContext* ctx, const Request& req) {
     return http::ProblemResponse(401, "Unauthorized", "wrong user name or password");
   }
   const int64_t now = ctx->NowMs();
+  // A user name is locked per address: failures from elsewhere never lock its owner out.
   const std::string user_subject = "user:" + name, ip_subject = "ip:" + ip;
+  const std::string user_at_ip = absl::StrCat(user_subject, "@", ip);
   // Locked subjects are refused before the password is even checked.
-  for (const std::string& subject : {user_subject, ip_subject}) {
+  for (const std::string& subject : {user_at_ip, ip_subject}) {
     auto t = ctx->index->GetLoginThrottle(subject);
     if (!t.ok()) return http::ProblemResponse(t.status(), false);
     if (t->locked_until_ms > now) {
@@ -219,11 +259,11 @@ http::Response Login(ServerContext* ctx, const Request& req) {
     BurnPasswordVerification(password);
   }
   if (!good) {
-    // A user name locks after 5 failures in a row; an address (which may be a shared proxy or NAT)
-    // after 20. Each further failure doubles the lock, up to 15 minutes.
+    // A user name locks (from this address) after 5 failures in a row; an address (which may be a
+    // shared proxy or NAT) after 20. Each further failure doubles the lock, up to 15 minutes.
     LockoutPolicy per_user, per_ip;
     per_ip.free_failures = 20;
-    auto by_user = ctx->index->RecordLoginFailure(user_subject, now, per_user);
+    auto by_user = ctx->index->RecordLoginFailure(user_at_ip, now, per_user);
     auto by_ip = ctx->index->RecordLoginFailure(ip_subject, now, per_ip);
     if (!by_user.ok()) return http::ProblemResponse(by_user.status(), false);
     if (!by_ip.ok()) return http::ProblemResponse(by_ip.status(), false);
@@ -233,7 +273,7 @@ http::Response Login(ServerContext* ctx, const Request& req) {
                  by_user->failures);
     return http::ProblemResponse(401, "Unauthorized", "wrong user name or password");
   }
-  (void)ctx->index->ClearLoginFailures(user_subject);
+  (void)ctx->index->ClearLoginFailures(user_at_ip);
   (void)ctx->index->ClearLoginFailures(ip_subject);
   const std::string id = Base64UrlEncode(RandomBytes(32));
   Session s;
@@ -265,7 +305,7 @@ absl::StatusOr<std::string> CreateToken(ServerContext* ctx, const Request& req,
                                         const Principal& who) {
   std::string name, role = "admin";
   try {
-    json body = json::parse(req.body);
+    json body = ParseJsonOr(req.body);
     name = body.at("name").get<std::string>();
     role = body.value("role", role);
   } catch (const json::exception&) {
@@ -331,13 +371,11 @@ void AuditAdmin(ServerContext* ctx, const Request& req, const PathParams& params
   for (const auto& [k, v] : params) details[k] = v;
   if (!error.empty()) details["error"] = error;
   if (!req.body.empty() && req.body.size() <= kMaxAuditBodyBytes) {
-    try {
-      json body = json::parse(req.body);
+    if (json body = ParseJsonOr(req.body); !body.is_discarded()) {
       if (body.is_object()) {
         for (const char* secret : {"password", "token", "api_key", "secret"}) body.erase(secret);
       }
       details["body"] = std::move(body);
-    } catch (const json::exception&) {
     }
   }
   if (!req.query.empty()) details["query"] = req.query;
@@ -351,6 +389,9 @@ void AuditAdmin(ServerContext* ctx, const Request& req, const PathParams& params
 RouteHandler AdminHandler(ServerContext* ctx, AdminFn fn, int ok_status, bool any_role) {
   return [ctx, fn = std::move(fn), ok_status, any_role](const Request& req, const PathParams& p,
                                                         Responder respond) {
+    if (!BearerToken(req).empty()) {
+      if (auto refused = RefuseIfFailingAuth(ctx, req)) return respond(std::move(*refused));
+    }
     absl::StatusOr<Principal> principal = absl::InternalError("not authenticated");
     try {
       principal = Authenticate(ctx, req);
@@ -372,6 +413,7 @@ RouteHandler AdminHandler(ServerContext* ctx, AdminFn fn, int ok_status, bool an
 }
 
 void AddAccountRoutes(ServerContext* ctx, Router* router) {
+  (void)ThrottlesOf(ctx);  // made before serving
   BurnPasswordVerification("");  // builds its hash now, not during the first unknown-user sign-in
   const std::string base = "/api/v1/admin";
   router->Add("POST", base + "/session",

@@ -64,6 +64,7 @@ class AccountsTest : public testing::Test {
     req.path = path;
     req.body = body;
     req.headers = std::move(headers);
+    if (!body.empty() && !req.headers.count("content-type")) req.headers["content-type"] = "application/json";
     req.remote_addr = "10.0.0.1";
     http::Response out;
     out.status = -1;
@@ -198,6 +199,57 @@ TEST_F(AccountsTest, RepeatedFailuresLockOutWithBackOff) {
   Login("ann", "ann-password");  // and success clears the count
   EXPECT_EQ(Call("POST", "/api/v1/admin/session", bad).status, 401);
   EXPECT_EQ(Call("POST", "/api/v1/admin/session", bad).status, 401);
+}
+
+// Failures from one address lock the name there only: an anonymous caller elsewhere cannot lock
+// the real admin out.
+TEST_F(AccountsTest, AnonymousFailuresDoNotLockTheAdminOutElsewhere) {
+  ctx_.config.trust_proxy = true;
+  const std::string bad = R"({"name":"ann","password":"wrong-guess"})";
+  const std::map<std::string, std::string> attacker{{"x-forwarded-for", "203.0.113.66"}};
+  for (int i = 0; i < 10; ++i) Call("POST", "/api/v1/admin/session", bad, attacker);
+  EXPECT_EQ(Call("POST", "/api/v1/admin/session", R"({"name":"ann","password":"ann-password"})", attacker).status,
+            429);  // locked there, even with the right password
+  Login("ann", "ann-password", {{"x-forwarded-for", "10.0.0.1"}});  // the admin, from her own address
+}
+
+// Login CSRF: only a JSON body, and only from this server's own origin when a browser says one.
+TEST_F(AccountsTest, SignInAcceptsOnlyJsonFromOurOwnOrigin) {
+  const std::string body = R"({"name":"ann","password":"ann-password"})";
+  for (const char* type : {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"}) {
+    http::Response r = Call("POST", "/api/v1/admin/session", body, {{"content-type", type}});
+    EXPECT_EQ(r.status, 403) << type;
+    EXPECT_EQ(r.content_type, "application/problem+json");
+  }
+  const std::map<std::string, std::string> evil{{"content-type", "application/json"},
+                                                {"origin", "https://evil.example"},
+                                                {"host", "datasync.lab:8443"}};
+  EXPECT_EQ(Call("POST", "/api/v1/admin/session", body, evil).status, 403);
+  EXPECT_EQ(Call("POST", "/api/v1/admin/session", body,
+                 {{"origin", "null"}, {"host", "datasync.lab:8443"}}).status, 403);
+  EXPECT_EQ(Call("POST", "/api/v1/admin/session", body,
+                 {{"origin", "https://datasync.lab"}, {"host", "datasync.lab:8443"}}).status, 403);
+  Login("ann", "ann-password", {{"origin", "https://DataSync.lab:8443"}, {"host", "datasync.lab:8443"}});
+  Login("ann", "ann-password", {{"content-type", "application/json; charset=utf-8"}});
+  // Behind a trusted proxy the browser's host may arrive as X-Forwarded-Host.
+  const std::map<std::string, std::string> proxied{{"origin", "https://sync.example.org"},
+                                                   {"host", "127.0.0.1:8080"},
+                                                   {"x-forwarded-host", "sync.example.org"}};
+  EXPECT_EQ(Call("POST", "/api/v1/admin/session", body, proxied).status, 403);
+  ctx_.config.trust_proxy = true;
+  Login("ann", "ann-password", proxied);
+}
+
+TEST_F(AccountsTest, SignInsAreRateLimitedPerAddress) {
+  ctx_.config.trust_proxy = true;
+  const std::map<std::string, std::string> from{{"x-forwarded-for", "198.51.100.20"}};
+  for (int i = 0; i < 20; ++i) Login("vic", "vic-password", from);
+  http::Response r = Call("POST", "/api/v1/admin/session", R"({"name":"vic","password":"vic-password"})", from);
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(HeaderOf(r, "Retry-After"), "3");
+  Login("vic", "vic-password", {{"x-forwarded-for", "198.51.100.21"}});
+  clock_.now += 3'000;
+  Login("vic", "vic-password", from);
 }
 
 TEST_F(AccountsTest, BearerTokensNeedNoCsrf) {

@@ -2,8 +2,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
+#include "common/json.h"
 #include "common/paths.h"
 #include "protocol/messages.h"
 #include "server/context.h"
@@ -22,7 +24,7 @@ constexpr size_t kMaxGlobBytes = 256;
 
 // The runner's last reported health (docs/api.md), or null before its first report.
 json HealthJson(const Runner& r) {
-  json h = json::parse(r.health_json, nullptr, /*allow_exceptions=*/false);
+  json h = ParseJsonOr(r.health_json);
   if (!h.is_object() || h.empty()) return nullptr;
   return h;
 }
@@ -125,6 +127,15 @@ absl::StatusOr<int> IntQuery(const Request& req, const std::string& name, int fa
   return std::min(std::stoi(v), max);
 }
 
+// The first component of a dest prefix as a storage may take it: ASCII case folded (Samba shares,
+// Windows and macOS volumes, Azure tools compare names so) and without the trailing dots and
+// spaces that Windows and SMB drop from names. Reserved areas are matched on this.
+std::string FoldedFirstComponent(const std::string& prefix) {
+  std::string first = absl::AsciiStrToLower(prefix.substr(0, prefix.find('/')));
+  while (!first.empty() && (first.back() == '.' || first.back() == ' ')) first.pop_back();
+  return first;
+}
+
 // Validates a job definition from the wire and fills defaults.
 absl::Status ValidateJobSpec(protocol::JobSpec& spec) {
   if (!IsValidName(spec.name)) {
@@ -138,11 +149,11 @@ absl::Status ValidateJobSpec(protocol::JobSpec& spec) {
   if (!st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("dest prefix: ", std::string(st.message())));
   }
-  if (spec.dest_prefix.rfind(std::string(kReservedArea), 0) == 0) {
+  const std::string first = FoldedFirstComponent(spec.dest_prefix);
+  if (first.rfind(std::string(kReservedArea), 0) == 0) {
     return absl::InvalidArgumentError("dest prefix must not be inside the reserved .datasync area");
   }
-  if (const std::string releases(kReleasesArea);
-      spec.dest_prefix == releases || spec.dest_prefix.rfind(releases + "/", 0) == 0) {
+  if (first == kReleasesArea) {
     return absl::InvalidArgumentError(
         "dest prefix must not be inside releases/ (server-side files: agent releases)");
   }
@@ -197,7 +208,7 @@ absl::StatusOr<std::string> PutJob(ServerContext* ctx, const Request& req, const
   DS_ASSIGN_OR_RETURN(Runner runner, RunnerForJob(ctx, req, p.at("runner")));
   protocol::JobSpec spec;
   try {
-    json body = json::parse(req.body);
+    DS_ASSIGN_OR_RETURN(json body, ParseJsonObject(req.body));
     if (!body.contains("name")) body["name"] = p.at("job");
     spec = body.get<protocol::JobSpec>();
   } catch (const json::exception& e) {
@@ -247,7 +258,7 @@ absl::StatusOr<std::string> Transition(ServerContext* ctx, const std::string& na
 bool BoolField(const std::string& body, const char* key) {
   if (body.empty()) return false;
   try {
-    auto j = json::parse(body);
+    json j = ParseJsonOr(body);
     return j.is_object() && j.value(key, false);
   } catch (const json::exception&) {
     return false;
@@ -257,7 +268,7 @@ bool BoolField(const std::string& body, const char* key) {
 absl::StatusOr<std::string> StartReconcile(ServerContext* ctx, const Request& req, const PathParams& p) {
   DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, p.at("runner")));
   DS_ASSIGN_OR_RETURN(Job job, JobByName(ctx, runner, p.at("job")));
-  if (!req.body.empty() && !json::accept(req.body)) return absl::InvalidArgumentError("body must be JSON");
+  if (!req.body.empty()) DS_RETURN_IF_ERROR(ParseJson(req.body).status());
   bool verify = BoolField(req.body, "verify") || req.Query("verify") == "true";
   auto r = ctx->index->CreateReconcile(NewUuid(), job.spec.id, verify, ctx->NowMs());
   if (absl::IsAlreadyExists(r.status())) {
@@ -283,7 +294,7 @@ absl::StatusOr<json> QueueForEveryJob(ServerContext* ctx, Create create, ToJson 
       continue;
     }
     if (!r.ok()) return r.status();
-    queued.push_back(json::parse(to_json(*r, ctx->NowMs())));
+    queued.push_back(ParseJsonOr(to_json(*r, ctx->NowMs())));
   }
   return json{{"queued", queued}, {"already_running", busy}};
 }
@@ -311,7 +322,7 @@ absl::StatusOr<std::string> ListReconciles(ServerContext* ctx, const Request& re
   DS_ASSIGN_OR_RETURN(int limit, IntQuery(req, "limit", 20, 1000));
   DS_ASSIGN_OR_RETURN(auto list, ctx->index->ListReconciles(job_id, req.Query("active") == "1", limit));
   json out = json::array();
-  for (const auto& r : list) out.push_back(json::parse(ReconcileJson(r, ctx->NowMs())));
+  for (const auto& r : list) out.push_back(ParseJsonOr(ReconcileJson(r, ctx->NowMs())));
   return json{{"reconciles", out}}.dump();
 }
 
@@ -320,7 +331,7 @@ absl::StatusOr<std::string> ListReconciles(ServerContext* ctx, const Request& re
 // The body's rehash_fraction (0..1), or the server's --scrub-rehash when absent. `want_all`: the
 // body must also say {"all": true}.
 absl::StatusOr<double> ScrubBody(ServerContext* ctx, const Request& req, bool want_all) {
-  json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
+  json body = req.body.empty() ? json::object() : ParseJsonOr(req.body);
   if (!body.is_object()) return absl::InvalidArgumentError("body must be a JSON object");
   if (want_all && body.value("all", json(false)) != json(true)) {
     return absl::InvalidArgumentError(R"(body must say {"all": true} to scrub every job)");
@@ -380,7 +391,7 @@ absl::StatusOr<std::string> ListScrubs(ServerContext* ctx, const Request& req) {
   if (filter.limit < 1) return absl::InvalidArgumentError("limit must be from 1 to 1000");
   DS_ASSIGN_OR_RETURN(auto list, ctx->index->ListScrubs(filter));
   json out = json::array();
-  for (const auto& s : list) out.push_back(json::parse(ScrubJson(s, ctx->NowMs())));
+  for (const auto& s : list) out.push_back(ParseJsonOr(ScrubJson(s, ctx->NowMs())));
   return json{{"scrubs", out}}.dump();
 }
 
@@ -399,7 +410,7 @@ absl::StatusOr<std::string> ScrubStatus(ServerContext* ctx) {
     int64_t due = NextScrubDueMs(l, j.created_at_ms, ctx->config.scrub_interval.count());
     out.push_back({{"runner", j.runner_name},
                    {"job", j.spec.name},
-                   {"last", l ? json::parse(ScrubJson(*l, now)) : json(nullptr)},
+                   {"last", l ? ParseJsonOr(ScrubJson(*l, now)) : json(nullptr)},
                    {"next_due_at", due > 0 ? FormatIsoUtc(due) : ""},
                    {"drift", d != nullptr && ScrubHasDrift(*d)},
                    {"unhealed", d != nullptr ? d->unhealed : 0}});
@@ -416,7 +427,8 @@ absl::StatusOr<std::string> ReplaceMachine(ServerContext* ctx, const Request& re
   std::string with = name;
   if (!req.body.empty()) {
     try {
-      auto j = json::parse(req.body);
+      json j = ParseJsonOr(req.body);
+      if (j.is_discarded()) return absl::InvalidArgumentError("body must be JSON");
       if (j.is_object()) with = j.value("with", name);
     } catch (const json::exception&) {
       return absl::InvalidArgumentError("body must be JSON");
@@ -623,7 +635,7 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
   router->Add("PUT", base + "/runners/{runner}/group",
               admin([ctx](const Request& req, const PathParams& p) -> absl::StatusOr<std::string> {
                 DS_ASSIGN_OR_RETURN(Runner r, RunnerByName(ctx, p.at("runner")));
-                json body = json::parse(req.body, nullptr, false);
+                json body = ParseJsonOr(req.body);
                 if (!body.is_object() || !body.contains("group") || !body["group"].is_string()) {
                   return absl::InvalidArgumentError(R"(body must be {"group": "NAME"} ("" for none))");
                 }

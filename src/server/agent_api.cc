@@ -27,7 +27,10 @@ using nlohmann::json;
 absl::StatusOr<Runner> AuthenticateAgent(ServerContext* ctx, const Request& req) {
   std::string key = BearerToken(req);
   if (key.empty()) return absl::UnauthenticatedError("missing API key (Authorization: Bearer ...)");
-  if (key.size() > 256) return absl::UnauthenticatedError("unknown or revoked API key");
+  if (key.size() > 256) {
+    RecordAuthFailure(ctx, req, "agent key", key);
+    return absl::UnauthenticatedError("unknown or revoked API key");
+  }
   const std::string key_hash = Sha256Hex(key);
   auto runner = ctx->index->FindRunnerByKeyHash(key_hash);
   if (absl::IsNotFound(runner.status())) {
@@ -36,6 +39,7 @@ absl::StatusOr<Runner> AuthenticateAgent(ServerContext* ctx, const Request& req)
     if (runner.ok()) spdlog::info("runner '{}' now uses its rotated API key; the old key is retired", runner->name);
   }
   if (absl::IsNotFound(runner.status())) {
+    RecordAuthFailure(ctx, req, "agent key", key);
     return absl::UnauthenticatedError("unknown or revoked API key");
   }
   if (!runner.ok()) return runner.status();
@@ -690,20 +694,29 @@ absl::StatusOr<std::string> Complete(ServerContext* ctx, const Request& req,
 }  // namespace
 
 void AddAgentRoutes(ServerContext* ctx, Router* router) {
-  auto sync = [](auto fn) {
-    return [fn](const Request& req, const PathParams& p, Responder respond) {
+  Throttles* throttles = &ThrottlesOf(ctx);
+  // Every route but register authenticates; an address sending wrong keys is refused first.
+  auto sync = [ctx](auto fn) {
+    return [ctx, fn](const Request& req, const PathParams& p, Responder respond) {
+      if (auto refused = RefuseIfFailingAuth(ctx, req)) return respond(std::move(*refused));
       Reply(respond, Guarded([&] { return fn(req, p); }));
     };
   };
-  router->Add("POST", "/api/v1/agent/register", [ctx](const Request& req, const PathParams&, Responder respond) {
+  router->Add("POST", "/api/v1/agent/register", [ctx, throttles](const Request& req, const PathParams&, Responder respond) {
+    if (auto refused = Throttle(ctx, throttles->registrations, req, "registrations")) return respond(std::move(*refused));
     Reply(respond, Guarded([&] { return Register(ctx, req); }), 202);
   });
-  router->Add("GET", "/api/v1/agent/enrollment/{id}", sync([ctx](const Request& req, const PathParams& p) {
-                return PollEnrollment(ctx, req, p.at("id"));
-              }));
+  router->Add("GET", "/api/v1/agent/enrollment/{id}", [ctx, throttles](const Request& req, const PathParams& p, Responder respond) {
+    if (auto refused = Throttle(ctx, throttles->enrollment_polls, req, "enrollment polls")) return respond(std::move(*refused));
+    if (auto refused = RefuseIfFailingAuth(ctx, req)) return respond(std::move(*refused));
+    auto out = Guarded([&] { return PollEnrollment(ctx, req, p.at("id")); });
+    if (absl::IsUnauthenticated(out.status())) RecordAuthFailure(ctx, req, "enrollment secret", BearerToken(req));
+    Reply(respond, out);
+  });
   router->Add("POST", "/api/v1/agent/heartbeat",
               sync([ctx](const Request& req, const PathParams&) { return Heartbeat(ctx, req); }));
   router->Add("GET", "/api/v1/agent/commands", [ctx](const Request& req, const PathParams&, Responder respond) {
+    if (auto refused = RefuseIfFailingAuth(ctx, req)) return respond(std::move(*refused));
     Commands(ctx, req, respond);
   });
   router->Add("GET", "/api/v1/agent/jobs",
@@ -722,6 +735,7 @@ void AddAgentRoutes(ServerContext* ctx, Router* router) {
               sync([ctx](const Request& req, const PathParams&) { return Logs(ctx, req); }));
   router->Add("GET", "/api/v1/agent/releases/{version}/{file}",
               [ctx](const Request& req, const PathParams& p, Responder respond) {
+                if (auto refused = RefuseIfFailingAuth(ctx, req)) return respond(std::move(*refused));
                 absl::StatusOr<Runner> runner = AuthenticateAgent(ctx, req);
                 if (!runner.ok()) return respond(http::ProblemResponse(runner.status()));
                 respond(ServeRelease(ctx, p.at("version"), p.at("file")));

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/time_util.h"
 #include "server/context.h"
@@ -24,7 +25,7 @@ constexpr int64_t kRetryMaxMs = 3'600'000;
 constexpr int kRunsPerJob = 20;
 
 json ParamsOf(const AlertRule& rule) {
-  json p = json::parse(rule.params_json, nullptr, /*allow_exceptions=*/false);
+  json p = ParseJsonOr(rule.params_json);
   return p.is_object() ? p : json::object();
 }
 
@@ -66,7 +67,7 @@ std::string Ago(int64_t ms) {
 }
 
 json HealthOf(const Runner& r) {
-  json h = json::parse(r.health_json, nullptr, false);
+  json h = ParseJsonOr(r.health_json);
   return h.is_object() ? h : json::object();
 }
 
@@ -126,7 +127,7 @@ absl::Status ValidateAlertRule(const AlertRule& rule) {
     return absl::InvalidArgumentError("scope must be runner:NAME, group:NAME or job:RUNNER/JOB");
   }
   if (rule.params_json.size() > 4096) return absl::InvalidArgumentError("params too large");
-  json p = json::parse(rule.params_json, nullptr, false);
+  json p = ParseJsonOr(rule.params_json);
   if (!p.is_object()) return absl::InvalidArgumentError("params must be a JSON object");
   // The evaluation itself checks the values.
   AlertInputs empty;
@@ -306,7 +307,7 @@ absl::StatusOr<std::vector<AlertCondition>> EvaluateRule(const AlertRule& rule,
 }
 
 std::string AlertJsonText(const Alert& a) {
-  json details = json::parse(a.details_json, nullptr, false);
+  json details = ParseJsonOr(a.details_json);
   json j{{"id", a.id},
          {"rule_id", a.rule_id},
          {"rule_name", a.rule_name},

@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/paths.h"
 #include "server/context.h"
@@ -58,11 +59,7 @@ std::string ReconcileJson(const Reconcile& r, int64_t now_ms) {
   } else {
     j["percent"] = r.state == "running" ? 50.0 : 0.0;
   }
-  try {
-    j["report"] = json::parse(r.report_json);
-  } catch (const json::exception&) {
-    j["report"] = json::object();
-  }
+  j["report"] = ParseJsonOr(r.report_json, json::object());
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -393,6 +390,15 @@ std::string Janitor::RunOnce() {
     if (logs.ok() && *logs > 0) absl::StrAppend(&out, "pruned ", *logs, " agent log record(s) older than the log retention; ");
     auto sessions = ctx_->index->PruneSessions(now, now - ctx_->config.session_idle.count());
     if (sessions.ok() && *sessions > 0) absl::StrAppend(&out, "ended ", *sessions, " expired session(s); ");
+    if (ctx_->config.pending_ttl.count() > 0) {
+      // Registrations nobody approved: an anonymous flood of them does not stay for ever.
+      auto stale = ctx_->index->PruneStalePending(now - ctx_->config.pending_ttl.count());
+      if (!stale.ok()) spdlog::warn("janitor: pruning stale registrations: {}", stale.status());
+      if (stale.ok() && *stale > 0) {
+        absl::StrAppend(&out, "removed ", *stale, " registration(s) left pending longer than ",
+                        FormatDuration(ctx_->config.pending_ttl), "; ");
+      }
+    }
   }
   // Temp debris of interrupted uploads of every job, at most hourly.
   if (now - last_temp_sweep_ms_ > 3'600'000) {

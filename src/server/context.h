@@ -15,6 +15,7 @@
 #include "server/router.h"
 #include "server/scrub.h"
 #include "server/server.h"
+#include "server/throttles.h"
 #include "storage/storage.h"
 
 namespace ds {
@@ -35,6 +36,7 @@ struct ServerContext {
   std::unique_ptr<Janitor> janitor;
   std::unique_ptr<AlertService> alerts;          // started after the index and storage
   MetricsRegistry metrics;                       // this instance's counters (GET /metrics)
+  std::unique_ptr<Throttles> throttles;          // per-address limits; see ThrottlesOf
   int64_t NowMs() const { return clock->NowUnixMs(); }
 };
 

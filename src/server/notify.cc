@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
+#include "common/json.h"
 #include "common/time_util.h"
 #include "http/http_client.h"
 #include "server/alerts.h"
@@ -17,7 +18,7 @@ namespace {
 using nlohmann::json;
 
 absl::StatusOr<json> ConfigOf(const NotificationChannel& c) {
-  json j = json::parse(c.config_json, nullptr, /*allow_exceptions=*/false);
+  json j = ParseJsonOr(c.config_json);
   if (!j.is_object()) return absl::InvalidArgumentError("channel config must be a JSON object");
   return j;
 }
@@ -40,7 +41,7 @@ absl::Status SendWebhook(const json& cfg, const Alert& alert, const std::string&
   } else {
     body = json{{"transition", transition},
                 {"text", NotificationText(alert, transition)},
-                {"alert", json::parse(AlertJsonText(alert))}};
+                {"alert", ParseJsonOr(AlertJsonText(alert))}};
   }
   http::ClientOptions opts;
   opts.timeout = std::chrono::milliseconds(15'000);
@@ -95,7 +96,7 @@ absl::Status SendEmail(const json& cfg, const Alert& alert, const std::string& t
   absl::StrAppend(
       &text, "\r\nSubject: DataSync: ", safe_subject, "\r\n", "Message-ID: <", NewUuid(),
       "@datasync>\r\n", "Content-Type: text/plain; charset=utf-8\r\n\r\n", subject, "\r\n\r\n",
-      json::parse(AlertJsonText(alert)).dump(2, ' ', false, json::error_handler_t::replace),
+      ParseJsonOr(AlertJsonText(alert)).dump(2, ' ', false, json::error_handler_t::replace),
       "\r\n");
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
@@ -178,7 +179,7 @@ absl::Status ValidateChannel(const NotificationChannel& c) {
 }
 
 std::string RedactedChannelConfig(const NotificationChannel& c) {
-  json cfg = json::parse(c.config_json, nullptr, false);
+  json cfg = ParseJsonOr(c.config_json);
   if (!cfg.is_object()) return "{}";
   if (cfg.contains("password")) cfg["password"] = "****";
   if (cfg.contains("url") && cfg["url"].is_string()) {

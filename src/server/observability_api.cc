@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "server/alerts.h"
@@ -37,7 +38,7 @@ absl::StatusOr<int64_t> IdParam(const PathParams& p, const char* what) {
 }
 
 json LogJson(const AgentLogRecord& r) {
-  json fields = json::parse(r.fields_json, nullptr, false);
+  json fields = ParseJsonOr(r.fields_json);
   return json{{"id", r.id},
               {"runner", r.runner_name},
               {"seq", r.seq},
@@ -88,7 +89,7 @@ absl::StatusOr<std::string> ListAlerts(ServerContext* ctx, const Request& req) {
   f.limit = static_cast<int>(std::clamp<int64_t>(limit, 1, 1000));
   DS_ASSIGN_OR_RETURN(auto alerts, ctx->index->ListAlerts(f));
   json items = json::array();
-  for (const auto& a : alerts) items.push_back(json::parse(AlertJsonText(a)));
+  for (const auto& a : alerts) items.push_back(ParseJsonOr(AlertJsonText(a)));
   json next = nullptr;
   if (static_cast<int>(alerts.size()) == f.limit) next = alerts.back().id;
   return json{{"items", items}, {"next_before_id", next}}.dump(-1, ' ', false,
@@ -112,7 +113,7 @@ absl::StatusOr<std::string> Ack(ServerContext* ctx, const PathParams& p, const P
 }
 
 json RuleJson(const AlertRule& r) {
-  json params = json::parse(r.params_json, nullptr, false);
+  json params = ParseJsonOr(r.params_json);
   return json{{"id", r.id},
               {"name", r.name},
               {"kind", r.kind},
@@ -134,7 +135,7 @@ absl::StatusOr<AlertRule> FindRule(ServerContext* ctx, const std::string& key) {
 
 // Applies the fields present in `body` to `rule`.
 absl::Status ApplyRuleBody(const std::string& body, AlertRule* rule) {
-  json j = json::parse(body, nullptr, false);
+  DS_ASSIGN_OR_RETURN(json j, ParseJson(body));
   if (!j.is_object()) return absl::InvalidArgumentError("body must be a JSON object");
   try {
     if (j.contains("name")) rule->name = j["name"].get<std::string>();
@@ -186,7 +187,7 @@ absl::StatusOr<std::string> PutRule(ServerContext* ctx, const Request& req, cons
 }
 
 json ChannelJson(const NotificationChannel& c) {
-  json cfg = json::parse(RedactedChannelConfig(c), nullptr, false);
+  json cfg = ParseJsonOr(RedactedChannelConfig(c));
   return json{
       {"id", c.id},
       {"name", c.name},
@@ -215,7 +216,7 @@ absl::StatusOr<std::string> PutChannel(ServerContext* ctx, const Request& req,
   if (p != nullptr) {
     DS_ASSIGN_OR_RETURN(c, FindChannel(ctx, p->at("channel")));
   }
-  json j = json::parse(req.body, nullptr, false);
+  DS_ASSIGN_OR_RETURN(json j, ParseJson(req.body));
   if (!j.is_object()) return absl::InvalidArgumentError("body must be a JSON object");
   try {
     if (j.contains("name")) c.name = j["name"].get<std::string>();

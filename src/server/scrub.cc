@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/rate_limiter.h"
@@ -399,7 +400,7 @@ std::string ScrubJson(const Scrub& s, int64_t now_ms) {
   int64_t end = s.finished_at_ms > 0 ? s.finished_at_ms : (s.state == "running" ? now_ms : 0);
   j["elapsed_s"] =
       s.started_at_ms > 0 && end > s.started_at_ms ? (end - s.started_at_ms) / 1000.0 : 0.0;
-  json report = json::parse(s.report_json, nullptr, /*allow_exceptions=*/false);
+  json report = ParseJsonOr(s.report_json);
   j["report"] = report.is_object() ? report : json::object();
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }

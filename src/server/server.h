@@ -51,6 +51,12 @@ struct ServerConfig {
   // Behind a reverse proxy: take the client address from X-Forwarded-For (its last entry) and the
   // scheme from X-Forwarded-Proto. Off: those headers are ignored (anyone could forge them).
   bool trust_proxy = false;
+  // Anonymous registrations (POST /api/v1/agent/register) a source address may make a minute
+  // (and at once); 0 = no limit.
+  double register_rate = 10;
+  // A runner still pending approval this long after it registered is removed by the janitor
+  // (with its enrollment); 0 = never.
+  std::chrono::milliseconds pending_ttl{7LL * 86'400'000};
   const Clock* clock = nullptr;                  // null = SystemClock()
 };
 

@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/json.h"
 #include "common/time_util.h"
 #include "index/migrations.h"
 #include "index/postgres/conninfo.h"
@@ -65,7 +66,7 @@ std::string ToJsonArray(const std::vector<std::string>& values) {
 }
 // Throws nlohmann::json::exception on a malformed column (reported as Internal).
 std::vector<std::string> FromJsonArray(const std::string& text) {
-  return nlohmann::json::parse(text).get<std::vector<std::string>>();
+  return ParseJsonOr(text).get<std::vector<std::string>>();
 }
 
 // A PostgreSQL array literal for a text[] parameter; every element is quoted.
@@ -840,6 +841,7 @@ class PostgresIndex final : public StateIndex {
   absl::Status TouchSession(const std::string& id_hash, int64_t now_ms) override;
   absl::Status DeleteSession(const std::string& id_hash) override;
   absl::StatusOr<int64_t> PruneSessions(int64_t now_ms, int64_t idle_before_ms) override;
+  absl::StatusOr<int64_t> PruneStalePending(int64_t registered_before_ms) override;
   absl::StatusOr<LoginThrottle> GetLoginThrottle(const std::string& subject) override;
   absl::StatusOr<LoginThrottle> RecordLoginFailure(const std::string& subject, int64_t now_ms,
                                                    const LockoutPolicy& policy) override;
@@ -2793,6 +2795,25 @@ absl::StatusOr<int64_t> PostgresIndex::PruneSessions(int64_t now_ms, int64_t idl
                        tx.exec_params("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at < $2",
                                       now_ms, idle_before_ms)
                            .affected_rows());
+                 });
+}
+
+absl::StatusOr<int64_t> PostgresIndex::PruneStalePending(int64_t registered_before_ms) {
+  return Execute("PruneStalePending", TxMode::kWrite,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<int64_t> {
+                   int64_t n = tx.exec_params(R"sql(
+                     DELETE FROM runners
+                      WHERE status = 'pending' AND created_at < $1
+                        AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.runner_id = runners.id)
+                        AND NOT EXISTS (SELECT 1 FROM enrollments e
+                                         WHERE e.runner_id = runners.id AND e.created_at >= $1))sql",
+                                              registered_before_ms).affected_rows();
+                   n += tx.exec_params(R"sql(
+                     DELETE FROM enrollments
+                      WHERE status = 'pending' AND created_at < $1
+                        AND runner_id IN (SELECT id FROM runners WHERE status <> 'pending'))sql",
+                                       registered_before_ms).affected_rows();
+                   return n;
                  });
 }
 

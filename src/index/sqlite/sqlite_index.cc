@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/time_util.h"
 #include "index/migrations.h"
@@ -73,7 +74,7 @@ std::string ToJsonArray(const std::vector<std::string>& values) {
 }
 // Throws nlohmann::json::exception on a malformed column (reported as Internal).
 std::vector<std::string> FromJsonArray(const std::string& text) {
-  return nlohmann::json::parse(text).get<std::vector<std::string>>();
+  return ParseJsonOr(text).get<std::vector<std::string>>();
 }
 
 // The one column list for Runner rows (RunnerFromRow reads it in this order): every column of
@@ -368,6 +369,7 @@ class SqliteIndex final : public StateIndex {
   absl::Status TouchSession(const std::string& id_hash, int64_t now_ms) override;
   absl::Status DeleteSession(const std::string& id_hash) override;
   absl::StatusOr<int64_t> PruneSessions(int64_t now_ms, int64_t idle_before_ms) override;
+  absl::StatusOr<int64_t> PruneStalePending(int64_t registered_before_ms) override;
   absl::StatusOr<LoginThrottle> GetLoginThrottle(const std::string& subject) override;
   absl::StatusOr<LoginThrottle> RecordLoginFailure(const std::string& subject, int64_t now_ms,
                                                    const LockoutPolicy& policy) override;
@@ -1758,6 +1760,28 @@ absl::StatusOr<int64_t> SqliteIndex::PruneSessions(int64_t now_ms, int64_t idle_
     d.bind(1, now_ms);
     d.bind(2, idle_before_ms);
     return static_cast<int64_t>(d.exec());
+  });
+}
+
+absl::StatusOr<int64_t> SqliteIndex::PruneStalePending(int64_t registered_before_ms) {
+  return Locked("PruneStalePending", [&]() -> absl::StatusOr<int64_t> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement runners(db_, R"sql(
+      DELETE FROM runners
+       WHERE status = 'pending' AND created_at < ?1
+         AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.runner_id = runners.id)
+         AND NOT EXISTS (SELECT 1 FROM enrollments e
+                          WHERE e.runner_id = runners.id AND e.created_at >= ?1))sql");
+    runners.bind(1, registered_before_ms);
+    int64_t n = runners.exec();
+    SQLite::Statement requests(db_, R"sql(
+      DELETE FROM enrollments
+       WHERE status = 'pending' AND created_at < ?
+         AND runner_id IN (SELECT id FROM runners WHERE status <> 'pending'))sql");
+    requests.bind(1, registered_before_ms);
+    n += requests.exec();
+    tx.commit();
+    return n;
   });
 }
 

@@ -1,0 +1,237 @@
+// Hostile input against the agent and admin APIs, dispatched straight through the Router over a
+// real SQLite index with an injected clock (docs/security.md, "Hostile input: size, depth and
+// rate"): JSON nested deep enough to overflow a recursive walk, registration floods, wrong keys,
+// enrollment polls, stale pending registrations, reserved destination prefixes.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/crypto.h"
+#include "server/context.h"
+
+namespace ds {
+namespace {
+
+using nlohmann::json;
+
+constexpr int64_t kT0 = 1'800'000'000'000;  // Unix ms
+
+class ManualClock final : public Clock {
+ public:
+  int64_t NowUnixMs() const override { return now.load(); }
+  std::atomic<int64_t> now{kT0};
+};
+
+class HostileInputTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::path(testing::TempDir()) / "hostile.XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    ctx_.clock = &clock_;
+    auto index = OpenStateIndex("sqlite:" + (dir_ / "state.db").string());
+    ASSERT_TRUE(index.ok()) << index.status();
+    ctx_.index = std::move(*index);
+    ASSERT_TRUE(ctx_.index->Migrate().ok());
+    std::filesystem::create_directories(dir_ / "share");
+    auto url = ParseStorageUrl((dir_ / "share").string());
+    ASSERT_TRUE(url.ok());
+    auto storage = OpenStorage(*url);
+    ASSERT_TRUE(storage.ok()) << storage.status();
+    ctx_.storage = std::move(*storage);
+    DeclareServerMetrics(&ctx_.metrics);
+    ASSERT_TRUE(ctx_.index->CreateAdminToken("t", "admin", Sha256Hex("dsa_admin"), kT0).ok());
+  }
+  void TearDown() override {
+    ctx_.janitor.reset();
+    ctx_.index.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  void AddRoutes() {
+    AddAgentRoutes(&ctx_, &router_);
+    AddAdminRoutes(&ctx_, &router_);
+    AddAccountRoutes(&ctx_, &router_);
+  }
+
+  http::Response Call(const std::string& method, const std::string& path, const std::string& body = "",
+                      const std::string& bearer = "", const std::string& from = "10.0.0.1") {
+    http::Request req;
+    req.method = method;
+    req.path = path;
+    req.body = body;
+    if (!bearer.empty()) req.headers["authorization"] = "Bearer " + bearer;
+    if (!body.empty()) req.headers["content-type"] = "application/json";
+    req.remote_addr = from;
+    http::Response out;
+    out.status = -1;
+    router_.Dispatch(req, [&](http::Response r) { out = std::move(r); });
+    return out;
+  }
+  static std::string HeaderOf(const http::Response& r, const std::string& name) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == name) return v;
+    }
+    return "";
+  }
+  // An approved runner whose API key is "dsk_NAME".
+  void ApprovedRunner(const std::string& name) {
+    auto r = ctx_.index->RegisterRunner({name, "h", "linux", "m", "1"}, "enr-" + name, "s", kT0);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(ctx_.index->TransitionRunner(r->id, "pending", "approved", kT0).ok());
+    ASSERT_TRUE(ctx_.index->DeliverKey("enr-" + name, Sha256Hex("dsk_" + name)).ok());
+  }
+  static std::string LogBatch(const std::string& fields, int64_t seq = 1) {
+    return absl::StrCat(R"({"records":[{"seq":)", seq,
+                        R"(,"time_ms":1,"level":"info","message":"m","fields":)", fields, "}]}");
+  }
+
+  std::filesystem::path dir_;
+  ManualClock clock_;
+  ServerContext ctx_;
+  Router router_;
+};
+
+// Class 1: one request used to crash the server (stack overflow dumping the fields).
+TEST_F(HostileInputTest, DeeplyNestedJsonIsRefusedAndTheServerStaysUp) {
+  AddRoutes();
+  ApprovedRunner("pc1");
+  std::string deep;
+  for (int i = 0; i < 100'000; ++i) deep += R"({"a":)";
+  deep += "1" + std::string(100'000, '}');
+  http::Response r = Call("POST", "/api/v1/agent/logs", LogBatch(deep), "dsk_pc1");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("nested deeper than 32 levels"), std::string::npos) << r.body;
+  EXPECT_EQ(Call("POST", "/api/v1/agent/logs", LogBatch(std::string(100'000, '[') + std::string(100'000, ']')),
+                 "dsk_pc1").status, 400);
+  // And it still serves.
+  r = Call("POST", "/api/v1/agent/logs", LogBatch(R"({"file":"a.dat"})"), "dsk_pc1");
+  EXPECT_EQ(r.status, 200) << r.body;
+
+  // The admin routes that store JSON (alert rule params, channel config) bound it the same way.
+  std::string deep_params = R"({"name":"r","kind":"runner_offline","params":)" +
+                            std::string(100'000, '[') + std::string(100'000, ']') + "}";
+  r = Call("POST", "/api/v1/admin/alert-rules", deep_params, "dsa_admin");
+  EXPECT_EQ(r.status, 400) << r.body;
+  std::string deep_config = R"({"name":"c","kind":"webhook","config":{"url":)" +
+                            std::string(100'000, '[') + std::string(100'000, ']') + "}}";
+  r = Call("POST", "/api/v1/admin/notification-channels", deep_config, "dsa_admin");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(Call("GET", "/api/v1/admin/runners", "", "dsa_admin").status, 200);
+}
+
+// Class 3: anonymous registration is rate limited per source address.
+TEST_F(HostileInputTest, RegistrationsAreRateLimitedPerAddress) {
+  ctx_.config.register_rate = 3;
+  AddRoutes();
+  auto reg = [&](int i, const std::string& from) {
+    return Call("POST", "/api/v1/agent/register", json{{"name", "pc" + std::to_string(i)}}.dump(), "", from);
+  };
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(reg(i, "203.0.113.5").status, 202) << i;
+  http::Response refused = reg(3, "203.0.113.5");
+  EXPECT_EQ(refused.status, 429);
+  EXPECT_EQ(refused.content_type, "application/problem+json");
+  EXPECT_EQ(HeaderOf(refused, "Retry-After"), "20");
+  EXPECT_TRUE(absl::IsNotFound(ctx_.index->GetRunnerByName("pc3").status()));
+  EXPECT_EQ(reg(4, "203.0.113.6").status, 202);  // another address
+  // One IPv6 host holds a /64: all of it is one address here.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(reg(10 + i, "2001:db8:1:2::" + std::to_string(i + 1)).status, 202);
+  EXPECT_EQ(reg(13, "2001:db8:1:2:ffff::9").status, 429);
+  clock_.now += 20'000;
+  EXPECT_EQ(reg(3, "203.0.113.5").status, 202);
+}
+
+TEST_F(HostileInputTest, WrongAgentKeysAreThrottledPerAddress) {
+  AddRoutes();
+  ApprovedRunner("pc1");
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(Call("GET", "/api/v1/agent/jobs", "", "dsk_guess" + std::to_string(i), "198.51.100.7").status, 401) << i;
+  }
+  http::Response r = Call("GET", "/api/v1/agent/jobs", "", "dsk_guess", "198.51.100.7");
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(HeaderOf(r, "Retry-After"), "2");
+  // Refused before the key is looked at, on every agent route.
+  EXPECT_EQ(Call("GET", "/api/v1/agent/jobs", "", "dsk_pc1", "198.51.100.7").status, 429);
+  EXPECT_EQ(Call("POST", "/api/v1/agent/heartbeat", "{}", "dsk_pc1", "198.51.100.7").status, 429);
+  EXPECT_EQ(Call("GET", "/api/v1/agent/commands", "", "dsk_pc1", "198.51.100.7").status, 429);
+  // Other addresses are not affected, and the address recovers.
+  EXPECT_EQ(Call("GET", "/api/v1/agent/jobs", "", "dsk_pc1", "198.51.100.8").status, 200);
+  clock_.now += 2'000;
+  EXPECT_EQ(Call("GET", "/api/v1/agent/jobs", "", "dsk_pc1", "198.51.100.7").status, 200);
+  // Wrong admin tokens and enrollment secrets count the same way.
+  for (int i = 0; i < 30; ++i) Call("GET", "/api/v1/admin/runners", "", "dsa_guess", "198.51.100.9");
+  EXPECT_EQ(Call("GET", "/api/v1/admin/runners", "", "dsa_admin", "198.51.100.9").status, 429);
+  EXPECT_EQ(Call("GET", "/api/v1/admin/runners", "", "dsa_admin", "198.51.100.10").status, 200);
+}
+
+TEST_F(HostileInputTest, EnrollmentPollsAreRateLimitedAndWrongSecretsCounted) {
+  AddRoutes();
+  http::Response reg = Call("POST", "/api/v1/agent/register", R"({"name":"pc1"})");
+  ASSERT_EQ(reg.status, 202);
+  json r = json::parse(reg.body);
+  const std::string path = "/api/v1/agent/enrollment/" + r["enrollment_id"].get<std::string>();
+  const std::string secret = r["enrollment_secret"];
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(Call("GET", path, "", "dse_wrong", "192.0.2.1").status, 401);
+  EXPECT_EQ(Call("GET", path, "", secret, "192.0.2.1").status, 429);
+  int ok = 0;
+  for (int i = 0; i < 200; ++i) ok += Call("GET", path, "", secret, "192.0.2.2").status == 200;
+  EXPECT_EQ(ok, 100);  // the burst; then 5 a second
+  clock_.now += 1'000;
+  EXPECT_EQ(Call("GET", path, "", secret, "192.0.2.2").status, 200);
+}
+
+// Every agent route authenticates before it reads its body.
+TEST_F(HostileInputTest, AgentRoutesAuthenticateBeforeParsing) {
+  AddRoutes();
+  const std::string junk = std::string(10'000, '[');
+  for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
+           {"POST", "/api/v1/agent/heartbeat"},
+           {"POST", "/api/v1/agent/logs"},
+           {"POST", "/api/v1/agent/jobs/j/compare"},
+           {"POST", "/api/v1/agent/runs/123e4567-e89b-42d3-a456-426614174000/complete"},
+           {"POST", "/api/v1/agent/runs/123e4567-e89b-42d3-a456-426614174000/grant"},
+           {"GET", "/api/v1/agent/jobs"},
+           {"GET", "/api/v1/agent/commands"},
+           {"GET", "/api/v1/agent/releases/1.0.0/datasync-agent"}}) {
+    EXPECT_EQ(Call(method, path, junk).status, 401) << method << " " << path;
+  }
+}
+
+// Class 3: a registration nobody approves is removed after --pending-ttl.
+TEST_F(HostileInputTest, JanitorRemovesStalePendingRegistrations) {
+  ctx_.config.pending_ttl = std::chrono::hours(7 * 24);
+  ctx_.config.janitor_interval = std::chrono::hours(1);  // passes only when the test says
+  AddRoutes();
+  ASSERT_EQ(Call("POST", "/api/v1/agent/register", R"({"name":"flood1"})").status, 202);
+  ApprovedRunner("kept");
+  clock_.now += 6 * 86'400'000LL;
+  ASSERT_EQ(Call("POST", "/api/v1/agent/register", R"({"name":"flood2"})", "", "10.0.0.2").status, 202);
+  clock_.now += 2 * 86'400'000LL;
+  ctx_.janitor = std::make_unique<Janitor>(&ctx_, "test");
+  std::string done = ctx_.janitor->RunOnce();
+  EXPECT_NE(done.find("removed 1 registration(s) left pending"), std::string::npos) << done;
+  EXPECT_TRUE(absl::IsNotFound(ctx_.index->GetRunnerByName("flood1").status()));
+  EXPECT_TRUE(ctx_.index->GetRunnerByName("flood2").ok());
+  EXPECT_TRUE(ctx_.index->GetRunnerByName("kept").ok());
+}
+
+// Class 7: the reserved releases/ area, in any spelling storage may fold to it.
+TEST_F(HostileInputTest, ReservedDestinationPrefixesInAnyCase) {
+  AddRoutes();
+  ApprovedRunner("pc1");
+  int n = 0;
+  for (const char* dest : {"releases", "Releases", "RELEASES/x", "releases./x", "Releases /y",
+                           ".datasync", ".DataSync/x"}) {
+    json job{{"source", "/data"}, {"dest_prefix", dest}, {"interval_ms", 60'000}};
+    http::Response r = Call("POST", "/api/v1/admin/runners/pc1/jobs/j" + std::to_string(n++), job.dump(), "dsa_admin");
+    EXPECT_EQ(r.status, 400) << dest << ": " << r.body;
+  }
+  json fine{{"source", "/data"}, {"dest_prefix", "releases-2024/x"}, {"interval_ms", 60'000}};
+  EXPECT_EQ(Call("POST", "/api/v1/admin/runners/pc1/jobs/ok", fine.dump(), "dsa_admin").status, 201);
+}
+
+}  // namespace
+}  // namespace ds
