@@ -163,7 +163,8 @@ absl::StatusOr<ClientResponse> Client::Send(const ClientRequest& request) {
 absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, bool default_json) {
   if (impl_->curl == nullptr) return absl::InternalError("curl_easy_init failed");
   if (options_.require_https) {
-    DS_RETURN_IF_ERROR(CheckServerUrl(base_url_, /*allow_http=*/false, "allow plain HTTP explicitly"));
+    DS_RETURN_IF_ERROR(
+        CheckServerUrl(base_url_, /*allow_http=*/false, "allow plain HTTP explicitly"));
   }
   const std::string& method = request.method;
   const std::string& target = request.target;
@@ -271,7 +272,8 @@ absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, boo
   return out;
 }
 
-absl::Status CheckServerUrl(const std::string& url, bool allow_http, const std::string& allow_hint) {
+absl::Status CheckServerUrl(const std::string& url, bool allow_http,
+                            const std::string& allow_hint) {
   const std::string lower = absl::AsciiStrToLower(url.substr(0, 8));
   if (lower.rfind("https://", 0) == 0) return absl::OkStatus();
   if (lower.rfind("http://", 0) == 0) {
@@ -294,12 +296,14 @@ absl::StatusOr<std::string> NormalizePin(const std::string& pin) {
     }
     std::string hex = absl::StrReplaceAll(p, {{":", ""}});
     if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "bad public-key pin '", p, "': want sha256//BASE64 (44 characters) or 64 hex digits of "
-          "the SHA-256 of the server's public key (SubjectPublicKeyInfo)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad public-key pin '", p,
+                       "': want sha256//BASE64 (44 characters) or 64 hex digits of "
+                       "the SHA-256 of the server's public key (SubjectPublicKeyInfo)"));
     }
     std::string raw;
-    for (size_t i = 0; i < 64; i += 2) raw.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    for (size_t i = 0; i < 64; i += 2)
+      raw.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
     out.push_back(absl::StrCat("sha256//", absl::Base64Escape(raw)));
   }
   if (out.empty()) return absl::InvalidArgumentError("empty public-key pin");

@@ -74,7 +74,8 @@ RequestHead HeadOf(const bhttp::request<bhttp::string_body>& msg) {
   auto path = PercentDecode(raw_path, false);
   head.path = path.ok() ? *path : raw_path;
   for (const auto& field : msg) {
-    head.headers[absl::AsciiStrToLower(std::string(field.name_string()))] = std::string(field.value());
+    head.headers[absl::AsciiStrToLower(std::string(field.name_string()))] =
+        std::string(field.value());
   }
   return head;
 }
@@ -117,8 +118,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   size_t drained_ = 0;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  RequestHead head_;        // of the request being read, once its header is in
-  size_t body_limit_ = 0;   // bytes, of the request being read
+  RequestHead head_;       // of the request being read, once its header is in
+  size_t body_limit_ = 0;  // bytes, of the request being read
   ServerImpl* server_;
   bool keep_alive_ = true;
 };
@@ -162,7 +163,8 @@ class ServerImpl final : public Server {
   bool tls() const override { return TlsContext() != nullptr; }
 
   absl::Status ReloadTls() override {
-    if (!tls()) return absl::FailedPreconditionError("this server speaks plain HTTP; nothing to reload");
+    if (!tls())
+      return absl::FailedPreconditionError("this server speaks plain HTTP; nothing to reload");
     DS_ASSIGN_OR_RETURN(auto fresh, LoadTlsContext(options_.tls_cert_file, options_.tls_key_file));
     std::lock_guard<std::mutex> lock(tls_mu_);
     tls_ = std::move(fresh);
@@ -205,7 +207,8 @@ class ServerImpl final : public Server {
       if (ec) {
         // Out of descriptors (EMFILE/ENFILE) or buffers: the connection waits in the backlog and
         // the socket stays readable, so retrying at once would spin. Pause, then try again.
-        AcceptBackoff::Decision d = accept_backoff_.Failed(ec.message(), std::chrono::steady_clock::now());
+        AcceptBackoff::Decision d =
+            accept_backoff_.Failed(ec.message(), std::chrono::steady_clock::now());
         if (d.log) spdlog::warn("{}", *d.log);
         accept_timer_.expires_after(d.pause);
         accept_timer_.async_wait([this](beast::error_code tec) {
@@ -379,13 +382,14 @@ void Session<Stream>::Write(Response response, bool force_close) {
   res->keep_alive(!close);
   res->prepare_payload();
   Tcp().expires_after(std::chrono::seconds(60));
-  bhttp::async_write(stream_, *res,
-                     [self = this->shared_from_this(), res, close, force_close](beast::error_code ec, size_t) {
-                       if (ec) return self->CloseSocket();
-                       if (force_close) return self->LingerClose();
-                       if (close) return self->Close();
-                       self->DoRead();
-                     });
+  bhttp::async_write(
+      stream_, *res,
+      [self = this->shared_from_this(), res, close, force_close](beast::error_code ec, size_t) {
+        if (ec) return self->CloseSocket();
+        if (force_close) return self->LingerClose();
+        if (close) return self->Close();
+        self->DoRead();
+      });
 }
 
 template <class Stream>
@@ -399,11 +403,12 @@ void Session<Stream>::LingerClose() {
 template <class Stream>
 void Session<Stream>::Drain() {
   auto buf = std::make_shared<std::array<char, 65536>>();
-  Tcp().async_read_some(asio::buffer(*buf), [self = this->shared_from_this(), buf](beast::error_code ec, size_t n) {
-    self->drained_ += n;
-    if (ec || self->drained_ > (256u << 20)) return self->CloseSocket();
-    self->Drain();
-  });
+  Tcp().async_read_some(asio::buffer(*buf),
+                        [self = this->shared_from_this(), buf](beast::error_code ec, size_t n) {
+                          self->drained_ += n;
+                          if (ec || self->drained_ > (256u << 20)) return self->CloseSocket();
+                          self->Drain();
+                        });
 }
 
 // TLS: says close_notify first (bounded wait for the peer's), then closes the socket.
@@ -411,7 +416,8 @@ template <class Stream>
 void Session<Stream>::Close() {
   if constexpr (kTls) {
     Tcp().expires_after(std::chrono::seconds(2));
-    stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->CloseSocket(); });
+    stream_.async_shutdown(
+        [self = this->shared_from_this()](beast::error_code) { self->CloseSocket(); });
   } else {
     CloseSocket();
   }
@@ -433,8 +439,8 @@ AcceptBackoff::Decision AcceptBackoff::Failed(const std::string& error,
   ++unlogged_;
   if (!last_log_ || now - *last_log_ >= kLogInterval) {
     d.log = absl::StrCat("accept failed: ", error, " (", unlogged_,
-                         unlogged_ == 1 ? " failure" : " failures", " since the last report; next try in ",
-                         d.pause.count(), " ms)");
+                         unlogged_ == 1 ? " failure" : " failures",
+                         " since the last report; next try in ", d.pause.count(), " ms)");
     last_log_ = now;
     unlogged_ = 0;
   }

@@ -7,9 +7,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "absl/strings/escaping.h"
-#include "absl/strings/str_cat.h"
-
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +14,8 @@
 #include <future>
 #include <thread>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "http/http_client.h"
 #include "http/http_server.h"
 #include "http/http_types.h"
@@ -174,7 +173,6 @@ TEST(HttpClientTest, ConnectionRefusedIsUnavailable) {
   EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
 }
 
-
 // ---- TLS ---------------------------------------------------------------------------------------
 
 // A private CA and server certificates it signs (P-256, SAN localhost and 127.0.0.1), written as
@@ -216,7 +214,8 @@ class TestPki {
 
  private:
   static EVP_PKEY* NewKey() { return EVP_EC_gen("P-256"); }
-  static X509* MakeCert(EVP_PKEY* key, X509* issuer, EVP_PKEY* issuer_key, const std::string& cn, bool ca) {
+  static X509* MakeCert(EVP_PKEY* key, X509* issuer, EVP_PKEY* issuer_key, const std::string& cn,
+                        bool ca) {
     static int serial = 1;
     X509* x = X509_new();
     X509_set_version(x, 2);
@@ -225,8 +224,8 @@ class TestPki {
     X509_gmtime_adj(X509_getm_notAfter(x), 86400);
     X509_set_pubkey(x, key);
     X509_NAME* name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()),
-                               -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
     X509_set_issuer_name(x, issuer != nullptr ? X509_get_subject_name(issuer) : name);
     X509V3_CTX v3;
     X509V3_set_ctx_nodb(&v3);
@@ -345,7 +344,8 @@ TEST(HttpClientTest, PlainHttpIsRefusedUnlessAllowed) {
   ASSERT_TRUE(allowed.ok()) << allowed.status();
   EXPECT_EQ(calls.load(), 1);
   EXPECT_TRUE(absl::IsFailedPrecondition(CheckServerUrl(url, false, "pass --allow-http")));
-  EXPECT_NE(CheckServerUrl(url, false, "pass --allow-http").message().find("--allow-http"), std::string::npos);
+  EXPECT_NE(CheckServerUrl(url, false, "pass --allow-http").message().find("--allow-http"),
+            std::string::npos);
   EXPECT_TRUE(CheckServerUrl(url, true, "").ok());
   EXPECT_TRUE(CheckServerUrl("HTTPS://lab:8443", false, "").ok());
   EXPECT_TRUE(absl::IsInvalidArgument(CheckServerUrl("ftp://lab", true, "")));
@@ -452,9 +452,10 @@ TEST(HttpBodyLimitTest, AnonymousOversizedBodyGets413WhileAuthenticatedPasses) {
       RawExchange((*s)->port(), "POST /r HTTP/1.1\r\nHost: x\r\nContent-Length: 30000000\r\n\r\n");
   EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << answer;
   // Chunked bodies are counted as they arrive.
-  const std::string chunked = RawExchange(
-      (*s)->port(), absl::StrCat("POST /r HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-                                 "800\r\n", std::string(0x800, 'y'), "\r\n0\r\n\r\n"));
+  const std::string chunked =
+      RawExchange((*s)->port(),
+                  absl::StrCat("POST /r HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                               "800\r\n", std::string(0x800, 'y'), "\r\n0\r\n\r\n"));
   EXPECT_EQ(chunked.rfind("HTTP/1.1 413", 0), 0u) << chunked;
   EXPECT_EQ(handled.load(), 1);
   (*s)->Stop();
@@ -519,7 +520,8 @@ TEST(HttpAcceptTest, DescriptorExhaustionDoesNotSpin) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons((*s)->port());
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  for (int fd : clients) ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  for (int fd : clients)
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const double cpu0 = CpuSeconds();
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   const double cpu = CpuSeconds() - cpu0;

@@ -127,10 +127,9 @@ class ServerImpl final : public DataSyncServer {
     opts.max_body_bytes = ctx_->config.max_body_bytes;
     // Credentials are only checked by the handlers, after the body is read: whoever sends none
     // (or calls an anonymous route) may send only a small body.
-    opts.body_limit_for = [limit = ctx_->config.max_body_bytes,
-                           anonymous = ctx_->config.anonymous_max_body_bytes](const http::RequestHead& head) {
-      return BodyLimitFor(head, anonymous, limit);
-    };
+    opts.body_limit_for =
+        [limit = ctx_->config.max_body_bytes, anonymous = ctx_->config.anonymous_max_body_bytes](
+            const http::RequestHead& head) { return BodyLimitFor(head, anonymous, limit); };
     opts.tls_cert_file = ctx_->config.tls_cert_file;
     opts.tls_key_file = ctx_->config.tls_key_file;
     opts.worker_threads = ctx_->config.worker_threads;
