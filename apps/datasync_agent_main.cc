@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/time_util.h"
 #include "common/units.h"
+#include "http/http_client.h"
 #include "command_line.h"
 #include "signals.h"
 
@@ -50,7 +51,12 @@ int main(int argc, char** argv) {
                  "compare); for tests")
       ->check(CLI::Range(size_t{1}, size_t{10'000'000}))
       ->group("");  // hidden
-  app.add_option("--ca-file", cfg.ca_file, "CA bundle for a server with a private certificate");
+  app.add_option("--ca-file", cfg.ca_file,
+                 "CA bundle (PEM) the server's certificate must chain to, instead of the system CAs");
+  app.add_option("--pinned-key", cfg.pinned_key,
+                 "the server's public-key pin: sha256//BASE64 of its SubjectPublicKeyInfo (or 64 hex digits)");
+  app.add_flag("--allow-http", cfg.allow_http,
+               "allow a plain http:// server URL (only on loopback or a trusted network)");
   app.add_flag("--re-enroll", cfg.re_enroll, "move the current identity aside and enroll again");
   app.add_flag("--once", cfg.once, "run every job once and exit");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
@@ -61,6 +67,21 @@ int main(int argc, char** argv) {
   app.add_option("--log-ship-interval", ship_interval, "how often logs are shipped (default 2s)");
   if (auto done = ds::ParseCommandLine(app, argc, argv, "datasync-agent")) return *done;
   ds::InitLogging("datasync-agent", log_level);
+  if (!cfg.server_url.empty()) {
+    if (absl::Status st = ds::http::CheckServerUrl(cfg.server_url, cfg.allow_http, "pass --allow-http");
+        !st.ok()) {
+      std::cerr << "datasync-agent: " << st.message() << "\n";
+      return 2;
+    }
+  }
+  if (!cfg.pinned_key.empty()) {
+    auto pin = ds::http::NormalizePin(cfg.pinned_key);
+    if (!pin.ok()) {
+      std::cerr << "datasync-agent: --pinned-key: " << pin.status().message() << "\n";
+      return 2;
+    }
+    cfg.pinned_key = *pin;
+  }
   auto block_bytes = ds::ParseByteSize(block_size);
   if (!block_bytes.ok() || *block_bytes < 1 || *block_bytes > (int64_t{4000} << 20)) {
     std::cerr << "datasync-agent: --block-size: "

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
 #include <ctime>
@@ -259,30 +260,88 @@ bool LoadStorageKey(const std::string& storage_key_file, ds::ServerConfig* cfg) 
   return true;
 }
 
+// --tls-cert/--tls-key or --insecure-http into cfg. False (one line printed) when neither or a
+// half of them is given: plain HTTP is only for a server behind a TLS-terminating proxy.
+bool ParseTransport(const std::string& cert, const std::string& key, bool insecure_http,
+                    ds::ServerConfig* cfg) {
+  if (cert.empty() != key.empty()) {
+    std::cerr << "datasync-server: --tls-cert and --tls-key go together\n";
+    return false;
+  }
+  if (!cert.empty() && insecure_http) {
+    std::cerr << "datasync-server: --insecure-http and --tls-cert exclude each other\n";
+    return false;
+  }
+  if (cert.empty() && !insecure_http) {
+    std::cerr << "datasync-server: no TLS certificate: pass --tls-cert FILE --tls-key FILE, or "
+                 "--insecure-http to serve plain HTTP behind a TLS-terminating proxy\n";
+    return false;
+  }
+  cfg->tls_cert_file = cert;
+  cfg->tls_key_file = key;
+  return true;
+}
+
+// A request body limit ("32MiB", "65536") within [1 KiB, `most`] into *out. False (message
+// printed) otherwise: zero, negative or huge values used to mean "unlimited".
+bool ParseBodyLimit(const std::string& text, const char* flag, int64_t most, size_t* out) {
+  auto bytes = ds::ParseByteSize(text);
+  if (!bytes.ok()) {
+    std::cerr << "datasync-server: " << flag << ": " << bytes.status().message() << "\n";
+    return false;
+  }
+  if (*bytes < 1024 || *bytes > most) {
+    std::cerr << "datasync-server: " << flag << " '" << text << "' must be from 1KiB to " << most
+              << " bytes\n";
+    return false;
+  }
+  *out = static_cast<size_t>(*bytes);
+  return true;
+}
+
 // Runs the server until SIGINT/SIGTERM; the process's exit status.
 int Serve(const ds::ServerConfig& cfg) {
   std::mutex mu;
   std::condition_variable cv;
   bool stop = false;
-  ds::StartSignalThread([&] {
-    std::lock_guard<std::mutex> lock(mu);
-    stop = true;
-    cv.notify_all();
-  });
+  ds::DataSyncServer* serving = nullptr;  // guarded by mu
+  ds::StartSignalThread(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        stop = true;
+        cv.notify_all();
+      },
+      [&] {  // SIGHUP: a renewed certificate, without dropping connections
+        std::lock_guard<std::mutex> lock(mu);
+        if (serving == nullptr || cfg.tls_cert_file.empty()) return;
+        absl::Status st = serving->ReloadTls();
+        if (st.ok()) {
+          spdlog::info("SIGHUP: reloaded the TLS certificate {} for new connections", cfg.tls_cert_file);
+        } else {
+          spdlog::error("SIGHUP: TLS certificate not reloaded, the previous one stays in use: {}",
+                        st.message());
+        }
+      });
 
   auto server = ds::StartDataSyncServer(cfg);
   if (!server.ok()) {
     std::cerr << "datasync-server: " << server.status().message() << "\n";
     return 1;
   }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    serving = server->get();
+  }
   if (!(*server)->created_token_file().empty()) {
     std::cout << "created the first admin API token in " << (*server)->created_token_file()
               << " (mode 0600); the CLI reads it with --token-file" << std::endl;
   }
-  std::cout << "datasync-server listening on http://" << cfg.listen_host << ":" << (*server)->port() << std::endl;
+  std::cout << "datasync-server listening on " << (cfg.tls_cert_file.empty() ? "http" : "https")
+            << "://" << cfg.listen_host << ":" << (*server)->port() << std::endl;
   {
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return stop; });
+    serving = nullptr;
   }
   spdlog::info("shutting down");
   (*server)->Stop();
@@ -310,7 +369,17 @@ int main(int argc, char** argv) {
   app.add_option("--data", cfg.data_dir, "data directory (admin token, backups)");
   app.add_option("--web", cfg.web_dir, "dashboard directory");
   app.add_option("--heartbeat-interval", heartbeat, "heartbeat interval told to agents (default 60s)");
-  app.add_option("--max-body", cfg.max_body_bytes, "largest request body in bytes");
+  std::string max_body = "32MiB", max_anonymous_body = "64KiB";
+  app.add_option("--max-body", max_body, "largest request body, e.g. 32MiB (1KiB..1GiB; default 32MiB)");
+  app.add_option("--max-anonymous-body", max_anonymous_body,
+                 "largest body of a request without credentials or to an anonymous route "
+                 "(register, enrollment poll, sign-in); default 64KiB");
+  std::string tls_cert, tls_key;
+  bool insecure_http = false;
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain to serve HTTPS with (reloaded on SIGHUP)");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert (reloaded on SIGHUP)");
+  app.add_flag("--insecure-http", insecure_http,
+               "serve plain HTTP: only behind a reverse proxy that terminates TLS (with --trust-proxy)");
   app.add_option("--workers", cfg.worker_threads, "request worker threads");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   app.add_option("--run-timeout", run_timeout, "a runner silent this long has its runs abandoned (default 10m)");
@@ -331,7 +400,7 @@ int main(int argc, char** argv) {
   app.add_option("--session-idle", session_idle, "dashboard sessions end after this long idle (default 30m)");
   app.add_option("--session-max", session_max, "dashboard sessions end this long after sign-in (default 12h)");
   app.add_option("--cookie-secure", cfg.cookie_secure,
-                 "Secure attribute of the session cookie: auto (when a trusted proxy says https), always, never")
+                 "Secure attribute of the session cookie: auto (over HTTPS, or a trusted proxy says https), always, never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_flag("--trust-proxy", cfg.trust_proxy,
                "behind a reverse proxy: client address from X-Forwarded-For, scheme from X-Forwarded-Proto");
@@ -416,6 +485,13 @@ int main(int argc, char** argv) {
     return UsersCommand(cfg.index_url, action, user_name, user_role);
   }
 
+  if (!ParseTransport(tls_cert, tls_key, insecure_http, &cfg)) return 2;
+  if (!ParseBodyLimit(max_body, "--max-body", int64_t{1} << 30, &cfg.max_body_bytes)) return 2;
+  if (!ParseBodyLimit(max_anonymous_body, "--max-anonymous-body", int64_t{1} << 30,
+                      &cfg.anonymous_max_body_bytes)) {
+    return 2;
+  }
+  cfg.anonymous_max_body_bytes = std::min(cfg.anonymous_max_body_bytes, cfg.max_body_bytes);
   if (!LoadStorageKey(storage_key_file, &cfg)) return 2;
   auto ttl = ds::ParseDuration(sas_ttl);
   if (!ttl.ok() || ttl->count() < 1000) {

@@ -316,7 +316,9 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    c = Cluster(a.bin_dir, heartbeat=f"{int(a.interval)}s", index=a.index,
+    # Plain HTTP (--insecure-http, as behind a TLS-terminating proxy): the simulated agents speak
+    # raw HTTP/1.1 over asyncio streams, and the figures measure the server, not TLS.
+    c = Cluster(a.bin_dir, heartbeat=f"{int(a.interval)}s", index=a.index, behind_proxy=True,
                 server_extra=("--log-level", "warn", "--workers", str(a.workers)))
     try:
         host, port = c.url.split("://", 1)[1].rsplit(":", 1)

@@ -21,6 +21,7 @@ than one core; it shares the machine with the servers, nginx and PostgreSQL.
 
 import argparse
 import http.client
+import ssl
 import json
 import multiprocessing
 import os
@@ -31,7 +32,9 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
-from harness import Cluster, Failure  # noqa: E402
+from harness import Cluster, Failure, tls_material  # noqa: E402
+
+TLS_CONTEXT = ssl.create_default_context(cafile=tls_material().ca_file)
 
 
 class Conn:
@@ -40,12 +43,17 @@ class Conn:
     def __init__(self, url, key):
         host, port = url.split("://", 1)[1].rsplit(":", 1)
         self.host, self.port, self.key = host, int(port), key
+        self.https = url.startswith("https://")
         self.conn = None
 
     def call(self, method, path, body=None):
         for attempt in range(2):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+                if self.https:  # the harness's private CA (tls_material())
+                    self.conn = http.client.HTTPSConnection(self.host, self.port, timeout=120,
+                                                            context=TLS_CONTEXT)
+                else:
+                    self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
             try:
                 headers = {"Authorization": "Bearer " + self.key}
                 if body is not None:
@@ -207,7 +215,8 @@ def main():
                     help="cycle: heartbeat + compare + complete; heartbeat: heartbeats only")
     args = ap.parse_args()
 
-    c = Cluster(args.bin_dir, heartbeat="60s", index=args.index,
+    # With nginx in front, TLS ends there and the servers speak plain HTTP behind it.
+    c = Cluster(args.bin_dir, heartbeat="60s", index=args.index, behind_proxy=not args.no_balancer,
                 server_extra=("--log-level", "warn", "--workers", str(args.workers)))
     try:
         for _ in range(args.servers - 1):

@@ -294,6 +294,8 @@ class Agent {
 
   absl::Status RunEnrolled() {
     DS_RETURN_IF_ERROR(Enroll());
+    // The URL may come from the state file (enrolled earlier): refused here, not at every call.
+    DS_RETURN_IF_ERROR(http::CheckServerUrl(state_.server_url, config_.allow_http, "pass --allow-http"));
     DS_ASSIGN_OR_RETURN(journal_, OpenJournal((std::filesystem::path(config_.state_dir) / "agent.db").string()));
     client_ = NewClient(std::chrono::milliseconds(0));
     // Jobs known from last time, so the agent syncs even if the server is down at start.
@@ -322,9 +324,17 @@ class Agent {
     return result;
   }
 
-  std::unique_ptr<http::Client> NewClient(std::chrono::milliseconds timeout) {
+  // How every client of the server verifies it (AgentConfig's ca_file, pinned_key, allow_http).
+  http::ClientOptions ServerTrust() const {
     http::ClientOptions copts;
     copts.ca_file = config_.ca_file;
+    copts.pinned_public_key = config_.pinned_key;
+    copts.require_https = !config_.allow_http;
+    return copts;
+  }
+
+  std::unique_ptr<http::Client> NewClient(std::chrono::milliseconds timeout) {
+    http::ClientOptions copts = ServerTrust();
     copts.cancel = &stop_;
     copts.user_agent = absl::StrCat("datasync-agent/", DATASYNC_VERSION);
     if (timeout.count() > 0) copts.timeout = timeout;
@@ -364,8 +374,7 @@ class Agent {
     state_.server_url = config_.server_url;
     if (state_.name.empty()) state_.name = config_.name.empty() ? HostName() : config_.name;
 
-    http::ClientOptions copts;
-    copts.ca_file = config_.ca_file;
+    http::ClientOptions copts = ServerTrust();
     copts.cancel = &stop_;
     http::Client client(state_.server_url, copts);
     int attempt = 0;

@@ -23,7 +23,12 @@ struct AgentConfig {
   int block_parallelism = 4;                      // blocks of one file in flight (object storage)
   size_t block_size = 8 << 20;                    // bytes per staged block (object storage)
   bool verify_uploads = false;                    // re-read what landed (--verify-readback)
-  std::string ca_file;                            // extra CA for a private PKI
+  // Trust in the server: its certificate must chain to `ca_file` (PEM) when set, else to the
+  // system CAs; `pinned_key` ("sha256//BASE64") also pins its public key. http:// URLs are
+  // refused unless allow_http (docs/security.md "TLS and trust").
+  std::string ca_file;
+  std::string pinned_key;
+  bool allow_http = false;
   bool re_enroll = false;                         // move the state aside and enroll afresh
   bool once = false;                              // run every job once, then exit
   // Observability:

@@ -63,8 +63,13 @@ int RunCli(int argc, char** argv) {
   CLI::App app{"datasync: operate a DataSync fleet over the admin API"};
   app.require_subcommand(1);
   Globals g;
-  g.server = Env("DATASYNC_SERVER", "http://127.0.0.1:8080");
+  g.server = Env("DATASYNC_SERVER", "https://127.0.0.1:8080");
   app.add_option("--server", g.server, "server URL (env DATASYNC_SERVER)");
+  app.add_option("--ca-file", g.ca_file,
+                 "CA bundle the server's certificate must chain to (env DATASYNC_CA_FILE; default: the system CAs)");
+  app.add_option("--pinned-key", g.pinned_key,
+                 "the server's public-key pin, sha256//BASE64 (env DATASYNC_PINNED_KEY)");
+  app.add_flag("--allow-http", g.allow_http, "allow a plain http:// server URL (env DATASYNC_ALLOW_HTTP=1)");
   app.add_option("--token", g.token, "admin API token (env DATASYNC_TOKEN)");
   app.add_option("--token-file", g.token_file, "file holding the token (env DATASYNC_TOKEN_FILE, default ./var/admin.token)");
   std::function<void()> action;
@@ -505,6 +510,7 @@ int RunCli(int argc, char** argv) {
     Api api(g);  // validates the token early
     (void)api;
     drill.server = g.server;
+    drill.trust = cli::ServerTrust(g);
     drill.token = g.token.empty() ? Env("DATASYNC_TOKEN") : g.token;
     if (drill.token.empty()) {
       std::string file = g.token_file.empty() ? Env("DATASYNC_TOKEN_FILE", "./var/admin.token") : g.token_file;

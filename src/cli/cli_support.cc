@@ -20,7 +20,26 @@ std::string Env(const char* name, const std::string& fallback) {
   return v != nullptr && *v != '\0' ? v : fallback;
 }
 
-Api::Api(const Globals& g) : client_(g.server, {}) {
+http::ClientOptions ServerTrust(const Globals& g) {
+  http::ClientOptions o;
+  const bool allow_http = g.allow_http || Env("DATASYNC_ALLOW_HTTP") == "1";
+  if (absl::Status st = http::CheckServerUrl(g.server, allow_http,
+                                             "pass --allow-http (or DATASYNC_ALLOW_HTTP=1)");
+      !st.ok()) {
+    throw CliError{std::string(st.message()), 2};
+  }
+  o.require_https = !allow_http;
+  o.ca_file = g.ca_file.empty() ? Env("DATASYNC_CA_FILE") : g.ca_file;
+  const std::string pin = g.pinned_key.empty() ? Env("DATASYNC_PINNED_KEY") : g.pinned_key;
+  if (!pin.empty()) {
+    auto normalized = http::NormalizePin(pin);
+    if (!normalized.ok()) throw CliError{std::string(normalized.status().message()), 2};
+    o.pinned_public_key = *normalized;
+  }
+  return o;
+}
+
+Api::Api(const Globals& g) : client_(g.server, ServerTrust(g)) {
   std::string token = g.token.empty() ? Env("DATASYNC_TOKEN") : g.token;
   if (token.empty()) {
     std::string file =

@@ -18,6 +18,11 @@ struct Globals {
   std::string server;
   std::string token;
   std::string token_file;
+  // Trust in the server (empty/false: the environment's DATASYNC_CA_FILE, DATASYNC_PINNED_KEY,
+  // DATASYNC_ALLOW_HTTP=1, else the system CAs, no pin, https:// only).
+  std::string ca_file;
+  std::string pinned_key;
+  bool allow_http = false;
   bool json = false;
 };
 
@@ -31,8 +36,12 @@ struct CliError {
 // The environment variable `name`, or `fallback` when unset or empty.
 std::string Env(const char* name, const std::string& fallback = "");
 
+// How the CLI trusts the server (see Globals). Throws CliError (exit 2) for an http:// server
+// not explicitly allowed or a malformed pin.
+http::ClientOptions ServerTrust(const Globals& g);
+
 // The admin API (`/api/v1/admin`) with the operator's token (--token, DATASYNC_TOKEN, or the
-// token file). Throws CliError when no token can be found.
+// token file). Throws CliError when no token can be found or the server is not trusted.
 class Api {
  public:
   explicit Api(const Globals& g);

@@ -101,7 +101,8 @@ class Child {
 
 class Admin {
  public:
-  Admin(const std::string& url, const std::string& token) : client_(url, {}) {
+  Admin(const std::string& url, const std::string& token, http::ClientOptions trust = {})
+      : client_(url, std::move(trust)) {
     client_.SetDefaultHeader("Authorization", "Bearer " + token);
   }
   json Call(const std::string& method, const std::string& target, const std::string& body = "") {
@@ -205,7 +206,8 @@ std::pair<std::string, std::string> StartServer(std::unique_ptr<Child>& child, c
   std::vector<std::string> argv{o.bin_dir + "/datasync-server", "--listen", listen,
                                 "--index", "sqlite:" + (dir / "state.db").string(),
                                 "--storage", storage, "--data", (dir / "data").string(),
-                                "--heartbeat-interval", "1s", "--log-level", "warn"};
+                                "--heartbeat-interval", "1s", "--log-level", "warn",
+                                "--insecure-http"};  // a scratch lab on loopback only
   if (!o.storage_key_file.empty()) argv.insert(argv.end(), {"--storage-key-file", o.storage_key_file});
   child = std::make_unique<Child>(argv, (dir / "server.log").string());
   std::string url = child->WaitFor("listening on ");
@@ -221,7 +223,7 @@ std::unique_ptr<Child> StartAgent(const DrillOptions& o, const fs::path& dir, co
   return std::make_unique<Child>(
       std::vector<std::string>{o.bin_dir + "/datasync-agent", "--server", url, "--state-dir",
                                (dir / ("agent-" + name)).string(), "--name", name, "--enroll-poll", "200ms",
-                               "--heartbeat-interval", "1s", "--log-level", "warn"},
+                               "--heartbeat-interval", "1s", "--log-level", "warn", "--allow-http"},
       (dir / ("agent-" + name + ".log")).string());
 }
 
@@ -264,7 +266,7 @@ json SyncWait(Admin& api, const std::string& runner, const std::string& job) {
 
 int DrillIndexLoss(const DrillOptions& o) {
   try {
-    Admin live(o.server, o.token);
+    Admin live(o.server, o.token, o.trust);
     json status = live.Call("GET", "/status");
     std::string storage = status["storage"];
     json jobs = live.Call("GET", "/jobs")["jobs"];

@@ -5,11 +5,14 @@
 
 #include <string>
 
+#include "http/http_client.h"
+
 namespace ds {
 
 struct DrillOptions {
   std::string server;            // live server URL
   std::string token;             // live admin token
+  http::ClientOptions trust;     // how the live server is verified (cli::ServerTrust)
   std::string bin_dir;           // where datasync-server and datasync-agent are
   std::string storage_key_file;  // for object storage (passed to the scratch server)
   int down_seconds = 20;         // server-down: how long the server stays away

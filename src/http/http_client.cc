@@ -8,7 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "http/http_types.h"
 
 namespace ds::http {
@@ -158,6 +162,10 @@ absl::StatusOr<ClientResponse> Client::Send(const ClientRequest& request) {
 
 absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, bool default_json) {
   if (impl_->curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  if (options_.require_https) {
+    DS_RETURN_IF_ERROR(
+        CheckServerUrl(base_url_, /*allow_http=*/false, "allow plain HTTP explicitly"));
+  }
   const std::string& method = request.method;
   const std::string& target = request.target;
   CURL* c = impl_->curl;
@@ -180,10 +188,15 @@ absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, boo
   } else {
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   }
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, options_.require_https ? "https" : "http,https");
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
   if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
+  if (!options_.pinned_public_key.empty()) {
+    curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, options_.pinned_public_key.c_str());
+  }
+  char error_text[CURL_ERROR_SIZE] = {};
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_text);
   if (method == "HEAD") curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
   const bool has_body =
       request.body_size > 0 || method == "POST" || method == "PUT" || method == "PATCH";
@@ -240,10 +253,11 @@ absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, boo
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &cancel);
   }
   CURLcode rc = curl_easy_perform(c);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);  // error_text dies with this call
   curl_slist_free_all(list);
   if (rc != CURLE_OK) {
     std::string msg = absl::StrCat(method, " ", base_url_, target.substr(0, target.find('?')), ": ",
-                                   curl_easy_strerror(rc));
+                                   error_text[0] != '\0' ? error_text : curl_easy_strerror(rc));
     if (rc == CURLE_OPERATION_TIMEDOUT) return absl::DeadlineExceededError(msg);
     if (rc == CURLE_ABORTED_BY_CALLBACK) return absl::CancelledError(msg);
     if (rc == CURLE_WRITE_ERROR && sink.exceeded) {
@@ -256,6 +270,44 @@ absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, boo
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   out.status = static_cast<int>(status);
   return out;
+}
+
+absl::Status CheckServerUrl(const std::string& url, bool allow_http,
+                            const std::string& allow_hint) {
+  const std::string lower = absl::AsciiStrToLower(url.substr(0, 8));
+  if (lower.rfind("https://", 0) == 0) return absl::OkStatus();
+  if (lower.rfind("http://", 0) == 0) {
+    if (allow_http) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "refusing plain http:// server URL ", url,
+        " (credentials and data would cross the network unencrypted): use https://, or ",
+        allow_hint, " (e.g. on loopback or behind a trusted tunnel)"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("server URL ", url, " must start with https://"));
+}
+
+absl::StatusOr<std::string> NormalizePin(const std::string& pin) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(pin, ';', absl::SkipWhitespace())) {
+    std::string p(absl::StripAsciiWhitespace(part));
+    if (p.rfind("sha256//", 0) == 0 && p.size() == 8 + 44 && p.back() == '=') {
+      out.push_back(p);
+      continue;
+    }
+    std::string hex = absl::StrReplaceAll(p, {{":", ""}});
+    if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad public-key pin '", p,
+                       "': want sha256//BASE64 (44 characters) or 64 hex digits of "
+                       "the SHA-256 of the server's public key (SubjectPublicKeyInfo)"));
+    }
+    std::string raw;
+    for (size_t i = 0; i < 64; i += 2)
+      raw.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    out.push_back(absl::StrCat("sha256//", absl::Base64Escape(raw)));
+  }
+  if (out.empty()) return absl::InvalidArgumentError("empty public-key pin");
+  return absl::StrJoin(out, ";");
 }
 
 absl::Status StatusFromResponse(const ClientResponse& response) {

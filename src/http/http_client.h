@@ -19,7 +19,15 @@ namespace ds::http {
 struct ClientOptions {
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds timeout{120'000};  // whole request
-  std::string ca_file;                          // extra CA bundle for a private PKI; "" = system
+  // Trust in the server (agent, CLI: docs/security.md "TLS and trust"). The certificate is always
+  // verified (chain and host name): against the system CAs, or only against `ca_file` when set.
+  std::string ca_file;                          // PEM CA bundle for a private PKI; "" = system CAs
+  // Public-key pin(s), libcurl's CURLOPT_PINNEDPUBLICKEY: "sha256//BASE64[;sha256//BASE64...]" of
+  // the server's SubjectPublicKeyInfo; the connection fails unless the key matches. "" = no pin.
+  std::string pinned_public_key;
+  // Refuse a base URL that is not https:// (FailedPrecondition, before connecting). Off for
+  // clients of other services (Azure Blob emulators, webhooks) that may be plain HTTP.
+  bool require_https = false;
   std::string user_agent = "datasync";
   const std::atomic<bool>* cancel = nullptr;    // when set, in-flight requests abort (Cancelled)
   // When set, asked before every request for a bearer credential (sent as "Authorization: Bearer
@@ -96,6 +104,16 @@ class Client {
   std::vector<std::pair<std::string, std::string>> default_headers_;
   std::unique_ptr<Impl> impl_;
 };
+
+// OK when `url` is https://, or http:// and `allow_http`; otherwise FailedPrecondition saying how
+// to allow it (`allow_hint`, e.g. "pass --allow-http"). InvalidArgument for any other scheme.
+[[nodiscard]] absl::Status CheckServerUrl(const std::string& url, bool allow_http,
+                                          const std::string& allow_hint);
+
+// A public-key pin as libcurl wants it: "sha256//BASE64" entries joined by ';'. Accepts that form
+// or a bare SHA-256 of the SubjectPublicKeyInfo in hex (with or without ':' between bytes).
+// InvalidArgument for anything else.
+[[nodiscard]] absl::StatusOr<std::string> NormalizePin(const std::string& pin);
 
 // OK for 2xx; otherwise the canonical status for the HTTP status with the problem+json `detail`
 // (or the raw body, truncated) as message.

@@ -11,6 +11,11 @@ std::string Request::Header(const std::string& name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
+std::string RequestHead::Header(const std::string& name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
 std::string Request::Query(const std::string& name, const std::string& fallback) const {
   auto it = query.find(name);
   return it == query.end() ? fallback : it->second;

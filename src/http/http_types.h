@@ -19,6 +19,7 @@ struct Request {
   std::map<std::string, std::string> headers;  // names lowercased
   std::string body;
   std::string remote_addr;
+  bool tls = false;  // true when it came over this server's own HTTPS (not a proxy's)
   // True once the client has closed its connection (or it broke) while the request waits for
   // its answer, e.g. a long-poll whose agent died. Set by the server; null in hand-made requests.
   std::function<bool()> client_gone;
@@ -26,6 +27,17 @@ struct Request {
   // Header value or "" (name must be lowercase).
   std::string Header(const std::string& name) const;
   std::string Query(const std::string& name, const std::string& fallback = "") const;
+};
+
+// A request as known once its header is read, before its body: what a server chooses the body
+// limit by (ServerOptions::body_limit_for).
+struct RequestHead {
+  std::string method;
+  std::string path;                            // decoded path, no query; raw if it does not decode
+  std::map<std::string, std::string> headers;  // names lowercased
+
+  // Header value or "" (name must be lowercase).
+  std::string Header(const std::string& name) const;
 };
 
 struct Response {

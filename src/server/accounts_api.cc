@@ -49,8 +49,8 @@ std::string CookieValue(const Request& req, std::string_view name) {
 }
 
 bool ServedOverHttps(const ServerContext& ctx, const Request& req) {
-  return ctx.config.trust_proxy &&
-         absl::AsciiStrToLower(req.Header("x-forwarded-proto")) == "https";
+  return req.tls || (ctx.config.trust_proxy &&
+                     absl::AsciiStrToLower(req.Header("x-forwarded-proto")) == "https");
 }
 
 bool SecureCookies(const ServerContext& ctx, const Request& req) {

@@ -66,6 +66,32 @@ std::string ContentTypeFor(const std::string& path) {
   return "application/octet-stream";
 }
 
+// True when the Cookie header carries the dashboard's session cookie (ds_session), by name only.
+bool HasSessionCookie(const http::RequestHead& head) {
+  const std::string cookies = head.Header("cookie");
+  std::string_view rest = cookies;
+  while (!rest.empty()) {
+    const size_t semi = rest.find(';');
+    std::string_view part = rest.substr(0, semi);
+    rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
+    while (!part.empty() && (part.front() == ' ' || part.front() == '\t')) part.remove_prefix(1);
+    if (part.rfind("ds_session=", 0) == 0) return true;
+  }
+  return false;
+}
+
+// The body limit of one request (ServerOptions::body_limit_for), bytes.
+size_t BodyLimitFor(const http::RequestHead& head, size_t anonymous_limit, size_t limit) {
+  // Routes anyone may call: what they accept is small whatever credentials come along.
+  const bool anonymous_route =
+      (head.method == "POST" && head.path == "/api/v1/agent/register") ||
+      (head.method == "GET" && head.path.rfind("/api/v1/agent/enrollment/", 0) == 0) ||
+      (head.method == "POST" && head.path == "/api/v1/admin/session");
+  const bool has_credentials = !head.Header("authorization").empty() || HasSessionCookie(head);
+  if (anonymous_route || !has_credentials) return std::min(anonymous_limit, limit);
+  return limit;
+}
+
 class ServerImpl final : public DataSyncServer {
  public:
   explicit ServerImpl(std::unique_ptr<ServerContext> ctx) : ctx_(std::move(ctx)) {}
@@ -99,6 +125,13 @@ class ServerImpl final : public DataSyncServer {
     opts.host = ctx_->config.listen_host;
     opts.port = ctx_->config.listen_port;
     opts.max_body_bytes = ctx_->config.max_body_bytes;
+    // Credentials are only checked by the handlers, after the body is read: whoever sends none
+    // (or calls an anonymous route) may send only a small body.
+    opts.body_limit_for =
+        [limit = ctx_->config.max_body_bytes, anonymous = ctx_->config.anonymous_max_body_bytes](
+            const http::RequestHead& head) { return BodyLimitFor(head, anonymous, limit); };
+    opts.tls_cert_file = ctx_->config.tls_cert_file;
+    opts.tls_key_file = ctx_->config.tls_key_file;
     opts.worker_threads = ctx_->config.worker_threads;
     opts.io_threads = ctx_->config.io_threads;
     // Heartbeats (a fleet's most frequent call, and what tells operators an agent is alive) get
@@ -115,6 +148,10 @@ class ServerImpl final : public DataSyncServer {
 
   uint16_t port() const override { return http_ ? http_->port() : 0; }
   std::string created_token_file() const override { return created_token_file_; }
+  absl::Status ReloadTls() override {
+    if (!http_) return absl::FailedPreconditionError("not serving");
+    return http_->ReloadTls();
+  }
   void set_created_token_file(std::string f) { created_token_file_ = std::move(f); }
 
   void Stop() override {

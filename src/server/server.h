@@ -27,6 +27,14 @@ struct ServerConfig {
   std::chrono::milliseconds heartbeat_interval{60'000};  // told to agents
   std::chrono::milliseconds max_long_poll{30'000};
   size_t max_body_bytes = 32 << 20;              // bytes
+  // Bytes a request without credentials (no Authorization header, no session cookie) or to an
+  // anonymous route (agent register, enrollment poll, sign-in) may carry; larger gets 413 before
+  // its body is read. At most max_body_bytes.
+  size_t anonymous_max_body_bytes = 64 << 10;
+  // HTTPS (PEM files); both empty = plain HTTP, which datasync-server's main allows only with
+  // --insecure-http (behind a TLS-terminating proxy). Reloaded by DataSyncServer::ReloadTls().
+  std::string tls_cert_file;
+  std::string tls_key_file;
   int worker_threads = 8;
   int io_threads = 2;
   std::chrono::milliseconds run_timeout{600'000};      // runner silent this long: its runs are abandoned
@@ -44,9 +52,9 @@ struct ServerConfig {
   // Dashboard sessions: ended after this long without a request, and this long after sign-in.
   std::chrono::milliseconds session_idle{30 * 60'000};
   std::chrono::milliseconds session_max{12 * 3'600'000};
-  // The session cookie's Secure attribute: "auto" (when the request came over HTTPS, i.e. a
-  // trusted proxy says X-Forwarded-Proto: https), "always", "never". The server itself speaks
-  // plain HTTP; TLS is the proxy's (docs/operations.md).
+  // The session cookie's Secure attribute: "auto" (when the request came over HTTPS: this
+  // server's own, or a trusted proxy says X-Forwarded-Proto: https), "always", "never"
+  // (docs/operations.md).
   std::string cookie_secure = "auto";
   // Behind a reverse proxy: take the client address from X-Forwarded-For (its last entry) and the
   // scheme from X-Forwarded-Proto. Off: those headers are ignored (anyone could forge them).
@@ -66,6 +74,9 @@ class DataSyncServer {
   virtual uint16_t port() const = 0;
   // Path of the admin token file when this start created it, else "".
   virtual std::string created_token_file() const = 0;
+  // Reads the TLS certificate and key again (SIGHUP): new connections use them, open ones keep
+  // theirs; on error the old ones stay. FailedPrecondition when serving plain HTTP.
+  [[nodiscard]] virtual absl::Status ReloadTls() = 0;
   virtual void Stop() = 0;
 };
 

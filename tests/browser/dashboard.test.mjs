@@ -66,7 +66,10 @@ const context = await chromium.launchPersistentContext(userDataDir, {
   viewport: { width: 1366, height: 900 },
   timezoneId: 'Europe/Berlin',
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+    '--disable-sync', '--no-first-run', '--disable-dev-shm-usage',
+    // The server's certificate comes from the harness's private CA: trust exactly its public
+    // key (SHA-256 of the SubjectPublicKeyInfo), not every certificate.
+    ...(process.env.SERVER_SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.SERVER_SPKI}`] : [])],
 });
 context.setDefaultTimeout(STEP_TIMEOUT);
 const page = context.pages()[0] || await context.newPage();

@@ -45,7 +45,7 @@ def main():
                 f.write(os.urandom(1000 + i * 37))
         c.start_agent(RUNNER)  # registers and waits for an operator: the test approves it
         env = dict(os.environ,
-                   BASE_URL=c.url, SCREENSHOT_DIR=os.path.abspath(args.out),
+                   BASE_URL=c.url, SERVER_SPKI=c.tls.spki, SCREENSHOT_DIR=os.path.abspath(args.out),
                    ADMIN_USER="ann", ADMIN_PASSWORD="ann-secret-pw",
                    VIEWER_USER="vic", VIEWER_PASSWORD="vic-secret-pw",
                    RUNNER=RUNNER, SOURCE_DIR=src, DEST_PREFIX="lab1/raw",

@@ -1,5 +1,7 @@
 """Starts and drives the real DataSync programs for end-to-end tests (standard library only)."""
 
+import atexit
+import base64
 import hashlib
 import json
 import os
@@ -8,6 +10,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -53,6 +56,70 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class TlsMaterial:
+    """A private CA and a server certificate it signed (P-256; SAN localhost and 127.0.0.1), made
+    with the openssl CLI in their own temp dir, once per test process (tls_material()):
+    ca_file, cert_file, key_file (PEM), pin (libcurl's sha256//BASE64 of the server's public key)
+    and spki (the same hash, bare base64, as Chromium's --ignore-certificate-errors-spki-list
+    wants it). make_ca() makes another, unrelated CA (a "wrong CA" for refusal tests)."""
+
+    def __init__(self, root):
+        self.dir = root
+        self.ca_file, ca_key = self.make_ca("ca")
+        self.cert_file = os.path.join(root, "server.pem")
+        self.key_file = os.path.join(root, "server.key")
+        self.issue(self.cert_file, self.key_file, self.ca_file, ca_key)
+        der = self._openssl("pkey", "-in", self.key_file, "-pubout", "-outform", "DER")
+        self.spki = base64.b64encode(hashlib.sha256(der).digest()).decode()
+        self.pin = "sha256//" + self.spki
+
+    def _openssl(self, *args):
+        p = subprocess.run(["openssl", *args], cwd=self.dir, capture_output=True, timeout=60)
+        if p.returncode != 0:
+            raise Failure(f"openssl {' '.join(args)}: {p.stderr.decode(errors='replace').strip()}")
+        return p.stdout
+
+    def make_ca(self, name):
+        """A new self-signed CA; returns (certificate file, key file)."""
+        cert, key = os.path.join(self.dir, name + ".pem"), os.path.join(self.dir, name + ".key")
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-nodes", "-keyout", key, "-out", cert, "-days", "3",
+                      "-subj", f"/CN=DataSync e2e {name}",
+                      "-addext", "basicConstraints=critical,CA:TRUE",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        return cert, key
+
+    def issue(self, cert_file, key_file, ca_file, ca_key):
+        """A server certificate for localhost and 127.0.0.1 signed by ca_file/ca_key."""
+        csr = key_file + ".csr"
+        ext = key_file + ".ext"
+        with open(ext, "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                    "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", key_file, "-out", csr, "-subj", "/CN=localhost")
+        self._openssl("x509", "-req", "-in", csr, "-CA", ca_file, "-CAkey", ca_key,
+                      "-CAcreateserial", "-out", cert_file, "-days", "3", "-extfile", ext)
+        os.chmod(key_file, 0o600)
+
+
+_TLS = None
+
+
+def tls_material():
+    """The process's TlsMaterial, made on first use; urllib (and so Cluster.http and any
+    urllib.request.urlopen in the tests) trusts its CA from then on."""
+    global _TLS
+    if _TLS is None:
+        root = tempfile.mkdtemp(prefix="datasync-e2e-tls-")
+        atexit.register(shutil.rmtree, root, True)
+        _TLS = TlsMaterial(root)
+        context = ssl.create_default_context(cafile=_TLS.ca_file)
+        urllib.request.install_opener(
+            urllib.request.build_opener(urllib.request.HTTPSHandler(context=context)))
+    return _TLS
 
 
 class PostgresServer:
@@ -150,7 +217,11 @@ http {{
     keepalive 64;                    # idle connections kept open to the servers
   }}
   server {{
-    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{port} ssl;     # TLS ends here; the servers behind run --insecure-http
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    add_header Strict-Transport-Security "max-age=31536000" always;
     client_max_body_size 64m;        # > datasync-server --max-body (32 MiB by default)
     client_body_buffer_size 2m;      # a 5,000-entry compare batch stays in memory
     location / {{
@@ -173,15 +244,17 @@ http {{
 
 class Balancer:
     """nginx in front of several datasync-server instances, started with a generated config in
-    its own directory: `nginx -p DIR -c DIR/nginx.conf -g 'daemon off; pid DIR/nginx.pid;'`."""
+    its own directory: `nginx -p DIR -c DIR/nginx.conf -g 'daemon off; pid DIR/nginx.pid;'`.
+    nginx terminates TLS with `tls` (a TlsMaterial) and proxies plain HTTP to the instances."""
 
-    def __init__(self, root, upstreams):
+    def __init__(self, root, upstreams, tls):
         self.dir = os.path.join(root, "nginx")
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         self.port = free_port()
         servers = "\n".join(f"    server {u.split('://', 1)[-1]} max_fails=1 fail_timeout=30s;"
                              for u in upstreams)
         conf = NGINX_CONF.format(dir=self.dir, port=self.port, servers=servers,
+                                 cert=tls.cert_file, key=tls.key_file,
                                  user="user root root;\n" if os.geteuid() == 0 else "")
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
@@ -194,7 +267,7 @@ class Balancer:
                                       os.path.join(self.dir, "error.log"),
                                       "-g", f"daemon off; pid {self.dir}/nginx.pid;"],
                                      stdout=self.log, stderr=self.log)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -224,14 +297,21 @@ class Cluster:
     same index and storage, start_balancer() puts nginx in front of them all and points the CLI,
     raw HTTP and new agents at it.
 
+    TLS: every server speaks HTTPS with the process's certificate (tls_material(), self.tls); the
+    CLI, agents (start_agent) and urllib trust its CA. behind_proxy=True models a TLS-terminating
+    reverse proxy instead: the servers run `--insecure-http --trust-proxy` (self.url is then a plain
+    http:// URL until start_balancer() puts nginx, speaking HTTPS, in front of them).
+
     storage: where the storage root (self.share) lives: "local" (default, a folder in the temp
     dir), "samba" (a real Samba share mounted through smbnetfs, tests/fixtures/samba.py) or
     "bindfs" (bindfs --xattr-none: a share without xattrs); the default comes from the
     environment variable DATASYNC_E2E_STORAGE. self.share_backing is the folder behind it."""
 
     def __init__(self, bin_dir, heartbeat="1s", max_body=None, index=None, server_extra=(),
-                 storage=None):
+                 storage=None, behind_proxy=False):
         self.bin_dir = os.path.abspath(bin_dir)
+        self.tls = tls_material()
+        self.behind_proxy = behind_proxy
         self.root = tempfile.mkdtemp(prefix="datasync-e2e-")
         self.storage = storage or os.environ.get("DATASYNC_E2E_STORAGE") or "local"
         self.share_fixture = None
@@ -271,8 +351,12 @@ class Cluster:
 
     def _spawn_server(self, listen, data_dir, log_name, extra=()):
         """Starts one datasync-server on this cluster's index and storage; returns (process, url)."""
+        if self.behind_proxy:
+            transport = ["--insecure-http", "--trust-proxy"]
+        else:
+            transport = ["--tls-cert", self.tls.cert_file, "--tls-key", self.tls.key_file]
         args = [self.bin("datasync-server"), "--listen", listen, "--index", self.index_url,
-                "--storage", "file://" + self.share, "--data", data_dir,
+                "--storage", "file://" + self.share, "--data", data_dir, *transport,
                 "--heartbeat-interval", self.heartbeat, *self.server_extra, *extra]
         if self.max_body:
             args += ["--max-body", str(self.max_body)]
@@ -311,9 +395,12 @@ class Cluster:
         return [self.server_url] + [u for _, u in self.extra_servers]
 
     def start_balancer(self):
-        """nginx in front of every instance; the CLI, raw HTTP and agents started from now on
-        go through it. Returns its URL."""
-        self.balancer = Balancer(self.root, self.server_urls())
+        """nginx in front of every instance, terminating TLS; the CLI, raw HTTP and agents started
+        from now on go through it. Returns its (https) URL. Needs behind_proxy=True."""
+        if not self.behind_proxy:
+            raise Failure("start_balancer() needs Cluster(..., behind_proxy=True): nginx terminates "
+                          "TLS and the servers behind it speak plain HTTP")
+        self.balancer = Balancer(self.root, self.server_urls(), self.tls)
         self.url = self.balancer.url
         return self.url
 
@@ -346,10 +433,20 @@ class Cluster:
         return os.path.join(self.bin_dir, name)
 
     # ---- CLI -------------------------------------------------------------------------------
-    def cli(self, *args, check=True):
-        env = dict(os.environ, DATASYNC_SERVER=self.url,
+    def cli_env(self, url=None):
+        """The environment the CLI runs with: server URL, token file, and trust in the harness CA
+        (DATASYNC_ALLOW_HTTP=1 only when the URL is a plain http:// one)."""
+        url = url or self.url
+        env = dict(os.environ, DATASYNC_SERVER=url, DATASYNC_CA_FILE=self.tls.ca_file,
                    DATASYNC_TOKEN_FILE=os.path.join(self.data, "admin.token"))
-        env.pop("DATASYNC_TOKEN", None)
+        for name in ("DATASYNC_TOKEN", "DATASYNC_ALLOW_HTTP", "DATASYNC_PINNED_KEY"):
+            env.pop(name, None)
+        if url.startswith("http://"):
+            env["DATASYNC_ALLOW_HTTP"] = "1"
+        return env
+
+    def cli(self, *args, check=True):
+        env = self.cli_env()
         p = subprocess.run([self.bin("datasync"), *args], capture_output=True, text=True, env=env,
                            timeout=300)
         if check and p.returncode != 0:
@@ -388,13 +485,22 @@ class Cluster:
         return self.http(method, "/api/v1/admin" + path, body, token=self.token, base=base)
 
     # ---- agents --------------------------------------------------------------------------------
-    def start_agent(self, name, extra=(), url=None):
+    def agent_trust(self, url=None):
+        """The agent flags that trust this cluster's server: the harness CA, and --allow-http
+        only for a plain http:// URL."""
+        url = url or self.url
+        return ["--allow-http"] if url.startswith("http://") else ["--ca-file", self.tls.ca_file]
+
+    def start_agent(self, name, extra=(), url=None, trust=True):
+        """trust=False: no --ca-file/--allow-http (the test passes its own in `extra`)."""
         state = os.path.join(self.root, "agent-" + name)
         log = open(os.path.join(self.root, f"agent-{name}.log"), "ab")
         self.logs.append(log)
-        p = subprocess.Popen([self.bin("datasync-agent"), "--server", url or self.url, "--state-dir", state,
+        url = url or self.url
+        p = subprocess.Popen([self.bin("datasync-agent"), "--server", url, "--state-dir", state,
                               "--name", name, "--enroll-poll", "200ms", "--heartbeat-interval", "1s",
-                              *extra], stdout=log, stderr=log)
+                              *(self.agent_trust(url) if trust else []), *extra],
+                             stdout=log, stderr=log)
         self.agents[name] = p
         return p
 

@@ -47,7 +47,7 @@ class Browser:
 class AccountsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.c = Cluster(BIN_DIR, server_extra=["--trust-proxy"])
+        cls.c = Cluster(BIN_DIR, behind_proxy=True)  # plain HTTP + --trust-proxy: X-Forwarded-* count
         cls.c.add_user("ann", "admin", "ann-secret-pw")
         cls.c.add_user("vic", "viewer", "vic-secret-pw")
         cls.c.add_user("lou", "admin", "lou-secret-pw")

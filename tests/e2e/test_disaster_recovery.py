@@ -224,7 +224,8 @@ class DisasterRecoveryTest(unittest.TestCase):
                         "--index", "sqlite:" + os.path.join(fresh, "state.db")], check=True, capture_output=True)
         other = subprocess.Popen([self.c.bin("datasync-server"), "--listen", "127.0.0.1:0",
                                   "--index", "sqlite:" + os.path.join(fresh, "state.db"),
-                                  "--storage", "file://" + self.c.share, "--data", fresh],
+                                  "--storage", "file://" + self.c.share, "--data", fresh,
+                                  "--tls-cert", self.c.tls.cert_file, "--tls-key", self.c.tls.key_file],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
             url = None
@@ -232,7 +233,7 @@ class DisasterRecoveryTest(unittest.TestCase):
                 if b"listening on" in line:
                     url = line.decode().split("listening on ")[1].strip()
                     break
-            env = dict(os.environ, DATASYNC_SERVER=url, DATASYNC_TOKEN=self.c.token)
+            env = dict(self.c.cli_env(url), DATASYNC_TOKEN=self.c.token)
             out = subprocess.run([self.c.bin("datasync"), "files", "pc-dr", "raw", "--all", "--json"],
                                  capture_output=True, text=True, env=env, check=True).stdout
             restored = {f["path"]: (f["size"], f["sha256"]) for f in json.loads(out)}

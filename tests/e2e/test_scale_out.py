@@ -41,7 +41,7 @@ class LongPoll(threading.Thread):
 class ScaleOutTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.c = Cluster(BIN_DIR, index="postgresql",
+        cls.c = Cluster(BIN_DIR, index="postgresql", behind_proxy=True,  # nginx terminates TLS
                         server_extra=("--janitor-interval", JANITOR_INTERVAL))
         cls.c.add_server()
         cls.c.start_balancer()
