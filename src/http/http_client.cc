@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/json.h"
 #include "http/http_types.h"
 
 namespace ds::http {
@@ -313,13 +314,12 @@ absl::StatusOr<std::string> NormalizePin(const std::string& pin) {
 absl::Status StatusFromResponse(const ClientResponse& response) {
   if (response.status >= 200 && response.status < 300) return absl::OkStatus();
   std::string detail;
-  try {
-    auto j = nlohmann::json::parse(response.body);
-    if (j.is_object()) {
-      detail = j.value("detail", "");
-      if (detail.empty()) detail = j.value("title", "");
+  if (const nlohmann::json j = ParseJsonOr(response.body); j.is_object()) {
+    for (const char* field : {"detail", "title"}) {
+      if (auto it = j.find(field); detail.empty() && it != j.end() && it->is_string()) {
+        detail = it->get<std::string>();
+      }
     }
-  } catch (const nlohmann::json::exception&) {
   }
   if (detail.empty()) detail = response.body.substr(0, 300);
   if (detail.empty()) detail = absl::StrCat("HTTP ", response.status);
