@@ -157,6 +157,19 @@ std::vector<std::string_view> XmlElements(std::string_view xml, std::string_view
 std::string XmlUnescape(std::string_view text);
 std::string XmlEscape(std::string_view text);
 
+// One blob of a List Blobs answer, with what its properties and metadata say.
+struct ListedBlob {
+  std::string name;
+  ObjectInfo info;  // key = name; sha256 only when well formed, mtime from our metadata or
+                    // else Last-Modified
+};
+struct BlobListPage {
+  std::vector<ListedBlob> blobs;  // in the answer's order; blobs without a name left out
+  std::string next_marker;        // "" on the last page
+};
+// Reads one page of a List Blobs answer (storage is not trusted: any text gives a page).
+BlobListPage ParseBlobList(std::string_view body);
+
 // ---------------------------------------------------------------------------------------------
 // Blob properties and the upload engine.
 
