@@ -33,6 +33,11 @@ TYPO_PASSWORD = "ann-Secret-Pw-TYPO"
 SAS_SIG = re.compile(r"sig=[A-Za-z0-9%+/=]{16,}")
 
 
+def first(answer):
+    """The one item of a listing answer (reconcile and scrub answer a list of what they queued)."""
+    return answer[0] if isinstance(answer, list) else answer
+
+
 class SecretsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -99,9 +104,9 @@ class SecretsTest(unittest.TestCase):
               "--interval", "1h")
         run = json.loads(c.cli("sync", "pc-sec", "raw", "--wait", "--json").stdout)
         assert run["state"] == "succeeded", run
-        cls.run_id = run["id"]
-        cls.reconcile = json.loads(c.cli("reconcile", "pc-sec", "raw", "--wait", "--json").stdout)
-        cls.scrub = json.loads(c.cli("scrub", "pc-sec", "raw", "--wait", "--json").stdout)
+        cls.run_id = run["run_id"]
+        cls.reconcile = first(json.loads(c.cli("reconcile", "pc-sec", "raw", "--wait", "--json").stdout))
+        cls.scrub = first(json.loads(c.cli("scrub", "pc-sec", "raw", "--wait", "--json").stdout))
 
         # A raw runner: its enrollment secret, its key, and the key it is rotated to.
         key, reg = c.fake_agent_key("raw-sec")
@@ -159,7 +164,6 @@ class SecretsTest(unittest.TestCase):
         self.assertGreater(len(audit["items"]), 5)  # the session's admin actions are there
         out.append(("admin GET /audit", json.dumps(audit)))
         for path in ("/metrics", "/healthz", "/readyz"):
-            st, _, _ = self.c.http("GET", path)
             with urllib.request.urlopen(self.c.url + path, timeout=30) as r:
                 out.append((path, r.read().decode(errors="replace")))
         for log in self.c.logs:
@@ -182,6 +186,9 @@ class SecretsTest(unittest.TestCase):
         leaks = []
         for where, text in texts:
             for what, secret in self.secrets.items():
+                # GET /session hands a session its own CSRF token back (the dashboard sends it).
+                if where == "viewer GET /session" and what == "vic's CSRF token":
+                    continue
                 if secret and secret in text:
                     leaks.append(f"{what} in {where}")
             for m in SAS_SIG.finditer(text):
