@@ -1,14 +1,14 @@
-// A compare request's manifest as the server takes it apart: decode, validate every path, build
+// A compare request's manifest as the server takes it apart: decode, validate every entry, build
 // the compact manifest (sorted, no duplicates, well-formed hashes) and digest it. No bytes crash
 // any step, and the compact manifest gives back exactly the entries it accepted.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
-#include "common/paths.h"
 #include "protocol/messages.h"
 #include "sync/manifest.h"
 #include "sync/manifest_digest.h"
+#include "sync/planner.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ds::Manifest manifest;
   std::vector<ds::protocol::ManifestEntry> accepted;
   for (const auto& entry : request->files) {
-    if (!ds::ValidateRelativePath(entry.path).ok()) continue;
+    if (!ds::ValidateManifestEntry(entry).ok()) continue;
     if (manifest.Add(entry)) accepted.push_back(entry);
   }
   if (manifest.size() != accepted.size()) __builtin_trap();

@@ -208,7 +208,10 @@ std::optional<int64_t> ParseHttpDate(std::string_view text) {
   const std::string s(text);
   const char* end = ::strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
   if (end == nullptr || *end != '\0') return std::nullopt;
-  return static_cast<int64_t>(::timegm(&tm));
+  const int64_t seconds = static_cast<int64_t>(::timegm(&tm));
+  // Storage is not trusted: a date that Unix nanoseconds cannot hold is no date.
+  if (seconds < 0 || seconds > INT64_MAX / 1'000'000'000) return std::nullopt;
+  return seconds;
 }
 
 absl::StatusOr<ParsedUrl> ParseHttpUrl(std::string_view url) {

@@ -42,7 +42,8 @@ std::string EncodeQueryValue(std::string_view raw);
 // "Sat, 28 Nov 2026 03:14:51 GMT" (HTTP date) and "2026-11-28T03:14:51Z" (SAS times).
 std::string HttpDate(int64_t unix_s);
 std::string IsoSeconds(int64_t unix_s);
-// Parses an HTTP date; nullopt when malformed. Returns Unix seconds.
+// Parses an HTTP date; nullopt when malformed or outside 1970..2262 (what Unix nanoseconds in an
+// int64 hold). Returns Unix seconds.
 std::optional<int64_t> ParseHttpDate(std::string_view text);
 // "20261128T031451Z" (names of kept versions).
 std::string CompactUtcStamp(int64_t unix_s);
