@@ -18,6 +18,7 @@ configure() {  # DIR SANITIZERS [cmake args...]
         -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DDS_SANITIZE="$sanitizers" "$@" >/dev/null
 }
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
 
 run_asan() {
   configure build-asan address,undefined -DDS_FUZZ=ON
