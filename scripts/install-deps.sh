@@ -9,6 +9,7 @@ PKGS=(
   libabsl-dev libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 rsync curl nginx chromium
   samba smbclient smbnetfs bindfs fuse3  # tests/fixtures/samba.py: a real SMB share over FUSE
+  clang-14 libclang-rt-14-dev  # scripts/sanitize.sh: ASan, UBSan, TSan and libFuzzer builds
   nodejs  # + npm (below): Azurite, the Azure Blob emulator the storage tests start
 )
 missing=()

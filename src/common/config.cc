@@ -26,6 +26,37 @@ absl::StatusOr<std::string> ScalarToString(const toml::node& node, const std::st
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::string>> ConfigFlags(std::string_view text, const std::string& file) {
+  toml::table table;
+  try {
+    table = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config ", file, ": ", std::string(e.description())));
+  }
+  std::vector<std::string> flags;
+  for (const auto& [k, node] : table) {
+    std::string key(k.str());
+    if (key == "config") continue;
+    if (node.is_table()) {
+      return absl::InvalidArgumentError(absl::StrCat("config ", file, ": nested table '", key, "' is not supported"));
+    }
+    if (auto b = node.value_exact<bool>()) {
+      if (*b) flags.push_back("--" + key);
+      continue;
+    }
+    if (const toml::array* arr = node.as_array()) {
+      for (const auto& el : *arr) {
+        DS_ASSIGN_OR_RETURN(std::string v, ScalarToString(el, key));
+        flags.push_back(absl::StrCat("--", key, "=", v));
+      }
+      continue;
+    }
+    DS_ASSIGN_OR_RETURN(std::string v, ScalarToString(node, key));
+    flags.push_back(absl::StrCat("--", key, "=", v));
+  }
+  return flags;
+}
+
 absl::StatusOr<std::vector<std::string>> ExpandConfigFile(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
   std::string file;
@@ -35,34 +66,8 @@ absl::StatusOr<std::vector<std::string>> ExpandConfigFile(int argc, char** argv)
   }
   if (file.empty()) return args;
   DS_ASSIGN_OR_RETURN(std::string text, ReadFileToString(file, 1 << 20));
-  toml::table table;
-  try {
-    table = toml::parse(text, file);
-  } catch (const toml::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("config ", file, ": ", std::string(e.description())));
-  }
-  std::vector<std::string> extra;
-  for (const auto& [k, node] : table) {
-    std::string key(k.str());
-    if (key == "config") continue;
-    if (node.is_table()) {
-      return absl::InvalidArgumentError(absl::StrCat("config ", file, ": nested table '", key, "' is not supported"));
-    }
-    if (auto b = node.value_exact<bool>()) {
-      if (*b) extra.push_back("--" + key);
-      continue;
-    }
-    if (const toml::array* arr = node.as_array()) {
-      for (const auto& el : *arr) {
-        DS_ASSIGN_OR_RETURN(std::string v, ScalarToString(el, key));
-        extra.push_back(absl::StrCat("--", key, "=", v));
-      }
-      continue;
-    }
-    DS_ASSIGN_OR_RETURN(std::string v, ScalarToString(node, key));
-    extra.push_back(absl::StrCat("--", key, "=", v));
-  }
-  args.insert(args.begin() + 1, extra.begin(), extra.end());
+  DS_ASSIGN_OR_RETURN(std::vector<std::string> flags, ConfigFlags(text, file));
+  args.insert(args.begin() + 1, flags.begin(), flags.end());
   return args;
 }
 

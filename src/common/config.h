@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -14,5 +15,10 @@ namespace ds {
 // true. The file is named by `--config FILE` or `--config=FILE` in argv; without one argv is
 // returned unchanged. Errors: NotFound, InvalidArgument (TOML syntax, nested tables).
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> ExpandConfigFile(int argc, char** argv);
+
+// The flags a config file's TOML `text` stands for (`--key=value`, in the file's order), as
+// ExpandConfigFile inserts them; `file` names it in errors. InvalidArgument as above.
+[[nodiscard]] absl::StatusOr<std::vector<std::string>> ConfigFlags(std::string_view text,
+                                                                   const std::string& file);
 
 }  // namespace ds

@@ -546,6 +546,7 @@ TEST(HttpTypesTest, PercentDecodeRejectsBadEscapes) {
   EXPECT_FALSE(PercentDecode("%4", false).ok());
   EXPECT_FALSE(PercentDecode("%zz", false).ok());
   EXPECT_FALSE(PercentDecode("a%00b", false).ok());
+  EXPECT_FALSE(PercentDecode(std::string("a\0b", 3), false).ok());  // found by fuzz_http_target
   EXPECT_EQ(*PercentDecode("a%2Fb", false), "a/b");
 }
 

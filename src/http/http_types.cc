@@ -128,6 +128,7 @@ absl::StatusOr<std::string> PercentDecode(const std::string& in, bool plus_is_sp
   out.reserve(in.size());
   for (size_t i = 0; i < in.size(); ++i) {
     char c = in[i];
+    if (c == '\0') return absl::InvalidArgumentError("NUL in URL");
     if (c == '%') {
       auto hex = [](char h) -> int {
         if (h >= '0' && h <= '9') return h - '0';

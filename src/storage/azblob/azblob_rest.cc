@@ -208,7 +208,10 @@ std::optional<int64_t> ParseHttpDate(std::string_view text) {
   const std::string s(text);
   const char* end = ::strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
   if (end == nullptr || *end != '\0') return std::nullopt;
-  return static_cast<int64_t>(::timegm(&tm));
+  const int64_t seconds = static_cast<int64_t>(::timegm(&tm));
+  // Storage is not trusted: a date that Unix nanoseconds cannot hold is no date.
+  if (seconds < 0 || seconds > INT64_MAX / 1'000'000'000) return std::nullopt;
+  return seconds;
 }
 
 absl::StatusOr<ParsedUrl> ParseHttpUrl(std::string_view url) {
@@ -489,6 +492,42 @@ std::string XmlEscape(std::string_view text) {
 
 // ---------------------------------------------------------------------------------------------
 // Blob properties and the upload engine.
+
+namespace {
+
+ListedBlob ParseListedBlob(std::string_view blob) {
+  ListedBlob b;
+  b.name = XmlText(blob, "Name").value_or("");
+  b.info.key = b.name;
+  const std::vector<std::string_view> props_list = XmlElements(blob, "Properties");
+  const std::string_view props = props_list.empty() ? std::string_view() : props_list.front();
+  uint64_t size = 0;
+  if (absl::SimpleAtoi(XmlText(props, "Content-Length").value_or(""), &size)) b.info.size = size;
+  std::vector<std::string_view> meta = XmlElements(blob, "Metadata");
+  int64_t mtime = 0;
+  if (!meta.empty()) {
+    b.info.sha256 = WellFormedSha256(XmlText(meta.front(), kMetaSha256).value_or(""));
+    if (!absl::SimpleAtoi(XmlText(meta.front(), kMetaMtimeNs).value_or(""), &mtime)) mtime = 0;
+  }
+  if (mtime != 0) {
+    b.info.mtime_ns = mtime;
+  } else if (auto t = ParseHttpDate(XmlText(props, "Last-Modified").value_or("")); t.has_value()) {
+    b.info.mtime_ns = *t * 1'000'000'000;
+  }
+  return b;
+}
+
+}  // namespace
+
+BlobListPage ParseBlobList(std::string_view body) {
+  BlobListPage page;
+  for (std::string_view blob : XmlElements(body, "Blob")) {
+    ListedBlob b = ParseListedBlob(blob);
+    if (!b.name.empty()) page.blobs.push_back(std::move(b));
+  }
+  page.next_marker = XmlText(body, "NextMarker").value_or("");
+  return page;
+}
 
 std::string WellFormedSha256(std::string_view value) {
   if (value.size() != 64) return "";

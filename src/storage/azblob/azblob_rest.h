@@ -42,7 +42,8 @@ std::string EncodeQueryValue(std::string_view raw);
 // "Sat, 28 Nov 2026 03:14:51 GMT" (HTTP date) and "2026-11-28T03:14:51Z" (SAS times).
 std::string HttpDate(int64_t unix_s);
 std::string IsoSeconds(int64_t unix_s);
-// Parses an HTTP date; nullopt when malformed. Returns Unix seconds.
+// Parses an HTTP date; nullopt when malformed or outside 1970..2262 (what Unix nanoseconds in an
+// int64 hold). Returns Unix seconds.
 std::optional<int64_t> ParseHttpDate(std::string_view text);
 // "20261128T031451Z" (names of kept versions).
 std::string CompactUtcStamp(int64_t unix_s);
@@ -156,6 +157,19 @@ std::optional<std::string> XmlText(std::string_view xml, std::string_view tag);
 std::vector<std::string_view> XmlElements(std::string_view xml, std::string_view tag);
 std::string XmlUnescape(std::string_view text);
 std::string XmlEscape(std::string_view text);
+
+// One blob of a List Blobs answer, with what its properties and metadata say.
+struct ListedBlob {
+  std::string name;
+  ObjectInfo info;  // key = name; sha256 only when well formed, mtime from our metadata or
+                    // else Last-Modified
+};
+struct BlobListPage {
+  std::vector<ListedBlob> blobs;  // in the answer's order; blobs without a name left out
+  std::string next_marker;        // "" on the last page
+};
+// Reads one page of a List Blobs answer (storage is not trusted: any text gives a page).
+BlobListPage ParseBlobList(std::string_view body);
 
 // ---------------------------------------------------------------------------------------------
 // Blob properties and the upload engine.

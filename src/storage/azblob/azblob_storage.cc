@@ -117,10 +117,7 @@ azblob::TransportOptions TransportOptionsFor(const AzBlobOptions& options) {
 }
 
 // One blob of a List Blobs page.
-struct ListedBlob {
-  std::string name;
-  ObjectInfo info;  // key = name
-};
+using azblob::ListedBlob;
 
 // Calls `fn` for every committed blob whose name starts with `prefix`, page by page.
 absl::Status ListBlobs(Transport& transport, const std::string& container_path,
@@ -138,38 +135,9 @@ absl::Status ListBlobs(Transport& transport, const std::string& container_path,
     req.what = absl::StrCat("LIST ", what, prefix.empty() ? "" : "/", prefix);
     DS_ASSIGN_OR_RETURN(http::ClientResponse r, transport.Send(req));
     if (r.status != 200) return ErrorFromResponse(r, req.what);
-    for (std::string_view blob : azblob::XmlElements(r.body, "Blob")) {
-      ListedBlob b;
-      b.name = azblob::XmlText(blob, "Name").value_or("");
-      if (b.name.empty()) continue;
-      b.info.key = b.name;
-      const std::string props(azblob::XmlElements(blob, "Properties").empty()
-                                  ? std::string_view()
-                                  : azblob::XmlElements(blob, "Properties").front());
-      uint64_t size = 0;
-      if (absl::SimpleAtoi(azblob::XmlText(props, "Content-Length").value_or(""), &size)) {
-        b.info.size = size;
-      }
-      std::vector<std::string_view> meta = azblob::XmlElements(blob, "Metadata");
-      int64_t mtime = 0;
-      if (!meta.empty()) {
-        b.info.sha256 = azblob::WellFormedSha256(
-            azblob::XmlText(meta.front(), azblob::kMetaSha256).value_or(""));
-        if (!absl::SimpleAtoi(azblob::XmlText(meta.front(), azblob::kMetaMtimeNs).value_or(""),
-                              &mtime)) {
-          mtime = 0;
-        }
-      }
-      if (mtime != 0) {
-        b.info.mtime_ns = mtime;
-      } else if (auto t =
-                     azblob::ParseHttpDate(azblob::XmlText(props, "Last-Modified").value_or(""));
-                 t.has_value()) {
-        b.info.mtime_ns = *t * 1'000'000'000;
-      }
-      fn(b);
-    }
-    marker = azblob::XmlText(r.body, "NextMarker").value_or("");
+    azblob::BlobListPage page = azblob::ParseBlobList(r.body);
+    for (const ListedBlob& b : page.blobs) fn(b);
+    marker = std::move(page.next_marker);
     if (marker.empty()) return absl::OkStatus();
   }
 }

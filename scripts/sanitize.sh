@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Checked builds with clang, run by scripts/test.sh after the main tests (or alone):
+#   asan: all code with AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/: every unit
+#         test, every fuzz target for DS_FUZZ_SECONDS over its seed corpus, and e2e_core_sync
+#         against the instrumented programs;
+#   tsan: ThreadSanitizer in build-tsan/: the agent, server, http and common unit tests.
+# Fails on the first report (the instrumented programs of the e2e test write theirs to
+# build-asan/sanitizer-reports/, which must stay empty). Usage: sanitize.sh [asan|tsan|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+jobs="$(nproc)"
+configure() {  # DIR SANITIZERS [cmake args...]
+  local dir="$1" sanitizers="$2"
+  shift 2
+  # -O1 -g1: what sanitizers want (fast enough, line numbers in reports), and quicker to build.
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+        -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DDS_SANITIZE="$sanitizers" "$@" >/dev/null
+}
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
+
+run_asan() {
+  configure build-asan address,undefined -DDS_FUZZ=ON
+  ninja -C build-asan unit_tests fuzz_targets datasync-server datasync-agent datasync
+  local reports="$PWD/build-asan/sanitizer-reports"
+  rm -rf "$reports" && mkdir -p "$reports"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1 \
+    ctest --test-dir build-asan -LE 'e2e|bench' -j"$jobs" --output-on-failure
+  ASAN_OPTIONS="detect_leaks=0:log_path=$reports/asan" UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$reports/ubsan" \
+    ctest --test-dir build-asan -R '^e2e_core_sync$' --output-on-failure
+  if compgen -G "$reports/*" >/dev/null; then
+    echo "sanitize: reports from the instrumented programs:" >&2
+    head -n 40 "$reports"/* >&2
+    exit 1
+  fi
+}
+
+run_tsan() {
+  local tests=(agent_test server_test http_test common_test)
+  configure build-tsan thread
+  ninja -C build-tsan "${tests[@]}"
+  for t in "${tests[@]}"; do
+    echo "sanitize: TSan $t"
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 "build-tsan/tests/$t" --gtest_brief=1
+  done
+}
+
+case "$what" in
+  asan) run_asan ;;
+  tsan) run_tsan ;;
+  all) run_asan; run_tsan ;;
+  *) echo "usage: $0 [asan|tsan|all]" >&2; exit 2 ;;
+esac
