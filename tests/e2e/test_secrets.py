@@ -56,7 +56,7 @@ class SecretsTest(unittest.TestCase):
                 f.write(KEY + "\n")
             storage = f"azblob://{ACCOUNT}/{CONTAINER}?endpoint={cls.az.endpoint}"
             cls.c = AzureCluster(BIN_DIR, ["--storage", storage, "--storage-key-file", key_file],
-                                 server_extra=["--allow-private-webhooks"])
+                                 server_extra=["--allow-loopback-webhooks"])
             cls.session()
         except BaseException:
             cls.tearDownClass()  # unittest does not call it when setUpClass fails
