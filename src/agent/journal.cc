@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "agent/journal_codec.h"
 #include "common/json.h"
 #include "common/time_util.h"
 
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS journal_batches (
   run_id   TEXT NOT NULL,
   seq      INTEGER NOT NULL,                 -- order written within the run, from 1
   kind     INTEGER NOT NULL,                 -- 1: in flight (path, key); 2: results
-  entries  BLOB NOT NULL,                    -- EncodeEntries
+  entries  BLOB NOT NULL,                    -- journal_codec
   PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 -- Result batches the server accepted (apart, so that marking one rewrites no entries).
@@ -81,67 +82,6 @@ CREATE TABLE IF NOT EXISTS job_cache (
 );
 )sql";
 
-// Journal entries are stored in a compact binary form, a batch per row: unsigned LEB128 varints,
-// and strings as a varint length followed by the bytes.
-void PutVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-void PutString(std::string& out, std::string_view v) {
-  PutVarint(out, v.size());
-  out.append(v);
-}
-uint64_t ZigZag(int64_t v) {
-  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-}
-int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
-
-// One entry of a results batch, and of an in-flight batch.
-void PutResult(std::string& out, const protocol::FileResult& r) {
-  PutString(out, r.path);
-  PutString(out, r.status);
-  PutVarint(out, r.size);
-  PutVarint(out, ZigZag(r.mtime_ns));
-  PutString(out, r.sha256);
-  PutString(out, r.error);
-  PutString(out, r.kept_version);
-}
-void PutInFlight(std::string& out, std::string_view path, std::string_view key) {
-  PutString(out, path);
-  PutString(out, key);
-}
-
-// Reads what PutVarint and PutString wrote; false once the input is short or malformed.
-class EntryReader {
- public:
-  explicit EntryReader(std::string_view in) : in_(in) {}
-  bool done() const { return in_.empty(); }
-  bool Varint(uint64_t* v) {
-    *v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (in_.empty()) return false;
-      const auto byte = static_cast<unsigned char>(in_.front());
-      in_.remove_prefix(1);
-      *v |= static_cast<uint64_t>(byte & 0x7f) << shift;
-      if ((byte & 0x80) == 0) return true;
-    }
-    return false;
-  }
-  bool String(std::string* v) {
-    uint64_t n = 0;
-    if (!Varint(&n) || n > in_.size()) return false;
-    v->assign(in_.substr(0, n));
-    in_.remove_prefix(n);
-    return true;
-  }
-
- private:
-  std::string_view in_;
-};
-
 class SqliteJournal final : public Journal {
  public:
   explicit SqliteJournal(const std::string& path)
@@ -177,7 +117,7 @@ class SqliteJournal final : public Journal {
                                  const std::vector<protocol::FileResult>& results) override {
     if (results.empty()) return kNoBatch;  // nothing to make durable: no write, no fsync
     std::string entries;
-    for (const auto& r : results) PutResult(entries, r);
+    for (const auto& r : results) journal_codec::AppendResult(entries, r);
     return Locked([&]() -> absl::StatusOr<int64_t> {
       SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
       const int64_t seq = AddBatch(run_id, kResults, entries);
@@ -191,7 +131,7 @@ class SqliteJournal final : public Journal {
       const std::vector<std::pair<std::string, std::string>>& files) override {
     if (files.empty()) return absl::OkStatus();
     std::string entries;
-    for (const auto& [path, key] : files) PutInFlight(entries, path, key);
+    for (const auto& [path, key] : files) journal_codec::AppendInFlight(entries, path, key);
     return Locked([&]() -> absl::Status {
       Relaxed relaxed(db_);
       SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
@@ -321,10 +261,8 @@ class SqliteJournal final : public Journal {
       q.bind(3, *after);
       if (!q.executeStep()) return false;
       *after = q.getColumn(0).getInt64();
-      EntryReader in(BlobOf(q.getColumn(1)));
-      while (!in.done()) {
-        auto& [path, key] = batch->emplace_back();
-        if (!in.String(&path) || !in.String(&key)) return Damaged(run_id, *after);
+      if (!journal_codec::DecodeInFlight(BlobOf(q.getColumn(1)), batch)) {
+        return Damaged(run_id, *after);
       }
       return true;
     });
@@ -516,21 +454,11 @@ class SqliteJournal final : public Journal {
         absl::StrCat("agent journal: batch ", seq, " of run ", run_id, " is damaged"));
   }
 
-  // Decodes the entries of results batch `seq` (a column holding what PutResult wrote).
+  // Decodes the entries of results batch `seq` (a column holding what AppendResult wrote).
   static absl::Status DecodeResults(const std::string& run_id, int64_t seq,
                                     const SQLite::Column& blob,
                                     std::vector<protocol::FileResult>* out) {
-    EntryReader in(BlobOf(blob));
-    while (!in.done()) {
-      protocol::FileResult& r = out->emplace_back();
-      uint64_t mtime = 0;
-      if (!in.String(&r.path) || !in.String(&r.status) || !in.Varint(&r.size) ||
-          !in.Varint(&mtime) || !in.String(&r.sha256) || !in.String(&r.error) ||
-          !in.String(&r.kept_version)) {
-        return Damaged(run_id, seq);
-      }
-      r.mtime_ns = UnZigZag(mtime);
-    }
+    if (!journal_codec::DecodeResults(BlobOf(blob), out)) return Damaged(run_id, seq);
     return absl::OkStatus();
   }
 
@@ -561,7 +489,7 @@ class SqliteJournal final : public Journal {
         r.path = q.getColumn(1).getString();
         r.status = q.getColumn(2).getString();
         if (r.status == "inflight") {
-          PutInFlight(in_flight, r.path, q.getColumn(3).getString());
+          journal_codec::AppendInFlight(in_flight, r.path, q.getColumn(3).getString());
           continue;
         }
         r.size = static_cast<uint64_t>(q.getColumn(4).getInt64());
@@ -569,7 +497,7 @@ class SqliteJournal final : public Journal {
         r.sha256 = q.getColumn(6).getString();
         r.error = q.getColumn(7).getString();
         r.kept_version = q.getColumn(8).getString();
-        PutResult(results, r);
+        journal_codec::AppendResult(results, r);
       }
       flush();
     }  // the SELECT is done before its table is dropped
