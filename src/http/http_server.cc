@@ -69,10 +69,9 @@ absl::StatusOr<std::shared_ptr<ssl::context>> LoadTlsContext(const std::string& 
 RequestHead HeadOf(const bhttp::request<bhttp::string_body>& msg) {
   RequestHead head;
   head.method = std::string(msg.method_string());
-  std::string target(msg.target());
-  std::string raw_path = target.substr(0, target.find('?'));
-  auto path = PercentDecode(raw_path, false);
-  head.path = path.ok() ? *path : raw_path;
+  const std::string_view target(msg.target().data(), msg.target().size());
+  auto decoded = ParseRequestTarget(target);
+  head.path = decoded.ok() ? std::move(decoded->path) : std::string(target.substr(0, target.find('?')));
   for (const auto& field : msg) {
     head.headers[absl::AsciiStrToLower(std::string(field.name_string()))] =
         std::string(field.value());
@@ -268,7 +267,7 @@ void Session<Stream>::DoRead() {
   // (Not boost::none: Beast 1.74 compares the Content-Length with the optional, and any value
   // is greater than none.)
   parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
-  parser_->header_limit(16 * 1024);
+  parser_->header_limit(kMaxRequestHeaderBytes);
   Tcp().expires_after(server_->options().idle_timeout);
   bhttp::async_read_header(stream_, buffer_, *parser_,
                            beast::bind_front_handler(&Session::OnHeader, this->shared_from_this()));
@@ -308,30 +307,10 @@ void Session<Stream>::OnRead(beast::error_code ec, size_t) {
 
   Request req;
   req.method = std::string(msg.method_string());
-  std::string target(msg.target());
-  std::string raw_path = target.substr(0, target.find('?'));
-  auto path = PercentDecode(raw_path, false);
-  if (!path.ok()) return Write(ProblemResponse(path.status()), true);
-  req.path = *path;
-  if (size_t q = target.find('?'); q != std::string::npos) {
-    std::string qs = target.substr(q + 1);
-    size_t start = 0;
-    while (start <= qs.size()) {
-      size_t end = qs.find('&', start);
-      if (end == std::string::npos) end = qs.size();
-      std::string part = qs.substr(start, end - start);
-      if (!part.empty()) {
-        size_t eq = part.find('=');
-        auto k = PercentDecode(part.substr(0, eq), true);
-        auto v = PercentDecode(eq == std::string::npos ? "" : part.substr(eq + 1), true);
-        if (!k.ok() || !v.ok()) {
-          return Write(ProblemResponse(400, "Bad Request", "malformed query string"), true);
-        }
-        req.query[*k] = *v;
-      }
-      start = end + 1;
-    }
-  }
+  auto target = ParseRequestTarget(std::string_view(msg.target().data(), msg.target().size()));
+  if (!target.ok()) return Write(ProblemResponse(target.status()), true);
+  req.path = std::move(target->path);
+  req.query = std::move(target->query);
   req.headers = std::move(head_.headers);
   req.body = std::move(msg.body());
   req.tls = kTls;

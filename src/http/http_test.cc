@@ -550,5 +550,21 @@ TEST(HttpTypesTest, PercentDecodeRejectsBadEscapes) {
   EXPECT_EQ(*PercentDecode("a%2Fb", false), "a/b");
 }
 
+TEST(HttpTypesTest, ParseRequestTargetDecodesPathAndQuery) {
+  auto t = ParseRequestTarget("/runners/a%2Fb/files?limit=10&&prefix=x+y%26z&flag&limit=20");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->path, "/runners/a/b/files");
+  EXPECT_EQ(t->query, (std::map<std::string, std::string>{{"flag", ""}, {"limit", "20"}, {"prefix", "x y&z"}}));
+  EXPECT_EQ(ParseRequestTarget("/a+b")->path, "/a+b");  // '+' is a space only in the query
+  EXPECT_TRUE(ParseRequestTarget("/x")->query.empty());
+}
+
+TEST(HttpTypesTest, ParseRequestTargetRefusesBadEscapes) {
+  for (const char* bad : {"/a%zz", "/a%00", "/a?k=%4", "/a?%00=v", "/a?k=v%"}) {
+    auto t = ParseRequestTarget(bad);
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace ds::http

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace ds::http {
 
@@ -148,6 +149,27 @@ absl::StatusOr<std::string> PercentDecode(const std::string& in, bool plus_is_sp
     } else {
       out.push_back(c);
     }
+  }
+  return out;
+}
+
+absl::StatusOr<RequestTarget> ParseRequestTarget(std::string_view target) {
+  const size_t q = target.find('?');
+  RequestTarget out;
+  auto path = PercentDecode(std::string(target.substr(0, q)), false);
+  if (!path.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed path: ", path.status().message()));
+  }
+  out.path = std::move(*path);
+  if (q == std::string_view::npos) return out;
+  const std::string_view query = target.substr(q + 1);
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(query.data(), query.size()), '&', absl::SkipEmpty())) {
+    const size_t eq = part.find('=');
+    auto key = PercentDecode(std::string(part.substr(0, eq)), true);
+    auto value = PercentDecode(eq == part.npos ? "" : std::string(part.substr(eq + 1)), true);
+    if (!key.ok() || !value.ok()) return absl::InvalidArgumentError("malformed query string");
+    out.query[std::move(*key)] = std::move(*value);
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -64,5 +65,19 @@ Response JsonResponse(int http_status, std::string body);
 // path segment or query value.
 [[nodiscard]] absl::StatusOr<std::string> PercentDecode(const std::string& in, bool plus_is_space);
 std::string PercentEncode(const std::string& in);
+
+// The largest request header a server reads (request line and fields): a longer one is refused
+// before any of it is parsed further.
+inline constexpr size_t kMaxRequestHeaderBytes = 16 * 1024;
+
+// A request target (origin form) decoded: the path, and the query's keys and values ('+' is a
+// space there; a key given twice keeps its last value; empty parts are skipped).
+struct RequestTarget {
+  std::string path;
+  std::map<std::string, std::string> query;
+};
+// InvalidArgument ("malformed path" / "malformed query string") when an escape is bad or
+// decodes to NUL.
+[[nodiscard]] absl::StatusOr<RequestTarget> ParseRequestTarget(std::string_view target);
 
 }  // namespace ds::http
