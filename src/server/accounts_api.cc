@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/password.h"
 #include "server/context.h"
+#include "server/redact.h"
 
 namespace ds {
 namespace {
@@ -150,7 +151,8 @@ json TokenJson(const AdminToken& t) {
 }
 
 json AuditJson(const AuditEntry& e) {
-  json details = ParseJsonOr(e.details_json, json{{"raw", e.details_json}});
+  // Entries written before redaction existed are redacted on the way out, too.
+  json details = RedactSecrets(ParseJsonOr(e.details_json, json{{"raw", e.details_json}}));
   return json{{"id", e.id},         {"time_ms", e.at_ms}, {"time", FormatIsoUtc(e.at_ms)},
               {"actor", e.actor},   {"action", e.action}, {"target", e.target},
               {"result", e.result}, {"details", details}, {"source_ip", e.source_ip}};
@@ -164,7 +166,7 @@ void Audit(ServerContext* ctx, const std::string& actor, const std::string& acti
   e.action = action;
   e.target = target;
   e.result = std::to_string(http_status);
-  e.details_json = details.dump(-1, ' ', false, json::error_handler_t::replace);
+  e.details_json = RedactSecrets(std::move(details)).dump(-1, ' ', false, json::error_handler_t::replace);
   e.source_ip = ip;
   if (auto st = ctx->index->AppendAudit(e); !st.ok()) {
     spdlog::error("audit log: cannot record {} {} by {}: {}", action, target, actor,

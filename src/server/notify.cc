@@ -11,6 +11,7 @@
 #include "common/time_util.h"
 #include "http/http_client.h"
 #include "server/alerts.h"
+#include "server/redact.h"
 
 namespace ds {
 namespace {
@@ -181,16 +182,7 @@ absl::Status ValidateChannel(const NotificationChannel& c) {
 std::string RedactedChannelConfig(const NotificationChannel& c) {
   json cfg = ParseJsonOr(c.config_json);
   if (!cfg.is_object()) return "{}";
-  if (cfg.contains("password")) cfg["password"] = "****";
-  if (cfg.contains("url") && cfg["url"].is_string()) {
-    // A webhook URL often is the secret (Slack, Teams): show scheme, host and the path's start.
-    std::string u = cfg["url"].get<std::string>();
-    size_t host_end = u.find('/', u.find("://") == std::string::npos ? 0 : u.find("://") + 3);
-    if (host_end != std::string::npos && u.size() > host_end + 8)
-      u = u.substr(0, host_end + 8) + "****";
-    cfg["url"] = u;
-  }
-  return cfg.dump(-1, ' ', false, json::error_handler_t::replace);
+  return RedactSecrets(std::move(cfg)).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string NotificationText(const Alert& a, const std::string& transition) {
