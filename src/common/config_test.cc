@@ -103,6 +103,13 @@ TEST_F(ExpandConfigFileTest, UnsupportedValueTypeIsInvalidArgument) {
   EXPECT_TRUE(absl::IsInvalidArgument(Expand({"prog", "--config", file}).status()));
 }
 
+// Found by fuzz_config: a float past int64 was asked for as an integer (UB in toml++).
+TEST(ConfigFlagsTest, FloatsBeyondInt64StayFloats) {
+  auto flags = ConfigFlags("big = 10e111\nhalf = 2.5\nwhole = 2.0\n", "t.toml");
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_THAT(*flags, ElementsAre("--big=1e+112", "--half=2.5", "--whole=2"));
+}
+
 TEST_F(ExpandConfigFileTest, MissingFileIsNotFound) {
   absl::StatusOr<std::vector<std::string>> out =
       Expand({"prog", "--config", (dir_ / "missing.toml").string()});
