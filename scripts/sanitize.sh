@@ -20,13 +20,17 @@ configure() {  # DIR SANITIZERS [cmake args...]
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
 
+# Runs out of file descriptors on purpose: UBSan's vptr check, which needs a pipe to probe memory,
+# then reports any virtual call as "invalid vptr". The main build and TSan run it.
+asan_skip='^HttpAcceptTest\.DescriptorExhaustionDoesNotSpin$'
+
 run_asan() {
   configure build-asan address,undefined -DDS_FUZZ=ON
   ninja -C build-asan unit_tests fuzz_targets datasync-server datasync-agent datasync
   local reports="$PWD/build-asan/sanitizer-reports"
   rm -rf "$reports" && mkdir -p "$reports"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1 \
-    ctest --test-dir build-asan -LE 'e2e|bench' -j"$jobs" --output-on-failure
+    ctest --test-dir build-asan -LE 'e2e|bench' -E "$asan_skip" -j"$jobs" --output-on-failure
   ASAN_OPTIONS="detect_leaks=0:log_path=$reports/asan" UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$reports/ubsan" \
     ctest --test-dir build-asan -R '^e2e_core_sync$' --output-on-failure
   if compgen -G "$reports/*" >/dev/null; then
