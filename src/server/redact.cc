@@ -28,7 +28,9 @@ std::string RedactUrl(const std::string& s) {
       s.substr(auth_start, auth_end == std::string::npos ? std::string::npos : auth_end - auth_start);
   if (size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
   std::string out = s.substr(0, auth_start) + authority;
-  if (auth_end != std::string::npos && auth_end + 1 < s.size()) out += "/" + std::string(kRedacted);
+  if (auth_end == std::string::npos) return out;
+  const bool bare_slash = auth_end + 1 == s.size() && s[auth_end] == '/';
+  out += bare_slash ? std::string("/") : "/" + std::string(kRedacted);
   return out;
 }
 
