@@ -1050,7 +1050,14 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
           const std::filesystem::path source = std::filesystem::path(job.source) / u.path;
           std::string granted_kept_version;
           absl::StatusOr<PutResult> put = absl::UnknownError("not uploaded");
-          if (u.already_present) {
+          // Read only while it is the file the scan hashed: a symlink, FIFO or other file put
+          // in its place since is skipped, unread, for the next run to pick up.
+          absl::StatusOr<UniqueFd> opened = absl::UnknownError("not opened");
+          if (!u.already_present) opened = OpenScannedFile(source, scan.identities[todo[i].entry]);
+          po.source_fd = opened.ok() ? opened->get() : -1;
+          if (!u.already_present && !opened.ok()) {
+            put = opened.status();
+          } else if (u.already_present) {
             // The server found exactly this content under the key: nothing to send. `complete`
             // checks what is stored against this report like any upload.
             put = PutResult{ObjectInfo{u.key, e->size, e->mtime_ns, e->sha256}, ""};

@@ -1,12 +1,13 @@
 #include "agent/upload_outcome.h"
 
+#include "common/files.h"
 #include "storage/storage.h"
 
 namespace ds {
 
 void SetPutError(const absl::Status& st, protocol::FileResult* r) {
   r->error = std::string(st.message());
-  if (IsNameRefusal(st)) {
+  if (IsNameRefusal(st) || (absl::IsAborted(st) && st.message() == kChangedSinceScan)) {
     r->status = "skipped";
     return;
   }

@@ -16,6 +16,7 @@
 #include "cli/drill.h"
 #include "cli/scrub.h"
 #include "common/crypto.h"
+#include "common/escape.h"
 #include "common/files.h"
 #include "common/json.h"
 #include "common/time_util.h"
@@ -34,6 +35,7 @@ using cli::Globals;
 using cli::HumanBytes;
 using cli::PrintTable;
 using cli::Seg;
+using cli::Raw;
 using cli::Str;
 
 int64_t DurationMs(const std::string& text, const char* what) {
@@ -202,13 +204,13 @@ int RunCli(int argc, char** argv) {
       if (!list.is_array()) throw CliError{absl::StrCat(import_file, ": expected {\"jobs\": [...]} or an array")};
       // Validate every entry before changing anything.
       for (size_t i = 0; i < list.size(); ++i) {
-        if (!list[i].is_object() || Str(list[i], "runner").empty() || Str(list[i], "name").empty()) {
+        if (!list[i].is_object() || Raw(list[i], "runner").empty() || Raw(list[i], "name").empty()) {
           throw CliError{absl::StrCat(import_file, ": jobs[", i, "] needs \"runner\" and \"name\"")};
         }
       }
       Api api(g);
       for (auto j : list) {
-        std::string r = Str(j, "runner"), n = Str(j, "name");
+        std::string r = Raw(j, "runner"), n = Raw(j, "name");
         j.erase("runner");
         j.erase("id");
         j.erase("created_at");
@@ -232,7 +234,7 @@ int RunCli(int argc, char** argv) {
       Api api(g);
       int64_t limit_ms = DurationMs(timeout, "--timeout");
       json q = api.Call("POST", "/runners/" + Seg(runner_name) + "/jobs/" + Seg(job_name) + "/sync");
-      std::string run_id = Str(q, "run_id");
+      std::string run_id = Raw(q, "run_id");
       if (!wait) {
         if (g.json) return void(std::cout << q.dump(2) << "\n");
         std::cout << "sync of " << runner_name << "/" << job_name << " queued as run " << run_id << "\n";
@@ -330,7 +332,7 @@ int RunCli(int argc, char** argv) {
         json page = api.Call("GET", base + (after.empty() ? "" : "&after=" + Seg(after)));
         total = page.value("total", int64_t{0});
         for (auto& f : page["files"]) out.push_back(f);
-        after = all ? Str(page, "next_after") : "";
+        after = all ? Raw(page, "next_after") : "";
       } while (!after.empty());
       if (g.json) return void(std::cout << out.dump(2) << "\n");
       std::vector<std::vector<std::string>> rows;
@@ -406,7 +408,7 @@ int RunCli(int argc, char** argv) {
         if (!runner_name.empty()) throw CliError{"--all takes no RUNNER/JOB", 2};
         json r = api.Call("POST", "/reconcile", body.dump());
         for (const auto& q : r["queued"]) ids.push_back(Str(q, "id"));
-        for (const auto& b : r["already_running"]) std::cerr << "already running: " << b.get<std::string>() << "\n";
+        for (const auto& b : r["already_running"]) std::cerr << "already running: " << EscapeForTerminal(b.get<std::string>()) << "\n";
         if (!wait) {
           if (g.json) return void(std::cout << r.dump(2) << "\n");
           std::cout << "queued " << ids.size() << " reconcile(s); follow with: datasync reconcile status\n";
@@ -822,7 +824,7 @@ int RunCli(int argc, char** argv) {
   try {
     if (action) action();
   } catch (const CliError& e) {
-    std::cerr << "datasync: " << e.message << "\n";
+    std::cerr << "datasync: " << EscapeForTerminal(e.message) << "\n";
     return e.code;
   } catch (const std::exception& e) {
     std::cerr << "datasync: " << e.what() << "\n";

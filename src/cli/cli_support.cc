@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/escape.h"
 #include "common/files.h"
 #include "common/json.h"
 #include "http/http_types.h"
@@ -79,18 +80,26 @@ std::optional<json> Api::Find(const std::string& target) {
 
 std::string Seg(const std::string& s) { return http::PercentEncode(s); }
 
-std::string Str(const json& j, const char* key) {
+std::string Raw(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return "";
   if (it->is_string()) return it->get<std::string>();
   return it->dump();
 }
 
+std::string Str(const json& j, const char* key) { return EscapeForTerminal(Raw(j, key)); }
+
 void PrintTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::vector<std::string>> shown;
+  shown.reserve(rows.size());
+  for (const auto& r : rows) {
+    std::vector<std::string>& cells = shown.emplace_back();
+    for (const auto& c : r) cells.push_back(EscapeForTerminal(c));
+  }
   std::vector<size_t> w(header.size());
   for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
-  for (const auto& r : rows) {
+  for (const auto& r : shown) {
     for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
   }
   auto line = [&](const std::vector<std::string>& r) {
@@ -102,7 +111,7 @@ void PrintTable(const std::vector<std::string>& header,
     std::cout << out << "\n";
   };
   line(header);
-  for (const auto& r : rows) line(r);
+  for (const auto& r : shown) line(r);
 }
 
 std::string HumanBytes(uint64_t b) {

@@ -60,10 +60,15 @@ class Api {
 // One percent-encoded path segment.
 std::string Seg(const std::string& s);
 
-// `j[key]` as text: strings as they are, other values as JSON, "" when absent or null.
+// `j[key]` as text to show an operator: strings, other values as JSON, "" when absent or null,
+// with control characters written out (EscapeForTerminal): whatever the server relays (names,
+// host names, log lines, errors) cannot drive the operator's terminal. Human output only.
 std::string Str(const nlohmann::json& j, const char* key);
 
-// Prints rows as aligned columns with a header, on stdout.
+// `j[key]` as it is (strings unescaped), for values the CLI sends back or compares.
+std::string Raw(const nlohmann::json& j, const char* key);
+
+// Prints rows as aligned columns with a header, on stdout; every cell EscapeForTerminal'ed.
 void PrintTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);
 

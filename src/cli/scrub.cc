@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/escape.h"
 #include "common/time_util.h"
 
 namespace ds::cli {
@@ -31,21 +32,13 @@ int64_t Count(const json& j, const char* key) {
   return it != j.end() && it->is_number() ? it->get<int64_t>() : 0;
 }
 
-// A server string made safe for a terminal: control characters become '?'.
-std::string Printable(std::string s) {
-  for (char& c : s) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  }
-  return s;
-}
-
 // `j[key]` as a number; 0 when absent or not a number.
 double Real(const json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
 }
 
-std::string Text(const json& j, const char* key) { return Printable(Str(j, key)); }
+std::string Text(const json& j, const char* key) { return Str(j, key); }  // escaped
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 
 bool Finished(const std::string& state) {
@@ -141,7 +134,7 @@ std::optional<double> ParseRehashFraction(const std::string& text) {
   if (ec != std::errc() || end != text.data() + text.size() || !(v >= 0.0 && v <= 1.0)) {
     throw CliError{
         absl::StrCat("--rehash takes a fraction of the objects from 0 to 1 (e.g. 0.05), not '",
-                     Printable(text), "'"),
+                     EscapeForTerminal(text), "'"),
         2};
   }
   return v;
@@ -210,7 +203,7 @@ void ScrubCommands::Start() {
     queued = api.Call("POST", "/scrub", body.dump());
     for (const auto& b : queued.value("already_running", json::array())) {
       std::cerr << "already queued or running: "
-                << Printable(b.is_string() ? b.get<std::string>() : b.dump()) << "\n";
+                << EscapeForTerminal(b.is_string() ? b.get<std::string>() : b.dump()) << "\n";
     }
   } else {
     queued =
@@ -249,7 +242,7 @@ json ScrubCommands::WaitFor(Api& api, const std::string& id) {
     }
     if (tty) {
       std::fprintf(stderr, "\r%s/%s: %s, %lld objects listed, %lld re-hashed, %s   ",
-                   Text(s, "runner").c_str(), Text(s, "job").c_str(), Printable(state).c_str(),
+                   Text(s, "runner").c_str(), Text(s, "job").c_str(), EscapeForTerminal(state).c_str(),
                    static_cast<long long>(Count(s, "objects_listed")),
                    static_cast<long long>(Count(s, "objects_rehashed")), Elapsed(s).c_str());
     }
@@ -271,8 +264,8 @@ void ScrubCommands::Status() {
   }
   if (!runner_.empty() && jobs.empty()) {
     throw CliError{job_.empty()
-                       ? absl::StrCat("no jobs of runner ", Printable(runner_))
-                       : absl::StrCat("no job ", Printable(runner_), "/", Printable(job_))};
+                       ? absl::StrCat("no jobs of runner ", EscapeForTerminal(runner_))
+                       : absl::StrCat("no job ", EscapeForTerminal(runner_), "/", EscapeForTerminal(job_))};
   }
   (*r)["jobs"] = jobs;
   if (g_.json) return void(std::cout << r->dump(2) << "\n");

@@ -135,4 +135,27 @@ absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_
   return SyncDirectory(dir);
 }
 
+absl::StatusOr<UniqueFd> OpenScannedFileAt(int dir_fd, const char* path,
+                                           const FileIdentity& expected) {
+  const int flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | (expected.via_link ? 0 : O_NOFOLLOW);
+  UniqueFd fd(::openat(dir_fd, path, flags));
+  if (!fd.valid()) {
+    const int e = errno;
+    if (e == ELOOP || e == ENXIO || e == EISDIR) return absl::AbortedError(kChangedSinceScan);
+    return ErrnoStatus(e, absl::StrCat("open ", path));
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_dev) != expected.dev ||
+      static_cast<uint64_t>(st.st_ino) != expected.ino ||
+      static_cast<uint64_t>(st.st_size) != expected.size || MtimeNs(st) != expected.mtime_ns) {
+    return absl::AbortedError(kChangedSinceScan);
+  }
+  const int fl = ::fcntl(fd.get(), F_GETFL);
+  if (fl < 0 || ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("fcntl ", path));
+  }
+  return fd;
+}
+
 }  // namespace ds

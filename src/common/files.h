@@ -1,6 +1,7 @@
 // Small file helpers shared by the programs and the storage backends.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -11,6 +12,7 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace ds {
 
@@ -31,6 +33,36 @@ absl::Status ErrnoStatus(int err, std::string_view what);
 // The modification time of `st` in Unix nanoseconds.
 inline int64_t MtimeNs(const struct stat& st) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+// What a scan saw of a file; the agent reads the file again (to upload it) only while it is
+// still that file.
+struct FileIdentity {
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  uint64_t size = 0;      // bytes
+  int64_t mtime_ns = 0;   // Unix nanoseconds
+  bool via_link = false;  // the scan reached it through a symlink inside the job folder
+};
+inline FileIdentity IdentityOf(const struct stat& st, bool via_link = false) {
+  return FileIdentity{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                      static_cast<uint64_t>(st.st_size), MtimeNs(st), via_link};
+}
+
+// The message of OpenScannedFile's Aborted error.
+inline constexpr char kChangedSinceScan[] = "changed since scan";
+
+// Opens `path` (relative to `dir_fd`, or AT_FDCWD) to read a file a scan recorded as `expected`:
+// O_NOFOLLOW (unless expected.via_link: then the identity check alone guards), O_NONBLOCK (a
+// FIFO put in its place does not block; cleared again on the regular file), O_CLOEXEC; then
+// fstat's the descriptor. Returns it only for a regular file with expected's device, inode, size
+// and mtime; nothing of the file is read. Errors: NotFound (gone), Aborted kChangedSinceScan
+// (a symlink, FIFO, device, directory or another file is there now), PermissionDenied, others.
+[[nodiscard]] absl::StatusOr<UniqueFd> OpenScannedFileAt(int dir_fd, const char* path,
+                                                         const FileIdentity& expected);
+[[nodiscard]] inline absl::StatusOr<UniqueFd> OpenScannedFile(const std::filesystem::path& path,
+                                                              const FileIdentity& expected) {
+  return OpenScannedFileAt(AT_FDCWD, path.c_str(), expected);
 }
 
 // True when `cancel` is set (null: never).

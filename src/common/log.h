@@ -2,6 +2,7 @@
 // Never log secrets (API keys, enrollment secrets, tokens): log their ids instead.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -28,7 +29,11 @@ struct fmt::formatter<absl::Status> : fmt::formatter<fmt::string_view> {
 
 namespace ds {
 
-// Sets the default logger: stderr, ISO UTC timestamps, `program` as the logger name.
+// A logger writing to `sink` that escapes control characters in every message
+// (EscapeForTerminal) before any of its sinks, added now or later, sees it.
+std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name, spdlog::sink_ptr sink);
+
+// Sets the default logger (MakeLogger: messages escaped): stderr, ISO UTC timestamps, `program` as the logger name.
 // `level`: trace|debug|info|warn|error. Unknown levels fall back to info.
 void InitLogging(const std::string& program, const std::string& level);
 

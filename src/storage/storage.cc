@@ -1,6 +1,8 @@
 #include "storage/storage.h"
 
+#include <fcntl.h>
 #include <locale.h>
+#include <unistd.h>
 #include <wctype.h>
 
 #include <array>
@@ -10,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/files.h"
 #include "common/paths.h"
 #include "storage/azblob/azblob_storage.h"
 #include "storage/dir/dir_storage.h"
@@ -196,6 +199,20 @@ absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePut(const std::string& 
                                                              const PutOptions& options) {
   DS_ASSIGN_OR_RETURN(PutResult r, PutFile(key, source, options));
   return std::make_unique<DoneStagedPut>(key, std::move(r));
+}
+
+absl::StatusOr<UniqueFd> OpenPutSource(const std::filesystem::path& source,
+                                       const PutOptions& options) {
+  if (options.source_fd < 0) {
+    UniqueFd fd(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open source ", source.string()));
+    return fd;
+  }
+  UniqueFd fd(::fcntl(options.source_fd, F_DUPFD_CLOEXEC, 0));
+  if (!fd.valid() || ::lseek(fd.get(), 0, SEEK_SET) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("reopen source ", source.string()));
+  }
+  return fd;
 }
 
 absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePutFd(const std::string& key, int,

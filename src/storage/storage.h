@@ -20,6 +20,7 @@
 #include "common/crypto.h"
 #include "common/rate_limiter.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace ds {
 
@@ -78,7 +79,15 @@ struct PutOptions {
   // version first), so a caller that journals in-flight temp names marks the put before it
   // commits it. For an agent's changed files, where an object under the key is expected.
   bool replace_unnamed = false;
+  // The source already open (the agent's OpenScannedFile: checked to be what its scan saw), read
+  // from offset 0 through a dup; not closed. -1: the backend opens the `source` path itself.
+  int source_fd = -1;
 };
+
+// The descriptor a backend reads a put's source through: a dup of options.source_fd (rewound)
+// or `source` opened read-only. Every backend's PutFile/StagePut opens its source here.
+[[nodiscard]] absl::StatusOr<UniqueFd> OpenPutSource(const std::filesystem::path& source,
+                                                     const PutOptions& options);
 
 struct PutResult {
   ObjectInfo info;               // what now sits under the key

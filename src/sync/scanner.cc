@@ -322,7 +322,7 @@ class Scanner {
         ::close(fd);
         return;
       }
-      Enqueue(path, fd, static_cast<uint64_t>(st.st_size), MtimeNs(st));
+      Enqueue(path, fd, IdentityOf(st));
       return;
     }
     struct stat st;
@@ -337,7 +337,7 @@ class Scanner {
       return;
     }
     if (!Settled(MtimeNs(st))) return;
-    AddFile(path, st, [&] { return ::openat(dir_fd, name.c_str(), kOpenToRead); });
+    AddFile(path, IdentityOf(st), [&] { return ::openat(dir_fd, name.c_str(), kOpenToRead); });
   }
 
   // A symlink at `path`: included only when it resolves to a regular file inside root.
@@ -373,18 +373,19 @@ class Scanner {
     }
     if (!Settled(MtimeNs(st))) return;
     // The real path has no symlinks left: O_NOFOLLOW guards against one appearing since.
-    AddFile(path, st, [&] { return ::open(target.c_str(), kOpenToRead); });
+    AddFile(path, IdentityOf(st, /*via_link=*/true),
+            [&] { return ::open(target.c_str(), kOpenToRead); });
   }
 
   // Adds the file at `path` (settled, admitted) with its hash from the cache or from reading it
   // through the descriptor `open_file()` returns.
   template <typename OpenFn>
-  void AddFile(const std::string& path, const struct stat& st, OpenFn open_file) {
-    uint64_t size = static_cast<uint64_t>(st.st_size);
-    int64_t mtime_ns = MtimeNs(st);
+  void AddFile(const std::string& path, const FileIdentity& id, OpenFn open_file) {
+    const uint64_t size = id.size;
+    const int64_t mtime_ns = id.mtime_ns;
     if (cache_ != nullptr) {
       if (std::optional<Sha256Digest> sha = cache_->Lookup(path, size, mtime_ns)) {
-        Emit(path, size, mtime_ns, *sha);
+        Emit(path, id, *sha);
         return;
       }
     }
@@ -399,25 +400,28 @@ class Scanner {
       ::close(fd);
       return;
     }
-    if (!S_ISREG(before.st_mode) || before.st_ino != st.st_ino || before.st_dev != st.st_dev ||
+    if (!S_ISREG(before.st_mode) || static_cast<uint64_t>(before.st_ino) != id.ino ||
+        static_cast<uint64_t>(before.st_dev) != id.dev ||
         static_cast<uint64_t>(before.st_size) != size || MtimeNs(before) != mtime_ns) {
       Skip(path, kChangedWhileReading);
       ::close(fd);
       return;
     }
-    Enqueue(path, fd, size, mtime_ns);
+    Enqueue(path, fd, id);
   }
 
   // Queues the file open as `fd` (checked: regular, settled, `size` and `mtime_ns` as fstat'ed)
   // for hashing by the workers while the walk goes on; the entry waits in the queue until then.
-  void Enqueue(const std::string& path, int fd, uint64_t size, int64_t mtime_ns) {
+  void Enqueue(const std::string& path, int fd, const FileIdentity& id) {
+    const uint64_t size = id.size;
+    const int64_t mtime_ns = id.mtime_ns;
     auto job = std::make_unique<PendingHash>();
     job->path = path;
     job->fd = fd;
     job->size = size;
     job->mtime_ns = mtime_ns;
     PendingHash* raw = job.get();
-    queue_.push_back(Queued{path, size, mtime_ns, {}, std::move(job)});
+    queue_.push_back(Queued{path, id, {}, std::move(job)});
     StartWorkers();
     std::unique_lock<std::mutex> lock(mu_);
     work_.push_back(raw);
@@ -438,21 +442,22 @@ class Scanner {
 
   // Adds an entry with a known hash: straight into the manifest unless entries before it wait
   // for their hash.
-  void Emit(const std::string& path, uint64_t size, int64_t mtime_ns, const Sha256Digest& sha) {
+  void Emit(const std::string& path, const FileIdentity& id, const Sha256Digest& sha) {
     if (queue_.empty()) {
-      Append(path, size, mtime_ns, sha, /*hashed=*/false);
+      Append(path, id, sha, /*hashed=*/false);
       return;
     }
-    queue_.push_back(Queued{path, size, mtime_ns, sha, nullptr});
+    queue_.push_back(Queued{path, id, sha, nullptr});
     if (queue_.size() >= kMaxQueued) Drain(/*all=*/true);
   }
 
-  void Append(std::string_view path, uint64_t size, int64_t mtime_ns, const Sha256Digest& sha,
+  void Append(std::string_view path, const FileIdentity& id, const Sha256Digest& sha,
               bool hashed, bool by_hook = false) {
-    if (!result_.files.Add(path, size, mtime_ns, sha)) {
+    if (!result_.files.Add(path, id.size, id.mtime_ns, sha)) {
       out_of_order_ = true;
       return;
     }
+    result_.identities.push_back(id);
     const auto index = static_cast<uint32_t>(result_.files.size() - 1);
     if (hashed) result_.hashed.push_back(index);
     if (by_hook) result_.read_by_hook.push_back(index);
@@ -473,8 +478,7 @@ class Scanner {
   // An entry waiting for the files before it (or itself) to be hashed, in path order.
   struct Queued {
     std::string path;
-    uint64_t size;
-    int64_t mtime_ns;
+    FileIdentity id;                   // as stat'ed
     Sha256Digest sha256;               // from the cache, unless `job`
     std::unique_ptr<PendingHash> job;  // the hashing of this file by this scan, if any
   };
@@ -586,12 +590,12 @@ class Scanner {
           ++result_.files_hashed;
           result_.bytes_hashed += h.size;
           if (cache_ != nullptr) cache_->Store(q.path, h.size, h.mtime_ns, h.sha256);
-          Append(q.path, q.size, q.mtime_ns, h.sha256, /*hashed=*/true, h.by_hook);
+          Append(q.path, q.id, h.sha256, /*hashed=*/true, h.by_hook);
         } else if (!h.error.empty()) {
           Skip(q.path, h.error);
         }  // else cancelled: left out
       } else {
-        Append(q.path, q.size, q.mtime_ns, q.sha256, /*hashed=*/false);  // from the cache
+        Append(q.path, q.id, q.sha256, /*hashed=*/false);  // from the cache
       }
       queue_.pop_front();
     }

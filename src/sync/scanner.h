@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/files.h"
 #include "common/status.h"
 #include "protocol/messages.h"
 #include "sync/hash_cache.h"
@@ -43,6 +44,9 @@ struct ScanProblem {
 
 struct ScanResult {
   Manifest files;                        // sorted by path (byte-wise)
+  // identities[i]: what the scan saw of files[i] (device, inode, size, mtime), so that an upload
+  // reads the file only while it is still that one (OpenScannedFile).
+  std::vector<FileIdentity> identities;
   std::vector<ScanProblem> skipped;      // unreadable, changed while hashed, unsafe name, symlink out
   uint64_t total_bytes = 0;              // sum of the files' sizes
   // Indices in `files` of the entries hashed by this scan (cache misses), increasing: with a

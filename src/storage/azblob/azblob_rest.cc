@@ -725,12 +725,8 @@ absl::StatusOr<StagedContent> ReadAndStage(
   if (stats == nullptr) stats = &local_stats;
   const std::string src_desc = source.string();
   if (IsCancelled(options.cancel)) return absl::CancelledError(absl::StrCat(what, " cancelled"));
-  int fd = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open source ", src_desc));
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
+  DS_ASSIGN_OR_RETURN(UniqueFd source_fd, OpenPutSource(source, options));
+  const int fd = source_fd.get();
   struct stat before;
   if (::fstat(fd, &before) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
   if (!S_ISREG(before.st_mode)) {

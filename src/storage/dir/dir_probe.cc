@@ -22,7 +22,7 @@
 #include "common/crypto.h"
 #include "common/files.h"
 #include "common/log.h"
-#include "storage/dir/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace ds {
 namespace {

@@ -14,7 +14,7 @@
 #include "common/crypto.h"
 #include "common/files.h"
 #include "storage/dir/dir_probe.h"
-#include "storage/dir/unique_fd.h"
+#include "common/unique_fd.h"
 #include "storage/storage.h"
 
 namespace ds {

@@ -44,7 +44,7 @@
 #include "storage/dir/dir_names.h"
 #include "storage/dir/dir_probe.h"
 #include "storage/dir/dir_sidecar.h"
-#include "storage/dir/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace ds {
 namespace {
@@ -781,10 +781,8 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
                                                                 const std::filesystem::path& source,
                                                                 const PutOptions& options,
                                                                 bool fsync_now) {
-  const std::string src_desc = source.string();
-  UniqueFd src(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!src.valid()) return ErrnoStatus(errno, absl::StrCat("open source ", src_desc));
-  return StageFrom(key, src.get(), src_desc, options, fsync_now);
+  DS_ASSIGN_OR_RETURN(UniqueFd src, OpenPutSource(source, options));
+  return StageFrom(key, src.get(), source.string(), options, fsync_now);
 }
 
 absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(const std::string& key, int src_fd,

@@ -1,4 +1,4 @@
-// A file descriptor owner for the directory backend's parts (storage, probe, sidecars).
+// A file descriptor owner (the directory backend, the agent's scanned files).
 #pragma once
 
 #include <unistd.h>
