@@ -337,7 +337,7 @@ class Scanner {
       return;
     }
     if (!Settled(MtimeNs(st))) return;
-    AddFile(path, IdentityOf(st), [&] { return ::openat(dir_fd, name.c_str(), kOpenToRead); });
+    AddFile(path, IdentityOf(st), dir_fd, name.c_str());
   }
 
   // A symlink at `path`: included only when it resolves to a regular file inside root.
@@ -372,42 +372,29 @@ class Scanner {
       return;
     }
     if (!Settled(MtimeNs(st))) return;
-    // The real path has no symlinks left: O_NOFOLLOW guards against one appearing since.
-    AddFile(path, IdentityOf(st, /*via_link=*/true),
-            [&] { return ::open(target.c_str(), kOpenToRead); });
+    // The real path had no symlinks left; should one appear since, the identity check tells.
+    AddFile(path, IdentityOf(st, /*via_link=*/true), AT_FDCWD, target.c_str());
   }
 
-  // Adds the file at `path` (settled, admitted) with its hash from the cache or from reading it
-  // through the descriptor `open_file()` returns.
-  template <typename OpenFn>
-  void AddFile(const std::string& path, const FileIdentity& id, OpenFn open_file) {
-    const uint64_t size = id.size;
-    const int64_t mtime_ns = id.mtime_ns;
+  // Adds the file at `path` (settled, admitted, `name` in `dir_fd`) with its hash from the cache
+  // or from reading it, opened only while it is the file stat'ed (OpenScannedFileAt).
+  void AddFile(const std::string& path, const FileIdentity& id, int dir_fd, const char* name) {
     if (cache_ != nullptr) {
-      if (std::optional<Sha256Digest> sha = cache_->Lookup(path, size, mtime_ns)) {
+      if (std::optional<Sha256Digest> sha = cache_->Lookup(path, id.size, id.mtime_ns)) {
         Emit(path, id, *sha);
         return;
       }
     }
-    int fd = open_file();
-    if (fd < 0) {
-      SkipOpenError(path, errno);
-      return;
-    }
-    struct stat before;
-    if (::fstat(fd, &before) != 0) {
-      Skip(path, ErrnoReason(errno));
-      ::close(fd);
-      return;
-    }
-    if (!S_ISREG(before.st_mode) || static_cast<uint64_t>(before.st_ino) != id.ino ||
-        static_cast<uint64_t>(before.st_dev) != id.dev ||
-        static_cast<uint64_t>(before.st_size) != size || MtimeNs(before) != mtime_ns) {
-      Skip(path, kChangedWhileReading);
-      ::close(fd);
-      return;
-    }
-    Enqueue(path, fd, id);
+    absl::StatusOr<UniqueFd> fd = OpenScannedFileAt(dir_fd, name, id);
+    if (!fd.ok()) return SkipUnopened(path, fd.status());
+    Enqueue(path, fd->Release(), id);
+  }
+
+  void SkipUnopened(const std::string& path, const absl::Status& status) {
+    if (absl::IsNotFound(status)) return;  // deleted since it was listed
+    if (absl::IsAborted(status)) return Skip(path, kChangedWhileReading);
+    Skip(path, absl::IsPermissionDenied(status) ? std::string(kPermissionDenied)
+                                                : std::string(status.message()));
   }
 
   // Queues the file open as `fd` (checked: regular, settled, `size` and `mtime_ns` as fstat'ed)
