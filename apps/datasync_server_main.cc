@@ -404,6 +404,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_flag("--trust-proxy", cfg.trust_proxy,
                "behind a reverse proxy: client address from X-Forwarded-For, scheme from X-Forwarded-Proto");
+  app.add_flag("--allow-private-webhooks", cfg.webhook_targets.allow_private,
+               "webhooks may target private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, "
+               "fc00::/7): a chat server on the lab network");
+  app.add_flag("--allow-loopback-webhooks", cfg.webhook_targets.allow_loopback,
+               "webhooks may target loopback addresses (127/8, ::1): a relay on this host, tests");
   std::string pending_ttl = "7d";
   app.add_option("--register-rate", cfg.register_rate,
                  "agent registrations one source address may make a minute (default 10, 0 = no limit)")

@@ -1,6 +1,7 @@
 #include "http/http_client.h"
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstring>
@@ -115,6 +116,30 @@ int Progress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return cancelled ? 1 : 0;
 }
 
+// ClientOptions::address_policy over every socket libcurl opens (CURLOPT_OPENSOCKETFUNCTION,
+// called before each connect, for every address of a name): a refused address gets no socket,
+// so libcurl tries the next address or fails with CURLE_COULDNT_CONNECT.
+struct SocketGuard {
+  const AddressPolicy* policy;
+  std::string refused;  // the first refusal, for the error message
+};
+
+curl_socket_t OpenCheckedSocket(void* userdata, curlsocktype, curl_sockaddr* address) {
+  auto* guard = static_cast<SocketGuard*>(userdata);
+  // curl_sockaddr's `addr` is backed by storage large enough for a sockaddr_in6 (addrlen).
+  if (absl::Status st = guard->policy->CheckAddress(&address->addr); !st.ok()) {
+    if (guard->refused.empty()) guard->refused = std::string(st.message());
+    return CURL_SOCKET_BAD;
+  }
+  return ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+void ApplyAddressPolicy(CURL* c, SocketGuard* guard) {
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, OpenCheckedSocket);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, guard);
+  curl_easy_setopt(c, CURLOPT_PROXY, "");  // no proxy from the environment: check the target
+}
+
 }  // namespace
 
 struct Client::Impl {
@@ -190,6 +215,9 @@ absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, boo
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   }
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, options_.require_https ? "https" : "http,https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // a 3xx is the answer, never followed
+  SocketGuard guard{options_.address_policy ? &*options_.address_policy : nullptr, {}};
+  if (guard.policy != nullptr) ApplyAddressPolicy(c, &guard);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
   if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
@@ -261,6 +289,10 @@ absl::StatusOr<ClientResponse> Client::Perform(const ClientRequest& request, boo
                                    error_text[0] != '\0' ? error_text : curl_easy_strerror(rc));
     if (rc == CURLE_OPERATION_TIMEDOUT) return absl::DeadlineExceededError(msg);
     if (rc == CURLE_ABORTED_BY_CALLBACK) return absl::CancelledError(msg);
+    if (!guard.refused.empty()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(msg, " (", guard.refused, ": refused by the address policy)"));
+    }
     if (rc == CURLE_WRITE_ERROR && sink.exceeded) {
       return absl::ResourceExhaustedError(
           absl::StrCat(msg, " (response body over ", request.max_response_bytes, " bytes)"));

@@ -7,12 +7,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/rate_limiter.h"
 #include "common/status.h"
+#include "http/address_policy.h"
 
 namespace ds::http {
 
@@ -34,6 +36,11 @@ struct ClientOptions {
   // <value>" unless it is empty): a credential that can change while the client lives (the
   // agent's rotated API key). Must be thread-safe if shared between clients.
   std::function<std::string()> bearer;
+  // When set (webhooks: a target someone else chose), every address the client connects to is
+  // checked before connecting, and a refused one fails the request with PermissionDenied;
+  // proxies from the environment are then not used (the proxy's address would be checked, not
+  // the target's). Redirects are never followed, with or without a policy.
+  std::optional<AddressPolicy> address_policy;
 };
 
 // One request for callers that need more than Do(): storage backends (Azure Blob) send large
@@ -79,7 +86,8 @@ class Client {
   void SetDefaultHeader(const std::string& name, const std::string& value);
 
   // `target` is appended to the base URL ("/api/v1/..."). Unavailable on transport failure
-  // (connection refused, DNS, TLS, timeout → DeadlineExceeded); any HTTP status is returned as a
+  // (connection refused, DNS, TLS, timeout → DeadlineExceeded; PermissionDenied when
+  // options.address_policy refused every address); any HTTP status is returned as a
   // response, not an error. `timeout` overrides options.timeout when > 0.
   [[nodiscard]] absl::StatusOr<ClientResponse> Do(
       const std::string& method, const std::string& target, const std::string& body = "",

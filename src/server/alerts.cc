@@ -522,7 +522,8 @@ std::string AlertService::SendDue() {
   int sent = 0, failed = 0;
   for (const auto& d : *due) {
     if (!Claim()) break;  // another instance took over: it sends the rest
-    absl::Status st = SendNotification(d.channel, d.alert, d.transition);
+    absl::Status st =
+        SendNotification(d.channel, d.alert, d.transition, ctx_->config.webhook_targets);
     const int64_t now = ctx_->NowMs();
     int64_t backoff = std::min<int64_t>(kRetryMaxMs, kRetryBaseMs << std::min(d.attempts, 20));
     std::string error = st.ok() ? "" : std::string(st.message());

@@ -1,7 +1,8 @@
 // Hostile input against the agent and admin APIs, dispatched straight through the Router over a
 // real SQLite index with an injected clock (docs/security.md, "Hostile input: size, depth and
 // rate"): JSON nested deep enough to overflow a recursive walk, registration floods, wrong keys,
-// enrollment polls, stale pending registrations, reserved destination prefixes.
+// enrollment polls, stale pending registrations, reserved destination prefixes, webhook targets
+// ("Webhook targets").
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/crypto.h"
+#include "http/http_server.h"
 #include "server/context.h"
 
 namespace ds {
@@ -198,6 +200,83 @@ TEST_F(HostileInputTest, AgentRoutesAuthenticateBeforeParsing) {
            {"GET", "/api/v1/agent/releases/1.0.0/datasync-agent"}}) {
     EXPECT_EQ(Call(method, path, junk).status, 401) << method << " " << path;
   }
+}
+
+// Class 7: a webhook channel may not target loopback, link-local, metadata or (by default)
+// private addresses; the check at creation and change.
+TEST_F(HostileInputTest, WebhookChannelsRefuseInternalTargets) {
+  AddRoutes();
+  auto create = [&](const std::string& name, const std::string& url) {
+    return Call("POST", "/api/v1/admin/notification-channels",
+                json{{"name", name}, {"kind", "webhook"}, {"config", {{"url", url}}}}.dump(),
+                "dsa_admin");
+  };
+  for (const char* url : {"http://127.0.0.1:9200/x", "http://localhost:8080/", "http://[::1]/",
+                          "http://[::ffff:127.0.0.1]:22/", "http://2130706433/", "http://0.0.0.0/",
+                          "http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/",
+                          "http://10.1.2.3/hook", "https://192.168.0.10/", "http://224.0.0.1/"}) {
+    http::Response r = create("c", url);
+    EXPECT_EQ(r.status, 400) << url << ": " << r.body;
+    EXPECT_EQ(r.content_type, "application/problem+json") << url;
+    EXPECT_NE(r.body.find("webhook target"), std::string::npos) << r.body;
+  }
+  ASSERT_EQ(create("public", "https://8.8.8.8/hook").status, 201);
+  http::Response patched =
+      Call("PATCH", "/api/v1/admin/notification-channels/public",
+           json{{"config", {{"url", "http://127.0.0.1:6379/"}}}}.dump(), "dsa_admin");
+  EXPECT_EQ(patched.status, 400) << patched.body;
+  auto stored = ctx_.index->ListNotificationChannels();
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_NE(stored->at(0).config_json.find("8.8.8.8"), std::string::npos);  // unchanged
+
+  // The flags allow private and loopback targets; link-local and metadata never.
+  ctx_.config.webhook_targets = {/*allow_private=*/true, /*allow_loopback=*/true};
+  EXPECT_EQ(create("lab", "http://10.1.2.3/hook").status, 201);
+  EXPECT_EQ(create("relay", "http://127.0.0.1:9000/hook").status, 201);
+  EXPECT_EQ(create("meta", "http://169.254.169.254/").status, 400);
+  EXPECT_EQ(create("ll", "http://[fe80::1]/").status, 400);
+}
+
+// Class 7: what stops a stored target that resolves to a refused address now (DNS rebinding, a
+// channel stored before the check): the check of every address a delivery connects to. And
+// POST .../test answers every failure alike (no port oracle).
+TEST_F(HostileInputTest, WebhookDeliveryChecksEveryAddressAndFailsAlike) {
+  AddRoutes();
+  std::atomic<int> calls{0};
+  auto receiver = http::StartServer(http::ServerOptions{}, [&](http::Request req, http::Responder respond) {
+    calls.fetch_add(1);
+    respond(http::JsonResponse(req.path == "/ok" ? 200 : 500, "{}"));
+  });
+  ASSERT_TRUE(receiver.ok()) << receiver.status();
+  const std::string port = std::to_string((*receiver)->port());
+  auto store = [&](const std::string& name, const std::string& url) {
+    NotificationChannel c;
+    c.name = name;
+    c.kind = "webhook";
+    c.config_json = json{{"url", url}}.dump();
+    ASSERT_TRUE(ctx_.index->PutNotificationChannel(c, kT0).ok());
+  };
+  auto test = [&](const std::string& name) {
+    http::Response r = Call("POST", "/api/v1/admin/notification-channels/" + name + "/test", "{}",
+                            "dsa_admin");
+    EXPECT_EQ(r.status, 200) << r.body;
+    json j = json::parse(r.body);
+    return j.value("ok", false) ? std::string("ok") : j.value("error", "");
+  };
+  store("rebound", "http://localhost:" + port + "/ok");
+  store("closed", "http://127.0.0.1:1/ok");
+  store("answers-500", "http://127.0.0.1:" + port + "/fail");
+  store("meta", "http://169.254.169.254/latest/meta-data/");
+  EXPECT_EQ(test("rebound"), "webhook delivery failed");
+  EXPECT_EQ(calls.load(), 0);  // refused before connecting
+  ctx_.config.webhook_targets.allow_loopback = true;
+  EXPECT_EQ(test("rebound"), "ok");
+  EXPECT_EQ(calls.load(), 1);
+  for (const char* name : {"closed", "answers-500", "meta"}) {
+    EXPECT_EQ(test(name), "webhook delivery failed") << name;
+  }
+  (*receiver)->Stop();
 }
 
 // Class 3: a registration nobody approves is removed after --pending-ttl.

@@ -3,11 +3,13 @@
 #include <curl/curl.h>
 
 #include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/time_util.h"
 #include "http/http_client.h"
 #include "server/alerts.h"
@@ -33,7 +35,9 @@ bool LooksLikeAddress(const std::string& a) {
          a.find_first_of("<>\r\n ,;") == std::string::npos;
 }
 
-absl::Status SendWebhook(const json& cfg, const Alert& alert, const std::string& transition) {
+// The detailed outcome, for the server log (SendNotification makes it uniform).
+absl::Status SendWebhook(const json& cfg, const Alert& alert, const std::string& transition,
+                         const http::AddressPolicy& targets) {
   const std::string url = cfg.value("url", "");
   const std::string format = cfg.value("format", "json");
   json body;
@@ -47,14 +51,11 @@ absl::Status SendWebhook(const json& cfg, const Alert& alert, const std::string&
   http::ClientOptions opts;
   opts.timeout = std::chrono::milliseconds(15'000);
   opts.connect_timeout = std::chrono::milliseconds(5'000);
+  opts.address_policy = targets;
   http::Client client(url, opts);
   auto resp = client.Do("POST", "", body.dump(-1, ' ', false, json::error_handler_t::replace),
                         {{"Content-Type", "application/json"}});
-  // Transport errors may quote the URL (which can carry a token): say only what kind it was.
-  if (!resp.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("webhook unreachable (", absl::StatusCodeToString(resp.status().code()), ")"));
-  }
+  if (!resp.ok()) return resp.status();
   if (resp->status < 200 || resp->status >= 300) {
     return absl::UnavailableError(absl::StrCat("webhook answered HTTP ", resp->status));
   }
@@ -132,9 +133,44 @@ absl::Status SendEmail(const json& cfg, const Alert& alert, const std::string& t
   return absl::OkStatus();
 }
 
+// The host of an http(s) URL as libcurl, which connects to it, parses it.
+absl::StatusOr<std::string> UrlHost(const std::string& url) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> u(curl_url(), curl_url_cleanup);
+  char* host = nullptr;
+  if (u == nullptr || curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK ||
+      curl_url_get(u.get(), CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+    return absl::InvalidArgumentError("config.url is not a valid URL");
+  }
+  std::string out = host;
+  curl_free(host);
+  return out;
+}
+
+absl::Status ValidateWebhook(const json& cfg, const http::AddressPolicy& targets) {
+  if (!cfg.contains("url") || !cfg["url"].is_string() || !IsHttpUrl(cfg["url"].get<std::string>())) {
+    return absl::InvalidArgumentError("a webhook channel needs config.url (http:// or https://)");
+  }
+  std::string format = cfg.value("format", "json");
+  if (format != "json" && format != "slack" && format != "teams") {
+    return absl::InvalidArgumentError("webhook format must be json, slack or teams");
+  }
+  const std::string url = cfg["url"].get<std::string>();
+  DS_ASSIGN_OR_RETURN(std::string host, UrlHost(url));
+  absl::Status st = targets.CheckHost(host);
+  if (st.ok()) return st;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "webhook target ", RedactUrl(url), ": ", st.message(),
+      absl::IsPermissionDenied(st)
+          ? " (private addresses need --allow-private-webhooks, loopback ones "
+            "--allow-loopback-webhooks; link-local, cloud metadata, unspecified, multicast and "
+            "reserved ones are never allowed)"
+          : ""));
+}
+
 }  // namespace
 
-absl::Status ValidateChannel(const NotificationChannel& c) {
+absl::Status ValidateChannel(const NotificationChannel& c,
+                             const http::AddressPolicy& webhook_targets) {
   if (c.kind != "webhook" && c.kind != "email") {
     return absl::InvalidArgumentError("channel kind must be webhook or email");
   }
@@ -144,17 +180,7 @@ absl::Status ValidateChannel(const NotificationChannel& c) {
   if (c.config_json.size() > 16 * 1024)
     return absl::InvalidArgumentError("channel config too large");
   DS_ASSIGN_OR_RETURN(json cfg, ConfigOf(c));
-  if (c.kind == "webhook") {
-    if (!cfg.contains("url") || !cfg["url"].is_string() ||
-        !IsHttpUrl(cfg["url"].get<std::string>())) {
-      return absl::InvalidArgumentError("a webhook channel needs config.url (http:// or https://)");
-    }
-    std::string format = cfg.value("format", "json");
-    if (format != "json" && format != "slack" && format != "teams") {
-      return absl::InvalidArgumentError("webhook format must be json, slack or teams");
-    }
-    return absl::OkStatus();
-  }
+  if (c.kind == "webhook") return ValidateWebhook(cfg, webhook_targets);
   std::string url = cfg.value("smtp_url", "");
   if (url.rfind("smtp://", 0) != 0 && url.rfind("smtps://", 0) != 0) {
     return absl::InvalidArgumentError(
@@ -192,11 +218,21 @@ std::string NotificationText(const Alert& a, const std::string& transition) {
 }
 
 absl::Status SendNotification(const NotificationChannel& channel, const Alert& alert,
-                              const std::string& transition) {
-  DS_ASSIGN_OR_RETURN(json cfg, ConfigOf(channel));
-  if (channel.kind == "webhook") return SendWebhook(cfg, alert, transition);
-  if (channel.kind == "email") return SendEmail(cfg, alert, transition);
-  return absl::InvalidArgumentError(absl::StrCat("unknown channel kind ", channel.kind));
+                              const std::string& transition,
+                              const http::AddressPolicy& webhook_targets) {
+  absl::Status st = absl::InvalidArgumentError(absl::StrCat("unknown channel kind ", channel.kind));
+  if (auto cfg = ConfigOf(channel); !cfg.ok()) {
+    st = cfg.status();
+  } else if (channel.kind == "webhook") {
+    st = SendWebhook(*cfg, alert, transition, webhook_targets);
+  } else if (channel.kind == "email") {
+    st = SendEmail(*cfg, alert, transition);
+  }
+  if (st.ok()) return st;
+  spdlog::warn("notify: channel {} ({}) not delivered: {}", channel.name, channel.kind,
+               RedactUrlsIn(st.ToString()));
+  return absl::UnavailableError(channel.kind == "email" ? "e-mail delivery failed"
+                                                        : "webhook delivery failed");
 }
 
 }  // namespace ds

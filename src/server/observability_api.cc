@@ -233,7 +233,7 @@ absl::StatusOr<std::string> PutChannel(ServerContext* ctx, const Request& req,
   }
   if (!IsValidName(c.name))
     return absl::InvalidArgumentError("channel name must be 1-64 characters of A-Z a-z 0-9 . _ -");
-  DS_RETURN_IF_ERROR(ValidateChannel(c));
+  DS_RETURN_IF_ERROR(ValidateChannel(c, ctx->config.webhook_targets));
   auto stored = ctx->index->PutNotificationChannel(c, ctx->NowMs());
   if (absl::IsAlreadyExists(stored.status())) {
     return absl::AlreadyExistsError(absl::StrCat("a channel named '", c.name, "' exists"));
@@ -428,7 +428,8 @@ void AddObservabilityAdminRoutes(ServerContext* ctx, Router* router,
                     sample.subject = "datasync";
                     sample.message = "test notification from datasync-server";
                     sample.fired_at_ms = ctx->NowMs();
-                    absl::Status st = SendNotification(c, sample, "fired");
+                    absl::Status st =
+                        SendNotification(c, sample, "fired", ctx->config.webhook_targets);
                     return json{
                         {"channel", c.name}, {"ok", st.ok()}, {"error", std::string(st.message())}}
                         .dump();

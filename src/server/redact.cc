@@ -34,6 +34,25 @@ std::string RedactUrl(const std::string& s) {
   return out;
 }
 
+std::string RedactUrlsIn(const std::string& text) {
+  auto is_scheme = [](unsigned char c) { return std::isalnum(c) || c == '+' || c == '-' || c == '.'; };
+  std::string out;
+  size_t done = 0;  // text before this is in `out`
+  size_t sep = 0;
+  for (size_t at = 0; (sep = text.find("://", at)) != std::string::npos;) {
+    size_t start = sep;
+    while (start > done && is_scheme(static_cast<unsigned char>(text[start - 1]))) --start;
+    size_t end = start == sep ? sep + 3 : text.find_first_of(" \t\r\n\"'<>", sep);
+    if (end == std::string::npos) end = text.size();
+    if (start < sep) {
+      out += text.substr(done, start - done) + RedactUrl(text.substr(start, end - start));
+      done = end;
+    }
+    at = end;
+  }
+  return out + text.substr(done);
+}
+
 nlohmann::json RedactSecrets(nlohmann::json j) {
   if (j.is_object()) {
     for (auto it = j.begin(); it != j.end(); ++it) {

@@ -18,6 +18,10 @@ bool IsSecretKey(const std::string& key);
 // A string that is not a URL is returned unchanged.
 std::string RedactUrl(const std::string& s);
 
+// Free text (an error message) with every URL in it through RedactUrl: a URL runs from its
+// scheme to the next whitespace or quote.
+std::string RedactUrlsIn(const std::string& text);
+
 // Walks the document: values under secret keys become "****", URL strings go through
 // RedactUrl, arrays and objects are walked recursively.
 nlohmann::json RedactSecrets(nlohmann::json j);

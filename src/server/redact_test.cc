@@ -34,5 +34,14 @@ TEST(RedactSecrets, WebhookUrlsKeepOnlySchemeAndHost) {
   EXPECT_EQ(out["config"]["url"], "https://h.example/****");
 }
 
+TEST(RedactSecrets, UrlsInsideFreeText) {
+  EXPECT_EQ(RedactUrlsIn("POST http://u:pw@hooks.lab:8080/hooks/T0KEN?token=q: Failed to connect"),
+            "POST http://hooks.lab:8080/**** Failed to connect");
+  EXPECT_EQ(RedactUrlsIn("a https://x.example/s1 and \"smtp://m.lab/s2\" end"),
+            "a https://x.example/**** and \"smtp://m.lab/****\" end");
+  EXPECT_EQ(RedactUrlsIn("no url :// here, just text"), "no url :// here, just text");
+  EXPECT_EQ(RedactUrlsIn(""), "");
+}
+
 }  // namespace
 }  // namespace ds

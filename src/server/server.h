@@ -8,6 +8,7 @@
 
 #include "common/status.h"
 #include "common/time_util.h"
+#include "http/address_policy.h"
 
 namespace ds {
 
@@ -65,6 +66,10 @@ struct ServerConfig {
   // A runner still pending approval this long after it registered is removed by the janitor
   // (with its enrollment); 0 = never.
   std::chrono::milliseconds pending_ttl{7LL * 86'400'000};
+  // Where webhooks may go (--allow-private-webhooks, --allow-loopback-webhooks): checked when a
+  // channel is created or changed and for every address a delivery connects to
+  // (docs/security.md, "Webhook targets"). Default: public addresses only.
+  http::AddressPolicy webhook_targets;
   const Clock* clock = nullptr;                  // null = SystemClock()
 };
 
