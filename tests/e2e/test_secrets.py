@@ -1,7 +1,7 @@
 """End-to-end: no secret leaks. One full session on Azure Blob storage (a real Azurite) — users
 signing in (and mistyping a password), an API token, a real agent enrolled and syncing with
 per-blob SAS, a raw runner whose key is rotated, alerts sent to an SMTP channel with a password
-and a webhook whose URL holds a token, a reconcile and a scrub — then every log file, every
+and a webhook whose URL holds a token (and a test sent to one that fails), a reconcile and a scrub — then every log file, every
 admin GET route a viewer may read (and the audit an admin reads), /metrics and the probes are
 searched for every key, token, password, session id and SAS signature the session used: none may
 appear."""
@@ -56,7 +56,7 @@ class SecretsTest(unittest.TestCase):
                 f.write(KEY + "\n")
             storage = f"azblob://{ACCOUNT}/{CONTAINER}?endpoint={cls.az.endpoint}"
             cls.c = AzureCluster(BIN_DIR, ["--storage", storage, "--storage-key-file", key_file],
-                                 server_extra=["--allow-loopback-webhooks"])
+                                 server_extra=["--allow-loopback-webhooks", "--alert-interval", "1s"])
             cls.session()
         except BaseException:
             cls.tearDownClass()  # unittest does not call it when setUpClass fails
@@ -131,6 +131,11 @@ class SecretsTest(unittest.TestCase):
             os.environ.pop("DATASYNC_SMTP_PASSWORD", None)
         hook_url = cls.hook.url.replace("/hook", f"/hooks/{WEBHOOK_TOKEN}?token={WEBHOOK_QUERY_TOKEN}")
         c.cli("alerts", "channels", "add", "hook", "--webhook", hook_url)
+        # A failing delivery: its detail (with the URL) goes to the server log, redacted.
+        c.cli("alerts", "channels", "add", "dead", "--webhook",
+              f"http://127.0.0.1:1/hooks/{WEBHOOK_TOKEN}?token={WEBHOOK_QUERY_TOKEN}")
+        failed = c.cli("alerts", "channels", "test", "dead", check=False)
+        assert failed.returncode != 0 and "webhook delivery failed" in failed.stderr, failed
         c.cli("alerts", "rules", "add", "always-critical", "--kind", "disk_free_low", "--severity",
               "critical", "--param", "percent=101", "--scope", "job:pc-sec/raw")
         wait_for("a mail sent", lambda: cls.smtp.subjects("always-critical"), timeout=60)
