@@ -24,8 +24,8 @@ constexpr uint32_t V4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
 
 AddressKind ClassifyV4(uint32_t ip) {  // host byte order
   // Instance metadata services: AWS/Azure/GCP, AWS ECS task metadata, Alibaba, Oracle.
-  for (uint32_t metadata : {V4(169, 254, 169, 254), V4(169, 254, 170, 2), V4(100, 100, 100, 200),
-                            V4(192, 0, 0, 192)}) {
+  for (uint32_t metadata :
+       {V4(169, 254, 169, 254), V4(169, 254, 170, 2), V4(100, 100, 100, 200), V4(192, 0, 0, 192)}) {
     if (ip == metadata) return AddressKind::kMetadata;
   }
   if (In(ip, V4(0, 0, 0, 0), 8)) return AddressKind::kUnspecified;
@@ -41,9 +41,7 @@ AddressKind ClassifyV4(uint32_t ip) {  // host byte order
 }
 
 // The IPv4 address an IPv6 address carries in its last 32 bits.
-uint32_t EmbeddedV4(const uint8_t* b) {
-  return V4(b[12], b[13], b[14], b[15]);
-}
+uint32_t EmbeddedV4(const uint8_t* b) { return V4(b[12], b[13], b[14], b[15]); }
 
 bool AllZero(const uint8_t* b, size_t n) {
   for (size_t i = 0; i < n; ++i) {
@@ -55,7 +53,7 @@ bool AllZero(const uint8_t* b, size_t n) {
 AddressKind ClassifyV6(const uint8_t* b) {
   static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   static constexpr uint8_t kNat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
-  static constexpr uint8_t kAwsMetadata[16] = {0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0,
+  static constexpr uint8_t kAwsMetadata[16] = {0xfd, 0, 0x0e, 0xc2, 0, 0, 0,    0,
                                                0,    0, 0,    0,    0, 0, 0x02, 0x54};
   if (AllZero(b, 16)) return AddressKind::kUnspecified;
   if (AllZero(b, 15) && b[15] == 1) return AddressKind::kLoopback;
@@ -63,7 +61,7 @@ AddressKind ClassifyV6(const uint8_t* b) {
     return ClassifyV4(EmbeddedV4(b));
   }
   if (std::memcmp(b, kAwsMetadata, 16) == 0) return AddressKind::kMetadata;
-  if ((b[0] & 0xfe) == 0xfc) return AddressKind::kPrivate;                  // fc00::/7
+  if ((b[0] & 0xfe) == 0xfc) return AddressKind::kPrivate;                    // fc00::/7
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return AddressKind::kLinkLocal;  // fe80::/10
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) return AddressKind::kPrivate;    // fec0::/10
   if (b[0] == 0xff) return AddressKind::kMulticast;
@@ -86,14 +84,22 @@ std::string NumericOf(const sockaddr* addr) {
 
 const char* AddressKindName(AddressKind kind) {
   switch (kind) {
-    case AddressKind::kPublic: return "public";
-    case AddressKind::kPrivate: return "private";
-    case AddressKind::kLoopback: return "loopback";
-    case AddressKind::kLinkLocal: return "link-local";
-    case AddressKind::kMetadata: return "cloud metadata";
-    case AddressKind::kUnspecified: return "unspecified";
-    case AddressKind::kMulticast: return "multicast";
-    case AddressKind::kReserved: return "reserved";
+    case AddressKind::kPublic:
+      return "public";
+    case AddressKind::kPrivate:
+      return "private";
+    case AddressKind::kLoopback:
+      return "loopback";
+    case AddressKind::kLinkLocal:
+      return "link-local";
+    case AddressKind::kMetadata:
+      return "cloud metadata";
+    case AddressKind::kUnspecified:
+      return "unspecified";
+    case AddressKind::kMulticast:
+      return "multicast";
+    case AddressKind::kReserved:
+      return "reserved";
   }
   return "reserved";
 }
@@ -118,10 +124,14 @@ absl::StatusOr<AddressKind> ClassifyAddress(const std::string& numeric) {
 
 bool AddressPolicy::Allows(AddressKind kind) const {
   switch (kind) {
-    case AddressKind::kPublic: return true;
-    case AddressKind::kPrivate: return allow_private;
-    case AddressKind::kLoopback: return allow_loopback;
-    default: return false;
+    case AddressKind::kPublic:
+      return true;
+    case AddressKind::kPrivate:
+      return allow_private;
+    case AddressKind::kLoopback:
+      return allow_loopback;
+    default:
+      return false;
   }
 }
 

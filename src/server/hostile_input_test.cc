@@ -244,10 +244,11 @@ TEST_F(HostileInputTest, WebhookChannelsRefuseInternalTargets) {
 TEST_F(HostileInputTest, WebhookDeliveryChecksEveryAddressAndFailsAlike) {
   AddRoutes();
   std::atomic<int> calls{0};
-  auto receiver = http::StartServer(http::ServerOptions{}, [&](http::Request req, http::Responder respond) {
-    calls.fetch_add(1);
-    respond(http::JsonResponse(req.path == "/ok" ? 200 : 500, "{}"));
-  });
+  auto receiver =
+      http::StartServer(http::ServerOptions{}, [&](http::Request req, http::Responder respond) {
+        calls.fetch_add(1);
+        respond(http::JsonResponse(req.path == "/ok" ? 200 : 500, "{}"));
+      });
   ASSERT_TRUE(receiver.ok()) << receiver.status();
   const std::string port = std::to_string((*receiver)->port());
   auto store = [&](const std::string& name, const std::string& url) {
@@ -258,8 +259,8 @@ TEST_F(HostileInputTest, WebhookDeliveryChecksEveryAddressAndFailsAlike) {
     ASSERT_TRUE(ctx_.index->PutNotificationChannel(c, kT0).ok());
   };
   auto test = [&](const std::string& name) {
-    http::Response r = Call("POST", "/api/v1/admin/notification-channels/" + name + "/test", "{}",
-                            "dsa_admin");
+    http::Response r =
+        Call("POST", "/api/v1/admin/notification-channels/" + name + "/test", "{}", "dsa_admin");
     EXPECT_EQ(r.status, 200) << r.body;
     json j = json::parse(r.body);
     return j.value("ok", false) ? std::string("ok") : j.value("error", "");

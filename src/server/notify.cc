@@ -147,7 +147,8 @@ absl::StatusOr<std::string> UrlHost(const std::string& url) {
 }
 
 absl::Status ValidateWebhook(const json& cfg, const http::AddressPolicy& targets) {
-  if (!cfg.contains("url") || !cfg["url"].is_string() || !IsHttpUrl(cfg["url"].get<std::string>())) {
+  if (!cfg.contains("url") || !cfg["url"].is_string() ||
+      !IsHttpUrl(cfg["url"].get<std::string>())) {
     return absl::InvalidArgumentError("a webhook channel needs config.url (http:// or https://)");
   }
   std::string format = cfg.value("format", "json");

@@ -35,7 +35,9 @@ std::string RedactUrl(const std::string& s) {
 }
 
 std::string RedactUrlsIn(const std::string& text) {
-  auto is_scheme = [](unsigned char c) { return std::isalnum(c) || c == '+' || c == '-' || c == '.'; };
+  auto is_scheme = [](unsigned char c) {
+    return std::isalnum(c) || c == '+' || c == '-' || c == '.';
+  };
   std::string out;
   size_t done = 0;  // text before this is in `out`
   size_t sep = 0;
