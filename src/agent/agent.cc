@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "agent/agent_state.h"
 #include "agent/job_runner.h"
 #include "agent/journal.h"
@@ -298,6 +299,11 @@ class Agent {
     DS_RETURN_IF_ERROR(http::CheckServerUrl(state_.server_url, config_.allow_http, "pass --allow-http"));
     DS_ASSIGN_OR_RETURN(journal_, OpenJournal((std::filesystem::path(config_.state_dir) / "agent.db").string()));
     client_ = NewClient(std::chrono::milliseconds(0));
+    if (sources_.roots().empty()) {
+      spdlog::warn("no --allow-source folder: every job this runner is given fails unread");
+    } else {
+      spdlog::info("jobs may read under: {}", absl::StrJoin(sources_.roots(), ", "));
+    }
     // Jobs known from last time, so the agent syncs even if the server is down at start.
     int64_t version = -1;
     if (auto cached = journal_->LoadJobs(&version); cached.ok()) {
@@ -767,6 +773,7 @@ class Agent {
     o.new_client = [this] { return NewClient(milliseconds(60'000)); };
     o.stop = &stop_;
     o.counters = &counters_;
+    o.sources = &sources_;
     auto outcome = RunJob(client_.get(), job, o);
     if (outcome.ok()) {
       metrics_.Add("datasync_agent_runs_total", {{"state", outcome->state}});
@@ -785,6 +792,7 @@ class Agent {
   const AgentConfig config_;
   const std::atomic<bool>& stop_;
   const std::unique_ptr<RateLimiter> rate_limiter_;  // --bwlimit over all uploads; thread-safe
+  const SourceRoots sources_{config_.allowed_sources};  // --allow-source
 
   // Set before the threads start, then read-only.
   AgentState state_;

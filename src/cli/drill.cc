@@ -223,7 +223,8 @@ std::unique_ptr<Child> StartAgent(const DrillOptions& o, const fs::path& dir, co
   return std::make_unique<Child>(
       std::vector<std::string>{o.bin_dir + "/datasync-agent", "--server", url, "--state-dir",
                                (dir / ("agent-" + name)).string(), "--name", name, "--enroll-poll", "200ms",
-                               "--heartbeat-interval", "1s", "--log-level", "warn", "--allow-http"},
+                               "--heartbeat-interval", "1s", "--log-level", "warn", "--allow-http",
+                               "--allow-source", dir.string()},
       (dir / ("agent-" + name + ".log")).string());
 }
 

@@ -6,8 +6,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -362,6 +364,30 @@ class CoreSyncTest(unittest.TestCase):
         self.assertEqual(self.c.runner("pc-e2e")["group"], "lab-2")  # bad input changed nothing
         self.c.cli("runners", "group", "pc-e2e")
         self.assertEqual(self.c.runner("pc-e2e")["group"], "")
+
+    def test_5b_a_source_outside_the_agents_allowed_folders_is_never_read(self):
+        # The server (an admin, or whoever took it over) names folders the PC did not allow: one
+        # outside the agent's --allow-source root, and one inside it that is a symlink out.
+        outside = tempfile.mkdtemp(prefix="datasync-e2e-outside-")
+        try:
+            with open(os.path.join(outside, "secret.txt"), "w") as f:
+                f.write("not for the server\n")
+            link = os.path.join(self.c.root, "link-out")
+            os.symlink(outside, link)
+            for job, source in (("loot", outside), ("loot-link", link)):
+                self.c.cli("jobs", "add", "pc-e2e", job, "--source", source, "--dest", f"lab1/{job}",
+                           "--settle", "0s", "--interval", "1h")
+                p = self.c.cli("sync", "pc-e2e", job, "--wait", "--json", check=False)
+                self.assertNotEqual(p.returncode, 0, p.stdout)
+                run = json.loads(p.stdout)
+                self.assertEqual(run["state"], "failed", run)
+                self.assertIn("--allow-source", run["error"])
+                self.assertEqual(run["files_seen"], 0)
+                self.assertFalse(os.path.exists(os.path.join(self.c.share, "lab1", job)), job)
+                self.assertEqual(self.c.cli_json("files", "pc-e2e", job, "--all"), [])
+                self.c.cli("jobs", "rm", "pc-e2e", job)
+        finally:
+            shutil.rmtree(outside, ignore_errors=True)
 
     def test_6_agent_stops_cleanly_on_sigterm(self):
         self.assertEqual(self.c.stop_agent("pc-e2e"), 0)
