@@ -1054,7 +1054,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
           po.block_parallelism = o.block_parallelism;
           po.cancel = o.stop;
           po.verify = o.verify;
-          const std::filesystem::path source = std::filesystem::path(job.source) / u.path;
+          const std::filesystem::path source = so.root / DiskPathOf(scan, u.path);
           std::string granted_kept_version;
           absl::StatusOr<PutResult> put = absl::UnknownError("not uploaded");
           // Read only while it is the file the scan hashed: a symlink, FIFO or other file put

@@ -276,7 +276,8 @@ class CoreSyncTest(unittest.TestCase):
         run_id = "11111111-2222-4333-8444-555555555555"
         good = {"path": "ok.dat", "size": 1, "mtime_ns": 1, "sha256": "a" * 64}
         for bad_path in ["../../etc/passwd", "/etc/passwd", "a/../../b", "a\\..\\b", "a\u0000b",
-                         "C:/windows", "x" * 5000, "a//b", "./a"]:
+                         "C:/windows", "x" * 5000, "a//b", "./a",
+                         "cafe\u0301.dat"]:  # NFD: one name must be one row (agents send NFC)
             entry = dict(good, path=bad_path)
             st, body, hdrs = self.c.http("POST", "/api/v1/agent/jobs/loot/compare",
                                          {"run_id": run_id, "files": [good, entry]}, token=key)
@@ -364,6 +365,26 @@ class CoreSyncTest(unittest.TestCase):
         self.assertEqual(self.c.runner("pc-e2e")["group"], "lab-2")  # bad input changed nothing
         self.c.cli("runners", "group", "pc-e2e")
         self.assertEqual(self.c.runner("pc-e2e")["group"], "")
+
+    def test_3d_a_name_spelled_in_nfd_on_disk_lands_once_under_its_nfc_name(self):
+        nfd, nfc = "cafe\u0301-spectrum.dat", "caf\u00e9-spectrum.dat"
+        with open(os.path.join(self.src, nfd), "wb") as f:
+            f.write(b"one name, two spellings")
+        os.utime(os.path.join(self.src, nfd), (1_700_000_000, 1_700_000_000))  # settled
+        try:
+            for _ in range(2):  # the second run finds it indexed: nothing uploaded again
+                run = self.sync()
+                self.assertEqual(run["state"], "succeeded", run)
+            self.assertEqual(run["files_uploaded"], 0, run)
+            self.assertTrue(os.path.exists(os.path.join(self.dest, nfc)))
+            self.assertFalse(os.path.exists(os.path.join(self.dest, nfd)))
+            rows = self.index_rows()
+            self.assertIn(nfc, rows)
+            self.assertNotIn(nfd, rows)
+            self.assertEqual(rows[nfc]["sha256"], sha256_file(os.path.join(self.src, nfd)))
+        finally:
+            os.remove(os.path.join(self.src, nfd))
+            self.sync()
 
     def test_5b_a_source_outside_the_agents_allowed_folders_is_never_read(self):
         # The server (an admin, or whoever took it over) names folders the PC did not allow: one
