@@ -153,6 +153,34 @@ class DiskSampler {
   bool stopped_ = false;
 };
 
+// One run's stop flag: set when the agent stops or when the run's job is deleted (Cancel), so
+// that a deleted job's scan and uploads stop at the next file. The agent's stop flag is set by a
+// signal thread that cannot be told about runs; a small thread carries it over within 50 ms.
+class RunCancel {
+ public:
+  explicit RunCancel(const std::atomic<bool>& agent_stop)
+      : watcher_([this, &agent_stop] {
+          while (!done_.load() && !flag_.load()) {
+            if (agent_stop.load()) flag_ = true;
+            std::this_thread::sleep_for(milliseconds(50));
+          }
+        }) {}
+  ~RunCancel() {
+    done_ = true;
+    watcher_.join();
+  }
+  RunCancel(const RunCancel&) = delete;
+  RunCancel& operator=(const RunCancel&) = delete;
+
+  void Cancel() { flag_ = true; }
+  const std::atomic<bool>* flag() const { return &flag_; }
+
+ private:
+  std::atomic<bool> flag_{false};
+  std::atomic<bool> done_{false};
+  std::thread watcher_;
+};
+
 // How often the job folders' free space is sampled (heartbeats send the last sample).
 constexpr milliseconds kDiskSampleInterval{30'000};
 // How often the agent tries again to remove its interrupted uploads' temp files while storage
@@ -629,6 +657,11 @@ class Agent {
       jobs_[j.name] = j;
       folders.emplace_back(j.name, j.source);
     }
+    const auto running = jobs_.find(current_job_);
+    if (run_cancel_ != nullptr && (running == jobs_.end() || running->second.id != current_job_id_)) {
+      spdlog::warn("run={} job={}: the job was deleted; stopping its run", current_run_, current_job_);
+      run_cancel_->Cancel();
+    }
     disk_sampler_->SetFolders(std::move(folders));
     next_due_ = std::move(due);
     jobs_version_ = version;
@@ -753,6 +786,7 @@ class Agent {
       std::lock_guard<std::mutex> lock(mu_);
       current_run_ = run_id;
       current_job_ = job.name;
+      current_job_id_ = job.id;
       current_started_ms_ = SystemClock()->NowUnixMs();
       counters_.files_total = counters_.files_done = counters_.bytes_total = counters_.bytes_done = 0;
     }
@@ -771,10 +805,19 @@ class Agent {
     o.delta_copies_held = config_.delta_copies_held;
     o.block_size = config_.block_size;
     o.new_client = [this] { return NewClient(milliseconds(60'000)); };
-    o.stop = &stop_;
+    RunCancel cancel(stop_);
+    o.stop = cancel.flag();
     o.counters = &counters_;
     o.sources = &sources_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      run_cancel_ = &cancel;
+    }
     auto outcome = RunJob(client_.get(), job, o);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      run_cancel_ = nullptr;
+    }
     if (outcome.ok()) {
       metrics_.Add("datasync_agent_runs_total", {{"state", outcome->state}});
       metrics_.Add("datasync_agent_files_uploaded_total", {}, static_cast<double>(outcome->uploaded));
@@ -825,6 +868,8 @@ class Agent {
   std::deque<protocol::Command> queue_;
   bool quitting_ = false;
   std::string current_job_;
+  int64_t current_job_id_ = 0;
+  RunCancel* run_cancel_ = nullptr;  // the current run's, while it runs
   int64_t current_started_ms_ = 0;
   // Updated by the running job, read by heartbeats.
   RunCounters counters_;

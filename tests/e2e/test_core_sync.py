@@ -410,6 +410,34 @@ class CoreSyncTest(unittest.TestCase):
         finally:
             shutil.rmtree(outside, ignore_errors=True)
 
+    def test_5c_deleting_a_job_stops_its_running_run(self):
+        src = os.path.join(self.c.root, "slow-source")
+        os.makedirs(src)
+        for i in range(16):
+            with open(os.path.join(src, f"block-{i:02d}.dat"), "wb") as f:
+                f.write(os.urandom(512 << 10))
+        self.c.enroll("pc-slow", extra=["--bwlimit", "256KB"])  # 8 MiB: half a minute of uploads
+        self.c.cli("jobs", "add", "pc-slow", "slow", "--source", src, "--dest", "lab1/slow",
+                   "--settle", "0s", "--interval", "1h")
+        wait_for("the slow run to start uploading",
+                 lambda: any(r["state"] == "running" for r in self.c.cli_json("runs", "pc-slow", "slow")))
+        run_id = self.c.cli_json("runs", "pc-slow", "slow")[0]["run_id"]
+        self.c.cli("jobs", "rm", "pc-slow", "slow")
+        def agent_log():
+            with open(os.path.join(self.c.root, "agent-pc-slow.log"), encoding="utf-8", errors="replace") as f:
+                return f.read()
+        wait_for("the deleted job's scan to end", lambda: f"run={run_id} scanned " in agent_log(), timeout=90)
+        log = agent_log()
+        dest = os.path.join(self.c.share, "lab1", "slow")
+        landed = [f for f in os.listdir(dest) if not f.startswith(".")] if os.path.isdir(dest) else []
+        self.assertLess(len(landed), 16, "the run went on after its job was deleted")
+        self.assertIn(f"run={run_id} job=slow: the job was deleted; stopping its run", log)
+        # What the agent read of the folder: not all of it (the scan stopped, not just the uploads).
+        hashed = re.search(rf"run={run_id} scanned \d+ files \(\d+ bytes\), hashed (\d+)", log)
+        self.assertIsNotNone(hashed, log)
+        self.assertLess(int(hashed.group(1)), 16, log)
+        self.c.stop_agent("pc-slow")
+
     def test_6_agent_stops_cleanly_on_sigterm(self):
         self.assertEqual(self.c.stop_agent("pc-e2e"), 0)
 
