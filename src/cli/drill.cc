@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cli/cli_support.h"
 #include "common/crypto.h"
 #include "common/files.h"
 #include "common/json.h"
@@ -124,7 +125,7 @@ class Admin {
   http::Client client_;
 };
 
-std::string Seg(const std::string& s) { return http::PercentEncode(s); }
+using cli::Seg;
 
 // All index rows of a job: path → sha256.
 std::map<std::string, std::string> Rows(Admin& api, const std::string& runner, const std::string& job) {
