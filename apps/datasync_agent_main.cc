@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
                  "the server's public-key pin: sha256//BASE64 of its SubjectPublicKeyInfo (or 64 hex digits)");
   app.add_flag("--allow-http", cfg.allow_http,
                "allow a plain http:// server URL (only on loopback or a trusted network)");
+  app.add_option("--allow-source", cfg.allowed_sources,
+                 "a folder this PC's jobs may read, it and below (repeat for more; the config file's "
+                 "allow_source = [...]); a job whose source lies elsewhere fails unread")
+      ->take_all();
   app.add_flag("--re-enroll", cfg.re_enroll, "move the current identity aside and enroll again");
   app.add_flag("--once", cfg.once, "run every job once and exit");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");

@@ -86,7 +86,7 @@ class DataSync:
     def __init__(self, bin_dir, src, agent_extra, storage):
         self.src = src
         self.c = Cluster(bin_dir, heartbeat="60s", storage=storage)
-        self.c.enroll("bench-pc", extra=agent_extra)
+        self.c.enroll("bench-pc", extra=["--allow-source", src, *agent_extra])
         self.dest = os.path.join(self.c.share, "bench", "raw")
         # The job runs once at once when the agent learns of it: let that be on an empty folder.
         hidden = src + ".hidden"

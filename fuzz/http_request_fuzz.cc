@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "http/http_types.h"
+#include "server/server.h"
 
 namespace bhttp = boost::beast::http;
 
@@ -36,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CheckTarget(std::string_view(reinterpret_cast<const char*>(data), size));
   bhttp::request_parser<bhttp::string_body> parser;
   parser.header_limit(ds::http::kMaxRequestHeaderBytes);
-  parser.body_limit(64 * 1024);
+  parser.body_limit(ds::ServerConfig().anonymous_max_body_bytes);  // the default for strangers
   parser.eager(true);
   boost::system::error_code ec;
   parser.put(boost::asio::buffer(data, size), ec);

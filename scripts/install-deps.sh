@@ -5,6 +5,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost-dev libboost-system-dev libcurl4-openssl-dev libssl-dev nlohmann-json3-dev
   libsqlite3-dev libsqlitecpp-dev sqlite3 libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
+  libutf8proc-dev  # Unicode NFC of file names (common/unicode.cc)
   postgresql libpqxx-dev libpq-dev
   libabsl-dev libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 rsync curl nginx chromium

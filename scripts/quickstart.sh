@@ -66,7 +66,7 @@ fi
 if [ ! -d "$VAR/sample" ]; then python3 scripts/make_sample.py "$VAR/sample" 300; fi
 NAME="${DATASYNC_AGENT_NAME:-$(hostname -s)}"
 nohup "$BIN/datasync-agent" --server "$URL" --ca-file "$TLS/ca.pem" --state-dir "$VAR/agent" --name "$NAME" \
-  --enroll-poll 500ms >"$VAR/agent.log" 2>&1 &
+  --allow-source "$VAR/sample" --enroll-poll 500ms >"$VAR/agent.log" 2>&1 &
 echo $! >"$VAR/agent.pid"
 
 status_of() { "$BIN/datasync" runners list --json | python3 -c "import json,sys

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "agent/agent_state.h"
 #include "agent/job_runner.h"
 #include "agent/journal.h"
@@ -150,6 +151,34 @@ class DiskSampler {
   Clock::time_point sampled_at_;  // when last_ was taken
   bool changed_ = false;
   bool stopped_ = false;
+};
+
+// One run's stop flag: set when the agent stops or when the run's job is deleted (Cancel), so
+// that a deleted job's scan and uploads stop at the next file. The agent's stop flag is set by a
+// signal thread that cannot be told about runs; a small thread carries it over within 50 ms.
+class RunCancel {
+ public:
+  explicit RunCancel(const std::atomic<bool>& agent_stop)
+      : watcher_([this, &agent_stop] {
+          while (!done_.load() && !flag_.load()) {
+            if (agent_stop.load()) flag_ = true;
+            std::this_thread::sleep_for(milliseconds(50));
+          }
+        }) {}
+  ~RunCancel() {
+    done_ = true;
+    watcher_.join();
+  }
+  RunCancel(const RunCancel&) = delete;
+  RunCancel& operator=(const RunCancel&) = delete;
+
+  void Cancel() { flag_ = true; }
+  const std::atomic<bool>* flag() const { return &flag_; }
+
+ private:
+  std::atomic<bool> flag_{false};
+  std::atomic<bool> done_{false};
+  std::thread watcher_;
 };
 
 // How often the job folders' free space is sampled (heartbeats send the last sample).
@@ -298,6 +327,11 @@ class Agent {
     DS_RETURN_IF_ERROR(http::CheckServerUrl(state_.server_url, config_.allow_http, "pass --allow-http"));
     DS_ASSIGN_OR_RETURN(journal_, OpenJournal((std::filesystem::path(config_.state_dir) / "agent.db").string()));
     client_ = NewClient(std::chrono::milliseconds(0));
+    if (sources_.roots().empty()) {
+      spdlog::warn("no --allow-source folder: every job this runner is given fails unread");
+    } else {
+      spdlog::info("jobs may read under: {}", absl::StrJoin(sources_.roots(), ", "));
+    }
     // Jobs known from last time, so the agent syncs even if the server is down at start.
     int64_t version = -1;
     if (auto cached = journal_->LoadJobs(&version); cached.ok()) {
@@ -623,6 +657,11 @@ class Agent {
       jobs_[j.name] = j;
       folders.emplace_back(j.name, j.source);
     }
+    const auto running = jobs_.find(current_job_);
+    if (run_cancel_ != nullptr && (running == jobs_.end() || running->second.id != current_job_id_)) {
+      spdlog::warn("run={} job={}: the job was deleted; stopping its run", current_run_, current_job_);
+      run_cancel_->Cancel();
+    }
     disk_sampler_->SetFolders(std::move(folders));
     next_due_ = std::move(due);
     jobs_version_ = version;
@@ -747,6 +786,7 @@ class Agent {
       std::lock_guard<std::mutex> lock(mu_);
       current_run_ = run_id;
       current_job_ = job.name;
+      current_job_id_ = job.id;
       current_started_ms_ = SystemClock()->NowUnixMs();
       counters_.files_total = counters_.files_done = counters_.bytes_total = counters_.bytes_done = 0;
     }
@@ -765,9 +805,19 @@ class Agent {
     o.delta_copies_held = config_.delta_copies_held;
     o.block_size = config_.block_size;
     o.new_client = [this] { return NewClient(milliseconds(60'000)); };
-    o.stop = &stop_;
+    RunCancel cancel(stop_);
+    o.stop = cancel.flag();
     o.counters = &counters_;
+    o.sources = &sources_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      run_cancel_ = &cancel;
+    }
     auto outcome = RunJob(client_.get(), job, o);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      run_cancel_ = nullptr;
+    }
     if (outcome.ok()) {
       metrics_.Add("datasync_agent_runs_total", {{"state", outcome->state}});
       metrics_.Add("datasync_agent_files_uploaded_total", {}, static_cast<double>(outcome->uploaded));
@@ -785,6 +835,7 @@ class Agent {
   const AgentConfig config_;
   const std::atomic<bool>& stop_;
   const std::unique_ptr<RateLimiter> rate_limiter_;  // --bwlimit over all uploads; thread-safe
+  const SourceRoots sources_{config_.allowed_sources};  // --allow-source
 
   // Set before the threads start, then read-only.
   AgentState state_;
@@ -817,6 +868,8 @@ class Agent {
   std::deque<protocol::Command> queue_;
   bool quitting_ = false;
   std::string current_job_;
+  int64_t current_job_id_ = 0;
+  RunCancel* run_cancel_ = nullptr;  // the current run's, while it runs
   int64_t current_started_ms_ = 0;
   // Updated by the running job, read by heartbeats.
   RunCounters counters_;

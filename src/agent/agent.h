@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -29,6 +30,9 @@ struct AgentConfig {
   std::string ca_file;
   std::string pinned_key;
   bool allow_http = false;
+  // The folders this PC lets its jobs read (--allow-source, repeatable): a job whose source is
+  // not one of them or below one fails its runs, whatever the server says. None: no job runs.
+  std::vector<std::string> allowed_sources;
   bool re_enroll = false;                         // move the state aside and enroll afresh
   bool once = false;                              // run every job once, then exit
   // Observability:

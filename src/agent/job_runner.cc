@@ -477,8 +477,15 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   // 1. Scan, reusing cached hashes. Copying while scanning: the scan hands each file it must
   //    read to `so.read_new`, which stages it into storage (hashing the bytes as it copies) and
   //    queues the copy for step 2a; at most kCopiesLive copies (kCommitBytes) wait at once.
+  //    The source is read only when it lies under a folder the agent's own config allows: else
+  //    the scan fails (the run's error says so) and nothing of it is read.
+  const absl::StatusOr<std::filesystem::path> source = o.sources->Admit(job.source);
   ScanOptions so;
-  so.root = job.source;
+  so.root = source.ok() ? *source : std::filesystem::path(job.source);
+  auto scan_source = [&]() -> absl::StatusOr<ScanResult> {
+    if (!source.ok()) return source.status();
+    return ScanJob(so, cache.get());
+  };
   so.includes = job.includes;
   so.excludes = job.excludes;
   so.settle = std::chrono::milliseconds(job.settle_ms);
@@ -616,7 +623,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
   uint64_t streamed_planned_bytes = 0;
   if (copy_while_scanning) {
     std::thread scanner([&] {
-      absl::StatusOr<ScanResult> r = ScanJob(so, cache.get());
+      absl::StatusOr<ScanResult> r = scan_source();
       std::lock_guard<std::mutex> l(copies_mu);
       finish_scan(std::move(r));
       scan_done = true;
@@ -758,7 +765,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
     }
     scanner.join();
   } else {
-    finish_scan(ScanJob(so, cache.get()));
+    finish_scan(scan_source());
   }
   const Manifest& files = scan.files;
   const size_t n = files.size();
@@ -1047,7 +1054,7 @@ absl::StatusOr<JobRunOutcome> RunJob(http::Client* client, const protocol::JobSp
           po.block_parallelism = o.block_parallelism;
           po.cancel = o.stop;
           po.verify = o.verify;
-          const std::filesystem::path source = std::filesystem::path(job.source) / u.path;
+          const std::filesystem::path source = so.root / DiskPathOf(scan, u.path);
           std::string granted_kept_version;
           absl::StatusOr<PutResult> put = absl::UnknownError("not uploaded");
           // Read only while it is the file the scan hashed: a symlink, FIFO or other file put

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "agent/journal.h"
+#include "agent/source_roots.h"
 #include "common/rate_limiter.h"
 #include "common/status.h"
 #include "http/http_client.h"
@@ -47,6 +48,8 @@ struct JobRunOptions {
   // A delta run's copies whose results it holds back until its compares are done, at most;
   // beyond that the rest is uploaded after the scan (bounds memory).
   size_t delta_copies_held = 20'000;
+  // Required: the folders this agent may read; a source outside them fails the run unread.
+  const SourceRoots* sources = nullptr;
 };
 
 struct JobRunOutcome {

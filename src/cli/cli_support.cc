@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/escape.h"
 #include "common/files.h"
 #include "common/json.h"
@@ -88,6 +89,25 @@ std::string Raw(const json& j, const char* key) {
 }
 
 std::string Str(const json& j, const char* key) { return EscapeForTerminal(Raw(j, key)); }
+
+void PrintJson(const json& j, int indent) {
+  const std::string text = j.dump(indent, ' ', false, json::error_handler_t::replace);
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const auto next = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+    if (c == 0x7F) {
+      out += "\\u007f";
+    } else if (c == 0xC2 && next >= 0x80 && next <= 0x9F) {  // U+0080..U+009F in UTF-8
+      absl::StrAppendFormat(&out, "\\u%04x", next);
+      ++i;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  std::cout << out << "\n";
+}
 
 void PrintTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows) {

@@ -68,6 +68,12 @@ std::string Str(const nlohmann::json& j, const char* key);
 // `j[key]` as it is (strings unescaped), for values the CLI sends back or compares.
 std::string Raw(const nlohmann::json& j, const char* key);
 
+// Prints `j` as JSON on stdout (indented by `indent`, or on one line when negative), then a
+// newline. JSON escapes C0 controls itself; DEL and C1 controls (U+0080..U+009F, which some
+// terminals take as CSI and friends) are written as \u escapes too, so JSON output is safe on a
+// terminal and still the same JSON.
+void PrintJson(const nlohmann::json& j, int indent = 2);
+
 // Prints rows as aligned columns with a header, on stdout; every cell EscapeForTerminal'ed.
 void PrintTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);

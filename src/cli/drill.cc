@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cli/cli_support.h"
 #include "common/crypto.h"
 #include "common/files.h"
 #include "common/json.h"
@@ -124,7 +125,7 @@ class Admin {
   http::Client client_;
 };
 
-std::string Seg(const std::string& s) { return http::PercentEncode(s); }
+using cli::Seg;
 
 // All index rows of a job: path → sha256.
 std::map<std::string, std::string> Rows(Admin& api, const std::string& runner, const std::string& job) {
@@ -223,7 +224,8 @@ std::unique_ptr<Child> StartAgent(const DrillOptions& o, const fs::path& dir, co
   return std::make_unique<Child>(
       std::vector<std::string>{o.bin_dir + "/datasync-agent", "--server", url, "--state-dir",
                                (dir / ("agent-" + name)).string(), "--name", name, "--enroll-poll", "200ms",
-                               "--heartbeat-interval", "1s", "--log-level", "warn", "--allow-http"},
+                               "--heartbeat-interval", "1s", "--log-level", "warn", "--allow-http",
+                               "--allow-source", dir.string()},
       (dir / ("agent-" + name + ".log")).string());
 }
 

@@ -1,6 +1,7 @@
 #include "common/paths.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/unicode.h"
 
 namespace ds {
 namespace {
@@ -69,6 +70,14 @@ absl::Status ValidateRelativePath(std::string_view path) {
           absl::StrCat("path component is longer than ", kMaxComponentBytes, " bytes"));
     }
     start = end + 1;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateIndexPath(std::string_view path) {
+  DS_RETURN_IF_ERROR(ValidateRelativePath(path));
+  if (!IsNfc(path)) {
+    return absl::InvalidArgumentError("path is not in Unicode NFC (agents normalize names as they scan)");
   }
   return absl::OkStatus();
 }

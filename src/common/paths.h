@@ -18,6 +18,12 @@ inline constexpr size_t kMaxComponentBytes = 255;  // one path component, bytes
 // the first problem otherwise.
 [[nodiscard]] absl::Status ValidateRelativePath(std::string_view path);
 
+// ValidateRelativePath, and in Unicode NFC: the form in which a path enters the index (manifest
+// entries, run results). Agents normalize names as they scan, so that the NFC and NFD spellings
+// of one name never become two rows; storage operations take any valid relative path (objects
+// written under other spellings stay readable, listable and scrubbable).
+[[nodiscard]] absl::Status ValidateIndexPath(std::string_view path);
+
 // Joins a validated prefix (may be empty) and a validated relative path with '/'.
 std::string JoinKey(std::string_view prefix, std::string_view path);
 

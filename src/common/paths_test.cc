@@ -19,6 +19,17 @@ TEST(ValidateRelativePathTest, AcceptsNormalisedRelativePaths) {
   }
 }
 
+TEST(ValidateIndexPathTest, TakesNfcOnlyWhileStorageTakesEitherSpelling) {
+  const std::string nfd = "caf" "e\xCC\x81" ".dat";
+  EXPECT_TRUE(ValidateRelativePath(nfd).ok());  // an object another tool wrote stays reachable
+  absl::Status st = ValidateIndexPath(nfd);
+  EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+  EXPECT_NE(std::string(st.message()).find("NFC"), std::string::npos) << st;
+  EXPECT_TRUE(ValidateIndexPath("caf\xC3\xA9.dat").ok());
+  EXPECT_TRUE(ValidateIndexPath("plain/ascii.dat").ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateIndexPath("../x")));
+}
+
 TEST(ValidateRelativePathTest, AcceptsLengthLimitsExactly) {
   EXPECT_TRUE(ValidateRelativePath(std::string(kMaxComponentBytes, 'c')).ok());
   std::string path;

@@ -66,12 +66,13 @@ absl::StatusOr<std::shared_ptr<ssl::context>> LoadTlsContext(const std::string& 
 }
 
 // The method, decoded path and headers of a request whose header has been read.
-RequestHead HeadOf(const bhttp::request<bhttp::string_body>& msg) {
+// The head of `msg`, whose target `decoded` is (decoded once, for the head and the request).
+RequestHead HeadOf(const bhttp::request<bhttp::string_body>& msg,
+                   const absl::StatusOr<RequestTarget>& decoded) {
   RequestHead head;
   head.method = std::string(msg.method_string());
   const std::string_view target(msg.target().data(), msg.target().size());
-  auto decoded = ParseRequestTarget(target);
-  head.path = decoded.ok() ? std::move(decoded->path) : std::string(target.substr(0, target.find('?')));
+  head.path = decoded.ok() ? decoded->path : std::string(target.substr(0, target.find('?')));
   for (const auto& field : msg) {
     head.headers[absl::AsciiStrToLower(std::string(field.name_string()))] =
         std::string(field.value());
@@ -118,6 +119,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   RequestHead head_;       // of the request being read, once its header is in
+  absl::StatusOr<RequestTarget> target_;  // its decoded target, from the same moment
   size_t body_limit_ = 0;  // bytes, of the request being read
   ServerImpl* server_;
   bool keep_alive_ = true;
@@ -276,7 +278,9 @@ void Session<Stream>::DoRead() {
 template <class Stream>
 void Session<Stream>::OnHeader(beast::error_code ec, size_t bytes) {
   if (ec) return OnRead(ec, bytes);
-  head_ = HeadOf(parser_->get());
+  const auto& target = parser_->get().target();
+  target_ = ParseRequestTarget(std::string_view(target.data(), target.size()));
+  head_ = HeadOf(parser_->get(), target_);
   body_limit_ = server_->BodyLimitFor(head_);
   if (auto declared = parser_->content_length(); declared && *declared > body_limit_) {
     return OnRead(bhttp::error::body_limit, 0);  // answered before any of the body is read
@@ -307,10 +311,9 @@ void Session<Stream>::OnRead(beast::error_code ec, size_t) {
 
   Request req;
   req.method = std::string(msg.method_string());
-  auto target = ParseRequestTarget(std::string_view(msg.target().data(), msg.target().size()));
-  if (!target.ok()) return Write(ProblemResponse(target.status()), true);
-  req.path = std::move(target->path);
-  req.query = std::move(target->query);
+  if (!target_.ok()) return Write(ProblemResponse(target_.status()), true);
+  req.path = std::move(target_->path);
+  req.query = std::move(target_->query);
   req.headers = std::move(head_.headers);
   req.body = std::move(msg.body());
   req.tls = kTls;

@@ -34,10 +34,11 @@ absl::StatusOr<std::unique_ptr<StateIndex>> OpenSqliteUrl(const std::string& url
   const std::string path = url.substr(url.find(':') + 1);
   if (path.empty()) return absl::InvalidArgumentError("index URL \"sqlite:\" has no path");
   const std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  if (!dir.empty()) {
-    std::error_code ec;
+  std::error_code ec;
+  if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
     std::filesystem::create_directories(dir, ec);
     if (ec) return ErrnoStatus(ec.value(), absl::StrCat("creating index directory ", dir.string()));
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);  // only the server's
   }
   return OpenSqliteIndex(path);
 }

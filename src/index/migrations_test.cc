@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <memory>
@@ -185,6 +186,49 @@ TEST_F(SqliteIndexTest, OnlineBackupIsAConsistentOpenableCopy) {
   ASSERT_TRUE(v.ok());
   EXPECT_EQ(*v, (*copy)->LatestKnownSchemaVersion());
   EXPECT_TRUE((*copy)->FindAdminToken("hash-1").ok());
+}
+
+// The mode bits of `path` that group and others hold (0 when only the owner may use it).
+mode_t OthersBits(const std::filesystem::path& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 077;
+}
+
+TEST_F(SqliteIndexTest, IndexFilesAreTheOwnersOnlyWhateverTheUmask) {
+  const mode_t old_umask = ::umask(0);
+  const std::filesystem::path nested = dir_ / "outside-data-dir" / "state.db";
+  auto index = OpenStateIndex("sqlite:" + nested.string());
+  ::umask(old_umask);
+  ASSERT_TRUE(index.ok()) << index.status();
+  ASSERT_TRUE((*index)->Migrate().ok());
+  ASSERT_TRUE((*index)->CreateAdminToken("t", "admin", "hash-1", 1).ok());
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::filesystem::path file = nested.string() + suffix;
+    ASSERT_TRUE(std::filesystem::exists(file)) << file;
+    EXPECT_EQ(OthersBits(file), 0) << file;
+  }
+  EXPECT_EQ(OthersBits(nested.parent_path()), 0);
+  const std::string backup = (dir_ / "backup.db").string();
+  ASSERT_TRUE((*index)->BackupTo(backup).ok());
+  EXPECT_EQ(OthersBits(backup), 0);
+}
+
+TEST_F(SqliteIndexTest, OpeningTakesOthersOffAWorldReadableIndex) {
+  {
+    auto index = Open();
+    ASSERT_TRUE(index->Migrate().ok());
+    ASSERT_TRUE(index->CreateAdminToken("t", "admin", "hash-1", 1).ok());
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      ::chmod((db_path_ + suffix).c_str(), 0644);
+    }
+  }
+  auto index = Open();
+  ASSERT_TRUE(index->CreateAdminToken("u", "admin", "hash-2", 2).ok());
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::string file = db_path_ + suffix;
+    if (std::filesystem::exists(file)) EXPECT_EQ(OthersBits(file), 0) << file;
+  }
 }
 
 TEST(OpenStateIndex, RejectsUnknownSchemesWithoutEchoingTheUrl) {

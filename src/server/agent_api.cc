@@ -638,7 +638,7 @@ absl::StatusOr<std::string> Complete(ServerContext* ctx, const Request& req,
   if (cmp.error.size() > 4096) cmp.error.resize(4096);
   for (size_t i = 0; i < cmp.results.size(); ++i) {
     auto& r = cmp.results[i];
-    absl::Status st = ValidateRelativePath(r.path);
+    absl::Status st = ValidateIndexPath(r.path);
     if (!st.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("results[", i, "]: invalid path: ", std::string(st.message())));
     }

@@ -32,14 +32,6 @@ constexpr double kLoginBurst = 20;
 constexpr double kAuthFailuresPerMinute = 30;
 constexpr double kAuthFailureBurst = 30;
 
-// Request text for a log line: control characters become '?'.
-std::string Printable(std::string s) {
-  for (char& c : s) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  }
-  return s;
-}
-
 }  // namespace
 
 Throttles::Throttles(const ServerConfig& config, const Clock* clock)
@@ -107,9 +99,9 @@ void RecordAuthFailure(ServerContext* ctx, const http::Request& req, std::string
   ctx->metrics.Add(kAuthFailureMetric, {{"kind", std::string(kind)}});
   const std::string fingerprint =
       Sha256Hex(absl::StrCat("datasync log fingerprint\n", std::string(credential))).substr(0, 8);
-  spdlog::warn("auth: wrong {} from {} on {} {} (fingerprint {}){}", kind,
-               Printable(ClientAddress(*ctx, req)), req.method, Printable(req.path.substr(0, 200)),
-               fingerprint,
+  // The logger escapes control characters in the address and path (MakeLogger, common/log.cc).
+  spdlog::warn("auth: wrong {} from {} on {} {} (fingerprint {}){}", kind, ClientAddress(*ctx, req),
+               req.method, req.path.substr(0, 200), fingerprint,
                exhausted ? "; further attempts from this address are refused for a while (429)" : "");
 }
 

@@ -172,7 +172,7 @@ absl::Status ValidateWritableKey(const std::string& key) {
   const size_t last_slash = key.rfind('/');
   const std::string_view name =
       std::string_view(key).substr(last_slash == std::string::npos ? 0 : last_slash + 1);
-  if (name.starts_with(kTempPrefix)) {
+  if (IsTempName(name)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "key '", key, "' has a name reserved for temp files (", std::string(kTempPrefix), "*)"));
   }

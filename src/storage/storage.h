@@ -267,6 +267,10 @@ class Storage {
 // Name of the reserved top-level area and the prefix of in-flight temp files.
 inline constexpr std::string_view kReservedArea = ".datasync";
 inline constexpr std::string_view kTempPrefix = ".dstmp-";
+// Where earlier versions of an object are kept, under the reserved area: .datasync/versions/.
+inline constexpr std::string_view kVersionsDir = "versions";
+// True when a key's last component `name` is an in-flight temp file's.
+inline bool IsTempName(std::string_view name) { return name.starts_with(kTempPrefix); }
 // Top-level area of server-side files (agent releases): releases/<version>/<file>. Ordinary
 // objects to the storage backends; jobs may not write under it (the server refuses such a
 // destination prefix).

@@ -13,7 +13,7 @@ std::optional<std::string> PlanReason(const protocol::ManifestEntry& entry,
 }
 
 absl::Status ValidateManifestEntry(const protocol::ManifestEntry& entry) {
-  absl::Status st = ValidateRelativePath(entry.path);
+  absl::Status st = ValidateIndexPath(entry.path);
   if (!st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("invalid path: ", std::string(st.message())));
   }

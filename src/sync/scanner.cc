@@ -17,6 +17,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -27,6 +28,7 @@
 #include "common/files.h"
 #include "common/paths.h"
 #include "common/time_util.h"
+#include "common/unicode.h"
 
 namespace ds {
 namespace {
@@ -45,6 +47,7 @@ constexpr char kChangedWhileReading[] = "changed while reading";
 constexpr char kSymlinkOutside[] = "symlink points outside the job folder";
 constexpr char kSymlinkDangling[] = "dangling symlink";
 constexpr char kNotRegular[] = "not a regular file";
+constexpr char kNfcCollision[] = "another name in this folder is the same in Unicode NFC";
 
 // Closes a file descriptor on scope exit.
 class FdCloser {
@@ -138,7 +141,8 @@ class Scanner {
 
  private:
   struct DirEntry {
-    std::string name;
+    std::string name;    // in Unicode NFC: the name the manifest uses
+    std::string disk;    // the name on disk when that is not `name` (not NFC); else empty
     unsigned char type;  // DT_*; resolved by lstat when readdir does not say
     bool have_stat;      // `st` holds the entry's lstat
     struct stat st;
@@ -152,6 +156,7 @@ class Scanner {
       };
       return next(*this) < next(o);
     }
+    const std::string& DiskName() const { return disk.empty() ? name : disk; }
   };
 
   bool Cancelled() const {
@@ -188,7 +193,30 @@ class Scanner {
       e.name = n;
       e.type = de->d_type;
       e.have_stat = false;
+      if (!IsNfc(e.name)) {
+        if (std::optional<std::string> nfc = ToNfc(e.name)) {  // invalid UTF-8 is refused later
+          e.disk = std::exchange(e.name, std::move(*nfc));
+          renamed_seen_ = true;
+        }
+      }
     }
+  }
+
+  // Takes out (and reports) the entries whose names are equal in NFC: two spellings of one name
+  // in one folder (made by different clients) would be one path, so neither is synced.
+  void DropNfcCollisions(const std::string& rel_dir, std::vector<DirEntry>& entries) {
+    std::map<std::string_view, int> count;
+    for (const DirEntry& e : entries) ++count[e.name];
+    if (count.size() == entries.size()) return;
+    std::vector<DirEntry> kept;
+    for (DirEntry& e : entries) {
+      if (count[e.name] == 1) {
+        kept.push_back(std::move(e));
+      } else {
+        Skip(rel_dir.empty() ? e.DiskName() : absl::StrCat(rel_dir, "/", e.DiskName()), kNfcCollision);
+      }
+    }
+    entries = std::move(kept);
   }
 
   // Reads the names in `dir_fd` in the order their paths sort (see DirEntry::operator<).
@@ -196,12 +224,13 @@ class Scanner {
     DS_RETURN_IF_ERROR(ReadNames(dir_fd, rel_dir, out));
     for (DirEntry& e : out) {
       if (e.type != DT_UNKNOWN) continue;
-      if (::fstatat(dir_fd, e.name.c_str(), &e.st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (::fstatat(dir_fd, e.DiskName().c_str(), &e.st, AT_SYMLINK_NOFOLLOW) == 0) {
         e.have_stat = true;
         e.type = IFTODT(e.st.st_mode);
       }
     }
     std::sort(out.begin(), out.end());
+    if (renamed_seen_) DropNfcCollisions(rel_dir, out);
     return absl::OkStatus();
   }
 
@@ -211,17 +240,23 @@ class Scanner {
     std::vector<DirEntry> entries;
     DS_RETURN_IF_ERROR(ReadSortedNames(dir_fd, prefix, entries));
     const size_t prefix_len = prefix.size();
+    const size_t disk_len = disk_path_.size();
     for (DirEntry& entry : entries) {
       if (Cancelled()) return absl::CancelledError("scan cancelled");
       prefix.resize(prefix_len);
-      if (prefix_len > 0) prefix.push_back('/');
+      disk_path_.resize(disk_len);
+      if (prefix_len > 0) {
+        prefix.push_back('/');
+        disk_path_.push_back('/');
+      }
       const size_t base_offset = prefix.size();
       prefix.append(entry.name);
+      disk_path_.append(entry.DiskName());
 
       const unsigned char type = entry.type;
       if (type == DT_UNKNOWN) {  // lstat failed in ReadSortedNames: try once more for the reason
         struct stat st;
-        if (::fstatat(dir_fd, entry.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT) {
+        if (::fstatat(dir_fd, entry.DiskName().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT) {
           Skip(prefix, ErrnoReason(errno));
         }
         continue;
@@ -229,10 +264,10 @@ class Scanner {
 
       switch (type) {
         case DT_DIR:
-          DS_RETURN_IF_ERROR(VisitDirectory(dir_fd, entry.name, prefix));
+          DS_RETURN_IF_ERROR(VisitDirectory(dir_fd, entry.DiskName(), prefix));
           break;
         case DT_REG:
-          VisitFile(dir_fd, entry.name, prefix, base_offset, entry.have_stat ? &entry.st : nullptr);
+          VisitFile(dir_fd, entry.DiskName(), prefix, base_offset, entry.have_stat ? &entry.st : nullptr);
           break;
         case DT_LNK:
           VisitSymlink(prefix, base_offset);
@@ -243,6 +278,7 @@ class Scanner {
       }
     }
     prefix.resize(prefix_len);
+    disk_path_.resize(disk_len);
     return absl::OkStatus();
   }
 
@@ -277,6 +313,7 @@ class Scanner {
       Skip(path, absl::StrCat("invalid name: ", std::string(valid.message())));
       return false;
     }
+    if (renamed_seen_ && disk_path_ != path) result_.disk_paths.emplace(path, disk_path_);
     return true;
   }
 
@@ -343,7 +380,7 @@ class Scanner {
   // A symlink at `path`: included only when it resolves to a regular file inside root.
   void VisitSymlink(const std::string& path, size_t base_offset) {
     if (!PassesFilters(path, base_offset)) return;
-    std::string full = (options_.root / path).string();
+    std::string full = (options_.root / disk_path_).string();
     struct stat st;
     if (::stat(full.c_str(), &st) != 0) {
       int e = errno;
@@ -607,6 +644,9 @@ class Scanner {
 
   // Set at the start of Run().
   std::string root_real_prefix_;  // realpath of root with a trailing '/'
+  // The current entry's relative path as spelled on disk (the walk's `prefix` is its NFC form).
+  std::string disk_path_;
+  bool renamed_seen_ = false;     // a name not in NFC was met: paths may differ from disk_path_
   bool check_settle_ = false;
   int64_t settle_cutoff_ns_ = 0;  // Unix nanoseconds; files modified later are unsettled
 
@@ -632,6 +672,11 @@ class Scanner {
 absl::StatusOr<ScanResult> ScanJob(const ScanOptions& options, HashCache* cache) {
   Scanner scanner(options, cache);
   return scanner.Run();
+}
+
+const std::string& DiskPathOf(const ScanResult& scan, const std::string& path) {
+  auto it = scan.disk_paths.find(path);
+  return it == scan.disk_paths.end() ? path : it->second;
 }
 
 bool PassesFilters(const std::string& relative_path, const std::vector<std::string>& includes,

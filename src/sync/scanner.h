@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +49,9 @@ struct ScanResult {
   // reads the file only while it is still that one (OpenScannedFile).
   std::vector<FileIdentity> identities;
   std::vector<ScanProblem> skipped;      // unreadable, changed while hashed, unsafe name, symlink out
+  // Paths are in Unicode NFC (names on disk are normalized): for each file whose path is spelled
+  // otherwise on disk, manifest path → relative path on disk (DiskPathOf).
+  std::map<std::string, std::string> disk_paths;
   uint64_t total_bytes = 0;              // sum of the files' sizes
   // Indices in `files` of the entries hashed by this scan (cache misses), increasing: with a
   // cache, every other entry equals the cache's entry for its path (the delta compare's base).
@@ -60,7 +64,8 @@ struct ScanResult {
 };
 
 // Walks `options.root` recursively, in byte order of the relative paths (a directory's name sorts
-// as if it ended in '/'), so the manifest is built in order and the cache is read front to back.
+// as if it ended in '/'; names normalized to NFC, two names equal in NFC in one folder both
+// reported in `skipped`), so the manifest is built in order and the cache is read front to back.
 // Never modifies anything under root. Symbolic links: a link to
 // a regular file whose real path is inside root is included under the link's path; links to
 // directories are not descended; links pointing outside root are reported in `skipped`. Files
@@ -70,6 +75,10 @@ struct ScanResult {
 // the caller ends the cache's scan (HashCache::EndScan, Adopt).
 // Errors: NotFound / PermissionDenied for the root itself, Cancelled.
 [[nodiscard]] absl::StatusOr<ScanResult> ScanJob(const ScanOptions& options, HashCache* cache);
+
+// The relative path on disk of the manifest entry at `path` (itself, unless its name on disk is
+// not in NFC).
+const std::string& DiskPathOf(const ScanResult& scan, const std::string& path);
 
 // True when `relative_path` passes the include/exclude filters.
 bool PassesFilters(const std::string& relative_path, const std::vector<std::string>& includes,

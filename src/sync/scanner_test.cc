@@ -370,6 +370,45 @@ TEST_F(ScannerTest, UnsafeNamesAreSkipped) {
   EXPECT_THAT(SkipReason(*r, "ctl\x01.dat"), HasSubstr("control"));
 }
 
+// "é" written as e + U+0301 (NFD: macOS, some SMB clients) and as U+00E9 (NFC).
+constexpr char kNfdE[] = "e\xCC\x81";
+constexpr char kNfcE[] = "\xC3\xA9";
+
+TEST_F(ScannerTest, NamesAreNormalizedToNfcAndReadUnderTheirDiskSpelling) {
+  Write(std::string("caf") + kNfdE + ".dat", "coffee");
+  Write(std::string("r") + kNfdE + "sum" + kNfdE + "/cv.txt", "cv");
+  Write("f.dat", "f");  // sorts before "é…" in NFC, after "e…" in NFD
+  Write(std::string(kNfdE) + "x.dat", "ex");
+  fs::create_symlink(root_ / (std::string("caf") + kNfdE + ".dat"), root_ / (std::string("link-") + kNfdE));
+  absl::StatusOr<ScanResult> r = ScanJob(Options(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string cafe = std::string("caf") + kNfcE + ".dat";
+  const std::string cv = std::string("r") + kNfcE + "sum" + kNfcE + "/cv.txt";
+  const std::string ex = std::string(kNfcE) + "x.dat";
+  const std::string link = std::string("link-") + kNfcE;
+  EXPECT_THAT(Paths(*r), ElementsAre(cafe, "f.dat", link, cv, ex));
+  EXPECT_THAT(r->skipped, IsEmpty());
+  EXPECT_EQ(DiskPathOf(*r, cafe), std::string("caf") + kNfdE + ".dat");
+  EXPECT_EQ(DiskPathOf(*r, cv), std::string("r") + kNfdE + "sum" + kNfdE + "/cv.txt");
+  EXPECT_EQ(DiskPathOf(*r, "f.dat"), "f.dat");
+  EXPECT_EQ(r->files.Wire(0).sha256, Sha256Hex("coffee"));
+  for (size_t i = 0; i < r->files.size(); ++i) {  // each is opened where the upload opens it
+    const std::string path(r->files[i].path);
+    EXPECT_TRUE(OpenScannedFile(root_ / DiskPathOf(*r, path), r->identities[i]).ok()) << path;
+  }
+}
+
+TEST_F(ScannerTest, TwoSpellingsOfOneNameInAFolderAreBothSkipped) {
+  Write(std::string("caf") + kNfdE + ".dat", "nfd");
+  Write(std::string("caf") + kNfcE + ".dat", "nfc");
+  Write("other.dat", "o");
+  absl::StatusOr<ScanResult> r = ScanJob(Options(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(Paths(*r), ElementsAre("other.dat"));
+  ASSERT_EQ(r->skipped.size(), 2u);
+  for (const auto& s : r->skipped) EXPECT_THAT(s.error, HasSubstr("NFC")) << s.path;
+}
+
 TEST_F(ScannerTest, ExcludedUnsafeNameIsNotReported) {
   Write("back\\slash.tmp", "b");
   ScanOptions o = Options();

@@ -492,13 +492,15 @@ class Cluster:
         return ["--allow-http"] if url.startswith("http://") else ["--ca-file", self.tls.ca_file]
 
     def start_agent(self, name, extra=(), url=None, trust=True):
-        """trust=False: no --ca-file/--allow-http (the test passes its own in `extra`)."""
+        """trust=False: no --ca-file/--allow-http (the test passes its own in `extra`). The agent
+        may read job sources under the cluster's root (--allow-source), where tests make them."""
         state = os.path.join(self.root, "agent-" + name)
         log = open(os.path.join(self.root, f"agent-{name}.log"), "ab")
         self.logs.append(log)
         url = url or self.url
         p = subprocess.Popen([self.bin("datasync-agent"), "--server", url, "--state-dir", state,
                               "--name", name, "--enroll-poll", "200ms", "--heartbeat-interval", "1s",
+                              "--allow-source", self.root,
                               *(self.agent_trust(url) if trust else []), *extra],
                              stdout=log, stderr=log)
         self.agents[name] = p

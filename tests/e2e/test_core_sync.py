@@ -6,8 +6,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -274,7 +276,8 @@ class CoreSyncTest(unittest.TestCase):
         run_id = "11111111-2222-4333-8444-555555555555"
         good = {"path": "ok.dat", "size": 1, "mtime_ns": 1, "sha256": "a" * 64}
         for bad_path in ["../../etc/passwd", "/etc/passwd", "a/../../b", "a\\..\\b", "a\u0000b",
-                         "C:/windows", "x" * 5000, "a//b", "./a"]:
+                         "C:/windows", "x" * 5000, "a//b", "./a",
+                         "cafe\u0301.dat"]:  # NFD: one name must be one row (agents send NFC)
             entry = dict(good, path=bad_path)
             st, body, hdrs = self.c.http("POST", "/api/v1/agent/jobs/loot/compare",
                                          {"run_id": run_id, "files": [good, entry]}, token=key)
@@ -362,6 +365,78 @@ class CoreSyncTest(unittest.TestCase):
         self.assertEqual(self.c.runner("pc-e2e")["group"], "lab-2")  # bad input changed nothing
         self.c.cli("runners", "group", "pc-e2e")
         self.assertEqual(self.c.runner("pc-e2e")["group"], "")
+
+    def test_3d_a_name_spelled_in_nfd_on_disk_lands_once_under_its_nfc_name(self):
+        nfd, nfc = "cafe\u0301-spectrum.dat", "caf\u00e9-spectrum.dat"
+        with open(os.path.join(self.src, nfd), "wb") as f:
+            f.write(b"one name, two spellings")
+        os.utime(os.path.join(self.src, nfd), (1_700_000_000, 1_700_000_000))  # settled
+        try:
+            for _ in range(2):  # the second run finds it indexed: nothing uploaded again
+                run = self.sync()
+                self.assertEqual(run["state"], "succeeded", run)
+            self.assertEqual(run["files_uploaded"], 0, run)
+            self.assertTrue(os.path.exists(os.path.join(self.dest, nfc)))
+            self.assertFalse(os.path.exists(os.path.join(self.dest, nfd)))
+            rows = self.index_rows()
+            self.assertIn(nfc, rows)
+            self.assertNotIn(nfd, rows)
+            self.assertEqual(rows[nfc]["sha256"], sha256_file(os.path.join(self.src, nfd)))
+        finally:
+            os.remove(os.path.join(self.src, nfd))
+            self.sync()
+
+    def test_5b_a_source_outside_the_agents_allowed_folders_is_never_read(self):
+        # The server (an admin, or whoever took it over) names folders the PC did not allow: one
+        # outside the agent's --allow-source root, and one inside it that is a symlink out.
+        outside = tempfile.mkdtemp(prefix="datasync-e2e-outside-")
+        try:
+            with open(os.path.join(outside, "secret.txt"), "w") as f:
+                f.write("not for the server\n")
+            link = os.path.join(self.c.root, "link-out")
+            os.symlink(outside, link)
+            for job, source in (("loot", outside), ("loot-link", link)):
+                self.c.cli("jobs", "add", "pc-e2e", job, "--source", source, "--dest", f"lab1/{job}",
+                           "--settle", "0s", "--interval", "1h")
+                p = self.c.cli("sync", "pc-e2e", job, "--wait", "--json", check=False)
+                self.assertNotEqual(p.returncode, 0, p.stdout)
+                run = json.loads(p.stdout)
+                self.assertEqual(run["state"], "failed", run)
+                self.assertIn("--allow-source", run["error"])
+                self.assertEqual(run["files_seen"], 0)
+                self.assertFalse(os.path.exists(os.path.join(self.c.share, "lab1", job)), job)
+                self.assertEqual(self.c.cli_json("files", "pc-e2e", job, "--all"), [])
+                self.c.cli("jobs", "rm", "pc-e2e", job)
+        finally:
+            shutil.rmtree(outside, ignore_errors=True)
+
+    def test_5c_deleting_a_job_stops_its_running_run(self):
+        src = os.path.join(self.c.root, "slow-source")
+        os.makedirs(src)
+        for i in range(16):
+            with open(os.path.join(src, f"block-{i:02d}.dat"), "wb") as f:
+                f.write(os.urandom(512 << 10))
+        self.c.enroll("pc-slow", extra=["--bwlimit", "256KB"])  # 8 MiB: half a minute of uploads
+        self.c.cli("jobs", "add", "pc-slow", "slow", "--source", src, "--dest", "lab1/slow",
+                   "--settle", "0s", "--interval", "1h")
+        wait_for("the slow run to start uploading",
+                 lambda: any(r["state"] == "running" for r in self.c.cli_json("runs", "pc-slow", "slow")))
+        run_id = self.c.cli_json("runs", "pc-slow", "slow")[0]["run_id"]
+        self.c.cli("jobs", "rm", "pc-slow", "slow")
+        def agent_log():
+            with open(os.path.join(self.c.root, "agent-pc-slow.log"), encoding="utf-8", errors="replace") as f:
+                return f.read()
+        wait_for("the deleted job's scan to end", lambda: f"run={run_id} scanned " in agent_log(), timeout=90)
+        log = agent_log()
+        dest = os.path.join(self.c.share, "lab1", "slow")
+        landed = [f for f in os.listdir(dest) if not f.startswith(".")] if os.path.isdir(dest) else []
+        self.assertLess(len(landed), 16, "the run went on after its job was deleted")
+        self.assertIn(f"run={run_id} job=slow: the job was deleted; stopping its run", log)
+        # What the agent read of the folder: not all of it (the scan stopped, not just the uploads).
+        hashed = re.search(rf"run={run_id} scanned \d+ files \(\d+ bytes\), hashed (\d+)", log)
+        self.assertIsNotNone(hashed, log)
+        self.assertLess(int(hashed.group(1)), 16, log)
+        self.c.stop_agent("pc-slow")
 
     def test_6_agent_stops_cleanly_on_sigterm(self):
         self.assertEqual(self.c.stop_agent("pc-e2e"), 0)

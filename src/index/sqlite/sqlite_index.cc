@@ -5,6 +5,8 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <SQLiteCpp/VariadicBind.h>
 #include <sqlite3.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
@@ -13,6 +15,7 @@
 #include <initializer_list>
 #include <filesystem>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -23,9 +26,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/time_util.h"
+#include "common/unique_fd.h"
 #include "index/migrations.h"
 
 namespace ds {
@@ -226,6 +231,28 @@ AuditEntry AuditFromRow(const SQLite::Statement& s) {
   e.details_json = s.getColumn(6).getString();
   e.source_ip = s.getColumn(7).getString();
   return e;
+}
+
+// The index holds key, token and password hashes, the audit and every file's name: only the
+// server's account may read it, whatever the umask and wherever it lives. Creates `path` 0600 if
+// it is missing and takes group and other bits off it and its -wal and -shm (which SQLite then
+// creates with the database file's mode). In-memory and URI databases are left alone.
+absl::Status KeepIndexFilesPrivate(const std::string& path) {
+  if (path.empty() || path == ":memory:" || path.rfind("file:", 0) == 0) return absl::OkStatus();
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) {  // as SQLite's own "cannot open" would be
+    return absl::UnavailableError(absl::StrCat("opening SQLite index ", path, ": ", std::strerror(errno)));
+  }
+  for (const std::string& file : {path, path + "-wal", path + "-shm"}) {
+    struct stat st {};
+    if (::lstat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0) continue;
+    if (::chmod(file.c_str(), st.st_mode & 0700) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("making ", file, " readable by its owner only"));
+    }
+    spdlog::warn("{} was readable by others (mode {:o}); it is now {:o}", file, st.st_mode & 0777,
+                 st.st_mode & 0700);
+  }
+  return absl::OkStatus();
 }
 
 // The run a batch of plan or results belongs to.
@@ -2355,6 +2382,7 @@ absl::Status SqliteIndex::BackupTo(const std::string& path) {
   }
   std::string tmp = path + ".partial";
   std::filesystem::remove(tmp);
+  DS_RETURN_IF_ERROR(KeepIndexFilesPrivate(tmp));
   absl::Status st = Locked("BackupTo", [&]() -> absl::Status {
     SQLite::Database dest(tmp, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
     sqlite3_backup* b = sqlite3_backup_init(dest.getHandle(), "main", db_.getHandle(), "main");
@@ -2893,6 +2921,7 @@ absl::Status SqliteIndex::RecordDeliveryAttempt(int64_t delivery_id, const std::
 }
 
 absl::StatusOr<std::unique_ptr<StateIndex>> OpenSqliteIndex(const std::string& path) {
+  DS_RETURN_IF_ERROR(KeepIndexFilesPrivate(path));
   try {
     SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, kBusyTimeoutMs);
     db.exec("PRAGMA journal_mode = WAL");

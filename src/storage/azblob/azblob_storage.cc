@@ -31,7 +31,6 @@ using azblob::ErrorFromResponse;
 using azblob::Header;
 using azblob::Transport;
 
-constexpr std::string_view kVersionsDir = "versions";
 constexpr size_t kHashChunkBytes = 8 << 20;
 constexpr int kCommitAttempts = 4;
 constexpr int kVersionNameAttempts = 100;
@@ -47,8 +46,6 @@ std::string_view LastComponent(std::string_view key) {
 }
 
 std::string_view FirstComponent(std::string_view key) { return key.substr(0, key.find('/')); }
-
-bool IsTempName(std::string_view name) { return name.starts_with(kTempPrefix); }
 
 std::string VersionsPrefix(const std::string& key) {
   return absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir), "/", key, "/");

@@ -67,7 +67,6 @@ constexpr size_t kMetaBytesV2 = kMetaBytes + 8;
 constexpr unsigned char kMetaVersion2 = 2;
 constexpr char kXattrSha256[] = "user.datasync.sha256";     // older objects: lowercase hex
 constexpr char kXattrMtimeNs[] = "user.datasync.mtime_ns";  // older objects: decimal Unix ns
-constexpr std::string_view kVersionsDir = "versions";
 constexpr int kTempNameAttempts = 8;
 constexpr int kMtimeWarnings = 10;  // shares that do not keep mtimes: objects named in the log
 
@@ -150,8 +149,6 @@ std::vector<std::string_view> SplitKey(std::string_view key) {
     start = end + 1;
   }
 }
-
-bool IsTempName(std::string_view name) { return name.starts_with(kTempPrefix); }
 
 // A key PutFile may write: valid, outside the reserved area, not named like a temp file.
 absl::Status ValidateWritableKey(const std::string& key) {
@@ -635,7 +632,7 @@ class DirStorage final : public Storage {
   absl::Status RecordContentHash(const ObjectInfo& listed, const std::string& sha256) override;
   absl::Status RemoveTempObject(const std::string& key) override {
     std::string base = key.substr(key.rfind('/') + 1);
-    if (!ValidateRelativePath(key).ok() || base.rfind(std::string(kTempPrefix), 0) != 0) {
+    if (!ValidateRelativePath(key).ok() || !IsTempName(base)) {
       return absl::InvalidArgumentError(absl::StrCat("not a temp object: ", key));
     }
     const std::string path = PathOf(key);
