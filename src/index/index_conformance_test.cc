@@ -187,29 +187,91 @@ TEST_P(StateIndexConformance, RunnerGroupsAreCreatedOnUseAndShownOnRunnerRows) {
   EXPECT_TRUE(absl::IsNotFound(index_->SetRunnerGroup(987654, "lab2", kT0)));
 }
 
-TEST_P(StateIndexConformance, ReRegisteringPendingNameReusesRunner) {
-  ASSERT_OK_AND_ASSIGN(Runner first,
-                       index_->RegisterRunner(Info("pc1", "old-host"), "enr-a", "sa", kT0));
-  ASSERT_OK_AND_ASSIGN(Runner second,
-                       index_->RegisterRunner(Info("pc1", "new-host"), "enr-b", "sb", kT0 + 1));
+TEST_P(StateIndexConformance, SecondRegistrationOfPendingNameDisplacesNothing) {
+  RegisterInfo first_info = Info("pc1", "lab-pc");
+  first_info.address = "10.0.0.5";
+  ASSERT_OK_AND_ASSIGN(Runner first, index_->RegisterRunner(first_info, "enr-a", "sa", kT0));
+  RegisterInfo second_info = Info("pc1", "intruder");
+  second_info.address = "203.0.113.9";
+  ASSERT_OK_AND_ASSIGN(Runner second, index_->RegisterRunner(second_info, "enr-b", "sb", kT0 + 1));
   EXPECT_EQ(second.id, first.id);
   EXPECT_EQ(second.status, "pending");
-  EXPECT_EQ(second.hostname, "new-host");
-
-  ASSERT_OK_AND_ASSIGN(Enrollment a, index_->GetEnrollment("enr-a"));
-  EXPECT_EQ(a.status, "rejected");
-  ASSERT_OK_AND_ASSIGN(Enrollment b, index_->GetEnrollment("enr-b"));
-  EXPECT_EQ(b.status, "pending");
-  EXPECT_EQ(b.runner_id, first.id);
+  EXPECT_EQ(second.hostname, "lab-pc");  // the newcomer does not rewrite the runner row
   ASSERT_OK_AND_ASSIGN(std::vector<Runner> runners, index_->ListRunners());
   EXPECT_EQ(runners.size(), 1u);
 
-  // Approval moves only the live enrollment; the superseded one cannot fetch the key.
-  ASSERT_OK(index_->TransitionRunner(first.id, "pending", "approved", kT0 + 2));
-  ASSERT_OK_AND_ASSIGN(a, index_->GetEnrollment("enr-a"));
-  EXPECT_EQ(a.status, "rejected");
-  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeliverKey("enr-a", "key-a")));
-  ASSERT_OK(index_->DeliverKey("enr-b", "key-b"));
+  // Both wait, oldest first, each with where it came from.
+  ASSERT_OK_AND_ASSIGN(std::vector<Enrollment> pending, index_->ListPendingEnrollments(first.id));
+  ASSERT_EQ(pending.size(), 2u);
+  EXPECT_EQ(pending[0].id, "enr-a");
+  EXPECT_EQ(pending[0].hostname, "lab-pc");
+  EXPECT_EQ(pending[0].address, "10.0.0.5");
+  EXPECT_EQ(pending[0].created_at_ms, kT0);
+  EXPECT_EQ(pending[1].id, "enr-b");
+  EXPECT_EQ(pending[1].address, "203.0.113.9");
+  EXPECT_EQ(pending[1].machine_id, "machine-pc1");
+  ASSERT_OK_AND_ASSIGN(Enrollment b, index_->GetEnrollment("enr-b"));
+  EXPECT_EQ(b.address, "203.0.113.9");
+
+  // The operator must choose: no blanket approval with two candidates.
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->TransitionRunner(first.id, "pending", "approved", kT0 + 2)));
+  EXPECT_TRUE(absl::IsNotFound(index_->DecideEnrollment(first.id, "enr-zz", true, kT0 + 2)));
+  ASSERT_OK(index_->DecideEnrollment(first.id, "enr-a", true, kT0 + 2));
+  ASSERT_OK_AND_ASSIGN(Runner approved, index_->GetRunnerById(first.id));
+  EXPECT_EQ(approved.status, "approved");
+  EXPECT_EQ(approved.hostname, "lab-pc");
+  EXPECT_FALSE(approved.pending_enrollment);
+  ASSERT_OK_AND_ASSIGN(b, index_->GetEnrollment("enr-b"));
+  EXPECT_EQ(b.status, "rejected");
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeliverKey("enr-b", "key-b")));
+  ASSERT_OK(index_->DeliverKey("enr-a", "key-a"));
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DecideEnrollment(first.id, "enr-b", true, kT0 + 3)));
+}
+
+TEST_P(StateIndexConformance, RejectingOneEnrollmentLeavesTheOthersPending) {
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->RegisterRunner(Info("pc1", "a"), "enr-a", "sa", kT0));
+  ASSERT_OK(index_->RegisterRunner(Info("pc1", "b"), "enr-b", "sb", kT0 + 1).status());
+  ASSERT_OK(index_->DecideEnrollment(r.id, "enr-b", false, kT0 + 2));
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.status, "pending");
+  ASSERT_OK_AND_ASSIGN(std::vector<Enrollment> pending, index_->ListPendingEnrollments(r.id));
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].id, "enr-a");
+  // Rejecting the last one rejects the runner.
+  ASSERT_OK(index_->DecideEnrollment(r.id, "enr-a", false, kT0 + 3));
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.status, "rejected");
+}
+
+TEST_P(StateIndexConformance, DeleteRunnerFreesARejectedName) {
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->RegisterRunner(Info("pc1"), "enr-1", "s", kT0));
+  ASSERT_OK(index_->DecideEnrollment(r.id, "enr-1", false, kT0 + 1));
+  EXPECT_TRUE(absl::IsAlreadyExists(index_->RegisterRunner(Info("pc1"), "enr-2", "s", kT0 + 2).status()));
+  ASSERT_OK(index_->DeleteRunner(r.id));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-1").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->DeleteRunner(r.id)));
+  ASSERT_OK_AND_ASSIGN(Runner again, index_->RegisterRunner(Info("pc1"), "enr-2", "s", kT0 + 3));
+  EXPECT_EQ(again.status, "pending");
+
+  // Approved: revoke first. With jobs: delete them first (the message names them).
+  ASSERT_OK_AND_ASSIGN(Runner approved, ApprovedRunner("pc2"));
+  absl::Status st = index_->DeleteRunner(approved.id);
+  EXPECT_TRUE(absl::IsFailedPrecondition(st));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("revoke it first"));
+  ASSERT_OK(index_->PutJob(approved.id, Spec("daq"), false, kT0).status());
+  ASSERT_OK(index_->TransitionRunner(approved.id, "approved", "revoked", kT0 + 4));
+  st = index_->DeleteRunner(approved.id);
+  EXPECT_TRUE(absl::IsFailedPrecondition(st));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("daq"));
+  ASSERT_OK_AND_ASSIGN(auto jobs, index_->ListJobs(approved.id));
+  ASSERT_OK(index_->DeleteJob(jobs[0].spec.id));
+  ASSERT_OK(index_->DeleteRunner(approved.id));
+
+  // A job import's runner has no enrollment until its agent registers.
+  ASSERT_OK_AND_ASSIGN(Runner imported, index_->CreatePendingRunner("pc3", kT0));
+  EXPECT_EQ(imported.status, "pending");
+  EXPECT_FALSE(imported.pending_enrollment);
+  EXPECT_TRUE(absl::IsAlreadyExists(index_->CreatePendingRunner("pc3", kT0).status()));
 }
 
 TEST_P(StateIndexConformance, RegisterOnEnrolledNameIsAReplacementRequest) {
@@ -278,11 +340,21 @@ TEST_P(StateIndexConformance, PruneStalePendingRemovesOnlyRegistrationsNobodyAct
   ASSERT_OK(index_->PutJob(imported.id, Spec("job"), false, kT0).status());
   ASSERT_OK_AND_ASSIGN(Runner enrolled, ApprovedRunner("enrolled"));
   ASSERT_OK(index_->RegisterRunner(Info("enrolled"), "enr-replace", "s", kT0 + 1).status());
+  ASSERT_OK(index_->RegisterRunner(Info("stale"), "enr-stale-2", "s", kT0 + 1).status());
   ASSERT_OK_AND_ASSIGN(int64_t n, index_->PruneStalePending(kT0 + 7 * day));
-  EXPECT_EQ(n, 2);  // the runner "stale" and the replacement request of "enrolled"
+  // The runner "stale" (with both its enrollments), the older registration of "again", the
+  // registration on "imported" (the runner stays: it has a job) and the replacement request of
+  // "enrolled".
+  EXPECT_EQ(n, 4);
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-i").status()));
   EXPECT_TRUE(absl::IsNotFound(index_->GetRunnerByName("stale").status()));
   EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-stale").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-stale-2").status()));
   EXPECT_TRUE(index_->GetRunnerById(again.id).ok());  // registered again since
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-a1").status()));
+  ASSERT_OK_AND_ASSIGN(std::vector<Enrollment> again_pending, index_->ListPendingEnrollments(again.id));
+  ASSERT_EQ(again_pending.size(), 1u);
+  EXPECT_EQ(again_pending[0].id, "enr-a2");
   EXPECT_TRUE(index_->GetRunnerById(imported.id).ok());  // has a job
   ASSERT_OK_AND_ASSIGN(Runner kept, index_->GetRunnerById(enrolled.id));
   EXPECT_EQ(kept.status, "approved");

@@ -371,6 +371,7 @@ void AuditAdmin(ServerContext* ctx, const Request& req, const PathParams& params
                 const Principal& who, int http_status, const std::string& error) {
   json details = json::object();
   for (const auto& [k, v] : params) details[k] = v;
+  for (const auto& [k, v] : who.audit_notes) details[k] = v;
   if (!error.empty()) details["error"] = error;
   if (!req.body.empty() && req.body.size() <= kMaxAuditBodyBytes) {
     if (json body = ParseJsonOr(req.body); !body.is_discarded()) {

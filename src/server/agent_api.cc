@@ -85,16 +85,18 @@ absl::StatusOr<std::string> Register(ServerContext* ctx, const Request& req) {
   }
   std::string enrollment_id = NewUuid();
   std::string secret = absl::StrCat("dse_", Base64UrlEncode(RandomBytes(32)));
-  RegisterInfo info{body.name, body.hostname, body.os, body.machine_id, body.agent_version};
+  RegisterInfo info{body.name, body.hostname, body.os, body.machine_id, body.agent_version,
+                    ClientAddress(*ctx, req)};
   auto runner = ctx->index->RegisterRunner(info, enrollment_id, Sha256Hex(secret), ctx->NowMs());
   if (absl::IsAlreadyExists(runner.status())) {
     return absl::AlreadyExistsError(absl::StrCat(
-        "a runner named '", body.name,
-        "' is already enrolled; choose another --name, or have an operator replace it"));
+        "the runner name '", body.name,
+        "' belongs to a rejected runner; choose another --name, or have an operator delete it "
+        "(datasync runners delete NAME)"));
   }
   if (!runner.ok()) return runner.status();
-  spdlog::info("registration: runner '{}' (id {}) pending approval, host '{}', enrollment {}",
-               runner->name, runner->id, body.hostname, enrollment_id);
+  spdlog::info("registration: runner '{}' (id {}) pending approval, host '{}' from {}, enrollment {}",
+               runner->name, runner->id, body.hostname, info.address, enrollment_id);
   return protocol::Encode(protocol::RegisterResponse{enrollment_id, secret, "pending"});
 }
 

@@ -1,6 +1,7 @@
 // What every API handler of the server shares. Internal to src/server.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,6 +75,9 @@ struct Principal {
   std::string session_id_hash; // SHA-256 hex of the cookie's session id
   std::string csrf_token;      // the session's, to hand back on GET /admin/session
   int64_t session_expires_at_ms = 0;
+  // What the handler adds to the request's audit line (e.g. the enrollment an approval chose);
+  // written by the one handler serving the request, read by AuditAdmin after it.
+  mutable std::map<std::string, std::string> audit_notes;
 };
 // The request's client address: remote_addr, or the last X-Forwarded-For entry when
 // config.trust_proxy.

@@ -118,6 +118,27 @@ Runner RunnerFromRow(const SQLite::Statement& s) {
   return r;
 }
 
+// The one column list for Enrollment rows (EnrollmentFromRow reads it in this order).
+constexpr char kEnrollmentColumns[] = R"sql(
+  id, runner_id, secret_hash, status, created_at, hostname, os, machine_id, agent_version,
+  address)sql";
+
+// Columns: kEnrollmentColumns.
+Enrollment EnrollmentFromRow(const SQLite::Statement& s) {
+  Enrollment e;
+  e.id = s.getColumn(0).getString();
+  e.runner_id = s.getColumn(1).getInt64();
+  e.secret_hash = s.getColumn(2).getString();
+  e.status = s.getColumn(3).getString();
+  e.created_at_ms = s.getColumn(4).getInt64();
+  e.hostname = s.getColumn(5).getString();
+  e.os = s.getColumn(6).getString();
+  e.machine_id = s.getColumn(7).getString();
+  e.agent_version = s.getColumn(8).getString();
+  e.address = s.getColumn(9).getString();
+  return e;
+}
+
 // Columns: j.id, j.runner_id, r.name, j.name, j.source, j.dest_prefix, j.includes, j.excludes,
 // j.interval_ms, j.settle_ms, j.enabled, j.created_at.
 Job JobFromRow(const SQLite::Statement& s) {
@@ -298,6 +319,11 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<Runner> RegisterRunner(const RegisterInfo& info, const std::string& enrollment_id,
                                         const std::string& secret_hash, int64_t now_ms) override;
   absl::StatusOr<Enrollment> GetEnrollment(const std::string& id) override;
+  absl::StatusOr<Runner> CreatePendingRunner(const std::string& name, int64_t now_ms) override;
+  absl::StatusOr<std::vector<Enrollment>> ListPendingEnrollments(int64_t runner_id) override;
+  absl::Status DecideEnrollment(int64_t runner_id, const std::string& enrollment_id, bool approve,
+                                int64_t now_ms) override;
+  absl::Status DeleteRunner(int64_t runner_id) override;
   absl::Status DeliverKey(const std::string& enrollment_id, const std::string& key_hash) override;
   absl::StatusOr<std::vector<Runner>> ListRunners() override;
   absl::StatusOr<Runner> GetRunnerByName(const std::string& name) override;
@@ -625,7 +651,6 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
   return Locked("RegisterRunner", [&]() -> absl::StatusOr<Runner> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t runner_id = 0;
-    bool replacement = false;
     {
       SQLite::Statement find(db_, "SELECT id, status FROM runners WHERE name = ?");
       find.bind(1, info.name);
@@ -636,55 +661,24 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
               absl::StrCat("runner name \"", info.name, "\" belongs to a rejected runner"));
         }
         runner_id = find.getColumn(0).getInt64();
-        if (status != "pending") replacement = true;
       }
     }
-    if (replacement) {
-      // A replacement request: the enrolled runner keeps working until an operator replaces it.
-      SQLite::Statement supersede(db_, R"sql(
-        UPDATE enrollments SET status = 'rejected' WHERE runner_id = ? AND status = 'pending')sql");
-      supersede.bind(1, runner_id);
-      supersede.exec();
-    } else if (runner_id != 0) {
-      SQLite::Statement update(db_, R"sql(
-        UPDATE runners SET hostname = ?, os = ?, machine_id = ?, agent_version = ?
-        WHERE id = ?)sql");
-      update.bind(1, info.hostname);
-      update.bind(2, info.os);
-      update.bind(3, info.machine_id);
-      update.bind(4, info.agent_version);
-      update.bind(5, runner_id);
-      update.exec();
-      SQLite::Statement supersede(db_, R"sql(
-        UPDATE enrollments SET status = 'rejected'
-        WHERE runner_id = ? AND status IN ('pending', 'approved'))sql");
-      supersede.bind(1, runner_id);
-      supersede.exec();
-    } else {
+    // An existing runner keeps its row and key: the new enrollment waits beside any others.
+    if (runner_id == 0) {
       SQLite::Statement insert(db_, R"sql(
         INSERT INTO runners (name, status, hostname, os, machine_id, agent_version, created_at)
         VALUES (?, 'pending', ?, ?, ?, ?, ?))sql");
-      insert.bind(1, info.name);
-      insert.bind(2, info.hostname);
-      insert.bind(3, info.os);
-      insert.bind(4, info.machine_id);
-      insert.bind(5, info.agent_version);
-      insert.bind(6, now_ms);
+      SQLite::bind(insert, info.name, info.hostname, info.os, info.machine_id, info.agent_version,
+                   now_ms);
       insert.exec();
       runner_id = db_.getLastInsertRowid();
     }
     SQLite::Statement enroll(db_, R"sql(
       INSERT INTO enrollments (id, runner_id, secret_hash, status, created_at, hostname, os,
-                               machine_id, agent_version)
-      VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?))sql");
-    enroll.bind(1, enrollment_id);
-    enroll.bind(2, runner_id);
-    enroll.bind(3, secret_hash);
-    enroll.bind(4, now_ms);
-    enroll.bind(5, info.hostname);
-    enroll.bind(6, info.os);
-    enroll.bind(7, info.machine_id);
-    enroll.bind(8, info.agent_version);
+                               machine_id, agent_version, address)
+      VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?))sql");
+    SQLite::bind(enroll, enrollment_id, runner_id, secret_hash, now_ms, info.hostname, info.os,
+                 info.machine_id, info.agent_version, info.address);
     enroll.exec();
     DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(runner_id));
     tx.commit();
@@ -695,16 +689,92 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
 absl::StatusOr<Enrollment> SqliteIndex::GetEnrollment(const std::string& id) {
   return Locked("GetEnrollment", [&]() -> absl::StatusOr<Enrollment> {
     SQLite::Statement q(
-        db_, "SELECT id, runner_id, secret_hash, status, created_at FROM enrollments WHERE id = ?");
+        db_, absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE id = ?"));
     q.bind(1, id);
     if (!q.executeStep()) return absl::NotFoundError(absl::StrCat("enrollment ", id, " not found"));
-    Enrollment e;
-    e.id = q.getColumn(0).getString();
-    e.runner_id = q.getColumn(1).getInt64();
-    e.secret_hash = q.getColumn(2).getString();
-    e.status = q.getColumn(3).getString();
-    e.created_at_ms = q.getColumn(4).getInt64();
-    return e;
+    return EnrollmentFromRow(q);
+  });
+}
+
+absl::StatusOr<Runner> SqliteIndex::CreatePendingRunner(const std::string& name, int64_t now_ms) {
+  return Locked("CreatePendingRunner", [&]() -> absl::StatusOr<Runner> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement insert(
+        db_, "INSERT INTO runners (name, status, created_at) VALUES (?, 'pending', ?)");
+    SQLite::bind(insert, name, now_ms);
+    insert.exec();
+    DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(db_.getLastInsertRowid()));
+    tx.commit();
+    return runner;
+  });
+}
+
+absl::StatusOr<std::vector<Enrollment>> SqliteIndex::ListPendingEnrollments(int64_t runner_id) {
+  return Locked("ListPendingEnrollments", [&]() -> absl::StatusOr<std::vector<Enrollment>> {
+    SQLite::Statement q(db_, absl::StrCat("SELECT ", kEnrollmentColumns, R"sql(
+      FROM enrollments WHERE runner_id = ? AND status = 'pending' ORDER BY created_at, id)sql"));
+    q.bind(1, runner_id);
+    std::vector<Enrollment> out;
+    while (q.executeStep()) out.push_back(EnrollmentFromRow(q));
+    return out;
+  });
+}
+
+absl::Status SqliteIndex::DecideEnrollment(int64_t runner_id, const std::string& enrollment_id,
+                                           bool approve, int64_t now_ms) {
+  return Locked("DecideEnrollment", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(runner_id));
+    SQLite::Statement q(db_, absl::StrCat("SELECT ", kEnrollmentColumns,
+                                          " FROM enrollments WHERE id = ? AND runner_id = ?"));
+    SQLite::bind(q, enrollment_id, runner_id);
+    if (!q.executeStep()) {
+      return absl::NotFoundError(
+          absl::StrCat("runner '", runner.name, "' has no enrollment ", enrollment_id));
+    }
+    const Enrollment e = EnrollmentFromRow(q);
+    DS_RETURN_IF_ERROR(CheckDecidable(runner, e));
+    SQLite::Statement decide(db_, "UPDATE enrollments SET status = ? WHERE id = ?");
+    SQLite::bind(decide, approve ? "approved" : "rejected", enrollment_id);
+    decide.exec();
+    if (approve) {
+      SQLite::Statement others(db_, R"sql(
+        UPDATE enrollments SET status = 'rejected' WHERE runner_id = ? AND status = 'pending')sql");
+      SQLite::bind(others, runner_id);
+      others.exec();
+      SQLite::Statement upd(db_, R"sql(
+        UPDATE runners SET status = 'approved', approved_at = ?, hostname = ?, os = ?,
+          machine_id = ?, agent_version = ?
+        WHERE id = ?)sql");
+      SQLite::bind(upd, now_ms, e.hostname, e.os, e.machine_id, e.agent_version, runner_id);
+      upd.exec();
+    } else {
+      SQLite::Statement last(db_, R"sql(
+        UPDATE runners SET status = 'rejected'
+        WHERE id = ? AND NOT EXISTS (SELECT 1 FROM enrollments e
+                                      WHERE e.runner_id = runners.id AND e.status = 'pending'))sql");
+      SQLite::bind(last, runner_id);
+      last.exec();
+    }
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteIndex::DeleteRunner(int64_t runner_id) {
+  return Locked("DeleteRunner", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(runner_id));
+    SQLite::Statement q(db_, "SELECT name FROM jobs WHERE runner_id = ? ORDER BY name");
+    SQLite::bind(q, runner_id);
+    std::vector<std::string> jobs;
+    while (q.executeStep()) jobs.push_back(q.getColumn(0).getString());
+    DS_RETURN_IF_ERROR(CheckDeletable(runner, jobs));
+    SQLite::Statement del(db_, "DELETE FROM runners WHERE id = ?");
+    SQLite::bind(del, runner_id);
+    del.exec();
+    tx.commit();
+    return absl::OkStatus();
   });
 }
 
@@ -816,6 +886,13 @@ absl::Status SqliteIndex::TransitionRunner(int64_t runner_id, const std::string&
   }
   return Locked("TransitionRunner", [&]() -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    if (to == "approved" || to == "rejected") {
+      SQLite::Statement n(db_, R"sql(
+        SELECT COUNT(*) FROM enrollments WHERE runner_id = ? AND status = 'pending')sql");
+      SQLite::bind(n, runner_id);
+      n.executeStep();
+      DS_RETURN_IF_ERROR(CheckSinglePendingEnrollment(runner_id, n.getColumn(0).getInt64()));
+    }
     SQLite::Statement cas(db_, R"sql(
       UPDATE runners
       SET status = ?1,
@@ -1775,9 +1852,7 @@ absl::StatusOr<int64_t> SqliteIndex::PruneStalePending(int64_t registered_before
     runners.bind(1, registered_before_ms);
     int64_t n = runners.exec();
     SQLite::Statement requests(db_, R"sql(
-      DELETE FROM enrollments
-       WHERE status = 'pending' AND created_at < ?
-         AND runner_id IN (SELECT id FROM runners WHERE status <> 'pending'))sql");
+      DELETE FROM enrollments WHERE status = 'pending' AND created_at < ?)sql");
     requests.bind(1, registered_before_ms);
     n += requests.exec();
     tx.commit();
@@ -2233,20 +2308,15 @@ absl::StatusOr<std::vector<std::string>> SqliteIndex::AbandonStaleRuns(
 absl::StatusOr<Enrollment> SqliteIndex::PendingEnrollmentByName(const std::string& name) {
   return Locked("PendingEnrollmentByName", [&]() -> absl::StatusOr<Enrollment> {
     SQLite::Statement q(db_, R"sql(
-      SELECT e.id, e.runner_id, e.secret_hash, e.status, e.created_at
+      SELECT e.id, e.runner_id, e.secret_hash, e.status, e.created_at, e.hostname, e.os,
+             e.machine_id, e.agent_version, e.address
       FROM enrollments e JOIN runners r ON r.id = e.runner_id
       WHERE r.name = ? AND e.status = 'pending' ORDER BY e.created_at DESC LIMIT 1)sql");
     q.bind(1, name);
     if (!q.executeStep()) {
       return absl::NotFoundError(absl::StrCat("no pending registration named '", name, "'"));
     }
-    Enrollment e;
-    e.id = q.getColumn(0).getString();
-    e.runner_id = q.getColumn(1).getInt64();
-    e.secret_hash = q.getColumn(2).getString();
-    e.status = q.getColumn(3).getString();
-    e.created_at_ms = q.getColumn(4).getInt64();
-    return e;
+    return EnrollmentFromRow(q);
   });
 }
 
