@@ -133,7 +133,7 @@ pages.runners = () => {
     root: h('div', {}, list, enrollments),
     async refresh() {
       const { runners } = await get('/runners');
-      const order = { pending: 0, approved: 1, revoked: 2, rejected: 3 };
+      const order = { pending: 0, quarantined: 1, approved: 2, revoked: 3, rejected: 4 };
       runners.sort((a, b) => (order[a.status] - order[b.status]) || a.name.localeCompare(b.name));
       list.replaceChildren(table(
         ['Name', 'Status', 'Connection', 'Group', 'Host', 'Version', 'Last heartbeat', 'State', 'Disk', 'Actions'], runners, (r) => {
@@ -149,6 +149,9 @@ pages.runners = () => {
           if (r.status === 'approved') {
             acts.append(action('Rotate key', () => post(`/runners/${name}/rotate-key`)),
               action('Revoke', () => post(`/runners/${name}/revoke`), { danger: true, confirmText: `Revoke ${r.name}? Its agent stops at once.` }));
+          }
+          if (r.status === 'quarantined') {
+            acts.append(action('Revoke', () => post(`/runners/${name}/revoke`), { danger: true, confirmText: `Revoke ${r.name}? Replace machine (after its PC re-enrolls) keeps the runner instead.` }));
           }
           if (r.replacement_pending && waiting === 1) {
             acts.append(action('Replace machine', () => post(`/runners/${name}/replace`, { enrollment: r.pending_enrollments[0].id }),

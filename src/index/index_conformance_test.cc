@@ -1328,14 +1328,19 @@ TEST_P(StateIndexConformance, KeyRotationPromotesTheNextKeyOnFirstUse) {
   EXPECT_FALSE(r.key_rotation_pending);
   ASSERT_OK(index_->RequestKeyRotation(r.id, kT0 + 5));
   EXPECT_TRUE(index_->FindRunnerByKeyHash("key-pc1")->key_rotation_pending);  // heartbeats see it
-  ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-1"));
+  ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-0"));
   EXPECT_TRUE(offered);
-  // The answer was lost: the agent asks again with its old key and gets another one.
+  // Handed out once: a second heartbeat with the old key (perhaps a thief's) gets none.
+  ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-x"));
+  EXPECT_FALSE(offered);
+  // The answer was lost: the operator asks again, which discards the unused key.
+  ASSERT_OK(index_->RequestKeyRotation(r.id, kT0 + 6));
+  EXPECT_TRUE(absl::IsNotFound(index_->PromoteNextKey("next-0", kT0 + 6).status()));
   ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-2"));
   EXPECT_TRUE(offered);
   EXPECT_TRUE(index_->FindRunnerByKeyHash("key-pc1").ok());  // old key works until the new is used
-  EXPECT_TRUE(absl::IsNotFound(index_->PromoteNextKey("next-1").status()));
-  ASSERT_OK_AND_ASSIGN(Runner promoted, index_->PromoteNextKey("next-2"));
+  EXPECT_TRUE(absl::IsNotFound(index_->PromoteNextKey("next-x", kT0 + 7).status()));
+  ASSERT_OK_AND_ASSIGN(Runner promoted, index_->PromoteNextKey("next-2", kT0 + 7));
   EXPECT_EQ(promoted.id, r.id);
   EXPECT_FALSE(promoted.key_rotation_pending);
   EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("key-pc1").status()));
@@ -1345,6 +1350,50 @@ TEST_P(StateIndexConformance, KeyRotationPromotesTheNextKeyOnFirstUse) {
   EXPECT_FALSE(offered);  // request cleared
   ASSERT_OK_AND_ASSIGN(Runner pending, index_->RegisterRunner(Info("pc2"), "enr-pc2", "s", kT0));
   EXPECT_TRUE(absl::IsFailedPrecondition(index_->RequestKeyRotation(pending.id, kT0)));
+}
+
+TEST_P(StateIndexConformance, RetiredKeyUsedAfterRotationQuarantinesTheRunner) {
+  ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
+  EXPECT_TRUE(absl::IsNotFound(index_->UseRetiredKey("key-pc1", kT0, kT0).status()));  // not retired
+  ASSERT_OK(index_->RequestKeyRotation(r.id, kT0 + 5));
+  ASSERT_OK_AND_ASSIGN(bool offered, index_->OfferNextKey(r.id, "next-1"));
+  ASSERT_TRUE(offered);
+  ASSERT_OK(index_->PromoteNextKey("next-1", kT0 + 10).status());
+  // Within the grace (retired at or after retired_before_ms): a request in flight, no change.
+  ASSERT_OK_AND_ASSIGN(StateIndex::RetiredKeyUse use, index_->UseRetiredKey("key-pc1", kT0 + 10, kT0 + 11));
+  EXPECT_FALSE(use.quarantined_now);
+  EXPECT_EQ(use.runner.status, "approved");
+  // Later: two parties held the key.
+  ASSERT_OK_AND_ASSIGN(use, index_->UseRetiredKey("key-pc1", kT0 + 11, kT0 + 70));
+  EXPECT_TRUE(use.quarantined_now);
+  EXPECT_EQ(use.runner.id, r.id);
+  EXPECT_EQ(use.runner.status, "quarantined");
+  ASSERT_OK_AND_ASSIGN(use, index_->UseRetiredKey("key-pc1", kT0 + 11, kT0 + 80));
+  EXPECT_FALSE(use.quarantined_now);  // already
+  ASSERT_OK_AND_ASSIGN(Runner by_new, index_->FindRunnerByKeyHash("next-1"));
+  EXPECT_EQ(by_new.status, "quarantined");  // the new key is refused too (by the caller)
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->RequestKeyRotation(r.id, kT0 + 90)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeleteRunner(r.id)));
+  // The operator binds the re-enrolled PC: the quarantine ends, every old key is gone.
+  ASSERT_OK(index_->RegisterRunner(Info("pc1", "lab-pc"), "enr-again", "s", kT0 + 100).status());
+  ASSERT_OK(index_->ReplaceRunnerMachine(r.id, "enr-again", kT0 + 110));
+  ASSERT_OK(index_->DeliverKey("enr-again", "key-fresh"));
+  ASSERT_OK_AND_ASSIGN(Runner fresh, index_->FindRunnerByKeyHash("key-fresh"));
+  EXPECT_EQ(fresh.status, "approved");
+  EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("next-1").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->UseRetiredKey("key-pc1", kT0 + 200, kT0 + 200).status()));
+
+  // Or revokes it: a quarantined runner can be revoked (and then deleted).
+  ASSERT_OK_AND_ASSIGN(Runner other, ApprovedRunner("pc2"));
+  ASSERT_OK(index_->RequestKeyRotation(other.id, kT0));
+  ASSERT_OK(index_->OfferNextKey(other.id, "next-2").status());
+  ASSERT_OK(index_->PromoteNextKey("next-2", kT0).status());
+  ASSERT_OK(index_->UseRetiredKey("key-pc2", kT0 + 1, kT0 + 100).status());
+  ASSERT_OK(index_->TransitionRunner(other.id, "quarantined", "revoked", kT0 + 101));
+  ASSERT_OK_AND_ASSIGN(other, index_->GetRunnerById(other.id));
+  EXPECT_EQ(other.status, "revoked");
+  EXPECT_FALSE(other.has_key);
+  ASSERT_OK(index_->DeleteRunner(other.id));
 }
 
 // ---- concurrency --------------------------------------------------------------------------------
@@ -1962,7 +2011,7 @@ TEST_P(StateIndexConformance, ConcurrentCompareAndSetsHaveOneWinner) {
                          [](const absl::Status& s) { return s.ok(); });
   };
 
-  // Registrations of one new name share one pending runner; the last enrollment stays live.
+  // Registrations of one new name share one pending runner; every enrollment stays pending.
   std::vector<absl::Status> registered = race([&](int t) {
     return index_->RegisterRunner(Info("pc1"), absl::StrCat("enr-", t), "s", kT0 + t).status();
   });
@@ -1975,11 +2024,12 @@ TEST_P(StateIndexConformance, ConcurrentCompareAndSetsHaveOneWinner) {
     EXPECT_EQ(e.runner_id, runners[0].id);
     if (e.status == "pending") ++pending;
   }
-  EXPECT_EQ(pending, 1);
+  EXPECT_EQ(pending, kThreads);
 
-  // Approvals by several operators: one wins, the others see it was already done.
+  // Approvals by several operators, each of another enrollment: one wins, the others see it was
+  // already done.
   std::vector<absl::Status> approved = race([&](int t) {
-    return index_->TransitionRunner(runners[0].id, "pending", "approved", kT0 + 10 + t);
+    return index_->DecideEnrollment(runners[0].id, absl::StrCat("enr-", t), true, kT0 + 10 + t);
   });
   EXPECT_EQ(count_ok(approved), 1);
   for (const absl::Status& s : approved) EXPECT_TRUE(s.ok() || absl::IsFailedPrecondition(s)) << s;

@@ -24,7 +24,9 @@ namespace ds {
 struct Runner {
   int64_t id = 0;
   std::string name;
-  std::string status;            // pending | approved | rejected | revoked
+  // pending | approved | rejected | revoked | quarantined (approved, but a retired key was used
+  // again: UseRetiredKey; neither key authenticates until ReplaceRunnerMachine or revocation)
+  std::string status;
   std::string hostname, os, machine_id, agent_version;
   std::string runtime_state;     // last reported: idle | syncing | ...
   std::string current_run;
@@ -360,7 +362,8 @@ class StateIndex {
   // Compare-and-set of the runner's status: FailedPrecondition unless it is `from`. Moving to
   // approved/rejected also moves the runner's live (pending) enrollment to the same status and
   // sets approved_at; FailedPrecondition when more than one enrollment is pending (an operator
-  // must choose: DecideEnrollment). Moving to revoked clears the key hash.
+  // must choose: DecideEnrollment). Moving to revoked clears every key hash (and a quarantine);
+  // `from` may be quarantined.
   // Puts the runner in group `group` (created when new; a name as IsValidName), or in none when
   // `group` is empty. NotFound for an unknown runner.
   [[nodiscard]] virtual absl::Status SetRunnerGroup(int64_t runner_id, const std::string& group,
@@ -540,7 +543,8 @@ class StateIndex {
   // fresh registration, whose own pending runner row is deleted unless it is `runner_id`) moves to
   // `runner_id` and becomes approved, so the new machine receives a fresh key on its next poll;
   // the runner keeps its id, jobs and index rows, becomes approved, takes the new machine's
-  // host/os/machine id, and its old key stops working at once. NotFound / FailedPrecondition
+  // host/os/machine id, and its old key stops working at once (as do a pending and a retired
+  // key; a quarantine ends). NotFound / FailedPrecondition
   // (enrollment not pending; runner rejected).
   [[nodiscard]] virtual absl::Status ReplaceRunnerMachine(int64_t runner_id,
                                                           const std::string& enrollment_id,
@@ -729,15 +733,30 @@ class StateIndex {
 
   // ---- runner key rotation ----------------------------------------------------------------------
   // Asks for a new key at the runner's next heartbeat. FailedPrecondition unless it is approved
-  // with a key.
+  // with a key (a quarantined runner is not). A repeated request discards a new key handed out
+  // but not yet used, so the next heartbeat gets another.
   [[nodiscard]] virtual absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) = 0;
-  // When a rotation is requested for the runner, stores next_hash as its pending key (replacing any
-  // earlier pending one) and returns true; otherwise returns false and changes nothing.
+  // When a rotation is requested for the runner and no new key was handed out for it yet, stores
+  // next_hash as its pending key and returns true: a new key is handed out once per request.
+  // Otherwise returns false and changes nothing.
   [[nodiscard]] virtual absl::StatusOr<bool> OfferNextKey(int64_t runner_id,
                                                           const std::string& next_hash) = 0;
-  // The approved runner whose *pending* key has this hash: the pending key becomes its key (the
-  // old one stops working) and the rotation request is cleared. NotFound when none.
-  [[nodiscard]] virtual absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash) = 0;
+  // The approved runner whose *pending* key has this hash: the pending key becomes its key, the
+  // old one is retired (its hash kept, with now_ms, for UseRetiredKey) and the rotation request is
+  // cleared. NotFound when none.
+  [[nodiscard]] virtual absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash,
+                                                              int64_t now_ms) = 0;
+  // A request authenticated by the retired key `key_hash` of an approved runner. Retired at or
+  // after `retired_before_ms` (a request in flight at the rotation): nothing changes. Before it:
+  // two parties held the key, and the runner is quarantined (quarantined_now, when this call did
+  // it). NotFound when no approved or quarantined runner retired this key.
+  struct RetiredKeyUse {
+    Runner runner;                // as it is after the call
+    bool quarantined_now = false;
+  };
+  [[nodiscard]] virtual absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash,
+                                                                    int64_t retired_before_ms,
+                                                                    int64_t now_ms) = 0;
 };
 
 // The throttle row after one more failed sign-in at now_ms under `policy` (the one rule both

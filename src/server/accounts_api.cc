@@ -158,21 +158,6 @@ json AuditJson(const AuditEntry& e) {
               {"result", e.result}, {"details", details}, {"source_ip", e.source_ip}};
 }
 
-void Audit(ServerContext* ctx, const std::string& actor, const std::string& action,
-           const std::string& target, int http_status, json details, const std::string& ip) {
-  AuditEntry e;
-  e.at_ms = ctx->NowMs();
-  e.actor = actor;
-  e.action = action;
-  e.target = target;
-  e.result = std::to_string(http_status);
-  e.details_json = RedactSecrets(std::move(details)).dump(-1, ' ', false, json::error_handler_t::replace);
-  e.source_ip = ip;
-  if (auto st = ctx->index->AppendAudit(e); !st.ok()) {
-    spdlog::error("audit log: cannot record {} {} by {}: {}", action, target, actor,
-                  st.status().ToString());
-  }
-}
 
 http::Response TooManyAttempts(int64_t retry_after_ms) {
   const int64_t seconds = std::max<int64_t>(1, (retry_after_ms + 999) / 1000);
@@ -365,6 +350,22 @@ absl::StatusOr<Principal> AuthorizeAdmin(ServerContext* ctx, const Request& req,
   DS_ASSIGN_OR_RETURN(Principal who, Authenticate(ctx, req));
   DS_RETURN_IF_ERROR(Authorize(who, req, any_role));
   return who;
+}
+
+void Audit(ServerContext* ctx, const std::string& actor, const std::string& action,
+           const std::string& target, int http_status, json details, const std::string& ip) {
+  AuditEntry e;
+  e.at_ms = ctx->NowMs();
+  e.actor = actor;
+  e.action = action;
+  e.target = target;
+  e.result = std::to_string(http_status);
+  e.details_json = RedactSecrets(std::move(details)).dump(-1, ' ', false, json::error_handler_t::replace);
+  e.source_ip = ip;
+  if (auto st = ctx->index->AppendAudit(e); !st.ok()) {
+    spdlog::error("audit log: cannot record {} {} by {}: {}", action, target, actor,
+                  st.status().ToString());
+  }
 }
 
 void AuditAdmin(ServerContext* ctx, const Request& req, const PathParams& params,

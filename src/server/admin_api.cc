@@ -323,14 +323,15 @@ absl::StatusOr<std::string> Decide(ServerContext* ctx, const Request& req, const
   return DumpJson(out);
 }
 
+// An approved or quarantined runner: every key of it stops working.
 absl::StatusOr<std::string> Revoke(ServerContext* ctx, const std::string& name) {
   DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, name));
-  if (runner.status != "approved") {
+  if (runner.status != "approved" && runner.status != "quarantined") {
     return absl::FailedPreconditionError(absl::StrCat("cannot revoke runner '", name, "': it is ",
                                                       runner.status, ", not approved"));
   }
-  DS_RETURN_IF_ERROR(ctx->index->TransitionRunner(runner.id, "approved", "revoked", ctx->NowMs()));
-  spdlog::info("admin: runner '{}' approved -> revoked", name);
+  DS_RETURN_IF_ERROR(ctx->index->TransitionRunner(runner.id, runner.status, "revoked", ctx->NowMs()));
+  spdlog::info("admin: runner '{}' {} -> revoked", name, runner.status);
   DS_ASSIGN_OR_RETURN(Runner updated, ctx->index->GetRunnerById(runner.id));
   return DumpJson(RunnerJson(updated, ctx->NowMs(), ctx->config.heartbeat_interval.count()));
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <optional>
 #include <string>
@@ -87,6 +88,9 @@ std::string ClientAddress(const ServerContext& ctx, const http::Request& req);
 // the session's (403), and the admin role unless `any_role` (403 for viewers).
 [[nodiscard]] absl::StatusOr<Principal> AuthorizeAdmin(ServerContext* ctx, const http::Request& req,
                                                        bool any_role = false);
+// Writes one audit line (details redacted); failures to write are logged, never answered.
+void Audit(ServerContext* ctx, const std::string& actor, const std::string& action,
+           const std::string& target, int http_status, nlohmann::json details, const std::string& ip);
 // Writes the audit line of an admin request (actor, method + path, path parameters, HTTP status,
 // error). Failures to write are logged, never answered.
 void AuditAdmin(ServerContext* ctx, const http::Request& req, const PathParams& params,

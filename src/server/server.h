@@ -65,6 +65,9 @@ struct ServerConfig {
   // A runner still pending approval this long after it registered is removed by the janitor
   // (with its enrollment); 0 = never.
   std::chrono::milliseconds pending_ttl{7LL * 86'400'000};
+  // After a key rotation, how long the retired key is still accepted (requests the agent had in
+  // flight); a use after it means two parties held the key and quarantines the runner.
+  std::chrono::milliseconds retired_key_grace{10'000};
   const Clock* clock = nullptr;                  // null = SystemClock()
 };
 

@@ -5,13 +5,18 @@
   over: the operator sees both (host, address, time), approving without choosing is refused, and
   approving the first hands the key to the first (the real agent comes online) while the second's
   poll is denied. A rejected name is freed by deleting the runner.
+- A copy of a runner's key used after a key rotation (the retired key, past the grace) means two
+  parties held it: the runner is quarantined, both keys are refused with a clear message, the
+  audit log and server.log record it with the key hash's fingerprint (never the key).
 
 Each test failed against the server before issue 17 (run it with --bin-dir pointing at an older
 build to see)."""
 
 import argparse
+import hashlib
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +30,7 @@ class EnrollmentSecurityTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         # --trust-proxy: the "thief" speaks from its own X-Forwarded-For address.
-        cls.c = Cluster(BIN_DIR, server_extra=["--trust-proxy"])
+        cls.c = Cluster(BIN_DIR, server_extra=["--trust-proxy", "--retired-key-grace", "0s"])
 
     @classmethod
     def tearDownClass(cls):
@@ -93,6 +98,41 @@ class EnrollmentSecurityTest(unittest.TestCase):
         self.register("burnt-pc", "b")
         self.assertEqual(self.c.runner("burnt-pc")["status"], "pending")
         self.assertTrue(self.audit_details("DELETE /runners/burnt-pc"))
+
+    def test_copy_of_a_key_used_after_rotation_quarantines_the_runner(self):
+        key, _ = self.c.fake_agent_key("rot-pc")
+        stolen = key  # the thief's copy
+        hb = {"agent_version": "1", "state": "idle"}
+        st, body, _ = self.c.admin("POST", "/runners/rot-pc/rotate-key")
+        self.assertEqual(st, 202, body)
+        st, body, _ = self.c.http("POST", "/api/v1/agent/heartbeat", hb, token=key)
+        self.assertEqual(st, 200, body)
+        new_key = body["new_api_key"]
+        st, body, _ = self.c.http("POST", "/api/v1/agent/heartbeat", hb, token=stolen, headers=THIEF)
+        self.assertEqual(st, 200, body)
+        self.assertNotIn("new_api_key", body)  # handed out once
+        st, body, _ = self.c.http("POST", "/api/v1/agent/heartbeat", hb, token=new_key)
+        self.assertEqual(st, 200, body)  # the legitimate agent's first use promotes it
+        time.sleep(0.05)
+
+        st, body, _ = self.c.http("POST", "/api/v1/agent/heartbeat", hb, token=stolen, headers=THIEF)
+        self.assertEqual(st, 401, body)
+        self.assertIn("quarantined", body["detail"])
+        st, body, _ = self.c.http("GET", "/api/v1/agent/jobs", token=new_key)
+        self.assertEqual(st, 401, body)
+        self.assertIn("quarantined", body["detail"])
+        self.assertEqual(self.c.runner("rot-pc")["status"], "quarantined")
+
+        fingerprint = hashlib.sha256(stolen.encode()).hexdigest()[:8]
+        entries = self.audit_details("quarantine runner")
+        self.assertTrue(any(d.get("fingerprint") == fingerprint for d in entries), entries)
+        with open(os.path.join(self.c.root, "server.log"), errors="replace") as f:
+            log = f.read()
+        self.assertIn(f"runner 'rot-pc' quarantined", log)
+        self.assertIn(fingerprint, log)
+        self.assertNotIn(stolen, log)
+        st, audit, _ = self.c.admin("GET", "/audit")
+        self.assertNotIn(stolen, str(audit))
 
 
 if __name__ == "__main__":

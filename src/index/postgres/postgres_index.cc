@@ -323,7 +323,8 @@ std::string Text(const pqxx::field& f) { return f.is_null() ? std::string() : f.
 // Written so that listing 10,000 runners costs no per-row subquery: the pending enrollments
 // are one hashed set, the group is looked up only for runners in one.
 constexpr char kRunnerColumns[] = R"sql(
-  id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
+  id, name, CASE WHEN status = 'approved' AND quarantined_at > 0 THEN 'quarantined' ELSE status END,
+  hostname, os, machine_id, agent_version, runtime_state, current_run,
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
   id IN (SELECT e.runner_id FROM enrollments e WHERE e.status = 'pending'),
@@ -871,7 +872,9 @@ class PostgresIndex final : public StateIndex {
                                                             int limit) override;
   absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) override;
   absl::StatusOr<bool> OfferNextKey(int64_t runner_id, const std::string& next_hash) override;
-  absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash) override;
+  absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash, int64_t now_ms) override;
+  absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash, int64_t retired_before_ms,
+                                              int64_t now_ms) override;
 
  private:
   // Runs `fn(tx)` on a pooled connection in a transaction of kind `mode` and turns any exception
@@ -1357,8 +1360,10 @@ absl::Status PostgresIndex::TransitionRunner(int64_t runner_id, const std::strin
       "TransitionRunner", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
         // The row lock makes the compare and the set one step: a second operator acting on the same
         // stale view waits here, then sees the new status and loses.
-        const pqxx::result current =
-            tx.exec_params("SELECT status FROM runners WHERE id = $1 FOR UPDATE", runner_id);
+        const pqxx::result current = tx.exec_params(R"sql(
+      SELECT CASE WHEN status = 'approved' AND quarantined_at > 0 THEN 'quarantined' ELSE status END
+      FROM runners WHERE id = $1 FOR UPDATE)sql",
+                                                    runner_id);
         if (current.empty()) {
           return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
         }
@@ -1376,7 +1381,10 @@ absl::Status PostgresIndex::TransitionRunner(int64_t runner_id, const std::strin
       UPDATE runners
       SET status = $1::text,
           approved_at = CASE WHEN $1::text = 'approved' THEN $2::bigint ELSE approved_at END,
-          api_key_hash = CASE WHEN $1::text = 'revoked' THEN NULL ELSE api_key_hash END
+          api_key_hash = CASE WHEN $1::text = 'revoked' THEN NULL ELSE api_key_hash END,
+          next_key_hash = CASE WHEN $1::text = 'revoked' THEN NULL ELSE next_key_hash END,
+          retired_key_hash = CASE WHEN $1::text = 'revoked' THEN NULL ELSE retired_key_hash END,
+          quarantined_at = CASE WHEN $1::text = 'revoked' THEN 0 ELSE quarantined_at END
       WHERE id = $3)sql",
                        to, now_ms, runner_id);
         if (to == "approved" || to == "rejected") {
@@ -2548,7 +2556,8 @@ absl::Status PostgresIndex::ReplaceRunnerMachine(int64_t runner_id,
         tx.exec_params(R"sql(
       UPDATE runners SET status = 'approved', api_key_hash = NULL, approved_at = $1,
         hostname = $2, os = $3, machine_id = $4, agent_version = $5, runtime_state = '',
-        current_run = ''
+        current_run = '', next_key_hash = NULL, rotate_requested_at = 0, retired_key_hash = NULL,
+        quarantined_at = 0
       WHERE id = $6)sql",
                        now_ms, Text(enrollment[0][2]), Text(enrollment[0][3]),
                        Text(enrollment[0][4]), Text(enrollment[0][5]), runner_id);
@@ -3038,8 +3047,8 @@ absl::Status PostgresIndex::RequestKeyRotation(int64_t runner_id, int64_t now_ms
   return Execute("RequestKeyRotation", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::Status {
                    if (tx.exec_params(R"sql(
-      UPDATE runners SET rotate_requested_at = $1
-      WHERE id = $2 AND status = 'approved' AND api_key_hash IS NOT NULL)sql",
+      UPDATE runners SET rotate_requested_at = $1, next_key_hash = NULL
+      WHERE id = $2 AND status = 'approved' AND quarantined_at = 0 AND api_key_hash IS NOT NULL)sql",
                                       now_ms, runner_id)
                            .affected_rows() == 0) {
                      return absl::FailedPreconditionError(absl::StrCat(
@@ -3055,21 +3064,44 @@ absl::StatusOr<bool> PostgresIndex::OfferNextKey(int64_t runner_id, const std::s
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<bool> {
                    return tx.exec_params(R"sql(
       UPDATE runners SET next_key_hash = $1
-      WHERE id = $2 AND status = 'approved' AND rotate_requested_at > 0)sql",
+      WHERE id = $2 AND status = 'approved' AND quarantined_at = 0 AND rotate_requested_at > 0
+        AND next_key_hash IS NULL)sql",
                                          next_hash, runner_id)
                               .affected_rows() == 1;
                  });
 }
 
-absl::StatusOr<Runner> PostgresIndex::PromoteNextKey(const std::string& key_hash) {
+absl::StatusOr<Runner> PostgresIndex::PromoteNextKey(const std::string& key_hash, int64_t now_ms) {
   return Execute("PromoteNextKey", TxMode::kWrite,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<Runner> {
                    const pqxx::result r = tx.exec_params(R"sql(
-      UPDATE runners SET api_key_hash = next_key_hash, next_key_hash = NULL, rotate_requested_at = 0
-      WHERE next_key_hash = $1 AND status = 'approved' RETURNING id)sql",
-                                                         key_hash);
+      UPDATE runners SET retired_key_hash = api_key_hash, key_retired_at = $2,
+        api_key_hash = next_key_hash, next_key_hash = NULL, rotate_requested_at = 0
+      WHERE next_key_hash = $1 AND status = 'approved' AND quarantined_at = 0 RETURNING id)sql",
+                                                         key_hash, now_ms);
                    if (r.empty()) return absl::NotFoundError("no runner has this pending key");
                    return LoadRunner(tx, r[0][0].as<int64_t>());
+                 });
+}
+
+absl::StatusOr<StateIndex::RetiredKeyUse> PostgresIndex::UseRetiredKey(const std::string& key_hash,
+                                                                       int64_t retired_before_ms,
+                                                                       int64_t now_ms) {
+  return Execute("UseRetiredKey", TxMode::kWrite,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<RetiredKeyUse> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT id FROM runners WHERE retired_key_hash = $1 AND status = 'approved' FOR UPDATE)sql",
+                                                         key_hash);
+                   if (r.empty()) return absl::NotFoundError("no runner retired this key");
+                   const int64_t id = r[0][0].as<int64_t>();
+                   RetiredKeyUse use;
+                   use.quarantined_now = tx.exec_params(R"sql(
+      UPDATE runners SET quarantined_at = $1
+      WHERE id = $2 AND quarantined_at = 0 AND key_retired_at < $3)sql",
+                                                        now_ms, id, retired_before_ms)
+                                             .affected_rows() == 1;
+                   DS_ASSIGN_OR_RETURN(use.runner, LoadRunner(tx, id));
+                   return use;
                  });
 }
 

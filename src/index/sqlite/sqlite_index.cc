@@ -81,7 +81,8 @@ std::vector<std::string> FromJsonArray(const std::string& text) {
 // runners, whether a key is set, and whether a registration is waiting on the runner (pending,
 // or a replacement request on an enrolled one).
 constexpr char kRunnerColumns[] = R"sql(
-  id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
+  id, name, CASE WHEN status = 'approved' AND quarantined_at > 0 THEN 'quarantined' ELSE status END,
+  hostname, os, machine_id, agent_version, runtime_state, current_run,
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
   EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'),
@@ -409,7 +410,9 @@ class SqliteIndex final : public StateIndex {
                                                             int limit) override;
   absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) override;
   absl::StatusOr<bool> OfferNextKey(int64_t runner_id, const std::string& next_hash) override;
-  absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash) override;
+  absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash, int64_t now_ms) override;
+  absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash, int64_t retired_before_ms,
+                                              int64_t now_ms) override;
 
   absl::StatusOr<Reconcile> CreateReconcile(const std::string& id, int64_t job_id, bool verify,
                                             int64_t now_ms) override;
@@ -897,20 +900,20 @@ absl::Status SqliteIndex::TransitionRunner(int64_t runner_id, const std::string&
       UPDATE runners
       SET status = ?1,
           approved_at = CASE WHEN ?1 = 'approved' THEN ?2 ELSE approved_at END,
-          api_key_hash = CASE WHEN ?1 = 'revoked' THEN NULL ELSE api_key_hash END
-      WHERE id = ?3 AND status = ?4)sql");
+          api_key_hash = CASE WHEN ?1 = 'revoked' THEN NULL ELSE api_key_hash END,
+          next_key_hash = CASE WHEN ?1 = 'revoked' THEN NULL ELSE next_key_hash END,
+          retired_key_hash = CASE WHEN ?1 = 'revoked' THEN NULL ELSE retired_key_hash END,
+          quarantined_at = CASE WHEN ?1 = 'revoked' THEN 0 ELSE quarantined_at END
+      WHERE id = ?3
+        AND (CASE WHEN status = 'approved' AND quarantined_at > 0 THEN 'quarantined' ELSE status END) = ?4)sql");
     cas.bind(1, to);
     cas.bind(2, now_ms);
     cas.bind(3, runner_id);
     cas.bind(4, from);
     if (cas.exec() == 0) {
-      SQLite::Statement q(db_, "SELECT status FROM runners WHERE id = ?");
-      q.bind(1, runner_id);
-      if (!q.executeStep()) {
-        return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
-      }
+      DS_ASSIGN_OR_RETURN(Runner current, LoadRunner(runner_id));
       return absl::FailedPreconditionError(
-          absl::StrCat("runner ", runner_id, " is ", q.getColumn(0).getString(), ", not ", from));
+          absl::StrCat("runner ", runner_id, " is ", current.status, ", not ", from));
     }
     if (to == "approved" || to == "rejected") {
       SQLite::Statement live(db_, R"sql(
@@ -2016,8 +2019,8 @@ absl::StatusOr<std::vector<SyncedFile>> SqliteIndex::SearchSyncedFiles(
 absl::Status SqliteIndex::RequestKeyRotation(int64_t runner_id, int64_t now_ms) {
   return Locked("RequestKeyRotation", [&]() -> absl::Status {
     SQLite::Statement u(db_, R"sql(
-      UPDATE runners SET rotate_requested_at = ?
-      WHERE id = ? AND status = 'approved' AND api_key_hash IS NOT NULL)sql");
+      UPDATE runners SET rotate_requested_at = ?, next_key_hash = NULL
+      WHERE id = ? AND status = 'approved' AND quarantined_at = 0 AND api_key_hash IS NOT NULL)sql");
     u.bind(1, now_ms);
     u.bind(2, runner_id);
     if (u.exec() == 0) {
@@ -2033,32 +2036,58 @@ absl::StatusOr<bool> SqliteIndex::OfferNextKey(int64_t runner_id, const std::str
   return Locked("OfferNextKey", [&]() -> absl::StatusOr<bool> {
     SQLite::Statement u(db_, R"sql(
       UPDATE runners SET next_key_hash = ?
-      WHERE id = ? AND status = 'approved' AND rotate_requested_at > 0)sql");
+      WHERE id = ? AND status = 'approved' AND quarantined_at = 0 AND rotate_requested_at > 0
+        AND next_key_hash IS NULL)sql");
     u.bind(1, next_hash);
     u.bind(2, runner_id);
     return u.exec() == 1;
   });
 }
 
-absl::StatusOr<Runner> SqliteIndex::PromoteNextKey(const std::string& key_hash) {
+absl::StatusOr<Runner> SqliteIndex::PromoteNextKey(const std::string& key_hash, int64_t now_ms) {
   return Locked("PromoteNextKey", [&]() -> absl::StatusOr<Runner> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t id = 0;
     {
       SQLite::Statement q(db_, R"sql(
-        SELECT id FROM runners WHERE next_key_hash = ? AND status = 'approved')sql");
+        SELECT id FROM runners WHERE next_key_hash = ? AND status = 'approved' AND quarantined_at = 0)sql");
       q.bind(1, key_hash);
       if (!q.executeStep()) return absl::NotFoundError("no runner has this pending key");
       id = q.getColumn(0).getInt64();
     }
     SQLite::Statement u(db_, R"sql(
-      UPDATE runners SET api_key_hash = next_key_hash, next_key_hash = NULL, rotate_requested_at = 0
+      UPDATE runners SET retired_key_hash = api_key_hash, key_retired_at = ?,
+        api_key_hash = next_key_hash, next_key_hash = NULL, rotate_requested_at = 0
       WHERE id = ?)sql");
-    u.bind(1, id);
+    SQLite::bind(u, now_ms, id);
     u.exec();
     DS_ASSIGN_OR_RETURN(Runner r, LoadRunner(id));
     tx.commit();
     return r;
+  });
+}
+
+absl::StatusOr<StateIndex::RetiredKeyUse> SqliteIndex::UseRetiredKey(const std::string& key_hash,
+                                                                     int64_t retired_before_ms,
+                                                                     int64_t now_ms) {
+  return Locked("UseRetiredKey", [&]() -> absl::StatusOr<RetiredKeyUse> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    RetiredKeyUse use;
+    {
+      SQLite::Statement q(db_, R"sql(
+        SELECT id FROM runners WHERE retired_key_hash = ? AND status = 'approved')sql");
+      q.bind(1, key_hash);
+      if (!q.executeStep()) return absl::NotFoundError("no runner retired this key");
+      use.runner.id = q.getColumn(0).getInt64();
+    }
+    SQLite::Statement u(db_, R"sql(
+      UPDATE runners SET quarantined_at = ?
+      WHERE id = ? AND quarantined_at = 0 AND key_retired_at < ?)sql");
+    SQLite::bind(u, now_ms, use.runner.id, retired_before_ms);
+    use.quarantined_now = u.exec() == 1;
+    DS_ASSIGN_OR_RETURN(use.runner, LoadRunner(use.runner.id));
+    tx.commit();
+    return use;
   });
 }
 
@@ -2366,7 +2395,8 @@ absl::Status SqliteIndex::ReplaceRunnerMachine(int64_t runner_id, const std::str
     SQLite::Statement upd(db_, R"sql(
       UPDATE runners SET status = 'approved', api_key_hash = NULL, approved_at = ?,
         hostname = ?, os = ?, machine_id = ?, agent_version = ?, runtime_state = '',
-        current_run = ''
+        current_run = '', next_key_hash = NULL, rotate_requested_at = 0, retired_key_hash = NULL,
+        quarantined_at = 0
       WHERE id = ?)sql");
     upd.bind(1, now_ms);
     for (int i = 0; i < 4; ++i) upd.bind(2 + i, machine[static_cast<size_t>(i)]);
