@@ -272,6 +272,11 @@ TEST_P(StateIndexConformance, DeleteRunnerFreesARejectedName) {
   EXPECT_EQ(imported.status, "pending");
   EXPECT_FALSE(imported.pending_enrollment);
   EXPECT_TRUE(absl::IsAlreadyExists(index_->CreatePendingRunner("pc3", kT0).status()));
+  // Its agent's registration shows on the row; a later one does not rewrite it.
+  ASSERT_OK_AND_ASSIGN(imported, index_->RegisterRunner(Info("pc3", "lab-pc"), "enr-3a", "s", kT0 + 1));
+  EXPECT_EQ(imported.hostname, "lab-pc");
+  ASSERT_OK_AND_ASSIGN(imported, index_->RegisterRunner(Info("pc3", "other"), "enr-3b", "s", kT0 + 2));
+  EXPECT_EQ(imported.hostname, "lab-pc");
 }
 
 TEST_P(StateIndexConformance, RegisterOnEnrolledNameIsAReplacementRequest) {

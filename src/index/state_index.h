@@ -324,8 +324,10 @@ class StateIndex {
   // and is not rejected, only a pending enrollment is added to it and nothing is displaced: on a
   // pending runner, one more registration for the operator to choose from (DecideEnrollment);
   // on an approved or revoked one (a replaced PC), a replacement request that does nothing until
-  // ReplaceRunnerMachine. The runner row and its key are untouched. AlreadyExists when the name
-  // belongs to a rejected runner (DeleteRunner frees it).
+  // ReplaceRunnerMachine. The runner row and its key are untouched (except that a pending runner
+  // without any enrollment yet, a job import's, takes the host, os, machine id and agent version
+  // of its first registration). AlreadyExists when the name belongs to a rejected runner
+  // (DeleteRunner frees it).
   [[nodiscard]] virtual absl::StatusOr<Runner> RegisterRunner(const RegisterInfo& info,
                                                               const std::string& enrollment_id,
                                                               const std::string& secret_hash,

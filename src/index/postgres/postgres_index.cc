@@ -1142,7 +1142,13 @@ absl::StatusOr<Runner> PostgresIndex::RegisterRunner(const RegisterInfo& info,
                   absl::StrCat("runner name \"", info.name, "\" belongs to a rejected runner"));
             }
             // An existing runner keeps its row and key: the new enrollment waits beside others.
+            // (A pending runner nobody registered yet, a job import's, shows the first's host.)
             runner_id = found[0][0].as<int64_t>();
+            tx.exec_params(R"sql(
+          UPDATE runners SET hostname = $1, os = $2, machine_id = $3, agent_version = $4
+          WHERE id = $5 AND status = 'pending' AND hostname = '' AND machine_id = ''
+            AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id))sql",
+                           info.hostname, info.os, info.machine_id, info.agent_version, runner_id);
             break;
           }
           const pqxx::result inserted = tx.exec_params(R"sql(

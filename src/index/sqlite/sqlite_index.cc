@@ -666,8 +666,16 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
         runner_id = find.getColumn(0).getInt64();
       }
     }
-    // An existing runner keeps its row and key: the new enrollment waits beside any others.
-    if (runner_id == 0) {
+    // An existing runner keeps its row and key: the new enrollment waits beside any others. (A
+    // pending runner nobody registered yet, a job import's, shows its first registration's host.)
+    if (runner_id != 0) {
+      SQLite::Statement first(db_, R"sql(
+        UPDATE runners SET hostname = ?, os = ?, machine_id = ?, agent_version = ?
+        WHERE id = ? AND status = 'pending' AND hostname = '' AND machine_id = ''
+          AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id))sql");
+      SQLite::bind(first, info.hostname, info.os, info.machine_id, info.agent_version, runner_id);
+      first.exec();
+    } else {
       SQLite::Statement insert(db_, R"sql(
         INSERT INTO runners (name, status, hostname, os, machine_id, agent_version, created_at)
         VALUES (?, 'pending', ?, ?, ?, ?, ?))sql");
