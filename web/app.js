@@ -166,7 +166,7 @@ pages.runners = () => {
             r.runtime_state ? `${r.runtime_state}${r.current_run ? ' ' + r.current_run.slice(0, 8) : ''}` : '—',
             minDiskFree(r), acts];
         }, 'No runners yet: start datasync-agent on a PC.'));
-      enrollments.replaceChildren(...runners.filter((r) => (r.pending_enrollments || []).length > 1).map(enrollmentList));
+      enrollments.replaceChildren(...runners.filter((r) => (r.pending_enrollments || []).length > 0).map(enrollmentList));
     },
   };
 };
