@@ -66,7 +66,8 @@ void PrintPendingEnrollments(const json& runners) {
   for (const auto& x : runners) {
     if (!x.contains("pending_enrollments")) continue;
     for (const auto& e : x["pending_enrollments"]) {
-      rows.push_back({Str(x, "name"), Str(e, "id"), Str(e, "hostname"), Str(e, "address"), Str(e, "created_at")});
+      rows.push_back({Str(x, "name"), Str(e, "id"), Str(e, "hostname"), Str(e, "address"),
+                      Str(e, "created_at")});
     }
   }
   if (rows.empty()) return;
@@ -123,11 +124,14 @@ int RunCli(int argc, char** argv) {
         if (!enrollment_id.empty()) body["enrollment"] = enrollment_id;
         json r = Api(g).Call("POST", "/runners/" + Seg(runner_name) + "/" + verb, body.dump());
         std::cout << "runner " << runner_name << " is now " << Str(r, "status")
-                  << (Str(r, "enrollment").empty() ? "" : " (enrollment " + Str(r, "enrollment") + ")") << "\n";
+                  << (Str(r, "enrollment").empty() ? ""
+                                                   : " (enrollment " + Str(r, "enrollment") + ")")
+                  << "\n";
       };
     });
   }
-  auto* rd = runners->add_subcommand("delete", "delete a pending, rejected or revoked runner (frees its name)");
+  auto* rd = runners->add_subcommand(
+      "delete", "delete a pending, rejected or revoked runner (frees its name)");
   rd->add_option("NAME", runner_name, "runner name")->required();
   rd->callback([&] {
     action = [&] {

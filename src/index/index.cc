@@ -129,8 +129,8 @@ absl::Status CheckDecidable(const Runner& runner, const Enrollment& e) {
 
 absl::Status CheckDeletable(const Runner& runner, const std::vector<std::string>& jobs) {
   if (runner.status != "pending" && runner.status != "rejected" && runner.status != "revoked") {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "runner '", runner.name, "' is ", runner.status, "; revoke it first"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("runner '", runner.name, "' is ", runner.status, "; revoke it first"));
   }
   if (!jobs.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("runner '", runner.name, "' still has jobs ",
@@ -142,8 +142,8 @@ absl::Status CheckDeletable(const Runner& runner, const std::vector<std::string>
 
 absl::Status CheckSinglePendingEnrollment(int64_t runner_id, int64_t pending) {
   if (pending > 1) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "runner ", runner_id, " has ", pending, " pending enrollments; choose one"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("runner ", runner_id, " has ", pending, " pending enrollments; choose one"));
   }
   return absl::OkStatus();
 }

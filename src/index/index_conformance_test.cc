@@ -214,7 +214,8 @@ TEST_P(StateIndexConformance, SecondRegistrationOfPendingNameDisplacesNothing) {
   EXPECT_EQ(b.address, "203.0.113.9");
 
   // The operator must choose: no blanket approval with two candidates.
-  EXPECT_TRUE(absl::IsFailedPrecondition(index_->TransitionRunner(first.id, "pending", "approved", kT0 + 2)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      index_->TransitionRunner(first.id, "pending", "approved", kT0 + 2)));
   EXPECT_TRUE(absl::IsNotFound(index_->DecideEnrollment(first.id, "enr-zz", true, kT0 + 2)));
   ASSERT_OK(index_->DecideEnrollment(first.id, "enr-a", true, kT0 + 2));
   ASSERT_OK_AND_ASSIGN(Runner approved, index_->GetRunnerById(first.id));
@@ -225,7 +226,8 @@ TEST_P(StateIndexConformance, SecondRegistrationOfPendingNameDisplacesNothing) {
   EXPECT_EQ(b.status, "rejected");
   EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeliverKey("enr-b", "key-b")));
   ASSERT_OK(index_->DeliverKey("enr-a", "key-a"));
-  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DecideEnrollment(first.id, "enr-b", true, kT0 + 3)));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(index_->DecideEnrollment(first.id, "enr-b", true, kT0 + 3)));
 }
 
 TEST_P(StateIndexConformance, RejectingOneEnrollmentLeavesTheOthersPending) {
@@ -246,7 +248,8 @@ TEST_P(StateIndexConformance, RejectingOneEnrollmentLeavesTheOthersPending) {
 TEST_P(StateIndexConformance, DeleteRunnerFreesARejectedName) {
   ASSERT_OK_AND_ASSIGN(Runner r, index_->RegisterRunner(Info("pc1"), "enr-1", "s", kT0));
   ASSERT_OK(index_->DecideEnrollment(r.id, "enr-1", false, kT0 + 1));
-  EXPECT_TRUE(absl::IsAlreadyExists(index_->RegisterRunner(Info("pc1"), "enr-2", "s", kT0 + 2).status()));
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(index_->RegisterRunner(Info("pc1"), "enr-2", "s", kT0 + 2).status()));
   ASSERT_OK(index_->DeleteRunner(r.id));
   EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-1").status()));
   EXPECT_TRUE(absl::IsNotFound(index_->DeleteRunner(r.id)));
@@ -273,9 +276,11 @@ TEST_P(StateIndexConformance, DeleteRunnerFreesARejectedName) {
   EXPECT_FALSE(imported.pending_enrollment);
   EXPECT_TRUE(absl::IsAlreadyExists(index_->CreatePendingRunner("pc3", kT0).status()));
   // Its agent's registration shows on the row; a later one does not rewrite it.
-  ASSERT_OK_AND_ASSIGN(imported, index_->RegisterRunner(Info("pc3", "lab-pc"), "enr-3a", "s", kT0 + 1));
+  ASSERT_OK_AND_ASSIGN(imported,
+                       index_->RegisterRunner(Info("pc3", "lab-pc"), "enr-3a", "s", kT0 + 1));
   EXPECT_EQ(imported.hostname, "lab-pc");
-  ASSERT_OK_AND_ASSIGN(imported, index_->RegisterRunner(Info("pc3", "other"), "enr-3b", "s", kT0 + 2));
+  ASSERT_OK_AND_ASSIGN(imported,
+                       index_->RegisterRunner(Info("pc3", "other"), "enr-3b", "s", kT0 + 2));
   EXPECT_EQ(imported.hostname, "lab-pc");
 }
 
@@ -357,7 +362,8 @@ TEST_P(StateIndexConformance, PruneStalePendingRemovesOnlyRegistrationsNobodyAct
   EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-stale-2").status()));
   EXPECT_TRUE(index_->GetRunnerById(again.id).ok());  // registered again since
   EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-a1").status()));
-  ASSERT_OK_AND_ASSIGN(std::vector<Enrollment> again_pending, index_->ListPendingEnrollments(again.id));
+  ASSERT_OK_AND_ASSIGN(std::vector<Enrollment> again_pending,
+                       index_->ListPendingEnrollments(again.id));
   ASSERT_EQ(again_pending.size(), 1u);
   EXPECT_EQ(again_pending[0].id, "enr-a2");
   EXPECT_TRUE(index_->GetRunnerById(imported.id).ok());  // has a job
@@ -1359,13 +1365,15 @@ TEST_P(StateIndexConformance, KeyRotationPromotesTheNextKeyOnFirstUse) {
 
 TEST_P(StateIndexConformance, RetiredKeyUsedAfterRotationQuarantinesTheRunner) {
   ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
-  EXPECT_TRUE(absl::IsNotFound(index_->UseRetiredKey("key-pc1", kT0, kT0).status()));  // not retired
+  EXPECT_TRUE(
+      absl::IsNotFound(index_->UseRetiredKey("key-pc1", kT0, kT0).status()));  // not retired
   ASSERT_OK(index_->RequestKeyRotation(r.id, kT0 + 5));
   ASSERT_OK_AND_ASSIGN(bool offered, index_->OfferNextKey(r.id, "next-1"));
   ASSERT_TRUE(offered);
   ASSERT_OK(index_->PromoteNextKey("next-1", kT0 + 10).status());
   // Within the grace (retired at or after retired_before_ms): a request in flight, no change.
-  ASSERT_OK_AND_ASSIGN(StateIndex::RetiredKeyUse use, index_->UseRetiredKey("key-pc1", kT0 + 10, kT0 + 11));
+  ASSERT_OK_AND_ASSIGN(StateIndex::RetiredKeyUse use,
+                       index_->UseRetiredKey("key-pc1", kT0 + 10, kT0 + 11));
   EXPECT_FALSE(use.quarantined_now);
   EXPECT_EQ(use.runner.status, "approved");
   // Later: two parties held the key.

@@ -49,12 +49,12 @@ struct Enrollment {
   std::string status;            // pending | approved | rejected | delivered
   int64_t created_at_ms = 0;
   std::string hostname, os, machine_id, agent_version;  // as the registration reported them
-  std::string address;           // the registering caller's address, as the server saw it
+  std::string address;  // the registering caller's address, as the server saw it
 };
 
 struct RegisterInfo {
   std::string name, hostname, os, machine_id, agent_version;
-  std::string address;           // the caller's address (ClientAddress), kept on the enrollment
+  std::string address;  // the caller's address (ClientAddress), kept on the enrollment
 };
 
 struct Job {
@@ -753,7 +753,7 @@ class StateIndex {
   // two parties held the key, and the runner is quarantined (quarantined_now, when this call did
   // it). NotFound when no approved or quarantined runner retired this key.
   struct RetiredKeyUse {
-    Runner runner;                // as it is after the call
+    Runner runner;  // as it is after the call
     bool quarantined_now = false;
   };
   [[nodiscard]] virtual absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash,
@@ -775,7 +775,8 @@ LoginThrottle NextLoginThrottle(const LoginThrottle& current, int64_t now_ms,
 // the jobs named `jobs` may be deleted (DeleteRunner); when TransitionRunner may move a runner with
 // `pending` pending enrollments to approved/rejected. FailedPrecondition otherwise.
 [[nodiscard]] absl::Status CheckDecidable(const Runner& runner, const Enrollment& e);
-[[nodiscard]] absl::Status CheckDeletable(const Runner& runner, const std::vector<std::string>& jobs);
+[[nodiscard]] absl::Status CheckDeletable(const Runner& runner,
+                                          const std::vector<std::string>& jobs);
 [[nodiscard]] absl::Status CheckSinglePendingEnrollment(int64_t runner_id, int64_t pending);
 
 // Opens the index named by `url`: "sqlite:PATH" (PATH's directory is created), or

@@ -158,7 +158,6 @@ json AuditJson(const AuditEntry& e) {
               {"result", e.result}, {"details", details}, {"source_ip", e.source_ip}};
 }
 
-
 http::Response TooManyAttempts(int64_t retry_after_ms) {
   const int64_t seconds = std::max<int64_t>(1, (retry_after_ms + 999) / 1000);
   http::Response r =
@@ -360,7 +359,8 @@ void Audit(ServerContext* ctx, const std::string& actor, const std::string& acti
   e.action = action;
   e.target = target;
   e.result = std::to_string(http_status);
-  e.details_json = RedactSecrets(std::move(details)).dump(-1, ' ', false, json::error_handler_t::replace);
+  e.details_json =
+      RedactSecrets(std::move(details)).dump(-1, ' ', false, json::error_handler_t::replace);
   e.source_ip = ip;
   if (auto st = ctx->index->AppendAudit(e); !st.ok()) {
     spdlog::error("audit log: cannot record {} {} by {}: {}", action, target, actor,

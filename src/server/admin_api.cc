@@ -78,7 +78,9 @@ absl::StatusOr<json> RunnerDetailJson(ServerContext* ctx, const Runner& r) {
   return out;
 }
 
-std::string DumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string DumpJson(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 // The request body as a JSON object; an empty body is {}. InvalidArgument otherwise.
 absl::StatusOr<json> OptionalObjectBody(const Request& req) {
@@ -91,17 +93,19 @@ absl::StatusOr<json> OptionalObjectBody(const Request& req) {
 // body[key] as a string ("" when absent). InvalidArgument when it is not a string.
 absl::StatusOr<std::string> StringMember(const json& body, const char* key) {
   if (!body.contains(key)) return std::string();
-  if (!body[key].is_string()) return absl::InvalidArgumentError(absl::StrCat("'", key, "' must be a string"));
+  if (!body[key].is_string())
+    return absl::InvalidArgumentError(absl::StrCat("'", key, "' must be a string"));
   return body[key].get<std::string>();
 }
 
 // The pending enrollment of `runner` that `body` names ({"enrollment": "ID"}), or its only one
 // when the body names none. NotFound for an id that is not one of them; FailedPrecondition (409)
 // when there is none (`none` says what to do) or several and none named (the message lists them).
-absl::StatusOr<Enrollment> ChooseEnrollment(ServerContext* ctx, const Runner& runner, const json& body,
-                                            const std::string& none) {
+absl::StatusOr<Enrollment> ChooseEnrollment(ServerContext* ctx, const Runner& runner,
+                                            const json& body, const std::string& none) {
   DS_ASSIGN_OR_RETURN(std::string id, StringMember(body, "enrollment"));
-  DS_ASSIGN_OR_RETURN(std::vector<Enrollment> pending, ctx->index->ListPendingEnrollments(runner.id));
+  DS_ASSIGN_OR_RETURN(std::vector<Enrollment> pending,
+                      ctx->index->ListPendingEnrollments(runner.id));
   if (!id.empty()) {
     for (auto& e : pending) {
       if (e.id == id) return std::move(e);
@@ -114,12 +118,14 @@ absl::StatusOr<Enrollment> ChooseEnrollment(ServerContext* ctx, const Runner& ru
   std::string choices;
   for (const auto& e : pending) {
     absl::StrAppend(&choices, choices.empty() ? "" : "; ", e.id, " (host '", e.hostname, "' from ",
-                    e.address.empty() ? "?" : e.address, " at ", FormatIsoUtc(e.created_at_ms), ")");
+                    e.address.empty() ? "?" : e.address, " at ", FormatIsoUtc(e.created_at_ms),
+                    ")");
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "runner '", runner.name, "' has ", pending.size(),
-      " pending enrollments; choose one with {\"enrollment\": \"ID\"} (datasync runners ... --enrollment ID): ",
-      choices));
+  return absl::FailedPreconditionError(
+      absl::StrCat("runner '", runner.name, "' has ", pending.size(),
+                   " pending enrollments; choose one with {\"enrollment\": \"ID\"} (datasync "
+                   "runners ... --enrollment ID): ",
+                   choices));
 }
 
 json JobJson(const Job& j) {
@@ -307,12 +313,15 @@ absl::StatusOr<std::string> Decide(ServerContext* ctx, const Request& req, const
     if (approve && runner.pending_enrollment) {
       hint = absl::StrCat("; a new machine asks to take it over: datasync runners replace ", name);
     }
-    return absl::FailedPreconditionError(absl::StrCat("cannot ", action, " runner '", name, "': it is ",
-                                                      runner.status, ", not pending", hint));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot ", action, " runner '", name, "': it is ", runner.status, ", not pending", hint));
   }
   DS_ASSIGN_OR_RETURN(json body, OptionalObjectBody(req));
-  DS_ASSIGN_OR_RETURN(Enrollment e, ChooseEnrollment(ctx, runner, body, absl::StrCat(
-      "runner '", name, "' has no pending enrollment: start its agent first")));
+  DS_ASSIGN_OR_RETURN(
+      Enrollment e,
+      ChooseEnrollment(
+          ctx, runner, body,
+          absl::StrCat("runner '", name, "' has no pending enrollment: start its agent first")));
   who.audit_notes["enrollment"] = e.id;
   DS_RETURN_IF_ERROR(ctx->index->DecideEnrollment(runner.id, e.id, approve, ctx->NowMs()));
   spdlog::info("admin: runner '{}': enrollment {} (host '{}' from {}) {}", name, e.id, e.hostname,
@@ -327,10 +336,11 @@ absl::StatusOr<std::string> Decide(ServerContext* ctx, const Request& req, const
 absl::StatusOr<std::string> Revoke(ServerContext* ctx, const std::string& name) {
   DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, name));
   if (runner.status != "approved" && runner.status != "quarantined") {
-    return absl::FailedPreconditionError(absl::StrCat("cannot revoke runner '", name, "': it is ",
-                                                      runner.status, ", not approved"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot revoke runner '", name, "': it is ", runner.status, ", not approved"));
   }
-  DS_RETURN_IF_ERROR(ctx->index->TransitionRunner(runner.id, runner.status, "revoked", ctx->NowMs()));
+  DS_RETURN_IF_ERROR(
+      ctx->index->TransitionRunner(runner.id, runner.status, "revoked", ctx->NowMs()));
   spdlog::info("admin: runner '{}' {} -> revoked", name, runner.status);
   DS_ASSIGN_OR_RETURN(Runner updated, ctx->index->GetRunnerById(runner.id));
   return DumpJson(RunnerJson(updated, ctx->NowMs(), ctx->config.heartbeat_interval.count()));
@@ -338,14 +348,17 @@ absl::StatusOr<std::string> Revoke(ServerContext* ctx, const std::string& name) 
 
 // DELETE /runners/{runner}: a pending, rejected or revoked runner without jobs, with its
 // enrollments (audited by id), so that its name is free again.
-absl::StatusOr<std::string> DeleteRunner(ServerContext* ctx, const Principal& who, const std::string& name) {
+absl::StatusOr<std::string> DeleteRunner(ServerContext* ctx, const Principal& who,
+                                         const std::string& name) {
   DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, name));
-  DS_ASSIGN_OR_RETURN(std::vector<Enrollment> pending, ctx->index->ListPendingEnrollments(runner.id));
+  DS_ASSIGN_OR_RETURN(std::vector<Enrollment> pending,
+                      ctx->index->ListPendingEnrollments(runner.id));
   std::string ids;
   for (const auto& e : pending) absl::StrAppend(&ids, ids.empty() ? "" : ",", e.id);
   if (!ids.empty()) who.audit_notes["enrollment"] = ids;
   DS_RETURN_IF_ERROR(ctx->index->DeleteRunner(runner.id));
-  spdlog::info("admin: runner '{}' ({}) deleted with its enrollments; the name is free", name, runner.status);
+  spdlog::info("admin: runner '{}' ({}) deleted with its enrollments; the name is free", name,
+               runner.status);
   return json{{"deleted", runner.name}, {"status", runner.status}}.dump();
 }
 
@@ -516,25 +529,26 @@ absl::StatusOr<std::string> ScrubStatus(ServerContext* ctx) {
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-absl::StatusOr<std::string> ReplaceMachine(ServerContext* ctx, const Request& req, const Principal& who,
-                                           const std::string& name) {
+absl::StatusOr<std::string> ReplaceMachine(ServerContext* ctx, const Request& req,
+                                           const Principal& who, const std::string& name) {
   DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, name));
   DS_ASSIGN_OR_RETURN(json body, OptionalObjectBody(req));
   DS_ASSIGN_OR_RETURN(std::string with, StringMember(body, "with"));
   if (with.empty()) with = name;
   if (!IsValidName(with)) return absl::InvalidArgumentError("'with' must be a runner name");
-  const std::string none = absl::StrCat(
-      "no pending registration named '", with, "': start datasync-agent on the new PC first (with --name ",
-      name, ", or with any name and pass --with THAT_NAME)");
+  const std::string none = absl::StrCat("no pending registration named '", with,
+                                        "': start datasync-agent on the new PC first (with --name ",
+                                        name, ", or with any name and pass --with THAT_NAME)");
   auto source = ctx->index->GetRunnerByName(with);
   if (absl::IsNotFound(source.status())) return absl::FailedPreconditionError(none);
   if (!source.ok()) return source.status();
   DS_ASSIGN_OR_RETURN(Enrollment enrollment, ChooseEnrollment(ctx, *source, body, none));
   who.audit_notes["enrollment"] = enrollment.id;
   DS_RETURN_IF_ERROR(ctx->index->ReplaceRunnerMachine(runner.id, enrollment.id, ctx->NowMs()));
-  spdlog::info("admin: runner '{}' replaced by the machine of registration '{}' (enrollment {}, host '{}' "
-               "from {}); old key revoked",
-               runner.name, with, enrollment.id, enrollment.hostname, enrollment.address);
+  spdlog::info(
+      "admin: runner '{}' replaced by the machine of registration '{}' (enrollment {}, host '{}' "
+      "from {}); old key revoked",
+      runner.name, with, enrollment.id, enrollment.hostname, enrollment.address);
   DS_ASSIGN_OR_RETURN(Runner updated, ctx->index->GetRunnerById(runner.id));
   DS_ASSIGN_OR_RETURN(json out, RunnerDetailJson(ctx, updated));
   out["enrollment"] = enrollment.id;
@@ -696,15 +710,18 @@ void AddEnrollmentRoutes(ServerContext* ctx, Router* router) {
   const std::string base = "/api/v1/admin/runners/{runner}";
   for (bool approve : {true, false}) {
     router->Add("POST", base + (approve ? "/approve" : "/reject"),
-                AdminHandler(ctx, [ctx, approve](const Request& req, const PathParams& p, const Principal& who) {
+                AdminHandler(ctx, [ctx, approve](const Request& req, const PathParams& p,
+                                                 const Principal& who) {
                   return Decide(ctx, req, who, p.at("runner"), approve);
                 }));
   }
-  router->Add("POST", base + "/replace",
-              AdminHandler(ctx, [ctx](const Request& req, const PathParams& p, const Principal& who) {
-                return ReplaceMachine(ctx, req, who, p.at("runner"));
-              }));
-  router->Add("DELETE", base, AdminHandler(ctx, [ctx](const Request&, const PathParams& p, const Principal& who) {
+  router->Add(
+      "POST", base + "/replace",
+      AdminHandler(ctx, [ctx](const Request& req, const PathParams& p, const Principal& who) {
+        return ReplaceMachine(ctx, req, who, p.at("runner"));
+      }));
+  router->Add("DELETE", base,
+              AdminHandler(ctx, [ctx](const Request&, const PathParams& p, const Principal& who) {
                 return DeleteRunner(ctx, who, p.at("runner"));
               }));
 }
@@ -782,8 +799,9 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
                 if (!r.ok()) return r.status();
                 return ReconcileJson(*r, ctx->NowMs());
               }));
-  router->Add("POST", base + "/runners/{runner}/revoke",
-              admin([ctx](const Request&, const PathParams& p) { return Revoke(ctx, p.at("runner")); }));
+  router->Add(
+      "POST", base + "/runners/{runner}/revoke",
+      admin([ctx](const Request&, const PathParams& p) { return Revoke(ctx, p.at("runner")); }));
   router->Add("GET", base + "/jobs", admin([ctx](const Request& req, const PathParams&) -> absl::StatusOr<std::string> {
                 std::optional<int64_t> runner_id;
                 if (std::string r = req.Query("runner"); !r.empty()) {

@@ -2,8 +2,8 @@
 #pragma once
 
 #include <map>
-#include <nlohmann/json.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -90,7 +90,8 @@ std::string ClientAddress(const ServerContext& ctx, const http::Request& req);
                                                        bool any_role = false);
 // Writes one audit line (details redacted); failures to write are logged, never answered.
 void Audit(ServerContext* ctx, const std::string& actor, const std::string& action,
-           const std::string& target, int http_status, nlohmann::json details, const std::string& ip);
+           const std::string& target, int http_status, nlohmann::json details,
+           const std::string& ip);
 // Writes the audit line of an admin request (actor, method + path, path parameters, HTTP status,
 // error). Failures to write are logged, never answered.
 void AuditAdmin(ServerContext* ctx, const http::Request& req, const PathParams& params,

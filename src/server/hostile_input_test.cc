@@ -225,8 +225,10 @@ TEST_F(HostileInputTest, PendingEnrollmentCannotBeTakenOver) {
   const std::string reg_body = R"({"name":"pc1","hostname":"lab-pc","os":"linux"})";
   json legit = json::parse(Call("POST", "/api/v1/agent/register", reg_body, "", "10.0.0.5").body);
   clock_.now += 1'000;
-  json thief = json::parse(Call("POST", "/api/v1/agent/register",
-                                R"({"name":"pc1","hostname":"evil","os":"linux"})", "", "203.0.113.9").body);
+  json thief =
+      json::parse(Call("POST", "/api/v1/agent/register",
+                       R"({"name":"pc1","hostname":"evil","os":"linux"})", "", "203.0.113.9")
+                      .body);
   const std::string legit_id = legit["enrollment_id"], thief_id = thief["enrollment_id"];
 
   // The operator sees both, with host and address, oldest first.
@@ -246,19 +248,24 @@ TEST_F(HostileInputTest, PendingEnrollmentCannotBeTakenOver) {
   EXPECT_EQ(r.status, 409) << r.body;
   EXPECT_NE(r.body.find(legit_id), std::string::npos) << r.body;
   EXPECT_NE(r.body.find(thief_id), std::string::npos) << r.body;
-  r = Call("POST", "/api/v1/admin/runners/pc1/approve", R"({"enrollment":"123e4567-e89b-42d3-a456-426614174000"})",
-           "dsa_admin");
+  r = Call("POST", "/api/v1/admin/runners/pc1/approve",
+           R"({"enrollment":"123e4567-e89b-42d3-a456-426614174000"})", "dsa_admin");
   EXPECT_EQ(r.status, 404) << r.body;
-  EXPECT_EQ(Call("POST", "/api/v1/admin/runners/pc1/approve", R"({"enrollment":5})", "dsa_admin").status, 400);
+  EXPECT_EQ(
+      Call("POST", "/api/v1/admin/runners/pc1/approve", R"({"enrollment":5})", "dsa_admin").status,
+      400);
   EXPECT_EQ(ctx_.index->GetRunnerByName("pc1")->status, "pending");
 
-  r = Call("POST", "/api/v1/admin/runners/pc1/approve", json{{"enrollment", legit_id}}.dump(), "dsa_admin");
+  r = Call("POST", "/api/v1/admin/runners/pc1/approve", json{{"enrollment", legit_id}}.dump(),
+           "dsa_admin");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(json::parse(r.body)["enrollment"], legit_id);
-  r = Call("GET", "/api/v1/agent/enrollment/" + legit_id, "", legit["enrollment_secret"], "10.0.0.5");
+  r = Call("GET", "/api/v1/agent/enrollment/" + legit_id, "", legit["enrollment_secret"],
+           "10.0.0.5");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_FALSE(json::parse(r.body).value("api_key", "").empty()) << r.body;
-  r = Call("GET", "/api/v1/agent/enrollment/" + thief_id, "", thief["enrollment_secret"], "203.0.113.9");
+  r = Call("GET", "/api/v1/agent/enrollment/" + thief_id, "", thief["enrollment_secret"],
+           "203.0.113.9");
   EXPECT_EQ(r.status, 403) << r.body;
 
   // The audit line names the enrollment the approval chose.
@@ -275,11 +282,14 @@ TEST_F(HostileInputTest, PendingEnrollmentCannotBeTakenOver) {
 // Class 2: rejecting one candidate keeps the other; a rejected name is freed by deleting it.
 TEST_F(HostileInputTest, RejectOneEnrollmentAndDeleteARejectedRunner) {
   AddRoutes();
-  json a = json::parse(Call("POST", "/api/v1/agent/register", R"({"name":"pc1","hostname":"a"})").body);
+  json a =
+      json::parse(Call("POST", "/api/v1/agent/register", R"({"name":"pc1","hostname":"a"})").body);
   clock_.now += 1'000;
-  json b = json::parse(Call("POST", "/api/v1/agent/register", R"({"name":"pc1","hostname":"b"})", "", "10.0.0.2").body);
-  http::Response r = Call("POST", "/api/v1/admin/runners/pc1/reject", json{{"enrollment", b["enrollment_id"]}}.dump(),
-                          "dsa_admin");
+  json b = json::parse(
+      Call("POST", "/api/v1/agent/register", R"({"name":"pc1","hostname":"b"})", "", "10.0.0.2")
+          .body);
+  http::Response r = Call("POST", "/api/v1/admin/runners/pc1/reject",
+                          json{{"enrollment", b["enrollment_id"]}}.dump(), "dsa_admin");
   ASSERT_EQ(r.status, 200) << r.body;
   json runner = json::parse(r.body);
   EXPECT_EQ(runner["status"], "pending");
@@ -297,7 +307,8 @@ TEST_F(HostileInputTest, RejectOneEnrollmentAndDeleteARejectedRunner) {
   EXPECT_EQ(r.status, 409);
   EXPECT_NE(r.body.find("revoke it first"), std::string::npos) << r.body;
   json job{{"source", "/data"}, {"dest_prefix", "pc2"}, {"interval_ms", 60'000}};
-  ASSERT_EQ(Call("POST", "/api/v1/admin/runners/pc2/jobs/daq", job.dump(), "dsa_admin").status, 201);
+  ASSERT_EQ(Call("POST", "/api/v1/admin/runners/pc2/jobs/daq", job.dump(), "dsa_admin").status,
+            201);
   ASSERT_EQ(Call("POST", "/api/v1/admin/runners/pc2/revoke", "", "dsa_admin").status, 200);
   r = Call("DELETE", "/api/v1/admin/runners/pc2", "", "dsa_admin");
   EXPECT_EQ(r.status, 409);
@@ -339,12 +350,14 @@ TEST_F(HostileInputTest, RetiredKeyUsedAfterRotationQuarantinesTheRunner) {
   EXPECT_NE(audit.find(Sha256Hex("dsk_pc1").substr(0, 8)), std::string::npos) << audit;
   EXPECT_EQ(audit.find("dsk_pc1"), std::string::npos) << audit;
   // The operator binds the re-enrolled PC (a replacement request under its name).
-  json reg = json::parse(Call("POST", "/api/v1/agent/register", R"({"name":"pc1","hostname":"lab-pc"})").body);
+  json reg = json::parse(
+      Call("POST", "/api/v1/agent/register", R"({"name":"pc1","hostname":"lab-pc"})").body);
   ASSERT_EQ(Call("POST", "/api/v1/admin/runners/pc1/replace", "", "dsa_admin").status, 200);
   r = Call("GET", "/api/v1/agent/enrollment/" + reg["enrollment_id"].get<std::string>(), "",
            reg["enrollment_secret"]);
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(Call("POST", "/api/v1/agent/heartbeat", hb, json::parse(r.body)["api_key"]).status, 200);
+  EXPECT_EQ(Call("POST", "/api/v1/agent/heartbeat", hb, json::parse(r.body)["api_key"]).status,
+            200);
   EXPECT_EQ(Call("POST", "/api/v1/agent/heartbeat", hb, next).status, 401);
 }
 

@@ -873,8 +873,8 @@ class PostgresIndex final : public StateIndex {
   absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) override;
   absl::StatusOr<bool> OfferNextKey(int64_t runner_id, const std::string& next_hash) override;
   absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash, int64_t now_ms) override;
-  absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash, int64_t retired_before_ms,
-                                              int64_t now_ms) override;
+  absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash,
+                                              int64_t retired_before_ms, int64_t now_ms) override;
 
  private:
   // Runs `fn(tx)` on a pooled connection in a transaction of kind `mode` and turns any exception
@@ -1171,16 +1171,16 @@ absl::StatusOr<Runner> PostgresIndex::RegisterRunner(const RegisterInfo& info,
 }
 
 absl::StatusOr<Enrollment> PostgresIndex::GetEnrollment(const std::string& id) {
-  return Execute("GetEnrollment", TxMode::kAutocommit,
-                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<Enrollment> {
-                   const pqxx::result r = tx.exec_params(
-                       absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE id = $1"),
-                       id);
-                   if (r.empty()) {
-                     return absl::NotFoundError(absl::StrCat("enrollment ", id, " not found"));
-                   }
-                   return EnrollmentFromRow(r[0]);
-                 });
+  return Execute(
+      "GetEnrollment", TxMode::kAutocommit,
+      [&](pqxx::transaction_base& tx) -> absl::StatusOr<Enrollment> {
+        const pqxx::result r = tx.exec_params(
+            absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE id = $1"), id);
+        if (r.empty()) {
+          return absl::NotFoundError(absl::StrCat("enrollment ", id, " not found"));
+        }
+        return EnrollmentFromRow(r[0]);
+      });
 }
 
 absl::StatusOr<Runner> PostgresIndex::CreatePendingRunner(const std::string& name, int64_t now_ms) {
@@ -1210,41 +1210,44 @@ absl::StatusOr<std::vector<Enrollment>> PostgresIndex::ListPendingEnrollments(in
 
 absl::Status PostgresIndex::DecideEnrollment(int64_t runner_id, const std::string& enrollment_id,
                                              bool approve, int64_t now_ms) {
-  return Execute("DecideEnrollment", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
-    // Runner first, then enrollment (the file's lock order).
-    if (tx.exec_params("SELECT 1 FROM runners WHERE id = $1 FOR UPDATE", runner_id).empty()) {
-      return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
-    }
-    DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(tx, runner_id));
-    const pqxx::result r = tx.exec_params(
-        absl::StrCat("SELECT ", kEnrollmentColumns,
-                     " FROM enrollments WHERE id = $1 AND runner_id = $2 FOR UPDATE"),
-        enrollment_id, runner_id);
-    if (r.empty()) {
-      return absl::NotFoundError(
-          absl::StrCat("runner '", runner.name, "' has no enrollment ", enrollment_id));
-    }
-    const Enrollment e = EnrollmentFromRow(r[0]);
-    DS_RETURN_IF_ERROR(CheckDecidable(runner, e));
-    tx.exec_params("UPDATE enrollments SET status = $1 WHERE id = $2",
-                   approve ? "approved" : "rejected", enrollment_id);
-    if (approve) {
-      tx.exec_params("UPDATE enrollments SET status = 'rejected' WHERE runner_id = $1 AND status = 'pending'",
-                     runner_id);
-      tx.exec_params(R"sql(
+  return Execute(
+      "DecideEnrollment", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+        // Runner first, then enrollment (the file's lock order).
+        if (tx.exec_params("SELECT 1 FROM runners WHERE id = $1 FOR UPDATE", runner_id).empty()) {
+          return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
+        }
+        DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(tx, runner_id));
+        const pqxx::result r = tx.exec_params(
+            absl::StrCat("SELECT ", kEnrollmentColumns,
+                         " FROM enrollments WHERE id = $1 AND runner_id = $2 FOR UPDATE"),
+            enrollment_id, runner_id);
+        if (r.empty()) {
+          return absl::NotFoundError(
+              absl::StrCat("runner '", runner.name, "' has no enrollment ", enrollment_id));
+        }
+        const Enrollment e = EnrollmentFromRow(r[0]);
+        DS_RETURN_IF_ERROR(CheckDecidable(runner, e));
+        tx.exec_params("UPDATE enrollments SET status = $1 WHERE id = $2",
+                       approve ? "approved" : "rejected", enrollment_id);
+        if (approve) {
+          tx.exec_params(
+              "UPDATE enrollments SET status = 'rejected' WHERE runner_id = $1 AND status = "
+              "'pending'",
+              runner_id);
+          tx.exec_params(R"sql(
         UPDATE runners SET status = 'approved', approved_at = $1, hostname = $2, os = $3,
           machine_id = $4, agent_version = $5
         WHERE id = $6)sql",
-                     now_ms, e.hostname, e.os, e.machine_id, e.agent_version, runner_id);
-    } else {
-      tx.exec_params(R"sql(
+                         now_ms, e.hostname, e.os, e.machine_id, e.agent_version, runner_id);
+        } else {
+          tx.exec_params(R"sql(
         UPDATE runners SET status = 'rejected'
         WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM enrollments e
                                        WHERE e.runner_id = runners.id AND e.status = 'pending'))sql",
-                     runner_id);
-    }
-    return absl::OkStatus();
-  });
+                         runner_id);
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::Status PostgresIndex::DeleteRunner(int64_t runner_id) {
@@ -1380,8 +1383,11 @@ absl::Status PostgresIndex::TransitionRunner(int64_t runner_id, const std::strin
         }
         if (to == "approved" || to == "rejected") {
           DS_RETURN_IF_ERROR(CheckSinglePendingEnrollment(
-              runner_id, tx.exec_params("SELECT COUNT(*) FROM enrollments WHERE runner_id = $1 AND status = 'pending'",
-                                        runner_id)[0][0].as<int64_t>()));
+              runner_id,
+              tx.exec_params(
+                    "SELECT COUNT(*) FROM enrollments WHERE runner_id = $1 AND status = 'pending'",
+                    runner_id)[0][0]
+                  .as<int64_t>()));
         }
         tx.exec_params(R"sql(
       UPDATE runners
@@ -2911,7 +2917,8 @@ absl::StatusOr<int64_t> PostgresIndex::PruneStalePending(int64_t registered_befo
                                               registered_before_ms).affected_rows();
                    n += tx.exec_params(R"sql(
                      DELETE FROM enrollments WHERE status = 'pending' AND created_at < $1)sql",
-                                       registered_before_ms).affected_rows();
+                                       registered_before_ms)
+                            .affected_rows();
                    return n;
                  });
 }

@@ -411,8 +411,8 @@ class SqliteIndex final : public StateIndex {
   absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) override;
   absl::StatusOr<bool> OfferNextKey(int64_t runner_id, const std::string& next_hash) override;
   absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash, int64_t now_ms) override;
-  absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash, int64_t retired_before_ms,
-                                              int64_t now_ms) override;
+  absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash,
+                                              int64_t retired_before_ms, int64_t now_ms) override;
 
   absl::StatusOr<Reconcile> CreateReconcile(const std::string& id, int64_t job_id, bool verify,
                                             int64_t now_ms) override;
