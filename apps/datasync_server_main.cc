@@ -415,6 +415,11 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--pending-ttl", pending_ttl,
                  "runners left pending approval this long are removed (default 7d, 0 = never)");
+  std::string retired_key_grace = "10s";
+  app.add_option(
+      "--retired-key-grace", retired_key_grace,
+      "after a key rotation the old key is accepted this long; later use quarantines the runner "
+      "(default 10s)");
 
   // Maintenance subcommands, run against the index while the server may be serving.
   std::string backup_to, restore_from;
@@ -454,15 +459,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   cfg.heartbeat_interval = *hb;
-  for (auto [text, out, name] : {std::tuple{&run_timeout, &cfg.run_timeout, "--run-timeout"},
-                                 std::tuple{&run_retention, &cfg.run_retention, "--run-retention"},
-                                 std::tuple{&janitor_interval, &cfg.janitor_interval, "--janitor-interval"},
-                                 std::tuple{&session_idle, &cfg.session_idle, "--session-idle"},
-                                 std::tuple{&session_max, &cfg.session_max, "--session-max"},
-                                 std::tuple{&pending_ttl, &cfg.pending_ttl, "--pending-ttl"},
-                                 std::tuple{&alert_interval, &cfg.alert_interval, "--alert-interval"},
-                                 std::tuple{&scrub_interval, &cfg.scrub_interval, "--scrub-interval"},
-                                 std::tuple{&log_retention, &cfg.log_retention, "--log-retention"}}) {
+  for (auto [text, out, name] :
+       {std::tuple{&run_timeout, &cfg.run_timeout, "--run-timeout"},
+        std::tuple{&run_retention, &cfg.run_retention, "--run-retention"},
+        std::tuple{&janitor_interval, &cfg.janitor_interval, "--janitor-interval"},
+        std::tuple{&session_idle, &cfg.session_idle, "--session-idle"},
+        std::tuple{&session_max, &cfg.session_max, "--session-max"},
+        std::tuple{&pending_ttl, &cfg.pending_ttl, "--pending-ttl"},
+        std::tuple{&retired_key_grace, &cfg.retired_key_grace, "--retired-key-grace"},
+        std::tuple{&alert_interval, &cfg.alert_interval, "--alert-interval"},
+        std::tuple{&scrub_interval, &cfg.scrub_interval, "--scrub-interval"},
+        std::tuple{&log_retention, &cfg.log_retention, "--log-retention"}}) {
     auto d = ds::ParseDuration(*text);
     if (!d.ok()) {
       std::cerr << "datasync-server: " << name << ": " << d.status().message() << "\n";

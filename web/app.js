@@ -102,29 +102,63 @@ function minDiskFree(r) {
   return `${bytes(worst.free_bytes)} free (${worst.job || worst.path})`;
 }
 
+// The registrations waiting on a runner, each with its own decision: on a pending runner,
+// approve or reject that enrollment; on an enrolled one (a replacement request), bind that
+// machine. Host, address and time tell a second registration under one name from the first.
+function enrollmentList(r) {
+  const name = encodeURIComponent(r.name);
+  const items = r.pending_enrollments || [];
+  if (!items.length) return h('div');
+  return h('div', { class: 'enrollments' }, h('h3', {}, `Pending enrollments of ${r.name} (${items.length})`),
+    table(['Host', 'Address', 'Registered', 'OS', 'Enrollment', 'Actions'], items, (e) => {
+      const body = { enrollment: e.id };
+      const acts = h('span', { class: 'actions' });
+      if (r.status === 'pending') {
+        acts.append(action('Approve', () => post(`/runners/${name}/approve`, body),
+          { confirmText: `Approve ${r.name} on host ${e.hostname || '?'} from ${e.address || '?'}? The other pending enrollments are rejected.` }),
+        action('Reject', () => post(`/runners/${name}/reject`, body), { danger: true, confirmText: `Reject this enrollment of ${r.name}?` }));
+      } else {
+        acts.append(action('Replace machine', () => post(`/runners/${name}/replace`, body),
+          { confirmText: `Bind host ${e.hostname || '?'} (${e.address || '?'}) to ${r.name}? The old PC's key stops working.` }));
+      }
+      return [e.hostname || '—', e.address || '—', localTime(e.created_at), e.os || '—', e.id.slice(0, 8), acts];
+    }));
+}
+
 pages.runners = () => {
   const list = h('div');
+  const enrollments = h('div');
   return {
     title: 'Runners',
-    root: h('div', {}, list),
+    root: h('div', {}, list, enrollments),
     async refresh() {
       const { runners } = await get('/runners');
-      const order = { pending: 0, approved: 1, revoked: 2, rejected: 3 };
+      const order = { pending: 0, quarantined: 1, approved: 2, revoked: 3, rejected: 4 };
       runners.sort((a, b) => (order[a.status] - order[b.status]) || a.name.localeCompare(b.name));
       list.replaceChildren(table(
         ['Name', 'Status', 'Connection', 'Group', 'Host', 'Version', 'Last heartbeat', 'State', 'Disk', 'Actions'], runners, (r) => {
           const name = encodeURIComponent(r.name);
           const acts = h('span', { class: 'actions' });
-          if (r.status === 'pending') {
-            acts.append(action('Approve', () => post(`/runners/${name}/approve`)),
-              action('Reject', () => post(`/runners/${name}/reject`), { danger: true, confirmText: `Reject ${r.name}?` }));
+          const waiting = (r.pending_enrollments || []).length;
+          if (r.status === 'pending' && waiting === 1) {
+            const body = { enrollment: r.pending_enrollments[0].id };
+            acts.append(action('Approve', () => post(`/runners/${name}/approve`, body)),
+              action('Reject', () => post(`/runners/${name}/reject`, body), { danger: true, confirmText: `Reject ${r.name}?` }));
           }
+          if (waiting > 1) acts.append(h('span', { class: 'muted' }, `${waiting} enrollments: choose below`));
           if (r.status === 'approved') {
             acts.append(action('Rotate key', () => post(`/runners/${name}/rotate-key`)),
               action('Revoke', () => post(`/runners/${name}/revoke`), { danger: true, confirmText: `Revoke ${r.name}? Its agent stops at once.` }));
           }
-          if (r.replacement_pending) {
-            acts.append(action('Replace machine', () => post(`/runners/${name}/replace`), { confirmText: `Bind the new PC registering as ${r.name} to this runner? The old PC's key stops working.` }));
+          if (r.status === 'quarantined') {
+            acts.append(action('Revoke', () => post(`/runners/${name}/revoke`), { danger: true, confirmText: `Revoke ${r.name}? Replace machine (after its PC re-enrolls) keeps the runner instead.` }));
+          }
+          if (r.replacement_pending && waiting === 1) {
+            acts.append(action('Replace machine', () => post(`/runners/${name}/replace`, { enrollment: r.pending_enrollments[0].id }),
+              { confirmText: `Bind the new PC registering as ${r.name} to this runner? The old PC's key stops working.` }));
+          }
+          if (['pending', 'rejected', 'revoked'].includes(r.status)) {
+            acts.append(action('Delete', () => del(`/runners/${name}`), { danger: true, confirmText: `Delete ${r.name} and its enrollments? Its name becomes free.` }));
           }
           return [h('span', { class: 'runner-name' }, r.name), badge(r.status),
             r.status === 'approved' ? badge(r.online ? 'online' : 'offline') : '—',
@@ -132,6 +166,7 @@ pages.runners = () => {
             r.runtime_state ? `${r.runtime_state}${r.current_run ? ' ' + r.current_run.slice(0, 8) : ''}` : '—',
             minDiskFree(r), acts];
         }, 'No runners yet: start datasync-agent on a PC.'));
+      enrollments.replaceChildren(...runners.filter((r) => (r.pending_enrollments || []).length > 0).map(enrollmentList));
     },
   };
 };

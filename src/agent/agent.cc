@@ -618,8 +618,9 @@ class Agent {
   }
 
   // An operator rotated this runner's key: keep the new one on disk first, then use it. The
-  // server retires the old key at the first request made with the new one; until then a lost
-  // answer only means the next heartbeat (with the old key) brings another new key.
+  // server retires the old key at the first request made with the new one (accepting it only for
+  // requests in flight, --retired-key-grace; a later use quarantines the runner). A new key is
+  // handed out once: if this answer is lost the operator rotates again.
   void AdoptRotatedKey(const std::string& key) {
     AgentState next;
     {

@@ -59,6 +59,22 @@ void PrintRunSummary(const json& r) {
 
 bool Terminal(const std::string& state) { return !state.empty() && state != "running"; }
 
+// Under `runners list`: every registration waiting on a runner (host, address, time), so the
+// operator can tell a second registration under one name from the first and choose.
+void PrintPendingEnrollments(const json& runners) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& x : runners) {
+    if (!x.contains("pending_enrollments")) continue;
+    for (const auto& e : x["pending_enrollments"]) {
+      rows.push_back({Str(x, "name"), Str(e, "id"), Str(e, "hostname"), Str(e, "address"),
+                      Str(e, "created_at")});
+    }
+  }
+  if (rows.empty()) return;
+  std::cout << "\npending enrollments (datasync runners approve|reject NAME --enrollment ID):\n";
+  PrintTable({"RUNNER", "ENROLLMENT", "HOST", "ADDRESS", "REGISTERED"}, rows);
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -91,27 +107,50 @@ int RunCli(int argc, char** argv) {
                         Str(x, "last_heartbeat_at")});
       }
       PrintTable({"NAME", "STATUS", "CONN", "GROUP", "HOST", "VERSION", "STATE", "LAST HEARTBEAT"}, rows);
+      PrintPendingEnrollments(r["runners"]);
     };
   });
-  std::string runner_name, job_name;
+  std::string runner_name, job_name, enrollment_id;
   for (std::string verb : {"approve", "reject", "revoke"}) {
     auto* c = runners->add_subcommand(verb, verb + " a runner");
     c->add_option("NAME", runner_name, "runner name")->required();
+    if (verb != "revoke") {
+      c->add_option("--enrollment", enrollment_id,
+                    "which pending enrollment (needed when several wait: see runners list)");
+    }
     c->callback([&, verb] {
       action = [&, verb] {
-        json r = Api(g).Call("POST", "/runners/" + Seg(runner_name) + "/" + verb);
-        std::cout << "runner " << runner_name << " is now " << Str(r, "status") << "\n";
+        json body = json::object();
+        if (!enrollment_id.empty()) body["enrollment"] = enrollment_id;
+        json r = Api(g).Call("POST", "/runners/" + Seg(runner_name) + "/" + verb, body.dump());
+        std::cout << "runner " << runner_name << " is now " << Str(r, "status")
+                  << (Str(r, "enrollment").empty() ? ""
+                                                   : " (enrollment " + Str(r, "enrollment") + ")")
+                  << "\n";
       };
     });
   }
+  auto* rd = runners->add_subcommand(
+      "delete", "delete a pending, rejected or revoked runner (frees its name)");
+  rd->add_option("NAME", runner_name, "runner name")->required();
+  rd->callback([&] {
+    action = [&] {
+      json r = Api(g).Call("DELETE", "/runners/" + Seg(runner_name));
+      std::cout << "runner " << runner_name << " (" << Str(r, "status")
+                << ") deleted with its enrollments; the name is free\n";
+    };
+  });
   std::string replace_with;
   auto* rr = runners->add_subcommand("replace", "bind a new PC (its pending registration) to an existing runner");
   rr->add_option("NAME", runner_name, "the existing runner")->required();
   rr->add_option("--with", replace_with, "name the new PC registered under (default: NAME)");
+  rr->add_option("--enrollment", enrollment_id,
+                 "which pending registration (needed when several wait: see runners list)");
   rr->callback([&] {
     action = [&] {
       json body = json::object();
       if (!replace_with.empty()) body["with"] = replace_with;
+      if (!enrollment_id.empty()) body["enrollment"] = enrollment_id;
       json r = Api(g).Call("POST", "/runners/" + Seg(runner_name) + "/replace", body.dump());
       std::cout << "runner " << runner_name << " now belongs to host " << Str(r, "hostname")
                 << "; its jobs and index rows are kept and the old machine's key no longer works\n";

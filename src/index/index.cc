@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/files.h"
 #include "index/postgres/postgres_index.h"
 #include "index/sqlite/sqlite_index.h"
@@ -112,6 +113,38 @@ absl::Status ValidateScrubRequest(const std::string& trigger, double rehash_frac
   }
   if (!(rehash_fraction >= 0.0 && rehash_fraction <= 1.0)) {  // NaN fails too
     return absl::InvalidArgumentError("rehash_fraction must be a number from 0 to 1");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDecidable(const Runner& runner, const Enrollment& e) {
+  if (runner.status != "pending") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("runner '", runner.name, "' is ", runner.status, ", not pending"));
+  }
+  if (e.status != "pending") {
+    return absl::FailedPreconditionError(absl::StrCat("enrollment ", e.id, " is ", e.status));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDeletable(const Runner& runner, const std::vector<std::string>& jobs) {
+  if (runner.status != "pending" && runner.status != "rejected" && runner.status != "revoked") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("runner '", runner.name, "' is ", runner.status, "; revoke it first"));
+  }
+  if (!jobs.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("runner '", runner.name, "' still has jobs ",
+                                                      absl::StrJoin(jobs, ", "),
+                                                      "; delete them first"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSinglePendingEnrollment(int64_t runner_id, int64_t pending) {
+  if (pending > 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("runner ", runner_id, " has ", pending, " pending enrollments; choose one"));
   }
   return absl::OkStatus();
 }

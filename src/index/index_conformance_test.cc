@@ -187,29 +187,101 @@ TEST_P(StateIndexConformance, RunnerGroupsAreCreatedOnUseAndShownOnRunnerRows) {
   EXPECT_TRUE(absl::IsNotFound(index_->SetRunnerGroup(987654, "lab2", kT0)));
 }
 
-TEST_P(StateIndexConformance, ReRegisteringPendingNameReusesRunner) {
-  ASSERT_OK_AND_ASSIGN(Runner first,
-                       index_->RegisterRunner(Info("pc1", "old-host"), "enr-a", "sa", kT0));
-  ASSERT_OK_AND_ASSIGN(Runner second,
-                       index_->RegisterRunner(Info("pc1", "new-host"), "enr-b", "sb", kT0 + 1));
+TEST_P(StateIndexConformance, SecondRegistrationOfPendingNameDisplacesNothing) {
+  RegisterInfo first_info = Info("pc1", "lab-pc");
+  first_info.address = "10.0.0.5";
+  ASSERT_OK_AND_ASSIGN(Runner first, index_->RegisterRunner(first_info, "enr-a", "sa", kT0));
+  RegisterInfo second_info = Info("pc1", "intruder");
+  second_info.address = "203.0.113.9";
+  ASSERT_OK_AND_ASSIGN(Runner second, index_->RegisterRunner(second_info, "enr-b", "sb", kT0 + 1));
   EXPECT_EQ(second.id, first.id);
   EXPECT_EQ(second.status, "pending");
-  EXPECT_EQ(second.hostname, "new-host");
-
-  ASSERT_OK_AND_ASSIGN(Enrollment a, index_->GetEnrollment("enr-a"));
-  EXPECT_EQ(a.status, "rejected");
-  ASSERT_OK_AND_ASSIGN(Enrollment b, index_->GetEnrollment("enr-b"));
-  EXPECT_EQ(b.status, "pending");
-  EXPECT_EQ(b.runner_id, first.id);
+  EXPECT_EQ(second.hostname, "lab-pc");  // the newcomer does not rewrite the runner row
   ASSERT_OK_AND_ASSIGN(std::vector<Runner> runners, index_->ListRunners());
   EXPECT_EQ(runners.size(), 1u);
 
-  // Approval moves only the live enrollment; the superseded one cannot fetch the key.
-  ASSERT_OK(index_->TransitionRunner(first.id, "pending", "approved", kT0 + 2));
-  ASSERT_OK_AND_ASSIGN(a, index_->GetEnrollment("enr-a"));
-  EXPECT_EQ(a.status, "rejected");
-  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeliverKey("enr-a", "key-a")));
-  ASSERT_OK(index_->DeliverKey("enr-b", "key-b"));
+  // Both wait, oldest first, each with where it came from.
+  ASSERT_OK_AND_ASSIGN(std::vector<Enrollment> pending, index_->ListPendingEnrollments(first.id));
+  ASSERT_EQ(pending.size(), 2u);
+  EXPECT_EQ(pending[0].id, "enr-a");
+  EXPECT_EQ(pending[0].hostname, "lab-pc");
+  EXPECT_EQ(pending[0].address, "10.0.0.5");
+  EXPECT_EQ(pending[0].created_at_ms, kT0);
+  EXPECT_EQ(pending[1].id, "enr-b");
+  EXPECT_EQ(pending[1].address, "203.0.113.9");
+  EXPECT_EQ(pending[1].machine_id, "machine-pc1");
+  ASSERT_OK_AND_ASSIGN(Enrollment b, index_->GetEnrollment("enr-b"));
+  EXPECT_EQ(b.address, "203.0.113.9");
+
+  // The operator must choose: no blanket approval with two candidates.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      index_->TransitionRunner(first.id, "pending", "approved", kT0 + 2)));
+  EXPECT_TRUE(absl::IsNotFound(index_->DecideEnrollment(first.id, "enr-zz", true, kT0 + 2)));
+  ASSERT_OK(index_->DecideEnrollment(first.id, "enr-a", true, kT0 + 2));
+  ASSERT_OK_AND_ASSIGN(Runner approved, index_->GetRunnerById(first.id));
+  EXPECT_EQ(approved.status, "approved");
+  EXPECT_EQ(approved.hostname, "lab-pc");
+  EXPECT_FALSE(approved.pending_enrollment);
+  ASSERT_OK_AND_ASSIGN(b, index_->GetEnrollment("enr-b"));
+  EXPECT_EQ(b.status, "rejected");
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeliverKey("enr-b", "key-b")));
+  ASSERT_OK(index_->DeliverKey("enr-a", "key-a"));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(index_->DecideEnrollment(first.id, "enr-b", true, kT0 + 3)));
+}
+
+TEST_P(StateIndexConformance, RejectingOneEnrollmentLeavesTheOthersPending) {
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->RegisterRunner(Info("pc1", "a"), "enr-a", "sa", kT0));
+  ASSERT_OK(index_->RegisterRunner(Info("pc1", "b"), "enr-b", "sb", kT0 + 1).status());
+  ASSERT_OK(index_->DecideEnrollment(r.id, "enr-b", false, kT0 + 2));
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.status, "pending");
+  ASSERT_OK_AND_ASSIGN(std::vector<Enrollment> pending, index_->ListPendingEnrollments(r.id));
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].id, "enr-a");
+  // Rejecting the last one rejects the runner.
+  ASSERT_OK(index_->DecideEnrollment(r.id, "enr-a", false, kT0 + 3));
+  ASSERT_OK_AND_ASSIGN(r, index_->GetRunnerById(r.id));
+  EXPECT_EQ(r.status, "rejected");
+}
+
+TEST_P(StateIndexConformance, DeleteRunnerFreesARejectedName) {
+  ASSERT_OK_AND_ASSIGN(Runner r, index_->RegisterRunner(Info("pc1"), "enr-1", "s", kT0));
+  ASSERT_OK(index_->DecideEnrollment(r.id, "enr-1", false, kT0 + 1));
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(index_->RegisterRunner(Info("pc1"), "enr-2", "s", kT0 + 2).status()));
+  ASSERT_OK(index_->DeleteRunner(r.id));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-1").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->DeleteRunner(r.id)));
+  ASSERT_OK_AND_ASSIGN(Runner again, index_->RegisterRunner(Info("pc1"), "enr-2", "s", kT0 + 3));
+  EXPECT_EQ(again.status, "pending");
+
+  // Approved: revoke first. With jobs: delete them first (the message names them).
+  ASSERT_OK_AND_ASSIGN(Runner approved, ApprovedRunner("pc2"));
+  absl::Status st = index_->DeleteRunner(approved.id);
+  EXPECT_TRUE(absl::IsFailedPrecondition(st));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("revoke it first"));
+  ASSERT_OK(index_->PutJob(approved.id, Spec("daq"), false, kT0).status());
+  ASSERT_OK(index_->TransitionRunner(approved.id, "approved", "revoked", kT0 + 4));
+  st = index_->DeleteRunner(approved.id);
+  EXPECT_TRUE(absl::IsFailedPrecondition(st));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("daq"));
+  ASSERT_OK_AND_ASSIGN(auto jobs, index_->ListJobs(approved.id));
+  ASSERT_OK(index_->DeleteJob(jobs[0].spec.id));
+  ASSERT_OK(index_->DeleteRunner(approved.id));
+
+  // A job import's runner has no enrollment until its agent registers.
+  ASSERT_OK_AND_ASSIGN(Runner imported, index_->CreatePendingRunner("pc3", kT0));
+  EXPECT_EQ(imported.status, "pending");
+  EXPECT_FALSE(imported.pending_enrollment);
+  EXPECT_TRUE(absl::IsAlreadyExists(index_->CreatePendingRunner("pc3", kT0).status()));
+  // Its agent's registration shows on the row; a later one does not rewrite it.
+  ASSERT_OK_AND_ASSIGN(imported,
+                       index_->RegisterRunner(Info("pc3", "lab-pc"), "enr-3a", "s", kT0 + 1));
+  EXPECT_EQ(imported.hostname, "lab-pc");
+  ASSERT_OK_AND_ASSIGN(imported,
+                       index_->RegisterRunner(Info("pc3", "other"), "enr-3b", "s", kT0 + 2));
+  EXPECT_EQ(imported.hostname, "lab-pc");
 }
 
 TEST_P(StateIndexConformance, RegisterOnEnrolledNameIsAReplacementRequest) {
@@ -278,11 +350,22 @@ TEST_P(StateIndexConformance, PruneStalePendingRemovesOnlyRegistrationsNobodyAct
   ASSERT_OK(index_->PutJob(imported.id, Spec("job"), false, kT0).status());
   ASSERT_OK_AND_ASSIGN(Runner enrolled, ApprovedRunner("enrolled"));
   ASSERT_OK(index_->RegisterRunner(Info("enrolled"), "enr-replace", "s", kT0 + 1).status());
+  ASSERT_OK(index_->RegisterRunner(Info("stale"), "enr-stale-2", "s", kT0 + 1).status());
   ASSERT_OK_AND_ASSIGN(int64_t n, index_->PruneStalePending(kT0 + 7 * day));
-  EXPECT_EQ(n, 2);  // the runner "stale" and the replacement request of "enrolled"
+  // The runner "stale" (with both its enrollments), the older registration of "again", the
+  // registration on "imported" (the runner stays: it has a job) and the replacement request of
+  // "enrolled".
+  EXPECT_EQ(n, 4);
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-i").status()));
   EXPECT_TRUE(absl::IsNotFound(index_->GetRunnerByName("stale").status()));
   EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-stale").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-stale-2").status()));
   EXPECT_TRUE(index_->GetRunnerById(again.id).ok());  // registered again since
+  EXPECT_TRUE(absl::IsNotFound(index_->GetEnrollment("enr-a1").status()));
+  ASSERT_OK_AND_ASSIGN(std::vector<Enrollment> again_pending,
+                       index_->ListPendingEnrollments(again.id));
+  ASSERT_EQ(again_pending.size(), 1u);
+  EXPECT_EQ(again_pending[0].id, "enr-a2");
   EXPECT_TRUE(index_->GetRunnerById(imported.id).ok());  // has a job
   ASSERT_OK_AND_ASSIGN(Runner kept, index_->GetRunnerById(enrolled.id));
   EXPECT_EQ(kept.status, "approved");
@@ -1256,14 +1339,19 @@ TEST_P(StateIndexConformance, KeyRotationPromotesTheNextKeyOnFirstUse) {
   EXPECT_FALSE(r.key_rotation_pending);
   ASSERT_OK(index_->RequestKeyRotation(r.id, kT0 + 5));
   EXPECT_TRUE(index_->FindRunnerByKeyHash("key-pc1")->key_rotation_pending);  // heartbeats see it
-  ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-1"));
+  ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-0"));
   EXPECT_TRUE(offered);
-  // The answer was lost: the agent asks again with its old key and gets another one.
+  // Handed out once: a second heartbeat with the old key (perhaps a thief's) gets none.
+  ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-x"));
+  EXPECT_FALSE(offered);
+  // The answer was lost: the operator asks again, which discards the unused key.
+  ASSERT_OK(index_->RequestKeyRotation(r.id, kT0 + 6));
+  EXPECT_TRUE(absl::IsNotFound(index_->PromoteNextKey("next-0", kT0 + 6).status()));
   ASSERT_OK_AND_ASSIGN(offered, index_->OfferNextKey(r.id, "next-2"));
   EXPECT_TRUE(offered);
   EXPECT_TRUE(index_->FindRunnerByKeyHash("key-pc1").ok());  // old key works until the new is used
-  EXPECT_TRUE(absl::IsNotFound(index_->PromoteNextKey("next-1").status()));
-  ASSERT_OK_AND_ASSIGN(Runner promoted, index_->PromoteNextKey("next-2"));
+  EXPECT_TRUE(absl::IsNotFound(index_->PromoteNextKey("next-x", kT0 + 7).status()));
+  ASSERT_OK_AND_ASSIGN(Runner promoted, index_->PromoteNextKey("next-2", kT0 + 7));
   EXPECT_EQ(promoted.id, r.id);
   EXPECT_FALSE(promoted.key_rotation_pending);
   EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("key-pc1").status()));
@@ -1273,6 +1361,52 @@ TEST_P(StateIndexConformance, KeyRotationPromotesTheNextKeyOnFirstUse) {
   EXPECT_FALSE(offered);  // request cleared
   ASSERT_OK_AND_ASSIGN(Runner pending, index_->RegisterRunner(Info("pc2"), "enr-pc2", "s", kT0));
   EXPECT_TRUE(absl::IsFailedPrecondition(index_->RequestKeyRotation(pending.id, kT0)));
+}
+
+TEST_P(StateIndexConformance, RetiredKeyUsedAfterRotationQuarantinesTheRunner) {
+  ASSERT_OK_AND_ASSIGN(Runner r, ApprovedRunner("pc1"));
+  EXPECT_TRUE(
+      absl::IsNotFound(index_->UseRetiredKey("key-pc1", kT0, kT0).status()));  // not retired
+  ASSERT_OK(index_->RequestKeyRotation(r.id, kT0 + 5));
+  ASSERT_OK_AND_ASSIGN(bool offered, index_->OfferNextKey(r.id, "next-1"));
+  ASSERT_TRUE(offered);
+  ASSERT_OK(index_->PromoteNextKey("next-1", kT0 + 10).status());
+  // Within the grace (retired at or after retired_before_ms): a request in flight, no change.
+  ASSERT_OK_AND_ASSIGN(StateIndex::RetiredKeyUse use,
+                       index_->UseRetiredKey("key-pc1", kT0 + 10, kT0 + 11));
+  EXPECT_FALSE(use.quarantined_now);
+  EXPECT_EQ(use.runner.status, "approved");
+  // Later: two parties held the key.
+  ASSERT_OK_AND_ASSIGN(use, index_->UseRetiredKey("key-pc1", kT0 + 11, kT0 + 70));
+  EXPECT_TRUE(use.quarantined_now);
+  EXPECT_EQ(use.runner.id, r.id);
+  EXPECT_EQ(use.runner.status, "quarantined");
+  ASSERT_OK_AND_ASSIGN(use, index_->UseRetiredKey("key-pc1", kT0 + 11, kT0 + 80));
+  EXPECT_FALSE(use.quarantined_now);  // already
+  ASSERT_OK_AND_ASSIGN(Runner by_new, index_->FindRunnerByKeyHash("next-1"));
+  EXPECT_EQ(by_new.status, "quarantined");  // the new key is refused too (by the caller)
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->RequestKeyRotation(r.id, kT0 + 90)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(index_->DeleteRunner(r.id)));
+  // The operator binds the re-enrolled PC: the quarantine ends, every old key is gone.
+  ASSERT_OK(index_->RegisterRunner(Info("pc1", "lab-pc"), "enr-again", "s", kT0 + 100).status());
+  ASSERT_OK(index_->ReplaceRunnerMachine(r.id, "enr-again", kT0 + 110));
+  ASSERT_OK(index_->DeliverKey("enr-again", "key-fresh"));
+  ASSERT_OK_AND_ASSIGN(Runner fresh, index_->FindRunnerByKeyHash("key-fresh"));
+  EXPECT_EQ(fresh.status, "approved");
+  EXPECT_TRUE(absl::IsNotFound(index_->FindRunnerByKeyHash("next-1").status()));
+  EXPECT_TRUE(absl::IsNotFound(index_->UseRetiredKey("key-pc1", kT0 + 200, kT0 + 200).status()));
+
+  // Or revokes it: a quarantined runner can be revoked (and then deleted).
+  ASSERT_OK_AND_ASSIGN(Runner other, ApprovedRunner("pc2"));
+  ASSERT_OK(index_->RequestKeyRotation(other.id, kT0));
+  ASSERT_OK(index_->OfferNextKey(other.id, "next-2").status());
+  ASSERT_OK(index_->PromoteNextKey("next-2", kT0).status());
+  ASSERT_OK(index_->UseRetiredKey("key-pc2", kT0 + 1, kT0 + 100).status());
+  ASSERT_OK(index_->TransitionRunner(other.id, "quarantined", "revoked", kT0 + 101));
+  ASSERT_OK_AND_ASSIGN(other, index_->GetRunnerById(other.id));
+  EXPECT_EQ(other.status, "revoked");
+  EXPECT_FALSE(other.has_key);
+  ASSERT_OK(index_->DeleteRunner(other.id));
 }
 
 // ---- concurrency --------------------------------------------------------------------------------
@@ -1890,7 +2024,7 @@ TEST_P(StateIndexConformance, ConcurrentCompareAndSetsHaveOneWinner) {
                          [](const absl::Status& s) { return s.ok(); });
   };
 
-  // Registrations of one new name share one pending runner; the last enrollment stays live.
+  // Registrations of one new name share one pending runner; every enrollment stays pending.
   std::vector<absl::Status> registered = race([&](int t) {
     return index_->RegisterRunner(Info("pc1"), absl::StrCat("enr-", t), "s", kT0 + t).status();
   });
@@ -1903,11 +2037,12 @@ TEST_P(StateIndexConformance, ConcurrentCompareAndSetsHaveOneWinner) {
     EXPECT_EQ(e.runner_id, runners[0].id);
     if (e.status == "pending") ++pending;
   }
-  EXPECT_EQ(pending, 1);
+  EXPECT_EQ(pending, kThreads);
 
-  // Approvals by several operators: one wins, the others see it was already done.
+  // Approvals by several operators, each of another enrollment: one wins, the others see it was
+  // already done.
   std::vector<absl::Status> approved = race([&](int t) {
-    return index_->TransitionRunner(runners[0].id, "pending", "approved", kT0 + 10 + t);
+    return index_->DecideEnrollment(runners[0].id, absl::StrCat("enr-", t), true, kT0 + 10 + t);
   });
   EXPECT_EQ(count_ok(approved), 1);
   for (const absl::Status& s : approved) EXPECT_TRUE(s.ok() || absl::IsFailedPrecondition(s)) << s;

@@ -24,7 +24,9 @@ namespace ds {
 struct Runner {
   int64_t id = 0;
   std::string name;
-  std::string status;            // pending | approved | rejected | revoked
+  // pending | approved | rejected | revoked | quarantined (approved, but a retired key was used
+  // again: UseRetiredKey; neither key authenticates until ReplaceRunnerMachine or revocation)
+  std::string status;
   std::string hostname, os, machine_id, agent_version;
   std::string runtime_state;     // last reported: idle | syncing | ...
   std::string current_run;
@@ -46,10 +48,13 @@ struct Enrollment {
   std::string secret_hash;       // SHA-256 hex of the enrollment secret
   std::string status;            // pending | approved | rejected | delivered
   int64_t created_at_ms = 0;
+  std::string hostname, os, machine_id, agent_version;  // as the registration reported them
+  std::string address;  // the registering caller's address, as the server saw it
 };
 
 struct RegisterInfo {
   std::string name, hostname, os, machine_id, agent_version;
+  std::string address;  // the caller's address (ClientAddress), kept on the enrollment
 };
 
 struct Job {
@@ -315,16 +320,39 @@ class StateIndex {
   [[nodiscard]] virtual absl::Status Ping() = 0;
 
   // ---- runners and enrollment -----------------------------------------------------------------
-  // Creates a pending runner named info.name and its enrollment. If a *pending* runner of that
-  // name exists, it is reused and its previous enrollments are superseded (rejected). If an
-  // approved or revoked runner has the name (a replaced PC), only a pending enrollment is added to
-  // it — a replacement request that does nothing until ReplaceRunnerMachine; the runner and its
-  // key are untouched. AlreadyExists when the name belongs to a rejected runner.
+  // Creates a pending runner named info.name and its enrollment. If a runner of that name exists
+  // and is not rejected, only a pending enrollment is added to it and nothing is displaced: on a
+  // pending runner, one more registration for the operator to choose from (DecideEnrollment);
+  // on an approved or revoked one (a replaced PC), a replacement request that does nothing until
+  // ReplaceRunnerMachine. The runner row and its key are untouched (except that a pending runner
+  // without any enrollment yet, a job import's, takes the host, os, machine id and agent version
+  // of its first registration). AlreadyExists when the name belongs to a rejected runner
+  // (DeleteRunner frees it).
   [[nodiscard]] virtual absl::StatusOr<Runner> RegisterRunner(const RegisterInfo& info,
                                                               const std::string& enrollment_id,
                                                               const std::string& secret_hash,
                                                               int64_t now_ms) = 0;
   [[nodiscard]] virtual absl::StatusOr<Enrollment> GetEnrollment(const std::string& id) = 0;
+  // A pending runner without any enrollment (a job import's runner; its agent registers later).
+  // AlreadyExists when the name is taken.
+  [[nodiscard]] virtual absl::StatusOr<Runner> CreatePendingRunner(const std::string& name,
+                                                                   int64_t now_ms) = 0;
+  // The runner's pending enrollments, oldest first.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Enrollment>> ListPendingEnrollments(
+      int64_t runner_id) = 0;
+  // An operator's decision on one pending enrollment of a pending runner, atomically.
+  // approve: the enrollment becomes approved (its poll receives the key), the runner approved
+  // with the enrollment's hostname, os, machine id and agent version, and every other pending
+  // enrollment of the runner rejected. reject: the enrollment becomes rejected; the runner too
+  // once none of its enrollments is pending any more. NotFound when the runner has no such
+  // enrollment; FailedPrecondition when the runner or the enrollment is not pending.
+  [[nodiscard]] virtual absl::Status DecideEnrollment(int64_t runner_id,
+                                                      const std::string& enrollment_id,
+                                                      bool approve, int64_t now_ms) = 0;
+  // Deletes a pending, rejected or revoked runner with its enrollments (its name is free
+  // again), and its run history and logs. FailedPrecondition when it is approved or still has
+  // jobs; NotFound for an unknown runner.
+  [[nodiscard]] virtual absl::Status DeleteRunner(int64_t runner_id) = 0;
   // Atomically: if the enrollment is `approved`, stores `key_hash` on its runner and marks the
   // enrollment `delivered`. FailedPrecondition otherwise (so a key is issued exactly once).
   [[nodiscard]] virtual absl::Status DeliverKey(const std::string& enrollment_id,
@@ -335,7 +363,9 @@ class StateIndex {
   [[nodiscard]] virtual absl::StatusOr<Runner> FindRunnerByKeyHash(const std::string& key_hash) = 0;
   // Compare-and-set of the runner's status: FailedPrecondition unless it is `from`. Moving to
   // approved/rejected also moves the runner's live (pending) enrollment to the same status and
-  // sets approved_at. Moving to revoked clears the key hash.
+  // sets approved_at; FailedPrecondition when more than one enrollment is pending (an operator
+  // must choose: DecideEnrollment). Moving to revoked clears every key hash (and a quarantine);
+  // `from` may be quarantined.
   // Puts the runner in group `group` (created when new; a name as IsValidName), or in none when
   // `group` is empty. NotFound for an unknown runner.
   [[nodiscard]] virtual absl::Status SetRunnerGroup(int64_t runner_id, const std::string& group,
@@ -515,7 +545,8 @@ class StateIndex {
   // fresh registration, whose own pending runner row is deleted unless it is `runner_id`) moves to
   // `runner_id` and becomes approved, so the new machine receives a fresh key on its next poll;
   // the runner keeps its id, jobs and index rows, becomes approved, takes the new machine's
-  // host/os/machine id, and its old key stops working at once. NotFound / FailedPrecondition
+  // host/os/machine id, and its old key stops working at once (as do a pending and a retired
+  // key; a quarantine ends). NotFound / FailedPrecondition
   // (enrollment not pending; runner rejected).
   [[nodiscard]] virtual absl::Status ReplaceRunnerMachine(int64_t runner_id,
                                                           const std::string& enrollment_id,
@@ -524,8 +555,9 @@ class StateIndex {
   [[nodiscard]] virtual absl::StatusOr<Enrollment> PendingEnrollmentByName(const std::string& name) = 0;
   // Removes registrations nobody acted on before `registered_before_ms`: pending runners without
   // jobs (an import's runner stays) and without an enrollment made since, with their
-  // enrollments; and pending enrollments made before it on runners that are not pending
-  // (replacement requests). Returns how many runners plus enrollments were removed that way.
+  // enrollments; and, on the runners that remain, pending enrollments made before it (a pending
+  // runner's older registrations, replacement requests). Returns how many runners plus
+  // enrollments were removed that way.
   [[nodiscard]] virtual absl::StatusOr<int64_t> PruneStalePending(int64_t registered_before_ms) = 0;
 
   // ---- retention and size -------------------------------------------------------------------------
@@ -703,15 +735,30 @@ class StateIndex {
 
   // ---- runner key rotation ----------------------------------------------------------------------
   // Asks for a new key at the runner's next heartbeat. FailedPrecondition unless it is approved
-  // with a key.
+  // with a key (a quarantined runner is not). A repeated request discards a new key handed out
+  // but not yet used, so the next heartbeat gets another.
   [[nodiscard]] virtual absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) = 0;
-  // When a rotation is requested for the runner, stores next_hash as its pending key (replacing any
-  // earlier pending one) and returns true; otherwise returns false and changes nothing.
+  // When a rotation is requested for the runner and no new key was handed out for it yet, stores
+  // next_hash as its pending key and returns true: a new key is handed out once per request.
+  // Otherwise returns false and changes nothing.
   [[nodiscard]] virtual absl::StatusOr<bool> OfferNextKey(int64_t runner_id,
                                                           const std::string& next_hash) = 0;
-  // The approved runner whose *pending* key has this hash: the pending key becomes its key (the
-  // old one stops working) and the rotation request is cleared. NotFound when none.
-  [[nodiscard]] virtual absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash) = 0;
+  // The approved runner whose *pending* key has this hash: the pending key becomes its key, the
+  // old one is retired (its hash kept, with now_ms, for UseRetiredKey) and the rotation request is
+  // cleared. NotFound when none.
+  [[nodiscard]] virtual absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash,
+                                                              int64_t now_ms) = 0;
+  // A request authenticated by the retired key `key_hash` of an approved runner. Retired at or
+  // after `retired_before_ms` (a request in flight at the rotation): nothing changes. Before it:
+  // two parties held the key, and the runner is quarantined (quarantined_now, when this call did
+  // it). NotFound when no approved or quarantined runner retired this key.
+  struct RetiredKeyUse {
+    Runner runner;  // as it is after the call
+    bool quarantined_now = false;
+  };
+  [[nodiscard]] virtual absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash,
+                                                                    int64_t retired_before_ms,
+                                                                    int64_t now_ms) = 0;
 };
 
 // The throttle row after one more failed sign-in at now_ms under `policy` (the one rule both
@@ -722,6 +769,15 @@ LoginThrottle NextLoginThrottle(const LoginThrottle& current, int64_t now_ms,
 // OK when a scrub may be queued with this trigger (schedule | operator) and re-hash fraction
 // (0..1); InvalidArgument otherwise (the one rule both backends apply in CreateScrub).
 [[nodiscard]] absl::Status ValidateScrubRequest(const std::string& trigger, double rehash_fraction);
+
+// The rules both backends apply to enrollment decisions and runner deletion: OK when `e` (an
+// enrollment of `runner`) may be approved or rejected (DecideEnrollment); when a runner with
+// the jobs named `jobs` may be deleted (DeleteRunner); when TransitionRunner may move a runner with
+// `pending` pending enrollments to approved/rejected. FailedPrecondition otherwise.
+[[nodiscard]] absl::Status CheckDecidable(const Runner& runner, const Enrollment& e);
+[[nodiscard]] absl::Status CheckDeletable(const Runner& runner,
+                                          const std::vector<std::string>& jobs);
+[[nodiscard]] absl::Status CheckSinglePendingEnrollment(int64_t runner_id, int64_t pending);
 
 // Opens the index named by `url`: "sqlite:PATH" (PATH's directory is created), or
 // "postgresql://..." / "postgres://..." (a libpq connection URI; connects lazily, see

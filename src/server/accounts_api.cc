@@ -158,22 +158,6 @@ json AuditJson(const AuditEntry& e) {
               {"result", e.result}, {"details", details}, {"source_ip", e.source_ip}};
 }
 
-void Audit(ServerContext* ctx, const std::string& actor, const std::string& action,
-           const std::string& target, int http_status, json details, const std::string& ip) {
-  AuditEntry e;
-  e.at_ms = ctx->NowMs();
-  e.actor = actor;
-  e.action = action;
-  e.target = target;
-  e.result = std::to_string(http_status);
-  e.details_json = RedactSecrets(std::move(details)).dump(-1, ' ', false, json::error_handler_t::replace);
-  e.source_ip = ip;
-  if (auto st = ctx->index->AppendAudit(e); !st.ok()) {
-    spdlog::error("audit log: cannot record {} {} by {}: {}", action, target, actor,
-                  st.status().ToString());
-  }
-}
-
 http::Response TooManyAttempts(int64_t retry_after_ms) {
   const int64_t seconds = std::max<int64_t>(1, (retry_after_ms + 999) / 1000);
   http::Response r =
@@ -367,10 +351,28 @@ absl::StatusOr<Principal> AuthorizeAdmin(ServerContext* ctx, const Request& req,
   return who;
 }
 
+void Audit(ServerContext* ctx, const std::string& actor, const std::string& action,
+           const std::string& target, int http_status, json details, const std::string& ip) {
+  AuditEntry e;
+  e.at_ms = ctx->NowMs();
+  e.actor = actor;
+  e.action = action;
+  e.target = target;
+  e.result = std::to_string(http_status);
+  e.details_json =
+      RedactSecrets(std::move(details)).dump(-1, ' ', false, json::error_handler_t::replace);
+  e.source_ip = ip;
+  if (auto st = ctx->index->AppendAudit(e); !st.ok()) {
+    spdlog::error("audit log: cannot record {} {} by {}: {}", action, target, actor,
+                  st.status().ToString());
+  }
+}
+
 void AuditAdmin(ServerContext* ctx, const Request& req, const PathParams& params,
                 const Principal& who, int http_status, const std::string& error) {
   json details = json::object();
   for (const auto& [k, v] : params) details[k] = v;
+  for (const auto& [k, v] : who.audit_notes) details[k] = v;
   if (!error.empty()) details["error"] = error;
   if (!req.body.empty() && req.body.size() <= kMaxAuditBodyBytes) {
     if (json body = ParseJsonOr(req.body); !body.is_discarded()) {

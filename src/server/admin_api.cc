@@ -53,6 +53,81 @@ json RunnerJson(const Runner& r, int64_t now_ms, int64_t heartbeat_ms) {
               {"health", HealthJson(r)}};
 }
 
+json EnrollmentJson(const Enrollment& e) {
+  return json{{"id", e.id},
+              {"hostname", e.hostname},
+              {"address", e.address},
+              {"os", e.os},
+              {"machine_id", e.machine_id},
+              {"agent_version", e.agent_version},
+              {"created_at", FormatIsoUtc(e.created_at_ms)},
+              {"created_at_ms", e.created_at_ms}};
+}
+
+// RunnerJson plus the registrations waiting on the runner: its pending enrollments, oldest first
+// (the pending runner's candidates, or replacement requests of an enrolled one).
+absl::StatusOr<json> RunnerDetailJson(ServerContext* ctx, const Runner& r) {
+  json out = RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count());
+  json pending = json::array();
+  if (r.pending_enrollment) {
+    DS_ASSIGN_OR_RETURN(std::vector<Enrollment> list, ctx->index->ListPendingEnrollments(r.id));
+    for (const auto& e : list) pending.push_back(EnrollmentJson(e));
+  }
+  out["pending_enrollments"] = std::move(pending);
+  out["replacement_pending"] = r.status != "pending" && r.pending_enrollment;
+  return out;
+}
+
+std::string DumpJson(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// The request body as a JSON object; an empty body is {}. InvalidArgument otherwise.
+absl::StatusOr<json> OptionalObjectBody(const Request& req) {
+  if (req.body.empty()) return json::object();
+  json body = ParseJsonOr(req.body);
+  if (!body.is_object()) return absl::InvalidArgumentError("body must be a JSON object");
+  return body;
+}
+
+// body[key] as a string ("" when absent). InvalidArgument when it is not a string.
+absl::StatusOr<std::string> StringMember(const json& body, const char* key) {
+  if (!body.contains(key)) return std::string();
+  if (!body[key].is_string())
+    return absl::InvalidArgumentError(absl::StrCat("'", key, "' must be a string"));
+  return body[key].get<std::string>();
+}
+
+// The pending enrollment of `runner` that `body` names ({"enrollment": "ID"}), or its only one
+// when the body names none. NotFound for an id that is not one of them; FailedPrecondition (409)
+// when there is none (`none` says what to do) or several and none named (the message lists them).
+absl::StatusOr<Enrollment> ChooseEnrollment(ServerContext* ctx, const Runner& runner,
+                                            const json& body, const std::string& none) {
+  DS_ASSIGN_OR_RETURN(std::string id, StringMember(body, "enrollment"));
+  DS_ASSIGN_OR_RETURN(std::vector<Enrollment> pending,
+                      ctx->index->ListPendingEnrollments(runner.id));
+  if (!id.empty()) {
+    for (auto& e : pending) {
+      if (e.id == id) return std::move(e);
+    }
+    return absl::NotFoundError(absl::StrCat("runner '", runner.name, "' has no pending enrollment ",
+                                            IsValidUuid(id) ? id : "with that id"));
+  }
+  if (pending.empty()) return absl::FailedPreconditionError(none);
+  if (pending.size() == 1) return std::move(pending.front());
+  std::string choices;
+  for (const auto& e : pending) {
+    absl::StrAppend(&choices, choices.empty() ? "" : "; ", e.id, " (host '", e.hostname, "' from ",
+                    e.address.empty() ? "?" : e.address, " at ", FormatIsoUtc(e.created_at_ms),
+                    ")");
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("runner '", runner.name, "' has ", pending.size(),
+                   " pending enrollments; choose one with {\"enrollment\": \"ID\"} (datasync "
+                   "runners ... --enrollment ID): ",
+                   choices));
+}
+
 json JobJson(const Job& j) {
   json out = j.spec;
   out["runner"] = j.runner_name;
@@ -194,10 +269,8 @@ absl::StatusOr<Runner> RunnerForJob(ServerContext* ctx, const Request& req, cons
   if (!absl::IsNotFound(runner.status()) || req.Query("create_runner") != "1" || !IsValidName(name)) {
     return runner;
   }
-  RegisterInfo info{name, "", "", "", ""};
-  // An enrollment nobody holds the secret of: the agent's own registration supersedes it.
-  DS_ASSIGN_OR_RETURN(Runner created, ctx->index->RegisterRunner(info, NewUuid(), Sha256Hex(RandomBytes(32)),
-                                                                 ctx->NowMs()));
+  // No enrollment yet: the agent's own registration brings one, which the operator approves.
+  DS_ASSIGN_OR_RETURN(Runner created, ctx->index->CreatePendingRunner(name, ctx->NowMs()));
   spdlog::info("admin: runner '{}' created as pending for a job import; approve it once its agent registers",
                name);
   return created;
@@ -230,29 +303,63 @@ absl::StatusOr<std::string> PutJob(ServerContext* ctx, const Request& req, const
   return JobJson(job).dump();
 }
 
-absl::StatusOr<std::string> Transition(ServerContext* ctx, const std::string& name,
-                                       const std::string& action) {
+// approve | reject one pending enrollment of a pending runner (ChooseEnrollment picks it).
+absl::StatusOr<std::string> Decide(ServerContext* ctx, const Request& req, const Principal& who,
+                                   const std::string& name, bool approve) {
+  const char* action = approve ? "approve" : "reject";
   DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, name));
-  std::string from, to;
-  if (action == "approve") {
-    from = "pending", to = "approved";
-  } else if (action == "reject") {
-    from = "pending", to = "rejected";
-  } else {
-    from = "approved", to = "revoked";
-  }
-  if (runner.status != from) {
+  if (runner.status != "pending") {
     std::string hint;
-    if (action == "approve" && ctx->index->PendingEnrollmentByName(name).ok()) {
+    if (approve && runner.pending_enrollment) {
       hint = absl::StrCat("; a new machine asks to take it over: datasync runners replace ", name);
     }
-    return absl::FailedPreconditionError(absl::StrCat("cannot ", action, " runner '", name, "': it is ",
-                                                      runner.status, ", not ", from, hint));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot ", action, " runner '", name, "': it is ", runner.status, ", not pending", hint));
   }
-  DS_RETURN_IF_ERROR(ctx->index->TransitionRunner(runner.id, from, to, ctx->NowMs()));
-  spdlog::info("admin: runner '{}' {} -> {}", name, from, to);
+  DS_ASSIGN_OR_RETURN(json body, OptionalObjectBody(req));
+  DS_ASSIGN_OR_RETURN(
+      Enrollment e,
+      ChooseEnrollment(
+          ctx, runner, body,
+          absl::StrCat("runner '", name, "' has no pending enrollment: start its agent first")));
+  who.audit_notes["enrollment"] = e.id;
+  DS_RETURN_IF_ERROR(ctx->index->DecideEnrollment(runner.id, e.id, approve, ctx->NowMs()));
+  spdlog::info("admin: runner '{}': enrollment {} (host '{}' from {}) {}", name, e.id, e.hostname,
+               e.address, approve ? "approved" : "rejected");
   DS_ASSIGN_OR_RETURN(Runner updated, ctx->index->GetRunnerById(runner.id));
-  return RunnerJson(updated, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
+  DS_ASSIGN_OR_RETURN(json out, RunnerDetailJson(ctx, updated));
+  out["enrollment"] = e.id;
+  return DumpJson(out);
+}
+
+// An approved or quarantined runner: every key of it stops working.
+absl::StatusOr<std::string> Revoke(ServerContext* ctx, const std::string& name) {
+  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, name));
+  if (runner.status != "approved" && runner.status != "quarantined") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot revoke runner '", name, "': it is ", runner.status, ", not approved"));
+  }
+  DS_RETURN_IF_ERROR(
+      ctx->index->TransitionRunner(runner.id, runner.status, "revoked", ctx->NowMs()));
+  spdlog::info("admin: runner '{}' {} -> revoked", name, runner.status);
+  DS_ASSIGN_OR_RETURN(Runner updated, ctx->index->GetRunnerById(runner.id));
+  return DumpJson(RunnerJson(updated, ctx->NowMs(), ctx->config.heartbeat_interval.count()));
+}
+
+// DELETE /runners/{runner}: a pending, rejected or revoked runner without jobs, with its
+// enrollments (audited by id), so that its name is free again.
+absl::StatusOr<std::string> DeleteRunner(ServerContext* ctx, const Principal& who,
+                                         const std::string& name) {
+  DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, name));
+  DS_ASSIGN_OR_RETURN(std::vector<Enrollment> pending,
+                      ctx->index->ListPendingEnrollments(runner.id));
+  std::string ids;
+  for (const auto& e : pending) absl::StrAppend(&ids, ids.empty() ? "" : ",", e.id);
+  if (!ids.empty()) who.audit_notes["enrollment"] = ids;
+  DS_RETURN_IF_ERROR(ctx->index->DeleteRunner(runner.id));
+  spdlog::info("admin: runner '{}' ({}) deleted with its enrollments; the name is free", name,
+               runner.status);
+  return json{{"deleted", runner.name}, {"status", runner.status}}.dump();
 }
 
 bool BoolField(const std::string& body, const char* key) {
@@ -422,31 +529,30 @@ absl::StatusOr<std::string> ScrubStatus(ServerContext* ctx) {
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-absl::StatusOr<std::string> ReplaceMachine(ServerContext* ctx, const Request& req, const std::string& name) {
+absl::StatusOr<std::string> ReplaceMachine(ServerContext* ctx, const Request& req,
+                                           const Principal& who, const std::string& name) {
   DS_ASSIGN_OR_RETURN(Runner runner, RunnerByName(ctx, name));
-  std::string with = name;
-  if (!req.body.empty()) {
-    try {
-      json j = ParseJsonOr(req.body);
-      if (j.is_discarded()) return absl::InvalidArgumentError("body must be JSON");
-      if (j.is_object()) with = j.value("with", name);
-    } catch (const json::exception&) {
-      return absl::InvalidArgumentError("body must be JSON");
-    }
-  }
+  DS_ASSIGN_OR_RETURN(json body, OptionalObjectBody(req));
+  DS_ASSIGN_OR_RETURN(std::string with, StringMember(body, "with"));
+  if (with.empty()) with = name;
   if (!IsValidName(with)) return absl::InvalidArgumentError("'with' must be a runner name");
-  auto enrollment = ctx->index->PendingEnrollmentByName(with);
-  if (absl::IsNotFound(enrollment.status())) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no pending registration named '", with, "': start datasync-agent on the new PC first (with --name ",
-        name, ", or with any name and pass --with THAT_NAME)"));
-  }
-  if (!enrollment.ok()) return enrollment.status();
-  DS_RETURN_IF_ERROR(ctx->index->ReplaceRunnerMachine(runner.id, enrollment->id, ctx->NowMs()));
-  spdlog::info("admin: runner '{}' replaced by the machine of registration '{}' (enrollment {}); old key revoked",
-               runner.name, with, enrollment->id);
+  const std::string none = absl::StrCat("no pending registration named '", with,
+                                        "': start datasync-agent on the new PC first (with --name ",
+                                        name, ", or with any name and pass --with THAT_NAME)");
+  auto source = ctx->index->GetRunnerByName(with);
+  if (absl::IsNotFound(source.status())) return absl::FailedPreconditionError(none);
+  if (!source.ok()) return source.status();
+  DS_ASSIGN_OR_RETURN(Enrollment enrollment, ChooseEnrollment(ctx, *source, body, none));
+  who.audit_notes["enrollment"] = enrollment.id;
+  DS_RETURN_IF_ERROR(ctx->index->ReplaceRunnerMachine(runner.id, enrollment.id, ctx->NowMs()));
+  spdlog::info(
+      "admin: runner '{}' replaced by the machine of registration '{}' (enrollment {}, host '{}' "
+      "from {}); old key revoked",
+      runner.name, with, enrollment.id, enrollment.hostname, enrollment.address);
   DS_ASSIGN_OR_RETURN(Runner updated, ctx->index->GetRunnerById(runner.id));
-  return RunnerJson(updated, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
+  DS_ASSIGN_OR_RETURN(json out, RunnerDetailJson(ctx, updated));
+  out["enrollment"] = enrollment.id;
+  return DumpJson(out);
 }
 
 absl::StatusOr<std::string> SyncNow(ServerContext* ctx, const PathParams& p) {
@@ -598,6 +704,28 @@ void AddScrubRoutes(ServerContext* ctx, Router* router, const AdminRouteWrapper&
               }, 200));
 }
 
+// Approve, reject, replace and delete: the routes that act on enrollments, audited with the
+// enrollment's id (docs/api.md, "Enrollment").
+void AddEnrollmentRoutes(ServerContext* ctx, Router* router) {
+  const std::string base = "/api/v1/admin/runners/{runner}";
+  for (bool approve : {true, false}) {
+    router->Add("POST", base + (approve ? "/approve" : "/reject"),
+                AdminHandler(ctx, [ctx, approve](const Request& req, const PathParams& p,
+                                                 const Principal& who) {
+                  return Decide(ctx, req, who, p.at("runner"), approve);
+                }));
+  }
+  router->Add(
+      "POST", base + "/replace",
+      AdminHandler(ctx, [ctx](const Request& req, const PathParams& p, const Principal& who) {
+        return ReplaceMachine(ctx, req, who, p.at("runner"));
+      }));
+  router->Add("DELETE", base,
+              AdminHandler(ctx, [ctx](const Request&, const PathParams& p, const Principal& who) {
+                return DeleteRunner(ctx, who, p.at("runner"));
+              }));
+}
+
 }  // namespace
 
 void AddAdminRoutes(ServerContext* ctx, Router* router) {
@@ -621,15 +749,15 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
                 DS_ASSIGN_OR_RETURN(auto runners, ctx->index->ListRunners());
                 json out = json::array();
                 for (const auto& r : runners) {
-                  json j = RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count());
-                  j["replacement_pending"] = r.status != "pending" && r.pending_enrollment;
+                  DS_ASSIGN_OR_RETURN(json j, RunnerDetailJson(ctx, r));
                   out.push_back(std::move(j));
                 }
-                return json{{"runners", out}}.dump();
+                return DumpJson(json{{"runners", out}});
               }));
   router->Add("GET", base + "/runners/{runner}", admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
                 DS_ASSIGN_OR_RETURN(Runner r, RunnerByName(ctx, p.at("runner")));
-                return RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
+                DS_ASSIGN_OR_RETURN(json out, RunnerDetailJson(ctx, r));
+                return DumpJson(out);
               }));
   // {"group": "lab2"} puts the runner in that group (created on first use), {"group": ""} in none.
   router->Add("PUT", base + "/runners/{runner}/group",
@@ -648,8 +776,7 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
                 DS_ASSIGN_OR_RETURN(r, ctx->index->GetRunnerById(r.id));
                 return RunnerJson(r, ctx->NowMs(), ctx->config.heartbeat_interval.count()).dump();
               }));
-  router->Add("POST", base + "/runners/{runner}/replace",
-              admin([ctx](const Request& req, const PathParams& p) { return ReplaceMachine(ctx, req, p.at("runner")); }));
+  AddEnrollmentRoutes(ctx, router);
   router->Add("POST", base + "/runners/{runner}/rotate-key",
               admin([ctx](const Request&, const PathParams& p) -> absl::StatusOr<std::string> {
                 DS_ASSIGN_OR_RETURN(Runner r, RunnerByName(ctx, p.at("runner")));
@@ -672,10 +799,9 @@ void AddAdminRoutes(ServerContext* ctx, Router* router) {
                 if (!r.ok()) return r.status();
                 return ReconcileJson(*r, ctx->NowMs());
               }));
-  for (std::string action : {"approve", "reject", "revoke"}) {
-    router->Add("POST", base + "/runners/{runner}/" + action,
-                admin([ctx, action](const Request&, const PathParams& p) { return Transition(ctx, p.at("runner"), action); }));
-  }
+  router->Add(
+      "POST", base + "/runners/{runner}/revoke",
+      admin([ctx](const Request&, const PathParams& p) { return Revoke(ctx, p.at("runner")); }));
   router->Add("GET", base + "/jobs", admin([ctx](const Request& req, const PathParams&) -> absl::StatusOr<std::string> {
                 std::optional<int64_t> runner_id;
                 if (std::string r = req.Query("runner"); !r.empty()) {

@@ -22,8 +22,46 @@ using http::Request;
 using http::Responder;
 using nlohmann::json;
 
+// A quarantined runner's refusal: what happened and what the operator does (docs/operations.md).
+absl::Status QuarantinedError(const Runner& runner) {
+  return absl::UnauthenticatedError(
+      absl::StrCat("runner '", runner.name,
+                   "' is quarantined: its previous API key was used after a key rotation, so two "
+                   "parties held it; an operator must act (re-enroll the PC with datasync-agent "
+                   "--re-enroll, then "
+                   "datasync runners replace ",
+                   runner.name, ", or revoke it)"));
+}
+
+// A request made with a key a rotation retired. Within the grace (requests the agent had in
+// flight) it authenticates as before; later, two parties held the key: the runner is quarantined,
+// audited and logged with the key hash's fingerprint (never the key), and neither key works.
+absl::StatusOr<Runner> RetiredKeyUsed(ServerContext* ctx, const Request& req,
+                                      const std::string& key_hash) {
+  const int64_t now = ctx->NowMs();
+  DS_ASSIGN_OR_RETURN(
+      StateIndex::RetiredKeyUse use,
+      ctx->index->UseRetiredKey(key_hash, now - ctx->config.retired_key_grace.count(), now));
+  if (use.quarantined_now) {
+    const std::string fingerprint = key_hash.substr(0, 8);
+    const std::string from = ClientAddress(*ctx, req);
+    spdlog::warn(
+        "runner '{}' quarantined: its retired API key (hash fingerprint {}) was used from {} on {} "
+        "after a rotation; two parties held the key",
+        use.runner.name, fingerprint, from, req.path.substr(0, 200));
+    Audit(ctx, "server", "quarantine runner", "/api/v1/admin/runners/" + use.runner.name, 401,
+          json{{"runner", use.runner.name},
+               {"fingerprint", fingerprint},
+               {"route", req.path.substr(0, 200)},
+               {"reason", "retired API key used after rotation"}},
+          from);
+  }
+  return use.runner;
+}
+
 // The approved runner owning the request's API key. Unauthenticated for a missing, unknown or
-// revoked key (revocation clears the key hash, so both read the same).
+// revoked key (revocation clears the key hash, so both read the same), and for every key of a
+// quarantined runner.
 absl::StatusOr<Runner> AuthenticateAgent(ServerContext* ctx, const Request& req) {
   std::string key = BearerToken(req);
   if (key.empty()) return absl::UnauthenticatedError("missing API key (Authorization: Bearer ...)");
@@ -35,14 +73,16 @@ absl::StatusOr<Runner> AuthenticateAgent(ServerContext* ctx, const Request& req)
   auto runner = ctx->index->FindRunnerByKeyHash(key_hash);
   if (absl::IsNotFound(runner.status())) {
     // The first use of a key handed out by a rotation makes it the runner's key.
-    runner = ctx->index->PromoteNextKey(key_hash);
+    runner = ctx->index->PromoteNextKey(key_hash, ctx->NowMs());
     if (runner.ok()) spdlog::info("runner '{}' now uses its rotated API key; the old key is retired", runner->name);
   }
+  if (absl::IsNotFound(runner.status())) runner = RetiredKeyUsed(ctx, req, key_hash);
   if (absl::IsNotFound(runner.status())) {
     RecordAuthFailure(ctx, req, "agent key", key);
     return absl::UnauthenticatedError("unknown or revoked API key");
   }
   if (!runner.ok()) return runner.status();
+  if (runner->status == "quarantined") return QuarantinedError(*runner);
   if (runner->status != "approved") {
     return absl::UnauthenticatedError(absl::StrCat("runner '", runner->name, "' is ", runner->status));
   }
@@ -85,16 +125,19 @@ absl::StatusOr<std::string> Register(ServerContext* ctx, const Request& req) {
   }
   std::string enrollment_id = NewUuid();
   std::string secret = absl::StrCat("dse_", Base64UrlEncode(RandomBytes(32)));
-  RegisterInfo info{body.name, body.hostname, body.os, body.machine_id, body.agent_version};
+  RegisterInfo info{body.name,       body.hostname,      body.os,
+                    body.machine_id, body.agent_version, ClientAddress(*ctx, req)};
   auto runner = ctx->index->RegisterRunner(info, enrollment_id, Sha256Hex(secret), ctx->NowMs());
   if (absl::IsAlreadyExists(runner.status())) {
     return absl::AlreadyExistsError(absl::StrCat(
-        "a runner named '", body.name,
-        "' is already enrolled; choose another --name, or have an operator replace it"));
+        "the runner name '", body.name,
+        "' belongs to a rejected runner; choose another --name, or have an operator delete it "
+        "(datasync runners delete NAME)"));
   }
   if (!runner.ok()) return runner.status();
-  spdlog::info("registration: runner '{}' (id {}) pending approval, host '{}', enrollment {}",
-               runner->name, runner->id, body.hostname, enrollment_id);
+  spdlog::info(
+      "registration: runner '{}' (id {}) pending approval, host '{}' from {}, enrollment {}",
+      runner->name, runner->id, body.hostname, info.address, enrollment_id);
   return protocol::Encode(protocol::RegisterResponse{enrollment_id, secret, "pending"});
 }
 

@@ -1,7 +1,9 @@
 // What every API handler of the server shares. Internal to src/server.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -74,6 +76,9 @@ struct Principal {
   std::string session_id_hash; // SHA-256 hex of the cookie's session id
   std::string csrf_token;      // the session's, to hand back on GET /admin/session
   int64_t session_expires_at_ms = 0;
+  // What the handler adds to the request's audit line (e.g. the enrollment an approval chose);
+  // written by the one handler serving the request, read by AuditAdmin after it.
+  mutable std::map<std::string, std::string> audit_notes;
 };
 // The request's client address: remote_addr, or the last X-Forwarded-For entry when
 // config.trust_proxy.
@@ -83,6 +88,10 @@ std::string ClientAddress(const ServerContext& ctx, const http::Request& req);
 // the session's (403), and the admin role unless `any_role` (403 for viewers).
 [[nodiscard]] absl::StatusOr<Principal> AuthorizeAdmin(ServerContext* ctx, const http::Request& req,
                                                        bool any_role = false);
+// Writes one audit line (details redacted); failures to write are logged, never answered.
+void Audit(ServerContext* ctx, const std::string& actor, const std::string& action,
+           const std::string& target, int http_status, nlohmann::json details,
+           const std::string& ip);
 // Writes the audit line of an admin request (actor, method + path, path parameters, HTTP status,
 // error). Failures to write are logged, never answered.
 void AuditAdmin(ServerContext* ctx, const http::Request& req, const PathParams& params,

@@ -298,6 +298,149 @@ TEST_F(HostileInputTest, JanitorRemovesStalePendingRegistrations) {
   EXPECT_TRUE(ctx_.index->GetRunnerByName("kept").ok());
 }
 
+// Class 2: a second anonymous registration under a pending name used to supersede the first,
+// so the operator's approval handed the key to the newcomer.
+TEST_F(HostileInputTest, PendingEnrollmentCannotBeTakenOver) {
+  AddRoutes();
+  const std::string reg_body = R"({"name":"pc1","hostname":"lab-pc","os":"linux"})";
+  json legit = json::parse(Call("POST", "/api/v1/agent/register", reg_body, "", "10.0.0.5").body);
+  clock_.now += 1'000;
+  json thief =
+      json::parse(Call("POST", "/api/v1/agent/register",
+                       R"({"name":"pc1","hostname":"evil","os":"linux"})", "", "203.0.113.9")
+                      .body);
+  const std::string legit_id = legit["enrollment_id"], thief_id = thief["enrollment_id"];
+
+  // The operator sees both, with host and address, oldest first.
+  http::Response r = Call("GET", "/api/v1/admin/runners/pc1", "", "dsa_admin");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json runner = json::parse(r.body);
+  ASSERT_EQ(runner["pending_enrollments"].size(), 2u) << r.body;
+  EXPECT_EQ(runner["pending_enrollments"][0]["id"], legit_id);
+  EXPECT_EQ(runner["pending_enrollments"][0]["hostname"], "lab-pc");
+  EXPECT_EQ(runner["pending_enrollments"][0]["address"], "10.0.0.5");
+  EXPECT_EQ(runner["pending_enrollments"][1]["address"], "203.0.113.9");
+  json list = json::parse(Call("GET", "/api/v1/admin/runners", "", "dsa_admin").body);
+  EXPECT_EQ(list["runners"][0]["pending_enrollments"].size(), 2u);
+
+  // No id with two candidates: 409 naming both; an unknown id: 404; neither changes anything.
+  r = Call("POST", "/api/v1/admin/runners/pc1/approve", "", "dsa_admin");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find(legit_id), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(thief_id), std::string::npos) << r.body;
+  r = Call("POST", "/api/v1/admin/runners/pc1/approve",
+           R"({"enrollment":"123e4567-e89b-42d3-a456-426614174000"})", "dsa_admin");
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(
+      Call("POST", "/api/v1/admin/runners/pc1/approve", R"({"enrollment":5})", "dsa_admin").status,
+      400);
+  EXPECT_EQ(ctx_.index->GetRunnerByName("pc1")->status, "pending");
+
+  r = Call("POST", "/api/v1/admin/runners/pc1/approve", json{{"enrollment", legit_id}}.dump(),
+           "dsa_admin");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["enrollment"], legit_id);
+  r = Call("GET", "/api/v1/agent/enrollment/" + legit_id, "", legit["enrollment_secret"],
+           "10.0.0.5");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_FALSE(json::parse(r.body).value("api_key", "").empty()) << r.body;
+  r = Call("GET", "/api/v1/agent/enrollment/" + thief_id, "", thief["enrollment_secret"],
+           "203.0.113.9");
+  EXPECT_EQ(r.status, 403) << r.body;
+
+  // The audit line names the enrollment the approval chose.
+  json audit = json::parse(Call("GET", "/api/v1/admin/audit", "", "dsa_admin").body);
+  bool found = false;
+  for (const auto& e : audit["items"]) {
+    if (e["action"] == "POST /runners/pc1/approve" && e["result"] == "200") {
+      found = e["details"].value("enrollment", "") == legit_id;
+    }
+  }
+  EXPECT_TRUE(found) << audit.dump();
+}
+
+// Class 2: rejecting one candidate keeps the other; a rejected name is freed by deleting it.
+TEST_F(HostileInputTest, RejectOneEnrollmentAndDeleteARejectedRunner) {
+  AddRoutes();
+  json a =
+      json::parse(Call("POST", "/api/v1/agent/register", R"({"name":"pc1","hostname":"a"})").body);
+  clock_.now += 1'000;
+  json b = json::parse(
+      Call("POST", "/api/v1/agent/register", R"({"name":"pc1","hostname":"b"})", "", "10.0.0.2")
+          .body);
+  http::Response r = Call("POST", "/api/v1/admin/runners/pc1/reject",
+                          json{{"enrollment", b["enrollment_id"]}}.dump(), "dsa_admin");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json runner = json::parse(r.body);
+  EXPECT_EQ(runner["status"], "pending");
+  ASSERT_EQ(runner["pending_enrollments"].size(), 1u);
+  EXPECT_EQ(runner["pending_enrollments"][0]["id"], a["enrollment_id"]);
+  // One left: no id needed.
+  ASSERT_EQ(Call("POST", "/api/v1/admin/runners/pc1/reject", "", "dsa_admin").status, 200);
+  EXPECT_EQ(Call("POST", "/api/v1/agent/register", R"({"name":"pc1"})").status, 409);
+  r = Call("DELETE", "/api/v1/admin/runners/pc1", "", "dsa_admin");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Call("POST", "/api/v1/agent/register", R"({"name":"pc1"})").status, 202);
+
+  ApprovedRunner("pc2");
+  r = Call("DELETE", "/api/v1/admin/runners/pc2", "", "dsa_admin");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body.find("revoke it first"), std::string::npos) << r.body;
+  json job{{"source", "/data"}, {"dest_prefix", "pc2"}, {"interval_ms", 60'000}};
+  ASSERT_EQ(Call("POST", "/api/v1/admin/runners/pc2/jobs/daq", job.dump(), "dsa_admin").status,
+            201);
+  ASSERT_EQ(Call("POST", "/api/v1/admin/runners/pc2/revoke", "", "dsa_admin").status, 200);
+  r = Call("DELETE", "/api/v1/admin/runners/pc2", "", "dsa_admin");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body.find("daq"), std::string::npos) << r.body;
+  EXPECT_EQ(Call("DELETE", "/api/v1/admin/runners/nobody", "", "dsa_admin").status, 404);
+}
+
+// Class 7: with key rotation, a thief holding a copy of the key used to keep the runner (or take
+// it over, by heartbeating first). Now the retired key used after the grace quarantines it.
+TEST_F(HostileInputTest, RetiredKeyUsedAfterRotationQuarantinesTheRunner) {
+  ctx_.config.retired_key_grace = std::chrono::seconds(10);
+  AddRoutes();
+  ApprovedRunner("pc1");
+  const std::string hb = R"({"agent_version":"1","state":"idle"})";
+  ASSERT_EQ(Call("POST", "/api/v1/admin/runners/pc1/rotate-key", "", "dsa_admin").status, 202);
+  http::Response r = Call("POST", "/api/v1/agent/heartbeat", hb, "dsk_pc1");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string next = json::parse(r.body).value("new_api_key", "");
+  ASSERT_FALSE(next.empty()) << r.body;
+  // Handed out once: the thief's heartbeat with the same old key gets no new key.
+  r = Call("POST", "/api/v1/agent/heartbeat", hb, "dsk_pc1", "203.0.113.9");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_FALSE(json::parse(r.body).contains("new_api_key")) << r.body;
+  ASSERT_EQ(Call("POST", "/api/v1/agent/heartbeat", hb, next).status, 200);  // promoted
+  // A request the agent had in flight with the old key: within the grace, accepted.
+  EXPECT_EQ(Call("POST", "/api/v1/agent/heartbeat", hb, "dsk_pc1").status, 200);
+  clock_.now += 11'000;
+  r = Call("POST", "/api/v1/agent/heartbeat", hb, "dsk_pc1", "203.0.113.9");
+  EXPECT_EQ(r.status, 401) << r.body;
+  EXPECT_NE(r.body.find("quarantined"), std::string::npos) << r.body;
+  // Both keys stop working, on every agent route.
+  r = Call("GET", "/api/v1/agent/jobs", "", next);
+  EXPECT_EQ(r.status, 401) << r.body;
+  EXPECT_NE(r.body.find("quarantined"), std::string::npos) << r.body;
+  EXPECT_EQ(ctx_.index->GetRunnerByName("pc1")->status, "quarantined");
+  // Audited with the key hash's fingerprint, never the key.
+  const std::string audit = Call("GET", "/api/v1/admin/audit", "", "dsa_admin").body;
+  EXPECT_NE(audit.find("quarantine runner"), std::string::npos) << audit;
+  EXPECT_NE(audit.find(Sha256Hex("dsk_pc1").substr(0, 8)), std::string::npos) << audit;
+  EXPECT_EQ(audit.find("dsk_pc1"), std::string::npos) << audit;
+  // The operator binds the re-enrolled PC (a replacement request under its name).
+  json reg = json::parse(
+      Call("POST", "/api/v1/agent/register", R"({"name":"pc1","hostname":"lab-pc"})").body);
+  ASSERT_EQ(Call("POST", "/api/v1/admin/runners/pc1/replace", "", "dsa_admin").status, 200);
+  r = Call("GET", "/api/v1/agent/enrollment/" + reg["enrollment_id"].get<std::string>(), "",
+           reg["enrollment_secret"]);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Call("POST", "/api/v1/agent/heartbeat", hb, json::parse(r.body)["api_key"]).status,
+            200);
+  EXPECT_EQ(Call("POST", "/api/v1/agent/heartbeat", hb, next).status, 401);
+}
+
 // Class 7: the reserved releases/ area, in any spelling storage may fold to it.
 TEST_F(HostileInputTest, ReservedDestinationPrefixesInAnyCase) {
   AddRoutes();

@@ -70,6 +70,9 @@ struct ServerConfig {
   // channel is created or changed and for every address a delivery connects to
   // (docs/security.md, "Webhook targets"). Default: public addresses only.
   http::AddressPolicy webhook_targets;
+  // After a key rotation, how long the retired key is still accepted (requests the agent had in
+  // flight); a use after it means two parties held the key and quarantines the runner.
+  std::chrono::milliseconds retired_key_grace{10'000};
   const Clock* clock = nullptr;                  // null = SystemClock()
 };
 

@@ -119,6 +119,25 @@ try {
   await runnerRow(page).locator('.badge.online').waitFor();  // the agent got its key and heartbeats
   await shot(page, '04-runners');
 
+  begin('two registrations under one name: each its own decision, then Delete frees the name');
+  for (const host of ['first-pc', 'second-pc']) {
+    const r = await rawFetch(page, 'POST', '/api/v1/agent/register', {}, JSON.stringify({ name: 'pc-twice', hostname: host }));
+    assert.equal(r.status, 202, r.body);
+  }
+  await page.reload();
+  const twiceRow = page.locator('tbody tr', { has: page.locator('.runner-name', { hasText: /^pc-twice$/ }) });
+  await twiceRow.locator('text=2 enrollments: choose below').waitFor();
+  const choices = page.locator('.enrollments', { hasText: 'pc-twice' });
+  await choices.locator('tbody tr', { hasText: '127.0.0.1' }).nth(1).waitFor();
+  await shot(page, '04b-runners-two-enrollments');
+  await choices.locator('tbody tr', { hasText: 'second-pc' }).getByRole('button', { name: 'Reject' }).click();
+  await twiceRow.getByRole('button', { name: 'Reject' }).click();  // the one left: the runner is rejected
+  await twiceRow.locator('.badge.rejected').waitFor();
+  await twiceRow.getByRole('button', { name: 'Delete' }).click();
+  await twiceRow.waitFor({ state: 'detached' });
+  const again = await rawFetch(page, 'POST', '/api/v1/agent/register', {}, JSON.stringify({ name: 'pc-twice' }));
+  assert.equal(again.status, 202, again.body);
+
   begin('create a job');
   await page.click('#nav a[data-page=jobs]');
   await page.getByRole('button', { name: 'New job' }).click();

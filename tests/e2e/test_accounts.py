@@ -177,14 +177,20 @@ class AccountsTest(unittest.TestCase):
         self.assertEqual(c.admin("POST", "/runners/raw-rot/rotate-key")[0], 202)
         st, out, _ = c.http("POST", "/api/v1/agent/heartbeat", hb, token=key)
         new1 = out["new_api_key"]
-        st, out, _ = c.http("POST", "/api/v1/agent/heartbeat", hb, token=key)  # answer "lost": again
+        st, out, _ = c.http("POST", "/api/v1/agent/heartbeat", hb, token=key)  # handed out once
+        self.assertNotIn("new_api_key", out)
+        # The answer was "lost": the operator rotates again, which discards the unused key.
+        self.assertEqual(c.admin("POST", "/runners/raw-rot/rotate-key")[0], 202)
+        st, out, _ = c.http("POST", "/api/v1/agent/heartbeat", hb, token=key)
         new2 = out["new_api_key"]
         self.assertNotEqual(new1, new2)
         self.assertEqual(c.http("POST", "/api/v1/agent/heartbeat", hb, token=new1)[0], 401)  # superseded
         st, out, _ = c.http("POST", "/api/v1/agent/heartbeat", hb, token=new2)
         self.assertEqual(st, 200)
         self.assertNotIn("new_api_key", out)
-        self.assertEqual(c.http("POST", "/api/v1/agent/heartbeat", hb, token=key)[0], 401)  # old retired
+        # The old key is retired: accepted only for requests in flight (--retired-key-grace, 10s);
+        # used later it quarantines the runner (e2e_enrollment_security).
+        self.assertEqual(c.http("POST", "/api/v1/agent/heartbeat", hb, token=key)[0], 200)
 
 
 class SessionExpiryTest(unittest.TestCase):

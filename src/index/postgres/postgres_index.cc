@@ -323,7 +323,8 @@ std::string Text(const pqxx::field& f) { return f.is_null() ? std::string() : f.
 // Written so that listing 10,000 runners costs no per-row subquery: the pending enrollments
 // are one hashed set, the group is looked up only for runners in one.
 constexpr char kRunnerColumns[] = R"sql(
-  id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
+  id, name, CASE WHEN status = 'approved' AND quarantined_at > 0 THEN 'quarantined' ELSE status END,
+  hostname, os, machine_id, agent_version, runtime_state, current_run,
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
   id IN (SELECT e.runner_id FROM enrollments e WHERE e.status = 'pending'),
@@ -641,6 +642,12 @@ Scrub ScrubFromRow(const pqxx::row& row) {
 }
 
 // Columns: id, runner_id, secret_hash, status, created_at.
+// The one column list for Enrollment rows (EnrollmentFromRow reads it in this order).
+constexpr char kEnrollmentColumns[] = R"sql(
+  id, runner_id, secret_hash, status, created_at, hostname, os, machine_id, agent_version,
+  address)sql";
+
+// Columns: kEnrollmentColumns.
 Enrollment EnrollmentFromRow(const pqxx::row& row) {
   Enrollment e;
   e.id = Text(row[0]);
@@ -648,6 +655,11 @@ Enrollment EnrollmentFromRow(const pqxx::row& row) {
   e.secret_hash = Text(row[2]);
   e.status = Text(row[3]);
   e.created_at_ms = row[4].as<int64_t>();
+  e.hostname = Text(row[5]);
+  e.os = Text(row[6]);
+  e.machine_id = Text(row[7]);
+  e.agent_version = Text(row[8]);
+  e.address = Text(row[9]);
   return e;
 }
 
@@ -699,6 +711,11 @@ class PostgresIndex final : public StateIndex {
   absl::StatusOr<Runner> RegisterRunner(const RegisterInfo& info, const std::string& enrollment_id,
                                         const std::string& secret_hash, int64_t now_ms) override;
   absl::StatusOr<Enrollment> GetEnrollment(const std::string& id) override;
+  absl::StatusOr<Runner> CreatePendingRunner(const std::string& name, int64_t now_ms) override;
+  absl::StatusOr<std::vector<Enrollment>> ListPendingEnrollments(int64_t runner_id) override;
+  absl::Status DecideEnrollment(int64_t runner_id, const std::string& enrollment_id, bool approve,
+                                int64_t now_ms) override;
+  absl::Status DeleteRunner(int64_t runner_id) override;
   absl::Status DeliverKey(const std::string& enrollment_id, const std::string& key_hash) override;
   absl::StatusOr<std::vector<Runner>> ListRunners() override;
   absl::StatusOr<Runner> GetRunnerByName(const std::string& name) override;
@@ -855,7 +872,9 @@ class PostgresIndex final : public StateIndex {
                                                             int limit) override;
   absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) override;
   absl::StatusOr<bool> OfferNextKey(int64_t runner_id, const std::string& next_hash) override;
-  absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash) override;
+  absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash, int64_t now_ms) override;
+  absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash,
+                                              int64_t retired_before_ms, int64_t now_ms) override;
 
  private:
   // Runs `fn(tx)` on a pooled connection in a transaction of kind `mode` and turns any exception
@@ -1122,24 +1141,14 @@ absl::StatusOr<Runner> PostgresIndex::RegisterRunner(const RegisterInfo& info,
               return absl::AlreadyExistsError(
                   absl::StrCat("runner name \"", info.name, "\" belongs to a rejected runner"));
             }
+            // An existing runner keeps its row and key: the new enrollment waits beside others.
+            // (A pending runner nobody registered yet, a job import's, shows the first's host.)
             runner_id = found[0][0].as<int64_t>();
-            if (status != "pending") {
-              // A replacement request: the enrolled runner keeps working until an operator
-              // replaces it (ReplaceRunnerMachine).
-              tx.exec_params(
-                  "UPDATE enrollments SET status = 'rejected' WHERE runner_id = $1 AND status = "
-                  "'pending'",
-                  runner_id);
-              break;
-            }
             tx.exec_params(R"sql(
           UPDATE runners SET hostname = $1, os = $2, machine_id = $3, agent_version = $4
-          WHERE id = $5)sql",
+          WHERE id = $5 AND status = 'pending' AND hostname = '' AND machine_id = ''
+            AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id))sql",
                            info.hostname, info.os, info.machine_id, info.agent_version, runner_id);
-            tx.exec_params(R"sql(
-          UPDATE enrollments SET status = 'rejected'
-          WHERE runner_id = $1 AND status IN ('pending', 'approved'))sql",
-                           runner_id);
             break;
           }
           const pqxx::result inserted = tx.exec_params(R"sql(
@@ -1153,26 +1162,109 @@ absl::StatusOr<Runner> PostgresIndex::RegisterRunner(const RegisterInfo& info,
         }
         tx.exec_params(R"sql(
       INSERT INTO enrollments (id, runner_id, secret_hash, status, created_at, hostname, os,
-                               machine_id, agent_version)
-      VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8))sql",
+                               machine_id, agent_version, address)
+      VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9))sql",
                        enrollment_id, runner_id, secret_hash, now_ms, info.hostname, info.os,
-                       info.machine_id, info.agent_version);
+                       info.machine_id, info.agent_version, info.address);
         return LoadRunner(tx, runner_id);
       });
 }
 
 absl::StatusOr<Enrollment> PostgresIndex::GetEnrollment(const std::string& id) {
-  return Execute("GetEnrollment", TxMode::kAutocommit,
-                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<Enrollment> {
-                   const pqxx::result r = tx.exec_params(
-                       "SELECT id, runner_id, secret_hash, status, created_at FROM enrollments "
-                       "WHERE id = $1",
-                       id);
-                   if (r.empty()) {
-                     return absl::NotFoundError(absl::StrCat("enrollment ", id, " not found"));
-                   }
-                   return EnrollmentFromRow(r[0]);
+  return Execute(
+      "GetEnrollment", TxMode::kAutocommit,
+      [&](pqxx::transaction_base& tx) -> absl::StatusOr<Enrollment> {
+        const pqxx::result r = tx.exec_params(
+            absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE id = $1"), id);
+        if (r.empty()) {
+          return absl::NotFoundError(absl::StrCat("enrollment ", id, " not found"));
+        }
+        return EnrollmentFromRow(r[0]);
+      });
+}
+
+absl::StatusOr<Runner> PostgresIndex::CreatePendingRunner(const std::string& name, int64_t now_ms) {
+  if (HasNul(name)) return absl::InvalidArgumentError("CreatePendingRunner: the name contains NUL");
+  return Execute("CreatePendingRunner", TxMode::kWrite,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<Runner> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+                     INSERT INTO runners (name, status, created_at) VALUES ($1, 'pending', $2)
+                     RETURNING id)sql",
+                                                         name, now_ms);
+                   return LoadRunner(tx, r[0][0].as<int64_t>());
                  });
+}
+
+absl::StatusOr<std::vector<Enrollment>> PostgresIndex::ListPendingEnrollments(int64_t runner_id) {
+  return Execute("ListPendingEnrollments", TxMode::kAutocommit,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<std::vector<Enrollment>> {
+                   const pqxx::result r = tx.exec_params(
+                       absl::StrCat("SELECT ", kEnrollmentColumns, R"sql( FROM enrollments
+                         WHERE runner_id = $1 AND status = 'pending' ORDER BY created_at, id)sql"),
+                       runner_id);
+                   std::vector<Enrollment> out;
+                   for (const pqxx::row& row : r) out.push_back(EnrollmentFromRow(row));
+                   return out;
+                 });
+}
+
+absl::Status PostgresIndex::DecideEnrollment(int64_t runner_id, const std::string& enrollment_id,
+                                             bool approve, int64_t now_ms) {
+  return Execute(
+      "DecideEnrollment", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+        // Runner first, then enrollment (the file's lock order).
+        if (tx.exec_params("SELECT 1 FROM runners WHERE id = $1 FOR UPDATE", runner_id).empty()) {
+          return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
+        }
+        DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(tx, runner_id));
+        const pqxx::result r = tx.exec_params(
+            absl::StrCat("SELECT ", kEnrollmentColumns,
+                         " FROM enrollments WHERE id = $1 AND runner_id = $2 FOR UPDATE"),
+            enrollment_id, runner_id);
+        if (r.empty()) {
+          return absl::NotFoundError(
+              absl::StrCat("runner '", runner.name, "' has no enrollment ", enrollment_id));
+        }
+        const Enrollment e = EnrollmentFromRow(r[0]);
+        DS_RETURN_IF_ERROR(CheckDecidable(runner, e));
+        tx.exec_params("UPDATE enrollments SET status = $1 WHERE id = $2",
+                       approve ? "approved" : "rejected", enrollment_id);
+        if (approve) {
+          tx.exec_params(
+              "UPDATE enrollments SET status = 'rejected' WHERE runner_id = $1 AND status = "
+              "'pending'",
+              runner_id);
+          tx.exec_params(R"sql(
+        UPDATE runners SET status = 'approved', approved_at = $1, hostname = $2, os = $3,
+          machine_id = $4, agent_version = $5
+        WHERE id = $6)sql",
+                         now_ms, e.hostname, e.os, e.machine_id, e.agent_version, runner_id);
+        } else {
+          tx.exec_params(R"sql(
+        UPDATE runners SET status = 'rejected'
+        WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM enrollments e
+                                       WHERE e.runner_id = runners.id AND e.status = 'pending'))sql",
+                         runner_id);
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::Status PostgresIndex::DeleteRunner(int64_t runner_id) {
+  return Execute("DeleteRunner", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+    if (tx.exec_params("SELECT 1 FROM runners WHERE id = $1 FOR UPDATE", runner_id).empty()) {
+      return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
+    }
+    DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(tx, runner_id));
+    std::vector<std::string> jobs;
+    for (const pqxx::row& row :
+         tx.exec_params("SELECT name FROM jobs WHERE runner_id = $1 ORDER BY name", runner_id)) {
+      jobs.push_back(Text(row[0]));
+    }
+    DS_RETURN_IF_ERROR(CheckDeletable(runner, jobs));
+    tx.exec_params("DELETE FROM runners WHERE id = $1", runner_id);
+    return absl::OkStatus();
+  });
 }
 
 absl::Status PostgresIndex::DeliverKey(const std::string& enrollment_id,
@@ -1277,8 +1369,10 @@ absl::Status PostgresIndex::TransitionRunner(int64_t runner_id, const std::strin
       "TransitionRunner", TxMode::kWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
         // The row lock makes the compare and the set one step: a second operator acting on the same
         // stale view waits here, then sees the new status and loses.
-        const pqxx::result current =
-            tx.exec_params("SELECT status FROM runners WHERE id = $1 FOR UPDATE", runner_id);
+        const pqxx::result current = tx.exec_params(R"sql(
+      SELECT CASE WHEN status = 'approved' AND quarantined_at > 0 THEN 'quarantined' ELSE status END
+      FROM runners WHERE id = $1 FOR UPDATE)sql",
+                                                    runner_id);
         if (current.empty()) {
           return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
         }
@@ -1287,11 +1381,22 @@ absl::Status PostgresIndex::TransitionRunner(int64_t runner_id, const std::strin
           return absl::FailedPreconditionError(
               absl::StrCat("runner ", runner_id, " is ", status, ", not ", from));
         }
+        if (to == "approved" || to == "rejected") {
+          DS_RETURN_IF_ERROR(CheckSinglePendingEnrollment(
+              runner_id,
+              tx.exec_params(
+                    "SELECT COUNT(*) FROM enrollments WHERE runner_id = $1 AND status = 'pending'",
+                    runner_id)[0][0]
+                  .as<int64_t>()));
+        }
         tx.exec_params(R"sql(
       UPDATE runners
       SET status = $1::text,
           approved_at = CASE WHEN $1::text = 'approved' THEN $2::bigint ELSE approved_at END,
-          api_key_hash = CASE WHEN $1::text = 'revoked' THEN NULL ELSE api_key_hash END
+          api_key_hash = CASE WHEN $1::text = 'revoked' THEN NULL ELSE api_key_hash END,
+          next_key_hash = CASE WHEN $1::text = 'revoked' THEN NULL ELSE next_key_hash END,
+          retired_key_hash = CASE WHEN $1::text = 'revoked' THEN NULL ELSE retired_key_hash END,
+          quarantined_at = CASE WHEN $1::text = 'revoked' THEN 0 ELSE quarantined_at END
       WHERE id = $3)sql",
                        to, now_ms, runner_id);
         if (to == "approved" || to == "rejected") {
@@ -2388,7 +2493,8 @@ absl::StatusOr<Enrollment> PostgresIndex::PendingEnrollmentByName(const std::str
       "PendingEnrollmentByName", TxMode::kAutocommit,
       [&](pqxx::transaction_base& tx) -> absl::StatusOr<Enrollment> {
         const pqxx::result r = tx.exec_params(R"sql(
-      SELECT e.id, e.runner_id, e.secret_hash, e.status, e.created_at
+      SELECT e.id, e.runner_id, e.secret_hash, e.status, e.created_at, e.hostname, e.os,
+             e.machine_id, e.agent_version, e.address
       FROM enrollments e JOIN runners r ON r.id = e.runner_id
       WHERE r.name = $1 AND e.status = 'pending' ORDER BY e.created_at DESC LIMIT 1)sql",
                                               name);
@@ -2462,7 +2568,8 @@ absl::Status PostgresIndex::ReplaceRunnerMachine(int64_t runner_id,
         tx.exec_params(R"sql(
       UPDATE runners SET status = 'approved', api_key_hash = NULL, approved_at = $1,
         hostname = $2, os = $3, machine_id = $4, agent_version = $5, runtime_state = '',
-        current_run = ''
+        current_run = '', next_key_hash = NULL, rotate_requested_at = 0, retired_key_hash = NULL,
+        quarantined_at = 0
       WHERE id = $6)sql",
                        now_ms, Text(enrollment[0][2]), Text(enrollment[0][3]),
                        Text(enrollment[0][4]), Text(enrollment[0][5]), runner_id);
@@ -2809,10 +2916,9 @@ absl::StatusOr<int64_t> PostgresIndex::PruneStalePending(int64_t registered_befo
                                          WHERE e.runner_id = runners.id AND e.created_at >= $1))sql",
                                               registered_before_ms).affected_rows();
                    n += tx.exec_params(R"sql(
-                     DELETE FROM enrollments
-                      WHERE status = 'pending' AND created_at < $1
-                        AND runner_id IN (SELECT id FROM runners WHERE status <> 'pending'))sql",
-                                       registered_before_ms).affected_rows();
+                     DELETE FROM enrollments WHERE status = 'pending' AND created_at < $1)sql",
+                                       registered_before_ms)
+                            .affected_rows();
                    return n;
                  });
 }
@@ -2954,8 +3060,8 @@ absl::Status PostgresIndex::RequestKeyRotation(int64_t runner_id, int64_t now_ms
   return Execute("RequestKeyRotation", TxMode::kAutocommit,
                  [&](pqxx::transaction_base& tx) -> absl::Status {
                    if (tx.exec_params(R"sql(
-      UPDATE runners SET rotate_requested_at = $1
-      WHERE id = $2 AND status = 'approved' AND api_key_hash IS NOT NULL)sql",
+      UPDATE runners SET rotate_requested_at = $1, next_key_hash = NULL
+      WHERE id = $2 AND status = 'approved' AND quarantined_at = 0 AND api_key_hash IS NOT NULL)sql",
                                       now_ms, runner_id)
                            .affected_rows() == 0) {
                      return absl::FailedPreconditionError(absl::StrCat(
@@ -2971,21 +3077,44 @@ absl::StatusOr<bool> PostgresIndex::OfferNextKey(int64_t runner_id, const std::s
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<bool> {
                    return tx.exec_params(R"sql(
       UPDATE runners SET next_key_hash = $1
-      WHERE id = $2 AND status = 'approved' AND rotate_requested_at > 0)sql",
+      WHERE id = $2 AND status = 'approved' AND quarantined_at = 0 AND rotate_requested_at > 0
+        AND next_key_hash IS NULL)sql",
                                          next_hash, runner_id)
                               .affected_rows() == 1;
                  });
 }
 
-absl::StatusOr<Runner> PostgresIndex::PromoteNextKey(const std::string& key_hash) {
+absl::StatusOr<Runner> PostgresIndex::PromoteNextKey(const std::string& key_hash, int64_t now_ms) {
   return Execute("PromoteNextKey", TxMode::kWrite,
                  [&](pqxx::transaction_base& tx) -> absl::StatusOr<Runner> {
                    const pqxx::result r = tx.exec_params(R"sql(
-      UPDATE runners SET api_key_hash = next_key_hash, next_key_hash = NULL, rotate_requested_at = 0
-      WHERE next_key_hash = $1 AND status = 'approved' RETURNING id)sql",
-                                                         key_hash);
+      UPDATE runners SET retired_key_hash = api_key_hash, key_retired_at = $2,
+        api_key_hash = next_key_hash, next_key_hash = NULL, rotate_requested_at = 0
+      WHERE next_key_hash = $1 AND status = 'approved' AND quarantined_at = 0 RETURNING id)sql",
+                                                         key_hash, now_ms);
                    if (r.empty()) return absl::NotFoundError("no runner has this pending key");
                    return LoadRunner(tx, r[0][0].as<int64_t>());
+                 });
+}
+
+absl::StatusOr<StateIndex::RetiredKeyUse> PostgresIndex::UseRetiredKey(const std::string& key_hash,
+                                                                       int64_t retired_before_ms,
+                                                                       int64_t now_ms) {
+  return Execute("UseRetiredKey", TxMode::kWrite,
+                 [&](pqxx::transaction_base& tx) -> absl::StatusOr<RetiredKeyUse> {
+                   const pqxx::result r = tx.exec_params(R"sql(
+      SELECT id FROM runners WHERE retired_key_hash = $1 AND status = 'approved' FOR UPDATE)sql",
+                                                         key_hash);
+                   if (r.empty()) return absl::NotFoundError("no runner retired this key");
+                   const int64_t id = r[0][0].as<int64_t>();
+                   RetiredKeyUse use;
+                   use.quarantined_now = tx.exec_params(R"sql(
+      UPDATE runners SET quarantined_at = $1
+      WHERE id = $2 AND quarantined_at = 0 AND key_retired_at < $3)sql",
+                                                        now_ms, id, retired_before_ms)
+                                             .affected_rows() == 1;
+                   DS_ASSIGN_OR_RETURN(use.runner, LoadRunner(tx, id));
+                   return use;
                  });
 }
 

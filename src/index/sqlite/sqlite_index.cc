@@ -86,7 +86,8 @@ std::vector<std::string> FromJsonArray(const std::string& text) {
 // runners, whether a key is set, and whether a registration is waiting on the runner (pending,
 // or a replacement request on an enrolled one).
 constexpr char kRunnerColumns[] = R"sql(
-  id, name, status, hostname, os, machine_id, agent_version, runtime_state, current_run,
+  id, name, CASE WHEN status = 'approved' AND quarantined_at > 0 THEN 'quarantined' ELSE status END,
+  hostname, os, machine_id, agent_version, runtime_state, current_run,
   api_key_hash IS NOT NULL, jobs_version, created_at, approved_at, last_heartbeat_at,
   last_activity_at,
   EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id AND e.status = 'pending'),
@@ -121,6 +122,27 @@ Runner RunnerFromRow(const SQLite::Statement& s) {
   r.group = s.getColumn(17).getString();
   r.key_rotation_pending = s.getColumn(18).getInt() != 0;
   return r;
+}
+
+// The one column list for Enrollment rows (EnrollmentFromRow reads it in this order).
+constexpr char kEnrollmentColumns[] = R"sql(
+  id, runner_id, secret_hash, status, created_at, hostname, os, machine_id, agent_version,
+  address)sql";
+
+// Columns: kEnrollmentColumns.
+Enrollment EnrollmentFromRow(const SQLite::Statement& s) {
+  Enrollment e;
+  e.id = s.getColumn(0).getString();
+  e.runner_id = s.getColumn(1).getInt64();
+  e.secret_hash = s.getColumn(2).getString();
+  e.status = s.getColumn(3).getString();
+  e.created_at_ms = s.getColumn(4).getInt64();
+  e.hostname = s.getColumn(5).getString();
+  e.os = s.getColumn(6).getString();
+  e.machine_id = s.getColumn(7).getString();
+  e.agent_version = s.getColumn(8).getString();
+  e.address = s.getColumn(9).getString();
+  return e;
 }
 
 // Columns: j.id, j.runner_id, r.name, j.name, j.source, j.dest_prefix, j.includes, j.excludes,
@@ -325,6 +347,11 @@ class SqliteIndex final : public StateIndex {
   absl::StatusOr<Runner> RegisterRunner(const RegisterInfo& info, const std::string& enrollment_id,
                                         const std::string& secret_hash, int64_t now_ms) override;
   absl::StatusOr<Enrollment> GetEnrollment(const std::string& id) override;
+  absl::StatusOr<Runner> CreatePendingRunner(const std::string& name, int64_t now_ms) override;
+  absl::StatusOr<std::vector<Enrollment>> ListPendingEnrollments(int64_t runner_id) override;
+  absl::Status DecideEnrollment(int64_t runner_id, const std::string& enrollment_id, bool approve,
+                                int64_t now_ms) override;
+  absl::Status DeleteRunner(int64_t runner_id) override;
   absl::Status DeliverKey(const std::string& enrollment_id, const std::string& key_hash) override;
   absl::StatusOr<std::vector<Runner>> ListRunners() override;
   absl::StatusOr<Runner> GetRunnerByName(const std::string& name) override;
@@ -410,7 +437,9 @@ class SqliteIndex final : public StateIndex {
                                                             int limit) override;
   absl::Status RequestKeyRotation(int64_t runner_id, int64_t now_ms) override;
   absl::StatusOr<bool> OfferNextKey(int64_t runner_id, const std::string& next_hash) override;
-  absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash) override;
+  absl::StatusOr<Runner> PromoteNextKey(const std::string& key_hash, int64_t now_ms) override;
+  absl::StatusOr<RetiredKeyUse> UseRetiredKey(const std::string& key_hash,
+                                              int64_t retired_before_ms, int64_t now_ms) override;
 
   absl::StatusOr<Reconcile> CreateReconcile(const std::string& id, int64_t job_id, bool verify,
                                             int64_t now_ms) override;
@@ -652,7 +681,6 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
   return Locked("RegisterRunner", [&]() -> absl::StatusOr<Runner> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t runner_id = 0;
-    bool replacement = false;
     {
       SQLite::Statement find(db_, "SELECT id, status FROM runners WHERE name = ?");
       find.bind(1, info.name);
@@ -663,55 +691,32 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
               absl::StrCat("runner name \"", info.name, "\" belongs to a rejected runner"));
         }
         runner_id = find.getColumn(0).getInt64();
-        if (status != "pending") replacement = true;
       }
     }
-    if (replacement) {
-      // A replacement request: the enrolled runner keeps working until an operator replaces it.
-      SQLite::Statement supersede(db_, R"sql(
-        UPDATE enrollments SET status = 'rejected' WHERE runner_id = ? AND status = 'pending')sql");
-      supersede.bind(1, runner_id);
-      supersede.exec();
-    } else if (runner_id != 0) {
-      SQLite::Statement update(db_, R"sql(
+    // An existing runner keeps its row and key: the new enrollment waits beside any others. (A
+    // pending runner nobody registered yet, a job import's, shows its first registration's host.)
+    if (runner_id != 0) {
+      SQLite::Statement first(db_, R"sql(
         UPDATE runners SET hostname = ?, os = ?, machine_id = ?, agent_version = ?
-        WHERE id = ?)sql");
-      update.bind(1, info.hostname);
-      update.bind(2, info.os);
-      update.bind(3, info.machine_id);
-      update.bind(4, info.agent_version);
-      update.bind(5, runner_id);
-      update.exec();
-      SQLite::Statement supersede(db_, R"sql(
-        UPDATE enrollments SET status = 'rejected'
-        WHERE runner_id = ? AND status IN ('pending', 'approved'))sql");
-      supersede.bind(1, runner_id);
-      supersede.exec();
+        WHERE id = ? AND status = 'pending' AND hostname = '' AND machine_id = ''
+          AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.runner_id = runners.id))sql");
+      SQLite::bind(first, info.hostname, info.os, info.machine_id, info.agent_version, runner_id);
+      first.exec();
     } else {
       SQLite::Statement insert(db_, R"sql(
         INSERT INTO runners (name, status, hostname, os, machine_id, agent_version, created_at)
         VALUES (?, 'pending', ?, ?, ?, ?, ?))sql");
-      insert.bind(1, info.name);
-      insert.bind(2, info.hostname);
-      insert.bind(3, info.os);
-      insert.bind(4, info.machine_id);
-      insert.bind(5, info.agent_version);
-      insert.bind(6, now_ms);
+      SQLite::bind(insert, info.name, info.hostname, info.os, info.machine_id, info.agent_version,
+                   now_ms);
       insert.exec();
       runner_id = db_.getLastInsertRowid();
     }
     SQLite::Statement enroll(db_, R"sql(
       INSERT INTO enrollments (id, runner_id, secret_hash, status, created_at, hostname, os,
-                               machine_id, agent_version)
-      VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?))sql");
-    enroll.bind(1, enrollment_id);
-    enroll.bind(2, runner_id);
-    enroll.bind(3, secret_hash);
-    enroll.bind(4, now_ms);
-    enroll.bind(5, info.hostname);
-    enroll.bind(6, info.os);
-    enroll.bind(7, info.machine_id);
-    enroll.bind(8, info.agent_version);
+                               machine_id, agent_version, address)
+      VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?))sql");
+    SQLite::bind(enroll, enrollment_id, runner_id, secret_hash, now_ms, info.hostname, info.os,
+                 info.machine_id, info.agent_version, info.address);
     enroll.exec();
     DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(runner_id));
     tx.commit();
@@ -722,16 +727,92 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
 absl::StatusOr<Enrollment> SqliteIndex::GetEnrollment(const std::string& id) {
   return Locked("GetEnrollment", [&]() -> absl::StatusOr<Enrollment> {
     SQLite::Statement q(
-        db_, "SELECT id, runner_id, secret_hash, status, created_at FROM enrollments WHERE id = ?");
+        db_, absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE id = ?"));
     q.bind(1, id);
     if (!q.executeStep()) return absl::NotFoundError(absl::StrCat("enrollment ", id, " not found"));
-    Enrollment e;
-    e.id = q.getColumn(0).getString();
-    e.runner_id = q.getColumn(1).getInt64();
-    e.secret_hash = q.getColumn(2).getString();
-    e.status = q.getColumn(3).getString();
-    e.created_at_ms = q.getColumn(4).getInt64();
-    return e;
+    return EnrollmentFromRow(q);
+  });
+}
+
+absl::StatusOr<Runner> SqliteIndex::CreatePendingRunner(const std::string& name, int64_t now_ms) {
+  return Locked("CreatePendingRunner", [&]() -> absl::StatusOr<Runner> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement insert(
+        db_, "INSERT INTO runners (name, status, created_at) VALUES (?, 'pending', ?)");
+    SQLite::bind(insert, name, now_ms);
+    insert.exec();
+    DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(db_.getLastInsertRowid()));
+    tx.commit();
+    return runner;
+  });
+}
+
+absl::StatusOr<std::vector<Enrollment>> SqliteIndex::ListPendingEnrollments(int64_t runner_id) {
+  return Locked("ListPendingEnrollments", [&]() -> absl::StatusOr<std::vector<Enrollment>> {
+    SQLite::Statement q(db_, absl::StrCat("SELECT ", kEnrollmentColumns, R"sql(
+      FROM enrollments WHERE runner_id = ? AND status = 'pending' ORDER BY created_at, id)sql"));
+    q.bind(1, runner_id);
+    std::vector<Enrollment> out;
+    while (q.executeStep()) out.push_back(EnrollmentFromRow(q));
+    return out;
+  });
+}
+
+absl::Status SqliteIndex::DecideEnrollment(int64_t runner_id, const std::string& enrollment_id,
+                                           bool approve, int64_t now_ms) {
+  return Locked("DecideEnrollment", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(runner_id));
+    SQLite::Statement q(db_, absl::StrCat("SELECT ", kEnrollmentColumns,
+                                          " FROM enrollments WHERE id = ? AND runner_id = ?"));
+    SQLite::bind(q, enrollment_id, runner_id);
+    if (!q.executeStep()) {
+      return absl::NotFoundError(
+          absl::StrCat("runner '", runner.name, "' has no enrollment ", enrollment_id));
+    }
+    const Enrollment e = EnrollmentFromRow(q);
+    DS_RETURN_IF_ERROR(CheckDecidable(runner, e));
+    SQLite::Statement decide(db_, "UPDATE enrollments SET status = ? WHERE id = ?");
+    SQLite::bind(decide, approve ? "approved" : "rejected", enrollment_id);
+    decide.exec();
+    if (approve) {
+      SQLite::Statement others(db_, R"sql(
+        UPDATE enrollments SET status = 'rejected' WHERE runner_id = ? AND status = 'pending')sql");
+      SQLite::bind(others, runner_id);
+      others.exec();
+      SQLite::Statement upd(db_, R"sql(
+        UPDATE runners SET status = 'approved', approved_at = ?, hostname = ?, os = ?,
+          machine_id = ?, agent_version = ?
+        WHERE id = ?)sql");
+      SQLite::bind(upd, now_ms, e.hostname, e.os, e.machine_id, e.agent_version, runner_id);
+      upd.exec();
+    } else {
+      SQLite::Statement last(db_, R"sql(
+        UPDATE runners SET status = 'rejected'
+        WHERE id = ? AND NOT EXISTS (SELECT 1 FROM enrollments e
+                                      WHERE e.runner_id = runners.id AND e.status = 'pending'))sql");
+      SQLite::bind(last, runner_id);
+      last.exec();
+    }
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteIndex::DeleteRunner(int64_t runner_id) {
+  return Locked("DeleteRunner", [&]() -> absl::Status {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(runner_id));
+    SQLite::Statement q(db_, "SELECT name FROM jobs WHERE runner_id = ? ORDER BY name");
+    SQLite::bind(q, runner_id);
+    std::vector<std::string> jobs;
+    while (q.executeStep()) jobs.push_back(q.getColumn(0).getString());
+    DS_RETURN_IF_ERROR(CheckDeletable(runner, jobs));
+    SQLite::Statement del(db_, "DELETE FROM runners WHERE id = ?");
+    SQLite::bind(del, runner_id);
+    del.exec();
+    tx.commit();
+    return absl::OkStatus();
   });
 }
 
@@ -843,24 +924,31 @@ absl::Status SqliteIndex::TransitionRunner(int64_t runner_id, const std::string&
   }
   return Locked("TransitionRunner", [&]() -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    if (to == "approved" || to == "rejected") {
+      SQLite::Statement n(db_, R"sql(
+        SELECT COUNT(*) FROM enrollments WHERE runner_id = ? AND status = 'pending')sql");
+      SQLite::bind(n, runner_id);
+      n.executeStep();
+      DS_RETURN_IF_ERROR(CheckSinglePendingEnrollment(runner_id, n.getColumn(0).getInt64()));
+    }
     SQLite::Statement cas(db_, R"sql(
       UPDATE runners
       SET status = ?1,
           approved_at = CASE WHEN ?1 = 'approved' THEN ?2 ELSE approved_at END,
-          api_key_hash = CASE WHEN ?1 = 'revoked' THEN NULL ELSE api_key_hash END
-      WHERE id = ?3 AND status = ?4)sql");
+          api_key_hash = CASE WHEN ?1 = 'revoked' THEN NULL ELSE api_key_hash END,
+          next_key_hash = CASE WHEN ?1 = 'revoked' THEN NULL ELSE next_key_hash END,
+          retired_key_hash = CASE WHEN ?1 = 'revoked' THEN NULL ELSE retired_key_hash END,
+          quarantined_at = CASE WHEN ?1 = 'revoked' THEN 0 ELSE quarantined_at END
+      WHERE id = ?3
+        AND (CASE WHEN status = 'approved' AND quarantined_at > 0 THEN 'quarantined' ELSE status END) = ?4)sql");
     cas.bind(1, to);
     cas.bind(2, now_ms);
     cas.bind(3, runner_id);
     cas.bind(4, from);
     if (cas.exec() == 0) {
-      SQLite::Statement q(db_, "SELECT status FROM runners WHERE id = ?");
-      q.bind(1, runner_id);
-      if (!q.executeStep()) {
-        return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
-      }
+      DS_ASSIGN_OR_RETURN(Runner current, LoadRunner(runner_id));
       return absl::FailedPreconditionError(
-          absl::StrCat("runner ", runner_id, " is ", q.getColumn(0).getString(), ", not ", from));
+          absl::StrCat("runner ", runner_id, " is ", current.status, ", not ", from));
     }
     if (to == "approved" || to == "rejected") {
       SQLite::Statement live(db_, R"sql(
@@ -1802,9 +1890,7 @@ absl::StatusOr<int64_t> SqliteIndex::PruneStalePending(int64_t registered_before
     runners.bind(1, registered_before_ms);
     int64_t n = runners.exec();
     SQLite::Statement requests(db_, R"sql(
-      DELETE FROM enrollments
-       WHERE status = 'pending' AND created_at < ?
-         AND runner_id IN (SELECT id FROM runners WHERE status <> 'pending'))sql");
+      DELETE FROM enrollments WHERE status = 'pending' AND created_at < ?)sql");
     requests.bind(1, registered_before_ms);
     n += requests.exec();
     tx.commit();
@@ -1968,8 +2054,8 @@ absl::StatusOr<std::vector<SyncedFile>> SqliteIndex::SearchSyncedFiles(
 absl::Status SqliteIndex::RequestKeyRotation(int64_t runner_id, int64_t now_ms) {
   return Locked("RequestKeyRotation", [&]() -> absl::Status {
     SQLite::Statement u(db_, R"sql(
-      UPDATE runners SET rotate_requested_at = ?
-      WHERE id = ? AND status = 'approved' AND api_key_hash IS NOT NULL)sql");
+      UPDATE runners SET rotate_requested_at = ?, next_key_hash = NULL
+      WHERE id = ? AND status = 'approved' AND quarantined_at = 0 AND api_key_hash IS NOT NULL)sql");
     u.bind(1, now_ms);
     u.bind(2, runner_id);
     if (u.exec() == 0) {
@@ -1985,32 +2071,58 @@ absl::StatusOr<bool> SqliteIndex::OfferNextKey(int64_t runner_id, const std::str
   return Locked("OfferNextKey", [&]() -> absl::StatusOr<bool> {
     SQLite::Statement u(db_, R"sql(
       UPDATE runners SET next_key_hash = ?
-      WHERE id = ? AND status = 'approved' AND rotate_requested_at > 0)sql");
+      WHERE id = ? AND status = 'approved' AND quarantined_at = 0 AND rotate_requested_at > 0
+        AND next_key_hash IS NULL)sql");
     u.bind(1, next_hash);
     u.bind(2, runner_id);
     return u.exec() == 1;
   });
 }
 
-absl::StatusOr<Runner> SqliteIndex::PromoteNextKey(const std::string& key_hash) {
+absl::StatusOr<Runner> SqliteIndex::PromoteNextKey(const std::string& key_hash, int64_t now_ms) {
   return Locked("PromoteNextKey", [&]() -> absl::StatusOr<Runner> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t id = 0;
     {
       SQLite::Statement q(db_, R"sql(
-        SELECT id FROM runners WHERE next_key_hash = ? AND status = 'approved')sql");
+        SELECT id FROM runners WHERE next_key_hash = ? AND status = 'approved' AND quarantined_at = 0)sql");
       q.bind(1, key_hash);
       if (!q.executeStep()) return absl::NotFoundError("no runner has this pending key");
       id = q.getColumn(0).getInt64();
     }
     SQLite::Statement u(db_, R"sql(
-      UPDATE runners SET api_key_hash = next_key_hash, next_key_hash = NULL, rotate_requested_at = 0
+      UPDATE runners SET retired_key_hash = api_key_hash, key_retired_at = ?,
+        api_key_hash = next_key_hash, next_key_hash = NULL, rotate_requested_at = 0
       WHERE id = ?)sql");
-    u.bind(1, id);
+    SQLite::bind(u, now_ms, id);
     u.exec();
     DS_ASSIGN_OR_RETURN(Runner r, LoadRunner(id));
     tx.commit();
     return r;
+  });
+}
+
+absl::StatusOr<StateIndex::RetiredKeyUse> SqliteIndex::UseRetiredKey(const std::string& key_hash,
+                                                                     int64_t retired_before_ms,
+                                                                     int64_t now_ms) {
+  return Locked("UseRetiredKey", [&]() -> absl::StatusOr<RetiredKeyUse> {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    RetiredKeyUse use;
+    {
+      SQLite::Statement q(db_, R"sql(
+        SELECT id FROM runners WHERE retired_key_hash = ? AND status = 'approved')sql");
+      q.bind(1, key_hash);
+      if (!q.executeStep()) return absl::NotFoundError("no runner retired this key");
+      use.runner.id = q.getColumn(0).getInt64();
+    }
+    SQLite::Statement u(db_, R"sql(
+      UPDATE runners SET quarantined_at = ?
+      WHERE id = ? AND quarantined_at = 0 AND key_retired_at < ?)sql");
+    SQLite::bind(u, now_ms, use.runner.id, retired_before_ms);
+    use.quarantined_now = u.exec() == 1;
+    DS_ASSIGN_OR_RETURN(use.runner, LoadRunner(use.runner.id));
+    tx.commit();
+    return use;
   });
 }
 
@@ -2260,20 +2372,15 @@ absl::StatusOr<std::vector<std::string>> SqliteIndex::AbandonStaleRuns(
 absl::StatusOr<Enrollment> SqliteIndex::PendingEnrollmentByName(const std::string& name) {
   return Locked("PendingEnrollmentByName", [&]() -> absl::StatusOr<Enrollment> {
     SQLite::Statement q(db_, R"sql(
-      SELECT e.id, e.runner_id, e.secret_hash, e.status, e.created_at
+      SELECT e.id, e.runner_id, e.secret_hash, e.status, e.created_at, e.hostname, e.os,
+             e.machine_id, e.agent_version, e.address
       FROM enrollments e JOIN runners r ON r.id = e.runner_id
       WHERE r.name = ? AND e.status = 'pending' ORDER BY e.created_at DESC LIMIT 1)sql");
     q.bind(1, name);
     if (!q.executeStep()) {
       return absl::NotFoundError(absl::StrCat("no pending registration named '", name, "'"));
     }
-    Enrollment e;
-    e.id = q.getColumn(0).getString();
-    e.runner_id = q.getColumn(1).getInt64();
-    e.secret_hash = q.getColumn(2).getString();
-    e.status = q.getColumn(3).getString();
-    e.created_at_ms = q.getColumn(4).getInt64();
-    return e;
+    return EnrollmentFromRow(q);
   });
 }
 
@@ -2323,7 +2430,8 @@ absl::Status SqliteIndex::ReplaceRunnerMachine(int64_t runner_id, const std::str
     SQLite::Statement upd(db_, R"sql(
       UPDATE runners SET status = 'approved', api_key_hash = NULL, approved_at = ?,
         hostname = ?, os = ?, machine_id = ?, agent_version = ?, runtime_state = '',
-        current_run = ''
+        current_run = '', next_key_hash = NULL, rotate_requested_at = 0, retired_key_hash = NULL,
+        quarantined_at = 0
       WHERE id = ?)sql");
     upd.bind(1, now_ms);
     for (int i = 0; i < 4; ++i) upd.bind(2 + i, machine[static_cast<size_t>(i)]);
