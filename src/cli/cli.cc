@@ -33,6 +33,7 @@ using cli::CliError;
 using cli::Env;
 using cli::Globals;
 using cli::HumanBytes;
+using cli::PrintJson;
 using cli::PrintTable;
 using cli::Seg;
 using cli::Raw;
@@ -99,7 +100,7 @@ int RunCli(int argc, char** argv) {
   rl->callback([&] {
     action = [&] {
       json r = Api(g).Call("GET", "/runners");
-      if (g.json) return void(std::cout << r["runners"].dump(2) << "\n");
+      if (g.json) return void(PrintJson(r["runners"]));
       std::vector<std::vector<std::string>> rows;
       for (const auto& x : r["runners"]) {
         rows.push_back({Str(x, "name"), Str(x, "status"), x.value("online", false) ? "online" : "offline",
@@ -171,7 +172,7 @@ int RunCli(int argc, char** argv) {
   });
   auto* rs = runners->add_subcommand("show", "one runner");
   rs->add_option("NAME", runner_name)->required();
-  rs->callback([&] { action = [&] { std::cout << Api(g).Call("GET", "/runners/" + Seg(runner_name)).dump(2) << "\n"; }; });
+  rs->callback([&] { action = [&] { PrintJson(Api(g).Call("GET", "/runners/" + Seg(runner_name))); }; });
 
   // jobs
   auto* jobs = app.add_subcommand("jobs", "job definitions")->require_subcommand(1);
@@ -203,7 +204,7 @@ int RunCli(int argc, char** argv) {
   jl->callback([&] {
     action = [&] {
       json r = Api(g).Call("GET", runner_name.empty() ? "/jobs" : "/jobs?runner=" + Seg(runner_name));
-      if (g.json) return void(std::cout << r.dump(2) << "\n");
+      if (g.json) return void(PrintJson(r));
       std::vector<std::vector<std::string>> rows;
       for (const auto& j : r["jobs"]) {
         rows.push_back({Str(j, "runner"), Str(j, "name"), Str(j, "source"), Str(j, "dest_prefix"),
@@ -275,7 +276,7 @@ int RunCli(int argc, char** argv) {
       json q = api.Call("POST", "/runners/" + Seg(runner_name) + "/jobs/" + Seg(job_name) + "/sync");
       std::string run_id = Raw(q, "run_id");
       if (!wait) {
-        if (g.json) return void(std::cout << q.dump(2) << "\n");
+        if (g.json) return void(PrintJson(q));
         std::cout << "sync of " << runner_name << "/" << job_name << " queued as run " << run_id << "\n";
         return;
       }
@@ -285,7 +286,7 @@ int RunCli(int argc, char** argv) {
         auto r = api.Find("/runs/" + run_id);
         if (r && Terminal(Str(*r, "state"))) {
           if (g.json) {
-            std::cout << r->dump(2) << "\n";
+            PrintJson(*r);
           } else {
             PrintRunSummary(*r);
           }
@@ -316,7 +317,7 @@ int RunCli(int argc, char** argv) {
       if (!job_name.empty()) q += "&job=" + Seg(job_name);
       if (!state_filter.empty()) q += "&state=" + Seg(state_filter);
       json r = Api(g).Call("GET", q);
-      if (g.json) return void(std::cout << r["runs"].dump(2) << "\n");
+      if (g.json) return void(PrintJson(r["runs"]));
       std::vector<std::vector<std::string>> rows;
       for (const auto& x : r["runs"]) {
         rows.push_back({Str(x, "run_id"), Str(x, "runner"), Str(x, "job"), Str(x, "state"), Str(x, "trigger"),
@@ -340,7 +341,7 @@ int RunCli(int argc, char** argv) {
       if (with_files) files = api.Call("GET", "/runs/" + Seg(run_id) + "/files?limit=10000")["files"];
       if (g.json) {
         if (with_files) r["files"] = files;
-        return void(std::cout << r.dump(2) << "\n");
+        return void(PrintJson(r));
       }
       PrintRunSummary(r);
       if (with_files) {
@@ -373,7 +374,7 @@ int RunCli(int argc, char** argv) {
         for (auto& f : page["files"]) out.push_back(f);
         after = all ? Raw(page, "next_after") : "";
       } while (!after.empty());
-      if (g.json) return void(std::cout << out.dump(2) << "\n");
+      if (g.json) return void(PrintJson(out));
       std::vector<std::vector<std::string>> rows;
       for (const auto& f : out) {
         rows.push_back({Str(f, "path"), std::to_string(f.value("size", uint64_t{0})), Str(f, "sha256"), Str(f, "synced_at")});
@@ -433,7 +434,7 @@ int RunCli(int argc, char** argv) {
       }
       if (isatty(2)) std::fprintf(stderr, "\r\033[K");
     }
-    if (g.json) std::cout << done.dump(2) << "\n";
+    if (g.json) PrintJson(done);
     if (failed > 0) throw CliError{absl::StrCat(failed, " reconcile(s) failed")};
     if (mismatched > 0) throw CliError{absl::StrCat("checksum mismatches found in ", mismatched, " job(s)")};
   };
@@ -449,7 +450,7 @@ int RunCli(int argc, char** argv) {
         for (const auto& q : r["queued"]) ids.push_back(Str(q, "id"));
         for (const auto& b : r["already_running"]) std::cerr << "already running: " << EscapeForTerminal(b.get<std::string>()) << "\n";
         if (!wait) {
-          if (g.json) return void(std::cout << r.dump(2) << "\n");
+          if (g.json) return void(PrintJson(r));
           std::cout << "queued " << ids.size() << " reconcile(s); follow with: datasync reconcile status\n";
           return;
         }
@@ -458,7 +459,7 @@ int RunCli(int argc, char** argv) {
         json r = api.Call("POST", "/runners/" + Seg(runner_name) + "/jobs/" + Seg(job_name) + "/reconcile", body.dump());
         ids.push_back(Str(r, "id"));
         if (!wait) {
-          if (g.json) return void(std::cout << r.dump(2) << "\n");
+          if (g.json) return void(PrintJson(r));
           std::cout << "reconcile " << Str(r, "id") << " of " << runner_name << "/" << job_name
                     << " queued; follow with: datasync reconcile status\n";
           return;
@@ -473,7 +474,7 @@ int RunCli(int argc, char** argv) {
       if (!runner_name.empty()) q += "&runner=" + Seg(runner_name);
       if (!job_name.empty()) q += "&job=" + Seg(job_name);
       json r = Api(g).Call("GET", q);
-      if (g.json) return void(std::cout << r["reconciles"].dump(2) << "\n");
+      if (g.json) return void(PrintJson(r["reconciles"]));
       std::vector<std::vector<std::string>> rows;
       char buf[64];
       for (const auto& x : r["reconciles"]) {
@@ -505,7 +506,7 @@ int RunCli(int argc, char** argv) {
     action = [&] {
       json r = Api(g).Call("GET", release_version.empty() ? "/releases"
                                                           : "/releases?version=" + Seg(release_version));
-      if (g.json) return void(std::cout << r.dump(2) << "\n");
+      if (g.json) return void(PrintJson(r));
       std::vector<std::vector<std::string>> rows;
       for (const auto& f : r["items"]) {
         rows.push_back({Str(f, "version"), Str(f, "file"), HumanBytes(f.value("size", uint64_t{0})),
@@ -582,7 +583,7 @@ int RunCli(int argc, char** argv) {
   status->callback([&] {
     action = [&] {
       json r = Api(g).Call("GET", "/status");
-      if (g.json) return void(std::cout << r.dump(2) << "\n");
+      if (g.json) return void(PrintJson(r));
       std::cout << "server " << Str(r, "version") << ", index " << Str(r, "index") << " (schema v"
                 << Str(r, "schema_version") << "), storage " << Str(r, "storage") << "\n"
                 << "runners: " << r["runners"].dump() << ", online " << Str(r, "runners_online")
@@ -636,7 +637,7 @@ int RunCli(int argc, char** argv) {
         q += absl::StrCat("&since=", since);
       }
       auto print = [&](const json& x) {
-        if (g.json) return void(std::cout << x.dump() << "\n");
+        if (g.json) return void(PrintJson(x, -1));
         std::string level = Str(x, "level");
         std::cout << FormatIsoUtc(x.value("time_ms", int64_t{0})) << " " << level
                   << std::string(level.size() < 5 ? 5 - level.size() : 0, ' ') << " " << Str(x, "message") << "\n";
@@ -670,7 +671,7 @@ int RunCli(int argc, char** argv) {
   alerts->add_option("--limit", alert_limit, "how many (default 50)");
   alerts->add_flag("--json", g.json, "JSON output");
   auto print_alerts = [&](const json& items) {
-    if (g.json) return void(std::cout << items.dump(2) << "\n");
+    if (g.json) return void(PrintJson(items));
     std::vector<std::vector<std::string>> rows;
     for (const auto& a : items) {
       std::string state = a["resolved_at_ms"].is_null() ? "ACTIVE" : "resolved";
@@ -693,7 +694,7 @@ int RunCli(int argc, char** argv) {
   ack->callback([&] {
     action = [&] {
       json a = Api(g).Call("POST", "/alerts/" + Seg(alert_id) + "/ack", "{}");
-      if (g.json) return void(std::cout << a.dump(2) << "\n");
+      if (g.json) return void(PrintJson(a));
       std::cout << "alert " << alert_id << " acknowledged by " << Str(a, "acknowledged_by") << "\n";
     };
   });
@@ -719,7 +720,7 @@ int RunCli(int argc, char** argv) {
     return body;
   };
   auto print_rules = [&](const json& items) {
-    if (g.json) return void(std::cout << items.dump(2) << "\n");
+    if (g.json) return void(PrintJson(items));
     std::vector<std::vector<std::string>> rows;
     for (const auto& x : items) {
       rows.push_back({Str(x, "id"), Str(x, "name"), Str(x, "kind"), Str(x, "severity"),
@@ -777,7 +778,7 @@ int RunCli(int argc, char** argv) {
   cls->callback([&] {
     action = [&] {
       json items = Api(g).Call("GET", "/notification-channels")["items"];
-      if (g.json) return void(std::cout << items.dump(2) << "\n");
+      if (g.json) return void(PrintJson(items));
       std::vector<std::vector<std::string>> rows;
       for (const auto& x : items) {
         std::string state = !x.value("enabled", false) ? "disabled" : x.value("failing", false) ? "FAILING: " + Str(x, "last_error") : "ok";
@@ -822,14 +823,14 @@ int RunCli(int argc, char** argv) {
   cadd->callback([&] {
     action = [&] {
       json c = Api(g).Call("POST", "/notification-channels", channel_body(true).dump());
-      if (g.json) return void(std::cout << c.dump(2) << "\n");
+      if (g.json) return void(PrintJson(c));
       std::cout << "channel " << Str(c, "name") << " (" << Str(c, "kind") << ") added\n";
     };
   });
   cset->callback([&] {
     action = [&] {
       json c = Api(g).Call("PATCH", "/notification-channels/" + Seg(channel_name), channel_body(false).dump());
-      if (g.json) return void(std::cout << c.dump(2) << "\n");
+      if (g.json) return void(PrintJson(c));
       std::cout << "channel " << Str(c, "name") << " updated\n";
     };
   });

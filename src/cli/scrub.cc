@@ -210,7 +210,7 @@ void ScrubCommands::Start() {
         api.Call("POST", "/runners/" + Seg(runner_) + "/jobs/" + Seg(job_) + "/scrub", body.dump());
   }
   if (!wait_) {
-    if (g_.json) return void(std::cout << queued.dump(2) << "\n");
+    if (g_.json) return void(PrintJson(queued));
     if (all_) {
       std::cout << "queued " << queued.value("queued", json::array()).size()
                 << " scrub(s); follow with: datasync scrub status\n";
@@ -227,7 +227,7 @@ void ScrubCommands::Start() {
     done.push_back(WaitFor(api, Str(q, "id")));
     if (!g_.json) PrintScrub(done.back());
   }
-  if (g_.json) std::cout << (all_ ? done : done[0]).dump(2) << "\n";
+  if (g_.json) PrintJson(all_ ? done : done[0]);
   if (auto verdict = WaitVerdict(done)) throw *verdict;
 }
 
@@ -268,7 +268,7 @@ void ScrubCommands::Status() {
                        : absl::StrCat("no job ", EscapeForTerminal(runner_), "/", EscapeForTerminal(job_))};
   }
   (*r)["jobs"] = jobs;
-  if (g_.json) return void(std::cout << r->dump(2) << "\n");
+  if (g_.json) return void(PrintJson(*r));
   std::vector<std::vector<std::string>> rows;
   for (const auto& j : jobs) rows.push_back(StatusRow(j));
   PrintTable({"RUNNER", "JOB", "LAST", "FINISHED", "LISTED", "MISSING", "EXTRA", "MISMATCHED",

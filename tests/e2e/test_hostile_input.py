@@ -105,6 +105,34 @@ class HostileInputTest(unittest.TestCase):
             self.assertEqual(st, 400, (dest, body))
 
 
+    def test_control_characters_reach_neither_the_log_nor_a_terminal_raw(self):
+        # A host name and a log line that would clear the operator's screen, retitle the window,
+        # ring the bell and forge a log line if printed as they are.
+        hostile = "lab\x1b[2J\x1b]0;owned\x07\r\n2026-01-01 info forged line\x9b31m"
+        st, reg, _ = self.c.http("POST", "/api/v1/agent/register",
+                                 {"name": "pc-esc", "hostname": hostile},
+                                 headers={"X-Forwarded-For": "203.0.113.60"})
+        self.assertEqual(st, 202, reg)
+        self.c.cli("runners", "approve", "pc-esc")
+        st, es, _ = self.c.http("GET", "/api/v1/agent/enrollment/" + reg["enrollment_id"],
+                                token=reg["enrollment_secret"])
+        self.assertEqual(st, 200, es)
+        st, body, _ = self.c.http("POST", "/api/v1/agent/logs", token=es["api_key"], body={
+            "records": [{"seq": 1, "time_ms": 1, "level": "warn", "message": "done " + hostile,
+                         "fields": {"file": hostile}}]})
+        self.assertEqual(st, 200, body)
+        outputs = {"runners list": self.c.cli("runners", "list").stdout,
+                   "runners show": self.c.cli("runners", "show", "pc-esc").stdout,
+                   "logs": self.c.cli("logs", "pc-esc").stdout}
+        self.assertIn("forged line", outputs["logs"])  # the record is there, escaped
+        with open(os.path.join(self.c.root, "server.log"), encoding="utf-8", errors="replace") as f:
+            outputs["server.log"] = f.read()
+        self.assertIn("forged line", outputs["server.log"])
+        for where, text in outputs.items():
+            for raw in ("\x1b", "\x07", "\r", "\x9b"):
+                self.assertNotIn(raw, text, f"{raw!r} raw in {where}")
+        self.assertNotIn("\n2026-01-01 info forged line", outputs["server.log"])
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
