@@ -35,18 +35,18 @@ absl::Status QuarantinedError(const Runner& runner) {
 
 // A request made with a key a rotation retired. Within the grace (requests the agent had in
 // flight) it authenticates as before; later, two parties held the key: the runner is quarantined,
-// audited and logged with the key hash's fingerprint (never the key), and neither key works.
+// audited and logged with the key's fingerprint (as wrong keys are), and neither key works.
 absl::StatusOr<Runner> RetiredKeyUsed(ServerContext* ctx, const Request& req,
-                                      const std::string& key_hash) {
+                                      const std::string& key, const std::string& key_hash) {
   const int64_t now = ctx->NowMs();
   DS_ASSIGN_OR_RETURN(
       StateIndex::RetiredKeyUse use,
       ctx->index->UseRetiredKey(key_hash, now - ctx->config.retired_key_grace.count(), now));
   if (use.quarantined_now) {
-    const std::string fingerprint = key_hash.substr(0, 8);
+    const std::string fingerprint = CredentialFingerprint(key);
     const std::string from = ClientAddress(*ctx, req);
     spdlog::warn(
-        "runner '{}' quarantined: its retired API key (hash fingerprint {}) was used from {} on {} "
+        "runner '{}' quarantined: its retired API key (fingerprint {}) was used from {} on {} "
         "after a rotation; two parties held the key",
         use.runner.name, fingerprint, from, req.path.substr(0, 200));
     Audit(ctx, "server", "quarantine runner", "/api/v1/admin/runners/" + use.runner.name, 401,
@@ -76,7 +76,7 @@ absl::StatusOr<Runner> AuthenticateAgent(ServerContext* ctx, const Request& req)
     runner = ctx->index->PromoteNextKey(key_hash, ctx->NowMs());
     if (runner.ok()) spdlog::info("runner '{}' now uses its rotated API key; the old key is retired", runner->name);
   }
-  if (absl::IsNotFound(runner.status())) runner = RetiredKeyUsed(ctx, req, key_hash);
+  if (absl::IsNotFound(runner.status())) runner = RetiredKeyUsed(ctx, req, key, key_hash);
   if (absl::IsNotFound(runner.status())) {
     RecordAuthFailure(ctx, req, "agent key", key);
     return absl::UnauthenticatedError("unknown or revoked API key");

@@ -90,6 +90,10 @@ std::optional<http::Response> RefuseIfFailingAuth(ServerContext* ctx, const http
   return TooManyRequests(d.retry_after_ms, "failed authentications");
 }
 
+std::string CredentialFingerprint(std::string_view credential) {
+  return Sha256Hex(absl::StrCat("datasync log fingerprint\n", std::string(credential))).substr(0, 8);
+}
+
 void RecordAuthFailure(ServerContext* ctx, const http::Request& req, std::string_view kind,
                        std::string_view credential) {
   KeyedLimiter& limiter = ThrottlesOf(ctx).auth_failures;
@@ -97,8 +101,7 @@ void RecordAuthFailure(ServerContext* ctx, const http::Request& req, std::string
   (void)limiter.Acquire(key);
   const bool exhausted = !limiter.Check(key).allowed;
   ctx->metrics.Add(kAuthFailureMetric, {{"kind", std::string(kind)}});
-  const std::string fingerprint =
-      Sha256Hex(absl::StrCat("datasync log fingerprint\n", std::string(credential))).substr(0, 8);
+  const std::string fingerprint = CredentialFingerprint(credential);
   // The logger escapes control characters in the address and path (MakeLogger, common/log.cc).
   spdlog::warn("auth: wrong {} from {} on {} {} (fingerprint {}){}", kind, ClientAddress(*ctx, req),
                req.method, req.path.substr(0, 200), fingerprint,

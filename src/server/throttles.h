@@ -48,6 +48,10 @@ std::optional<http::Response> Throttle(ServerContext* ctx, KeyedLimiter& limiter
 // request's address has run out of failures, else nullopt.
 std::optional<http::Response> RefuseIfFailingAuth(ServerContext* ctx, const http::Request& req);
 
+// What logs and the audit show of a credential (a key, token or secret): 8 hex digits of a
+// domain-separated SHA-256 — never the credential nor the hash the index keeps.
+std::string CredentialFingerprint(std::string_view credential);
+
 // Records a wrong credential (`kind`: "agent key", "admin token", "enrollment secret") from the
 // request's address: charges auth_failures and logs a warning with the address, the route and a
 // short fingerprint of the credential (8 hex digits of a domain-separated SHA-256; never the

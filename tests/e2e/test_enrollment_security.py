@@ -7,7 +7,7 @@
   poll is denied. A rejected name is freed by deleting the runner.
 - A copy of a runner's key used after a key rotation (the retired key, past the grace) means two
   parties held it: the runner is quarantined, both keys are refused with a clear message, the
-  audit log and server.log record it with the key hash's fingerprint (never the key).
+  audit log and server.log record it with the key's fingerprint (never the key).
 
 Each test failed against the server before issue 17 (run it with --bin-dir pointing at an older
 build to see)."""
@@ -123,7 +123,8 @@ class EnrollmentSecurityTest(unittest.TestCase):
         self.assertIn("quarantined", body["detail"])
         self.assertEqual(self.c.runner("rot-pc")["status"], "quarantined")
 
-        fingerprint = hashlib.sha256(stolen.encode()).hexdigest()[:8]
+        # The fingerprint wrong keys are logged with (throttles.h, CredentialFingerprint).
+        fingerprint = hashlib.sha256(b"datasync log fingerprint\n" + stolen.encode()).hexdigest()[:8]
         entries = self.audit_details("quarantine runner")
         self.assertTrue(any(d.get("fingerprint") == fingerprint for d in entries), entries)
         with open(os.path.join(self.c.root, "server.log"), errors="replace") as f:
