@@ -230,7 +230,11 @@ class Scanner {
       }
     }
     std::sort(out.begin(), out.end());
-    if (renamed_seen_) DropNfcCollisions(rel_dir, out);
+    // Only a folder with a name renamed to NFC can hold two spellings of one name.
+    const bool renamed_here = renamed_seen_ && std::any_of(out.begin(), out.end(), [](const DirEntry& e) {
+                                return !e.disk.empty();
+                              });
+    if (renamed_here) DropNfcCollisions(rel_dir, out);
     return absl::OkStatus();
   }
 
