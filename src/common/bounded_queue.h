@@ -34,7 +34,12 @@ class BoundedQueue {
   // dropping the item, once the queue is closed (also while waiting).
   [[nodiscard]] bool Push(T item, uint64_t weight = 1) {
     MutexLock lock(&mu_);
-    while (!closed_ && Full(weight)) not_full_.Wait(&mu_);
+    if (!closed_ && Full(weight)) {
+      ++push_waiters_;
+      batch_ready_.Signal();  // a PopBatch caller takes what is there instead of waiting on
+      while (!closed_ && Full(weight)) not_full_.Wait(&mu_);
+      --push_waiters_;
+    }
     if (closed_) return false;
     items_.push_back(Entry{std::move(item), weight});
     weight_ += weight;
@@ -53,8 +58,8 @@ class BoundedQueue {
     return TakeOne();
   }
 
-  // Waits until `batch_items` are queued, or their weight reaches `batch_weight`, or the queue is
-  // closed, or `timeout` passed; then takes up to batch_items of the oldest (none after a timeout
+  // Waits until `batch_items` are queued, or their weight reaches `batch_weight`, or a producer
+  // waits for room, or the queue is closed, or `timeout` passed; then takes up to batch_items of the oldest (none after a timeout
   // with nothing queued). nullopt once the queue is closed and empty.
   template <typename Rep, typename Period>
   [[nodiscard]] std::optional<std::vector<T>> PopBatch(
@@ -64,7 +69,7 @@ class BoundedQueue {
     batch_items_ = batch_items;
     batch_weight_ = batch_weight;
     while (!closed_ && items_.size() < batch_items && weight_ < batch_weight &&
-           batch_ready_.WaitUntil(&mu_, deadline)) {
+           push_waiters_ == 0 && batch_ready_.WaitUntil(&mu_, deadline)) {
     }
     batch_items_ = std::numeric_limits<size_t>::max();
     batch_weight_ = kUnboundedWeight;
@@ -128,6 +133,7 @@ class BoundedQueue {
   uint64_t weight_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   size_t pop_waiters_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t push_waiters_ ABSL_GUARDED_BY(mu_) = 0;
   // What the PopBatch caller waits for (unbounded when none waits): Push wakes it only then.
   size_t batch_items_ ABSL_GUARDED_BY(mu_) = std::numeric_limits<size_t>::max();
   uint64_t batch_weight_ ABSL_GUARDED_BY(mu_) = kUnboundedWeight;

@@ -101,6 +101,18 @@ TEST(BoundedQueueTest, PopBatchEndsOnWeightOnTimeoutAndOnClose) {
   EXPECT_EQ(q.PopBatch(10, kUnboundedWeight, std::chrono::hours(1)), std::nullopt);
 }
 
+TEST(BoundedQueueTest, PopBatchTakesWhatIsThereWhenAProducerWaitsForRoom) {
+  BoundedQueue<int> q(10, /*max_weight=*/100);
+  ASSERT_TRUE(q.Push(1, 90));
+  std::thread producer([&] { EXPECT_TRUE(q.Push(2, 20)); });  // does not fit: waits
+  // Neither the batch size nor its weight is reached; only the waiting producer ends the wait.
+  auto batch = q.PopBatch(10, /*batch_weight=*/1000, std::chrono::hours(1));
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(*batch, std::vector<int>{1});
+  producer.join();
+  EXPECT_EQ(q.Drain(), std::vector<int>{2});
+}
+
 TEST(BoundedQueueTest, ManyProducersAndConsumersLoseAndDuplicateNothing) {
   BoundedQueue<int> q(8);
   constexpr int kPerProducer = 2000;
