@@ -10,33 +10,34 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <thread>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "agent/agent_state.h"
-#include "agent/job_runner.h"
+#include "agent/job_run.h"
 #include "agent/journal.h"
 #include "agent/log_buffer.h"
+#include "agent/replay.h"
+#include "agent/server_api.h"
 #include "agent/temp_cleanup.h"
-#include "common/json.h"
-#include "common/metrics.h"
-#include "http/http_server.h"
-#include "spdlog/pattern_formatter.h"
-#include "spdlog/sinks/rotating_file_sink.h"
 #include "common/crypto.h"
 #include "common/files.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/metrics.h"
 #include "common/time_util.h"
 #include "http/http_client.h"
+#include "http/http_server.h"
 #include "http/http_types.h"
 #include "protocol/messages.h"
-#include "common/log.h"
+#include "spdlog/pattern_formatter.h"
+#include "spdlog/sinks/rotating_file_sink.h"
 
 namespace ds {
 namespace {
@@ -484,7 +485,9 @@ class Agent {
       RemoveTempsIfDue();
       if (server_ok_.load() && replay_needed_.exchange(false)) {
         bool temps_kept = false;
-        absl::Status st = ReplayJournal(client_.get(), journal_.get(), StorageUrl(), &stop_, &temps_kept);
+        std::unique_ptr<AgentServer> server = HttpAgentServer(client_.get(), &stop_);
+        absl::Status st =
+            ReplayJournal(server.get(), journal_.get(), StorageUrl(), &stop_, &temps_kept);
         if (!st.ok()) {
           spdlog::warn("journal replay paused: {}", st.message());
           replay_needed_ = true;
@@ -805,16 +808,19 @@ class Agent {
     o.copy_while_scanning = config_.copy_while_scanning;
     o.delta_copies_held = config_.delta_copies_held;
     o.block_size = config_.block_size;
-    o.new_client = [this] { return NewClient(milliseconds(60'000)); };
     RunCancel cancel(stop_);
     o.stop = cancel.flag();
+    std::unique_ptr<AgentServer> server = HttpAgentServer(client_.get(), o.stop);
+    AgentServerFactory connect = [this, stop = o.stop] {
+      return HttpAgentServer(NewClient(milliseconds(60'000)), stop);
+    };
     o.counters = &counters_;
     o.sources = &sources_;
     {
       std::lock_guard<std::mutex> lock(mu_);
       run_cancel_ = &cancel;
     }
-    auto outcome = RunJob(client_.get(), job, o);
+    auto outcome = JobRun(server.get(), std::move(connect), job, o).Run();
     {
       std::lock_guard<std::mutex> lock(mu_);
       run_cancel_ = nullptr;
