@@ -101,9 +101,10 @@ void ComparePlan::Seal() {
 protocol::UploadInstruction ComparePlan::Instruction(size_t i) const {
   const Planned& p = todo_[i];
   if (p.detail != kNoDetail) return details_[p.detail];
-  std::string path(scan_.files[p.entry].path);
-  std::string key = JoinKey(in_.dest_prefix, path);
-  return protocol::UploadInstruction{std::move(path), std::move(key), ""};
+  protocol::UploadInstruction u;
+  u.path = std::string(scan_.files[p.entry].path);
+  u.key = JoinKey(in_.dest_prefix, u.path);
+  return u;
 }
 
 bool ComparePlan::AnyDirectWrite() const {

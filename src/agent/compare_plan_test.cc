@@ -24,9 +24,17 @@ ScanResult Scan(size_t n, std::vector<uint32_t> hashed = {}, std::vector<uint32_
   return scan;
 }
 
+protocol::UploadInstruction Upload(std::string path, std::string key) {
+  protocol::UploadInstruction u;
+  u.path = std::move(path);
+  u.key = std::move(key);
+  u.reason = "new";
+  return u;
+}
+
 protocol::CompareResponse Planning(const protocol::CompareRequest& req) {
   protocol::CompareResponse resp;
-  for (const auto& e : req.files) resp.upload.push_back({e.path, "p/" + e.path, "new"});
+  for (const auto& e : req.files) resp.upload.push_back(Upload(e.path, "p/" + e.path));
   return resp;
 }
 
@@ -98,7 +106,7 @@ TEST(ComparePlanTest, DeltaRemembersWhatTheServerDidNotPlan) {
   plan.OnAnswer(std::move(base));
   protocol::CompareRequest delta = plan.Next("r", "command");
   protocol::CompareResponse one;
-  one.upload.push_back({"a00007", "p/a00007", "changed"});
+  one.upload.push_back(Upload("a00007", "p/a00007"));
   plan.OnAnswer(std::move(one));
   plan.Seal();
   EXPECT_EQ(plan.SentUnplanned(), std::vector<size_t>{2});
@@ -122,10 +130,10 @@ TEST(ComparePlanTest, AnInstructionSayingMoreIsKeptWhole) {
   ComparePlan plan(scan, {"p", "d", "", false});
   protocol::CompareRequest req = plan.Next("r", "command");
   protocol::CompareResponse resp;
-  protocol::UploadInstruction granted{"a00001", "p/a00001", "new"};
+  protocol::UploadInstruction granted = Upload("a00001", "p/a00001");
   granted.url = "https://blob/sas";
   resp.upload.push_back(granted);
-  resp.upload.push_back({"elsewhere", "p/elsewhere", "new"});
+  resp.upload.push_back(Upload("elsewhere", "p/elsewhere"));
   plan.OnAnswer(std::move(resp));
   plan.Seal();
   ASSERT_EQ(plan.size(), 2u);

@@ -50,7 +50,10 @@ class FakeServer {
     for (const auto& e : req.files) {
       auto it = index.find(e.path);
       if (it != index.end() && it->second == e.sha256) continue;
-      resp.upload.push_back({e.path, JoinKey("dest", e.path), "new"});
+      protocol::UploadInstruction u;
+      u.path = e.path;
+      u.key = JoinKey("dest", e.path);
+      resp.upload.push_back(std::move(u));
     }
     if (req.last && stop_on_last_compare != nullptr) {
       *stop_on_last_compare = true;
@@ -380,7 +383,9 @@ TEST_P(JobRunTest, StopAfterTheCompareUploadsNothingAndReportsInterrupted) {
   ASSERT_FALSE(server_.completes.empty());
   EXPECT_TRUE(server_.completes.back().final);
   EXPECT_TRUE(server_.completes.back().interrupted);
-  if (!GetParam()) EXPECT_TRUE(Stored().empty());
+  if (!GetParam()) {
+    EXPECT_TRUE(Stored().empty());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(CopyWhileScanning, JobRunTest, testing::Bool(),
