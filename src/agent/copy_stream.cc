@@ -79,12 +79,7 @@ std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path, int fd,
 
 absl::StatusOr<std::unique_ptr<StagedPut>> CopyStream::Stage(Storage* to, const std::string& path,
                                                              int fd, int64_t mtime_ns) {
-  PutOptions po;
-  po.mtime_ns = mtime_ns;
-  po.run_id = run_.run_id;
-  po.rate_limiter = run_.options.rate_limiter;
-  po.cancel = run_.options.stop;
-  po.verify = run_.options.verify;
+  PutOptions po = RunPutOptions(run_, mtime_ns);
   po.unnamed_only = true;       // nothing to journal: a crash leaves no trace of a staged copy
   po.replace_unnamed = delta_;  // a changed file replaces its object (kept as a version)
   return to->StagePutFd(JoinKey(run_.job.dest_prefix, path), fd,

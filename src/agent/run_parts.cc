@@ -16,6 +16,17 @@ void RecordPutError(const RunContext& run, const absl::Status& st, protocol::Fil
   }
 }
 
+PutOptions RunPutOptions(const RunContext& run, int64_t mtime_ns) {
+  PutOptions po;
+  po.mtime_ns = mtime_ns;
+  po.run_id = run.run_id;
+  po.rate_limiter = run.options.rate_limiter;
+  po.block_parallelism = run.options.block_parallelism;
+  po.cancel = run.options.stop;
+  po.verify = run.options.verify;
+  return po;
+}
+
 Storage* RunStorage::Open(const RunContext& run, const std::string& url) {
   std::call_once(opened_, [&] {
     absl::StatusOr<StorageUrl> parsed = ParseStorageUrl(url);

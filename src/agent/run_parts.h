@@ -52,6 +52,10 @@ struct Staged {
 // uploaded or failed.
 void RecordPutError(const RunContext& run, const absl::Status& st, protocol::FileResult* r);
 
+// The put options every put of the run shares (its id, the bandwidth cap, cancellation,
+// verification) for a source file with `mtime_ns`.
+[[nodiscard]] PutOptions RunPutOptions(const RunContext& run, int64_t mtime_ns);
+
 // The directory storage a run writes itself, opened on first use, at most once (thread-safe).
 // Object storage is never opened here: the agent writes it only with the server's grants.
 class RunStorage {

@@ -169,24 +169,12 @@ absl::StatusOr<PutResult> Uploader::Put(size_t i, const protocol::UploadInstruct
   // place since is skipped, unread, for the next run to pick up.
   const std::filesystem::path source = root_ / DiskPathOf(scan_, u.path);
   DS_ASSIGN_OR_RETURN(UniqueFd opened, OpenScannedFile(source, scan_.identities[plan_.entry(i)]));
-  PutOptions po = OptionsFor(e);
+  PutOptions po = RunPutOptions(run_, e.mtime_ns);
+  po.expected_sha256 = e.sha256;
   po.source_fd = opened.get();
   if (!u.url.empty()) return PutWithGrant(run_, u, source, po, connect_, grants, kept_version);
   DS_ASSIGN_OR_RETURN(*staged, storage_->get()->StagePut(u.key, source, po));
   return PutResult{};
-}
-
-PutOptions Uploader::OptionsFor(const protocol::ManifestEntry& e) const {
-  const JobRunOptions& o = run_.options;
-  PutOptions po;
-  po.expected_sha256 = e.sha256;
-  po.mtime_ns = e.mtime_ns;
-  po.run_id = run_.run_id;
-  po.rate_limiter = o.rate_limiter;
-  po.block_parallelism = o.block_parallelism;
-  po.cancel = o.stop;
-  po.verify = o.verify;
-  return po;
 }
 
 }  // namespace ds

@@ -80,7 +80,6 @@ class Uploader {
                                               std::unique_ptr<AgentServer>* grants,
                                               std::unique_ptr<StagedPut>* staged,
                                               std::string* kept_version);
-  [[nodiscard]] PutOptions OptionsFor(const protocol::ManifestEntry& e) const;
 
   // Constant after construction.
   const RunContext& run_;
