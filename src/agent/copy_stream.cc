@@ -19,7 +19,7 @@ constexpr auto kDeltaCompareEvery = std::chrono::milliseconds(100);
 
 CopyStream::CopyStream(const RunContext& run, const RunPolicy& policy,
                        const std::string& storage_url, const std::string& base_digest,
-                       RunStorage* storage, AgentServer* session, const GroupCommitter* committer,
+                       RunStorage* storage, LazySession* session, const GroupCommitter* committer,
                        Deliverer* deliverer, bool* answered)
     : run_(run),
       policy_(policy),
@@ -151,7 +151,7 @@ absl::StatusOr<protocol::CompareResponse> CopyStream::SendCompare(const std::vec
         protocol::ManifestEntry{c.path, c.size, c.mtime_ns, Sha256DigestHex(c.sha256)});
   }
   absl::StatusOr<protocol::CompareResponse> answer =
-      session_->Compare(run_.job.name, req, policy_.compare_attempts);
+      session_->get()->Compare(run_.job.name, req, policy_.compare_attempts);
   if (answer.ok() && !answer->storage_url.empty() && answer->storage_url != storage_url_) {
     return absl::FailedPreconditionError(
         absl::StrCat("the server now names storage ", answer->storage_url));

@@ -31,7 +31,7 @@ class CopyStream {
   // REQUIRES: every pointer and reference outlives this; `*answered` (did the server answer a
   // compare of this run) is read and set on the CompareLoop() thread only.
   CopyStream(const RunContext& run, const RunPolicy& policy, const std::string& storage_url,
-             const std::string& base_digest, RunStorage* storage, AgentServer* session,
+             const std::string& base_digest, RunStorage* storage, LazySession* session,
              const GroupCommitter* committer, Deliverer* deliverer, bool* answered);
 
   // The scan's ScanOptions::read_new (thread-safe): the file's hash when it was copied, nullopt
@@ -86,7 +86,7 @@ class CopyStream {
   const std::string& storage_url_;
   const std::string& base_digest_;
   RunStorage* const storage_;
-  AgentServer* const session_;  // not the deliveries': they run meanwhile
+  LazySession* const session_;  // not the deliveries': they run meanwhile
   const GroupCommitter* const committer_;
   Deliverer* const deliverer_;
   const bool delta_;

@@ -150,8 +150,8 @@ absl::Status JobRun::Decide() {
     policy_.copy = CopyMode::kOff;
   }
   // Compares overlap deliveries when copying while scanning: they get a session of their own
-  // (one thread at a time each). Making it opens no connection yet.
-  if (policy_.copy != CopyMode::kOff) compare_session_ = connect_();
+  // (one thread at a time each), made when the first is sent.
+  if (policy_.copy != CopyMode::kOff) compare_session_ = std::make_unique<LazySession>(connect_);
   deliverer_ =
       std::make_unique<Deliverer>(*run_, server_, policy_.copy == CopyMode::kDelta, &outcome_);
   committer_ = std::make_unique<GroupCommitter>(*run_, storage_.get(), deliverer_.get());
@@ -249,7 +249,7 @@ absl::StatusOr<bool> JobRun::Compare() {
                                  policy_.copy == CopyMode::kFirstSync});
   // Retried just now by a compare of copies: the probe goes offline at once.
   const int attempts = copies_ && copies_->unreachable() ? 1 : policy_.compare_attempts;
-  AgentServer* session = compare_session_ ? compare_session_.get() : server_;
+  AgentServer* session = compare_session_ ? compare_session_->get() : server_;
   bool online = true;
   while (online && !plan_->done()) {
     const protocol::CompareRequest req = plan_->Next(run_->run_id, options_.trigger);

@@ -141,7 +141,8 @@ class JobRun {
   std::string digest_;  // ManifestDigest(scan_.files) after a complete scan
   bool scanned_ = false;
   std::unique_ptr<RunStorage> storage_;
-  std::unique_ptr<AgentServer> compare_session_;  // copying while scanning: compares' own
+  // Copying while scanning: the compares' own session (deliveries run meanwhile).
+  std::unique_ptr<LazySession> compare_session_;
   std::unique_ptr<Deliverer> deliverer_;
   std::unique_ptr<GroupCommitter> committer_;
   std::unique_ptr<CopyStream> copies_;  // copying while scanning

@@ -51,17 +51,15 @@ void LogPut(const RunContext& run, const std::string& key, const SasPutStats& st
 
 absl::StatusOr<PutResult> PutWithGrant(const RunContext& run, const protocol::UploadInstruction& u,
                                        const std::filesystem::path& source, const PutOptions& po,
-                                       const AgentServerFactory& connect,
-                                       std::unique_ptr<AgentServer>* session,
-                                       std::string* kept_version) {
+                                       LazySession* grants, std::string* kept_version) {
   *kept_version = u.kept_version;
   auto renew = [&]() -> absl::StatusOr<std::string> {
-    if (!connect) {
+    AgentServer* session = grants->get();
+    if (session == nullptr) {
       return absl::FailedPreconditionError("the write grant expired and cannot be renewed");
     }
-    if (!*session) *session = connect();
     DS_ASSIGN_OR_RETURN(protocol::GrantResponse grant,
-                        (*session)->Grant(run.run_id, protocol::GrantRequest{u.path}));
+                        session->Grant(run.run_id, protocol::GrantRequest{u.path}));
     if (kept_version->empty()) *kept_version = grant.kept_version;
     spdlog::debug("run={} write grant for {} renewed", run.run_id, u.key);
     return std::move(grant.url);

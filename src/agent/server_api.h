@@ -44,6 +44,22 @@ class AgentServer {
 // second session (no copying while scanning, no renewing of an expired write grant).
 using AgentServerFactory = std::function<std::unique_ptr<AgentServer>()>;
 
+// A session made on first use, so that a cycle with nothing to say makes none. Not thread-safe.
+class LazySession {
+ public:
+  // REQUIRES: `connect` outlives this.
+  explicit LazySession(const AgentServerFactory& connect) : connect_(connect) {}
+  // Null when the factory is empty.
+  [[nodiscard]] AgentServer* get() {
+    if (!session_ && connect_) session_ = connect_();
+    return session_.get();
+  }
+
+ private:
+  const AgentServerFactory& connect_;
+  std::unique_ptr<AgentServer> session_;
+};
+
 // The server reached over HTTP with `client` (carrying the agent's API key). Transport failures
 // and 503 are retried with backoff (300 ms, then ×3) up to the call's attempts, unless `stop` is
 // set. `client` is not owned and must outlive the session.

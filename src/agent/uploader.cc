@@ -81,7 +81,7 @@ std::vector<protocol::FileResult> Uploader::Run() {
 }
 
 void Uploader::Work() {
-  std::unique_ptr<AgentServer> grants;  // this thread's session, for renewing write grants
+  LazySession grants(connect_);  // this thread's, for renewing write grants
   std::vector<protocol::UploadInstruction> chunk;
   size_t begin = 0, end = 0;
   while (Claim(&begin, &end) && MarkInFlight(begin, end, &chunk)) {
@@ -121,7 +121,7 @@ bool Uploader::MarkInFlight(size_t begin, size_t end,
 }
 
 std::optional<Staged> Uploader::UploadOne(size_t i, const protocol::UploadInstruction& u,
-                                          std::unique_ptr<AgentServer>* grants) {
+                                          LazySession* grants) {
   Staged out{nullptr, protocol::FileResult{}, std::chrono::steady_clock::now()};
   protocol::FileResult& r = out.result;
   r.path = u.path;
@@ -155,8 +155,7 @@ std::optional<Staged> Uploader::UploadOne(size_t i, const protocol::UploadInstru
 }
 
 absl::StatusOr<PutResult> Uploader::Put(size_t i, const protocol::UploadInstruction& u,
-                                        std::unique_ptr<AgentServer>* grants,
-                                        std::unique_ptr<StagedPut>* staged,
+                                        LazySession* grants, std::unique_ptr<StagedPut>* staged,
                                         std::string* kept_version) {
   const protocol::ManifestEntry e = scan_.files.Wire(plan_.entry(i));
   if (u.already_present) {
@@ -172,7 +171,7 @@ absl::StatusOr<PutResult> Uploader::Put(size_t i, const protocol::UploadInstruct
   PutOptions po = RunPutOptions(run_, e.mtime_ns);
   po.expected_sha256 = e.sha256;
   po.source_fd = opened.get();
-  if (!u.url.empty()) return PutWithGrant(run_, u, source, po, connect_, grants, kept_version);
+  if (!u.url.empty()) return PutWithGrant(run_, u, source, po, grants, kept_version);
   DS_ASSIGN_OR_RETURN(*staged, storage_->get()->StagePut(u.key, source, po));
   return PutResult{};
 }

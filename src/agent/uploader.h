@@ -74,10 +74,10 @@ class Uploader {
   // Uploads the i-th planned file: a staged put or a final result; nullopt when cancelled
   // (stopping: it stays in flight, the replay cleans up).
   [[nodiscard]] std::optional<Staged> UploadOne(size_t i, const protocol::UploadInstruction& u,
-                                                std::unique_ptr<AgentServer>* grants);
+                                                LazySession* grants);
   // Writes the file (staged when `*staged` is given back non-null) or checks it is present.
   [[nodiscard]] absl::StatusOr<PutResult> Put(size_t i, const protocol::UploadInstruction& u,
-                                              std::unique_ptr<AgentServer>* grants,
+                                              LazySession* grants,
                                               std::unique_ptr<StagedPut>* staged,
                                               std::string* kept_version);
 
