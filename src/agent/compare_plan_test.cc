@@ -38,6 +38,14 @@ protocol::CompareResponse Planning(const protocol::CompareRequest& req) {
   return resp;
 }
 
+// Sends the probe and answers that the index holds the base manifest.
+void AnswerProbeWithBaseMatch(ComparePlan& plan) {
+  (void)plan.Next("r", "command");
+  protocol::CompareResponse base;
+  base.base_match = true;
+  plan.OnAnswer(std::move(base));
+}
+
 TEST(ComparePlanTest, ProbeMatchedEndsThePlanEmpty) {
   ScanResult scan = Scan(3);
   ComparePlan plan(scan, {"p", "digest", "base", true});
@@ -79,10 +87,7 @@ TEST(ComparePlanTest, WholeManifestGoesInBatchesAndPlansCompactly) {
 TEST(ComparePlanTest, BaseMatchSendsOnlyTheDeltaAndBaseMovedSendsEverything) {
   ScanResult scan = Scan(10, /*hashed=*/{2, 7});
   ComparePlan plan(scan, {"p", "d", "base", true});
-  (void)plan.Next("r", "command");
-  protocol::CompareResponse base;
-  base.base_match = true;
-  plan.OnAnswer(std::move(base));
+  AnswerProbeWithBaseMatch(plan);
   ASSERT_EQ(plan.mode(), Mode::kDelta);
   protocol::CompareRequest delta = plan.Next("r", "command");
   ASSERT_EQ(delta.files.size(), 2u);
@@ -100,11 +105,8 @@ TEST(ComparePlanTest, BaseMatchSendsOnlyTheDeltaAndBaseMovedSendsEverything) {
 TEST(ComparePlanTest, DeltaRemembersWhatTheServerDidNotPlan) {
   ScanResult scan = Scan(10, {2, 7});
   ComparePlan plan(scan, {"p", "d", "base", true});
-  (void)plan.Next("r", "command");
-  protocol::CompareResponse base;
-  base.base_match = true;
-  plan.OnAnswer(std::move(base));
-  protocol::CompareRequest delta = plan.Next("r", "command");
+  AnswerProbeWithBaseMatch(plan);
+  (void)plan.Next("r", "command");  // the delta
   protocol::CompareResponse one;
   one.upload.push_back(Upload("a00007", "p/a00007"));
   plan.OnAnswer(std::move(one));

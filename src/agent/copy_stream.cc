@@ -126,11 +126,13 @@ void CopyStream::CompareBatch(std::vector<Copy> batch) {
     streamed_ = false;
     StopCopying(spdlog::level::err, "journal failed: copying while scanning stopped");
   }
-  for (const Staged& s : to_commit) planned_bytes_ += s.put->bytes();
+  uint64_t bytes = 0;
+  for (const Staged& s : to_commit) bytes += s.put->bytes();
   planned_files_ += to_commit.size();
+  planned_bytes_ += bytes;
   if (RunCounters* c = run_.options.counters; c != nullptr) {
     c->files_total += to_commit.size();
-    for (const Staged& s : to_commit) c->bytes_total += s.put->bytes();
+    c->bytes_total += bytes;
   }
   std::vector<protocol::FileResult> results;
   committer_->Commit(std::move(to_commit), &results);

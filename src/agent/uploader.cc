@@ -134,7 +134,7 @@ std::optional<Staged> Uploader::UploadOne(size_t i, const protocol::UploadInstru
   } else {
     const protocol::ManifestEntry e = scan_.files.Wire(plan_.entry(i));
     std::string kept_version;
-    absl::StatusOr<PutResult> put = Put(i, u, grants, &out.put, &kept_version);
+    absl::StatusOr<PutResult> put = Put(i, u, e, grants, &out.put, &kept_version);
     if (absl::IsCancelled(put.status())) return std::nullopt;
     if (out.put) {  // staged: the committer gives its result
       r.mtime_ns = e.mtime_ns;
@@ -155,9 +155,8 @@ std::optional<Staged> Uploader::UploadOne(size_t i, const protocol::UploadInstru
 }
 
 absl::StatusOr<PutResult> Uploader::Put(size_t i, const protocol::UploadInstruction& u,
-                                        LazySession* grants, std::unique_ptr<StagedPut>* staged,
+                                        const protocol::ManifestEntry& e, LazySession* grants, std::unique_ptr<StagedPut>* staged,
                                         std::string* kept_version) {
-  const protocol::ManifestEntry e = scan_.files.Wire(plan_.entry(i));
   if (u.already_present) {
     // The server found exactly this content under the key: nothing to send. `complete` checks
     // what is stored against this report like any upload.

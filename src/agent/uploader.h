@@ -75,9 +75,10 @@ class Uploader {
   // (stopping: it stays in flight, the replay cleans up).
   [[nodiscard]] std::optional<Staged> UploadOne(size_t i, const protocol::UploadInstruction& u,
                                                 LazySession* grants);
-  // Writes the file (staged when `*staged` is given back non-null) or checks it is present.
+  // Writes the file of entry `e` (staged when `*staged` is given back non-null), or takes it as
+  // present.
   [[nodiscard]] absl::StatusOr<PutResult> Put(size_t i, const protocol::UploadInstruction& u,
-                                              LazySession* grants,
+                                              const protocol::ManifestEntry& e, LazySession* grants,
                                               std::unique_ptr<StagedPut>* staged,
                                               std::string* kept_version);
 
