@@ -249,7 +249,10 @@ absl::StatusOr<bool> JobRun::Compare() {
                                  policy_.copy == CopyMode::kFirstSync});
   // Retried just now by a compare of copies: the probe goes offline at once.
   const int attempts = copies_ && copies_->unreachable() ? 1 : policy_.compare_attempts;
-  AgentServer* session = compare_session_ ? compare_session_->get() : server_;
+  // The main session, kept alive since the last request, unless copies were compared: their
+  // results may be delivering on it now.
+  AgentServer* session =
+      compare_session_ && compare_session_->made() ? compare_session_->get() : server_;
   bool online = true;
   while (online && !plan_->done()) {
     const protocol::CompareRequest req = plan_->Next(run_->run_id, options_.trigger);

@@ -229,7 +229,10 @@ class JobRunTest : public testing::TestWithParam<bool> {
     o.sources = sources_.get();
     o.copy_while_scanning = GetParam();
     Session main(&server_);
-    AgentServerFactory connect = [this] { return std::make_unique<Session>(&server_); };
+    AgentServerFactory connect = [this] {
+      ++sessions_made_;
+      return std::make_unique<Session>(&server_);
+    };
     return JobRun(&main, connect, job_, o).Run();
   }
 
@@ -256,6 +259,7 @@ class JobRunTest : public testing::TestWithParam<bool> {
   protocol::JobSpec job_;
   std::unique_ptr<SourceRoots> sources_;
   std::atomic<bool> stop_{false};
+  std::atomic<int> sessions_made_{0};  // by the run's AgentServerFactory
 };
 
 const std::map<std::string, std::string> kAllFiles = {
@@ -285,6 +289,16 @@ TEST_P(JobRunTest, NothingChangedSendsNoFileTheSecondTime) {
   for (size_t k = before; k < server_.compares.size(); ++k) {
     EXPECT_TRUE(server_.compares[k].files.empty()) << "compare " << k << " listed files";
   }
+}
+
+// A second session is a new connection (a TLS handshake): a cycle with nothing new makes none.
+TEST_P(JobRunTest, NothingChangedMakesNoSecondSession) {
+  ASSERT_TRUE(RunOnce("run-1").ok());
+  server_.base_match = true;
+  sessions_made_ = 0;
+  auto outcome = RunOnce("run-2");
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(sessions_made_.load(), 0);
 }
 
 TEST_P(JobRunTest, ServerGoneMidCompareFailsTheRunAndKeepsItJournaled) {

@@ -54,6 +54,8 @@ class LazySession {
     if (!session_ && connect_) session_ = connect_();
     return session_.get();
   }
+  // A session was made (get() returned one).
+  [[nodiscard]] bool made() const { return session_ != nullptr; }
 
  private:
   const AgentServerFactory& connect_;
