@@ -79,11 +79,13 @@ std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path, int fd,
 
 absl::StatusOr<std::unique_ptr<StagedPut>> CopyStream::Stage(Storage* to, const std::string& path,
                                                              int fd, int64_t mtime_ns) {
-  PutOptions po = RunPutOptions(run_, mtime_ns);
-  po.unnamed_only = true;       // nothing to journal: a crash leaves no trace of a staged copy
-  po.replace_unnamed = delta_;  // a changed file replaces its object (kept as a version)
+  const StageFdOptions stage{
+      .unnamed_only = true,       // nothing to journal: a crash leaves no trace of a staged copy
+      .replace_unnamed = delta_,  // a changed file replaces its object (kept as a version)
+  };
   return to->StagePutFd(JoinKey(run_.job.dest_prefix, path), fd,
-                        (std::filesystem::path(run_.job.source) / path).string(), po);
+                        (std::filesystem::path(run_.job.source) / path).string(),
+                        RunPutOptions(run_, mtime_ns), stage);
 }
 
 void CopyStream::CompareLoop() {

@@ -58,11 +58,11 @@ bool StagesUnnamed(const std::string& url, const std::string& run_id) {
   return profile->copies_while_scanning;
 }
 
-// Whether the agent writes the storage at `url` itself (a directory or share).
-// MERGE(features): AdvertisedFeatures(url).direct_writes, which needs no I/O.
+// Whether the agent writes the storage at `url` itself (a directory or share), from what the
+// URL's backend advertises: no I/O.
 bool AgentWrites(const std::string& url) {
-  absl::StatusOr<StorageProfile> profile = ProfileStorage(url);
-  return profile.ok() && profile->agent_writes;
+  absl::StatusOr<StorageUrl> parsed = ParseStorageUrl(url);
+  return parsed.ok() && AdvertisedFeatures(*parsed).direct_writes;
 }
 
 }  // namespace
