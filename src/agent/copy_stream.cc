@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/upload_outcome.h"
 #include "common/paths.h"
+#include "http/http_types.h"
 
 namespace ds {
 namespace {
@@ -103,7 +104,7 @@ void CopyStream::CompareBatch(std::vector<Copy> batch) {
   if (!answer.ok()) {
     streamed_ = false;
     unreachable_ = Unreachable(answer.status());
-    if (delta_ && IsBaseMovedForNow(answer.status())) {
+    if (delta_ && http::IsBaseMoved(answer.status())) {
       StopCopying(spdlog::level::info,
                   absl::StrCat("copying while scanning stopped: ", answer.status().message(),
                                "; the rest is compared after the scan"));

@@ -14,6 +14,7 @@
 #include "common/mutex.h"
 #include "common/paths.h"
 #include "common/time_util.h"
+#include "http/http_types.h"
 #include "sync/manifest_digest.h"
 
 namespace ds {
@@ -258,7 +259,7 @@ absl::StatusOr<bool> JobRun::Compare() {
     const protocol::CompareRequest req = plan_->Next(run_->run_id, options_.trigger);
     absl::StatusOr<protocol::CompareResponse> resp = session->Compare(job_.name, req, attempts);
     if (!resp.ok() && plan_->mode() == ComparePlan::Mode::kDelta &&
-        IsBaseMovedForNow(resp.status())) {
+        http::IsBaseMoved(resp.status())) {
       spdlog::info("run={} {}; sending the whole manifest", run_->run_id, resp.status().message());
       plan_->OnBaseMoved();
     } else if (!resp.ok()) {
