@@ -73,8 +73,7 @@ struct PutOptions {
   int source_fd = -1;
 };
 
-// How StagePutFd stages, where the backend stages into files it names (directory backend; others
-// ignore these).
+// How StagePutFd stages: options only the directory backend understands (others ignore them).
 struct StageFdOptions {
   // Stage only as an unnamed file, which a crash cannot leave behind (no journal entry needed).
   // AlreadyExists when a file is under the key (replacing takes a named temp file),
