@@ -47,15 +47,18 @@ std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path, int fd,
     StopCopying(spdlog::level::warn, "storage unusable: not copying while scanning");
     return std::nullopt;
   }
-  if (delta_ && taken_.load() >= run_.options.delta_copies_held) {
-    // Their results are held until the compares are done (Deliverer): bounded.
-    StopCopying(spdlog::level::info,
-                absl::StrCat("copied ", taken_.load(),
-                             " file(s) while scanning, as many as a delta run holds; the rest is "
-                             "uploaded after the scan"));
+  // A delta run's copies: their results are held until the compares are done (Deliverer), so
+  // at most delta_copies_held are taken, each slot by one thread. Reaching the bound does not
+  // close the queue: copies already taken by other threads still go.
+  if (delta_ && taken_.fetch_add(1) >= run_.options.delta_copies_held) {
+    if (!stopped_.exchange(true)) {
+      spdlog::info(
+          "run={} copied {} file(s) while scanning, as many as a delta run holds; the "
+          "rest is uploaded after the scan",
+          run_.run_id, run_.options.delta_copies_held);
+    }
     return std::nullopt;
   }
-  ++taken_;
   const SteadyTime t0 = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<StagedPut>> s = Stage(to, path, fd, mtime_ns);
   Sha256Digest sha{};
