@@ -547,7 +547,7 @@ class StorageConformanceTest : public ::testing::TestWithParam<StorageFactory> {
 
   fs::path scratch_;
   StorageUnderTest backend_;
-  int next_source_ = 0;
+  std::atomic<int> next_source_{0};  // WriteSource runs on several threads in some tests
 };
 
 TEST_P(StorageConformanceTest, PutThenStatAndReadAllAreByteIdentical) {
@@ -1137,7 +1137,7 @@ class DirStorageTest : public ::testing::Test {
   fs::path root_;
   std::unique_ptr<Storage> storage_;
   bool xattrs_ = false;  // the test filesystem keeps user xattrs
-  int next_source_ = 0;
+  std::atomic<int> next_source_{0};  // WriteSource runs on several threads in some tests
 };
 
 // The ordering group commit guarantees on a directory: a staged file is never under its key nor
@@ -1781,7 +1781,7 @@ class AzBlobTest : public ::testing::Test {
   AzBlobOptions options_;
   std::unique_ptr<Storage> storage_;
   fs::path scratch_;
-  int next_source_ = 0;
+  std::atomic<int> next_source_{0};  // WriteSource runs on several threads in some tests
 };
 
 TEST_F(AzBlobTest, OpenStorageFromUrlAndCredentials) {
