@@ -1,0 +1,43 @@
+// The one mapping from operating-system errors to absl::Status, and the few error kinds callers
+// branch on portably (a link where none was expected, a sharing violation, ...).
+#pragma once
+
+#include <string_view>
+
+#include "absl/status/status.h"
+
+namespace ds::platform {
+
+// What an OS error means to a portable caller, beyond its status code. Attached to every status
+// made by ErrnoToStatus (or the Windows GetLastError twin) as a payload; read with KindOf.
+enum class ErrorKind {
+  kOther = 0,
+  kIsLink,            // a symbolic link / reparse point where links are not followed (ELOOP)
+  kNotDirectory,      // a path component is not a directory (ENOTDIR)
+  kIsDirectory,       // a directory where a file was expected (EISDIR)
+  kNotEmpty,          // removing a directory that still has entries (ENOTEMPTY, EEXIST on rmdir)
+  kCrossDevice,       // a rename or link across volumes (EXDEV)
+  kSharingViolation,  // Windows: another process holds the file without sharing; never on POSIX
+  kNotSupported,      // the volume cannot do it (ENOTSUP/EOPNOTSUPP, no xattrs, no O_TMPFILE)
+  kNoDevice,          // a FIFO/socket/device refused the open (ENXIO, ENODEV)
+};
+
+// errno → canonical status, message "`what`: strerror(err)", with the ErrorKind payload:
+//   ENOENT, ENOTDIR                       NotFound
+//   EACCES, EPERM, EROFS                  PermissionDenied
+//   EEXIST                                AlreadyExists
+//   ENOSPC, EDQUOT, EMFILE, ENFILE        ResourceExhausted
+//   EBUSY, EAGAIN, ETXTBSY, EINTR, EIO    Unavailable (retrying the call may succeed)
+//   ENAMETOOLONG, EINVAL                  InvalidArgument
+//   ENOTSUP, EOPNOTSUPP                   Unimplemented ("not supported on this volume")
+//   anything else                         Internal
+// REQUIRES: err != 0.
+[[nodiscard]] absl::Status ErrnoToStatus(int err, std::string_view what);
+
+// The ErrorKind attached to `status` (kOther when none, or when status is OK).
+[[nodiscard]] ErrorKind KindOf(const absl::Status& status);
+
+// Attaches `kind` to `status` (no effect on an OK status). For the platform code's own use.
+[[nodiscard]] absl::Status WithKind(absl::Status status, ErrorKind kind);
+
+}  // namespace ds::platform
