@@ -21,8 +21,9 @@ namespace ds::platform {
 struct DirEntry {
   std::string name;
   FileType type = FileType::kOther;  // always known (a DT_UNKNOWN entry is lstat'ed)
-  // With ListDetail::kInfo: the entry itself (links not followed). Empty with kTypeOnly, or when
-  // describing it failed: then info_status says why (an entry removed meanwhile is not listed).
+  // The entry itself (links not followed): always with ListDetail::kInfo, and with kTypeOnly
+  // when finding the type took a stat anyway (POSIX DT_UNKNOWN). Empty when describing it failed:
+  // then info_status says why, and `type` is kOther (an entry removed meanwhile is not listed).
   std::optional<FileInfo> info;
   absl::Status info_status;
 };

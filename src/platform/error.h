@@ -2,6 +2,7 @@
 // branch on portably (a link where none was expected, a sharing violation, ...).
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -37,7 +38,19 @@ enum class ErrorKind {
 // The ErrorKind attached to `status` (kOther when none, or when status is OK).
 [[nodiscard]] ErrorKind KindOf(const absl::Status& status);
 
+// The operating system's own text for the error behind `status` (strerror; FormatMessageW),
+// without the "what" context: "Permission denied". For a status not made by the platform: its
+// whole message.
+[[nodiscard]] std::string SystemErrorText(const absl::Status& status);
+
+// `status` with the message "`what`: SystemErrorText(status)", code and payloads kept: for
+// callers whose messages name the object their own way ("job folder /data: No such file ...").
+[[nodiscard]] absl::Status WithContext(const absl::Status& status, std::string_view what);
+
 // Attaches `kind` to `status` (no effect on an OK status). For the platform code's own use.
 [[nodiscard]] absl::Status WithKind(absl::Status status, ErrorKind kind);
+
+// Attaches the OS's own text of the error (see SystemErrorText). For the platform code's own use.
+[[nodiscard]] absl::Status WithSystemText(absl::Status status, std::string_view text);
 
 }  // namespace ds::platform

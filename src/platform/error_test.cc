@@ -43,6 +43,17 @@ TEST(ErrnoToStatus, AttachesKinds) {
   EXPECT_EQ(KindOf(ErrnoToStatus(ENOENT, "x")), ErrorKind::kOther);
 }
 
+TEST(SystemErrorText, IsTheOsTextAndWithContextRelabels) {
+  const absl::Status s = ErrnoToStatus(EACCES, "open /x");
+  EXPECT_EQ(SystemErrorText(s), "Permission denied");
+  EXPECT_EQ(SystemErrorText(absl::InternalError("plain")), "plain");
+  const absl::Status r = WithContext(ErrnoToStatus(ELOOP, "open /x"), "job folder /x");
+  EXPECT_EQ(r.message(), "job folder /x: Too many levels of symbolic links");
+  EXPECT_EQ(r.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(KindOf(r), ErrorKind::kIsLink);
+  EXPECT_TRUE(WithContext(absl::OkStatus(), "x").ok());
+}
+
 TEST(KindOf, OkAndForeignStatusesHaveNoKind) {
   EXPECT_EQ(KindOf(absl::OkStatus()), ErrorKind::kOther);
   EXPECT_EQ(KindOf(absl::InternalError("x")), ErrorKind::kOther);

@@ -100,6 +100,17 @@ TEST(File, RegularOnlyRefusesAFifoWithoutBlocking) {
   EXPECT_EQ(*r->Read(absl::MakeSpan(&c, 1)), 1u);
 }
 
+TEST(File, NonBlockingOpensAFifoWithoutWaiting) {
+  TestDir dir;
+  const fs::path fifo = dir.path() / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  OpenOptions o;
+  o.non_blocking = true;
+  auto f = File::Open(fifo, o);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->Info()->type, FileType::kOther);
+}
+
 TEST(File, InfoTruncateTimesPermissions) {
   TestDir dir;
   auto f = File::Open(dir.path() / "i", Create());
@@ -136,6 +147,17 @@ TEST(File, MoveTransfersOwnership) {
   EXPECT_EQ(other.native(), fd);
   EXPECT_FALSE(moved.valid());  // NOLINT(bugprone-use-after-move): checking the moved-from state
   EXPECT_GE(::fcntl(fd, F_GETFD), 0);
+}
+
+TEST(File, ReleaseGivesUpOwnership) {
+  TestDir dir;
+  auto f = File::Open(dir.path() / "r", Create());
+  ASSERT_TRUE(f.ok());
+  const int fd = f->Release();
+  EXPECT_FALSE(f->valid());
+  f = absl::InternalError("drop");  // destroys the File
+  EXPECT_GE(::fcntl(fd, F_GETFD), 0);
+  ::close(fd);
 }
 
 TEST(File, DestructorCloses) {

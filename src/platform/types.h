@@ -52,6 +52,10 @@ struct OpenOptions {
   // FailedPrecondition, kind kNoDevice (kIsDirectory for a directory), and a FIFO never blocks
   // the open (POSIX: O_NONBLOCK while opening, cleared once it is known to be a regular file).
   bool regular_only = false;
+  // True: the open never waits for a FIFO's writer (POSIX O_NONBLOCK, kept on the handle: reads
+  // of a regular file are unaffected). Cheaper than regular_only for a caller that checks Info()
+  // itself. No effect on Windows.
+  bool non_blocking = false;
   uint32_t permissions = 0644;  // for a created file (POSIX mode, before umask)
 };
 

@@ -47,10 +47,11 @@ bool Describe(int dir_fd, const struct dirent& de, ListDetail detail, DirEntry& 
   if (::fstatat(dir_fd, de.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return false;
     entry.info_status = Errno("stat", Join(display, entry.name));
+    entry.type = FileType::kOther;
     return true;
   }
   entry.type = internal::TypeOfMode(st.st_mode);
-  if (detail == ListDetail::kInfo) entry.info = internal::InfoOfStat(st);
+  entry.info = internal::InfoOfStat(st);
   return true;
 }
 

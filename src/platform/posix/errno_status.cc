@@ -74,7 +74,7 @@ absl::Status CodeOfErrno(int err, const std::string& msg) {
 absl::Status ErrnoToStatus(int err, std::string_view what) {
   const std::string msg =
       absl::StrCat(absl::string_view(what.data(), what.size()), ": ", std::strerror(err));
-  return WithKind(CodeOfErrno(err, msg), KindOfErrno(err));
+  return WithSystemText(WithKind(CodeOfErrno(err, msg), KindOfErrno(err)), std::strerror(err));
 }
 
 }  // namespace ds::platform

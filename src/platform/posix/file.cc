@@ -46,7 +46,7 @@ int OpenFlags(const OpenOptions& options) {
       break;
   }
   if (!options.follow_links) flags |= O_NOFOLLOW;
-  if (options.regular_only) flags |= O_NONBLOCK;
+  if (options.regular_only || options.non_blocking) flags |= O_NONBLOCK;
   return flags;
 }
 
@@ -64,6 +64,8 @@ absl::StatusOr<int> OpenAtChecked(int dir_fd, const std::string& name, const Ope
     return s;
   }
   if (!options.regular_only) return fd;
+  // (regular_only clears O_NONBLOCK again below, even with non_blocking: a regular file's reads
+  // do not care.)
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     absl::Status s = Errno("stat", display);
@@ -279,6 +281,8 @@ absl::StatusOr<std::vector<std::string>> File::ListAttributes() const {
   }
   return names;
 }
+
+NativeHandle File::Release() { return std::exchange(handle_, -1); }
 
 absl::Status File::Close() {
   if (handle_ < 0) return absl::OkStatus();
