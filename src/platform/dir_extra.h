@@ -1,8 +1,8 @@
 // What the directory storage backend (src/storage/dir) asks of the operating system beyond the
 // general interface of file.h and directory.h: what kind of volume a directory is on, unnamed
 // files linked under a name of the caller's choosing, both timestamps at once, attributes by path,
-// early write-back, the open-handle limit, and two error predicates. POSIX implementation in
-// posix/dir_extra.cc; the Windows one follows with issue 19.
+// early write-back, the open-handle limit, and predicates on the platform's error statuses. POSIX
+// implementation in posix/dir_extra.cc; the Windows one follows with issue 19.
 #pragma once
 
 #include <cstddef>
@@ -31,9 +31,6 @@ struct VolumeKind {
   bool sync_filesystem_flushes = false;
 };
 [[nodiscard]] VolumeKind VolumeKindOf(const Directory& dir);
-
-// The longest name (one component, bytes) the volume of `dir` holds; nullopt when unknown.
-[[nodiscard]] std::optional<size_t> MaxNameBytes(const Directory& dir);
 
 // The soft limit on handles this process may hold open; UINT64_MAX when unlimited, 0 when the
 // OS does not say.
@@ -76,7 +73,10 @@ void StartWriteback(const File& file);
 // For interfaces that still pass a raw descriptor (Storage::StagePutFd) until they pass a File.
 [[nodiscard]] absl::StatusOr<File> DuplicateNativeHandle(NativeHandle handle, std::string display);
 
-// True for a status of ErrnoToStatus that means the volume (typically a network share) cannot be
+// The predicates below read the OS error behind a status of ErrnoToStatus (SystemErrorText), so
+// they hold through platform::WithContext too.
+//
+// True for a status that means the volume (typically a network share) cannot be
 // reached now: ESTALE, EIO, ENOTCONN, ETIMEDOUT, EHOSTDOWN, EHOSTUNREACH, ENETDOWN, ENETUNREACH,
 // ECONNRESET, ECONNABORTED, ENODEV, ENXIO.
 [[nodiscard]] bool IsUnreachable(const absl::Status& status);
@@ -85,7 +85,7 @@ void StartWriteback(const File& file);
 // or ENOSYS (a FUSE filesystem that lacks the call).
 [[nodiscard]] bool IsNotSupported(const absl::Status& status);
 
-// True for a status of ErrnoToStatus that means another client holds the file open right now
+// True for a status that means another client holds the file open right now
 // (EBUSY: an SMB share; ErrorKind::kSharingViolation on Windows): retrying soon may succeed.
 [[nodiscard]] bool IsBusy(const absl::Status& status);
 

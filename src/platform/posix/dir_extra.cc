@@ -5,7 +5,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -15,7 +14,6 @@
 #include <limits>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "platform/error.h"
 
@@ -57,12 +55,13 @@ absl::Status AttributeError(std::string_view op, std::string_view name,
 
 std::string AttributeName(std::string_view name) { return absl::StrCat("user.", Av(name)); }
 
-// True when `status` is ErrnoToStatus(err, ...) of one of `errs`: its message ends in
-// ": strerror(err)". (ErrnoToStatus keeps no errno; this reads what it wrote.)
+// True when `status` is ErrnoToStatus(err, ...) of one of `errs` (ErrnoToStatus keeps the OS's
+// text of the error, not the errno: this compares the text).
 bool FromErrno(const absl::Status& status, std::initializer_list<int> errs) {
   if (status.ok()) return false;
+  const std::string text = SystemErrorText(status);
   for (int err : errs) {
-    if (absl::EndsWith(status.message(), absl::StrCat(": ", std::strerror(err)))) return true;
+    if (text == std::strerror(err)) return true;
   }
   return false;
 }
@@ -98,12 +97,6 @@ VolumeKind VolumeKindOf(const Directory& dir) {
     default:
       return {absl::StrCat("0x", absl::Hex(sf.f_type)), false};
   }
-}
-
-std::optional<size_t> MaxNameBytes(const Directory& dir) {
-  struct statvfs vfs {};
-  if (::fstatvfs(dir.native(), &vfs) != 0 || vfs.f_namemax == 0) return std::nullopt;
-  return static_cast<size_t>(vfs.f_namemax);
 }
 
 uint64_t OpenHandleLimit() {

@@ -23,14 +23,6 @@ absl::Status StorageError(absl::Status status) {
   return out;
 }
 
-absl::Status WithContext(const absl::Status& status, std::string_view what) {
-  if (status.ok()) return status;
-  absl::Status out(status.code(), absl::StrCat(std::string(what), ": ", status.message()));
-  status.ForEachPayload(
-      [&out](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
-  return out;
-}
-
 absl::Status RetryWhileBusy(const std::function<absl::Status()>& op) {
   auto delay = std::chrono::milliseconds(10);
   absl::Status status = op();

@@ -11,6 +11,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "platform/dir_extra.h"
+#include "platform/error.h"
 #include "platform/file.h"
 #include "storage/dir/dir_errors.h"
 
@@ -149,7 +150,7 @@ absl::StatusOr<DirProbe> Probe(const platform::Directory& root_dir, const std::s
   const std::string name =
       absl::StrCat(std::string(kTempPrefix), "probe-", HexEncode(RandomBytes(4)));
   if (absl::Status st = area.MakeDirAt(name); !st.ok()) {
-    return StorageError(WithContext(
+    return StorageError(platform::WithContext(
         st, absl::StrCat("storage root ", root, " is not writable: create a probe folder")));
   }
   Scratch scratch(area, name);
@@ -157,7 +158,7 @@ absl::StatusOr<DirProbe> Probe(const platform::Directory& root_dir, const std::s
   if (!scratch_dir.ok()) return StorageError(scratch_dir.status());
   scratch.Open(*std::move(scratch_dir));
   if (absl::Status st = CreateFile(scratch.dir(), "Probe-Aa"); !st.ok()) {
-    return StorageError(WithContext(
+    return StorageError(platform::WithContext(
         st, absl::StrCat("storage root ", root, " is not writable: create a probe file")));
   }
   scratch.Made("Probe-Aa", false);
@@ -169,8 +170,9 @@ absl::StatusOr<DirProbe> Probe(const platform::Directory& root_dir, const std::s
   f.hard_links = dir.HardLinkAt("Probe-Aa", dir, "link").ok();
   if (f.hard_links) scratch.Made("link", false);
   f.unnamed_files = try_unnamed && out.syncfs_flushes && UnnamedFilesWork(scratch);
-  if (std::optional<size_t> name_max = platform::MaxNameBytes(dir)) {
-    f.max_name_bytes = std::min<size_t>(*name_max, f.max_name_bytes);
+  if (absl::StatusOr<platform::SpaceInfo> space = dir.Space();
+      space.ok() && space->max_name_length > 0) {
+    f.max_name_bytes = std::min<size_t>(space->max_name_length, f.max_name_bytes);
   }
   // Keys live below the root: what the probe folder's depth (two components) used up is left
   // to keys too, as the probe's own path is longer than a key's.
@@ -201,7 +203,9 @@ std::string Describe(const DirProbe& p) {
 absl::StatusOr<DirProbe> ProbeDirStorage(const platform::Directory& root_dir,
                                          const std::string& root, bool try_unnamed) {
   absl::StatusOr<platform::FileInfo> info = root_dir.Info();
-  if (!info.ok()) return StorageError(WithContext(info.status(), "stat storage root"));
+  if (!info.ok())
+    return StorageError(
+        platform::WithContext(info.status(), absl::StrCat("stat storage root ", root)));
   using Id = std::tuple<uint64_t, uint64_t, uint64_t, bool>;
   static std::mutex mu;
   static std::map<Id, DirProbe> probed;  // Protected by mu.

@@ -70,7 +70,8 @@ absl::Status WriteSidecar(const std::string& root, const std::string& key, const
   // Written in place (one write of a short line): on a share each create and rename is a round
   // trip, and this is on every object's commit. The folder is created only when it is missing.
   absl::StatusOr<platform::File> file = CreateRecord(path);
-  if (!file.ok()) return WithContext(file.status(), "create metadata record");
+  if (!file.ok())
+    return platform::WithContext(file.status(), absl::StrCat("create ", path.string()));
   absl::Status st = file->WriteAll(record);
   if (st.ok() && durable) st = file->Flush();
   if (st.ok()) st = file->Close();
@@ -78,7 +79,7 @@ absl::Status WriteSidecar(const std::string& root, const std::string& key, const
     *file = platform::File();
     // A torn record must not stay: an empty one reads as "no record" (the object is hashed).
     (void)RemoveFile(path);
-    return WithContext(st, absl::StrCat("write metadata record ", path.string()));
+    return platform::WithContext(st, absl::StrCat("write metadata record ", path.string()));
   }
   if (!durable) return absl::OkStatus();
   DS_ASSIGN_OR_RETURN(platform::Directory folder, platform::Directory::Open(path.parent_path()));
@@ -87,7 +88,7 @@ absl::Status WriteSidecar(const std::string& root, const std::string& key, const
 
 std::optional<SidecarMeta> ReadSidecar(const std::string& root, const std::string& key) {
   platform::OpenOptions options;
-  options.regular_only = true;  // a FIFO in the way must not hang us
+  options.non_blocking = true;  // a FIFO in the way must not hang us
   absl::StatusOr<platform::File> file = platform::File::Open(RecordPath(root, key), options);
   if (!file.ok()) return std::nullopt;
   char buf[kMaxRecordBytes];

@@ -96,11 +96,11 @@ class TempFileGuard {
   std::string name_;
 };
 
-// A File opened read-only on the regular file `name` in `dir` (links not followed; a FIFO put in
-// its place neither blocks nor opens).
-absl::StatusOr<File> OpenRegular(const Directory& dir, const std::string& name) {
+// A File opened read-only on `name` in `dir`, links not followed, without waiting for a FIFO's
+// writer (one put in the file's place does not hang us; callers check the type with Info()).
+absl::StatusOr<File> OpenNonBlocking(const Directory& dir, const std::string& name) {
   platform::OpenOptions options;
-  options.regular_only = true;
+  options.non_blocking = true;
   return dir.OpenFile(name, options);
 }
 
@@ -228,12 +228,12 @@ absl::StatusOr<CopyOutcome> CopyAndHash(const File& src, File& dst, const std::a
     const size_t want =
         size ? static_cast<size_t>(std::min<uint64_t>(buf.size(), *size - out.bytes)) : buf.size();
     absl::StatusOr<size_t> read = src.ReadAt(out.bytes, absl::MakeSpan(buf.data(), want));
-    if (!read.ok()) return WithContext(read.status(), absl::StrCat("read ", src_desc));
+    if (!read.ok()) return platform::WithContext(read.status(), absl::StrCat("read ", src_desc));
     const size_t n = *read;
     if (n == 0) break;
     hash.Update(buf.data(), n);
     if (absl::Status st = dst.WriteAll(std::string_view(buf.data(), n)); !st.ok()) {
-      return StorageError(WithContext(st, absl::StrCat("write ", dst_desc)));
+      return StorageError(platform::WithContext(st, absl::StrCat("write ", dst_desc)));
     }
     out.bytes += n;
     if (limiter != nullptr && !limiter->Acquire(static_cast<uint64_t>(n), cancel)) {
@@ -267,7 +267,8 @@ absl::StatusOr<FileDigest> HashFile(const File& file, const std::string& desc) {
   FileDigest out;
   for (;;) {
     absl::StatusOr<size_t> read = file.ReadAt(out.size, absl::MakeSpan(buf.data(), buf.size()));
-    if (!read.ok()) return StorageError(WithContext(read.status(), absl::StrCat("read ", desc)));
+    if (!read.ok())
+      return StorageError(platform::WithContext(read.status(), absl::StrCat("read ", desc)));
     hash.Update(buf.data(), *read);
     out.size += *read;
     if (*read < buf.size()) break;  // ReadAt fills the buffer unless it reached EOF
@@ -364,7 +365,7 @@ absl::Status SetXattrMeta(File* file, const std::string& path, const std::string
                                            : platform::SetAttributeAt(path, kXattrMeta, meta);
   if (!set.ok()) {
     if (NoAttributes(set)) return absl::OkStatus();
-    return StorageError(WithContext(set, absl::StrCat("set xattr on ", desc)));
+    return StorageError(platform::WithContext(set, absl::StrCat("set xattr on ", desc)));
   }
   if (fresh) return absl::OkStatus();
   // An object written before the compact attribute: drop the old pair, which would otherwise
@@ -373,7 +374,8 @@ absl::Status SetXattrMeta(File* file, const std::string& path, const std::string
     const absl::Status removed =
         file != nullptr ? file->RemoveAttribute(old) : platform::RemoveAttributeAt(path, old);
     if (!removed.ok() && !NoAttributes(removed)) {
-      return StorageError(WithContext(removed, absl::StrCat("remove xattr ", old, " of ", desc)));
+      return StorageError(
+          platform::WithContext(removed, absl::StrCat("remove xattr ", old, " of ", desc)));
     }
   }
   return absl::OkStatus();
@@ -383,10 +385,11 @@ absl::Status SetXattrMeta(File* file, const std::string& path, const std::string
 // back: filesystems keep it at their own precision).
 absl::StatusOr<int64_t> SetTimesOf(File& file, int64_t mtime_ns, const std::string& desc) {
   if (absl::Status st = platform::SetFileTimes(file, mtime_ns); !st.ok()) {
-    return StorageError(WithContext(st, absl::StrCat("set mtime of ", desc)));
+    return StorageError(platform::WithContext(st, absl::StrCat("set mtime of ", desc)));
   }
   absl::StatusOr<FileInfo> info = file.Info();
-  if (!info.ok()) return StorageError(WithContext(info.status(), absl::StrCat("stat ", desc)));
+  if (!info.ok())
+    return StorageError(platform::WithContext(info.status(), absl::StrCat("stat ", desc)));
   return info->mtime_ns;
 }
 
@@ -395,10 +398,11 @@ absl::StatusOr<int64_t> SetTimesOf(File& file, int64_t mtime_ns, const std::stri
 absl::StatusOr<int64_t> SetTimesAt(const Directory& dir, const std::string& name, int64_t mtime_ns,
                                    const std::string& desc) {
   if (absl::Status st = platform::SetFileTimesAt(dir, name, mtime_ns); !st.ok()) {
-    return StorageError(WithContext(st, absl::StrCat("set mtime of ", desc)));
+    return StorageError(platform::WithContext(st, absl::StrCat("set mtime of ", desc)));
   }
   absl::StatusOr<FileInfo> info = dir.StatAt(name);
-  if (!info.ok()) return StorageError(WithContext(info.status(), absl::StrCat("stat ", desc)));
+  if (!info.ok())
+    return StorageError(platform::WithContext(info.status(), absl::StrCat("stat ", desc)));
   return info->mtime_ns;
 }
 
@@ -434,7 +438,8 @@ absl::StatusOr<std::pair<std::string, File>> CreateTempFile(const Directory& dir
       made = file.status();
     }
     if (!absl::IsAlreadyExists(made)) {
-      return StorageError(WithContext(made, absl::StrCat("create temp file in ", dir_desc)));
+      return StorageError(
+          platform::WithContext(made, absl::StrCat("create temp file in ", dir_desc)));
     }
   }
   return absl::AlreadyExistsError(absl::StrCat("no free temp file name in ", dir_desc));
@@ -582,7 +587,7 @@ class DirStorage final : public Storage {
     for (const char* name : {kXattrMeta, kXattrSha256, kXattrMtimeNs}) {
       const absl::Status removed = platform::RemoveAttributeAt(path, name);
       if (!removed.ok() && !NoAttributes(removed)) {
-        return WithContext(removed, absl::StrCat("remove xattr ", name, " of ", key));
+        return platform::WithContext(removed, absl::StrCat("remove xattr ", name, " of ", key));
       }
     }
     return RemoveSidecar(root_, key);
@@ -597,9 +602,10 @@ class DirStorage final : public Storage {
     absl::StatusOr<Directory> dir = Directory::Open(
         slash == std::string::npos ? root_ : PathOf(std::string_view(key).substr(0, slash)));
     if (absl::IsNotFound(dir.status())) return absl::OkStatus();
-    DS_RETURN_IF_ERROR(WithContext(dir.status(), absl::StrCat("remove ", key)));
+    DS_RETURN_IF_ERROR(platform::WithContext(dir.status(), absl::StrCat("remove ", key)));
     const absl::Status st = UnlinkRetrying(*dir, base);
-    if (!st.ok() && !absl::IsNotFound(st)) return WithContext(st, absl::StrCat("remove ", key));
+    if (!st.ok() && !absl::IsNotFound(st))
+      return platform::WithContext(st, absl::StrCat("remove ", key));
     return absl::OkStatus();
   }
 
@@ -783,7 +789,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
     return absl::CancelledError(absl::StrCat("put ", dest_desc, " cancelled"));
   }
   absl::StatusOr<FileInfo> before = src.Info();
-  if (!before.ok()) return WithContext(before.status(), absl::StrCat("stat ", src_desc));
+  if (!before.ok()) return platform::WithContext(before.status(), absl::StrCat("stat ", src_desc));
   if (before->type != FileType::kFile) {
     return absl::FailedPreconditionError(
         absl::StrCat("source ", src_desc, " is not a regular file"));
@@ -804,7 +810,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
     DS_RETURN_IF_ERROR(CheckSpelling(dir, *s));
     s->replaced_ = true;  // compared, maybe kept as a version, at commit
   } else if (!absl::IsNotFound(existing.status())) {
-    return StorageError(WithContext(existing.status(), absl::StrCat("stat ", dest_desc)));
+    return StorageError(platform::WithContext(existing.status(), absl::StrCat("stat ", dest_desc)));
   }
 
   // Copy into a new file beside the target. Grouped puts on a local filesystem use an unnamed
@@ -828,8 +834,8 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
         s->budget_.reset();
         unnamed_->open.fetch_sub(1);
         if (!platform::IsNotSupported(unnamed.status())) {
-          return StorageError(
-              WithContext(unnamed.status(), absl::StrCat("create unnamed file for ", dest_desc)));
+          return StorageError(platform::WithContext(
+              unnamed.status(), absl::StrCat("create unnamed file for ", dest_desc)));
         }
         unnamed_ok_.store(false);  // this filesystem has no O_TMPFILE: temp names from now on
       }
@@ -866,7 +872,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
 
   // The source must not have changed while we read it.
   absl::StatusOr<FileInfo> after = src.Info();
-  if (!after.ok()) return WithContext(after.status(), absl::StrCat("stat ", src_desc));
+  if (!after.ok()) return platform::WithContext(after.status(), absl::StrCat("stat ", src_desc));
   if (after->size != before->size || after->mtime_ns != before->mtime_ns ||
       copied.bytes != before->size) {
     return absl::AbortedError(absl::StrCat("source changed while copying: ", src_desc, " (size ",
@@ -894,10 +900,10 @@ absl::Status DirStorage::SettleStaged(DirStagedPut& s, File& named, File& temp,
     // A share: the data durable and its handle closed before the times are set (SMB sets the
     // mtime when the handle closes), then the metadata of what the share now says.
     if (absl::Status st = temp.Flush(); !st.ok()) {
-      return StorageError(WithContext(st, absl::StrCat("fsync ", temp_desc)));
+      return StorageError(platform::WithContext(st, absl::StrCat("fsync ", temp_desc)));
     }
     if (absl::Status st = named.Close(); !st.ok()) {
-      return StorageError(WithContext(st, absl::StrCat("close ", temp_desc)));
+      return StorageError(platform::WithContext(st, absl::StrCat("close ", temp_desc)));
     }
     DS_ASSIGN_OR_RETURN(s.stored_mtime_ns_,
                         SetTimesAt(*s.dir_, s.temp_name_, s.mtime_ns_, temp_desc));
@@ -909,7 +915,7 @@ absl::Status DirStorage::SettleStaged(DirStagedPut& s, File& named, File& temp,
   DS_RETURN_IF_ERROR(RecordMeta(s, &temp, "", /*fresh=*/true));
   if (fsync_now) {
     if (absl::Status st = temp.Flush(); !st.ok()) {
-      return StorageError(WithContext(st, absl::StrCat("fsync ", temp_desc)));
+      return StorageError(platform::WithContext(st, absl::StrCat("fsync ", temp_desc)));
     }
   } else if (copied.bytes >= kEarlyWritebackBytes) {
     // Start writing a large file back now, asynchronously, so that the group's flush finds most
@@ -919,7 +925,7 @@ absl::Status DirStorage::SettleStaged(DirStagedPut& s, File& named, File& temp,
   }
   if (named.valid()) {
     if (absl::Status st = named.Close(); !st.ok()) {
-      return StorageError(WithContext(st, absl::StrCat("close ", temp_desc)));
+      return StorageError(platform::WithContext(st, absl::StrCat("close ", temp_desc)));
     }
   }
   return absl::OkStatus();
@@ -1018,7 +1024,8 @@ absl::Status DirStorage::RecordContentHash(const ObjectInfo& listed, const std::
   const std::string name(parts.back());
   const std::string desc = absl::StrCat(Describe(), "/", listed.key);
   absl::StatusOr<FileInfo> info = dir.StatAt(name);
-  if (!info.ok()) return StorageError(WithContext(info.status(), absl::StrCat("stat ", desc)));
+  if (!info.ok())
+    return StorageError(platform::WithContext(info.status(), absl::StrCat("stat ", desc)));
   if (info->type != FileType::kFile || info->size != listed.size ||
       info->mtime_ns != listed.mtime_ns) {
     return absl::FailedPreconditionError(absl::StrCat(desc, " changed since it was listed"));
@@ -1054,7 +1061,8 @@ absl::Status DirStorage::VerifyStaged(DirStagedPut& s) const {
       s.unnamed_.valid() ? s.unnamed_.Duplicate()  // read-write; HashFile reads from offset 0
                          : s.dir_->OpenFile(s.temp_name_, platform::OpenOptions{});
   if (!check.ok()) {
-    return StorageError(WithContext(check.status(), absl::StrCat("reopen ", s.temp_desc_)));
+    return StorageError(
+        platform::WithContext(check.status(), absl::StrCat("reopen ", s.temp_desc_)));
   }
   // The pages are clean after the flush: drop them so the re-read comes from the storage.
   check->AdviseDontNeed(0, 0);
@@ -1085,7 +1093,7 @@ absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool g
     }
     if (!absl::IsAlreadyExists(linked)) {
       return StorageError(
-          WithContext(linked, absl::StrCat("link ", s.temp_desc_, " as ", dest_desc)));
+          platform::WithContext(linked, absl::StrCat("link ", s.temp_desc_, " as ", dest_desc)));
     }
   }
   // Look again: an object may have appeared while we copied.
@@ -1095,11 +1103,13 @@ absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool g
           absl::StrCat(dest_desc, " exists and is not a regular file"));
     }
     DS_RETURN_IF_ERROR(CheckSpelling(dir, s));
-    absl::StatusOr<File> old = OpenRegular(dir, name);
-    if (!old.ok()) return StorageError(WithContext(old.status(), absl::StrCat("open ", dest_desc)));
+    absl::StatusOr<File> old = OpenNonBlocking(dir, name);
+    if (!old.ok())
+      return StorageError(platform::WithContext(old.status(), absl::StrCat("open ", dest_desc)));
     absl::StatusOr<FileInfo> existing = old->Info();
     if (!existing.ok()) {
-      return StorageError(WithContext(existing.status(), absl::StrCat("stat ", dest_desc)));
+      return StorageError(
+          platform::WithContext(existing.status(), absl::StrCat("stat ", dest_desc)));
     }
     const std::optional<TrustedMeta> old_meta = Trusted(s.key_, PathOf(s.key_), *existing);
     std::string old_sha = old_meta ? old_meta->sha256 : "";
@@ -1113,7 +1123,7 @@ absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool g
     DS_ASSIGN_OR_RETURN(result.kept_version,
                         KeepVersion(s.key_, dir, name, *existing, old_sha, !grouped));
   } else if (!absl::IsNotFound(there.status())) {
-    return StorageError(WithContext(there.status(), absl::StrCat("stat ", dest_desc)));
+    return StorageError(platform::WithContext(there.status(), absl::StrCat("stat ", dest_desc)));
   }
 
   if (s.unnamed_.valid()) {
@@ -1124,7 +1134,8 @@ absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool g
   }
   DS_RETURN_IF_ERROR(RecordSidecar(s, !grouped));
   if (absl::Status st = RenameRetrying(dir, s.temp_name_, name); !st.ok()) {
-    return StorageError(WithContext(st, absl::StrCat("rename ", s.temp_desc_, " to ", name)));
+    return StorageError(
+        platform::WithContext(st, absl::StrCat("rename ", s.temp_desc_, " to ", name)));
   }
   s.temp_name_.clear();
   s.placed_ = true;
@@ -1159,7 +1170,7 @@ PutResult DirStorage::KeepSameContent(DirStagedPut& s, File& old, FileInfo exist
 // Flushes a directory's entries; filesystems that refuse it on directories still rename
 // atomically (the platform counts them as OK).
 absl::Status SyncDir(const Directory& dir, const std::string& desc) {
-  return StorageError(WithContext(dir.Flush(), absl::StrCat("fsync dir ", desc)));
+  return StorageError(platform::WithContext(dir.Flush(), absl::StrCat("fsync dir ", desc)));
 }
 
 absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
@@ -1198,8 +1209,8 @@ std::vector<absl::StatusOr<PutResult>> DirStorage::CommitPuts(
   if (any == nullptr) return out;
   // 1. Content durable before any rename (StagePut fsynced each file where syncfs does not).
   auto flush = [&](const char* what) -> absl::Status {
-    return StorageError(
-        WithContext(any->dir_->SyncFilesystem(), absl::StrCat("syncfs ", root_, " (", what, ")")));
+    return StorageError(platform::WithContext(any->dir_->SyncFilesystem(),
+                                              absl::StrCat("syncfs ", root_, " (", what, ")")));
   };
   if (syncfs_flushes_) {
     if (absl::Status st = flush("file contents"); !st.ok()) {
@@ -1287,8 +1298,9 @@ absl::StatusOr<std::string> DirStorage::CopyVersion(const std::string& key, cons
                                                     const std::string& vdir_path,
                                                     const std::string& base) const {
   // Copy into a temp file beside the version, then rename it into place.
-  absl::StatusOr<File> src = OpenRegular(dir, name);
-  if (!src.ok()) return StorageError(WithContext(src.status(), absl::StrCat("open ", PathOf(key))));
+  absl::StatusOr<File> src = OpenNonBlocking(dir, name);
+  if (!src.ok())
+    return StorageError(platform::WithContext(src.status(), absl::StrCat("open ", PathOf(key))));
   DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(vdir, base, "", vdir_path));
   auto& [temp_name, temp_file] = temp;
   TempFileGuard guard(vdir, temp_name);
@@ -1302,10 +1314,10 @@ absl::StatusOr<std::string> DirStorage::CopyVersion(const std::string& key, cons
   DS_RETURN_IF_ERROR(
       SetXattrMeta(&temp_file, "", sha256, stored, stored, temp_desc, /*fresh=*/true));
   if (absl::Status st = temp_file.Flush(); !st.ok()) {
-    return StorageError(WithContext(st, absl::StrCat("fsync ", temp_desc)));
+    return StorageError(platform::WithContext(st, absl::StrCat("fsync ", temp_desc)));
   }
   if (absl::Status st = temp_file.Close(); !st.ok()) {
-    return StorageError(WithContext(st, absl::StrCat("close ", temp_desc)));
+    return StorageError(platform::WithContext(st, absl::StrCat("close ", temp_desc)));
   }
   for (int n = 0; n < 1000; ++n) {
     const std::string version = n == 0 ? base : absl::StrCat(base, "-", n);
@@ -1315,7 +1327,8 @@ absl::StatusOr<std::string> DirStorage::CopyVersion(const std::string& key, cons
       return version;
     }
     if (!absl::IsAlreadyExists(st)) {
-      return StorageError(WithContext(st, absl::StrCat("rename ", temp_desc, " to ", version)));
+      return StorageError(
+          platform::WithContext(st, absl::StrCat("rename ", temp_desc, " to ", version)));
     }
   }
   return absl::AlreadyExistsError(absl::StrCat("no free version name in ", vdir_path));
@@ -1334,7 +1347,8 @@ absl::StatusOr<ObjectInfo> DirStorage::Stat(const std::string& key) {
     return absl::NotFoundError(absl::StrCat(Describe(), "/", key, " does not exist"));
   }
   if (!info.ok()) {
-    return StorageError(WithContext(info.status(), absl::StrCat("stat ", Describe(), "/", key)));
+    return StorageError(
+        platform::WithContext(info.status(), absl::StrCat("stat ", Describe(), "/", key)));
   }
   if (info->type != FileType::kFile) {
     return absl::NotFoundError(absl::StrCat(Describe(), "/", key, " is not a regular file"));
@@ -1351,35 +1365,38 @@ absl::StatusOr<std::string> DirStorage::ReadAll(const std::string& key, size_t m
   DS_ASSIGN_OR_RETURN(Directory dir, OpenParentDir(parts, /*create=*/false));
   const std::string name(parts.back());
   const std::string desc = absl::StrCat(Describe(), "/", key);
-  // Regular files only: a FIFO in the way must not hang us.
-  absl::StatusOr<File> file = OpenRegular(dir, name);
+  // A FIFO in the way must not hang us; it is rejected by the type check below.
+  absl::StatusOr<File> file = OpenNonBlocking(dir, name);
   if (!file.ok()) {
-    const platform::ErrorKind kind = platform::KindOf(file.status());
-    if (absl::IsNotFound(file.status()) || kind == platform::ErrorKind::kIsLink) {
+    if (absl::IsNotFound(file.status()) ||
+        platform::KindOf(file.status()) == platform::ErrorKind::kIsLink) {
       return absl::NotFoundError(absl::StrCat(desc, " does not exist"));
     }
-    if (absl::IsFailedPrecondition(file.status())) {
-      return absl::NotFoundError(absl::StrCat(desc, " is not a regular file"));
-    }
-    return StorageError(WithContext(file.status(), absl::StrCat("open ", desc)));
+    return StorageError(platform::WithContext(file.status(), absl::StrCat("open ", desc)));
   }
-  absl::StatusOr<uint64_t> size = file->Size();
-  if (!size.ok()) return StorageError(WithContext(size.status(), absl::StrCat("stat ", desc)));
-  if (*size > max_bytes) {
+  absl::StatusOr<FileInfo> info = file->Info();
+  if (!info.ok()) {
+    return StorageError(platform::WithContext(info.status(), absl::StrCat("stat ", desc)));
+  }
+  if (info->type != FileType::kFile) {
+    return absl::NotFoundError(absl::StrCat(desc, " is not a regular file"));
+  }
+  if (info->size > max_bytes) {
     return absl::ResourceExhaustedError(
-        absl::StrCat(desc, " has ", *size, " bytes, more than ", max_bytes));
+        absl::StrCat(desc, " has ", info->size, " bytes, more than ", max_bytes));
   }
   std::string out;
-  out.resize(static_cast<size_t>(*size));
+  out.resize(static_cast<size_t>(info->size));
   size_t have = 0;
   for (;;) {
-    if (have == out.size()) {  // the file may have grown since Size(): read on, up to max_bytes + 1
+    if (have == out.size()) {  // the file may have grown since Info(): read on, up to max_bytes + 1
       if (out.size() > max_bytes) break;
       const size_t room = max_bytes - out.size();
       out.resize(out.size() + (room < 65536 ? room + 1 : 65536));
     }
     absl::StatusOr<size_t> n = file->Read(absl::MakeSpan(out.data() + have, out.size() - have));
-    if (!n.ok()) return StorageError(WithContext(n.status(), absl::StrCat("read ", desc)));
+    if (!n.ok())
+      return StorageError(platform::WithContext(n.status(), absl::StrCat("read ", desc)));
     if (*n == 0) break;
     have += *n;
   }
@@ -1480,7 +1497,7 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root,
   absl::StatusOr<FileInfo> info = platform::Stat(path, /*follow_links=*/true);
   if (!info.ok()) {
     if (ec) return platform::ErrnoToStatus(ec.value(), absl::StrCat("create storage root ", path));
-    return WithContext(info.status(), absl::StrCat("create storage root ", path));
+    return platform::WithContext(info.status(), absl::StrCat("create storage root ", path));
   }
   if (info->type != FileType::kDirectory) {
     return absl::NotFoundError(absl::StrCat("storage root ", path, " is not a directory"));
