@@ -1,18 +1,18 @@
 // datasync-agent: runs on an instrument PC and syncs its job folders to storage.
-#include <CLI/CLI.hpp>
 #include <malloc.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
 
 #include "agent/agent.h"
+#include "command_line.h"
 #include "common/log.h"
 #include "common/time_util.h"
 #include "common/units.h"
 #include "http/http_client.h"
 #include "platform/stop.h"
 #include "platform/system.h"
-#include "command_line.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"datasync-agent: sync this PC's measurement folders to DataSync storage"};

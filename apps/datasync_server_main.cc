@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "absl/strings/ascii.h"
+#include "command_line.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/password.h"
@@ -24,7 +25,6 @@
 #include "platform/file.h"
 #include "platform/stop.h"
 #include "server/server.h"
-#include "command_line.h"
 
 namespace {
 

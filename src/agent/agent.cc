@@ -1,6 +1,5 @@
 #include "agent/agent.h"
 
-
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -25,7 +24,6 @@
 #include "agent/temp_cleanup.h"
 #include "common/crypto.h"
 #include "common/files.h"
-#include "platform/system.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -33,6 +31,7 @@
 #include "http/http_client.h"
 #include "http/http_server.h"
 #include "http/http_types.h"
+#include "platform/system.h"
 #include "protocol/messages.h"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/rotating_file_sink.h"

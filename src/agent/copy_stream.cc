@@ -38,9 +38,8 @@ void CopyStream::StopCopying(spdlog::level::level_enum level, const std::string&
   copies_.Close();
 }
 
-std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path,
-                                                const platform::File& file, uint64_t size,
-                                                int64_t mtime_ns) {
+std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path, const platform::File& file,
+                                                uint64_t size, int64_t mtime_ns) {
   if (stopped_.load()) return std::nullopt;
   Storage* to = storage_->Open(run_, storage_url_);
   if (to == nullptr) {

@@ -19,11 +19,11 @@
 #include "agent/run_parts.h"
 #include "agent/run_policy.h"
 #include "agent/server_api.h"
-#include "platform/file.h"
 #include "agent/uploader.h"
 #include "common/bounded_queue.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "platform/file.h"
 
 namespace ds {
 

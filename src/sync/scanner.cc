@@ -2,18 +2,18 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <limits>
-#include <memory>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -128,9 +128,9 @@ class Scanner {
   struct DirEntry {
     std::string name;    // in Unicode NFC: the name the manifest uses
     std::string disk;    // the name on disk when that is not `name` (not NFC); else empty
-    platform::FileType type;              // kOther also when it could not be told
+    platform::FileType type;                 // kOther also when it could not be told
     std::optional<platform::FileInfo> info;  // the entry's lstat, when the listing took one
-    absl::Status info_status;             // why telling its type failed, if it did
+    absl::Status info_status;                // why telling its type failed, if it did
     // Sorts as its path would: a directory as if its name ended in '/'.
     bool operator<(const DirEntry& o) const {
       const size_t n = std::min(name.size(), o.name.size());
@@ -309,7 +309,7 @@ class Scanner {
   void SkipOpenError(const std::string& path, const absl::Status& status) {
     if (Gone(status)) return;
     Skip(path, platform::KindOf(status) == platform::ErrorKind::kIsLink ? kChangedWhileReading
-                                                                       : Reason(status));
+                                                                        : Reason(status));
   }
 
   // A regular file (not a symlink) named `name` in `dir`. `known` is its lstat when known.
@@ -362,14 +362,15 @@ class Scanner {
       }
       return;
     }
-    if (st->type == platform::FileType::kDirectory) return;  // links to directories: never descended
+    if (st->type == platform::FileType::kDirectory)
+      return;  // links to directories: never descended
     if (!Admit(path, base_offset)) return;
     absl::StatusOr<std::filesystem::path> real = platform::RealPath(full);
     if (!real.ok()) {
-      Skip(path, Gone(real.status()) ||
-                         platform::KindOf(real.status()) == platform::ErrorKind::kIsLink
-                     ? std::string(kSymlinkDangling)
-                     : Reason(real.status()));
+      Skip(path,
+           Gone(real.status()) || platform::KindOf(real.status()) == platform::ErrorKind::kIsLink
+               ? std::string(kSymlinkDangling)
+               : Reason(real.status()));
       return;
     }
     const std::string target = platform::PathToUtf8(*real);

@@ -22,7 +22,8 @@ namespace ds {
 
 struct ScanOptions {
   std::filesystem::path root;            // the job folder; must exist
-  std::vector<std::string> includes;     // globs (platform::GlobMatch: '*' also matches '/'); empty = all
+  std::vector<std::string>
+      includes;  // globs (platform::GlobMatch: '*' also matches '/'); empty = all
   std::vector<std::string> excludes;     // globs; exclude wins over include
   std::chrono::milliseconds settle{0};   // skip files modified less than this long ago
   int64_t now_ns = 0;                    // Unix nanoseconds; "now" for the settle check
@@ -34,7 +35,7 @@ struct ScanOptions {
   // storage: each byte read once); nullopt to decline, and the scan hashes the file as usual.
   // Must be thread-safe.
   std::function<std::optional<Sha256Digest>(const std::string& path, platform::File& file,
-                                             uint64_t size, int64_t mtime_ns)>
+                                            uint64_t size, int64_t mtime_ns)>
       read_new;
 };
 

@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
-#include <map>
-#include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -801,8 +801,8 @@ absl::StatusOr<StagedContent> ReadAndStage(
   DS_ASSIGN_OR_RETURN(const platform::FileInfo after, file.Info());
   if (after.size != before.size || after.mtime_ns != before.mtime_ns || out.bytes != size) {
     return absl::AbortedError(absl::StrCat("source changed while copying: ", src_desc, " (size ",
-                                           before.size, " → ", after.size, ", read ",
-                                           out.bytes, " bytes)"));
+                                           before.size, " → ", after.size, ", read ", out.bytes,
+                                           " bytes)"));
   }
   out.sha256 = file_sha.FinishHex();
   out.md5_base64 = file_md5.FinishBase64();
