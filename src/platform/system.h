@@ -27,6 +27,10 @@ struct HostInfo {
 };
 [[nodiscard]] HostInfo GetHostInfo();
 
+// Raises this process's soft limit on open files to its hard limit, at most `cap` (POSIX
+// RLIMIT_NOFILE; no-op on Windows, whose handle limit is not a per-process setting). Best effort.
+void RaiseOpenFileLimit(uint64_t cap);
+
 // A secret that identifies this machine, to derive the key of the agent's state (POSIX:
 // /etc/machine-id, else /var/lib/dbus/machine-id, else "host:<hostname>" — weak; Windows will
 // protect the state with DPAPI instead). Never empty.

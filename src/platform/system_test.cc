@@ -1,7 +1,9 @@
 #include "platform/system.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -36,6 +38,15 @@ TEST(HostInfo, DescribesThisMachine) {
   EXPECT_EQ(h.os_name, "Linux");
   EXPECT_FALSE(h.os_version.empty());
   EXPECT_FALSE(h.arch.empty());
+}
+
+TEST(RaiseOpenFileLimit, RaisesTheSoftLimitUpToTheCap) {
+  struct rlimit before {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+  RaiseOpenFileLimit(1 << 20);
+  struct rlimit after {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &after), 0);
+  EXPECT_EQ(after.rlim_cur, std::min<rlim_t>(before.rlim_max, 1 << 20));
 }
 
 TEST(MachineSecret, IsStableAndNonEmpty) {

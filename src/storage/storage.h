@@ -20,7 +20,8 @@
 #include "common/crypto.h"
 #include "common/rate_limiter.h"
 #include "common/status.h"
-#include "common/unique_fd.h"
+#include "common/unique_fd.h"  // TEMPORARY: OpenPutSource for src/storage/dir
+#include "platform/file.h"
 
 namespace ds {
 
@@ -80,12 +81,18 @@ struct PutOptions {
   // commits it. For an agent's changed files, where an object under the key is expected.
   bool replace_unnamed = false;
   // The source already open (the agent's OpenScannedFile: checked to be what its scan saw), read
-  // from offset 0 through a dup; not closed. -1: the backend opens the `source` path itself.
-  int source_fd = -1;
+  // from offset 0 through a duplicate handle; not closed; must outlive the put. Null: the backend
+  // opens the `source` path itself.
+  const platform::File* source_file = nullptr;
 };
 
-// The descriptor a backend reads a put's source through: a dup of options.source_fd (rewound)
-// or `source` opened read-only. Every backend's PutFile/StagePut opens its source here.
+// The file a backend reads a put's source through: a duplicate of options.source_file (rewound
+// to offset 0) or `source` opened read-only. Every backend's PutFile/StagePut opens its source
+// here.
+[[nodiscard]] absl::StatusOr<platform::File> OpenPutSourceFile(const std::filesystem::path& source,
+                                                               const PutOptions& options);
+// TEMPORARY: OpenPutSourceFile as a descriptor, for src/storage/dir until it moves onto
+// src/platform (then this and common/unique_fd.h go).
 [[nodiscard]] absl::StatusOr<UniqueFd> OpenPutSource(const std::filesystem::path& source,
                                                      const PutOptions& options);
 

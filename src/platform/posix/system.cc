@@ -1,9 +1,11 @@
 #include "platform/system.h"
 
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/ascii.h"
@@ -36,6 +38,13 @@ HostInfo GetHostInfo() {
     info.arch = u.machine;
   }
   return info;
+}
+
+void RaiseOpenFileLimit(uint64_t cap) {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, static_cast<rlim_t>(cap));
+  ::setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 std::string MachineSecret() {
