@@ -533,7 +533,8 @@ class DirStorage final : public Storage {
   absl::StatusOr<std::unique_ptr<StagedPut>> StagePutFd(const std::string& key, int source_fd,
                                                         const std::string& source_desc,
                                                         const PutOptions& options) override {
-    // The one raw descriptor dir storage sees, until StagePutFd passes a platform::File.
+    // The one raw descriptor dir storage still takes (Storage::StagePutFd's), until that passes
+    // a platform::File: duplicated into one at once.
     DS_ASSIGN_OR_RETURN(File source, platform::DuplicateNativeHandle(source_fd, source_desc));
     DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s,
                         StageFrom(key, source, source_desc, options, !syncfs_flushes_));
@@ -765,11 +766,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
                                                                 const std::filesystem::path& source,
                                                                 const PutOptions& options,
                                                                 bool fsync_now) {
-  // OpenPutSource still hands out a raw descriptor (storage.h): the one place dir storage takes
-  // one, until it returns a platform::File.
-  DS_ASSIGN_OR_RETURN(auto src_fd, OpenPutSource(source, options));
-  DS_ASSIGN_OR_RETURN(File src, platform::DuplicateNativeHandle(src_fd.get(), source.string()));
-  src_fd = {};
+  DS_ASSIGN_OR_RETURN(File src, OpenPutSourceFile(source, options));
   return StageFrom(key, src, source.string(), options, fsync_now);
 }
 
