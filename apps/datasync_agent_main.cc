@@ -1,18 +1,18 @@
 // datasync-agent: runs on an instrument PC and syncs its job folders to storage.
-#include <CLI/CLI.hpp>
 #include <malloc.h>
-#include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
 
 #include "agent/agent.h"
+#include "command_line.h"
 #include "common/log.h"
 #include "common/time_util.h"
 #include "common/units.h"
 #include "http/http_client.h"
-#include "command_line.h"
-#include "signals.h"
+#include "platform/stop.h"
+#include "platform/system.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"datasync-agent: sync this PC's measurement folders to DataSync storage"};
@@ -118,12 +118,9 @@ int main(int argc, char** argv) {
   ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   // Staged copies hold a descriptor each until their group commits: use the hard limit on open
   // files, not the (often 1024) soft one.
-  if (struct rlimit rl {}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 1 << 20);
-    ::setrlimit(RLIMIT_NOFILE, &rl);
-  }
+  ds::platform::RaiseOpenFileLimit(1 << 20);
   static std::atomic<bool> stop{false};
-  ds::StartSignalThread([] {
+  (void)ds::platform::StopHandler::Install([] {
     spdlog::info("stop requested; finishing the current file");
     stop = true;
   });

@@ -1,5 +1,4 @@
 // datasync-server: state index, agent API, admin API and dashboard.
-#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <tuple>
 
 #include "absl/strings/ascii.h"
+#include "command_line.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/password.h"
@@ -22,9 +22,9 @@
 #include "common/units.h"
 #include "index/migrate_index.h"
 #include "index/state_index.h"
+#include "platform/file.h"
+#include "platform/stop.h"
 #include "server/server.h"
-#include "command_line.h"
-#include "signals.h"
 
 namespace {
 
@@ -246,10 +246,10 @@ bool LoadStorageKey(const std::string& storage_key_file, ds::ServerConfig* cfg) 
       std::cerr << "datasync-server: --storage-key-file: " << key.status().message() << "\n";
       return false;
     }
-    struct stat st {};
-    if (::stat(storage_key_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    auto st = ds::platform::Stat(storage_key_file, /*follow_links=*/true);
+    if (st.ok() && (st->permissions & 077) != 0) {
       spdlog::warn("{} is readable by other users (mode {:o}); chmod 600 it", storage_key_file,
-                   st.st_mode & 0777);
+                   st->permissions & 0777);
     }
     cfg->storage_key = std::move(*key);
   } else if (const char* env = std::getenv("DATASYNC_STORAGE_KEY"); env != nullptr) {
@@ -305,7 +305,7 @@ int Serve(const ds::ServerConfig& cfg) {
   std::condition_variable cv;
   bool stop = false;
   ds::DataSyncServer* serving = nullptr;  // guarded by mu
-  ds::StartSignalThread(
+  (void)ds::platform::StopHandler::Install(
       [&] {
         std::lock_guard<std::mutex> lock(mu);
         stop = true;

@@ -5,6 +5,7 @@
 # tests run, without the checked builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/check_platform_seam.sh
 ./scripts/install-deps.sh
 ./scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"

@@ -1,9 +1,5 @@
 #include "agent/agent.h"
 
-#include <sys/statvfs.h>
-#include <sys/utsname.h>
-#include <unistd.h>
-
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -34,6 +30,7 @@
 #include "http/http_client.h"
 #include "http/http_server.h"
 #include "http/http_types.h"
+#include "platform/system.h"
 #include "protocol/messages.h"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/rotating_file_sink.h"
@@ -44,16 +41,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-std::string HostName() {
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  return host;
-}
+std::string HostName() { return platform::GetHostInfo().hostname; }
 
 std::string OsDescription() {
-  struct utsname u {};
-  if (::uname(&u) != 0) return "unknown";
-  return absl::StrCat(u.sysname, " ", u.release, " ", u.machine);
+  const platform::HostInfo h = platform::GetHostInfo();
+  if (h.os_name.empty()) return "unknown";
+  return absl::StrCat(h.os_name, " ", h.os_version, " ", h.arch);
 }
 
 // Capped exponential backoff with "equal jitter": the n-th retry waits U(c/2, c), c = min(cap,
@@ -129,11 +122,9 @@ class DiskSampler {
       mu_.Unlock();
       std::vector<protocol::DiskFree> sample;
       for (const auto& [job, folder] : folders) {
-        struct statvfs v {};
-        if (::statvfs(folder.c_str(), &v) != 0) continue;
-        sample.push_back(protocol::DiskFree{job, folder,
-                                            static_cast<uint64_t>(v.f_bavail) * v.f_frsize,
-                                            static_cast<uint64_t>(v.f_blocks) * v.f_frsize});
+        absl::StatusOr<platform::SpaceInfo> space = platform::FreeSpace(folder);
+        if (!space.ok()) continue;
+        sample.push_back(protocol::DiskFree{job, folder, space->available, space->total});
       }
       mu_.Lock();
       last_ = std::move(sample);

@@ -1,39 +1,25 @@
 #include "agent/agent_state.h"
 
-#include <unistd.h>
-
 #include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/ascii.h"
 #include "common/crypto.h"
 #include "common/files.h"
 #include "common/json.h"
+#include "platform/directory.h"
+#include "platform/system.h"
 
 namespace ds {
 namespace {
 
 constexpr char kAssociatedData[] = "datasync-agent-state-v1";
 
-// A secret that identifies this machine: /etc/machine-id (systemd), else D-Bus's copy, else the
-// host name (weak; logged by the caller's re-enroll path only as "machine identity").
-std::string MachineSecret() {
-  for (const char* f : {"/etc/machine-id", "/var/lib/dbus/machine-id"}) {
-    auto s = ReadFileToString(f, 4096);
-    if (s.ok()) {
-      std::string id(absl::StripAsciiWhitespace(*s));
-      if (!id.empty()) return id;
-    }
-  }
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  return absl::StrCat("host:", host);
-}
-
+// The key of the state from the machine's secret (platform::MachineSecret: /etc/machine-id
+// (systemd), else D-Bus's copy, else the host name — weak) and the file's salt.
 std::string DeriveKey(const std::string& salt) {
-  return HkdfSha256(MachineSecret(), salt, kAssociatedData, 32);
+  return HkdfSha256(platform::MachineSecret(), salt, kAssociatedData, 32);
 }
 
 absl::Status Corrupt(const std::string& path, const std::string& why) {
@@ -89,12 +75,12 @@ absl::Status SaveAgentState(const std::string& state_dir, const AgentState& s) {
 }
 
 absl::Status MoveAgentStateAside(const std::string& state_dir) {
-  std::string path = AgentStatePath(state_dir);
-  std::string aside = absl::StrCat(path, ".bad-", std::time(nullptr));
-  if (::rename(path.c_str(), aside.c_str()) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, absl::StrCat("rename ", path));
-  }
-  return absl::OkStatus();
+  const std::string name = std::filesystem::path(AgentStatePath(state_dir)).filename().string();
+  const std::string aside = absl::StrCat(name, ".bad-", std::time(nullptr));
+  absl::StatusOr<platform::Directory> dir = platform::Directory::Open(state_dir);
+  if (!dir.ok()) return absl::IsNotFound(dir.status()) ? absl::OkStatus() : dir.status();
+  absl::Status moved = dir->RenameAt(name, *dir, aside, platform::Replace::kYes);
+  return absl::IsNotFound(moved) ? absl::OkStatus() : moved;
 }
 
 }  // namespace ds

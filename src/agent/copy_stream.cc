@@ -39,8 +39,8 @@ void CopyStream::StopCopying(spdlog::level::level_enum level, const std::string&
   copies_.Close();
 }
 
-std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path, int fd, uint64_t size,
-                                                int64_t mtime_ns) {
+std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path, const platform::File& file,
+                                                uint64_t size, int64_t mtime_ns) {
   if (stopped_.load()) return std::nullopt;
   Storage* to = storage_->Open(run_, storage_url_);
   if (to == nullptr) {
@@ -60,7 +60,7 @@ std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path, int fd,
     return std::nullopt;
   }
   const SteadyTime t0 = std::chrono::steady_clock::now();
-  absl::StatusOr<std::unique_ptr<StagedPut>> s = Stage(to, path, fd, mtime_ns);
+  absl::StatusOr<std::unique_ptr<StagedPut>> s = Stage(to, path, file, mtime_ns);
   Sha256Digest sha{};
   if (s.ok() && ((*s)->bytes() != size || !ParseSha256Hex((*s)->sha256(), &sha))) {
     s = absl::InternalError("staged size or hash unknown");
@@ -82,12 +82,13 @@ std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path, int fd,
 }
 
 absl::StatusOr<std::unique_ptr<StagedPut>> CopyStream::Stage(Storage* to, const std::string& path,
-                                                             int fd, int64_t mtime_ns) {
+                                                             const platform::File& file,
+                                                             int64_t mtime_ns) {
   const StageFdOptions stage{
       .unnamed_only = true,       // nothing to journal: a crash leaves no trace of a staged copy
       .replace_unnamed = delta_,  // a changed file replaces its object (kept as a version)
   };
-  return to->StagePutFd(JoinKey(run_.job.dest_prefix, path), fd,
+  return to->StagePutFd(JoinKey(run_.job.dest_prefix, path), file,
                         (std::filesystem::path(run_.job.source) / path).string(),
                         RunPutOptions(run_, mtime_ns), stage);
 }

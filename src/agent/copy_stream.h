@@ -23,6 +23,7 @@
 #include "common/bounded_queue.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "platform/file.h"
 
 namespace ds {
 
@@ -36,7 +37,8 @@ class CopyStream {
 
   // The scan's ScanOptions::read_new (thread-safe): the file's hash when it was copied, nullopt
   // when it was not (the scan then hashes it itself and it is uploaded as usual).
-  [[nodiscard]] std::optional<Sha256Digest> ReadNew(const std::string& path, int fd, uint64_t size,
+  [[nodiscard]] std::optional<Sha256Digest> ReadNew(const std::string& path,
+                                                    const platform::File& file, uint64_t size,
                                                     int64_t mtime_ns);
   // The scan ended: CompareLoop() returns once the copies left are compared.
   void ScanDone() { copies_.Close(); }
@@ -66,7 +68,8 @@ class CopyStream {
   // Stops copying for the rest of the scan (logs `why` the first time, at `level`).
   void StopCopying(spdlog::level::level_enum level, const std::string& why);
   [[nodiscard]] absl::StatusOr<std::unique_ptr<StagedPut>> Stage(Storage* to,
-                                                                 const std::string& path, int fd,
+                                                                 const std::string& path,
+                                                                 const platform::File& file,
                                                                  int64_t mtime_ns);
   // Compares one batch; the planned copies are committed and delivered.
   void CompareBatch(std::vector<Copy> batch);

@@ -206,9 +206,8 @@ void JobRun::Scan() {
     copies_ = std::make_unique<CopyStream>(*run_, policy_, storage_url_, base_digest_,
                                            storage_.get(), compare_session_.get(), committer_.get(),
                                            deliverer_.get(), &answered_);
-    so.read_new = [this](const std::string& path, int fd, uint64_t size, int64_t mtime_ns) {
-      return copies_->ReadNew(path, fd, size, mtime_ns);
-    };
+    so.read_new = [this](const std::string& path, platform::File& file, uint64_t size,
+                         int64_t mtime_ns) { return copies_->ReadNew(path, file, size, mtime_ns); };
     absl::StatusOr<ScanResult> scanned = absl::UnknownError("not scanned");
     std::thread scanner([&] {
       scanned = scan();

@@ -166,10 +166,11 @@ absl::StatusOr<PutResult> Uploader::Put(size_t i, const protocol::UploadInstruct
   // Read only while it is the file the scan hashed: a symlink, FIFO or other file put in its
   // place since is skipped, unread, for the next run to pick up.
   const std::filesystem::path source = root_ / DiskPathOf(scan_, u.path);
-  DS_ASSIGN_OR_RETURN(UniqueFd opened, OpenScannedFile(source, scan_.identities[plan_.entry(i)]));
+  DS_ASSIGN_OR_RETURN(platform::File opened,
+                      OpenScannedFile(source, scan_.identities[plan_.entry(i)]));
   PutOptions po = RunPutOptions(run_, e.mtime_ns);
   po.expected_sha256 = e.sha256;
-  po.source_fd = opened.get();
+  po.source_file = &opened;
   if (!u.url.empty()) return PutWithGrant(run_, u, source, po, grants, kept_version);
   DS_ASSIGN_OR_RETURN(*staged, storage_->get()->StagePut(u.key, source, po));
   return PutResult{};

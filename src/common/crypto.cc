@@ -1,11 +1,9 @@
 #include "common/crypto.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -14,6 +12,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "platform/file.h"
 
 namespace ds {
 
@@ -117,31 +117,19 @@ std::string Sha256Hex(std::string_view data) {
 }
 
 absl::StatusOr<FileDigest> Sha256File(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    std::string msg = absl::StrCat("open ", path.string(), ": ", std::strerror(e));
-    if (e == ENOENT) return absl::NotFoundError(msg);
-    if (e == EACCES || e == EPERM) return absl::PermissionDeniedError(msg);
-    return absl::InternalError(msg);
-  }
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  platform::OpenOptions options;
+  options.follow_links = true;
+  DS_ASSIGN_OR_RETURN(platform::File file, platform::File::Open(path, options));
+  file.AdviseSequential();
   Sha256 h;
   FileDigest out;
   std::vector<char> buf(1 << 20);
   for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("read ", path.string(), ": ", std::strerror(e)));
-    }
+    DS_ASSIGN_OR_RETURN(size_t n, file.Read(absl::MakeSpan(buf)));
     if (n == 0) break;
-    h.Update(buf.data(), static_cast<size_t>(n));
-    out.size += static_cast<uint64_t>(n);
+    h.Update(buf.data(), n);
+    out.size += n;
   }
-  ::close(fd);
   out.sha256 = h.FinishHex();
   return out;
 }

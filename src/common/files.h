@@ -1,9 +1,7 @@
-// Small file helpers shared by the programs and the storage backends.
+// Small file helpers shared by the programs and the storage backends, over the platform layer.
 #pragma once
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/types.h>
+#include <sys/stat.h>  // TEMPORARY: MtimeNs(struct stat) for src/storage/dir (see below)
 
 #include <atomic>
 #include <cstdint>
@@ -12,7 +10,9 @@
 #include <string_view>
 
 #include "common/status.h"
-#include "common/unique_fd.h"
+#include "platform/directory.h"
+#include "platform/error.h"
+#include "platform/file.h"
 
 namespace ds {
 
@@ -27,12 +27,9 @@ namespace ds {
 // fsync() on a directory so a rename inside it is durable.
 [[nodiscard]] absl::Status SyncDirectory(const std::filesystem::path& dir);
 
-// errno → canonical status with `what` as context.
-absl::Status ErrnoStatus(int err, std::string_view what);
-
-// The modification time of `st` in Unix nanoseconds.
-inline int64_t MtimeNs(const struct stat& st) {
-  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+// errno → canonical status with `what` as context: platform::ErrnoToStatus (the one mapping).
+inline absl::Status ErrnoStatus(int err, std::string_view what) {
+  return platform::ErrnoToStatus(err, what);
 }
 
 // What a scan saw of a file; the agent reads the file again (to upload it) only while it is
@@ -44,25 +41,25 @@ struct FileIdentity {
   int64_t mtime_ns = 0;   // Unix nanoseconds
   bool via_link = false;  // the scan reached it through a symlink inside the job folder
 };
-inline FileIdentity IdentityOf(const struct stat& st, bool via_link = false) {
-  return FileIdentity{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                      static_cast<uint64_t>(st.st_size), MtimeNs(st), via_link};
+inline FileIdentity IdentityOf(const platform::FileInfo& info, bool via_link = false) {
+  return FileIdentity{info.id.volume, info.id.file, info.size, info.mtime_ns, via_link};
 }
 
 // The message of OpenScannedFile's Aborted error.
 inline constexpr char kChangedSinceScan[] = "changed since scan";
 
-// Opens `path` (relative to `dir_fd`, or AT_FDCWD) to read a file a scan recorded as `expected`:
-// O_NOFOLLOW (unless expected.via_link: then the identity check alone guards), O_NONBLOCK (a
-// FIFO put in its place does not block; cleared again on the regular file), O_CLOEXEC; then
-// fstat's the descriptor. Returns it only for a regular file with expected's device, inode, size
-// and mtime; nothing of the file is read. Errors: NotFound (gone), Aborted kChangedSinceScan
-// (a symlink, FIFO, device, directory or another file is there now), PermissionDenied, others.
-[[nodiscard]] absl::StatusOr<UniqueFd> OpenScannedFileAt(int dir_fd, const char* path,
-                                                         const FileIdentity& expected);
-[[nodiscard]] inline absl::StatusOr<UniqueFd> OpenScannedFile(const std::filesystem::path& path,
-                                                              const FileIdentity& expected) {
-  return OpenScannedFileAt(AT_FDCWD, path.c_str(), expected);
+// Opens `name` (relative to `dir`, or with dir null the path itself) to read a file a scan
+// recorded as `expected`: not following a link as the last component (unless expected.via_link:
+// then the identity check alone guards), never blocking on a FIFO (OpenOptions::regular_only).
+// Returns it only for a regular file with expected's device, inode, size and mtime; nothing of
+// the file is read. Errors: NotFound (gone), Aborted kChangedSinceScan (a symlink, FIFO, device,
+// directory or another file is there now), PermissionDenied, others.
+[[nodiscard]] absl::StatusOr<platform::File> OpenScannedFileAt(const platform::Directory* dir,
+                                                               const std::string& name,
+                                                               const FileIdentity& expected);
+[[nodiscard]] inline absl::StatusOr<platform::File> OpenScannedFile(
+    const std::filesystem::path& path, const FileIdentity& expected) {
+  return OpenScannedFileAt(nullptr, path.string(), expected);
 }
 
 // True when `cancel` is set (null: never).
@@ -70,9 +67,13 @@ inline bool IsCancelled(const std::atomic<bool>* cancel) {
   return cancel != nullptr && cancel->load(std::memory_order_relaxed);
 }
 
+// TEMPORARY, for src/storage/dir only until it moves onto src/platform (helper platform-dir);
+// delete with it. New code uses platform::File / platform::FileInfo.
+inline int64_t MtimeNs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
 // Reads until `len` bytes or EOF, retrying EINTR. Returns the bytes read or -errno.
 ssize_t ReadFully(int fd, char* buf, size_t len);
-
 // Writes all of `data`, retrying short writes and EINTR. Returns 0 or errno.
 int WriteAll(int fd, const char* data, size_t len);
 

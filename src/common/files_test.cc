@@ -24,9 +24,9 @@ class OpenScannedFileTest : public ::testing::Test {
     fs::create_directories(dir_ / "tree");
     Write(dir_ / "outside.txt", "secret-outside");
     Write(file(), "scanned-data12");  // same size as outside.txt
-    struct stat st;
-    ASSERT_EQ(::lstat(file().c_str(), &st), 0);
-    scanned_ = IdentityOf(st);
+    auto info = platform::Stat(file(), /*follow_links=*/false);
+    ASSERT_TRUE(info.ok());
+    scanned_ = IdentityOf(*info);
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -48,8 +48,8 @@ TEST_F(OpenScannedFileTest, TheScannedFileOpensAndReads) {
   auto fd = OpenScannedFile(file(), scanned_);
   ASSERT_TRUE(fd.ok()) << fd.status();
   char buf[32];
-  EXPECT_EQ(ReadFully(fd->get(), buf, sizeof buf), 14);
-  EXPECT_EQ(::fcntl(fd->get(), F_GETFL) & O_NONBLOCK, 0);
+  EXPECT_EQ(*fd->ReadAt(0, absl::MakeSpan(buf, sizeof buf)), 14u);
+  EXPECT_EQ(::fcntl(fd->native(), F_GETFL) & O_NONBLOCK, 0);
 }
 
 TEST_F(OpenScannedFileTest, ASymlinkToAFileOutsideIsNotFollowed) {
@@ -96,13 +96,51 @@ TEST_F(OpenScannedFileTest, AChangedSizeOrMtimeIsRefusedAndAGoneFileIsNotFound) 
 
 TEST_F(OpenScannedFileTest, AFileReachedThroughALinkInsideIsCheckedByIdentity) {
   fs::create_symlink(file(), dir_ / "tree" / "link");
-  struct stat st;
-  ASSERT_EQ(::stat((dir_ / "tree" / "link").c_str(), &st), 0);
-  const FileIdentity via_link = IdentityOf(st, /*via_link=*/true);
+  auto info = platform::Stat(dir_ / "tree" / "link", /*follow_links=*/true);
+  ASSERT_TRUE(info.ok());
+  const FileIdentity via_link = IdentityOf(*info, /*via_link=*/true);
   EXPECT_TRUE(OpenScannedFile(dir_ / "tree" / "link", via_link).ok());
   fs::remove(dir_ / "tree" / "link");
   fs::create_symlink(dir_ / "outside.txt", dir_ / "tree" / "link");
   EXPECT_TRUE(absl::IsAborted(OpenScannedFile(dir_ / "tree" / "link", via_link).status()));
+}
+
+TEST_F(OpenScannedFileTest, OpensRelativeToADirectory) {
+  auto tree = platform::Directory::Open(dir_ / "tree");
+  ASSERT_TRUE(tree.ok());
+  EXPECT_TRUE(OpenScannedFileAt(&*tree, "data.bin", scanned_).ok());
+  EXPECT_TRUE(absl::IsNotFound(OpenScannedFileAt(&*tree, "none", scanned_).status()));
+}
+
+class WriteFileAtomicallyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("ds_files_atomic_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(WriteFileAtomicallyTest, ReplacesWithTheModeAndLeavesNoTemp) {
+  ASSERT_TRUE(WriteFileAtomically(dir_ / "f", "one", 0600).ok());
+  ASSERT_TRUE(WriteFileAtomically(dir_ / "f", "two!", 0640).ok());
+  EXPECT_EQ(*ReadFileToString(dir_ / "f"), "two!");
+  struct stat st;
+  ASSERT_EQ(::stat((dir_ / "f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_)) ++n;
+  EXPECT_EQ(n, 1u);
+  EXPECT_TRUE(absl::IsNotFound(WriteFileAtomically(dir_ / "no" / "f", "x")));
+  EXPECT_TRUE(SyncDirectory(dir_).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(ReadFileToString(dir_ / "f", 3).status()));
+}
+
+TEST(ErrnoStatus, IsThePlatformMapping) {
+  EXPECT_TRUE(absl::IsNotFound(ErrnoStatus(ENOENT, "x")));
+  EXPECT_EQ(platform::KindOf(ErrnoStatus(ELOOP, "x")), platform::ErrorKind::kIsLink);
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 #include "common/periodic_worker.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <utility>
+
+#include "platform/system.h"
 
 namespace ds {
 namespace {
@@ -38,7 +38,7 @@ void PeriodicWorker::Stop() {
 void PeriodicWorker::Loop() {
   current_worker = this;
   // The thread's name shows in top, gdb and TSan reports (Linux keeps 15 characters).
-  pthread_setname_np(pthread_self(), options_.name.substr(0, 15).c_str());
+  platform::SetThreadName(options_.name);
   if (options_.call_at_start && !stopping()) fn_();
   while (WaitNext()) fn_();
 }

@@ -1,8 +1,6 @@
 #include "storage/storage.h"
 
-#include <fcntl.h>
 #include <locale.h>
-#include <unistd.h>
 #include <wctype.h>
 
 #include <array>
@@ -201,21 +199,26 @@ absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePut(const std::string& 
   return std::make_unique<DoneStagedPut>(key, std::move(r));
 }
 
-absl::StatusOr<UniqueFd> OpenPutSource(const std::filesystem::path& source,
-                                       const PutOptions& options) {
-  if (options.source_fd < 0) {
-    UniqueFd fd(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open source ", source.string()));
-    return fd;
+absl::StatusOr<platform::File> OpenPutSourceFile(const std::filesystem::path& source,
+                                                 const PutOptions& options) {
+  if (options.source_file == nullptr) {
+    platform::OpenOptions read;
+    read.follow_links = true;
+    return platform::File::Open(source, read);
   }
-  UniqueFd fd(::fcntl(options.source_fd, F_DUPFD_CLOEXEC, 0));
-  if (!fd.valid() || ::lseek(fd.get(), 0, SEEK_SET) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("reopen source ", source.string()));
-  }
-  return fd;
+  DS_ASSIGN_OR_RETURN(platform::File file, options.source_file->Duplicate());
+  DS_RETURN_IF_ERROR(file.Seek(0));
+  return file;
 }
 
-absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePutFd(const std::string& key, int,
+absl::StatusOr<UniqueFd> OpenPutSource(const std::filesystem::path& source,
+                                       const PutOptions& options) {
+  DS_ASSIGN_OR_RETURN(platform::File file, OpenPutSourceFile(source, options));
+  return UniqueFd(file.Release());
+}
+
+absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePutFd(const std::string& key,
+                                                               const platform::File&,
                                                                const std::string&,
                                                                const PutOptions&,
                                                                const StageFdOptions&) {

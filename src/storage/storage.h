@@ -20,7 +20,8 @@
 #include "common/crypto.h"
 #include "common/rate_limiter.h"
 #include "common/status.h"
-#include "common/unique_fd.h"
+#include "common/unique_fd.h"  // TEMPORARY: OpenPutSource for src/storage/dir
+#include "platform/file.h"
 
 namespace ds {
 
@@ -69,8 +70,9 @@ struct PutOptions {
   // catches storage that corrupts data after accepting it (agent option --verify-readback).
   bool verify = false;
   // The source already open (the agent's OpenScannedFile: checked to be what its scan saw), read
-  // from offset 0 through a dup; not closed. -1: the backend opens the `source` path itself.
-  int source_fd = -1;
+  // from offset 0 through a duplicate handle; not closed; must outlive the put. Null: the backend
+  // opens the `source` path itself.
+  const platform::File* source_file = nullptr;
 };
 
 // How StagePutFd stages: options only the directory backend understands (others ignore them).
@@ -87,8 +89,13 @@ struct StageFdOptions {
   bool replace_unnamed = false;
 };
 
-// The descriptor a backend reads a put's source through: a dup of options.source_fd (rewound)
-// or `source` opened read-only. Every backend's PutFile/StagePut opens its source here.
+// The file a backend reads a put's source through: a duplicate of options.source_file (rewound
+// to offset 0) or `source` opened read-only. Every backend's PutFile/StagePut opens its source
+// here.
+[[nodiscard]] absl::StatusOr<platform::File> OpenPutSourceFile(const std::filesystem::path& source,
+                                                               const PutOptions& options);
+// TEMPORARY: OpenPutSourceFile as a descriptor, for src/storage/dir until it moves onto
+// src/platform (then this and common/unique_fd.h go).
 [[nodiscard]] absl::StatusOr<UniqueFd> OpenPutSource(const std::filesystem::path& source,
                                                      const PutOptions& options);
 
@@ -198,12 +205,12 @@ class Storage {
   // CommitPuts. Same errors as PutFile. Thread-safe. The default runs the whole PutFile here.
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<StagedPut>> StagePut(
       const std::string& key, const std::filesystem::path& source, const PutOptions& options);
-  // StagePut from a source the caller has open (`source_fd`, read from offset 0 to its end;
-  // not closed; `source_desc` names it in errors), so that a scan can copy a file it opened
+  // StagePut from a source the caller has open (`source`, read from offset 0 to its end through
+  // a duplicate handle; stays the caller's; `source_desc` names it in errors), so that a scan can copy a file it opened
   // while it hashes it: each byte read once. `stage` says how (StageFdOptions). Only where
   // Features().stages_from_fd; the default: Unimplemented.
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<StagedPut>> StagePutFd(
-      const std::string& key, int source_fd, const std::string& source_desc,
+      const std::string& key, const platform::File& source, const std::string& source_desc,
       const PutOptions& options, const StageFdOptions& stage);
   // Makes every staged put durable, then moves each under its key (keeping a differing object
   // as a version, as PutFile does), then makes the renames durable; one result per input, in

@@ -1024,10 +1024,9 @@ TEST_P(StorageConformanceTest, FeaturesAgreeWithWhatItsUrlAdvertisesAndHold) {
   EXPECT_NE(f.direct_writes, f.write_grants);  // an agent writes it one way or the other
 
   const std::string content = "staged from an open file";
-  const int fd = ::open(WriteSource(content).c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  auto staged = storage().StagePutFd("f/fd.dat", fd, "source", PutOptions{}, StageFdOptions{});
-  ::close(fd);
+  absl::StatusOr<platform::File> fd = platform::File::Open(WriteSource(content), {});
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  auto staged = storage().StagePutFd("f/fd.dat", *fd, "source", PutOptions{}, StageFdOptions{});
   if (f.stages_from_fd) {
     ASSERT_TRUE(staged.ok()) << staged.status();
     std::vector<std::unique_ptr<StagedPut>> one;
@@ -1246,18 +1245,13 @@ TEST_F(DirStorageTest, CrashBeforeCommitLeavesNothing) {
 // unnamed files is used up (ResourceExhausted).
 TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesCleanly) {
   const std::string content(200'000, 's');
-  const int fd = ::open(WriteSource(content).c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-    int get() const { return fd; }
-  } src{fd};
+  absl::StatusOr<platform::File> src = platform::File::Open(WriteSource(content), {});
+  ASSERT_TRUE(src.ok()) << src.status();
   char first[10];
-  ASSERT_EQ(::read(src.get(), first, sizeof first), 10);  // an offset that is not 0
+  ASSERT_EQ(src->Read(absl::MakeSpan(first, sizeof first)).value_or(0), 10u);  // offset not 0
   const PutOptions po{.run_id = "abcdef01-run"};
   const StageFdOptions unnamed{.unnamed_only = true};
-  auto a = storage_->StagePutFd("d/a.dat", src.get(), "source a", po, unnamed);
+  auto a = storage_->StagePutFd("d/a.dat", *src, "source a", po, unnamed);
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ((*a)->bytes(), content.size());
   EXPECT_EQ((*a)->sha256(), Sha256Hex(content));
@@ -1268,7 +1262,7 @@ TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesClea
   EXPECT_EQ(*storage_->ReadAll("d/a.dat", 1 << 20), content);
 
   // The key is taken: refused before anything is written, the object untouched.
-  auto again = storage_->StagePutFd("d/a.dat", src.get(), "source a", po, unnamed);
+  auto again = storage_->StagePutFd("d/a.dat", *src, "source a", po, unnamed);
   EXPECT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
   EXPECT_THAT(Entries(root_ / "d"), ElementsAre("a.dat"));
   EXPECT_THAT(Temps(), IsEmpty());
@@ -1276,14 +1270,14 @@ TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesClea
   // No unnamed file left in the budget: refused; without unnamed_only a temp name is used.
   std::unique_ptr<Storage> small = OpenWithFileLimit(8);  // budget 2
   ASSERT_NE(small, nullptr);
-  auto b = small->StagePutFd("d/b.dat", src.get(), "source b", po, unnamed);
+  auto b = small->StagePutFd("d/b.dat", *src, "source b", po, unnamed);
   ASSERT_TRUE(b.ok()) << b.status();
-  auto c = small->StagePutFd("d/c.dat", src.get(), "source c", po, unnamed);
+  auto c = small->StagePutFd("d/c.dat", *src, "source c", po, unnamed);
   ASSERT_TRUE(c.ok()) << c.status();
-  auto e = small->StagePutFd("d/e.dat", src.get(), "source e", po, unnamed);
+  auto e = small->StagePutFd("d/e.dat", *src, "source e", po, unnamed);
   EXPECT_TRUE(absl::IsResourceExhausted(e.status())) << e.status();
   EXPECT_THAT(Temps(), IsEmpty());
-  auto d = small->StagePutFd("d/d.dat", src.get(), "source d", po, StageFdOptions{});
+  auto d = small->StagePutFd("d/d.dat", *src, "source d", po, StageFdOptions{});
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(Temps().size(), 1u);
   EXPECT_THAT(Keys("d"), ElementsAre("d/a.dat"));
@@ -1298,11 +1292,9 @@ TEST_F(DirStorageTest, StagePutFdReplaceUnnamedReplacesAtCommitAndKeepsTheVersio
   const PutOptions po{.run_id = "abcdef01-run"};
   const StageFdOptions replace{.unnamed_only = true, .replace_unnamed = true};
   auto stage = [&](const std::string& key, const std::string& content) {
-    const int fd = ::open(WriteSource(content).c_str(), O_RDONLY | O_CLOEXEC);
-    EXPECT_GE(fd, 0);
-    auto s = storage_->StagePutFd(key, fd, "source", po, replace);
-    ::close(fd);
-    return s;
+    absl::StatusOr<platform::File> src = platform::File::Open(WriteSource(content), {});
+    EXPECT_TRUE(src.ok()) << src.status();
+    return storage_->StagePutFd(key, *src, "source", po, replace);
   };
   auto r = stage("d/r.dat", "new bytes");
   ASSERT_TRUE(r.ok()) << r.status();

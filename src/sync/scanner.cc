@@ -1,23 +1,17 @@
 #include "sync/scanner.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <fnmatch.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
-#include <deque>
-#include <thread>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <limits>
-#include <memory>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -29,6 +23,10 @@
 #include "common/paths.h"
 #include "common/time_util.h"
 #include "common/unicode.h"
+#include "platform/directory.h"
+#include "platform/error.h"
+#include "platform/glob.h"
+#include "platform/path.h"
 
 namespace ds {
 namespace {
@@ -49,31 +47,23 @@ constexpr char kSymlinkDangling[] = "dangling symlink";
 constexpr char kNotRegular[] = "not a regular file";
 constexpr char kNfcCollision[] = "another name in this folder is the same in Unicode NFC";
 
-// Closes a file descriptor on scope exit.
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  ~FdCloser() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
+// The skip reason for a failed OS call: "permission denied", else the system's text.
+std::string Reason(const absl::Status& status) {
+  if (absl::IsPermissionDenied(status)) return kPermissionDenied;
+  return platform::SystemErrorText(status);
+}
 
- private:
-  int fd_;
-};
-
-std::string ErrnoReason(int err) {
-  if (err == EACCES || err == EPERM) return kPermissionDenied;
-  return std::strerror(err);
+// The entry is gone since it was listed (not: a path component is no directory).
+bool Gone(const absl::Status& status) {
+  return absl::IsNotFound(status) && platform::KindOf(status) != platform::ErrorKind::kNotDirectory;
 }
 
 // True when `pattern` matches: against the whole relative path, and for patterns without
 // '/' also against the basename.
 bool GlobMatches(const std::string& pattern, const char* path, const char* basename) {
-  if (::fnmatch(pattern.c_str(), path, 0) == 0) return true;
+  if (platform::GlobMatch(pattern, path)) return true;
   return basename != path && pattern.find('/') == std::string::npos &&
-         ::fnmatch(pattern.c_str(), basename, 0) == 0;
+         platform::GlobMatch(pattern, basename);
 }
 
 // PassesFilters with the basename already located: `base` points into `path`.
@@ -97,17 +87,12 @@ class Scanner {
   ~Scanner() { FlushHashes(); }
 
   absl::StatusOr<ScanResult> Run() {
-    int root_fd = ::open(options_.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (root_fd < 0) {
-      return ErrnoStatus(errno, absl::StrCat("job folder ", options_.root.string()));
-    }
-    FdCloser close_root(root_fd);
-    char* real = ::realpath(options_.root.c_str(), nullptr);
-    if (real == nullptr) {
-      return ErrnoStatus(errno, absl::StrCat("job folder ", options_.root.string()));
-    }
-    root_real_prefix_ = real;
-    std::free(real);
+    const std::string what = absl::StrCat("job folder ", options_.root.string());
+    absl::StatusOr<platform::Directory> root = platform::Directory::Open(options_.root);
+    if (!root.ok()) return platform::WithContext(root.status(), what);
+    absl::StatusOr<std::filesystem::path> real = platform::RealPath(options_.root);
+    if (!real.ok()) return platform::WithContext(real.status(), what);
+    root_real_prefix_ = platform::PathToUtf8(*real);
     if (root_real_prefix_.back() != '/') root_real_prefix_.push_back('/');
 
     if (options_.settle.count() > 0) {
@@ -123,7 +108,7 @@ class Scanner {
 
     std::string prefix;
     prefix.reserve(kMaxPathBytes + 1);
-    absl::Status walked = WalkDirectory(root_fd, prefix);
+    absl::Status walked = WalkDirectory(*root, prefix);
     FlushHashes();  // also closes the pending files when the walk failed
     DS_RETURN_IF_ERROR(walked);
     // Hashing checks for cancellation per chunk and leaves the file out; never return that as
@@ -143,16 +128,16 @@ class Scanner {
   struct DirEntry {
     std::string name;    // in Unicode NFC: the name the manifest uses
     std::string disk;    // the name on disk when that is not `name` (not NFC); else empty
-    unsigned char type;  // DT_*; resolved by lstat when readdir does not say
-    bool have_stat;      // `st` holds the entry's lstat
-    struct stat st;
+    platform::FileType type;                 // kOther also when it could not be told
+    std::optional<platform::FileInfo> info;  // the entry's lstat, when the listing took one
+    absl::Status info_status;                // why telling its type failed, if it did
     // Sorts as its path would: a directory as if its name ended in '/'.
     bool operator<(const DirEntry& o) const {
       const size_t n = std::min(name.size(), o.name.size());
       if (int c = std::memcmp(name.data(), o.name.data(), n); c != 0) return c < 0;
       auto next = [n](const DirEntry& e) -> int {
         if (e.name.size() > n) return static_cast<unsigned char>(e.name[n]);
-        return e.type == DT_DIR ? '/' : -1;
+        return e.type == platform::FileType::kDirectory ? '/' : -1;
       };
       return next(*this) < next(o);
     }
@@ -167,39 +152,27 @@ class Scanner {
     result_.skipped.push_back(ScanProblem{std::move(path), std::move(error)});
   }
 
-  // Reads the names in `dir_fd` (which it does not close).
-  absl::Status ReadNames(int dir_fd, const std::string& rel_dir, std::vector<DirEntry>& out) {
-    int fd = ::dup(dir_fd);
-    if (fd < 0) return ErrnoStatus(errno, "dup");
-    DIR* dir = ::fdopendir(fd);
-    if (dir == nullptr) {
-      int e = errno;
-      ::close(fd);
-      return ErrnoStatus(e, "fdopendir");
-    }
-    ::rewinddir(dir);
-    for (;;) {
-      errno = 0;
-      struct dirent* de = ::readdir(dir);
-      if (de == nullptr) {
-        int e = errno;
-        ::closedir(dir);
-        if (e != 0) Skip(rel_dir.empty() ? "." : rel_dir, ErrnoReason(e));
-        return absl::OkStatus();
-      }
-      const char* n = de->d_name;
-      if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'))) continue;
+  // Reads the names in `dir`. A directory that cannot be read to its end is reported (with
+  // what was read kept), except when out of file handles: that fails the scan.
+  absl::Status ReadNames(const platform::Directory& dir, const std::string& rel_dir,
+                         std::vector<DirEntry>& out) {
+    absl::Status listed = dir.List([&](const platform::DirEntry& de) {
       DirEntry& e = out.emplace_back();
-      e.name = n;
-      e.type = de->d_type;
-      e.have_stat = false;
+      e.name = de.name;
+      e.type = de.type;
+      e.info = de.info;
+      e.info_status = de.info_status;
       if (!IsNfc(e.name)) {
         if (std::optional<std::string> nfc = ToNfc(e.name)) {  // invalid UTF-8 is refused later
           e.disk = std::exchange(e.name, std::move(*nfc));
           renamed_seen_ = true;
         }
       }
-    }
+      return absl::OkStatus();
+    });
+    if (absl::IsResourceExhausted(listed)) return listed;
+    if (!listed.ok()) Skip(rel_dir.empty() ? "." : rel_dir, Reason(listed));
+    return absl::OkStatus();
   }
 
   // Takes out (and reports) the entries whose names are equal in NFC: two spellings of one name
@@ -219,16 +192,10 @@ class Scanner {
     entries = std::move(kept);
   }
 
-  // Reads the names in `dir_fd` in the order their paths sort (see DirEntry::operator<).
-  absl::Status ReadSortedNames(int dir_fd, const std::string& rel_dir, std::vector<DirEntry>& out) {
-    DS_RETURN_IF_ERROR(ReadNames(dir_fd, rel_dir, out));
-    for (DirEntry& e : out) {
-      if (e.type != DT_UNKNOWN) continue;
-      if (::fstatat(dir_fd, e.DiskName().c_str(), &e.st, AT_SYMLINK_NOFOLLOW) == 0) {
-        e.have_stat = true;
-        e.type = IFTODT(e.st.st_mode);
-      }
-    }
+  // Reads the names in `dir` in the order their paths sort (see DirEntry::operator<).
+  absl::Status ReadSortedNames(const platform::Directory& dir, const std::string& rel_dir,
+                               std::vector<DirEntry>& out) {
+    DS_RETURN_IF_ERROR(ReadNames(dir, rel_dir, out));
     std::sort(out.begin(), out.end());
     // Only a folder with a name renamed to NFC can hold two spellings of one name.
     const bool renamed_here = renamed_seen_ && std::any_of(out.begin(), out.end(), [](const DirEntry& e) {
@@ -238,11 +205,11 @@ class Scanner {
     return absl::OkStatus();
   }
 
-  // Scans the directory open as `dir_fd`, whose relative path is `prefix` (empty for the root).
+  // Scans the directory `dir`, whose relative path is `prefix` (empty for the root).
   // `prefix` is used as scratch space and restored before returning.
-  absl::Status WalkDirectory(int dir_fd, std::string& prefix) {
+  absl::Status WalkDirectory(const platform::Directory& dir, std::string& prefix) {
     std::vector<DirEntry> entries;
-    DS_RETURN_IF_ERROR(ReadSortedNames(dir_fd, prefix, entries));
+    DS_RETURN_IF_ERROR(ReadSortedNames(dir, prefix, entries));
     const size_t prefix_len = prefix.size();
     const size_t disk_len = disk_path_.size();
     for (DirEntry& entry : entries) {
@@ -257,23 +224,20 @@ class Scanner {
       prefix.append(entry.name);
       disk_path_.append(entry.DiskName());
 
-      const unsigned char type = entry.type;
-      if (type == DT_UNKNOWN) {  // lstat failed in ReadSortedNames: try once more for the reason
-        struct stat st;
-        if (::fstatat(dir_fd, entry.DiskName().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT) {
-          Skip(prefix, ErrnoReason(errno));
-        }
+      if (!entry.info_status.ok()) {  // the listing could not tell its type
+        if (!Gone(entry.info_status)) Skip(prefix, Reason(entry.info_status));
         continue;
       }
 
-      switch (type) {
-        case DT_DIR:
-          DS_RETURN_IF_ERROR(VisitDirectory(dir_fd, entry.DiskName(), prefix));
+      switch (entry.type) {
+        case platform::FileType::kDirectory:
+          DS_RETURN_IF_ERROR(VisitDirectory(dir, entry.DiskName(), prefix));
           break;
-        case DT_REG:
-          VisitFile(dir_fd, entry.DiskName(), prefix, base_offset, entry.have_stat ? &entry.st : nullptr);
+        case platform::FileType::kFile:
+          VisitFile(dir, entry.DiskName(), prefix, base_offset,
+                    entry.info ? &*entry.info : nullptr);
           break;
-        case DT_LNK:
+        case platform::FileType::kLink:
           VisitSymlink(prefix, base_offset);
           break;
         default:
@@ -286,22 +250,25 @@ class Scanner {
     return absl::OkStatus();
   }
 
-  absl::Status VisitDirectory(int parent_fd, const std::string& name, std::string& path) {
+  absl::Status VisitDirectory(const platform::Directory& parent, const std::string& name,
+                              std::string& path) {
     // A directory whose own path is unsafe cannot hold a valid path: report it once.
     absl::Status valid = ValidateRelativePath(path);
     if (!valid.ok()) {
       Skip(path, absl::StrCat("invalid name: ", std::string(valid.message())));
       return absl::OkStatus();
     }
-    // O_NOFOLLOW: a directory replaced by a symlink since readdir is not descended.
-    int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-      int e = errno;
-      if (e != ENOENT && e != ELOOP && e != ENOTDIR) Skip(path, ErrnoReason(e));
+    // Not following links: a directory replaced by a symlink (or a file) since readdir is not
+    // descended.
+    absl::StatusOr<platform::Directory> dir = parent.OpenDirectory(name);
+    if (!dir.ok()) {
+      if (!absl::IsNotFound(dir.status()) &&
+          platform::KindOf(dir.status()) != platform::ErrorKind::kIsLink) {
+        Skip(path, Reason(dir.status()));
+      }
       return absl::OkStatus();
     }
-    FdCloser close_fd(fd);
-    return WalkDirectory(fd, path);
+    return WalkDirectory(*dir, path);
   }
 
   bool PassesFilters(const std::string& path, size_t base_offset) const {
@@ -331,104 +298,109 @@ class Scanner {
   }
 
   // How the scan opens a file to read: never through a symlink, never blocking (a FIFO that
-  // replaced the file since it was listed).
-  static constexpr int kOpenToRead = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
-
-  // After opening `path` failed with `e`: nothing when it was deleted since it was listed.
-  void SkipOpenError(const std::string& path, int e) {
-    if (e != ENOENT) Skip(path, e == ELOOP ? kChangedWhileReading : ErrnoReason(e));
+  // replaced the file since it was listed); the caller checks the type.
+  static platform::OpenOptions ToRead() {
+    platform::OpenOptions o;
+    o.non_blocking = true;
+    return o;
   }
 
-  // A regular file (not a symlink) named `name` in `dir_fd`. `st` is its lstat when known.
-  void VisitFile(int dir_fd, const std::string& name, const std::string& path, size_t base_offset,
-                 const struct stat* known) {
+  // After opening `path` failed: nothing when it was deleted since it was listed.
+  void SkipOpenError(const std::string& path, const absl::Status& status) {
+    if (Gone(status)) return;
+    Skip(path, platform::KindOf(status) == platform::ErrorKind::kIsLink ? kChangedWhileReading
+                                                                        : Reason(status));
+  }
+
+  // A regular file (not a symlink) named `name` in `dir`. `known` is its lstat when known.
+  void VisitFile(const platform::Directory& dir, const std::string& name, const std::string& path,
+                 size_t base_offset, const platform::FileInfo* known) {
     if (!Admit(path, base_offset)) return;
     if (known == nullptr && no_cached_hashes_) {
-      // Every file is read, so open it at once and fstat the descriptor: one path lookup
-      // instead of two (lstat, then open). readdir said it is a regular file; O_NONBLOCK and
-      // O_NOFOLLOW make opening whatever replaced it since harmless, and the fstat tells.
-      int fd = ::openat(dir_fd, name.c_str(), kOpenToRead);
-      if (fd < 0) {
-        SkipOpenError(path, errno);
-        return;
-      }
-      struct stat st;
-      if (::fstat(fd, &st) != 0) {
-        Skip(path, ErrnoReason(errno));
-        ::close(fd);
-        return;
-      }
-      if (!S_ISREG(st.st_mode) || !Settled(MtimeNs(st))) {
-        if (!S_ISREG(st.st_mode)) Skip(path, kChangedWhileReading);
-        ::close(fd);
-        return;
-      }
-      Enqueue(path, fd, IdentityOf(st));
+      // Every file is read, so open it at once and describe the open file: one path lookup
+      // instead of two (lstat, then open). readdir said it is a regular file; not blocking and
+      // not following links make opening whatever replaced it since harmless, and Info tells.
+      absl::StatusOr<platform::File> file = dir.OpenFile(name, ToRead());
+      if (!file.ok()) return SkipOpenError(path, file.status());
+      absl::StatusOr<platform::FileInfo> info = file->Info();
+      if (!info.ok()) return Skip(path, Reason(info.status()));
+      if (info->type != platform::FileType::kFile) return Skip(path, kChangedWhileReading);
+      if (!Settled(info->mtime_ns)) return;
+      Enqueue(path, *std::move(file), IdentityOf(*info));
       return;
     }
-    struct stat st;
+    platform::FileInfo info;
     if (known != nullptr) {
-      st = *known;
-    } else if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno != ENOENT) Skip(path, ErrnoReason(errno));
-      return;
+      info = *known;
+    } else {
+      absl::StatusOr<platform::FileInfo> stat = dir.StatAt(name);
+      if (!stat.ok()) {
+        if (!Gone(stat.status())) Skip(path, Reason(stat.status()));
+        return;
+      }
+      info = *stat;
     }
-    if (!S_ISREG(st.st_mode)) {  // replaced since readdir
+    if (info.type != platform::FileType::kFile) {  // replaced since readdir
       Skip(path, kChangedWhileReading);
       return;
     }
-    if (!Settled(MtimeNs(st))) return;
-    AddFile(path, IdentityOf(st), dir_fd, name.c_str());
+    if (!Settled(info.mtime_ns)) return;
+    AddFile(path, IdentityOf(info), &dir, name);
   }
 
   // A symlink at `path`: included only when it resolves to a regular file inside root.
   void VisitSymlink(const std::string& path, size_t base_offset) {
     if (!PassesFilters(path, base_offset)) return;
-    std::string full = (options_.root / disk_path_).string();
-    struct stat st;
-    if (::stat(full.c_str(), &st) != 0) {
-      int e = errno;
-      if (e == ENOENT || e == ELOOP || e == ENOTDIR) {
+    const std::filesystem::path full = options_.root / disk_path_;
+    absl::StatusOr<platform::FileInfo> st = platform::Stat(full, /*follow_links=*/true);
+    if (!st.ok()) {
+      if (absl::IsNotFound(st.status()) ||
+          platform::KindOf(st.status()) == platform::ErrorKind::kIsLink) {
         if (Admit(path, base_offset)) Skip(path, kSymlinkDangling);
       } else if (Admit(path, base_offset)) {
-        Skip(path, ErrnoReason(e));
+        Skip(path, Reason(st.status()));
       }
       return;
     }
-    if (S_ISDIR(st.st_mode)) return;  // links to directories are never descended
+    if (st->type == platform::FileType::kDirectory)
+      return;  // links to directories: never descended
     if (!Admit(path, base_offset)) return;
-    char* real = ::realpath(full.c_str(), nullptr);
-    if (real == nullptr) {
-      Skip(path, errno == ENOENT || errno == ELOOP ? kSymlinkDangling : ErrnoReason(errno));
+    absl::StatusOr<std::filesystem::path> real = platform::RealPath(full);
+    if (!real.ok()) {
+      Skip(path,
+           Gone(real.status()) || platform::KindOf(real.status()) == platform::ErrorKind::kIsLink
+               ? std::string(kSymlinkDangling)
+               : Reason(real.status()));
       return;
     }
-    std::string target(real);
-    std::free(real);
+    const std::string target = platform::PathToUtf8(*real);
     if (target.compare(0, root_real_prefix_.size(), root_real_prefix_) != 0) {
       Skip(path, kSymlinkOutside);
       return;
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (st->type != platform::FileType::kFile) {
       Skip(path, kNotRegular);
       return;
     }
-    if (!Settled(MtimeNs(st))) return;
+    if (!Settled(st->mtime_ns)) return;
     // The real path had no symlinks left; should one appear since, the identity check tells.
-    AddFile(path, IdentityOf(st, /*via_link=*/true), AT_FDCWD, target.c_str());
+    AddFile(path, IdentityOf(*st, /*via_link=*/true), nullptr, target);
   }
 
-  // Adds the file at `path` (settled, admitted, `name` in `dir_fd`) with its hash from the cache
-  // or from reading it, opened only while it is the file stat'ed (OpenScannedFileAt).
-  void AddFile(const std::string& path, const FileIdentity& id, int dir_fd, const char* name) {
+  // Adds the file at `path` (settled, admitted, `name` in `dir`, or a path with dir null) with
+  // its hash from the cache or from reading it, opened only while it is the file stat'ed
+  // (OpenScannedFileAt).
+  void AddFile(const std::string& path, const FileIdentity& id, const platform::Directory* dir,
+               const std::string& name) {
     if (cache_ != nullptr) {
       if (std::optional<Sha256Digest> sha = cache_->Lookup(path, id.size, id.mtime_ns)) {
         Emit(path, id, *sha);
         return;
       }
     }
-    absl::StatusOr<UniqueFd> fd = OpenScannedFileAt(dir_fd, name, id);
-    if (!fd.ok()) return SkipUnopened(path, fd.status());
-    Enqueue(path, fd->Release(), id);
+    absl::StatusOr<platform::File> file = OpenScannedFileAt(dir, name, id);
+    if (!file.ok()) return SkipUnopened(path, file.status());
+    Enqueue(path, *std::move(file), id);
   }
 
   void SkipUnopened(const std::string& path, const absl::Status& status) {
@@ -438,14 +410,14 @@ class Scanner {
                                                 : std::string(status.message()));
   }
 
-  // Queues the file open as `fd` (checked: regular, settled, `size` and `mtime_ns` as fstat'ed)
+  // Queues the open `file` (checked: regular, settled, `size` and `mtime_ns` as fstat'ed)
   // for hashing by the workers while the walk goes on; the entry waits in the queue until then.
-  void Enqueue(const std::string& path, int fd, const FileIdentity& id) {
+  void Enqueue(const std::string& path, platform::File file, const FileIdentity& id) {
     const uint64_t size = id.size;
     const int64_t mtime_ns = id.mtime_ns;
     auto job = std::make_unique<PendingHash>();
     job->path = path;
-    job->fd = fd;
+    job->file = std::move(file);
     job->size = size;
     job->mtime_ns = mtime_ns;
     PendingHash* raw = job.get();
@@ -499,7 +471,7 @@ class Scanner {
   // A file opened and checked by AddFile, waiting to be hashed by a worker.
   struct PendingHash {
     std::string path;
-    int fd = -1;            // owned until the entry leaves the queue
+    platform::File file;    // open until the entry leaves the queue
     uint64_t size = 0;      // bytes, as stat'ed
     int64_t mtime_ns = 0;   // as stat'ed
     Sha256Digest sha256{};  // result when `hashed`
@@ -518,30 +490,28 @@ class Scanner {
 
   // Reads and hashes one pending file (any thread). `buffer` holds kReadChunkBytes.
   void HashOne(PendingHash& h, char* buffer) const {
-    if (h.size > kReadChunkBytes) ::posix_fadvise(h.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (h.size > kReadChunkBytes) h.file.AdviseSequential();
     Sha256 hash;
     uint64_t read_total = 0;
     // Reading stops at the size fstat reported (saving a read per small file); growth beyond it
     // shows in the second fstat.
     while (read_total < h.size) {
       if (Cancelled()) return;
-      ssize_t n = ::read(h.fd, buffer, kReadChunkBytes);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        h.error = absl::StrCat("read error: ", ErrnoReason(errno));
+      absl::StatusOr<size_t> n = h.file.Read(absl::MakeSpan(buffer, kReadChunkBytes));
+      if (!n.ok()) {
+        h.error = absl::StrCat("read error: ", Reason(n.status()));
         return;
       }
-      if (n == 0) break;
-      hash.Update(buffer, static_cast<size_t>(n));
-      read_total += static_cast<uint64_t>(n);
+      if (*n == 0) break;
+      hash.Update(buffer, *n);
+      read_total += *n;
     }
-    struct stat after;
-    if (::fstat(h.fd, &after) != 0) {
-      h.error = ErrnoReason(errno);
+    absl::StatusOr<platform::FileInfo> after = h.file.Info();
+    if (!after.ok()) {
+      h.error = Reason(after.status());
       return;
     }
-    if (read_total != h.size || static_cast<uint64_t>(after.st_size) != h.size ||
-        MtimeNs(after) != h.mtime_ns) {
+    if (read_total != h.size || after->size != h.size || after->mtime_ns != h.mtime_ns) {
       h.error = kChangedWhileReading;
       return;
     }
@@ -552,14 +522,14 @@ class Scanner {
   // Offers the file to options_.read_new, else hashes it (any thread).
   void Process(PendingHash& h, char* buffer) const {
     if (options_.read_new && !Cancelled()) {
-      if (auto sha = options_.read_new(h.path, h.fd, h.size, h.mtime_ns)) {
+      if (auto sha = options_.read_new(h.path, h.file, h.size, h.mtime_ns)) {
         h.sha256 = *sha;
         h.hashed = h.by_hook = true;
         return;
       }
       // Declined, maybe after reading some of it: hash it from the start.
-      if (::lseek(h.fd, 0, SEEK_SET) < 0) {
-        h.error = absl::StrCat("seek: ", ErrnoReason(errno));
+      if (absl::Status s = h.file.Seek(0); !s.ok()) {
+        h.error = absl::StrCat("seek: ", Reason(s));
         return;
       }
     }
@@ -606,7 +576,7 @@ class Scanner {
       if (q.job) {
         PendingHash& h = *q.job;
         if (!WaitDone(h, all)) return;
-        ::close(h.fd);
+        h.file = platform::File();  // closed: done with it
         if (h.hashed) {
           ++result_.files_hashed;
           result_.bytes_hashed += h.size;

@@ -22,19 +22,20 @@ namespace ds {
 
 struct ScanOptions {
   std::filesystem::path root;            // the job folder; must exist
-  std::vector<std::string> includes;     // globs (fnmatch, '*' also matches '/'); empty = all
+  std::vector<std::string>
+      includes;  // globs (platform::GlobMatch: '*' also matches '/'); empty = all
   std::vector<std::string> excludes;     // globs; exclude wins over include
   std::chrono::milliseconds settle{0};   // skip files modified less than this long ago
   int64_t now_ns = 0;                    // Unix nanoseconds; "now" for the settle check
   const std::atomic<bool>* cancel = nullptr;  // checked per file; scan returns Cancelled
   int hash_threads = 2;                  // threads hashing files not in the cache (>= 1)
-  // Optional: offered each file the cache does not know, on a hashing thread, open (`fd`, at
+  // Optional: offered each file the cache does not know, on a hashing thread, open (`file`, at
   // offset 0, not to be closed) and checked against its lstat (`size`, `mtime_ns`). Returns the
   // SHA-256 when it read the whole file itself and found it unchanged (e.g. while copying it to
   // storage: each byte read once); nullopt to decline, and the scan hashes the file as usual.
   // Must be thread-safe.
-  std::function<std::optional<Sha256Digest>(const std::string& path, int fd, uint64_t size,
-                                             int64_t mtime_ns)>
+  std::function<std::optional<Sha256Digest>(const std::string& path, platform::File& file,
+                                            uint64_t size, int64_t mtime_ns)>
       read_new;
 };
 

@@ -170,7 +170,7 @@ TEST_F(ScannerTest, ReadNewHookTakesOrDeclinesEachNewFile) {
   std::set<std::string> offered;
   ScanOptions o = Options();
   o.hash_threads = 3;
-  o.read_new = [&](const std::string& path, int fd, uint64_t size,
+  o.read_new = [&](const std::string& path, platform::File& file, uint64_t size,
                    int64_t) -> std::optional<Sha256Digest> {
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -180,7 +180,7 @@ TEST_F(ScannerTest, ReadNewHookTakesOrDeclinesEachNewFile) {
     // Every third file: read half of it, then decline (the scan must start over).
     const bool decline = std::hash<std::string>{}(path) % 3 == 0;
     const size_t want = decline ? size / 2 : size;
-    EXPECT_EQ(::read(fd, data.data(), want), static_cast<ssize_t>(want)) << path;
+    EXPECT_EQ(*file.Read(absl::MakeSpan(data.data(), want)), want) << path;
     if (decline) return std::nullopt;
     Sha256Digest d;
     EXPECT_TRUE(ParseSha256Hex(Sha256Hex(data), &d));

@@ -1,10 +1,7 @@
 // Blob service REST pieces shared by the Azure Blob backend and the SAS upload.
 #include "storage/azblob/azblob_rest.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -716,6 +713,21 @@ class BlockStager {
 
 }  // namespace
 
+namespace {
+
+// Reads from `file`'s position until `buffer` is full or the file ends; returns the count.
+absl::StatusOr<size_t> ReadUpTo(platform::File& file, absl::Span<char> buffer) {
+  size_t have = 0;
+  while (have < buffer.size()) {
+    DS_ASSIGN_OR_RETURN(const size_t n, file.Read(buffer.subspan(have)));
+    if (n == 0) break;
+    have += n;
+  }
+  return have;
+}
+
+}  // namespace
+
 absl::StatusOr<StagedContent> ReadAndStage(
     Transport* transport, const std::string& path, const std::string& what,
     const std::filesystem::path& source, const PutOptions& options, size_t block_size,
@@ -725,27 +737,24 @@ absl::StatusOr<StagedContent> ReadAndStage(
   if (stats == nullptr) stats = &local_stats;
   const std::string src_desc = source.string();
   if (IsCancelled(options.cancel)) return absl::CancelledError(absl::StrCat(what, " cancelled"));
-  DS_ASSIGN_OR_RETURN(UniqueFd source_fd, OpenPutSource(source, options));
-  const int fd = source_fd.get();
-  struct stat before;
-  if (::fstat(fd, &before) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
-  if (!S_ISREG(before.st_mode)) {
+  DS_ASSIGN_OR_RETURN(platform::File file, OpenPutSourceFile(source, options));
+  DS_ASSIGN_OR_RETURN(const platform::FileInfo before, file.Info());
+  if (before.type != platform::FileType::kFile) {
     return absl::FailedPreconditionError(
         absl::StrCat("source ", src_desc, " is not a regular file"));
   }
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  const uint64_t size = static_cast<uint64_t>(before.st_size);
+  file.AdviseSequential();
+  const uint64_t size = before.size;
 
   StagedContent out;
-  out.source_mtime_ns = MtimeNs(before);
+  out.source_mtime_ns = before.mtime_ns;
   Sha256 file_sha;
   Md5 file_md5;
   if (size <= block_size) {
     out.single_shot = true;
     out.data.resize(static_cast<size_t>(size) + 1);  // one more byte notices growth
-    ssize_t n = ReadFully(fd, out.data.data(), out.data.size());
-    if (n < 0) return ErrnoStatus(static_cast<int>(-n), absl::StrCat("read ", src_desc));
-    out.data.resize(static_cast<size_t>(n));
+    DS_ASSIGN_OR_RETURN(const size_t n, ReadUpTo(file, absl::MakeSpan(out.data)));
+    out.data.resize(n);
     file_sha.Update(out.data);
     file_md5.Update(out.data.data(), out.data.size());
     out.bytes = out.data.size();
@@ -763,8 +772,7 @@ absl::StatusOr<StagedContent> ReadAndStage(
         return absl::CancelledError(absl::StrCat(what, " cancelled"));
       }
       std::string buf = stager.TakeBuffer(static_cast<size_t>(effective));
-      ssize_t n = ReadFully(fd, buf.data(), buf.size());
-      if (n < 0) return ErrnoStatus(static_cast<int>(-n), absl::StrCat("read ", src_desc));
+      DS_ASSIGN_OR_RETURN(const size_t n, ReadUpTo(file, absl::MakeSpan(buf)));
       if (n == 0) break;
       if (static_cast<uint64_t>(index) >= kMaxBlocks) {
         return absl::AbortedError(
@@ -790,12 +798,11 @@ absl::StatusOr<StagedContent> ReadAndStage(
   }
 
   // The source must not have changed while we read it.
-  struct stat after;
-  if (::fstat(fd, &after) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
-  if (after.st_size != before.st_size || MtimeNs(after) != MtimeNs(before) || out.bytes != size) {
+  DS_ASSIGN_OR_RETURN(const platform::FileInfo after, file.Info());
+  if (after.size != before.size || after.mtime_ns != before.mtime_ns || out.bytes != size) {
     return absl::AbortedError(absl::StrCat("source changed while copying: ", src_desc, " (size ",
-                                           before.st_size, " → ", after.st_size, ", read ",
-                                           out.bytes, " bytes)"));
+                                           before.size, " → ", after.size, ", read ", out.bytes,
+                                           " bytes)"));
   }
   out.sha256 = file_sha.FinishHex();
   out.md5_base64 = file_md5.FinishBase64();

@@ -1,33 +1,24 @@
 #include "storage/dir/dir_names.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <unistd.h>
-
 #include "absl/strings/str_cat.h"
 
 namespace ds {
 
-std::optional<std::string> OtherSpelling(int dir_fd, const std::string& name,
+std::optional<std::string> OtherSpelling(const platform::Directory& dir, const std::string& name,
                                          const StorageFeatures& features) {
-  const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    ::close(fd);
-    return std::nullopt;
-  }
   const std::string folded = FoldedKey(features, name);
   std::optional<std::string> other;
   bool exact = false;
-  while (struct dirent* e = ::readdir(d)) {
-    if (name == e->d_name) {
+  // A listing that fails (the folder vanished, the share went away) ends the search: what was
+  // seen so far is the answer.
+  (void)dir.List([&](const platform::DirEntry& e) {
+    if (e.name == name) {
       exact = true;
-      break;
+      return absl::CancelledError("found");  // stops the listing
     }
-    if (!other && FoldedKey(features, e->d_name) == folded) other = e->d_name;
-  }
-  ::closedir(d);
+    if (!other && FoldedKey(features, e.name) == folded) other = e.name;
+    return absl::OkStatus();
+  });
   return exact ? std::nullopt : other;
 }
 
@@ -37,12 +28,13 @@ FoldClaims::Claim::~Claim() {
 }
 
 absl::StatusOr<std::unique_ptr<FoldClaims::Claim>> FoldClaims::Take(const StorageFeatures& features,
-                                                                   const std::string& key) {
+                                                                    const std::string& key) {
   std::string folded = FoldedKey(features, key);
   std::lock_guard<std::mutex> lock(mu_);
   auto [it, fresh] = writing_.emplace(folded, key);
   if (!fresh) {
-    if (it->second == key) return absl::AbortedError(absl::StrCat("another put of '", key, "' is in flight"));
+    if (it->second == key)
+      return absl::AbortedError(absl::StrCat("another put of '", key, "' is in flight"));
     return NameRefusal(absl::AlreadyExistsError(absl::StrCat(
         "name '", key, "' collides by case with '", it->second,
         "', which is being written now: this destination does not tell names apart by case")));

@@ -9,15 +9,17 @@
 #include <string>
 
 #include "common/status.h"
+#include "platform/directory.h"
 #include "storage/storage.h"
 
 namespace ds {
 
-// The name stored in the directory `dir_fd` that is `name` case-folded but spelt differently
+// The name stored in the directory `dir` that is `name` case-folded but spelt differently
 // (`Case.txt` for `case.txt`); nullopt when `name` itself is stored or nothing folds to it.
 // Reads the whole directory: for case-insensitive shares, where a lookup of `name` may find
 // another spelling.
-[[nodiscard]] std::optional<std::string> OtherSpelling(int dir_fd, const std::string& name,
+[[nodiscard]] std::optional<std::string> OtherSpelling(const platform::Directory& dir,
+                                                       const std::string& name,
                                                        const StorageFeatures& features);
 
 // Folded keys of puts in flight, shared by a storage and the claims it hands out.

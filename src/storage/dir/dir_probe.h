@@ -3,10 +3,10 @@
 // files closed before they are unlinked (SMB refuses to unlink an open file).
 #pragma once
 
-#include <functional>
 #include <string>
 
 #include "common/status.h"
+#include "platform/directory.h"
 #include "storage/storage.h"
 
 namespace ds {
@@ -19,17 +19,13 @@ struct DirProbe {
   std::string filesystem;  // what statfs says the root is ("ext4", "fuse", "nfs", ...)
 };
 
-// Probes the directory `root` (absolute, normalised), whose open descriptor is `root_fd`.
+// Probes the directory `root` (absolute, normalised), open as `root_dir`.
 // `try_unnamed` false skips the O_TMPFILE probe (features.unnamed_files false).
 // The result for one root (by device and inode) is kept for the life of the process and logged
 // once, at its first probe: storage is opened for every run of an agent.
 // Errors: those of creating the scratch folder (the root is not writable: PermissionDenied,
 // Unavailable when unreachable).
-[[nodiscard]] absl::StatusOr<DirProbe> ProbeDirStorage(int root_fd, const std::string& root,
-                                                       bool try_unnamed);
-
-// Retries `op` (returning 0 or an errno) while it fails with EBUSY (another SMB client holds the
-// file open) with a back-off of 10, 20, 40 ... ms, about 2.5 s in all. Returns the last result.
-[[nodiscard]] int RetryWhileBusy(const std::function<int()>& op);
+[[nodiscard]] absl::StatusOr<DirProbe> ProbeDirStorage(const platform::Directory& root_dir,
+                                                       const std::string& root, bool try_unnamed);
 
 }  // namespace ds

@@ -1,9 +1,5 @@
 #include "storage/dir/dir_sidecar.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <system_error>
 #include <vector>
@@ -11,10 +7,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/crypto.h"
-#include "common/files.h"
-#include "storage/dir/dir_probe.h"
-#include "common/unique_fd.h"
+#include "platform/directory.h"
+#include "platform/error.h"
+#include "platform/file.h"
+#include "storage/dir/dir_errors.h"
 #include "storage/storage.h"
 
 namespace ds {
@@ -35,6 +31,35 @@ bool IsLowerHex64(std::string_view s) {
   return true;
 }
 
+// Creates (or truncates) the record file at `path`, making its folder when it is missing.
+absl::StatusOr<platform::File> CreateRecord(const std::filesystem::path& path) {
+  platform::OpenOptions options;
+  options.access = platform::Access::kWrite;
+  options.disposition = platform::Disposition::kCreateOrTruncate;
+  absl::StatusOr<platform::File> file = platform::File::Open(path, options);
+  if (absl::IsNotFound(file.status()) &&
+      platform::KindOf(file.status()) != platform::ErrorKind::kNotDirectory) {
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) {
+      return platform::ErrnoToStatus(ec.value(),
+                                     absl::StrCat("create ", path.parent_path().string()));
+    }
+    file = platform::File::Open(path, options);
+  }
+  return file;
+}
+
+// Removes the file at `path` (retried while another SMB client holds it). OK when it is gone.
+absl::Status RemoveFile(const std::filesystem::path& path) {
+  absl::StatusOr<platform::Directory> dir = platform::Directory::Open(path.parent_path());
+  if (absl::IsNotFound(dir.status())) return absl::OkStatus();
+  DS_RETURN_IF_ERROR(dir.status());
+  const std::string name = path.filename().string();
+  const absl::Status st = RetryWhileBusy([&] { return dir->RemoveAt(name); });
+  return absl::IsNotFound(st) ? absl::OkStatus() : st;
+}
+
 }  // namespace
 
 absl::Status WriteSidecar(const std::string& root, const std::string& key, const SidecarMeta& meta,
@@ -44,34 +69,34 @@ absl::Status WriteSidecar(const std::string& root, const std::string& key, const
                                           meta.stored_mtime_ns, " ", meta.source_mtime_ns, "\n");
   // Written in place (one write of a short line): on a share each create and rename is a round
   // trip, and this is on every object's commit. The folder is created only when it is missing.
-  constexpr int kFlags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC;
-  UniqueFd fd(::open(path.c_str(), kFlags, 0644));
-  if (!fd.valid() && errno == ENOENT) {
-    std::error_code ec;
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) return ErrnoStatus(ec.value(), absl::StrCat("create ", path.parent_path().string()));
-    fd = UniqueFd(::open(path.c_str(), kFlags, 0644));
-  }
-  if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("create ", path.string()));
-  int e = WriteAll(fd.get(), record.data(), record.size());
-  if (e == 0 && durable && ::fsync(fd.get()) != 0) e = errno;
-  if (e == 0) e = fd.Close();
-  if (e != 0) {
-    fd.Reset();
+  absl::StatusOr<platform::File> file = CreateRecord(path);
+  if (!file.ok())
+    return platform::WithContext(file.status(), absl::StrCat("create ", path.string()));
+  absl::Status st = file->WriteAll(record);
+  if (st.ok() && durable) st = file->Flush();
+  if (st.ok()) st = file->Close();
+  if (!st.ok()) {
+    *file = platform::File();
     // A torn record must not stay: an empty one reads as "no record" (the object is hashed).
-    (void)RetryWhileBusy([&] { return ::unlink(path.c_str()) == 0 ? 0 : errno; });
-    return ErrnoStatus(e, absl::StrCat("write metadata record ", path.string()));
+    (void)RemoveFile(path);
+    return platform::WithContext(st, absl::StrCat("write metadata record ", path.string()));
   }
-  return durable ? SyncDirectory(path.parent_path()) : absl::OkStatus();
+  if (!durable) return absl::OkStatus();
+  DS_ASSIGN_OR_RETURN(platform::Directory folder, platform::Directory::Open(path.parent_path()));
+  return folder.Flush();
 }
 
 std::optional<SidecarMeta> ReadSidecar(const std::string& root, const std::string& key) {
-  UniqueFd fd(::open(RecordPath(root, key).c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd.valid()) return std::nullopt;
+  platform::OpenOptions options;
+  options.non_blocking = true;  // a FIFO in the way must not hang us
+  absl::StatusOr<platform::File> file = platform::File::Open(RecordPath(root, key), options);
+  if (!file.ok()) return std::nullopt;
   char buf[kMaxRecordBytes];
-  const ssize_t n = ReadFully(fd.get(), buf, sizeof buf);
-  if (n <= 0 || n == static_cast<ssize_t>(sizeof buf) || buf[n - 1] != '\n') return std::nullopt;
-  std::vector<absl::string_view> f = absl::StrSplit(absl::string_view(buf, static_cast<size_t>(n - 1)), ' ');
+  absl::StatusOr<size_t> read = file->ReadAt(0, absl::MakeSpan(buf, sizeof buf));
+  if (!read.ok()) return std::nullopt;
+  const size_t n = *read;
+  if (n == 0 || n == sizeof buf || buf[n - 1] != '\n') return std::nullopt;
+  std::vector<absl::string_view> f = absl::StrSplit(absl::string_view(buf, n - 1), ' ');
   SidecarMeta m;
   if (f.size() != 6 || f[0] != kMagic || f[1] != "1" || !IsLowerHex64({f[2].data(), f[2].size()}) ||
       !absl::SimpleAtoi(f[3], &m.size) || !absl::SimpleAtoi(f[4], &m.stored_mtime_ns) ||
@@ -83,10 +108,7 @@ std::optional<SidecarMeta> ReadSidecar(const std::string& root, const std::strin
 }
 
 absl::Status RemoveSidecar(const std::string& root, const std::string& key) {
-  const std::string path = RecordPath(root, key);
-  const int e = RetryWhileBusy([&] { return ::unlink(path.c_str()) == 0 ? 0 : errno; });
-  if (e != 0 && e != ENOENT && e != ENOTDIR) return ErrnoStatus(e, absl::StrCat("remove ", path));
-  return absl::OkStatus();
+  return RemoveFile(RecordPath(root, key));
 }
 
 }  // namespace ds

@@ -34,7 +34,8 @@ inline constexpr char kSidecarDir[] = "meta";
 
 // The record of `key`, if there is a well-formed one (nothing is trusted here: the caller checks
 // size and mtime against the object).
-[[nodiscard]] std::optional<SidecarMeta> ReadSidecar(const std::string& root, const std::string& key);
+[[nodiscard]] std::optional<SidecarMeta> ReadSidecar(const std::string& root,
+                                                     const std::string& key);
 
 // Removes the record of `key` (OK when there is none).
 [[nodiscard]] absl::Status RemoveSidecar(const std::string& root, const std::string& key);

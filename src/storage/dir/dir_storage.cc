@@ -1,33 +1,22 @@
 // Directory / mounted-share backend. See dir_storage.h for the on-disk layout.
 //
-// Every operation opens the root by path and then walks the key's directories with
-// openat(O_NOFOLLOW), so nothing is written or read through a symlink and a share that was
-// (re)mounted after OpenDirStorage() is used as it is now. All writes go to a temp file in the
-// destination directory and reach their final name only by rename(), after fsync and
-// (optionally) verification: a final name never holds partial content.
+// Every operation opens the root by path and then walks the key's directories one component at a
+// time without following links (platform::Directory::OpenDirectory), so nothing is written or read
+// through a symlink and a share that was (re)mounted after OpenDirStorage() is used as it is now.
+// All writes go to a temp file in the destination directory and reach their final name only by
+// rename(), after fsync and (optionally) verification: a final name never holds partial content.
 #include "storage/dir/dir_storage.h"
-
-#include <dirent.h>
-#include <fcntl.h>
-#include <stdio.h>  // renameat2
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <linux/magic.h>
-#include <sys/xattr.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <ctime>
+#include <limits>
 #include <map>
-#include <set>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <thread>
 #include <utility>
@@ -36,15 +25,20 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/crypto.h"
 #include "common/files.h"
+#include "common/log.h"
 #include "common/paths.h"
 #include "common/time_util.h"
-#include "common/log.h"
+#include "platform/dir_extra.h"
+#include "platform/directory.h"
+#include "platform/error.h"
+#include "platform/file.h"
+#include "storage/dir/dir_errors.h"
 #include "storage/dir/dir_names.h"
 #include "storage/dir/dir_probe.h"
 #include "storage/dir/dir_sidecar.h"
-#include "common/unique_fd.h"
 
 namespace ds {
 namespace {
@@ -56,84 +50,58 @@ constexpr size_t kCopyBufferBytes = 128 << 10;
 constexpr uint64_t kEarlyWritebackBytes = 256 << 10;
 constexpr size_t kMinPacedChunkBytes = 64 << 10;
 constexpr auto kMaxPacingSleep = std::chrono::milliseconds(50);
-// Object metadata, one xattr: version byte 1, the SHA-256 (32 bytes), the recorded mtime (Unix ns,
-// int64 little-endian): 41 bytes. Small enough to live inside a 256-byte ext4 inode; the two text
-// xattrs written before (below, still read) needed an extra 4 KiB block per file.
-constexpr char kXattrMeta[] = "user.datasync.meta";
+// Object metadata, one attribute (xattr user.datasync.meta): version byte 1, the SHA-256 (32
+// bytes), the recorded mtime (Unix ns, int64 little-endian): 41 bytes. Small enough to live inside
+// a 256-byte ext4 inode; the two text xattrs written before (below, still read) needed an extra 4
+// KiB block per file.
+constexpr char kXattrMeta[] = "datasync.meta";  // platform attribute names: "user." added
 constexpr size_t kMetaBytes = 1 + 32 + 8;
 constexpr unsigned char kMetaVersion = 1;
 // Version 2 appends the source's mtime (int64 LE) where the share did not keep it exactly.
 constexpr size_t kMetaBytesV2 = kMetaBytes + 8;
 constexpr unsigned char kMetaVersion2 = 2;
-constexpr char kXattrSha256[] = "user.datasync.sha256";     // older objects: lowercase hex
-constexpr char kXattrMtimeNs[] = "user.datasync.mtime_ns";  // older objects: decimal Unix ns
+constexpr char kXattrSha256[] = "datasync.sha256";     // older objects: lowercase hex
+constexpr char kXattrMtimeNs[] = "datasync.mtime_ns";  // older objects: decimal Unix ns
 constexpr int kTempNameAttempts = 8;
 constexpr int kMtimeWarnings = 10;  // shares that do not keep mtimes: objects named in the log
 
-// unlinkat / renameat within `dir_fd`, retried while another SMB client holds the file open
-// (EBUSY). 0 or errno.
-int UnlinkRetrying(int dir_fd, const char* name) {
-  return RetryWhileBusy([&] { return ::unlinkat(dir_fd, name, 0) == 0 ? 0 : errno; });
+using platform::Directory;
+using platform::File;
+using platform::FileInfo;
+using platform::FileType;
+
+// Removes / renames (replacing) within `dir`, retried while another SMB client holds the file
+// open.
+absl::Status UnlinkRetrying(const Directory& dir, const std::string& name) {
+  return RetryWhileBusy([&] { return dir.RemoveAt(name); });
 }
-int RenameRetrying(int dir_fd, const char* from, const char* to) {
-  return RetryWhileBusy([&] { return ::renameat(dir_fd, from, dir_fd, to) == 0 ? 0 : errno; });
+absl::Status RenameRetrying(const Directory& dir, const std::string& from, const std::string& to) {
+  return RetryWhileBusy([&] { return dir.RenameAt(from, dir, to, platform::Replace::kYes); });
 }
 
-// Unlinks `name` in directory `dir_fd` on destruction unless Release()d.
-// REQUIRES: `dir_fd` stays open for the guard's lifetime.
+// Removes `name` in directory `dir` on destruction unless Release()d.
+// REQUIRES: `dir` outlives the guard.
 class TempFileGuard {
  public:
-  TempFileGuard(int dir_fd, std::string name) : dir_fd_(dir_fd), name_(std::move(name)) {}
+  TempFileGuard(const Directory& dir, std::string name) : dir_(dir), name_(std::move(name)) {}
   TempFileGuard(const TempFileGuard&) = delete;
   TempFileGuard& operator=(const TempFileGuard&) = delete;
   ~TempFileGuard() {
-    if (!name_.empty()) (void)UnlinkRetrying(dir_fd_, name_.c_str());
+    if (!name_.empty()) (void)UnlinkRetrying(dir_, name_);
   }
   void Release() { name_.clear(); }
 
  private:
-  int dir_fd_;
+  const Directory& dir_;
   std::string name_;
 };
 
-// Errors that mean the storage (typically a network share) cannot be reached right now.
-bool IsUnreachableErrno(int err) {
-  switch (err) {
-    case ESTALE:
-    case EIO:
-    case ENOTCONN:
-    case ETIMEDOUT:
-    case EHOSTDOWN:
-    case EHOSTUNREACH:
-    case ENETDOWN:
-    case ENETUNREACH:
-    case ECONNRESET:
-    case ECONNABORTED:
-    case ENODEV:
-    case ENXIO:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// errno from an operation on the storage → status; unreachable shares give Unavailable.
-absl::Status StorageError(int err, std::string_view what) {
-  if (IsUnreachableErrno(err)) {
-    return absl::UnavailableError(absl::StrCat(std::string(what), ": ", std::strerror(err)));
-  }
-  return ErrnoStatus(err, what);
-}
-
-struct timespec ToTimespec(int64_t unix_ns) {
-  struct timespec ts {};
-  ts.tv_sec = static_cast<time_t>(unix_ns / 1'000'000'000);
-  ts.tv_nsec = static_cast<long>(unix_ns % 1'000'000'000);
-  if (ts.tv_nsec < 0) {  // before 1970: floor, not truncate
-    ts.tv_nsec += 1'000'000'000;
-    ts.tv_sec -= 1;
-  }
-  return ts;
+// A File opened read-only on `name` in `dir`, links not followed, without waiting for a FIFO's
+// writer (one put in the file's place does not hang us; callers check the type with Info()).
+absl::StatusOr<File> OpenNonBlocking(const Directory& dir, const std::string& name) {
+  platform::OpenOptions options;
+  options.non_blocking = true;
+  return dir.OpenFile(name, options);
 }
 
 std::vector<std::string_view> SplitKey(std::string_view key) {
@@ -166,55 +134,59 @@ absl::Status ValidateWritableKey(const std::string& key) {
 }
 
 // Opens the storage root. Unavailable when it is missing or unreachable (e.g. share unmounted).
-absl::StatusOr<UniqueFd> OpenRoot(const std::string& root) {
-  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    if (e == ENOENT || e == ENOTDIR || IsUnreachableErrno(e)) {
-      return absl::UnavailableError(
-          absl::StrCat("storage root ", root, " is not reachable: ", std::strerror(e)));
-    }
-    return ErrnoStatus(e, absl::StrCat("open storage root ", root));
+absl::StatusOr<Directory> OpenRoot(const std::string& root) {
+  absl::StatusOr<Directory> dir = Directory::Open(root);
+  if (absl::IsNotFound(dir.status()) || platform::IsUnreachable(dir.status())) {
+    return absl::UnavailableError(
+        absl::StrCat("storage root ", root, " is not reachable: ", dir.status().message()));
   }
-  return UniqueFd(fd);
+  return dir;
 }
 
-// Opens the directory base/parts[0]/.../parts[n-1] without following symlinks; n == 0 gives a
-// duplicate of `base`. With `create`, missing directories are made (mode 0755 before umask) and
-// their parent fsynced (unless !sync_new: the caller flushes the whole filesystem later). `base_path` names `base` in messages and for SyncDirectory().
+// Opens the directory base/parts[0]/.../parts[n-1] without following symlinks; n == 0 opens
+// `base` again. With `create`, missing directories are made (mode 0755 before umask) and their
+// parent flushed (unless !sync_new: the caller flushes the whole filesystem later).
 // Errors: NotFound (missing, !create), FailedPrecondition (a component is a file or a symlink).
-absl::StatusOr<UniqueFd> OpenDirChain(int base, const std::string& base_path,
-                                      const std::vector<std::string_view>& parts, size_t n,
-                                      bool create, bool sync_new = true) {
-  UniqueFd dir(::fcntl(base, F_DUPFD_CLOEXEC, 0));
-  if (!dir.valid()) return StorageError(errno, absl::StrCat("dup ", base_path));
-  std::string path = base_path;
+absl::StatusOr<Directory> OpenDirChain(const Directory& base,
+                                       const std::vector<std::string_view>& parts, size_t n,
+                                       bool create, bool sync_new = true) {
+  if (n == 0) {
+    absl::StatusOr<Directory> again = base.OpenDirectory(".");
+    if (!again.ok()) return StorageError(again.status());
+    return again;
+  }
+  Directory dir;
+  const Directory* parent = &base;
   for (size_t i = 0; i < n; ++i) {
-    std::string name(parts[i]);
-    std::string child_path = absl::StrCat(path, "/", name);
+    const std::string name(parts[i]);
     for (int attempt = 0;; ++attempt) {
-      int fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd >= 0) {
-        dir = UniqueFd(fd);
+      absl::StatusOr<Directory> child = parent->OpenDirectory(name);
+      if (child.ok()) {
+        dir = *std::move(child);
         break;
       }
-      int e = errno;
-      if (e == ENOENT && create && attempt < 2) {
-        if (::mkdirat(dir.get(), name.c_str(), 0755) == 0) {
-          if (sync_new) DS_RETURN_IF_ERROR(SyncDirectory(path));  // make the new entry durable
-        } else if (errno != EEXIST) {
-          return StorageError(errno, absl::StrCat("mkdir ", child_path));
+      const platform::ErrorKind kind = platform::KindOf(child.status());
+      const bool in_the_way =
+          kind == platform::ErrorKind::kNotDirectory || kind == platform::ErrorKind::kIsLink;
+      const std::string child_path = absl::StrCat(parent->display_path(), "/", name);
+      if (absl::IsNotFound(child.status()) && !in_the_way && create && attempt < 2) {
+        if (absl::Status made = parent->MakeDirAt(name); made.ok()) {
+          if (sync_new) DS_RETURN_IF_ERROR(StorageError(parent->Flush()));  // the new entry durable
+        } else if (!absl::IsAlreadyExists(made)) {
+          return StorageError(made);
         }
         continue;
       }
-      if (e == ENOENT) return absl::NotFoundError(absl::StrCat(child_path, " does not exist"));
-      if (e == ENOTDIR || e == ELOOP) {
+      if (in_the_way) {
         return absl::FailedPreconditionError(
             absl::StrCat(child_path, " is not a directory (a file or a symlink is in the way)"));
       }
-      return StorageError(e, absl::StrCat("open dir ", child_path));
+      if (absl::IsNotFound(child.status())) {
+        return absl::NotFoundError(absl::StrCat(child_path, " does not exist"));
+      }
+      return StorageError(child.status());
     }
-    path = std::move(child_path);
+    parent = &dir;
   }
   return dir;
 }
@@ -224,12 +196,12 @@ struct CopyOutcome {
   std::string sha256;  // of exactly those bytes, lowercase hex
 };
 
-// Copies `src` from offset 0 (pread: its file offset is neither used nor moved) to EOF, or to
-// `size` bytes when the caller knows the size from an fstat (saving the read that finds EOF;
-// the caller's fstat after the copy then shows any growth), to `dst`, hashing the bytes as they
+// Copies `src` from offset 0 (ReadAt: its file position is neither used nor moved) to EOF, or to
+// `size` bytes when the caller knows the size from Info() (saving the read that finds EOF; the
+// caller's Info() after the copy then shows any growth), to `dst`, hashing the bytes as they
 // are read. Paces to `max_bytes_per_second` (0 = unlimited) and to the shared `limiter` (may be
 // null), and checks `cancel` between chunks.
-absl::StatusOr<CopyOutcome> CopyAndHash(int src, int dst, const std::atomic<bool>* cancel,
+absl::StatusOr<CopyOutcome> CopyAndHash(const File& src, File& dst, const std::atomic<bool>* cancel,
                                         uint64_t max_bytes_per_second, RateLimiter* limiter,
                                         const std::string& src_desc, const std::string& dst_desc,
                                         std::optional<uint64_t> size = std::nullopt) {
@@ -251,17 +223,19 @@ absl::StatusOr<CopyOutcome> CopyAndHash(int src, int dst, const std::atomic<bool
     if (IsCancelled(cancel)) {
       return absl::CancelledError(absl::StrCat("copy to ", dst_desc, " cancelled"));
     }
-    ssize_t n = ::pread(src, buf.data(), buf.size(), static_cast<off_t>(out.bytes));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno, absl::StrCat("read ", src_desc));
-    }
+    // With a known size, no more than is left: the last read then ends at the size, not at a
+    // read that finds EOF.
+    const size_t want =
+        size ? static_cast<size_t>(std::min<uint64_t>(buf.size(), *size - out.bytes)) : buf.size();
+    absl::StatusOr<size_t> read = src.ReadAt(out.bytes, absl::MakeSpan(buf.data(), want));
+    if (!read.ok()) return platform::WithContext(read.status(), absl::StrCat("read ", src_desc));
+    const size_t n = *read;
     if (n == 0) break;
-    hash.Update(buf.data(), static_cast<size_t>(n));
-    if (int e = WriteAll(dst, buf.data(), static_cast<size_t>(n)); e != 0) {
-      return StorageError(e, absl::StrCat("write ", dst_desc));
+    hash.Update(buf.data(), n);
+    if (absl::Status st = dst.WriteAll(std::string_view(buf.data(), n)); !st.ok()) {
+      return StorageError(platform::WithContext(st, absl::StrCat("write ", dst_desc)));
     }
-    out.bytes += static_cast<uint64_t>(n);
+    out.bytes += n;
     if (limiter != nullptr && !limiter->Acquire(static_cast<uint64_t>(n), cancel)) {
       return absl::CancelledError(absl::StrCat("copy to ", dst_desc, " cancelled"));
     }
@@ -284,24 +258,20 @@ absl::StatusOr<CopyOutcome> CopyAndHash(int src, int dst, const std::atomic<bool
   return out;
 }
 
-// Hashes `fd` from offset 0 to EOF.
-absl::StatusOr<FileDigest> HashFd(int fd, const std::string& desc) {
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+// Hashes `file` from offset 0 to EOF.
+absl::StatusOr<FileDigest> HashFile(const File& file, const std::string& desc) {
+  file.AdviseSequential();
   thread_local std::unique_ptr<char[]> tl_buf(new char[kCopyBufferBytes]);
   std::span<char> buf(tl_buf.get(), kCopyBufferBytes);
   Sha256 hash;
   FileDigest out;
-  off_t offset = 0;
   for (;;) {
-    ssize_t n = ::pread(fd, buf.data(), buf.size(), offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return StorageError(errno, absl::StrCat("read ", desc));
-    }
-    if (n == 0) break;
-    hash.Update(buf.data(), static_cast<size_t>(n));
-    offset += n;
-    out.size += static_cast<uint64_t>(n);
+    absl::StatusOr<size_t> read = file.ReadAt(out.size, absl::MakeSpan(buf.data(), buf.size()));
+    if (!read.ok())
+      return StorageError(platform::WithContext(read.status(), absl::StrCat("read ", desc)));
+    hash.Update(buf.data(), *read);
+    out.size += *read;
+    if (*read < buf.size()) break;  // ReadAt fills the buffer unless it reached EOF
   }
   out.sha256 = hash.FinishHex();
   return out;
@@ -315,7 +285,9 @@ std::string EncodeMeta(const std::string& sha256, int64_t stored_ns, int64_t sou
   const bool v2 = stored_ns != source_ns;
   std::string out(v2 ? kMetaBytesV2 : kMetaBytes, '\0');
   out[0] = static_cast<char>(v2 ? kMetaVersion2 : kMetaVersion);
-  auto nibble = [](char c) { return absl::ascii_isdigit(c) ? c - '0' : absl::ascii_tolower(c) - 'a' + 10; };
+  auto nibble = [](char c) {
+    return absl::ascii_isdigit(c) ? c - '0' : absl::ascii_tolower(c) - 'a' + 10;
+  };
   for (size_t i = 0; i < 32; ++i) {
     const char hi = sha256[2 * i], lo = sha256[2 * i + 1];
     if (!absl::ascii_isxdigit(hi) || !absl::ascii_isxdigit(lo)) return "";
@@ -343,165 +315,154 @@ struct TrustedMeta {
 };
 
 // The stored metadata if it is present and still describes the file: its recorded mtime equals
-// the current one (an in-place edit changes the mtime, making the hash stale). `get(name, buf,
-// size)` is an fgetxattr/lgetxattr bound to the file. Reads the compact xattr, else the two text
-// xattrs of objects written before it.
-template <typename GetXattr>
-std::optional<TrustedMeta> XattrMeta(const struct stat& st, GetXattr get) {
-  unsigned char meta[kMetaBytesV2 + 1];
-  ssize_t k = get(kXattrMeta, reinterpret_cast<char*>(meta), sizeof meta);
-  const bool v1 = k == static_cast<ssize_t>(kMetaBytes) && meta[0] == kMetaVersion;
-  const bool v2 = k == static_cast<ssize_t>(kMetaBytesV2) && meta[0] == kMetaVersion2;
-  if (v1 || v2) {
-    const int64_t stored = Get64(meta + 33);
-    if (stored != MtimeNs(st)) return std::nullopt;
-    return TrustedMeta{HexEncode(std::string(reinterpret_cast<const char*>(meta + 1), 32)),
-                       v2 ? Get64(meta + 41) : stored};
+// `mtime_ns`, the file's current one (an in-place edit changes the mtime, making the hash stale).
+// `get(name)` reads the file's attribute `name` (absl::StatusOr<std::string>). Reads the compact
+// attribute, else the two text attributes of objects written before it.
+template <typename GetAttribute>
+std::optional<TrustedMeta> XattrMeta(int64_t mtime_ns, GetAttribute get) {
+  if (absl::StatusOr<std::string> meta = get(kXattrMeta); meta.ok()) {
+    const auto* m = reinterpret_cast<const unsigned char*>(meta->data());
+    const bool v1 = meta->size() == kMetaBytes && m[0] == kMetaVersion;
+    const bool v2 = meta->size() == kMetaBytesV2 && m[0] == kMetaVersion2;
+    if (!v1 && !v2) return std::nullopt;  // present but not ours to read (a later version)
+    const int64_t stored = Get64(m + 33);
+    if (stored != mtime_ns) return std::nullopt;
+    return TrustedMeta{HexEncode(meta->substr(1, 32)), v2 ? Get64(m + 41) : stored};
   }
-  if (k >= 0) return std::nullopt;  // present but not ours to read (a later version)
-  char sha[80];
-  ssize_t n = get(kXattrSha256, sha, sizeof sha);
-  if (n != 64) return std::nullopt;
-  char mtime[32];
-  ssize_t m = get(kXattrMtimeNs, mtime, sizeof mtime - 1);
-  if (m <= 0) return std::nullopt;
-  mtime[m] = '\0';
+  absl::StatusOr<std::string> sha = get(kXattrSha256);
+  if (!sha.ok() || sha->size() != 64) return std::nullopt;
+  absl::StatusOr<std::string> mtime = get(kXattrMtimeNs);
+  if (!mtime.ok() || mtime->empty()) return std::nullopt;
   int64_t recorded = 0;
-  if (!absl::SimpleAtoi(mtime, &recorded) || recorded != MtimeNs(st)) return std::nullopt;
-  std::string out(sha, 64);
-  for (char c : out) {
+  if (!absl::SimpleAtoi(*mtime, &recorded) || recorded != mtime_ns) return std::nullopt;
+  for (char c : *sha) {
     if (!absl::ascii_isxdigit(c) || absl::ascii_isupper(c)) return std::nullopt;
   }
-  return TrustedMeta{std::move(out), recorded};
+  return TrustedMeta{*std::move(sha), recorded};
 }
 
-std::optional<TrustedMeta> XattrMetaPath(const std::string& path, const struct stat& st) {
-  return XattrMeta(st, [&path](const char* name, char* buf, size_t size) {
-    return ::lgetxattr(path.c_str(), name, buf, size);
-  });
+std::optional<TrustedMeta> XattrMetaPath(const std::string& path, int64_t mtime_ns) {
+  return XattrMeta(mtime_ns,
+                   [&path](const char* name) { return platform::GetAttributeAt(path, name); });
 }
 
-// Records `sha256` with the file's `stored_ns` mtime and the source's `source_ns` in the xattr of
-// `fd` (or, with fd < 0, of `path`). Filesystems without user xattrs are fine (the caller keeps
-// a sidecar record there). `fresh`: the file was just created by us (it has no xattrs of older
-// objects to remove).
-absl::Status SetXattrMeta(int fd, const std::string& path, const std::string& sha256, int64_t stored_ns,
-                          int64_t source_ns, const std::string& desc, bool fresh) {
+// True when an attribute call failed only because the volume keeps no attributes.
+bool NoAttributes(const absl::Status& st) {
+  return platform::KindOf(st) == platform::ErrorKind::kNotSupported || absl::IsUnimplemented(st);
+}
+
+// Records `sha256` with the file's `stored_ns` mtime and the source's `source_ns` in the
+// attribute of `file` (or, when null, of the file at `path`). Filesystems without user xattrs are
+// fine (the caller keeps a sidecar record there). `fresh`: the file was just created by us (it
+// has no attributes of older objects to remove).
+absl::Status SetXattrMeta(File* file, const std::string& path, const std::string& sha256,
+                          int64_t stored_ns, int64_t source_ns, const std::string& desc,
+                          bool fresh) {
   const std::string meta = EncodeMeta(sha256, stored_ns, source_ns);
-  if (meta.empty()) return absl::InternalError(absl::StrCat("bad SHA-256 '", sha256, "' for ", desc));
-  const int rc = fd >= 0 ? ::fsetxattr(fd, kXattrMeta, meta.data(), meta.size(), 0)
-                         : ::lsetxattr(path.c_str(), kXattrMeta, meta.data(), meta.size(), 0);
-  if (rc != 0) {
-    const int e = errno;
-    if (e != ENOTSUP && e != EOPNOTSUPP) return StorageError(e, absl::StrCat("set xattr on ", desc));
-    return absl::OkStatus();
+  if (meta.empty())
+    return absl::InternalError(absl::StrCat("bad SHA-256 '", sha256, "' for ", desc));
+  const absl::Status set = file != nullptr ? file->SetAttribute(kXattrMeta, meta)
+                                           : platform::SetAttributeAt(path, kXattrMeta, meta);
+  if (!set.ok()) {
+    if (NoAttributes(set)) return absl::OkStatus();
+    return StorageError(platform::WithContext(set, absl::StrCat("set xattr on ", desc)));
   }
   if (fresh) return absl::OkStatus();
-  // An object written before the compact xattr: drop the old pair, which would otherwise
+  // An object written before the compact attribute: drop the old pair, which would otherwise
   // describe the previous content if a reader without the compact format looked.
   for (const char* old : {kXattrSha256, kXattrMtimeNs}) {
-    const int r = fd >= 0 ? ::fremovexattr(fd, old) : ::lremovexattr(path.c_str(), old);
-    if (r != 0 && errno != ENODATA && errno != ENOTSUP && errno != EOPNOTSUPP) {
-      return StorageError(errno, absl::StrCat("remove xattr ", old, " of ", desc));
+    const absl::Status removed =
+        file != nullptr ? file->RemoveAttribute(old) : platform::RemoveAttributeAt(path, old);
+    if (!removed.ok() && !NoAttributes(removed)) {
+      return StorageError(
+          platform::WithContext(removed, absl::StrCat("remove xattr ", old, " of ", desc)));
     }
   }
   return absl::OkStatus();
 }
 
-// Sets both timestamps of `fd` to `mtime_ns` and returns the mtime the file now has (read back:
-// filesystems keep it at their own precision).
-absl::StatusOr<int64_t> SetTimesFd(int fd, int64_t mtime_ns, const std::string& desc) {
-  const struct timespec times[2] = {ToTimespec(mtime_ns), ToTimespec(mtime_ns)};
-  if (::futimens(fd, times) != 0) return StorageError(errno, absl::StrCat("set mtime of ", desc));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return StorageError(errno, absl::StrCat("stat ", desc));
-  return MtimeNs(st);
+// Sets both timestamps of `file` to `mtime_ns` and returns the mtime the file now has (read
+// back: filesystems keep it at their own precision).
+absl::StatusOr<int64_t> SetTimesOf(File& file, int64_t mtime_ns, const std::string& desc) {
+  if (absl::Status st = platform::SetFileTimes(file, mtime_ns); !st.ok()) {
+    return StorageError(platform::WithContext(st, absl::StrCat("set mtime of ", desc)));
+  }
+  absl::StatusOr<FileInfo> info = file.Info();
+  if (!info.ok())
+    return StorageError(platform::WithContext(info.status(), absl::StrCat("stat ", desc)));
+  return info->mtime_ns;
 }
 
-// The same for the closed file `name` in `dir_fd`: an SMB share sets the mtime when the data
-// handle closes, and some FUSE clients ignore a time given with UTIME_OMIT beside it.
-absl::StatusOr<int64_t> SetTimesAt(int dir_fd, const std::string& name, int64_t mtime_ns,
+// The same for the closed file `name` in `dir`: an SMB share sets the mtime when the data handle
+// closes, and some FUSE clients ignore a time given with UTIME_OMIT beside it.
+absl::StatusOr<int64_t> SetTimesAt(const Directory& dir, const std::string& name, int64_t mtime_ns,
                                    const std::string& desc) {
-  const struct timespec times[2] = {ToTimespec(mtime_ns), ToTimespec(mtime_ns)};
-  if (::utimensat(dir_fd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
-    return StorageError(errno, absl::StrCat("set mtime of ", desc));
+  if (absl::Status st = platform::SetFileTimesAt(dir, name, mtime_ns); !st.ok()) {
+    return StorageError(platform::WithContext(st, absl::StrCat("set mtime of ", desc)));
   }
-  struct stat st;
-  if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    return StorageError(errno, absl::StrCat("stat ", desc));
-  }
-  return MtimeNs(st);
+  absl::StatusOr<FileInfo> info = dir.StatAt(name);
+  if (!info.ok())
+    return StorageError(platform::WithContext(info.status(), absl::StrCat("stat ", desc)));
+  return info->mtime_ns;
 }
 
-// Links the unnamed (O_TMPFILE) file `fd` as `name` in `dir_fd`. Returns 0 or errno (EEXIST:
-// name taken). By the descriptor itself (AT_EMPTY_PATH) where the process may, which saves
-// resolving a /proc path per file; that needs CAP_DAC_READ_SEARCH (a process without it gets
-// ENOENT), so after the first refusal every link goes through /proc/self/fd.
-int LinkUnnamed(int fd, int dir_fd, const char* name) {
-  static std::atomic<bool> by_descriptor{true};
-  if (by_descriptor.load(std::memory_order_relaxed)) {
-    if (::linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) == 0) return 0;
-    if (errno != ENOENT && errno != EPERM) return errno;
-    // (ENOENT could also mean `dir_fd` was removed: the /proc link below answers that too.)
-    by_descriptor.store(false, std::memory_order_relaxed);
-  }
-  const std::string proc = absl::StrCat("/proc/self/fd/", fd);
-  return ::linkat(AT_FDCWD, proc.c_str(), dir_fd, name, AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
-}
-
-// Creates a temp file for final name `name` in `dir_fd`: .dstmp-<tag>-<16 hex of SHA-256(name)>,
+// Creates a temp file for final name `name` in `dir`: .dstmp-<tag>-<16 hex of SHA-256(name)>,
 // fixed length whatever `name` is. The tag is the first 8 letters/digits of `run_id`, or random
 // hex when it has fewer or the name is taken (e.g. left over by a crash of the same run).
-// With `unnamed_fd` >= 0 the temp name is given to that O_TMPFILE file instead of a new one
-// (the returned descriptor is then empty).
-absl::StatusOr<std::pair<std::string, UniqueFd>> CreateTempFile(int dir_fd, std::string_view name,
-                                                                const std::string& run_id,
-                                                                const std::string& dir_desc,
-                                                                int unnamed_fd = -1) {
+// With `unnamed` set the temp name is given to that unnamed file instead of a new one (the
+// returned File is then empty).
+absl::StatusOr<std::pair<std::string, File>> CreateTempFile(const Directory& dir,
+                                                            std::string_view name,
+                                                            const std::string& run_id,
+                                                            const std::string& dir_desc,
+                                                            const File* unnamed = nullptr) {
   std::string tag;
   for (char c : run_id) {
     if (absl::ascii_isalnum(c)) tag.push_back(c);
     if (tag.size() == 8) break;
   }
   const std::string name_hash = Sha256Hex(name).substr(0, 16);
+  platform::OpenOptions options;
+  options.access = platform::Access::kWrite;
+  options.disposition = platform::Disposition::kCreateNew;
   for (int attempt = 0; attempt < kTempNameAttempts; ++attempt) {
     if (tag.size() != 8 || attempt > 0) tag = HexEncode(RandomBytes(4));
     std::string temp = absl::StrCat(std::string(kTempPrefix), tag, "-", name_hash);
-    if (unnamed_fd >= 0) {
-      const int e = LinkUnnamed(unnamed_fd, dir_fd, temp.c_str());
-      if (e == 0) return std::make_pair(std::move(temp), UniqueFd());
-      if (e != EEXIST) return StorageError(e, absl::StrCat("link temp file in ", dir_desc));
-      continue;
+    absl::Status made;
+    if (unnamed != nullptr) {
+      made = platform::LinkUnnamedFile(*unnamed, dir, temp);
+      if (made.ok()) return std::make_pair(std::move(temp), File());
+    } else {
+      absl::StatusOr<File> file = dir.OpenFile(temp, options);
+      if (file.ok()) return std::make_pair(std::move(temp), *std::move(file));
+      made = file.status();
     }
-    int fd =
-        ::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd >= 0) return std::make_pair(std::move(temp), UniqueFd(fd));
-    if (errno != EEXIST) return StorageError(errno, absl::StrCat("create temp file in ", dir_desc));
+    if (!absl::IsAlreadyExists(made)) {
+      return StorageError(
+          platform::WithContext(made, absl::StrCat("create temp file in ", dir_desc)));
+    }
   }
   return absl::AlreadyExistsError(absl::StrCat("no free temp file name in ", dir_desc));
 }
 
 // "20261128T031451Z", the current UTC time.
 std::string UtcStamp() {
-  time_t now = static_cast<time_t>(SystemClock()->NowUnixMs() / 1000);
-  struct tm tm {};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
+  return absl::FormatTime("%Y%m%dT%H%M%SZ", absl::FromUnixMillis(SystemClock()->NowUnixMs()),
+                          absl::UTCTimeZone());
 }
 
-// Renames `from` to `to` in `dir_fd` unless `to` exists. Returns 0, EEXIST or another errno.
-int RenameNoReplace(int dir_fd, const char* from, const char* to) {
-  const int e = RetryWhileBusy(
-      [&] { return ::renameat2(dir_fd, from, dir_fd, to, RENAME_NOREPLACE) == 0 ? 0 : errno; });
-  if (e == 0 || (e != EINVAL && e != ENOSYS && e != ENOTSUP)) return e;
-  // Filesystem without RENAME_NOREPLACE (some network shares): check, then rename. Racy only
-  // against a concurrent PutFile of the same key, which callers do not do.
-  struct stat st;
-  if (::fstatat(dir_fd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) return EEXIST;
-  if (errno != ENOENT) return errno;
-  return RenameRetrying(dir_fd, from, to);
+// Renames `from` to `to` in `dir` unless `to` exists. AlreadyExists when it does.
+absl::Status RenameNoReplace(const Directory& dir, const std::string& from, const std::string& to) {
+  const absl::Status st =
+      RetryWhileBusy([&] { return dir.RenameAt(from, dir, to, platform::Replace::kNo); });
+  if (st.ok() || absl::IsAlreadyExists(st)) return st;
+  // A filesystem without RENAME_NOREPLACE and without hard links (some network shares; the
+  // platform falls back to link + unlink): check, then rename. Racy only against a concurrent
+  // PutFile of the same key, which callers do not do. A real error shows again in the rename.
+  absl::StatusOr<FileInfo> there = dir.StatAt(to);
+  if (there.ok()) return absl::AlreadyExistsError(absl::StrCat(to, " exists"));
+  if (!absl::IsNotFound(there.status())) return there.status();
+  return RenameRetrying(dir, from, to);
 }
 
 // A staged put: a complete, checked temp file beside its final name.
@@ -515,10 +476,9 @@ struct UnnamedBudget {
 // open descriptors (the process needs the rest: sources, sockets, the journal), at most 4,096.
 // Staging beyond it uses temp names, which hold no descriptor.
 int UnnamedBudgetMax() {
-  struct rlimit rl {};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
-  if (rl.rlim_cur == RLIM_INFINITY) return 4096;
-  return static_cast<int>(std::min<rlim_t>(rl.rlim_cur / 4, 4096));
+  const uint64_t limit = platform::OpenHandleLimit();
+  if (limit == std::numeric_limits<uint64_t>::max()) return 4096;
+  return static_cast<int>(std::min<uint64_t>(limit / 4, 4096));
 }
 
 // A staged put: a complete, checked file beside its final name, either unnamed (O_TMPFILE, held
@@ -529,29 +489,29 @@ class DirStagedPut final : public StagedPut {
   uint64_t bytes() const override { return copied_.bytes; }
   std::string sha256() const override { return copied_.sha256; }
   ~DirStagedPut() override {
-    if (!temp_name_.empty() && dir_) (void)UnlinkRetrying(dir_->get(), temp_name_.c_str());
+    if (!temp_name_.empty() && dir_) (void)UnlinkRetrying(*dir_, temp_name_);
     CloseUnnamed();  // an unlinked inode: closing it frees it
   }
   void CloseUnnamed() {
     if (!unnamed_.valid()) return;
-    unnamed_.Reset();
+    unnamed_ = File();
     budget_->open.fetch_sub(1);
   }
 
   std::string key_;
-  std::string name_;                // final name in dir_
+  std::string name_;  // final name in dir_
   std::string run_id_;
-  std::shared_ptr<UniqueFd> dir_;   // the directory holding key_
-  UniqueFd unnamed_;                // the O_TMPFILE file, until linked (then closed)
+  std::shared_ptr<const Directory> dir_;   // the directory holding key_
+  File unnamed_;                           // the O_TMPFILE file, until linked (then closed)
   std::shared_ptr<UnnamedBudget> budget_;  // set with unnamed_
-  std::string temp_name_;           // cleared once renamed (or removed)
-  bool placed_ = false;             // Finish put the new content under name_
-  bool replaced_ = false;           // an object was under name_ when staged (unnamed_: no link try)
+  std::string temp_name_;                  // cleared once renamed (or removed)
+  bool placed_ = false;                    // Finish put the new content under name_
+  bool replaced_ = false;  // an object was under name_ when staged (unnamed_: no link try)
   std::string dest_desc_, temp_desc_;
   std::unique_ptr<FoldClaims::Claim> claim_;  // case-insensitive shares: the folded key, held
   CopyOutcome copied_;
-  int64_t mtime_ns_ = 0;            // requested mtime (Unix ns)
-  int64_t stored_mtime_ns_ = 0;     // the temp file's mtime as stored (Unix ns)
+  int64_t mtime_ns_ = 0;         // requested mtime (Unix ns)
+  int64_t stored_mtime_ns_ = 0;  // the temp file's mtime as stored (Unix ns)
   bool verify_ = false;
 };
 
@@ -579,12 +539,13 @@ class DirStorage final : public Storage {
   absl::StatusOr<std::unique_ptr<StagedPut>> StagePut(const std::string& key,
                                                       const std::filesystem::path& source,
                                                       const PutOptions& options) override;
-  absl::StatusOr<std::unique_ptr<StagedPut>> StagePutFd(const std::string& key, int source_fd,
+  absl::StatusOr<std::unique_ptr<StagedPut>> StagePutFd(const std::string& key,
+                                                        const platform::File& source,
                                                         const std::string& source_desc,
                                                         const PutOptions& options,
                                                         const StageFdOptions& stage) override {
     DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s,
-                        StageFrom(key, source_fd, source_desc, options, !syncfs_flushes_, stage));
+                        StageFrom(key, source, source_desc, options, !syncfs_flushes_, stage));
     return std::unique_ptr<StagedPut>(std::move(s));
   }
   std::vector<absl::StatusOr<PutResult>> CommitPuts(
@@ -604,12 +565,12 @@ class DirStorage final : public Storage {
     DS_ASSIGN_OR_RETURN(auto keys, ListTempFiles(root_, prefix));
     std::vector<ObjectInfo> out;
     for (auto& k : keys) {
-      struct stat st {};
-      if (::lstat(absl::StrCat(root_, "/", k).c_str(), &st) != 0) continue;  // finished meanwhile
+      absl::StatusOr<FileInfo> info = platform::Stat(PathOf(k), /*follow_links=*/false);
+      if (!info.ok()) continue;  // finished meanwhile
       ObjectInfo o;
       o.key = std::move(k);
-      o.size = static_cast<uint64_t>(st.st_size);
-      o.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+      o.size = info->size;
+      o.mtime_ns = info->mtime_ns;
       out.push_back(std::move(o));
     }
     return out;
@@ -621,21 +582,22 @@ class DirStorage final : public Storage {
       if (absl::ascii_isalnum(c)) tag.push_back(c);
       if (tag.size() == 8) break;
     }
-    if (tag.size() != 8) return absl::OkStatus();  // its temp had a random tag: reconcile reports it
+    if (tag.size() != 8)
+      return absl::OkStatus();  // its temp had a random tag: reconcile reports it
     size_t slash = key.rfind('/');
     std::string dir = slash == std::string::npos ? "" : key.substr(0, slash + 1);
     std::string name = key.substr(slash == std::string::npos ? 0 : slash + 1);
-    return RemoveTempObject(absl::StrCat(dir, std::string(kTempPrefix), tag, "-", Sha256Hex(name).substr(0, 16)));
+    return RemoveTempObject(
+        absl::StrCat(dir, std::string(kTempPrefix), tag, "-", Sha256Hex(name).substr(0, 16)));
   }
   absl::Status ForgetContentHash(const std::string& key) override {
     DS_RETURN_IF_ERROR(ValidateWritableKey(key));
     const std::string path = PathOf(key);
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", key));
+    DS_RETURN_IF_ERROR(platform::Stat(path, /*follow_links=*/false).status());
     for (const char* name : {kXattrMeta, kXattrSha256, kXattrMtimeNs}) {
-      if (::lremovexattr(path.c_str(), name) != 0 && errno != ENODATA && errno != ENOTSUP &&
-          errno != EOPNOTSUPP) {
-        return ErrnoStatus(errno, absl::StrCat("remove xattr ", name, " of ", key));
+      const absl::Status removed = platform::RemoveAttributeAt(path, name);
+      if (!removed.ok() && !NoAttributes(removed)) {
+        return platform::WithContext(removed, absl::StrCat("remove xattr ", name, " of ", key));
       }
     }
     return RemoveSidecar(root_, key);
@@ -646,10 +608,14 @@ class DirStorage final : public Storage {
     if (!ValidateRelativePath(key).ok() || !IsTempName(base)) {
       return absl::InvalidArgumentError(absl::StrCat("not a temp object: ", key));
     }
-    const std::string path = PathOf(key);
-    if (int e = RetryWhileBusy([&] { return ::unlink(path.c_str()) == 0 ? 0 : errno; }); e != 0 && e != ENOENT) {
-      return ErrnoStatus(e, absl::StrCat("remove ", key));
-    }
+    const size_t slash = key.rfind('/');
+    absl::StatusOr<Directory> dir = Directory::Open(
+        slash == std::string::npos ? root_ : PathOf(std::string_view(key).substr(0, slash)));
+    if (absl::IsNotFound(dir.status())) return absl::OkStatus();
+    DS_RETURN_IF_ERROR(platform::WithContext(dir.status(), absl::StrCat("remove ", key)));
+    const absl::Status st = UnlinkRetrying(*dir, base);
+    if (!st.ok() && !absl::IsNotFound(st))
+      return platform::WithContext(st, absl::StrCat("remove ", key));
     return absl::OkStatus();
   }
 
@@ -661,57 +627,74 @@ class DirStorage final : public Storage {
   // Opens the directory holding `key` (created when `create`). NotFound if it is missing or is
   // not a real directory and !create; FailedPrecondition for the latter with `create`.
   // `sync_new` false: directories made here are left for the caller's filesystem flush.
-  absl::StatusOr<UniqueFd> OpenParentDir(const std::vector<std::string_view>& parts,
-                                         bool create, bool sync_new = true) const;
+  absl::StatusOr<Directory> OpenParentDir(const std::vector<std::string_view>& parts, bool create,
+                                          bool sync_new = true) const;
 
-  // Keeps the regular file `name` in `dir_fd` (the object under `key`, with `st`/`sha256`)
+  // Keeps the regular file `name` in `dir` (the object under `key`, with `info`/`sha256`)
   // under the versions area by hard link, or by copy where links are not supported.
   // Returns the version's key.
   // `sync_dirs` false: the new directory entries are left for the caller's filesystem flush.
-  absl::StatusOr<std::string> KeepVersion(const std::string& key, int dir_fd,
-                                          const std::string& name, const struct stat& st,
+  absl::StatusOr<std::string> KeepVersion(const std::string& key, const Directory& dir,
+                                          const std::string& name, const FileInfo& info,
                                           const std::string& sha256, bool sync_dirs = true) const;
+  // KeepVersion where hard links are not supported: copies the object into a temp file in
+  // `vdir` (at `vdir_path`), checks the copy against `sha256`, and renames it to the first free
+  // version name from `base`. Returns the version's name.
+  absl::StatusOr<std::string> CopyVersion(const std::string& key, const Directory& dir,
+                                          const std::string& name, const FileInfo& info,
+                                          const std::string& sha256, const Directory& vdir,
+                                          const std::string& vdir_path,
+                                          const std::string& base) const;
 
   // The first half of a put (see StagePut); `fsync_now` also fsyncs the temp file.
   absl::StatusOr<std::unique_ptr<DirStagedPut>> Stage(const std::string& key,
                                                       const std::filesystem::path& source,
                                                       const PutOptions& options, bool fsync_now);
-  // Stage from the open source `src_fd` (read from offset 0; not closed), as `stage` says.
-  absl::StatusOr<std::unique_ptr<DirStagedPut>> StageFrom(const std::string& key, int src_fd,
+  // Stage from the open source `src` (read from offset 0), as `stage` says.
+  absl::StatusOr<std::unique_ptr<DirStagedPut>> StageFrom(const std::string& key, const File& src,
                                                           const std::string& src_desc,
                                                           const PutOptions& options, bool fsync_now,
                                                           const StageFdOptions& stage = {});
   // Case-insensitive shares: a name refusal when the object found under the put's name in
-  // `dir_fd` is stored under another spelling (it is another file of the job, not this one).
-  absl::Status CheckSpelling(int dir_fd, const DirStagedPut& s) const;
+  // `dir` is stored under another spelling (it is another file of the job, not this one).
+  absl::Status CheckSpelling(const Directory& dir, const DirStagedPut& s) const;
   // Case-insensitive shares: a name refusal when a folder of `parts` (all but the last) is
   // stored under another spelling. Checked once per folder for the life of the storage.
   absl::Status CheckFolderSpelling(const std::vector<std::string_view>& parts);
   // After the copy: the staged file's times and metadata, its data durable (`fsync_now`, and
-  // always on shares) or on its way to disk. Closes `named_fd`.
-  absl::Status SettleStaged(DirStagedPut& s, UniqueFd& named_fd, int temp_fd, bool fsync_now) const;
+  // always on shares) or on its way to disk. `temp` is the staged file: `named` (then closed
+  // here) or the put's unnamed one.
+  absl::Status SettleStaged(DirStagedPut& s, File& named, File& temp, bool fsync_now) const;
   // The temp file's key (beside the staged put's key).
   static std::string TempKey(const DirStagedPut& s);
-  // Records the staged put's SHA-256, stored and source mtimes in the xattr of `fd` (or, with
-  // fd < 0, of `path`); nothing on shares without xattrs (RecordSidecar does it at the rename).
+  // Records the staged put's SHA-256, stored and source mtimes in the xattr of `file` (or, when
+  // null, of `path`); nothing on shares without xattrs (RecordSidecar does it at the rename).
   // Logs the first objects whose mtime the share did not keep.
-  absl::Status RecordMeta(const DirStagedPut& s, int fd, const std::string& path, bool fresh) const;
+  absl::Status RecordMeta(const DirStagedPut& s, File* file, const std::string& path,
+                          bool fresh) const;
   // Shares without xattrs: the staged put's sidecar record, written just before the put takes
   // its name (earlier, it would describe the staged copy as the object still under the name).
   absl::Status RecordSidecar(const DirStagedPut& s, bool durable) const;
-  // The metadata of the object `key` (at `path`, with `st`) if it still describes it.
+  // The metadata of the object `key` (at `path`, with `info`) if it still describes it.
   std::optional<TrustedMeta> Trusted(const std::string& key, const std::string& path,
-                                     const struct stat& st) const;
+                                     const FileInfo& info) const;
   // The object as listed: the source mtime and SHA-256 from trusted metadata, else the file's
   // mtime and no SHA-256.
-  ObjectInfo InfoOf(const std::string& key, const std::string& path, const struct stat& st) const;
+  ObjectInfo InfoOf(const std::string& key, const std::string& path, const FileInfo& info) const;
   // The two halves without OneObject() applied to their errors.
-  absl::StatusOr<std::unique_ptr<DirStagedPut>> StageFromUnclassified(const std::string& key, int src_fd,
+  absl::StatusOr<std::unique_ptr<DirStagedPut>> StageFromUnclassified(const std::string& key,
+                                                                      const File& src,
                                                                       const std::string& src_desc,
                                                                       const PutOptions& options,
                                                                       bool fsync_now,
                                                                       const StageFdOptions& stage);
   absl::StatusOr<PutResult> FinishUnclassified(DirStagedPut& s, bool grouped) const;
+  // Finish when the object `old` under the put's name (with `existing`, its trusted `old_meta`
+  // and SHA-256 `old_sha`) already has the put's content: no version, its mtime and metadata
+  // brought up to date (best effort).
+  PutResult KeepSameContent(DirStagedPut& s, File& old, FileInfo existing,
+                            const std::optional<TrustedMeta>& old_meta,
+                            const std::string& old_sha) const;
   // An "unreachable" error of one object's operation (EIO and the like) while the root answers:
   // the share refused this object only (SMB gives EIO for names it cannot hold), so the error
   // is the object's (Internal), not the storage's (Unavailable). Other statuses pass through.
@@ -726,8 +709,8 @@ class DirStorage final : public Storage {
   // A shared open descriptor of the directory holding `key` (created when missing), reused by
   // puts into the same directory while any of them holds it.
   // `grouped`: the put is committed by CommitPuts with syncfs (new directories need no fsync).
-  absl::StatusOr<std::shared_ptr<UniqueFd>> ParentDir(const std::vector<std::string_view>& parts,
-                                                      bool grouped);
+  absl::StatusOr<std::shared_ptr<const Directory>> ParentDir(
+      const std::vector<std::string_view>& parts, bool grouped);
 
   // Constant after construction.
   const std::string root_;
@@ -737,7 +720,8 @@ class DirStorage final : public Storage {
   const bool syncfs_flushes_ = false;
 
   std::mutex dirs_mu_;
-  std::map<std::string, std::weak_ptr<UniqueFd>, std::less<>> dirs_;  // Protected by dirs_mu_.
+  std::map<std::string, std::weak_ptr<const Directory>, std::less<>>
+      dirs_;  // Protected by dirs_mu_.
 
   // O_TMPFILE use: the bound, and whether this filesystem still accepts it (cleared for good
   // on the first refusal: EOPNOTSUPP / EISDIR / EINVAL from a filesystem or share without it).
@@ -750,21 +734,21 @@ class DirStorage final : public Storage {
   std::set<std::string, std::less<>> spelled_dirs_;  // Protected by spelled_mu_.
 };
 
-absl::StatusOr<UniqueFd> DirStorage::OpenParentDir(const std::vector<std::string_view>& parts,
-                                                   bool create, bool sync_new) const {
-  DS_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot(root_));
-  absl::StatusOr<UniqueFd> dir =
-      OpenDirChain(root.get(), root_, parts, parts.size() - 1, create, sync_new);
+absl::StatusOr<Directory> DirStorage::OpenParentDir(const std::vector<std::string_view>& parts,
+                                                    bool create, bool sync_new) const {
+  DS_ASSIGN_OR_RETURN(Directory root, OpenRoot(root_));
+  absl::StatusOr<Directory> dir = OpenDirChain(root, parts, parts.size() - 1, create, sync_new);
   if (!create && absl::IsFailedPrecondition(dir.status())) {
     return absl::NotFoundError(std::string(dir.status().message()));
   }
   return dir;
 }
 
-absl::StatusOr<std::shared_ptr<UniqueFd>> DirStorage::ParentDir(
+absl::StatusOr<std::shared_ptr<const Directory>> DirStorage::ParentDir(
     const std::vector<std::string_view>& parts, bool grouped) {
   std::string dir_key;
-  for (size_t i = 0; i + 1 < parts.size(); ++i) absl::StrAppend(&dir_key, std::string(parts[i]), "/");
+  for (size_t i = 0; i + 1 < parts.size(); ++i)
+    absl::StrAppend(&dir_key, std::string(parts[i]), "/");
   {
     std::lock_guard<std::mutex> lock(dirs_mu_);
     auto it = dirs_.find(dir_key);
@@ -776,12 +760,13 @@ absl::StatusOr<std::shared_ptr<UniqueFd>> DirStorage::ParentDir(
   // Directories made here need no fsync of their own where a syncfs follows the renames
   // (CommitPuts): it makes the new entries durable before any result stands. PutFile and
   // network shares fsync each new directory's parent at once.
-  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/true, /*sync_new=*/!grouped));
+  DS_ASSIGN_OR_RETURN(Directory dir, OpenParentDir(parts, /*create=*/true, /*sync_new=*/!grouped));
   if (features_.case_insensitive) DS_RETURN_IF_ERROR(CheckFolderSpelling(parts));
-  auto fd = std::make_shared<UniqueFd>(std::move(dir));
+  auto fd = std::make_shared<const Directory>(std::move(dir));
   std::lock_guard<std::mutex> lock(dirs_mu_);
   if (dirs_.size() > 4096) {  // forget directories nobody holds any more
-    for (auto it = dirs_.begin(); it != dirs_.end();) it = it->second.expired() ? dirs_.erase(it) : std::next(it);
+    for (auto it = dirs_.begin(); it != dirs_.end();)
+      it = it->second.expired() ? dirs_.erase(it) : std::next(it);
   }
   dirs_[dir_key] = fd;
   return fd;
@@ -791,15 +776,13 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
                                                                 const std::filesystem::path& source,
                                                                 const PutOptions& options,
                                                                 bool fsync_now) {
-  DS_ASSIGN_OR_RETURN(UniqueFd src, OpenPutSource(source, options));
-  return StageFrom(key, src.get(), source.string(), options, fsync_now);
+  DS_ASSIGN_OR_RETURN(File src, OpenPutSourceFile(source, options));
+  return StageFrom(key, src, source.string(), options, fsync_now);
 }
 
-absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(const std::string& key, int src_fd,
-                                                                    const std::string& src_desc,
-                                                                    const PutOptions& options,
-                                                                    bool fsync_now,
-                                                                    const StageFdOptions& stage) {
+absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
+    const std::string& key, const File& src, const std::string& src_desc, const PutOptions& options,
+    bool fsync_now, const StageFdOptions& stage) {
   DS_RETURN_IF_ERROR(ValidateWritableKey(key));
   DS_RETURN_IF_ERROR(CheckKeyHoldable(features_, key));
   auto s = std::make_unique<DirStagedPut>();
@@ -812,32 +795,29 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
   if (IsCancelled(options.cancel)) {
     return absl::CancelledError(absl::StrCat("put ", dest_desc, " cancelled"));
   }
-  struct stat before;
-  if (::fstat(src_fd, &before) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
-  if (!S_ISREG(before.st_mode)) {
+  absl::StatusOr<FileInfo> before = src.Info();
+  if (!before.ok()) return platform::WithContext(before.status(), absl::StrCat("stat ", src_desc));
+  if (before->type != FileType::kFile) {
     return absl::FailedPreconditionError(
         absl::StrCat("source ", src_desc, " is not a regular file"));
   }
-  if (before.st_size > static_cast<off_t>(kCopyBufferBytes)) {
-    ::posix_fadvise(src_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  }
+  if (before->size > kCopyBufferBytes) src.AdviseSequential();
 
   // Destination directory. Refuse early when the key names a directory or a non-file.
   const std::vector<std::string_view> parts = SplitKey(key);
   s->name_ = std::string(parts.back());
   const std::string& name = s->name_;
   DS_ASSIGN_OR_RETURN(s->dir_, ParentDir(parts, /*grouped=*/!fsync_now));
-  const int dir = s->dir_->get();
-  struct stat existing;
-  if (::fstatat(dir, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
-    if (!S_ISREG(existing.st_mode)) {
+  const Directory& dir = *s->dir_;
+  if (absl::StatusOr<FileInfo> existing = dir.StatAt(name); existing.ok()) {
+    if (existing->type != FileType::kFile) {
       return absl::FailedPreconditionError(
           absl::StrCat(dest_desc, " exists and is not a regular file"));
     }
     DS_RETURN_IF_ERROR(CheckSpelling(dir, *s));
     s->replaced_ = true;  // compared, maybe kept as a version, at commit
-  } else if (errno != ENOENT) {
-    return StorageError(errno, absl::StrCat("stat ", dest_desc));
+  } else if (!absl::IsNotFound(existing.status())) {
+    return StorageError(platform::WithContext(existing.status(), absl::StrCat("stat ", dest_desc)));
   }
 
   // Copy into a new file beside the target. Grouped puts on a local filesystem use an unnamed
@@ -848,19 +828,21 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
   // copy anyway (replace_unnamed), which gets its temp name at commit. From here on `s` owns the
   // file: destroying `s` removes it.
   s->run_id_ = options.run_id;
-  int temp_fd = -1;
-  UniqueFd named_fd;
+  File* temp = nullptr;
+  File named;
   if (!fsync_now && (!s->replaced_ || (stage.unnamed_only && stage.replace_unnamed)) &&
       syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
     if (unnamed_->open.fetch_add(1) < unnamed_->max) {
       s->budget_ = unnamed_;
-      s->unnamed_ = UniqueFd(::openat(dir, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644));
-      if (!s->unnamed_.valid()) {
-        const int e = errno;
+      absl::StatusOr<File> unnamed = platform::CreateUnnamedFile(dir);
+      if (unnamed.ok()) {
+        s->unnamed_ = *std::move(unnamed);
+      } else {
         s->budget_.reset();
         unnamed_->open.fetch_sub(1);
-        if (e != EOPNOTSUPP && e != EISDIR && e != EINVAL) {
-          return StorageError(e, absl::StrCat("create unnamed file for ", dest_desc));
+        if (!platform::IsNotSupported(unnamed.status())) {
+          return StorageError(platform::WithContext(
+              unnamed.status(), absl::StrCat("create unnamed file for ", dest_desc)));
         }
         unnamed_ok_.store(false);  // this filesystem has no O_TMPFILE: temp names from now on
       }
@@ -880,29 +862,28 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
         absl::StrCat(Describe(), " cannot stage unnamed files (no O_TMPFILE or no syncfs)"));
   }
   if (s->unnamed_.valid()) {
-    temp_fd = s->unnamed_.get();
+    temp = &s->unnamed_;
     s->temp_desc_ = absl::StrCat(Describe(), "/", key, " (unnamed)");
   } else {
-    DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(dir, name, options.run_id, dest_desc));
-    s->temp_name_ = std::move(temp.first);
-    named_fd = std::move(temp.second);
-    temp_fd = named_fd.get();
+    DS_ASSIGN_OR_RETURN(auto made, CreateTempFile(dir, name, options.run_id, dest_desc));
+    s->temp_name_ = std::move(made.first);
+    named = std::move(made.second);
+    temp = &named;
     s->temp_desc_ = absl::StrCat(Describe(), "/", key, " (temp ", s->temp_name_, ")");
   }
   const std::string& temp_desc = s->temp_desc_;
-  DS_ASSIGN_OR_RETURN(s->copied_, CopyAndHash(src_fd, temp_fd, options.cancel,
-                                              options.max_bytes_per_second, options.rate_limiter,
-                                              src_desc, temp_desc,
-                                              static_cast<uint64_t>(before.st_size)));
+  DS_ASSIGN_OR_RETURN(s->copied_,
+                      CopyAndHash(src, *temp, options.cancel, options.max_bytes_per_second,
+                                  options.rate_limiter, src_desc, temp_desc, before->size));
   const CopyOutcome& copied = s->copied_;
 
   // The source must not have changed while we read it.
-  struct stat after;
-  if (::fstat(src_fd, &after) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", src_desc));
-  if (after.st_size != before.st_size || MtimeNs(after) != MtimeNs(before) ||
-      copied.bytes != static_cast<uint64_t>(before.st_size)) {
+  absl::StatusOr<FileInfo> after = src.Info();
+  if (!after.ok()) return platform::WithContext(after.status(), absl::StrCat("stat ", src_desc));
+  if (after->size != before->size || after->mtime_ns != before->mtime_ns ||
+      copied.bytes != before->size) {
     return absl::AbortedError(absl::StrCat("source changed while copying: ", src_desc, " (size ",
-                                           before.st_size, " -> ", after.st_size, ", copied ",
+                                           before->size, " -> ", after->size, ", copied ",
                                            copied.bytes, " bytes)"));
   }
   if (!options.expected_sha256.empty() &&
@@ -912,49 +893,58 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
                                            options.expected_sha256));
   }
 
-  s->mtime_ns_ = options.mtime_ns != 0 ? options.mtime_ns : MtimeNs(before);
+  s->mtime_ns_ = options.mtime_ns != 0 ? options.mtime_ns : before->mtime_ns;
   s->verify_ = options.verify;
-  DS_RETURN_IF_ERROR(SettleStaged(*s, named_fd, temp_fd, fsync_now));
+  DS_RETURN_IF_ERROR(SettleStaged(*s, named, *temp, fsync_now));
   return s;
 }
 
-absl::Status DirStorage::SettleStaged(DirStagedPut& s, UniqueFd& named_fd, int temp_fd,
+absl::Status DirStorage::SettleStaged(DirStagedPut& s, File& named, File& temp,
                                       bool fsync_now) const {
-  const int dir = s.dir_->get();
   const std::string& temp_desc = s.temp_desc_;
   const CopyOutcome& copied = s.copied_;
-  if (named_fd.valid() && !syncfs_flushes_) {
+  if (named.valid() && !syncfs_flushes_) {
     // A share: the data durable and its handle closed before the times are set (SMB sets the
     // mtime when the handle closes), then the metadata of what the share now says.
-    if (::fsync(temp_fd) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
-    if (int e = named_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
-    DS_ASSIGN_OR_RETURN(s.stored_mtime_ns_, SetTimesAt(dir, s.temp_name_, s.mtime_ns_, temp_desc));
-    DS_RETURN_IF_ERROR(RecordMeta(s, -1, PathOf(TempKey(s)), /*fresh=*/true));
+    if (absl::Status st = temp.Flush(); !st.ok()) {
+      return StorageError(platform::WithContext(st, absl::StrCat("fsync ", temp_desc)));
+    }
+    if (absl::Status st = named.Close(); !st.ok()) {
+      return StorageError(platform::WithContext(st, absl::StrCat("close ", temp_desc)));
+    }
+    DS_ASSIGN_OR_RETURN(s.stored_mtime_ns_,
+                        SetTimesAt(*s.dir_, s.temp_name_, s.mtime_ns_, temp_desc));
+    DS_RETURN_IF_ERROR(RecordMeta(s, nullptr, PathOf(TempKey(s)), /*fresh=*/true));
     return absl::OkStatus();
   }
   // Metadata; durability is the caller's (fsync_now, or one flush for a whole group).
-  DS_ASSIGN_OR_RETURN(s.stored_mtime_ns_, SetTimesFd(temp_fd, s.mtime_ns_, temp_desc));
-  DS_RETURN_IF_ERROR(RecordMeta(s, temp_fd, "", /*fresh=*/true));
+  DS_ASSIGN_OR_RETURN(s.stored_mtime_ns_, SetTimesOf(temp, s.mtime_ns_, temp_desc));
+  DS_RETURN_IF_ERROR(RecordMeta(s, &temp, "", /*fresh=*/true));
   if (fsync_now) {
-    if (::fsync(temp_fd) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
+    if (absl::Status st = temp.Flush(); !st.ok()) {
+      return StorageError(platform::WithContext(st, absl::StrCat("fsync ", temp_desc)));
+    }
   } else if (copied.bytes >= kEarlyWritebackBytes) {
     // Start writing a large file back now, asynchronously, so that the group's flush finds most
     // of it already on disk: the copy of the next files overlaps this one's disk write. (Small
     // files are left to the flush, which writes them in far fewer, larger requests.)
-    ::sync_file_range(temp_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    platform::StartWriteback(temp);
   }
-  if (named_fd.valid()) {
-    if (int e = named_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
+  if (named.valid()) {
+    if (absl::Status st = named.Close(); !st.ok()) {
+      return StorageError(platform::WithContext(st, absl::StrCat("close ", temp_desc)));
+    }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::string& key, int src_fd,
+absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::string& key,
+                                                                    const File& src,
                                                                     const std::string& src_desc,
                                                                     const PutOptions& options,
                                                                     bool fsync_now,
                                                                     const StageFdOptions& stage) {
-  auto staged = StageFromUnclassified(key, src_fd, src_desc, options, fsync_now, stage);
+  auto staged = StageFromUnclassified(key, src, src_desc, options, fsync_now, stage);
   if (!staged.ok()) return OneObject(staged.status());
   return staged;
 }
@@ -967,19 +957,19 @@ absl::StatusOr<PutResult> DirStorage::Finish(DirStagedPut& s, bool grouped) cons
 
 absl::Status DirStorage::OneObject(absl::Status st) const {
   if (!absl::IsUnavailable(st)) return st;
-  auto root = OpenRoot(root_);
-  struct stat rs {};
-  if (!root.ok() || ::fstatat(root->get(), ".", &rs, 0) != 0) return st;
-  return absl::InternalError(absl::StrCat(st.message(), " (the storage root answers: the share refused this file only)"));
+  absl::StatusOr<Directory> root = OpenRoot(root_);
+  if (!root.ok() || !root->StatAt(".", /*follow_links=*/true).ok()) return st;
+  return absl::InternalError(
+      absl::StrCat(st.message(), " (the storage root answers: the share refused this file only)"));
 }
 
-absl::Status DirStorage::CheckSpelling(int dir_fd, const DirStagedPut& s) const {
+absl::Status DirStorage::CheckSpelling(const Directory& dir, const DirStagedPut& s) const {
   if (!features_.case_insensitive) return absl::OkStatus();
-  std::optional<std::string> other = OtherSpelling(dir_fd, s.name_, features_);
+  std::optional<std::string> other = OtherSpelling(dir, s.name_, features_);
   if (!other) return absl::OkStatus();
-  return NameRefusal(absl::AlreadyExistsError(absl::StrCat(
-      "name '", s.key_, "' collides by case with the stored '", *other,
-      "': this destination does not tell names apart by case")));
+  return NameRefusal(absl::AlreadyExistsError(
+      absl::StrCat("name '", s.key_, "' collides by case with the stored '", *other,
+                   "': this destination does not tell names apart by case")));
 }
 
 absl::Status DirStorage::CheckFolderSpelling(const std::vector<std::string_view>& parts) {
@@ -991,12 +981,13 @@ absl::Status DirStorage::CheckFolderSpelling(const std::vector<std::string_view>
       std::lock_guard<std::mutex> lock(spelled_mu_);
       if (spelled_dirs_.count(folder)) continue;
     }
-    DS_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot(root_));
-    DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenDirChain(root.get(), root_, parts, i, /*create=*/false));
-    if (std::optional<std::string> other = OtherSpelling(dir.get(), std::string(parts[i]), features_)) {
-      return NameRefusal(absl::AlreadyExistsError(absl::StrCat(
-          "folder '", folder, "' collides by case with the stored '", parent, parent.empty() ? "" : "/",
-          *other, "': this destination does not tell names apart by case")));
+    DS_ASSIGN_OR_RETURN(Directory root, OpenRoot(root_));
+    DS_ASSIGN_OR_RETURN(Directory dir, OpenDirChain(root, parts, i, /*create=*/false));
+    if (std::optional<std::string> other = OtherSpelling(dir, std::string(parts[i]), features_)) {
+      return NameRefusal(absl::AlreadyExistsError(
+          absl::StrCat("folder '", folder, "' collides by case with the stored '", parent,
+                       parent.empty() ? "" : "/", *other,
+                       "': this destination does not tell names apart by case")));
     }
     std::lock_guard<std::mutex> lock(spelled_mu_);
     if (spelled_dirs_.size() > 100'000) spelled_dirs_.clear();
@@ -1007,48 +998,51 @@ absl::Status DirStorage::CheckFolderSpelling(const std::vector<std::string_view>
 
 std::string DirStorage::TempKey(const DirStagedPut& s) {
   const size_t slash = s.key_.rfind('/');
-  return slash == std::string::npos ? s.temp_name_ : absl::StrCat(s.key_.substr(0, slash + 1), s.temp_name_);
+  return slash == std::string::npos ? s.temp_name_
+                                    : absl::StrCat(s.key_.substr(0, slash + 1), s.temp_name_);
 }
 
-absl::Status DirStorage::RecordMeta(const DirStagedPut& s, int fd, const std::string& path,
+absl::Status DirStorage::RecordMeta(const DirStagedPut& s, File* file, const std::string& path,
                                     bool fresh) const {
   if (!SameMtimeAt(features_, s.mtime_ns_, s.stored_mtime_ns_)) {
     static std::atomic<int> told{0};
     if (told.fetch_add(1) < kMtimeWarnings) {
-      spdlog::warn("{} did not keep the mtime of {} (set {}, reads {} ns); the source's is kept in its metadata",
-                   Describe(), s.key_, s.mtime_ns_, s.stored_mtime_ns_);
+      spdlog::warn(
+          "{} did not keep the mtime of {} (set {}, reads {} ns); the source's is kept in its "
+          "metadata",
+          Describe(), s.key_, s.mtime_ns_, s.stored_mtime_ns_);
     }
   }
   if (!features_.metadata_on_object) return absl::OkStatus();  // Finish writes the sidecar
-  return SetXattrMeta(fd, path, s.copied_.sha256, s.stored_mtime_ns_, s.mtime_ns_, s.temp_desc_, fresh);
+  return SetXattrMeta(file, path, s.copied_.sha256, s.stored_mtime_ns_, s.mtime_ns_, s.temp_desc_,
+                      fresh);
 }
 
 absl::Status DirStorage::RecordSidecar(const DirStagedPut& s, bool durable) const {
   if (features_.metadata_on_object) return absl::OkStatus();
-  return WriteSidecar(root_, s.key_, {s.copied_.sha256, s.copied_.bytes, s.stored_mtime_ns_, s.mtime_ns_},
-                      durable);
+  return WriteSidecar(
+      root_, s.key_, {s.copied_.sha256, s.copied_.bytes, s.stored_mtime_ns_, s.mtime_ns_}, durable);
 }
 
 absl::Status DirStorage::RecordContentHash(const ObjectInfo& listed, const std::string& sha256) {
   DS_RETURN_IF_ERROR(ValidateWritableKey(listed.key));
   if (features_.metadata_on_object) return Storage::RecordContentHash(listed, sha256);
   const std::vector<std::string_view> parts = SplitKey(listed.key);
-  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/false));
+  DS_ASSIGN_OR_RETURN(Directory dir, OpenParentDir(parts, /*create=*/false));
   const std::string name(parts.back());
   const std::string desc = absl::StrCat(Describe(), "/", listed.key);
-  struct stat st;
-  if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    return StorageError(errno, absl::StrCat("stat ", desc));
-  }
-  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != listed.size ||
-      MtimeNs(st) != listed.mtime_ns) {
+  absl::StatusOr<FileInfo> info = dir.StatAt(name);
+  if (!info.ok())
+    return StorageError(platform::WithContext(info.status(), absl::StrCat("stat ", desc)));
+  if (info->type != FileType::kFile || info->size != listed.size ||
+      info->mtime_ns != listed.mtime_ns) {
     return absl::FailedPreconditionError(absl::StrCat(desc, " changed since it was listed"));
   }
-  SidecarMeta meta{sha256, listed.size, MtimeNs(st), MtimeNs(st)};
+  SidecarMeta meta{sha256, listed.size, info->mtime_ns, info->mtime_ns};
   const std::optional<SidecarMeta> stale = ReadSidecar(root_, listed.key);
   if (stale && stale->sha256 == sha256 && stale->size == listed.size) {
     meta.source_mtime_ns = stale->source_mtime_ns;
-    if (auto stored = SetTimesAt(dir.get(), name, stale->source_mtime_ns, desc); stored.ok()) {
+    if (auto stored = SetTimesAt(dir, name, stale->source_mtime_ns, desc); stored.ok()) {
       meta.stored_mtime_ns = *stored;
     }
   }
@@ -1056,29 +1050,31 @@ absl::Status DirStorage::RecordContentHash(const ObjectInfo& listed, const std::
 }
 
 std::optional<TrustedMeta> DirStorage::Trusted(const std::string& key, const std::string& path,
-                                               const struct stat& st) const {
-  if (features_.metadata_on_object) return XattrMetaPath(path, st);
+                                               const FileInfo& info) const {
+  if (features_.metadata_on_object) return XattrMetaPath(path, info.mtime_ns);
   std::optional<SidecarMeta> m = ReadSidecar(root_, key);
-  if (!m || m->size != static_cast<uint64_t>(st.st_size) || m->stored_mtime_ns != MtimeNs(st)) {
-    return std::nullopt;
-  }
+  if (!m || m->size != info.size || m->stored_mtime_ns != info.mtime_ns) return std::nullopt;
   return TrustedMeta{std::move(m->sha256), m->source_mtime_ns};
 }
 
-ObjectInfo DirStorage::InfoOf(const std::string& key, const std::string& path, const struct stat& st) const {
-  std::optional<TrustedMeta> meta = Trusted(key, path, st);
-  if (!meta) return ObjectInfo{key, static_cast<uint64_t>(st.st_size), MtimeNs(st), ""};
-  return ObjectInfo{key, static_cast<uint64_t>(st.st_size), meta->source_mtime_ns, std::move(meta->sha256)};
+ObjectInfo DirStorage::InfoOf(const std::string& key, const std::string& path,
+                              const FileInfo& info) const {
+  std::optional<TrustedMeta> meta = Trusted(key, path, info);
+  if (!meta) return ObjectInfo{key, info.size, info.mtime_ns, ""};
+  return ObjectInfo{key, info.size, meta->source_mtime_ns, std::move(meta->sha256)};
 }
 
 absl::Status DirStorage::VerifyStaged(DirStagedPut& s) const {
-  UniqueFd check(s.unnamed_.valid()
-                     ? ::fcntl(s.unnamed_.get(), F_DUPFD_CLOEXEC, 0)  // O_RDWR; HashFd preads from 0
-                     : ::openat(s.dir_->get(), s.temp_name_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!check.valid()) return StorageError(errno, absl::StrCat("reopen ", s.temp_desc_));
+  absl::StatusOr<File> check =
+      s.unnamed_.valid() ? s.unnamed_.Duplicate()  // read-write; HashFile reads from offset 0
+                         : s.dir_->OpenFile(s.temp_name_, platform::OpenOptions{});
+  if (!check.ok()) {
+    return StorageError(
+        platform::WithContext(check.status(), absl::StrCat("reopen ", s.temp_desc_)));
+  }
   // The pages are clean after the flush: drop them so the re-read comes from the storage.
-  ::posix_fadvise(check.get(), 0, 0, POSIX_FADV_DONTNEED);
-  DS_ASSIGN_OR_RETURN(FileDigest landed, HashFd(check.get(), s.temp_desc_));
+  check->AdviseDontNeed(0, 0);
+  DS_ASSIGN_OR_RETURN(FileDigest landed, HashFile(*check, s.temp_desc_));
   if (landed.size != s.copied_.bytes || landed.sha256 != s.copied_.sha256) {
     return absl::DataLossError(absl::StrCat(
         "verify failed for ", s.temp_desc_, ": wrote ", s.copied_.bytes, " bytes with SHA-256 ",
@@ -1088,76 +1084,66 @@ absl::Status DirStorage::VerifyStaged(DirStagedPut& s) const {
 }
 
 absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool grouped) const {
-  const int dir = s.dir_->get();
+  const Directory& dir = *s.dir_;
   const std::string& name = s.name_;
   const std::string& dest_desc = s.dest_desc_;
   const CopyOutcome& copied = s.copied_;
   PutResult result;
   if (s.unnamed_.valid() && !s.replaced_) {
-    // The common case, no object under the name: one link and done. EEXIST: see below.
+    // The common case, no object under the name: one link and done. AlreadyExists: see below.
     DS_RETURN_IF_ERROR(RecordSidecar(s, !grouped));
-    const int e = LinkUnnamed(s.unnamed_.get(), dir, name.c_str());
-    if (e == 0) {
+    const absl::Status linked = platform::LinkUnnamedFile(s.unnamed_, dir, name);
+    if (linked.ok()) {
       s.CloseUnnamed();
       s.placed_ = true;
       result.info = {s.key_, copied.bytes, s.mtime_ns_, copied.sha256};
       return result;
     }
-    if (e != EEXIST) return StorageError(e, absl::StrCat("link ", s.temp_desc_, " as ", dest_desc));
+    if (!absl::IsAlreadyExists(linked)) {
+      return StorageError(
+          platform::WithContext(linked, absl::StrCat("link ", s.temp_desc_, " as ", dest_desc)));
+    }
   }
   // Look again: an object may have appeared while we copied.
-  struct stat existing;
-  if (::fstatat(dir, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
-    if (!S_ISREG(existing.st_mode)) {
+  if (absl::StatusOr<FileInfo> there = dir.StatAt(name); there.ok()) {
+    if (there->type != FileType::kFile) {
       return absl::FailedPreconditionError(
           absl::StrCat(dest_desc, " exists and is not a regular file"));
     }
     DS_RETURN_IF_ERROR(CheckSpelling(dir, s));
-    UniqueFd old(::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    if (!old.valid()) return StorageError(errno, absl::StrCat("open ", dest_desc));
-    if (::fstat(old.get(), &existing) != 0) {
-      return StorageError(errno, absl::StrCat("stat ", dest_desc));
+    absl::StatusOr<File> old = OpenNonBlocking(dir, name);
+    if (!old.ok())
+      return StorageError(platform::WithContext(old.status(), absl::StrCat("open ", dest_desc)));
+    absl::StatusOr<FileInfo> existing = old->Info();
+    if (!existing.ok()) {
+      return StorageError(
+          platform::WithContext(existing.status(), absl::StrCat("stat ", dest_desc)));
     }
-    const std::optional<TrustedMeta> old_meta = Trusted(s.key_, PathOf(s.key_), existing);
+    const std::optional<TrustedMeta> old_meta = Trusted(s.key_, PathOf(s.key_), *existing);
     std::string old_sha = old_meta ? old_meta->sha256 : "";
     if (old_sha.empty()) {
-      DS_ASSIGN_OR_RETURN(FileDigest digest, HashFd(old.get(), dest_desc));
+      DS_ASSIGN_OR_RETURN(FileDigest digest, HashFile(*old, dest_desc));
       old_sha = digest.sha256;
     }
-    if (static_cast<uint64_t>(existing.st_size) == copied.bytes && old_sha == copied.sha256) {
-      // Same content: leave it in place (no version). Bring its metadata up to date so Stat()
-      // reports this put's mtime, unless the inode has other names we must not touch.
-      // Best effort: a file owned by another account may refuse (EPERM).
-      if (existing.st_nlink == 1 && (MtimeNs(existing) != s.stored_mtime_ns_ || !old_meta ||
-                                     old_meta->source_mtime_ns != s.mtime_ns_)) {
-        auto stored = SetTimesFd(old.get(), s.mtime_ns_, dest_desc);
-        if (stored.ok()) {
-          s.stored_mtime_ns_ = *stored;
-          if (RecordMeta(s, old.get(), "", /*fresh=*/false).ok() &&
-              RecordSidecar(s, /*durable=*/true).ok()) {
-            ::fsync(old.get());
-          }
-        }
-        ::fstat(old.get(), &existing);
-      }
-      result.info = InfoOf(s.key_, PathOf(s.key_), existing);
-      if (result.info.sha256.empty()) result.info.sha256 = old_sha;
-      return result;  // destroying `s` removes the temp file
+    if (existing->size == copied.bytes && old_sha == copied.sha256) {
+      return KeepSameContent(s, *old, *existing, old_meta, old_sha);
     }
-    DS_ASSIGN_OR_RETURN(result.kept_version, KeepVersion(s.key_, dir, name, existing, old_sha, !grouped));
-  } else if (errno != ENOENT) {
-    return StorageError(errno, absl::StrCat("stat ", dest_desc));
+    DS_ASSIGN_OR_RETURN(result.kept_version,
+                        KeepVersion(s.key_, dir, name, *existing, old_sha, !grouped));
+  } else if (!absl::IsNotFound(there.status())) {
+    return StorageError(platform::WithContext(there.status(), absl::StrCat("stat ", dest_desc)));
   }
 
   if (s.unnamed_.valid()) {
     // Replacing an object (kept above): link can't replace, rename can. Name it first.
-    DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(dir, name, s.run_id_, dest_desc, s.unnamed_.get()));
+    DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(dir, name, s.run_id_, dest_desc, &s.unnamed_));
     s.temp_name_ = std::move(temp.first);
     s.CloseUnnamed();
   }
   DS_RETURN_IF_ERROR(RecordSidecar(s, !grouped));
-  if (int e = RenameRetrying(dir, s.temp_name_.c_str(), name.c_str()); e != 0) {
-    return StorageError(e, absl::StrCat("rename ", s.temp_desc_, " to ", name));
+  if (absl::Status st = RenameRetrying(dir, s.temp_name_, name); !st.ok()) {
+    return StorageError(
+        platform::WithContext(st, absl::StrCat("rename ", s.temp_desc_, " to ", name)));
   }
   s.temp_name_.clear();
   s.placed_ = true;
@@ -1165,28 +1151,52 @@ absl::StatusOr<PutResult> DirStorage::FinishUnclassified(DirStagedPut& s, bool g
   return result;
 }
 
-// fsync of a directory; filesystems that refuse it on directories still rename atomically.
-absl::Status SyncDirFd(int fd, const std::string& desc) {
-  if (::fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
-    return StorageError(errno, absl::StrCat("fsync dir ", desc));
+PutResult DirStorage::KeepSameContent(DirStagedPut& s, File& old, FileInfo existing,
+                                      const std::optional<TrustedMeta>& old_meta,
+                                      const std::string& old_sha) const {
+  // Same content: leave it in place (no version). Bring its metadata up to date so Stat()
+  // reports this put's mtime, unless the inode has other names we must not touch.
+  // Best effort: a file owned by another account may refuse (EPERM).
+  if (existing.link_count == 1 && (existing.mtime_ns != s.stored_mtime_ns_ || !old_meta ||
+                                   old_meta->source_mtime_ns != s.mtime_ns_)) {
+    auto stored = SetTimesOf(old, s.mtime_ns_, s.dest_desc_);
+    if (stored.ok()) {
+      s.stored_mtime_ns_ = *stored;
+      if (RecordMeta(s, &old, "", /*fresh=*/false).ok() &&
+          RecordSidecar(s, /*durable=*/true).ok()) {
+        (void)old.Flush();
+      }
+    }
+    if (absl::StatusOr<FileInfo> now = old.Info(); now.ok()) existing = *now;
   }
-  return absl::OkStatus();
+  PutResult result;
+  result.info = InfoOf(s.key_, PathOf(s.key_), existing);
+  if (result.info.sha256.empty()) result.info.sha256 = old_sha;
+  return result;  // destroying `s` removes the temp file
+}
+
+// Flushes a directory's entries; filesystems that refuse it on directories still rename
+// atomically (the platform counts them as OK).
+absl::Status SyncDir(const Directory& dir, const std::string& desc) {
+  return StorageError(platform::WithContext(dir.Flush(), absl::StrCat("fsync dir ", desc)));
 }
 
 absl::StatusOr<PutResult> DirStorage::PutFile(const std::string& key,
                                               const std::filesystem::path& source,
                                               const PutOptions& options) {
-  DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s, Stage(key, source, options, /*fsync_now=*/true));
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s,
+                      Stage(key, source, options, /*fsync_now=*/true));
   if (s->verify_) DS_RETURN_IF_ERROR(VerifyStaged(*s));
   DS_ASSIGN_OR_RETURN(PutResult result, Finish(*s, /*grouped=*/false));
-  if (s->placed_) DS_RETURN_IF_ERROR(SyncDirFd(s->dir_->get(), s->dest_desc_));
+  if (s->placed_) DS_RETURN_IF_ERROR(SyncDir(*s->dir_, s->dest_desc_));
   return result;
 }
 
 absl::StatusOr<std::unique_ptr<StagedPut>> DirStorage::StagePut(const std::string& key,
-                                                               const std::filesystem::path& source,
-                                                               const PutOptions& options) {
-  DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s, Stage(key, source, options, !syncfs_flushes_));
+                                                                const std::filesystem::path& source,
+                                                                const PutOptions& options) {
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s,
+                      Stage(key, source, options, !syncfs_flushes_));
   return std::unique_ptr<StagedPut>(std::move(s));
 }
 
@@ -1197,24 +1207,28 @@ std::vector<absl::StatusOr<PutResult>> DirStorage::CommitPuts(
   for (size_t i = 0; i < staged.size(); ++i) {
     auto* s = dynamic_cast<DirStagedPut*>(staged[i].get());
     puts.push_back(s);
-    if (s == nullptr) out[i] = absl::InternalError(absl::StrCat("staged put of ", staged[i]->key(), " from another backend"));
+    if (s == nullptr)
+      out[i] = absl::InternalError(
+          absl::StrCat("staged put of ", staged[i]->key(), " from another backend"));
   }
   const DirStagedPut* any = nullptr;
-  for (auto* s : puts) if (s != nullptr) any = s;
+  for (auto* s : puts)
+    if (s != nullptr) any = s;
   if (any == nullptr) return out;
   // 1. Content durable before any rename (StagePut fsynced each file where syncfs does not).
   auto flush = [&](const char* what) -> absl::Status {
-    if (::syncfs(any->dir_->get()) != 0) return StorageError(errno, absl::StrCat("syncfs ", root_, " (", what, ")"));
-    return absl::OkStatus();
+    return StorageError(platform::WithContext(any->dir_->SyncFilesystem(),
+                                              absl::StrCat("syncfs ", root_, " (", what, ")")));
   };
   if (syncfs_flushes_) {
     if (absl::Status st = flush("file contents"); !st.ok()) {
-      for (size_t i = 0; i < puts.size(); ++i) if (puts[i] != nullptr) out[i] = st;
+      for (size_t i = 0; i < puts.size(); ++i)
+        if (puts[i] != nullptr) out[i] = st;
       return out;  // destroying `staged` removes the temp files
     }
   }
   // 2. Verify (opt-in), then rename into place.
-  std::vector<int> renamed_dirs;
+  std::vector<const Directory*> renamed_dirs;
   for (size_t i = 0; i < puts.size(); ++i) {
     DirStagedPut* s = puts[i];
     if (s == nullptr) continue;
@@ -1225,7 +1239,7 @@ std::vector<absl::StatusOr<PutResult>> DirStorage::CommitPuts(
       }
     }
     out[i] = Finish(*s, syncfs_flushes_);
-    if (out[i].ok() && s->placed_) renamed_dirs.push_back(s->dir_->get());
+    if (out[i].ok() && s->placed_) renamed_dirs.push_back(s->dir_.get());
   }
   // 3. The renames durable, then the results stand.
   absl::Status st = absl::OkStatus();
@@ -1234,8 +1248,8 @@ std::vector<absl::StatusOr<PutResult>> DirStorage::CommitPuts(
   } else {
     std::sort(renamed_dirs.begin(), renamed_dirs.end());
     renamed_dirs.erase(std::unique(renamed_dirs.begin(), renamed_dirs.end()), renamed_dirs.end());
-    for (int fd : renamed_dirs) {
-      if (st.ok()) st = SyncDirFd(fd, root_);
+    for (const Directory* dir : renamed_dirs) {
+      if (st.ok()) st = SyncDir(*dir, root_);
     }
   }
   if (!st.ok()) {
@@ -1246,14 +1260,15 @@ std::vector<absl::StatusOr<PutResult>> DirStorage::CommitPuts(
   return out;
 }
 
-absl::StatusOr<std::string> DirStorage::KeepVersion(const std::string& key, int dir_fd,
-                                                    const std::string& name, const struct stat& st,
-                                                    const std::string& sha256, bool sync_dirs) const {
+absl::StatusOr<std::string> DirStorage::KeepVersion(const std::string& key, const Directory& dir,
+                                                    const std::string& name, const FileInfo& info,
+                                                    const std::string& sha256,
+                                                    bool sync_dirs) const {
   std::vector<std::string_view> vparts = {kReservedArea, kVersionsDir};
   for (std::string_view p : SplitKey(key)) vparts.push_back(p);
-  DS_ASSIGN_OR_RETURN(UniqueFd root, OpenRoot(root_));
-  DS_ASSIGN_OR_RETURN(UniqueFd vdir,
-                      OpenDirChain(root.get(), root_, vparts, vparts.size(), /*create=*/true, sync_dirs));
+  DS_ASSIGN_OR_RETURN(Directory root, OpenRoot(root_));
+  DS_ASSIGN_OR_RETURN(Directory vdir,
+                      OpenDirChain(root, vparts, vparts.size(), /*create=*/true, sync_dirs));
   const std::string vdir_key =
       absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir), "/", key);
   const std::string vdir_path = PathOf(vdir_key);
@@ -1265,50 +1280,66 @@ absl::StatusOr<std::string> DirStorage::KeepVersion(const std::string& key, int 
   std::string version;
   for (int n = 0; n < 1000; ++n) {
     version = candidate(n);
-    if (::linkat(dir_fd, name.c_str(), vdir.get(), version.c_str(), 0) == 0) {
+    const absl::Status st = dir.HardLinkAt(name, vdir, version);
+    if (st.ok()) {
       linked = true;
       break;
     }
-    int e = errno;
-    if (e == EEXIST) continue;
-    if (e == EPERM || e == EXDEV || e == ENOTSUP || e == EOPNOTSUPP || e == EMLINK || e == ENOSYS ||
-        e == EACCES) {
+    if (absl::IsAlreadyExists(st)) continue;
+    if (platform::IsNotSupported(st) || absl::IsPermissionDenied(st) ||
+        platform::KindOf(st) == platform::ErrorKind::kCrossDevice) {
       break;  // no hard links here: copy instead
     }
-    return StorageError(e, absl::StrCat("link ", key, " to ", vdir_path, "/", version));
+    return StorageError(st);
   }
-
   if (!linked) {
-    // Fallback: copy into a temp file beside the version, then rename it into place.
-    UniqueFd src(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    if (!src.valid()) return StorageError(errno, absl::StrCat("open ", PathOf(key)));
-    DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(vdir.get(), base, "", vdir_path));
-    auto& [temp_name, temp_fd] = temp;
-    TempFileGuard guard(vdir.get(), temp_name);
-    const std::string temp_desc = absl::StrCat(vdir_path, "/", temp_name);
-    DS_ASSIGN_OR_RETURN(CopyOutcome copied,
-                        CopyAndHash(src.get(), temp_fd.get(), nullptr, 0, nullptr, PathOf(key), temp_desc));
-    if (copied.sha256 != sha256) {
-      return absl::AbortedError(
-          absl::StrCat(PathOf(key), " changed while keeping a version of it"));
-    }
-    DS_ASSIGN_OR_RETURN(const int64_t stored, SetTimesFd(temp_fd.get(), MtimeNs(st), temp_desc));
-    DS_RETURN_IF_ERROR(SetXattrMeta(temp_fd.get(), "", sha256, stored, stored, temp_desc, /*fresh=*/true));
-    if (::fsync(temp_fd.get()) != 0) return StorageError(errno, absl::StrCat("fsync ", temp_desc));
-    if (int e = temp_fd.Close(); e != 0) return StorageError(e, absl::StrCat("close ", temp_desc));
-    for (int n = 0;; ++n) {
-      if (n == 1000) {
-        return absl::AlreadyExistsError(absl::StrCat("no free version name in ", vdir_path));
-      }
-      version = candidate(n);
-      int e = RenameNoReplace(vdir.get(), temp_name.c_str(), version.c_str());
-      if (e == 0) break;
-      if (e != EEXIST) return StorageError(e, absl::StrCat("rename ", temp_desc, " to ", version));
-    }
-    guard.Release();
+    DS_ASSIGN_OR_RETURN(version, CopyVersion(key, dir, name, info, sha256, vdir, vdir_path, base));
   }
-  if (sync_dirs) DS_RETURN_IF_ERROR(SyncDirectory(vdir_path));
+  if (sync_dirs) DS_RETURN_IF_ERROR(SyncDir(vdir, vdir_path));
   return absl::StrCat(vdir_key, "/", version);
+}
+
+absl::StatusOr<std::string> DirStorage::CopyVersion(const std::string& key, const Directory& dir,
+                                                    const std::string& name, const FileInfo& info,
+                                                    const std::string& sha256,
+                                                    const Directory& vdir,
+                                                    const std::string& vdir_path,
+                                                    const std::string& base) const {
+  // Copy into a temp file beside the version, then rename it into place.
+  absl::StatusOr<File> src = OpenNonBlocking(dir, name);
+  if (!src.ok())
+    return StorageError(platform::WithContext(src.status(), absl::StrCat("open ", PathOf(key))));
+  DS_ASSIGN_OR_RETURN(auto temp, CreateTempFile(vdir, base, "", vdir_path));
+  auto& [temp_name, temp_file] = temp;
+  TempFileGuard guard(vdir, temp_name);
+  const std::string temp_desc = absl::StrCat(vdir_path, "/", temp_name);
+  DS_ASSIGN_OR_RETURN(CopyOutcome copied,
+                      CopyAndHash(*src, temp_file, nullptr, 0, nullptr, PathOf(key), temp_desc));
+  if (copied.sha256 != sha256) {
+    return absl::AbortedError(absl::StrCat(PathOf(key), " changed while keeping a version of it"));
+  }
+  DS_ASSIGN_OR_RETURN(const int64_t stored, SetTimesOf(temp_file, info.mtime_ns, temp_desc));
+  DS_RETURN_IF_ERROR(
+      SetXattrMeta(&temp_file, "", sha256, stored, stored, temp_desc, /*fresh=*/true));
+  if (absl::Status st = temp_file.Flush(); !st.ok()) {
+    return StorageError(platform::WithContext(st, absl::StrCat("fsync ", temp_desc)));
+  }
+  if (absl::Status st = temp_file.Close(); !st.ok()) {
+    return StorageError(platform::WithContext(st, absl::StrCat("close ", temp_desc)));
+  }
+  for (int n = 0; n < 1000; ++n) {
+    const std::string version = n == 0 ? base : absl::StrCat(base, "-", n);
+    const absl::Status st = RenameNoReplace(vdir, temp_name, version);
+    if (st.ok()) {
+      guard.Release();
+      return version;
+    }
+    if (!absl::IsAlreadyExists(st)) {
+      return StorageError(
+          platform::WithContext(st, absl::StrCat("rename ", temp_desc, " to ", version)));
+    }
+  }
+  return absl::AlreadyExistsError(absl::StrCat("no free version name in ", vdir_path));
 }
 
 absl::StatusOr<ObjectInfo> DirStorage::Stat(const std::string& key) {
@@ -1317,20 +1348,20 @@ absl::StatusOr<ObjectInfo> DirStorage::Stat(const std::string& key) {
   if (IsTempName(parts.back())) {
     return absl::NotFoundError(absl::StrCat(key, " is a temp file, not an object"));
   }
-  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/false));
-  struct stat st;
+  DS_ASSIGN_OR_RETURN(Directory dir, OpenParentDir(parts, /*create=*/false));
   const std::string name(parts.back());
-  if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    int e = errno;
-    if (e == ENOENT || e == ENOTDIR) {
-      return absl::NotFoundError(absl::StrCat(Describe(), "/", key, " does not exist"));
-    }
-    return StorageError(e, absl::StrCat("stat ", Describe(), "/", key));
+  absl::StatusOr<FileInfo> info = dir.StatAt(name);
+  if (absl::IsNotFound(info.status())) {
+    return absl::NotFoundError(absl::StrCat(Describe(), "/", key, " does not exist"));
   }
-  if (!S_ISREG(st.st_mode)) {
+  if (!info.ok()) {
+    return StorageError(
+        platform::WithContext(info.status(), absl::StrCat("stat ", Describe(), "/", key)));
+  }
+  if (info->type != FileType::kFile) {
     return absl::NotFoundError(absl::StrCat(Describe(), "/", key, " is not a regular file"));
   }
-  return InfoOf(key, PathOf(key), st);
+  return InfoOf(key, PathOf(key), *info);
 }
 
 absl::StatusOr<std::string> DirStorage::ReadAll(const std::string& key, size_t max_bytes) {
@@ -1339,43 +1370,43 @@ absl::StatusOr<std::string> DirStorage::ReadAll(const std::string& key, size_t m
   if (IsTempName(parts.back())) {
     return absl::NotFoundError(absl::StrCat(key, " is a temp file, not an object"));
   }
-  DS_ASSIGN_OR_RETURN(UniqueFd dir, OpenParentDir(parts, /*create=*/false));
+  DS_ASSIGN_OR_RETURN(Directory dir, OpenParentDir(parts, /*create=*/false));
   const std::string name(parts.back());
   const std::string desc = absl::StrCat(Describe(), "/", key);
-  // O_NONBLOCK: a FIFO in the way must not hang us; it is rejected by the type check below.
-  UniqueFd fd(::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd.valid()) {
-    int e = errno;
-    if (e == ENOENT || e == ENOTDIR || e == ELOOP) {
+  // A FIFO in the way must not hang us; it is rejected by the type check below.
+  absl::StatusOr<File> file = OpenNonBlocking(dir, name);
+  if (!file.ok()) {
+    if (absl::IsNotFound(file.status()) ||
+        platform::KindOf(file.status()) == platform::ErrorKind::kIsLink) {
       return absl::NotFoundError(absl::StrCat(desc, " does not exist"));
     }
-    return StorageError(e, absl::StrCat("open ", desc));
+    return StorageError(platform::WithContext(file.status(), absl::StrCat("open ", desc)));
   }
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return StorageError(errno, absl::StrCat("stat ", desc));
-  if (!S_ISREG(st.st_mode)) {
+  absl::StatusOr<FileInfo> info = file->Info();
+  if (!info.ok()) {
+    return StorageError(platform::WithContext(info.status(), absl::StrCat("stat ", desc)));
+  }
+  if (info->type != FileType::kFile) {
     return absl::NotFoundError(absl::StrCat(desc, " is not a regular file"));
   }
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+  if (info->size > max_bytes) {
     return absl::ResourceExhaustedError(
-        absl::StrCat(desc, " has ", st.st_size, " bytes, more than ", max_bytes));
+        absl::StrCat(desc, " has ", info->size, " bytes, more than ", max_bytes));
   }
   std::string out;
-  out.resize(static_cast<size_t>(st.st_size));
+  out.resize(static_cast<size_t>(info->size));
   size_t have = 0;
   for (;;) {
-    if (have == out.size()) {  // the file may have grown since fstat: read on, up to max_bytes + 1
+    if (have == out.size()) {  // the file may have grown since Info(): read on, up to max_bytes + 1
       if (out.size() > max_bytes) break;
       const size_t room = max_bytes - out.size();
       out.resize(out.size() + (room < 65536 ? room + 1 : 65536));
     }
-    ssize_t n = ::read(fd.get(), out.data() + have, out.size() - have);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return StorageError(errno, absl::StrCat("read ", desc));
-    }
-    if (n == 0) break;
-    have += static_cast<size_t>(n);
+    absl::StatusOr<size_t> n = file->Read(absl::MakeSpan(out.data() + have, out.size() - have));
+    if (!n.ok())
+      return StorageError(platform::WithContext(n.status(), absl::StrCat("read ", desc)));
+    if (*n == 0) break;
+    have += *n;
   }
   out.resize(have);
   if (out.size() > max_bytes) {
@@ -1386,69 +1417,54 @@ absl::StatusOr<std::string> DirStorage::ReadAll(const std::string& key, size_t m
 }
 
 // Visits every non-directory entry below root/`start` ("" = the root itself) without following
-// symlinks: fn(dir_fd, name, key, d_type) with key the '/'-joined path from the root and d_type
-// a DT_* value. Skips the top-level reserved area when walking from the root, and entries whose
-// key is not a valid key (names made by other tools). A missing or non-directory `start` is
-// an empty tree. Entries that vanish during the walk are skipped.
-absl::Status WalkTree(
-    const std::string& root, const std::string& start,
-    const std::function<void(int, const char*, const std::string&, unsigned char)>& fn) {
-  DS_ASSIGN_OR_RETURN(UniqueFd root_fd, OpenRoot(root));
-  std::vector<std::pair<std::string, UniqueFd>> pending;  // dirs to read: key, open fd (or none)
+// symlinks: fn(dir, entry, key) with key the '/'-joined path from the root. Skips the top-level
+// reserved area when walking from the root, and entries whose key is not a valid key (names made
+// by other tools). A missing or non-directory `start` is an empty tree. Entries that vanish
+// during the walk are skipped.
+absl::Status WalkTree(const std::string& root, const std::string& start,
+                      const std::function<void(const Directory&, const platform::DirEntry&,
+                                               const std::string&)>& fn) {
+  DS_ASSIGN_OR_RETURN(Directory root_dir, OpenRoot(root));
+  std::vector<std::pair<std::string, std::optional<Directory>>> pending;  // dirs to read: key, open
   {
     std::vector<std::string_view> parts;
     if (!start.empty()) parts = SplitKey(start);
-    absl::StatusOr<UniqueFd> dir =
-        OpenDirChain(root_fd.get(), root, parts, parts.size(), /*create=*/false);
+    absl::StatusOr<Directory> dir = OpenDirChain(root_dir, parts, parts.size(), /*create=*/false);
     if (absl::IsNotFound(dir.status()) || absl::IsFailedPrecondition(dir.status())) {
       return absl::OkStatus();
     }
     if (!dir.ok()) return dir.status();
-    pending.emplace_back(start, std::move(*dir));
+    pending.emplace_back(start, *std::move(dir));
   }
   while (!pending.empty()) {
-    auto [rel, fd] = std::move(pending.back());
+    auto [rel, opened] = std::move(pending.back());
     pending.pop_back();
-    if (!fd.valid()) {
-      fd = UniqueFd(
-          ::openat(root_fd.get(), rel.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!fd.valid()) {
-        int e = errno;
-        if (e == ENOENT || e == ENOTDIR || e == ELOOP) continue;  // changed under us
-        return StorageError(e, absl::StrCat("open dir ", root, "/", rel));
+    if (!opened) {
+      absl::StatusOr<Directory> dir = root_dir.OpenDirectory(rel);
+      if (!dir.ok()) {
+        const platform::ErrorKind kind = platform::KindOf(dir.status());
+        if (absl::IsNotFound(dir.status()) || kind == platform::ErrorKind::kIsLink ||
+            kind == platform::ErrorKind::kNotDirectory) {
+          continue;  // changed under us
+        }
+        return StorageError(dir.status());
       }
+      opened = *std::move(dir);
     }
-    DIR* d = ::fdopendir(fd.get());
-    if (d == nullptr) return StorageError(errno, absl::StrCat("opendir ", root, "/", rel));
-    const int dfd = fd.Release();  // now owned by `d`
-    std::string key_prefix = rel.empty() ? "" : absl::StrCat(rel, "/");
-    absl::Status status;
-    for (;;) {
-      errno = 0;
-      struct dirent* ent = ::readdir(d);
-      if (ent == nullptr) {
-        if (errno != 0) status = StorageError(errno, absl::StrCat("readdir ", root, "/", rel));
-        break;
-      }
-      const char* name = ent->d_name;
-      if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
-      unsigned char type = ent->d_type;
-      if (type == DT_UNKNOWN) {  // some filesystems do not fill d_type
-        struct stat st;
-        if (::fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        type = IFTODT(st.st_mode);
-      }
-      if (rel.empty() && kReservedArea == name) continue;
-      std::string key = absl::StrCat(key_prefix, name);
-      if (!ValidateRelativePath(key).ok()) continue;
-      if (type == DT_DIR) {
-        pending.emplace_back(std::move(key), UniqueFd());
+    const Directory& dir = *opened;
+    const std::string key_prefix = rel.empty() ? "" : absl::StrCat(rel, "/");
+    const absl::Status listed = dir.List([&](const platform::DirEntry& e) {
+      if (rel.empty() && kReservedArea == e.name) return absl::OkStatus();
+      std::string key = absl::StrCat(key_prefix, e.name);
+      if (!ValidateRelativePath(key).ok()) return absl::OkStatus();
+      if (e.type == FileType::kDirectory) {
+        pending.emplace_back(std::move(key), std::nullopt);
       } else {
-        fn(dfd, name, key, type);
+        fn(dir, e, key);
       }
-    }
-    ::closedir(d);
-    DS_RETURN_IF_ERROR(status);
+      return absl::OkStatus();
+    });
+    if (!listed.ok()) return StorageError(listed);
   }
   return absl::OkStatus();
 }
@@ -1460,14 +1476,14 @@ absl::Status DirStorage::List(const std::string& prefix,
     if (SplitKey(prefix).front() == kReservedArea) return absl::OkStatus();  // never listed
   }
   std::string path;
-  return WalkTree(
-      root_, prefix, [&](int dir_fd, const char* name, const std::string& key, unsigned char type) {
-        if (type != DT_REG || IsTempName(name)) return;
-        struct stat st;
-        if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return;
-        path.assign(root_).append("/").append(key);
-        fn(InfoOf(key, path, st));
-      });
+  return WalkTree(root_, prefix,
+                  [&](const Directory& dir, const platform::DirEntry& e, const std::string& key) {
+                    if (e.type != FileType::kFile || IsTempName(e.name)) return;
+                    absl::StatusOr<FileInfo> info = dir.StatAt(e.name);
+                    if (!info.ok() || info->type != FileType::kFile) return;
+                    path.assign(root_).append("/").append(key);
+                    fn(InfoOf(key, path, *info));
+                  });
 }
 
 }  // namespace
@@ -1481,33 +1497,35 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenDirStorage(const std::string& root,
   if (root.empty()) return absl::InvalidArgumentError("storage root is empty");
   std::error_code ec;
   std::filesystem::path abs = std::filesystem::absolute(root, ec);
-  if (ec) return ErrnoStatus(ec.value(), absl::StrCat("resolve storage root ", root));
+  if (ec) return platform::ErrnoToStatus(ec.value(), absl::StrCat("resolve storage root ", root));
   std::string path = abs.lexically_normal().string();
   while (path.size() > 1 && path.back() == '/') path.pop_back();
 
   std::filesystem::create_directories(path, ec);
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    return ErrnoStatus(ec ? ec.value() : errno, absl::StrCat("create storage root ", path));
+  absl::StatusOr<FileInfo> info = platform::Stat(path, /*follow_links=*/true);
+  if (!info.ok()) {
+    if (ec) return platform::ErrnoToStatus(ec.value(), absl::StrCat("create storage root ", path));
+    return platform::WithContext(info.status(), absl::StrCat("create storage root ", path));
   }
-  if (!S_ISDIR(st.st_mode)) {
+  if (info->type != FileType::kDirectory) {
     return absl::NotFoundError(absl::StrCat("storage root ", path, " is not a directory"));
   }
 
   // Prove we can write (access() is unreliable on network shares) and find out what the share
   // can hold and do, in a scratch folder that is removed again.
-  DS_ASSIGN_OR_RETURN(UniqueFd root_fd, OpenRoot(path));
-  DS_ASSIGN_OR_RETURN(DirProbe probe, ProbeDirStorage(root_fd.get(), path, options.unnamed_files));
+  DS_ASSIGN_OR_RETURN(Directory root_dir, OpenRoot(path));
+  DS_ASSIGN_OR_RETURN(DirProbe probe, ProbeDirStorage(root_dir, path, options.unnamed_files));
   const int max_unnamed = probe.features.unnamed_files ? UnnamedBudgetMax() : 0;
-  return std::make_unique<DirStorage>(std::move(path), std::move(probe.features), probe.syncfs_flushes,
-                                      max_unnamed);
+  return std::make_unique<DirStorage>(std::move(path), std::move(probe.features),
+                                      probe.syncfs_flushes, max_unnamed);
 }
 
 absl::StatusOr<std::vector<std::string>> ListTempFiles(const std::string& root,
                                                        const std::string& prefix) {
   std::vector<std::string> starts;
-  const std::string areas[] = {absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir)),
-                               absl::StrCat(std::string(kReservedArea), "/", kSidecarDir)};
+  const std::string areas[] = {
+      absl::StrCat(std::string(kReservedArea), "/", std::string(kVersionsDir)),
+      absl::StrCat(std::string(kReservedArea), "/", kSidecarDir)};
   if (prefix.empty()) {
     starts = {"", areas[0], areas[1]};
   } else {
@@ -1519,15 +1537,16 @@ absl::StatusOr<std::vector<std::string>> ListTempFiles(const std::string& root,
   }
   std::error_code ec;
   std::filesystem::path abs = std::filesystem::absolute(root, ec);
-  if (ec) return ErrnoStatus(ec.value(), absl::StrCat("resolve storage root ", root));
+  if (ec) return platform::ErrnoToStatus(ec.value(), absl::StrCat("resolve storage root ", root));
   std::string root_path = abs.lexically_normal().string();
   while (root_path.size() > 1 && root_path.back() == '/') root_path.pop_back();
   std::vector<std::string> out;
   for (const std::string& start : starts) {
-    DS_RETURN_IF_ERROR(WalkTree(
-        root_path, start, [&](int, const char* name, const std::string& key, unsigned char type) {
-          if (type == DT_REG && IsTempName(name)) out.push_back(key);
-        }));
+    DS_RETURN_IF_ERROR(
+        WalkTree(root_path, start,
+                 [&](const Directory&, const platform::DirEntry& e, const std::string& key) {
+                   if (e.type == FileType::kFile && IsTempName(e.name)) out.push_back(key);
+                 }));
   }
   return out;
 }

@@ -1,0 +1,67 @@
+#include "platform/system.h"
+
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "absl/strings/ascii.h"
+#include "platform/directory.h"
+#include "platform/file.h"
+#include "platform/posix/internal.h"
+
+namespace ds::platform {
+
+absl::StatusOr<SpaceInfo> FreeSpace(const std::filesystem::path& path) {
+  struct statvfs v {};
+  if (::statvfs(path.c_str(), &v) != 0) return internal::Errno("statvfs", path.native());
+  return internal::SpaceOfStatvfs(v);
+}
+
+absl::StatusOr<SpaceInfo> Directory::Space() const {
+  struct statvfs v {};
+  if (::fstatvfs(handle_, &v) != 0) return internal::Errno("statvfs", display_);
+  return internal::SpaceOfStatvfs(v);
+}
+
+HostInfo GetHostInfo() {
+  HostInfo info;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) == 0) info.hostname = host;
+  struct utsname u {};
+  if (::uname(&u) == 0) {
+    info.os_name = u.sysname;
+    info.os_version = u.release;
+    info.arch = u.machine;
+  }
+  return info;
+}
+
+void SetThreadName(std::string_view name) {
+  const std::string kept(name.substr(0, 15));  // the kernel keeps 16 bytes with the NUL
+  pthread_setname_np(pthread_self(), kept.c_str());
+}
+
+void RaiseOpenFileLimit(uint64_t cap) {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, static_cast<rlim_t>(cap));
+  ::setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+std::string MachineSecret() {
+  for (const char* f : {"/etc/machine-id", "/var/lib/dbus/machine-id"}) {
+    auto s = ReadFileToString(f, 4096);
+    if (s.ok()) {
+      std::string id(absl::StripAsciiWhitespace(*s));
+      if (!id.empty()) return id;
+    }
+  }
+  return absl::StrCat("host:", GetHostInfo().hostname);
+}
+
+}  // namespace ds::platform

@@ -1,0 +1,44 @@
+// What the agent asks of the machine: free space, a description of the host, a machine secret.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace ds::platform {
+
+struct SpaceInfo {
+  uint64_t total = 0;            // bytes of the volume
+  uint64_t available = 0;        // bytes an unprivileged writer may still use
+  uint64_t max_name_length = 0;  // bytes of one path component the volume takes (0: unknown)
+};
+
+// Free space of the volume holding `path` (statvfs; GetDiskFreeSpaceExW). May block as long as
+// the volume does (a hung network share): call it off latency-sensitive threads.
+[[nodiscard]] absl::StatusOr<SpaceInfo> FreeSpace(const std::filesystem::path& path);
+
+struct HostInfo {
+  std::string hostname;    // "" when unknown
+  std::string os_name;     // "Linux", "Windows"
+  std::string os_version;  // kernel release / "10.0.19045"
+  std::string arch;        // "x86_64", "aarch64"
+};
+[[nodiscard]] HostInfo GetHostInfo();
+
+// Raises this process's soft limit on open files to its hard limit, at most `cap` (POSIX
+// RLIMIT_NOFILE; no-op on Windows, whose handle limit is not a per-process setting). Best effort.
+void RaiseOpenFileLimit(uint64_t cap);
+
+// Names the calling thread for debuggers, `top -H` and crash reports (POSIX: at most 15 bytes
+// kept; Windows: SetThreadDescription). Best effort.
+void SetThreadName(std::string_view name);
+
+// A secret that identifies this machine, to derive the key of the agent's state (POSIX:
+// /etc/machine-id, else /var/lib/dbus/machine-id, else "host:<hostname>" — weak; Windows will
+// protect the state with DPAPI instead). Never empty.
+[[nodiscard]] std::string MachineSecret();
+
+}  // namespace ds::platform

@@ -1,0 +1,87 @@
+#include "platform/system.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "platform/directory.h"
+#include "platform/path.h"
+#include "platform/test_dir.h"
+
+namespace ds::platform {
+namespace {
+
+TEST(FreeSpace, ReportsTheVolume) {
+  TestDir t;
+  auto s = FreeSpace(t.path());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_GT(s->total, 0u);
+  EXPECT_LE(s->available, s->total);
+  EXPECT_GT(s->max_name_length, 0u);
+  EXPECT_TRUE(absl::IsNotFound(FreeSpace(t.path() / "none").status()));
+  auto d = Directory::Open(t.path());
+  ASSERT_TRUE(d.ok());
+  auto by_dir = d->Space();
+  ASSERT_TRUE(by_dir.ok());
+  EXPECT_EQ(by_dir->total, s->total);
+  EXPECT_EQ(by_dir->max_name_length, s->max_name_length);
+}
+
+TEST(HostInfo, DescribesThisMachine) {
+  HostInfo h = GetHostInfo();
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  EXPECT_EQ(h.hostname, host);
+  EXPECT_EQ(h.os_name, "Linux");
+  EXPECT_FALSE(h.os_version.empty());
+  EXPECT_FALSE(h.arch.empty());
+}
+
+TEST(SetThreadName, NamesTheCallingThreadCutToWhatTheKernelKeeps) {
+  std::string seen;
+  std::thread([&] {
+    SetThreadName("datasync-reconcile-loop");
+    std::ifstream comm("/proc/thread-self/comm");
+    std::getline(comm, seen);
+  }).join();
+  EXPECT_EQ(seen, "datasync-reconc");  // 15 bytes
+}
+
+TEST(RaiseOpenFileLimit, RaisesTheSoftLimitUpToTheCap) {
+  struct rlimit before {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+  RaiseOpenFileLimit(1 << 20);
+  struct rlimit after {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &after), 0);
+  EXPECT_EQ(after.rlim_cur, std::min<rlim_t>(before.rlim_max, 1 << 20));
+}
+
+TEST(MachineSecret, IsStableAndNonEmpty) {
+  const std::string a = MachineSecret();
+  EXPECT_FALSE(a.empty());
+  EXPECT_EQ(a, MachineSecret());
+}
+
+TEST(Paths, Utf8RoundTrips) {
+  const std::string name = "Messdaten/Grüße/日本.csv";
+  EXPECT_EQ(PathToUtf8(PathFromUtf8(name)), name);
+  EXPECT_EQ(PathFromUtf8(name) / "x", std::filesystem::path(name + "/x"));
+}
+
+TEST(Paths, RealPathResolvesLinks) {
+  TestDir t;
+  std::filesystem::create_directory(t.path() / "real");
+  std::filesystem::create_directory_symlink("real", t.path() / "link");
+  auto real = RealPath(t.path() / "link" / ".." / "link");
+  ASSERT_TRUE(real.ok()) << real.status();
+  EXPECT_EQ(*real, std::filesystem::canonical(t.path() / "real"));
+  EXPECT_TRUE(absl::IsNotFound(RealPath(t.path() / "none").status()));
+}
+
+}  // namespace
+}  // namespace ds::platform
