@@ -27,6 +27,10 @@ struct HostInfo {
 };
 [[nodiscard]] HostInfo GetHostInfo();
 
+enum class StdStream { kIn, kOut, kErr };
+// True when the process's standard stream is a terminal (isatty; a console on Windows).
+[[nodiscard]] bool IsTerminal(StdStream stream);
+
 // Raises this process's soft limit on open files to its hard limit, at most `cap` (POSIX
 // RLIMIT_NOFILE; no-op on Windows, whose handle limit is not a per-process setting). Best effort.
 void RaiseOpenFileLimit(uint64_t cap);

@@ -40,6 +40,12 @@ TEST(HostInfo, DescribesThisMachine) {
   EXPECT_FALSE(h.arch.empty());
 }
 
+TEST(IsTerminal, AgreesWithIsatty) {
+  EXPECT_EQ(IsTerminal(StdStream::kIn), ::isatty(0) != 0);
+  EXPECT_EQ(IsTerminal(StdStream::kOut), ::isatty(1) != 0);
+  EXPECT_EQ(IsTerminal(StdStream::kErr), ::isatty(2) != 0);
+}
+
 TEST(RaiseOpenFileLimit, RaisesTheSoftLimitUpToTheCap) {
   struct rlimit before {};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);

@@ -40,6 +40,13 @@ HostInfo GetHostInfo() {
   return info;
 }
 
+bool IsTerminal(StdStream stream) {
+  const int fd = stream == StdStream::kIn    ? STDIN_FILENO
+                 : stream == StdStream::kOut ? STDOUT_FILENO
+                                             : STDERR_FILENO;
+  return ::isatty(fd) != 0;
+}
+
 void RaiseOpenFileLimit(uint64_t cap) {
   struct rlimit rl {};
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
