@@ -6,14 +6,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "platform/types.h"
 
 namespace ds::platform {
-
-struct SpaceInfo {
-  uint64_t total = 0;            // bytes of the volume
-  uint64_t available = 0;        // bytes an unprivileged writer may still use
-  uint64_t max_name_length = 0;  // bytes of one path component the volume takes (0: unknown)
-};
 
 // Free space of the volume holding `path` (statvfs; GetDiskFreeSpaceExW). May block as long as
 // the volume does (a hung network share): call it off latency-sensitive threads.
