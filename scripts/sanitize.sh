@@ -4,6 +4,9 @@
 #         test, every fuzz target for DS_FUZZ_SECONDS over its seed corpus, and e2e_core_sync
 #         against the instrumented programs;
 #   tsan: ThreadSanitizer in build-tsan/: the agent, server, http and common unit tests.
+# Both compile with clang's -Wthread-safety as an error (DS_THREAD_SAFETY): the tree's lock
+# annotations are checked there, without a clang build of its own, and the thread_safety_* tests
+# show the check is on (an unguarded read must fail to compile).
 # Fails on the first report (the instrumented programs of the e2e test write theirs to
 # build-asan/sanitizer-reports/, which must stay empty). Usage: sanitize.sh [asan|tsan|all]
 set -euo pipefail
@@ -15,7 +18,10 @@ configure() {  # DIR SANITIZERS [cmake args...]
   shift 2
   # -O1 -g1: what sanitizers want (fast enough, line numbers in reports), and quicker to build.
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
-        -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DDS_SANITIZE="$sanitizers" "$@" >/dev/null
+        -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DDS_SANITIZE="$sanitizers" -DDS_THREAD_SAFETY=ON "$@" >/dev/null
+}
+check_thread_safety_is_on() {  # DIR
+  ctest --test-dir "$1" -R '^thread_safety_' --no-tests=error --output-on-failure
 }
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
@@ -27,6 +33,7 @@ asan_skip='^HttpAcceptTest\.DescriptorExhaustionDoesNotSpin$'
 run_asan() {
   configure build-asan address,undefined -DDS_FUZZ=ON
   ninja -C build-asan unit_tests fuzz_targets datasync-server datasync-agent datasync
+  check_thread_safety_is_on build-asan
   local reports="$PWD/build-asan/sanitizer-reports"
   rm -rf "$reports" && mkdir -p "$reports"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1 \
@@ -44,6 +51,7 @@ run_tsan() {
   local tests=(agent_test server_test http_test common_test)
   configure build-tsan thread
   ninja -C build-tsan "${tests[@]}"
+  check_thread_safety_is_on build-tsan
   for t in "${tests[@]}"; do
     echo "sanitize: TSan $t"
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 "build-tsan/tests/$t" --gtest_brief=1

@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -27,6 +26,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "common/time_util.h"
 #include "http/http_client.h"
 #include "http/http_server.h"
@@ -83,18 +83,18 @@ class DiskSampler {
 
   // The folders to sample from now on; a change is sampled at once.
   void SetFolders(Folders folders) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (folders == folders_) return;
     folders_ = std::move(folders);
     changed_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   // The last sample of each folder still configured: none before its first sample, while
   // statvfs fails on it, or once the last sample is older than 3 intervals (a share hangs the
   // sampler: then no figure is better than a stale one).
   std::vector<protocol::DiskFree> Last() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     std::vector<protocol::DiskFree> out;
     if (Clock::now() - sampled_at_ > 3 * interval_) return out;
     for (const auto& [job, folder] : folders_) {
@@ -107,42 +107,44 @@ class DiskSampler {
 
   // Ends the thread after its current sample (which may never end on a hung share).
   void Stop() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopped_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
  private:
   explicit DiskSampler(milliseconds interval) : interval_(interval) {}
 
   void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
+    mu_.Lock();
     while (!stopped_) {
       const Folders folders = folders_;
       changed_ = false;
-      lock.unlock();
+      mu_.Unlock();
       std::vector<protocol::DiskFree> sample;
       for (const auto& [job, folder] : folders) {
         absl::StatusOr<platform::SpaceInfo> space = platform::FreeSpace(folder);
         if (!space.ok()) continue;
         sample.push_back(protocol::DiskFree{job, folder, space->available, space->total});
       }
-      lock.lock();
+      mu_.Lock();
       last_ = std::move(sample);
       sampled_at_ = Clock::now();
-      cv_.wait_for(lock, interval_, [this] { return stopped_ || changed_; });
+      const auto until = sampled_at_ + interval_;
+      while (!stopped_ && !changed_ && cv_.WaitUntil(&mu_, until)) {
+      }
     }
+    mu_.Unlock();
   }
 
   const milliseconds interval_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  // Protected by mu_.
-  Folders folders_;
-  std::vector<protocol::DiskFree> last_;
-  Clock::time_point sampled_at_;  // when last_ was taken
-  bool changed_ = false;
-  bool stopped_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  Folders folders_ ABSL_GUARDED_BY(mu_);
+  std::vector<protocol::DiskFree> last_ ABSL_GUARDED_BY(mu_);
+  Clock::time_point sampled_at_ ABSL_GUARDED_BY(mu_);  // when last_ was taken
+  bool changed_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // One run's stop flag: set when the agent stops or when the run's job is deleted (Cancel), so
@@ -305,11 +307,18 @@ class Agent {
                                                              std::chrono::milliseconds(30'000)));
         }
       }
-      std::unique_lock<std::mutex> lock(mu_);
-      auto until = Clock::now() + wait;
-      while (!quitting_ && !stop_.load() && Clock::now() < until) {
-        heartbeat_cv_.wait_for(lock, std::min<Clock::duration>(milliseconds(500), until - Clock::now()));
-      }
+      WaitUnlessQuitting(wait);
+    }
+  }
+
+  // Waits `d`, or less once quitting or stopped (the stop flag is set from a signal thread that
+  // cannot notify us: looked at every 500 ms).
+  void WaitUnlessQuitting(Clock::duration d) {
+    MutexLock lock(&mu_);
+    const auto until = Clock::now() + d;
+    while (!quitting_ && !stop_.load() && Clock::now() < until) {
+      heartbeat_cv_.WaitFor(&mu_,
+                            std::min<Clock::duration>(milliseconds(500), until - Clock::now()));
     }
   }
 
@@ -327,7 +336,10 @@ class Agent {
     // Jobs known from last time, so the agent syncs even if the server is down at start.
     int64_t version = -1;
     if (auto cached = journal_->LoadJobs(&version); cached.ok()) {
-      storage_url_ = cached->first;
+      {
+        MutexLock lock(&mu_);  // no other thread yet: for the analysis
+        storage_url_ = cached->first;
+      }
       ApplyJobs(version, cached->second, /*save=*/false);
       spdlog::info("loaded {} cached job definition(s) (v{})", cached->second.size(), version);
     }
@@ -338,14 +350,15 @@ class Agent {
     if (!config_.once) poller = std::thread([this] { PollCommands(); });
     absl::Status result = MainLoop();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       quitting_ = true;
     }
-    cv_.notify_all();
-    heartbeat_cv_.notify_all();
+    cv_.SignalAll();
+    heartbeat_cv_.SignalAll();
     heart.join();
     shipper.join();
     if (poller.joinable()) poller.join();
+    MutexLock lock(&mu_);  // the threads are gone: for the analysis
     if (result.ok() && !fatal_.ok()) result = fatal_;
     return result;
   }
@@ -367,14 +380,14 @@ class Agent {
     copts.connect_timeout = std::chrono::milliseconds(5'000);
     // The key is read at every request: a key rotation reaches every client at once.
     copts.bearer = [this] {
-      std::lock_guard<std::mutex> lock(key_mu_);
+      MutexLock lock(&key_mu_);
       return state_.api_key;
     };
     return std::make_unique<http::Client>(state_.server_url, copts);
   }
 
   bool Quitting() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return quitting_ || stop_.load();
   }
 
@@ -470,7 +483,7 @@ class Agent {
   absl::Status MainLoop() {
     while (!stop_.load()) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         if (!fatal_.ok()) return fatal_;
       }
       RemoveTempsIfDue();
@@ -490,10 +503,12 @@ class Agent {
       }
       if (HaveJobs()) RunDueWork();
       if (config_.once && HaveJobs() && !replay_needed_.load()) return absl::OkStatus();
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       // Bounded: the stop flag is set from a signal thread that cannot notify us.
       auto wake = std::min(NextDue(), Clock::now() + milliseconds(500));
-      cv_.wait_until(lock, wake, [&] { return stop_.load() || !queue_.empty() || !fatal_.ok() || wake_; });
+      while (!stop_.load() && queue_.empty() && fatal_.ok() && !wake_ &&
+             cv_.WaitUntil(&mu_, wake)) {
+      }
       wake_ = false;
     }
     return absl::OkStatus();
@@ -514,12 +529,12 @@ class Agent {
   }
 
   bool HaveJobs() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return jobs_version_ >= 0;
   }
 
   std::string StorageUrl() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return storage_url_;
   }
 
@@ -548,25 +563,19 @@ class Agent {
         server_ok_ = true;
         next = HeartbeatInterval();
       } else if (absl::IsUnauthenticated(st)) {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         fatal_ = absl::UnauthenticatedError(absl::StrCat(
             "the server no longer accepts this runner's key (", st.message(),
             "); an operator revoked or replaced it. Start with --re-enroll to enroll again"));
-        cv_.notify_all();
+        cv_.SignalAll();
         return;
       } else {
         metrics_.Add("datasync_agent_heartbeat_failures_total", {});
         if (server_ok_.exchange(false) || failures == 0) spdlog::warn("heartbeat failed: {}", st.message());
         next = std::min(HeartbeatInterval(), Backoff(failures++, milliseconds(1'000), milliseconds(60'000)));
       }
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.notify_all();  // jobs, commands or reachability may have changed
-        auto until = Clock::now() + next;
-        while (!quitting_ && !stop_.load() && Clock::now() < until) {
-          heartbeat_cv_.wait_for(lock, std::min<Clock::duration>(milliseconds(500), until - Clock::now()));
-        }
-      }
+      cv_.SignalAll();  // jobs, commands or reachability may have changed
+      WaitUnlessQuitting(next);
     }
   }
 
@@ -574,7 +583,7 @@ class Agent {
     protocol::HeartbeatRequest hb;
     hb.agent_version = DATASYNC_VERSION;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       hb.state = current_run_.empty() ? "idle" : "syncing";
       hb.current_run = current_run_;
       hb.jobs_version = jobs_version_;
@@ -602,7 +611,7 @@ class Agent {
     DS_ASSIGN_OR_RETURN(auto out, protocol::Decode<protocol::HeartbeatResponse>(resp->body));
     server_interval_ = milliseconds(out.interval_ms);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       storage_url_ = out.storage_url;
     }
     if (out.jobs) ApplyJobs(out.jobs_version, *out.jobs, /*save=*/true);
@@ -618,7 +627,7 @@ class Agent {
   void AdoptRotatedKey(const std::string& key) {
     AgentState next;
     {
-      std::lock_guard<std::mutex> lock(key_mu_);
+      MutexLock lock(&key_mu_);
       next = state_;
     }
     next.api_key = key;
@@ -627,7 +636,7 @@ class Agent {
       return;
     }
     {
-      std::lock_guard<std::mutex> lock(key_mu_);
+      MutexLock lock(&key_mu_);
       state_.api_key = key;
     }
     spdlog::info("API key rotated by an operator; the new key is stored and in use");
@@ -640,7 +649,7 @@ class Agent {
         spdlog::warn("caching job definitions: {}", st.message());
       }
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     std::map<std::string, Clock::time_point> due;
     for (const auto& j : jobs) {
       auto it = next_due_.find(j.name);
@@ -671,7 +680,7 @@ class Agent {
     try {
       DS_ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(resp->body));
       if (j.contains("storage_url")) {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         storage_url_ = j["storage_url"].get<std::string>();
       }
       ApplyJobs(j.at("jobs_version").get<int64_t>(), j.at("jobs").get<std::vector<protocol::JobSpec>>(), true);
@@ -684,13 +693,13 @@ class Agent {
   void Enqueue(const std::vector<protocol::Command>& commands) {
     if (commands.empty()) return;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       for (const auto& c : commands) {
         spdlog::info("command {}: {} {} run={}", c.id, c.type, c.job, c.run_id);
         queue_.push_back(c);
       }
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   // Long-polls the server for commands so "sync now" arrives within about a second.
@@ -701,7 +710,7 @@ class Agent {
     std::string target = absl::StrCat("/api/v1/agent/commands?wait=", config_.long_poll.count(), "ms");
     for (;;) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         if (quitting_ || stop_.load()) return;
       }
       auto resp = client.Do("GET", target);
@@ -717,7 +726,7 @@ class Agent {
     }
   }
 
-  Clock::time_point NextDue() {
+  Clock::time_point NextDue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto t = Clock::now() + std::chrono::hours(1);
     for (const auto& [name, due] : next_due_) {
       auto it = jobs_.find(name);
@@ -735,7 +744,7 @@ class Agent {
       std::string run_id, trigger;
       bool need_refresh = false;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         while (!queue_.empty() && !job) {
           protocol::Command c = queue_.front();
           queue_.pop_front();
@@ -778,7 +787,7 @@ class Agent {
 
   void RunOne(const protocol::JobSpec& job, const std::string& run_id, const std::string& trigger) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       current_run_ = run_id;
       current_job_ = job.name;
       current_job_id_ = job.id;
@@ -808,12 +817,12 @@ class Agent {
     o.counters = &counters_;
     o.sources = &sources_;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       run_cancel_ = &cancel;
     }
     auto outcome = JobRun(server.get(), std::move(connect), job, o).Run();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       run_cancel_ = nullptr;
     }
     if (outcome.ok()) {
@@ -823,7 +832,7 @@ class Agent {
     }
     if (!outcome.ok()) spdlog::error("run={} job={} could not complete: {}", run_id, job.name, outcome.status().message());
     if (outcome.ok() && outcome->state == "journaled") replay_needed_ = true;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     current_run_.clear();
     first_round_.insert(job.name);
     next_due_[job.name] = Clock::now() + milliseconds(std::max<int64_t>(job.interval_ms, 1000));
@@ -850,25 +859,24 @@ class Agent {
   bool temp_cleanup_needed_ = true;
   Clock::time_point temp_cleanup_after_{};
 
-  std::mutex mu_;
-  std::mutex key_mu_;  // guards state_.api_key once the threads run (key rotation)
-  std::condition_variable cv_;            // wakes the main loop
-  std::condition_variable heartbeat_cv_;  // wakes the heartbeat thread (to quit)
-  // Protected by mu_.
-  std::string storage_url_;
-  std::string current_run_;
-  int64_t jobs_version_ = -1;
-  absl::Status fatal_ = absl::OkStatus();
-  bool wake_ = false;
-  std::map<std::string, protocol::JobSpec> jobs_;
-  std::map<std::string, Clock::time_point> next_due_;
-  std::set<std::string> first_round_;
-  std::deque<protocol::Command> queue_;
-  bool quitting_ = false;
-  std::string current_job_;
-  int64_t current_job_id_ = 0;
-  RunCancel* run_cancel_ = nullptr;  // the current run's, while it runs
-  int64_t current_started_ms_ = 0;
+  Mutex mu_;
+  Mutex key_mu_;          // guards state_.api_key once the threads run (key rotation)
+  CondVar cv_;            // wakes the main loop
+  CondVar heartbeat_cv_;  // wakes the heartbeat thread (to quit)
+  std::string storage_url_ ABSL_GUARDED_BY(mu_);
+  std::string current_run_ ABSL_GUARDED_BY(mu_);
+  int64_t jobs_version_ ABSL_GUARDED_BY(mu_) = -1;
+  absl::Status fatal_ ABSL_GUARDED_BY(mu_) = absl::OkStatus();
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, protocol::JobSpec> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Clock::time_point> next_due_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> first_round_ ABSL_GUARDED_BY(mu_);
+  std::deque<protocol::Command> queue_ ABSL_GUARDED_BY(mu_);
+  bool quitting_ ABSL_GUARDED_BY(mu_) = false;
+  std::string current_job_ ABSL_GUARDED_BY(mu_);
+  int64_t current_job_id_ ABSL_GUARDED_BY(mu_) = 0;
+  RunCancel* run_cancel_ ABSL_GUARDED_BY(mu_) = nullptr;  // the current run's, while it runs
+  int64_t current_started_ms_ ABSL_GUARDED_BY(mu_) = 0;
   // Updated by the running job, read by heartbeats.
   RunCounters counters_;
   // Observability; set up before the threads start.

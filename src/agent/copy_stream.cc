@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/upload_outcome.h"
 #include "common/paths.h"
+#include "http/http_types.h"
 
 namespace ds {
 namespace {
@@ -46,15 +47,18 @@ std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path, const p
     StopCopying(spdlog::level::warn, "storage unusable: not copying while scanning");
     return std::nullopt;
   }
-  if (delta_ && taken_.load() >= run_.options.delta_copies_held) {
-    // Their results are held until the compares are done (Deliverer): bounded.
-    StopCopying(spdlog::level::info,
-                absl::StrCat("copied ", taken_.load(),
-                             " file(s) while scanning, as many as a delta run holds; the rest is "
-                             "uploaded after the scan"));
+  // A delta run's copies: their results are held until the compares are done (Deliverer), so
+  // at most delta_copies_held are taken, each slot by one thread. Reaching the bound does not
+  // close the queue: copies already taken by other threads still go.
+  if (delta_ && taken_.fetch_add(1) >= run_.options.delta_copies_held) {
+    if (!stopped_.exchange(true)) {
+      spdlog::info(
+          "run={} copied {} file(s) while scanning, as many as a delta run holds; the "
+          "rest is uploaded after the scan",
+          run_.run_id, run_.options.delta_copies_held);
+    }
     return std::nullopt;
   }
-  ++taken_;
   const SteadyTime t0 = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<StagedPut>> s = Stage(to, path, file, mtime_ns);
   Sha256Digest sha{};
@@ -80,12 +84,14 @@ std::optional<Sha256Digest> CopyStream::ReadNew(const std::string& path, const p
 absl::StatusOr<std::unique_ptr<StagedPut>> CopyStream::Stage(Storage* to, const std::string& path,
                                                              const platform::File& file,
                                                              int64_t mtime_ns) {
-  PutOptions po = RunPutOptions(run_, mtime_ns);
-  po.unnamed_only = true;       // nothing to journal: a crash leaves no trace of a staged copy
-  po.replace_unnamed = delta_;  // a changed file replaces its object (kept as a version)
+  const StageFdOptions stage{
+      .unnamed_only = true,       // nothing to journal: a crash leaves no trace of a staged copy
+      .replace_unnamed = delta_,  // a changed file replaces its object (kept as a version)
+  };
   // native(): StagePutFd still takes a descriptor (documented interop until it takes a File).
   return to->StagePutFd(JoinKey(run_.job.dest_prefix, path), file.native(),
-                        (std::filesystem::path(run_.job.source) / path).string(), po);
+                        (std::filesystem::path(run_.job.source) / path).string(),
+                        RunPutOptions(run_, mtime_ns), stage);
 }
 
 void CopyStream::CompareLoop() {
@@ -103,7 +109,7 @@ void CopyStream::CompareBatch(std::vector<Copy> batch) {
   if (!answer.ok()) {
     streamed_ = false;
     unreachable_ = Unreachable(answer.status());
-    if (delta_ && IsBaseMovedForNow(answer.status())) {
+    if (delta_ && http::IsBaseMoved(answer.status())) {
       StopCopying(spdlog::level::info,
                   absl::StrCat("copying while scanning stopped: ", answer.status().message(),
                                "; the rest is compared after the scan"));

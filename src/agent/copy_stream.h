@@ -96,7 +96,7 @@ class CopyStream {
   // Copies waiting for their compare: with the batch in hand at most 2,048 files or 512 MiB
   // staged at once (each holds an open unnamed file).
   BoundedQueue<Copy> copies_;
-  std::atomic<size_t> taken_{0};      // files ReadNew began to copy
+  std::atomic<size_t> taken_{0};      // delta runs: slots ReadNew took (some past the bound)
   std::atomic<bool> stopped_{false};  // copying stopped (logged once)
 
   // The CompareLoop() thread's.

@@ -14,6 +14,7 @@
 #include "common/mutex.h"
 #include "common/paths.h"
 #include "common/time_util.h"
+#include "http/http_types.h"
 #include "sync/manifest_digest.h"
 
 namespace ds {
@@ -58,11 +59,11 @@ bool StagesUnnamed(const std::string& url, const std::string& run_id) {
   return profile->copies_while_scanning;
 }
 
-// Whether the agent writes the storage at `url` itself (a directory or share).
-// MERGE(features): AdvertisedFeatures(url).direct_writes, which needs no I/O.
+// Whether the agent writes the storage at `url` itself (a directory or share), from what the
+// URL's backend advertises: no I/O.
 bool AgentWrites(const std::string& url) {
-  absl::StatusOr<StorageProfile> profile = ProfileStorage(url);
-  return profile.ok() && profile->agent_writes;
+  absl::StatusOr<StorageUrl> parsed = ParseStorageUrl(url);
+  return parsed.ok() && AdvertisedFeatures(*parsed).direct_writes;
 }
 
 }  // namespace
@@ -257,7 +258,7 @@ absl::StatusOr<bool> JobRun::Compare() {
     const protocol::CompareRequest req = plan_->Next(run_->run_id, options_.trigger);
     absl::StatusOr<protocol::CompareResponse> resp = session->Compare(job_.name, req, attempts);
     if (!resp.ok() && plan_->mode() == ComparePlan::Mode::kDelta &&
-        IsBaseMovedForNow(resp.status())) {
+        http::IsBaseMoved(resp.status())) {
       spdlog::info("run={} {}; sending the whole manifest", run_->run_id, resp.status().message());
       plan_->OnBaseMoved();
     } else if (!resp.ok()) {

@@ -13,6 +13,7 @@
 
 #include "common/crypto.h"
 #include "common/paths.h"
+#include "http/http_types.h"
 
 namespace ds {
 namespace {
@@ -28,7 +29,8 @@ class FakeServer {
   // Knobs, set before the run.
   int unreachable_after_compares = -1;  // compares answered before the server goes away
   bool base_match = false;              // the probe's answer
-  bool refuse_delta = false;            // delta batches: the base moved
+  bool refuse_delta = false;            // delta batches are refused with delta_refusal:
+  absl::Status delta_refusal = http::BaseMovedError("the base moved");
   bool refuse_complete = false;         // every `complete` is refused
   std::atomic<bool>* stop_on_last_compare = nullptr;  // set when the last batch is answered
 
@@ -39,7 +41,7 @@ class FakeServer {
       return absl::UnavailableError("connection refused");
     }
     const bool delta_batch = !req.base_digest.empty() && req.manifest_digest.empty();
-    if (delta_batch && refuse_delta) return absl::FailedPreconditionError("the base moved");
+    if (delta_batch && refuse_delta) return delta_refusal;
     ++answered_;
     CompareResponse resp;
     resp.run_id = req.run_id;
@@ -345,6 +347,24 @@ TEST_P(JobRunTest, BaseMovedFallsBackToTheWholeManifest) {
   }
   EXPECT_TRUE(whole);
   EXPECT_EQ(server_.results["new.txt"].status, "uploaded");
+}
+
+// Only "base moved" (its own reason) sends the whole manifest: any other conflict refusing a
+// delta batch fails the run, and nothing is compared again.
+TEST_P(JobRunTest, APlainConflictRefusingADeltaIsNotBaseMoved) {
+  ASSERT_TRUE(RunOnce("run-1").ok());
+  WriteFile(dir_ / "src" / "new.txt", "new");
+  server_.base_match = true;
+  server_.refuse_delta = true;
+  server_.delta_refusal = absl::FailedPreconditionError("the job is being moved");
+  const size_t before = server_.compares.size();
+  auto outcome = RunOnce("run-2");
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(outcome.status())) << outcome.status();
+  for (size_t k = before; k < server_.compares.size(); ++k) {
+    const CompareRequest& c = server_.compares[k];
+    EXPECT_FALSE(c.files.size() == 7 && c.base_digest.empty()) << "whole manifest sent";
+  }
 }
 
 TEST_P(JobRunTest, RefusedBatchFailsTheRunAndKeepsTheResultsJournaled) {

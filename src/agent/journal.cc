@@ -4,7 +4,6 @@
 #include <SQLiteCpp/VariadicBind.h>
 
 #include <algorithm>
-#include <mutex>
 #include <string_view>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -12,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/journal_codec.h"
 #include "common/json.h"
+#include "common/mutex.h"
 #include "common/time_util.h"
 
 namespace ds {
@@ -90,11 +90,12 @@ class SqliteJournal final : public Journal {
     db_.exec("PRAGMA synchronous=FULL");  // a journaled result survives power loss (see Relaxed)
     db_.exec("PRAGMA busy_timeout=5000");
     db_.exec(kSchema);
+    MutexLock lock(&mu_);  // nothing else runs yet: for the analysis
     MigrateRowsPerFile();
   }
 
   absl::Status BeginRun(const JournalRun& r) override {
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       SQLite::Statement q(db_, R"sql(
         INSERT OR IGNORE INTO journal_runs (run_id, job, job_id, trigger, offline, started_at)
         VALUES (?, ?, ?, ?, ?, ?))sql");
@@ -118,7 +119,7 @@ class SqliteJournal final : public Journal {
     if (results.empty()) return kNoBatch;  // nothing to make durable: no write, no fsync
     std::string entries;
     for (const auto& r : results) journal_codec::AppendResult(entries, r);
-    return Locked([&]() -> absl::StatusOr<int64_t> {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
       SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
       const int64_t seq = AddBatch(run_id, kResults, entries);
       tx.commit();
@@ -132,7 +133,7 @@ class SqliteJournal final : public Journal {
     if (files.empty()) return absl::OkStatus();
     std::string entries;
     for (const auto& [path, key] : files) journal_codec::AppendInFlight(entries, path, key);
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       Relaxed relaxed(db_);
       SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
       AddBatch(run_id, kInFlight, entries);
@@ -143,7 +144,7 @@ class SqliteJournal final : public Journal {
 
   absl::Status MarkReported(const std::string& run_id, int64_t batch) override {
     if (batch == kNoBatch) return absl::OkStatus();
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       Relaxed relaxed(db_);
       SQLite::Statement q(db_,
                           "INSERT OR IGNORE INTO journal_reported (run_id, seq) VALUES (?, ?)");
@@ -156,7 +157,7 @@ class SqliteJournal final : public Journal {
 
   absl::Status CloseRun(const std::string& run_id, bool interrupted,
                         const std::string& error) override {
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       SQLite::Statement q(
           db_, "UPDATE journal_runs SET closed = 1, interrupted = ?, error = ? WHERE run_id = ?");
       q.bind(1, interrupted ? 1 : 0);
@@ -168,7 +169,7 @@ class SqliteJournal final : public Journal {
   }
 
   absl::Status ForgetRun(const std::string& run_id) override {
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       SQLite::Transaction tx(db_);
       for (const char* sql : {"DELETE FROM journal_batches WHERE run_id = ?",
                               "DELETE FROM journal_reported WHERE run_id = ?",
@@ -183,7 +184,7 @@ class SqliteJournal final : public Journal {
   }
 
   absl::StatusOr<std::vector<JournalRun>> PendingRuns() override {
-    return Locked([&]() -> absl::StatusOr<std::vector<JournalRun>> {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<JournalRun>> {
       SQLite::Statement q(db_, R"sql(
         SELECT run_id, job, job_id, trigger, offline, closed, interrupted, error, started_at
         FROM journal_runs ORDER BY started_at)sql");
@@ -209,7 +210,8 @@ class SqliteJournal final : public Journal {
       const std::string& run_id,
       const std::function<absl::Status(std::vector<protocol::FileResult>)>& fn) override {
     return Stream<protocol::FileResult>(
-        fn, [&](int64_t* after, std::vector<protocol::FileResult>* batch) -> absl::StatusOr<bool> {
+        fn, [&](int64_t* after, std::vector<protocol::FileResult>* batch)
+                ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<bool> {
           SQLite::Statement q(db_, R"sql(
         SELECT b.seq, b.entries FROM journal_batches b
         WHERE b.run_id = ?1 AND b.kind = ?2 AND b.seq > ?3 AND NOT EXISTS (
@@ -252,7 +254,8 @@ class SqliteJournal final : public Journal {
       const std::function<absl::Status(std::vector<std::pair<std::string, std::string>>)>& fn)
       override {
     using Mark = std::pair<std::string, std::string>;
-    return Stream<Mark>(fn, [&](int64_t* after, std::vector<Mark>* batch) -> absl::StatusOr<bool> {
+    return Stream<Mark>(fn, [&](int64_t* after, std::vector<Mark>* batch)
+                                ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<bool> {
       SQLite::Statement q(db_, R"sql(
         SELECT seq, entries FROM journal_batches WHERE run_id = ? AND kind = ? AND seq > ?
         ORDER BY seq LIMIT 1)sql");
@@ -270,7 +273,7 @@ class SqliteJournal final : public Journal {
 
   absl::Status KeepInFlight(const std::string& run_id, const InFlightMarks& marks) override {
     if (marks.empty()) return absl::OkStatus();
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
       SQLite::Statement q(db_, R"sql(
         INSERT OR IGNORE INTO kept_in_flight (run_id, key, path, kept_at) VALUES (?, ?, ?, ?))sql");
@@ -286,7 +289,7 @@ class SqliteJournal final : public Journal {
   }
 
   absl::StatusOr<std::vector<std::pair<std::string, InFlightMarks>>> KeptInFlight() override {
-    return Locked([&]() -> absl::StatusOr<std::vector<std::pair<std::string, InFlightMarks>>> {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<std::pair<std::string, InFlightMarks>>> {
       SQLite::Statement q(db_, R"sql(
         SELECT run_id, path, key FROM kept_in_flight ORDER BY run_id, key)sql");
       std::vector<std::pair<std::string, InFlightMarks>> out;
@@ -306,7 +309,7 @@ class SqliteJournal final : public Journal {
   absl::Status ForEachIndexed(
       int64_t job_id,
       const std::function<void(const std::string&, const IndexedContent&)>& fn) override {
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       // The primary key (job_id, path) orders the rows: no sort, no copy.
       SQLite::Statement q(db_, "SELECT path, size, sha256 FROM indexed_files WHERE job_id = ? ORDER BY path");
       q.bind(1, job_id);
@@ -323,7 +326,7 @@ class SqliteJournal final : public Journal {
   absl::Status RememberIndexed(int64_t job_id,
                                const std::vector<std::pair<std::string, IndexedContent>>& rows) override {
     if (rows.empty()) return absl::OkStatus();
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       Relaxed relaxed(db_);
       SQLite::Transaction tx(db_);
       SQLite::Statement q(db_, R"sql(
@@ -345,7 +348,7 @@ class SqliteJournal final : public Journal {
   absl::StatusOr<std::set<std::string>> StagedBlocks(const std::string& key,
                                                      const std::string& sha256,
                                                      int64_t newer_than_ms) override {
-    return Locked([&]() -> absl::StatusOr<std::set<std::string>> {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::set<std::string>> {
       SQLite::Statement q(db_, R"sql(
         SELECT block_id FROM staged_blocks WHERE key = ? AND sha256 = ? AND staged_at_ms > ?)sql");
       q.bind(1, key);
@@ -359,7 +362,7 @@ class SqliteJournal final : public Journal {
 
   absl::Status RememberStagedBlock(const std::string& key, const std::string& sha256,
                                    const std::string& block_id, int64_t now_ms) override {
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       SQLite::Statement q(db_, R"sql(
         INSERT INTO staged_blocks (key, sha256, block_id, staged_at_ms) VALUES (?, ?, ?, ?)
         ON CONFLICT (key, sha256, block_id) DO UPDATE SET staged_at_ms = excluded.staged_at_ms)sql");
@@ -373,7 +376,7 @@ class SqliteJournal final : public Journal {
   }
 
   absl::Status ForgetStagedBlocks(const std::string& key, int64_t older_than_ms) override {
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       SQLite::Statement q(db_, "DELETE FROM staged_blocks WHERE key = ? OR staged_at_ms < ?");
       q.bind(1, key);
       q.bind(2, older_than_ms);
@@ -384,7 +387,7 @@ class SqliteJournal final : public Journal {
 
   absl::Status SaveJobs(int64_t version, const std::string& storage_url,
                         const std::vector<protocol::JobSpec>& jobs) override {
-    return Locked([&]() -> absl::Status {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       SQLite::Statement q(db_, R"sql(
         INSERT INTO job_cache (id, version, storage_url, jobs) VALUES (1, ?, ?, ?)
         ON CONFLICT (id) DO UPDATE SET version = excluded.version,
@@ -398,7 +401,7 @@ class SqliteJournal final : public Journal {
   }
 
   absl::StatusOr<std::pair<std::string, std::vector<protocol::JobSpec>>> LoadJobs(int64_t* version) override {
-    return Locked([&]() -> absl::StatusOr<std::pair<std::string, std::vector<protocol::JobSpec>>> {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::pair<std::string, std::vector<protocol::JobSpec>>> {
       SQLite::Statement q(db_, "SELECT version, storage_url, jobs FROM job_cache WHERE id = 1");
       if (!q.executeStep()) return absl::NotFoundError("no cached job definitions");
       *version = q.getColumn(0).getInt64();
@@ -411,10 +414,11 @@ class SqliteJournal final : public Journal {
   static constexpr int kInFlight = 1;  // journal_batches.kind
   static constexpr int kResults = 2;
 
-  // REQUIRES: mu_ held, in an IMMEDIATE transaction (agent.db has other writers: a deferred one
-  // that reads first cannot take the write lock once they have written, and fails at once
-  // instead of waiting). Adds a batch after the run's others; returns its seq.
-  int64_t AddBatch(const std::string& run_id, int kind, const std::string& entries) {
+  // REQUIRES: in an IMMEDIATE transaction (agent.db has other writers: a deferred one that reads
+  // first cannot take the write lock once they have written, and fails at once instead of
+  // waiting). Adds a batch after the run's others; returns its seq.
+  int64_t AddBatch(const std::string& run_id, int kind, const std::string& entries)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     SQLite::Statement last(db_,
                            "SELECT COALESCE(MAX(seq), 0) FROM journal_batches WHERE run_id = ?");
     last.bind(1, run_id);
@@ -437,7 +441,8 @@ class SqliteJournal final : public Journal {
     int64_t after = 0;
     for (;;) {
       std::vector<Entry> batch;
-      absl::StatusOr<bool> more = Locked([&] { return next(&after, &batch); });
+      absl::StatusOr<bool> more =
+          Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return next(&after, &batch); });
       if (!more.ok()) return more.status();
       if (!*more) return absl::OkStatus();
       DS_RETURN_IF_ERROR(fn(std::move(batch)));
@@ -464,7 +469,7 @@ class SqliteJournal final : public Journal {
 
   // Journals written by agents before 2026-11-28 kept a row per file (journal_results): their
   // pending results become batches (reported ones are done with), once.
-  void MigrateRowsPerFile() {
+  void MigrateRowsPerFile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!db_.tableExists("journal_results")) return;
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     {
@@ -473,7 +478,7 @@ class SqliteJournal final : public Journal {
         FROM journal_results WHERE reported = 0 ORDER BY run_id, path)sql");
       std::string run;
       std::string in_flight, results;
-      auto flush = [&] {
+      auto flush = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         if (!in_flight.empty()) AddBatch(run, kInFlight, in_flight);
         if (!results.empty()) AddBatch(run, kResults, results);
         in_flight.clear();
@@ -532,15 +537,15 @@ class SqliteJournal final : public Journal {
 
   template <typename Fn>
   std::invoke_result_t<Fn> Locked(Fn&& fn) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     try {
       return fn();
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat("agent journal: ", e.what()));
     }
   }
-  absl::Status Exec(const char* sql, const std::string& arg) {
-    return Locked([&]() -> absl::Status {
+  absl::Status Exec(const char* sql, const std::string& arg) ABSL_LOCKS_EXCLUDED(mu_) {
+    return Locked([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       SQLite::Statement q(db_, sql);
       q.bind(1, arg);
       q.exec();
@@ -548,8 +553,8 @@ class SqliteJournal final : public Journal {
     });
   }
 
-  std::mutex mu_;
-  SQLite::Database db_;  // Protected by mu_.
+  Mutex mu_;
+  SQLite::Database db_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -3,10 +3,11 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <algorithm>
-#include <mutex>
+#include <mutex>  // spdlog's sink lock
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/mutex.h"
 #include "spdlog/sinks/base_sink.h"
 
 namespace ds {
@@ -19,7 +20,7 @@ class SqliteLogBuffer final : public LogBuffer {
 
   void Append(int64_t time_ms, const std::string& level, const std::string& message,
               const std::string& correlation_id, const std::string& fields_json) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     // spdlog stamps a line before the sink's lock: two threads can reach here out of stamp order.
     // Records are read by seq, so a record's time never goes before the one stored ahead of it.
     time_ms = std::max(time_ms, last_time_ms_);
@@ -56,7 +57,7 @@ class SqliteLogBuffer final : public LogBuffer {
   }
 
   absl::StatusOr<std::vector<protocol::LogRecord>> Peek(size_t limit) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     try {
       SQLite::Statement q(db_, R"sql(
         SELECT seq, time_ms, level, message, correlation_id, fields FROM log_buffer
@@ -80,7 +81,7 @@ class SqliteLogBuffer final : public LogBuffer {
   }
 
   absl::Status Remove(int64_t up_to_seq) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     try {
       SQLite::Statement q(db_, "DELETE FROM log_buffer WHERE seq <= ?");
       q.bind(1, up_to_seq);
@@ -93,7 +94,7 @@ class SqliteLogBuffer final : public LogBuffer {
   }
 
   int64_t Size() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     try {
       if (count_ < 0) count_ = CountLocked();
       return count_;
@@ -102,18 +103,19 @@ class SqliteLogBuffer final : public LogBuffer {
     }
   }
   int64_t DroppedTotal() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return dropped_;
   }
 
  private:
-  int64_t CountLocked() {
+  int64_t CountLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     SQLite::Statement q(db_, "SELECT COUNT(*) FROM log_buffer");
     q.executeStep();
     return q.getColumn(0).getInt64();
   }
   void Insert(int64_t time_ms, const std::string& level, const std::string& message,
-              const std::string& correlation_id, const std::string& fields_json) {
+              const std::string& correlation_id, const std::string& fields_json)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     SQLite::Statement q(db_, R"sql(
       INSERT INTO log_buffer (time_ms, level, message, correlation_id, fields) VALUES (?, ?, ?, ?, ?))sql");
     q.bind(1, time_ms);
@@ -125,13 +127,13 @@ class SqliteLogBuffer final : public LogBuffer {
     ++count_;
   }
 
-  std::mutex mu_;
-  SQLite::Database db_;  // Protected by mu_.
+  Mutex mu_;
+  SQLite::Database db_ ABSL_GUARDED_BY(mu_);
   const int64_t max_;
-  int64_t count_ = -1;  // rows in the table, -1 until counted once. Protected by mu_.
-  int64_t dropped_ = 0;  // Protected by mu_.
-  int64_t errors_ = 0;   // Protected by mu_.
-  int64_t last_time_ms_ = 0;  // time of the last record appended. Protected by mu_.
+  int64_t count_ ABSL_GUARDED_BY(mu_) = -1;  // rows in the table, -1 until counted once
+  int64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t errors_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t last_time_ms_ ABSL_GUARDED_BY(mu_) = 0;  // time of the last record appended
 };
 
 bool IsUuidAt(const std::string& s, size_t at) {

@@ -32,7 +32,7 @@ Storage* RunStorage::Open(const RunContext& run, const std::string& url) {
     absl::StatusOr<StorageUrl> parsed = ParseStorageUrl(url);
     absl::StatusOr<std::unique_ptr<Storage>> st =
         parsed.ok() ? OpenStorage(*parsed) : parsed.status();
-    if (st.ok() && parsed->scheme != "file") {  // MERGE(features): !Features().direct_writes
+    if (st.ok() && !(*st)->Features().direct_writes) {
       st = absl::FailedPreconditionError(
           absl::StrCat(parsed->text,
                        " takes uploads only with a write grant from the server, and it sent none"));

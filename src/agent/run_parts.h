@@ -74,10 +74,4 @@ class RunStorage {
   absl::Status status_ = absl::OkStatus();  // written once, under opened_
 };
 
-// The server refused a delta compare because the job's index moved on from its base.
-// MERGE(features): becomes IsBaseMoved(status) (its own reason in problem+json).
-[[nodiscard]] inline bool IsBaseMovedForNow(const absl::Status& st) {
-  return absl::IsFailedPrecondition(st);
-}
-
 }  // namespace ds

@@ -11,23 +11,22 @@ namespace {
 std::mutex g_profiles_mu;
 std::map<std::string, StorageProfile> g_profiles;  // by URL; Protected by g_profiles_mu.
 
-// Opens the storage and says what it is. Errors: the storage could not be reached or opened
-// (asked again later).
+// Says what the storage is, opening it when the agent writes it itself. Errors: the storage
+// could not be reached or opened (asked again later).
 absl::StatusOr<StorageProfile> Learn(const std::string& url) {
   DS_ASSIGN_OR_RETURN(StorageUrl parsed, ParseStorageUrl(url));
-  absl::StatusOr<std::unique_ptr<Storage>> storage = OpenStorage(parsed);
   StorageProfile profile;
-  if (!storage.ok()) {
+  profile.features = AdvertisedFeatures(parsed);
+  if (!profile.features.direct_writes) {
     // Object storage opens only with an account key, which agents never hold: it is written
     // with the server's per-object grants. That answer does not change.
-    if (!absl::IsFailedPrecondition(storage.status())) return storage.status();
-    spdlog::info("storage {}: written with write grants from the server (the agent cannot open it: {})",
-                 parsed.text, storage.status().message());
+    spdlog::info("storage {}: written with write grants from the server", parsed.text);
     return profile;
   }
+  DS_ASSIGN_OR_RETURN(std::unique_ptr<Storage> storage, OpenStorage(parsed));
   profile.agent_writes = true;
-  profile.features = (*storage)->Features();
-  profile.copies_while_scanning = profile.features.unnamed_files;
+  profile.features = storage->Features();
+  profile.copies_while_scanning = profile.features.stages_from_fd && profile.features.unnamed_files;
   if (profile.copies_while_scanning) {
     spdlog::info("storage {}: copying while scanning (files are staged as unnamed files)", parsed.text);
   } else {

@@ -46,6 +46,8 @@ TEST(ProfileStorageTest, ADirectoryIsOpenedOnceAndItsChoiceLoggedOnce) {
   auto first = ProfileStorage(url);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(first->agent_writes);
+  EXPECT_TRUE(first->features.direct_writes);
+  EXPECT_TRUE(first->features.stages_from_fd);
   EXPECT_EQ(first->copies_while_scanning, first->features.unnamed_files);
   auto second = ProfileStorage(url);
   ASSERT_TRUE(second.ok());
@@ -54,11 +56,14 @@ TEST(ProfileStorageTest, ADirectoryIsOpenedOnceAndItsChoiceLoggedOnce) {
   fs::remove_all(dir);
 }
 
+// Decided from what the URL advertises: the agent does not try to open it (it holds no key).
 TEST(ProfileStorageTest, ObjectStorageIsWrittenWithGrantsNotByTheAgent) {
   auto profile = ProfileStorage("azblob://account/container");
   ASSERT_TRUE(profile.ok()) << profile.status();
   EXPECT_FALSE(profile->agent_writes);
   EXPECT_FALSE(profile->copies_while_scanning);
+  EXPECT_TRUE(profile->features.write_grants);
+  EXPECT_FALSE(profile->features.direct_writes);
 }
 
 TEST(ProfileStorageTest, StorageThatCannotBeOpenedIsAskedAgainNextTime) {

@@ -33,7 +33,7 @@ KeyedLimiter::Decision KeyedLimiter::Refusal(const Bucket& b) const {
 KeyedLimiter::Decision KeyedLimiter::Acquire(std::string_view key) {
   if (!enabled()) return {};
   const int64_t now = clock_->NowUnixMs();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = buckets_.find(std::string(key));
   if (it == buckets_.end()) {
     if (buckets_.size() >= policy_.max_keys) {
@@ -55,7 +55,7 @@ KeyedLimiter::Decision KeyedLimiter::Acquire(std::string_view key) {
 KeyedLimiter::Decision KeyedLimiter::Check(std::string_view key) {
   if (!enabled()) return {};
   const int64_t now = clock_->NowUnixMs();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = buckets_.find(std::string(key));
   if (it == buckets_.end()) return {};
   Refill(&it->second, now);
@@ -64,7 +64,7 @@ KeyedLimiter::Decision KeyedLimiter::Check(std::string_view key) {
 }
 
 size_t KeyedLimiter::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return buckets_.size();
 }
 

@@ -5,11 +5,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <list>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
+#include "common/mutex.h"
 #include "common/time_util.h"
 
 namespace ds {
@@ -48,19 +48,17 @@ class KeyedLimiter {
     int64_t at_ms = 0;  // when `tokens` was computed (clock milliseconds)
     std::list<std::string>::iterator lru;  // the key's place in lru_
   };
-  // Brings `b` up to now.
-  void Refill(Bucket* b, int64_t now_ms) const;
+  // Brings `b` (one of buckets_) up to now.
+  void Refill(Bucket* b, int64_t now_ms) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Decision Refusal(const Bucket& b) const;
 
   // Constant after construction.
   const Policy policy_;
   const Clock* const clock_;
 
-  // std::mutex, not absl::Mutex: Debian's Abseil is built without ThreadSanitizer, which then
-  // cannot see an absl::Mutex order accesses (scripts/sanitize.sh tsan reported false races).
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, Bucket> buckets_;  // Protected by mu_.
-  std::list<std::string> lru_;  // Protected by mu_; most recently used first.
+  mutable Mutex mu_;
+  std::unordered_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
+  std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);  // most recently used first
 };
 
 }  // namespace ds

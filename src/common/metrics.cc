@@ -78,7 +78,7 @@ std::string RenderMetrics(const std::vector<MetricFamily>& families) {
 }
 
 void MetricsRegistry::DeclareCounter(const std::string& name, const std::string& help) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (families_.count(name)) return;
   order_.push_back(name);
   families_[name] = Family{help, "counter", {}, {}};
@@ -86,7 +86,7 @@ void MetricsRegistry::DeclareCounter(const std::string& name, const std::string&
 
 void MetricsRegistry::DeclareHistogram(const std::string& name, const std::string& help,
                                        std::vector<double> bounds) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (families_.count(name)) return;
   order_.push_back(name);
   Family f{help, "histogram", {}, {}};
@@ -96,14 +96,14 @@ void MetricsRegistry::DeclareHistogram(const std::string& name, const std::strin
 }
 
 void MetricsRegistry::Add(const std::string& name, const MetricLabels& labels, double delta) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = families_.find(name);
   if (it == families_.end()) return;
   it->second.values[labels] += delta;
 }
 
 void MetricsRegistry::Observe(const std::string& name, double value) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = families_.find(name);
   if (it == families_.end()) return;
   Histogram& h = it->second.histogram;
@@ -115,7 +115,7 @@ void MetricsRegistry::Observe(const std::string& name, double value) {
 }
 
 double MetricsRegistry::Value(const std::string& name, const MetricLabels& labels) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = families_.find(name);
   if (it == families_.end()) return 0;
   auto v = it->second.values.find(labels);
@@ -123,7 +123,7 @@ double MetricsRegistry::Value(const std::string& name, const MetricLabels& label
 }
 
 std::vector<MetricFamily> MetricsRegistry::Families() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<MetricFamily> out;
   for (const auto& name : order_) {
     const Family& f = families_.at(name);

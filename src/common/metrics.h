@@ -4,10 +4,11 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace ds {
 
@@ -59,9 +60,9 @@ class MetricsRegistry {
     std::map<MetricLabels, double> values;  // counters
     Histogram histogram;
   };
-  mutable std::mutex mu_;
-  std::vector<std::string> order_;          // Protected by mu_.
-  std::map<std::string, Family> families_;  // Protected by mu_.
+  mutable Mutex mu_;
+  std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Family> families_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ds

@@ -1,5 +1,5 @@
-// A mutex, its scoped lock and a condition variable that clang's -Wthread-safety checks
-// (scripts/check_thread_safety.sh runs it in CI): members say what protects them with
+// A mutex, its scoped lock and a condition variable that clang's -Wthread-safety checks (the
+// sanitizer builds of scripts/sanitize.sh compile with it as an error, DS_THREAD_SAFETY): members say what protects them with
 // ABSL_GUARDED_BY(mu_) and functions what they need with ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_).
 //
 // Why not absl::Mutex: Debian's Abseil is not built with ThreadSanitizer, so TSan cannot see the

@@ -2,18 +2,20 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <deque>
+#include <limits>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/bounded_queue.h"
+#include "common/mutex.h"
 
 namespace ds {
 namespace {
 
-// A fixed set of threads taking tasks from one queue. Never destroyed (its threads may still be
-// waiting for tasks at exit).
+// A fixed set of threads taking tasks from one queue, unbounded: a ParallelFor caller posts at
+// most kSharedPoolThreads tasks and never waits to post. Never destroyed (its threads may still
+// be waiting for tasks at exit).
 class SharedPool {
  public:
   SharedPool() {
@@ -28,30 +30,16 @@ class SharedPool {
   }
 
   void Post(std::function<void()> task) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      tasks_.push_back(std::move(task));
-    }
-    cv_.notify_one();
+    // Never closed, never full: the push always succeeds.
+    [[maybe_unused]] const bool queued = tasks_.Push(std::move(task));
   }
 
  private:
   void Run() {
-    for (;;) {
-      std::function<void()> task;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return !tasks_.empty(); });
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      }
-      task();
-    }
+    while (std::optional<std::function<void()>> task = tasks_.Pop()) (*task)();
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
+  BoundedQueue<std::function<void()>> tasks_{std::numeric_limits<size_t>::max()};
 };
 
 // One ParallelFor call. Shared with its helper tasks, which may start after the call returned:
@@ -61,9 +49,9 @@ struct Loop {
   const size_t n;
   const std::function<void(size_t)>* const fn;
   std::atomic<size_t> next{0};
-  std::mutex mu;
-  std::condition_variable cv;
-  size_t done = 0;  // calls returned; guarded by mu
+  Mutex mu;
+  CondVar cv;
+  size_t done ABSL_GUARDED_BY(mu) = 0;  // calls returned
 
   // Takes indices until none is left.
   void Work() {
@@ -73,9 +61,14 @@ struct Loop {
       ++finished;
     }
     if (finished == 0) return;
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     done += finished;
-    if (done == n) cv.notify_all();
+    if (done == n) cv.SignalAll();
+  }
+  // Returns once all n calls returned.
+  void AwaitAll() {
+    MutexLock lock(&mu);
+    while (done != n) cv.Wait(&mu);
   }
 };
 
@@ -90,8 +83,7 @@ void ParallelFor(size_t n, size_t max_helpers, const std::function<void(size_t)>
   auto loop = std::make_shared<Loop>(n, &fn);
   for (size_t h = 1; h < helpers; ++h) SharedPool::Get().Post([loop] { loop->Work(); });
   loop->Work();
-  std::unique_lock<std::mutex> lock(loop->mu);
-  loop->cv.wait(lock, [&] { return loop->done == n; });
+  loop->AwaitAll();
 }
 
 }  // namespace ds

@@ -29,7 +29,7 @@ RateLimiter::RateLimiter(uint64_t bytes_per_second, uint64_t burst_bytes, NowFn 
 std::chrono::nanoseconds RateLimiter::Reserve(uint64_t bytes) {
   const int64_t now = now_();
   reserved_bytes_ += bytes;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   finish_ns_ = std::max(finish_ns_, now) + CostNs(bytes, bytes_per_second_);
   return std::chrono::nanoseconds(std::max<int64_t>(0, finish_ns_ - burst_ns_ - now));
 }

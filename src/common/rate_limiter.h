@@ -6,7 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <mutex>
+
+#include "common/mutex.h"
 
 namespace ds {
 
@@ -44,8 +45,9 @@ class RateLimiter {
   const NowFn now_;
 
   std::atomic<uint64_t> reserved_bytes_{0};
-  std::mutex mu_;
-  int64_t finish_ns_ = INT64_MIN;  // theoretical time all reservations are paid; protected by mu_
+  Mutex mu_;
+  // Theoretical time all reservations are paid (nanoseconds of now_).
+  int64_t finish_ns_ ABSL_GUARDED_BY(mu_) = INT64_MIN;
 };
 
 }  // namespace ds

@@ -346,16 +346,20 @@ absl::StatusOr<std::string> NormalizePin(const std::string& pin) {
 absl::Status StatusFromResponse(const ClientResponse& response) {
   if (response.status >= 200 && response.status < 300) return absl::OkStatus();
   std::string detail;
+  std::string reason;
   if (const nlohmann::json j = ParseJsonOr(response.body); j.is_object()) {
     for (const char* field : {"detail", "title"}) {
       if (auto it = j.find(field); detail.empty() && it != j.end() && it->is_string()) {
         detail = it->get<std::string>();
       }
     }
+    if (auto it = j.find("reason"); it != j.end() && it->is_string()) {
+      reason = it->get<std::string>();
+    }
   }
   if (detail.empty()) detail = response.body.substr(0, 300);
   if (detail.empty()) detail = absl::StrCat("HTTP ", response.status);
-  return StatusForHttp(response.status, detail);
+  return StatusForHttp(response.status, detail, reason);
 }
 
 }  // namespace ds::http

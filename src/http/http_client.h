@@ -123,8 +123,8 @@ class Client {
 // InvalidArgument for anything else.
 [[nodiscard]] absl::StatusOr<std::string> NormalizePin(const std::string& pin);
 
-// OK for 2xx; otherwise the canonical status for the HTTP status with the problem+json `detail`
-// (or the raw body, truncated) as message.
+// OK for 2xx; otherwise the canonical status for the HTTP status and the problem+json `reason`
+// (StatusForHttp), with its `detail` (or the raw body, truncated) as message.
 absl::Status StatusFromResponse(const ClientResponse& response);
 
 }  // namespace ds::http

@@ -15,7 +15,6 @@
 #include <cerrno>
 #include <cstdint>
 #include <limits>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <type_traits>
@@ -24,6 +23,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/mutex.h"
 
 namespace ds::http {
 namespace {
@@ -138,7 +138,9 @@ class ServerImpl final : public Server {
 
   absl::Status Listen() {
     if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty()) {
-      DS_ASSIGN_OR_RETURN(tls_, LoadTlsContext(options_.tls_cert_file, options_.tls_key_file));
+      DS_ASSIGN_OR_RETURN(auto tls, LoadTlsContext(options_.tls_cert_file, options_.tls_key_file));
+      MutexLock lock(&tls_mu_);
+      tls_ = std::move(tls);
     }
     beast::error_code ec;
     auto addr = asio::ip::make_address(options_.host, ec);
@@ -167,7 +169,7 @@ class ServerImpl final : public Server {
     if (!tls())
       return absl::FailedPreconditionError("this server speaks plain HTTP; nothing to reload");
     DS_ASSIGN_OR_RETURN(auto fresh, LoadTlsContext(options_.tls_cert_file, options_.tls_key_file));
-    std::lock_guard<std::mutex> lock(tls_mu_);
+    MutexLock lock(&tls_mu_);
     tls_ = std::move(fresh);
     return absl::OkStatus();
   }
@@ -198,7 +200,7 @@ class ServerImpl final : public Server {
 
  private:
   std::shared_ptr<ssl::context> TlsContext() const {
-    std::lock_guard<std::mutex> lock(tls_mu_);
+    MutexLock lock(&tls_mu_);
     return tls_;
   }
 
@@ -239,8 +241,8 @@ class ServerImpl final : public Server {
   std::vector<std::thread> threads_;
   uint16_t port_ = 0;
   std::atomic<bool> stopped_{false};
-  mutable std::mutex tls_mu_;
-  std::shared_ptr<ssl::context> tls_;  // guarded by tls_mu_; null = plain HTTP
+  mutable Mutex tls_mu_;
+  std::shared_ptr<ssl::context> tls_ ABSL_GUARDED_BY(tls_mu_);  // null = plain HTTP
 };
 
 template <class Stream>

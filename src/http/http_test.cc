@@ -541,6 +541,54 @@ TEST(HttpAcceptTest, DescriptorExhaustionDoesNotSpin) {
   (*s)->Stop();
 }
 
+// "Base moved" keeps its meaning across HTTP: the server's BaseMovedError becomes a 409 whose
+// problem+json says reason "base_moved", and the client's status for it is IsBaseMoved again;
+// a plain 409 (FailedPrecondition or AlreadyExists) is not.
+TEST(HttpReasonTest, BaseMovedSurvivesTheRoundTripAndAPlain409DoesNot) {
+  auto s = StartServer(ServerOptions{}, [](Request req, Responder respond) {
+    if (req.path == "/moved") return respond(ProblemResponse(BaseMovedError("the base moved")));
+    if (req.path == "/exists") return respond(ProblemResponse(absl::AlreadyExistsError("taken")));
+    respond(ProblemResponse(absl::FailedPreconditionError("not now")));
+  });
+  ASSERT_TRUE(s.ok()) << s.status();
+  Client c("http://127.0.0.1:" + std::to_string((*s)->port()), {});
+
+  auto moved = c.Do("POST", "/moved", "{}");
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->status, 409);
+  EXPECT_NE(moved->body.find(R"("reason":"base_moved")"), std::string::npos) << moved->body;
+  const absl::Status st = StatusFromResponse(*moved);
+  EXPECT_TRUE(IsBaseMoved(st)) << st;
+  EXPECT_TRUE(absl::IsAborted(st)) << st;
+  EXPECT_EQ(st.message(), "the base moved");
+
+  for (const char* plain : {"/exists", "/other"}) {
+    auto r = c.Do("POST", plain, "{}");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 409) << plain;
+    EXPECT_EQ(r->body.find(R"("reason")"), std::string::npos) << r->body;
+    const absl::Status other = StatusFromResponse(*r);
+    EXPECT_FALSE(IsBaseMoved(other)) << other;
+    EXPECT_TRUE(absl::IsFailedPrecondition(other)) << other;
+  }
+  (*s)->Stop();
+}
+
+TEST(HttpReasonTest, ReasonsRideOnTheStatusAndOnlyAbortedBaseMovedIsBaseMoved) {
+  EXPECT_EQ(ReasonOf(WithReason(absl::NotFoundError("x"), "some_reason")), "some_reason");
+  EXPECT_EQ(ReasonOf(absl::NotFoundError("x")), "");
+  EXPECT_TRUE(WithReason(absl::OkStatus(), "some_reason").ok());
+  EXPECT_TRUE(IsBaseMoved(BaseMovedError("m")));
+  EXPECT_FALSE(IsBaseMoved(absl::AbortedError("m")));  // no reason: e.g. a source that changed
+  EXPECT_FALSE(IsBaseMoved(WithReason(absl::FailedPreconditionError("m"), kReasonBaseMoved)));
+  EXPECT_FALSE(IsBaseMoved(absl::AlreadyExistsError("m")));
+  // An unknown reason keeps the HTTP status's code and travels along.
+  const absl::Status unknown = StatusForHttp(409, "d", "future_reason");
+  EXPECT_TRUE(absl::IsFailedPrecondition(unknown));
+  EXPECT_EQ(ReasonOf(unknown), "future_reason");
+  EXPECT_TRUE(IsBaseMoved(StatusForHttp(409, "d", kReasonBaseMoved)));
+}
+
 TEST(HttpTypesTest, PercentDecodeRejectsBadEscapes) {
   EXPECT_FALSE(PercentDecode("%", false).ok());
   EXPECT_FALSE(PercentDecode("%4", false).ok());

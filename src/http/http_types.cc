@@ -2,10 +2,36 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
 namespace ds::http {
+
+namespace {
+constexpr char kReasonPayload[] = "type.datasync/reason";
+
+// Debian's abseil has its own string_view, which std::string_view does not convert to.
+absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+}  // namespace
+
+absl::Status WithReason(absl::Status status, std::string_view reason) {
+  if (!status.ok() && !reason.empty()) status.SetPayload(kReasonPayload, absl::Cord(Av(reason)));
+  return status;
+}
+
+std::string ReasonOf(const absl::Status& status) {
+  const auto reason = status.GetPayload(kReasonPayload);  // absl::optional<absl::Cord>
+  return reason ? std::string(*reason) : std::string();
+}
+
+absl::Status BaseMovedError(std::string_view message) {
+  return WithReason(absl::AbortedError(Av(message)), kReasonBaseMoved);
+}
+
+bool IsBaseMoved(const absl::Status& status) {
+  return absl::IsAborted(status) && ReasonOf(status) == kReasonBaseMoved;
+}
 
 std::string Request::Header(const std::string& name) const {
   auto it = headers.find(name);
@@ -81,6 +107,11 @@ absl::Status StatusForHttp(int http_status, const std::string& detail) {
   }
 }
 
+absl::Status StatusForHttp(int http_status, const std::string& detail, std::string_view reason) {
+  if (http_status == 409 && reason == kReasonBaseMoved) return BaseMovedError(detail);
+  return WithReason(StatusForHttp(http_status, detail), reason);
+}
+
 namespace {
 const char* TitleFor(int status) {
   switch (status) {
@@ -99,22 +130,31 @@ const char* TitleFor(int status) {
 }
 }  // namespace
 
-Response ProblemResponse(int http_status, const std::string& title, const std::string& detail) {
+namespace {
+// problem+json with the optional member "reason" (omitted when empty).
+Response Problem(int http_status, const std::string& title, const std::string& detail,
+                 const std::string& reason) {
   Response r;
   r.status = http_status;
   r.content_type = "application/problem+json";
-  r.body = nlohmann::json{{"type", "about:blank"}, {"title", title}, {"status", http_status},
-                          {"detail", detail}}
-               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  nlohmann::json body{
+      {"type", "about:blank"}, {"title", title}, {"status", http_status}, {"detail", detail}};
+  if (!reason.empty()) body["reason"] = reason;
+  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (http_status == 503) r.headers.emplace_back("Retry-After", "5");
   return r;
+}
+}  // namespace
+
+Response ProblemResponse(int http_status, const std::string& title, const std::string& detail) {
+  return Problem(http_status, title, detail, "");
 }
 
 Response ProblemResponse(const absl::Status& status, bool expose_detail) {
   int code = HttpStatusFor(status);
   std::string detail(status.message());
   if (code >= 500 && code != 503 && !expose_detail) detail = "internal error; see the server log";
-  return ProblemResponse(code, TitleFor(code), detail);
+  return Problem(code, TitleFor(code), detail, ReasonOf(status));
 }
 
 Response JsonResponse(int http_status, std::string body) {

@@ -48,15 +48,41 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// Machine-readable reasons: what a status means beyond its code, kept across HTTP as the
+// problem+json member "reason" (ProblemResponse writes it, StatusFromResponse restores it), so
+// a client reacts to the reason, never to a bare HTTP status.
+//
+// "base_moved": a delta compare was refused because the job's index moved on from the base
+// manifest it was made against; the agent compares the whole manifest instead (Aborted: retry
+// at a higher level). Sent as a 409.
+inline constexpr std::string_view kReasonBaseMoved = "base_moved";
+
+// `status` carrying `reason` (an absl payload; OK stays OK without one). A reason is
+// lowercase letters, digits and '_'.
+[[nodiscard]] absl::Status WithReason(absl::Status status, std::string_view reason);
+// The reason `status` carries, or "" when none.
+[[nodiscard]] std::string ReasonOf(const absl::Status& status);
+
+// Aborted with reason kReasonBaseMoved and `message`.
+[[nodiscard]] absl::Status BaseMovedError(std::string_view message);
+// True for BaseMovedError, also once it crossed HTTP (StatusFromResponse); false for any other
+// status, a plain 409 (FailedPrecondition) and AlreadyExists included.
+[[nodiscard]] bool IsBaseMoved(const absl::Status& status);
+
 // Canonical code → HTTP status (InvalidArgument 400, Unauthenticated 401, PermissionDenied 403,
 // NotFound 404, AlreadyExists/FailedPrecondition/Aborted 409, ResourceExhausted 413,
 // Unavailable 503, DeadlineExceeded 504, Unimplemented 501, otherwise 500).
 int HttpStatusFor(const absl::Status& status);
 // HTTP status → canonical code, with `detail` as message.
 absl::Status StatusForHttp(int http_status, const std::string& detail);
+// The same for a response whose problem+json carried `reason` (may be ""): the status the server
+// raised when the reason names one (a 409 "base_moved" is BaseMovedError), else StatusForHttp's
+// code; either way carrying the reason (ReasonOf).
+absl::Status StatusForHttp(int http_status, const std::string& detail, std::string_view reason);
 
-// A problem+json response for a non-OK status. 5xx responses hide internal details unless
-// `expose_detail`; 503 carries Retry-After.
+// A problem+json response for a non-OK status, with the status's reason (ReasonOf) as member
+// "reason" when it has one. 5xx responses hide internal details unless `expose_detail`; 503
+// carries Retry-After.
 Response ProblemResponse(const absl::Status& status, bool expose_detail = true);
 Response ProblemResponse(int http_status, const std::string& title, const std::string& detail);
 Response JsonResponse(int http_status, std::string body);

@@ -22,6 +22,10 @@ struct HostInfo {
 };
 [[nodiscard]] HostInfo GetHostInfo();
 
+// Names the calling thread for debuggers and `top -H` (POSIX: the first 15 bytes;
+// Windows: SetThreadDescription). Best effort.
+void SetCurrentThreadName(const std::string& name);
+
 enum class StdStream { kIn, kOut, kErr };
 // True when the process's standard stream is a terminal (isatty; a console on Windows).
 [[nodiscard]] bool IsTerminal(StdStream stream);

@@ -1,10 +1,12 @@
 #include "platform/system.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "platform/directory.h"
@@ -38,6 +40,15 @@ TEST(HostInfo, DescribesThisMachine) {
   EXPECT_EQ(h.os_name, "Linux");
   EXPECT_FALSE(h.os_version.empty());
   EXPECT_FALSE(h.arch.empty());
+}
+
+TEST(SetCurrentThreadName, NamesThisThreadUpTo15Bytes) {
+  std::thread([] {
+    SetCurrentThreadName("a-very-long-thread-name");
+    char name[32] = {};
+    ASSERT_EQ(pthread_getname_np(pthread_self(), name, sizeof name), 0);
+    EXPECT_STREQ(name, "a-very-long-thr");
+  }).join();
 }
 
 TEST(IsTerminal, AgreesWithIsatty) {

@@ -120,7 +120,8 @@ struct CompareRequest {
   // digest of the agent's previous manifest (the base). The answer's base_match says the index
   // holds exactly that base; the batches that follow then carry only the entries that differ from
   // it (new or changed; removed files need no entry), each batch again with base_digest, which
-  // the server checks (FailedPrecondition when the job's digest moved on since).
+  // the server checks (http::BaseMovedError, a 409 with reason "base_moved", when the job's
+  // digest moved on since).
   std::string base_digest;
 };
 struct UploadInstruction {

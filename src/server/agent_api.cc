@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/parallel.h"
 #include "common/paths.h"
+#include "http/http_types.h"
 #include "protocol/messages.h"
 #include "server/context.h"
 #include "server/releases.h"
@@ -554,12 +555,13 @@ absl::StatusOr<std::string> CompareUntimed(ServerContext* ctx, const Request& re
     return absl::InvalidArgumentError("base_digest must be 64 lowercase hex digits");
   }
   // A delta batch (base_digest without manifest_digest) stands only while the job's digest is
-  // still the base's: the entries it leaves out are then exactly what the index holds.
+  // still the base's: the entries it leaves out are then exactly what the index holds. Else
+  // "base moved" (409, reason base_moved): the agent sends the whole manifest instead.
   const bool delta_batch = !cmp.base_digest.empty() && cmp.manifest_digest.empty();
   if (delta_batch) {
     DS_ASSIGN_OR_RETURN(std::string known, ctx->index->GetJobManifestDigest(job->spec.id));
     if (known != cmp.base_digest) {
-      return absl::FailedPreconditionError(
+      return http::BaseMovedError(
           "the job's index changed since the base manifest: compare the whole manifest");
     }
   }

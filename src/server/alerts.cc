@@ -379,37 +379,9 @@ void ReportFilesChanged(ServerContext* ctx, const Runner& runner_row, const std:
 AlertService::AlertService(ServerContext* ctx, std::string holder)
     : ctx_(ctx),
       lease_(ctx->index.get(), kAlertsLease, std::move(holder), "evaluates the alert rules"),
-      thread_([this] { Loop(); }) {}
-
-AlertService::~AlertService() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();  // then lease_ is released
-}
-
-void AlertService::Wake() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    wake_ = true;
-  }
-  cv_.notify_all();
-}
-
-void AlertService::Loop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_) {
-    cv_.wait_for(lock, ctx_->config.alert_interval, [&] { return stop_ || wake_; });
-    wake_ = false;
-    if (stop_) break;
-    lock.unlock();
-    std::string done = RunOnce();
-    if (!done.empty()) spdlog::info("alerts: {}", done);
-    lock.lock();
-  }
-}
+      worker_({.name = "alerts", .interval = ctx->config.alert_interval}, [this] {
+        if (std::string done = RunOnce(); !done.empty()) spdlog::info("alerts: {}", done);
+      }) {}
 
 bool AlertService::Claim() {
   return lease_.Claim(kLeaseIntervals * ctx_->config.alert_interval.count(), ctx_->NowMs());

@@ -4,13 +4,11 @@
 // instances only the holder of the index lease "alerts" does this.
 #pragma once
 
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "common/periodic_worker.h"
 #include "common/status.h"
 #include "index/state_index.h"
 #include "server/lease.h"
@@ -91,25 +89,20 @@ class AlertService {
  public:
   // REQUIRES: ctx outlives the service.
   AlertService(ServerContext* ctx, std::string holder);
-  ~AlertService();  // stops the thread, releases the lease if held
+  ~AlertService() { worker_.Stop(); }  // stops the thread, then releases the lease if held
   // One pass now (evaluate + send due notifications) if this instance holds the lease.
   // Returns a summary for the log ("" when nothing happened). Not concurrently with itself.
   std::string RunOnce();
-  void Wake();
+  void Wake() { worker_.Wake(); }
 
  private:
-  void Loop();
   bool Claim();
   std::string Evaluate();
   std::string SendDue();
 
   ServerContext* const ctx_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;     // Protected by mu_.
-  bool wake_ = false;     // Protected by mu_.
-  IndexLease lease_;      // Used by the service thread only.
-  std::thread thread_;    // started last
+  IndexLease lease_;       // Used by the service thread only.
+  PeriodicWorker worker_;  // last: stops before the members it uses go
 };
 
 }  // namespace ds

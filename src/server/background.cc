@@ -66,34 +66,21 @@ std::string ReconcileJson(const Reconcile& r, int64_t now_ms) {
 // ---- reconcile ---------------------------------------------------------------------------------
 
 ReconcileService::ReconcileService(ServerContext* ctx, std::string worker_id)
-    : ctx_(ctx), worker_id_(std::move(worker_id)), thread_([this] { Loop(); }) {}
+    : ctx_(ctx),
+      worker_id_(std::move(worker_id)),
+      worker_({.name = "reconcile", .interval = std::chrono::seconds(2), .call_at_start = true},
+              [this] { RunQueued(); }) {}
 
-ReconcileService::~ReconcileService() {
-  stop_ = true;
-  Wake();
-  thread_.join();
-}
-
-void ReconcileService::Wake() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    wake_ = true;
-  }
-  cv_.notify_all();
-}
-
-void ReconcileService::Loop() {
-  while (!stop_) {
+void ReconcileService::RunQueued() {
+  while (!worker_.stopping()) {
     int64_t now = ctx_->NowMs();
     auto claimed = ctx_->index->ClaimReconcile(worker_id_, now, now - kStaleReconcileMs);
-    if (claimed.ok()) {
-      RunOne(*claimed);
-      continue;
+    if (!claimed.ok()) {
+      if (!absl::IsNotFound(claimed.status()))
+        spdlog::warn("reconcile claim: {}", claimed.status());
+      return;
     }
-    if (!absl::IsNotFound(claimed.status())) spdlog::warn("reconcile claim: {}", claimed.status());
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::seconds(2), [&] { return wake_ || stop_.load(); });
-    wake_ = false;
+    RunOne(*claimed);
   }
 }
 
@@ -297,7 +284,7 @@ void ReconcileService::RunOne(Reconcile r) {
   const std::string prefix = job->spec.dest_prefix;
   spdlog::info("reconcile {} of {}/{} ({}): listing {} under '{}'", r.id, r.runner_name, r.job_name,
                r.verify ? "verify" : "metadata", ctx_->storage->Describe(), prefix);
-  ReconcilePass pass(ctx_, &r, &stop_, prefix);
+  ReconcilePass pass(ctx_, &r, worker_.stop_flag(), prefix);
   bool stopped = false;
   if (std::string error = pass.Run(&stopped); !error.empty()) return fail(error);
   if (stopped) return;
@@ -319,28 +306,10 @@ void ReconcileService::RunOne(Reconcile r) {
 Janitor::Janitor(ServerContext* ctx, std::string holder)
     : ctx_(ctx),
       lease_(ctx->index.get(), kJanitorLease, std::move(holder), "does the housekeeping"),
-      thread_([this] { Loop(); }) {}
-
-Janitor::~Janitor() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();  // then lease_ is released: another instance takes over at its next pass
-}
-
-void Janitor::Loop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_) {
-    cv_.wait_for(lock, ctx_->config.janitor_interval, [&] { return stop_; });
-    if (stop_) break;
-    lock.unlock();
-    std::string done = RunOnce();
-    if (!done.empty()) spdlog::info("janitor: {}", done);
-    lock.lock();
-  }
-}
+      // After the thread stops, lease_ is released: another instance takes over at its next pass.
+      worker_({.name = "janitor", .interval = ctx->config.janitor_interval}, [this] {
+        if (std::string done = RunOnce(); !done.empty()) spdlog::info("janitor: {}", done);
+      }) {}
 
 bool Janitor::Claim() {
   return lease_.Claim(kJanitorLeaseIntervals * ctx_->config.janitor_interval.count(), ctx_->NowMs());

@@ -2,12 +2,9 @@
 // instances exactly one runs each), and the janitor (orphaned runs, retention, index budget).
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <string>
-#include <thread>
 
+#include "common/periodic_worker.h"
 #include "index/state_index.h"
 #include "server/lease.h"
 
@@ -20,20 +17,18 @@ class ReconcileService {
  public:
   // REQUIRES: ctx outlives the service.
   ReconcileService(ServerContext* ctx, std::string worker_id);
-  ~ReconcileService();  // stops after the current batch; a half-done reconcile is retaken later
-  void Wake();
+  // Stops after the current batch; a half-done reconcile is retaken later.
+  ~ReconcileService() = default;
+  void Wake() { worker_.Wake(); }
 
  private:
-  void Loop();
+  // Runs queued reconciles until none is left (or stopping). On the worker thread.
+  void RunQueued();
   void RunOne(Reconcile r);
 
   ServerContext* const ctx_;
   const std::string worker_id_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool wake_ = false;            // Protected by mu_.
-  std::atomic<bool> stop_{false};
-  std::thread thread_;           // started last
+  PeriodicWorker worker_;  // last: stops before the members it uses go
 };
 
 // Periodic housekeeping on its own thread: abandons runs whose runner stopped heartbeating,
@@ -47,27 +42,24 @@ class Janitor {
   // `holder` identifies this instance in the lease (unique among instances sharing the index).
   // REQUIRES: ctx outlives the janitor.
   Janitor(ServerContext* ctx, std::string holder);
-  ~Janitor();  // stops the thread and releases the lease if held
+  // Stops the thread, then releases the lease if held.
+  ~Janitor() { worker_.Stop(); }
   // One pass now, if this instance holds (or can take) the lease; "" otherwise. Returns what it
   // did, for the log. Not to be called concurrently with itself.
   std::string RunOnce();
 
  private:
-  void Loop();
   // Takes or renews the lease; false when another instance holds it or the index fails.
   bool Claim();
   // Removes stale temp debris under every job's prefix (SweepTempObjects); returns what it did.
   std::string SweepTemps();
 
   ServerContext* const ctx_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;            // Protected by mu_.
   // Used by the janitor thread (RunOnce) only.
   IndexLease lease_;
   int64_t last_prune_ms_ = 0;
   int64_t last_temp_sweep_ms_ = 0;
-  std::thread thread_;  // started last
+  PeriodicWorker worker_;  // last: stops before the members it uses go
 };
 
 // The reconcile as JSON for the admin API (progress, rate, ETA, report).

@@ -21,20 +21,20 @@ CommandBus::CommandBus(std::string instance_id, WaitingCheck check,
 
 CommandBus::~CommandBus() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   thread_.join();
 }
 
 std::string CommandBus::NewPollId() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return absl::StrCat(instance_id_, ":", ++next_poll_);
 }
 
 uint64_t CommandBus::Sequence(int64_t runner_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return sequence_[runner_id];
 }
 
@@ -42,7 +42,7 @@ void CommandBus::Wait(int64_t runner_id, uint64_t seen_sequence,
                       std::chrono::steady_clock::time_point deadline,
                       std::function<void(Wake)> fire, std::string poll_id) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto& w : waiters_) {
       if (w.runner_id == runner_id) w.superseded = true;
     }
@@ -51,26 +51,26 @@ void CommandBus::Wait(int64_t runner_id, uint64_t seen_sequence,
     w.notified = sequence_[runner_id] != seen_sequence;
     waiters_.push_back(std::move(w));
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void CommandBus::Notify(int64_t runner_id) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     ++sequence_[runner_id];
     for (auto& w : waiters_) {
       if (w.runner_id == runner_id) w.notified = true;
     }
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 size_t CommandBus::WaiterCount() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return waiters_.size();
 }
 
-void CommandBus::CheckIndex(std::unique_lock<std::mutex>& lock) {
+void CommandBus::CheckIndex() {
   std::set<int64_t> ids;
   for (const Waiter& w : waiters_) {
     if (!w.notified && !w.superseded) ids.insert(w.runner_id);
@@ -79,10 +79,10 @@ void CommandBus::CheckIndex(std::unique_lock<std::mutex>& lock) {
   // Results describe the index as of the query: they may only supersede waiters that already
   // existed then (a newer one recorded its poll id after the query read the old one).
   const uint64_t asked_at = next_serial_;
-  lock.unlock();
+  mu_.Unlock();
   absl::StatusOr<std::vector<StateIndex::WaitingRunner>> state =
       check_(std::vector<int64_t>(ids.begin(), ids.end()));
-  lock.lock();
+  mu_.Lock();
   if (!state.ok()) {
     if (!check_failing_) {
       spdlog::warn("command bus: cannot check the index for other instances' commands: {}",
@@ -106,44 +106,50 @@ void CommandBus::CheckIndex(std::unique_lock<std::mutex>& lock) {
   }
 }
 
+std::vector<std::pair<std::function<void(CommandBus::Wake)>, CommandBus::Wake>> CommandBus::TakeDue(
+    std::chrono::steady_clock::time_point now, std::chrono::steady_clock::time_point* next) {
+  std::vector<std::pair<std::function<void(Wake)>, Wake>> due;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (stop_ || it->notified || it->superseded || it->deadline <= now) {
+      // A stopping instance answers empty: commands stay pending for the agent's next poll
+      // (on another instance) instead of going to a connection about to be dropped.
+      Wake why = stop_ || it->superseded ? Wake::kSuperseded
+                 : it->notified          ? Wake::kNotified
+                                         : Wake::kDeadline;
+      due.emplace_back(std::move(it->fire), why);
+      it = waiters_.erase(it);
+    } else {
+      *next = std::min(*next, it->deadline);
+      ++it;
+    }
+  }
+  return due;
+}
+
 void CommandBus::Loop() {
   using Clock = std::chrono::steady_clock;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Clock::time_point next_check = Clock::now() + poll_interval_;
   for (;;) {
     auto now = Clock::now();
     if (check_ && !stop_ && now >= next_check) {
       next_check = now + poll_interval_;
       if (!waiters_.empty()) {
-        CheckIndex(lock);
+        CheckIndex();
         now = Clock::now();
       }
     }
-    std::vector<std::pair<std::function<void(Wake)>, Wake>> due;
     auto next = now + std::chrono::seconds(60);
     if (check_ && !waiters_.empty()) next = std::min(next, next_check);
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (stop_ || it->notified || it->superseded || it->deadline <= now) {
-        // A stopping instance answers empty: commands stay pending for the agent's next poll
-        // (on another instance) instead of going to a connection about to be dropped.
-        Wake why = stop_ || it->superseded ? Wake::kSuperseded
-                   : it->notified          ? Wake::kNotified
-                                           : Wake::kDeadline;
-        due.emplace_back(std::move(it->fire), why);
-        it = waiters_.erase(it);
-      } else {
-        next = std::min(next, it->deadline);
-        ++it;
-      }
-    }
+    std::vector<std::pair<std::function<void(Wake)>, Wake>> due = TakeDue(now, &next);
     if (!due.empty()) {
-      lock.unlock();
+      mu_.Unlock();  // `fire` may call back into the bus
       for (auto& [fire, why] : due) fire(why);
-      lock.lock();
+      mu_.Lock();
       continue;
     }
     if (stop_) return;
-    cv_.wait_until(lock, next);
+    cv_.WaitUntil(&mu_, next);
   }
 }
 

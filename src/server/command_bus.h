@@ -10,16 +10,15 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <list>
 #include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "index/state_index.h"
 
@@ -72,24 +71,28 @@ class CommandBus {
     bool superseded = false;
   };
   void Loop();
-  // Asks the index about the current waiters and marks them. REQUIRES: `lock` holds mu_; releases
-  // it during the query.
-  void CheckIndex(std::unique_lock<std::mutex>& lock);
+  // Asks the index about the current waiters and marks them. Releases mu_ during the query.
+  void CheckIndex() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes the waiters to answer now (notified, superseded, past their deadline; all of them when
+  // stopping) and lowers `*next` to the earliest remaining deadline.
+  std::vector<std::pair<std::function<void(Wake)>, Wake>> TakeDue(
+      std::chrono::steady_clock::time_point now, std::chrono::steady_clock::time_point* next)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const std::string instance_id_;
   const WaitingCheck check_;
   const std::chrono::milliseconds poll_interval_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  // Protected by mu_.
-  std::list<Waiter> waiters_;
-  std::map<int64_t, uint64_t> sequence_;
-  uint64_t next_serial_ = 0;
-  uint64_t next_poll_ = 0;
-  bool check_failing_ = false;  // the last check failed (logged once per streak)
-  bool stop_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  std::list<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, uint64_t> sequence_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_serial_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_poll_ ABSL_GUARDED_BY(mu_) = 0;
+  // The last check failed (logged once per streak).
+  bool check_failing_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;  // started last
 };
 

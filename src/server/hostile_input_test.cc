@@ -456,5 +456,27 @@ TEST_F(HostileInputTest, ReservedDestinationPrefixesInAnyCase) {
   EXPECT_EQ(Call("POST", "/api/v1/admin/runners/pc1/jobs/ok", fine.dump(), "dsa_admin").status, 201);
 }
 
+// A delta batch against a base the job's index has moved on from is refused as "base moved":
+// 409 with the machine-readable reason base_moved, which the agent answers by sending the whole
+// manifest.
+TEST_F(HostileInputTest, AStaleDeltaBatchIsA409WithReasonBaseMoved) {
+  AddRoutes();
+  ApprovedRunner("pc1");
+  json job{{"source", "/data"}, {"dest_prefix", "lab"}, {"interval_ms", 60'000}};
+  ASSERT_EQ(Call("POST", "/api/v1/admin/runners/pc1/jobs/j", job.dump(), "dsa_admin").status, 201);
+  const json delta{{"run_id", "0b7e2c4a-8d1f-4e3b-9a6c-5f2d1e0c9b8a"},
+                   {"trigger", "schedule"},
+                   {"files", json::array()},
+                   {"last", false},
+                   {"base_digest", Sha256Hex("a manifest the index never held")}};
+  http::Response r = Call("POST", "/api/v1/agent/jobs/j/compare", delta.dump(), "dsk_pc1");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(r.content_type, "application/problem+json");
+  const json body = json::parse(r.body);
+  EXPECT_EQ(body.value("reason", ""), "base_moved") << r.body;
+  EXPECT_NE(body.value("detail", "").find("compare the whole manifest"), std::string::npos)
+      << r.body;
+}
+
 }  // namespace
 }  // namespace ds

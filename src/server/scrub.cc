@@ -412,24 +412,11 @@ ScrubService::ScrubService(ServerContext* ctx, std::string worker_id)
     : ctx_(ctx),
       worker_id_(worker_id),
       lease_(ctx->index.get(), kScrubLease, std::move(worker_id), "schedules the scrubs"),
-      thread_([this] { Loop(); }) {}
+      worker_({.name = "scrub", .interval = std::chrono::seconds(1), .call_at_start = true},
+              [this] { Pass(); }) {}
 
-ScrubService::~ScrubService() {
-  stop_ = true;
-  Wake();
-  thread_.join();  // then lease_ is released
-}
-
-void ScrubService::Wake() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    wake_ = true;
-  }
-  cv_.notify_all();
-}
-
-void ScrubService::Loop() {
-  while (!stop_) {
+void ScrubService::Pass() {
+  while (!worker_.stopping()) {
     const int64_t interval = ctx_->config.scrub_interval.count();
     int64_t now = ctx_->NowMs();
     if (interval > 0 && now - last_schedule_ms_ >= ScheduleCheckMs(interval)) {
@@ -437,14 +424,11 @@ void ScrubService::Loop() {
       if (int n = ScheduleDue(); n > 0) spdlog::info("scrub: {} scheduled scrub(s) queued", n);
     }
     auto claimed = ctx_->index->ClaimScrub(worker_id_, now, now - kStaleScrubMs);
-    if (claimed.ok()) {
-      RunOne(*claimed);
-      continue;
+    if (!claimed.ok()) {
+      if (!absl::IsNotFound(claimed.status())) spdlog::warn("scrub claim: {}", claimed.status());
+      return;
     }
-    if (!absl::IsNotFound(claimed.status())) spdlog::warn("scrub claim: {}", claimed.status());
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::seconds(1), [&] { return wake_ || stop_.load(); });
-    wake_ = false;
+    RunOne(*claimed);
   }
 }
 
@@ -500,7 +484,7 @@ void ScrubService::RunOne(Scrub s) {
   spdlog::info("scrub {} of {}/{} ({}, re-hashing {:.0f}%): listing {} under '{}'", s.id,
                s.runner_name, s.job_name, s.trigger, 100 * s.rehash_fraction,
                ctx_->storage->Describe(), job->spec.dest_prefix);
-  ScrubPass pass(ctx_, &s, &stop_, std::move(*job), std::move(*runner));
+  ScrubPass pass(ctx_, &s, worker_.stop_flag(), std::move(*job), std::move(*runner));
   bool stopped = false;
   std::string error = pass.Run(&stopped);
   ctx_->metrics.Add("datasync_scrub_objects_listed_total", {},

@@ -12,12 +12,9 @@
 // scrubs, and scrubs are claimed through the index, so exactly one instance runs each.
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <string>
-#include <thread>
 
+#include "common/periodic_worker.h"
 #include "index/state_index.h"
 #include "server/lease.h"
 
@@ -30,27 +27,26 @@ class ScrubService {
  public:
   // REQUIRES: ctx outlives the service.
   ScrubService(ServerContext* ctx, std::string worker_id);
-  ~ScrubService();  // stops soon (between objects); a half-done scrub is retaken later
-  void Wake();
+  // Stops soon (between objects), then releases the lease; a half-done scrub is retaken later.
+  ~ScrubService() { worker_.Stop(); }
+  void Wake() { worker_.Wake(); }
   // Under the lease "scrub": queues a scheduled scrub of every job that is due (see
   // ServerConfig::scrub_interval). Returns how many it queued; 0 when another instance holds the
   // lease or scheduling is off. Not concurrently with itself.
   int ScheduleDue();
 
  private:
-  void Loop();
+  // Queues the due scrubs (when it is time to look), then runs queued ones until none is left (or
+  // stopping). On the worker thread.
+  void Pass();
   void RunOne(Scrub s);
   bool Claim();
 
   ServerContext* const ctx_;
   const std::string worker_id_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool wake_ = false;  // Protected by mu_.
-  std::atomic<bool> stop_{false};
   IndexLease lease_;              // "scrub"; used by the service thread only
   int64_t last_schedule_ms_ = 0;  // used by the service thread only
-  std::thread thread_;            // started last
+  PeriodicWorker worker_;         // last: stops before the members it uses go
 };
 
 // The scrub as JSON for the admin API (docs/api.md).

@@ -219,7 +219,8 @@ absl::StatusOr<UniqueFd> OpenPutSource(const std::filesystem::path& source,
 
 absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePutFd(const std::string& key, int,
                                                                const std::string&,
-                                                               const PutOptions&) {
+                                                               const PutOptions&,
+                                                               const StageFdOptions&) {
   return absl::UnimplementedError(
       absl::StrCat(Describe(), " does not stage ", key, " from an open file"));
 }
@@ -409,6 +410,23 @@ absl::Status Storage::RecordContentHash(const ObjectInfo& listed, const std::str
 
 absl::Status Storage::RemoveTempObject(const std::string& key) {
   return absl::UnimplementedError(absl::StrCat("cannot remove temp object ", key));
+}
+
+StorageFeatures AdvertisedFeatures(const StorageUrl& url) {
+  StorageFeatures f;
+  if (url.scheme == "file") {
+    // The agent writes a directory or share itself, staging from the files it scans, and each
+    // object lands under its key by rename.
+    f.direct_writes = true;
+    f.stages_from_fd = true;
+    f.atomic_replace = true;
+  } else if (url.scheme == "azblob") {
+    // Agents hold no account key: they write with per-blob SAS grants; a committed block list
+    // replaces a blob at once.
+    f.write_grants = true;
+    f.atomic_replace = true;
+  }
+  return f;
 }
 
 absl::StatusOr<std::unique_ptr<Storage>> OpenStorage(const StorageUrl& url) {

@@ -69,21 +69,24 @@ struct PutOptions {
   // Off by default: the SHA-256 is computed over the very bytes written, so a re-read only
   // catches storage that corrupts data after accepting it (agent option --verify-readback).
   bool verify = false;
-  // Directory backend, StagePutFd: stage only as an unnamed file, which a crash cannot leave
-  // behind (no journal entry needed). AlreadyExists when a file is under the key (replacing
-  // takes a named temp file), FailedPrecondition when the filesystem cannot (no O_TMPFILE, no
-  // group flush), ResourceExhausted when the budget of open unnamed files is used up. Nothing is
-  // written then.
+  // The source already open (the agent's OpenScannedFile: checked to be what its scan saw), read
+  // from offset 0 through a duplicate handle; not closed; must outlive the put. Null: the backend
+  // opens the `source` path itself.
+  const platform::File* source_file = nullptr;
+};
+
+// How StagePutFd stages: options only the directory backend understands (others ignore them).
+struct StageFdOptions {
+  // Stage only as an unnamed file, which a crash cannot leave behind (no journal entry needed).
+  // AlreadyExists when a file is under the key (replacing takes a named temp file),
+  // FailedPrecondition when the filesystem cannot (no O_TMPFILE, no group flush),
+  // ResourceExhausted when the budget of open unnamed files is used up. Nothing is written then.
   bool unnamed_only = false;
   // With unnamed_only: stage unnamed even when an object is under the key. CommitPuts then gives
   // the copy a temp name for a moment (linked, then renamed over the object, which is kept as a
   // version first), so a caller that journals in-flight temp names marks the put before it
   // commits it. For an agent's changed files, where an object under the key is expected.
   bool replace_unnamed = false;
-  // The source already open (the agent's OpenScannedFile: checked to be what its scan saw), read
-  // from offset 0 through a duplicate handle; not closed; must outlive the put. Null: the backend
-  // opens the `source` path itself.
-  const platform::File* source_file = nullptr;
 };
 
 // The file a backend reads a put's source through: a duplicate of options.source_file (rewound
@@ -124,6 +127,18 @@ struct WriteGrant {
 // What a backend can hold and do, found out once when it is opened (a directory backend probes
 // the filesystem or share under its root). Callers ask this instead of guessing from the URL.
 struct StorageFeatures {
+  // What the backend does, whatever the filesystem or account under it (AdvertisedFeatures knows
+  // these for a URL without opening it):
+  // A process that holds no storage secret (an agent) opens and writes the storage itself
+  // (a directory or share); false: it writes only with the server's WriteGrants, if any.
+  bool direct_writes = false;
+  bool write_grants = false;    // GrantWrite hands out per-object WriteGrants (object storage)
+  bool stages_from_fd = false;  // StagePutFd works (else: Unimplemented)
+  // An object is replaced under its key in one step: a reader sees the old or the new content,
+  // never a mix nor no object in between.
+  bool atomic_replace = false;
+
+  // What the storage under it holds (a directory backend probes its filesystem or share):
   // Names that differ only in case are one object (SMB shares, NTFS, Azure Files). Keys that fold
   // to the same name (FoldedKey) are never written over each other.
   bool case_insensitive = false;
@@ -141,6 +156,12 @@ struct StorageFeatures {
   size_t max_name_bytes = 255;   // one key component, UTF-8 bytes
   size_t max_key_bytes = 4096;   // a whole key below the storage root, UTF-8 bytes
 };
+
+// What a backend for `url`'s scheme does (direct_writes, write_grants, stages_from_fd,
+// atomic_replace; the rest as StorageFeatures' defaults), known without any I/O nor credentials:
+// for a caller that cannot or need not open the storage (an agent holds no azblob key). An
+// opened backend's Features() agree on these four. All false for an unknown scheme.
+[[nodiscard]] StorageFeatures AdvertisedFeatures(const StorageUrl& url);
 
 // The form under which a destination identifies `key`: the key itself where names are case
 // sensitive; where not, its simple Unicode case fold (upper case, as NTFS and SMB compare), so
@@ -186,11 +207,11 @@ class Storage {
       const std::string& key, const std::filesystem::path& source, const PutOptions& options);
   // StagePut from a source the caller has open (`source_fd`, read from offset 0 to its end;
   // not closed; `source_desc` names it in errors), so that a scan can copy a file it opened
-  // while it hashes it: each byte read once. The default: Unimplemented (only backends the
-  // agent writes itself stage this way).
+  // while it hashes it: each byte read once. `stage` says how (StageFdOptions). Only where
+  // Features().stages_from_fd; the default: Unimplemented.
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<StagedPut>> StagePutFd(
       const std::string& key, int source_fd, const std::string& source_desc,
-      const PutOptions& options);
+      const PutOptions& options, const StageFdOptions& stage);
   // Makes every staged put durable, then moves each under its key (keeping a differing object
   // as a version, as PutFile does), then makes the renames durable; one result per input, in
   // order. A result is OK only when its object is durable under its key: a crash at any point

@@ -108,6 +108,7 @@ bool WaitFor(const std::function<bool()>& cond,
 // One fresh, empty backend instance plus the hooks the suite needs beyond the interface.
 struct StorageUnderTest {
   std::unique_ptr<Storage> storage;  // null: backend unavailable here, tests are skipped
+  std::string url;                   // the storage URL naming this instance (ParseStorageUrl)
   std::string skip_reason;
   // Non-empty: the backend must be testable here but is not (e.g. Azurite not installed): the
   // test fails with this message instead of being skipped.
@@ -192,6 +193,7 @@ StorageUnderTest DirUnderTest(const fs::path& root, bool unnamed_files) {
     return t;
   }
   t.storage = std::move(*opened);
+  t.url = absl::StrCat("file://", root.string());
   t.stores_sha256 = true;
   t.plant_raw = [root](const std::string& raw_key, const std::string& content) {
     WriteFile(root / raw_key, content);
@@ -462,6 +464,8 @@ StorageFactory AzBlobFactory() {
               return t;
             }
             t.storage = std::move(*opened);
+            t.url = absl::StrCat("azblob://", options->account, "/", options->container,
+                                 "?endpoint=", options->endpoint);
             t.stores_sha256 = true;
             const AzBlobOptions o = *options;
             t.plant_raw = [o](const std::string& raw_key, const std::string& content) {
@@ -543,7 +547,7 @@ class StorageConformanceTest : public ::testing::TestWithParam<StorageFactory> {
 
   fs::path scratch_;
   StorageUnderTest backend_;
-  int next_source_ = 0;
+  std::atomic<int> next_source_{0};  // WriteSource runs on several threads in some tests
 };
 
 TEST_P(StorageConformanceTest, PutThenStatAndReadAllAreByteIdentical) {
@@ -1005,6 +1009,63 @@ TEST_P(StorageConformanceTest, MetadataAndSourceMtimeSurviveOnEveryDestination) 
   ExpectStoredSha(info->sha256, Sha256Hex(content));
 }
 
+// What a backend's URL advertises without opening it (AdvertisedFeatures) is what the opened
+// backend says it does, and does: StagePutFd and GrantWrite work exactly where advertised.
+TEST_P(StorageConformanceTest, FeaturesAgreeWithWhatItsUrlAdvertisesAndHold) {
+  absl::StatusOr<StorageUrl> url = ParseStorageUrl(under_test().url);
+  ASSERT_TRUE(url.ok()) << url.status();
+  const StorageFeatures advertised = AdvertisedFeatures(*url);
+  const StorageFeatures& f = storage().Features();
+  EXPECT_EQ(f.direct_writes, advertised.direct_writes);
+  EXPECT_EQ(f.write_grants, advertised.write_grants);
+  EXPECT_EQ(f.stages_from_fd, advertised.stages_from_fd);
+  EXPECT_EQ(f.atomic_replace, advertised.atomic_replace);
+  EXPECT_TRUE(f.atomic_replace);  // every backend of ours replaces by rename / block list
+  EXPECT_NE(f.direct_writes, f.write_grants);  // an agent writes it one way or the other
+
+  const std::string content = "staged from an open file";
+  const int fd = ::open(WriteSource(content).c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  auto staged = storage().StagePutFd("f/fd.dat", fd, "source", PutOptions{}, StageFdOptions{});
+  ::close(fd);
+  if (f.stages_from_fd) {
+    ASSERT_TRUE(staged.ok()) << staged.status();
+    std::vector<std::unique_ptr<StagedPut>> one;
+    one.push_back(std::move(*staged));
+    auto results = storage().CommitPuts(std::move(one));
+    ASSERT_TRUE(results.at(0).ok()) << results[0].status();
+    EXPECT_EQ(*storage().ReadAll("f/fd.dat", 100), content);
+  } else {
+    EXPECT_TRUE(absl::IsUnimplemented(staged.status())) << staged.status();
+  }
+
+  auto grant = storage().GrantWrite("f/granted.dat", Sha256Hex(content), std::chrono::minutes(5));
+  if (f.write_grants) {
+    ASSERT_TRUE(grant.ok()) << grant.status();
+    EXPECT_FALSE(grant->url.empty());
+  } else {
+    EXPECT_TRUE(absl::IsUnimplemented(grant.status())) << grant.status();
+  }
+}
+
+TEST(AdvertisedFeaturesTest, KnowsEachSchemeWithoutOpeningIt) {
+  // No such directory nor account: nothing is opened.
+  auto dir = ParseStorageUrl("file:///nonexistent/ds-advertised");
+  ASSERT_TRUE(dir.ok());
+  const StorageFeatures d = AdvertisedFeatures(*dir);
+  EXPECT_TRUE(d.direct_writes && d.stages_from_fd && d.atomic_replace);
+  EXPECT_FALSE(d.write_grants);
+  EXPECT_FALSE(fs::exists("/nonexistent/ds-advertised"));
+  auto blob = ParseStorageUrl("azblob://nosuchaccount/container");
+  ASSERT_TRUE(blob.ok());
+  const StorageFeatures b = AdvertisedFeatures(*blob);
+  EXPECT_TRUE(b.write_grants && b.atomic_replace);
+  EXPECT_FALSE(b.direct_writes || b.stages_from_fd);
+  const StorageFeatures unknown = AdvertisedFeatures(StorageUrl{.scheme = "s3"});
+  EXPECT_FALSE(unknown.direct_writes || unknown.write_grants || unknown.stages_from_fd ||
+               unknown.atomic_replace);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StorageConformanceTest,
                          ::testing::Values(DirFactory(), DirFactory(/*unnamed_files=*/false),
                                            AzBlobFactory(), ShareFactory(),
@@ -1076,7 +1137,7 @@ class DirStorageTest : public ::testing::Test {
   fs::path root_;
   std::unique_ptr<Storage> storage_;
   bool xattrs_ = false;  // the test filesystem keeps user xattrs
-  int next_source_ = 0;
+  std::atomic<int> next_source_{0};  // WriteSource runs on several threads in some tests
 };
 
 // The ordering group commit guarantees on a directory: a staged file is never under its key nor
@@ -1194,8 +1255,9 @@ TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesClea
   } src{fd};
   char first[10];
   ASSERT_EQ(::read(src.get(), first, sizeof first), 10);  // an offset that is not 0
-  PutOptions unnamed{.run_id = "abcdef01-run", .unnamed_only = true};
-  auto a = storage_->StagePutFd("d/a.dat", src.get(), "source a", unnamed);
+  const PutOptions po{.run_id = "abcdef01-run"};
+  const StageFdOptions unnamed{.unnamed_only = true};
+  auto a = storage_->StagePutFd("d/a.dat", src.get(), "source a", po, unnamed);
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ((*a)->bytes(), content.size());
   EXPECT_EQ((*a)->sha256(), Sha256Hex(content));
@@ -1206,7 +1268,7 @@ TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesClea
   EXPECT_EQ(*storage_->ReadAll("d/a.dat", 1 << 20), content);
 
   // The key is taken: refused before anything is written, the object untouched.
-  auto again = storage_->StagePutFd("d/a.dat", src.get(), "source a", unnamed);
+  auto again = storage_->StagePutFd("d/a.dat", src.get(), "source a", po, unnamed);
   EXPECT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
   EXPECT_THAT(Entries(root_ / "d"), ElementsAre("a.dat"));
   EXPECT_THAT(Temps(), IsEmpty());
@@ -1214,14 +1276,14 @@ TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesClea
   // No unnamed file left in the budget: refused; without unnamed_only a temp name is used.
   std::unique_ptr<Storage> small = OpenWithFileLimit(8);  // budget 2
   ASSERT_NE(small, nullptr);
-  auto b = small->StagePutFd("d/b.dat", src.get(), "source b", unnamed);
+  auto b = small->StagePutFd("d/b.dat", src.get(), "source b", po, unnamed);
   ASSERT_TRUE(b.ok()) << b.status();
-  auto c = small->StagePutFd("d/c.dat", src.get(), "source c", unnamed);
+  auto c = small->StagePutFd("d/c.dat", src.get(), "source c", po, unnamed);
   ASSERT_TRUE(c.ok()) << c.status();
-  auto e = small->StagePutFd("d/e.dat", src.get(), "source e", unnamed);
+  auto e = small->StagePutFd("d/e.dat", src.get(), "source e", po, unnamed);
   EXPECT_TRUE(absl::IsResourceExhausted(e.status())) << e.status();
   EXPECT_THAT(Temps(), IsEmpty());
-  auto d = small->StagePutFd("d/d.dat", src.get(), "source d", PutOptions{.run_id = "abcdef01-run"});
+  auto d = small->StagePutFd("d/d.dat", src.get(), "source d", po, StageFdOptions{});
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(Temps().size(), 1u);
   EXPECT_THAT(Keys("d"), ElementsAre("d/a.dat"));
@@ -1233,11 +1295,12 @@ TEST_F(DirStorageTest, StagePutFdCopiesFromAnOpenSourceAndUnnamedOnlyRefusesClea
 TEST_F(DirStorageTest, StagePutFdReplaceUnnamedReplacesAtCommitAndKeepsTheVersion) {
   ASSERT_TRUE(storage_->PutFile("d/r.dat", WriteSource("old bytes"), {}).ok());
   ASSERT_TRUE(storage_->PutFile("d/same.dat", WriteSource("same bytes"), {}).ok());
-  PutOptions replace{.run_id = "abcdef01-run", .unnamed_only = true, .replace_unnamed = true};
+  const PutOptions po{.run_id = "abcdef01-run"};
+  const StageFdOptions replace{.unnamed_only = true, .replace_unnamed = true};
   auto stage = [&](const std::string& key, const std::string& content) {
     const int fd = ::open(WriteSource(content).c_str(), O_RDONLY | O_CLOEXEC);
     EXPECT_GE(fd, 0);
-    auto s = storage_->StagePutFd(key, fd, "source", replace);
+    auto s = storage_->StagePutFd(key, fd, "source", po, replace);
     ::close(fd);
     return s;
   };
@@ -1718,7 +1781,7 @@ class AzBlobTest : public ::testing::Test {
   AzBlobOptions options_;
   std::unique_ptr<Storage> storage_;
   fs::path scratch_;
-  int next_source_ = 0;
+  std::atomic<int> next_source_{0};  // WriteSource runs on several threads in some tests
 };
 
 TEST_F(AzBlobTest, OpenStorageFromUrlAndCredentials) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
+#include <thread>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
@@ -18,8 +20,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/bounded_queue.h"
 #include "common/crypto.h"
 #include "common/files.h"
+#include "common/mutex.h"
 #include "common/paths.h"
 #include "common/time_util.h"
 #include "common/unicode.h"
@@ -423,21 +427,26 @@ class Scanner {
     PendingHash* raw = job.get();
     queue_.push_back(Queued{path, id, {}, std::move(job)});
     StartWorkers();
-    std::unique_lock<std::mutex> lock(mu_);
-    work_.push_back(raw);
-    ++busy_files_;
-    busy_bytes_ += size;
-    work_cv_.notify_one();
-    // Bounded: at most kHashGroupFiles files (kHashGroupBytes) open and waiting at once.
-    // Large files: one per worker whatever their size. Once full, the walk waits until half
-    // is done (not for each file: a wake-up per file cost more than the file's hashing).
-    if (!CanQueue()) {
-      walk_waiting_ = true;
-      done_cv_.wait(lock, [&] { return LowWater(); });
-      walk_waiting_ = false;
+    {
+      MutexLock lock(&mu_);
+      ++busy_files_;
+      busy_bytes_ += size;
     }
-    lock.unlock();
+    // Open until FlushHashes, and not full: busy_files_ bounds it.
+    [[maybe_unused]] const bool queued = work_.Push(raw);
+    WaitForRoom();
     Drain(/*all=*/false);
+  }
+
+  // Bounded: at most kHashGroupFiles files (kHashGroupBytes) open and waiting at once.
+  // Large files: one per worker whatever their size. Once full, the walk waits until half
+  // is done (not for each file: a wake-up per file cost more than the file's hashing).
+  void WaitForRoom() {
+    MutexLock lock(&mu_);
+    if (CanQueue()) return;
+    walk_waiting_ = true;
+    while (!LowWater()) done_cv_.Wait(&mu_);
+    walk_waiting_ = false;
   }
 
   // Adds an entry with a known hash: straight into the manifest unless entries before it wait
@@ -473,7 +482,7 @@ class Scanner {
     bool hashed = false;
     std::string error;      // skip reason when not hashed ("": cancelled)
     bool by_hook = false;   // read (and hashed) by options_.read_new
-    bool done = false;      // Protected by mu_: a worker finished with it
+    bool done = false;      // a worker finished with it; guarded by the scanner's mu_
   };
   // An entry waiting for the files before it (or itself) to be hashed, in path order.
   struct Queued {
@@ -531,14 +540,14 @@ class Scanner {
     HashOne(h, buffer);
   }
 
-  // REQUIRES: mu_ held. Room for one more file to hash (see the bound in the caller).
-  bool CanQueue() const {
+  // Room for one more file to hash (see the bound in WaitForRoom).
+  bool CanQueue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return busy_files_ < kHashGroupFiles &&
            (busy_bytes_ < kHashGroupBytes || busy_files_ < HashThreads());
   }
-  // REQUIRES: mu_ held. Half the bound free again (implies CanQueue()). Called by the workers
-  // too: reads nothing the walk changes without mu_ (not workers_).
-  bool LowWater() const {
+  // Half the bound free again (implies CanQueue()). Called by the workers too: reads nothing the
+  // walk changes without mu_ (not workers_).
+  bool LowWater() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return busy_files_ <= kHashGroupFiles / 2 &&
            (busy_bytes_ <= kHashGroupBytes / 2 || busy_files_ < HashThreads());
   }
@@ -551,19 +560,13 @@ class Scanner {
     for (size_t t = 0; t < n; ++t) {
       workers_.emplace_back([this] {
         std::unique_ptr<char[]> buffer(new char[kReadChunkBytes]);
-        std::unique_lock<std::mutex> lock(mu_);
-        for (;;) {
-          work_cv_.wait(lock, [&] { return stopping_ || !work_.empty(); });
-          if (work_.empty()) return;
-          PendingHash* h = work_.front();
-          work_.pop_front();
-          lock.unlock();
-          Process(*h, buffer.get());
-          lock.lock();
-          h->done = true;
+        while (std::optional<PendingHash*> h = work_.Pop()) {
+          Process(**h, buffer.get());
+          MutexLock lock(&mu_);
+          (*h)->done = true;
           --busy_files_;
-          busy_bytes_ -= h->size;
-          if (draining_ || (walk_waiting_ && LowWater())) done_cv_.notify_all();
+          busy_bytes_ -= (*h)->size;
+          if (draining_ || (walk_waiting_ && LowWater())) done_cv_.SignalAll();
         }
       });
     }
@@ -576,13 +579,7 @@ class Scanner {
       Queued& q = queue_.front();
       if (q.job) {
         PendingHash& h = *q.job;
-        {
-          std::unique_lock<std::mutex> lock(mu_);
-          if (!h.done && !all) return;
-          draining_ = true;
-          done_cv_.wait(lock, [&] { return h.done; });
-          draining_ = false;
-        }
+        if (!WaitDone(h, all)) return;
         h.file = platform::File();  // closed: done with it
         if (h.hashed) {
           ++result_.files_hashed;
@@ -599,14 +596,20 @@ class Scanner {
     }
   }
 
+  // Whether a worker is done with `h`; with `wait`, waits for that.
+  bool WaitDone(const PendingHash& h, bool wait) {
+    MutexLock lock(&mu_);
+    if (!h.done && !wait) return false;
+    draining_ = true;
+    while (!h.done) done_cv_.Wait(&mu_);
+    draining_ = false;
+    return true;
+  }
+
   // Settles every queued entry (waiting for the workers), then stops the workers.
   void FlushHashes() {
     Drain(/*all=*/true);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    work_cv_.notify_all();
+    work_.Close();
     for (auto& t : workers_) t.join();
     workers_.clear();
   }
@@ -629,15 +632,14 @@ class Scanner {
 
   // The hashing workers and their queue.
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable work_cv_;   // work_ or stopping_ changed
-  std::condition_variable done_cv_;   // a file was done
-  std::deque<PendingHash*> work_;     // Protected by mu_: not yet taken by a worker
-  size_t busy_files_ = 0;             // Protected by mu_: queued or being hashed
-  uint64_t busy_bytes_ = 0;           // Protected by mu_
-  bool walk_waiting_ = false;         // Protected by mu_: the walk waits for LowWater()
-  bool draining_ = false;             // Protected by mu_: Drain waits for a file to be done
-  bool stopping_ = false;             // Protected by mu_
+  // Not yet taken by a worker; closed by FlushHashes. Unbounded: busy_files_ bounds it.
+  BoundedQueue<PendingHash*> work_{std::numeric_limits<size_t>::max()};
+  Mutex mu_;
+  CondVar done_cv_;  // a file was done
+  size_t busy_files_ ABSL_GUARDED_BY(mu_) = 0;    // queued or being hashed
+  uint64_t busy_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool walk_waiting_ ABSL_GUARDED_BY(mu_) = false;  // the walk waits for LowWater()
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;      // Drain waits for a file to be done
   bool out_of_order_ = false;         // an entry did not sort after the one before (a bug)
 };
 

@@ -294,12 +294,14 @@ class CoreSyncTest(unittest.TestCase):
                                       {"run_id": run_id, "files": [], "last": False,
                                        "manifest_digest": "a" * 64, "base_digest": digest}, token=key)
             self.assertEqual(st, 400, f"base {digest!r}: {body}")
-        # A delta batch against a base the index does not hold: 409, and nothing recorded.
+        # A delta batch against a base the index does not hold: 409 "base moved" (its own
+        # reason in the problem+json), and nothing recorded.
         st, body, hdrs = self.c.http("POST", "/api/v1/agent/jobs/loot/compare",
                                      {"run_id": run_id, "files": [good], "last": True,
                                       "base_digest": "b" * 64}, token=key)
         self.assertEqual(st, 409, body)
         self.assertEqual(hdrs.get("Content-Type"), "application/problem+json")
+        self.assertEqual(body.get("reason"), "base_moved", body)
         st, _, _ = self.c.http("POST", "/api/v1/agent/jobs/loot/compare", {"run_id": run_id, "files": []},
                                token="dsk_not-a-key")
         self.assertEqual(st, 401)

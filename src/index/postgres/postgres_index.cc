@@ -27,9 +27,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "common/json.h"
+#include "common/mutex.h"
 #include "common/time_util.h"
 #include "index/migrations.h"
 #include "index/postgres/conninfo.h"
@@ -237,13 +236,17 @@ class ConnectionPool {
   bool CanLeaseBulk() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return CanLease() && bulk_leased_ < max_bulk_;
   }
+  bool CanLeaseFor(Lane lane) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return lane == Lane::kBulk ? CanLeaseBulk() : CanLease();
+  }
 
   // Constant after construction.
   const Conninfo info_;
   const PostgresPoolOptions options_;
   const size_t max_bulk_;  // connections bulk calls may hold at once
 
-  absl::Mutex mu_;
+  Mutex mu_;
+  CondVar returned_;  // a connection slot may have become free: idle, or one fewer open
   std::vector<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mu_);
   size_t open_ ABSL_GUARDED_BY(mu_) = 0;  // idle + leased + being opened
   size_t bulk_leased_ ABSL_GUARDED_BY(mu_) = 0;  // leased (or being opened) for kBulk calls
@@ -255,11 +258,11 @@ std::string ConnectionPool::Scrub(std::string message) const {
 
 absl::StatusOr<ConnectionPool::Lease> ConnectionPool::Acquire(Lane lane) {
   {
-    absl::MutexLock lock(&mu_);
-    const absl::Condition can_lease = lane == Lane::kBulk
-                                          ? absl::Condition(this, &ConnectionPool::CanLeaseBulk)
-                                          : absl::Condition(this, &ConnectionPool::CanLease);
-    if (!mu_.AwaitWithTimeout(can_lease, absl::FromChrono(options_.acquire_timeout))) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.acquire_timeout;
+    MutexLock lock(&mu_);
+    bool timed_out = false;
+    while (!CanLeaseFor(lane) && !timed_out) timed_out = !returned_.WaitUntil(&mu_, deadline);
+    if (!CanLeaseFor(lane)) {
       return absl::UnavailableError(
           absl::StrCat("all ", options_.max_connections, " connections to PostgreSQL at ",
                        info_.where, " stayed busy for ", options_.acquire_timeout.count(), " ms"));
@@ -283,9 +286,10 @@ absl::StatusOr<ConnectionPool::Lease> ConnectionPool::Acquire(Lane lane) {
     DefineHotStatements(*conn);
     return Lease(this, std::move(conn), /*reused=*/false, lane);
   } catch (const std::exception& e) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     --open_;
     if (lane == Lane::kBulk) --bulk_leased_;
+    returned_.SignalAll();
     return absl::UnavailableError(
         absl::StrCat("cannot connect to PostgreSQL at ", info_.where, ": ", Scrub(e.what())));
   }
@@ -294,22 +298,24 @@ absl::StatusOr<ConnectionPool::Lease> ConnectionPool::Acquire(Lane lane) {
 void ConnectionPool::DiscardIdle() {
   std::vector<std::unique_ptr<pqxx::connection>> discarded;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     discarded.swap(idle_);
     open_ -= discarded.size();
+    returned_.SignalAll();
   }
   // Closed here, outside the lock.
 }
 
 void ConnectionPool::Release(std::unique_ptr<pqxx::connection> conn, bool broken, Lane lane) {
   const bool keep = conn != nullptr && !broken && conn->is_open();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (lane == Lane::kBulk) --bulk_leased_;
   if (keep) {
     idle_.push_back(std::move(conn));
   } else {
     --open_;
   }
+  returned_.SignalAll();
   // `conn`, if not kept, is closed after the lock is released (parameters outlive locals).
 }
 

@@ -14,9 +14,7 @@
 #include <exception>
 #include <initializer_list>
 #include <filesystem>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -29,6 +27,8 @@
 #include "common/files.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/mutex.h"
+#include "common/periodic_worker.h"
 #include "common/time_util.h"
 #include "common/unique_fd.h"
 #include "index/migrations.h"
@@ -291,14 +291,10 @@ struct RunningRun {
 class Checkpointer {
  public:
   explicit Checkpointer(const std::string& path)
-      : db_(path, SQLite::OPEN_READWRITE, kBusyTimeoutMs), thread_([this] { Run(); }) {}
+      : db_(path, SQLite::OPEN_READWRITE, kBusyTimeoutMs),
+        worker_({.name = "sqlite-ckpt", .interval = std::chrono::seconds(1)}, [this] { Passive(); }) {}
   ~Checkpointer() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
+    worker_.Stop();
     try {
       db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } catch (const SQLite::Exception& e) {
@@ -307,24 +303,16 @@ class Checkpointer {
   }
 
  private:
-  void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
-      lock.unlock();
-      try {
-        db_.exec("PRAGMA wal_checkpoint(PASSIVE)");
-      } catch (const SQLite::Exception& e) {
-        spdlog::warn("SQLite index: checkpoint: {}", e.what());
-      }
-      lock.lock();
+  void Passive() {
+    try {
+      db_.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    } catch (const SQLite::Exception& e) {
+      spdlog::warn("SQLite index: checkpoint: {}", e.what());
     }
   }
 
-  SQLite::Database db_;  // used by thread_ only (and the destructor after the join)
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // protected by mu_
-  std::thread thread_;
+  SQLite::Database db_;    // used by worker_ only (and the destructor after it stopped)
+  PeriodicWorker worker_;  // last: stops before db_ closes
 };
 
 // Forgets the job's manifest digest (its synced files change). REQUIRES: inside a transaction.
@@ -513,7 +501,7 @@ class SqliteIndex final : public StateIndex {
   // SQLite::Transaction inside `fn` has rolled back by then. `op` names the method in messages.
   template <typename Fn>
   std::invoke_result_t<Fn> Locked(const char* op, Fn&& fn) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     try {
       return fn();
     } catch (const SQLite::Exception& e) {
@@ -523,25 +511,27 @@ class SqliteIndex final : public StateIndex {
     }
   }
 
-  // The helpers below REQUIRE mu_ held and may throw SQLite::Exception.
-  int CurrentSchemaVersion();  // 0 when nothing was ever applied
-  absl::StatusOr<Runner> LoadRunner(int64_t id);
-  absl::StatusOr<Job> LoadJob(int64_t id);
-  absl::StatusOr<Run> LoadRun(const std::string& id);
-  absl::StatusOr<Reconcile> LoadReconcile(const std::string& id);
-  absl::StatusOr<Scrub> LoadScrub(const std::string& id);
+  // The helpers below may throw SQLite::Exception.
+  // 0 when nothing was ever applied.
+  int CurrentSchemaVersion() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Runner> LoadRunner(int64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Job> LoadJob(int64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Run> LoadRun(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Reconcile> LoadReconcile(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Scrub> LoadScrub(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // NotFound for an unknown run, FailedPrecondition unless it is `running`.
   // With allow_abandoned, an `abandoned` run also qualifies (late results of a recovered agent).
-  absl::StatusOr<RunningRun> LoadRunningRun(const std::string& run_id, bool allow_abandoned = false);
-  bool RunnerExists(int64_t id);
-  bool JobExists(int64_t id);
-  absl::StatusOr<Alert> LoadAlert(int64_t id);
+  absl::StatusOr<RunningRun> LoadRunningRun(const std::string& run_id, bool allow_abandoned = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool RunnerExists(int64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool JobExists(int64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Alert> LoadAlert(int64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `transition` deliveries of alert `alert_id` to every enabled channel its severity reaches.
-  void QueueDeliveries(int64_t alert_id, const std::string& transition, int64_t now_ms);
+  void QueueDeliveries(int64_t alert_id, const std::string& transition, int64_t now_ms)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::mutex mu_;
-  // Protected by mu_.
-  SQLite::Database db_;
+  Mutex mu_;
+  SQLite::Database db_ ABSL_GUARDED_BY(mu_);
   // Declared after db_: stops (final checkpoint) before the main connection closes.
   std::unique_ptr<Checkpointer> checkpointer_;
 };
@@ -615,7 +605,7 @@ bool SqliteIndex::JobExists(int64_t id) {
 // ---- schema -------------------------------------------------------------------------------------
 
 absl::Status SqliteIndex::Migrate() {
-  return Locked("Migrate", [&]() -> absl::Status {
+  return Locked("Migrate", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     db_.exec(R"sql(
       CREATE TABLE IF NOT EXISTS schema_migrations (
         version     INTEGER PRIMARY KEY,  -- NNNN of the migration file
@@ -654,7 +644,7 @@ absl::Status SqliteIndex::Migrate() {
 }
 
 absl::StatusOr<int> SqliteIndex::SchemaVersion() {
-  return Locked("SchemaVersion", [&]() -> absl::StatusOr<int> { return CurrentSchemaVersion(); });
+  return Locked("SchemaVersion", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int> { return CurrentSchemaVersion(); });
 }
 
 int SqliteIndex::LatestKnownSchemaVersion() const {
@@ -662,7 +652,7 @@ int SqliteIndex::LatestKnownSchemaVersion() const {
 }
 
 absl::Status SqliteIndex::Ping() {
-  return Locked("Ping", [&]() -> absl::Status {
+  return Locked("Ping", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement q(db_, "SELECT 1");
     q.executeStep();
     return absl::OkStatus();
@@ -678,7 +668,7 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
     return absl::InvalidArgumentError(
         "RegisterRunner: name, enrollment id and secret hash are required");
   }
-  return Locked("RegisterRunner", [&]() -> absl::StatusOr<Runner> {
+  return Locked("RegisterRunner", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Runner> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t runner_id = 0;
     {
@@ -725,7 +715,7 @@ absl::StatusOr<Runner> SqliteIndex::RegisterRunner(const RegisterInfo& info,
 }
 
 absl::StatusOr<Enrollment> SqliteIndex::GetEnrollment(const std::string& id) {
-  return Locked("GetEnrollment", [&]() -> absl::StatusOr<Enrollment> {
+  return Locked("GetEnrollment", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Enrollment> {
     SQLite::Statement q(
         db_, absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE id = ?"));
     q.bind(1, id);
@@ -735,7 +725,7 @@ absl::StatusOr<Enrollment> SqliteIndex::GetEnrollment(const std::string& id) {
 }
 
 absl::StatusOr<Runner> SqliteIndex::CreatePendingRunner(const std::string& name, int64_t now_ms) {
-  return Locked("CreatePendingRunner", [&]() -> absl::StatusOr<Runner> {
+  return Locked("CreatePendingRunner", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Runner> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement insert(
         db_, "INSERT INTO runners (name, status, created_at) VALUES (?, 'pending', ?)");
@@ -748,7 +738,7 @@ absl::StatusOr<Runner> SqliteIndex::CreatePendingRunner(const std::string& name,
 }
 
 absl::StatusOr<std::vector<Enrollment>> SqliteIndex::ListPendingEnrollments(int64_t runner_id) {
-  return Locked("ListPendingEnrollments", [&]() -> absl::StatusOr<std::vector<Enrollment>> {
+  return Locked("ListPendingEnrollments", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<Enrollment>> {
     SQLite::Statement q(db_, absl::StrCat("SELECT ", kEnrollmentColumns, R"sql(
       FROM enrollments WHERE runner_id = ? AND status = 'pending' ORDER BY created_at, id)sql"));
     q.bind(1, runner_id);
@@ -760,7 +750,7 @@ absl::StatusOr<std::vector<Enrollment>> SqliteIndex::ListPendingEnrollments(int6
 
 absl::Status SqliteIndex::DecideEnrollment(int64_t runner_id, const std::string& enrollment_id,
                                            bool approve, int64_t now_ms) {
-  return Locked("DecideEnrollment", [&]() -> absl::Status {
+  return Locked("DecideEnrollment", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(runner_id));
     SQLite::Statement q(db_, absl::StrCat("SELECT ", kEnrollmentColumns,
@@ -800,7 +790,7 @@ absl::Status SqliteIndex::DecideEnrollment(int64_t runner_id, const std::string&
 }
 
 absl::Status SqliteIndex::DeleteRunner(int64_t runner_id) {
-  return Locked("DeleteRunner", [&]() -> absl::Status {
+  return Locked("DeleteRunner", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     DS_ASSIGN_OR_RETURN(Runner runner, LoadRunner(runner_id));
     SQLite::Statement q(db_, "SELECT name FROM jobs WHERE runner_id = ? ORDER BY name");
@@ -819,7 +809,7 @@ absl::Status SqliteIndex::DeleteRunner(int64_t runner_id) {
 absl::Status SqliteIndex::DeliverKey(const std::string& enrollment_id,
                                      const std::string& key_hash) {
   if (key_hash.empty()) return absl::InvalidArgumentError("DeliverKey: empty key hash");
-  return Locked("DeliverKey", [&]() -> absl::Status {
+  return Locked("DeliverKey", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t runner_id = 0;
     {
@@ -857,7 +847,7 @@ absl::Status SqliteIndex::DeliverKey(const std::string& enrollment_id,
 }
 
 absl::StatusOr<std::vector<Runner>> SqliteIndex::ListRunners() {
-  return Locked("ListRunners", [&]() -> absl::StatusOr<std::vector<Runner>> {
+  return Locked("ListRunners", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<Runner>> {
     SQLite::Statement q(db_, RunnerQuery(R"sql(ORDER BY name)sql"));
     std::vector<Runner> runners;
     while (q.executeStep()) runners.push_back(RunnerFromRow(q));
@@ -866,7 +856,7 @@ absl::StatusOr<std::vector<Runner>> SqliteIndex::ListRunners() {
 }
 
 absl::StatusOr<Runner> SqliteIndex::GetRunnerByName(const std::string& name) {
-  return Locked("GetRunnerByName", [&]() -> absl::StatusOr<Runner> {
+  return Locked("GetRunnerByName", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Runner> {
     SQLite::Statement q(db_, "SELECT id FROM runners WHERE name = ?");
     q.bind(1, name);
     if (!q.executeStep()) {
@@ -877,11 +867,11 @@ absl::StatusOr<Runner> SqliteIndex::GetRunnerByName(const std::string& name) {
 }
 
 absl::StatusOr<Runner> SqliteIndex::GetRunnerById(int64_t id) {
-  return Locked("GetRunnerById", [&]() -> absl::StatusOr<Runner> { return LoadRunner(id); });
+  return Locked("GetRunnerById", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Runner> { return LoadRunner(id); });
 }
 
 absl::StatusOr<Runner> SqliteIndex::FindRunnerByKeyHash(const std::string& key_hash) {
-  return Locked("FindRunnerByKeyHash", [&]() -> absl::StatusOr<Runner> {
+  return Locked("FindRunnerByKeyHash", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Runner> {
     // Only an approved runner's key authenticates, whatever the status change left behind.
     SQLite::Statement q(db_,
                         "SELECT id FROM runners WHERE api_key_hash = ? AND status = 'approved'");
@@ -893,7 +883,7 @@ absl::StatusOr<Runner> SqliteIndex::FindRunnerByKeyHash(const std::string& key_h
 
 absl::Status SqliteIndex::SetRunnerGroup(int64_t runner_id, const std::string& group,
                                          int64_t now_ms) {
-  return Locked("SetRunnerGroup", [&]() -> absl::Status {
+  return Locked("SetRunnerGroup", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     if (!RunnerExists(runner_id)) return absl::NotFoundError(absl::StrCat("no runner ", runner_id));
     if (group.empty()) {
@@ -922,7 +912,7 @@ absl::Status SqliteIndex::TransitionRunner(int64_t runner_id, const std::string&
   if (!IsRunnerStatus(to)) {
     return absl::InvalidArgumentError(absl::StrCat("unknown runner status \"", to, "\""));
   }
-  return Locked("TransitionRunner", [&]() -> absl::Status {
+  return Locked("TransitionRunner", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     if (to == "approved" || to == "rejected") {
       SQLite::Statement n(db_, R"sql(
@@ -966,7 +956,7 @@ absl::Status SqliteIndex::RecordHeartbeat(int64_t runner_id, const std::string& 
                                           const std::string& runtime_state,
                                           const std::string& current_run,
                                           const std::string& health_json, int64_t now_ms) {
-  return Locked("RecordHeartbeat", [&]() -> absl::Status {
+  return Locked("RecordHeartbeat", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     // One statement, one implicit transaction. An empty agent_version keeps the one reported at
     // registration; an empty health keeps the last one.
     SQLite::Statement update(db_, R"sql(
@@ -993,7 +983,7 @@ absl::Status SqliteIndex::RecordHeartbeat(int64_t runner_id, const std::string& 
 absl::StatusOr<Job> SqliteIndex::PutJob(int64_t runner_id, const protocol::JobSpec& spec,
                                         bool replace, int64_t now_ms) {
   if (spec.name.empty()) return absl::InvalidArgumentError("PutJob: empty job name");
-  return Locked("PutJob", [&]() -> absl::StatusOr<Job> {
+  return Locked("PutJob", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Job> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     if (!RunnerExists(runner_id)) {
       return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
@@ -1053,7 +1043,7 @@ absl::StatusOr<Job> SqliteIndex::PutJob(int64_t runner_id, const protocol::JobSp
 }
 
 absl::StatusOr<Job> SqliteIndex::GetJob(int64_t runner_id, const std::string& name) {
-  return Locked("GetJob", [&]() -> absl::StatusOr<Job> {
+  return Locked("GetJob", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Job> {
     SQLite::Statement q(db_, "SELECT id FROM jobs WHERE runner_id = ? AND name = ?");
     q.bind(1, runner_id);
     q.bind(2, name);
@@ -1066,11 +1056,11 @@ absl::StatusOr<Job> SqliteIndex::GetJob(int64_t runner_id, const std::string& na
 }
 
 absl::StatusOr<Job> SqliteIndex::GetJobById(int64_t job_id) {
-  return Locked("GetJobById", [&]() -> absl::StatusOr<Job> { return LoadJob(job_id); });
+  return Locked("GetJobById", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Job> { return LoadJob(job_id); });
 }
 
 absl::StatusOr<std::vector<Job>> SqliteIndex::ListJobs(std::optional<int64_t> runner_id) {
-  return Locked("ListJobs", [&]() -> absl::StatusOr<std::vector<Job>> {
+  return Locked("ListJobs", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<Job>> {
     SQLite::Statement q(db_, R"sql(
       SELECT j.id, j.runner_id, r.name, j.name, j.source, j.dest_prefix, j.includes, j.excludes,
              j.interval_ms, j.settle_ms, j.enabled, j.created_at
@@ -1085,7 +1075,7 @@ absl::StatusOr<std::vector<Job>> SqliteIndex::ListJobs(std::optional<int64_t> ru
 }
 
 absl::Status SqliteIndex::DeleteJob(int64_t job_id) {
-  return Locked("DeleteJob", [&]() -> absl::Status {
+  return Locked("DeleteJob", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t runner_id = 0;
     {
@@ -1121,7 +1111,7 @@ absl::StatusOr<Run> SqliteIndex::BeginRun(const std::string& run_id, int64_t run
                                           int64_t job_id, const std::string& trigger,
                                           int64_t now_ms) {
   if (run_id.empty()) return absl::InvalidArgumentError("BeginRun: empty run id");
-  return Locked("BeginRun", [&]() -> absl::StatusOr<Run> {
+  return Locked("BeginRun", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Run> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     {
       SQLite::Statement existing(db_,
@@ -1180,7 +1170,7 @@ absl::StatusOr<std::vector<SyncedFile>> SqliteIndex::LookupSyncedFiles(
   std::vector<SyncedFile> found;
   for (size_t begin = 0; begin < paths.size(); begin += kSlice) {
     const size_t end = std::min(paths.size(), begin + kSlice);
-    DS_RETURN_IF_ERROR(Locked("LookupSyncedFiles", [&]() -> absl::Status {
+    DS_RETURN_IF_ERROR(Locked("LookupSyncedFiles", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       SQLite::Transaction tx(db_);  // one read transaction: one lock acquisition per slice
       SQLite::Statement q(db_, R"sql(
         SELECT job_id, path, size, mtime_ns, sha256, synced_at, run_id
@@ -1208,7 +1198,7 @@ absl::Status SqliteIndex::RecordPlanned(const std::string& run_id,
           "RecordPlanned: path and planned_reason are required (path \"", f.path, "\")"));
     }
   }
-  return Locked("RecordPlanned", [&]() -> absl::Status {
+  return Locked("RecordPlanned", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     DS_RETURN_IF_ERROR(LoadRunningRun(run_id).status());
     SQLite::Statement upsert(db_, R"sql(
@@ -1258,7 +1248,7 @@ absl::StatusOr<uint64_t> SqliteIndex::RecordResults(
           absl::StrCat("RecordResults: bad result \"", r.status, "\" for path \"", r.path, "\""));
     }
   }
-  return Locked("RecordResults", [&]() -> absl::StatusOr<uint64_t> {
+  return Locked("RecordResults", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<uint64_t> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     DS_ASSIGN_OR_RETURN(const RunningRun run, LoadRunningRun(run_id, /*allow_abandoned=*/true));
     if (run.job_id != 0 && !results.empty()) ForgetJobManifest(db_, run.job_id);
@@ -1382,7 +1372,7 @@ absl::StatusOr<Run> SqliteIndex::FinishRun(const std::string& run_id, const std:
   if (!IsFinalRunState(state)) {
     return absl::InvalidArgumentError(absl::StrCat("FinishRun: bad final state \"", state, "\""));
   }
-  return Locked("FinishRun", [&]() -> absl::StatusOr<Run> {
+  return Locked("FinishRun", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Run> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     std::string current;
     {
@@ -1429,7 +1419,7 @@ absl::StatusOr<Run> SqliteIndex::FinishRun(const std::string& run_id, const std:
 }
 
 absl::Status SqliteIndex::SetRunManifestDigest(const std::string& run_id, const std::string& digest) {
-  return Locked("SetRunManifestDigest", [&]() -> absl::Status {
+  return Locked("SetRunManifestDigest", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement q(db_, "UPDATE sync_runs SET manifest_digest = ? WHERE id = ?");
     q.bind(1, digest);
     q.bind(2, run_id);
@@ -1439,7 +1429,7 @@ absl::Status SqliteIndex::SetRunManifestDigest(const std::string& run_id, const 
 }
 
 absl::StatusOr<std::string> SqliteIndex::GetJobManifestDigest(int64_t job_id) {
-  return Locked("GetJobManifestDigest", [&]() -> absl::StatusOr<std::string> {
+  return Locked("GetJobManifestDigest", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::string> {
     SQLite::Statement q(db_, "SELECT digest FROM job_manifests WHERE job_id = ?");
     q.bind(1, job_id);
     return q.executeStep() ? q.getColumn(0).getString() : std::string();
@@ -1447,13 +1437,13 @@ absl::StatusOr<std::string> SqliteIndex::GetJobManifestDigest(int64_t job_id) {
 }
 
 absl::StatusOr<Run> SqliteIndex::GetRun(const std::string& run_id) {
-  return Locked("GetRun", [&]() -> absl::StatusOr<Run> { return LoadRun(run_id); });
+  return Locked("GetRun", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Run> { return LoadRun(run_id); });
 }
 
 absl::StatusOr<std::vector<Run>> SqliteIndex::ListRuns(const RunFilter& filter) {
   if (filter.limit < 1) return absl::InvalidArgumentError("ListRuns: limit must be positive");
   if (filter.offset < 0) return absl::InvalidArgumentError("ListRuns: negative offset");
-  return Locked("ListRuns", [&]() -> absl::StatusOr<std::vector<Run>> {
+  return Locked("ListRuns", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<Run>> {
     // Only the filters given become conditions, so SQLite can use the (runner|job, started_at)
     // indexes.
     std::string sql = R"sql(
@@ -1482,7 +1472,7 @@ absl::StatusOr<std::vector<RunFile>> SqliteIndex::ListRunFiles(const std::string
                                                                const std::string& after_path,
                                                                int limit) {
   if (limit < 1) return absl::InvalidArgumentError("ListRunFiles: limit must be positive");
-  return Locked("ListRunFiles", [&]() -> absl::StatusOr<std::vector<RunFile>> {
+  return Locked("ListRunFiles", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<RunFile>> {
     SQLite::Transaction tx(db_);
     {
       SQLite::Statement run(db_, "SELECT 1 FROM sync_runs WHERE id = ?");
@@ -1508,7 +1498,7 @@ absl::StatusOr<std::vector<RunFile>> SqliteIndex::ListRunFiles(const std::string
 
 absl::StatusOr<RunFile> SqliteIndex::GetRunFile(const std::string& run_id,
                                                 const std::string& path) {
-  return Locked("GetRunFile", [&]() -> absl::StatusOr<RunFile> {
+  return Locked("GetRunFile", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<RunFile> {
     SQLite::Statement q(db_, R"sql(
       SELECT path, planned_reason, size, sha256, result, error, kept_version
       FROM run_files WHERE run_id = ? AND path = ?)sql");
@@ -1527,7 +1517,7 @@ absl::StatusOr<std::vector<SyncedFile>> SqliteIndex::ListSyncedFiles(int64_t job
                                                                      const std::string& after_path,
                                                                      int limit) {
   if (limit < 1) return absl::InvalidArgumentError("ListSyncedFiles: limit must be positive");
-  return Locked("ListSyncedFiles", [&]() -> absl::StatusOr<std::vector<SyncedFile>> {
+  return Locked("ListSyncedFiles", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<SyncedFile>> {
     SQLite::Transaction tx(db_);
     if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     SQLite::Statement q(db_, R"sql(
@@ -1546,7 +1536,7 @@ absl::StatusOr<std::vector<SyncedFile>> SqliteIndex::ListSyncedFiles(int64_t job
 }
 
 absl::StatusOr<int64_t> SqliteIndex::CountSyncedFiles(int64_t job_id) {
-  return Locked("CountSyncedFiles", [&]() -> absl::StatusOr<int64_t> {
+  return Locked("CountSyncedFiles", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
     SQLite::Transaction tx(db_);
     if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     int64_t count = 0;
@@ -1569,7 +1559,7 @@ absl::StatusOr<protocol::Command> SqliteIndex::EnqueueCommand(int64_t runner_id,
                                                               const std::string& run_id,
                                                               int64_t now_ms) {
   if (type.empty()) return absl::InvalidArgumentError("EnqueueCommand: empty command type");
-  return Locked("EnqueueCommand", [&]() -> absl::StatusOr<protocol::Command> {
+  return Locked("EnqueueCommand", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<protocol::Command> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     if (!RunnerExists(runner_id)) {
       return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
@@ -1594,7 +1584,7 @@ absl::StatusOr<protocol::Command> SqliteIndex::EnqueueCommand(int64_t runner_id,
 }
 
 absl::StatusOr<std::vector<protocol::Command>> SqliteIndex::TakeCommands(int64_t runner_id) {
-  return Locked("TakeCommands", [&]() -> absl::StatusOr<std::vector<protocol::Command>> {
+  return Locked("TakeCommands", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<protocol::Command>> {
     // Asked by every heartbeat and long-poll, almost always with nothing pending: look first
     // without the write lock (mu_ is held, so nothing can slip in between on this connection).
     {
@@ -1642,7 +1632,7 @@ absl::StatusOr<AdminToken> SqliteIndex::CreateAdminToken(const std::string& name
     return absl::InvalidArgumentError(absl::StrCat("unknown admin token role \"", role, "\""));
   }
   if (token_hash.empty()) return absl::InvalidArgumentError("CreateAdminToken: empty token hash");
-  return Locked("CreateAdminToken", [&]() -> absl::StatusOr<AdminToken> {
+  return Locked("CreateAdminToken", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<AdminToken> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement insert(db_, R"sql(
       INSERT INTO admin_tokens (name, role, token_hash, created_at, created_by)
@@ -1665,7 +1655,7 @@ absl::StatusOr<AdminToken> SqliteIndex::CreateAdminToken(const std::string& name
 }
 
 absl::StatusOr<AdminToken> SqliteIndex::FindAdminToken(const std::string& token_hash) {
-  return Locked("FindAdminToken", [&]() -> absl::StatusOr<AdminToken> {
+  return Locked("FindAdminToken", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<AdminToken> {
     SQLite::Statement q(db_, R"sql(
       SELECT id, name, role, created_at, revoked_at, created_by FROM admin_tokens
       WHERE token_hash = ? AND revoked_at = 0)sql");
@@ -1676,7 +1666,7 @@ absl::StatusOr<AdminToken> SqliteIndex::FindAdminToken(const std::string& token_
 }
 
 absl::StatusOr<int64_t> SqliteIndex::CountAdminTokens() {
-  return Locked("CountAdminTokens", [&]() -> absl::StatusOr<int64_t> {
+  return Locked("CountAdminTokens", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
     SQLite::Statement q(db_, "SELECT COUNT(*) FROM admin_tokens WHERE revoked_at = 0");
     q.executeStep();
     return q.getColumn(0).getInt64();
@@ -1684,7 +1674,7 @@ absl::StatusOr<int64_t> SqliteIndex::CountAdminTokens() {
 }
 
 absl::StatusOr<std::vector<AdminToken>> SqliteIndex::ListAdminTokens() {
-  return Locked("ListAdminTokens", [&]() -> absl::StatusOr<std::vector<AdminToken>> {
+  return Locked("ListAdminTokens", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<AdminToken>> {
     SQLite::Statement q(db_, R"sql(
       SELECT id, name, role, created_at, revoked_at, created_by FROM admin_tokens
       ORDER BY id DESC)sql");
@@ -1695,7 +1685,7 @@ absl::StatusOr<std::vector<AdminToken>> SqliteIndex::ListAdminTokens() {
 }
 
 absl::StatusOr<AdminToken> SqliteIndex::RevokeAdminToken(int64_t id, int64_t now_ms) {
-  return Locked("RevokeAdminToken", [&]() -> absl::StatusOr<AdminToken> {
+  return Locked("RevokeAdminToken", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<AdminToken> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     AdminToken t;
     {
@@ -1728,7 +1718,7 @@ absl::StatusOr<User> SqliteIndex::CreateUser(const std::string& name, const std:
   if (name.empty() || password_hash.empty()) {
     return absl::InvalidArgumentError("CreateUser: empty name or password hash");
   }
-  return Locked("CreateUser", [&]() -> absl::StatusOr<User> {
+  return Locked("CreateUser", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<User> {
     SQLite::Statement q(db_, R"sql(
       INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?))sql");
     q.bind(1, name);
@@ -1755,7 +1745,7 @@ absl::StatusOr<User> SqliteIndex::CreateUser(const std::string& name, const std:
 }
 
 absl::StatusOr<User> SqliteIndex::GetUserByName(const std::string& name) {
-  return Locked("GetUserByName", [&]() -> absl::StatusOr<User> {
+  return Locked("GetUserByName", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<User> {
     SQLite::Statement q(db_, R"sql(
       SELECT id, name, role, password_hash, created_at, updated_at, last_login_at
       FROM users WHERE name = ?)sql");
@@ -1766,7 +1756,7 @@ absl::StatusOr<User> SqliteIndex::GetUserByName(const std::string& name) {
 }
 
 absl::StatusOr<std::vector<User>> SqliteIndex::ListUsers() {
-  return Locked("ListUsers", [&]() -> absl::StatusOr<std::vector<User>> {
+  return Locked("ListUsers", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<User>> {
     SQLite::Statement q(db_, R"sql(
       SELECT id, name, role, password_hash, created_at, updated_at, last_login_at
       FROM users ORDER BY name)sql");
@@ -1779,7 +1769,7 @@ absl::StatusOr<std::vector<User>> SqliteIndex::ListUsers() {
 absl::Status SqliteIndex::SetUserPassword(const std::string& name, const std::string& password_hash,
                                           int64_t now_ms) {
   if (password_hash.empty()) return absl::InvalidArgumentError("SetUserPassword: empty hash");
-  return Locked("SetUserPassword", [&]() -> absl::Status {
+  return Locked("SetUserPassword", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement u(db_, "UPDATE users SET password_hash = ?, updated_at = ? WHERE name = ?");
     u.bind(1, password_hash);
@@ -1795,7 +1785,7 @@ absl::Status SqliteIndex::SetUserPassword(const std::string& name, const std::st
 }
 
 absl::Status SqliteIndex::DeleteUser(const std::string& name) {
-  return Locked("DeleteUser", [&]() -> absl::Status {
+  return Locked("DeleteUser", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement d(db_, "DELETE FROM users WHERE name = ?");
     d.bind(1, name);
     if (d.exec() == 0) return absl::NotFoundError(absl::StrCat("no user named '", name, "'"));
@@ -1805,7 +1795,7 @@ absl::Status SqliteIndex::DeleteUser(const std::string& name) {
 
 absl::Status SqliteIndex::CreateSession(const Session& s) {
   if (s.id_hash.empty()) return absl::InvalidArgumentError("CreateSession: empty id hash");
-  return Locked("CreateSession", [&]() -> absl::Status {
+  return Locked("CreateSession", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement q(db_, R"sql(
       INSERT INTO sessions (id_hash, user_id, csrf_token, source_ip, created_at, expires_at,
@@ -1829,7 +1819,7 @@ absl::Status SqliteIndex::CreateSession(const Session& s) {
 }
 
 absl::StatusOr<Session> SqliteIndex::FindSession(const std::string& id_hash) {
-  return Locked("FindSession", [&]() -> absl::StatusOr<Session> {
+  return Locked("FindSession", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Session> {
     SQLite::Statement q(db_, R"sql(
       SELECT s.id_hash, s.user_id, u.name, u.role, s.csrf_token, s.source_ip, s.created_at,
              s.expires_at, s.last_seen_at
@@ -1851,7 +1841,7 @@ absl::StatusOr<Session> SqliteIndex::FindSession(const std::string& id_hash) {
 }
 
 absl::Status SqliteIndex::TouchSession(const std::string& id_hash, int64_t now_ms) {
-  return Locked("TouchSession", [&]() -> absl::Status {
+  return Locked("TouchSession", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement u(db_, "UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?");
     u.bind(1, now_ms);
     u.bind(2, id_hash);
@@ -1861,7 +1851,7 @@ absl::Status SqliteIndex::TouchSession(const std::string& id_hash, int64_t now_m
 }
 
 absl::Status SqliteIndex::DeleteSession(const std::string& id_hash) {
-  return Locked("DeleteSession", [&]() -> absl::Status {
+  return Locked("DeleteSession", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement d(db_, "DELETE FROM sessions WHERE id_hash = ?");
     d.bind(1, id_hash);
     d.exec();
@@ -1870,7 +1860,7 @@ absl::Status SqliteIndex::DeleteSession(const std::string& id_hash) {
 }
 
 absl::StatusOr<int64_t> SqliteIndex::PruneSessions(int64_t now_ms, int64_t idle_before_ms) {
-  return Locked("PruneSessions", [&]() -> absl::StatusOr<int64_t> {
+  return Locked("PruneSessions", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
     SQLite::Statement d(db_, "DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?");
     d.bind(1, now_ms);
     d.bind(2, idle_before_ms);
@@ -1879,7 +1869,7 @@ absl::StatusOr<int64_t> SqliteIndex::PruneSessions(int64_t now_ms, int64_t idle_
 }
 
 absl::StatusOr<int64_t> SqliteIndex::PruneStalePending(int64_t registered_before_ms) {
-  return Locked("PruneStalePending", [&]() -> absl::StatusOr<int64_t> {
+  return Locked("PruneStalePending", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement runners(db_, R"sql(
       DELETE FROM runners
@@ -1899,7 +1889,7 @@ absl::StatusOr<int64_t> SqliteIndex::PruneStalePending(int64_t registered_before
 }
 
 absl::StatusOr<LoginThrottle> SqliteIndex::GetLoginThrottle(const std::string& subject) {
-  return Locked("GetLoginThrottle", [&]() -> absl::StatusOr<LoginThrottle> {
+  return Locked("GetLoginThrottle", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<LoginThrottle> {
     SQLite::Statement q(db_, R"sql(
       SELECT failures, last_failure_at, locked_until FROM login_failures WHERE subject = ?)sql");
     q.bind(1, subject);
@@ -1916,7 +1906,7 @@ absl::StatusOr<LoginThrottle> SqliteIndex::GetLoginThrottle(const std::string& s
 absl::StatusOr<LoginThrottle> SqliteIndex::RecordLoginFailure(const std::string& subject,
                                                               int64_t now_ms,
                                                               const LockoutPolicy& policy) {
-  return Locked("RecordLoginFailure", [&]() -> absl::StatusOr<LoginThrottle> {
+  return Locked("RecordLoginFailure", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<LoginThrottle> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     LoginThrottle t;
     {
@@ -1945,7 +1935,7 @@ absl::StatusOr<LoginThrottle> SqliteIndex::RecordLoginFailure(const std::string&
 }
 
 absl::Status SqliteIndex::ClearLoginFailures(const std::string& subject) {
-  return Locked("ClearLoginFailures", [&]() -> absl::Status {
+  return Locked("ClearLoginFailures", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement d(db_, "DELETE FROM login_failures WHERE subject = ?");
     d.bind(1, subject);
     d.exec();
@@ -1956,7 +1946,7 @@ absl::Status SqliteIndex::ClearLoginFailures(const std::string& subject) {
 // ---- audit log ----------------------------------------------------------------------------------
 
 absl::StatusOr<int64_t> SqliteIndex::AppendAudit(const AuditEntry& e) {
-  return Locked("AppendAudit", [&]() -> absl::StatusOr<int64_t> {
+  return Locked("AppendAudit", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
     SQLite::Statement q(db_, R"sql(
       INSERT INTO audit_log (at, actor, action, target, result, details, source_ip)
       VALUES (?, ?, ?, ?, ?, ?, ?))sql");
@@ -1973,7 +1963,7 @@ absl::StatusOr<int64_t> SqliteIndex::AppendAudit(const AuditEntry& e) {
 }
 
 absl::StatusOr<std::vector<AuditEntry>> SqliteIndex::ListAudit(const AuditFilter& f) {
-  return Locked("ListAudit", [&]() -> absl::StatusOr<std::vector<AuditEntry>> {
+  return Locked("ListAudit", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<AuditEntry>> {
     SQLite::Statement q(db_, R"sql(
       SELECT id, at, actor, action, target, result, details, source_ip FROM audit_log
       WHERE (?1 = 0 OR id < ?1) AND (?2 = '' OR actor = ?2)
@@ -1992,7 +1982,7 @@ absl::StatusOr<std::vector<AuditEntry>> SqliteIndex::ListAudit(const AuditFilter
 // ---- dashboard queries --------------------------------------------------------------------------
 
 absl::StatusOr<std::vector<HourlyStat>> SqliteIndex::HourlyStats(int64_t since_ms) {
-  return Locked("HourlyStats", [&]() -> absl::StatusOr<std::vector<HourlyStat>> {
+  return Locked("HourlyStats", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<HourlyStat>> {
     SQLite::Statement q(db_, R"sql(
       SELECT started_at - started_at % 3600000 AS hour, COUNT(*), SUM(files_uploaded),
              SUM(bytes_uploaded), SUM(files_failed)
@@ -2016,7 +2006,7 @@ absl::StatusOr<std::vector<SyncedFile>> SqliteIndex::SearchSyncedFiles(
     int64_t job_id, const std::string& text, bool prefix, const std::string& after_path,
     int limit) {
   if (limit < 1) return absl::InvalidArgumentError("SearchSyncedFiles: limit must be positive");
-  return Locked("SearchSyncedFiles", [&]() -> absl::StatusOr<std::vector<SyncedFile>> {
+  return Locked("SearchSyncedFiles", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<SyncedFile>> {
     SQLite::Transaction tx(db_);
     if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     // A prefix is a range of the (job_id, path) primary key: [text, text with its last byte
@@ -2052,7 +2042,7 @@ absl::StatusOr<std::vector<SyncedFile>> SqliteIndex::SearchSyncedFiles(
 // ---- runner key rotation ------------------------------------------------------------------------
 
 absl::Status SqliteIndex::RequestKeyRotation(int64_t runner_id, int64_t now_ms) {
-  return Locked("RequestKeyRotation", [&]() -> absl::Status {
+  return Locked("RequestKeyRotation", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement u(db_, R"sql(
       UPDATE runners SET rotate_requested_at = ?, next_key_hash = NULL
       WHERE id = ? AND status = 'approved' AND quarantined_at = 0 AND api_key_hash IS NOT NULL)sql");
@@ -2068,7 +2058,7 @@ absl::Status SqliteIndex::RequestKeyRotation(int64_t runner_id, int64_t now_ms) 
 
 absl::StatusOr<bool> SqliteIndex::OfferNextKey(int64_t runner_id, const std::string& next_hash) {
   if (next_hash.empty()) return absl::InvalidArgumentError("OfferNextKey: empty hash");
-  return Locked("OfferNextKey", [&]() -> absl::StatusOr<bool> {
+  return Locked("OfferNextKey", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<bool> {
     SQLite::Statement u(db_, R"sql(
       UPDATE runners SET next_key_hash = ?
       WHERE id = ? AND status = 'approved' AND quarantined_at = 0 AND rotate_requested_at > 0
@@ -2080,7 +2070,7 @@ absl::StatusOr<bool> SqliteIndex::OfferNextKey(int64_t runner_id, const std::str
 }
 
 absl::StatusOr<Runner> SqliteIndex::PromoteNextKey(const std::string& key_hash, int64_t now_ms) {
-  return Locked("PromoteNextKey", [&]() -> absl::StatusOr<Runner> {
+  return Locked("PromoteNextKey", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Runner> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t id = 0;
     {
@@ -2105,7 +2095,7 @@ absl::StatusOr<Runner> SqliteIndex::PromoteNextKey(const std::string& key_hash, 
 absl::StatusOr<StateIndex::RetiredKeyUse> SqliteIndex::UseRetiredKey(const std::string& key_hash,
                                                                      int64_t retired_before_ms,
                                                                      int64_t now_ms) {
-  return Locked("UseRetiredKey", [&]() -> absl::StatusOr<RetiredKeyUse> {
+  return Locked("UseRetiredKey", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<RetiredKeyUse> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     RetiredKeyUse use;
     {
@@ -2176,7 +2166,7 @@ absl::StatusOr<Reconcile> SqliteIndex::LoadReconcile(const std::string& id) {
 
 absl::StatusOr<Reconcile> SqliteIndex::CreateReconcile(const std::string& id, int64_t job_id,
                                                        bool verify, int64_t now_ms) {
-  return Locked("CreateReconcile", [&]() -> absl::StatusOr<Reconcile> {
+  return Locked("CreateReconcile", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Reconcile> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     {
@@ -2205,7 +2195,7 @@ absl::StatusOr<Reconcile> SqliteIndex::CreateReconcile(const std::string& id, in
 
 absl::StatusOr<Reconcile> SqliteIndex::ClaimReconcile(const std::string& worker, int64_t now_ms,
                                                       int64_t stale_before_ms) {
-  return Locked("ClaimReconcile", [&]() -> absl::StatusOr<Reconcile> {
+  return Locked("ClaimReconcile", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Reconcile> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement pick(db_, R"sql(
       SELECT id FROM reconciles
@@ -2234,7 +2224,7 @@ absl::Status SqliteIndex::UpdateReconcile(const Reconcile& r, int64_t now_ms) {
   if (!IsOneOf(r.state, {"running", "succeeded", "failed"})) {
     return absl::InvalidArgumentError(absl::StrCat("UpdateReconcile: bad state \"", r.state, "\""));
   }
-  return Locked("UpdateReconcile", [&]() -> absl::Status {
+  return Locked("UpdateReconcile", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement q(db_, R"sql(
       UPDATE reconciles SET state = ?, updated_at = ?, finished_at = ?, files_seen = ?,
@@ -2263,13 +2253,13 @@ absl::Status SqliteIndex::UpdateReconcile(const Reconcile& r, int64_t now_ms) {
 }
 
 absl::StatusOr<Reconcile> SqliteIndex::GetReconcile(const std::string& id) {
-  return Locked("GetReconcile", [&]() -> absl::StatusOr<Reconcile> { return LoadReconcile(id); });
+  return Locked("GetReconcile", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Reconcile> { return LoadReconcile(id); });
 }
 
 absl::StatusOr<std::vector<Reconcile>> SqliteIndex::ListReconciles(std::optional<int64_t> job_id,
                                                                    bool active_only, int limit) {
   if (limit < 1) return absl::InvalidArgumentError("ListReconciles: limit must be positive");
-  return Locked("ListReconciles", [&]() -> absl::StatusOr<std::vector<Reconcile>> {
+  return Locked("ListReconciles", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<Reconcile>> {
     std::string sql = std::string("SELECT ") + kReconcileColumns + " WHERE 1 = 1";
     if (job_id) sql += " AND c.job_id = ?";
     if (active_only) sql += " AND c.state IN ('queued','running')";
@@ -2286,7 +2276,7 @@ absl::StatusOr<std::vector<Reconcile>> SqliteIndex::ListReconciles(std::optional
 
 absl::Status SqliteIndex::ApplySyncedFiles(int64_t job_id, const std::vector<SyncedFile>& upserts,
                                            const std::vector<std::string>& deletes) {
-  return Locked("ApplySyncedFiles", [&]() -> absl::Status {
+  return Locked("ApplySyncedFiles", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     ForgetJobManifest(db_, job_id);
@@ -2332,7 +2322,7 @@ absl::Status SqliteIndex::ApplySyncedFiles(int64_t job_id, const std::vector<Syn
 absl::StatusOr<std::vector<std::string>> SqliteIndex::AbandonStaleRuns(
     std::optional<int64_t> runner_id, const std::string& keep_run_id, int64_t started_before_ms,
     const std::string& reason, int64_t now_ms) {
-  return Locked("AbandonStaleRuns", [&]() -> absl::StatusOr<std::vector<std::string>> {
+  return Locked("AbandonStaleRuns", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<std::string>> {
     std::string sql =
         "SELECT id FROM sync_runs WHERE state = 'running' AND started_at < ? AND id <> ?";
     if (runner_id) sql += " AND runner_id = ?";
@@ -2370,7 +2360,7 @@ absl::StatusOr<std::vector<std::string>> SqliteIndex::AbandonStaleRuns(
 // ---- replaced PCs -------------------------------------------------------------------------------
 
 absl::StatusOr<Enrollment> SqliteIndex::PendingEnrollmentByName(const std::string& name) {
-  return Locked("PendingEnrollmentByName", [&]() -> absl::StatusOr<Enrollment> {
+  return Locked("PendingEnrollmentByName", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Enrollment> {
     SQLite::Statement q(db_, R"sql(
       SELECT e.id, e.runner_id, e.secret_hash, e.status, e.created_at, e.hostname, e.os,
              e.machine_id, e.agent_version, e.address
@@ -2386,7 +2376,7 @@ absl::StatusOr<Enrollment> SqliteIndex::PendingEnrollmentByName(const std::strin
 
 absl::Status SqliteIndex::ReplaceRunnerMachine(int64_t runner_id, const std::string& enrollment_id,
                                                int64_t now_ms) {
-  return Locked("ReplaceRunnerMachine", [&]() -> absl::Status {
+  return Locked("ReplaceRunnerMachine", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     DS_ASSIGN_OR_RETURN(Runner target, LoadRunner(runner_id));
     if (target.status == "rejected") {
@@ -2450,7 +2440,7 @@ absl::Status SqliteIndex::ReplaceRunnerMachine(int64_t runner_id, const std::str
 // ---- retention and size -------------------------------------------------------------------------
 
 absl::StatusOr<int64_t> SqliteIndex::PruneHistory(int64_t finished_before_ms) {
-  return Locked("PruneHistory", [&]() -> absl::StatusOr<int64_t> {
+  return Locked("PruneHistory", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement files(db_, R"sql(
       DELETE FROM run_files WHERE run_id IN (
@@ -2476,7 +2466,7 @@ absl::StatusOr<int64_t> SqliteIndex::PruneHistory(int64_t finished_before_ms) {
 }
 
 absl::StatusOr<int64_t> SqliteIndex::SizeBytes() {
-  return Locked("SizeBytes", [&]() -> absl::StatusOr<int64_t> {
+  return Locked("SizeBytes", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
     SQLite::Statement q(db_, R"sql(
       SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())sql");
     q.executeStep();
@@ -2491,7 +2481,7 @@ absl::Status SqliteIndex::BackupTo(const std::string& path) {
   std::string tmp = path + ".partial";
   std::filesystem::remove(tmp);
   DS_RETURN_IF_ERROR(KeepIndexFilesPrivate(tmp));
-  absl::Status st = Locked("BackupTo", [&]() -> absl::Status {
+  absl::Status st = Locked("BackupTo", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Database dest(tmp, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
     sqlite3_backup* b = sqlite3_backup_init(dest.getHandle(), "main", db_.getHandle(), "main");
     if (b == nullptr) return absl::InternalError(sqlite3_errmsg(dest.getHandle()));
@@ -2520,7 +2510,7 @@ absl::StatusOr<bool> SqliteIndex::TryAcquireLease(const std::string& name,
   if (name.empty() || holder.empty() || ttl_ms <= 0) {
     return absl::InvalidArgumentError("TryAcquireLease: name, holder and a positive ttl required");
   }
-  return Locked("TryAcquireLease", [&]() -> absl::StatusOr<bool> {
+  return Locked("TryAcquireLease", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<bool> {
     // One statement: the upsert's WHERE decides, so the check and the claim are atomic.
     SQLite::Statement q(db_, R"sql(
       INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES (?1, ?2, ?3, ?3 + ?4)
@@ -2538,7 +2528,7 @@ absl::StatusOr<bool> SqliteIndex::TryAcquireLease(const std::string& name,
 }
 
 absl::Status SqliteIndex::ReleaseLease(const std::string& name, const std::string& holder) {
-  return Locked("ReleaseLease", [&]() -> absl::Status {
+  return Locked("ReleaseLease", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement q(db_, "DELETE FROM leases WHERE name = ? AND holder = ?");
     q.bind(1, name);
     q.bind(2, holder);
@@ -2550,7 +2540,7 @@ absl::Status SqliteIndex::ReleaseLease(const std::string& name, const std::strin
 absl::Status SqliteIndex::RecordLongPoll(int64_t runner_id, const std::string& poll_id,
                                          int64_t now_ms) {
   if (poll_id.empty()) return absl::InvalidArgumentError("RecordLongPoll: empty poll id");
-  return Locked("RecordLongPoll", [&]() -> absl::Status {
+  return Locked("RecordLongPoll", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement q(db_, R"sql(
       INSERT INTO long_polls (runner_id, poll_id, started_at)
       SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM runners WHERE id = ?1)
@@ -2574,7 +2564,7 @@ absl::StatusOr<std::vector<StateIndex::WaitingRunner>> SqliteIndex::CheckWaiting
     const std::vector<int64_t> slice(
         runner_ids.begin() + static_cast<long>(begin),
         runner_ids.begin() + static_cast<long>(std::min(runner_ids.size(), begin + kSlice)));
-    DS_RETURN_IF_ERROR(Locked("CheckWaitingRunners", [&]() -> absl::Status {
+    DS_RETURN_IF_ERROR(Locked("CheckWaitingRunners", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
       // The ids travel as one JSON array parameter, however many there are.
       SQLite::Statement q(db_, R"sql(
         SELECT r.id,
@@ -2695,7 +2685,7 @@ void SqliteIndex::QueueDeliveries(int64_t alert_id, const std::string& transitio
 absl::StatusOr<int64_t> SqliteIndex::AppendAgentLogs(int64_t runner_id,
                                                      const std::vector<AgentLogRecord>& records,
                                                      int64_t now_ms) {
-  return Locked("AppendAgentLogs", [&]() -> absl::StatusOr<int64_t> {
+  return Locked("AppendAgentLogs", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     if (!RunnerExists(runner_id)) {
       return absl::NotFoundError(absl::StrCat("runner ", runner_id, " not found"));
@@ -2723,7 +2713,7 @@ absl::StatusOr<int64_t> SqliteIndex::AppendAgentLogs(int64_t runner_id,
 }
 
 absl::StatusOr<std::vector<AgentLogRecord>> SqliteIndex::ListAgentLogs(const AgentLogFilter& f) {
-  return Locked("ListAgentLogs", [&]() -> absl::StatusOr<std::vector<AgentLogRecord>> {
+  return Locked("ListAgentLogs", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<AgentLogRecord>> {
     std::string sql = R"sql(
       SELECT l.id, l.runner_id, r.name, l.seq, l.time_ms, l.level, l.message, l.correlation_id,
              l.fields
@@ -2762,7 +2752,7 @@ absl::StatusOr<std::vector<AgentLogRecord>> SqliteIndex::ListAgentLogs(const Age
 }
 
 absl::StatusOr<int64_t> SqliteIndex::PruneAgentLogs(int64_t before_ms) {
-  return Locked("PruneAgentLogs", [&]() -> absl::StatusOr<int64_t> {
+  return Locked("PruneAgentLogs", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
     SQLite::Statement q(db_, "DELETE FROM agent_logs WHERE time_ms < ?");
     q.bind(1, before_ms);
     return static_cast<int64_t>(q.exec());
@@ -2770,7 +2760,7 @@ absl::StatusOr<int64_t> SqliteIndex::PruneAgentLogs(int64_t before_ms) {
 }
 
 absl::StatusOr<AlertRule> SqliteIndex::PutAlertRule(const AlertRule& rule, int64_t now_ms) {
-  return Locked("PutAlertRule", [&]() -> absl::StatusOr<AlertRule> {
+  return Locked("PutAlertRule", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<AlertRule> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t id = rule.id;
     if (id == 0) {
@@ -2814,7 +2804,7 @@ absl::StatusOr<AlertRule> SqliteIndex::PutAlertRule(const AlertRule& rule, int64
 }
 
 absl::StatusOr<std::vector<AlertRule>> SqliteIndex::ListAlertRules() {
-  return Locked("ListAlertRules", [&]() -> absl::StatusOr<std::vector<AlertRule>> {
+  return Locked("ListAlertRules", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<AlertRule>> {
     SQLite::Statement q(db_, absl::StrCat("SELECT ", kRuleColumns, " FROM alert_rules ORDER BY id"));
     std::vector<AlertRule> out;
     while (q.executeStep()) out.push_back(RuleFromRow(q));
@@ -2823,7 +2813,7 @@ absl::StatusOr<std::vector<AlertRule>> SqliteIndex::ListAlertRules() {
 }
 
 absl::Status SqliteIndex::DeleteAlertRule(int64_t rule_id) {
-  return Locked("DeleteAlertRule", [&]() -> absl::Status {
+  return Locked("DeleteAlertRule", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement q(db_, "DELETE FROM alert_rules WHERE id = ?");
     q.bind(1, rule_id);
     if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("alert rule ", rule_id, " not found"));
@@ -2836,7 +2826,7 @@ absl::StatusOr<StateIndex::FireResult> SqliteIndex::FireAlert(int64_t rule_id,
                                                               const std::string& message,
                                                               const std::string& details_json,
                                                               int64_t now_ms) {
-  return Locked("FireAlert", [&]() -> absl::StatusOr<FireResult> {
+  return Locked("FireAlert", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<FireResult> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement active(db_, "SELECT id FROM alerts WHERE rule_id = ? AND subject = ? AND resolved_at = 0");
     active.bind(1, rule_id);
@@ -2865,7 +2855,7 @@ absl::StatusOr<StateIndex::FireResult> SqliteIndex::FireAlert(int64_t rule_id,
 }
 
 absl::StatusOr<bool> SqliteIndex::ResolveAlert(int64_t alert_id, int64_t now_ms) {
-  return Locked("ResolveAlert", [&]() -> absl::StatusOr<bool> {
+  return Locked("ResolveAlert", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<bool> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement q(db_, "UPDATE alerts SET resolved_at = ? WHERE id = ? AND resolved_at = 0");
     q.bind(1, now_ms);
@@ -2881,11 +2871,11 @@ absl::StatusOr<bool> SqliteIndex::ResolveAlert(int64_t alert_id, int64_t now_ms)
 }
 
 absl::StatusOr<Alert> SqliteIndex::GetAlert(int64_t alert_id) {
-  return Locked("GetAlert", [&]() -> absl::StatusOr<Alert> { return LoadAlert(alert_id); });
+  return Locked("GetAlert", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Alert> { return LoadAlert(alert_id); });
 }
 
 absl::StatusOr<std::vector<Alert>> SqliteIndex::ListAlerts(const AlertFilter& f) {
-  return Locked("ListAlerts", [&]() -> absl::StatusOr<std::vector<Alert>> {
+  return Locked("ListAlerts", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<Alert>> {
     SQLite::Statement q(db_, absl::StrCat("SELECT ", kAlertColumns, R"sql(
       WHERE (?1 = 0 OR a.resolved_at = 0) AND (?2 = 0 OR a.rule_id = ?2) AND (?3 = 0 OR a.id < ?3)
       ORDER BY a.id DESC LIMIT ?4)sql"));
@@ -2900,7 +2890,7 @@ absl::StatusOr<std::vector<Alert>> SqliteIndex::ListAlerts(const AlertFilter& f)
 }
 
 absl::StatusOr<Alert> SqliteIndex::AckAlert(int64_t alert_id, const std::string& by, int64_t now_ms) {
-  return Locked("AckAlert", [&]() -> absl::StatusOr<Alert> {
+  return Locked("AckAlert", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Alert> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement q(db_, R"sql(
       UPDATE alerts SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ? AND acknowledged_at = 0)sql");
@@ -2916,7 +2906,7 @@ absl::StatusOr<Alert> SqliteIndex::AckAlert(int64_t alert_id, const std::string&
 
 absl::StatusOr<NotificationChannel> SqliteIndex::PutNotificationChannel(const NotificationChannel& c,
                                                                         int64_t now_ms) {
-  return Locked("PutNotificationChannel", [&]() -> absl::StatusOr<NotificationChannel> {
+  return Locked("PutNotificationChannel", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<NotificationChannel> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     int64_t id = c.id;
     if (id == 0) {
@@ -2954,7 +2944,7 @@ absl::StatusOr<NotificationChannel> SqliteIndex::PutNotificationChannel(const No
 }
 
 absl::StatusOr<std::vector<NotificationChannel>> SqliteIndex::ListNotificationChannels() {
-  return Locked("ListNotificationChannels", [&]() -> absl::StatusOr<std::vector<NotificationChannel>> {
+  return Locked("ListNotificationChannels", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<NotificationChannel>> {
     SQLite::Statement q(db_, absl::StrCat("SELECT ", kChannelColumns,
                                           " FROM notification_channels c ORDER BY c.id"));
     std::vector<NotificationChannel> out;
@@ -2964,7 +2954,7 @@ absl::StatusOr<std::vector<NotificationChannel>> SqliteIndex::ListNotificationCh
 }
 
 absl::Status SqliteIndex::DeleteNotificationChannel(int64_t channel_id) {
-  return Locked("DeleteNotificationChannel", [&]() -> absl::Status {
+  return Locked("DeleteNotificationChannel", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement q(db_, "DELETE FROM notification_channels WHERE id = ?");
     q.bind(1, channel_id);
     if (q.exec() == 0) return absl::NotFoundError(absl::StrCat("channel ", channel_id, " not found"));
@@ -2974,7 +2964,7 @@ absl::Status SqliteIndex::DeleteNotificationChannel(int64_t channel_id) {
 
 absl::StatusOr<std::vector<PendingDelivery>> SqliteIndex::DueDeliveries(int64_t now_ms,
                                                                         int max_attempts, int limit) {
-  return Locked("DueDeliveries", [&]() -> absl::StatusOr<std::vector<PendingDelivery>> {
+  return Locked("DueDeliveries", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<PendingDelivery>> {
     SQLite::Statement q(db_, absl::StrCat("SELECT d.id, d.transition, d.attempts, ", kChannelColumns, ", ",
                                           kAlertColumns, R"sql(
       JOIN notification_deliveries d ON d.alert_id = a.id
@@ -3000,7 +2990,7 @@ absl::StatusOr<std::vector<PendingDelivery>> SqliteIndex::DueDeliveries(int64_t 
 
 absl::Status SqliteIndex::RecordDeliveryAttempt(int64_t delivery_id, const std::string& error,
                                                 int64_t next_attempt_ms, int64_t now_ms) {
-  return Locked("RecordDeliveryAttempt", [&]() -> absl::Status {
+  return Locked("RecordDeliveryAttempt", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement q(db_, R"sql(
       UPDATE notification_deliveries
@@ -3092,7 +3082,7 @@ absl::StatusOr<Scrub> SqliteIndex::CreateScrub(const std::string& id, int64_t jo
                                                const std::string& trigger, double rehash_fraction,
                                                int64_t now_ms) {
   DS_RETURN_IF_ERROR(ValidateScrubRequest(trigger, rehash_fraction));
-  return Locked("CreateScrub", [&]() -> absl::StatusOr<Scrub> {
+  return Locked("CreateScrub", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Scrub> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     if (!JobExists(job_id)) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     {
@@ -3117,7 +3107,7 @@ absl::StatusOr<Scrub> SqliteIndex::CreateScrub(const std::string& id, int64_t jo
 
 absl::StatusOr<Scrub> SqliteIndex::ClaimScrub(const std::string& worker, int64_t now_ms,
                                               int64_t stale_before_ms) {
-  return Locked("ClaimScrub", [&]() -> absl::StatusOr<Scrub> {
+  return Locked("ClaimScrub", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Scrub> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement pick(db_, R"sql(
       SELECT id FROM scrubs
@@ -3144,7 +3134,7 @@ absl::Status SqliteIndex::UpdateScrub(const Scrub& c, int64_t now_ms) {
   if (!IsOneOf(c.state, {"running", "succeeded", "failed"})) {
     return absl::InvalidArgumentError(absl::StrCat("UpdateScrub: bad state \"", c.state, "\""));
   }
-  return Locked("UpdateScrub", [&]() -> absl::Status {
+  return Locked("UpdateScrub", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Statement q(db_, R"sql(
       UPDATE scrubs SET state = ?, updated_at = ?, finished_at = ?, objects_listed = ?,
         bytes_listed = ?, objects_rehashed = ?, missing = ?, extra = ?, size_mismatches = ?,
@@ -3164,12 +3154,12 @@ absl::Status SqliteIndex::UpdateScrub(const Scrub& c, int64_t now_ms) {
 }
 
 absl::StatusOr<Scrub> SqliteIndex::GetScrub(const std::string& id) {
-  return Locked("GetScrub", [&]() -> absl::StatusOr<Scrub> { return LoadScrub(id); });
+  return Locked("GetScrub", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<Scrub> { return LoadScrub(id); });
 }
 
 absl::StatusOr<std::vector<Scrub>> SqliteIndex::ListScrubs(const ScrubFilter& f) {
   if (f.limit < 1) return absl::InvalidArgumentError("ListScrubs: limit must be positive");
-  return Locked("ListScrubs", [&]() -> absl::StatusOr<std::vector<Scrub>> {
+  return Locked("ListScrubs", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<Scrub>> {
     std::string sql = std::string("SELECT ") + kScrubColumns + " WHERE 1 = 1";
     if (f.job_id) sql += " AND c.job_id = ?";
     if (f.state) sql += " AND c.state = ?";
@@ -3186,7 +3176,7 @@ absl::StatusOr<std::vector<Scrub>> SqliteIndex::ListScrubs(const ScrubFilter& f)
 }
 
 absl::StatusOr<std::vector<Scrub>> SqliteIndex::LatestScrubs(const std::vector<std::string>& states) {
-  return Locked("LatestScrubs", [&]() -> absl::StatusOr<std::vector<Scrub>> {
+  return Locked("LatestScrubs", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<Scrub>> {
     std::string in;
     for (size_t i = 0; i < states.size(); ++i) absl::StrAppend(&in, i ? ", ?" : " AND x.state IN (?", "");
     if (!states.empty()) in += ")";
@@ -3203,7 +3193,7 @@ absl::StatusOr<std::vector<Scrub>> SqliteIndex::LatestScrubs(const std::vector<s
 }
 
 absl::Status SqliteIndex::RecordScrubLost(const std::vector<ScrubLost>& lost) {
-  return Locked("RecordScrubLost", [&]() -> absl::Status {
+  return Locked("RecordScrubLost", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement up(db_, R"sql(
       INSERT INTO scrub_lost (job_id, path, size, sha256, kind, detected_at, scrub_id)
@@ -3223,7 +3213,7 @@ absl::Status SqliteIndex::RecordScrubLost(const std::vector<ScrubLost>& lost) {
 }
 
 absl::StatusOr<std::vector<ScrubLost>> SqliteIndex::ListScrubLost(int64_t job_id) {
-  return Locked("ListScrubLost", [&]() -> absl::StatusOr<std::vector<ScrubLost>> {
+  return Locked("ListScrubLost", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<std::vector<ScrubLost>> {
     SQLite::Statement q(db_, R"sql(
       SELECT job_id, path, size, sha256, kind, detected_at, scrub_id FROM scrub_lost
       WHERE job_id = ? ORDER BY path)sql");
@@ -3242,7 +3232,7 @@ absl::StatusOr<std::vector<ScrubLost>> SqliteIndex::ListScrubLost(int64_t job_id
 absl::StatusOr<int64_t> SqliteIndex::ClearScrubLost(int64_t job_id,
                                                     const std::vector<std::string>& paths) {
   if (paths.empty()) return 0;
-  return Locked("ClearScrubLost", [&]() -> absl::StatusOr<int64_t> {
+  return Locked("ClearScrubLost", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::StatusOr<int64_t> {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement del(db_, "DELETE FROM scrub_lost WHERE job_id = ? AND path = ?");
     int64_t n = 0;

@@ -19,7 +19,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <pqxx/pqxx>
 #include <sstream>
 #include <string>
@@ -27,6 +26,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/mutex.h"
 #include "index/testing/index_testing.h"
 
 namespace ds {
@@ -80,7 +80,7 @@ class Cluster {
   }
 
   absl::StatusOr<TestPostgresDatabase> CreateDatabase() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     DS_RETURN_IF_ERROR(EnsureStartedLocked());
     const std::string name = absl::StrCat("t_", ++databases_);
     try {
@@ -108,7 +108,7 @@ class Cluster {
   absl::Status WithConnection(const std::string& dbname, Fn&& fn) {
     std::string conninfo;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (!started_)
         return absl::FailedPreconditionError("the test PostgreSQL cluster is not running");
       conninfo = ConninfoLocked(dbname);
@@ -125,7 +125,7 @@ class Cluster {
 
   // Stops the server and removes its directory. Idempotent.
   void Stop() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     admin_.reset();
     if (started_) {
       // Immediate: no shutdown checkpoint. The data is thrown away, and after a few hundred
@@ -149,7 +149,7 @@ class Cluster {
  private:
   Cluster() = default;
 
-  std::string ConninfoLocked(const std::string& dbname) const {
+  std::string ConninfoLocked(const std::string& dbname) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return absl::StrCat("host=", dir_.string(), " port=", port_, " user=", kSuperuser,
                         " dbname=", dbname);
   }
@@ -161,14 +161,14 @@ class Cluster {
     return args;
   }
 
-  absl::Status EnsureStartedLocked() {
+  absl::Status EnsureStartedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (started_) return absl::OkStatus();
     if (!start_error_.ok()) return start_error_;  // fail fast, with the first reason
     start_error_ = StartLocked();
     return start_error_;
   }
 
-  absl::Status StartLocked() {
+  absl::Status StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string initdb = absl::StrCat(kPgBinDir, "/initdb");
     const std::string pg_ctl = absl::StrCat(kPgBinDir, "/pg_ctl");
@@ -235,14 +235,14 @@ class Cluster {
     return absl::OkStatus();
   }
 
-  std::mutex mu_;
-  // Protected by mu_.
-  bool started_ = false;
-  absl::Status start_error_;
-  std::filesystem::path dir_;  // empty when none
-  int port_ = 0;
-  int databases_ = 0;                        // created so far; names are t_1, t_2, ...
-  std::unique_ptr<pqxx::connection> admin_;  // to database `postgres`, for CREATE DATABASE
+  Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status start_error_ ABSL_GUARDED_BY(mu_);
+  std::filesystem::path dir_ ABSL_GUARDED_BY(mu_);  // empty when none
+  int port_ ABSL_GUARDED_BY(mu_) = 0;
+  int databases_ ABSL_GUARDED_BY(mu_) = 0;  // created so far; names are t_1, t_2, ...
+  std::unique_ptr<pqxx::connection> admin_
+      ABSL_GUARDED_BY(mu_);  // to database `postgres`, for CREATE DATABASE
 };
 
 // Stops the cluster once every test of the binary has run.

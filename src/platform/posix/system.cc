@@ -1,5 +1,6 @@
 #include "platform/system.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -38,6 +39,10 @@ HostInfo GetHostInfo() {
     info.arch = u.machine;
   }
   return info;
+}
+
+void SetCurrentThreadName(const std::string& name) {
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
 }
 
 bool IsTerminal(StdStream stream) {

@@ -8,9 +8,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
-#include <deque>
 #include <map>
-#include <mutex>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -19,9 +17,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/bounded_queue.h"
 #include "common/crypto.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/time_util.h"
 #include "http/http_types.h"
 
@@ -260,8 +260,8 @@ std::chrono::milliseconds RequestTimeout(const TransportOptions& options, size_t
 }
 
 struct ClientPool::Idle {
-  std::mutex mu;
-  std::vector<std::unique_ptr<http::Client>> clients;  // protected by mu
+  Mutex mu;
+  std::vector<std::unique_ptr<http::Client>> clients ABSL_GUARDED_BY(mu);
 };
 
 ClientPool::ClientPool(std::string origin, TransportOptions options)
@@ -271,7 +271,7 @@ ClientPool::~ClientPool() = default;
 
 std::unique_ptr<http::Client> ClientPool::Acquire() {
   {
-    std::lock_guard<std::mutex> lock(idle_->mu);
+    MutexLock lock(&idle_->mu);
     if (!idle_->clients.empty()) {
       std::unique_ptr<http::Client> c = std::move(idle_->clients.back());
       idle_->clients.pop_back();
@@ -287,7 +287,7 @@ std::unique_ptr<http::Client> ClientPool::Acquire() {
 }
 
 void ClientPool::Release(std::unique_ptr<http::Client> client) {
-  std::lock_guard<std::mutex> lock(idle_->mu);
+  MutexLock lock(&idle_->mu);
   if (idle_->clients.size() < kMaxIdleClients) idle_->clients.push_back(std::move(client));
 }
 
@@ -606,7 +606,7 @@ class BlockStager {
   std::string TakeBuffer(size_t size) {
     std::string buf;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (!free_.empty()) {
         buf = std::move(free_.back());
         free_.pop_back();
@@ -617,30 +617,29 @@ class BlockStager {
   }
 
   absl::Status Submit(int index, std::string id, std::string block) {
-    std::unique_lock<std::mutex> lock(mu_);
-    room_.wait(lock, [this] { return in_flight_ < parallelism_ || !error_.ok(); });
+    MutexLock lock(&mu_);
+    while (in_flight_ >= parallelism_ && error_.ok()) room_.Wait(&mu_);
     if (!error_.ok()) return error_;
     ++in_flight_;
     stats_->max_blocks_in_flight = std::max(stats_->max_blocks_in_flight, in_flight_);
     if (workers_.size() < static_cast<size_t>(parallelism_) && idle_ == 0) {
       workers_.emplace_back([this] { Work(); });
     }
-    queue_.push_back({index, std::move(id), std::move(block)});
-    work_.notify_one();
+    // Never full (in_flight_ bounds it), open until Finish.
+    [[maybe_unused]] const bool queued = queue_.Push({index, std::move(id), std::move(block)});
     return absl::OkStatus();
   }
 
   // Waits for every submitted block; the first error, if any.
   absl::Status Finish() {
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      room_.wait(lock, [this] { return in_flight_ == 0; });
-      closing_ = true;
-      work_.notify_all();
+      MutexLock lock(&mu_);
+      while (in_flight_ != 0) room_.Wait(&mu_);
     }
+    queue_.Close();
     for (std::thread& t : workers_) t.join();
     workers_.clear();
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return error_;
   }
 
@@ -652,24 +651,28 @@ class BlockStager {
   };
 
   void Work() {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
+    {
+      MutexLock lock(&mu_);
       ++idle_;
-      work_.wait(lock, [this] { return !queue_.empty() || closing_; });
-      --idle_;
-      if (queue_.empty()) return;
-      Item item = std::move(queue_.front());
-      queue_.pop_front();
-      const bool skip = !error_.ok();
-      lock.unlock();
-      absl::Status status = skip ? absl::OkStatus() : Stage(item);
-      if (status.ok() && !skip && on_staged_) on_staged_(item.id);
-      lock.lock();
+    }
+    for (;;) {
+      std::optional<Item> item = queue_.Pop();
+      bool skip;
+      {
+        MutexLock lock(&mu_);
+        --idle_;
+        skip = !error_.ok();
+      }
+      if (!item) return;  // closed: Finish
+      absl::Status status = skip ? absl::OkStatus() : Stage(*item);
+      if (status.ok() && !skip && on_staged_) on_staged_(item->id);
+      MutexLock lock(&mu_);
       if (error_.ok() && !status.ok()) error_ = status;
       if (status.ok() && !skip) ++stats_->blocks_uploaded;
-      free_.push_back(std::move(item.block));
+      free_.push_back(std::move(item->block));
       --in_flight_;
-      room_.notify_all();
+      ++idle_;  // in the same step: Submit starts no worker while this one takes the next item
+      room_.SignalAll();
     }
   }
 
@@ -695,19 +698,17 @@ class BlockStager {
   const std::string& path_;
   const std::string& what_;
   const PutOptions& options_;
-  StageStats* const stats_;
+  StageStats* const stats_ ABSL_PT_GUARDED_BY(mu_);
   const std::function<void(const std::string&)>& on_staged_;  // may be empty; thread-safe
   const int parallelism_;
 
-  std::mutex mu_;
-  std::condition_variable work_;  // queue_ gained an item, or closing_
-  std::condition_variable room_;  // in_flight_ dropped, or error_ set
-  std::deque<Item> queue_;        // protected by mu_
-  std::vector<std::string> free_;  // recycled buffers; protected by mu_
-  int in_flight_ = 0;             // submitted, not finished; protected by mu_
-  int idle_ = 0;                  // workers waiting for work; protected by mu_
-  bool closing_ = false;          // protected by mu_
-  absl::Status error_;            // first failure; protected by mu_
+  BoundedQueue<Item> queue_{static_cast<size_t>(parallelism_)};  // submitted, not yet taken
+  Mutex mu_;
+  CondVar room_;                                        // in_flight_ dropped, or error_ set
+  std::vector<std::string> free_ ABSL_GUARDED_BY(mu_);  // recycled buffers
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;              // submitted, not finished
+  int idle_ ABSL_GUARDED_BY(mu_) = 0;                   // workers waiting for work
+  absl::Status error_ ABSL_GUARDED_BY(mu_);             // first failure
   std::vector<std::thread> workers_;  // touched by the reading thread only
 };
 

@@ -165,11 +165,16 @@ class AzBlobStorage final : public Storage {
   absl::StatusOr<std::vector<ObjectInfo>> ListTempObjects(const std::string& prefix) override;
   absl::Status RemoveTempObject(const std::string& key) override;
   std::string Describe() const override { return describe_; }
+  // Written by agents only with per-blob grants; a committed block list replaces a blob at once.
   // Blob names are case sensitive and hold any character; the source mtime and SHA-256 ride in
   // blob metadata, exactly. Names up to 1,024 characters.
   const StorageFeatures& Features() const override {
-    static const StorageFeatures kBlob{.metadata_on_object = true, .mtime_precision_ns = 1,
-                                       .max_name_bytes = 255, .max_key_bytes = 1024};
+    static const StorageFeatures kBlob{.write_grants = true,
+                                       .atomic_replace = true,
+                                       .metadata_on_object = true,
+                                       .mtime_precision_ns = 1,
+                                       .max_name_bytes = 255,
+                                       .max_key_bytes = 1024};
     return kBlob;
   }
   absl::StatusOr<WriteGrant> GrantWrite(const std::string& key, const std::string& sha256,

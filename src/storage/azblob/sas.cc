@@ -7,7 +7,6 @@
 #include "storage/azblob/sas.h"
 
 #include <algorithm>
-#include <mutex>
 #include <string>
 #include <utility>
 
@@ -16,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "storage/azblob/azblob_rest.h"
 
 namespace ds {
@@ -64,7 +64,7 @@ class SasTransport final : public azblob::Transport {
         pool_(url_.origin, azblob::TransportOptions{}) {}
 
   std::string sas() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return sas_;
   }
 
@@ -74,7 +74,7 @@ class SasTransport final : public azblob::Transport {
       std::string sas;
       uint64_t generation;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         sas = sas_;
         generation = generation_;
       }
@@ -97,9 +97,9 @@ class SasTransport final : public azblob::Transport {
       DS_ASSIGN_OR_RETURN(http::ClientResponse r, pool_.SendWithRetries(out, request.what));
       if (r.status != 403 || !renew_ || renewals == kMaxRenewalsWithoutProgress) return r;
       ++renewals;
-      std::lock_guard<std::mutex> renewing(renew_mu_);
+      MutexLock renewing(&renew_mu_);
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         if (generation_ != generation) continue;  // another request renewed it meanwhile
       }
       spdlog::info("azblob: {}: SAS refused ({}), renewing it", request.what, azblob::ErrorCode(r));
@@ -115,7 +115,7 @@ class SasTransport final : public azblob::Transport {
                                                           parsed.path, ", not ", url_.origin,
                                                           url_.path));
       }
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       sas_ = std::move(parsed.query);
       ++generation_;
       if (stats_ != nullptr) ++stats_->sas_renewals;
@@ -126,13 +126,13 @@ class SasTransport final : public azblob::Transport {
   // Constant after construction.
   const azblob::ParsedUrl url_;  // origin and path; its query is the first SAS
   const std::function<absl::StatusOr<std::string>()> renew_;  // called under renew_mu_ only
-  SasPutStats* const stats_;  // may be null; sas_renewals written under mu_
+  SasPutStats* const stats_ ABSL_PT_GUARDED_BY(mu_);          // may be null
   azblob::ClientPool pool_;
 
-  std::mutex renew_mu_;  // one renewal at a time
-  mutable std::mutex mu_;
-  std::string sas_ = url_.query;  // the current SAS; protected by mu_
-  uint64_t generation_ = 0;       // renewals so far; protected by mu_
+  Mutex renew_mu_;  // one renewal at a time
+  mutable Mutex mu_ ABSL_ACQUIRED_AFTER(renew_mu_);
+  std::string sas_ ABSL_GUARDED_BY(mu_) = url_.query;  // the current SAS
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;       // renewals so far
 };
 
 }  // namespace

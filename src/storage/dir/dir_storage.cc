@@ -555,13 +555,22 @@ class DirStagedPut final : public StagedPut {
   bool verify_ = false;
 };
 
+// `probed` with what the directory backend does on any share: the agent writes it itself,
+// staging from open files, and objects are replaced under their keys by rename.
+StorageFeatures WithDirAbilities(StorageFeatures probed) {
+  probed.direct_writes = true;
+  probed.stages_from_fd = true;
+  probed.atomic_replace = true;
+  return probed;
+}
+
 class DirStorage final : public Storage {
  public:
   // REQUIRES: `root` is an absolute, normalised path without a trailing '/'.
   // `max_unnamed`: staged puts that may hold an O_TMPFILE file open at once (0: never use
   // O_TMPFILE; beyond it staging falls back to temp names).
   DirStorage(std::string root, StorageFeatures features, bool syncfs_flushes, int max_unnamed)
-      : root_(std::move(root)), features_(std::move(features)), syncfs_flushes_(syncfs_flushes) {
+      : root_(std::move(root)), features_(WithDirAbilities(std::move(features))), syncfs_flushes_(syncfs_flushes) {
     unnamed_->max = max_unnamed;
   }
 
@@ -572,9 +581,10 @@ class DirStorage final : public Storage {
                                                       const PutOptions& options) override;
   absl::StatusOr<std::unique_ptr<StagedPut>> StagePutFd(const std::string& key, int source_fd,
                                                         const std::string& source_desc,
-                                                        const PutOptions& options) override {
+                                                        const PutOptions& options,
+                                                        const StageFdOptions& stage) override {
     DS_ASSIGN_OR_RETURN(std::unique_ptr<DirStagedPut> s,
-                        StageFrom(key, source_fd, source_desc, options, !syncfs_flushes_));
+                        StageFrom(key, source_fd, source_desc, options, !syncfs_flushes_, stage));
     return std::unique_ptr<StagedPut>(std::move(s));
   }
   std::vector<absl::StatusOr<PutResult>> CommitPuts(
@@ -584,6 +594,7 @@ class DirStorage final : public Storage {
                     const std::function<void(const ObjectInfo&)>& fn) override;
   absl::StatusOr<std::string> ReadAll(const std::string& key, size_t max_bytes) override;
   std::string Describe() const override { return absl::StrCat("file://", root_); }
+  // What the probe at open found, and what this backend does on any share (WithDirAbilities).
   const StorageFeatures& Features() const override { return features_; }
   absl::StatusOr<FileDigest> HashObject(const std::string& key) override {
     DS_RETURN_IF_ERROR(ValidateRelativePath(key));
@@ -665,10 +676,11 @@ class DirStorage final : public Storage {
   absl::StatusOr<std::unique_ptr<DirStagedPut>> Stage(const std::string& key,
                                                       const std::filesystem::path& source,
                                                       const PutOptions& options, bool fsync_now);
-  // Stage from the open source `src_fd` (read from offset 0; not closed).
+  // Stage from the open source `src_fd` (read from offset 0; not closed), as `stage` says.
   absl::StatusOr<std::unique_ptr<DirStagedPut>> StageFrom(const std::string& key, int src_fd,
                                                           const std::string& src_desc,
-                                                          const PutOptions& options, bool fsync_now);
+                                                          const PutOptions& options, bool fsync_now,
+                                                          const StageFdOptions& stage = {});
   // Case-insensitive shares: a name refusal when the object found under the put's name in
   // `dir_fd` is stored under another spelling (it is another file of the job, not this one).
   absl::Status CheckSpelling(int dir_fd, const DirStagedPut& s) const;
@@ -697,7 +709,8 @@ class DirStorage final : public Storage {
   absl::StatusOr<std::unique_ptr<DirStagedPut>> StageFromUnclassified(const std::string& key, int src_fd,
                                                                       const std::string& src_desc,
                                                                       const PutOptions& options,
-                                                                      bool fsync_now);
+                                                                      bool fsync_now,
+                                                                      const StageFdOptions& stage);
   absl::StatusOr<PutResult> FinishUnclassified(DirStagedPut& s, bool grouped) const;
   // An "unreachable" error of one object's operation (EIO and the like) while the root answers:
   // the share refused this object only (SMB gives EIO for names it cannot hold), so the error
@@ -785,7 +798,8 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::Stage(const std::strin
 absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(const std::string& key, int src_fd,
                                                                     const std::string& src_desc,
                                                                     const PutOptions& options,
-                                                                    bool fsync_now) {
+                                                                    bool fsync_now,
+                                                                    const StageFdOptions& stage) {
   DS_RETURN_IF_ERROR(ValidateWritableKey(key));
   DS_RETURN_IF_ERROR(CheckKeyHoldable(features_, key));
   auto s = std::make_unique<DirStagedPut>();
@@ -836,7 +850,7 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
   s->run_id_ = options.run_id;
   int temp_fd = -1;
   UniqueFd named_fd;
-  if (!fsync_now && (!s->replaced_ || (options.unnamed_only && options.replace_unnamed)) &&
+  if (!fsync_now && (!s->replaced_ || (stage.unnamed_only && stage.replace_unnamed)) &&
       syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
     if (unnamed_->open.fetch_add(1) < unnamed_->max) {
       s->budget_ = unnamed_;
@@ -854,8 +868,8 @@ absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFromUnclassified(
       unnamed_->open.fetch_sub(1);
     }
   }
-  if (options.unnamed_only && !s->unnamed_.valid()) {
-    if (s->replaced_ && !options.replace_unnamed) {
+  if (stage.unnamed_only && !s->unnamed_.valid()) {
+    if (s->replaced_ && !stage.replace_unnamed) {
       return absl::AlreadyExistsError(absl::StrCat(dest_desc, " exists: not staged unnamed"));
     }
     if (!fsync_now && syncfs_flushes_ && unnamed_ok_.load(std::memory_order_relaxed)) {
@@ -938,8 +952,9 @@ absl::Status DirStorage::SettleStaged(DirStagedPut& s, UniqueFd& named_fd, int t
 absl::StatusOr<std::unique_ptr<DirStagedPut>> DirStorage::StageFrom(const std::string& key, int src_fd,
                                                                     const std::string& src_desc,
                                                                     const PutOptions& options,
-                                                                    bool fsync_now) {
-  auto staged = StageFromUnclassified(key, src_fd, src_desc, options, fsync_now);
+                                                                    bool fsync_now,
+                                                                    const StageFdOptions& stage) {
+  auto staged = StageFromUnclassified(key, src_fd, src_desc, options, fsync_now, stage);
   if (!staged.ok()) return OneObject(staged.status());
   return staged;
 }
