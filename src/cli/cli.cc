@@ -1,6 +1,5 @@
 #include "cli/cli.h"
 
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -22,6 +21,7 @@
 #include "common/time_util.h"
 #include "http/http_client.h"
 #include "http/http_types.h"
+#include "platform/system.h"
 
 namespace ds {
 namespace {
@@ -425,7 +425,7 @@ int RunCli(int argc, char** argv) {
           mismatched += r.value("mismatches", 0) > 0;
           break;
         }
-        if (isatty(2)) {
+        if (platform::IsTerminal(platform::StdStream::kErr)) {
           std::fprintf(stderr, "\r%s/%s: %s %.0f%% (%llu files, %.0f files/s)   ", Str(r, "runner").c_str(),
                        Str(r, "job").c_str(), st.c_str(), r.value("percent", 0.0),
                        static_cast<unsigned long long>(r.value("files_seen", 0)), r.value("files_per_s", 0.0));

@@ -1,6 +1,5 @@
 #include "cli/scrub.h"
 
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/escape.h"
 #include "common/time_util.h"
+#include "platform/system.h"
 
 namespace ds::cli {
 namespace {
@@ -232,7 +232,7 @@ void ScrubCommands::Start() {
 }
 
 json ScrubCommands::WaitFor(Api& api, const std::string& id) {
-  const bool tty = isatty(2) != 0;
+  const bool tty = platform::IsTerminal(platform::StdStream::kErr);
   for (;;) {
     json s = api.Call("GET", "/scrubs/" + Seg(id));
     std::string state = Str(s, "state");

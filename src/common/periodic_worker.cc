@@ -38,7 +38,7 @@ void PeriodicWorker::Stop() {
 void PeriodicWorker::Loop() {
   current_worker = this;
   // The thread's name shows in top, gdb and TSan reports (Linux keeps 15 characters).
-  platform::SetThreadName(options_.name);
+  platform::SetCurrentThreadName(options_.name);
   if (options_.call_at_start && !stopping()) fn_();
   while (WaitNext()) fn_();
 }

@@ -12,7 +12,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "platform/file.h"
-#include "platform/system.h"
 #include "platform/types.h"
 
 namespace ds::platform {

@@ -7,14 +7,9 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "platform/types.h"
 
 namespace ds::platform {
-
-struct SpaceInfo {
-  uint64_t total = 0;            // bytes of the volume
-  uint64_t available = 0;        // bytes an unprivileged writer may still use
-  uint64_t max_name_length = 0;  // bytes of one path component the volume takes (0: unknown)
-};
 
 // Free space of the volume holding `path` (statvfs; GetDiskFreeSpaceExW). May block as long as
 // the volume does (a hung network share): call it off latency-sensitive threads.
@@ -28,13 +23,17 @@ struct HostInfo {
 };
 [[nodiscard]] HostInfo GetHostInfo();
 
+// Names the calling thread for debuggers and `top -H` (POSIX: the first 15 bytes;
+// Windows: SetThreadDescription). Best effort.
+void SetCurrentThreadName(const std::string& name);
+
+enum class StdStream { kIn, kOut, kErr };
+// True when the process's standard stream is a terminal (isatty; a console on Windows).
+[[nodiscard]] bool IsTerminal(StdStream stream);
+
 // Raises this process's soft limit on open files to its hard limit, at most `cap` (POSIX
 // RLIMIT_NOFILE; no-op on Windows, whose handle limit is not a per-process setting). Best effort.
 void RaiseOpenFileLimit(uint64_t cap);
-
-// Names the calling thread for debuggers, `top -H` and crash reports (POSIX: at most 15 bytes
-// kept; Windows: SetThreadDescription). Best effort.
-void SetThreadName(std::string_view name);
 
 // A secret that identifies this machine, to derive the key of the agent's state (POSIX:
 // /etc/machine-id, else /var/lib/dbus/machine-id, else "host:<hostname>" — weak; Windows will

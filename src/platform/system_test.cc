@@ -1,10 +1,10 @@
 #include "platform/system.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <string>
 #include <thread>
 
@@ -42,14 +42,19 @@ TEST(HostInfo, DescribesThisMachine) {
   EXPECT_FALSE(h.arch.empty());
 }
 
-TEST(SetThreadName, NamesTheCallingThreadCutToWhatTheKernelKeeps) {
-  std::string seen;
-  std::thread([&] {
-    SetThreadName("datasync-reconcile-loop");
-    std::ifstream comm("/proc/thread-self/comm");
-    std::getline(comm, seen);
+TEST(SetCurrentThreadName, NamesThisThreadUpTo15Bytes) {
+  std::thread([] {
+    SetCurrentThreadName("a-very-long-thread-name");
+    char name[32] = {};
+    ASSERT_EQ(pthread_getname_np(pthread_self(), name, sizeof name), 0);
+    EXPECT_STREQ(name, "a-very-long-thr");
   }).join();
-  EXPECT_EQ(seen, "datasync-reconc");  // 15 bytes
+}
+
+TEST(IsTerminal, AgreesWithIsatty) {
+  EXPECT_EQ(IsTerminal(StdStream::kIn), ::isatty(0) != 0);
+  EXPECT_EQ(IsTerminal(StdStream::kOut), ::isatty(1) != 0);
+  EXPECT_EQ(IsTerminal(StdStream::kErr), ::isatty(2) != 0);
 }
 
 TEST(RaiseOpenFileLimit, RaisesTheSoftLimitUpToTheCap) {

@@ -59,6 +59,12 @@ struct OpenOptions {
   uint32_t permissions = 0644;  // for a created file (POSIX mode, before umask)
 };
 
+struct SpaceInfo {
+  uint64_t total = 0;            // bytes of the volume
+  uint64_t available = 0;        // bytes an unprivileged writer may still use
+  uint64_t max_name_length = 0;  // bytes of one path component the volume takes (0: unknown)
+};
+
 // Rename or commit over an existing name, or not.
 enum class Replace { kNo, kYes };
 

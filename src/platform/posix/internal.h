@@ -13,7 +13,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "platform/error.h"
-#include "platform/system.h"
 #include "platform/types.h"
 
 namespace ds::platform::internal {

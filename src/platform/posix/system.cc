@@ -41,9 +41,15 @@ HostInfo GetHostInfo() {
   return info;
 }
 
-void SetThreadName(std::string_view name) {
-  const std::string kept(name.substr(0, 15));  // the kernel keeps 16 bytes with the NUL
-  pthread_setname_np(pthread_self(), kept.c_str());
+void SetCurrentThreadName(const std::string& name) {
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+}
+
+bool IsTerminal(StdStream stream) {
+  const int fd = stream == StdStream::kIn    ? STDIN_FILENO
+                 : stream == StdStream::kOut ? STDOUT_FILENO
+                                             : STDERR_FILENO;
+  return ::isatty(fd) != 0;
 }
 
 void RaiseOpenFileLimit(uint64_t cap) {
