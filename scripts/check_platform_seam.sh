@@ -14,9 +14,9 @@ set -euo pipefail
 
 # The folders whose OS calls must go through src/platform.
 SEAM_DIRS=(src/agent src/sync src/common src/storage)
-# Folders not yet moved onto the layer (helper platform-dir moves src/storage/dir): drop an
+# Folders not yet moved onto the layer (none left since src/storage/dir moved): drop an
 # entry here once its folder is clean.
-SEAM_PENDING=(src/storage/dir)
+SEAM_PENDING=()
 
 # Raw calls: a lower-case OS function name called bare or as ::name( — not a member (.x( ->x(),
 # not std::/absl:: qualified.
@@ -99,7 +99,6 @@ self_test() {
   trap 'rm -rf "$tmp"' RETURN
   mkdir -p "$tmp/src/agent" "$tmp/src/storage/dir"
   printf 'int F() { return 0; }\n' >"$tmp/src/agent/clean.cc"
-  printf '#include <unistd.h>\n' >"$tmp/src/storage/dir/pending.cc"  # not yet checked
   check "$tmp" /dev/null || { echo "self-test: a clean tree failed" >&2; return 1; }
   printf 'void G() { ::unlink("x"); }\n' >"$tmp/src/agent/raw.cc"
   if check "$tmp" /dev/null 2>/dev/null; then

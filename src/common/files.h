@@ -1,8 +1,6 @@
 // Small file helpers shared by the programs and the storage backends, over the platform layer.
 #pragma once
 
-#include <sys/stat.h>  // TEMPORARY: MtimeNs(struct stat) for src/storage/dir (see below)
-
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
@@ -66,15 +64,5 @@ inline constexpr char kChangedSinceScan[] = "changed since scan";
 inline bool IsCancelled(const std::atomic<bool>* cancel) {
   return cancel != nullptr && cancel->load(std::memory_order_relaxed);
 }
-
-// TEMPORARY, for src/storage/dir only until it moves onto src/platform (helper platform-dir);
-// delete with it. New code uses platform::File / platform::FileInfo.
-inline int64_t MtimeNs(const struct stat& st) {
-  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
-// Reads until `len` bytes or EOF, retrying EINTR. Returns the bytes read or -errno.
-ssize_t ReadFully(int fd, char* buf, size_t len);
-// Writes all of `data`, retrying short writes and EINTR. Returns 0 or errno.
-int WriteAll(int fd, const char* data, size_t len);
 
 }  // namespace ds

@@ -69,20 +69,20 @@ void StartWriteback(const File& file);
 [[nodiscard]] absl::Status RemoveAttributeAt(const std::filesystem::path& path,
                                              std::string_view name);
 
-// The predicates below read the OS error behind a status of ErrnoToStatus (SystemErrorText), so
-// they hold through platform::WithContext too.
+// The predicates below read the ErrorKind of a status of ErrnoToStatus (KindOf), so they hold
+// through platform::WithContext too.
 //
-// True for a status that means the volume (typically a network share) cannot be
-// reached now: ESTALE, EIO, ENOTCONN, ETIMEDOUT, EHOSTDOWN, EHOSTUNREACH, ENETDOWN, ENETUNREACH,
-// ECONNRESET, ECONNABORTED, ENODEV, ENXIO.
+// True for a status that means the volume (typically a network share) cannot be reached now:
+// ErrorKind::kUnreachable, or kNoDevice (ENODEV, ENXIO: a FUSE share whose daemon went away).
 [[nodiscard]] bool IsUnreachable(const absl::Status& status);
 
-// True when the volume cannot do the operation at all: ErrorKind::kNotSupported, Unimplemented,
-// or ENOSYS (a FUSE filesystem that lacks the call).
+// True when the volume cannot do the operation at all: ErrorKind::kNotSupported (ENOSYS too: a
+// FUSE filesystem that lacks the call) or Unimplemented.
 [[nodiscard]] bool IsNotSupported(const absl::Status& status);
 
 // True for a status that means another client holds the file open right now
-// (EBUSY: an SMB share; ErrorKind::kSharingViolation on Windows): retrying soon may succeed.
+// (ErrorKind::kBusy, EBUSY on an SMB share; kSharingViolation on Windows): retrying soon may
+// succeed.
 [[nodiscard]] bool IsBusy(const absl::Status& status);
 
 }  // namespace ds::platform

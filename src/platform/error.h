@@ -21,6 +21,10 @@ enum class ErrorKind {
   kSharingViolation,  // Windows: another process holds the file without sharing; never on POSIX
   kNotSupported,      // the volume cannot do it (ENOTSUP/EOPNOTSUPP, no xattrs, no O_TMPFILE)
   kNoDevice,          // a FIFO/socket/device refused the open (ENXIO, ENODEV)
+  kBusy,              // in use for the moment: retrying shortly may succeed (EBUSY, ETXTBSY)
+  // The volume (typically a network share) may not be reachable now: ESTALE, EIO, ENOTCONN,
+  // ETIMEDOUT, EHOSTDOWN, EHOSTUNREACH, ENETDOWN, ENETUNREACH, ECONNRESET, ECONNABORTED.
+  kUnreachable,
 };
 
 // errno → canonical status, message "`what`: strerror(err)", with the ErrorKind payload:
@@ -30,7 +34,7 @@ enum class ErrorKind {
 //   ENOSPC, EDQUOT, EMFILE, ENFILE        ResourceExhausted
 //   EBUSY, EAGAIN, ETXTBSY, EINTR, EIO    Unavailable (retrying the call may succeed)
 //   ENAMETOOLONG, EINVAL                  InvalidArgument
-//   ENOTSUP, EOPNOTSUPP                   Unimplemented ("not supported on this volume")
+//   ENOTSUP, EOPNOTSUPP (kind also ENOSYS) Unimplemented ("not supported on this volume")
 //   anything else                         Internal
 // REQUIRES: err != 0.
 [[nodiscard]] absl::Status ErrnoToStatus(int err, std::string_view what);

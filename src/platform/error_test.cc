@@ -38,6 +38,10 @@ TEST(ErrnoToStatus, AttachesKinds) {
   EXPECT_EQ(KindOf(ErrnoToStatus(EISDIR, "x")), ErrorKind::kIsDirectory);
   EXPECT_EQ(KindOf(ErrnoToStatus(ENOTEMPTY, "x")), ErrorKind::kNotEmpty);
   EXPECT_EQ(KindOf(ErrnoToStatus(EXDEV, "x")), ErrorKind::kCrossDevice);
+  EXPECT_EQ(KindOf(ErrnoToStatus(EBUSY, "x")), ErrorKind::kBusy);
+  EXPECT_EQ(KindOf(ErrnoToStatus(ESTALE, "x")), ErrorKind::kUnreachable);
+  EXPECT_EQ(KindOf(ErrnoToStatus(EIO, "x")), ErrorKind::kUnreachable);
+  EXPECT_EQ(KindOf(ErrnoToStatus(ENOSYS, "x")), ErrorKind::kNotSupported);
   EXPECT_EQ(KindOf(ErrnoToStatus(ENOTSUP, "x")), ErrorKind::kNotSupported);
   EXPECT_EQ(KindOf(ErrnoToStatus(ENXIO, "x")), ErrorKind::kNoDevice);
   EXPECT_EQ(KindOf(ErrnoToStatus(ENOENT, "x")), ErrorKind::kOther);

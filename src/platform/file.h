@@ -94,9 +94,6 @@ class File {
   // Closing an invalid File is OK.
   [[nodiscard]] absl::Status Close();
 
-  // Gives up ownership of the handle (the File becomes invalid) to a legacy owner during the
-  // migration onto this layer (common/unique_fd.h); the caller closes it.
-  [[nodiscard]] NativeHandle Release();
 
   // The OS handle, still owned by this File. Only for the platform code itself and for
   // documented interop that needs a raw handle (e.g. a libcurl read callback); never to make

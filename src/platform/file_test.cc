@@ -149,17 +149,6 @@ TEST(File, MoveTransfersOwnership) {
   EXPECT_GE(::fcntl(fd, F_GETFD), 0);
 }
 
-TEST(File, ReleaseGivesUpOwnership) {
-  TestDir dir;
-  auto f = File::Open(dir.path() / "r", Create());
-  ASSERT_TRUE(f.ok());
-  const int fd = f->Release();
-  EXPECT_FALSE(f->valid());
-  f = absl::InternalError("drop");  // destroys the File
-  EXPECT_GE(::fcntl(fd, F_GETFD), 0);
-  ::close(fd);
-}
-
 TEST(File, DestructorCloses) {
   TestDir dir;
   int fd;

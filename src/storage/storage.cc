@@ -211,12 +211,6 @@ absl::StatusOr<platform::File> OpenPutSourceFile(const std::filesystem::path& so
   return file;
 }
 
-absl::StatusOr<UniqueFd> OpenPutSource(const std::filesystem::path& source,
-                                       const PutOptions& options) {
-  DS_ASSIGN_OR_RETURN(platform::File file, OpenPutSourceFile(source, options));
-  return UniqueFd(file.Release());
-}
-
 absl::StatusOr<std::unique_ptr<StagedPut>> Storage::StagePutFd(const std::string& key,
                                                                const platform::File&,
                                                                const std::string&,

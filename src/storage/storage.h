@@ -20,7 +20,6 @@
 #include "common/crypto.h"
 #include "common/rate_limiter.h"
 #include "common/status.h"
-#include "common/unique_fd.h"  // TEMPORARY: OpenPutSource for src/storage/dir
 #include "platform/file.h"
 
 namespace ds {
@@ -94,10 +93,6 @@ struct StageFdOptions {
 // here.
 [[nodiscard]] absl::StatusOr<platform::File> OpenPutSourceFile(const std::filesystem::path& source,
                                                                const PutOptions& options);
-// TEMPORARY: OpenPutSourceFile as a descriptor, for src/storage/dir until it moves onto
-// src/platform (then this and common/unique_fd.h go).
-[[nodiscard]] absl::StatusOr<UniqueFd> OpenPutSource(const std::filesystem::path& source,
-                                                     const PutOptions& options);
 
 struct PutResult {
   ObjectInfo info;               // what now sits under the key

@@ -30,8 +30,8 @@
 #include "common/mutex.h"
 #include "common/periodic_worker.h"
 #include "common/time_util.h"
-#include "common/unique_fd.h"
 #include "index/migrations.h"
+#include "platform/file.h"
 
 namespace ds {
 namespace {
@@ -261,9 +261,13 @@ AuditEntry AuditFromRow(const SQLite::Statement& s) {
 // creates with the database file's mode). In-memory and URI databases are left alone.
 absl::Status KeepIndexFilesPrivate(const std::string& path) {
   if (path.empty() || path == ":memory:" || path.rfind("file:", 0) == 0) return absl::OkStatus();
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) {  // as SQLite's own "cannot open" would be
-    return absl::UnavailableError(absl::StrCat("opening SQLite index ", path, ": ", std::strerror(errno)));
+  const absl::StatusOr<platform::File> created = platform::File::Open(
+      path, {.access = platform::Access::kReadWrite,
+             .disposition = platform::Disposition::kOpenOrCreate,
+             .permissions = 0600});
+  if (!created.ok()) {  // as SQLite's own "cannot open" would be
+    return absl::UnavailableError(
+        absl::StrCat("opening SQLite index ", path, ": ", created.status().message()));
   }
   for (const std::string& file : {path, path + "-wal", path + "-shm"}) {
     struct stat st {};

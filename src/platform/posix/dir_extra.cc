@@ -57,15 +57,6 @@ std::string AttributeName(std::string_view name) { return absl::StrCat("user.", 
 
 // True when `status` is ErrnoToStatus(err, ...) of one of `errs` (ErrnoToStatus keeps the OS's
 // text of the error, not the errno: this compares the text).
-bool FromErrno(const absl::Status& status, std::initializer_list<int> errs) {
-  if (status.ok()) return false;
-  const std::string text = SystemErrorText(status);
-  for (int err : errs) {
-    if (text == std::strerror(err)) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 VolumeKind VolumeKindOf(const Directory& dir) {
@@ -195,17 +186,17 @@ absl::Status RemoveAttributeAt(const std::filesystem::path& path, std::string_vi
 }
 
 bool IsUnreachable(const absl::Status& status) {
-  return FromErrno(status, {ESTALE, EIO, ENOTCONN, ETIMEDOUT, EHOSTDOWN, EHOSTUNREACH, ENETDOWN,
-                            ENETUNREACH, ECONNRESET, ECONNABORTED, ENODEV, ENXIO});
+  const ErrorKind kind = KindOf(status);
+  return kind == ErrorKind::kUnreachable || kind == ErrorKind::kNoDevice;
 }
 
 bool IsNotSupported(const absl::Status& status) {
-  return KindOf(status) == ErrorKind::kNotSupported || absl::IsUnimplemented(status) ||
-         FromErrno(status, {ENOSYS});
+  return KindOf(status) == ErrorKind::kNotSupported || absl::IsUnimplemented(status);
 }
 
 bool IsBusy(const absl::Status& status) {
-  return KindOf(status) == ErrorKind::kSharingViolation || FromErrno(status, {EBUSY});
+  const ErrorKind kind = KindOf(status);
+  return kind == ErrorKind::kSharingViolation || kind == ErrorKind::kBusy;
 }
 
 }  // namespace ds::platform

@@ -26,6 +26,22 @@ ErrorKind KindOfErrno(int err) {
     case EOPNOTSUPP:
 #endif
       return ErrorKind::kNotSupported;
+    case ENOSYS:  // a FUSE filesystem that lacks the call
+      return ErrorKind::kNotSupported;
+    case EBUSY:
+    case ETXTBSY:
+      return ErrorKind::kBusy;
+    case ESTALE:
+    case EIO:
+    case ENOTCONN:
+    case ETIMEDOUT:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENETDOWN:
+    case ENETUNREACH:
+    case ECONNRESET:
+    case ECONNABORTED:
+      return ErrorKind::kUnreachable;
     case ENXIO:
     case ENODEV:
       return ErrorKind::kNoDevice;

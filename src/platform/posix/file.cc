@@ -282,8 +282,6 @@ absl::StatusOr<std::vector<std::string>> File::ListAttributes() const {
   return names;
 }
 
-NativeHandle File::Release() { return std::exchange(handle_, -1); }
-
 absl::Status File::Close() {
   if (handle_ < 0) return absl::OkStatus();
   const int rc = ::close(std::exchange(handle_, -1));
