@@ -1452,9 +1452,11 @@ absl::Status WalkTree(const std::string& root, const std::string& start,
       opened = *std::move(dir);
     }
     const Directory& dir = *opened;
-    const std::string key_prefix = rel.empty() ? "" : absl::StrCat(rel, "/");
+    // Not `rel` in the lambda: clang 14 cannot capture a structured binding.
+    const bool at_root = rel.empty();
+    const std::string key_prefix = at_root ? "" : absl::StrCat(rel, "/");
     const absl::Status listed = dir.List([&](const platform::DirEntry& e) {
-      if (rel.empty() && kReservedArea == e.name) return absl::OkStatus();
+      if (at_root && kReservedArea == e.name) return absl::OkStatus();
       std::string key = absl::StrCat(key_prefix, e.name);
       if (!ValidateRelativePath(key).ok()) return absl::OkStatus();
       if (e.type == FileType::kDirectory) {
