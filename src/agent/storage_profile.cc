@@ -1,15 +1,15 @@
 #include "agent/storage_profile.h"
 
 #include <map>
-#include <mutex>
 
 #include "common/log.h"
+#include "common/mutex.h"
 
 namespace ds {
 namespace {
 
-std::mutex g_profiles_mu;
-std::map<std::string, StorageProfile> g_profiles;  // by URL; Protected by g_profiles_mu.
+Mutex g_profiles_mu;
+std::map<std::string, StorageProfile> g_profiles ABSL_GUARDED_BY(g_profiles_mu);  // by URL
 
 // Says what the storage is, opening it when the agent writes it itself. Errors: the storage
 // could not be reached or opened (asked again later).
@@ -42,11 +42,11 @@ absl::StatusOr<StorageProfile> Learn(const std::string& url) {
 
 absl::StatusOr<StorageProfile> ProfileStorage(const std::string& url) {
   {
-    std::lock_guard<std::mutex> lock(g_profiles_mu);
+    MutexLock lock(&g_profiles_mu);
     if (auto it = g_profiles.find(url); it != g_profiles.end()) return it->second;
   }
   DS_ASSIGN_OR_RETURN(StorageProfile profile, Learn(url));
-  std::lock_guard<std::mutex> lock(g_profiles_mu);
+  MutexLock lock(&g_profiles_mu);
   return g_profiles.emplace(url, profile).first->second;
 }
 

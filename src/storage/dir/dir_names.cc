@@ -23,14 +23,14 @@ std::optional<std::string> OtherSpelling(const platform::Directory& dir, const s
 }
 
 FoldClaims::Claim::~Claim() {
-  std::lock_guard<std::mutex> lock(owner_->mu_);
+  MutexLock lock(&owner_->mu_);
   owner_->writing_.erase(folded_);
 }
 
 absl::StatusOr<std::unique_ptr<FoldClaims::Claim>> FoldClaims::Take(const StorageFeatures& features,
                                                                     const std::string& key) {
   std::string folded = FoldedKey(features, key);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto [it, fresh] = writing_.emplace(folded, key);
   if (!fresh) {
     if (it->second == key)

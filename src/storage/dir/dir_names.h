@@ -4,10 +4,10 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "platform/directory.h"
 #include "storage/storage.h"
@@ -45,8 +45,8 @@ class FoldClaims : public std::enable_shared_from_this<FoldClaims> {
                                                             const std::string& key);
 
  private:
-  std::mutex mu_;
-  std::map<std::string, std::string> writing_;  // folded key → key. Protected by mu_.
+  Mutex mu_;
+  std::map<std::string, std::string> writing_ ABSL_GUARDED_BY(mu_);  // folded key → key
 };
 
 }  // namespace ds

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -10,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "platform/dir_extra.h"
 #include "platform/error.h"
 #include "platform/file.h"
@@ -198,6 +198,12 @@ std::string Describe(const DirProbe& p) {
                       " bytes", p.syncfs_flushes ? ", one syncfs per commit" : ", fsync per file");
 }
 
+// What each storage root (by identity, and whether unnamed files were tried) was found to do:
+// probed once per process.
+using ProbeId = std::tuple<uint64_t, uint64_t, uint64_t, bool>;
+Mutex g_probed_mu;
+std::map<ProbeId, DirProbe> g_probed ABSL_GUARDED_BY(g_probed_mu);
+
 }  // namespace
 
 absl::StatusOr<DirProbe> ProbeDirStorage(const platform::Directory& root_dir,
@@ -206,17 +212,14 @@ absl::StatusOr<DirProbe> ProbeDirStorage(const platform::Directory& root_dir,
   if (!info.ok())
     return StorageError(
         platform::WithContext(info.status(), absl::StrCat("stat storage root ", root)));
-  using Id = std::tuple<uint64_t, uint64_t, uint64_t, bool>;
-  static std::mutex mu;
-  static std::map<Id, DirProbe> probed;  // Protected by mu.
-  const Id id{info->id.volume, info->id.file, info->id.file_high, try_unnamed};
+  const ProbeId id{info->id.volume, info->id.file, info->id.file_high, try_unnamed};
   {
-    std::lock_guard<std::mutex> lock(mu);
-    if (auto it = probed.find(id); it != probed.end()) return it->second;
+    MutexLock lock(&g_probed_mu);
+    if (auto it = g_probed.find(id); it != g_probed.end()) return it->second;
   }
   DS_ASSIGN_OR_RETURN(DirProbe p, Probe(root_dir, root, try_unnamed));
-  std::lock_guard<std::mutex> lock(mu);
-  auto [it, fresh] = probed.emplace(id, std::move(p));
+  MutexLock lock(&g_probed_mu);
+  auto [it, fresh] = g_probed.emplace(id, std::move(p));
   if (fresh) spdlog::info("storage file://{}: {}", root, Describe(it->second));
   return it->second;
 }

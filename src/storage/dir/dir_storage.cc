@@ -14,7 +14,6 @@
 #include <limits>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <span>
@@ -29,6 +28,7 @@
 #include "common/crypto.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/paths.h"
 #include "common/time_util.h"
 #include "platform/dir_extra.h"
@@ -719,9 +719,9 @@ class DirStorage final : public Storage {
   // block filesystems). Network shares and FUSE: fsync per file and per directory instead.
   const bool syncfs_flushes_ = false;
 
-  std::mutex dirs_mu_;
-  std::map<std::string, std::weak_ptr<const Directory>, std::less<>>
-      dirs_;  // Protected by dirs_mu_.
+  Mutex dirs_mu_;
+  std::map<std::string, std::weak_ptr<const Directory>, std::less<>> dirs_
+      ABSL_GUARDED_BY(dirs_mu_);
 
   // O_TMPFILE use: the bound, and whether this filesystem still accepts it (cleared for good
   // on the first refusal: EOPNOTSUPP / EISDIR / EINVAL from a filesystem or share without it).
@@ -730,8 +730,8 @@ class DirStorage final : public Storage {
 
   // Case-insensitive shares: folded keys of puts in flight, and folders whose spelling matched.
   const std::shared_ptr<FoldClaims> folds_ = std::make_shared<FoldClaims>();
-  std::mutex spelled_mu_;
-  std::set<std::string, std::less<>> spelled_dirs_;  // Protected by spelled_mu_.
+  Mutex spelled_mu_;
+  std::set<std::string, std::less<>> spelled_dirs_ ABSL_GUARDED_BY(spelled_mu_);
 };
 
 absl::StatusOr<Directory> DirStorage::OpenParentDir(const std::vector<std::string_view>& parts,
@@ -750,7 +750,7 @@ absl::StatusOr<std::shared_ptr<const Directory>> DirStorage::ParentDir(
   for (size_t i = 0; i + 1 < parts.size(); ++i)
     absl::StrAppend(&dir_key, std::string(parts[i]), "/");
   {
-    std::lock_guard<std::mutex> lock(dirs_mu_);
+    MutexLock lock(&dirs_mu_);
     auto it = dirs_.find(dir_key);
     if (it != dirs_.end()) {
       if (auto fd = it->second.lock()) return fd;
@@ -763,7 +763,7 @@ absl::StatusOr<std::shared_ptr<const Directory>> DirStorage::ParentDir(
   DS_ASSIGN_OR_RETURN(Directory dir, OpenParentDir(parts, /*create=*/true, /*sync_new=*/!grouped));
   if (features_.case_insensitive) DS_RETURN_IF_ERROR(CheckFolderSpelling(parts));
   auto fd = std::make_shared<const Directory>(std::move(dir));
-  std::lock_guard<std::mutex> lock(dirs_mu_);
+  MutexLock lock(&dirs_mu_);
   if (dirs_.size() > 4096) {  // forget directories nobody holds any more
     for (auto it = dirs_.begin(); it != dirs_.end();)
       it = it->second.expired() ? dirs_.erase(it) : std::next(it);
@@ -978,7 +978,7 @@ absl::Status DirStorage::CheckFolderSpelling(const std::vector<std::string_view>
     const std::string parent = folder;
     absl::StrAppend(&folder, folder.empty() ? "" : "/", std::string(parts[i]));
     {
-      std::lock_guard<std::mutex> lock(spelled_mu_);
+      MutexLock lock(&spelled_mu_);
       if (spelled_dirs_.count(folder)) continue;
     }
     DS_ASSIGN_OR_RETURN(Directory root, OpenRoot(root_));
@@ -989,7 +989,7 @@ absl::Status DirStorage::CheckFolderSpelling(const std::vector<std::string_view>
                        parent.empty() ? "" : "/", *other,
                        "': this destination does not tell names apart by case")));
     }
-    std::lock_guard<std::mutex> lock(spelled_mu_);
+    MutexLock lock(&spelled_mu_);
     if (spelled_dirs_.size() > 100'000) spelled_dirs_.clear();
     spelled_dirs_.insert(folder);
   }
