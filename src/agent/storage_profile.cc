@@ -28,7 +28,8 @@ absl::StatusOr<StorageProfile> Learn(const std::string& url) {
   profile.features = storage->Features();
   profile.copies_while_scanning = profile.features.stages_from_fd && profile.features.unnamed_files;
   if (profile.copies_while_scanning) {
-    spdlog::info("storage {}: copying while scanning (files are staged as unnamed files)", parsed.text);
+    spdlog::info("storage {}: copying while scanning (files are staged as unnamed files)",
+                 parsed.text);
   } else {
     spdlog::info(
         "storage {}: not copying while scanning (it cannot stage unnamed files); files are "
