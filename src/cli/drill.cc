@@ -23,6 +23,7 @@
 #include "common/json.h"
 #include "http/http_client.h"
 #include "http/http_types.h"
+#include "storage/storage.h"
 
 namespace ds {
 namespace {
@@ -348,10 +349,12 @@ int DrillIndexLoss(const DrillOptions& o) {
     steps.push_back({"sync round trip", Since(t), absl::StrCat(run["state"].get<std::string>(), ", ",
                                                               run["files_uploaded"].get<uint64_t>(), " files")});
     double rto = Since(total);
-    // Remove the round trip's files from directory storage (object storage: left, reported).
-    if (storage.rfind("file://", 0) == 0) {
+    // Remove the round trip's files from storage the drill can write itself (a directory or
+    // share; object storage: left, reported).
+    if (absl::StatusOr<StorageUrl> parsed = ParseStorageUrl(storage);
+        parsed.ok() && AdvertisedFeatures(*parsed).direct_writes) {
       std::error_code ec;
-      fs::remove_all(fs::path(storage.substr(7)) / "datasync-drill", ec);
+      fs::remove_all(fs::path(parsed->path) / "datasync-drill", ec);
     }
     agent->Stop();
     server->Stop();
