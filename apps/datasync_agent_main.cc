@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   // files, not the (often 1024) soft one.
   ds::platform::RaiseOpenFileLimit(1 << 20);
   static std::atomic<bool> stop{false};
-  (void)ds::platform::StopHandler::Install([] {
+  ds::platform::StopHandler::Install([] {
     spdlog::info("stop requested; finishing the current file");
     stop = true;
   });

@@ -305,7 +305,7 @@ int Serve(const ds::ServerConfig& cfg) {
   std::condition_variable cv;
   bool stop = false;
   ds::DataSyncServer* serving = nullptr;  // guarded by mu
-  (void)ds::platform::StopHandler::Install(
+  ds::platform::StopHandler::Install(
       [&] {
         std::lock_guard<std::mutex> lock(mu);
         stop = true;

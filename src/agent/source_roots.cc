@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/files.h"
+#include "platform/error.h"
 
 namespace ds {
 namespace {
@@ -21,7 +22,7 @@ bool IsAtOrBelow(const std::filesystem::path& path, const std::filesystem::path&
 absl::StatusOr<std::filesystem::path> SourceRoots::Admit(const std::string& source) const {
   std::error_code ec;
   const std::filesystem::path real = std::filesystem::canonical(source, ec);
-  if (ec) return ErrnoStatus(ec.value(), absl::StrCat("source ", source));
+  if (ec) return platform::ErrnoToStatus(ec.value(), absl::StrCat("source ", source));
   for (const std::string& root : roots_) {
     // A root that does not exist yet (an instrument folder made later) is taken as written.
     const std::filesystem::path r = std::filesystem::weakly_canonical(root, ec);

@@ -25,11 +25,6 @@ namespace ds {
 // fsync() on a directory so a rename inside it is durable.
 [[nodiscard]] absl::Status SyncDirectory(const std::filesystem::path& dir);
 
-// errno → canonical status with `what` as context: platform::ErrnoToStatus (the one mapping).
-inline absl::Status ErrnoStatus(int err, std::string_view what) {
-  return platform::ErrnoToStatus(err, what);
-}
-
 // What a scan saw of a file; the agent reads the file again (to upload it) only while it is
 // still that file.
 struct FileIdentity {

@@ -138,10 +138,5 @@ TEST_F(WriteFileAtomicallyTest, ReplacesWithTheModeAndLeavesNoTemp) {
   EXPECT_TRUE(absl::IsResourceExhausted(ReadFileToString(dir_ / "f", 3).status()));
 }
 
-TEST(ErrnoStatus, IsThePlatformMapping) {
-  EXPECT_TRUE(absl::IsNotFound(ErrnoStatus(ENOENT, "x")));
-  EXPECT_EQ(platform::KindOf(ErrnoStatus(ELOOP, "x")), platform::ErrorKind::kIsLink);
-}
-
 }  // namespace
 }  // namespace ds

@@ -12,6 +12,7 @@
 #include "index/postgres/postgres_index.h"
 #include "index/sqlite/sqlite_index.h"
 #include "index/state_index.h"
+#include "platform/error.h"
 
 namespace ds {
 
@@ -38,7 +39,9 @@ absl::StatusOr<std::unique_ptr<StateIndex>> OpenSqliteUrl(const std::string& url
   std::error_code ec;
   if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
     std::filesystem::create_directories(dir, ec);
-    if (ec) return ErrnoStatus(ec.value(), absl::StrCat("creating index directory ", dir.string()));
+    if (ec)
+      return platform::ErrnoToStatus(ec.value(),
+                                     absl::StrCat("creating index directory ", dir.string()));
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);  // only the server's
   }
   return OpenSqliteIndex(path);

@@ -18,8 +18,8 @@ class StopHandler {
   // `on_reload`, SIGHUP runs it each time until the stop request (Windows: never); without it
   // SIGHUP keeps its default action. At most one StopHandler per process; the returned object
   // may be dropped: the handler stays installed for the life of the process.
-  [[nodiscard]] static std::shared_ptr<StopHandler> Install(
-      std::function<void()> on_stop, std::function<void()> on_reload = nullptr);
+  static std::shared_ptr<StopHandler> Install(std::function<void()> on_stop,
+                                              std::function<void()> on_reload = nullptr);
 
   // True once a stop was requested (from outside or by RequestStop).
   virtual bool stop_requested() const = 0;

@@ -4,17 +4,17 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <SQLiteCpp/VariadicBind.h>
-#include <sqlite3.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <exception>
-#include <initializer_list>
-#include <filesystem>
 #include <cstring>
+#include <exception>
+#include <filesystem>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -31,6 +31,7 @@
 #include "common/periodic_worker.h"
 #include "common/time_util.h"
 #include "index/migrations.h"
+#include "platform/error.h"
 #include "platform/file.h"
 
 namespace ds {
@@ -273,7 +274,8 @@ absl::Status KeepIndexFilesPrivate(const std::string& path) {
     struct stat st {};
     if (::lstat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0) continue;
     if (::chmod(file.c_str(), st.st_mode & 0700) != 0) {
-      return ErrnoStatus(errno, absl::StrCat("making ", file, " readable by its owner only"));
+      return platform::ErrnoToStatus(errno,
+                                     absl::StrCat("making ", file, " readable by its owner only"));
     }
     spdlog::warn("{} was readable by others (mode {:o}); it is now {:o}", file, st.st_mode & 0777,
                  st.st_mode & 0700);
