@@ -117,6 +117,20 @@ class ScrubCase(unittest.TestCase):
     def stored(self, rel):
         return read_file(os.path.join(self.dest, rel))
 
+    def wait_visible_through_share(self, gone, grown, grown_size):
+        """Waits until the share (what the server reads) shows a change made behind it: an SMB
+        client caches attributes (smbnetfs through FUSE, ~1 s; cifs actimeo likewise), so a
+        scrub started at once may still see the old size, as it would on a real share."""
+        seen = os.path.join(self.c.share, "lab", "raw")
+
+        def visible():
+            try:
+                os.stat(os.path.join(seen, gone))
+                return None
+            except FileNotFoundError:
+                return os.stat(os.path.join(seen, grown)).st_size == grown_size or None
+        wait_for("the change behind the share visible through it", visible, 30)
+
 
 class ScrubDirTest(ScrubCase):
     def test_drift_is_found_reported_alerted_and_healed_by_the_next_run(self):
@@ -150,6 +164,7 @@ class ScrubDirTest(ScrubCase):
             f.write(b"half an upload")
         old = time.time() - 7200
         os.utime(temp, (old, old))
+        self.wait_visible_through_share(gone, grown, len(self.files[grown]) + 16)
 
         s = self.scrub(rehash=1.0)
         self.assertEqual(s["state"], "succeeded", s)
