@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/mutex.h"
+#include "common/periodic_worker.h"
 #include "common/time_util.h"
 #include "http/http_client.h"
 #include "http/http_server.h"
@@ -278,47 +279,25 @@ class Agent {
     return RenderMetrics(families);
   }
 
-  // Ships the log buffer to the server in batches while enrolled.
-  void ShipLogsLoop() {
-    auto client = NewClient(std::chrono::milliseconds(30'000));
-    bool failing = false;
-    int failures = 0;
-    while (!Quitting()) {
-      auto wait = config_.log_ship_interval;
-      auto batch = log_buffer_->Peek(protocol::kMaxLogBatch / 2);
-      if (batch.ok() && !batch->empty()) {
-        protocol::LogBatch body{*batch};
-        auto resp = client->Do("POST", "/api/v1/agent/logs", protocol::Encode(body));
-        absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
-        if (st.ok()) {
-          (void)log_buffer_->Remove(batch->back().seq);
-          metrics_.Add("datasync_agent_log_records_shipped_total", {}, static_cast<double>(batch->size()));
-          if (failing) spdlog::info("shipping logs again ({} waiting)", log_buffer_->Size());
-          failing = false;
-          failures = 0;
-          if (batch->size() == protocol::kMaxLogBatch / 2) wait = std::chrono::milliseconds(0);
-        } else {
-          // Said once per outage: each line would itself wait in the buffer.
-          if (!failing) spdlog::warn("cannot ship logs yet: {}", st.message());
-          failing = true;
-          wait = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(30'000),
-                                                     Backoff(failures++, config_.log_ship_interval,
-                                                             std::chrono::milliseconds(30'000)));
-        }
-      }
-      WaitUnlessQuitting(wait);
+  // Ships one batch of the log buffer; returns the wait before the next: none while a full batch
+  // went out (more wait), the interval, or a capped back-off while the server refuses.
+  milliseconds ShipLogs() {
+    auto batch = log_buffer_->Peek(protocol::kMaxLogBatch / 2);
+    if (!batch.ok() || batch->empty()) return config_.log_ship_interval;
+    protocol::LogBatch body{*batch};
+    auto resp = ship_client_->Do("POST", "/api/v1/agent/logs", protocol::Encode(body));
+    absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
+    if (!st.ok()) {
+      // Said once per outage: each line would itself wait in the buffer.
+      if (ship_failures_ == 0) spdlog::warn("cannot ship logs yet: {}", st.message());
+      return std::min(milliseconds(30'000),
+                      Backoff(ship_failures_++, config_.log_ship_interval, milliseconds(30'000)));
     }
-  }
-
-  // Waits `d`, or less once quitting or stopped (the stop flag is set from a signal thread that
-  // cannot notify us: looked at every 500 ms).
-  void WaitUnlessQuitting(Clock::duration d) {
-    MutexLock lock(&mu_);
-    const auto until = Clock::now() + d;
-    while (!quitting_ && !stop_.load() && Clock::now() < until) {
-      heartbeat_cv_.WaitFor(&mu_,
-                            std::min<Clock::duration>(milliseconds(500), until - Clock::now()));
-    }
+    (void)log_buffer_->Remove(batch->back().seq);
+    metrics_.Add("datasync_agent_log_records_shipped_total", {}, static_cast<double>(batch->size()));
+    if (ship_failures_ > 0) spdlog::info("shipping logs again ({} waiting)", log_buffer_->Size());
+    ship_failures_ = 0;
+    return batch->size() == protocol::kMaxLogBatch / 2 ? milliseconds(0) : config_.log_ship_interval;
   }
 
   absl::Status RunEnrolled() {
@@ -343,8 +322,12 @@ class Agent {
       spdlog::info("loaded {} cached job definition(s) (v{})", cached->second.size(), version);
     }
 
-    std::thread heart([this] { HeartbeatLoop(); });
-    std::thread shipper([this] { ShipLogsLoop(); });
+    heartbeat_client_ = NewClient(milliseconds(30'000));
+    ship_client_ = NewClient(milliseconds(30'000));
+    auto heartbeats = PeriodicWorker::Paced({.name = "heartbeat", .call_at_start = true},
+                                            [this] { return HeartbeatAndPace(); });
+    auto shipper = PeriodicWorker::Paced({.name = "log-shipper", .call_at_start = true},
+                                         [this] { return ShipLogs(); });
     std::thread poller;
     if (!config_.once) poller = std::thread([this] { PollCommands(); });
     absl::Status result = MainLoop();
@@ -353,9 +336,8 @@ class Agent {
       quitting_ = true;
     }
     cv_.SignalAll();
-    heartbeat_cv_.SignalAll();
-    heart.join();
-    shipper.join();
+    heartbeats->Stop();
+    shipper->Stop();
     if (poller.joinable()) poller.join();
     MutexLock lock(&mu_);  // the threads are gone: for the analysis
     if (result.ok() && !fatal_.ok()) result = fatal_;
@@ -383,11 +365,6 @@ class Agent {
       return state_.api_key;
     };
     return std::make_unique<http::Client>(state_.server_url, copts);
-  }
-
-  bool Quitting() {
-    MutexLock lock(&mu_);
-    return quitting_ || stop_.load();
   }
 
   // Loads the state, or registers and waits for an operator's approval.
@@ -543,39 +520,41 @@ class Agent {
     return server.count() > 0 ? server : milliseconds(60'000);
   }
 
-  // Heartbeats on schedule; after an outage, reconnects with capped exponential backoff with
-  // jitter (at most 60 s between attempts, so within 2 minutes of the server's return).
-  void HeartbeatLoop() {
-    auto client = NewClient(milliseconds(30'000));
-    int failures = 0;
-    bool first = true;
-    while (!Quitting()) {
-      absl::Status st = Heartbeat(client.get());
-      milliseconds next;
-      if (st.ok()) {
-        if (failures > 0 || first) {
-          if (failures > 0) spdlog::info("server reachable again after {} failed heartbeat(s)", failures);
-          replay_needed_ = true;
-        }
-        failures = 0;
-        first = false;
-        server_ok_ = true;
-        next = HeartbeatInterval();
-      } else if (absl::IsUnauthenticated(st)) {
-        MutexLock lock(&mu_);
-        fatal_ = absl::UnauthenticatedError(absl::StrCat(
-            "the server no longer accepts this runner's key (", st.message(),
-            "); an operator revoked or replaced it. Start with --re-enroll to enroll again"));
-        cv_.SignalAll();
-        return;
-      } else {
-        metrics_.Add("datasync_agent_heartbeat_failures_total", {});
-        if (server_ok_.exchange(false) || failures == 0) spdlog::warn("heartbeat failed: {}", st.message());
-        next = std::min(HeartbeatInterval(), Backoff(failures++, milliseconds(1'000), milliseconds(60'000)));
-      }
-      cv_.SignalAll();  // jobs, commands or reachability may have changed
-      WaitUnlessQuitting(next);
+  // One heartbeat; returns the wait before the next: the interval, or after an outage a capped
+  // exponential back-off with jitter (at most 60 s between attempts, so within 2 minutes of the
+  // server's return). A revoked key ends the agent (fatal_) and the heartbeats.
+  milliseconds HeartbeatAndPace() {
+    absl::Status st = Heartbeat(heartbeat_client_.get());
+    if (absl::IsUnauthenticated(st)) {
+      MutexLock lock(&mu_);
+      fatal_ = absl::UnauthenticatedError(absl::StrCat(
+          "the server no longer accepts this runner's key (", st.message(),
+          "); an operator revoked or replaced it. Start with --re-enroll to enroll again"));
+      cv_.SignalAll();
+      return std::chrono::hours(24);  // not again: the main loop returns fatal_ and stops us
     }
+    milliseconds next;
+    if (st.ok()) {
+      if (heartbeat_failures_ > 0 || first_heartbeat_) {
+        if (heartbeat_failures_ > 0) {
+          spdlog::info("server reachable again after {} failed heartbeat(s)", heartbeat_failures_);
+        }
+        replay_needed_ = true;
+      }
+      heartbeat_failures_ = 0;
+      first_heartbeat_ = false;
+      server_ok_ = true;
+      next = HeartbeatInterval();
+    } else {
+      metrics_.Add("datasync_agent_heartbeat_failures_total", {});
+      if (server_ok_.exchange(false) || heartbeat_failures_ == 0) {
+        spdlog::warn("heartbeat failed: {}", st.message());
+      }
+      next = std::min(HeartbeatInterval(),
+                      Backoff(heartbeat_failures_++, milliseconds(1'000), milliseconds(60'000)));
+    }
+    cv_.SignalAll();  // jobs, commands or reachability may have changed
+    return next;
   }
 
   absl::Status Heartbeat(http::Client* client) {
@@ -850,18 +829,23 @@ class Agent {
   std::unique_ptr<Journal> journal_;
   // Owned by the main loop thread.
   std::unique_ptr<http::Client> client_;
-  // Owned by the heartbeat thread.
+  // Owned by the heartbeat worker (server_ok_ is read by others).
+  std::unique_ptr<http::Client> heartbeat_client_;
+  int heartbeat_failures_ = 0;
+  bool first_heartbeat_ = true;
   std::atomic<milliseconds> server_interval_{milliseconds(0)};
   std::atomic<bool> server_ok_{false};
   std::atomic<bool> replay_needed_{true};
+  // Owned by the log shipper worker.
+  std::unique_ptr<http::Client> ship_client_;
+  int ship_failures_ = 0;
   // Owned by the main loop thread (RemoveTempsIfDue).
   bool temp_cleanup_needed_ = true;
   Clock::time_point temp_cleanup_after_{};
 
   Mutex mu_;
   Mutex key_mu_;          // guards state_.api_key once the threads run (key rotation)
-  CondVar cv_;            // wakes the main loop
-  CondVar heartbeat_cv_;  // wakes the heartbeat thread (to quit)
+  CondVar cv_;  // wakes the main loop
   std::string storage_url_ ABSL_GUARDED_BY(mu_);
   std::string current_run_ ABSL_GUARDED_BY(mu_);
   int64_t jobs_version_ ABSL_GUARDED_BY(mu_) = -1;

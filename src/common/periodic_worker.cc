@@ -12,10 +12,20 @@ thread_local const PeriodicWorker* current_worker = nullptr;
 }  // namespace
 
 PeriodicWorker::PeriodicWorker(Options options, std::function<void()> fn)
+    : PeriodicWorker(options, PacedFn([fn = std::move(fn), interval = options.interval] {
+        fn();
+        return interval;
+      })) {}
+
+PeriodicWorker::PeriodicWorker(Options options, PacedFn fn)
     : options_(std::move(options)),
       fn_(std::move(fn)),
       rng_(options_.seed),
       thread_([this] { Loop(); }) {}
+
+std::unique_ptr<PeriodicWorker> PeriodicWorker::Paced(Options options, PacedFn fn) {
+  return std::unique_ptr<PeriodicWorker>(new PeriodicWorker(std::move(options), std::move(fn)));
+}
 
 PeriodicWorker::~PeriodicWorker() { Stop(); }
 
@@ -39,12 +49,13 @@ void PeriodicWorker::Loop() {
   current_worker = this;
   // The thread's name shows in top, gdb and TSan reports (Linux keeps 15 characters).
   platform::SetCurrentThreadName(options_.name);
-  if (options_.call_at_start && !stopping()) fn_();
-  while (WaitNext()) fn_();
+  std::chrono::milliseconds next = options_.interval;
+  if (options_.call_at_start && !stopping()) next = fn_();
+  while (WaitNext(next)) next = fn_();
 }
 
-bool PeriodicWorker::WaitNext() {
-  const std::chrono::milliseconds d = NextInterval();
+bool PeriodicWorker::WaitNext(std::chrono::milliseconds d) {
+  d = Jittered(d);
   if (options_.wait) {
     if (stopping()) return false;
     {
@@ -67,12 +78,11 @@ bool PeriodicWorker::WaitNext() {
   return !stopping();
 }
 
-std::chrono::milliseconds PeriodicWorker::NextInterval() {
+std::chrono::milliseconds PeriodicWorker::Jittered(std::chrono::milliseconds d) {
   const double jitter = std::clamp(options_.jitter, 0.0, 1.0);
-  if (jitter == 0) return options_.interval;
+  if (jitter == 0 || d.count() <= 0) return std::max(d, std::chrono::milliseconds(0));
   std::uniform_real_distribution<double> factor(1 - jitter, 1 + jitter);
-  const auto ms =
-      static_cast<int64_t>(static_cast<double>(options_.interval.count()) * factor(rng_));
+  const auto ms = static_cast<int64_t>(static_cast<double>(d.count()) * factor(rng_));
   return std::chrono::milliseconds(std::max<int64_t>(ms, 1));
 }
 

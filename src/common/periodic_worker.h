@@ -2,13 +2,15 @@
 // thread, a stop flag, a mutex and a condition variable written again in each service (leveldb's
 // background thread, ClickHouse's BackgroundSchedulePool task): woken early by Wake(), stopped by
 // Stop() or the destructor, the interval optionally jittered so that instances sharing an index
-// do not all call at once.
+// do not all call at once. A paced worker's function says itself how long to wait before its next
+// call (a heartbeat's back-off after a failure, no wait while a backlog lasts).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -23,6 +25,8 @@ class PeriodicWorker {
   // once). Called without the worker's lock; Wake() and Stop() do not interrupt it, so a test's
   // wait must return on its own. The worker checks for a stop and a wake after it returns.
   using WaitFn = std::function<void(std::chrono::milliseconds d)>;
+  // A paced worker's function: returns the wait before its next call (>= 0; 0: at once).
+  using PacedFn = std::function<std::chrono::milliseconds()>;
 
   struct Options {
     std::string name;  // for logs and the thread's name (first 15 characters)
@@ -41,6 +45,9 @@ class PeriodicWorker {
   // stopping() between its steps. REQUIRES: whatever `fn` uses outlives Stop() (declare the
   // worker after the members `fn` uses, so it is destroyed first).
   PeriodicWorker(Options options, std::function<void()> fn);
+  // A worker whose `fn` returns its next wait; Options::interval is unused, jitter applies to
+  // the returned wait. Otherwise as above.
+  static std::unique_ptr<PeriodicWorker> Paced(Options options, PacedFn fn);
   ~PeriodicWorker();  // Stop()
   PeriodicWorker(const PeriodicWorker&) = delete;
   PeriodicWorker& operator=(const PeriodicWorker&) = delete;
@@ -59,14 +66,15 @@ class PeriodicWorker {
   const std::string& name() const { return options_.name; }
 
  private:
+  PeriodicWorker(Options options, PacedFn fn);
   void Loop();
-  // Waits the next (jittered) interval, or until woken or stopped. False when stopped.
-  bool WaitNext();
-  std::chrono::milliseconds NextInterval();
+  // Waits `d` (jittered), or until woken or stopped. False when stopped.
+  bool WaitNext(std::chrono::milliseconds d);
+  std::chrono::milliseconds Jittered(std::chrono::milliseconds d);
 
   // Constant after construction.
   const Options options_;
-  const std::function<void()> fn_;
+  const PacedFn fn_;
 
   std::atomic<bool> stop_{false};
   std::mt19937_64 rng_;  // used by the worker thread only

@@ -168,5 +168,64 @@ TEST(PeriodicWorkerTest, StopFromInsideTheCallEndsTheThreadAfterIt) {
   EXPECT_TRUE(w.stopping());
 }
 
+TEST(PeriodicWorkerTest, PacedWaitsWhatEachCallReturns) {
+  RecordedWaits waits;
+  Calls calls;
+  std::atomic<int> n{0};
+  auto w = PeriodicWorker::Paced({.name = "test", .call_at_start = true, .wait = waits.Fn()}, [&] {
+    calls.Add();
+    return milliseconds(100 * ++n);  // a growing back-off
+  });
+  ASSERT_TRUE(calls.WaitFor(4));
+  w->Stop();
+  const std::vector<milliseconds> got = waits.waits();
+  ASSERT_GE(got.size(), 3u);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], milliseconds(100 * (i + 1))) << i;
+}
+
+TEST(PeriodicWorkerTest, PacedZeroCallsAgainWithoutWaitingAndStopStillEndsIt) {
+  Calls calls;
+  auto w = PeriodicWorker::Paced({.name = "test", .call_at_start = true}, [&] {
+    calls.Add();
+    return milliseconds(0);  // a backlog: at once again
+  });
+  ASSERT_TRUE(calls.WaitFor(50));
+  w->Stop();
+  const int after = calls.count();
+  std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_EQ(calls.count(), after);
+}
+
+TEST(PeriodicWorkerTest, PacedWaitIsJittered) {
+  RecordedWaits waits;
+  Calls calls;
+  auto w = PeriodicWorker::Paced(
+      {.name = "test", .jitter = 0.5, .call_at_start = true, .wait = waits.Fn(), .seed = 7}, [&] {
+        calls.Add();
+        return milliseconds(1000);
+      });
+  ASSERT_TRUE(calls.WaitFor(10));
+  w->Stop();
+  bool varied = false;
+  const std::vector<milliseconds> got = waits.waits();
+  for (milliseconds d : got) {
+    EXPECT_GE(d, milliseconds(500));
+    EXPECT_LE(d, milliseconds(1500));
+    varied |= d != got.front();
+  }
+  EXPECT_TRUE(varied);
+}
+
+TEST(PeriodicWorkerTest, PacedWakeEndsALongWait) {
+  Calls calls;
+  auto w = PeriodicWorker::Paced({.name = "test", .call_at_start = true}, [&] {
+    calls.Add();
+    return hours(1);
+  });
+  ASSERT_TRUE(calls.WaitFor(1));
+  w->Wake();
+  EXPECT_TRUE(calls.WaitFor(2));
+}
+
 }  // namespace
 }  // namespace ds
