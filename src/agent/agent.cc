@@ -328,17 +328,16 @@ class Agent {
                                             [this] { return HeartbeatAndPace(); });
     auto shipper = PeriodicWorker::Paced({.name = "log-shipper", .call_at_start = true},
                                          [this] { return ShipLogs(); });
-    std::thread poller;
-    if (!config_.once) poller = std::thread([this] { PollCommands(); });
-    absl::Status result = MainLoop();
-    {
-      MutexLock lock(&mu_);
-      quitting_ = true;
+    std::unique_ptr<PeriodicWorker> poller;
+    if (!config_.once) {
+      poll_client_ = NewClient(config_.long_poll + milliseconds(15'000));
+      poller = PeriodicWorker::Paced({.name = "commands", .call_at_start = true},
+                                     [this] { return PollCommands(); });
     }
-    cv_.SignalAll();
+    absl::Status result = MainLoop();
     heartbeats->Stop();
     shipper->Stop();
-    if (poller.joinable()) poller.join();
+    if (poller) poller->Stop();
     MutexLock lock(&mu_);  // the threads are gone: for the analysis
     if (result.ok() && !fatal_.ok()) result = fatal_;
     return result;
@@ -680,28 +679,18 @@ class Agent {
     cv_.SignalAll();
   }
 
-  // Long-polls the server for commands so "sync now" arrives within about a second.
-  void PollCommands() {
-    auto client_ptr = NewClient(config_.long_poll + milliseconds(15'000));
-    http::Client& client = *client_ptr;
-    int failures = 0;
-    std::string target = absl::StrCat("/api/v1/agent/commands?wait=", config_.long_poll.count(), "ms");
-    for (;;) {
-      {
-        MutexLock lock(&mu_);
-        if (quitting_ || stop_.load()) return;
-      }
-      auto resp = client.Do("GET", target);
-      absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
-      if (st.ok()) {
-        auto cmds = protocol::Decode<protocol::CommandsResponse>(resp->body);
-        if (cmds.ok()) Enqueue(cmds->commands);
-        failures = 0;
-        continue;
-      }
-      if (absl::IsCancelled(st)) return;
-      SleepFor(Backoff(failures++, milliseconds(1000), milliseconds(30'000)), stop_);
-    }
+  // Long-polls the server for commands so "sync now" arrives within about a second; returns the
+  // wait before the next poll: none after an answer, a capped back-off after a failure.
+  milliseconds PollCommands() {
+    const std::string target =
+        absl::StrCat("/api/v1/agent/commands?wait=", config_.long_poll.count(), "ms");
+    auto resp = poll_client_->Do("GET", target);
+    absl::Status st = resp.ok() ? http::StatusFromResponse(*resp) : resp.status();
+    if (!st.ok()) return Backoff(poll_failures_++, milliseconds(1000), milliseconds(30'000));
+    auto cmds = protocol::Decode<protocol::CommandsResponse>(resp->body);
+    if (cmds.ok()) Enqueue(cmds->commands);
+    poll_failures_ = 0;
+    return milliseconds(0);
   }
 
   Clock::time_point NextDue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -836,6 +825,9 @@ class Agent {
   std::atomic<milliseconds> server_interval_{milliseconds(0)};
   std::atomic<bool> server_ok_{false};
   std::atomic<bool> replay_needed_{true};
+  // Owned by the command poller worker.
+  std::unique_ptr<http::Client> poll_client_;
+  int poll_failures_ = 0;
   // Owned by the log shipper worker.
   std::unique_ptr<http::Client> ship_client_;
   int ship_failures_ = 0;
@@ -855,7 +847,6 @@ class Agent {
   std::map<std::string, Clock::time_point> next_due_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> first_round_ ABSL_GUARDED_BY(mu_);
   std::deque<protocol::Command> queue_ ABSL_GUARDED_BY(mu_);
-  bool quitting_ ABSL_GUARDED_BY(mu_) = false;
   std::string current_job_ ABSL_GUARDED_BY(mu_);
   int64_t current_job_id_ ABSL_GUARDED_BY(mu_) = 0;
   RunCancel* run_cancel_ ABSL_GUARDED_BY(mu_) = nullptr;  // the current run's, while it runs
