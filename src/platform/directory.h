@@ -39,14 +39,12 @@ enum class RemoveKind { kFile, kDirectory };
 // Names passed to the *At methods are relative to this directory, UTF-8; a name with '/' walks
 // through subdirectories (following links there on POSIX: pass single components when that
 // matters). Errors name display_path()/name.
-class Directory {
+class Directory : public OwnedHandle {
  public:
   Directory() = default;
-  Directory(Directory&& other) noexcept;
-  Directory& operator=(Directory&& other) noexcept;
-  Directory(const Directory&) = delete;
-  Directory& operator=(const Directory&) = delete;
-  ~Directory();
+  Directory(Directory&& other) noexcept = default;
+  Directory& operator=(Directory&& other) noexcept = default;
+  ~Directory() = default;
 
   // Opens the directory at `path`. follow_links false: a link as the last component is refused
   // (ErrorKind::kIsLink). Errors: NotFound, PermissionDenied, NotFound with kNotDirectory for a
@@ -61,8 +59,6 @@ class Directory {
   [[nodiscard]] absl::StatusOr<File> OpenFile(std::string_view name,
                                               const OpenOptions& options) const;
 
-  bool valid() const;
-  const std::string& display_path() const { return display_; }
 
   // Calls `fn` once per entry, in no particular order, until it returns non-OK; returns that
   // status, or the listing's own error. Entries made or removed during the listing may or may
@@ -114,15 +110,8 @@ class Directory {
 
  private:
   Directory(NativeHandle handle, std::string display)
-      : handle_(handle), display_(std::move(display)) {}
+      : OwnedHandle(handle, std::move(display)) {}
   friend class StagedFile;
-
-#ifdef _WIN32
-  NativeHandle handle_ = nullptr;
-#else
-  NativeHandle handle_ = -1;
-#endif
-  std::string display_;
 };
 
 }  // namespace ds::platform

@@ -1,5 +1,6 @@
 #include "platform/directory.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -42,6 +43,21 @@ TEST(Directory, OpenRefusesLinksWhenAskedAndFiles) {
   ASSERT_TRUE(root.ok());
   EXPECT_EQ(KindOf(root->OpenDirectory("link").status()), ErrorKind::kIsLink);
   EXPECT_TRUE(root->OpenDirectory("real").ok());
+}
+
+TEST(Directory, MovesOwnershipAndClosesOnDestruction) {
+  TestDir dir;
+  int fd;
+  {
+    auto d = Directory::Open(dir.path());
+    ASSERT_TRUE(d.ok());
+    fd = d->native();
+    Directory moved = *std::move(d);
+    EXPECT_EQ(moved.native(), fd);
+    EXPECT_FALSE(d->valid());  // NOLINT(bugprone-use-after-move): checking the moved-from state
+    EXPECT_GE(::fcntl(fd, F_GETFD), 0);
+  }
+  EXPECT_LT(::fcntl(fd, F_GETFD), 0);
 }
 
 TEST(Directory, OpenFileRelativeNoFollow) {

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "platform/handle.h"
 #include "platform/types.h"
 
 namespace ds::platform {
@@ -20,14 +21,12 @@ namespace ds::platform {
 // Owns one open file handle; move-only; closing on destruction (errors then are lost: call Close
 // to see them). Thread-compatible: ReadAt may be called concurrently on one File; everything
 // else needs external synchronisation. Every error message names the file's display path.
-class File {
+class File : public OwnedHandle {
  public:
   File() = default;
-  File(File&& other) noexcept;
-  File& operator=(File&& other) noexcept;
-  File(const File&) = delete;
-  File& operator=(const File&) = delete;
-  ~File();
+  File(File&& other) noexcept = default;
+  File& operator=(File&& other) noexcept = default;
+  ~File() = default;
 
   // Opens `path` (absolute, or relative to the working directory). Errors: NotFound,
   // AlreadyExists (kCreateNew), PermissionDenied, FailedPrecondition (regular_only; see
@@ -38,11 +37,6 @@ class File {
   // Wraps a native handle the caller owned; the File owns it from now on. `display` names it in
   // error messages. For the platform code and tests only.
   [[nodiscard]] static File Adopt(NativeHandle handle, std::string display);
-
-  bool valid() const;
-
-  // The display path given at open (UTF-8), for messages.
-  const std::string& display_path() const { return display_; }
 
   // Reads up to buffer.size() bytes at the current position. Returns the count, 0 at end of file.
   // Retries interrupted calls.
@@ -92,7 +86,7 @@ class File {
 
   // Closes now and reports what close says (NFS and SMB may report a failed write only here).
   // Closing an invalid File is OK.
-  [[nodiscard]] absl::Status Close();
+  [[nodiscard]] absl::Status Close() { return CloseHandle(); }
 
 
   // The OS handle, still owned by this File. Only for the platform code itself and for
@@ -101,14 +95,7 @@ class File {
   NativeHandle native() const { return handle_; }
 
  private:
-  File(NativeHandle handle, std::string display) : handle_(handle), display_(std::move(display)) {}
-
-#ifdef _WIN32
-  NativeHandle handle_ = nullptr;
-#else
-  NativeHandle handle_ = -1;
-#endif
-  std::string display_;
+  File(NativeHandle handle, std::string display) : OwnedHandle(handle, std::move(display)) {}
 };
 
 // Information about `path` (absolute or relative to the working directory); follow_links false

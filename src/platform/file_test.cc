@@ -149,6 +149,23 @@ TEST(File, MoveTransfersOwnership) {
   EXPECT_GE(::fcntl(fd, F_GETFD), 0);
 }
 
+TEST(File, MoveAssignOverAnOpenFileClosesItsHandle) {
+  TestDir dir;
+  auto a = File::Open(dir.path() / "a", Create());
+  auto b = File::Open(dir.path() / "b", Create());
+  ASSERT_TRUE(a.ok() && b.ok());
+  const int old_fd = a->native();
+  const int kept_fd = b->native();
+  *a = *std::move(b);
+  EXPECT_LT(::fcntl(old_fd, F_GETFD), 0);
+  EXPECT_EQ(a->native(), kept_fd);
+  EXPECT_EQ(a->display_path(), (dir.path() / "b").string());
+  EXPECT_TRUE(a->Close().ok());
+  EXPECT_FALSE(a->valid());
+  EXPECT_LT(::fcntl(kept_fd, F_GETFD), 0);
+  EXPECT_TRUE(a->Close().ok());  // closing twice is OK
+}
+
 TEST(File, DestructorCloses) {
   TestDir dir;
   int fd;

@@ -69,22 +69,6 @@ absl::Status OpenDirError(int at_fd, const std::string& name, const std::string&
 
 }  // namespace
 
-Directory::Directory(Directory&& other) noexcept
-    : handle_(std::exchange(other.handle_, -1)), display_(std::move(other.display_)) {}
-
-Directory& Directory::operator=(Directory&& other) noexcept {
-  if (this != &other) {
-    if (handle_ >= 0) ::close(handle_);
-    handle_ = std::exchange(other.handle_, -1);
-    display_ = std::move(other.display_);
-  }
-  return *this;
-}
-
-Directory::~Directory() {
-  if (handle_ >= 0) ::close(handle_);
-}
-
 absl::StatusOr<Directory> Directory::Open(const std::filesystem::path& path, bool follow_links) {
   const int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow_links ? 0 : O_NOFOLLOW);
   const int fd = ::open(path.c_str(), flags);
@@ -110,7 +94,6 @@ absl::StatusOr<File> Directory::OpenFile(std::string_view name, const OpenOption
   return File::Adopt(*fd, std::move(display));
 }
 
-bool Directory::valid() const { return handle_ >= 0; }
 
 absl::Status Directory::List(absl::FunctionRef<absl::Status(const DirEntry&)> fn,
                              ListDetail detail) const {

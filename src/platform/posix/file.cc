@@ -93,22 +93,6 @@ std::string RandomSuffix() {
 
 }  // namespace internal
 
-File::File(File&& other) noexcept
-    : handle_(std::exchange(other.handle_, -1)), display_(std::move(other.display_)) {}
-
-File& File::operator=(File&& other) noexcept {
-  if (this != &other) {
-    if (handle_ >= 0) ::close(handle_);
-    handle_ = std::exchange(other.handle_, -1);
-    display_ = std::move(other.display_);
-  }
-  return *this;
-}
-
-File::~File() {
-  if (handle_ >= 0) ::close(handle_);
-}
-
 absl::StatusOr<File> File::Open(const std::filesystem::path& path, const OpenOptions& options) {
   std::string display = path.string();
   auto fd = internal::OpenAtChecked(AT_FDCWD, path.native(), options, display);
@@ -120,7 +104,6 @@ File File::Adopt(NativeHandle handle, std::string display) {
   return File(handle, std::move(display));
 }
 
-bool File::valid() const { return handle_ >= 0; }
 
 absl::StatusOr<size_t> File::Read(absl::Span<char> buffer) {
   for (;;) {
@@ -280,13 +263,6 @@ absl::StatusOr<std::vector<std::string>> File::ListAttributes() const {
     all.remove_prefix(end + 1);
   }
   return names;
-}
-
-absl::Status File::Close() {
-  if (handle_ < 0) return absl::OkStatus();
-  const int rc = ::close(std::exchange(handle_, -1));
-  if (rc != 0) return Errno("close", display_);
-  return absl::OkStatus();
 }
 
 absl::StatusOr<FileInfo> Stat(const std::filesystem::path& path, bool follow_links) {
