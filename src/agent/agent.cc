@@ -14,9 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "agent/agent_state.h"
+#include "agent/disk_sampler.h"
 #include "agent/job_run.h"
 #include "agent/journal.h"
-#include "agent/log_buffer.h"
+#include "agent/observability.h"
 #include "agent/replay.h"
 #include "agent/server_api.h"
 #include "agent/temp_cleanup.h"
@@ -24,17 +25,13 @@
 #include "common/files.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "common/metrics.h"
 #include "common/mutex.h"
 #include "common/periodic_worker.h"
 #include "common/time_util.h"
 #include "http/http_client.h"
-#include "http/http_server.h"
 #include "http/http_types.h"
 #include "platform/system.h"
 #include "protocol/messages.h"
-#include "spdlog/pattern_formatter.h"
-#include "spdlog/sinks/rotating_file_sink.h"
 
 namespace ds {
 namespace {
@@ -66,86 +63,6 @@ void SleepFor(milliseconds d, const std::atomic<bool>& stop) {
     std::this_thread::sleep_for(std::min<Clock::duration>(milliseconds(100), until - Clock::now()));
   }
 }
-
-// Free space of the job folders, sampled on a thread of its own every `interval` and whenever
-// the folders change. statvfs on a hung network share blocks until the share answers: then only
-// this thread waits — heartbeats send the last sample, and shutdown does not wait for it (the
-// thread is detached and owns, through a shared_ptr, everything it touches). Thread-safe.
-class DiskSampler {
- public:
-  using Folders = std::vector<std::pair<std::string, std::string>>;  // (job, folder)
-
-  static std::shared_ptr<DiskSampler> Start(milliseconds interval) {
-    std::shared_ptr<DiskSampler> sampler(new DiskSampler(interval));
-    std::thread([sampler] { sampler->Run(); }).detach();
-    return sampler;
-  }
-
-  // The folders to sample from now on; a change is sampled at once.
-  void SetFolders(Folders folders) {
-    MutexLock lock(&mu_);
-    if (folders == folders_) return;
-    folders_ = std::move(folders);
-    changed_ = true;
-    cv_.SignalAll();
-  }
-
-  // The last sample of each folder still configured: none before its first sample, while
-  // statvfs fails on it, or once the last sample is older than 3 intervals (a share hangs the
-  // sampler: then no figure is better than a stale one).
-  std::vector<protocol::DiskFree> Last() {
-    MutexLock lock(&mu_);
-    std::vector<protocol::DiskFree> out;
-    if (Clock::now() - sampled_at_ > 3 * interval_) return out;
-    for (const auto& [job, folder] : folders_) {
-      for (const auto& d : last_) {
-        if (d.job == job && d.path == folder) out.push_back(d);
-      }
-    }
-    return out;
-  }
-
-  // Ends the thread after its current sample (which may never end on a hung share).
-  void Stop() {
-    MutexLock lock(&mu_);
-    stopped_ = true;
-    cv_.SignalAll();
-  }
-
- private:
-  explicit DiskSampler(milliseconds interval) : interval_(interval) {}
-
-  void Run() {
-    mu_.Lock();
-    while (!stopped_) {
-      const Folders folders = folders_;
-      changed_ = false;
-      mu_.Unlock();
-      std::vector<protocol::DiskFree> sample;
-      for (const auto& [job, folder] : folders) {
-        absl::StatusOr<platform::SpaceInfo> space = platform::FreeSpace(folder);
-        if (!space.ok()) continue;
-        sample.push_back(protocol::DiskFree{job, folder, space->available, space->total});
-      }
-      mu_.Lock();
-      last_ = std::move(sample);
-      sampled_at_ = Clock::now();
-      const auto until = sampled_at_ + interval_;
-      while (!stopped_ && !changed_ && cv_.WaitUntil(&mu_, until)) {
-      }
-    }
-    mu_.Unlock();
-  }
-
-  const milliseconds interval_;
-  Mutex mu_;
-  CondVar cv_;
-  Folders folders_ ABSL_GUARDED_BY(mu_);
-  std::vector<protocol::DiskFree> last_ ABSL_GUARDED_BY(mu_);
-  Clock::time_point sampled_at_ ABSL_GUARDED_BY(mu_);  // when last_ was taken
-  bool changed_ ABSL_GUARDED_BY(mu_) = false;
-  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
-};
 
 // One run's stop flag: set when the agent stops or when the run's job is deleted (Cancel), so
 // that a deleted job's scan and uploads stop at the next file. The agent's stop flag is set by a
@@ -194,95 +111,17 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   absl::Status Run() {
-    DS_RETURN_IF_ERROR(StartObservability());
+    DS_RETURN_IF_ERROR(observability_.Start());
     absl::Status result = RunEnrolled();
-    StopObservability();
+    observability_.Stop();
     return result;
   }
 
  private:
-  // Log files, the log ship buffer (fed from enrollment on) and the optional metrics port.
-  absl::Status StartObservability() {
-    std::error_code ec;
-    std::filesystem::create_directories(config_.state_dir, ec);
-    metrics_.DeclareCounter("datasync_agent_runs_total", "Runs finished by this agent, by state.");
-    metrics_.DeclareCounter("datasync_agent_files_uploaded_total", "Files uploaded by this agent.");
-    metrics_.DeclareCounter("datasync_agent_bytes_uploaded_total", "Bytes uploaded by this agent.");
-    metrics_.DeclareCounter("datasync_agent_heartbeat_failures_total", "Heartbeats that failed.");
-    metrics_.DeclareCounter("datasync_agent_log_records_shipped_total", "Log records the server stored.");
-    auto buffer = OpenLogBuffer((std::filesystem::path(config_.state_dir) / "agent.db").string(),
-                                std::max<int64_t>(10, config_.log_buffer_records));
-    if (!buffer.ok()) return buffer.status();
-    log_buffer_ = std::move(*buffer);
-    auto logger = spdlog::default_logger();
-    sinks_.push_back(MakeLogBufferSink(log_buffer_.get()));
-    if (config_.log_files) {
-      try {
-        auto dir = std::filesystem::path(config_.state_dir) / "logs";
-        std::filesystem::create_directories(dir);
-        auto file = std::make_shared<spdlog::sinks::rotating_file_sink_mt>((dir / "agent.log").string(),
-                                                                          10 << 20, 5);
-        file->set_formatter(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %l %n: %v",
-                                                                         spdlog::pattern_time_type::utc));
-        sinks_.push_back(file);
-      } catch (const std::exception& e) {
-        spdlog::warn("no log files under {}: {}", config_.state_dir, e.what());
-      }
-    }
-    for (auto& sink : sinks_) logger->sinks().push_back(sink);
-    if (!config_.metrics_listen.empty()) {
-      http::ServerOptions opts;
-      size_t colon = config_.metrics_listen.rfind(':');
-      if (colon == std::string::npos) return absl::InvalidArgumentError("--metrics-listen must be HOST:PORT");
-      opts.host = config_.metrics_listen.substr(0, colon);
-      try {
-        opts.port = static_cast<uint16_t>(std::stoi(config_.metrics_listen.substr(colon + 1)));
-      } catch (const std::exception&) {
-        return absl::InvalidArgumentError("--metrics-listen must be HOST:PORT");
-      }
-      opts.io_threads = 1;
-      opts.worker_threads = 1;
-      opts.max_body_bytes = 1024;
-      DS_ASSIGN_OR_RETURN(metrics_server_, http::StartServer(opts, [this](http::Request req, http::Responder respond) {
-                            if (req.path != "/metrics" || req.method != "GET") {
-                              return respond(http::ProblemResponse(404, "Not Found", "only GET /metrics"));
-                            }
-                            http::Response r;
-                            r.status = 200;
-                            r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-                            r.body = AgentMetricsText();
-                            respond(std::move(r));
-                          }));
-      spdlog::info("agent metrics on http://{}:{}/metrics", opts.host, metrics_server_->port());
-    }
-    return absl::OkStatus();
-  }
-
-  void StopObservability() {
-    if (metrics_server_) metrics_server_->Stop();
-    metrics_server_.reset();
-    auto logger = spdlog::default_logger();
-    auto& sinks = logger->sinks();
-    for (auto& mine : sinks_) sinks.erase(std::remove(sinks.begin(), sinks.end(), mine), sinks.end());
-    sinks_.clear();
-  }
-
-  std::string AgentMetricsText() {
-    std::vector<MetricFamily> families = metrics_.Families();
-    families.push_back({"datasync_agent_log_buffer_records", "Log records waiting to be shipped.", "gauge",
-                        {{"", {}, static_cast<double>(log_buffer_->Size())}}});
-    families.push_back({"datasync_agent_log_records_dropped_total",
-                        "Log records dropped because the ship buffer was full.", "counter",
-                        {{"", {}, static_cast<double>(log_buffer_->DroppedTotal())}}});
-    families.push_back({"datasync_agent_server_reachable", "1 when the last heartbeat succeeded.", "gauge",
-                        {{"", {}, server_ok_.load() ? 1.0 : 0.0}}});
-    return RenderMetrics(families);
-  }
-
   // Ships one batch of the log buffer; returns the wait before the next: none while a full batch
   // went out (more wait), the interval, or a capped back-off while the server refuses.
   milliseconds ShipLogs() {
-    auto batch = log_buffer_->Peek(protocol::kMaxLogBatch / 2);
+    auto batch = observability_.log_buffer().Peek(protocol::kMaxLogBatch / 2);
     if (!batch.ok() || batch->empty()) return config_.log_ship_interval;
     protocol::LogBatch body{*batch};
     auto resp = ship_client_->Do("POST", "/api/v1/agent/logs", protocol::Encode(body));
@@ -293,9 +132,9 @@ class Agent {
       return std::min(milliseconds(30'000),
                       Backoff(ship_failures_++, config_.log_ship_interval, milliseconds(30'000)));
     }
-    (void)log_buffer_->Remove(batch->back().seq);
-    metrics_.Add("datasync_agent_log_records_shipped_total", {}, static_cast<double>(batch->size()));
-    if (ship_failures_ > 0) spdlog::info("shipping logs again ({} waiting)", log_buffer_->Size());
+    (void)observability_.log_buffer().Remove(batch->back().seq);
+    observability_.metrics().Add("datasync_agent_log_records_shipped_total", {}, static_cast<double>(batch->size()));
+    if (ship_failures_ > 0) spdlog::info("shipping logs again ({} waiting)", observability_.log_buffer().Size());
     ship_failures_ = 0;
     return batch->size() == protocol::kMaxLogBatch / 2 ? milliseconds(0) : config_.log_ship_interval;
   }
@@ -545,7 +384,7 @@ class Agent {
       server_ok_ = true;
       next = HeartbeatInterval();
     } else {
-      metrics_.Add("datasync_agent_heartbeat_failures_total", {});
+      observability_.metrics().Add("datasync_agent_heartbeat_failures_total", {});
       if (server_ok_.exchange(false) || heartbeat_failures_ == 0) {
         spdlog::warn("heartbeat failed: {}", st.message());
       }
@@ -793,9 +632,9 @@ class Agent {
       run_cancel_ = nullptr;
     }
     if (outcome.ok()) {
-      metrics_.Add("datasync_agent_runs_total", {{"state", outcome->state}});
-      metrics_.Add("datasync_agent_files_uploaded_total", {}, static_cast<double>(outcome->uploaded));
-      metrics_.Add("datasync_agent_bytes_uploaded_total", {}, static_cast<double>(outcome->bytes_uploaded));
+      observability_.metrics().Add("datasync_agent_runs_total", {{"state", outcome->state}});
+      observability_.metrics().Add("datasync_agent_files_uploaded_total", {}, static_cast<double>(outcome->uploaded));
+      observability_.metrics().Add("datasync_agent_bytes_uploaded_total", {}, static_cast<double>(outcome->bytes_uploaded));
     }
     if (!outcome.ok()) spdlog::error("run={} job={} could not complete: {}", run_id, job.name, outcome.status().message());
     if (outcome.ok() && outcome->state == "journaled") replay_needed_ = true;
@@ -853,11 +692,8 @@ class Agent {
   int64_t current_started_ms_ ABSL_GUARDED_BY(mu_) = 0;
   // Updated by the running job, read by heartbeats.
   RunCounters counters_;
-  // Observability; set up before the threads start.
-  MetricsRegistry metrics_;
-  std::unique_ptr<LogBuffer> log_buffer_;
-  std::vector<std::shared_ptr<spdlog::sinks::sink>> sinks_;
-  std::unique_ptr<http::Server> metrics_server_;
+  // Started before the other threads; its metrics server reads server_ok_.
+  AgentObservability observability_{config_, [this] { return server_ok_.load(); }};
 };
 
 }  // namespace
