@@ -23,8 +23,12 @@ Medians over --repeats; ratios DataSync/rsync and DataSync/cp are of those media
 before each phase. The page cache is warm for every tool (the tree was just written; dropping
 caches needs privileges we do not have), so these are CPU + metadata + write-back figures.
 
+Two builds side by side (a change's before/after): --bin-dir OLD/build/bin --bin-dir build/bin
+makes the second one the tool datasync#2, interleaved with the first in every phase of every
+repeat, each with its own cluster, on the same tree; "datasync#2/datasync" gives their ratios.
+
 Usage:
-  bench/compare_tools.py --bin-dir build/bin --tree A --scale 0.1 [--repeats 3]
+  bench/compare_tools.py --bin-dir build/bin [--bin-dir OTHER/bin] --tree A --scale 0.1 [--repeats 3]
        [--tools datasync,cp,cp-sync,rsync,rsync-fsync,rclone] [--work /tmp/ds-bench] [--json out.json]
        [--storage local|samba|bindfs]"""
 
@@ -154,7 +158,9 @@ def tool_argv(tool, src, dst):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--bin-dir", action="append", required=True,
+                    help="DataSync's binaries; given again, each further build is one more tool "
+                         "(datasync#2, ...) in the same repeats, interleaved: before/after figures")
     ap.add_argument("--tree", default="A", choices=sorted(gen_tree.TREES))
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
@@ -167,6 +173,11 @@ def main():
                     help="where every destination is: a local folder or a mounted share")
     a = ap.parse_args()
     tools = a.tools.split(",")
+    builds = {"datasync": a.bin_dir[0]}
+    builds.update({f"datasync#{i + 1}": d for i, d in enumerate(a.bin_dir) if i > 0})
+    if "datasync" in tools:
+        at = tools.index("datasync")
+        tools[at:at + 1] = list(builds)
     if a.storage != "local" and "datasync" not in tools:
         ap.error("--storage other than local needs datasync among --tools (its cluster mounts the share)")
     samples = {t: {p: [] for p in PHASES} for t in tools}
@@ -178,7 +189,8 @@ def main():
         work = os.path.join(a.work, f"rep{rep}")
         src, files, total = gen_tree.fresh_tree(work, a.tree, a.scale)
         tree_info = {"tree": a.tree, "scale": a.scale, "files": files, "bytes": total}
-        ds = DataSync(a.bin_dir, src, a.agent_arg, a.storage) if "datasync" in tools else None
+        clusters = {t: DataSync(d, src, a.agent_arg, a.storage) for t, d in builds.items() if t in tools}
+        ds = clusters.get("datasync")
         dst_root = ds.tools_root(work) if ds else work
         try:
             for phase in PHASES:
@@ -190,10 +202,11 @@ def main():
                 for tool in tools[rep % len(tools):] + tools[:rep % len(tools)]:
                     dst = os.path.join(dst_root, "dst-" + tool)
                     os.sync()  # no tool pays for writing back what the one before left dirty
-                    if tool == "datasync":
-                        dt, run = ds.sync()
-                        if phase == "initial" and ds.indexed() != files:
-                            raise RuntimeError(f"index holds {ds.indexed()} rows, expected {files}")
+                    if tool in clusters:
+                        dt, run = clusters[tool].sync()
+                        if phase == "initial" and clusters[tool].indexed() != files:
+                            raise RuntimeError(f"{tool}: index holds {clusters[tool].indexed()} rows, "
+                                               f"expected {files}")
                     elif tool in ("cp", "cp-sync"):
                         dt = run_cmd(["cp", "-a", src, dst] if phase == "initial" else
                                      ["cp", "-au", src + "/.", dst])
@@ -203,21 +216,21 @@ def main():
                         dt = run_cmd(tool_argv(tool, src, dst))
                     samples[tool][phase].append(dt)
                     extra = ""
-                    if tool == "datasync":
-                        hwm = ds.rss()["agent_kib"]
+                    if tool in clusters:
+                        hwm = clusters[tool].rss()["agent_kib"]
                         agent_hwm.append({"repeat": rep, "phase": phase, "agent_kib": hwm})
                         extra = f"  agent peak so far {hwm / 1024:.0f} MiB"
                     print(f"rep {rep} {phase:8s} {tool:12s} {dt:8.3f}s  load {loads[-1]['loadavg']}{extra}",
                           flush=True)
             for tool in tools:
-                dst = ds.dest if tool == "datasync" else os.path.join(dst_root, "dst-" + tool)
+                dst = clusters[tool].dest if tool in clusters else os.path.join(dst_root, "dst-" + tool)
                 if count_files(dst) != files:
                     raise RuntimeError(f"{tool}: {count_files(dst)} files in {dst}, expected {files}")
             if ds:
                 rss.append(ds.rss())
         finally:
-            if ds:
-                ds.close()
+            for c in clusters.values():
+                c.close()
             shutil.rmtree(work, ignore_errors=True)
 
     med = {t: {p: statistics.median(v) for p, v in ph.items() if v} for t, ph in samples.items()}
@@ -232,11 +245,15 @@ def main():
             if other in tools:
                 ratios[other] = {p: med["datasync"][p] / med[other][p] for p in PHASES}
                 print(f"DataSync/{other:12s}" + "".join(f"{ratios[other][p]:10.2f}" for p in PHASES))
+        for other in builds:
+            if other != "datasync" and other in tools:  # a later build against the first
+                ratios[other] = {p: med[other][p] / med["datasync"][p] for p in PHASES}
+                print(f"{other}/datasync" + "".join(f"{ratios[other][p]:10.2f}" for p in PHASES))
         if rss:
             print("peak RSS: agent {} MiB, server {} MiB".format(
                 max(r["agent_kib"] or 0 for r in rss) // 1024, max(r["server_kib"] or 0 for r in rss) // 1024))
     print("load averages:", "; ".join(f"{l['phase']}@{l['repeat']} {l['loadavg']}" for l in loads))
-    out = {"storage": a.storage, "tree": tree_info, "repeats": a.repeats, "samples": samples, "medians": med, "ratios": ratios,
+    out = {"builds": builds, "storage": a.storage, "tree": tree_info, "repeats": a.repeats, "samples": samples, "medians": med, "ratios": ratios,
            "rss": rss, "agent_hwm_by_phase": agent_hwm, "loads": loads, "agent_args": a.agent_arg}
     print(json.dumps(out))
     if a.json:

@@ -58,7 +58,7 @@ def main():
             print(f"rep {rep}  cp -a {cp:6.2f}s  cp -a + sync {cp_sync:6.2f}s", flush=True)
             shutil.rmtree(dst)
             for bin_dir in a.bin_dir:
-                ds = DataSync(bin_dir, src, a.agent_arg)
+                ds = DataSync(bin_dir, src, a.agent_arg, "local")
                 try:
                     os.sync()
                     agent, server = ds.c.agents["bench-pc"].pid, ds.c.server.pid
