@@ -4,12 +4,13 @@ reconciles, enrolls a scratch agent and syncs a round trip: every index row of t
 must come back (RPO 0). server-down stops a scratch server for 3 s while its agent keeps writing,
 restarts it and waits for the agent to reconnect and the index to catch up (drift 0). Both run
 with TMPDIR inside the cluster's temp dir, so the test also sees that they leave no scratch
-directory behind."""
+directory behind. Bad input: an unknown drill kind, and a CLI without a server binary beside it."""
 
 import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -49,10 +50,11 @@ class DrillTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.c.close()
 
-    def drill(self, *args):
-        """Runs `datasync drill ARGS` with TMPDIR in the cluster; returns the CompletedProcess."""
+    def drill(self, *args, cli=None):
+        """Runs `datasync drill ARGS` (`cli`: another copy of the binary) with TMPDIR in the
+        cluster; returns the CompletedProcess."""
         env = dict(self.c.cli_env(), TMPDIR=self.tmp)
-        return subprocess.run([self.c.bin("datasync"), "drill", *args], capture_output=True,
+        return subprocess.run([cli or self.c.bin("datasync"), "drill", *args], capture_output=True,
                               text=True, env=env, timeout=120)
 
     def live_rows(self):
@@ -114,6 +116,18 @@ class DrillTest(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stdout, "")
         self.assertEqual(p.stderr.splitlines()[0], "A subcommand is required")
+        self.assert_no_scratch_left()
+
+    def test_a_missing_server_binary_is_named(self):
+        # The drills start the datasync-server beside the CLI binary: a lone copy has none.
+        lone = os.path.join(self.c.root, "lone")
+        os.makedirs(lone)
+        cli = shutil.copy(self.c.bin("datasync"), lone)
+        p = self.drill("server-down", "--seconds", "1", cli=cli)
+        self.assertEqual(p.returncode, 1)
+        server = os.path.join(lone, "datasync-server")
+        self.assertEqual(p.stderr.splitlines()[0],
+                         f"datasync drill server-down: start {server}: No such file or directory")
         self.assert_no_scratch_left()
 
 
