@@ -1,6 +1,5 @@
 #include "platform/system.h"
 
-#include <malloc.h>
 #include <pthread.h>
 #include <pty.h>
 #include <sys/resource.h>
@@ -8,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -94,17 +92,6 @@ TEST(HiddenInput, LeavesAPipeAlone) {
   { HiddenInput hidden; }  // nothing to change, nothing to fail
   ::dup2(saved_stdin, STDIN_FILENO);
   for (int fd : {saved_stdin, fds[0], fds[1]}) ::close(fd);
-}
-
-TEST(SetMallocMmapThreshold, MapsBlocksFromTheThresholdOn) {
-  SetMallocMmapThreshold(64 * 1024);  // the default starts at 128 KiB
-  const size_t mapped_before = mallinfo2().hblks;
-  void* block = std::malloc(100 * 1024);
-  ASSERT_NE(block, nullptr);
-  EXPECT_EQ(mallinfo2().hblks, mapped_before + 1);
-  std::free(block);
-  EXPECT_EQ(mallinfo2().hblks, mapped_before);
-  SetMallocMmapThreshold(128 * 1024);
 }
 
 TEST(RaiseOpenFileLimit, RaisesTheSoftLimitUpToTheCap) {

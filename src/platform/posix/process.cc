@@ -13,8 +13,6 @@
 
 #include "platform/posix/internal.h"
 
-extern char** environ;  // the environment the child inherits
-
 namespace ds::platform {
 namespace {
 
@@ -58,6 +56,15 @@ struct FdCloser {
   }
 };
 
+// execve's argv: pointers into `argv`, then a null.
+std::vector<char*> ArgvPointers(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  args.reserve(argv.size() + 1);
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  return args;
+}
+
 ExitStatus ExitStatusOf(int wait_status) {
   ExitStatus status;
   if (WIFEXITED(wait_status)) status.code = WEXITSTATUS(wait_status);
@@ -77,14 +84,14 @@ absl::StatusOr<ChildProcess> ChildProcess::Start(const std::vector<std::string>&
   if (::pipe2(out, O_CLOEXEC) != 0) return internal::Errno("pipe for", argv[0]);
   FdCloser write_closer{out[1]};  // the child's copy is its stdout; ours goes
   SpawnSetup setup;
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
+  std::vector<char*> args = ArgvPointers(argv);
   pid_t pid = -1;
   int rc = Prepare(setup, out[1], log);
-  // glibc's posix_spawn reports a failed exec (a missing executable) as its result.
-  if (rc == 0)
+  // glibc's posix_spawn reports a failed exec (a missing executable) as its result. The child
+  // inherits our `environ` (<unistd.h>).
+  if (rc == 0) {
     rc = posix_spawn(&pid, args[0], &setup.actions, &setup.attributes, args.data(), environ);
+  }
   if (rc != 0) {
     ::close(out[0]);
     return ErrnoToStatus(rc, absl::StrCat("start ", argv[0]));
