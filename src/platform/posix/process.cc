@@ -153,8 +153,9 @@ absl::StatusOr<std::optional<std::string>> ChildProcess::ReadLine() {
 absl::Status ChildProcess::Signal(int signal) {
   // Before it is reaped the process id cannot have been reused (an exited child stays a zombie).
   if (!running()) return absl::OkStatus();
-  if (::kill(process_, signal) != 0)
+  if (::kill(process_, signal) != 0) {
     return internal::Errno("signal process", std::to_string(process_));
+  }
   return absl::OkStatus();
 }
 
