@@ -1,6 +1,4 @@
 // datasync-agent: runs on an instrument PC and syncs its job folders to storage.
-#include <malloc.h>
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
@@ -115,7 +113,7 @@ int main(int argc, char** argv) {
   // threshold rises after the first such free and later chunks come from per-thread arenas,
   // which keep freed memory: a 1,000,000-file job's first no-op after its first sync peaked at
   // 204 MiB instead of ~126. A fixed threshold keeps large blocks in mmap, returned when freed.
-  ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+  ds::platform::SetMallocMmapThreshold(128 * 1024);
   // Staged copies hold a descriptor each until their group commits: use the hard limit on open
   // files, not the (often 1024) soft one.
   ds::platform::RaiseOpenFileLimit(1 << 20);

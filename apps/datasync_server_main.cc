@@ -1,7 +1,4 @@
 // datasync-server: state index, agent API, admin API and dashboard.
-#include <termios.h>
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <condition_variable>
@@ -24,6 +21,7 @@
 #include "index/state_index.h"
 #include "platform/file.h"
 #include "platform/stop.h"
+#include "platform/system.h"
 #include "server/server.h"
 
 namespace {
@@ -136,21 +134,15 @@ int MigrateIndexCommand(std::string from, const std::string& to, size_t batch_ro
 // One line from stdin: with echo off and a prompt when stdin is a terminal, else read as is
 // (`echo secret | datasync-server users add ann`). Trailing CR/LF removed.
 std::optional<std::string> ReadPassword(const std::string& prompt) {
-  const bool tty = ::isatty(STDIN_FILENO) != 0;
-  termios old_mode{};
-  if (tty) {
-    std::cerr << prompt << std::flush;
-    ::tcgetattr(STDIN_FILENO, &old_mode);
-    termios quiet = old_mode;
-    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-    ::tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
-  }
+  const bool tty = ds::platform::IsTerminal(ds::platform::StdStream::kIn);
+  if (tty) std::cerr << prompt << std::flush;
   std::string line;
-  const bool got = static_cast<bool>(std::getline(std::cin, line));
-  if (tty) {
-    ::tcsetattr(STDIN_FILENO, TCSANOW, &old_mode);
-    std::cerr << "\n";
+  bool got = false;
+  {
+    ds::platform::HiddenInput hidden;
+    got = static_cast<bool>(std::getline(std::cin, line));
   }
+  if (tty) std::cerr << "\n";
   if (!got) return std::nullopt;
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
   return line;
@@ -160,7 +152,7 @@ std::optional<std::string> ReadPassword(const std::string& prompt) {
 absl::StatusOr<std::string> NewPassword() {
   auto first = ReadPassword("new password: ");
   if (!first) return absl::InvalidArgumentError("no password given on stdin");
-  if (::isatty(STDIN_FILENO) != 0) {
+  if (ds::platform::IsTerminal(ds::platform::StdStream::kIn)) {
     auto again = ReadPassword("again: ");
     if (!again || *again != *first) return absl::InvalidArgumentError("the passwords differ");
   }

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The platform seam (docs/architecture.md, "Platform layer"): production code of the folders
-# below makes no operating-system call and includes no OS header itself — it goes through
-# src/platform/. A grep, cheap enough to run before every build (scripts/test.sh).
+# below — everything the agent and the CLI are built from (the agent, sync, shared helpers,
+# storage backends, the HTTP layer, the CLI and the mains in apps/) — makes no operating-system
+# call and includes no OS header itself: it goes through src/platform/. Server-side folders
+# (src/server, src/index) are Linux-only and outside it. A grep, cheap enough to run before every
+# build (scripts/test.sh).
 #
 # Exceptions: scripts/platform_seam_allow.txt, one per line: `path|text|reason`: a hit in `path`
 # whose line contains `text` is allowed, for `reason` (required). An entry that allows nothing
@@ -13,7 +16,7 @@
 set -euo pipefail
 
 # The folders whose OS calls must go through src/platform.
-SEAM_DIRS=(src/agent src/sync src/common src/storage)
+SEAM_DIRS=(src/agent src/sync src/common src/storage src/http src/cli apps)
 # Folders not yet moved onto the layer (none left since src/storage/dir moved): drop an
 # entry here once its folder is clean.
 SEAM_PENDING=()
@@ -30,8 +33,11 @@ CALLS+='|readlinkat|truncate|ftruncate|futimens|utimensat|utimes|chmod|fchmod|ch
 CALLS+='|getrlimit|setrlimit|mmap|munmap|isatty|pipe|fork|execv|execvp|waitpid|access|faccessat'
 CALLS+='|getxattr|lgetxattr|fgetxattr|setxattr|lsetxattr|fsetxattr|listxattr|llistxattr'
 CALLS+='|flistxattr|removexattr|lremovexattr|fremovexattr|mkstemp|mkdtemp|tmpfile|fopen'
+CALLS+='|socket|socketpair|bind|listen|accept|accept4|connect|recv|recvfrom|send|sendto'
+CALLS+='|posix_spawn|posix_spawnp|vfork|execve|execvpe|tcgetattr|tcsetattr|mallopt'
 CALL_RE="(^|[^A-Za-z0-9_.>:])(::)?(${CALLS})\\("
-HEADER_RE='^[[:space:]]*#[[:space:]]*include[[:space:]]*<(sys/[^>]+|fcntl\.h|unistd\.h|dirent\.h|fnmatch\.h|glob\.h|signal\.h|pthread\.h|windows\.h|io\.h|direct\.h)>'
+HEADER_RE='^[[:space:]]*#[[:space:]]*include[[:space:]]*<(sys/[^>]+|fcntl\.h|unistd\.h|dirent\.h|fnmatch\.h|glob\.h|signal\.h|pthread\.h|windows\.h|io\.h|direct\.h'
+HEADER_RE+='|netinet/[^>]+|arpa/[^>]+|netdb\.h|poll\.h|spawn\.h|termios\.h|pty\.h|malloc\.h|winsock2\.h|ws2tcpip\.h)>'
 
 # Prints the hits "path:line:text" of one tree (production sources only: tests make their
 # fixtures with raw calls, and may).
@@ -106,6 +112,12 @@ self_test() {
     return 1
   fi
   printf 'void G() {}\n' >"$tmp/src/agent/raw.cc"
+  printf '#include <arpa/inet.h>\n' >"$tmp/src/agent/net.h"
+  if check "$tmp" /dev/null 2>/dev/null; then
+    echo "self-test: a socket header passed" >&2
+    return 1
+  fi
+  rm "$tmp/src/agent/net.h"
   printf '#include <sys/stat.h>\n' >"$tmp/src/agent/header.h"
   if check "$tmp" /dev/null 2>/dev/null; then
     echo "self-test: an OS header passed" >&2

@@ -1,6 +1,5 @@
 #include "cli/cli.h"
 
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -432,7 +431,7 @@ int RunCli(int argc, char** argv) {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
       }
-      if (isatty(2)) std::fprintf(stderr, "\r\033[K");
+      if (platform::IsTerminal(platform::StdStream::kErr)) std::fprintf(stderr, "\r\033[K");
     }
     if (g.json) PrintJson(done);
     if (failed > 0) throw CliError{absl::StrCat(failed, " reconcile(s) failed")};

@@ -1,10 +1,5 @@
 #include "cli/drill.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +7,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -23,6 +19,8 @@
 #include "common/json.h"
 #include "http/http_client.h"
 #include "http/http_types.h"
+#include "platform/directory.h"
+#include "platform/process.h"
 #include "storage/storage.h"
 
 namespace ds {
@@ -38,67 +36,44 @@ struct DrillError {
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// A child process with its stdout (first lines) readable and stderr to a log file.
+// Starts `argv` with its stderr appended to `log`. Throws DrillError when it cannot (a missing
+// binary: "start <path>: No such file or directory").
+platform::ChildProcess StartChild(const std::vector<std::string>& argv, const std::string& log) {
+  absl::StatusOr<platform::ChildProcess> child = platform::ChildProcess::Start(argv, log);
+  if (!child.ok()) throw DrillError{std::string(child.status().message())};
+  return *std::move(child);
+}
+
+// A child process with its stdout (first lines) readable and stderr to a log file; killed and
+// reaped when destroyed.
 class Child {
  public:
-  Child(const std::vector<std::string>& argv, const std::string& log) {
-    int out[2];
-    if (::pipe(out) != 0) throw DrillError{"pipe failed"};
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-      if (fd >= 0) ::dup2(fd, 2);
-      ::close(out[0]);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    out_ = ::fdopen(out[0], "r");
-  }
-  ~Child() {
-    Stop(SIGKILL);
-    if (out_ != nullptr) ::fclose(out_);
-  }
+  // How long Stop waits for the child to end after asking, before it kills it.
+  static constexpr std::chrono::seconds kStopGrace{30};
+
+  Child(const std::vector<std::string>& argv, const std::string& log)
+      : process_(StartChild(argv, log)) {}
   // Reads stdout lines until one contains `marker`; returns the text after it.
   std::string WaitFor(const std::string& marker) {
-    char line[4096];
-    while (out_ != nullptr && ::fgets(line, sizeof line, out_) != nullptr) {
-      std::string s(line);
+    for (;;) {
+      absl::StatusOr<std::optional<std::string>> line = process_.ReadLine();
+      if (!line.ok()) throw DrillError{std::string(line.status().message())};
+      if (!line->has_value()) break;
+      std::string& s = **line;
       size_t at = s.find(marker);
       if (at != std::string::npos) {
         s = s.substr(at + marker.size());
-        while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+        while (!s.empty() && s.back() == '\r') s.pop_back();
         return s;
       }
     }
     throw DrillError{absl::StrCat("child exited before printing '", marker, "'")};
   }
-  void Stop(int sig = SIGTERM) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, sig);
-    int status = 0;
-    for (int i = 0; i < 300; ++i) {
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
+  // Asks the child to end (SIGTERM); kills it when it has not after kStopGrace.
+  void Stop() { (void)process_.Stop(kStopGrace); }  // how it ended changes no figure
 
  private:
-  pid_t pid_ = -1;
-  FILE* out_ = nullptr;
+  platform::ChildProcess process_;
 };
 
 class Admin {
@@ -196,9 +171,9 @@ struct Scratch {
 };
 
 fs::path MakeScratch() {
-  std::string tmpl = (fs::temp_directory_path() / "datasync-drill-XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr) throw DrillError{"cannot create a scratch directory"};
-  return tmpl;
+  absl::StatusOr<fs::path> dir = platform::MakeTempDirectory("datasync-drill-");
+  if (!dir.ok()) throw DrillError{"cannot create a scratch directory"};
+  return *std::move(dir);
 }
 
 // Starts a scratch server; returns its URL and admin token.

@@ -1,13 +1,10 @@
 #include "http/address_policy.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
-
 #include <cstring>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "platform/net.h"  // inet_ntop, inet_pton, ntohl, getaddrinfo
 
 namespace ds::http {
 namespace {

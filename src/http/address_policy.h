@@ -5,11 +5,10 @@
 // that resolves elsewhere later (DNS rebinding) is still refused.
 #pragma once
 
-#include <sys/socket.h>
-
 #include <string>
 
 #include "common/status.h"
+#include "platform/net.h"  // sockaddr
 
 namespace ds::http {
 

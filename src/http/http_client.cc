@@ -1,7 +1,6 @@
 #include "http/http_client.h"
 
 #include <curl/curl.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstring>
@@ -16,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "common/json.h"
 #include "http/http_types.h"
+#include "platform/net.h"
 
 namespace ds::http {
 namespace {
@@ -131,7 +131,9 @@ curl_socket_t OpenCheckedSocket(void* userdata, curlsocktype, curl_sockaddr* add
     if (guard->refused.empty()) guard->refused = std::string(st.message());
     return CURL_SOCKET_BAD;
   }
-  return ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  absl::StatusOr<platform::NativeSocket> socket =
+      platform::OpenSocketNoInherit(address->family, address->socktype, address->protocol);
+  return socket.ok() ? *socket : CURL_SOCKET_BAD;
 }
 
 void ApplyAddressPolicy(CURL* c, SocketGuard* guard) {

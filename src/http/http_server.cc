@@ -4,7 +4,6 @@
 #include "http/http_server.h"
 
 #include <openssl/ssl.h>
-#include <sys/socket.h>
 
 #include <array>
 #include <boost/asio.hpp>
@@ -12,7 +11,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <cerrno>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -24,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/mutex.h"
+#include "platform/net.h"
 
 namespace ds::http {
 namespace {
@@ -325,9 +324,7 @@ void Session<Stream>::OnRead(beast::error_code ec, size_t) {
   // Nothing reads the socket while a handler holds the request: a peek that finds end-of-stream
   // (or an error) means the client is gone. Data waiting (a pipelined request) means it is not.
   req.client_gone = [self = this->shared_from_this()] {
-    char c;
-    const ssize_t n = ::recv(self->Tcp().socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    return platform::PeerClosed(self->Tcp().socket().native_handle());
   };
 
   Tcp().expires_never();  // the handler may hold the request (long-poll)

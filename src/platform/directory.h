@@ -114,4 +114,11 @@ class Directory : public OwnedHandle {
   friend class StagedFile;
 };
 
+// Creates a new, empty directory `<temp>/<prefix><random>` that only this user may enter (mode
+// 0700), where <temp> is std::filesystem::temp_directory_path() (TMPDIR, else /tmp; Windows:
+// GetTempPathW), and returns its path. The caller removes it. POSIX mkdtemp; Windows:
+// CreateDirectoryW under a random name, again while the name is taken. Errors as ErrnoToStatus
+// ("make a temporary directory in /tmp: ...").
+[[nodiscard]] absl::StatusOr<std::filesystem::path> MakeTempDirectory(std::string_view prefix);
+
 }  // namespace ds::platform

@@ -1,8 +1,10 @@
 // What the agent asks of the machine: free space, a description of the host, a machine secret.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -30,6 +32,27 @@ void SetCurrentThreadName(const std::string& name);
 enum class StdStream { kIn, kOut, kErr };
 // True when the process's standard stream is a terminal (isatty; a console on Windows).
 [[nodiscard]] bool IsTerminal(StdStream stream);
+
+// While one lives, what is typed on the terminal of standard input is not echoed (a password
+// prompt): POSIX clears termios ECHO; Windows: SetConsoleMode without ENABLE_ECHO_INPUT. The mode
+// before is restored on destruction. No effect when standard input is not a terminal.
+class HiddenInput {
+ public:
+  HiddenInput();
+  ~HiddenInput();
+  HiddenInput(const HiddenInput&) = delete;
+  HiddenInput& operator=(const HiddenInput&) = delete;
+
+ private:
+  struct Saved;                   // the terminal's mode before
+  std::unique_ptr<Saved> saved_;  // null when nothing was changed
+};
+
+// Blocks of at least `bytes` are mapped from the OS for each allocation and unmapped when freed,
+// and the allocator no longer moves that threshold by itself (glibc mallopt M_MMAP_THRESHOLD).
+// Call in main before other threads start. No-op where the allocator has no such setting
+// (Windows: its heap maps large blocks by itself).
+void SetMallocMmapThreshold(size_t bytes);
 
 // Raises this process's soft limit on open files to its hard limit, at most `cap` (POSIX
 // RLIMIT_NOFILE; no-op on Windows, whose handle limit is not a per-process setting). Best effort.

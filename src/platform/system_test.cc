@@ -1,7 +1,9 @@
 #include "platform/system.h"
 
 #include <pthread.h>
+#include <pty.h>
 #include <sys/resource.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,6 +57,41 @@ TEST(IsTerminal, AgreesWithIsatty) {
   EXPECT_EQ(IsTerminal(StdStream::kIn), ::isatty(0) != 0);
   EXPECT_EQ(IsTerminal(StdStream::kOut), ::isatty(1) != 0);
   EXPECT_EQ(IsTerminal(StdStream::kErr), ::isatty(2) != 0);
+}
+
+TEST(HiddenInput, TurnsEchoOffOnATerminalAndBack) {
+  int controller = -1, terminal = -1;
+  ASSERT_EQ(::openpty(&controller, &terminal, nullptr, nullptr, nullptr), 0);
+  const int saved_stdin = ::dup(STDIN_FILENO);
+  ASSERT_GE(saved_stdin, 0);
+  ASSERT_EQ(::dup2(terminal, STDIN_FILENO), STDIN_FILENO);
+  auto echo = [] {
+    termios mode{};
+    EXPECT_EQ(::tcgetattr(STDIN_FILENO, &mode), 0);
+    return (mode.c_lflag & ECHO) != 0;
+  };
+  const bool before = echo();
+  {
+    HiddenInput hidden;
+    EXPECT_FALSE(echo());
+  }
+  const bool after = echo();
+  ::dup2(saved_stdin, STDIN_FILENO);
+  ::close(saved_stdin);
+  ::close(terminal);
+  ::close(controller);
+  EXPECT_TRUE(before);
+  EXPECT_TRUE(after);
+}
+
+TEST(HiddenInput, LeavesAPipeAlone) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const int saved_stdin = ::dup(STDIN_FILENO);
+  ::dup2(fds[0], STDIN_FILENO);
+  { HiddenInput hidden; }  // nothing to change, nothing to fail
+  ::dup2(saved_stdin, STDIN_FILENO);
+  for (int fd : {saved_stdin, fds[0], fds[1]}) ::close(fd);
 }
 
 TEST(RaiseOpenFileLimit, RaisesTheSoftLimitUpToTheCap) {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -231,6 +232,17 @@ absl::Status Directory::Flush() const {
 absl::Status Directory::SyncFilesystem() const {
   if (::syncfs(handle_) != 0) return Errno("syncfs", display_);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::filesystem::path> MakeTempDirectory(std::string_view prefix) {
+  std::error_code ec;
+  const std::filesystem::path temp = std::filesystem::temp_directory_path(ec);
+  if (ec) return ErrnoToStatus(ec.value(), "find the temporary directory");
+  std::string pattern = (temp / absl::StrCat(internal::Av(prefix), "XXXXXX")).native();
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    return Errno("make a temporary directory in", temp.native());
+  }
+  return std::filesystem::path(pattern);
 }
 
 }  // namespace ds::platform

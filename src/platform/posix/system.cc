@@ -1,9 +1,11 @@
 #include "platform/system.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -50,6 +52,26 @@ bool IsTerminal(StdStream stream) {
                  : stream == StdStream::kOut ? STDOUT_FILENO
                                              : STDERR_FILENO;
   return ::isatty(fd) != 0;
+}
+
+struct HiddenInput::Saved {
+  termios mode;
+};
+
+HiddenInput::HiddenInput() {
+  termios mode{};
+  if (::isatty(STDIN_FILENO) == 0 || ::tcgetattr(STDIN_FILENO, &mode) != 0) return;
+  saved_ = std::make_unique<Saved>(Saved{mode});
+  mode.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+  ::tcsetattr(STDIN_FILENO, TCSANOW, &mode);
+}
+
+HiddenInput::~HiddenInput() {
+  if (saved_ != nullptr) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_->mode);
+}
+
+void SetMallocMmapThreshold(size_t bytes) {
+  ::mallopt(M_MMAP_THRESHOLD, static_cast<int>(std::min<size_t>(bytes, INT32_MAX)));
 }
 
 void RaiseOpenFileLimit(uint64_t cap) {
