@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "platform/handle.h"
 #include "platform/types.h"
 
 namespace ds::platform {
@@ -73,11 +74,7 @@ class ChildProcess {
   bool running() const { return process_ != kNone && !exit_.has_value(); }
 
  private:
-#ifdef _WIN32
-  static constexpr NativeHandle kNone = nullptr;
-#else
-  static constexpr NativeHandle kNone = -1;
-#endif
+  static constexpr NativeHandle kNone = kNoHandle;
   ChildProcess(NativeHandle process, NativeHandle stdout_read)
       : process_(process), stdout_(stdout_read) {}
   // Reaps the child once it has ended: with `block` waits for that, without it answers false

@@ -1053,7 +1053,11 @@ std::optional<TrustedMeta> DirStorage::Trusted(const std::string& key, const std
                                                const FileInfo& info) const {
   if (features_.metadata_on_object) return XattrMetaPath(path, info.mtime_ns);
   std::optional<SidecarMeta> m = ReadSidecar(root_, key);
-  if (!m || m->size != info.size || m->stored_mtime_ns != info.mtime_ns) return std::nullopt;
+  // At the share's precision: smbnetfs (and an SMB client's attribute cache) may read whole
+  // seconds just after a put and the microseconds the server keeps a moment later.
+  if (!m || m->size != info.size || !SameMtimeAt(features_, m->stored_mtime_ns, info.mtime_ns)) {
+    return std::nullopt;
+  }
   return TrustedMeta{std::move(m->sha256), m->source_mtime_ns};
 }
 
