@@ -11,7 +11,8 @@
 # The prefix is ${DATASYNC_WIN_DEPS_ROOT:-/work/.cache/win-deps}/<key>, or $DATASYNC_WIN_DEPS if
 # set. <key> hashes the source package versions, the header package versions, the compiler
 # version, this script and the toolchain file; the stamp file <prefix>/.complete is written last.
-# A prefix with a matching stamp is reused (seconds); anything else is removed and rebuilt.
+# A prefix with a matching stamp is reused (seconds); anything else is removed and rebuilt (only
+# if it carries this script's marker file), under a lock (<prefix>.lock) against a parallel run.
 #
 # Needs root (apt-get). Adds a deb-src entry (/etc/apt/sources.list.d/datasync-src.sources) for
 # the same Debian registry when none exists. Parallelism: DATASYNC_WIN_JOBS (default 2).
@@ -73,16 +74,32 @@ key=$(echo "$key_input" | sha256sum | cut -c1-16)
 prefix="${DATASYNC_WIN_DEPS:-$root/$key}"
 stamp="$prefix/.complete"
 
-if [[ -f $stamp ]] && [[ $(head -n 1 "$stamp") == "key $key" ]]; then
+is_complete() { [[ -f $stamp ]] && [[ $(head -n 1 "$stamp") == "key $key" ]]; }
+if is_complete; then
   say "prefix is complete (key $key), nothing to do"
   echo "$prefix"
   exit 0
 fi
 
 # --- 4. Build ------------------------------------------------------------------------------------
+# One build per prefix at a time; a second caller waits, then finds the stamp.
+mkdir -p "$root/sources" "$(dirname "$prefix")"
+exec 9> "$prefix.lock"
+flock 9
+if is_complete; then
+  say "prefix was completed by another run (key $key)"
+  echo "$prefix"
+  exit 0
+fi
 say "building into $prefix (key $key)"
-rm -rf "$prefix"
-mkdir -p "$prefix" "$root/sources"
+# Remove only what this script made (marker file): $DATASYNC_WIN_DEPS may point anywhere.
+if [[ -e $prefix ]]; then
+  [[ -f $prefix/.datasync-win-deps ]] || [[ -z $(ls -A "$prefix") ]] ||
+    die "$prefix exists and was not made by this script; remove it or choose another"
+  rm -rf "$prefix"
+fi
+mkdir -p "$prefix"
+touch "$prefix/.datasync-win-deps"
 scratch="$root/scratch-$key"
 rm -rf "$scratch"
 mkdir -p "$scratch"
@@ -173,7 +190,7 @@ build_curl() {
   cmake_build curl "$scratch/curl" -DCURL_USE_SCHANNEL=ON -DCURL_USE_OPENSSL=OFF -DHTTP_ONLY=ON \
     -DCURL_ZLIB=OFF -DCURL_BROTLI=OFF -DCURL_ZSTD=OFF -DUSE_NGHTTP2=OFF -DCURL_USE_LIBSSH2=OFF \
     -DCURL_USE_LIBSSH=OFF -DUSE_LIBIDN2=OFF -DUSE_WIN32_IDN=OFF -DCURL_DISABLE_LDAP=ON \
-    -DBUILD_CURL_EXE=OFF -DENABLE_MANUAL=OFF -DBUILD_LIBCURL_DOCS=OFF -DCURL_CA_PATH=none \
+    -DBUILD_CURL_EXE=OFF -DENABLE_MANUAL=OFF -DCURL_CA_PATH=none \
     -DCURL_CA_BUNDLE=none
 }
 
@@ -198,9 +215,10 @@ install_headers() {
     shift 2
     cat >> "$file" <<EOF
 if(NOT TARGET $target)
+  get_filename_component(_datasync_hdr "\${CMAKE_CURRENT_LIST_DIR}/../../../include-hdr" ABSOLUTE)
   add_library($target INTERFACE IMPORTED)
   set_target_properties($target PROPERTIES
-    INTERFACE_INCLUDE_DIRECTORIES "\${CMAKE_CURRENT_LIST_DIR}/../../../include-hdr"
+    INTERFACE_INCLUDE_DIRECTORIES "\${_datasync_hdr}"
     INTERFACE_COMPILE_DEFINITIONS "$*")
 endif()
 EOF
@@ -209,7 +227,7 @@ EOF
   f="$cm/nlohmann_json/nlohmann_jsonConfig.cmake"; : > "$f"; header_target "$f" nlohmann_json::nlohmann_json
   f="$cm/CLI11/CLI11Config.cmake"; : > "$f"; header_target "$f" CLI11::CLI11
   f="$cm/tomlplusplus/tomlplusplusConfig.cmake"; : > "$f"
-  header_target "$f" tomlplusplus::tomlplusplus
+  header_target "$f" tomlplusplus::tomlplusplus TOML_HEADER_ONLY=1
   f="$cm/fmt/fmtConfig.cmake"; : > "$f"
   header_target "$f" fmt::fmt-header-only FMT_HEADER_ONLY=1
   echo 'if(NOT TARGET fmt::fmt)
@@ -245,5 +263,8 @@ rm -rf "$scratch"
 } > "$stamp.tmp"
 mv "$stamp.tmp" "$stamp"  # last: a prefix without it is rebuilt
 say "times: ${timings[*]}"
+for old in "$root"/*/.complete; do
+  [[ $old == "$stamp" || ! -f $old ]] || say "older prefix (remove when unused): $(dirname "$old")"
+done
 say "complete in $((SECONDS - total_start)) s: $prefix"
 echo "$prefix"

@@ -67,7 +67,7 @@ t=$SECONDS
 rc=0
 wine "$exe" > "$wine_logs/smoke.out" 2> "$wine_logs/smoke.err" || rc=$?
 say "ran under Wine ($((SECONDS - t)) s), exit code $rc"
-grep -E '^curl |PASSED|FAILED' "$wine_logs/smoke.out" >&2 || true
+grep -E '^(curl|Windows) |PASSED|FAILED' "$wine_logs/smoke.out" >&2 || true
 ((rc == 0)) || { cat "$wine_logs/smoke.out" "$wine_logs/smoke.err" >&2; die "smoke.exe exit code $rc"; }
 grep -q '^SMOKE OK' "$wine_logs/smoke.out" || die "no SMOKE OK in $wine_logs/smoke.out"
 say "OK in $((SECONDS - start)) s"

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <windows.h>
 
 #include <CLI/CLI.hpp>
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -147,6 +148,21 @@ TEST(Threads, StdAndAbslMutex) {
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(std_count, 4000);
   EXPECT_EQ(absl_count, 4000);
+}
+
+// smoke.sh sets Wine to report Windows 10 (the agent's minimum); GetVersionEx() would answer 6.2
+// to an .exe without a manifest, RtlGetVersion() does not.
+TEST(Windows, ReportsWindows10) {
+  using RtlGetVersionFn = LONG(WINAPI*)(OSVERSIONINFOW*);
+  auto rtl_get_version = reinterpret_cast<RtlGetVersionFn>(
+      reinterpret_cast<void*>(GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "RtlGetVersion")));
+  ASSERT_NE(rtl_get_version, nullptr);
+  OSVERSIONINFOW info = {};
+  info.dwOSVersionInfoSize = sizeof(info);
+  ASSERT_EQ(rtl_get_version(&info), 0);
+  EXPECT_EQ(info.dwMajorVersion, 10u);
+  std::printf("Windows %lu.%lu.%lu\n", info.dwMajorVersion, info.dwMinorVersion,
+              info.dwBuildNumber);
 }
 
 TEST(HeaderOnly, JsonTomlCli) {
