@@ -100,9 +100,10 @@ if [[ -e $prefix ]]; then
 fi
 mkdir -p "$prefix"
 touch "$prefix/.datasync-win-deps"
-scratch="$root/scratch-$key"
-rm -rf "$scratch"
-mkdir -p "$scratch"
+# Sources and build trees: private to this run, removed however it ends (the logs stay in the
+# prefix, which has no stamp until the end).
+scratch=$(mktemp -d "$root/scratch.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
 log_dir="$prefix/logs"  # kept: one log per step
 mkdir -p "$log_dir"
 timings=()
@@ -252,7 +253,6 @@ timed sqlitecpp build_sqlitecpp
 timed curl build_curl
 timed googletest build_googletest
 timed headers install_headers
-rm -rf "$scratch"
 
 {
   echo "key $key"
