@@ -26,6 +26,12 @@ prefix=$("$repo/scripts/windows/build-deps.sh" | tail -n 1)
 say "deps prefix $prefix ($((SECONDS - start)) s)"
 
 # --- Build ---------------------------------------------------------------------------------------
+# A build made against another prefix has that prefix's package paths cached (absl_DIR, ...).
+if [[ -f $build/CMakeCache.txt ]] &&
+  ! grep -qxF "DATASYNC_WIN_DEPS:PATH=$prefix" "$build/CMakeCache.txt"; then
+  say "deps prefix changed: removing $build"
+  rm -rf "$build"
+fi
 mkdir -p "$build" "$wine_logs"
 t=$SECONDS
 {
