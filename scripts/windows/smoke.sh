@@ -44,7 +44,7 @@ say "built $exe ($((SECONDS - t)) s)"
 
 # --- Only system DLLs ------------------------------------------------------------------------------
 dlls=$(x86_64-w64-mingw32-objdump -p "$exe" | awk '/DLL Name:/ {print $3}' | sort -u)
-say "imports: $(echo $dlls)"
+say "imports: $(tr '\n' ' ' <<< "$dlls")"
 if echo "$dlls" | grep -iE '^lib|gcc|stdc\+\+|pthread'; then
   die "$exe needs MinGW runtime DLLs (link with -static)"
 fi

@@ -1,14 +1,14 @@
 // Smoke test of the Windows toolchain: every third-party library the agent uses, once, run under
 // Wine by scripts/windows/smoke.sh. Prints "SMOKE OK" last when every test passed.
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <SQLiteCpp/VariadicBind.h>
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <toml++/toml.h>
 #include <windows.h>
 
 #include <CLI/CLI.hpp>
-#include <SQLiteCpp/SQLiteCpp.h>
-#include <SQLiteCpp/VariadicBind.h>
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -16,7 +16,6 @@
 #include <sstream>
 #include <string>
 #include <thread>
-#include <toml++/toml.h>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -76,9 +75,9 @@ TEST(Sqlite, WalInsertReadBack) {
   TempDir dir;
   const std::string db_path = Utf8(dir.path() / "state.db");
   sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                            nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr),
+      SQLITE_OK);
   EXPECT_EQ(sqlite3_threadsafe(), 1);
   sqlite3_stmt* stmt = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &stmt, nullptr), SQLITE_OK);
@@ -102,8 +101,7 @@ TEST(Sqlite, WalInsertReadBack) {
 
 TEST(SQLiteCpp, BindAndQuery) {
   TempDir dir;
-  SQLite::Database db(Utf8(dir.path() / "cpp.db"),
-                      SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  SQLite::Database db(Utf8(dir.path() / "cpp.db"), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
   db.exec("CREATE TABLE t (k TEXT, v INTEGER)");
   SQLite::Statement insert(db, "INSERT INTO t VALUES (?, ?)");
   SQLite::bind(insert, "key", 99);
@@ -121,7 +119,8 @@ TEST(Curl, SchannelBuild) {
       << info->ssl_version;
   EXPECT_TRUE(info->features & CURL_VERSION_SSL);
   bool https = false;
-  for (const char* const* p = info->protocols; *p != nullptr; ++p) https |= std::string(*p) == "https";
+  for (const char* const* p = info->protocols; *p != nullptr; ++p)
+    https |= std::string(*p) == "https";
   EXPECT_TRUE(https);
   CURL* easy = curl_easy_init();
   ASSERT_NE(easy, nullptr);
@@ -140,8 +139,14 @@ TEST(Threads, StdAndAbslMutex) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 1000; ++i) {
-        { std::lock_guard<std::mutex> lock(std_mu); ++std_count; }
-        { absl::MutexLock lock(&absl_mu); ++absl_count; }
+        {
+          std::lock_guard<std::mutex> lock(std_mu);
+          ++std_count;
+        }
+        {
+          absl::MutexLock lock(&absl_mu);
+          ++absl_count;
+        }
       }
     });
   }
