@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Smoke test of the Windows cross build: makes sure the dependency prefix exists
+# (scripts/windows/build-deps.sh, seconds when it does), builds tests/windows/smoke with
+# cmake/mingw-w64-x86_64.cmake, checks that the .exe imports only system DLLs, and runs it under
+# Wine headless.
+#
+#   DATASYNC_WIN_DEPS_ROOT  where build-deps.sh keeps prefixes (default /work/.cache/win-deps)
+#   DATASYNC_WINEPREFIX     Wine prefix (default $DATASYNC_WIN_DEPS_ROOT/wine), made on first use
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+root="${DATASYNC_WIN_DEPS_ROOT:-/work/.cache/win-deps}"
+build="$root/smoke-build"
+wine_logs="$root/smoke-logs"
+export WINEPREFIX="${DATASYNC_WINEPREFIX:-$root/wine}"
+export WINEDEBUG=-all
+export WINEARCH=win64
+unset DISPLAY WAYLAND_DISPLAY
+
+say() { echo "smoke: $*" >&2; }
+die() { say "FAILED: $*"; exit 1; }
+start=$SECONDS
+
+prefix=$("$repo/scripts/windows/build-deps.sh" | tail -n 1)
+[[ -f $prefix/.complete ]] || die "build-deps.sh gave no complete prefix ($prefix)"
+say "deps prefix $prefix ($((SECONDS - start)) s)"
+
+# --- Build ---------------------------------------------------------------------------------------
+# A build made against another prefix has that prefix's package paths cached (absl_DIR, ...).
+if [[ -f $build/CMakeCache.txt ]] &&
+  ! grep -qxF "DATASYNC_WIN_DEPS:PATH=$prefix" "$build/CMakeCache.txt"; then
+  say "deps prefix changed: removing $build"
+  rm -rf "$build"
+fi
+mkdir -p "$build" "$wine_logs"
+t=$SECONDS
+{
+  cmake -S "$repo/tests/windows/smoke" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_TOOLCHAIN_FILE="$repo/cmake/mingw-w64-x86_64.cmake" -DDATASYNC_WIN_DEPS="$prefix" &&
+    nice -n 10 cmake --build "$build" -j 2
+} > "$build/build.log" 2>&1 || { tail -n 40 "$build/build.log" >&2; die "build, see $build/build.log"; }
+exe="$build/smoke.exe"
+say "built $exe ($((SECONDS - t)) s)"
+
+# --- Only system DLLs ------------------------------------------------------------------------------
+dlls=$(x86_64-w64-mingw32-objdump -p "$exe" | awk '/DLL Name:/ {print $3}' | sort -u)
+say "imports: $(tr '\n' ' ' <<< "$dlls")"
+if echo "$dlls" | grep -iE '^lib|gcc|stdc\+\+|pthread'; then
+  die "$exe needs MinGW runtime DLLs (link with -static)"
+fi
+
+# --- Wine ----------------------------------------------------------------------------------------
+# Wine's output goes to files: a pipe inherited by wineserver would keep this script waiting.
+trap 'wineserver -k > /dev/null 2>&1 || true' EXIT
+if [[ ! -f $WINEPREFIX/.datasync-ready ]]; then
+  t=$SECONDS
+  rm -rf "$WINEPREFIX"
+  mkdir -p "$(dirname "$WINEPREFIX")"
+  wineboot --init > "$wine_logs/wineboot.log" 2>&1 || die "wineboot, see $wine_logs/wineboot.log"
+  wineserver -w
+  wine winecfg -v win10 > "$wine_logs/winecfg.log" 2>&1 || die "winecfg, see $wine_logs/winecfg.log"
+  wineserver -w
+  touch "$WINEPREFIX/.datasync-ready"
+  say "Wine prefix $WINEPREFIX ready ($((SECONDS - t)) s)"
+fi
+# Every imported DLL must be one Windows (here: Wine) ships.
+for dll in $dlls; do
+  find "$WINEPREFIX/drive_c/windows/system32" -maxdepth 1 -iname "$dll" | grep -q . ||
+    die "$dll is not a system DLL"
+done
+
+t=$SECONDS
+rc=0
+wine "$exe" > "$wine_logs/smoke.out" 2> "$wine_logs/smoke.err" || rc=$?
+say "ran under Wine ($((SECONDS - t)) s), exit code $rc"
+grep -E '^(curl|Windows) |PASSED|FAILED' "$wine_logs/smoke.out" >&2 || true
+((rc == 0)) || { cat "$wine_logs/smoke.out" "$wine_logs/smoke.err" >&2; die "smoke.exe exit code $rc"; }
+grep -q '^SMOKE OK' "$wine_logs/smoke.out" || die "no SMOKE OK in $wine_logs/smoke.out"
+say "OK in $((SECONDS - start)) s"
