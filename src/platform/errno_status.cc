@@ -1,3 +1,6 @@
+// errno → absl::Status: portable (the Windows CRT sets errno for a few calls too); the errno
+// values Windows lacks (EDQUOT, ESTALE, EHOSTDOWN) are left out there. The Win32 twin for
+// GetLastError codes is windows/error.cc.
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -31,11 +34,15 @@ ErrorKind KindOfErrno(int err) {
     case EBUSY:
     case ETXTBSY:
       return ErrorKind::kBusy;
+#ifdef ESTALE
     case ESTALE:
+#endif
     case EIO:
     case ENOTCONN:
     case ETIMEDOUT:
+#ifdef EHOSTDOWN
     case EHOSTDOWN:
+#endif
     case EHOSTUNREACH:
     case ENETDOWN:
     case ENETUNREACH:
@@ -62,7 +69,9 @@ absl::Status CodeOfErrno(int err, const std::string& msg) {
     case EEXIST:
       return absl::AlreadyExistsError(msg);
     case ENOSPC:
+#ifdef EDQUOT
     case EDQUOT:
+#endif
     case EMFILE:
     case ENFILE:
       return absl::ResourceExhaustedError(msg);
