@@ -9,13 +9,11 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-root="${DATASYNC_WIN_DEPS_ROOT:-/work/.cache/win-deps}"
+# shellcheck source=scripts/windows/wine-env.sh
+source "$repo/scripts/windows/wine-env.sh"
+root="$wine_root"
 build="$root/smoke-build"
 wine_logs="$root/smoke-logs"
-export WINEPREFIX="${DATASYNC_WINEPREFIX:-$root/wine}"
-export WINEDEBUG=-all
-export WINEARCH=win64
-unset DISPLAY WAYLAND_DISPLAY
 
 say() { echo "smoke: $*" >&2; }
 die() { say "FAILED: $*"; exit 1; }
@@ -43,31 +41,14 @@ exe="$build/smoke.exe"
 say "built $exe ($((SECONDS - t)) s)"
 
 # --- Only system DLLs ------------------------------------------------------------------------------
-dlls=$(x86_64-w64-mingw32-objdump -p "$exe" | awk '/DLL Name:/ {print $3}' | sort -u)
+dlls=$(wine_imports "$exe")
 say "imports: $(tr '\n' ' ' <<< "$dlls")"
-if echo "$dlls" | grep -iE '^lib|gcc|stdc\+\+|pthread'; then
-  die "$exe needs MinGW runtime DLLs (link with -static)"
-fi
+wine_check_no_mingw_dlls "$exe" || die "MinGW runtime DLLs"
 
 # --- Wine ----------------------------------------------------------------------------------------
-# Wine's output goes to files: a pipe inherited by wineserver would keep this script waiting.
-trap 'wineserver -k > /dev/null 2>&1 || true' EXIT
-if [[ ! -f $WINEPREFIX/.datasync-ready ]]; then
-  t=$SECONDS
-  rm -rf "$WINEPREFIX"
-  mkdir -p "$(dirname "$WINEPREFIX")"
-  wineboot --init > "$wine_logs/wineboot.log" 2>&1 || die "wineboot, see $wine_logs/wineboot.log"
-  wineserver -w
-  wine winecfg -v win10 > "$wine_logs/winecfg.log" 2>&1 || die "winecfg, see $wine_logs/winecfg.log"
-  wineserver -w
-  touch "$WINEPREFIX/.datasync-ready"
-  say "Wine prefix $WINEPREFIX ready ($((SECONDS - t)) s)"
-fi
-# Every imported DLL must be one Windows (here: Wine) ships.
-for dll in $dlls; do
-  find "$WINEPREFIX/drive_c/windows/system32" -maxdepth 1 -iname "$dll" | grep -q . ||
-    die "$dll is not a system DLL"
-done
+trap wine_stop EXIT
+wine_prefix_ready "$wine_logs" || die "Wine prefix"
+wine_check_system_dlls "$exe" || die "imports a DLL Windows does not ship"
 
 t=$SECONDS
 rc=0
