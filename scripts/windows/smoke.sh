@@ -6,13 +6,16 @@
 #
 #   DATASYNC_WIN_DEPS_ROOT  where build-deps.sh keeps prefixes (default /work/.cache/win-deps)
 #   DATASYNC_WINEPREFIX     Wine prefix (default $DATASYNC_WIN_DEPS_ROOT/wine), made on first use
+#   DATASYNC_SMOKE_BUILD    build folder (default $DATASYNC_WIN_DEPS_ROOT/smoke-build)
+#   DATASYNC_WIN_JOBS       build parallelism (default 2)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=scripts/windows/wine-env.sh
 source "$repo/scripts/windows/wine-env.sh"
 root="$wine_root"
-build="$root/smoke-build"
+# The build folder is tied to one checkout's source: a second worktree gives its own.
+build="${DATASYNC_SMOKE_BUILD:-$root/smoke-build}"
 wine_logs="$root/smoke-logs"
 
 say() { echo "smoke: $*" >&2; }
@@ -35,7 +38,7 @@ t=$SECONDS
 {
   cmake -S "$repo/tests/windows/smoke" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$repo/cmake/mingw-w64-x86_64.cmake" -DDATASYNC_WIN_DEPS="$prefix" &&
-    nice -n 10 cmake --build "$build" -j 2
+    nice -n 10 cmake --build "$build" -j "${DATASYNC_WIN_JOBS:-2}"
 } > "$build/build.log" 2>&1 || { tail -n 40 "$build/build.log" >&2; die "build, see $build/build.log"; }
 exe="$build/smoke.exe"
 say "built $exe ($((SECONDS - t)) s)"

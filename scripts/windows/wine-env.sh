@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared Wine set-up of the Windows test scripts (smoke.sh, platform-tests.sh); sourced, not run.
 #
 #   DATASYNC_WIN_DEPS_ROOT  where build-deps.sh keeps prefixes (default /work/.cache/win-deps)

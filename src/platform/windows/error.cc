@@ -1,7 +1,8 @@
 // GetLastError codes → absl::Status (the Win32 twin of errno_status.cc; contract in internal.h).
+#include "platform/error.h"
+
 #include <string>
 
-#include "platform/error.h"
 #include "platform/windows/internal.h"
 
 namespace ds::platform::internal {
@@ -116,8 +117,8 @@ std::string Win32Text(DWORD err) {
   std::wstring text;
   if (n > 0 && buffer != nullptr) text.assign(buffer, n);
   if (buffer != nullptr) ::LocalFree(buffer);
-  while (!text.empty() && (text.back() == L'\r' || text.back() == L'\n' ||
-                           text.back() == L' ' || text.back() == L'.')) {
+  while (!text.empty() && (text.back() == L'\r' || text.back() == L'\n' || text.back() == L' ' ||
+                           text.back() == L'.')) {
     text.pop_back();
   }
   if (text.empty()) return absl::StrCat("Windows error ", err);

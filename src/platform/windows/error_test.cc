@@ -1,9 +1,10 @@
+#include "platform/error.h"
+
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "platform/error.h"
 #include "platform/windows/internal.h"
 
 namespace ds::platform {

@@ -12,8 +12,8 @@ namespace internal {
 
 std::wstring Widen(std::string_view utf8) {
   if (utf8.empty()) return {};
-  const int n = ::MultiByteToWideChar(CP_UTF8, 0, utf8.data(), static_cast<int>(utf8.size()),
-                                      nullptr, 0);
+  const int n =
+      ::MultiByteToWideChar(CP_UTF8, 0, utf8.data(), static_cast<int>(utf8.size()), nullptr, 0);
   std::wstring out(static_cast<size_t>(n), L'\0');
   ::MultiByteToWideChar(CP_UTF8, 0, utf8.data(), static_cast<int>(utf8.size()), out.data(), n);
   return out;
@@ -51,8 +51,9 @@ std::wstring LongPathForm(const std::filesystem::path& path) {
   // UNC: libstdc++'s lexically_normal folds the leading "\\" into one, so only the part after
   // \\server\share is normalised (as a rooted path: ".." stops at the share, as in Win32).
   const size_t server_end = s.find_first_of(L"\\/", 2);
-  const size_t share_end =
-      server_end == std::wstring::npos ? std::wstring::npos : s.find_first_of(L"\\/", server_end + 1);
+  const size_t share_end = server_end == std::wstring::npos
+                               ? std::wstring::npos
+                               : s.find_first_of(L"\\/", server_end + 1);
   std::wstring out = L"\\\\?\\UNC\\" + s.substr(2, share_end - 2);
   for (wchar_t& c : out) c = c == L'/' ? L'\\' : c;
   if (share_end != std::wstring::npos) {
@@ -67,7 +68,9 @@ std::filesystem::path PathFromUtf8(std::string_view utf8) {
   return std::filesystem::path(internal::Widen(utf8));
 }
 
-std::string PathToUtf8(const std::filesystem::path& path) { return internal::Narrow(path.native()); }
+std::string PathToUtf8(const std::filesystem::path& path) {
+  return internal::Narrow(path.native());
+}
 
 absl::StatusOr<std::filesystem::path> RealPath(const std::filesystem::path& path) {
   const std::string display = PathToUtf8(path);

@@ -22,7 +22,9 @@ TEST(WinPaths, Utf8RoundTripsThroughUtf16) {
   EXPECT_EQ(p.native(), std::wstring(L"\u00C4-\u6E2C-\U0001F600"));
   EXPECT_EQ(p.native().size(), 6u);  // the emoji is a surrogate pair
   EXPECT_EQ(PathToUtf8(p), name);
-  const std::string nested = "Messdaten/Gr\xC3\xBC\xC3\x9F" "e/\xE6\x97\xA5\xE6\x9C\xAC.csv";
+  const std::string nested =
+      "Messdaten/Gr\xC3\xBC\xC3\x9F"
+      "e/\xE6\x97\xA5\xE6\x9C\xAC.csv";
   EXPECT_EQ(PathToUtf8(PathFromUtf8(nested)), nested);
   EXPECT_EQ(PathFromUtf8(nested) / "x", PathFromUtf8(nested + "/x"));
   EXPECT_EQ(PathToUtf8(PathFromUtf8("")), "");
@@ -30,7 +32,9 @@ TEST(WinPaths, Utf8RoundTripsThroughUtf16) {
 
 TEST(WinPaths, UnpairedSurrogatesBecomeReplacementCharacters) {
   const std::wstring broken{L'a', static_cast<wchar_t>(0xD800), L'b'};
-  EXPECT_EQ(PathToUtf8(std::filesystem::path(broken)), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(PathToUtf8(std::filesystem::path(broken)),
+            "a\xEF\xBF\xBD"
+            "b");
 }
 
 TEST(WinPaths, LongPathFormOfDrivePaths) {
@@ -95,8 +99,8 @@ TEST(WinPaths, RealPathOfACreatedDirectory) {
   EXPECT_EQ(real->filename(), dir.filename());
   EXPECT_NE(real->native().rfind(L"\\\\?\\", 0), 0u) << "verbatim prefix left in " << *real;
   // Another spelling of the same folder: "." and "..", forward slashes.
-  auto spelled = RealPath(std::filesystem::path(dir.native() + L"/./../" +
-                                                dir.filename().native()));
+  auto spelled =
+      RealPath(std::filesystem::path(dir.native() + L"/./../" + dir.filename().native()));
   ASSERT_TRUE(spelled.ok()) << spelled.status();
   EXPECT_EQ(*spelled, *real);
   // A file inside it.

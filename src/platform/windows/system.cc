@@ -69,8 +69,8 @@ HANDLE StdHandle(StdStream stream) {
 absl::StatusOr<SpaceInfo> FreeSpace(const std::filesystem::path& path) {
   const std::string display = PathToUtf8(path);
   std::wstring absolute(MAX_PATH + 1, L'\0');
-  DWORD n = ::GetFullPathNameW(path.c_str(), static_cast<DWORD>(absolute.size()),
-                               absolute.data(), nullptr);
+  DWORD n = ::GetFullPathNameW(path.c_str(), static_cast<DWORD>(absolute.size()), absolute.data(),
+                               nullptr);
   if (n >= absolute.size()) {
     absolute.resize(n);
     n = ::GetFullPathNameW(path.c_str(), n, absolute.data(), nullptr);

@@ -45,7 +45,7 @@ TEST(WinSetCurrentThreadName, NamesThisThreadWhereWindowsCan) {
       ::GetProcAddress(::GetModuleHandleW(L"kernel32.dll"), "GetThreadDescription")));
   std::thread([&] {
     SetCurrentThreadName("a-very-long-thread-name-\xC3\x84");  // not cut to 15 bytes here
-    if (get_description == nullptr) return;                  // best effort: nothing to read back
+    if (get_description == nullptr) return;                    // best effort: nothing to read back
     PWSTR name = nullptr;
     ASSERT_TRUE(SUCCEEDED(get_description(::GetCurrentThread(), &name)));
     EXPECT_EQ(std::wstring(name), L"a-very-long-thread-name-\u00C4");
@@ -55,7 +55,8 @@ TEST(WinSetCurrentThreadName, NamesThisThreadWhereWindowsCan) {
 
 TEST(WinIsTerminal, AgreesWithGetConsoleMode) {
   DWORD mode = 0;
-  EXPECT_EQ(IsTerminal(StdStream::kIn), ::GetConsoleMode(::GetStdHandle(STD_INPUT_HANDLE), &mode) != 0);
+  EXPECT_EQ(IsTerminal(StdStream::kIn),
+            ::GetConsoleMode(::GetStdHandle(STD_INPUT_HANDLE), &mode) != 0);
   EXPECT_EQ(IsTerminal(StdStream::kOut),
             ::GetConsoleMode(::GetStdHandle(STD_OUTPUT_HANDLE), &mode) != 0);
   EXPECT_EQ(IsTerminal(StdStream::kErr),
