@@ -75,13 +75,13 @@ absl::StatusOr<SpaceInfo> FreeSpace(const std::filesystem::path& path) {
     absolute.resize(n);
     n = ::GetFullPathNameW(path.c_str(), n, absolute.data(), nullptr);
   }
-  if (n == 0 || n >= absolute.size()) return internal::LastError("statvfs", display);
+  if (n == 0 || n >= absolute.size()) return internal::LastError("free space", display);
   absolute.resize(n);
   const std::wstring long_form = internal::LongPathForm(absolute);
   // GetDiskFreeSpaceExW wants a directory (and takes the caller's quota into account there):
   // the path itself, or the folder holding a file.
   const DWORD attributes = ::GetFileAttributesW(long_form.c_str());
-  if (attributes == INVALID_FILE_ATTRIBUTES) return internal::LastError("statvfs", display);
+  if (attributes == INVALID_FILE_ATTRIBUTES) return internal::LastError("free space", display);
   std::wstring dir = long_form;
   if ((attributes & FILE_ATTRIBUTE_DIRECTORY) == 0) {
     dir = std::filesystem::path(long_form).parent_path().native();
@@ -89,7 +89,7 @@ absl::StatusOr<SpaceInfo> FreeSpace(const std::filesystem::path& path) {
   if (dir.empty() || dir.back() != L'\\') dir += L'\\';  // UNC roots need the trailing '\'
   ULARGE_INTEGER available{}, total{};
   if (!::GetDiskFreeSpaceExW(dir.c_str(), &available, &total, nullptr)) {
-    return internal::LastError("statvfs", display);
+    return internal::LastError("free space", display);
   }
   SpaceInfo info;
   info.total = total.QuadPart;
