@@ -22,18 +22,12 @@ say() { echo "platform-tests: $*" >&2; }
 die() { say "FAILED: $*"; exit 1; }
 start=$SECONDS
 
-prefix=$("$repo/scripts/windows/build-deps.sh" | tail -n 1)
-[[ -f $prefix/.complete ]] || die "build-deps.sh gave no complete prefix ($prefix)"
+prefix=$(win_deps_prefix "$repo") || die "no Windows deps prefix"
 say "deps prefix $prefix ($((SECONDS - start)) s)"
 
 # --- Build ---------------------------------------------------------------------------------------
-# A build made against another prefix has that prefix's package paths cached (absl_DIR, ...).
-if [[ -f $build/CMakeCache.txt ]] &&
-  ! grep -qxF "DATASYNC_WIN_DEPS:PATH=$prefix" "$build/CMakeCache.txt"; then
-  say "deps prefix changed: removing $build"
-  rm -rf "$build"
-fi
-mkdir -p "$build" "$logs"
+win_build_dir "$build" "$prefix" "$repo" || die "no build folder"
+mkdir -p "$logs"
 t=$SECONDS
 launcher=()
 command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)

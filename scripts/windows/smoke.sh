@@ -22,18 +22,12 @@ say() { echo "smoke: $*" >&2; }
 die() { say "FAILED: $*"; exit 1; }
 start=$SECONDS
 
-prefix=$("$repo/scripts/windows/build-deps.sh" | tail -n 1)
-[[ -f $prefix/.complete ]] || die "build-deps.sh gave no complete prefix ($prefix)"
+prefix=$(win_deps_prefix "$repo") || die "no Windows deps prefix"
 say "deps prefix $prefix ($((SECONDS - start)) s)"
 
 # --- Build ---------------------------------------------------------------------------------------
-# A build made against another prefix has that prefix's package paths cached (absl_DIR, ...).
-if [[ -f $build/CMakeCache.txt ]] &&
-  ! grep -qxF "DATASYNC_WIN_DEPS:PATH=$prefix" "$build/CMakeCache.txt"; then
-  say "deps prefix changed: removing $build"
-  rm -rf "$build"
-fi
-mkdir -p "$build" "$wine_logs"
+win_build_dir "$build" "$prefix" "$repo/tests/windows/smoke" || die "no build folder"
+mkdir -p "$wine_logs"
 t=$SECONDS
 {
   cmake -S "$repo/tests/windows/smoke" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \

@@ -14,6 +14,28 @@ unset DISPLAY WAYLAND_DISPLAY
 
 wine_say() { echo "wine-env: $*" >&2; }
 
+# win_deps_prefix <repo>: prints the complete deps prefix (build-deps.sh; ~2 s when warm).
+win_deps_prefix() {
+  local prefix
+  prefix=$("$1/scripts/windows/build-deps.sh" | tail -n 1) || return 1
+  [[ -f $prefix/.complete ]] || { wine_say "build-deps.sh gave no complete prefix ($prefix)"; return 1; }
+  echo "$prefix"
+}
+
+# win_build_dir <build> <prefix> <source>: makes the build folder; one configured against another
+# prefix (its cached package paths, absl_DIR ..., point there) or from another checkout's source
+# (CMake refuses it) is removed first.
+win_build_dir() {
+  local build=$1 prefix=$2 source=$3
+  if [[ -f $build/CMakeCache.txt ]] &&
+    { ! grep -qxF "DATASYNC_WIN_DEPS:PATH=$prefix" "$build/CMakeCache.txt" ||
+      ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$source" "$build/CMakeCache.txt"; }; then
+    wine_say "deps prefix or source changed: removing $build"
+    rm -rf "$build"
+  fi
+  mkdir -p "$build"
+}
+
 # wine_imports <exe>: the DLLs the .exe imports, one a line.
 wine_imports() {
   x86_64-w64-mingw32-objdump -p "$1" | awk '/DLL Name:/ {print $3}' | sort -u
