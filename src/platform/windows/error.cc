@@ -8,102 +8,70 @@
 namespace ds::platform::internal {
 namespace {
 
-ErrorKind KindOfWin32(DWORD err) {
-  switch (err) {
-    case ERROR_CANT_RESOLVE_FILENAME:
-    case ERROR_STOPPED_ON_SYMLINK:
-      return ErrorKind::kIsLink;
-    case ERROR_DIRECTORY:
-      return ErrorKind::kNotDirectory;
-    case ERROR_DIR_NOT_EMPTY:
-      return ErrorKind::kNotEmpty;
-    case ERROR_NOT_SAME_DEVICE:
-      return ErrorKind::kCrossDevice;
-    case ERROR_SHARING_VIOLATION:
-      return ErrorKind::kSharingViolation;
-    case ERROR_NOT_SUPPORTED:
-    case ERROR_INVALID_FUNCTION:
-    case ERROR_CALL_NOT_IMPLEMENTED:
-      return ErrorKind::kNotSupported;
-    case ERROR_LOCK_VIOLATION:
-    case ERROR_BUSY:
-    case ERROR_PIPE_BUSY:
-    case ERROR_DELETE_PENDING:
-    case ERROR_USER_MAPPED_FILE:
-      return ErrorKind::kBusy;
-    case ERROR_BAD_NETPATH:
-    case ERROR_NETNAME_DELETED:
-    case ERROR_UNEXP_NET_ERR:
-    case ERROR_BAD_NET_NAME:
-    case ERROR_NETWORK_BUSY:
-    case ERROR_DEV_NOT_EXIST:
-    case ERROR_REM_NOT_LIST:
-    case ERROR_NETWORK_UNREACHABLE:
-    case ERROR_HOST_UNREACHABLE:
-    case ERROR_CONNECTION_ABORTED:
-    case ERROR_SEM_TIMEOUT:
-    case ERROR_NOT_READY:
-    case ERROR_IO_DEVICE:
-      return ErrorKind::kUnreachable;
-    default:
-      return ErrorKind::kOther;
-  }
-}
+// Each code as its errno twin maps (errno_status.cc): the canonical code and the ErrorKind the
+// callers test. A code not listed is Internal with kind kOther.
+struct Win32Mapping {
+  DWORD err;
+  absl::StatusCode code;
+  ErrorKind kind;
+};
+using C = absl::StatusCode;
+using K = ErrorKind;
+constexpr Win32Mapping kMappings[] = {
+    {ERROR_FILE_NOT_FOUND, C::kNotFound, K::kOther},
+    {ERROR_PATH_NOT_FOUND, C::kNotFound, K::kOther},
+    {ERROR_INVALID_DRIVE, C::kNotFound, K::kOther},
+    {ERROR_DIRECTORY, C::kNotFound, K::kNotDirectory},
+    {ERROR_ACCESS_DENIED, C::kPermissionDenied, K::kOther},
+    {ERROR_WRITE_PROTECT, C::kPermissionDenied, K::kOther},
+    {ERROR_PRIVILEGE_NOT_HELD, C::kPermissionDenied, K::kOther},
+    {ERROR_ALREADY_EXISTS, C::kAlreadyExists, K::kOther},
+    {ERROR_FILE_EXISTS, C::kAlreadyExists, K::kOther},
+    {ERROR_DISK_FULL, C::kResourceExhausted, K::kOther},
+    {ERROR_HANDLE_DISK_FULL, C::kResourceExhausted, K::kOther},
+    {ERROR_DISK_QUOTA_EXCEEDED, C::kResourceExhausted, K::kOther},
+    {ERROR_TOO_MANY_OPEN_FILES, C::kResourceExhausted, K::kOther},
+    {ERROR_NOT_ENOUGH_MEMORY, C::kResourceExhausted, K::kOther},
+    {ERROR_OUTOFMEMORY, C::kResourceExhausted, K::kOther},
+    {ERROR_NOT_ENOUGH_QUOTA, C::kResourceExhausted, K::kOther},
+    {ERROR_SHARING_VIOLATION, C::kUnavailable, K::kSharingViolation},
+    {ERROR_LOCK_VIOLATION, C::kUnavailable, K::kBusy},
+    {ERROR_BUSY, C::kUnavailable, K::kBusy},
+    {ERROR_PIPE_BUSY, C::kUnavailable, K::kBusy},
+    {ERROR_DELETE_PENDING, C::kUnavailable, K::kBusy},
+    {ERROR_USER_MAPPED_FILE, C::kUnavailable, K::kBusy},
+    {ERROR_OPERATION_ABORTED, C::kUnavailable, K::kOther},
+    {ERROR_BAD_NETPATH, C::kUnavailable, K::kUnreachable},
+    {ERROR_NETNAME_DELETED, C::kUnavailable, K::kUnreachable},
+    {ERROR_UNEXP_NET_ERR, C::kUnavailable, K::kUnreachable},
+    {ERROR_BAD_NET_NAME, C::kUnavailable, K::kUnreachable},
+    {ERROR_NETWORK_BUSY, C::kUnavailable, K::kUnreachable},
+    {ERROR_DEV_NOT_EXIST, C::kUnavailable, K::kUnreachable},
+    {ERROR_REM_NOT_LIST, C::kUnavailable, K::kUnreachable},
+    {ERROR_NETWORK_UNREACHABLE, C::kUnavailable, K::kUnreachable},
+    {ERROR_HOST_UNREACHABLE, C::kUnavailable, K::kUnreachable},
+    {ERROR_CONNECTION_ABORTED, C::kUnavailable, K::kUnreachable},
+    {ERROR_SEM_TIMEOUT, C::kUnavailable, K::kUnreachable},
+    {ERROR_NOT_READY, C::kUnavailable, K::kUnreachable},
+    {ERROR_IO_DEVICE, C::kUnavailable, K::kUnreachable},
+    {ERROR_INVALID_NAME, C::kInvalidArgument, K::kOther},
+    {ERROR_BAD_PATHNAME, C::kInvalidArgument, K::kOther},
+    {ERROR_FILENAME_EXCED_RANGE, C::kInvalidArgument, K::kOther},
+    {ERROR_INVALID_PARAMETER, C::kInvalidArgument, K::kOther},
+    {ERROR_NOT_SUPPORTED, C::kUnimplemented, K::kNotSupported},
+    {ERROR_INVALID_FUNCTION, C::kUnimplemented, K::kNotSupported},
+    {ERROR_CALL_NOT_IMPLEMENTED, C::kInternal, K::kNotSupported},
+    {ERROR_DIR_NOT_EMPTY, C::kInternal, K::kNotEmpty},
+    {ERROR_NOT_SAME_DEVICE, C::kInternal, K::kCrossDevice},
+    {ERROR_CANT_RESOLVE_FILENAME, C::kInternal, K::kIsLink},
+    {ERROR_STOPPED_ON_SYMLINK, C::kInternal, K::kIsLink},
+};
 
-absl::Status CodeOfWin32(DWORD err, const std::string& msg) {
-  switch (err) {
-    case ERROR_FILE_NOT_FOUND:
-    case ERROR_PATH_NOT_FOUND:
-    case ERROR_INVALID_DRIVE:
-    case ERROR_DIRECTORY:
-      return absl::NotFoundError(msg);
-    case ERROR_ACCESS_DENIED:
-    case ERROR_WRITE_PROTECT:
-    case ERROR_PRIVILEGE_NOT_HELD:
-      return absl::PermissionDeniedError(msg);
-    case ERROR_ALREADY_EXISTS:
-    case ERROR_FILE_EXISTS:
-      return absl::AlreadyExistsError(msg);
-    case ERROR_DISK_FULL:
-    case ERROR_HANDLE_DISK_FULL:
-    case ERROR_DISK_QUOTA_EXCEEDED:
-    case ERROR_TOO_MANY_OPEN_FILES:
-    case ERROR_NOT_ENOUGH_MEMORY:
-    case ERROR_OUTOFMEMORY:
-    case ERROR_NOT_ENOUGH_QUOTA:
-      return absl::ResourceExhaustedError(msg);
-    case ERROR_SHARING_VIOLATION:
-    case ERROR_LOCK_VIOLATION:
-    case ERROR_BUSY:
-    case ERROR_PIPE_BUSY:
-    case ERROR_DELETE_PENDING:
-    case ERROR_USER_MAPPED_FILE:
-    case ERROR_OPERATION_ABORTED:
-    case ERROR_BAD_NETPATH:
-    case ERROR_NETNAME_DELETED:
-    case ERROR_UNEXP_NET_ERR:
-    case ERROR_BAD_NET_NAME:
-    case ERROR_NETWORK_BUSY:
-    case ERROR_DEV_NOT_EXIST:
-    case ERROR_REM_NOT_LIST:
-    case ERROR_NETWORK_UNREACHABLE:
-    case ERROR_HOST_UNREACHABLE:
-    case ERROR_CONNECTION_ABORTED:
-    case ERROR_SEM_TIMEOUT:
-    case ERROR_NOT_READY:
-    case ERROR_IO_DEVICE:
-      return absl::UnavailableError(msg);
-    case ERROR_INVALID_NAME:
-    case ERROR_BAD_PATHNAME:
-    case ERROR_FILENAME_EXCED_RANGE:
-    case ERROR_INVALID_PARAMETER:
-      return absl::InvalidArgumentError(msg);
-    case ERROR_NOT_SUPPORTED:
-    case ERROR_INVALID_FUNCTION:
-      return absl::UnimplementedError(msg);
-    default:
-      return absl::InternalError(msg);
+Win32Mapping MappingOf(DWORD err) {
+  for (const Win32Mapping& m : kMappings) {
+    if (m.err == err) return m;
   }
+  return {err, C::kInternal, K::kOther};
 }
 
 // FormatMessageW's text for `err` in UTF-8, without the trailing ".\r\n"; "Windows error N" when
@@ -130,7 +98,8 @@ std::string Win32Text(DWORD err) {
 absl::Status Win32ErrorToStatus(DWORD err, std::string_view what) {
   const std::string text = Win32Text(err);
   const std::string msg = absl::StrCat(Av(what), ": ", text);
-  return WithSystemText(WithKind(CodeOfWin32(err, msg), KindOfWin32(err)), text);
+  const Win32Mapping m = MappingOf(err);
+  return WithSystemText(WithKind(absl::Status(m.code, msg), m.kind), text);
 }
 
 }  // namespace ds::platform::internal
