@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "platform/file.h"
 #include "platform/handle.h"
 #include "platform/types.h"
 
@@ -75,16 +76,16 @@ class ChildProcess {
 
  private:
   static constexpr NativeHandle kNone = kNoHandle;
-  ChildProcess(NativeHandle process, NativeHandle stdout_read)
-      : process_(process), stdout_(stdout_read) {}
+  ChildProcess(NativeHandle process, File stdout_read)
+      : process_(process), stdout_(std::move(stdout_read)) {}
   // Reaps the child once it has ended: with `block` waits for that, without it answers false
   // while the child runs. True once reaped.
   absl::StatusOr<bool> Reap(bool block);
   absl::Status Signal(int signal);
-  void Release();  // kills and reaps a running child, closes the pipe
+  void Release();  // kills and reaps a running child
 
   NativeHandle process_ = kNone;    // POSIX: the process id; Windows: the process HANDLE
-  NativeHandle stdout_ = kNone;     // read end of the stdout pipe; kNone once at its end
+  File stdout_;                     // read end of the stdout pipe; closed once at its end
   std::string pending_;             // read from stdout, not yet returned by ReadLine
   std::optional<ExitStatus> exit_;  // set once reaped
 };

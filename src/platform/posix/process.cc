@@ -49,13 +49,6 @@ int Prepare(SpawnSetup& setup, int out, int err) {
 }
 
 // Closes `fd` when the scope ends.
-struct FdCloser {
-  int fd;
-  ~FdCloser() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
 // execve's argv: pointers into `argv`, then a null.
 std::vector<char*> ArgvPointers(const std::vector<std::string>& argv) {
   std::vector<char*> args;
@@ -77,31 +70,29 @@ ExitStatus ExitStatusOf(int wait_status) {
 absl::StatusOr<ChildProcess> ChildProcess::Start(const std::vector<std::string>& argv,
                                                  const std::filesystem::path& stderr_log) {
   if (argv.empty()) return absl::InvalidArgumentError("start: no executable given");
-  const int log = ::open(stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (log < 0) return internal::Errno("open", stderr_log.native());
-  FdCloser log_closer{log};
+  const int log_fd = ::open(stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (log_fd < 0) return internal::Errno("open", stderr_log.native());
+  const File log = File::Adopt(log_fd, stderr_log.native());
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return internal::Errno("pipe for", argv[0]);
-  FdCloser write_closer{out[1]};  // the child's copy is its stdout; ours goes
+  File read_end = File::Adopt(out[0], absl::StrCat("the output of ", argv[0]));
+  const File write_end = File::Adopt(out[1], argv[0]);  // the child's copy is its stdout
   SpawnSetup setup;
   std::vector<char*> args = ArgvPointers(argv);
   pid_t pid = -1;
-  int rc = Prepare(setup, out[1], log);
+  int rc = Prepare(setup, write_end.native(), log.native());
   // glibc's posix_spawn reports a failed exec (a missing executable) as its result. The child
   // inherits our `environ` (<unistd.h>).
   if (rc == 0) {
     rc = posix_spawn(&pid, args[0], &setup.actions, &setup.attributes, args.data(), environ);
   }
-  if (rc != 0) {
-    ::close(out[0]);
-    return ErrnoToStatus(rc, absl::StrCat("start ", argv[0]));
-  }
-  return ChildProcess(pid, out[0]);
+  if (rc != 0) return ErrnoToStatus(rc, absl::StrCat("start ", argv[0]));
+  return ChildProcess(pid, std::move(read_end));
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
     : process_(std::exchange(other.process_, kNone)),
-      stdout_(std::exchange(other.stdout_, kNone)),
+      stdout_(std::move(other.stdout_)),
       pending_(std::move(other.pending_)),
       exit_(std::exchange(other.exit_, std::nullopt)) {}
 
@@ -109,7 +100,7 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   if (this != &other) {
     Release();
     process_ = std::exchange(other.process_, kNone);
-    stdout_ = std::exchange(other.stdout_, kNone);
+    stdout_ = std::move(other.stdout_);
     pending_ = std::move(other.pending_);
     exit_ = std::exchange(other.exit_, std::nullopt);
   }
@@ -123,8 +114,7 @@ void ChildProcess::Release() {
     ::kill(process_, SIGKILL);
     (void)Reap(/*block=*/true);  // nothing to tell a destructor's caller
   }
-  if (stdout_ != kNone) ::close(stdout_);
-  stdout_ = kNone;
+  (void)stdout_.Close();  // a read end: nothing its close could report matters
 }
 
 absl::StatusOr<std::optional<std::string>> ChildProcess::ReadLine() {
@@ -134,17 +124,15 @@ absl::StatusOr<std::optional<std::string>> ChildProcess::ReadLine() {
       pending_.erase(0, end + 1);
       return line;
     }
-    if (stdout_ == kNone) break;
+    if (!stdout_.valid()) break;
     char buffer[4096];
-    const ssize_t n = ::read(stdout_, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return internal::Errno("read the output of process", std::to_string(process_));
-    if (n == 0) {
-      ::close(stdout_);
-      stdout_ = kNone;
+    absl::StatusOr<size_t> n = stdout_.Read(absl::MakeSpan(buffer, sizeof buffer));
+    if (!n.ok()) return n.status();
+    if (*n == 0) {
+      (void)stdout_.Close();
       continue;
     }
-    pending_.append(buffer, static_cast<size_t>(n));
+    pending_.append(buffer, *n);
   }
   if (pending_.empty()) return std::nullopt;
   return std::exchange(pending_, std::string());
