@@ -15,7 +15,6 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=scripts/windows/wine-env.sh
 source "$repo/scripts/windows/wine-env.sh"
 build="${DATASYNC_WIN_BUILD:-$repo/build-win}"
-jobs="${DATASYNC_WIN_JOBS:-2}"
 logs="$build/wine-logs"
 
 say() { echo "platform-tests: $*" >&2; }
@@ -29,13 +28,7 @@ say "deps prefix $prefix ($((SECONDS - start)) s)"
 win_build_dir "$build" "$prefix" "$repo" || die "no build folder"
 mkdir -p "$logs"
 t=$SECONDS
-launcher=()
-command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-{
-  cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" \
-    -DCMAKE_TOOLCHAIN_FILE="$repo/cmake/mingw-w64-x86_64.cmake" -DDATASYNC_WIN_DEPS="$prefix" &&
-    nice -n 15 cmake --build "$build" -j "$jobs" --target platform_win_test
-} > "$build/build.log" 2>&1 || { tail -n 40 "$build/build.log" >&2; die "build, see $build/build.log"; }
+win_cmake_build "$repo" "$build" "$prefix" RelWithDebInfo --target platform_win_test || die "build"
 exe="$build/tests/platform_win_test.exe"
 [[ -f $exe ]] || die "no $exe"
 say "built $exe ($((SECONDS - t)) s)"

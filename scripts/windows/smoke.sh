@@ -29,11 +29,7 @@ say "deps prefix $prefix ($((SECONDS - start)) s)"
 win_build_dir "$build" "$prefix" "$repo/tests/windows/smoke" || die "no build folder"
 mkdir -p "$wine_logs"
 t=$SECONDS
-{
-  cmake -S "$repo/tests/windows/smoke" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_TOOLCHAIN_FILE="$repo/cmake/mingw-w64-x86_64.cmake" -DDATASYNC_WIN_DEPS="$prefix" &&
-    nice -n 10 cmake --build "$build" -j "${DATASYNC_WIN_JOBS:-2}"
-} > "$build/build.log" 2>&1 || { tail -n 40 "$build/build.log" >&2; die "build, see $build/build.log"; }
+win_cmake_build "$repo/tests/windows/smoke" "$build" "$prefix" Release || die "build"
 exe="$build/smoke.exe"
 say "built $exe ($((SECONDS - t)) s)"
 

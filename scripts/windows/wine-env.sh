@@ -22,6 +22,27 @@ win_deps_prefix() {
   echo "$prefix"
 }
 
+# win_cmake_build <source> <build> <prefix> <build type> [cmake --build args...]: configures the
+# source with the MinGW toolchain against the prefix (ccache when present), builds at
+# DATASYNC_WIN_JOBS (default 2) under nice, output in <build>/build.log (its tail on failure).
+# REQUIRES: win_build_dir made <build>.
+win_cmake_build() {
+  local source=$1 build=$2 prefix=$3 type=$4 repo
+  shift 4
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  local launcher=()
+  command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  {
+    cmake -S "$source" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$type" "${launcher[@]}" \
+      -DCMAKE_TOOLCHAIN_FILE="$repo/cmake/mingw-w64-x86_64.cmake" -DDATASYNC_WIN_DEPS="$prefix" &&
+      nice -n 15 cmake --build "$build" -j "${DATASYNC_WIN_JOBS:-2}" "$@"
+  } > "$build/build.log" 2>&1 || {
+    tail -n 40 "$build/build.log" >&2
+    wine_say "build failed, see $build/build.log"
+    return 1
+  }
+}
+
 # win_build_dir <build> <prefix> <source>: makes the build folder; one configured against another
 # prefix (its cached package paths, absl_DIR ..., point there) or from another checkout's source
 # (CMake refuses it) is removed first.
