@@ -189,10 +189,13 @@ def main():
         work = os.path.join(a.work, f"rep{rep}")
         src, files, total = gen_tree.fresh_tree(work, a.tree, a.scale)
         tree_info = {"tree": a.tree, "scale": a.scale, "files": files, "bytes": total}
-        clusters = {t: DataSync(d, src, a.agent_arg, a.storage) for t, d in builds.items() if t in tools}
-        ds = clusters.get("datasync")
-        dst_root = ds.tools_root(work) if ds else work
+        clusters = {}  # started one by one: a failed start still closes the ones before it
         try:
+            for t, d in builds.items():
+                if t in tools:
+                    clusters[t] = DataSync(d, src, a.agent_arg, a.storage)
+            ds = clusters.get("datasync")
+            dst_root = ds.tools_root(work) if ds else work
             for phase in PHASES:
                 if phase == "changed":
                     gen_tree.touch(src, a.changed_pct, seed=rep)
